@@ -1,0 +1,137 @@
+using System.ComponentModel.DataAnnotations;
+using System.Data.Common;
+using Gymwire.Features.Events;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Data;
+
+/// <summary>The <c>Database</c> configuration section.</summary>
+public sealed class DatabaseOptions
+{
+    public const string Section = "Database";
+
+    /// <summary><c>sqlite</c> (default) or <c>postgres</c>.</summary>
+    [Required]
+    [RegularExpression("^(?i:sqlite|postgres)$", ErrorMessage = "Database:Provider must be 'sqlite' or 'postgres'.")]
+    public string Provider { get; set; } = "sqlite";
+
+    /// <summary>Apply pending migrations when the server starts.</summary>
+    public bool MigrateOnStart { get; set; } = true;
+
+    public DatabaseProvider ProviderKind =>
+        string.Equals(Provider, "postgres", StringComparison.OrdinalIgnoreCase) ? DatabaseProvider.Postgres : DatabaseProvider.Sqlite;
+}
+
+public static class DatabaseSetup
+{
+    public const string ConnectionStringName = "Gymwire";
+    public const string DefaultSqliteConnectionString = "Data Source=gymwire.db";
+
+    public static IServiceCollection AddGymwireDatabase(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        // Validate early as well: the provider choice shapes the service registrations below.
+        var options = configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true))
+        {
+            throw new OptionsValidationException(DatabaseOptions.Section, typeof(DatabaseOptions), results.Select(r => r.ErrorMessage ?? "invalid"));
+        }
+
+        var connectionString = configuration.GetConnectionString(ConnectionStringName);
+        switch (options.ProviderKind)
+        {
+            case DatabaseProvider.Postgres:
+                if (string.IsNullOrWhiteSpace(connectionString))
+                {
+                    throw new OptionsValidationException("ConnectionStrings:Gymwire", typeof(DatabaseOptions),
+                        ["ConnectionStrings:Gymwire is required when Database:Provider is 'postgres'."]);
+                }
+                services.AddDbContextPool<GymwireDbContext, PostgresGymwireDbContext>(
+                    (sp, b) => ConfigurePostgres(b, connectionString, sp));
+                break;
+            default:
+                connectionString = string.IsNullOrWhiteSpace(connectionString) ? DefaultSqliteConnectionString : connectionString;
+                ValidateSqlite(connectionString);
+                services.AddDbContextPool<GymwireDbContext, SqliteGymwireDbContext>(
+                    (sp, b) => ConfigureSqlite(b, connectionString, sp));
+                break;
+        }
+        return services;
+    }
+
+    public static void ConfigureSqlite(DbContextOptionsBuilder builder, string connectionString, IServiceProvider? services = null)
+    {
+        builder.UseSqlite(connectionString, o => o.MigrationsHistoryTable("__ef_migrations_history"))
+            .UseSnakeCaseNamingConvention()
+            .AddInterceptors(SqlitePragmas.Instance);
+        AddCommon(builder, services);
+    }
+
+    public static void ConfigurePostgres(DbContextOptionsBuilder builder, string connectionString, IServiceProvider? services = null)
+    {
+        builder.UseNpgsql(connectionString, o => o.MigrationsHistoryTable("__ef_migrations_history"))
+            .UseSnakeCaseNamingConvention();
+        AddCommon(builder, services);
+    }
+
+    private static void AddCommon(DbContextOptionsBuilder builder, IServiceProvider? services)
+    {
+        if (services?.GetService<OutboxSignalInterceptor>() is { } signal)
+        {
+            builder.AddInterceptors(signal);
+        }
+    }
+
+    private static void ValidateSqlite(string connectionString)
+    {
+        try
+        {
+            _ = new SqliteConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException e)
+        {
+            throw new OptionsValidationException("ConnectionStrings:Gymwire", typeof(DatabaseOptions),
+                [$"ConnectionStrings:Gymwire is not a valid SQLite connection string: {e.Message}"]);
+        }
+    }
+
+    /// <summary>Applies pending migrations (idempotent; safe on an existing database).</summary>
+    public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        if (db.Provider == DatabaseProvider.Sqlite)
+        {
+            // WAL lets readers run beside the writer; it is a property of the file, so set it once here.
+            await db.Database.OpenConnectionAsync(cancellationToken);
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+            await db.Database.CloseConnectionAsync();
+        }
+        await db.Database.MigrateAsync(cancellationToken);
+    }
+}
+
+/// <summary>Per-connection SQLite settings: enforce foreign keys, wait for the writer instead of failing, fsync at WAL checkpoints.</summary>
+internal sealed class SqlitePragmas : DbConnectionInterceptor
+{
+    public static readonly SqlitePragmas Instance = new();
+
+    public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
+
+    public override Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Apply(connection);
+        return Task.CompletedTask;
+    }
+
+    private static void Apply(DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;";
+        command.ExecuteNonQuery();
+    }
+}

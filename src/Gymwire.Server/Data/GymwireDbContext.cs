@@ -1,0 +1,54 @@
+using Gymwire.Features.Attendance;
+using Gymwire.Features.Classes;
+using Gymwire.Features.Contracts;
+using Gymwire.Features.Events;
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Leads;
+using Gymwire.Features.Members;
+using Gymwire.Features.Memberships;
+using Gymwire.Features.Payments;
+using Gymwire.Features.Sms;
+using Gymwire.Features.Training;
+using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
+using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Data;
+
+/// <summary>
+/// The one database. Provider-specific subclasses (<see cref="SqliteGymwireDbContext"/>,
+/// <see cref="PostgresGymwireDbContext"/>) exist only to carry a migration set each; code uses this type.
+/// Entity configurations live next to their entities in <c>Features/</c>.
+/// </summary>
+public abstract class GymwireDbContext(DbContextOptions options)
+    : IdentityUserContext<Owner, Guid>(options), IDataProtectionKeyContext
+{
+    public DbSet<Gym> Gyms => Set<Gym>();
+    public DbSet<OwnerSession> OwnerSessions => Set<OwnerSession>();
+    public DbSet<Member> Members => Set<Member>();
+    public DbSet<MembershipPlan> MembershipPlans => Set<MembershipPlan>();
+    public DbSet<Membership> Memberships => Set<Membership>();
+    public DbSet<Payment> Payments => Set<Payment>();
+    public DbSet<TrainingSession> TrainingSessions => Set<TrainingSession>();
+    public DbSet<AttendanceRecord> Attendance => Set<AttendanceRecord>();
+    public DbSet<ClassSchedule> ClassSchedules => Set<ClassSchedule>();
+    public DbSet<Lead> Leads => Set<Lead>();
+    public DbSet<Contract> Contracts => Set<Contract>();
+    public DbSet<SmsMessage> SmsMessages => Set<SmsMessage>();
+    public DbSet<OutboxEvent> OutboxEvents => Set<OutboxEvent>();
+    public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+
+    /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
+    public abstract DatabaseProvider Provider { get; }
+
+    protected override void OnModelCreating(ModelBuilder builder)
+    {
+        base.OnModelCreating(builder);
+        builder.Entity<Owner>().ToTable("owners");
+        builder.Entity<Microsoft.AspNetCore.Identity.IdentityUserClaim<Guid>>().ToTable("owner_claims");
+        builder.Entity<Microsoft.AspNetCore.Identity.IdentityUserLogin<Guid>>().ToTable("owner_logins");
+        builder.Entity<Microsoft.AspNetCore.Identity.IdentityUserToken<Guid>>().ToTable("owner_tokens");
+        builder.Entity<DataProtectionKey>().ToTable("data_protection_keys");
+        builder.ApplyConfigurationsFromAssembly(typeof(GymwireDbContext).Assembly);
+    }
+}

@@ -1,0 +1,78 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Members;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Attendance;
+
+public sealed record AttendanceDto(Guid Id, string UserId, Guid? ClassScheduleId, string Status, string Source, DateTime CheckedInAt);
+public sealed record AttendanceList(IReadOnlyList<AttendanceDto> Checkins);
+public sealed record CheckInRequest(string? UserId, Guid? ClassScheduleId, string? Status);
+
+/// <summary>Check-ins (<c>attendance.checked_in</c>): kiosk and manual.</summary>
+public static class AttendanceEndpoints
+{
+    public static IEndpointRouteBuilder MapAttendance(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/checkins").WithTags("Attendance");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/", CheckIn).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<AttendanceList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.Attendance.AsNoTracking().Where(a => a.GymId == gymId)
+            .OrderByDescending(a => a.CheckedInAt).ThenByDescending(a => a.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(a => new AttendanceDto(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt)).ToListAsync(ct);
+        return TypedResults.Ok(new AttendanceList(items));
+    }
+
+    internal static async Task<Results<Created<AttendanceDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> CheckIn(
+        CheckInRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var status = request.Status ?? AttendanceStatuses.Approved;
+        var v = new RequestValidator().Required(request.UserId, "user_id", 100).OneOf(status, "status", AttendanceStatuses.All);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
+        {
+            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+        }
+        if (request.ClassScheduleId is { } classId && !await db.ClassSchedules.AnyAsync(c => c.Id == classId && c.GymId == gymId, ct))
+        {
+            return ApiErrors.NotFound("Class not found");
+        }
+        var record = AddCheckIn(db, gymId, request.UserId!, request.ClassScheduleId, status, "kiosk", clock.GetUtcNow().UtcDateTime);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/checkins/{record.Id}", Map(record));
+    }
+
+    /// <summary>Adds a check-in and its <c>attendance.checked_in</c> event to the unit of work.</summary>
+    public static AttendanceRecord AddCheckIn(GymwireDbContext db, Guid gymId, string userId, Guid? classScheduleId, string status, string source, DateTime now)
+    {
+        var record = new AttendanceRecord
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, ClassScheduleId = classScheduleId,
+            Status = status, Source = source, CheckedInAt = now,
+        };
+        db.Attendance.Add(record);
+        db.AddEvent(gymId, EventCatalog.AttendanceCheckedIn, new { user_id = userId, attendance_id = record.Id, status }, now);
+        return record;
+    }
+
+    public static AttendanceDto Map(AttendanceRecord a) => new(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt);
+}

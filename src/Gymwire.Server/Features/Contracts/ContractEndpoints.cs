@@ -1,0 +1,61 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Members;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Contracts;
+
+public sealed record ContractDto(Guid Id, string UserId, string Title, DateTime SignedAt);
+public sealed record ContractList(IReadOnlyList<ContractDto> Contracts);
+public sealed record SignContractRequest(string? UserId, string? Title);
+
+/// <summary>Membership contracts (<c>contract.signed</c>).</summary>
+public static class ContractEndpoints
+{
+    public static IEndpointRouteBuilder MapContracts(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/contracts").WithTags("Contracts");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/", Sign).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.Contracts.AsNoTracking().Where(c => c.GymId == gymId)
+            .OrderByDescending(c => c.SignedAt).ThenByDescending(c => c.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt)).ToListAsync(ct);
+        return TypedResults.Ok(new ContractList(items));
+    }
+
+    internal static async Task<Results<Created<ContractDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Sign(
+        SignContractRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var v = new RequestValidator().Required(request.UserId, "user_id", 100).Required(request.Title, "title");
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
+        {
+            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var contract = new Contract { Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, Title = request.Title!.Trim(), SignedAt = now };
+        db.Contracts.Add(contract);
+        db.AddEvent(gymId, EventCatalog.ContractSigned, new { contract_id = contract.Id, user_id = contract.UserId }, now);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/contracts/{contract.Id}", new ContractDto(contract.Id, contract.UserId, contract.Title, contract.SignedAt));
+    }
+}

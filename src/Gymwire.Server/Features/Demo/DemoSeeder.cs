@@ -1,0 +1,144 @@
+using Gymwire.Data;
+using Gymwire.Features.Attendance;
+using Gymwire.Features.Classes;
+using Gymwire.Features.Contracts;
+using Gymwire.Features.Events;
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Leads;
+using Gymwire.Features.Members;
+using Gymwire.Features.Memberships;
+using Gymwire.Features.Payments;
+using Gymwire.Features.Training;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Demo;
+
+public sealed record DemoGym(Guid GymId, string GymName, string OwnerEmail, string OwnerPassword, bool Created);
+
+/// <summary>
+/// A demo gym with a plausible month of data, every record made through the same code paths (and so
+/// with the same events) as the API's. Idempotent: a second run finds the demo owner and returns it.
+/// </summary>
+public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning, UserManager<Owner> users, TimeProvider clock)
+{
+    public const string GymName = "Demo Jiu-Jitsu Academy";
+    public const string OwnerEmail = "owner@demo.gymwire.local";
+    public const string OwnerPassword = "demo-owner-password";
+
+    private static readonly string[] FirstNames =
+        ["Ana", "Bruno", "Carla", "Diego", "Elena", "Felipe", "Gina", "Hugo", "Iris", "Jonas", "Kai", "Lara", "Marco", "Nina", "Otto", "Paula",
+         "Quinn", "Rafa", "Sara", "Tomas", "Uma", "Victor", "Wendy", "Xavi", "Yara", "Zeca"];
+    private static readonly string[] LastNames = ["Silva", "Gracie", "Machado", "Costa", "Ribeiro", "Almeida", "Santos", "Oliveira", "Pereira", "Souza"];
+    private static readonly string[] SessionTypes = ["gi", "no-gi", "open-mat", "drilling", "competition"];
+
+    public async Task<DemoGym> SeedAsync(CancellationToken ct)
+    {
+        if (await users.FindByEmailAsync(OwnerEmail) is { } existing)
+        {
+            var name = await db.Gyms.Where(g => g.Id == existing.GymId).Select(g => g.Name).FirstAsync(ct);
+            return new DemoGym(existing.GymId, name, OwnerEmail, OwnerPassword, Created: false);
+        }
+        var (gym, _, error) = await provisioning.CreateAsync(GymName, OwnerEmail, OwnerPassword, ct);
+        if (gym is null)
+        {
+            throw new InvalidOperationException(error);
+        }
+
+        var random = new Random(20260416);
+        var today = clock.GetUtcNow().UtcDateTime;
+        var start = today.AddDays(-30);
+        DateTime At(int day, int hour) => start.AddDays(day).AddHours(hour).AddMinutes(random.Next(60));
+
+        var plans = new[]
+        {
+            new MembershipPlan { Id = Guid.CreateVersion7(start), GymId = gym.GymId, Name = "Unlimited Monthly", PriceCents = 14900, Interval = "month", CreatedAt = start },
+            new MembershipPlan { Id = Guid.CreateVersion7(start), GymId = gym.GymId, Name = "Twice a Week", PriceCents = 9900, Interval = "month", CreatedAt = start },
+            new MembershipPlan { Id = Guid.CreateVersion7(start), GymId = gym.GymId, Name = "Annual", PriceCents = 149000, Interval = "year", CreatedAt = start },
+        };
+        db.MembershipPlans.AddRange(plans);
+
+        var classes = new List<ClassSchedule>();
+        (string Title, string Discipline, int Day, int Hour)[] schedule =
+            [("Fundamentals Gi", "gi", 1, 18), ("Advanced No-Gi", "no-gi", 2, 18), ("Open Mat", "open-mat", 6, 10), ("Competition Class", "no-gi", 4, 19), ("Kids BJJ", "gi", 3, 16)];
+        foreach (var (title, discipline, day, hour) in schedule)
+        {
+            var c = new ClassSchedule
+            {
+                Id = Guid.CreateVersion7(start), GymId = gym.GymId, Title = title, Discipline = discipline, DayOfWeek = day,
+                StartTime = new TimeOnly(hour, 0), DurationMins = 90, CreatedAt = At(0, 9),
+            };
+            ClassEndpoints.AddClass(db, c);
+            classes.Add(c);
+        }
+
+        var members = new List<Member>();
+        for (var i = 0; i < 56; i++)
+        {
+            var joined = At(random.Next(0, 28), 8 + random.Next(10));
+            var first = FirstNames[i % FirstNames.Length];
+            var last = LastNames[(i * 7 + i / FirstNames.Length) % LastNames.Length];
+            var member = new Member
+            {
+                Id = Guid.CreateVersion7(joined), GymId = gym.GymId, UserId = $"user_demo{i:D3}", Name = $"{first} {last}",
+                Email = $"{first.ToLowerInvariant()}.{last.ToLowerInvariant()}{i}@example.com", Phone = $"+1555{2000000 + i:D7}",
+                Role = i < 6 ? MemberRoles.Coach : MemberRoles.Member, JoinedAt = joined,
+            };
+            db.Members.Add(member);
+            db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = member.UserId }, joined);
+            members.Add(member);
+
+            if (member.Role == MemberRoles.Member)
+            {
+                var plan = plans[random.Next(plans.Length)];
+                MembershipEndpoints.ActivateMembership(db, gym.GymId, member.UserId, plan.Id, joined);
+                var failed = random.Next(10) == 0;
+                PaymentEndpoints.AddPayment(db, new Payment
+                {
+                    Id = Guid.CreateVersion7(joined), GymId = gym.GymId, UserId = member.UserId, PlanId = plan.Id, AmountCents = plan.PriceCents,
+                    Currency = "usd", Status = failed ? PaymentStatuses.Failed : PaymentStatuses.Paid,
+                    FailureReason = failed ? "card_declined" : null, CreatedAt = joined.AddMinutes(1),
+                });
+            }
+        }
+
+        var regulars = members.Where(m => m.Role == MemberRoles.Member).ToList();
+        for (var day = 0; day < 30; day++)
+        {
+            foreach (var m in regulars.Where(m => m.JoinedAt < start.AddDays(day) && random.Next(4) == 0))
+            {
+                var at = At(day, 17 + random.Next(3));
+                var cls = classes[random.Next(classes.Count)];
+                AttendanceEndpoints.AddCheckIn(db, gym.GymId, m.UserId, random.Next(3) == 0 ? null : cls.Id,
+                    random.Next(15) == 0 ? AttendanceStatuses.Pending : AttendanceStatuses.Approved, "kiosk", at);
+                TrainingSessionEndpoints.AddSession(db, new TrainingSession
+                {
+                    Id = Guid.CreateVersion7(at), GymId = gym.GymId, UserId = m.UserId, SessionType = SessionTypes[random.Next(SessionTypes.Length)],
+                    Date = DateOnly.FromDateTime(at), DurationMins = 60 + 30 * random.Next(3), CreatedAt = at.AddHours(2),
+                });
+            }
+        }
+
+        string[] sources = ["website", "instagram", "walk-in", "referral", "zapier"];
+        for (var i = 0; i < 12; i++)
+        {
+            var at = At(random.Next(30), 12);
+            LeadEndpoints.AddLead(db, gym.GymId, new CreateLeadRequest(FirstNames[(i * 5) % FirstNames.Length], LastNames[i % LastNames.Length],
+                $"lead{i}@example.com", null, sources[i % sources.Length]), "manual", at);
+        }
+
+        var signer = regulars[0];
+        var signedAt = signer.JoinedAt.AddMinutes(5);
+        var contract = new Contract { Id = Guid.CreateVersion7(signedAt), GymId = gym.GymId, UserId = signer.UserId, Title = "Membership Agreement 2026", SignedAt = signedAt };
+        db.Contracts.Add(contract);
+        db.AddEvent(gym.GymId, EventCatalog.ContractSigned, new { contract_id = contract.Id, user_id = contract.UserId }, signedAt);
+
+        // The seed is history: its events are already "dispatched", so a webhook created later does not receive a month of backlog.
+        foreach (var entry in db.ChangeTracker.Entries<OutboxEvent>())
+        {
+            entry.Entity.DispatchedAt = today;
+        }
+        await db.SaveChangesAsync(ct);
+        return new DemoGym(gym.GymId, GymName, OwnerEmail, OwnerPassword, Created: true);
+    }
+}

@@ -1,0 +1,54 @@
+using Gymwire.Data;
+using Gymwire.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Gyms;
+
+public sealed record ProvisionedGym(Guid GymId, Guid OwnerId, string OwnerEmail);
+
+/// <summary>Creates a gym together with its owner account, atomically (set-up page, CLI, demo).</summary>
+public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> users, TimeProvider clock)
+{
+    /// <summary>Returns the new gym, or a client-facing error with its status (400 invalid input, 409 email taken).</summary>
+    public async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, CancellationToken ct)
+    {
+        var v = new RequestValidator()
+            .Required(name, "name")
+            .Required(email, "owner_email", 320).Email(email, "owner_email")
+            .Required(password, "owner_password", 256);
+        if (v.Error is { } invalid)
+        {
+            return (null, 400, invalid);
+        }
+        if (await users.FindByEmailAsync(email!) is not null)
+        {
+            return (null, 409, "An owner account with this email already exists");
+        }
+
+        var now = clock.GetUtcNow().UtcDateTime;
+        var strategy = db.Database.CreateExecutionStrategy();
+        return await strategy.ExecuteAsync(async () =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var gym = new Gym { Id = Guid.CreateVersion7(now), Name = name!.Trim(), CreatedAt = now };
+            db.Gyms.Add(gym);
+            await db.SaveChangesAsync(ct);
+            var owner = new Owner { Id = Guid.CreateVersion7(now), GymId = gym.Id, Email = email, UserName = email, CreatedAt = now };
+            var created = await users.CreateAsync(owner, password!);
+            if (!created.Succeeded)
+            {
+                await tx.RollbackAsync(ct);
+                db.ChangeTracker.Clear();
+                var duplicate = created.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName");
+                return duplicate
+                    ? ((ProvisionedGym?)null, 409, (string?)"An owner account with this email already exists")
+                    : (null, 400, string.Join(" ", created.Errors.Select(e => e.Description)));
+            }
+            await tx.CommitAsync(ct);
+            return (new ProvisionedGym(gym.Id, owner.Id, email!), 201, null);
+        });
+    }
+
+    public Task<bool> AnyGymAsync(CancellationToken ct) => db.Gyms.AnyAsync(ct);
+}

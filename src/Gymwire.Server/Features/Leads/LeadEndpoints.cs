@@ -1,0 +1,78 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Leads;
+
+public sealed record LeadDto(Guid Id, string FirstName, string? LastName, string? Email, string? Phone, string Source, DateTime CreatedAt);
+public sealed record LeadList(IReadOnlyList<LeadDto> Leads);
+
+/// <summary>The body of <c>create_lead</c> and of <c>POST /api/gym/leads</c>.</summary>
+public sealed record CreateLeadRequest(string? FirstName, string? LastName, string? Email, string? Phone, string? Source);
+
+/// <summary>Leads in the gym's CRM (<c>lead.created</c>).</summary>
+public static class LeadEndpoints
+{
+    public static IEndpointRouteBuilder MapLeads(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/leads").WithTags("Leads");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/", Create).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<LeadList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.Leads.AsNoTracking().Where(l => l.GymId == gymId)
+            .OrderByDescending(l => l.CreatedAt).ThenByDescending(l => l.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt)).ToListAsync(ct);
+        return TypedResults.Ok(new LeadList(items));
+    }
+
+    internal static async Task<Results<Created<LeadDto>, BadRequest<ErrorResponse>>> Create(
+        CreateLeadRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        if (Validate(request) is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var lead = AddLead(db, user.GetGymId(), request, "manual", clock.GetUtcNow().UtcDateTime);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/leads/{lead.Id}", Map(lead));
+    }
+
+    public static string? Validate(CreateLeadRequest request) => new RequestValidator()
+        .Required(request.FirstName, "first_name")
+        .MaxLength(request.LastName, "last_name", 200)
+        .MaxLength(request.Email, "email", 320).Email(request.Email, "email")
+        .Phone(request.Phone, "phone")
+        .Check(request.Source is null || !string.IsNullOrWhiteSpace(request.Source), "'source' cannot be empty")
+        .MaxLength(request.Source, "source", 100)
+        .Error;
+
+    /// <summary>Adds a (validated) lead and its <c>lead.created</c> event to the unit of work.</summary>
+    public static Lead AddLead(GymwireDbContext db, Guid gymId, CreateLeadRequest request, string defaultSource, DateTime now)
+    {
+        var lead = new Lead
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, FirstName = request.FirstName!.Trim(), LastName = request.LastName?.Trim(),
+            Email = request.Email, Phone = request.Phone, Source = request.Source?.Trim() ?? defaultSource, CreatedAt = now,
+        };
+        db.Leads.Add(lead);
+        db.AddEvent(gymId, EventCatalog.LeadCreated,
+            new { lead_id = lead.Id, first_name = lead.FirstName, last_name = lead.LastName, source = lead.Source }, now);
+        return lead;
+    }
+
+    public static LeadDto Map(Lead l) => new(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt);
+}

@@ -1,0 +1,192 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Members;
+
+public sealed record MemberDto(Guid Id, string UserId, string Name, string? Email, string? Phone, string Role, DateTime JoinedAt, DateTime? LeftAt);
+
+public sealed record MemberList(IReadOnlyList<MemberDto> Members);
+
+public sealed record CreateMemberRequest(string? Name, string? Email, string? Phone, string? Role, string? UserId);
+
+public sealed record UpdateMemberRequest(string? Name, string? Email, string? Phone, string? Role);
+
+/// <summary>Members of the caller's gym: join (<c>member.joined</c>), update (<c>member.updated</c>), leave (<c>member.left</c>).</summary>
+public static class MemberEndpoints
+{
+    public static IEndpointRouteBuilder MapMembers(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/members").WithTags("Members");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
+        group.MapPost("/", Create).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        group.MapPatch("/{id:guid}", Update).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        group.MapDelete("/{id:guid}", Remove).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<MemberList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, bool? includeLeft, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var query = db.Members.AsNoTracking().Where(m => m.GymId == gymId);
+        if (includeLeft != true)
+        {
+            query = query.Where(m => m.LeftAt == null);
+        }
+        var members = await query.OrderByDescending(m => m.JoinedAt).ThenByDescending(m => m.Id)
+            .Skip(page.Offset).Take(page.Limit).Select(ToDto).ToListAsync(ct);
+        return TypedResults.Ok(new MemberList(members));
+    }
+
+    internal static async Task<Results<Ok<MemberDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var member = await db.Members.AsNoTracking().Where(m => m.Id == id && m.GymId == gymId).Select(ToDto).FirstOrDefaultAsync(ct);
+        return member is null ? ApiErrors.NotFound("Member not found") : TypedResults.Ok(member);
+    }
+
+    internal static async Task<Results<Created<MemberDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> Create(
+        CreateMemberRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var role = request.Role ?? MemberRoles.Member;
+        var v = new RequestValidator()
+            .Required(request.Name, "name")
+            .MaxLength(request.Email, "email", 320).Email(request.Email, "email")
+            .Phone(request.Phone, "phone")
+            .OneOf(role, "role", MemberRoles.All)
+            .MaxLength(request.UserId, "user_id", 100)
+            .Check(request.UserId is null || IsUserId(request.UserId), "'user_id' may contain only letters, digits, '_' and '-'");
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        var userId = request.UserId ?? NewUserId();
+        if (await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId, ct))
+        {
+            return ApiErrors.Conflict($"A member with user_id '{userId}' already exists");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var member = new Member
+        {
+            Id = Guid.CreateVersion7(now),
+            GymId = gymId,
+            UserId = userId,
+            Name = request.Name!.Trim(),
+            Email = request.Email,
+            Phone = request.Phone,
+            Role = role,
+            JoinedAt = now,
+        };
+        db.Members.Add(member);
+        db.AddEvent(gymId, EventCatalog.MemberJoined, new { user_id = member.UserId }, now);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException)
+        {
+            // Lost a race with a concurrent create of the same user_id: the unique index decided.
+            db.ChangeTracker.Clear();
+            if (await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId, ct))
+            {
+                return ApiErrors.Conflict($"A member with user_id '{userId}' already exists");
+            }
+            throw;
+        }
+        return TypedResults.Created($"/api/gym/members/{member.Id}", Map(member));
+    }
+
+    internal static async Task<Results<Ok<MemberDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Update(
+        Guid id, UpdateMemberRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var v = new RequestValidator()
+            .Check(request.Name is null || !string.IsNullOrWhiteSpace(request.Name), "'name' cannot be empty")
+            .MaxLength(request.Name, "name", 200)
+            .MaxLength(request.Email, "email", 320).Email(request.Email, "email")
+            .Phone(request.Phone, "phone")
+            .OneOf(request.Role, "role", MemberRoles.All);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        var member = await db.Members.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        if (member is null)
+        {
+            return ApiErrors.NotFound("Member not found");
+        }
+        var changes = new List<string>();
+        if (request.Name is not null && request.Name.Trim() != member.Name)
+        {
+            member.Name = request.Name.Trim();
+            changes.Add("name");
+        }
+        if (request.Email is not null && request.Email != member.Email)
+        {
+            member.Email = request.Email;
+            changes.Add("email");
+        }
+        if (request.Phone is not null && request.Phone != member.Phone)
+        {
+            member.Phone = request.Phone;
+            changes.Add("phone");
+        }
+        if (request.Role is not null && request.Role != member.Role)
+        {
+            member.Role = request.Role;
+            changes.Add("role");
+        }
+        if (changes.Count > 0)
+        {
+            db.AddEvent(gymId, EventCatalog.MemberUpdated, new { user_id = member.UserId, changes }, clock.GetUtcNow().UtcDateTime);
+            await db.SaveChangesAsync(ct);
+        }
+        return TypedResults.Ok(Map(member));
+    }
+
+    /// <summary>The member leaves: the record stays (history), <c>left_at</c> is set and <c>member.left</c> fires once.</summary>
+    internal static async Task<Results<Ok<MemberDto>, NotFound<ErrorResponse>>> Remove(
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var member = await db.Members.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        if (member is null)
+        {
+            return ApiErrors.NotFound("Member not found");
+        }
+        if (member.LeftAt is null)
+        {
+            var now = clock.GetUtcNow().UtcDateTime;
+            member.LeftAt = now;
+            db.AddEvent(gymId, EventCatalog.MemberLeft, new { user_id = member.UserId }, now);
+            await db.SaveChangesAsync(ct);
+        }
+        return TypedResults.Ok(Map(member));
+    }
+
+    /// <summary>Whether <paramref name="userId"/> is a current (not departed) member of the gym.</summary>
+    public static Task<bool> IsActiveMemberAsync(this GymwireDbContext db, Guid gymId, string userId, CancellationToken ct) =>
+        db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId && m.LeftAt == null, ct);
+
+    public static string NewUserId() => "user_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+
+    private static bool IsUserId(string value) =>
+        value.Length > 0 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-');
+
+    private static readonly System.Linq.Expressions.Expression<Func<Member, MemberDto>> ToDto =
+        m => new MemberDto(m.Id, m.UserId, m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt);
+
+    private static MemberDto Map(Member m) => new(m.Id, m.UserId, m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt);
+}

@@ -1,0 +1,147 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Members;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Memberships;
+
+public sealed record PlanDto(Guid Id, string Name, int PriceCents, string Interval, DateTime CreatedAt);
+public sealed record PlanList(IReadOnlyList<PlanDto> Plans);
+public sealed record CreatePlanRequest(string? Name, int? PriceCents, string? Interval);
+
+public sealed record MembershipDto(Guid Id, string UserId, Guid PlanId, string Status, DateTime StartedAt, DateTime? CanceledAt);
+public sealed record MembershipList(IReadOnlyList<MembershipDto> Memberships);
+public sealed record CreateMembershipRequest(string? UserId, Guid? PlanId);
+
+/// <summary>Membership plans, and memberships that activate (<c>membership.activated</c>) and cancel (<c>membership.canceled</c>).</summary>
+public static class MembershipEndpoints
+{
+    public static IEndpointRouteBuilder MapMemberships(this IEndpointRouteBuilder app)
+    {
+        var plans = app.MapGroup("/api/gym/plans").WithTags("Memberships");
+        plans.MapGet("/", ListPlans).RequireAuthorization(Policies.Read);
+        plans.MapPost("/", CreatePlan).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+
+        var memberships = app.MapGroup("/api/gym/memberships").WithTags("Memberships");
+        memberships.MapGet("/", List).RequireAuthorization(Policies.Read);
+        memberships.MapPost("/", Activate).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        memberships.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        return app;
+    }
+
+    internal static async Task<Ok<PlanList>> ListPlans(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var plans = await db.MembershipPlans.AsNoTracking().Where(p => p.GymId == gymId).OrderBy(p => p.Name)
+            .Select(p => new PlanDto(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt)).ToListAsync(ct);
+        return TypedResults.Ok(new PlanList(plans));
+    }
+
+    internal static async Task<Results<Created<PlanDto>, BadRequest<ErrorResponse>>> CreatePlan(
+        CreatePlanRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var interval = request.Interval ?? "month";
+        var v = new RequestValidator()
+            .Required(request.Name, "name")
+            .Check(request.PriceCents is not null, "'price_cents' is required")
+            .Range(request.PriceCents, "price_cents", 0, 100_000_000)
+            .OneOf(interval, "interval", PlanIntervals.All);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var plan = new MembershipPlan
+        {
+            Id = Guid.CreateVersion7(now), GymId = user.GetGymId(), Name = request.Name!.Trim(),
+            PriceCents = request.PriceCents!.Value, Interval = interval, CreatedAt = now,
+        };
+        db.MembershipPlans.Add(plan);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/plans/{plan.Id}", new PlanDto(plan.Id, plan.Name, plan.PriceCents, plan.Interval, plan.CreatedAt));
+    }
+
+    internal static async Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.Memberships.AsNoTracking().Where(m => m.GymId == gymId)
+            .OrderByDescending(m => m.StartedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt)).ToListAsync(ct);
+        return TypedResults.Ok(new MembershipList(items));
+    }
+
+    internal static async Task<Results<Created<MembershipDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Activate(
+        CreateMembershipRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var v = new RequestValidator().Required(request.UserId, "user_id", 100).Check(request.PlanId is not null, "'plan_id' is required");
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
+        {
+            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+        }
+        if (!await db.MembershipPlans.AnyAsync(p => p.Id == request.PlanId && p.GymId == gymId, ct))
+        {
+            return ApiErrors.NotFound("Plan not found");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var membership = ActivateMembership(db, gymId, request.UserId!, request.PlanId!.Value, now);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/memberships/{membership.Id}", Map(membership));
+    }
+
+    /// <summary>Adds an active membership and its <c>membership.activated</c> event to the unit of work.</summary>
+    public static Membership ActivateMembership(GymwireDbContext db, Guid gymId, string userId, Guid planId, DateTime now)
+    {
+        var membership = new Membership
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = planId,
+            Status = MembershipStatuses.Active, StartedAt = now,
+        };
+        db.Memberships.Add(membership);
+        db.AddEvent(gymId, EventCatalog.MembershipActivated,
+            new { user_id = userId, membership_id = membership.Id, plan_id = planId }, now);
+        return membership;
+    }
+
+    internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Cancel(
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var membership = await db.Memberships.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        if (membership is null)
+        {
+            return ApiErrors.NotFound("Membership not found");
+        }
+        if (membership.Status == MembershipStatuses.Canceled)
+        {
+            return ApiErrors.Conflict("Membership is already canceled");
+        }
+        CancelMembership(db, membership, clock.GetUtcNow().UtcDateTime);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Map(membership));
+    }
+
+    /// <summary>Cancels and adds <c>membership.canceled</c> to the unit of work.</summary>
+    public static void CancelMembership(GymwireDbContext db, Membership membership, DateTime now)
+    {
+        membership.Status = MembershipStatuses.Canceled;
+        membership.CanceledAt = now;
+        db.AddEvent(membership.GymId, EventCatalog.MembershipCanceled,
+            new { user_id = membership.UserId, membership_id = membership.Id, plan_id = membership.PlanId }, now);
+    }
+
+    private static MembershipDto Map(Membership m) => new(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
+}

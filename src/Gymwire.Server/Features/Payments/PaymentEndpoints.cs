@@ -1,0 +1,130 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Payments;
+
+public sealed record PaymentDto(Guid Id, string UserId, Guid? PlanId, int AmountCents, string Currency, string Status,
+    string? FailureReason, DateTime CreatedAt, DateTime? RefundedAt);
+public sealed record PaymentList(IReadOnlyList<PaymentDto> Payments);
+public sealed record RecordPaymentRequest(string? UserId, int? AmountCents, Guid? PlanId, string? Currency, string? Status, string? FailureReason);
+
+/// <summary>Payments: succeed (<c>payment.received</c>), fail (<c>payment.failed</c>), are refunded (<c>payment.refunded</c>).</summary>
+public static class PaymentEndpoints
+{
+    private static readonly string[] RecordableStatuses = [PaymentStatuses.Paid, PaymentStatuses.Failed];
+
+    public static IEndpointRouteBuilder MapPayments(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/payments").WithTags("Payments");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/", Record).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        group.MapPost("/{id:guid}/refund", Refund).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.Payments.AsNoTracking().Where(p => p.GymId == gymId)
+            .OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt))
+            .ToListAsync(ct);
+        return TypedResults.Ok(new PaymentList(items));
+    }
+
+    internal static async Task<Results<Created<PaymentDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Record(
+        RecordPaymentRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var status = request.Status ?? PaymentStatuses.Paid;
+        var currency = request.Currency ?? "usd";
+        var v = new RequestValidator()
+            .Required(request.UserId, "user_id", 100)
+            .Check(request.AmountCents is not null, "'amount_cents' is required")
+            .Range(request.AmountCents, "amount_cents", 1, 100_000_000)
+            .Check(currency.Length == 3 && currency.All(char.IsAsciiLetterLower), "'currency' must be a lowercase ISO 4217 code such as 'usd'")
+            .OneOf(status, "status", RecordableStatuses)
+            .MaxLength(request.FailureReason, "failure_reason", 500);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        if (!await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == request.UserId, ct))
+        {
+            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+        }
+        if (request.PlanId is { } planId && !await db.MembershipPlans.AnyAsync(p => p.Id == planId && p.GymId == gymId, ct))
+        {
+            return ApiErrors.NotFound("Plan not found");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var payment = new Payment
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, PlanId = request.PlanId,
+            AmountCents = request.AmountCents!.Value, Currency = currency, Status = status,
+            FailureReason = status == PaymentStatuses.Failed ? request.FailureReason ?? "unknown" : null, CreatedAt = now,
+        };
+        AddPayment(db, payment);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/payments/{payment.Id}", Map(payment));
+    }
+
+    /// <summary>Adds a paid or failed payment and its event to the unit of work.</summary>
+    public static void AddPayment(GymwireDbContext db, Payment payment)
+    {
+        db.Payments.Add(payment);
+        if (payment.Status == PaymentStatuses.Failed)
+        {
+            db.AddEvent(payment.GymId, EventCatalog.PaymentFailed, new
+            {
+                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                payment_id = payment.Id, failure_reason = payment.FailureReason,
+            }, payment.CreatedAt);
+        }
+        else
+        {
+            db.AddEvent(payment.GymId, EventCatalog.PaymentReceived,
+                new { user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents }, payment.CreatedAt);
+        }
+    }
+
+    internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Refund(
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var payment = await db.Payments.FirstOrDefaultAsync(p => p.Id == id && p.GymId == gymId, ct);
+        if (payment is null)
+        {
+            return ApiErrors.NotFound("Payment not found");
+        }
+        if (payment.Status != PaymentStatuses.Paid)
+        {
+            return ApiErrors.Conflict($"Only paid payments can be refunded; this one is {payment.Status}");
+        }
+        RefundPayment(db, payment, clock.GetUtcNow().UtcDateTime);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Map(payment));
+    }
+
+    /// <summary>Marks a paid payment refunded and adds <c>payment.refunded</c> to the unit of work.</summary>
+    public static void RefundPayment(GymwireDbContext db, Payment payment, DateTime now)
+    {
+        payment.Status = PaymentStatuses.Refunded;
+        payment.RefundedAt = now;
+        db.AddEvent(payment.GymId, EventCatalog.PaymentRefunded,
+            new { user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents, payment_id = payment.Id }, now);
+    }
+
+    private static PaymentDto Map(Payment p) =>
+        new(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
+}

@@ -1,0 +1,25 @@
+namespace Gymwire.Features.Sms;
+
+/// <summary>An outbound SMS. Queued by the <c>send_sms</c> action; the SMS connector sends it.</summary>
+public sealed class SmsMessage
+{
+    public Guid Id { get; set; }
+    public Guid GymId { get; set; }
+    public required string Phone { get; set; }
+    public required string Message { get; set; }
+    /// <summary><c>queued</c>, <c>sending</c>, <c>sent</c> or <c>failed</c>.</summary>
+    public required string Status { get; set; }
+    public string? ProviderMessageId { get; set; }
+    public string? Error { get; set; }
+    public int Attempts { get; set; }
+    public DateTime CreatedAt { get; set; }
+    public DateTime? SentAt { get; set; }
+}
+
+public static class SmsStatuses
+{
+    public const string Queued = "queued";
+    public const string Sending = "sending";
+    public const string Sent = "sent";
+    public const string Failed = "failed";
+}

@@ -1,0 +1,80 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Members;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Training;
+
+public sealed record TrainingSessionDto(Guid Id, string UserId, string SessionType, DateOnly Date, int DurationMins, DateTime CreatedAt);
+public sealed record TrainingSessionList(IReadOnlyList<TrainingSessionDto> Sessions);
+public sealed record LogSessionRequest(string? UserId, string? SessionType, DateOnly? Date, int? DurationMins);
+
+/// <summary>Training sessions members log (<c>session.logged</c>).</summary>
+public static class TrainingSessionEndpoints
+{
+    public static IEndpointRouteBuilder MapTrainingSessions(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/sessions").WithTags("Training sessions");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/", Log).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var items = await db.TrainingSessions.AsNoTracking().Where(s => s.GymId == gymId)
+            .OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt)).ToListAsync(ct);
+        return TypedResults.Ok(new TrainingSessionList(items));
+    }
+
+    internal static async Task<Results<Created<TrainingSessionDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Log(
+        LogSessionRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var v = new RequestValidator()
+            .Required(request.UserId, "user_id", 100)
+            .Required(request.SessionType, "session_type", 50)
+            .Check(request.Date is not null, "'date' is required (YYYY-MM-DD)")
+            .Check(request.DurationMins is not null, "'duration_mins' is required")
+            .Range(request.DurationMins, "duration_mins", 1, 24 * 60);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
+        {
+            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var session = new TrainingSession
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, SessionType = request.SessionType!.Trim(),
+            Date = request.Date!.Value, DurationMins = request.DurationMins!.Value, CreatedAt = now,
+        };
+        AddSession(db, session);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Created($"/api/gym/sessions/{session.Id}",
+            new TrainingSessionDto(session.Id, session.UserId, session.SessionType, session.Date, session.DurationMins, session.CreatedAt));
+    }
+
+    public static void AddSession(GymwireDbContext db, TrainingSession session)
+    {
+        db.TrainingSessions.Add(session);
+        db.AddEvent(session.GymId, EventCatalog.SessionLogged, new
+        {
+            user_id = session.UserId, session_id = session.Id, session_type = session.SessionType,
+            date = session.Date, duration_mins = session.DurationMins,
+        }, session.CreatedAt);
+    }
+}

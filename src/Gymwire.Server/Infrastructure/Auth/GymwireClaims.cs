@@ -1,0 +1,49 @@
+using System.Security.Claims;
+
+namespace Gymwire.Infrastructure.Auth;
+
+/// <summary>The claims every authenticated Gymwire principal carries.</summary>
+public static class GymwireClaims
+{
+    public const string GymId = "gym_id";
+    /// <summary><c>owner</c> or <c>api_key</c>.</summary>
+    public const string Actor = "actor";
+    public const string Scope = "scope";
+    /// <summary>For API keys: the key's display name.</summary>
+    public const string KeyName = "key_name";
+    /// <summary>The owner's id, or the API key's id.</summary>
+    public const string ActorId = ClaimTypes.NameIdentifier;
+
+    public const string OwnerActor = "owner";
+    public const string ApiKeyActor = "api_key";
+
+    public static Guid GetGymId(this ClaimsPrincipal user) =>
+        Guid.TryParse(user.FindFirstValue(GymId), out var id) ? id : throw new InvalidOperationException("The principal has no gym.");
+
+    public static Guid GetActorId(this ClaimsPrincipal user) =>
+        Guid.TryParse(user.FindFirstValue(ActorId), out var id) ? id : throw new InvalidOperationException("The principal has no id.");
+
+    public static bool IsOwner(this ClaimsPrincipal user) => user.HasClaim(Actor, OwnerActor);
+
+    public static bool IsApiKey(this ClaimsPrincipal user) => user.HasClaim(Actor, ApiKeyActor);
+
+    public static bool HasScope(this ClaimsPrincipal user, string scope) => user.IsOwner() || user.HasClaim(Scope, scope);
+}
+
+public static class Scopes
+{
+    public const string Read = "read";
+    public const string Write = "write";
+    public static readonly string[] All = [Read, Write];
+}
+
+/// <summary>Authorization policy names used on endpoint groups.</summary>
+public static class Policies
+{
+    /// <summary>An owner session, or an API key with <c>read</c>.</summary>
+    public const string Read = "read";
+    /// <summary>An owner session, or an API key with <c>write</c>.</summary>
+    public const string Write = "write";
+    /// <summary>An owner session only (API-key management): keys never manage keys.</summary>
+    public const string Owner = "owner";
+}

@@ -1,0 +1,178 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace Gymwire.Infrastructure;
+
+/// <summary>The one error shape: <c>{"error": "Human-readable error message"}</c>.</summary>
+public sealed record ErrorResponse(string Error);
+
+/// <summary>Typed error results, so handlers' <c>Results&lt;…&gt;</c> signatures describe their errors exactly.</summary>
+public static class ApiErrors
+{
+    public static BadRequest<ErrorResponse> BadRequest(string message) => TypedResults.BadRequest(new ErrorResponse(message));
+    public static NotFound<ErrorResponse> NotFound(string message) => TypedResults.NotFound(new ErrorResponse(message));
+    public static Conflict<ErrorResponse> Conflict(string message) => TypedResults.Conflict(new ErrorResponse(message));
+
+    public static JsonHttpResult<ErrorResponse> Status(int statusCode, string message) =>
+        TypedResults.Json(new ErrorResponse(message), GymwireJson.Options, statusCode: statusCode);
+
+    /// <summary>Writes the error shape directly (middleware, auth handlers, the rate limiter).</summary>
+    public static Task WriteAsync(HttpContext context, int statusCode, string message)
+    {
+        context.Response.StatusCode = statusCode;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        return context.Response.WriteAsync(JsonSerializer.Serialize(new ErrorResponse(message), GymwireJson.Options), context.RequestAborted);
+    }
+}
+
+public static partial class ErrorHandling
+{
+    /// <summary>
+    /// Every error from every layer leaves in the error shape: unhandled exceptions (logged, never
+    /// leaked), request binding failures, and empty-bodied statuses from routing, auth and the limiter.
+    /// </summary>
+    public static WebApplication UseGymwireErrors(this WebApplication app)
+    {
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            StatusCodeSelector = _ => StatusCodes.Status500InternalServerError,
+            ExceptionHandler = HandleExceptionAsync,
+        });
+        app.UseStatusCodePages(context =>
+        {
+            var response = context.HttpContext.Response;
+            if (response.HasStarted || response.ContentLength > 0 || response.ContentType is not null)
+            {
+                return Task.CompletedTask;
+            }
+            return ApiErrors.WriteAsync(context.HttpContext, response.StatusCode, DefaultMessage(response.StatusCode));
+        });
+        return app;
+    }
+
+    private static async Task HandleExceptionAsync(HttpContext context)
+    {
+        var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        if (exception is BadHttpRequestException bad)
+        {
+            await ApiErrors.WriteAsync(context, bad.StatusCode, DescribeBadRequest(bad));
+            return;
+        }
+        if (exception is OperationCanceledException && context.RequestAborted.IsCancellationRequested)
+        {
+            return; // The client went away; nobody is listening.
+        }
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
+        LogUnhandled(logger, context.Request.Method, context.Request.Path, exception);
+        await ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError, "Internal server error");
+    }
+
+    public static string DefaultMessage(int statusCode) => statusCode switch
+    {
+        400 => "Bad request",
+        401 => "Missing or invalid credentials",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method not allowed",
+        406 => "Not acceptable",
+        409 => "Conflict",
+        413 => "Request body too large",
+        415 => "Unsupported media type: send application/json",
+        429 => "Rate limit exceeded",
+        _ => ReasonPhrases.GetReasonPhrase(statusCode) is { Length: > 0 } phrase ? phrase : "Error",
+    };
+
+    /// <summary>Turns binding failures into messages that name the field, without echoing internals.</summary>
+    internal static string DescribeBadRequest(BadHttpRequestException bad)
+    {
+        if (bad.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return "Request body too large";
+        }
+        if (bad.StatusCode == StatusCodes.Status415UnsupportedMediaType)
+        {
+            return DefaultMessage(415);
+        }
+        for (Exception? e = bad; e is not null; e = e.InnerException)
+        {
+            if (e is JsonException json)
+            {
+                return DescribeJsonError(json);
+            }
+            if (e is BadHttpRequestException { StatusCode: 413 })
+            {
+                return "Request body too large";
+            }
+        }
+        if (bad.Message.Contains("no body was provided", StringComparison.OrdinalIgnoreCase)
+            || bad.Message.Contains("Required parameter", StringComparison.OrdinalIgnoreCase) && bad.Message.Contains("body", StringComparison.OrdinalIgnoreCase))
+        {
+            return "A JSON request body is required";
+        }
+        if (bad.Message.StartsWith("Failed to bind parameter", StringComparison.Ordinal)
+            || bad.Message.StartsWith("Required parameter", StringComparison.Ordinal))
+        {
+            // e.g. Failed to bind parameter "Guid id" from "abc".
+            var name = ExtractParameterName(bad.Message);
+            return name is null ? "Invalid request parameter" : $"Invalid or missing parameter '{name}'";
+        }
+        return "Bad request";
+    }
+
+    private static string DescribeJsonError(JsonException json)
+    {
+        var field = json.Path is { Length: > 1 } path ? path.TrimStart('$').TrimStart('.') : null;
+        var message = json.Message;
+        if (message.StartsWith("The JSON value could not be converted to", StringComparison.Ordinal))
+        {
+            var expected = ExpectedJsonType(message);
+            return field is { Length: > 0 }
+                ? $"Field '{field}' has the wrong type{(expected is null ? "" : $" (expected {expected})")}"
+                : "The JSON body must be an object";
+        }
+        if (message.Contains("maximum configured depth", StringComparison.Ordinal))
+        {
+            return "The JSON body is nested too deeply";
+        }
+        return field is { Length: > 0 } ? $"Malformed JSON near '{field}'" : "Malformed JSON body";
+    }
+
+    private static string? ExpectedJsonType(string message)
+    {
+        // "The JSON value could not be converted to System.Int32. Path: ..."
+        var start = "The JSON value could not be converted to ".Length;
+        var end = message.IndexOf(". Path", start, StringComparison.Ordinal);
+        var type = end > start ? message[start..end] : message[start..].TrimEnd('.');
+        type = type.Replace("System.Nullable`1[", "", StringComparison.Ordinal).TrimEnd(']');
+        return type switch
+        {
+            "System.String" => "string",
+            "System.Int32" or "System.Int64" or "System.Int16" => "integer",
+            "System.Double" or "System.Decimal" or "System.Single" => "number",
+            "System.Boolean" => "boolean",
+            "System.Guid" => "uuid string",
+            "System.DateTime" or "System.DateTimeOffset" => "ISO-8601 date-time string",
+            "System.DateOnly" => "date string YYYY-MM-DD",
+            "System.TimeOnly" => "time string HH:MM",
+            _ when type.EndsWith("[]", StringComparison.Ordinal) || type.Contains("List`1", StringComparison.Ordinal) => "array",
+            _ => null,
+        };
+    }
+
+    private static string? ExtractParameterName(string message)
+    {
+        var open = message.IndexOf('"', StringComparison.Ordinal);
+        var close = open < 0 ? -1 : message.IndexOf('"', open + 1);
+        if (close <= open)
+        {
+            return null;
+        }
+        var parts = message[(open + 1)..close].Split(' ');
+        return parts[^1];
+    }
+
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]
+    private static partial void LogUnhandled(ILogger logger, string method, string path, Exception? exception);
+}

@@ -1,0 +1,122 @@
+using System.CommandLine;
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.Demo;
+using Gymwire.Features.Gyms;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Infrastructure;
+
+/// <summary>
+/// The <c>gymwire</c> command line: <c>serve</c> (the default) and the admin commands. Admin commands
+/// print JSON on stdout, logs and errors on stderr, and exit non-zero on failure. Every command reads the
+/// same configuration as the server (appsettings.json, environment, <c>--Section:Key=value</c>).
+/// </summary>
+public static class GymwireCli
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var root = new RootCommand("Gymwire: the integration server for gyms (API keys, Zapier triggers and actions, signed webhooks).");
+        var serve = new Command("serve", "Run the API, dashboard and workers (the default). Honours --urls.");
+        serve.SetAction((_, ct) => ServeAsync(args, ct));
+        root.SetAction((_, ct) => ServeAsync(args, ct));
+
+        var migrate = new Command("migrate", "Apply database migrations and exit.");
+        migrate.SetAction((_, ct) => AdminAsync(args, async (services, ct2) =>
+        {
+            await DatabaseSetup.MigrateAsync(services, ct2);
+            var provider = services.GetRequiredService<IOptions<DatabaseOptions>>().Value.ProviderKind;
+            return Ok(new { migrated = true, provider = provider.ToString().ToLowerInvariant() });
+        }, ct));
+
+        var gyms = new Command("gyms", "Manage gyms.");
+        var name = new Option<string>("--name") { Description = "The gym's name.", Required = true };
+        var email = new Option<string>("--owner-email") { Description = "The owner's email (their login).", Required = true };
+        var password = new Option<string>("--owner-password") { Description = "The owner's password (at least 10 characters).", Required = true };
+        var create = new Command("create", "Create a gym and its owner account.") { name, email, password };
+        create.SetAction((parse, ct) => AdminAsync(args, async (services, ct2) =>
+        {
+            var (gym, _, error) = await services.GetRequiredService<GymProvisioning>()
+                .CreateAsync(parse.GetValue(name), parse.GetValue(email), parse.GetValue(password), ct2);
+            return gym is null ? Fail(error!) : Ok(new { gym_id = gym.GymId, owner_id = gym.OwnerId, owner_email = gym.OwnerEmail });
+        }, ct));
+        gyms.Subcommands.Add(create);
+
+        var demo = new Command("demo", "Create (once) a demo gym with a month of data; prints its id and the owner's login.");
+        demo.SetAction((_, ct) => AdminAsync(args, async (services, ct2) =>
+        {
+            var seeded = await services.GetRequiredService<DemoSeeder>().SeedAsync(ct2);
+            return Ok(new
+            {
+                gym_id = seeded.GymId, gym_name = seeded.GymName, created = seeded.Created,
+                login = new { email = seeded.OwnerEmail, password = seeded.OwnerPassword },
+            });
+        }, ct));
+
+        foreach (var command in new[] { serve, migrate, create, demo })
+        {
+            command.TreatUnmatchedTokensAsErrors = false; // configuration overrides such as --urls or --Database:Provider=postgres
+        }
+        root.TreatUnmatchedTokensAsErrors = false;
+        root.Subcommands.Add(serve);
+        root.Subcommands.Add(migrate);
+        root.Subcommands.Add(gyms);
+        root.Subcommands.Add(demo);
+        foreach (var extra in ExtraCommands)
+        {
+            root.Subcommands.Add(extra(args));
+        }
+        return await root.Parse(args).InvokeAsync();
+    }
+
+    /// <summary>Feature commands (e.g. <c>api-keys</c>), registered by their features.</summary>
+    internal static readonly List<Func<string[], Command>> ExtraCommands = [];
+
+    private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
+    {
+        var app = GymwireApp.Build(GymwireApp.CreateBuilder(args));
+        if (app.Services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart)
+        {
+            await DatabaseSetup.MigrateAsync(app.Services, ct);
+        }
+        await app.RunAsync();
+        return 0;
+    }
+
+    public readonly record struct CommandResult(int ExitCode, object? Output, string? Error);
+
+    public static CommandResult Ok(object output) => new(0, output, null);
+
+    public static CommandResult Fail(string error) => new(1, null, error);
+
+    /// <summary>Runs an admin command against the configured database (migrated first) and prints its JSON.</summary>
+    public static async Task<int> AdminAsync(string[] args, Func<IServiceProvider, CancellationToken, Task<CommandResult>> action, CancellationToken ct)
+    {
+        try
+        {
+            var builder = GymwireApp.CreateBuilder(args);
+            builder.Logging.ClearProviders();
+            builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            await using var app = builder.Build();
+            app.Services.GetService<IStartupValidator>()?.Validate();
+            await DatabaseSetup.MigrateAsync(app.Services, ct);
+            await using var scope = app.Services.CreateAsyncScope();
+            var result = await action(scope.ServiceProvider, ct);
+            if (result.Error is not null)
+            {
+                await Console.Error.WriteLineAsync($"error: {result.Error}");
+            }
+            else
+            {
+                await Console.Out.WriteLineAsync(JsonSerializer.Serialize(result.Output, GymwireJson.Options));
+            }
+            return result.ExitCode;
+        }
+        catch (OptionsValidationException e)
+        {
+            await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
+            return 2;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using Gymwire;
+using Gymwire.Data;
+using Gymwire.Features.Attendance;
+using Gymwire.Features.Classes;
+using Gymwire.Features.Contracts;
+using Gymwire.Features.Demo;
+using Gymwire.Features.Events;
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Leads;
+using Gymwire.Features.Members;
+using Gymwire.Features.Memberships;
+using Gymwire.Features.Payments;
+using Gymwire.Features.Training;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+
+return await GymwireCli.RunAsync(args);
+
+namespace Gymwire
+{
+    /// <summary>Composition of the server: what runs, in the order it runs. Tests build the same app in-process.</summary>
+    public static class GymwireApp
+    {
+        public static WebApplicationBuilder CreateBuilder(string[] args, Action<WebApplicationBuilder>? configure = null)
+        {
+            var builder = WebApplication.CreateBuilder(args);
+            builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+            builder.Services.AddServerLimits();
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.ConfigureHttpJsonOptions(o => GymwireJson.Configure(o.SerializerOptions));
+            builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+            builder.Services.AddProblemDetails();
+
+            builder.Services.AddOutbox();
+            builder.Services.AddGymwireDatabase(builder.Configuration);
+            builder.Services.AddOwners();
+            builder.Services.AddGymwireAuth();
+            builder.Services.AddGymwireRateLimiting();
+            builder.Services.AddScoped<DemoSeeder>();
+            builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+
+            configure?.Invoke(builder);
+            return builder;
+        }
+
+        public static WebApplication Build(WebApplicationBuilder builder)
+        {
+            var app = builder.Build();
+            app.UseGymwireErrors();
+            app.UseRouting();
+            app.UseAuthentication();
+            app.UseAuthorization();
+            app.UseRateLimiter();
+
+            app.MapHealth();
+            app.MapAuth();
+            app.MapMembers();
+            app.MapMemberships();
+            app.MapPayments();
+            app.MapTrainingSessions();
+            app.MapAttendance();
+            app.MapClasses();
+            app.MapLeads();
+            app.MapContracts();
+            app.MapEvents();
+            return app;
+        }
+    }
+}
