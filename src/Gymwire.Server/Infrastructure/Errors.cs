@@ -127,7 +127,7 @@ public static partial class ErrorHandling
         var message = json.Message;
         if (message.StartsWith("The JSON value could not be converted to", StringComparison.Ordinal))
         {
-            var expected = ExpectedJsonType(message);
+            var expected = ExpectedFromInner(json.InnerException?.Message) ?? ExpectedJsonType(message);
             return field is { Length: > 0 }
                 ? $"Field '{field}' has the wrong type{(expected is null ? "" : $" (expected {expected})")}"
                 : "The JSON body must be an object";
@@ -138,6 +138,20 @@ public static partial class ErrorHandling
         }
         return field is { Length: > 0 } ? $"Malformed JSON near '{field}'" : "Malformed JSON body";
     }
+
+    // Records bind through their constructor, and then the outer message names the record, not the field's
+    // type; the inner exception says what the reader could not do ("... as a string", "... Guid format").
+    private static string? ExpectedFromInner(string? inner) => inner switch
+    {
+        null => null,
+        _ when inner.Contains("as a string", StringComparison.Ordinal) => "string",
+        _ when inner.Contains("as a number", StringComparison.Ordinal) => "number",
+        _ when inner.Contains("as a boolean", StringComparison.Ordinal) => "boolean",
+        _ when inner.Contains("Guid", StringComparison.Ordinal) => "uuid string",
+        _ when inner.Contains("DateOnly", StringComparison.Ordinal) => "date string YYYY-MM-DD",
+        _ when inner.Contains("DateTime", StringComparison.Ordinal) => "ISO-8601 date-time string",
+        _ => null,
+    };
 
     private static string? ExpectedJsonType(string message)
     {

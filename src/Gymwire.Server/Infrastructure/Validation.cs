@@ -87,7 +87,9 @@ public sealed class RequestValidator
         try
         {
             var number = Phones.Parse(value, null);
-            return Phones.IsValidNumber(number) && Phones.Format(number, PhoneNumberFormat.E164) == value;
+            // "Possible" (right length for the country) rather than "valid" (an allocated range): the contract's own
+            // example, +15551234567, is a fictional 555 number that a client must be able to send.
+            return Phones.IsPossibleNumber(number) && Phones.Format(number, PhoneNumberFormat.E164) == value;
         }
         catch (NumberParseException)
         {

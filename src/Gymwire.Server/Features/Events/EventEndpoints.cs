@@ -4,6 +4,7 @@ using Gymwire.Data;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Events;
@@ -22,7 +23,7 @@ public static class EventEndpoints
     }
 
     internal static async Task<Results<Ok<EventList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, long? afterSequence, int? limit, string? type, CancellationToken ct)
+        ClaimsPrincipal user, GymwireDbContext db, [FromQuery(Name = "after_sequence")] long? afterSequence, int? limit, string? type, CancellationToken ct)
     {
         if (Paging.TryCreate(limit, 0, out var page) is { } error)
         {

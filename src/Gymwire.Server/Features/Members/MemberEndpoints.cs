@@ -5,6 +5,7 @@ using Gymwire.Features.Events;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Members;
@@ -32,7 +33,7 @@ public static class MemberEndpoints
     }
 
     internal static async Task<Results<Ok<MemberList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, bool? includeLeft, CancellationToken ct)
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, [FromQuery(Name = "include_left")] bool? includeLeft, CancellationToken ct)
     {
         if (Paging.TryCreate(limit, offset, out var page) is { } error)
         {

@@ -78,7 +78,8 @@ public sealed class JsonAuthorizationResultHandler : IAuthorizationMiddlewareRes
     {
         if (authorizeResult.Challenged)
         {
-            var failure = context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult?.Failure?.Message;
+            // The handler caches its result per request, so this re-reads the reason rather than re-validating.
+            var failure = (await context.AuthenticateAsync(BearerAuthenticationHandler.SchemeName)).Failure?.Message;
             context.Response.Headers.WWWAuthenticate = "Bearer";
             await ApiErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, failure ?? BearerAuthenticationHandler.MissingMessage);
             return;

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Gymwire.Tests.Infrastructure;
+
+namespace Gymwire.Tests.Foundation;
+
+/// <summary>The gymwire executable's admin commands, run as real processes against a real database.</summary>
+public abstract class CliTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : CliTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : CliTests(f), IClassFixture<PostgresGymwire>;
+
+    [Fact]
+    public async Task Gyms_create_prints_ids_and_the_owner_can_log_in()
+    {
+        var email = $"cli-{Guid.NewGuid():N}@example.com";
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "CLI Gym", "--owner-email", email, "--owner-password", "cli-password-123");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        var gymId = json.GetProperty("gym_id").GetGuid();
+        Assert.NotEqual(Guid.Empty, json.GetProperty("owner_id").GetGuid());
+        var login = await fx.Client().PostAsJsonAsync("/api/auth/login", new { email, password = "cli-password-123" });
+        Assert.Equal(gymId, (await login.AssertStatusAsync(HttpStatusCode.OK)).GetProperty("gym_id").GetGuid());
+    }
+
+    [Fact]
+    public async Task Gyms_create_reports_bad_input_on_stderr_with_a_nonzero_exit()
+    {
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "X", "--owner-email", "not-an-email", "--owner-password", "cli-password-123");
+        Assert.NotEqual(0, code);
+        Assert.Equal("", stdout.Trim());
+        Assert.Contains("owner_email", stderr, StringComparison.Ordinal);
+
+        var (missing, _, missingErr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "X");
+        Assert.NotEqual(0, missing);
+        Assert.Contains("--owner-email", missingErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_is_idempotent_and_its_owner_lists_at_least_50_members()
+    {
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "demo");
+        Assert.True(code == 0, stderr);
+        var first = JsonDocument.Parse(stdout).RootElement;
+        var (again, stdout2, _) = await Cli.RunAsync(fx, "demo");
+        Assert.Equal(0, again);
+        var second = JsonDocument.Parse(stdout2).RootElement;
+        Assert.Equal(first.GetProperty("gym_id").GetGuid(), second.GetProperty("gym_id").GetGuid());
+        Assert.False(second.GetProperty("created").GetBoolean());
+
+        var login = first.GetProperty("login");
+        var session = await (await fx.Client().PostAsJsonAsync("/api/auth/login",
+            new { email = login.GetProperty("email").GetString(), password = login.GetProperty("password").GetString() })).AssertStatusAsync(HttpStatusCode.OK);
+        using var owner = fx.Client(session.GetProperty("token").GetString());
+        var members = await (await owner.GetAsync("/api/gym/members?limit=200")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(members.GetProperty("members").GetArrayLength() >= 50);
+        Assert.Contains(members.GetProperty("members").EnumerateArray(), m => m.GetProperty("role").GetString() == "coach");
+        foreach (var (url, key) in new[] { ("/api/gym/payments", "payments"), ("/api/gym/sessions", "sessions"), ("/api/gym/checkins", "checkins"),
+                     ("/api/gym/classes", "classes"), ("/api/gym/leads", "leads"), ("/api/gym/contracts", "contracts"), ("/api/gym/plans", "plans"), ("/api/gym/memberships", "memberships") })
+        {
+            var list = await (await owner.GetAsync(url)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.True(list.GetProperty(key).GetArrayLength() > 0, url);
+        }
+    }
+
+    [Fact]
+    public async Task Migrate_is_idempotent_on_an_existing_database()
+    {
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate");
+        Assert.True(code == 0, stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Invalid_configuration_stops_with_a_message_naming_the_setting()
+    {
+        var (code, _, stderr) = await Cli.RunAsync(fx, "migrate", "--Database:Provider=oracle");
+        Assert.NotEqual(0, code);
+        Assert.Contains("Database:Provider", stderr, StringComparison.Ordinal);
+
+        var (code2, _, stderr2) = await Cli.RunAsync(fx, "migrate", "--Server:MaxRequestBodyBytes=1");
+        Assert.NotEqual(0, code2);
+        Assert.Contains("Server:MaxRequestBodyBytes", stderr2, StringComparison.Ordinal);
+    }
+}
+
+public static class Cli
+{
+    /// <summary>Runs the built gymwire executable against the fixture's database.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunAsync(GymwireFixture fx, params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "gymwire.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(dll);
+        foreach (var a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+        start.Environment["Database__Provider"] = fx.Store == Store.Postgres ? "postgres" : "sqlite";
+        start.Environment["ConnectionStrings__Gymwire"] = fx.ConnectionString;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+}

@@ -1,0 +1,118 @@
+using System.Net;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Foundation;
+
+/// <summary>Every error from every layer is {"error": "..."} with the right status, and changes nothing.</summary>
+public abstract class ErrorShapeTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(ThrowingSqlite f) : ErrorShapeTests(f), IClassFixture<ThrowingSqlite>;
+    public sealed class Postgres(ThrowingPostgres f) : ErrorShapeTests(f), IClassFixture<ThrowingPostgres>;
+
+    public const string SecretInException = "connection=secret-value-in-exception";
+
+    [Fact]
+    public async Task Unknown_route_is_404()
+    {
+        var gym = await fx.CreateGymAsync();
+        await (await gym.Owner().GetAsync("/api/nope")).AssertErrorAsync(HttpStatusCode.NotFound);
+        await (await fx.Client().GetAsync("/")).AssertErrorAsync(HttpStatusCode.NotFound);
+        await (await gym.Owner().GetAsync("/api/gym/members/not-a-guid")).AssertErrorAsync(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Wrong_method_is_405()
+    {
+        var gym = await fx.CreateGymAsync();
+        await (await gym.Owner().PutAsync("/api/gym/members", null)).AssertErrorAsync(HttpStatusCode.MethodNotAllowed);
+        await (await fx.Client().DeleteAsync("/healthz")).AssertErrorAsync(HttpStatusCode.MethodNotAllowed);
+    }
+
+    [Theory]
+    [InlineData("{\"name\": \"x\"", "Malformed JSON")]
+    [InlineData("not json", "Malformed JSON")]
+    [InlineData("[1,2]", "must be an object")]
+    [InlineData("{\"name\": 5}", "'name' has the wrong type (expected string)")]
+    [InlineData("{\"name\": \"Al\", \"email\": true}", "'email' has the wrong type (expected string)")]
+    [InlineData("{\"email\": \"a@example.com\"}", "'name' is required")]
+    [InlineData("{\"name\": \"Al\", \"email\": \"nope\"}", "'email' must be a valid email")]
+    [InlineData("{\"name\": \"Al\", \"phone\": \"555-1234\"}", "E.164")]
+    [InlineData("{\"name\": \"Al\", \"role\": \"admin\"}", "'role' must be one of: member, coach")]
+    [InlineData("{\"name\": \"Al\", \"user_id\": \"has space\"}", "'user_id'")]
+    public async Task Malformed_bodies_get_400_naming_the_problem_and_create_nothing(string body, string expected)
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var message = await (await owner.PostRawAsync("/api/gym/members", body)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains(expected, message, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Members.CountAsync(m => m.GymId == gym.GymId)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.OutboxEvents.CountAsync(e => e.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Deeply_nested_json_is_400()
+    {
+        var gym = await fx.CreateGymAsync();
+        var body = "{\"name\": \"x\", \"extra\": " + new string('[', 200) + new string(']', 200) + "}";
+        await (await gym.Owner().PostRawAsync("/api/gym/members", body)).AssertErrorAsync(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Invalid_utf8_is_400()
+    {
+        var gym = await fx.CreateGymAsync();
+        var content = new ByteArrayContent([(byte)'{', (byte)'"', (byte)'n', (byte)'a', (byte)'m', (byte)'e', (byte)'"', (byte)':', (byte)'"', 0xC3, 0x28, (byte)'"', (byte)'}']);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        await (await gym.Owner().PostAsync("/api/gym/members", content)).AssertErrorAsync(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Missing_body_and_wrong_content_type_are_rejected()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        await (await owner.PostAsync("/api/gym/members", new StringContent("", System.Text.Encoding.UTF8, "application/json"))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        await (await owner.PostRawAsync("/api/gym/members", "{\"name\":\"x\"}", "text/plain")).AssertErrorAsync(HttpStatusCode.UnsupportedMediaType);
+    }
+
+    [Fact]
+    public async Task Oversized_body_is_413()
+    {
+        var gym = await fx.CreateGymAsync();
+        var body = "{\"name\": \"" + new string('a', 2 * 1024 * 1024) + "\"}";
+        await (await gym.Owner().PostRawAsync("/api/gym/members", body)).AssertErrorAsync(HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Members.CountAsync(m => m.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Bad_query_parameters_are_400()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        Assert.Contains("'limit'", await (await owner.GetAsync("/api/gym/members?limit=abc")).AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        Assert.Contains("'limit'", await (await owner.GetAsync("/api/gym/members?limit=100000")).AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        await (await owner.GetAsync("/api/gym/members?offset=-1")).AssertErrorAsync(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Unhandled_exception_is_a_generic_500_and_is_logged_not_leaked()
+    {
+        var response = await fx.Client().GetAsync("/test/throw");
+        var message = await response.AssertErrorAsync(HttpStatusCode.InternalServerError);
+        Assert.Equal("Internal server error", message);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.DoesNotContain("secret", body, StringComparison.Ordinal);
+        Assert.Contains(fx.Logs.Lines, l => l.Contains(SecretInException, StringComparison.Ordinal) && l.StartsWith("Error", StringComparison.Ordinal));
+    }
+}
+
+public sealed class ThrowingSqlite() : ThrowingFixture(Store.Sqlite);
+
+public sealed class ThrowingPostgres() : ThrowingFixture(Store.Postgres);
+
+public abstract class ThrowingFixture(Store store) : GymwireFixture(store)
+{
+    protected override void ConfigureApp(WebApplication app) =>
+        app.MapGet("/test/throw", string () => throw new InvalidOperationException(ErrorShapeTests.SecretInException));
+}

@@ -1,0 +1,191 @@
+using System.Collections.Concurrent;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.Gyms;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Gymwire.Tests.Infrastructure;
+
+public enum Store
+{
+    Sqlite,
+    Postgres,
+}
+
+/// <summary>
+/// A real Gymwire, in-process, on Kestrel over loopback, against a fresh database (a SQLite file, or a
+/// database in the test run's PostgreSQL cluster), with a fake clock. One per test class: tests create
+/// their own gyms, so they never see each other's data.
+/// </summary>
+public abstract class GymwireFixture(Store store) : IAsyncLifetime
+{
+    private WebApplication? _app;
+    private string? _sqliteDirectory;
+
+    public Store Store { get; } = store;
+    public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 4, 16, 12, 0, 0, TimeSpan.Zero));
+    public TestLogSink Logs { get; } = new();
+    public Uri BaseAddress { get; private set; } = null!;
+    public IServiceProvider Services => _app!.Services;
+    public string ConnectionString { get; private set; } = "";
+
+    /// <summary>Configuration overrides for this fixture (as <c>--Key=value</c> arguments).</summary>
+    protected virtual IEnumerable<KeyValuePair<string, string>> Settings() => [];
+
+    public async Task InitializeAsync()
+    {
+        ConnectionString = await CreateDatabaseAsync();
+        _app = await StartAppAsync(ConnectionString);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        if (_sqliteDirectory is not null)
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            try
+            {
+                Directory.Delete(_sqliteDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Stops the server and starts a new one on the same database (a restart).</summary>
+    public async Task RestartAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        _app = await StartAppAsync(ConnectionString);
+    }
+
+    public string[] Arguments(string connectionString) =>
+    [
+        "--urls=http://127.0.0.1:0",
+        $"--Database:Provider={(Store == Store.Postgres ? "postgres" : "sqlite")}",
+        $"--ConnectionStrings:Gymwire={connectionString}",
+        "--Logging:LogLevel:Default=Warning",
+        "--Logging:LogLevel:Gymwire=Debug",
+        .. Settings().Select(s => $"--{s.Key}={s.Value}"),
+    ];
+
+    private async Task<string> CreateDatabaseAsync()
+    {
+        if (Store == Store.Postgres)
+        {
+            var cluster = await PostgresCluster.InstanceAsync();
+            return await cluster.CreateDatabaseAsync();
+        }
+        _sqliteDirectory = Path.Combine(Path.GetTempPath(), "gymwire-test-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(_sqliteDirectory);
+        return $"Data Source={Path.Combine(_sqliteDirectory, "gymwire.db")}";
+    }
+
+    private async Task<WebApplication> StartAppAsync(string connectionString)
+    {
+        var builder = GymwireApp.CreateBuilder(Arguments(connectionString), b =>
+        {
+            b.Services.AddSingleton<TimeProvider>(Clock);
+            b.Logging.AddProvider(Logs);
+            ConfigureServices(b.Services);
+        });
+        var app = GymwireApp.Build(builder);
+        ConfigureApp(app);
+        await DatabaseSetup.MigrateAsync(app.Services);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        BaseAddress = new Uri(address);
+        return app;
+    }
+
+    /// <summary>Extra endpoints for a fixture (e.g. one that throws, to test the 500 path).</summary>
+    protected virtual void ConfigureApp(WebApplication app)
+    {
+    }
+
+    /// <summary>Extra service registrations for a fixture (test doubles of external providers only).</summary>
+    protected virtual void ConfigureServices(IServiceCollection services)
+    {
+    }
+
+    public HttpClient Client(string? bearer = null)
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress };
+        if (bearer is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
+        }
+        return client;
+    }
+
+    /// <summary>Creates a gym and its owner through the real provisioning code, then logs in over HTTP.</summary>
+    public async Task<TestGym> CreateGymAsync(string? name = null)
+    {
+        var email = $"owner-{Guid.NewGuid():N}@example.com";
+        const string password = "correct-horse-battery";
+        await using (var scope = Services.CreateAsyncScope())
+        {
+            var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
+                .CreateAsync(name ?? "Test Gym", email, password, CancellationToken.None);
+            Assert.True(gym is not null, error);
+        }
+        using var anonymous = Client();
+        var login = await anonymous.PostAsJsonAsync("/api/auth/login", new { email, password });
+        login.EnsureSuccessStatusCode();
+        var body = await login.Content.ReadFromJsonAsync<JsonElement>();
+        return new TestGym(this, body.GetProperty("gym_id").GetGuid(), email, password, body.GetProperty("token").GetString()!);
+    }
+
+    public async Task<T> WithDbAsync<T>(Func<GymwireDbContext, Task<T>> action)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        return await action(scope.ServiceProvider.GetRequiredService<GymwireDbContext>());
+    }
+}
+
+public sealed record TestGym(GymwireFixture Fixture, Guid GymId, string OwnerEmail, string OwnerPassword, string OwnerToken)
+{
+    public HttpClient Owner() => Fixture.Client(OwnerToken);
+}
+
+public sealed class SqliteGymwire() : GymwireFixture(Store.Sqlite);
+
+public sealed class PostgresGymwire() : GymwireFixture(Store.Postgres);
+
+/// <summary>Every log line the server wrote, formatted, for asserting what must never be logged.</summary>
+public sealed class TestLogSink : ILoggerProvider
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(string category, ConcurrentQueue<string> lines) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
+    }
+}

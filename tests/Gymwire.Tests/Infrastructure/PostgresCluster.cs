@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+
+namespace Gymwire.Tests.Infrastructure;
+
+/// <summary>
+/// A throwaway PostgreSQL cluster for the whole test run: initdb into a temporary directory, pg_ctl
+/// start on a free loopback port, one fresh database per fixture, stopped and deleted at process exit.
+/// Uses the system's PostgreSQL binaries (scripts/test installs them when missing).
+/// </summary>
+public sealed class PostgresCluster
+{
+    private static readonly Lazy<Task<PostgresCluster>> Shared = new(StartAsync);
+    private readonly string _directory;
+    private readonly string _binDirectory;
+    private readonly bool _asPostgresUser;
+
+    private PostgresCluster(string directory, string binDirectory, int port, bool asPostgresUser)
+    {
+        _directory = directory;
+        _binDirectory = binDirectory;
+        Port = port;
+        _asPostgresUser = asPostgresUser;
+    }
+
+    public int Port { get; }
+
+    public static Task<PostgresCluster> InstanceAsync() => Shared.Value;
+
+    public string ConnectionString(string database) =>
+        $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Include Error Detail=true;Maximum Pool Size=50";
+
+    /// <summary>Creates an empty database and returns its connection string.</summary>
+    public async Task<string> CreateDatabaseAsync()
+    {
+        var name = "gw_" + Guid.NewGuid().ToString("N")[..16];
+        await using var connection = new NpgsqlConnection(ConnectionString("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
+        await command.ExecuteNonQueryAsync();
+        return ConnectionString(name);
+    }
+
+    private static async Task<PostgresCluster> StartAsync()
+    {
+        var bin = FindBinDirectory() ?? throw new InvalidOperationException(
+            "PostgreSQL server binaries (initdb, pg_ctl) were not found. Run scripts/test, which installs them, or install the 'postgresql' package.");
+        var asPostgres = Environment.UserName == "root";
+        var directory = Path.Combine(Path.GetTempPath(), "gymwire-pg-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(directory);
+        if (asPostgres)
+        {
+            await RunAsync("chown", $"postgres:postgres {directory}", asUser: false);
+        }
+        var port = FreePort();
+        var cluster = new PostgresCluster(directory, bin, port, asPostgres);
+        var data = Path.Combine(directory, "data");
+        await cluster.PgAsync("initdb", $"-D {data} -U postgres -A trust -E UTF8 --locale=C --no-sync");
+        var settings = $"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " +
+                       "-c full_page_writes=off -c max_connections=500 -c shared_buffers=128MB";
+        await cluster.PgAsync("pg_ctl", $"-D {data} -l {Path.Combine(directory, "server.log")} -w -t 60 -o \"{settings}\" start");
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Stop(data);
+        return cluster;
+    }
+
+    private void Stop(string data)
+    {
+        try
+        {
+            NpgsqlConnection.ClearAllPools();
+            PgAsync("pg_ctl", $"-D {data} -m immediate -w stop").GetAwaiter().GetResult();
+        }
+        catch (InvalidOperationException)
+        {
+            // Best effort at exit; the directory is removed below either way.
+        }
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private Task PgAsync(string tool, string arguments) =>
+        _asPostgresUser
+            ? RunAsync("runuser", $"-u postgres -- {Path.Combine(_binDirectory, tool)} {arguments}", asUser: true)
+            : RunAsync(Path.Combine(_binDirectory, tool), arguments, asUser: false);
+
+    private static async Task RunAsync(string file, string arguments, bool asUser)
+    {
+        _ = asUser;
+        var start = new ProcessStartInfo(file, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {file}");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{file} {arguments} failed ({process.ExitCode}): {await stdout} {await stderr}");
+        }
+    }
+
+    private static string? FindBinDirectory()
+    {
+        var fromEnv = Environment.GetEnvironmentVariable("GYMWIRE_PG_BIN");
+        if (fromEnv is not null && File.Exists(Path.Combine(fromEnv, "initdb")))
+        {
+            return fromEnv;
+        }
+        if (Directory.Exists("/usr/lib/postgresql"))
+        {
+            var newest = Directory.GetDirectories("/usr/lib/postgresql")
+                .Select(d => Path.Combine(d, "bin"))
+                .Where(d => File.Exists(Path.Combine(d, "initdb")) && File.Exists(Path.Combine(d, "pg_ctl")))
+                .OrderByDescending(d => int.TryParse(Path.GetFileName(Path.GetDirectoryName(d)), out var v) ? v : 0)
+                .FirstOrDefault();
+            if (newest is not null)
+            {
+                return newest;
+            }
+        }
+        var path = Environment.GetEnvironmentVariable("PATH")?.Split(':') ?? [];
+        return path.FirstOrDefault(p => File.Exists(Path.Combine(p, "initdb")) && File.Exists(Path.Combine(p, "pg_ctl")));
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
