@@ -1,5 +1,6 @@
 using Gymwire;
 using Gymwire.Data;
+using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
@@ -35,6 +36,7 @@ namespace Gymwire
             builder.Services.AddGymwireDatabase(builder.Configuration);
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
+            builder.Services.AddApiKeys();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
@@ -54,6 +56,7 @@ namespace Gymwire
 
             app.MapHealth();
             app.MapAuth();
+            app.MapApiKeys();
             app.MapMembers();
             app.MapMemberships();
             app.MapPayments();

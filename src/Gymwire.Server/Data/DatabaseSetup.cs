@@ -80,9 +80,11 @@ public static class DatabaseSetup
 
     private static void AddCommon(DbContextOptionsBuilder builder, IServiceProvider? services)
     {
-        if (services?.GetService<OutboxSignalInterceptor>() is { } signal)
+        if (services is not null)
         {
-            builder.AddInterceptors(signal);
+            // The outbox signal, plus any interceptor a deployment or test registers.
+            builder.AddInterceptors(services.GetRequiredService<OutboxSignalInterceptor>());
+            builder.AddInterceptors(services.GetServices<IInterceptor>());
         }
     }
 

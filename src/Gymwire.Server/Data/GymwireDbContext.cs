@@ -1,3 +1,4 @@
+using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
@@ -36,6 +37,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<Contract> Contracts => Set<Contract>();
     public DbSet<SmsMessage> SmsMessages => Set<SmsMessage>();
     public DbSet<OutboxEvent> OutboxEvents => Set<OutboxEvent>();
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Gymwire.Data;
+using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Gyms;
 using Microsoft.Extensions.Options;
@@ -62,15 +63,9 @@ public static class GymwireCli
         root.Subcommands.Add(migrate);
         root.Subcommands.Add(gyms);
         root.Subcommands.Add(demo);
-        foreach (var extra in ExtraCommands)
-        {
-            root.Subcommands.Add(extra(args));
-        }
+        root.Subcommands.Add(ApiKeyEndpoints.CliCommand(args));
         return await root.Parse(args).InvokeAsync();
     }
-
-    /// <summary>Feature commands (e.g. <c>api-keys</c>), registered by their features.</summary>
-    internal static readonly List<Func<string[], Command>> ExtraCommands = [];
 
     private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
     {

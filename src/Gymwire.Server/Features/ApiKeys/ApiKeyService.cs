@@ -1,0 +1,88 @@
+using Gymwire.Data;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.ApiKeys;
+
+/// <summary>An API key as listed: never the key itself.</summary>
+public sealed record ApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt)
+{
+    public static ApiKeyDto From(ApiKey k, DateTime now) =>
+        new(k.Id, k.Name, k.KeyPrefix, k.ScopeList, k.LastUsedAt, k.IsActiveAt(now), k.CreatedAt, k.ExpiresAt);
+}
+
+/// <summary>The creation response: the listed fields plus the full <c>key</c>, returned this once.</summary>
+public sealed record CreatedApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt, string Key);
+
+/// <summary>Creating and revoking keys: shared by the API, the dashboard and the command line.</summary>
+public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock)
+{
+    public const string DefaultName = "Default";
+
+    public async Task<(CreatedApiKeyDto? Key, string? Error)> CreateAsync(Guid gymId, string? name, IReadOnlyList<string?>? scopes, DateTime? expiresAt, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var requested = scopes ?? [Infrastructure.Auth.Scopes.Read];
+        var v = new RequestValidator()
+            .Check(name is null || !string.IsNullOrWhiteSpace(name), "'name' cannot be empty")
+            .MaxLength(name, "name", 100)
+            .Check(requested.Count > 0, "'scopes' must name at least one of: read, write")
+            .Check(requested.All(s => s is not null && Infrastructure.Auth.Scopes.All.Contains(s)), "'scopes' may contain only: read, write")
+            .Check(expiresAt is null || expiresAt > now, "'expires_at' must be in the future");
+        if (v.Error is { } error)
+        {
+            return (null, error);
+        }
+        if (!await db.Gyms.AnyAsync(g => g.Id == gymId, ct))
+        {
+            return (null, "Gym not found");
+        }
+        var plain = ApiKeyFormat.Generate();
+        var key = new ApiKey
+        {
+            Id = Guid.CreateVersion7(now),
+            GymId = gymId,
+            Name = name?.Trim() ?? DefaultName,
+            KeyPrefix = ApiKeyFormat.DisplayPrefix(plain),
+            KeyHash = Secrets.Sha256(plain),
+            // Stored in canonical order so equal scope sets compare equal.
+            Scopes = string.Join(',', Infrastructure.Auth.Scopes.All.Where(requested.Contains)),
+            CreatedAt = now,
+            ExpiresAt = expiresAt,
+        };
+        db.ApiKeys.Add(key);
+        await db.SaveChangesAsync(ct);
+        return (new CreatedApiKeyDto(key.Id, key.Name, key.KeyPrefix, key.ScopeList, null, true, key.CreatedAt, key.ExpiresAt, plain), null);
+    }
+
+    /// <summary>Revokes a key of the gym (idempotent). Null when the gym has no such key.</summary>
+    public async Task<ApiKeyDto?> RevokeAsync(Guid gymId, Guid keyId, CancellationToken ct)
+    {
+        var key = await db.ApiKeys.FirstOrDefaultAsync(k => k.Id == keyId && k.GymId == gymId, ct);
+        if (key is null)
+        {
+            return null;
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (key.RevokedAt is null)
+        {
+            key.RevokedAt = now;
+            await db.SaveChangesAsync(ct);
+        }
+        return ApiKeyDto.From(key, now);
+    }
+
+    public async Task<List<ApiKeyDto>> ListAsync(Guid gymId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var keys = await db.ApiKeys.AsNoTracking().Where(k => k.GymId == gymId)
+            .OrderByDescending(k => k.CreatedAt).ThenByDescending(k => k.Id).ToListAsync(ct);
+        return keys.Select(k => ApiKeyDto.From(k, now)).ToList();
+    }
+}
+
+internal static class ScopeNames
+{
+    public static bool Contains(this IReadOnlyList<string?> scopes, string scope) => scopes.Any(s => s == scope);
+}
