@@ -11,7 +11,9 @@ using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
+using Gymwire.Features.Sms;
 using Gymwire.Features.Training;
+using Gymwire.Features.Zapier;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 
@@ -66,6 +68,8 @@ namespace Gymwire
             app.MapLeads();
             app.MapContracts();
             app.MapEvents();
+            app.MapSms();
+            app.MapZapier();
             return app;
         }
     }

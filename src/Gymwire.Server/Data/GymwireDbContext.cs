@@ -10,6 +10,7 @@ using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
 using Gymwire.Features.Training;
+using Gymwire.Features.Zapier;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
@@ -38,6 +39,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<SmsMessage> SmsMessages => Set<SmsMessage>();
     public DbSet<OutboxEvent> OutboxEvents => Set<OutboxEvent>();
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+    public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>

@@ -121,7 +121,7 @@ public static partial class ErrorHandling
         return "Bad request";
     }
 
-    private static string DescribeJsonError(JsonException json)
+    internal static string DescribeJsonError(JsonException json)
     {
         var field = json.Path is { Length: > 1 } path ? path.TrimStart('$').TrimStart('.') : null;
         var message = json.Message;

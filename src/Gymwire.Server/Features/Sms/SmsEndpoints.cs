@@ -1,0 +1,64 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Sms;
+
+public sealed record SmsDto(Guid Id, string Phone, string Message, string Status, string? ProviderMessageId, string? Error, DateTime CreatedAt, DateTime? SentAt);
+public sealed record SmsList(IReadOnlyList<SmsDto> Messages);
+
+/// <summary>The body of the <c>send_sms</c> action.</summary>
+public sealed record SendSmsRequest(string? Phone, string? Message);
+
+/// <summary>The outbound SMS queue: what <c>send_sms</c> queued and what became of it.</summary>
+public static class SmsEndpoints
+{
+    public const int MaxLength = 1600;
+
+    public static IEndpointRouteBuilder MapSms(this IEndpointRouteBuilder app)
+    {
+        app.MapGroup("/api/gym/sms").WithTags("SMS").MapGet("/", List).RequireAuthorization(Policies.Read);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<SmsList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? status, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var query = db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId);
+        if (status is not null)
+        {
+            query = query.Where(m => m.Status == status);
+        }
+        var items = await query.OrderByDescending(m => m.CreatedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(m => new SmsDto(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt)).ToListAsync(ct);
+        return TypedResults.Ok(new SmsList(items));
+    }
+
+    public static string? Validate(SendSmsRequest request) => new RequestValidator()
+        .Required(request.Phone, "phone", 32).Phone(request.Phone, "phone")
+        .Check(!string.IsNullOrEmpty(request.Message), "'message' is required")
+        .Check(request.Message is null || request.Message.Length <= MaxLength, $"'message' must be at most {MaxLength} characters")
+        .Error;
+
+    /// <summary>Queues a (validated) message for the SMS connector. With no provider configured it stays queued, visible.</summary>
+    public static SmsMessage Queue(GymwireDbContext db, Guid gymId, SendSmsRequest request, DateTime now)
+    {
+        var message = new SmsMessage
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, Phone = request.Phone!, Message = request.Message!,
+            Status = SmsStatuses.Queued, CreatedAt = now,
+        };
+        db.SmsMessages.Add(message);
+        return message;
+    }
+
+    public static SmsDto Map(SmsMessage m) => new(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt);
+}
