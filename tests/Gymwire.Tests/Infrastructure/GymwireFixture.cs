@@ -112,6 +112,9 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
         return app;
     }
 
+    /// <summary>The handler behind <see cref="Client"/> (an HTTPS fixture trusts its test CA here).</summary>
+    protected virtual HttpMessageHandler CreateHandler() => new HttpClientHandler();
+
     /// <summary>Extra endpoints for a fixture (e.g. one that throws, to test the 500 path).</summary>
     protected virtual void ConfigureApp(WebApplication app)
     {
@@ -124,7 +127,7 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
 
     public HttpClient Client(string? bearer = null)
     {
-        var client = new HttpClient { BaseAddress = BaseAddress };
+        var client = new HttpClient(CreateHandler()) { BaseAddress = BaseAddress };
         if (bearer is not null)
         {
             client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
