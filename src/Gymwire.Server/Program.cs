@@ -16,6 +16,7 @@ using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
+using Gymwire.Infrastructure.OpenApi;
 
 return await GymwireCli.RunAsync(args);
 
@@ -41,6 +42,7 @@ namespace Gymwire
             builder.Services.AddApiKeys();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
+            builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
 
             configure?.Invoke(builder);
@@ -57,6 +59,7 @@ namespace Gymwire
             app.UseRateLimiter();
 
             app.MapHealth();
+            app.MapGymwireOpenApi();
             app.MapAuth();
             app.MapApiKeys();
             app.MapMembers();

@@ -1,0 +1,221 @@
+using System.Text.Json.Nodes;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.OpenApi;
+using Scalar.AspNetCore;
+
+namespace Gymwire.Infrastructure.OpenApi;
+
+/// <summary>
+/// The OpenAPI description, generated from the endpoints (never written by hand): <c>/openapi.json</c>
+/// (OpenAPI 3.1, with the webhook catalog under <c>webhooks</c>), <c>/openapi-3.0.json</c> for tools that
+/// only read 3.0, and a readable reference at <c>/docs</c> (Scalar, served from the server: no CDN).
+/// </summary>
+public static class OpenApiSetup
+{
+    public const string DocumentName = "v1";
+    public const string Legacy30DocumentName = "v1-3.0";
+    public const string ApiKeyScheme = "apiKey";
+    public const string OwnerSessionScheme = "ownerSession";
+
+    public static IServiceCollection AddGymwireOpenApi(this IServiceCollection services)
+    {
+        services.AddOpenApi(DocumentName, Configure);
+        services.AddOpenApi(Legacy30DocumentName, o =>
+        {
+            Configure(o);
+            o.OpenApiVersion = OpenApiSpecVersion.OpenApi3_0;
+        });
+        return services;
+    }
+
+    private static void Configure(OpenApiOptions options)
+    {
+        options.OpenApiVersion = OpenApiSpecVersion.OpenApi3_1;
+        options.AddDocumentTransformer(DescribeDocument);
+        options.AddOperationTransformer(NameOperation);
+        options.AddOperationTransformer(DescribeSecurityAndErrors);
+        options.AddOperationTransformer(ZapierOpenApi.DescribeZapierOperation);
+        options.AddDocumentTransformer(WebhookCatalogOpenApi.AddWebhooks);
+    }
+
+    public static IEndpointRouteBuilder MapGymwireOpenApi(this IEndpointRouteBuilder app)
+    {
+        // Without {documentName} in the route, MapOpenApi serves the default document ("v1").
+        app.MapOpenApi("/openapi.json").AllowAnonymous();
+        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        app.MapScalarApiReference("/docs", o =>
+        {
+            o.Title = "Gymwire API";
+            o.OpenApiRoutePattern = "/openapi.json";
+        }).AllowAnonymous();
+        return app;
+    }
+
+    private static Task DescribeDocument(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
+    {
+        document.Info = new OpenApiInfo
+        {
+            Title = "Gymwire API",
+            Version = "2026-04-16",
+            Description = "The CombatScore Developer API (version 2026-04-16) as served by Gymwire, with GymPoint's integration features. " +
+                          "Authenticate with `Authorization: Bearer cs_…` (an API key with `read` and/or `write` scope) or an owner session token from `POST /api/auth/login`. " +
+                          "Every error is `{\"error\": \"Human-readable error message\"}`.",
+        };
+        // Fixed, so the committed document is the same whichever host served it.
+        document.Servers = [new OpenApiServer { Url = "http://localhost:5000", Description = "A local Gymwire (README's run command); use your deployment's base URL" }];
+        foreach (var tag in document.Tags ?? new HashSet<OpenApiTag>())
+        {
+            tag.Description ??= TagDescriptions.GetValueOrDefault(tag.Name ?? "");
+        }
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes[ApiKeyScheme] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "bearer",
+            BearerFormat = "cs_ + 64 lowercase hex",
+            Description = "An API key from Dashboard → Settings → API Keys or `POST /api/gym/api-keys`. Scopes: `read` (triggers, GET endpoints), `write` (actions and mutations).",
+        };
+        document.Components.SecuritySchemes[OwnerSessionScheme] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "bearer",
+            BearerFormat = "gws_ + 64 lowercase hex",
+            Description = "A gym owner's session token from `POST /api/auth/login`. Owners have every scope; API-key management requires it.",
+        };
+        document.Components.Schemas ??= new Dictionary<string, IOpenApiSchema>();
+        document.Components.Schemas[nameof(ErrorResponse)] = ErrorSchema();
+        return Task.CompletedTask;
+    }
+
+    private static readonly Dictionary<string, string> TagDescriptions = new()
+    {
+        ["Auth"] = "Owner sign-in (bearer session tokens) and the caller's identity.",
+        ["API keys"] = "Scoped API keys: shown once, stored hashed, revocable. Owner sessions only.",
+        ["Zapier"] = "Polling triggers and actions for Zapier, Make and scripts.",
+        ["Members"] = "The gym's members and coaches.",
+        ["Memberships"] = "Membership plans and memberships.",
+        ["Payments"] = "Payments (invoices): received, failed, refunded.",
+        ["Training sessions"] = "Training sessions members log.",
+        ["Attendance"] = "Check-ins.",
+        ["Classes"] = "The weekly class schedule.",
+        ["Leads"] = "Leads in the gym's CRM.",
+        ["Contracts"] = "Signed membership contracts.",
+        ["Events"] = "The gym's event log (the outbox webhooks are delivered from).",
+        ["SMS"] = "The outbound SMS queue.",
+        ["Webhooks"] = "Webhook subscriptions, deliveries, test sends, redelivery and secret rotation.",
+    };
+
+    /// <summary>
+    /// A stable <c>operationId</c> (<c>{tag}_{handler}</c> in snake_case) for client generators, and a summary
+    /// from the handler's name where the endpoint does not give one.
+    /// </summary>
+    private static Task NameOperation(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
+    {
+        var method = context.Description.ActionDescriptor.EndpointMetadata.OfType<System.Reflection.MethodInfo>().FirstOrDefault();
+        var tag = operation.Tags?.FirstOrDefault()?.Name ?? "gymwire";
+        if (method is not null)
+        {
+            operation.OperationId ??= Snake(tag) + "_" + Snake(method.Name);
+            operation.Summary ??= Humanize(method.Name) + (method.Name.Any(char.IsLower) && method.Name.Count(char.IsUpper) == 1 ? $" ({tag.ToLowerInvariant()})" : "");
+        }
+        return Task.CompletedTask;
+    }
+
+    private static string Snake(string name) =>
+        System.Text.RegularExpressions.Regex.Replace(name, "(?<=[a-z0-9])([A-Z])", "_$1").Replace(' ', '_').Replace('-', '_').ToLowerInvariant();
+
+    private static string Humanize(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? " " + char.ToLowerInvariant(c) : c.ToString()));
+
+    internal static OpenApiSchema ErrorSchema() => new()
+    {
+        Type = JsonSchemaType.Object,
+        Description = "The one error shape.",
+        Properties = new Dictionary<string, IOpenApiSchema>
+        {
+            ["error"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "Human-readable error message" },
+        },
+        Required = new HashSet<string> { "error" },
+        Examples = [new JsonObject { ["error"] = "Human-readable error message" }],
+    };
+
+    /// <summary>Security requirements from the endpoint's policy, and the errors every layer may answer with.</summary>
+    private static Task DescribeSecurityAndErrors(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
+    {
+        var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+        var policy = metadata.OfType<IAuthorizeData>().Select(a => a.Policy).LastOrDefault(p => p is not null);
+        var anonymous = metadata.OfType<IAllowAnonymous>().Any();
+        operation.Responses ??= new OpenApiResponses();
+        if (policy is null || anonymous)
+        {
+            // Explicitly open: `security: [{}]`.
+            operation.Security = [new OpenApiSecurityRequirement()];
+        }
+        else
+        {
+            var document = context.Document!;
+            operation.Security = [];
+            operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(OwnerSessionScheme, document)] = [] });
+            if (policy != Policies.Owner)
+            {
+                operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(ApiKeyScheme, document)] = [policy] });
+            }
+            var scopeNote = policy == Policies.Owner
+                ? "Requires an owner session; API keys get 403 whatever their scopes."
+                : $"Requires scope `{policy}` (an API key with `{policy}`, or an owner session).";
+            operation.Description = string.IsNullOrEmpty(operation.Description) ? scopeNote : operation.Description + "\n\n" + scopeNote;
+            AddError(operation, context, "401", "Missing, malformed, unknown, revoked or expired credentials.");
+            AddError(operation, context, "403", policy == Policies.Owner ? "Not an owner session." : $"The API key lacks the `{policy}` scope.");
+        }
+        if (metadata.OfType<EnableRateLimitingAttribute>().FirstOrDefault() is { } limit)
+        {
+            AddError(operation, context, "429", $"Rate limit `{limit.PolicyName}` exceeded; see the `Retry-After` header.");
+        }
+        var method = context.Description.HttpMethod;
+        if (method is "POST" or "PATCH" or "PUT")
+        {
+            AddError(operation, context, "400", "Missing or invalid parameters, or malformed JSON.");
+            AddError(operation, context, "413", "Request body too large.");
+            if (operation.RequestBody is not null)
+            {
+                AddError(operation, context, "415", "The body must be application/json.");
+            }
+        }
+        if (context.Description.RelativePath?.Contains('{', StringComparison.Ordinal) == true)
+        {
+            AddError(operation, context, "404", "Not found (or belongs to another gym).");
+        }
+        AddError(operation, context, "500", "Internal server error.");
+        return Task.CompletedTask;
+    }
+
+    internal static void AddError(OpenApiOperation operation, OpenApiOperationTransformerContext context, string status, string description)
+    {
+        operation.Responses ??= new OpenApiResponses();
+        if (operation.Responses.TryGetValue(status, out var existing))
+        {
+            // The handler already declares it (from its Results<...> type); make sure it points at the shared schema.
+            if (existing is OpenApiResponse response && response.Content is { } content)
+            {
+                foreach (var media in content.Values)
+                {
+                    media.Schema = new OpenApiSchemaReference(nameof(ErrorResponse), context.Document);
+                }
+            }
+            return;
+        }
+        operation.Responses[status] = new OpenApiResponse
+        {
+            Description = description,
+            Content = new Dictionary<string, OpenApiMediaType>
+            {
+                ["application/json"] = new() { Schema = new OpenApiSchemaReference(nameof(ErrorResponse), context.Document) },
+            },
+        };
+    }
+}

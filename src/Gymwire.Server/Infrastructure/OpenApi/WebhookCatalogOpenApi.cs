@@ -1,0 +1,95 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gymwire.Features.Events;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace Gymwire.Infrastructure.OpenApi;
+
+/// <summary>
+/// Every catalog event as an OpenAPI <c>webhooks</c> entry: the POST Gymwire sends, its signature headers,
+/// and the payload with a sample. (OpenAPI 3.0 has no <c>webhooks</c>; the 3.0 document carries them as
+/// <c>x-webhooks</c>, the convention Redoc reads.)
+/// </summary>
+internal static class WebhookCatalogOpenApi
+{
+    public static Task AddWebhooks(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
+    {
+        document.Webhooks ??= new Dictionary<string, IOpenApiPathItem>();
+        foreach (var type in EventCatalog.All)
+        {
+            var sample = new JsonObject
+            {
+                ["id"] = "0190b3c8-5a4e-7c2e-9d6b-2f1a3c4d5e6f",
+                ["event"] = type.Name,
+                ["gym_id"] = "0190b3c8-5a4e-7c2e-9d6b-2f1a3c4d5e70",
+                ["data"] = JsonSerializer.SerializeToNode(type.SampleData, GymwireJson.Options),
+                ["timestamp"] = "2026-04-16T14:30:00.000Z",
+            };
+            var operation = new OpenApiOperation
+            {
+                OperationId = "webhook_" + type.Name.Replace('.', '_'),
+                // Gymwire calls the receiver; authenticity comes from the signature headers, not from a scheme.
+                Security = [new OpenApiSecurityRequirement()],
+                Summary = type.Description,
+                Description = (type.AliasOf is null ? "" : $"GymPoint name of `{type.AliasOf}`: subscribers that name it receive this name in `event`. ") +
+                              "Verify `X-CombatScore-Signature` (hex HMAC-SHA256 of the raw body, keyed by the secret) or the Standard Webhooks `webhook-signature`.",
+                Parameters =
+                [
+                    Header("X-CombatScore-Signature", "Hex HMAC-SHA256 of the raw JSON body, keyed by the webhook secret."),
+                    Header("X-CombatScore-Event", "The event type, e.g. member.joined."),
+                    Header("webhook-id", "Standard Webhooks message id; the same on every retry: dedupe on it."),
+                    Header("webhook-timestamp", "Standard Webhooks timestamp (Unix seconds)."),
+                    Header("webhook-signature", "Standard Webhooks signatures: space-separated `v1,<base64>` over `{id}.{timestamp}.{body}`."),
+                ],
+                RequestBody = new OpenApiRequestBody
+                {
+                    Required = true,
+                    Content = new Dictionary<string, OpenApiMediaType>
+                    {
+                        ["application/json"] = new() { Schema = Envelope(type), Example = sample },
+                    },
+                },
+                Responses = new OpenApiResponses
+                {
+                    ["2XX"] = new OpenApiResponse { Description = "Delivered. Anything else (or a timeout) is a failed attempt and is retried; 410 deactivates the subscription." },
+                },
+            };
+            document.Webhooks[type.Name] = new OpenApiPathItem { Operations = new() { [HttpMethod.Post] = operation } };
+        }
+        return Task.CompletedTask;
+    }
+
+    private static OpenApiParameter Header(string name, string description) =>
+        new() { Name = name, In = ParameterLocation.Header, Required = true, Description = description, Schema = new OpenApiSchema { Type = JsonSchemaType.String } };
+
+    private static OpenApiSchema Envelope(EventType type) => new()
+    {
+        Type = JsonSchemaType.Object,
+        Required = new HashSet<string> { "id", "event", "gym_id", "data", "timestamp" },
+        Properties = new Dictionary<string, IOpenApiSchema>
+        {
+            ["id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid", Description = "The event id (also `webhook-id`)." },
+            ["event"] = new OpenApiSchema { Type = JsonSchemaType.String, Const = type.Name },
+            ["gym_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" },
+            ["data"] = DataSchema(type.SampleData),
+            ["timestamp"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time", Description = "ISO-8601 UTC with milliseconds." },
+        },
+    };
+
+    private static OpenApiSchema DataSchema(IReadOnlyDictionary<string, object?> sample) => new()
+    {
+        Type = JsonSchemaType.Object,
+        Required = new HashSet<string>(sample.Keys),
+        Properties = sample.ToDictionary(kv => kv.Key, kv => (IOpenApiSchema)new OpenApiSchema
+        {
+            Type = kv.Value switch
+            {
+                int or long => JsonSchemaType.Integer,
+                string[] => JsonSchemaType.Array,
+                _ => JsonSchemaType.String,
+            },
+            Items = kv.Value is string[] ? new OpenApiSchema { Type = JsonSchemaType.String } : null,
+        }),
+    };
+}

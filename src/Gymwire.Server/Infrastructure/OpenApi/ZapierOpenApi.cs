@@ -1,0 +1,119 @@
+using System.Text.Json.Nodes;
+using Gymwire.Features.Attendance;
+using Gymwire.Features.Leads;
+using Gymwire.Features.Sms;
+using Gymwire.Features.Zapier;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace Gymwire.Infrastructure.OpenApi;
+
+/// <summary>
+/// The two Zapier endpoints take their shape from <c>?type=</c>, which the framework cannot see: this
+/// describes the type enums, the per-type request bodies and the per-type responses.
+/// </summary>
+internal static class ZapierOpenApi
+{
+    public static async Task DescribeZapierOperation(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
+    {
+        switch (context.Description.RelativePath)
+        {
+            case "api/zapier/triggers":
+                TypeParameter(operation, ZapierTriggers.Types, "Which trigger to poll.");
+                operation.Summary = "Poll a trigger: the 20 most recent items, newest first";
+                operation.Responses!["200"] = new OpenApiResponse
+                {
+                    Description = "A bare JSON array of at most 20 items, newest first; the item shape depends on `type`.",
+                    Content = Json(new OpenApiSchema
+                    {
+                        OneOf =
+                        [
+                            await ArrayOf<NewMemberItem>(context, ct, "type=new_member"),
+                            await ArrayOf<NewPaymentItem>(context, ct, "type=new_payment"),
+                            await ArrayOf<NewSessionItem>(context, ct, "type=new_session"),
+                            await ArrayOf<NewCheckinItem>(context, ct, "type=new_checkin"),
+                        ],
+                    }),
+                };
+                break;
+            case "api/zapier/actions":
+                TypeParameter(operation, ZapierActions.Types, "Which action to run.");
+                operation.Summary = "Run an action: create a lead, queue an SMS or log attendance";
+                operation.Parameters!.Add(new OpenApiParameter
+                {
+                    Name = ZapierActions.IdempotencyHeader,
+                    In = ParameterLocation.Header,
+                    Description = "Optional. A retry with the same key (within 24 h) returns the first result and creates nothing new; the same key with a different body is 409.",
+                    Schema = new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 255 },
+                });
+                operation.RequestBody = new OpenApiRequestBody
+                {
+                    Required = true,
+                    Description = "`create_lead`: first_name required. `send_sms`: phone (E.164) and message (1..1600 chars) required. `log_attendance`: user_id required.",
+                    Content = Json(new OpenApiSchema
+                    {
+                        OneOf =
+                        [
+                            await Titled<CreateLeadRequest>(context, ct, "type=create_lead", "first_name"),
+                            await Titled<SendSmsRequest>(context, ct, "type=send_sms", "phone", "message"),
+                            await Titled<LogAttendanceRequest>(context, ct, "type=log_attendance", "user_id"),
+                        ],
+                    }),
+                };
+                operation.Responses!.Remove("200");
+                operation.Responses["201"] = new OpenApiResponse
+                {
+                    Description = "The created object: a lead, a queued SMS, or a check-in.",
+                    Content = Json(new OpenApiSchema
+                    {
+                        OneOf =
+                        [
+                            await Titled<LeadDto>(context, ct, "type=create_lead"),
+                            await Titled<SmsDto>(context, ct, "type=send_sms"),
+                            await Titled<AttendanceDto>(context, ct, "type=log_attendance"),
+                        ],
+                    }),
+                };
+                OpenApiSetup.AddError(operation, context, "404", "log_attendance: no such member in this gym.");
+                OpenApiSetup.AddError(operation, context, "409", "The Idempotency-Key was used with a different request.");
+                OpenApiSetup.AddError(operation, context, "415", "The body must be application/json.");
+                break;
+            default:
+                break;
+        }
+    }
+
+    private static void TypeParameter(OpenApiOperation operation, string[] values, string description)
+    {
+        operation.Parameters ??= [];
+        var existing = operation.Parameters.FirstOrDefault(p => p.Name == "type");
+        if (existing is not null)
+        {
+            operation.Parameters.Remove(existing);
+        }
+        operation.Parameters.Insert(0, new OpenApiParameter
+        {
+            Name = "type",
+            In = ParameterLocation.Query,
+            Required = true,
+            Description = description,
+            Schema = new OpenApiSchema { Type = JsonSchemaType.String, Enum = values.Select(v => (JsonNode)JsonValue.Create(v)!).ToList() },
+        });
+    }
+
+    private static async Task<IOpenApiSchema> ArrayOf<T>(OpenApiOperationTransformerContext context, CancellationToken ct, string title) =>
+        new OpenApiSchema { Title = title, Type = JsonSchemaType.Array, MaxItems = ZapierTriggers.Limit, Items = await context.GetOrCreateSchemaAsync(typeof(T), null, ct) };
+
+    private static async Task<IOpenApiSchema> Titled<T>(OpenApiOperationTransformerContext context, CancellationToken ct, string title, params string[] required)
+    {
+        var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, ct);
+        schema.Title = title;
+        if (required.Length > 0)
+        {
+            schema.Required = new HashSet<string>(required);
+        }
+        return schema;
+    }
+
+    private static Dictionary<string, OpenApiMediaType> Json(IOpenApiSchema schema) => new() { ["application/json"] = new OpenApiMediaType { Schema = schema } };
+}
