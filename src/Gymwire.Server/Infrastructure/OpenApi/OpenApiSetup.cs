@@ -47,6 +47,8 @@ public static class OpenApiSetup
         // Without {documentName} in the route, MapOpenApi serves the default document ("v1").
         app.MapOpenApi("/openapi.json").AllowAnonymous();
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        // Scalar loads its document relative to its own page.
+        app.MapOpenApi("/docs/openapi.json").AllowAnonymous();
         app.MapScalarApiReference("/docs", o =>
         {
             o.Title = "Gymwire API";

@@ -1,0 +1,120 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.AspNetCore.Routing;
+
+namespace Gymwire.Tests.OpenApi;
+
+/// <summary>
+/// The served OpenAPI document is generated from the code; the committed copy (docs/openapi.json) must match
+/// it, so API changes show in review. Regenerate with: GYMWIRE_UPDATE_OPENAPI=1 scripts/test --filter OpenApi
+/// </summary>
+public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<SqliteGymwire>
+{
+    private static string CommittedPath
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Gymwire.slnx")))
+            {
+                dir = dir.Parent;
+            }
+            return Path.Combine(dir?.FullName ?? throw new InvalidOperationException("repository root not found"), "docs", "openapi.json");
+        }
+    }
+
+    private async Task<JsonNode> ServedAsync(string url = "/openapi.json")
+    {
+        var response = await fx.Client().GetAsync(url);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+    }
+
+    [Fact]
+    public async Task The_served_document_matches_the_committed_copy()
+    {
+        var served = (await ServedAsync()).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+        if (Environment.GetEnvironmentVariable("GYMWIRE_UPDATE_OPENAPI") == "1")
+        {
+            await File.WriteAllTextAsync(CommittedPath, served);
+        }
+        var committed = File.Exists(CommittedPath) ? await File.ReadAllTextAsync(CommittedPath) : "";
+        Assert.True(committed == served,
+            "docs/openapi.json differs from the served /openapi.json. Review the API change, then regenerate with: GYMWIRE_UPDATE_OPENAPI=1 scripts/test --filter FullyQualifiedName~OpenApiDocumentTests");
+    }
+
+    [Fact]
+    public async Task Every_api_route_the_app_serves_is_described_and_nothing_else()
+    {
+        var document = await ServedAsync();
+        var described = document["paths"]!.AsObject()
+            .SelectMany(p => p.Value!.AsObject().Select(m => $"{m.Key.ToUpperInvariant()} {p.Key}"))
+            .ToHashSet();
+        var served = fx.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .Where(e => e.RoutePattern.RawText!.StartsWith("/api", StringComparison.Ordinal))
+            .SelectMany(e => (e.Metadata.GetMetadata<HttpMethodMetadata>()?.HttpMethods ?? []).Select(m => $"{m} {Normalize(e.RoutePattern.RawText!)}"))
+            .ToHashSet();
+        Assert.NotEmpty(served);
+        Assert.Empty(served.Except(described));
+        Assert.Empty(described.Except(served));
+    }
+
+    [Fact]
+    public async Task The_document_describes_security_errors_zapier_types_and_every_webhook_event()
+    {
+        var document = await ServedAsync();
+        Assert.StartsWith("3.1", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        var schemes = document["components"]!["securitySchemes"]!.AsObject();
+        Assert.True(schemes.ContainsKey("apiKey") && schemes.ContainsKey("ownerSession"));
+        Assert.Equal("error", document["components"]!["schemas"]!["ErrorResponse"]!["required"]![0]!.GetValue<string>());
+
+        var trigger = document["paths"]!["/api/zapier/triggers"]!["get"]!;
+        var typeParam = trigger["parameters"]!.AsArray().First(p => p!["name"]!.GetValue<string>() == "type")!;
+        Assert.Equal(["new_member", "new_payment", "new_session", "new_checkin"], typeParam["schema"]!["enum"]!.AsArray().Select(v => v!.GetValue<string>()));
+        Assert.Equal("apiKey", trigger["security"]!.AsArray().SelectMany(r => r!.AsObject().Select(kv => kv.Key)).Last());
+        foreach (var status in new[] { "401", "403", "429", "500" })
+        {
+            Assert.Contains("ErrorResponse", trigger["responses"]![status]!.ToJsonString(), StringComparison.Ordinal);
+        }
+        var memberProps = trigger["responses"]!["200"]!["content"]!["application/json"]!["schema"]!["oneOf"]![0]!["items"]!["properties"]!.AsObject().Select(p => p.Key);
+        Assert.Equal(["id", "user_id", "role", "joined_at"], memberProps);
+
+        var keys = document["paths"]!["/api/gym/api-keys"]!["get"]!["security"]!.AsArray();
+        Assert.Equal("ownerSession", Assert.Single(keys)!.AsObject().Single().Key);
+
+        var webhooks = document["webhooks"]!.AsObject().Select(w => w.Key).ToList();
+        Assert.Equal(Gymwire.Features.Events.EventCatalog.All.Select(e => e.Name), webhooks);
+    }
+
+    [Fact]
+    public async Task An_openapi_3_0_document_is_served_for_older_tools()
+    {
+        var document = await ServedAsync("/openapi/v1-3.0.json");
+        Assert.StartsWith("3.0", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.NotNull(document["paths"]!["/api/zapier/actions"]);
+    }
+
+    [Fact]
+    public async Task The_api_reference_page_is_served_locally_without_a_cdn()
+    {
+        using var client = fx.Client();
+        var page = await client.GetAsync("/docs/");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var html = await page.Content.ReadAsStringAsync();
+        Assert.Contains("\"url\":\"openapi.json\"", html, StringComparison.Ordinal);
+        var source = await (await client.GetAsync("/docs/openapi.json")).JsonAsync();
+        Assert.StartsWith("3.1", source.GetProperty("openapi").GetString(), StringComparison.Ordinal);
+        var scripts = System.Text.RegularExpressions.Regex.Matches(html, "src=\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(scripts);
+        Assert.All(scripts, s => Assert.False(s.StartsWith("http", StringComparison.Ordinal), s));
+        foreach (var script in scripts)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(new Uri(fx.BaseAddress, "/docs/"), script))).StatusCode);
+        }
+    }
+
+    private static string Normalize(string pattern) =>
+        System.Text.RegularExpressions.Regex.Replace(pattern, "{([^}:]+)(:[^}]+)?}", "{$1}").TrimEnd('/') is { Length: > 0 } p ? p : "/";
+}
