@@ -3,6 +3,7 @@ using Gymwire.Data;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
+using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Events;
 using Gymwire.Features.Gyms;
@@ -35,6 +36,8 @@ namespace Gymwire
             builder.Services.AddGymwireDatabase(builder.Configuration);
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
+            builder.Services.AddGymwireDataProtection();
+            builder.Services.AddDashboard();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
@@ -63,6 +66,7 @@ namespace Gymwire
             app.MapLeads();
             app.MapContracts();
             app.MapEvents();
+            app.MapDashboard();
             return app;
         }
     }
