@@ -64,6 +64,21 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Each_tile_configures_on_its_own_page_and_unknown_integrations_are_404()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var html = await browser.GetPageAsync("/settings/integrations");
+        foreach (var key in new[] { "payments", "sms", "email", "accounting", "automation" })
+        {
+            Assert.Contains($"href=\"/settings/integrations/{key}\"", html, StringComparison.Ordinal);
+            Assert.Contains("Not Connected", await browser.GetPageAsync($"/settings/integrations/{key}"), StringComparison.Ordinal);
+        }
+        Assert.Equal(HttpStatusCode.NotFound, (await browser.GetAsync("/settings/integrations/nope")).StatusCode);
+    }
+
+    [Fact]
     public async Task Return_url_is_followed_only_when_local()
     {
         var gym = await fx.CreateGymAsync();
