@@ -100,6 +100,11 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         Assert.Contains("Invalid email or password.", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.False(response.Headers.TryGetValues("Set-Cookie", out var cookies) && cookies.Any(c => c.StartsWith("gymwire_session=", StringComparison.Ordinal)));
         Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync("/settings/integrations")).StatusCode);
+        await browser.SubmitAsync("/login", ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword));
+        var logs = string.Join("\n", fx.Logs.Lines);
+        Assert.Contains("Dashboard sign-in failed for owner", logs, StringComparison.Ordinal);
+        Assert.DoesNotContain("wrong-password-1", logs, StringComparison.Ordinal);
+        Assert.DoesNotContain(gym.OwnerPassword, logs, StringComparison.Ordinal);
     }
 
     [Fact]
