@@ -4,6 +4,7 @@ using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
+using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Events;
 using Gymwire.Features.Gyms;
@@ -40,6 +41,8 @@ namespace Gymwire
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
             builder.Services.AddApiKeys();
+            builder.Services.AddGymwireDataProtection();
+            builder.Services.AddDashboard();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
@@ -73,6 +76,7 @@ namespace Gymwire
             app.MapEvents();
             app.MapSms();
             app.MapZapier();
+            app.MapDashboard();
             return app;
         }
     }

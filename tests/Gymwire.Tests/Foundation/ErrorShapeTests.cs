@@ -17,7 +17,7 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
     {
         var gym = await fx.CreateGymAsync();
         await (await gym.Owner().GetAsync("/api/nope")).AssertErrorAsync(HttpStatusCode.NotFound);
-        await (await fx.Client().GetAsync("/")).AssertErrorAsync(HttpStatusCode.NotFound);
+        await (await fx.Client().GetAsync("/nope")).AssertErrorAsync(HttpStatusCode.NotFound);
         await (await gym.Owner().GetAsync("/api/gym/members/not-a-guid")).AssertErrorAsync(HttpStatusCode.NotFound);
     }
 

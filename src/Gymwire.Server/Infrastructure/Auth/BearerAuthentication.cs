@@ -76,6 +76,12 @@ public sealed class JsonAuthorizationResultHandler : IAuthorizationMiddlewareRes
 
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
+        if (policy.AuthenticationSchemes.Count > 0 && !policy.AuthenticationSchemes.Contains(BearerAuthenticationHandler.SchemeName))
+        {
+            // The dashboard's cookie policy: its scheme challenges with a redirect to the login page.
+            await _default.HandleAsync(next, context, policy, authorizeResult);
+            return;
+        }
         if (authorizeResult.Challenged)
         {
             // The handler caches its result per request, so this re-reads the reason rather than re-validating.

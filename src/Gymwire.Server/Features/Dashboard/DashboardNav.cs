@@ -1,0 +1,22 @@
+namespace Gymwire.Features.Dashboard;
+
+/// <param name="Href">Null while the page does not exist yet: the entry shows, but is not a link.</param>
+public sealed record NavItem(string Key, string Label, string? Href);
+
+/// <summary>The dashboard's navigation, in GymPoint's order (Settings → Integrations → API Keys, Webhooks).</summary>
+public static class DashboardNav
+{
+    public const string Integrations = "integrations";
+    public const string ApiKeys = "api-keys";
+    public const string Webhooks = "webhooks";
+    public const string Activity = "activity";
+
+    public static readonly IReadOnlyList<NavItem> Items =
+    [
+        new(Integrations, "Integrations", "/settings/integrations"),
+        // The API-key and webhook pages arrive with those features; set their Href when they merge.
+        new(ApiKeys, "API Keys", null),
+        new(Webhooks, "Webhooks", null),
+        new(Activity, "Activity", "/activity"),
+    ];
+}

@@ -1,0 +1,161 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Gyms;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc.ApplicationParts;
+using Microsoft.AspNetCore.Mvc.Filters;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Dashboard;
+
+/// <summary>Authorization policy of the dashboard pages.</summary>
+public static class DashboardPolicies
+{
+    /// <summary>An owner signed in with the dashboard cookie. The API never accepts this cookie.</summary>
+    public const string Owner = "dashboard-owner";
+}
+
+/// <summary>
+/// The owner dashboard: Razor Pages under <c>Features/Dashboard</c>, signed in with the Identity application
+/// cookie. The API keeps <c>Bearer</c> as its only scheme, so a browser session can never call the API
+/// (no CSRF through the API) and API errors stay JSON; only the pages challenge with a redirect to <c>/login</c>.
+/// </summary>
+public static class DashboardSetup
+{
+    public const string CookieName = "gymwire_session";
+    public const string AntiforgeryCookieName = "gymwire_antiforgery";
+
+    public static IServiceCollection AddDashboard(this IServiceCollection services)
+    {
+        new IdentityBuilder(typeof(Owner), services)
+            .AddSignInManager()
+            .AddClaimsPrincipalFactory<OwnerClaimsPrincipalFactory>();
+        services.AddAuthentication().AddIdentityCookies();
+        services.ConfigureApplicationCookie(o =>
+        {
+            o.Cookie.Name = CookieName;
+            o.Cookie.HttpOnly = true;
+            o.Cookie.SameSite = SameSiteMode.Lax;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            o.LoginPath = "/login";
+            o.LogoutPath = "/logout";
+            o.AccessDeniedPath = "/login";
+            o.ReturnUrlParameter = "returnUrl";
+            o.ExpireTimeSpan = TimeSpan.FromHours(12);
+            o.SlidingExpiration = true;
+        });
+        services.AddAntiforgery(o =>
+        {
+            o.Cookie.Name = AntiforgeryCookieName;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
+        services.AddAuthorizationBuilder().AddPolicy(DashboardPolicies.Owner, p => p
+            .AddAuthenticationSchemes(IdentityConstants.ApplicationScheme)
+            .RequireAuthenticatedUser()
+            .RequireClaim(GymwireClaims.GymId)
+            .RequireClaim(GymwireClaims.Actor, GymwireClaims.OwnerActor));
+        services.AddRazorPages(o =>
+        {
+            o.RootDirectory = "/Features/Dashboard";
+            o.Conventions.AuthorizeFolder("/", DashboardPolicies.Owner);
+            o.Conventions.AllowAnonymousToPage("/Setup");
+            o.Conventions.AllowAnonymousToPage("/Login");
+            o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
+        }).ConfigureApplicationPartManager(AddServerAssembly);
+        services.AddIntegrationStatuses();
+        return services;
+    }
+
+    // MVC looks for pages in the entry assembly; when tests host the server in-process, that is the test runner.
+    private static void AddServerAssembly(ApplicationPartManager manager)
+    {
+        var assembly = typeof(DashboardSetup).Assembly;
+        if (manager.ApplicationParts.OfType<AssemblyPart>().Any(p => p.Assembly == assembly))
+        {
+            return;
+        }
+        foreach (var part in ApplicationPartFactory.GetApplicationPartFactory(assembly).GetApplicationParts(assembly))
+        {
+            manager.ApplicationParts.Add(part);
+        }
+    }
+
+    public static IEndpointRouteBuilder MapDashboard(this IEndpointRouteBuilder app)
+    {
+        app.MapRazorPages();
+        app.MapGet(DashboardAssets.CssPath, DashboardAssets.ServeCss).AllowAnonymous().ExcludeFromDescription();
+        return app;
+    }
+}
+
+/// <summary>Adds the gym and the actor to the cookie principal, so the helpers in <see cref="GymwireClaims"/> work on it.</summary>
+public sealed class OwnerClaimsPrincipalFactory(UserManager<Owner> users, IOptions<IdentityOptions> options)
+    : UserClaimsPrincipalFactory<Owner>(users, options)
+{
+    protected override async Task<ClaimsIdentity> GenerateClaimsAsync(Owner user)
+    {
+        var identity = await base.GenerateClaimsAsync(user);
+        identity.AddClaim(new Claim(GymwireClaims.GymId, user.GymId.ToString()));
+        identity.AddClaim(new Claim(GymwireClaims.Actor, GymwireClaims.OwnerActor));
+        return identity;
+    }
+}
+
+/// <summary>
+/// Security headers on every dashboard page: only the server's own stylesheet and script may load, no framing,
+/// forms post only to Gymwire itself.
+/// </summary>
+internal sealed class DashboardHeadersFilter : IResultFilter
+{
+    public void OnResultExecuting(ResultExecutingContext context)
+    {
+        var headers = context.HttpContext.Response.Headers;
+        headers.ContentSecurityPolicy = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; " +
+                                        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+        headers.XContentTypeOptions = "nosniff";
+        headers["Referrer-Policy"] = "same-origin";
+        headers.CacheControl = "no-store";
+    }
+
+    public void OnResultExecuted(ResultExecutedContext context)
+    {
+    }
+}
+
+/// <summary>
+/// The dashboard's one stylesheet, embedded in the executable so a single-file deployment serves it without
+/// a wwwroot folder. Its URL carries a content hash, so browsers may cache it for good.
+/// </summary>
+public static class DashboardAssets
+{
+    public const string CssPath = "/assets/dashboard.css";
+
+    private static readonly Lazy<(byte[] Bytes, string Hash)> Css = new(() =>
+    {
+        using var stream = typeof(DashboardAssets).Assembly.GetManifestResourceStream("Gymwire.Dashboard.dashboard.css")
+            ?? throw new InvalidOperationException("The dashboard stylesheet is not embedded in the executable.");
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        var bytes = copy.ToArray();
+        return (bytes, Convert.ToHexStringLower(SHA256.HashData(bytes))[..12]);
+    });
+
+    public static string CssUrl => $"{CssPath}?v={Css.Value.Hash}";
+
+    internal static IResult ServeCss(HttpContext context)
+    {
+        var (bytes, hash) = Css.Value;
+        var etag = $"\"{hash}\"";
+        context.Response.Headers.ETag = etag;
+        context.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
+        context.Response.Headers.XContentTypeOptions = "nosniff";
+        if (context.Request.Headers.IfNoneMatch == etag)
+        {
+            return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+        }
+        return TypedResults.Bytes(bytes, "text/css; charset=utf-8");
+    }
+}

@@ -1,0 +1,114 @@
+namespace Gymwire.Features.Dashboard.Integrations;
+
+public enum IntegrationState
+{
+    NotConnected,
+    Connected,
+    Error,
+}
+
+/// <summary>A tile's status and, always, the reason for it in words an owner understands.</summary>
+public sealed record IntegrationStatus(IntegrationState State, string Reason)
+{
+    public static IntegrationStatus NotConnected(string reason) => new(IntegrationState.NotConnected, reason);
+    public static IntegrationStatus Connected(string reason) => new(IntegrationState.Connected, reason);
+    public static IntegrationStatus Error(string reason) => new(IntegrationState.Error, reason);
+}
+
+/// <summary>
+/// One tile of Settings → Integrations. Each integration registers its own with
+/// <see cref="IntegrationSetup.AddIntegrationStatus{T}"/>; a later registration with the same <see cref="Key"/>
+/// replaces an earlier one, so a connector feature replaces the built-in "not connected" tile just by registering.
+/// </summary>
+public interface IIntegrationStatusProvider
+{
+    /// <summary>Stable, URL-safe id, e.g. <c>payments</c>; the tile's detail page is <c>/settings/integrations/{key}</c>.</summary>
+    string Key { get; }
+
+    string Name { get; }
+
+    string Description { get; }
+
+    /// <summary>Position of the tile on the page (ascending).</summary>
+    int Order { get; }
+
+    /// <summary>Where the Configure action leads; null for the tile's own detail page.</summary>
+    string? ConfigureUrl { get; }
+
+    /// <summary>How an owner connects it, shown on the detail page.</summary>
+    string Guidance { get; }
+
+    Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct);
+}
+
+/// <summary>
+/// Something a gym uses to connect Zapier, Make or similar platforms: API keys, webhook subscriptions. The API-key
+/// and webhook features each register one (<see cref="IntegrationSetup.AddAutomationConnectionSource{T}"/>), and
+/// the Zapier/Make tile reflects them.
+/// </summary>
+public interface IAutomationConnectionSource
+{
+    Task<AutomationConnections> GetAsync(Guid gymId, CancellationToken ct);
+}
+
+/// <param name="Active">How many are usable now, e.g. "2 API keys" → 2.</param>
+/// <param name="Summary">Owner-facing count, e.g. "2 active API keys".</param>
+/// <param name="Problem">Owner-facing trouble, e.g. "1 webhook is disabled after failed deliveries"; null when fine.</param>
+public readonly record struct AutomationConnections(int Active, string Summary, string? Problem);
+
+/// <summary>The tiles in page order, one per key (the last registered provider for a key wins).</summary>
+public sealed partial class IntegrationTiles(IEnumerable<IIntegrationStatusProvider> providers, ILogger<IntegrationTiles> logger)
+{
+    private readonly IIntegrationStatusProvider[] _providers = providers
+        .GroupBy(p => p.Key, StringComparer.Ordinal)
+        .Select(g => g.Last())
+        .OrderBy(p => p.Order)
+        .ToArray();
+
+    public IReadOnlyList<IIntegrationStatusProvider> Providers => _providers;
+
+    public IIntegrationStatusProvider? Find(string key) => _providers.FirstOrDefault(p => p.Key == key);
+
+    /// <summary>The status of one tile; a provider that throws shows as Error instead of breaking the page.</summary>
+    public async Task<IntegrationStatus> StatusAsync(IIntegrationStatusProvider provider, Guid gymId, CancellationToken ct)
+    {
+        try
+        {
+            return await provider.GetStatusAsync(gymId, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogStatusFailed(logger, provider.Key, gymId, e);
+            return IntegrationStatus.Error("Gymwire could not read this integration's status; the server log has details.");
+        }
+    }
+
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Error, Message = "Reading the status of integration {Key} for gym {GymId} failed")]
+    private static partial void LogStatusFailed(ILogger logger, string key, Guid gymId, Exception exception);
+}
+
+public static class IntegrationSetup
+{
+    public static IServiceCollection AddIntegrationStatus<T>(this IServiceCollection services) where T : class, IIntegrationStatusProvider
+    {
+        services.AddScoped<IIntegrationStatusProvider, T>();
+        return services;
+    }
+
+    public static IServiceCollection AddAutomationConnectionSource<T>(this IServiceCollection services) where T : class, IAutomationConnectionSource
+    {
+        services.AddScoped<IAutomationConnectionSource, T>();
+        return services;
+    }
+
+    internal static IServiceCollection AddIntegrationStatuses(this IServiceCollection services)
+    {
+        services.AddScoped<IntegrationTiles>();
+        services.AddIntegrationStatus<PaymentsIntegration>();
+        services.AddIntegrationStatus<SmsIntegration>();
+        services.AddIntegrationStatus<EmailIntegration>();
+        services.AddIntegrationStatus<AccountingExportIntegration>();
+        services.AddIntegrationStatus<AutomationIntegration>();
+        return services;
+    }
+}

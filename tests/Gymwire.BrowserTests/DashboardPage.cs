@@ -1,0 +1,69 @@
+using System.Collections.Concurrent;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.Playwright;
+
+namespace Gymwire.BrowserTests;
+
+/// <summary>
+/// A fresh browser context (its own cookies) on a Gymwire. It records every request the page makes and every
+/// console error, so a test can assert that nothing left loopback and that no CSP violation happened.
+/// </summary>
+public sealed class DashboardPage : IAsyncDisposable
+{
+    private readonly IBrowserContext _context;
+    private readonly ConcurrentQueue<string> _problems = new();
+
+    private DashboardPage(IBrowserContext context, IPage page, GymwireFixture fx)
+    {
+        _context = context;
+        Page = page;
+        page.Console += (_, message) =>
+        {
+            if (message.Type == "error")
+            {
+                _problems.Enqueue($"console error: {message.Text}");
+            }
+        };
+        page.PageError += (_, error) => _problems.Enqueue($"page error: {error}");
+        page.Request += (_, request) =>
+        {
+            if (!request.Url.StartsWith(fx.BaseAddress.GetLeftPart(UriPartial.Authority), StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal))
+            {
+                _problems.Enqueue($"request left the server: {request.Url}");
+            }
+        };
+    }
+
+    public IPage Page { get; }
+
+    public static async Task<DashboardPage> OpenAsync(Chromium chromium, GymwireFixture fx, int width = 1280, int height = 800)
+    {
+        var context = await chromium.Browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            BaseURL = fx.BaseAddress.ToString().TrimEnd('/'),
+            ViewportSize = new ViewportSize { Width = width, Height = height },
+            Locale = "en-US",
+        });
+        context.SetDefaultTimeout(10_000);
+        return new DashboardPage(context, await context.NewPageAsync(), fx);
+    }
+
+    public async Task ScreenshotAsync(string name) =>
+        await Page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(Chromium.ScreenshotDirectory, name + ".png"), FullPage = true });
+
+    public async Task LoginAsync(string email, string password)
+    {
+        await Page.GotoAsync("/login");
+        await Page.GetByLabel("Email").FillAsync(email);
+        await Page.GetByLabel("Password").FillAsync(password);
+        await Page.GetByRole(AriaRole.Button, new() { Name = "Log in" }).ClickAsync();
+        await Page.WaitForURLAsync("**/settings/integrations");
+    }
+
+    public string CurrentPath => new Uri(Page.Url).PathAndQuery;
+
+    /// <summary>Fails if the page made a request off the server, or logged a console error (a CSP violation, say).</summary>
+    public void AssertClean() => Assert.True(_problems.IsEmpty, string.Join("\n", _problems));
+
+    public async ValueTask DisposeAsync() => await _context.CloseAsync();
+}

@@ -1,0 +1,44 @@
+using Gymwire.Tests.Infrastructure;
+using Microsoft.Playwright;
+
+namespace Gymwire.BrowserTests;
+
+/// <summary>Needs an empty database: its own Gymwire, one test.</summary>
+[Collection(BrowserCollection.Name)]
+public sealed class FirstRunTests(Chromium chromium, SqliteGymwire fx) : IClassFixture<SqliteGymwire>
+{
+    [Fact]
+    public async Task Setup_creates_the_gym_and_owner_and_is_gone_afterwards()
+    {
+        await using var browser = await DashboardPage.OpenAsync(chromium, fx);
+        var page = browser.Page;
+
+        await page.GotoAsync("/");
+        Assert.Equal("/setup", browser.CurrentPath);
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Set up Gymwire" })).ToBeVisibleAsync();
+        await browser.ScreenshotAsync("01-setup");
+
+        await page.GetByLabel("Gym name").FillAsync("Riverside Jiu-Jitsu");
+        await page.GetByLabel("Owner email").FillAsync("owner@riverside.example");
+        await page.GetByLabel("Password", new() { Exact = true }).FillAsync("riverside-owner-1");
+        await page.GetByLabel("Confirm password").FillAsync("riverside-owner-2");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create gym" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToHaveTextAsync("The passwords do not match.");
+        await browser.ScreenshotAsync("02-setup-error");
+
+        await page.GetByLabel("Password", new() { Exact = true }).FillAsync("riverside-owner-1");
+        await page.GetByLabel("Confirm password").FillAsync("riverside-owner-1");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create gym" }).ClickAsync();
+        await page.WaitForURLAsync("**/settings/integrations");
+        await Assertions.Expect(page.Locator(".gym-name")).ToHaveTextAsync("Riverside Jiu-Jitsu");
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Log out" }).ClickAsync();
+        await page.WaitForURLAsync("**/login");
+        await page.GotoAsync("/setup");
+        Assert.Equal("/login", browser.CurrentPath);
+
+        await browser.LoginAsync("owner@riverside.example", "riverside-owner-1");
+        await Assertions.Expect(page.Locator(".gym-name")).ToHaveTextAsync("Riverside Jiu-Jitsu");
+        browser.AssertClean();
+    }
+}
