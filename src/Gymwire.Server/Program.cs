@@ -56,6 +56,7 @@ namespace Gymwire
         {
             var app = builder.Build();
             app.UseGymwireErrors();
+            app.UseMiddleware<JsonBodyGuard>();
             app.UseRouting();
             app.UseAuthentication();
             app.UseAuthorization();
