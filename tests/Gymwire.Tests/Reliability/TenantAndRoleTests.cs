@@ -1,0 +1,158 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Gymwire.Tests.Infrastructure;
+
+namespace Gymwire.Tests.Reliability;
+
+/// <summary>
+/// R6: for every operation that takes an id, gym A's owner and A's keys get 404 on gym B's ids (keys get
+/// 403 on owner-only routes, before any lookup) and B's data is untouched; read keys cannot write; mass
+/// assignment of gym_id, id or is_active through bodies has no effect. A new route with a path parameter
+/// fails this test until it gets a resolver below, so no route escapes the check.
+/// </summary>
+public abstract class TenantAndRoleTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(UnlimitedSqlite f) : TenantAndRoleTests(f), IClassFixture<UnlimitedSqlite>;
+    public sealed class Postgres(UnlimitedPostgres f) : TenantAndRoleTests(f), IClassFixture<UnlimitedPostgres>;
+
+    private sealed record Operation(string Method, string Path, bool OwnerOnly);
+
+    private async Task<List<Operation>> OperationsAsync()
+    {
+        var document = JsonNode.Parse(await fx.Client().GetStringAsync("/openapi.json"))!;
+        return document["paths"]!.AsObject()
+            .SelectMany(p => p.Value!.AsObject().Select(m => new Operation(m.Key.ToUpperInvariant(), p.Key,
+                m.Value!["security"]?.AsArray().All(r => !r!.AsObject().ContainsKey("apiKey")) == true)))
+            .ToList();
+    }
+
+    /// <summary>Gym B with one of everything, and the ids to aim at.</summary>
+    private async Task<Dictionary<string, string>> SeedVictimAsync(TestGym b)
+    {
+        using var owner = b.Owner();
+        var ids = new Dictionary<string, string>();
+        var member = await (await owner.PostJsonAsync("/api/gym/members", new { name = "Victim", user_id = "user_victim" })).AssertStatusAsync(HttpStatusCode.Created);
+        ids["/api/gym/members/{id}"] = member.GetProperty("id").GetString()!;
+        var plan = (await (await owner.PostJsonAsync("/api/gym/plans", new { name = "P", price_cents = 100 })).JsonAsync()).GetProperty("id").GetString();
+        var membership = await (await owner.PostJsonAsync("/api/gym/memberships", new { user_id = "user_victim", plan_id = plan })).AssertStatusAsync(HttpStatusCode.Created);
+        ids["/api/gym/memberships/{id}"] = membership.GetProperty("id").GetString()!;
+        var payment = await (await owner.PostJsonAsync("/api/gym/payments", new { user_id = "user_victim", amount_cents = 500 })).AssertStatusAsync(HttpStatusCode.Created);
+        ids["/api/gym/payments/{id}"] = payment.GetProperty("id").GetString()!;
+        var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "victim key" })).AssertStatusAsync(HttpStatusCode.Created);
+        ids["/api/gym/api-keys/{id}"] = key.GetProperty("id").GetString()!;
+        await SeedMoreAsync(owner, ids);
+        return ids;
+    }
+
+    /// <summary>Resources of later features (webhooks, connectors) that have routes with ids.</summary>
+    protected virtual Task SeedMoreAsync(HttpClient owner, Dictionary<string, string> ids) => Task.CompletedTask;
+
+    private static string Resolve(string path, Dictionary<string, string> ids)
+    {
+        var resolved = path;
+        foreach (var (template, id) in ids.OrderByDescending(kv => kv.Key.Length))
+        {
+            var placeholder = template[template.LastIndexOf('{')..];
+            var prefix = template[..template.LastIndexOf('{')];
+            if (resolved.StartsWith(prefix, StringComparison.Ordinal) && resolved[prefix.Length..].StartsWith(placeholder, StringComparison.Ordinal))
+            {
+                resolved = prefix + id + resolved[(prefix.Length + placeholder.Length)..];
+            }
+        }
+        Assert.False(resolved.Contains('{', StringComparison.Ordinal), $"No resolver for {path}: add one to {nameof(TenantAndRoleTests)}");
+        return resolved;
+    }
+
+    private async Task<string> SnapshotAsync(TestGym gym)
+    {
+        using var owner = gym.Owner();
+        var parts = new List<string>();
+        foreach (var url in new[] { "/api/gym/members?include_left=true", "/api/gym/memberships", "/api/gym/payments", "/api/gym/api-keys", "/api/gym/events?limit=200" })
+        {
+            parts.Add(await owner.GetStringAsync(url));
+        }
+        return string.Join("\n", parts);
+    }
+
+    [Fact]
+    public async Task Gym_A_owner_and_keys_get_404_on_every_route_with_gym_B_ids_and_change_nothing()
+    {
+        var a = await fx.CreateGymAsync("A");
+        var b = await fx.CreateGymAsync("B");
+        var ids = await SeedVictimAsync(b);
+        var keyA = (await (await a.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read", "write" } })).JsonAsync()).GetProperty("key").GetString();
+        var before = await SnapshotAsync(b);
+
+        foreach (var op in (await OperationsAsync()).Where(o => o.Path.Contains('{', StringComparison.Ordinal)))
+        {
+            var url = Resolve(op.Path, ids);
+            foreach (var (who, client) in new[] { ("owner A", a.Owner()), ("key A", fx.Client(keyA)) })
+            {
+                using var request = new HttpRequestMessage(new HttpMethod(op.Method), url);
+                if (op.Method is "POST" or "PATCH" or "PUT")
+                {
+                    request.Content = new StringContent("{\"name\":\"hijack\",\"url\":\"https://example.com/x\",\"is_active\":false,\"event\":\"member.joined\"}", System.Text.Encoding.UTF8, "application/json");
+                }
+                var response = await client.SendAsync(request);
+                var expected = who == "key A" && op.OwnerOnly ? HttpStatusCode.Forbidden : HttpStatusCode.NotFound;
+                Assert.True(response.StatusCode == expected, $"{who} {op.Method} {op.Path}: expected {(int)expected}, got {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                await response.AssertErrorAsync(expected);
+            }
+        }
+        Assert.Equal(before, await SnapshotAsync(b));
+    }
+
+    [Fact]
+    public async Task A_read_only_key_gets_403_on_every_write_and_writes_nothing()
+    {
+        var gym = await fx.CreateGymAsync();
+        var ids = await SeedVictimAsync(gym);
+        var readKey = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read" } })).JsonAsync()).GetProperty("key").GetString();
+        var before = await SnapshotAsync(gym);
+        using var client = fx.Client(readKey);
+        foreach (var op in (await OperationsAsync()).Where(o => o.Method is "POST" or "PATCH" or "PUT" or "DELETE" && o.Path.StartsWith("/api/gym", StringComparison.Ordinal) || o.Path.StartsWith("/api/zapier/actions", StringComparison.Ordinal)))
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(op.Method), Resolve(op.Path, ids) + (op.Path.EndsWith("actions", StringComparison.Ordinal) ? "?type=create_lead" : ""));
+            request.Content = new StringContent("{\"first_name\":\"x\",\"name\":\"x\"}", System.Text.Encoding.UTF8, "application/json");
+            await (await client.SendAsync(request)).AssertErrorAsync(HttpStatusCode.Forbidden);
+        }
+        // The snapshot includes the key list, whose last_used moved; compare everything else.
+        Assert.Equal(Strip(before), Strip(await SnapshotAsync(gym)));
+    }
+
+    private static string Strip(string snapshot) => System.Text.RegularExpressions.Regex.Replace(snapshot, "\"last_used\":(null|\"[^\"]*\")", "");
+
+    [Fact]
+    public async Task Mass_assignment_of_gym_id_id_and_is_active_has_no_effect()
+    {
+        var a = await fx.CreateGymAsync();
+        var b = await fx.CreateGymAsync();
+        var forgedId = Guid.NewGuid();
+        using var owner = a.Owner();
+        var member = await (await owner.PostJsonAsync("/api/gym/members", new { name = "M", gym_id = b.GymId, id = forgedId, left_at = "2020-01-01T00:00:00Z", joined_at = "2000-01-01T00:00:00Z" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.NotEqual(forgedId, member.GetProperty("id").GetGuid());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, member.GetProperty("left_at").ValueKind);
+        Assert.Equal("2026-04-16", member.GetProperty("joined_at").GetString()![..10]);
+        var memberId = member.GetProperty("id").GetGuid();
+
+        var patched = await (await owner.PatchJsonAsync($"/api/gym/members/{memberId}", new { gym_id = b.GymId, id = forgedId, name = "M2" })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(memberId, patched.GetProperty("id").GetGuid());
+        await (await owner.GetAsync($"/api/gym/members/{memberId}")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Empty((await (await b.Owner().GetAsync("/api/gym/members")).JsonAsync()).GetProperty("members").EnumerateArray());
+
+        var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "k", gym_id = b.GymId, id = forgedId, is_active = false, key_prefix = "cs_00000000", last_used = "2020-01-01T00:00:00Z" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.NotEqual(forgedId, key.GetProperty("id").GetGuid());
+        Assert.True(key.GetProperty("is_active").GetBoolean());
+        Assert.Equal(key.GetProperty("key").GetString()![..11], key.GetProperty("key_prefix").GetString());
+        var me = await (await fx.Client(key.GetProperty("key").GetString()).GetAsync("/api/me")).JsonAsync();
+        Assert.Equal(a.GymId, me.GetProperty("gym_id").GetGuid());
+
+        var lead = await (await owner.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "L", gym_id = b.GymId, id = forgedId })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.NotEqual(forgedId, lead.GetProperty("id").GetGuid());
+        Assert.Empty((await (await b.Owner().GetAsync("/api/gym/leads")).JsonAsync()).GetProperty("leads").EnumerateArray());
+        await MassAssignMoreAsync(a, b, forgedId);
+    }
+
+    /// <summary>Mass-assignment checks of later features.</summary>
+    protected virtual Task MassAssignMoreAsync(TestGym a, TestGym b, Guid forgedId) => Task.CompletedTask;
+}
