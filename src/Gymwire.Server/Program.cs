@@ -11,6 +11,7 @@ using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Training;
+using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 
@@ -36,6 +37,7 @@ namespace Gymwire
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
             builder.Services.AddGymwireRateLimiting();
+            builder.Services.AddWebhooks(builder.Configuration);
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
 
@@ -63,6 +65,7 @@ namespace Gymwire
             app.MapLeads();
             app.MapContracts();
             app.MapEvents();
+            app.MapWebhooks();
             return app;
         }
     }
