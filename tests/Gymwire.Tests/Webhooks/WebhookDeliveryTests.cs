@@ -83,6 +83,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         Assert.Equal(["member.joined", "payment.received"], named.Select(r => r.Json().GetProperty("event").GetString()!).Order());
         await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(some.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "delivered");
         Assert.Equal(2, (await fx.DeliveriesAsync(some.Id)).Count);
+        AssertNoWorkerErrors();
     }
 
     private static string GymwireJsonTimestamp(DateTime utc) => Gymwire.Infrastructure.GymwireJson.FormatTimestamp(utc);
@@ -343,6 +344,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var deliveries = await fx.DeliveriesAsync(hook.Id);
         Assert.Equal(3, deliveries.Count);
         Assert.Equal(3, receiver.At("/restart").Skip(3).Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
     }
 
     [Fact]
@@ -406,6 +408,44 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8);
         Assert.Equal(20, (await fx.DeliveriesAsync(fast.Id)).Count(d => d.Status == DeliveryStatus.Delivered));
     }
+
+    [Fact]
+    public async Task Concurrent_claimers_never_take_the_same_delivery()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/claims"), "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var ids = Enumerable.Range(0, 40).Select(_ => Guid.CreateVersion7()).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var id in ids)
+            {
+                db.WebhookDeliveries.Add(new WebhookDelivery
+                {
+                    Id = id, GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                    Payload = WebhookPayloads.Build(Guid.NewGuid(), "member.joined", gym.GymId, "{}", now),
+                    Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+                });
+            }
+            return await db.SaveChangesAsync();
+        });
+        // Four claimers at once, as four nodes would (the running worker may be a fifth).
+        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var claims = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => sender.ClaimAsync(15, [], [], CancellationToken.None))));
+        var claimed = claims.SelectMany(c => c.Select(d => d.Id)).ToList();
+        Assert.Equal(claimed.Count, claimed.Distinct().Count());
+
+        await sender.ReleaseAsync(claimed, CancellationToken.None);
+        fx.WakeWorker();
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered");
+        Assert.Equal(40, receiver.At("/claims").Count);
+        Assert.Equal(40, receiver.At("/claims").Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+    }
+
+    private void AssertNoWorkerErrors() =>
+        Assert.DoesNotContain(fx.Logs.Lines, line => line.StartsWith("Error Gymwire.Features.Webhooks", StringComparison.Ordinal));
 
     [Fact]
     public async Task A_subscription_failing_for_five_days_is_deactivated()

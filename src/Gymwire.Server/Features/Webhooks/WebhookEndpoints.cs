@@ -276,7 +276,6 @@ public static class WebhookEndpoints
         delivery.Status = DeliveryStatus.Pending;
         delivery.AttemptCount = 0;
         delivery.NextAttemptAt = now;
-        delivery.IsTest = false;
         await db.SaveChangesAsync(ct);
         signal.Notify();
         return TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries/{deliveryId}", ToDto(delivery));

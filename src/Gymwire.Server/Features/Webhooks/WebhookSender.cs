@@ -125,7 +125,7 @@ public sealed partial class WebhookSender(
             return null;
         }
 
-        var trigger = delivery.IsTest ? "test" : delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is null ? "initial" : "redeliver";
+        var trigger = delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is not null ? "redeliver" : delivery.IsTest ? "test" : "initial";
         var attempt = new WebhookAttempt
         {
             Id = Guid.CreateVersion7(now),
