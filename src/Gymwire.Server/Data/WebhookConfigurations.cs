@@ -56,6 +56,6 @@ internal sealed class WebhookAttemptConfiguration : IEntityTypeConfiguration<Web
         b.Property(x => x.Trigger).HasMaxLength(16);
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookDelivery>().WithMany().HasForeignKey(x => x.DeliveryId).OnDelete(DeleteBehavior.Cascade);
-        b.HasIndex(x => new { x.GymId, x.DeliveryId, x.AttemptedAt });
+        b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number }).IsUnique();
     }
 }

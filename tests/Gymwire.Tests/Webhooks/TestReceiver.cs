@@ -42,6 +42,7 @@ public sealed class TestReceiver : IAsyncDisposable
     private readonly ConcurrentDictionary<string, int> _active = new();
     private readonly ConcurrentDictionary<string, int> _maxActive = new();
     private long _bytesStreamed;
+    private int _streamsEnded;
 
     private TestReceiver(WebApplication app)
     {
@@ -56,6 +57,9 @@ public sealed class TestReceiver : IAsyncDisposable
 
     /// <summary>Bytes of streamed bodies actually written before the client stopped reading.</summary>
     public long BytesStreamed => Interlocked.Read(ref _bytesStreamed);
+
+    /// <summary>Streamed replies that have finished (completed, or stopped because the client went away).</summary>
+    public int StreamsEnded => Volatile.Read(ref _streamsEnded);
 
     public static async Task<TestReceiver> StartAsync()
     {
@@ -149,13 +153,23 @@ public sealed class TestReceiver : IAsyncDisposable
                 for (long sent = 0; sent < reply.StreamBytes; sent += chunk.Length)
                 {
                     var size = (int)Math.Min(chunk.Length, reply.StreamBytes - sent);
-                    await context.Response.Body.WriteAsync(chunk.AsMemory(0, size), context.RequestAborted);
+                    // Kestrel discards writes after the client hangs up instead of failing them; a completed
+                    // flush is the reliable sign that the transport is gone.
+                    var flushed = await context.Response.BodyWriter.WriteAsync(chunk.AsMemory(0, size), context.RequestAborted);
+                    if (flushed.IsCompleted || flushed.IsCanceled || context.RequestAborted.IsCancellationRequested)
+                    {
+                        break;
+                    }
                     Interlocked.Add(ref _bytesStreamed, size);
                 }
             }
             catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionAbortedException)
             {
                 // The client stopped reading: exactly what a well-behaved sender does.
+            }
+            finally
+            {
+                Interlocked.Increment(ref _streamsEnded);
             }
             return;
         }

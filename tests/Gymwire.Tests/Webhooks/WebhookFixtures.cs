@@ -51,7 +51,7 @@ public static class WebhookTestHelpers
         fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.SubscriptionId == subscriptionId).OrderBy(d => d.CreatedAt).ThenBy(d => d.Id).ToListAsync());
 
     public static Task<List<WebhookAttempt>> AttemptsAsync(this GymwireFixture fx, Guid deliveryId) =>
-        fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.DeliveryId == deliveryId).OrderBy(a => a.AttemptedAt).ThenBy(a => a.Id).ToListAsync());
+        fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.DeliveryId == deliveryId).OrderBy(a => a.Number).ToListAsync());
 
     /// <summary>Waits (bounded) until the subscription's only delivery satisfies <paramref name="condition"/>.</summary>
     public static async Task<WebhookDelivery> WaitForDeliveryAsync(this GymwireFixture fx, Guid subscriptionId, Func<WebhookDelivery, bool> condition, string what)

@@ -1,6 +1,7 @@
 using System.Text;
 using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
+using Microsoft.Extensions.Configuration;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -90,6 +91,24 @@ public sealed class WebhookSignerTests
         Assert.Contains("Webhooks:MaxConcurrentPerEndpoint", result.FailureMessage, StringComparison.Ordinal);
         Assert.True(validator.Validate(null, new WebhookOptions()).Succeeded);
         Assert.Equal("2026-04-16T12:00:00.000Z", GymwireJson.FormatTimestamp(new DateTime(2026, 4, 16, 12, 0, 0, DateTimeKind.Utc)));
+    }
+
+    [Theory]
+    [InlineData("true", "true", 2)]
+    [InlineData("false", "true", 1)]
+    [InlineData("true", "false", 1)]
+    [InlineData("false", "false", 0)]
+    public void Dispatcher_and_worker_roles_can_be_switched_off(string dispatcher, string worker, int expected)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Webhooks:DispatcherEnabled"] = dispatcher,
+            ["Webhooks:WorkerEnabled"] = worker,
+        }).Build();
+        var services = new ServiceCollection().AddWebhooks(configuration);
+        var roles = services.Where(d => d.ServiceType == typeof(Microsoft.Extensions.Hosting.IHostedService)
+            && (d.ImplementationType == typeof(WebhookDispatcher) || d.ImplementationType == typeof(DeliveryWorker)));
+        Assert.Equal(expected, roles.Count());
     }
 
     [Fact]

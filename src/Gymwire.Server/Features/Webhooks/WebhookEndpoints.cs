@@ -25,7 +25,7 @@ public sealed record DeliveryDto(
     DateTime CreatedAt, DateTime? LastAttemptAt, int? LastStatusCode, string? LastError, DateTime? NextAttemptAt);
 public sealed record DeliveryList(IReadOnlyList<DeliveryDto> Deliveries);
 public sealed record AttemptDto(
-    Guid Id, DateTime AttemptedAt, string Trigger, int? StatusCode, int DurationMs, string? Error,
+    Guid Id, int Number, DateTime AttemptedAt, string Trigger, int? StatusCode, int DurationMs, string? Error,
     IReadOnlyDictionary<string, string>? ResponseHeaders, string? ResponseBody, bool ResponseBodyTruncated);
 public sealed record DeliveryDetail(
     Guid Id, Guid WebhookId, Guid? EventId, string Event, string Status, bool IsTest, int AttemptCount,
@@ -290,11 +290,11 @@ public static class WebhookEndpoints
             return null;
         }
         var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && a.DeliveryId == deliveryId)
-            .OrderBy(a => a.AttemptedAt).ThenBy(a => a.Id).ToListAsync(ct);
+            .OrderBy(a => a.Number).ToListAsync(ct);
         using var payload = JsonDocument.Parse(d.Payload);
         return new DeliveryDetail(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount, d.CreatedAt,
             d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, payload.RootElement.Clone(),
-            attempts.Select(a => new AttemptDto(a.Id, a.AttemptedAt, a.Trigger, a.StatusCode, a.DurationMs, a.Error,
+            attempts.Select(a => new AttemptDto(a.Id, a.Number, a.AttemptedAt, a.Trigger, a.StatusCode, a.DurationMs, a.Error,
                 a.ResponseHeaders is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(a.ResponseHeaders),
                 a.ResponseBody, a.ResponseBodyTruncated)).ToList());
     }

@@ -68,6 +68,8 @@ public sealed class WebhookAttempt
     public Guid Id { get; set; }
     public Guid GymId { get; set; }
     public Guid DeliveryId { get; set; }
+    /// <summary>1 for the delivery's first attempt, counting on across retries, redeliveries and test sends.</summary>
+    public int Number { get; set; }
     public DateTime AttemptedAt { get; set; }
     public int? StatusCode { get; set; }
     public int DurationMs { get; set; }

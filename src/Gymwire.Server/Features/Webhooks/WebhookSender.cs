@@ -82,7 +82,7 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         return await db.WebhookDeliveries.AsNoTracking()
-            .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying)
+            .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying) && x.NextAttemptAt != null
                 && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id))
             .Select(x => x.LockedUntil ?? x.NextAttemptAt)
             .OrderBy(x => x)
@@ -131,6 +131,7 @@ public sealed partial class WebhookSender(
             Id = Guid.CreateVersion7(now),
             GymId = delivery.GymId,
             DeliveryId = delivery.Id,
+            Number = await db.WebhookAttempts.CountAsync(a => a.DeliveryId == delivery.Id, ct) + 1,
             AttemptedAt = now,
             Trigger = trigger,
         };

@@ -760,6 +760,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("gym_id");
 
+                    b.Property<int>("Number")
+                        .HasColumnType("integer")
+                        .HasColumnName("number");
+
                     b.Property<string>("ResponseBody")
                         .HasColumnType("text")
                         .HasColumnName("response_body");
@@ -789,8 +793,9 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.HasIndex("DeliveryId")
                         .HasDatabaseName("ix_webhook_attempts_delivery_id");
 
-                    b.HasIndex("GymId", "DeliveryId", "AttemptedAt")
-                        .HasDatabaseName("ix_webhook_attempts_gym_id_delivery_id_attempted_at");
+                    b.HasIndex("GymId", "DeliveryId", "Number")
+                        .IsUnique()
+                        .HasDatabaseName("ix_webhook_attempts_gym_id_delivery_id_number");
 
                     b.ToTable("webhook_attempts", (string)null);
                 });

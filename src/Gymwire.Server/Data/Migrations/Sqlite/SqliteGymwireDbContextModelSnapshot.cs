@@ -753,6 +753,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("gym_id");
 
+                    b.Property<int>("Number")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("number");
+
                     b.Property<string>("ResponseBody")
                         .HasColumnType("TEXT")
                         .HasColumnName("response_body");
@@ -782,8 +786,9 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.HasIndex("DeliveryId")
                         .HasDatabaseName("ix_webhook_attempts_delivery_id");
 
-                    b.HasIndex("GymId", "DeliveryId", "AttemptedAt")
-                        .HasDatabaseName("ix_webhook_attempts_gym_id_delivery_id_attempted_at");
+                    b.HasIndex("GymId", "DeliveryId", "Number")
+                        .IsUnique()
+                        .HasDatabaseName("ix_webhook_attempts_gym_id_delivery_id_number");
 
                     b.ToTable("webhook_attempts", (string)null);
                 });

@@ -85,6 +85,7 @@ namespace Gymwire.Data.Migrations.Postgres
                     id = table.Column<Guid>(type: "uuid", nullable: false),
                     gym_id = table.Column<Guid>(type: "uuid", nullable: false),
                     delivery_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    number = table.Column<int>(type: "integer", nullable: false),
                     attempted_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
                     status_code = table.Column<int>(type: "integer", nullable: true),
                     duration_ms = table.Column<int>(type: "integer", nullable: false),
@@ -117,9 +118,10 @@ namespace Gymwire.Data.Migrations.Postgres
                 column: "delivery_id");
 
             migrationBuilder.CreateIndex(
-                name: "ix_webhook_attempts_gym_id_delivery_id_attempted_at",
+                name: "ix_webhook_attempts_gym_id_delivery_id_number",
                 table: "webhook_attempts",
-                columns: new[] { "gym_id", "delivery_id", "attempted_at" });
+                columns: new[] { "gym_id", "delivery_id", "number" },
+                unique: true);
 
             migrationBuilder.CreateIndex(
                 name: "ix_webhook_deliveries_claim_token",
