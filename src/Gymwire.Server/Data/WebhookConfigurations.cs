@@ -43,6 +43,8 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         // The workers' work list.
         b.HasIndex(x => x.NextAttemptAt).HasFilter("status IN ('pending', 'retrying')").HasDatabaseName("ix_webhook_deliveries_due");
         b.HasIndex(x => x.ClaimToken);
+        // Retention deletes by age.
+        b.HasIndex(x => x.CreatedAt);
     }
 }
 
@@ -56,6 +58,6 @@ internal sealed class WebhookAttemptConfiguration : IEntityTypeConfiguration<Web
         b.Property(x => x.Trigger).HasMaxLength(16);
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookDelivery>().WithMany().HasForeignKey(x => x.DeliveryId).OnDelete(DeleteBehavior.Cascade);
-        b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number }).IsUnique();
+        b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number });
     }
 }

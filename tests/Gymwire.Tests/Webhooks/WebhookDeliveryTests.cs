@@ -67,6 +67,11 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             Assert.Equal("application/json", request.Header("Content-Type"));
             Assert.Equal(gym.GymId, body.GetProperty("gym_id").GetGuid());
             Assert.Equal(evt.Data, body.GetProperty("data").GetRawText());
+            // The documented shape: every field of the catalog's sample is present.
+            foreach (var field in EventCatalog.ByName[evt.Type].SampleData.Keys)
+            {
+                Assert.True(body.GetProperty("data").TryGetProperty(field, out _), $"{evt.Type} lacks '{field}': {evt.Data}");
+            }
             Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", body.GetProperty("timestamp").GetString());
             Assert.Equal(GymwireJsonTimestamp(evt.OccurredAt), body.GetProperty("timestamp").GetString());
             Assert.Equal("POST", request.Method);
@@ -409,6 +414,21 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         }, what: "slow endpoint catches up");
         Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8);
         Assert.Equal(20, (await fx.DeliveriesAsync(fast.Id)).Count(d => d.Status == DeliveryStatus.Delivered));
+    }
+
+    [Fact]
+    public async Task Finished_deliveries_are_deleted_after_the_retention_period()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/retention"), "member.joined");
+        await gym.AddMemberAsync("user_old");
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        Assert.Single(await fx.AttemptsAsync(delivery.Id));
+
+        fx.Clock.Advance(TimeSpan.FromDays(31)); // the hourly retention pass runs on the clock
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count == 0, what: "purged");
+        Assert.Empty(await fx.AttemptsAsync(delivery.Id));
     }
 
     [Fact]

@@ -40,6 +40,9 @@ public sealed class WebhookOptions
     /// <summary>A subscription whose every attempt has failed for this long is deactivated.</summary>
     public TimeSpan AutoDisableAfter { get; set; } = TimeSpan.FromDays(5);
 
+    /// <summary>Finished deliveries (delivered or undeliverable) and their attempts are deleted this long after they were created.</summary>
+    public TimeSpan DeliveryRetention { get; set; } = TimeSpan.FromDays(30);
+
     /// <summary>Deliveries in flight at once on this node.</summary>
     public int MaxConcurrentDeliveries { get; set; } = 64;
 
@@ -98,6 +101,10 @@ internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
         if (o.AutoDisableAfter < TimeSpan.FromHours(1) || o.AutoDisableAfter > TimeSpan.FromDays(365))
         {
             errors.Add("Webhooks:AutoDisableAfter must be between 01:00:00 and 365.00:00:00.");
+        }
+        if (o.DeliveryRetention < TimeSpan.FromDays(1) || o.DeliveryRetention > TimeSpan.FromDays(3650))
+        {
+            errors.Add("Webhooks:DeliveryRetention must be between 1.00:00:00 and 3650.00:00:00.");
         }
         if (o.MaxConcurrentDeliveries is < 1 or > 4096)
         {

@@ -274,6 +274,15 @@ public sealed partial class WebhookSender(
             attempt.Error = e.Message;
             LogEgressRefused(logger, delivery.Id, subscription.Id, attempt.Error);
         }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            // A connect-level timeout can surface before the attempt's own token reports it.
+            attempt.Error = $"Timed out after {_options.Timeout.TotalSeconds:0.###} s";
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested && e is InvalidOperationException or UriFormatException or NotSupportedException or IOException)
+        {
+            attempt.Error = "The request could not be sent: " + e.Message;
+        }
         attempt.DurationMs = (int)Math.Min(int.MaxValue, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return retryAfter;
     }

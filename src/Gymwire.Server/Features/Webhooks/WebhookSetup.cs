@@ -23,7 +23,6 @@ public static class WebhookSetup
             .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
                 ConnectCallback = sp.GetRequiredService<EgressGuard>().ConnectAsync,
-                ConnectTimeout = sp.GetRequiredService<IOptions<WebhookOptions>>().Value.Timeout,
                 // A proxy would hide the real target from the egress guard; redirects would bypass the URL checks.
                 UseProxy = false,
                 AllowAutoRedirect = false,
@@ -40,6 +39,7 @@ public static class WebhookSetup
         if (options.DispatcherEnabled)
         {
             services.AddHostedService<WebhookDispatcher>();
+            services.AddHostedService<WebhookRetention>();
         }
         if (options.WorkerEnabled)
         {

@@ -787,7 +787,6 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasDatabaseName("ix_webhook_attempts_delivery_id");
 
                     b.HasIndex("GymId", "DeliveryId", "Number")
-                        .IsUnique()
                         .HasDatabaseName("ix_webhook_attempts_gym_id_delivery_id_number");
 
                     b.ToTable("webhook_attempts", (string)null);
@@ -871,6 +870,9 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.HasIndex("ClaimToken")
                         .HasDatabaseName("ix_webhook_deliveries_claim_token");
+
+                    b.HasIndex("CreatedAt")
+                        .HasDatabaseName("ix_webhook_deliveries_created_at");
 
                     b.HasIndex("NextAttemptAt")
                         .HasDatabaseName("ix_webhook_deliveries_due")

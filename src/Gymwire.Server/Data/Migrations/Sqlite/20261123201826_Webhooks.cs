@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace Gymwire.Data.Migrations.Postgres
+namespace Gymwire.Data.Migrations.Sqlite
 {
     /// <inheritdoc />
     public partial class Webhooks : Migration
@@ -15,19 +15,19 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "webhook_subscriptions",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "uuid", nullable: false),
-                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    url = table.Column<string>(type: "character varying(2048)", maxLength: 2048, nullable: false),
-                    events = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
-                    is_active = table.Column<bool>(type: "boolean", nullable: false),
-                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
-                    updated_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
-                    secret_protected = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
-                    previous_secret_protected = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
-                    previous_secret_expires_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
-                    failing_since = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
-                    disabled_reason = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
-                    disabled_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true)
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    url = table.Column<string>(type: "TEXT", maxLength: 2048, nullable: false),
+                    events = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    is_active = table.Column<bool>(type: "INTEGER", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    updated_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    secret_protected = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    previous_secret_protected = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: true),
+                    previous_secret_expires_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    failing_since = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    disabled_reason = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
+                    disabled_at = table.Column<DateTime>(type: "TEXT", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -44,22 +44,22 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "webhook_deliveries",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "uuid", nullable: false),
-                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    subscription_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    event_id = table.Column<Guid>(type: "uuid", nullable: true),
-                    @event = table.Column<string>(name: "event", type: "character varying(64)", maxLength: 64, nullable: false),
-                    payload = table.Column<string>(type: "text", nullable: false),
-                    is_test = table.Column<bool>(type: "boolean", nullable: false),
-                    status = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
-                    attempt_count = table.Column<int>(type: "integer", nullable: false),
-                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
-                    next_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
-                    last_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
-                    last_status_code = table.Column<int>(type: "integer", nullable: true),
-                    last_error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
-                    locked_until = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
-                    claim_token = table.Column<Guid>(type: "uuid", nullable: true)
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    subscription_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    event_id = table.Column<Guid>(type: "TEXT", nullable: true),
+                    @event = table.Column<string>(name: "event", type: "TEXT", maxLength: 64, nullable: false),
+                    payload = table.Column<string>(type: "TEXT", nullable: false),
+                    is_test = table.Column<bool>(type: "INTEGER", nullable: false),
+                    status = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    attempt_count = table.Column<int>(type: "INTEGER", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    next_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_status_code = table.Column<int>(type: "INTEGER", nullable: true),
+                    last_error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    locked_until = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    claim_token = table.Column<Guid>(type: "TEXT", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -82,18 +82,18 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "webhook_attempts",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "uuid", nullable: false),
-                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    delivery_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    number = table.Column<int>(type: "integer", nullable: false),
-                    attempted_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
-                    status_code = table.Column<int>(type: "integer", nullable: true),
-                    duration_ms = table.Column<int>(type: "integer", nullable: false),
-                    error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
-                    response_headers = table.Column<string>(type: "character varying(4000)", maxLength: 4000, nullable: true),
-                    response_body = table.Column<string>(type: "text", nullable: true),
-                    response_body_truncated = table.Column<bool>(type: "boolean", nullable: false),
-                    trigger = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false)
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    delivery_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    number = table.Column<int>(type: "INTEGER", nullable: false),
+                    attempted_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    status_code = table.Column<int>(type: "INTEGER", nullable: true),
+                    duration_ms = table.Column<int>(type: "INTEGER", nullable: false),
+                    error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    response_headers = table.Column<string>(type: "TEXT", maxLength: 4000, nullable: true),
+                    response_body = table.Column<string>(type: "TEXT", nullable: true),
+                    response_body_truncated = table.Column<bool>(type: "INTEGER", nullable: false),
+                    trigger = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false)
                 },
                 constraints: table =>
                 {
@@ -120,13 +120,17 @@ namespace Gymwire.Data.Migrations.Postgres
             migrationBuilder.CreateIndex(
                 name: "ix_webhook_attempts_gym_id_delivery_id_number",
                 table: "webhook_attempts",
-                columns: new[] { "gym_id", "delivery_id", "number" },
-                unique: true);
+                columns: new[] { "gym_id", "delivery_id", "number" });
 
             migrationBuilder.CreateIndex(
                 name: "ix_webhook_deliveries_claim_token",
                 table: "webhook_deliveries",
                 column: "claim_token");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_created_at",
+                table: "webhook_deliveries",
+                column: "created_at");
 
             migrationBuilder.CreateIndex(
                 name: "ix_webhook_deliveries_due",
