@@ -15,6 +15,7 @@ using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
+using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Gymwire.Infrastructure.OpenApi;
@@ -44,6 +45,7 @@ namespace Gymwire
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
             builder.Services.AddGymwireRateLimiting();
+            builder.Services.AddWebhooks(builder.Configuration);
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
@@ -78,6 +80,7 @@ namespace Gymwire
             app.MapSms();
             app.MapZapier();
             app.MapDashboard();
+            app.MapWebhooks();
             return app;
         }
     }

@@ -6,7 +6,7 @@ namespace Gymwire.Infrastructure;
 public static class DataProtectionSetup
 {
     /// <summary>
-    /// Keys for cookies and antiforgery tokens live in the database (<c>data_protection_keys</c>), so every node
+    /// Keys for cookies, antiforgery tokens and encrypted webhook secrets live in the database (<c>data_protection_keys</c>), so every node
     /// behind a load balancer reads the same key ring and sessions survive restarts and redeploys.
     /// </summary>
     public static IServiceCollection AddGymwireDataProtection(this IServiceCollection services)

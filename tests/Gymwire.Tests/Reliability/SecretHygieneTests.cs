@@ -4,7 +4,7 @@ using Gymwire.Tests.Infrastructure;
 namespace Gymwire.Tests.Reliability;
 
 /// <summary>
-/// R7: API keys, session tokens, passwords (and webhook secrets) appear in no log line, no error message, no
+/// R7: API keys, session tokens, passwords and webhook secrets (old and rotated) appear in no log line, no error message, no
 /// database column in plain text, and no response after the one that created them. Logging runs at Trace for
 /// every category here, EF Core's SQL and parameter logging included, so nothing is hidden by log levels.
 /// </summary>
@@ -21,7 +21,12 @@ public abstract class SecretHygieneTests(GymwireFixture fx)
         var created = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "hygiene", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
         var key = created.GetProperty("key").GetString()!;
         var secrets = new List<string> { key, key[11..], gym.OwnerToken, gym.OwnerToken[4..], gym.OwnerPassword };
-        secrets.AddRange(await CreateMoreSecretsAsync(owner));
+        var webhook = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/hook" })).AssertStatusAsync(HttpStatusCode.Created);
+        var webhookId = webhook.GetProperty("id").GetString();
+        var secret = webhook.GetProperty("secret").GetString()!;
+        var rotated = (await (await owner.PostAsync($"/api/gym/webhooks/{webhookId}/rotate-secret", null)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("secret").GetString()!;
+        secrets.AddRange([secret, secret["whsec_".Length..], rotated, rotated["whsec_".Length..]]);
+        await owner.PostJsonAsync($"/api/gym/webhooks/{webhookId}/test", new { @event = "lead.created" });
 
         // Use everything, succeed and fail, so that every code path that could log does.
         using var client = fx.Client(key);
@@ -38,23 +43,19 @@ public abstract class SecretHygieneTests(GymwireFixture fx)
         {
             responses.Add(await owner.GetStringAsync(url));
         }
-        responses.AddRange(await ReadBackMoreAsync(owner));
+        responses.Add(await owner.GetStringAsync("/api/gym/webhooks"));
+        responses.Add(await owner.GetStringAsync($"/api/gym/webhooks/{webhookId}"));
+        responses.Add(await owner.GetStringAsync($"/api/gym/webhooks/{webhookId}/deliveries"));
         var database = await DatabaseDump.AllTextAsync(fx);
         var logs = string.Join("\n", fx.Logs.Lines);
         Assert.True(fx.Logs.Lines.Count > 50, "expected verbose logs to be captured");
-        foreach (var secret in secrets)
+        foreach (var candidate in secrets)
         {
-            Assert.DoesNotContain(secret, logs, StringComparison.Ordinal);
-            Assert.DoesNotContain(secret, database, StringComparison.Ordinal);
-            Assert.All(responses, r => Assert.DoesNotContain(secret, r, StringComparison.Ordinal));
+            Assert.DoesNotContain(candidate, logs, StringComparison.Ordinal);
+            Assert.DoesNotContain(candidate, database, StringComparison.Ordinal);
+            Assert.All(responses, r => Assert.DoesNotContain(candidate, r, StringComparison.Ordinal));
         }
     }
-
-    /// <summary>Secrets of later features (webhook signing secrets), created through the API.</summary>
-    protected virtual Task<IEnumerable<string>> CreateMoreSecretsAsync(HttpClient owner) => Task.FromResult<IEnumerable<string>>([]);
-
-    /// <summary>Where later features show their objects after creation.</summary>
-    protected virtual Task<IEnumerable<string>> ReadBackMoreAsync(HttpClient owner) => Task.FromResult<IEnumerable<string>>([]);
 }
 
 public abstract class VerboseFixture(Store store) : GymwireFixture(store)

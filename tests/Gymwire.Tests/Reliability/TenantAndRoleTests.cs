@@ -40,17 +40,18 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         ids["/api/gym/payments/{id}"] = payment.GetProperty("id").GetString()!;
         var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "victim key" })).AssertStatusAsync(HttpStatusCode.Created);
         ids["/api/gym/api-keys/{id}"] = key.GetProperty("id").GetString()!;
-        await SeedMoreAsync(owner, ids);
+        var webhook = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/hook" })).AssertStatusAsync(HttpStatusCode.Created);
+        var webhookId = webhook.GetProperty("id").GetString()!;
+        ids["/api/gym/webhooks/{id}"] = webhookId;
+        var delivery = await (await owner.PostJsonAsync($"/api/gym/webhooks/{webhookId}/test", new { @event = "member.joined" })).AssertStatusAsync(HttpStatusCode.OK);
+        ids[$"/api/gym/webhooks/{webhookId}/deliveries/{{deliveryId}}"] = delivery.GetProperty("id").GetString()!;
         return ids;
     }
-
-    /// <summary>Resources of later features (webhooks, connectors) that have routes with ids.</summary>
-    protected virtual Task SeedMoreAsync(HttpClient owner, Dictionary<string, string> ids) => Task.CompletedTask;
 
     private static string Resolve(string path, Dictionary<string, string> ids)
     {
         var resolved = path;
-        foreach (var (template, id) in ids.OrderByDescending(kv => kv.Key.Length))
+        foreach (var (template, id) in ids.OrderBy(kv => kv.Key.Length))
         {
             var placeholder = template[template.LastIndexOf('{')..];
             var prefix = template[..template.LastIndexOf('{')];
@@ -67,7 +68,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
     {
         using var owner = gym.Owner();
         var parts = new List<string>();
-        foreach (var url in new[] { "/api/gym/members?include_left=true", "/api/gym/memberships", "/api/gym/payments", "/api/gym/api-keys", "/api/gym/events?limit=200" })
+        foreach (var url in new[] { "/api/gym/members?include_left=true", "/api/gym/memberships", "/api/gym/payments", "/api/gym/api-keys", "/api/gym/events?limit=200", "/api/gym/webhooks" })
         {
             parts.Add(await owner.GetStringAsync(url));
         }
@@ -150,9 +151,12 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         var lead = await (await owner.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "L", gym_id = b.GymId, id = forgedId })).AssertStatusAsync(HttpStatusCode.Created);
         Assert.NotEqual(forgedId, lead.GetProperty("id").GetGuid());
         Assert.Empty((await (await b.Owner().GetAsync("/api/gym/leads")).JsonAsync()).GetProperty("leads").EnumerateArray());
-        await MassAssignMoreAsync(a, b, forgedId);
-    }
 
-    /// <summary>Mass-assignment checks of later features.</summary>
-    protected virtual Task MassAssignMoreAsync(TestGym a, TestGym b, Guid forgedId) => Task.CompletedTask;
+        var webhook = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/a", gym_id = b.GymId, id = forgedId, is_active = false, created_at = "2000-01-01T00:00:00Z" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.NotEqual(forgedId, webhook.GetProperty("id").GetGuid());
+        Assert.True(webhook.GetProperty("is_active").GetBoolean());
+        Assert.Empty((await (await b.Owner().GetAsync("/api/gym/webhooks")).JsonAsync()).GetProperty("webhooks").EnumerateArray());
+        var patched2 = await (await owner.PatchJsonAsync($"/api/gym/webhooks/{webhook.GetProperty("id").GetGuid()}", new { gym_id = b.GymId, id = forgedId })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(webhook.GetProperty("id").GetGuid(), patched2.GetProperty("id").GetGuid());
+    }
 }

@@ -40,6 +40,32 @@ namespace Gymwire.Data.Migrations.Postgres
                 });
 
             migrationBuilder.CreateTable(
+                name: "api_keys",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    name = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    key_prefix = table.Column<string>(type: "character varying(11)", maxLength: 11, nullable: false),
+                    key_hash = table.Column<byte[]>(type: "bytea", nullable: false),
+                    scopes = table.Column<string>(type: "character varying(32)", maxLength: 32, nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    last_used_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    expires_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    revoked_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_api_keys", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_api_keys_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "class_schedules",
                 columns: table => new
                 {
@@ -78,6 +104,29 @@ namespace Gymwire.Data.Migrations.Postgres
                     table.PrimaryKey("pk_contracts", x => x.id);
                     table.ForeignKey(
                         name: "fk_contracts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "idempotency_records",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    key = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    request_hash = table.Column<byte[]>(type: "bytea", nullable: false),
+                    status_code = table.Column<int>(type: "integer", nullable: false),
+                    response_body = table.Column<string>(type: "text", nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_idempotency_records", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_idempotency_records_gyms_gym_id",
                         column: x => x.gym_id,
                         principalTable: "gyms",
                         principalColumn: "id",
@@ -288,6 +337,35 @@ namespace Gymwire.Data.Migrations.Postgres
                 });
 
             migrationBuilder.CreateTable(
+                name: "webhook_subscriptions",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    url = table.Column<string>(type: "character varying(2048)", maxLength: 2048, nullable: false),
+                    events = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
+                    is_active = table.Column<bool>(type: "boolean", nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    secret_protected = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
+                    previous_secret_protected = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
+                    previous_secret_expires_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    failing_since = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    disabled_reason = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
+                    disabled_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_subscriptions", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_subscriptions_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "attendance",
                 columns: table => new
                 {
@@ -429,6 +507,89 @@ namespace Gymwire.Data.Migrations.Postgres
                         onDelete: ReferentialAction.Cascade);
                 });
 
+            migrationBuilder.CreateTable(
+                name: "webhook_deliveries",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    subscription_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    event_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    @event = table.Column<string>(name: "event", type: "character varying(64)", maxLength: 64, nullable: false),
+                    payload = table.Column<string>(type: "text", nullable: false),
+                    is_test = table.Column<bool>(type: "boolean", nullable: false),
+                    status = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    attempt_count = table.Column<int>(type: "integer", nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    next_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_status_code = table.Column<int>(type: "integer", nullable: true),
+                    last_error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    locked_until = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    claim_token = table.Column<Guid>(type: "uuid", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_deliveries", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_deliveries_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                    table.ForeignKey(
+                        name: "fk_webhook_deliveries_webhook_subscriptions_subscription_id",
+                        column: x => x.subscription_id,
+                        principalTable: "webhook_subscriptions",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "webhook_attempts",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    delivery_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    number = table.Column<int>(type: "integer", nullable: false),
+                    attempted_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    status_code = table.Column<int>(type: "integer", nullable: true),
+                    duration_ms = table.Column<int>(type: "integer", nullable: false),
+                    error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    response_headers = table.Column<string>(type: "character varying(4000)", maxLength: 4000, nullable: true),
+                    response_body = table.Column<string>(type: "text", nullable: true),
+                    response_body_truncated = table.Column<bool>(type: "boolean", nullable: false),
+                    trigger = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_attempts", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_attempts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                    table.ForeignKey(
+                        name: "fk_webhook_attempts_webhook_deliveries_delivery_id",
+                        column: x => x.delivery_id,
+                        principalTable: "webhook_deliveries",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_api_keys_gym_id_created_at",
+                table: "api_keys",
+                columns: new[] { "gym_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_api_keys_key_hash",
+                table: "api_keys",
+                column: "key_hash",
+                unique: true);
+
             migrationBuilder.CreateIndex(
                 name: "ix_attendance_class_schedule_id",
                 table: "attendance",
@@ -448,6 +609,17 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "ix_contracts_gym_id_signed_at",
                 table: "contracts",
                 columns: new[] { "gym_id", "signed_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_idempotency_records_created_at",
+                table: "idempotency_records",
+                column: "created_at");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_idempotency_records_gym_id_key",
+                table: "idempotency_records",
+                columns: new[] { "gym_id", "key" },
+                unique: true);
 
             migrationBuilder.CreateIndex(
                 name: "ix_leads_gym_id_created_at_id",
@@ -553,11 +725,56 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "ix_training_sessions_gym_id_created_at_id",
                 table: "training_sessions",
                 columns: new[] { "gym_id", "created_at", "id" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_attempts_delivery_id",
+                table: "webhook_attempts",
+                column: "delivery_id");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_attempts_gym_id_delivery_id_number",
+                table: "webhook_attempts",
+                columns: new[] { "gym_id", "delivery_id", "number" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_claim_token",
+                table: "webhook_deliveries",
+                column: "claim_token");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_created_at",
+                table: "webhook_deliveries",
+                column: "created_at");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_due",
+                table: "webhook_deliveries",
+                column: "next_attempt_at",
+                filter: "status IN ('pending', 'retrying')");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_gym_id_subscription_id_created_at",
+                table: "webhook_deliveries",
+                columns: new[] { "gym_id", "subscription_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_subscription_id_event_id",
+                table: "webhook_deliveries",
+                columns: new[] { "subscription_id", "event_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_subscriptions_gym_id_created_at",
+                table: "webhook_subscriptions",
+                columns: new[] { "gym_id", "created_at" });
         }
 
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropTable(
+                name: "api_keys");
+
             migrationBuilder.DropTable(
                 name: "attendance");
 
@@ -566,6 +783,9 @@ namespace Gymwire.Data.Migrations.Postgres
 
             migrationBuilder.DropTable(
                 name: "data_protection_keys");
+
+            migrationBuilder.DropTable(
+                name: "idempotency_records");
 
             migrationBuilder.DropTable(
                 name: "leads");
@@ -601,6 +821,9 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "training_sessions");
 
             migrationBuilder.DropTable(
+                name: "webhook_attempts");
+
+            migrationBuilder.DropTable(
                 name: "class_schedules");
 
             migrationBuilder.DropTable(
@@ -608,6 +831,12 @@ namespace Gymwire.Data.Migrations.Postgres
 
             migrationBuilder.DropTable(
                 name: "owners");
+
+            migrationBuilder.DropTable(
+                name: "webhook_deliveries");
+
+            migrationBuilder.DropTable(
+                name: "webhook_subscriptions");
 
             migrationBuilder.DropTable(
                 name: "gyms");

@@ -39,6 +39,32 @@ namespace Gymwire.Data.Migrations.Sqlite
                 });
 
             migrationBuilder.CreateTable(
+                name: "api_keys",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    name = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
+                    key_prefix = table.Column<string>(type: "TEXT", maxLength: 11, nullable: false),
+                    key_hash = table.Column<byte[]>(type: "BLOB", nullable: false),
+                    scopes = table.Column<string>(type: "TEXT", maxLength: 32, nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    last_used_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    expires_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    revoked_at = table.Column<DateTime>(type: "TEXT", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_api_keys", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_api_keys_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "class_schedules",
                 columns: table => new
                 {
@@ -77,6 +103,29 @@ namespace Gymwire.Data.Migrations.Sqlite
                     table.PrimaryKey("pk_contracts", x => x.id);
                     table.ForeignKey(
                         name: "fk_contracts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "idempotency_records",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    key = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
+                    request_hash = table.Column<byte[]>(type: "BLOB", nullable: false),
+                    status_code = table.Column<int>(type: "INTEGER", nullable: false),
+                    response_body = table.Column<string>(type: "TEXT", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_idempotency_records", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_idempotency_records_gyms_gym_id",
                         column: x => x.gym_id,
                         principalTable: "gyms",
                         principalColumn: "id",
@@ -287,6 +336,35 @@ namespace Gymwire.Data.Migrations.Sqlite
                 });
 
             migrationBuilder.CreateTable(
+                name: "webhook_subscriptions",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    url = table.Column<string>(type: "TEXT", maxLength: 2048, nullable: false),
+                    events = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    is_active = table.Column<bool>(type: "INTEGER", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    updated_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    secret_protected = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    previous_secret_protected = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: true),
+                    previous_secret_expires_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    failing_since = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    disabled_reason = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
+                    disabled_at = table.Column<DateTime>(type: "TEXT", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_subscriptions", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_subscriptions_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "attendance",
                 columns: table => new
                 {
@@ -428,6 +506,89 @@ namespace Gymwire.Data.Migrations.Sqlite
                         onDelete: ReferentialAction.Cascade);
                 });
 
+            migrationBuilder.CreateTable(
+                name: "webhook_deliveries",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    subscription_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    event_id = table.Column<Guid>(type: "TEXT", nullable: true),
+                    @event = table.Column<string>(name: "event", type: "TEXT", maxLength: 64, nullable: false),
+                    payload = table.Column<string>(type: "TEXT", nullable: false),
+                    is_test = table.Column<bool>(type: "INTEGER", nullable: false),
+                    status = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    attempt_count = table.Column<int>(type: "INTEGER", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    next_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_status_code = table.Column<int>(type: "INTEGER", nullable: true),
+                    last_error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    locked_until = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    claim_token = table.Column<Guid>(type: "TEXT", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_deliveries", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_deliveries_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                    table.ForeignKey(
+                        name: "fk_webhook_deliveries_webhook_subscriptions_subscription_id",
+                        column: x => x.subscription_id,
+                        principalTable: "webhook_subscriptions",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "webhook_attempts",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    delivery_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    number = table.Column<int>(type: "INTEGER", nullable: false),
+                    attempted_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    status_code = table.Column<int>(type: "INTEGER", nullable: true),
+                    duration_ms = table.Column<int>(type: "INTEGER", nullable: false),
+                    error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    response_headers = table.Column<string>(type: "TEXT", maxLength: 4000, nullable: true),
+                    response_body = table.Column<string>(type: "TEXT", nullable: true),
+                    response_body_truncated = table.Column<bool>(type: "INTEGER", nullable: false),
+                    trigger = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_webhook_attempts", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_webhook_attempts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                    table.ForeignKey(
+                        name: "fk_webhook_attempts_webhook_deliveries_delivery_id",
+                        column: x => x.delivery_id,
+                        principalTable: "webhook_deliveries",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_api_keys_gym_id_created_at",
+                table: "api_keys",
+                columns: new[] { "gym_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_api_keys_key_hash",
+                table: "api_keys",
+                column: "key_hash",
+                unique: true);
+
             migrationBuilder.CreateIndex(
                 name: "ix_attendance_class_schedule_id",
                 table: "attendance",
@@ -447,6 +608,17 @@ namespace Gymwire.Data.Migrations.Sqlite
                 name: "ix_contracts_gym_id_signed_at",
                 table: "contracts",
                 columns: new[] { "gym_id", "signed_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_idempotency_records_created_at",
+                table: "idempotency_records",
+                column: "created_at");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_idempotency_records_gym_id_key",
+                table: "idempotency_records",
+                columns: new[] { "gym_id", "key" },
+                unique: true);
 
             migrationBuilder.CreateIndex(
                 name: "ix_leads_gym_id_created_at_id",
@@ -552,11 +724,56 @@ namespace Gymwire.Data.Migrations.Sqlite
                 name: "ix_training_sessions_gym_id_created_at_id",
                 table: "training_sessions",
                 columns: new[] { "gym_id", "created_at", "id" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_attempts_delivery_id",
+                table: "webhook_attempts",
+                column: "delivery_id");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_attempts_gym_id_delivery_id_number",
+                table: "webhook_attempts",
+                columns: new[] { "gym_id", "delivery_id", "number" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_claim_token",
+                table: "webhook_deliveries",
+                column: "claim_token");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_created_at",
+                table: "webhook_deliveries",
+                column: "created_at");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_due",
+                table: "webhook_deliveries",
+                column: "next_attempt_at",
+                filter: "status IN ('pending', 'retrying')");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_gym_id_subscription_id_created_at",
+                table: "webhook_deliveries",
+                columns: new[] { "gym_id", "subscription_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_subscription_id_event_id",
+                table: "webhook_deliveries",
+                columns: new[] { "subscription_id", "event_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_subscriptions_gym_id_created_at",
+                table: "webhook_subscriptions",
+                columns: new[] { "gym_id", "created_at" });
         }
 
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropTable(
+                name: "api_keys");
+
             migrationBuilder.DropTable(
                 name: "attendance");
 
@@ -565,6 +782,9 @@ namespace Gymwire.Data.Migrations.Sqlite
 
             migrationBuilder.DropTable(
                 name: "data_protection_keys");
+
+            migrationBuilder.DropTable(
+                name: "idempotency_records");
 
             migrationBuilder.DropTable(
                 name: "leads");
@@ -600,6 +820,9 @@ namespace Gymwire.Data.Migrations.Sqlite
                 name: "training_sessions");
 
             migrationBuilder.DropTable(
+                name: "webhook_attempts");
+
+            migrationBuilder.DropTable(
                 name: "class_schedules");
 
             migrationBuilder.DropTable(
@@ -607,6 +830,12 @@ namespace Gymwire.Data.Migrations.Sqlite
 
             migrationBuilder.DropTable(
                 name: "owners");
+
+            migrationBuilder.DropTable(
+                name: "webhook_deliveries");
+
+            migrationBuilder.DropTable(
+                name: "webhook_subscriptions");
 
             migrationBuilder.DropTable(
                 name: "gyms");

@@ -1,0 +1,63 @@
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Webhooks;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Gymwire.Data;
+
+// Webhook tables. Per-gym reads use indexes that start with gym_id; the workers' claim uses a partial
+// index that holds only deliveries still waiting for an attempt, so it stays small however much history accumulates.
+
+internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguration<WebhookSubscription>
+{
+    public void Configure(EntityTypeBuilder<WebhookSubscription> b)
+    {
+        b.ToTable("webhook_subscriptions");
+        b.Property(x => x.Url).HasMaxLength(2048);
+        b.Property(x => x.Events).HasMaxLength(2000).HasConversion(
+            v => string.Join(' ', v),
+            v => v.Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList(),
+            new ValueComparer<List<string>>((a, c) => a!.SequenceEqual(c!), v => v.Aggregate(0, (h, s) => HashCode.Combine(h, s.GetHashCode(StringComparison.Ordinal))), v => v.ToList()));
+        b.Property(x => x.SecretProtected).HasMaxLength(2000);
+        b.Property(x => x.PreviousSecretProtected).HasMaxLength(2000);
+        b.Property(x => x.DisabledReason).HasMaxLength(500);
+        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
+        b.HasIndex(x => new { x.GymId, x.CreatedAt });
+    }
+}
+
+internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<WebhookDelivery>
+{
+    public void Configure(EntityTypeBuilder<WebhookDelivery> b)
+    {
+        b.ToTable("webhook_deliveries");
+        b.Property(x => x.Event).HasMaxLength(64);
+        b.Property(x => x.Status).HasMaxLength(16);
+        b.Property(x => x.LastError).HasMaxLength(1000);
+        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
+        b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(x => x.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
+        b.HasIndex(x => new { x.GymId, x.SubscriptionId, x.CreatedAt });
+        // Fan-out is idempotent: one delivery per (subscription, event).
+        b.HasIndex(x => new { x.SubscriptionId, x.EventId }).IsUnique();
+        // The workers' work list.
+        b.HasIndex(x => x.NextAttemptAt).HasFilter("status IN ('pending', 'retrying')").HasDatabaseName("ix_webhook_deliveries_due");
+        b.HasIndex(x => x.ClaimToken);
+        // Retention deletes by age.
+        b.HasIndex(x => x.CreatedAt);
+    }
+}
+
+internal sealed class WebhookAttemptConfiguration : IEntityTypeConfiguration<WebhookAttempt>
+{
+    public void Configure(EntityTypeBuilder<WebhookAttempt> b)
+    {
+        b.ToTable("webhook_attempts");
+        b.Property(x => x.Error).HasMaxLength(1000);
+        b.Property(x => x.ResponseHeaders).HasMaxLength(4000);
+        b.Property(x => x.Trigger).HasMaxLength(16);
+        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
+        b.HasOne<WebhookDelivery>().WithMany().HasForeignKey(x => x.DeliveryId).OnDelete(DeleteBehavior.Cascade);
+        b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number });
+    }
+}

@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// Claims due deliveries and attempts them, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once and at
+/// most <c>Webhooks:MaxConcurrentPerEndpoint</c> per subscription, so one slow endpoint cannot take every slot.
+/// Sleeps until woken (<see cref="DeliverySignal"/>), until the next retry is due, or the poll interval.
+/// </summary>
+public sealed partial class DeliveryWorker(
+    WebhookSender sender,
+    DeliverySignal signal,
+    IOptions<WebhookOptions> options,
+    TimeProvider clock,
+    ILogger<DeliveryWorker> logger) : BackgroundService
+{
+    private readonly WebhookOptions _options = options.Value;
+    private readonly ConcurrentDictionary<Guid, int> _perEndpoint = new();
+    private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (await ClaimAndStartAsync(stoppingToken))
+                {
+                    continue; // A full batch: there may be more.
+                }
+                await WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogWorkerFailed(logger, e);
+                try
+                {
+                    await Task.Delay(_options.PollInterval, clock, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+        // Shutdown: in-flight attempts see the cancellation, release their claims and end.
+        await Task.WhenAll(_inFlight.Values);
+    }
+
+    private (Guid[] Subscriptions, Guid[] Deliveries) Skips() =>
+        (_perEndpoint.Where(kv => kv.Value >= _options.MaxConcurrentPerEndpoint).Select(kv => kv.Key).ToArray(), _inFlight.Keys.ToArray());
+
+    /// <summary>Claims what there is room for and starts it; true when the claim was full (more may be waiting).</summary>
+    private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
+    {
+        var free = _options.MaxConcurrentDeliveries - _inFlight.Count;
+        if (free <= 0)
+        {
+            return false;
+        }
+        var (skipSubscriptions, skipDeliveries) = Skips();
+        var claimed = await sender.ClaimAsync(free, skipSubscriptions, skipDeliveries, ct);
+        var overCap = new List<Guid>();
+        foreach (var delivery in claimed)
+        {
+            var count = _perEndpoint.AddOrUpdate(delivery.SubscriptionId, 1, (_, c) => c + 1);
+            if (count > _options.MaxConcurrentPerEndpoint)
+            {
+                Leave(delivery.SubscriptionId);
+                overCap.Add(delivery.Id);
+                continue;
+            }
+            var started = new TaskCompletionSource();
+            _inFlight[delivery.Id] = RunAsync(delivery, started.Task, ct);
+            started.SetResult();
+        }
+        if (overCap.Count > 0)
+        {
+            await sender.ReleaseAsync(overCap, ct);
+        }
+        return claimed.Count == free && overCap.Count == 0;
+    }
+
+    private async Task RunAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
+    {
+        await registered;
+        await Task.Yield();
+        try
+        {
+            await sender.AttemptAsync(delivery.Id, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // The claim lapses after its lease and the delivery is attempted again.
+            LogAttemptFailed(logger, delivery.Id, e);
+        }
+        finally
+        {
+            _inFlight.TryRemove(delivery.Id, out _);
+            Leave(delivery.SubscriptionId);
+            signal.Notify();
+        }
+    }
+
+    private void Leave(Guid subscriptionId)
+    {
+        var left = _perEndpoint.AddOrUpdate(subscriptionId, 0, (_, c) => c - 1);
+        if (left <= 0)
+        {
+            _perEndpoint.TryRemove(new KeyValuePair<Guid, int>(subscriptionId, 0));
+        }
+    }
+
+    private async Task WaitAsync(CancellationToken stoppingToken)
+    {
+        using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var waits = new List<Task> { signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token) };
+        if (_inFlight.Count < _options.MaxConcurrentDeliveries)
+        {
+            var (skipSubscriptions, skipDeliveries) = Skips();
+            if (await sender.NextDueAsync(skipSubscriptions, skipDeliveries, stoppingToken) is { } due)
+            {
+                var wait = due - clock.GetUtcNow().UtcDateTime;
+                waits.Add(Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, clock, wake.Token));
+            }
+        }
+        await Task.WhenAny(waits);
+        await wake.CancelAsync();
+        stoppingToken.ThrowIfCancellationRequested();
+    }
+
+    [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
+    private static partial void LogWorkerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]
+    private static partial void LogAttemptFailed(ILogger logger, Guid deliveryId, Exception exception);
+}

@@ -1,0 +1,84 @@
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>A gym's webhook endpoint and the events it wants.</summary>
+public sealed class WebhookSubscription
+{
+    public Guid Id { get; set; }
+    public Guid GymId { get; set; }
+    public required string Url { get; set; }
+    /// <summary>Catalog names as the owner gave them (aliases kept); empty means every canonical event.</summary>
+    public List<string> Events { get; set; } = [];
+    public bool IsActive { get; set; } = true;
+    public DateTime CreatedAt { get; set; }
+    public DateTime UpdatedAt { get; set; }
+    /// <summary>The signing secret, encrypted with ASP.NET Core Data Protection; never stored in plain text.</summary>
+    public required string SecretProtected { get; set; }
+    /// <summary>The secret before the last rotation, still signing until <see cref="PreviousSecretExpiresAt"/>.</summary>
+    public string? PreviousSecretProtected { get; set; }
+    public DateTime? PreviousSecretExpiresAt { get; set; }
+    /// <summary>Start of the current run of failed attempts (null after any success).</summary>
+    public DateTime? FailingSince { get; set; }
+    /// <summary>Why Gymwire deactivated the subscription (410 Gone, or failing too long); null when the owner did.</summary>
+    public string? DisabledReason { get; set; }
+    public DateTime? DisabledAt { get; set; }
+}
+
+public static class DeliveryStatus
+{
+    /// <summary>Waiting for its first attempt.</summary>
+    public const string Pending = "pending";
+    /// <summary>An attempt failed; another is scheduled at <c>next_attempt_at</c>.</summary>
+    public const string Retrying = "retrying";
+    public const string Delivered = "delivered";
+    /// <summary>Every scheduled attempt failed (or the subscription went away): no more attempts unless redelivered.</summary>
+    public const string Undeliverable = "undeliverable";
+
+    public static readonly string[] All = [Pending, Retrying, Delivered, Undeliverable];
+}
+
+/// <summary>One event for one subscription: the unit of delivery, retried until delivered or undeliverable.</summary>
+public sealed class WebhookDelivery
+{
+    /// <summary>Also the <c>webhook-id</c> header: stable across retries and redeliveries, so receivers dedupe on it.</summary>
+    public Guid Id { get; set; }
+    public Guid GymId { get; set; }
+    public Guid SubscriptionId { get; set; }
+    /// <summary>The outbox event; null for test sends.</summary>
+    public Guid? EventId { get; set; }
+    /// <summary>The name sent in <c>event</c>: the alias when the subscription named one.</summary>
+    public required string Event { get; set; }
+    /// <summary>The exact request body, fixed at fan-out so every attempt signs the same bytes.</summary>
+    public required string Payload { get; set; }
+    public bool IsTest { get; set; }
+    public required string Status { get; set; }
+    public int AttemptCount { get; set; }
+    public DateTime CreatedAt { get; set; }
+    public DateTime? NextAttemptAt { get; set; }
+    public DateTime? LastAttemptAt { get; set; }
+    public int? LastStatusCode { get; set; }
+    public string? LastError { get; set; }
+    /// <summary>A worker's claim: until this instant no other worker takes the delivery.</summary>
+    public DateTime? LockedUntil { get; set; }
+    public Guid? ClaimToken { get; set; }
+}
+
+/// <summary>One HTTP attempt of a delivery, whatever its outcome.</summary>
+public sealed class WebhookAttempt
+{
+    public Guid Id { get; set; }
+    public Guid GymId { get; set; }
+    public Guid DeliveryId { get; set; }
+    /// <summary>1 for the delivery's first attempt, counting on across retries, redeliveries and test sends.</summary>
+    public int Number { get; set; }
+    public DateTime AttemptedAt { get; set; }
+    public int? StatusCode { get; set; }
+    public int DurationMs { get; set; }
+    public string? Error { get; set; }
+    /// <summary>Selected response headers as a JSON object.</summary>
+    public string? ResponseHeaders { get; set; }
+    /// <summary>The first 64 KiB of the response body (UTF-8, lossy).</summary>
+    public string? ResponseBody { get; set; }
+    public bool ResponseBodyTruncated { get; set; }
+    /// <summary><c>scheduled</c>, <c>redeliver</c> or <c>test</c>.</summary>
+    public required string Trigger { get; set; }
+}

@@ -1,0 +1,130 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>The <c>Webhooks</c> configuration section.</summary>
+public sealed class WebhookOptions
+{
+    public const string Section = "Webhooks";
+
+    public static readonly TimeSpan[] DefaultRetrySchedule = [TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(30), TimeSpan.FromHours(2)];
+
+    /// <summary>Allow <c>http://</c> webhook URLs (local development only).</summary>
+    public bool AllowHttp { get; set; }
+
+    /// <summary>CIDRs that deliveries may reach even though they are private or reserved, e.g. <c>127.0.0.0/8</c>.</summary>
+    public List<string> AllowedNetworks { get; set; } = [];
+
+    /// <summary>Per-attempt timeout: connect, send and receive the response headers and excerpt.</summary>
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Delays before each retry after a failed attempt. Null means the default (5 min, 30 min, 2 h); the
+    /// configuration binder appends to a pre-filled list, hence the null default.
+    /// </summary>
+    public List<TimeSpan>? RetrySchedule { get; set; }
+
+    /// <summary>Random extra delay added to each retry, as a fraction of the delay (0 to 0.5).</summary>
+    public double RetryJitter { get; set; } = 0.1;
+
+    /// <summary>A receiver's <c>Retry-After</c> replaces the scheduled delay, clamped to at least this…</summary>
+    public TimeSpan MinRetryAfter { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>…and at most this.</summary>
+    public TimeSpan MaxRetryAfter { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>After a secret rotation, how long the previous secret keeps signing alongside the new one.</summary>
+    public TimeSpan SecretRotationOverlap { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>A subscription whose every attempt has failed for this long is deactivated.</summary>
+    public TimeSpan AutoDisableAfter { get; set; } = TimeSpan.FromDays(5);
+
+    /// <summary>Finished deliveries (delivered or undeliverable) and their attempts are deleted this long after they were created.</summary>
+    public TimeSpan DeliveryRetention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>Deliveries in flight at once on this node.</summary>
+    public int MaxConcurrentDeliveries { get; set; } = 64;
+
+    /// <summary>Deliveries in flight at once to one subscription on this node, so one slow endpoint cannot take every slot.</summary>
+    public int MaxConcurrentPerEndpoint { get; set; } = 8;
+
+    /// <summary>Run the dispatcher (outbox → deliveries) on this node.</summary>
+    public bool DispatcherEnabled { get; set; } = true;
+
+    /// <summary>Run the delivery worker on this node.</summary>
+    public bool WorkerEnabled { get; set; } = true;
+
+    /// <summary>Fallback polling interval, for work written by other nodes (local writes wake the workers at once).</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    public IReadOnlyList<TimeSpan> EffectiveRetrySchedule => (IReadOnlyList<TimeSpan>?)RetrySchedule ?? DefaultRetrySchedule;
+
+    /// <summary>How long a claim lasts: a worker that dies mid-attempt releases its deliveries when this expires.</summary>
+    public TimeSpan ClaimLease => Timeout * 2 + TimeSpan.FromSeconds(30);
+
+    internal IReadOnlyList<IPNetwork> ParsedAllowedNetworks => AllowedNetworks.Select(IPNetwork.Parse).ToList();
+}
+
+internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
+{
+    public ValidateOptionsResult Validate(string? name, WebhookOptions o)
+    {
+        var errors = new List<string>();
+        if (o.Timeout < TimeSpan.FromMilliseconds(100) || o.Timeout > TimeSpan.FromSeconds(30))
+        {
+            errors.Add("Webhooks:Timeout must be between 00:00:00.1 and 00:00:30.");
+        }
+        foreach (var (delay, i) in o.EffectiveRetrySchedule.Select((d, i) => (d, i)))
+        {
+            if (delay < TimeSpan.FromSeconds(1) || delay > TimeSpan.FromDays(7))
+            {
+                errors.Add($"Webhooks:RetrySchedule:{i} must be between 00:00:01 and 7.00:00:00.");
+            }
+        }
+        if (o.EffectiveRetrySchedule.Count > 20)
+        {
+            errors.Add("Webhooks:RetrySchedule may have at most 20 entries.");
+        }
+        if (o.RetryJitter is < 0 or > 0.5 || double.IsNaN(o.RetryJitter))
+        {
+            errors.Add("Webhooks:RetryJitter must be between 0 and 0.5.");
+        }
+        if (o.MinRetryAfter < TimeSpan.Zero || o.MaxRetryAfter < o.MinRetryAfter || o.MaxRetryAfter > TimeSpan.FromDays(7))
+        {
+            errors.Add("Webhooks:MinRetryAfter and Webhooks:MaxRetryAfter must satisfy 0 <= MinRetryAfter <= MaxRetryAfter <= 7.00:00:00.");
+        }
+        if (o.SecretRotationOverlap < TimeSpan.Zero || o.SecretRotationOverlap > TimeSpan.FromDays(30))
+        {
+            errors.Add("Webhooks:SecretRotationOverlap must be between 00:00:00 and 30.00:00:00.");
+        }
+        if (o.AutoDisableAfter < TimeSpan.FromHours(1) || o.AutoDisableAfter > TimeSpan.FromDays(365))
+        {
+            errors.Add("Webhooks:AutoDisableAfter must be between 01:00:00 and 365.00:00:00.");
+        }
+        if (o.DeliveryRetention < TimeSpan.FromDays(1) || o.DeliveryRetention > TimeSpan.FromDays(3650))
+        {
+            errors.Add("Webhooks:DeliveryRetention must be between 1.00:00:00 and 3650.00:00:00.");
+        }
+        if (o.MaxConcurrentDeliveries is < 1 or > 4096)
+        {
+            errors.Add("Webhooks:MaxConcurrentDeliveries must be between 1 and 4096.");
+        }
+        if (o.MaxConcurrentPerEndpoint < 1 || o.MaxConcurrentPerEndpoint > o.MaxConcurrentDeliveries)
+        {
+            errors.Add("Webhooks:MaxConcurrentPerEndpoint must be between 1 and Webhooks:MaxConcurrentDeliveries.");
+        }
+        if (o.PollInterval < TimeSpan.FromMilliseconds(100) || o.PollInterval > TimeSpan.FromMinutes(10))
+        {
+            errors.Add("Webhooks:PollInterval must be between 00:00:00.1 and 00:10:00.");
+        }
+        for (var i = 0; i < o.AllowedNetworks.Count; i++)
+        {
+            if (!IPNetwork.TryParse(o.AllowedNetworks[i], out _))
+            {
+                errors.Add($"Webhooks:AllowedNetworks:{i} ('{o.AllowedNetworks[i]}') is not a CIDR such as 127.0.0.0/8 or fd00::/8.");
+            }
+        }
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -1,0 +1,54 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>Which events a subscription receives, under which name, and the body it is sent.</summary>
+public static class WebhookPayloads
+{
+    /// <summary>
+    /// The name a subscription receives <paramref name="canonical"/> under, or null when it does not want it.
+    /// An empty list is every canonical event (once); a named alias is sent under the alias; when a
+    /// subscription names both an event and its alias, the canonical name wins, so it still gets one delivery.
+    /// </summary>
+    public static string? SubscribedName(IReadOnlyCollection<string> events, string canonical)
+    {
+        if (events.Count == 0 || events.Contains(canonical))
+        {
+            return canonical;
+        }
+        foreach (var name in events)
+        {
+            if (EventCatalog.ByName.TryGetValue(name, out var type) && type.AliasOf == canonical)
+            {
+                return name;
+            }
+        }
+        return null;
+    }
+
+    /// <summary><c>{"id","event","gym_id","data","timestamp"}</c>, with <c>data</c> written verbatim from the outbox.</summary>
+    public static string Build(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("id", id);
+            writer.WriteString("event", eventName);
+            writer.WriteString("gym_id", gymId);
+            writer.WritePropertyName("data");
+            writer.WriteRawValue(dataJson);
+            writer.WriteString("timestamp", GymwireJson.FormatTimestamp(timestamp));
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>A realistic body for <paramref name="type"/>, as test sends and the catalog show it.</summary>
+    public static string Sample(EventType type, Guid id, Guid gymId, DateTime timestamp) =>
+        Build(id, type.Name, gymId, JsonSerializer.Serialize(type.SampleData, GymwireJson.Options), timestamp);
+}

@@ -1,0 +1,68 @@
+using Gymwire.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// Deletes finished deliveries (and, by cascade, their attempts) older than <c>Webhooks:DeliveryRetention</c>,
+/// hourly and in small batches, so the activity log does not grow without bound. Runs with the dispatcher role.
+/// </summary>
+public sealed partial class WebhookRetention(
+    IServiceScopeFactory scopes,
+    IOptions<WebhookOptions> options,
+    TimeProvider clock,
+    ILogger<WebhookRetention> logger) : BackgroundService
+{
+    private const int BatchSize = 1000;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(TimeSpan.FromHours(1), clock, stoppingToken);
+                await PurgeAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogPurgeFailed(logger, e);
+            }
+        }
+    }
+
+    /// <summary>Deletes what is past retention; returns how many deliveries went.</summary>
+    public async Task<int> PurgeAsync(CancellationToken ct)
+    {
+        var cutoff = clock.GetUtcNow().UtcDateTime - options.Value.DeliveryRetention;
+        var total = 0;
+        int deleted;
+        do
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var batch = db.WebhookDeliveries
+                .Where(d => d.CreatedAt < cutoff && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable))
+                .OrderBy(d => d.CreatedAt).Take(BatchSize).Select(d => d.Id);
+            deleted = await db.WebhookDeliveries.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct);
+            total += deleted;
+        }
+        while (deleted == BatchSize);
+        if (total > 0)
+        {
+            LogPurged(logger, total);
+        }
+        return total;
+    }
+
+    [LoggerMessage(EventId = 5300, Level = LogLevel.Information, Message = "Deleted {Count} webhook deliveries past retention")]
+    private static partial void LogPurged(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 5301, Level = LogLevel.Error, Message = "Webhook delivery retention failed; retrying in an hour")]
+    private static partial void LogPurgeFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,49 @@
+using System.Net;
+using Gymwire.Data;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+public static class WebhookSetup
+{
+    public static IServiceCollection AddWebhooks(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>();
+
+        // Secrets are encrypted at rest with Data Protection (AddGymwireDataProtection: the key ring lives in the database, so every node can decrypt).
+
+        services.AddSingleton<EgressGuard>();
+        services.AddSingleton<WebhookSecretProtector>();
+        services.AddSingleton<DeliverySignal>();
+        services.AddSingleton<WebhookSender>();
+        services.AddHttpClient(WebhookSender.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
+            {
+                ConnectCallback = sp.GetRequiredService<EgressGuard>().ConnectAsync,
+                // A proxy would hide the real target from the egress guard; redirects would bypass the URL checks.
+                UseProxy = false,
+                AllowAutoRedirect = false,
+                UseCookies = false,
+                AutomaticDecompression = DecompressionMethods.None,
+                MaxResponseDrainSize = WebhookSender.MaxResponseExcerptBytes,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+            })
+            // The default handler logs full URLs, and webhook URLs often carry tokens.
+            .RemoveAllLoggers();
+
+        // Each role can be switched off so that nodes can split them (DESIGN.md §2).
+        var options = configuration.GetSection(WebhookOptions.Section).Get<WebhookOptions>() ?? new WebhookOptions();
+        if (options.DispatcherEnabled)
+        {
+            services.AddHostedService<WebhookDispatcher>();
+            services.AddHostedService<WebhookRetention>();
+        }
+        if (options.WorkerEnabled)
+        {
+            services.AddHostedService<DeliveryWorker>();
+        }
+        return services;
+    }
+}

@@ -1,0 +1,87 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.DataProtection;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// Signs deliveries both ways DESIGN.md §1 fixes: <c>X-CombatScore-Signature</c> (hex HMAC-SHA256 of the raw
+/// body, keyed by the UTF-8 bytes of the secret string as shown) and Standard Webhooks <c>webhook-signature</c>
+/// (<c>v1,&lt;base64 HMAC-SHA256 of "{id}.{timestamp}.{body}"&gt;</c>, keyed by the base64-decoded part after <c>whsec_</c>).
+/// </summary>
+public static class WebhookSigner
+{
+    public const string SecretPrefix = "whsec_";
+
+    /// <summary><c>whsec_</c> + base64 of 32 random bytes.</summary>
+    public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>Null when <paramref name="secret"/> is <c>whsec_</c> + base64 of 24 to 64 bytes; otherwise why not.</summary>
+    public static string? ValidateSecret(string secret)
+    {
+        if (!secret.StartsWith(SecretPrefix, StringComparison.Ordinal))
+        {
+            return "'secret' must start with 'whsec_'";
+        }
+        var key = DecodeKey(secret);
+        return key is { Length: >= 24 and <= 64 } ? null : "'secret' must be 'whsec_' followed by the base64 of 24 to 64 bytes";
+    }
+
+    private static byte[]? DecodeKey(string secret)
+    {
+        var encoded = secret[SecretPrefix.Length..];
+        var buffer = new byte[encoded.Length];
+        return Convert.TryFromBase64String(encoded, buffer, out var written) ? buffer[..written] : null;
+    }
+
+    public static string CombatScoreSignature(string secret, ReadOnlySpan<byte> body) =>
+        Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body));
+
+    public static string StandardSignature(string secret, string messageId, long timestamp, ReadOnlySpan<byte> body)
+    {
+        var key = DecodeKey(secret) ?? throw new ArgumentException("Not a whsec_ secret.", nameof(secret));
+        var prefix = Encoding.UTF8.GetBytes($"{messageId}.{timestamp.ToString(CultureInfo.InvariantCulture)}.");
+        var signed = new byte[prefix.Length + body.Length];
+        prefix.CopyTo(signed, 0);
+        body.CopyTo(signed.AsSpan(prefix.Length));
+        return "v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed));
+    }
+
+    /// <summary>The signature headers for one attempt. <paramref name="secrets"/> is the current secret first, then any still-valid previous one.</summary>
+    public static IReadOnlyList<KeyValuePair<string, string>> Headers(IReadOnlyList<string> secrets, string messageId, DateTimeOffset now, ReadOnlySpan<byte> body)
+    {
+        var timestamp = now.ToUnixTimeSeconds();
+        var standard = new List<string>(secrets.Count);
+        foreach (var secret in secrets)
+        {
+            standard.Add(StandardSignature(secret, messageId, timestamp, body));
+        }
+        return
+        [
+            new("X-CombatScore-Signature", CombatScoreSignature(secrets[0], body)),
+            new("webhook-id", messageId),
+            new("webhook-timestamp", timestamp.ToString(CultureInfo.InvariantCulture)),
+            new("webhook-signature", string.Join(' ', standard)),
+        ];
+    }
+}
+
+/// <summary>Encrypts webhook secrets at rest with ASP.NET Core Data Protection (keys shared by every node through the database).</summary>
+public sealed class WebhookSecretProtector(IDataProtectionProvider provider)
+{
+    private readonly IDataProtector _protector = provider.CreateProtector("Gymwire.Webhooks.Secret.v1");
+
+    public string Protect(string secret) => _protector.Protect(secret);
+
+    public string Unprotect(string protectedSecret) => _protector.Unprotect(protectedSecret);
+
+    /// <summary>The secrets that sign now: the current one, then the previous one while its overlap lasts.</summary>
+    public IReadOnlyList<string> SigningSecrets(WebhookSubscription subscription, DateTime now)
+    {
+        var current = Unprotect(subscription.SecretProtected);
+        return subscription.PreviousSecretProtected is { } previous && subscription.PreviousSecretExpiresAt > now
+            ? [current, Unprotect(previous)]
+            : [current];
+    }
+}

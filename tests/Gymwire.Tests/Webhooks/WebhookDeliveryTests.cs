@@ -1,0 +1,489 @@
+using System.Net;
+using System.Text.Json;
+using Gymwire.Features.Events;
+using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Webhooks;
+
+/// <summary>Events reach real receivers over loopback, signed, with the documented retry and failure behaviour.</summary>
+public abstract class WebhookDeliveryTests(WebhookFixture fx)
+{
+    public sealed class Sqlite(SqliteWebhooks f) : WebhookDeliveryTests(f), IClassFixture<SqliteWebhooks>;
+    public sealed class Postgres(PostgresWebhooks f) : WebhookDeliveryTests(f), IClassFixture<PostgresWebhooks>;
+
+    private void AssertSigned(ReceivedRequest request, string secret)
+    {
+        Assert.True(StandardWebhooksVerifier.VerifyCombatScore(secret, request.Headers, request.Body), "X-CombatScore-Signature does not verify");
+        Assert.True(StandardWebhooksVerifier.Verify(secret, request.Headers, request.Body, fx.Clock.GetUtcNow()), "webhook-signature does not verify");
+    }
+
+    /// <summary>Causes every canonical catalog event once, through the public API.</summary>
+    private static async Task EmitEveryEventAsync(TestGym gym)
+    {
+        using var owner = gym.Owner();
+        var member = await (await owner.PostJsonAsync("/api/gym/members", new { name = "Bo", user_id = "user_bo" })).AssertStatusAsync(HttpStatusCode.Created);
+        var memberId = member.GetProperty("id").GetGuid();
+        await (await owner.PatchJsonAsync($"/api/gym/members/{memberId}", new { email = "bo@example.com" })).AssertStatusAsync(HttpStatusCode.OK);
+        var plan = await (await owner.PostJsonAsync("/api/gym/plans", new { name = "Monthly", price_cents = 9900 })).AssertStatusAsync(HttpStatusCode.Created);
+        var planId = plan.GetProperty("id").GetGuid();
+        var membership = await (await owner.PostJsonAsync("/api/gym/memberships", new { user_id = "user_bo", plan_id = planId })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostAsync($"/api/gym/memberships/{membership.GetProperty("id").GetGuid()}/cancel", null)).AssertStatusAsync(HttpStatusCode.OK);
+        var paid = await (await owner.PostJsonAsync("/api/gym/payments", new { user_id = "user_bo", amount_cents = 9900, plan_id = planId })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostJsonAsync("/api/gym/payments", new { user_id = "user_bo", amount_cents = 9900, status = "failed", failure_reason = "card_declined" })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostAsync($"/api/gym/payments/{paid.GetProperty("id").GetGuid()}/refund", null)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await owner.PostJsonAsync("/api/gym/sessions", new { user_id = "user_bo", session_type = "no-gi", date = "2026-04-16", duration_mins = 90 })).AssertStatusAsync(HttpStatusCode.Created);
+        var cls = await (await owner.PostJsonAsync("/api/gym/classes", new { title = "Advanced No-Gi", discipline = "no-gi", day_of_week = 2, start_time = "18:00" })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostJsonAsync("/api/gym/checkins", new { user_id = "user_bo", class_schedule_id = cls.GetProperty("id").GetGuid() })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostJsonAsync("/api/gym/leads", new { first_name = "John", last_name = "Doe", source = "zapier" })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.PostJsonAsync("/api/gym/contracts", new { user_id = "user_bo", title = "Agreement" })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await owner.DeleteAsync($"/api/gym/members/{memberId}")).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Every_catalog_event_reaches_subscribers_with_the_documented_payload_and_both_signatures()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var all = await gym.CreateWebhookAsync(receiver.Url("/all"));
+        var aliases = await gym.CreateWebhookAsync(receiver.Url("/aliases"), "member.created", "member.deleted", "payment.successful", "checkin.created");
+        var some = await gym.CreateWebhookAsync(receiver.Url("/some"), "member.joined", "payment.received", "member.created");
+
+        await EmitEveryEventAsync(gym);
+
+        var canonical = EventCatalog.Canonical.Select(e => e.Name).ToList();
+        var received = await receiver.WaitForAsync("/all", canonical.Count);
+        var outbox = await fx.WithDbAsync(db => db.OutboxEvents.AsNoTracking().Where(e => e.GymId == gym.GymId).ToDictionaryAsync(e => e.Id));
+        Assert.Equal(canonical.Order(), received.Select(r => r.Json().GetProperty("event").GetString()!).Order());
+        foreach (var request in received)
+        {
+            AssertSigned(request, all.Secret);
+            var body = request.Json();
+            Assert.Equal(["id", "event", "gym_id", "data", "timestamp"], body.EnumerateObject().Select(p => p.Name));
+            var evt = outbox[body.GetProperty("id").GetGuid()];
+            Assert.Equal(evt.Type, body.GetProperty("event").GetString());
+            Assert.Equal(evt.Type, request.Header("X-CombatScore-Event"));
+            Assert.Equal("application/json", request.Header("Content-Type"));
+            Assert.Equal(gym.GymId, body.GetProperty("gym_id").GetGuid());
+            Assert.Equal(evt.Data, body.GetProperty("data").GetRawText());
+            // The documented shape: every field of the catalog's sample is present.
+            foreach (var field in EventCatalog.ByName[evt.Type].SampleData.Keys)
+            {
+                Assert.True(body.GetProperty("data").TryGetProperty(field, out _), $"{evt.Type} lacks '{field}': {evt.Data}");
+            }
+            Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", body.GetProperty("timestamp").GetString());
+            Assert.Equal(GymwireJsonTimestamp(evt.OccurredAt), body.GetProperty("timestamp").GetString());
+            Assert.Equal("POST", request.Method);
+        }
+        Assert.Equal(canonical.Count, received.Select(r => r.Header("webhook-id")).Distinct().Count());
+
+        var aliased = await receiver.WaitForAsync("/aliases", 4);
+        Assert.Equal(["checkin.created", "member.created", "member.deleted", "payment.successful"], aliased.Select(r => r.Json().GetProperty("event").GetString()!).Order());
+        Assert.All(aliased, r => Assert.Equal(r.Json().GetProperty("event").GetString(), r.Header("X-CombatScore-Event")));
+        Assert.All(aliased, r => AssertSigned(r, aliases.Secret));
+
+        // Naming an event and its alias still yields one delivery, under the canonical name.
+        var named = await receiver.WaitForAsync("/some", 2);
+        Assert.Equal(["member.joined", "payment.received"], named.Select(r => r.Json().GetProperty("event").GetString()!).Order());
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(some.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "delivered");
+        Assert.Equal(2, (await fx.DeliveriesAsync(some.Id)).Count);
+        AssertNoWorkerErrors();
+    }
+
+    private static string GymwireJsonTimestamp(DateTime utc) => Gymwire.Infrastructure.GymwireJson.FormatTimestamp(utc);
+
+    [Fact]
+    public async Task Failed_deliveries_are_retried_after_5_min_30_min_and_2_h_then_undeliverable()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/down", new Reply(500, "down for maintenance"));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/down"), "member.joined");
+        var t0 = fx.Clock.GetUtcNow().UtcDateTime;
+        await gym.AddMemberAsync("user_retry");
+
+        await receiver.WaitForAsync("/down", 1);
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "first attempt recorded");
+        Assert.Equal(DeliveryStatus.Retrying, delivery.Status);
+        Assert.Equal(t0 + TimeSpan.FromMinutes(5), delivery.NextAttemptAt);
+
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(5));
+        await receiver.WaitForAsync("/down", 2);
+        delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 2, "second attempt recorded");
+        Assert.Equal(t0 + TimeSpan.FromMinutes(35), delivery.NextAttemptAt);
+
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(30));
+        await receiver.WaitForAsync("/down", 3);
+        delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 3, "third attempt recorded");
+        Assert.Equal(t0 + TimeSpan.FromMinutes(155), delivery.NextAttemptAt);
+
+        fx.AdvanceAndWake(TimeSpan.FromHours(2));
+        await receiver.WaitForAsync("/down", 4);
+        delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Undeliverable, "undeliverable");
+        Assert.Equal(4, delivery.AttemptCount);
+        Assert.Null(delivery.NextAttemptAt);
+
+        var attempts = await fx.AttemptsAsync(delivery.Id);
+        Assert.Equal([t0, t0.AddMinutes(5), t0.AddMinutes(35), t0.AddMinutes(155)], attempts.Select(a => a.AttemptedAt));
+        Assert.All(attempts, a => Assert.Equal(500, a.StatusCode));
+        Assert.All(attempts, a => Assert.Equal("down for maintenance", a.ResponseBody));
+        Assert.Equal(["initial", "retry", "retry", "retry"], attempts.Select(a => a.Trigger));
+        // One message, one id: the receiver can dedupe retries on webhook-id.
+        Assert.Single(receiver.At("/down").Select(r => r.Header("webhook-id")).Distinct());
+        Assert.Equal(delivery.Id.ToString(), receiver.At("/down")[0].Header("webhook-id"));
+
+        // The activity log over HTTP: newest first, filterable by status, one delivery with its attempts.
+        using var owner = gym.Owner();
+        var list = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries?status=undeliverable")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(delivery.Id, list.GetProperty("deliveries")[0].GetProperty("id").GetGuid());
+        var none = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries?status=delivered")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Empty(none.GetProperty("deliveries").EnumerateArray());
+        await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries?status=bogus")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{delivery.Id}")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(4, detail.GetProperty("attempts").GetArrayLength());
+        Assert.Equal(500, detail.GetProperty("attempts")[0].GetProperty("status_code").GetInt32());
+        Assert.Equal("text/plain", detail.GetProperty("attempts")[0].GetProperty("response_headers").GetProperty("content-type").GetString());
+        Assert.Equal("member.joined", detail.GetProperty("payload").GetProperty("event").GetString());
+    }
+
+    [Fact]
+    public async Task Retry_after_from_the_receiver_sets_the_next_attempt_within_bounds()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/busy", new Reply(503) { RetryAfter = "600" });
+        receiver.On("/eager", new Reply(429) { RetryAfter = "1" });
+        var gym = await fx.CreateGymAsync();
+        var busy = await gym.CreateWebhookAsync(receiver.Url("/busy"), "member.joined");
+        var eager = await gym.CreateWebhookAsync(receiver.Url("/eager"), "member.joined");
+        var t0 = fx.Clock.GetUtcNow().UtcDateTime;
+        await gym.AddMemberAsync("user_busy");
+
+        var d1 = await fx.WaitForDeliveryAsync(busy.Id, d => d.AttemptCount == 1, "busy attempt");
+        Assert.Equal(t0 + TimeSpan.FromMinutes(10), d1.NextAttemptAt);
+        var d2 = await fx.WaitForDeliveryAsync(eager.Id, d => d.AttemptCount == 1, "eager attempt");
+        Assert.Equal(t0 + TimeSpan.FromMinutes(1), d2.NextAttemptAt); // clamped to Webhooks:MinRetryAfter
+    }
+
+    [Fact]
+    public async Task Redirects_are_failures_and_are_not_followed()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/moved", new Reply(302, "") { Location = "/elsewhere" });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/moved"), "member.joined");
+        await gym.AddMemberAsync("user_moved");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "attempt");
+        Assert.Equal(DeliveryStatus.Retrying, delivery.Status);
+        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(302, attempt.StatusCode);
+        Assert.Contains("Redirects are not followed", attempt.Error, StringComparison.Ordinal);
+        Assert.Contains("/elsewhere", attempt.ResponseHeaders, StringComparison.Ordinal);
+        Assert.Empty(receiver.At("/elsewhere"));
+    }
+
+    [Fact]
+    public async Task Gone_deactivates_the_subscription_and_the_owner_sees_why()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/gone", new Reply(410, "gone"));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/gone"), "member.joined");
+        await gym.AddMemberAsync("user_gone1");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Undeliverable, "undeliverable");
+        Assert.Equal(410, delivery.LastStatusCode);
+        using var owner = gym.Owner();
+        var list = await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK);
+        var webhook = list.GetProperty("webhooks")[0];
+        Assert.False(webhook.GetProperty("is_active").GetBoolean());
+        Assert.Contains("410", webhook.GetProperty("disabled_reason").GetString(), StringComparison.Ordinal);
+
+        // Inactive subscriptions get nothing new.
+        await gym.AddMemberAsync("user_gone2");
+        await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.OutboxEvents.AllAsync(e => e.GymId != gym.GymId || e.DispatchedAt != null)), what: "dispatched");
+        Assert.Single(await fx.DeliveriesAsync(hook.Id));
+        Assert.Single(receiver.At("/gone"));
+
+        // Reactivating clears the reason.
+        var patched = await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(patched.GetProperty("is_active").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, patched.GetProperty("disabled_reason").ValueKind);
+    }
+
+    [Fact]
+    public async Task Timeouts_and_refused_connections_are_failed_attempts()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/hang", new Reply { Hang = true });
+        var closedPort = FreePort();
+        var gym = await fx.CreateGymAsync();
+        var slow = await gym.CreateWebhookAsync(receiver.Url("/hang"), "member.joined");
+        var refused = await gym.CreateWebhookAsync($"http://127.0.0.1:{closedPort}/hook", "member.joined");
+        await gym.AddMemberAsync("user_timeout");
+
+        var timedOut = await fx.WaitForDeliveryAsync(slow.Id, d => d.AttemptCount == 1, "timed-out attempt");
+        Assert.Equal(DeliveryStatus.Retrying, timedOut.Status);
+        var attempt = Assert.Single(await fx.AttemptsAsync(timedOut.Id));
+        Assert.Null(attempt.StatusCode);
+        Assert.Equal("Timed out after 2 s", attempt.Error);
+        Assert.InRange(attempt.DurationMs, 1500, 15000);
+
+        var failed = await fx.WaitForDeliveryAsync(refused.Id, d => d.AttemptCount == 1, "refused attempt");
+        Assert.Equal(DeliveryStatus.Retrying, failed.Status);
+        Assert.Equal("Connection refused", failed.LastError);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    [Fact]
+    public async Task A_1_GiB_response_is_cut_off_at_64_KiB()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/huge", new Reply { StreamBytes = 1L << 30 });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/huge"), "member.joined");
+        await gym.AddMemberAsync("user_huge");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(200, attempt.StatusCode);
+        Assert.Equal(64 * 1024, attempt.ResponseBody!.Length);
+        Assert.True(attempt.ResponseBodyTruncated);
+        Assert.Contains("1073741824", attempt.ResponseHeaders, StringComparison.Ordinal);
+        // Gymwire hung up after the excerpt: the receiver stopped long before the end of the gigabyte.
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.StreamsEnded == 1), what: "the receiver's stream to end");
+        Assert.True(receiver.BytesStreamed < 64L * 1024 * 1024, $"the receiver streamed {receiver.BytesStreamed} bytes");
+    }
+
+    [Fact]
+    public async Task Test_send_delivers_a_sample_event_and_redeliver_resends_it_under_the_same_id()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/test"), "payment.successful");
+        using var owner = gym.Owner();
+
+        var sent = await (await owner.PostJsonAsync($"/api/gym/webhooks/{hook.Id}/test", new { @event = "payment.successful" })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("delivered", sent.GetProperty("status").GetString());
+        Assert.True(sent.GetProperty("is_test").GetBoolean());
+        Assert.Equal(200, sent.GetProperty("attempts")[0].GetProperty("status_code").GetInt32());
+        Assert.Equal("test", sent.GetProperty("attempts")[0].GetProperty("trigger").GetString());
+        var request = Assert.Single(receiver.At("/test"));
+        AssertSigned(request, hook.Secret);
+        var body = request.Json();
+        Assert.Equal("payment.successful", body.GetProperty("event").GetString());
+        Assert.Equal(9900, body.GetProperty("data").GetProperty("amount_cents").GetInt32());
+        Assert.Equal(gym.GymId, body.GetProperty("gym_id").GetGuid());
+
+        // Without a body, the first subscribed event is used.
+        var implicitEvent = await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/test", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("payment.successful", implicitEvent.GetProperty("event").GetString());
+        await (await owner.PostJsonAsync($"/api/gym/webhooks/{hook.Id}/test", new { @event = "member.exploded" })).AssertErrorAsync(HttpStatusCode.BadRequest);
+
+        var deliveryId = sent.GetProperty("id").GetGuid();
+        await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{deliveryId}/redeliver", null)).AssertStatusAsync(HttpStatusCode.Accepted);
+        var again = await receiver.WaitForAsync("/test", 3);
+        var redelivered = again.Last();
+        Assert.Equal(request.Header("webhook-id"), redelivered.Header("webhook-id"));
+        Assert.Equal(request.Body, redelivered.Body);
+        AssertSigned(redelivered, hook.Secret);
+        await Eventually.TrueAsync(async () =>
+            (await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{deliveryId}")).AssertStatusAsync(HttpStatusCode.OK))
+                .GetProperty("attempts").GetArrayLength() == 2, what: "second attempt");
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{deliveryId}")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("redeliver", detail.GetProperty("attempts")[1].GetProperty("trigger").GetString());
+        Assert.Equal("delivered", detail.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Rotated_secret_signs_alongside_the_old_one_for_the_overlap()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/rotate"), "member.joined");
+        using var owner = gym.Owner();
+        var rotated = await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/rotate-secret", null)).AssertStatusAsync(HttpStatusCode.OK);
+        var newSecret = rotated.GetProperty("secret").GetString()!;
+        Assert.StartsWith("whsec_", newSecret, StringComparison.Ordinal);
+        Assert.NotEqual(hook.Secret, newSecret);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime.AddHours(24), rotated.GetProperty("previous_secret_expires_at").GetDateTime().ToUniversalTime());
+
+        await gym.AddMemberAsync("user_rot1");
+        var during = (await receiver.WaitForAsync("/rotate", 1))[0];
+        Assert.Equal(2, during.Header("webhook-signature").Split(' ').Length);
+        Assert.True(StandardWebhooksVerifier.Verify(hook.Secret, during.Headers, during.Body, fx.Clock.GetUtcNow()));
+        Assert.True(StandardWebhooksVerifier.Verify(newSecret, during.Headers, during.Body, fx.Clock.GetUtcNow()));
+        Assert.True(StandardWebhooksVerifier.VerifyCombatScore(newSecret, during.Headers, during.Body));
+
+        fx.Clock.Advance(TimeSpan.FromHours(24) + TimeSpan.FromSeconds(1));
+        await gym.AddMemberAsync("user_rot2");
+        var after = (await receiver.WaitForAsync("/rotate", 2))[1];
+        Assert.Single(after.Header("webhook-signature").Split(' '));
+        Assert.False(StandardWebhooksVerifier.Verify(hook.Secret, after.Headers, after.Body, fx.Clock.GetUtcNow()));
+        AssertSigned(after, newSecret);
+    }
+
+    [Fact]
+    public async Task Deliveries_in_flight_survive_a_restart_and_none_is_lost()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        // The first three requests hang (the server goes down under them); later ones succeed.
+        receiver.On("/restart", n => n <= 3 ? new Reply { Hang = true } : new Reply());
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/restart"), "member.joined");
+        foreach (var i in Enumerable.Range(1, 3))
+        {
+            await gym.AddMemberAsync($"user_restart{i}");
+        }
+        await receiver.WaitForAsync("/restart", 3);
+
+        await fx.RestartAsync();
+
+        await receiver.WaitForAsync("/restart", 6);
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered after restart");
+        var deliveries = await fx.DeliveriesAsync(hook.Id);
+        Assert.Equal(3, deliveries.Count);
+        Assert.Equal(3, receiver.At("/restart").Skip(3).Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+    }
+
+    [Fact]
+    public async Task A_claim_left_by_a_crashed_worker_is_delivered_when_its_lease_expires()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/crash"), "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var id = Guid.CreateVersion7();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = id, GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                Payload = WebhookPayloads.Build(Guid.NewGuid(), "member.joined", gym.GymId, """{"user_id":"user_crash"}""", now),
+                Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+                LockedUntil = now.AddMinutes(1), ClaimToken = Guid.NewGuid(), // a worker that died mid-attempt
+            });
+            return await db.SaveChangesAsync();
+        });
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(2));
+        var request = (await receiver.WaitForAsync("/crash", 1))[0];
+        Assert.Equal(id.ToString(), request.Header("webhook-id"));
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+    }
+
+    [Fact]
+    public async Task A_slow_endpoint_does_not_starve_the_others()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var release = new TaskCompletionSource();
+        receiver.On("/slow", new Reply { Gate = release.Task });
+        var gym = await fx.CreateGymAsync();
+        var slow = await gym.CreateWebhookAsync(receiver.Url("/slow"), "member.joined");
+        var fast = await gym.CreateWebhookAsync(receiver.Url("/fast"), "member.joined");
+        await fx.WithDbAsync(async db =>
+        {
+            var now = fx.Clock.GetUtcNow().UtcDateTime;
+            foreach (var i in Enumerable.Range(1, 20))
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_{i}" }, now);
+            }
+            return await db.SaveChangesAsync();
+        });
+        try
+        {
+            await receiver.WaitForAsync("/fast", 20);
+            Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8); // Webhooks:MaxConcurrentPerEndpoint
+        }
+        finally
+        {
+            release.SetResult();
+        }
+        // Slow attempts that hit the 2 s timeout meanwhile are retried after 5 minutes: move the clock along.
+        await Eventually.TrueAsync(async () =>
+        {
+            fx.AdvanceAndWake(TimeSpan.FromMinutes(5));
+            return (await fx.DeliveriesAsync(slow.Id)).Count(d => d.Status == DeliveryStatus.Delivered) == 20;
+        }, what: "slow endpoint catches up");
+        Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8);
+        Assert.Equal(20, (await fx.DeliveriesAsync(fast.Id)).Count(d => d.Status == DeliveryStatus.Delivered));
+    }
+
+    [Fact]
+    public async Task Finished_deliveries_are_deleted_after_the_retention_period()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/retention"), "member.joined");
+        await gym.AddMemberAsync("user_old");
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        Assert.Single(await fx.AttemptsAsync(delivery.Id));
+
+        fx.Clock.Advance(TimeSpan.FromDays(31)); // the hourly retention pass runs on the clock
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count == 0, what: "purged");
+        Assert.Empty(await fx.AttemptsAsync(delivery.Id));
+    }
+
+    [Fact]
+    public async Task Concurrent_claimers_never_take_the_same_delivery()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/claims"), "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var ids = Enumerable.Range(0, 40).Select(_ => Guid.CreateVersion7()).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var id in ids)
+            {
+                db.WebhookDeliveries.Add(new WebhookDelivery
+                {
+                    Id = id, GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                    Payload = WebhookPayloads.Build(Guid.NewGuid(), "member.joined", gym.GymId, "{}", now),
+                    Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+                });
+            }
+            return await db.SaveChangesAsync();
+        });
+        // Four claimers at once, as four nodes would (the running worker may be a fifth).
+        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var claims = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => sender.ClaimAsync(15, [], [], CancellationToken.None))));
+        var claimed = claims.SelectMany(c => c.Select(d => d.Id)).ToList();
+        Assert.Equal(claimed.Count, claimed.Distinct().Count());
+
+        await sender.ReleaseAsync(claimed, CancellationToken.None);
+        fx.WakeWorker();
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered");
+        Assert.Equal(40, receiver.At("/claims").Count);
+        Assert.Equal(40, receiver.At("/claims").Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+    }
+
+    private void AssertNoWorkerErrors() =>
+        Assert.DoesNotContain(fx.Logs.Lines, line => line.StartsWith("Error Gymwire.Features.Webhooks", StringComparison.Ordinal));
+
+    [Fact]
+    public async Task A_subscription_failing_for_five_days_is_deactivated()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/broken", new Reply(500));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/broken"), "member.joined");
+        await gym.AddMemberAsync("user_broken");
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "first failure");
+
+        fx.AdvanceAndWake(TimeSpan.FromDays(5));
+        await Eventually.TrueAsync(async () => !(await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook.Id))).IsActive, what: "deactivated");
+        using var owner = gym.Owner();
+        var webhook = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.False(webhook.GetProperty("is_active").GetBoolean());
+        Assert.Contains("failed since", webhook.GetProperty("disabled_reason").GetString(), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,72 @@
+using System.Net;
+using System.Text.Json;
+using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Webhooks;
+
+/// <summary>Gymwire allowed to deliver to loopback over plain HTTP (the test receiver), with no retry jitter and a 2 s timeout.</summary>
+public abstract class WebhookFixture(Store store) : GymwireFixture(store)
+{
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
+    [
+        new("Webhooks:AllowHttp", "true"),
+        new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
+        new("Webhooks:RetryJitter", "0"),
+        new("Webhooks:Timeout", "00:00:02"),
+    ];
+}
+
+public sealed class SqliteWebhooks() : WebhookFixture(Store.Sqlite);
+
+public sealed class PostgresWebhooks() : WebhookFixture(Store.Postgres);
+
+/// <summary>Gymwire with the default egress policy: HTTPS only, no private or reserved networks.</summary>
+public sealed class SqliteEgress() : GymwireFixture(Store.Sqlite);
+
+public sealed class PostgresEgress() : GymwireFixture(Store.Postgres);
+
+public sealed record CreatedHook(Guid Id, string Secret);
+
+public static class WebhookTestHelpers
+{
+    public static async Task<CreatedHook> CreateWebhookAsync(this TestGym gym, string url, params string[] events)
+    {
+        using var owner = gym.Owner();
+        var body = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url, events })).AssertStatusAsync(HttpStatusCode.Created);
+        return new CreatedHook(body.GetProperty("id").GetGuid(), body.GetProperty("secret").GetString()!);
+    }
+
+    /// <summary>Wakes the delivery worker (as a local write would), after the test moved the clock.</summary>
+    public static void WakeWorker(this GymwireFixture fx) => fx.Services.GetRequiredService<DeliverySignal>().Notify();
+
+    public static void AdvanceAndWake(this GymwireFixture fx, TimeSpan by)
+    {
+        fx.Clock.Advance(by);
+        fx.WakeWorker();
+    }
+
+    public static Task<List<WebhookDelivery>> DeliveriesAsync(this GymwireFixture fx, Guid subscriptionId) =>
+        fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.SubscriptionId == subscriptionId).OrderBy(d => d.CreatedAt).ThenBy(d => d.Id).ToListAsync());
+
+    public static Task<List<WebhookAttempt>> AttemptsAsync(this GymwireFixture fx, Guid deliveryId) =>
+        fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.DeliveryId == deliveryId).OrderBy(a => a.Number).ToListAsync());
+
+    /// <summary>Waits (bounded) until the subscription's only delivery satisfies <paramref name="condition"/>.</summary>
+    public static async Task<WebhookDelivery> WaitForDeliveryAsync(this GymwireFixture fx, Guid subscriptionId, Func<WebhookDelivery, bool> condition, string what)
+    {
+        WebhookDelivery? found = null;
+        await Eventually.TrueAsync(async () => (found = (await fx.DeliveriesAsync(subscriptionId)).FirstOrDefault(condition)) is not null, what: what);
+        return found!;
+    }
+
+    public static async Task<HttpStatusCode> AddMemberAsync(this TestGym gym, string userId)
+    {
+        using var owner = gym.Owner();
+        var response = await owner.PostJsonAsync("/api/gym/members", new { name = "Member " + userId, user_id = userId });
+        return response.StatusCode;
+    }
+
+    public static JsonElement Json(this ReceivedRequest request) => JsonDocument.Parse(request.Body).RootElement.Clone();
+}
