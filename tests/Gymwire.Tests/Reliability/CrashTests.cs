@@ -74,39 +74,10 @@ public abstract class CrashTests(GymwireFixture fx)
         Assert.Empty(acknowledged.Except(leads));            // every 2xx exists
         Assert.Equal(leads.Count, eventLeadIds.Count);        // no lead without its event, no event without its lead
         Assert.True(eventLeadIds.SetEquals(leads));
-        await AssertIntegrityAsync();
+        await Integrity.AssertAsync(fx);
 
         // And the restarted node serves them.
         using var client = restarted.Client(key);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/gym/leads")).StatusCode);
-    }
-
-    private async Task AssertIntegrityAsync()
-    {
-        if (fx.Store == Store.Sqlite)
-        {
-            var result = await fx.WithDbAsync(db => db.Database.SqlQueryRaw<string>("PRAGMA integrity_check").ToListAsync());
-            Assert.Equal(["ok"], result);
-            var foreignKeys = await fx.WithDbAsync(db => db.Database.SqlQueryRaw<string>("SELECT \"table\" AS \"Value\" FROM pragma_foreign_key_check").ToListAsync());
-            Assert.Empty(foreignKeys);
-        }
-        else
-        {
-            // amcheck verifies every B-tree index against its table.
-            await fx.WithDbAsync(async db =>
-            {
-                await db.Database.ExecuteSqlRawAsync("CREATE EXTENSION IF NOT EXISTS amcheck");
-                var indexes = await db.Database.SqlQueryRaw<string>(
-                    "SELECT c.relname AS \"Value\" FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam " +
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.amname = 'btree' AND n.nspname = 'public'").ToListAsync();
-                Assert.NotEmpty(indexes);
-                foreach (var index in indexes)
-                {
-                    var qualified = $"public.\"{index}\"";
-                    await db.Database.ExecuteSqlAsync($"SELECT bt_index_check({qualified}::regclass, true)");
-                }
-                return 0;
-            });
-        }
     }
 }

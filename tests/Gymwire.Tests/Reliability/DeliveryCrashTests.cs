@@ -1,0 +1,167 @@
+using System.Net;
+using Gymwire.Features.Events;
+using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Reliability;
+
+/// <summary>
+/// R1 (delivery) and R2: real gymwire processes, killed with SIGKILL while they deliver. Every
+/// (event, endpoint) pair arrives at least once; duplicates stay within what was in flight; with two nodes
+/// on one PostgreSQL database and no crash, nothing is delivered twice (no double claim).
+/// The in-process fixture here only reads the database: its own workers are off.
+/// </summary>
+public abstract class DeliveryCrashTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(PassiveSqlite f) : DeliveryCrashTests(f), IClassFixture<PassiveSqlite>;
+    public sealed class Postgres(PassivePostgres f) : DeliveryCrashTests(f), IClassFixture<PassivePostgres>;
+
+    private const int MaxInFlight = 32;
+
+    internal static readonly KeyValuePair<string, string>[] NodeSettings =
+    [
+        new("RateLimiting:Enabled", "false"),
+        new("Webhooks:AllowHttp", "true"),
+        new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
+        new("Webhooks:RetryJitter", "0"),
+        new("Webhooks:Timeout", "00:00:02"),
+        new("Webhooks:MaxConcurrentDeliveries", MaxInFlight.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("Webhooks:MaxConcurrentPerEndpoint", "16"),
+        new("Webhooks:PollInterval", "00:00:00.500"),
+    ];
+
+    internal static async Task<(TestGym Gym, string[] Paths)> SubscribeAsync(GymwireFixture fx, TestReceiver receiver, GymwireProcess node, int endpoints)
+    {
+        var gym = await fx.CreateGymAsync();
+        var paths = Enumerable.Range(0, endpoints).Select(i => $"/endpoint-{i}").ToArray();
+        // The fixture's sessions are dated by its fake clock; the process runs on real time, so log in there.
+        var login = await (await node.Client().PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword })).AssertStatusAsync(HttpStatusCode.OK);
+        using var owner = node.Client(login.GetProperty("token").GetString());
+        foreach (var path in paths)
+        {
+            await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = receiver.Url(path) })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        return (gym, paths);
+    }
+
+    /// <summary>Writes events straight into the outbox, in batches, as committed writes would.</summary>
+    internal static Task IngestAsync(GymwireFixture fx, Guid gymId, int count) => fx.WithDbAsync(async db =>
+    {
+        var now = DateTime.UtcNow;
+        for (var i = 0; i < count; i++)
+        {
+            db.AddEvent(gymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), first_name = $"Lead {i}", last_name = (string?)null, source = "load" }, now);
+            if (i % 1000 == 999)
+            {
+                await db.SaveChangesAsync();
+                db.ChangeTracker.Clear();
+            }
+        }
+        return await db.SaveChangesAsync();
+    });
+
+    internal static (int Unique, int Total) Count(TestReceiver receiver) =>
+        (receiver.Requests.Select(r => (r.Header("webhook-id"), r.Path)).Distinct().Count(), receiver.Requests.Count);
+
+    [Fact]
+    public async Task Ten_thousand_events_to_three_endpoints_survive_two_kills_mid_delivery()
+    {
+        const int events = 10_000;
+        const int endpoints = 3;
+        await using var receiver = await TestReceiver.StartAsync();
+        var node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+        var (gym, _) = await SubscribeAsync(fx, receiver, node, endpoints);
+        await IngestAsync(fx, gym.GymId, events);
+
+        foreach (var killAt in new[] { events * endpoints / 5, events * endpoints / 2 })
+        {
+            await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= killAt || node.HasExited), TimeSpan.FromSeconds(180), $"{killAt} deliveries before the kill");
+            await node.KillAsync();
+            await node.DisposeAsync();
+            node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+        }
+        await using (node)
+        {
+            // Claims of the killed processes come due again after their lease (Timeout * 2 + 30 s).
+            await Eventually.TrueAsync(() => Task.FromResult(Count(receiver).Unique >= events * endpoints), TimeSpan.FromSeconds(240),
+                $"every (event, endpoint) pair delivered (got {Count(receiver).Unique} of {events * endpoints})");
+        }
+        var (unique, total) = Count(receiver);
+        Assert.Equal(events * endpoints, unique);
+        Assert.True(total - unique <= 2 * MaxInFlight, $"{total - unique} duplicates, more than the {2 * MaxInFlight} that can be in flight across two kills");
+        var undelivered = await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId && d.Status != "delivered"));
+        Assert.Equal(0, undelivered);
+        await Integrity.AssertAsync(fx);
+    }
+}
+
+/// <summary>R2: two nodes on one PostgreSQL database.</summary>
+public sealed class MultiNodeTests(PassivePostgres fx) : IClassFixture<PassivePostgres>
+{
+    [Fact]
+    public async Task Two_nodes_deliver_a_burst_exactly_once_and_losing_one_mid_burst_loses_nothing()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var a = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, DeliveryCrashTests.NodeSettings);
+        await using var b = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, DeliveryCrashTests.NodeSettings);
+        var (gym, _) = await DeliveryCrashTests.SubscribeAsync(fx, receiver, a, 2);
+
+        await DeliveryCrashTests.IngestAsync(fx, gym.GymId, 3000);
+        await Eventually.TrueAsync(() => Task.FromResult(DeliveryCrashTests.Count(receiver).Unique >= 6000), TimeSpan.FromSeconds(120), "first burst delivered");
+        await Task.Delay(500); // let any stray duplicate land before counting
+        var (unique, total) = DeliveryCrashTests.Count(receiver);
+        Assert.Equal(6000, unique);
+        Assert.Equal(unique, total); // no double claim between the nodes
+
+        await DeliveryCrashTests.IngestAsync(fx, gym.GymId, 3000);
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= 7500), TimeSpan.FromSeconds(120), "second burst under way");
+        await a.KillAsync();
+        await a.DisposeAsync();
+        await Eventually.TrueAsync(() => Task.FromResult(DeliveryCrashTests.Count(receiver).Unique >= 12_000), TimeSpan.FromSeconds(180),
+            $"second burst delivered by the surviving node (got {DeliveryCrashTests.Count(receiver).Unique})");
+        Assert.True(receiver.Requests.Count - 12_000 <= 32, "duplicates beyond what was in flight on the killed node");
+    }
+}
+
+public abstract class PassiveFixture(Store store) : GymwireFixture(store)
+{
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
+    [
+        new("RateLimiting:Enabled", "false"),
+        new("Webhooks:DispatcherEnabled", "false"),
+        new("Webhooks:WorkerEnabled", "false"),
+    ];
+}
+
+public sealed class PassiveSqlite() : PassiveFixture(Store.Sqlite);
+
+public sealed class PassivePostgres() : PassiveFixture(Store.Postgres);
+
+public static class Integrity
+{
+    /// <summary>SQLite's integrity and foreign-key checks; on PostgreSQL, amcheck over every B-tree index.</summary>
+    public static async Task AssertAsync(GymwireFixture fx)
+    {
+        if (fx.Store == Store.Sqlite)
+        {
+            Assert.Equal(["ok"], await fx.WithDbAsync(db => db.Database.SqlQueryRaw<string>("PRAGMA integrity_check").ToListAsync()));
+            Assert.Empty(await fx.WithDbAsync(db => db.Database.SqlQueryRaw<string>("SELECT \"table\" AS \"Value\" FROM pragma_foreign_key_check").ToListAsync()));
+            return;
+        }
+        await fx.WithDbAsync(async db =>
+        {
+            await db.Database.ExecuteSqlRawAsync("CREATE EXTENSION IF NOT EXISTS amcheck");
+            var indexes = await db.Database.SqlQueryRaw<string>(
+                "SELECT c.relname AS \"Value\" FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam " +
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.amname = 'btree' AND n.nspname = 'public'").ToListAsync();
+            Assert.NotEmpty(indexes);
+            foreach (var index in indexes)
+            {
+                var qualified = $"public.\"{index}\"";
+                await db.Database.ExecuteSqlAsync($"SELECT bt_index_check({qualified}::regclass, true)");
+            }
+            return 0;
+        });
+    }
+}
