@@ -82,7 +82,7 @@ public sealed partial class DeliveryWorker(
         }
         if (overCap.Count > 0)
         {
-            await sender.ReleaseAsync(overCap, ct);
+            await sender.ReleaseAsync(overCap, CancellationToken.None);
         }
         return claimed.Count == free && overCap.Count == 0;
     }

@@ -104,6 +104,19 @@ public sealed partial class WebhookSender(
     /// </summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
     {
+        try
+        {
+            return await AttemptCoreAsync(deliveryId, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            await ReleaseAsync([deliveryId], CancellationToken.None);
+            throw;
+        }
+    }
+
+    private async Task<AttemptOutcome?> AttemptCoreAsync(Guid deliveryId, CancellationToken ct)
+    {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var delivery = await db.WebhookDeliveries.FirstOrDefaultAsync(d => d.Id == deliveryId, ct);
@@ -135,16 +148,7 @@ public sealed partial class WebhookSender(
             AttemptedAt = now,
             Trigger = trigger,
         };
-        TimeSpan? retryAfter = null;
-        try
-        {
-            retryAfter = await SendAsync(delivery, subscription, attempt, ct);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            await ReleaseAsync([delivery.Id], CancellationToken.None);
-            throw;
-        }
+        var retryAfter = await SendAsync(delivery, subscription, attempt, ct);
 
         var succeeded = attempt.StatusCode is >= 200 and < 300;
         delivery.AttemptCount++;
