@@ -149,6 +149,8 @@ public sealed partial class WebhookSender(
             Trigger = trigger,
         };
         var retryAfter = await SendAsync(delivery, subscription, attempt, ct);
+        // Retries count from the end of the failed attempt.
+        var finished = clock.GetUtcNow().UtcDateTime;
 
         var succeeded = attempt.StatusCode is >= 200 and < 300;
         delivery.AttemptCount++;
@@ -170,7 +172,7 @@ public sealed partial class WebhookSender(
             subscription.FailingSince ??= now;
             if (attempt.StatusCode == StatusCodes.Status410Gone)
             {
-                Deactivate(subscription, "The endpoint answered 410 Gone", now);
+                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
                 delivery.Status = DeliveryStatus.Undeliverable;
                 delivery.NextAttemptAt = null;
             }
@@ -183,13 +185,13 @@ public sealed partial class WebhookSender(
             else
             {
                 delivery.Status = DeliveryStatus.Retrying;
-                delivery.NextAttemptAt = now + RetryDelay(schedule[delivery.AttemptCount - 1], retryAfter);
+                delivery.NextAttemptAt = finished + RetryDelay(schedule[delivery.AttemptCount - 1], retryAfter);
                 LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, delivery.NextAttemptAt.Value);
             }
-            if (subscription.IsActive && now - subscription.FailingSince >= _options.AutoDisableAfter)
+            if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
             {
                 Deactivate(subscription,
-                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", now);
+                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
         db.WebhookAttempts.Add(attempt);
