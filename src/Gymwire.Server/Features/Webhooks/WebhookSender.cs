@@ -221,6 +221,12 @@ public sealed partial class WebhookSender(
     /// <summary>POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any.</summary>
     private async Task<TimeSpan?> SendAsync(WebhookDelivery delivery, WebhookSubscription subscription, WebhookAttempt attempt, CancellationToken ct)
     {
+        if (!_options.AllowHttp && !subscription.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
+            attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
+            return null;
+        }
         var body = Encoding.UTF8.GetBytes(delivery.Payload);
         using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
