@@ -128,6 +128,18 @@ public sealed class EgressGuardTests
     [InlineData("169.254.169.254")]
     [InlineData("10.0.0.1")]
     [InlineData("0.0.0.0")]
+    [InlineData("172.16.0.1")]
+    [InlineData("192.168.1.1")]
+    [InlineData("100.64.0.1")]
+    [InlineData("224.0.0.251")]
+    [InlineData("255.255.255.255")]
+    [InlineData("::")]
+    [InlineData("fd00::1")]
+    [InlineData("fe80::1")]
+    [InlineData("ff02::1")]
+    [InlineData("::ffff:169.254.169.254")]
+    [InlineData("::ffff:10.0.0.1")]
+    [InlineData("64:ff9b::a9fe:a9fe")]
     public async Task The_connect_callback_refuses_before_opening_a_socket(string host)
     {
         var e = await Assert.ThrowsAsync<EgressRefusedException>(async () => await Guard().ConnectAsync(new DnsEndPoint(host, 9), CancellationToken.None));

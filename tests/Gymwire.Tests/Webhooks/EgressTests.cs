@@ -40,18 +40,31 @@ public abstract class EgressTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Http_urls_saved_while_allowed_are_not_called_once_http_is_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync("https://hooks.example.com/was-http", "member.joined");
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).ExecuteUpdateAsync(s => s.SetProperty(x => x.Url, "http://hooks.example.com/was-http")));
+        await gym.AddMemberAsync("user_http");
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "refused attempt");
+        Assert.Contains("Webhooks:AllowHttp", delivery.LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Internal_addresses_are_refused_at_connect_time()
     {
         await using var receiver = await TestReceiver.StartAsync();
         var gym = await fx.CreateGymAsync();
-        // URLs that passed validation once and now lead inside (as DNS rebinding would make them).
+        // URLs that passed validation once and now lead inside (as DNS rebinding would make them). The guard
+        // refuses before any TLS handshake, so the plain-HTTP receiver would notice any connection at all.
         string[] urls =
         [
-            $"http://127.0.0.1:{receiver.Port}/a",
-            $"http://localhost:{receiver.Port}/b",
-            $"http://2130706433:{receiver.Port}/c",
-            $"http://[::ffff:127.0.0.1]:{receiver.Port}/d",
-            $"http://[::1]:{receiver.Port}/e",
+            $"https://127.0.0.1:{receiver.Port}/a",
+            $"https://localhost:{receiver.Port}/b",
+            $"https://2130706433:{receiver.Port}/c",
+            $"https://[::ffff:127.0.0.1]:{receiver.Port}/d",
+            $"https://[::1]:{receiver.Port}/e",
+            $"https://169.254.169.254:{receiver.Port}/latest/meta-data",
         ];
         var hooks = new List<CreatedHook>();
         foreach (var url in urls)
@@ -67,7 +80,7 @@ public abstract class EgressTests(GymwireFixture fx)
             var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "refused attempt");
             Assert.Equal(DeliveryStatus.Retrying, delivery.Status);
             Assert.StartsWith("Refused to connect", delivery.LastError, StringComparison.Ordinal);
-            Assert.Contains("loopback", delivery.LastError, StringComparison.Ordinal);
+            Assert.Contains(hook == hooks[^1] ? "link-local" : "loopback", delivery.LastError, StringComparison.Ordinal);
             Assert.Null(delivery.LastStatusCode);
         }
         Assert.Empty(receiver.Requests);

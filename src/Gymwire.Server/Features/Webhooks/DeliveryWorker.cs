@@ -41,7 +41,11 @@ public sealed partial class DeliveryWorker(
                 LogWorkerFailed(logger, e);
                 try
                 {
-                    await Task.Delay(_options.PollInterval, clock, stoppingToken);
+                    // Back off until the poll interval or the next wake-up, whichever comes first.
+                    using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    await Task.WhenAny(signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token));
+                    await wake.CancelAsync();
+                    stoppingToken.ThrowIfCancellationRequested();
                 }
                 catch (OperationCanceledException)
                 {
@@ -82,7 +86,7 @@ public sealed partial class DeliveryWorker(
         }
         if (overCap.Count > 0)
         {
-            await sender.ReleaseAsync(overCap, ct);
+            await sender.ReleaseAsync(overCap, CancellationToken.None);
         }
         return claimed.Count == free && overCap.Count == 0;
     }

@@ -44,7 +44,7 @@ public sealed partial class WebhookDispatcher(
                 LogDispatchFailed(logger, e);
                 try
                 {
-                    await Task.Delay(options.Value.PollInterval, clock, stoppingToken);
+                    await outboxSignal.WaitAsync(options.Value.PollInterval, stoppingToken);
                 }
                 catch (OperationCanceledException)
                 {

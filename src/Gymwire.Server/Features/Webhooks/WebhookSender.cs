@@ -104,6 +104,19 @@ public sealed partial class WebhookSender(
     /// </summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
     {
+        try
+        {
+            return await AttemptCoreAsync(deliveryId, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            await ReleaseAsync([deliveryId], CancellationToken.None);
+            throw;
+        }
+    }
+
+    private async Task<AttemptOutcome?> AttemptCoreAsync(Guid deliveryId, CancellationToken ct)
+    {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var delivery = await db.WebhookDeliveries.FirstOrDefaultAsync(d => d.Id == deliveryId, ct);
@@ -135,16 +148,9 @@ public sealed partial class WebhookSender(
             AttemptedAt = now,
             Trigger = trigger,
         };
-        TimeSpan? retryAfter = null;
-        try
-        {
-            retryAfter = await SendAsync(delivery, subscription, attempt, ct);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            await ReleaseAsync([delivery.Id], CancellationToken.None);
-            throw;
-        }
+        var retryAfter = await SendAsync(delivery, subscription, attempt, ct);
+        // Retries count from the end of the failed attempt.
+        var finished = clock.GetUtcNow().UtcDateTime;
 
         var succeeded = attempt.StatusCode is >= 200 and < 300;
         delivery.AttemptCount++;
@@ -166,7 +172,7 @@ public sealed partial class WebhookSender(
             subscription.FailingSince ??= now;
             if (attempt.StatusCode == StatusCodes.Status410Gone)
             {
-                Deactivate(subscription, "The endpoint answered 410 Gone", now);
+                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
                 delivery.Status = DeliveryStatus.Undeliverable;
                 delivery.NextAttemptAt = null;
             }
@@ -179,13 +185,13 @@ public sealed partial class WebhookSender(
             else
             {
                 delivery.Status = DeliveryStatus.Retrying;
-                delivery.NextAttemptAt = now + RetryDelay(schedule[delivery.AttemptCount - 1], retryAfter);
+                delivery.NextAttemptAt = finished + RetryDelay(schedule[delivery.AttemptCount - 1], retryAfter);
                 LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, delivery.NextAttemptAt.Value);
             }
-            if (subscription.IsActive && now - subscription.FailingSince >= _options.AutoDisableAfter)
+            if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
             {
                 Deactivate(subscription,
-                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", now);
+                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
         db.WebhookAttempts.Add(attempt);
@@ -215,6 +221,12 @@ public sealed partial class WebhookSender(
     /// <summary>POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any.</summary>
     private async Task<TimeSpan?> SendAsync(WebhookDelivery delivery, WebhookSubscription subscription, WebhookAttempt attempt, CancellationToken ct)
     {
+        if (!_options.AllowHttp && !subscription.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
+            attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
+            return null;
+        }
         var body = Encoding.UTF8.GetBytes(delivery.Payload);
         using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
