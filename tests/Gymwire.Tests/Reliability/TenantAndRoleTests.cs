@@ -44,7 +44,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         var webhookId = webhook.GetProperty("id").GetString()!;
         ids["/api/gym/webhooks/{id}"] = webhookId;
         var delivery = await (await owner.PostJsonAsync($"/api/gym/webhooks/{webhookId}/test", new { @event = "member.joined" })).AssertStatusAsync(HttpStatusCode.OK);
-        ids[$"/api/gym/webhooks/{webhookId}/deliveries/{{deliveryId}}"] = delivery.GetProperty("id").GetString()!;
+        ids[$"/api/gym/webhooks/{webhookId}/deliveries/{{delivery_id}}"] = delivery.GetProperty("id").GetString()!;
         return ids;
     }
 

@@ -5,6 +5,7 @@ using Gymwire.Features.Events;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -44,13 +45,13 @@ public static class WebhookEndpoints
         group.MapGet("/events", Catalog).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries", Deliveries).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}/deliveries/{deliveryId:guid}", Delivery).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}/deliveries/{delivery_id:guid}", Delivery).RequireAuthorization(Policies.Read);
 
         var mutations = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         mutations.MapPost("/", Create);
         mutations.MapPatch("/{id:guid}", Update);
         mutations.MapPost("/{id:guid}/test", SendTest);
-        mutations.MapPost("/{id:guid}/deliveries/{deliveryId:guid}/redeliver", Redeliver);
+        mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
 
         var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         destructive.MapDelete("/{id:guid}", Deactivate);
@@ -246,13 +247,13 @@ public static class WebhookEndpoints
     }
 
     internal static async Task<Results<Ok<DeliveryDetail>, NotFound<ErrorResponse>>> Delivery(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         await LoadDetailAsync(db, user.GetGymId(), id, deliveryId, ct) is { } detail
             ? TypedResults.Ok(detail)
             : ApiErrors.NotFound("Delivery not found");
 
     internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Redeliver(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, GymwireDbContext db, DeliverySignal signal, TimeProvider clock, CancellationToken ct)
+        Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, GymwireDbContext db, DeliverySignal signal, TimeProvider clock, CancellationToken ct)
     {
         if (await FindAsync(db, user, id, ct) is not { } subscription)
         {

@@ -1,0 +1,45 @@
+using System.Net;
+using System.Text;
+using Gymwire.Client;
+using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
+
+namespace Gymwire.Tests.Client;
+
+/// <summary>The client manages webhooks, and its verifier accepts Gymwire's real deliveries and rejects tampered ones.</summary>
+public abstract class ClientWebhookTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteWebhooks f) : ClientWebhookTests(f), IClassFixture<SqliteWebhooks>;
+    public sealed class Postgres(PostgresWebhooks f) : ClientWebhookTests(f), IClassFixture<PostgresWebhooks>;
+
+    [Fact]
+    public async Task Verifier_accepts_real_deliveries_and_rejects_tampered_ones()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var client = new GymwireClient(fx.Client(), gym.OwnerToken);
+        var hook = await client.CreateWebhookAsync(new CreateWebhook(receiver.Url("/hook"), ["lead.created"]));
+        Assert.StartsWith("whsec_", hook.Secret, StringComparison.Ordinal);
+        Assert.Equal(hook.Id, Assert.Single(await client.ListWebhooksAsync()).Id);
+
+        await client.CreateLeadAsync(new CreateLead("Verified"));
+        var delivery = Assert.Single(await receiver.WaitForAsync("/hook", 1));
+        var headers = delivery.Headers.Select(h => new KeyValuePair<string, string>(h.Key, h.Value)).ToList();
+        // Deliveries are stamped with the server's (fake) clock; the verifier's tolerance is judged against it.
+        var verifier = new WebhookVerifier(hook.Secret, clock: fx.Clock);
+        Assert.True(verifier.Verify(headers, delivery.Body));
+        Assert.True(verifier.VerifyCombatScore(delivery.Header("X-CombatScore-Signature"), delivery.Body));
+        Assert.True(verifier.VerifyStandard(delivery.Header("webhook-id"), delivery.Header("webhook-timestamp"), delivery.Header("webhook-signature"), delivery.Body));
+
+        var tampered = Encoding.UTF8.GetBytes(delivery.BodyText.Replace("Verified", "Tampered", StringComparison.Ordinal));
+        Assert.False(verifier.Verify(headers, tampered));
+        Assert.False(verifier.VerifyCombatScore(delivery.Header("X-CombatScore-Signature"), tampered));
+        Assert.False(new WebhookVerifier("whsec_" + Convert.ToBase64String(new byte[32]), clock: fx.Clock).Verify(headers, delivery.Body));
+
+        var updated = await client.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: false));
+        Assert.False(updated.IsActive);
+        await client.DeleteWebhookAsync(hook.Id);
+        var missing = await Assert.ThrowsAsync<GymwireApiException>(() => client.UpdateWebhookAsync(Guid.NewGuid().ToString(), new UpdateWebhook(IsActive: true)));
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+    }
+}
