@@ -27,6 +27,8 @@ public sealed record Reply(int Status = 200, string Body = "ok")
     public Task? Gate { get; init; }
     /// <summary>Stream this many bytes of body, generated on the fly (never allocated whole).</summary>
     public long StreamBytes { get; init; }
+    /// <summary>Answer 200 with headers at once, then send the body one byte a second (a slowloris receiver).</summary>
+    public bool Trickle { get; init; }
 }
 
 /// <summary>
@@ -141,6 +143,25 @@ public sealed class TestReceiver : IAsyncDisposable
         if (reply.RetryAfter is { } retryAfter)
         {
             context.Response.Headers.RetryAfter = retryAfter;
+        }
+        if (reply.Trickle)
+        {
+            context.Response.ContentType = "text/plain";
+            await context.Response.StartAsync(context.RequestAborted);
+            try
+            {
+                for (var i = 0; i < 3600 && !context.RequestAborted.IsCancellationRequested; i++)
+                {
+                    await context.Response.Body.WriteAsync("x"u8.ToArray(), context.RequestAborted);
+                    await context.Response.Body.FlushAsync(context.RequestAborted);
+                    await Task.Delay(TimeSpan.FromSeconds(1), context.RequestAborted);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionAbortedException)
+            {
+                // The sender gave up on us, as it should.
+            }
+            return;
         }
         if (reply.StreamBytes > 0)
         {
