@@ -25,6 +25,8 @@ public sealed class GymwireProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int ProcessId => _process.Id;
+
     /// <summary>Starts <c>gymwire serve</c> on a free loopback port with the given configuration and waits until /healthz answers.</summary>
     public static async Task<GymwireProcess> StartAsync(Store store, string connectionString, IEnumerable<KeyValuePair<string, string>>? settings = null)
     {
