@@ -1,0 +1,36 @@
+'use strict';
+
+const baseUrl = (bundle) => String(bundle.authData.base_url || '').replace(/\/+$/, '');
+
+// Every request carries the key; every error answer ({"error": "..."}) becomes a Zapier error with its message.
+const addApiKey = (request, z, bundle) => {
+  if (bundle.authData && bundle.authData.api_key) {
+    request.headers = request.headers || {};
+    request.headers.Authorization = `Bearer ${bundle.authData.api_key}`;
+  }
+  return request;
+};
+
+const handleErrors = (response, z) => {
+  if (response.status >= 400) {
+    let message = `Gymwire answered ${response.status}`;
+    try {
+      const body = JSON.parse(response.content);
+      if (body && body.error) {
+        message = body.error;
+      }
+    } catch (e) {
+      // not JSON: keep the status
+    }
+    if (response.status === 401) {
+      throw new z.errors.RefreshAuthError(message);
+    }
+    if (response.status === 429) {
+      throw new z.errors.ThrottledError(message, Number(response.getHeader('retry-after')) || 60);
+    }
+    throw new z.errors.Error(message, 'GymwireError', response.status);
+  }
+  return response;
+};
+
+module.exports = { baseUrl, addApiKey, handleErrors };

@@ -1,0 +1,114 @@
+'use strict';
+
+// Runs the app against a live Gymwire (started by the .NET test ZapierAppTests, which passes its URL and a
+// read/write key). A local HTTP server stands in for Zapier's hook URL.
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const zapier = require('zapier-platform-core');
+const App = require('../index');
+
+const appTester = zapier.createAppTester(App);
+const authData = { base_url: process.env.GYMWIRE_BASE_URL, api_key: process.env.GYMWIRE_API_KEY };
+const bundle = (extra = {}) => ({ authData, inputData: {}, meta: {}, ...extra });
+
+let hookServer;
+let hookUrl;
+const received = [];
+let onReceive = () => {};
+
+before(async () => {
+  assert.ok(authData.base_url && authData.api_key, 'GYMWIRE_BASE_URL and GYMWIRE_API_KEY are required');
+  hookServer = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(200).end('ok');
+      onReceive();
+    });
+  });
+  await new Promise((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
+  hookUrl = `http://127.0.0.1:${hookServer.address().port}/zapier-hook`;
+});
+
+after(() => hookServer.close());
+
+test('the app definition passes the Zapier platform schema', () => {
+  const { validateApp } = require('zapier-platform-core/src/tools/schema');
+  assert.deepEqual(validateApp(App), []);
+});
+
+test('the connection test names the gym and the key', async () => {
+  const me = await appTester(App.authentication.test, bundle());
+  assert.equal(me.actor, 'api_key');
+  assert.equal(me.key_name, process.env.GYMWIRE_KEY_NAME);
+  assert.ok(me.gym_name);
+});
+
+test('a bad key fails the connection test with the server message', async () => {
+  await assert.rejects(
+    appTester(App.authentication.test, { authData: { ...authData, api_key: 'cs_' + '0'.repeat(64) } }),
+    /Invalid API key/);
+});
+
+test('the three actions create a lead, queue an SMS and log attendance', async () => {
+  const lead = await appTester(App.creates.create_lead.operation.perform, bundle({ inputData: { first_name: 'Zap', last_name: 'Lead' }, meta: { id: 'task-1' } }));
+  assert.equal(lead.source, 'zapier');
+  const again = await appTester(App.creates.create_lead.operation.perform, bundle({ inputData: { first_name: 'Zap', last_name: 'Lead' }, meta: { id: 'task-1' } }));
+  assert.equal(again.id, lead.id, 'a retried task creates nothing new');
+  const sms = await appTester(App.creates.send_sms.operation.perform, bundle({ inputData: { phone: '+15551234567', message: 'Welcome to our gym!' } }));
+  assert.equal(sms.status, 'queued');
+  const checkin = await appTester(App.creates.log_attendance.operation.perform, bundle({ inputData: { user_id: process.env.GYMWIRE_USER_ID } }));
+  assert.equal(checkin.user_id, process.env.GYMWIRE_USER_ID);
+  await assert.rejects(appTester(App.creates.send_sms.operation.perform, bundle({ inputData: { phone: '555', message: 'x' } })), /E\.164/);
+});
+
+test('the four polling triggers return the documented fields, newest first', async () => {
+  const expected = {
+    new_member: ['id', 'user_id', 'role', 'joined_at'],
+    new_payment: ['id', 'user_id', 'amount_cents', 'status', 'created_at'],
+    new_session: ['id', 'user_id', 'session_type', 'date', 'duration_mins'],
+    new_checkin: ['id', 'user_id', 'class_schedule_id', 'status'],
+  };
+  for (const [key, fields] of Object.entries(expected)) {
+    const items = await appTester(App.triggers[key].operation.perform, bundle());
+    assert.ok(Array.isArray(items) && items.length > 0, `${key} returned items`);
+    assert.ok(items.length <= 20);
+    for (const item of items) {
+      assert.deepEqual(Object.keys(item), fields, key);
+    }
+  }
+});
+
+test('an instant trigger subscribes, receives a signed event, and unsubscribes', async () => {
+  const trigger = App.triggers.member_joined.operation;
+  const subscription = await appTester(trigger.performSubscribe, bundle({ targetUrl: hookUrl }));
+  assert.ok(subscription.id);
+  assert.equal(subscription.secret, undefined, 'the signing secret is not kept in the Zap');
+  assert.deepEqual(subscription.events, ['member.joined']);
+
+  const arrived = new Promise((resolve) => { onReceive = resolve; });
+  const created = await fetch(`${authData.base_url}/api/gym/members`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${authData.api_key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'Instant Member', user_id: 'user_instant' }),
+  });
+  assert.equal(created.status, 201);
+  await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error('no webhook within 20 s')), 20000))]);
+
+  const delivery = received.at(-1);
+  assert.equal(delivery.headers['x-combatscore-event'], 'member.joined');
+  const items = await appTester(trigger.perform, bundle({ cleanedRequest: JSON.parse(delivery.body) }));
+  assert.equal(items.length, 1);
+  assert.equal(items[0].user_id, 'user_instant');
+  assert.equal(items[0].event, 'member.joined');
+
+  const listed = await appTester(trigger.performList, bundle());
+  assert.ok(listed.length > 0);
+  assert.deepEqual(Object.keys(listed[0]).sort(), Object.keys(items[0]).sort(), 'performList has the webhook items\' shape');
+
+  await appTester(trigger.performUnsubscribe, bundle({ subscribeData: subscription }));
+  const hooks = await (await fetch(`${authData.base_url}/api/gym/webhooks`, { headers: { Authorization: `Bearer ${authData.api_key}` } })).json();
+  assert.equal(hooks.webhooks.find((w) => w.id === subscription.id).is_active, false, 'unsubscribe deactivates the webhook');
+});
