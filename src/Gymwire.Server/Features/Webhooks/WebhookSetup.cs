@@ -18,6 +18,7 @@ public static class WebhookSetup
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
         services.AddSingleton<WebhookSender>();
+        services.AddScoped<WebhookService>();
         services.AddHttpClient(WebhookSender.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
