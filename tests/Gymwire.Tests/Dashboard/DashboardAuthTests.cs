@@ -72,9 +72,14 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         var html = await browser.GetPageAsync("/settings/integrations");
         foreach (var key in new[] { "payments", "sms", "email", "accounting", "automation" })
         {
-            Assert.Contains($"href=\"/settings/integrations/{key}\"", html, StringComparison.Ordinal);
             Assert.Contains("Not Connected", await browser.GetPageAsync($"/settings/integrations/{key}"), StringComparison.Ordinal);
         }
+        foreach (var key in new[] { "payments", "sms", "email", "accounting" })
+        {
+            Assert.Contains($"href=\"/settings/integrations/{key}\"", html, StringComparison.Ordinal);
+        }
+        // Zapier and Make connect with webhooks (or API keys): that tile configures on the Webhooks page.
+        Assert.Matches("href=\"/settings/webhooks\"\\s+aria-label=\"Configure Zapier / Make webhooks\"", html);
         Assert.Equal(HttpStatusCode.NotFound, (await browser.GetAsync("/settings/integrations/nope")).StatusCode);
     }
 
