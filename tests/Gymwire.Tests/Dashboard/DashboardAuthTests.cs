@@ -220,6 +220,12 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         var sheet = await browser.GetAsync(css);
         Assert.Equal(HttpStatusCode.OK, sheet.StatusCode);
         Assert.Equal("text/css", sheet.Content.Headers.ContentType!.MediaType);
+        // The copy buttons' script: a local file, since the CSP allows no inline script.
+        var js = System.Text.RegularExpressions.Regex.Match(html, "src=\"(/assets/dashboard.js\\?v=[0-9a-f]+)\"").Groups[1].Value;
+        var script = await browser.GetAsync(js);
+        Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        Assert.Equal("text/javascript", script.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("script-src 'self'", response.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
     }
 
     [Fact]
