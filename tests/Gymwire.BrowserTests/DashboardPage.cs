@@ -36,13 +36,15 @@ public sealed class DashboardPage : IAsyncDisposable
 
     public IPage Page { get; }
 
-    public static async Task<DashboardPage> OpenAsync(Chromium chromium, GymwireFixture fx, int width = 1280, int height = 800)
+    /// <param name="clipboard">Let the page write and the test read the clipboard (the copy buttons).</param>
+    public static async Task<DashboardPage> OpenAsync(Chromium chromium, GymwireFixture fx, int width = 1280, int height = 800, bool clipboard = false)
     {
         var context = await chromium.Browser.NewContextAsync(new BrowserNewContextOptions
         {
             BaseURL = fx.BaseAddress.ToString().TrimEnd('/'),
             ViewportSize = new ViewportSize { Width = width, Height = height },
             Locale = "en-US",
+            Permissions = clipboard ? ["clipboard-read", "clipboard-write"] : [],
         });
         context.SetDefaultTimeout(10_000);
         return new DashboardPage(context, await context.NewPageAsync(), fx);

@@ -72,9 +72,14 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         var html = await browser.GetPageAsync("/settings/integrations");
         foreach (var key in new[] { "payments", "sms", "email", "accounting", "automation" })
         {
-            Assert.Contains($"href=\"/settings/integrations/{key}\"", html, StringComparison.Ordinal);
             Assert.Contains("Not Connected", await browser.GetPageAsync($"/settings/integrations/{key}"), StringComparison.Ordinal);
         }
+        foreach (var key in new[] { "payments", "sms", "email", "accounting" })
+        {
+            Assert.Contains($"href=\"/settings/integrations/{key}\"", html, StringComparison.Ordinal);
+        }
+        // Zapier and Make connect with webhooks (or API keys): that tile configures on the Webhooks page.
+        Assert.Matches("href=\"/settings/webhooks\"\\s+aria-label=\"Configure Zapier / Make webhooks\"", html);
         Assert.Equal(HttpStatusCode.NotFound, (await browser.GetAsync("/settings/integrations/nope")).StatusCode);
     }
 
@@ -215,6 +220,12 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         var sheet = await browser.GetAsync(css);
         Assert.Equal(HttpStatusCode.OK, sheet.StatusCode);
         Assert.Equal("text/css", sheet.Content.Headers.ContentType!.MediaType);
+        // The copy buttons' script: a local file, since the CSP allows no inline script.
+        var js = System.Text.RegularExpressions.Regex.Match(html, "src=\"(/assets/dashboard.js\\?v=[0-9a-f]+)\"").Groups[1].Value;
+        var script = await browser.GetAsync(js);
+        Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        Assert.Equal("text/javascript", script.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("script-src 'self'", response.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
     }
 
     [Fact]

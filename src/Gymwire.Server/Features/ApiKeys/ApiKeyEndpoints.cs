@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Security.Claims;
+using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -18,6 +19,7 @@ public static class ApiKeyEndpoints
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
         services.AddScoped<ApiKeyService>();
+        services.AddAutomationConnectionSource<ApiKeyConnections>();
         return services;
     }
 

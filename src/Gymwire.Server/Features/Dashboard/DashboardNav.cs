@@ -14,9 +14,8 @@ public static class DashboardNav
     public static readonly IReadOnlyList<NavItem> Items =
     [
         new(Integrations, "Integrations", "/settings/integrations"),
-        // The API-key and webhook pages arrive with those features; set their Href when they merge.
-        new(ApiKeys, "API Keys", null),
-        new(Webhooks, "Webhooks", null),
+        new(ApiKeys, "API Keys", "/settings/api-keys"),
+        new(Webhooks, "Webhooks", "/settings/webhooks"),
         new(Activity, "Activity", "/activity"),
     ];
 }

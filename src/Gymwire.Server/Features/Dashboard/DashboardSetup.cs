@@ -87,6 +87,7 @@ public static class DashboardSetup
     {
         app.MapRazorPages();
         app.MapGet(DashboardAssets.CssPath, DashboardAssets.ServeCss).AllowAnonymous().ExcludeFromDescription();
+        app.MapGet(DashboardAssets.JsPath, DashboardAssets.ServeJs).AllowAnonymous().ExcludeFromDescription();
         return app;
     }
 }
@@ -126,36 +127,51 @@ internal sealed class DashboardHeadersFilter : IResultFilter
 }
 
 /// <summary>
-/// The dashboard's one stylesheet, embedded in the executable so a single-file deployment serves it without
-/// a wwwroot folder. Its URL carries a content hash, so browsers may cache it for good.
+/// The dashboard's stylesheet and its one small script, embedded in the executable so a single-file deployment
+/// serves them without a wwwroot folder. Their URLs carry a content hash, so browsers may cache them for good.
 /// </summary>
 public static class DashboardAssets
 {
     public const string CssPath = "/assets/dashboard.css";
+    public const string JsPath = "/assets/dashboard.js";
 
-    private static readonly Lazy<(byte[] Bytes, string Hash)> Css = new(() =>
+    private static readonly Asset Css = new("Gymwire.Dashboard.dashboard.css", "text/css; charset=utf-8");
+    private static readonly Asset Js = new("Gymwire.Dashboard.dashboard.js", "text/javascript; charset=utf-8");
+
+    public static string CssUrl => $"{CssPath}?v={Css.Hash}";
+
+    public static string JsUrl => $"{JsPath}?v={Js.Hash}";
+
+    internal static IResult ServeCss(HttpContext context) => Css.Serve(context);
+
+    internal static IResult ServeJs(HttpContext context) => Js.Serve(context);
+
+    private sealed class Asset(string resourceName, string contentType)
     {
-        using var stream = typeof(DashboardAssets).Assembly.GetManifestResourceStream("Gymwire.Dashboard.dashboard.css")
-            ?? throw new InvalidOperationException("The dashboard stylesheet is not embedded in the executable.");
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        var bytes = copy.ToArray();
-        return (bytes, Convert.ToHexStringLower(SHA256.HashData(bytes))[..12]);
-    });
-
-    public static string CssUrl => $"{CssPath}?v={Css.Value.Hash}";
-
-    internal static IResult ServeCss(HttpContext context)
-    {
-        var (bytes, hash) = Css.Value;
-        var etag = $"\"{hash}\"";
-        context.Response.Headers.ETag = etag;
-        context.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
-        context.Response.Headers.XContentTypeOptions = "nosniff";
-        if (context.Request.Headers.IfNoneMatch == etag)
+        private readonly Lazy<(byte[] Bytes, string Hash)> _content = new(() =>
         {
-            return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+            using var stream = typeof(DashboardAssets).Assembly.GetManifestResourceStream(resourceName)
+                ?? throw new InvalidOperationException($"The dashboard asset {resourceName} is not embedded in the executable.");
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            var bytes = copy.ToArray();
+            return (bytes, Convert.ToHexStringLower(SHA256.HashData(bytes))[..12]);
+        });
+
+        public string Hash => _content.Value.Hash;
+
+        public IResult Serve(HttpContext context)
+        {
+            var (bytes, hash) = _content.Value;
+            var etag = $"\"{hash}\"";
+            context.Response.Headers.ETag = etag;
+            context.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
+            context.Response.Headers.XContentTypeOptions = "nosniff";
+            if (context.Request.Headers.IfNoneMatch == etag)
+            {
+                return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+            }
+            return TypedResults.Bytes(bytes, contentType);
         }
-        return TypedResults.Bytes(bytes, "text/css; charset=utf-8");
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
@@ -18,6 +19,8 @@ public static class WebhookSetup
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
         services.AddSingleton<WebhookSender>();
+        services.AddScoped<WebhookService>();
+        services.AddAutomationConnectionSource<WebhookConnections>();
         services.AddHttpClient(WebhookSender.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {

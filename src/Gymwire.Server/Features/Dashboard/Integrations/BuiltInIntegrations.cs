@@ -70,7 +70,7 @@ public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSourc
     public string Name => "Zapier / Make webhooks";
     public string Description => "Connect hundreds of apps through Zapier, Make and similar platforms, without writing code.";
     public int Order => 50;
-    public string? ConfigureUrl => null;
+    public string? ConfigureUrl => "/settings/webhooks";
     public string Guidance =>
         "Zapier and Make connect to Gymwire with an API key (for triggers and actions) or a webhook (for real-time events). Create one for each platform you use.";
 

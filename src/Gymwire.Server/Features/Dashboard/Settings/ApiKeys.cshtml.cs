@@ -1,0 +1,26 @@
+using Gymwire.Features.ApiKeys;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+/// <summary>Settings → Integrations → API Keys: the gym's keys, never the keys themselves.</summary>
+public sealed class ApiKeysModel(ApiKeyService keys, TimeProvider clock) : PageModel
+{
+    public IReadOnlyList<ApiKeyDto> Keys { get; private set; } = [];
+
+    public DateTime Now { get; private set; }
+
+    public async Task OnGetAsync(CancellationToken ct)
+    {
+        Now = clock.GetUtcNow().UtcDateTime;
+        Keys = await keys.ListAsync(User.GetGymId(), ct);
+    }
+
+    public static string Permissions(IReadOnlyCollection<string> scopes) => scopes.Contains(Scopes.Write) ? "Read/Write" : "Read Only";
+
+    public static (string Css, string Text) Status(ApiKeyDto key, DateTime now) =>
+        key.IsActive ? ("connected", "Active")
+        : key.ExpiresAt <= now ? ("not-connected", "Expired")
+        : ("not-connected", "Revoked");
+}

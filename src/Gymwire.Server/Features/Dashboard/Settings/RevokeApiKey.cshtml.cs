@@ -1,0 +1,41 @@
+using Gymwire.Features.ApiKeys;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+/// <summary>The confirmation step of Revoke: a page of its own, so it works without script and with the keyboard.</summary>
+public sealed partial class RevokeApiKeyModel(ApiKeyService keys, ILogger<RevokeApiKeyModel> logger) : PageModel
+{
+    public ApiKeyDto Key { get; private set; } = null!;
+
+    public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
+    {
+        var key = (await keys.ListAsync(User.GetGymId(), ct)).FirstOrDefault(k => k.Id == id);
+        if (key is null)
+        {
+            return NotFound();
+        }
+        if (!key.IsActive)
+        {
+            return Redirect("/settings/api-keys");
+        }
+        Key = key;
+        return Page();
+    }
+
+    public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        if (await keys.RevokeAsync(gymId, id, ct) is null)
+        {
+            return NotFound();
+        }
+        LogKeyRevoked(logger, id, gymId);
+        return Redirect("/settings/api-keys");
+    }
+
+    [LoggerMessage(EventId = 7021, Level = LogLevel.Information, Message = "Dashboard revoked API key {KeyId} of gym {GymId}")]
+    private static partial void LogKeyRevoked(ILogger logger, Guid keyId, Guid gymId);
+}

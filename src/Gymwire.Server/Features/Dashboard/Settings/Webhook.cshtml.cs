@@ -1,0 +1,114 @@
+using Gymwire.Features.Events;
+using Gymwire.Features.Webhooks;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt);
+
+/// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
+public sealed partial class WebhookModel(WebhookService webhooks, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger)
+    : PageModel
+{
+    public const int PageSize = 25;
+
+    public WebhookDto Webhook { get; private set; } = null!;
+
+    public IReadOnlyList<DeliveryRow> Deliveries { get; private set; } = [];
+
+    public IReadOnlyList<TimeSpan> RetrySchedule => options.Value.EffectiveRetrySchedule;
+
+    public DateTime Now { get; private set; }
+
+    [BindProperty(SupportsGet = true)]
+    public int Offset { get; set; }
+
+    [BindProperty]
+    public string? TestEvent { get; set; }
+
+    /// <summary>The test delivery just sent (the response to the Send Test POST only).</summary>
+    public DeliveryDetail? TestResult { get; private set; }
+
+    /// <summary>Why the last action could not be done.</summary>
+    public string? Problem { get; private set; }
+
+    public bool HasOlder { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct) =>
+        await LoadAsync(id, ct) ? Page() : NotFound();
+
+    public async Task<IActionResult> OnPostTestAsync(Guid id, CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        var name = TestEvent is { Length: > 0 } chosen ? chosen : null;
+        var outcome = await webhooks.SendTestAsync(gymId, id, name, ct);
+        if (outcome.Failure == WebhookFailure.NotFound)
+        {
+            return NotFound();
+        }
+        if (outcome.Value is { } detail)
+        {
+            LogTestSent(logger, id, gymId, detail.Event, detail.LastStatusCode);
+            TestResult = detail;
+        }
+        else
+        {
+            Problem = outcome.Error;
+        }
+        Offset = 0;
+        return await LoadAsync(id, ct) ? Page() : NotFound();
+    }
+
+    public async Task<IActionResult> OnPostEnableAsync(Guid id, CancellationToken ct)
+    {
+        var outcome = await webhooks.UpdateAsync(User.GetGymId(), id, null, null, isActive: true, ct);
+        return outcome.Value is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
+    }
+
+    public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct) =>
+        await webhooks.DeactivateAsync(User.GetGymId(), id, ct) is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
+
+    public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)
+    {
+        var outcome = await webhooks.RedeliverAsync(User.GetGymId(), id, deliveryId, ct);
+        if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
+        {
+            return NotFound();
+        }
+        if (outcome.Value is null)
+        {
+            Problem = outcome.Error;
+            return await LoadAsync(id, ct) ? Page() : NotFound();
+        }
+        return Redirect($"/settings/webhooks/{id}#activity");
+    }
+
+    /// <summary>The event a test sends unless the owner picks another: the first subscribed one.</summary>
+    public string DefaultTestEvent => TestEvent is { Length: > 0 } chosen && EventCatalog.IsKnown(chosen)
+        ? chosen
+        : Webhook.Events.FirstOrDefault() ?? EventCatalog.MemberJoined;
+
+    private async Task<bool> LoadAsync(Guid id, CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        if (await webhooks.GetAsync(gymId, id, ct) is not { } hook)
+        {
+            return false;
+        }
+        Webhook = hook;
+        Now = clock.GetUtcNow().UtcDateTime;
+        Offset = Math.Max(0, Offset);
+        var rows = await webhooks.DeliveriesAsync(gymId, id, null, Offset, PageSize + 1, ct) ?? [];
+        HasOlder = rows.Count > PageSize;
+        rows = rows.Take(PageSize).ToList();
+        var attempts = await webhooks.LatestAttemptsAsync(gymId, rows.Select(r => r.Id).ToList(), ct);
+        Deliveries = rows.Select(r => new DeliveryRow(r, attempts.GetValueOrDefault(r.Id))).ToList();
+        return true;
+    }
+
+    [LoggerMessage(EventId = 7031, Level = LogLevel.Information, Message = "Dashboard sent a test {Event} to webhook {WebhookId} of gym {GymId}: status {StatusCode}")]
+    private static partial void LogTestSent(ILogger logger, Guid webhookId, Guid gymId, string @event, int? statusCode);
+}

@@ -1,0 +1,36 @@
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// The gym's webhook subscriptions, for the Zapier/Make tile: active ones connect it; one that Gymwire disabled
+/// (410 Gone, or failing too long) or whose deliveries are failing now is a problem the owner should see.
+/// </summary>
+public sealed class WebhookConnections(GymwireDbContext db) : IAutomationConnectionSource
+{
+    public async Task<AutomationConnections> GetAsync(Guid gymId, CancellationToken ct)
+    {
+        var hooks = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId)
+            .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id)
+            .Select(s => new { s.Url, s.IsActive, s.DisabledReason, s.FailingSince })
+            .ToListAsync(ct);
+        var active = hooks.Count(h => h.IsActive);
+        var problems = new List<string>();
+        foreach (var hook in hooks)
+        {
+            var host = Uri.TryCreate(hook.Url, UriKind.Absolute, out var uri) ? uri.Authority : hook.Url;
+            if (!hook.IsActive && hook.DisabledReason is { } reason)
+            {
+                problems.Add($"The webhook to {host} was disabled by Gymwire: {reason}.");
+            }
+            else if (hook.IsActive && hook.FailingSince is { } since)
+            {
+                problems.Add($"Deliveries to {host} have been failing since {since:yyyy-MM-dd HH:mm} UTC.");
+            }
+        }
+        return new AutomationConnections(active, active == 1 ? "1 active webhook" : $"{active} active webhooks",
+            problems.Count == 0 ? null : string.Join(" ", problems));
+    }
+}

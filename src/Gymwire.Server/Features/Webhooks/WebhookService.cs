@@ -1,0 +1,324 @@
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+public enum WebhookFailure
+{
+    BadRequest,
+    NotFound,
+    Conflict,
+}
+
+/// <summary>The result of a webhook operation: a value, or why there is none (in words fit for an owner).</summary>
+public sealed record WebhookOutcome<T>(T? Value, WebhookFailure Failure = default, string Error = "") where T : class
+{
+    public static WebhookOutcome<T> Ok(T value) => new(value);
+    public static WebhookOutcome<T> Fail(WebhookFailure failure, string error) => new(null, failure, error);
+}
+
+/// <summary>
+/// Managing a gym's webhook subscriptions and their deliveries: shared by the management API and the dashboard.
+/// Every query is filtered by the gym, so another gym's ids are simply not found.
+/// </summary>
+public sealed class WebhookService(
+    GymwireDbContext db, WebhookSecretProtector protector, EgressGuard guard, IOptions<WebhookOptions> options,
+    WebhookSender sender, DeliverySignal signal, TimeProvider clock)
+{
+    public const string WebhookNotFound = "Webhook not found";
+    public const string DeliveryNotFound = "Delivery not found";
+    private const int MaxEvents = 50;
+
+    public async Task<List<WebhookDto>> ListAsync(Guid gymId, CancellationToken ct)
+    {
+        var rows = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId)
+            .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id).ToListAsync(ct);
+        return rows.Select(ToDto).ToList();
+    }
+
+    public Task<WebhookSubscription?> FindAsync(Guid gymId, Guid id, CancellationToken ct, bool tracking = false)
+    {
+        var query = tracking ? db.WebhookSubscriptions : db.WebhookSubscriptions.AsNoTracking();
+        return query.FirstOrDefaultAsync(s => s.GymId == gymId && s.Id == id, ct);
+    }
+
+    public async Task<WebhookDto?> GetAsync(Guid gymId, Guid id, CancellationToken ct) =>
+        await FindAsync(gymId, id, ct) is { } s ? ToDto(s) : null;
+
+    public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(Guid gymId, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct)
+    {
+        var eventsError = ValidateEvents(requestedEvents, out var events);
+        var error = ValidateUrl(url, options.Value, guard) ?? eventsError
+            ?? (secret is null ? null : WebhookSigner.ValidateSecret(secret));
+        if (error is not null)
+        {
+            return WebhookOutcome<CreatedWebhook>.Fail(WebhookFailure.BadRequest, error);
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        secret ??= WebhookSigner.NewSecret();
+        var subscription = new WebhookSubscription
+        {
+            Id = Guid.CreateVersion7(now),
+            GymId = gymId,
+            Url = url!.Trim(),
+            Events = events,
+            IsActive = true,
+            CreatedAt = now,
+            UpdatedAt = now,
+            SecretProtected = protector.Protect(secret),
+        };
+        db.WebhookSubscriptions.Add(subscription);
+        await db.SaveChangesAsync(ct);
+        var dto = ToDto(subscription);
+        return WebhookOutcome<CreatedWebhook>.Ok(
+            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, secret));
+    }
+
+    /// <summary>Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation.</summary>
+    public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(Guid gymId, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct)
+    {
+        var eventsError = ValidateEvents(requestedEvents, out var events);
+        var error = (url is null ? null : ValidateUrl(url, options.Value, guard)) ?? eventsError;
+        if (error is not null)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
+        }
+        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (url is not null)
+        {
+            subscription.Url = url.Trim();
+        }
+        if (requestedEvents is not null)
+        {
+            subscription.Events = events;
+        }
+        if (isActive is { } active && active != subscription.IsActive)
+        {
+            subscription.IsActive = active;
+            subscription.DisabledReason = null;
+            subscription.DisabledAt = active ? null : now;
+            subscription.FailingSince = null;
+        }
+        subscription.UpdatedAt = now;
+        await db.SaveChangesAsync(ct);
+        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
+    }
+
+    /// <summary>Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.</summary>
+    public async Task<WebhookDto?> DeactivateAsync(Guid gymId, Guid id, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        {
+            return null;
+        }
+        if (subscription.IsActive)
+        {
+            var now = clock.GetUtcNow().UtcDateTime;
+            subscription.IsActive = false;
+            subscription.DisabledReason = null;
+            subscription.DisabledAt = now;
+            subscription.UpdatedAt = now;
+            await db.SaveChangesAsync(ct);
+        }
+        return ToDto(subscription);
+    }
+
+    /// <summary>
+    /// Deletes the subscription with its deliveries and attempts (the database cascades). Refused while a
+    /// delivery of it is being attempted, so a worker never records an attempt for a row that is gone.
+    /// </summary>
+    public async Task<WebhookOutcome<WebhookDto>> DeleteAsync(Guid gymId, Guid id, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (await db.WebhookDeliveries.AnyAsync(d => d.GymId == gymId && d.SubscriptionId == id && d.LockedUntil > now, ct))
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, "A delivery to this webhook is being attempted right now; try again in a moment");
+        }
+        db.WebhookSubscriptions.Remove(subscription);
+        await db.SaveChangesAsync(ct);
+        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
+    }
+
+    /// <summary>A new secret; the previous one keeps signing for <see cref="WebhookOptions.SecretRotationOverlap"/>.</summary>
+    public async Task<RotatedSecret?> RotateSecretAsync(Guid gymId, Guid id, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        {
+            return null;
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var overlap = options.Value.SecretRotationOverlap;
+        var secret = WebhookSigner.NewSecret();
+        subscription.PreviousSecretProtected = overlap > TimeSpan.Zero ? subscription.SecretProtected : null;
+        subscription.PreviousSecretExpiresAt = overlap > TimeSpan.Zero ? now + overlap : null;
+        subscription.SecretProtected = protector.Protect(secret);
+        subscription.UpdatedAt = now;
+        await db.SaveChangesAsync(ct);
+        return new RotatedSecret(subscription.Id, secret, subscription.PreviousSecretExpiresAt);
+    }
+
+    /// <summary>Sends a sample of <paramref name="eventName"/> (default: the first subscribed event) at once and returns the recorded attempt.</summary>
+    public async Task<WebhookOutcome<DeliveryDetail>> SendTestAsync(Guid gymId, Guid id, string? eventName, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        {
+            return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        var name = eventName ?? subscription.Events.FirstOrDefault() ?? EventCatalog.MemberJoined;
+        if (!EventCatalog.ByName.TryGetValue(name, out var type))
+        {
+            return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.BadRequest, UnknownEvents([name]));
+        }
+        if (!subscription.IsActive)
+        {
+            return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before sending a test");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var delivery = new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(now),
+            GymId = subscription.GymId,
+            SubscriptionId = subscription.Id,
+            Event = type.Name,
+            Payload = WebhookPayloads.Sample(type, Guid.CreateVersion7(now), subscription.GymId, now),
+            IsTest = true,
+            Status = DeliveryStatus.Pending,
+            CreatedAt = now,
+        };
+        db.WebhookDeliveries.Add(delivery);
+        await db.SaveChangesAsync(ct);
+        // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
+        await sender.AttemptAsync(delivery.Id, CancellationToken.None);
+        return WebhookOutcome<DeliveryDetail>.Ok((await LoadDetailAsync(subscription.GymId, subscription.Id, delivery.Id, CancellationToken.None))!);
+    }
+
+    /// <summary>A page of the subscription's deliveries, newest first; null when the gym has no such webhook.</summary>
+    public async Task<List<DeliveryDto>?> DeliveriesAsync(Guid gymId, Guid id, string? status, int offset, int limit, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        {
+            return null;
+        }
+        var query = db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id);
+        if (status is not null)
+        {
+            query = query.Where(d => d.Status == status);
+        }
+        var rows = await query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
+            .Skip(offset).Take(limit).ToListAsync(ct);
+        return rows.Select(ToDto).ToList();
+    }
+
+    /// <summary>Starts a fresh round of attempts for a delivery (the whole retry schedule again, under the same webhook-id).</summary>
+    public async Task<WebhookOutcome<DeliveryDto>> RedeliverAsync(Guid gymId, Guid id, Guid deliveryId, CancellationToken ct)
+    {
+        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        var delivery = await db.WebhookDeliveries.FirstOrDefaultAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id && d.Id == deliveryId, ct);
+        if (delivery is null)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.NotFound, DeliveryNotFound);
+        }
+        if (!subscription.IsActive)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before redelivering");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (delivery.LockedUntil > now)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This delivery is being attempted right now");
+        }
+        // A fresh round: the whole retry schedule again, under the same webhook-id so receivers can dedupe.
+        delivery.Status = DeliveryStatus.Pending;
+        delivery.AttemptCount = 0;
+        delivery.NextAttemptAt = now;
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+        return WebhookOutcome<DeliveryDto>.Ok(ToDto(delivery));
+    }
+
+    public async Task<DeliveryDetail?> LoadDetailAsync(Guid gymId, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
+    {
+        var d = await db.WebhookDeliveries.AsNoTracking()
+            .FirstOrDefaultAsync(x => x.GymId == gymId && x.SubscriptionId == subscriptionId && x.Id == deliveryId, ct);
+        if (d is null)
+        {
+            return null;
+        }
+        var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && a.DeliveryId == deliveryId)
+            .OrderBy(a => a.Number).ToListAsync(ct);
+        using var payload = JsonDocument.Parse(d.Payload);
+        return new DeliveryDetail(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount, d.CreatedAt,
+            d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, payload.RootElement.Clone(),
+            attempts.Select(ToDto).ToList());
+    }
+
+    /// <summary>The latest attempt of each of the given deliveries of the gym.</summary>
+    public async Task<Dictionary<Guid, AttemptDto>> LatestAttemptsAsync(Guid gymId, IReadOnlyCollection<Guid> deliveryIds, CancellationToken ct)
+    {
+        var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && deliveryIds.Contains(a.DeliveryId)).ToListAsync(ct);
+        return attempts.GroupBy(a => a.DeliveryId).ToDictionary(g => g.Key, g => ToDto(g.MaxBy(a => a.Number)!));
+    }
+
+    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt);
+
+    internal static DeliveryDto ToDto(WebhookDelivery d) => new(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount,
+        d.CreatedAt, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt);
+
+    private static AttemptDto ToDto(WebhookAttempt a) => new(a.Id, a.Number, a.AttemptedAt, a.Trigger, a.StatusCode, a.DurationMs, a.Error,
+        a.ResponseHeaders is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(a.ResponseHeaders),
+        a.ResponseBody, a.ResponseBodyTruncated);
+
+    internal static string? ValidateUrl(string? url, WebhookOptions options, EgressGuard guard)
+    {
+        if (string.IsNullOrWhiteSpace(url))
+        {
+            return "'url' is required";
+        }
+        url = url.Trim();
+        if (url.Length > 2048)
+        {
+            return "'url' must be at most 2048 characters";
+        }
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttps && uri.Scheme != Uri.UriSchemeHttp) || uri.Host.Length == 0)
+        {
+            return "'url' must be an absolute https:// URL";
+        }
+        if (uri.Scheme == Uri.UriSchemeHttp && !options.AllowHttp)
+        {
+            return "'url' must use https:// (plain http is allowed only when Webhooks:AllowHttp is true)";
+        }
+        if (uri.UserInfo.Length > 0)
+        {
+            return "'url' must not contain a user name or password";
+        }
+        return guard.CheckHost(uri) is { } reason ? $"'url' points to a forbidden address: {reason}" : null;
+    }
+
+    private static string? ValidateEvents(List<string>? requested, out List<string> events)
+    {
+        events = requested?.Distinct(StringComparer.Ordinal).ToList() ?? [];
+        if (events.Count > MaxEvents)
+        {
+            return $"'events' may name at most {MaxEvents} event types";
+        }
+        var unknown = events.Where(e => e is null || !EventCatalog.IsKnown(e)).ToList();
+        return unknown.Count > 0 ? UnknownEvents(unknown) : null;
+    }
+
+    private static string UnknownEvents(IEnumerable<string?> unknown) =>
+        $"Unknown event type(s): {string.Join(", ", unknown.Select(u => $"'{u}'"))}. Valid types: {string.Join(", ", EventCatalog.All.Select(e => e.Name))}";
+}

@@ -1,0 +1,148 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using Gymwire.Tests.Infrastructure;
+
+namespace Gymwire.Tests.Dashboard;
+
+/// <summary>Settings → API Keys through real HTTP: shown-once keys, antiforgery, and one gym never reaching another's keys.</summary>
+public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : ApiKeyPagesTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : ApiKeyPagesTests(f), IClassFixture<PostgresGymwire>;
+
+    private const string Triggers = "/api/zapier/triggers?type=new_member";
+
+    private async Task<(TestGym Gym, DashboardClient Browser)> SignedInAsync()
+    {
+        var gym = await fx.CreateGymAsync();
+        var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        return (gym, browser);
+    }
+
+    private static async Task<string> GenerateAsync(DashboardClient browser, string label, string permissions = "read")
+    {
+        var response = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", label), ("Input.Permissions", permissions));
+        var html = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(response.Headers.CacheControl?.NoStore, "a page showing a key is never cached");
+        Assert.Contains("will not be shown again", html, StringComparison.Ordinal);
+        return KeyPattern().Match(html).Value;
+    }
+
+    [Fact]
+    public async Task Generated_key_is_shown_once_in_the_post_response_and_never_again()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var response = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier Integration"), ("Input.Permissions", "read-write"));
+        var html = await response.Content.ReadAsStringAsync();
+        var key = KeyPattern().Match(html).Value;
+        Assert.Matches("^cs_[0-9a-f]{64}$", key);
+        // Nothing about the key travels in a cookie (no TempData) or a redirect.
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        if (response.Headers.TryGetValues("Set-Cookie", out var cookies))
+        {
+            Assert.DoesNotContain(cookies, c => c.Contains(key, StringComparison.Ordinal) || c.Contains("TempData", StringComparison.OrdinalIgnoreCase));
+        }
+
+        using (var api = fx.Client(key))
+        {
+            await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+            await (await api.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Read", last_name = "Write" })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+
+        foreach (var path in new[] { "/settings/api-keys", "/settings/api-keys/new", "/settings/integrations", "/settings/integrations/automation" })
+        {
+            Assert.DoesNotContain(key, await browser.GetPageAsync(path), StringComparison.Ordinal);
+        }
+        var list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains("Zapier Integration", list, StringComparison.Ordinal);
+        Assert.Contains(key[..11] + "…", list, StringComparison.Ordinal);
+        Assert.Contains("Read/Write", list, StringComparison.Ordinal);
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(key, StringComparison.Ordinal) || l.Contains(key[3..], StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Read_only_key_reads_but_cannot_write()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var key = await GenerateAsync(browser, "Reporting");
+        using var api = fx.Client(key);
+        await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await api.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "No", last_name = "Write" })).AssertErrorAsync(HttpStatusCode.Forbidden);
+        Assert.Contains("Read Only", await browser.GetPageAsync("/settings/api-keys"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Revoke_asks_for_confirmation_then_the_key_gets_401()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var key = await GenerateAsync(browser, "Old App");
+        var id = (await fx.WithDbAsync(db => Task.FromResult(db.ApiKeys.Single(k => k.GymId == gym.GymId).Id)));
+
+        var confirm = await browser.GetPageAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Contains("stops working immediately", confirm, StringComparison.Ordinal);
+        using var api = fx.Client(key);
+        await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+
+        var response = await browser.SubmitAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/settings/api-keys", response.Headers.Location!.OriginalString);
+        await (await api.GetAsync(Triggers)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        var list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains(">Revoked<", list, StringComparison.Ordinal);
+        Assert.DoesNotContain($"/settings/api-keys/{id}/revoke", list, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Posts_without_an_antiforgery_token_are_rejected()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var key = await GenerateAsync(browser, "Kept");
+        var id = await fx.WithDbAsync(db => Task.FromResult(db.ApiKeys.Single(k => k.GymId == gym.GymId).Id));
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await browser.PostFormAsync("/settings/api-keys/new", ("Input.Label", "Forged"), ("Input.Permissions", "read-write"))).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await browser.PostFormAsync($"/settings/api-keys/{id}/revoke")).StatusCode);
+        Assert.Equal(1, await fx.WithDbAsync(db => Task.FromResult(db.ApiKeys.Count(k => k.GymId == gym.GymId))));
+        using var api = fx.Client(key);
+        await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Another_gyms_key_is_not_found_and_stays_active()
+    {
+        var other = await fx.CreateGymAsync();
+        using var otherOwner = other.Owner();
+        var created = await (await otherOwner.PostJsonAsync("/api/gym/api-keys", new { name = "Theirs", scopes = new[] { "read" } })).AssertStatusAsync(HttpStatusCode.Created);
+        var theirId = created.GetProperty("id").GetGuid();
+        var theirKey = created.GetProperty("key").GetString()!;
+
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        Assert.Equal(HttpStatusCode.NotFound, (await browser.GetAsync($"/settings/api-keys/{theirId}/revoke")).StatusCode);
+        var token = DashboardClient.Token(await browser.GetPageAsync("/settings/api-keys/new"));
+        Assert.Equal(HttpStatusCode.NotFound, (await browser.PostFormAsync($"/settings/api-keys/{theirId}/revoke", ("__RequestVerificationToken", token))).StatusCode);
+        Assert.DoesNotContain("Theirs", await browser.GetPageAsync("/settings/api-keys"), StringComparison.Ordinal);
+        using var api = fx.Client(theirKey);
+        await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Zapier_tile_counts_active_keys()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        await GenerateAsync(browser, "One");
+        await GenerateAsync(browser, "Two");
+        var tile = await browser.GetPageAsync("/settings/integrations/automation");
+        Assert.Contains("<span class=\"badge connected\">Connected</span>", tile, StringComparison.Ordinal);
+        Assert.Contains("2 active API keys.", tile, StringComparison.Ordinal);
+    }
+
+    [GeneratedRegex("cs_[0-9a-f]{64}")]
+    private static partial Regex KeyPattern();
+}
