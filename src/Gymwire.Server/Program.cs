@@ -13,6 +13,7 @@ using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
+using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
 using Gymwire.Infrastructure;
@@ -43,6 +44,7 @@ namespace Gymwire
             builder.Services.AddApiKeys();
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
+            builder.Services.AddStripeConnector();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
@@ -76,6 +78,7 @@ namespace Gymwire
             app.MapEvents();
             app.MapSms();
             app.MapZapier();
+            app.MapStripe();
             app.MapDashboard();
             return app;
         }

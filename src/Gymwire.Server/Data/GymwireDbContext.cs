@@ -9,6 +9,7 @@ using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
+using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
@@ -41,6 +42,9 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+    public DbSet<StripeAccount> StripeAccounts => Set<StripeAccount>();
+    public DbSet<StripeEventRecord> StripeEvents => Set<StripeEventRecord>();
+    public DbSet<StripeLink> StripeLinks => Set<StripeLink>();
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
     public abstract DatabaseProvider Provider { get; }

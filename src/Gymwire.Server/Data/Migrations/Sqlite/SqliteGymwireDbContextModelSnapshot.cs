@@ -744,6 +744,156 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.ToTable("sms_messages", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<DateTime>("ConfiguredAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("configured_at");
+
+                    b.Property<DateTime?>("LastEventAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_event_at");
+
+                    b.Property<string>("LastFailure")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure");
+
+                    b.Property<DateTime?>("LastFailureAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<string>("ProtectedEndpointSecret")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("protected_endpoint_secret");
+
+                    b.Property<string>("SecretHint")
+                        .IsRequired()
+                        .HasMaxLength(8)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("secret_hint");
+
+                    b.HasKey("GymId")
+                        .HasName("pk_stripe_accounts");
+
+                    b.ToTable("stripe_accounts", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("CustomerId")
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("customer_id");
+
+                    b.Property<string>("Detail")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("detail");
+
+                    b.Property<string>("Email")
+                        .HasMaxLength(320)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("email");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Outcome")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("outcome");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("payload");
+
+                    b.Property<DateTime>("ReceivedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("received_at");
+
+                    b.Property<string>("StripeEventId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("stripe_event_id");
+
+                    b.Property<string>("Type")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("type");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_events");
+
+                    b.HasIndex("GymId", "ReceivedAt")
+                        .HasDatabaseName("ix_stripe_events_gym_id_received_at");
+
+                    b.HasIndex("GymId", "StripeEventId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_events_gym_id_stripe_event_id");
+
+                    b.ToTable("stripe_events", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("StripeId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("stripe_id");
+
+                    b.Property<string>("TargetId")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("target_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_links");
+
+                    b.HasIndex("GymId", "Kind", "StripeId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_links_gym_id_kind_stripe_id");
+
+                    b.ToTable("stripe_links", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1077,6 +1227,36 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_sms_messages_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithOne()
+                        .HasForeignKey("Gymwire.Features.Stripe.StripeAccount", "GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_accounts_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_events_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_links_gyms_gym_id");
                 });
 
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>
