@@ -45,6 +45,7 @@ namespace Gymwire
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
             builder.Services.AddStripeConnector();
+            builder.Services.AddSmsConnector();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();

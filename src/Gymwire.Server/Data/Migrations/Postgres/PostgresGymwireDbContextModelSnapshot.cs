@@ -699,6 +699,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("integer")
                         .HasColumnName("attempts");
 
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -712,11 +716,19 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("LastAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_attempt_at");
+
                     b.Property<string>("Message")
                         .IsRequired()
                         .HasMaxLength(1600)
                         .HasColumnType("character varying(1600)")
                         .HasColumnName("message");
+
+                    b.Property<DateTime?>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
 
                     b.Property<string>("Phone")
                         .IsRequired()
@@ -747,6 +759,9 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.HasIndex("Status", "CreatedAt")
                         .HasDatabaseName("ix_sms_messages_status_created_at");
+
+                    b.HasIndex("Status", "NextAttemptAt")
+                        .HasDatabaseName("ix_sms_messages_status_next_attempt_at");
 
                     b.ToTable("sms_messages", (string)null);
                 });

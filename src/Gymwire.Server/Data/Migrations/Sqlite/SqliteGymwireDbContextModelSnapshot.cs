@@ -692,6 +692,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("attempts");
 
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
@@ -705,11 +709,19 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("LastAttemptAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_attempt_at");
+
                     b.Property<string>("Message")
                         .IsRequired()
                         .HasMaxLength(1600)
                         .HasColumnType("TEXT")
                         .HasColumnName("message");
+
+                    b.Property<DateTime?>("NextAttemptAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("next_attempt_at");
 
                     b.Property<string>("Phone")
                         .IsRequired()
@@ -740,6 +752,9 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.HasIndex("Status", "CreatedAt")
                         .HasDatabaseName("ix_sms_messages_status_created_at");
+
+                    b.HasIndex("Status", "NextAttemptAt")
+                        .HasDatabaseName("ix_sms_messages_status_next_attempt_at");
 
                     b.ToTable("sms_messages", (string)null);
                 });
