@@ -7,6 +7,7 @@ using Gymwire.Features.Contracts;
 using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Events;
+using Gymwire.Features.Exports;
 using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
@@ -46,6 +47,7 @@ namespace Gymwire
             builder.Services.AddDashboard();
             builder.Services.AddStripeConnector();
             builder.Services.AddSmsConnector();
+            builder.Services.AddExports();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
@@ -80,6 +82,7 @@ namespace Gymwire
             app.MapSms();
             app.MapZapier();
             app.MapStripe();
+            app.MapExports();
             app.MapDashboard();
             return app;
         }

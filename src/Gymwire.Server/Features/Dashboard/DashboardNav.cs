@@ -10,6 +10,7 @@ public static class DashboardNav
     public const string ApiKeys = "api-keys";
     public const string Webhooks = "webhooks";
     public const string Activity = "activity";
+    public const string Exports = "exports";
 
     public static readonly IReadOnlyList<NavItem> Items =
     [
@@ -18,5 +19,6 @@ public static class DashboardNav
         new(ApiKeys, "API Keys", null),
         new(Webhooks, "Webhooks", null),
         new(Activity, "Activity", "/activity"),
+        new(Exports, "Exports", "/exports"),
     ];
 }

@@ -9,7 +9,7 @@ namespace Gymwire.Features.Stripe;
 public sealed class StripeIntegration(GymwireDbContext db) : IIntegrationStatusProvider
 {
     public string Key => "payments";
-    public string Name => "Payments (Stripe)";
+    public string Name => "Payments";
     public string Description => "Membership payments, failures, refunds and subscriptions from Stripe.";
     public int Order => 10;
     public string? ConfigureUrl => null;
