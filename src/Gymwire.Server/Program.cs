@@ -6,6 +6,7 @@ using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
 using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
+using Gymwire.Features.Email;
 using Gymwire.Features.Events;
 using Gymwire.Features.Exports;
 using Gymwire.Features.Gyms;
@@ -47,7 +48,7 @@ namespace Gymwire
             builder.Services.AddDashboard();
             builder.Services.AddStripeConnector();
             builder.Services.AddSmsConnector();
-            builder.Services.AddExports();
+            builder.Services.AddEmailConnector();
             builder.Services.AddGymwireRateLimiting();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
@@ -83,6 +84,7 @@ namespace Gymwire
             app.MapZapier();
             app.MapStripe();
             app.MapExports();
+            app.MapEmail();
             app.MapDashboard();
             return app;
         }

@@ -2,6 +2,7 @@ using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
+using Gymwire.Features.Email;
 using Gymwire.Features.Events;
 using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
@@ -45,6 +46,8 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<StripeAccount> StripeAccounts => Set<StripeAccount>();
     public DbSet<StripeEventRecord> StripeEvents => Set<StripeEventRecord>();
     public DbSet<StripeLink> StripeLinks => Set<StripeLink>();
+    public DbSet<EmailDelivery> EmailDeliveries => Set<EmailDelivery>();
+    public DbSet<ReportSchedule> ReportSchedules => Set<ReportSchedule>();
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
     public abstract DatabaseProvider Provider { get; }

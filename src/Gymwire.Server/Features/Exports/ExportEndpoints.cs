@@ -1,6 +1,5 @@
 using System.Security.Claims;
 using Gymwire.Data;
-using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -42,11 +41,5 @@ public static class ExportEndpoints
         var gymId = user.GetGymId();
         return TypedResults.Stream(stream => AccountingExports.WriteAsync(db, gymId, kind, range, stream, ct),
             CsvContentType, AccountingExports.FileName(kind, range));
-    }
-
-    public static IServiceCollection AddExports(this IServiceCollection services)
-    {
-        services.AddIntegrationStatus<AccountingExportStatus>();
-        return services;
     }
 }
