@@ -199,6 +199,15 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(SmsStatuses.Failed, reviewed.Status);
         Assert.Equal(SmsSender.InterruptedError, reviewed.Error);
         Assert.Equal(0, RequestsWith(body));
+
+        // The owner checked the provider's log: not sent. Queue it again.
+        var retried = await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        Assert.Equal(SmsStatuses.Sent, (await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed)).Status);
+        Assert.Equal(1, RequestsWith(body));
+        await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
+        var other = await fx.CreateGymAsync();
+        await (await other.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.NotFound);
     }
 }
 
