@@ -178,6 +178,8 @@ internal sealed class SmsMessageConfiguration : IEntityTypeConfiguration<SmsMess
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
         b.HasIndex(x => new { x.Status, x.CreatedAt });
+        // The SMS sender's work list: queued messages by due time.
+        b.HasIndex(x => new { x.Status, x.NextAttemptAt });
     }
 }
 

@@ -2,6 +2,7 @@ using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
+using Gymwire.Features.Email;
 using Gymwire.Features.Events;
 using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
@@ -9,6 +10,7 @@ using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
+using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
 using Gymwire.Features.Webhooks;
@@ -45,6 +47,11 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<WebhookDelivery> WebhookDeliveries => Set<WebhookDelivery>();
     public DbSet<WebhookAttempt> WebhookAttempts => Set<WebhookAttempt>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+    public DbSet<StripeAccount> StripeAccounts => Set<StripeAccount>();
+    public DbSet<StripeEventRecord> StripeEvents => Set<StripeEventRecord>();
+    public DbSet<StripeLink> StripeLinks => Set<StripeLink>();
+    public DbSet<EmailDelivery> EmailDeliveries => Set<EmailDelivery>();
+    public DbSet<ReportSchedule> ReportSchedules => Set<ReportSchedule>();
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
     public abstract DatabaseProvider Provider { get; }

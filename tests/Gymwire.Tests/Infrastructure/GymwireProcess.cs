@@ -10,6 +10,24 @@ namespace Gymwire.Tests.Infrastructure;
 /// </summary>
 public sealed class GymwireProcess : IAsyncDisposable
 {
+    // Children still running when the test run ends (a test that failed before disposing its node) are killed,
+    // so no gymwire outlives the run.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Process> Running = new();
+
+    static GymwireProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+    {
+        foreach (var process in Running.Values)
+        {
+            try
+            {
+                process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+    };
+
     private readonly Process _process;
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
 
@@ -43,6 +61,7 @@ public sealed class GymwireProcess : IAsyncDisposable
             start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         }
         var process = Process.Start(start)!;
+        Running[process.Id] = process;
         var node = new GymwireProcess(process, new Uri($"http://127.0.0.1:{port}/"));
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) { node._output.Enqueue(e.Data); } };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { node._output.Enqueue(e.Data); } };
@@ -84,6 +103,7 @@ public sealed class GymwireProcess : IAsyncDisposable
             _process.Kill(entireProcessTree: true);
         }
         await _process.WaitForExitAsync();
+        Running.TryRemove(_process.Id, out _);
     }
 
     public HttpClient Client(string? bearer = null)

@@ -78,8 +78,17 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
         const int endpoints = 3;
         await using var receiver = await TestReceiver.StartAsync();
         var node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
-        var (gym, _) = await SubscribeAsync(fx, receiver, node, endpoints);
-        await IngestAsync(fx, gym.GymId, events);
+        TestGym gym;
+        try
+        {
+            (gym, _) = await SubscribeAsync(fx, receiver, node, endpoints);
+            await IngestAsync(fx, gym.GymId, events);
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
 
         foreach (var killAt in new[] { events * endpoints / 5, events * endpoints / 2 })
         {
@@ -112,7 +121,7 @@ public sealed class MultiNodeTests(PassivePostgres fx) : IClassFixture<PassivePo
     public async Task Two_nodes_deliver_a_burst_exactly_once_and_losing_one_mid_burst_loses_nothing()
     {
         await using var receiver = await TestReceiver.StartAsync();
-        var a = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, DeliveryCrashTests.NodeSettings);
+        await using var a = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, DeliveryCrashTests.NodeSettings);
         await using var b = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, DeliveryCrashTests.NodeSettings);
         var (gym, _) = await DeliveryCrashTests.SubscribeAsync(fx, receiver, a, 2);
 
@@ -126,7 +135,6 @@ public sealed class MultiNodeTests(PassivePostgres fx) : IClassFixture<PassivePo
         await DeliveryCrashTests.IngestAsync(fx, gym.GymId, 3000);
         await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= 7500), TimeSpan.FromSeconds(120), "second burst under way");
         await a.KillAsync();
-        await a.DisposeAsync();
         await Eventually.TrueAsync(() => Task.FromResult(DeliveryCrashTests.Count(receiver).Unique >= 12_000), TimeSpan.FromSeconds(180),
             $"second burst delivered by the surviving node (got {DeliveryCrashTests.Count(receiver).Unique})");
         Assert.True(receiver.Requests.Count - 12_000 <= 32, "duplicates beyond what was in flight on the killed node");

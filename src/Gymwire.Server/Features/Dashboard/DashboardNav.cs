@@ -10,6 +10,7 @@ public static class DashboardNav
     public const string ApiKeys = "api-keys";
     public const string Webhooks = "webhooks";
     public const string Activity = "activity";
+    public const string Exports = "exports";
 
     public static readonly IReadOnlyList<NavItem> Items =
     [
@@ -17,5 +18,6 @@ public static class DashboardNav
         new(ApiKeys, "API Keys", "/settings/api-keys"),
         new(Webhooks, "Webhooks", "/settings/webhooks"),
         new(Activity, "Activity", "/activity"),
+        new(Exports, "Exports", "/exports"),
     ];
 }

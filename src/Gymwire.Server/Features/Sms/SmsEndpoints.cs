@@ -20,7 +20,10 @@ public static class SmsEndpoints
 
     public static IEndpointRouteBuilder MapSms(this IEndpointRouteBuilder app)
     {
-        app.MapGroup("/api/gym/sms").WithTags("SMS").MapGet("/", List).RequireAuthorization(Policies.Read);
+        var group = app.MapGroup("/api/gym/sms").WithTags("SMS");
+        group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapPost("/{id:guid}/retry", Retry).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations)
+            .WithSummary("Queue a failed message again (for example one interrupted mid-send, after checking the provider did not send it)");
         return app;
     }
 
@@ -40,6 +43,28 @@ public static class SmsEndpoints
         var items = await query.OrderByDescending(m => m.CreatedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
             .Select(m => new SmsDto(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt)).ToListAsync(ct);
         return TypedResults.Ok(new SmsList(items));
+    }
+
+    internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, SmsSignal signal, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var message = await db.SmsMessages.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        if (message is null)
+        {
+            return ApiErrors.NotFound("SMS message not found");
+        }
+        if (message.Status != SmsStatuses.Failed)
+        {
+            return ApiErrors.Conflict($"Only failed messages can be retried; this one is {message.Status}");
+        }
+        // A deliberate owner decision: the attempt counter starts again; the last error stays until the next attempt.
+        message.Status = SmsStatuses.Queued;
+        message.Attempts = 0;
+        message.NextAttemptAt = null;
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+        return TypedResults.Ok(Map(message));
     }
 
     public static string? Validate(SendSmsRequest request) => new RequestValidator()

@@ -12,6 +12,11 @@ public sealed class SmsMessage
     public string? ProviderMessageId { get; set; }
     public string? Error { get; set; }
     public int Attempts { get; set; }
+    /// <summary>When a queued message may be tried again after a transient failure; null means now.</summary>
+    public DateTime? NextAttemptAt { get; set; }
+    /// <summary>While <c>sending</c>: until when the claiming sender owns it. Past that, the sender died mid-send.</summary>
+    public DateTime? ClaimedUntil { get; set; }
+    public DateTime? LastAttemptAt { get; set; }
     public DateTime CreatedAt { get; set; }
     public DateTime? SentAt { get; set; }
 }

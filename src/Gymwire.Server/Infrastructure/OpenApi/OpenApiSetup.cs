@@ -109,6 +109,8 @@ public static class OpenApiSetup
         ["Contracts"] = "Signed membership contracts.",
         ["Events"] = "The gym's event log (the outbox webhooks are delivered from).",
         ["SMS"] = "The outbound SMS queue.",
+        ["Stripe"] = "Payments in from Stripe: signed webhooks, the gym's endpoint secret, and the events received.",
+        ["Exports"] = "Accounting exports (CSV for QuickBooks and Xero) and the scheduled report.",
         ["Webhooks"] = "Webhook subscriptions, deliveries, test sends, redelivery and secret rotation.",
     };
 

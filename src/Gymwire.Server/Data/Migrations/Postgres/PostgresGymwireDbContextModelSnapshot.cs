@@ -218,6 +218,98 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.ToTable("contracts", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Email.EmailDelivery", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("error");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("Recipients")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("recipients");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("status");
+
+                    b.Property<string>("Subject")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("subject");
+
+                    b.HasKey("Id")
+                        .HasName("pk_email_deliveries");
+
+                    b.HasIndex("GymId", "CreatedAt")
+                        .HasDatabaseName("ix_email_deliveries_gym_id_created_at");
+
+                    b.ToTable("email_deliveries", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Email.ReportSchedule", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Frequency")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("frequency");
+
+                    b.Property<string>("LastFailure")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("last_failure");
+
+                    b.Property<DateTime?>("LastFailureAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<DateTime?>("LastSentAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_sent_at");
+
+                    b.Property<DateTime>("ReportedThrough")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("reported_through");
+
+                    b.HasKey("GymId")
+                        .HasName("pk_report_schedules");
+
+                    b.ToTable("report_schedules", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Events.OutboxEvent", b =>
                 {
                     b.Property<long>("Sequence")
@@ -699,6 +791,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("integer")
                         .HasColumnName("attempts");
 
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -712,11 +808,19 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("LastAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_attempt_at");
+
                     b.Property<string>("Message")
                         .IsRequired()
                         .HasMaxLength(1600)
                         .HasColumnType("character varying(1600)")
                         .HasColumnName("message");
+
+                    b.Property<DateTime?>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
 
                     b.Property<string>("Phone")
                         .IsRequired()
@@ -748,7 +852,160 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.HasIndex("Status", "CreatedAt")
                         .HasDatabaseName("ix_sms_messages_status_created_at");
 
+                    b.HasIndex("Status", "NextAttemptAt")
+                        .HasDatabaseName("ix_sms_messages_status_next_attempt_at");
+
                     b.ToTable("sms_messages", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<DateTime>("ConfiguredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("configured_at");
+
+                    b.Property<DateTime?>("LastEventAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_event_at");
+
+                    b.Property<string>("LastFailure")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("last_failure");
+
+                    b.Property<DateTime?>("LastFailureAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<string>("ProtectedEndpointSecret")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("protected_endpoint_secret");
+
+                    b.Property<string>("SecretHint")
+                        .IsRequired()
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasColumnName("secret_hint");
+
+                    b.HasKey("GymId")
+                        .HasName("pk_stripe_accounts");
+
+                    b.ToTable("stripe_accounts", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("CustomerId")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("customer_id");
+
+                    b.Property<string>("Detail")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("detail");
+
+                    b.Property<string>("Email")
+                        .HasMaxLength(320)
+                        .HasColumnType("character varying(320)")
+                        .HasColumnName("email");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Outcome")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("outcome");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("payload");
+
+                    b.Property<DateTime>("ReceivedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("received_at");
+
+                    b.Property<string>("StripeEventId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("stripe_event_id");
+
+                    b.Property<string>("Type")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("type");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_events");
+
+                    b.HasIndex("GymId", "ReceivedAt")
+                        .HasDatabaseName("ix_stripe_events_gym_id_received_at");
+
+                    b.HasIndex("GymId", "StripeEventId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_events_gym_id_stripe_event_id");
+
+                    b.ToTable("stripe_events", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("StripeId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("stripe_id");
+
+                    b.Property<string>("TargetId")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("target_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_links");
+
+                    b.HasIndex("GymId", "Kind", "StripeId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_links_gym_id_kind_stripe_id");
+
+                    b.ToTable("stripe_links", (string)null);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>
@@ -1228,6 +1485,26 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasConstraintName("fk_contracts_gyms_gym_id");
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Email.EmailDelivery", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_email_deliveries_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Email.ReportSchedule", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithOne()
+                        .HasForeignKey("Gymwire.Features.Email.ReportSchedule", "GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_report_schedules_gyms_gym_id");
+                });
+
             modelBuilder.Entity("Gymwire.Features.Events.OutboxEvent", b =>
                 {
                     b.HasOne("Gymwire.Features.Gyms.Gym", null)
@@ -1323,6 +1600,36 @@ namespace Gymwire.Data.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_sms_messages_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithOne()
+                        .HasForeignKey("Gymwire.Features.Stripe.StripeAccount", "GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_accounts_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_events_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_links_gyms_gym_id");
                 });
 
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>

@@ -213,6 +213,98 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.ToTable("contracts", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Email.EmailDelivery", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("error");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("Recipients")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("recipients");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("status");
+
+                    b.Property<string>("Subject")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subject");
+
+                    b.HasKey("Id")
+                        .HasName("pk_email_deliveries");
+
+                    b.HasIndex("GymId", "CreatedAt")
+                        .HasDatabaseName("ix_email_deliveries_gym_id_created_at");
+
+                    b.ToTable("email_deliveries", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Email.ReportSchedule", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Frequency")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("frequency");
+
+                    b.Property<string>("LastFailure")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure");
+
+                    b.Property<DateTime?>("LastFailureAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<DateTime?>("LastSentAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_sent_at");
+
+                    b.Property<DateTime>("ReportedThrough")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("reported_through");
+
+                    b.HasKey("GymId")
+                        .HasName("pk_report_schedules");
+
+                    b.ToTable("report_schedules", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Events.OutboxEvent", b =>
                 {
                     b.Property<long>("Sequence")
@@ -692,6 +784,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("attempts");
 
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
@@ -705,11 +801,19 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("LastAttemptAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_attempt_at");
+
                     b.Property<string>("Message")
                         .IsRequired()
                         .HasMaxLength(1600)
                         .HasColumnType("TEXT")
                         .HasColumnName("message");
+
+                    b.Property<DateTime?>("NextAttemptAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("next_attempt_at");
 
                     b.Property<string>("Phone")
                         .IsRequired()
@@ -741,7 +845,160 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.HasIndex("Status", "CreatedAt")
                         .HasDatabaseName("ix_sms_messages_status_created_at");
 
+                    b.HasIndex("Status", "NextAttemptAt")
+                        .HasDatabaseName("ix_sms_messages_status_next_attempt_at");
+
                     b.ToTable("sms_messages", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<DateTime>("ConfiguredAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("configured_at");
+
+                    b.Property<DateTime?>("LastEventAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_event_at");
+
+                    b.Property<string>("LastFailure")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure");
+
+                    b.Property<DateTime?>("LastFailureAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<string>("ProtectedEndpointSecret")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("protected_endpoint_secret");
+
+                    b.Property<string>("SecretHint")
+                        .IsRequired()
+                        .HasMaxLength(8)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("secret_hint");
+
+                    b.HasKey("GymId")
+                        .HasName("pk_stripe_accounts");
+
+                    b.ToTable("stripe_accounts", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("CustomerId")
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("customer_id");
+
+                    b.Property<string>("Detail")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("detail");
+
+                    b.Property<string>("Email")
+                        .HasMaxLength(320)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("email");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Outcome")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("outcome");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("payload");
+
+                    b.Property<DateTime>("ReceivedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("received_at");
+
+                    b.Property<string>("StripeEventId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("stripe_event_id");
+
+                    b.Property<string>("Type")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("type");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_events");
+
+                    b.HasIndex("GymId", "ReceivedAt")
+                        .HasDatabaseName("ix_stripe_events_gym_id_received_at");
+
+                    b.HasIndex("GymId", "StripeEventId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_events_gym_id_stripe_event_id");
+
+                    b.ToTable("stripe_events", (string)null);
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<DateTime>("CreatedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("StripeId")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("stripe_id");
+
+                    b.Property<string>("TargetId")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("target_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_stripe_links");
+
+                    b.HasIndex("GymId", "Kind", "StripeId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_stripe_links_gym_id_kind_stripe_id");
+
+                    b.ToTable("stripe_links", (string)null);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>
@@ -1217,6 +1474,26 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasConstraintName("fk_contracts_gyms_gym_id");
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Email.EmailDelivery", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_email_deliveries_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Email.ReportSchedule", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithOne()
+                        .HasForeignKey("Gymwire.Features.Email.ReportSchedule", "GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_report_schedules_gyms_gym_id");
+                });
+
             modelBuilder.Entity("Gymwire.Features.Events.OutboxEvent", b =>
                 {
                     b.HasOne("Gymwire.Features.Gyms.Gym", null)
@@ -1312,6 +1589,36 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_sms_messages_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeAccount", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithOne()
+                        .HasForeignKey("Gymwire.Features.Stripe.StripeAccount", "GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_accounts_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeEventRecord", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_events_gyms_gym_id");
+                });
+
+            modelBuilder.Entity("Gymwire.Features.Stripe.StripeLink", b =>
+                {
+                    b.HasOne("Gymwire.Features.Gyms.Gym", null)
+                        .WithMany()
+                        .HasForeignKey("GymId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_stripe_links_gyms_gym_id");
                 });
 
             modelBuilder.Entity("Gymwire.Features.Training.TrainingSession", b =>

@@ -111,6 +111,30 @@ namespace Gymwire.Data.Migrations.Postgres
                 });
 
             migrationBuilder.CreateTable(
+                name: "email_deliveries",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    kind = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    recipients = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
+                    subject = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: false),
+                    status = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_email_deliveries", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_email_deliveries_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "idempotency_records",
                 columns: table => new
                 {
@@ -288,6 +312,29 @@ namespace Gymwire.Data.Migrations.Postgres
                 });
 
             migrationBuilder.CreateTable(
+                name: "report_schedules",
+                columns: table => new
+                {
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    frequency = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    reported_through = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    last_sent_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_failure_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_failure = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_report_schedules", x => x.gym_id);
+                    table.ForeignKey(
+                        name: "fk_report_schedules_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "sms_messages",
                 columns: table => new
                 {
@@ -299,6 +346,9 @@ namespace Gymwire.Data.Migrations.Postgres
                     provider_message_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
                     error = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
                     attempts = table.Column<int>(type: "integer", nullable: false),
+                    next_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    claimed_until = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_attempt_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
                     created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
                     sent_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true)
                 },
@@ -307,6 +357,77 @@ namespace Gymwire.Data.Migrations.Postgres
                     table.PrimaryKey("pk_sms_messages", x => x.id);
                     table.ForeignKey(
                         name: "fk_sms_messages_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_accounts",
+                columns: table => new
+                {
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    protected_endpoint_secret = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: false),
+                    secret_hint = table.Column<string>(type: "character varying(8)", maxLength: 8, nullable: false),
+                    configured_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    last_event_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_failure_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: true),
+                    last_failure = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_accounts", x => x.gym_id);
+                    table.ForeignKey(
+                        name: "fk_stripe_accounts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_events",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_event_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    type = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    received_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    outcome = table.Column<string>(type: "character varying(32)", maxLength: 32, nullable: false),
+                    detail = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    customer_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: true),
+                    email = table.Column<string>(type: "character varying(320)", maxLength: 320, nullable: true),
+                    payload = table.Column<string>(type: "text", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_events", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_stripe_events_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_links",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    gym_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    kind = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    target_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    created_at = table.Column<DateTime>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_links", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_stripe_links_gyms_gym_id",
                         column: x => x.gym_id,
                         principalTable: "gyms",
                         principalColumn: "id",
@@ -611,6 +732,11 @@ namespace Gymwire.Data.Migrations.Postgres
                 columns: new[] { "gym_id", "signed_at" });
 
             migrationBuilder.CreateIndex(
+                name: "ix_email_deliveries_gym_id_created_at",
+                table: "email_deliveries",
+                columns: new[] { "gym_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
                 name: "ix_idempotency_records_created_at",
                 table: "idempotency_records",
                 column: "created_at");
@@ -722,6 +848,28 @@ namespace Gymwire.Data.Migrations.Postgres
                 columns: new[] { "status", "created_at" });
 
             migrationBuilder.CreateIndex(
+                name: "ix_sms_messages_status_next_attempt_at",
+                table: "sms_messages",
+                columns: new[] { "status", "next_attempt_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_events_gym_id_received_at",
+                table: "stripe_events",
+                columns: new[] { "gym_id", "received_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_events_gym_id_stripe_event_id",
+                table: "stripe_events",
+                columns: new[] { "gym_id", "stripe_event_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_links_gym_id_kind_stripe_id",
+                table: "stripe_links",
+                columns: new[] { "gym_id", "kind", "stripe_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
                 name: "ix_training_sessions_gym_id_created_at_id",
                 table: "training_sessions",
                 columns: new[] { "gym_id", "created_at", "id" });
@@ -785,6 +933,9 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "data_protection_keys");
 
             migrationBuilder.DropTable(
+                name: "email_deliveries");
+
+            migrationBuilder.DropTable(
                 name: "idempotency_records");
 
             migrationBuilder.DropTable(
@@ -815,7 +966,19 @@ namespace Gymwire.Data.Migrations.Postgres
                 name: "payments");
 
             migrationBuilder.DropTable(
+                name: "report_schedules");
+
+            migrationBuilder.DropTable(
                 name: "sms_messages");
+
+            migrationBuilder.DropTable(
+                name: "stripe_accounts");
+
+            migrationBuilder.DropTable(
+                name: "stripe_events");
+
+            migrationBuilder.DropTable(
+                name: "stripe_links");
 
             migrationBuilder.DropTable(
                 name: "training_sessions");

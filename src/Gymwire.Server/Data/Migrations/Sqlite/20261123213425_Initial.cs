@@ -110,6 +110,30 @@ namespace Gymwire.Data.Migrations.Sqlite
                 });
 
             migrationBuilder.CreateTable(
+                name: "email_deliveries",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    kind = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    recipients = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    subject = table.Column<string>(type: "TEXT", maxLength: 500, nullable: false),
+                    status = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_email_deliveries", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_email_deliveries_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "idempotency_records",
                 columns: table => new
                 {
@@ -287,6 +311,29 @@ namespace Gymwire.Data.Migrations.Sqlite
                 });
 
             migrationBuilder.CreateTable(
+                name: "report_schedules",
+                columns: table => new
+                {
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    frequency = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    reported_through = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    last_sent_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_failure_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_failure = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_report_schedules", x => x.gym_id);
+                    table.ForeignKey(
+                        name: "fk_report_schedules_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "sms_messages",
                 columns: table => new
                 {
@@ -298,6 +345,9 @@ namespace Gymwire.Data.Migrations.Sqlite
                     provider_message_id = table.Column<string>(type: "TEXT", maxLength: 100, nullable: true),
                     error = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
                     attempts = table.Column<int>(type: "INTEGER", nullable: false),
+                    next_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    claimed_until = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_attempt_at = table.Column<DateTime>(type: "TEXT", nullable: true),
                     created_at = table.Column<DateTime>(type: "TEXT", nullable: false),
                     sent_at = table.Column<DateTime>(type: "TEXT", nullable: true)
                 },
@@ -306,6 +356,77 @@ namespace Gymwire.Data.Migrations.Sqlite
                     table.PrimaryKey("pk_sms_messages", x => x.id);
                     table.ForeignKey(
                         name: "fk_sms_messages_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_accounts",
+                columns: table => new
+                {
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    protected_endpoint_secret = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: false),
+                    secret_hint = table.Column<string>(type: "TEXT", maxLength: 8, nullable: false),
+                    configured_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    last_event_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_failure_at = table.Column<DateTime>(type: "TEXT", nullable: true),
+                    last_failure = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_accounts", x => x.gym_id);
+                    table.ForeignKey(
+                        name: "fk_stripe_accounts_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_events",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    stripe_event_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
+                    type = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
+                    received_at = table.Column<DateTime>(type: "TEXT", nullable: false),
+                    outcome = table.Column<string>(type: "TEXT", maxLength: 32, nullable: false),
+                    detail = table.Column<string>(type: "TEXT", maxLength: 1000, nullable: true),
+                    customer_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: true),
+                    email = table.Column<string>(type: "TEXT", maxLength: 320, nullable: true),
+                    payload = table.Column<string>(type: "TEXT", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_events", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_stripe_events_gyms_gym_id",
+                        column: x => x.gym_id,
+                        principalTable: "gyms",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "stripe_links",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    gym_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    stripe_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
+                    kind = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false),
+                    target_id = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
+                    created_at = table.Column<DateTime>(type: "TEXT", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_stripe_links", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_stripe_links_gyms_gym_id",
                         column: x => x.gym_id,
                         principalTable: "gyms",
                         principalColumn: "id",
@@ -610,6 +731,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                 columns: new[] { "gym_id", "signed_at" });
 
             migrationBuilder.CreateIndex(
+                name: "ix_email_deliveries_gym_id_created_at",
+                table: "email_deliveries",
+                columns: new[] { "gym_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
                 name: "ix_idempotency_records_created_at",
                 table: "idempotency_records",
                 column: "created_at");
@@ -721,6 +847,28 @@ namespace Gymwire.Data.Migrations.Sqlite
                 columns: new[] { "status", "created_at" });
 
             migrationBuilder.CreateIndex(
+                name: "ix_sms_messages_status_next_attempt_at",
+                table: "sms_messages",
+                columns: new[] { "status", "next_attempt_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_events_gym_id_received_at",
+                table: "stripe_events",
+                columns: new[] { "gym_id", "received_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_events_gym_id_stripe_event_id",
+                table: "stripe_events",
+                columns: new[] { "gym_id", "stripe_event_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_stripe_links_gym_id_kind_stripe_id",
+                table: "stripe_links",
+                columns: new[] { "gym_id", "kind", "stripe_id" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
                 name: "ix_training_sessions_gym_id_created_at_id",
                 table: "training_sessions",
                 columns: new[] { "gym_id", "created_at", "id" });
@@ -784,6 +932,9 @@ namespace Gymwire.Data.Migrations.Sqlite
                 name: "data_protection_keys");
 
             migrationBuilder.DropTable(
+                name: "email_deliveries");
+
+            migrationBuilder.DropTable(
                 name: "idempotency_records");
 
             migrationBuilder.DropTable(
@@ -814,7 +965,19 @@ namespace Gymwire.Data.Migrations.Sqlite
                 name: "payments");
 
             migrationBuilder.DropTable(
+                name: "report_schedules");
+
+            migrationBuilder.DropTable(
                 name: "sms_messages");
+
+            migrationBuilder.DropTable(
+                name: "stripe_accounts");
+
+            migrationBuilder.DropTable(
+                name: "stripe_events");
+
+            migrationBuilder.DropTable(
+                name: "stripe_links");
 
             migrationBuilder.DropTable(
                 name: "training_sessions");

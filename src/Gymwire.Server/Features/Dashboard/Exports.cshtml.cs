@@ -1,0 +1,49 @@
+using System.Globalization;
+using Gymwire.Data;
+using Gymwire.Features.Exports;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace Gymwire.Features.Dashboard;
+
+/// <summary>
+/// The accounting exports for the signed-in owner. The API's export endpoints take bearer tokens only (the dashboard
+/// cookie never reaches the API), so the page streams the same CSV itself.
+/// </summary>
+public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock) : PageModel
+{
+    [BindProperty(SupportsGet = true)]
+    public string? From { get; set; }
+
+    [BindProperty(SupportsGet = true)]
+    public string? To { get; set; }
+
+    public void OnGet() => DefaultToLastMonth();
+
+    public async Task<IActionResult> OnGetDownloadAsync(string? kind, CancellationToken ct)
+    {
+        if (!Enum.TryParse<ExportKind>(kind, ignoreCase: true, out var exportKind) || !Enum.IsDefined(exportKind) || int.TryParse(kind, out _))
+        {
+            ModelState.AddModelError(string.Empty, "Choose payments, refunds or members.");
+            return Page();
+        }
+        if (ExportRange.TryParse(From, To, out var range) is { } error)
+        {
+            ModelState.AddModelError(string.Empty, error.Replace("'from'", "From", StringComparison.Ordinal).Replace("'to'", "To", StringComparison.Ordinal) + ".");
+            return Page();
+        }
+        var buffer = new MemoryStream();
+        await AccountingExports.WriteAsync(db, User.GetGymId(), exportKind, range, buffer, ct);
+        buffer.Position = 0;
+        return File(buffer, ExportEndpoints.CsvContentType, AccountingExports.FileName(exportKind, range));
+    }
+
+    private void DefaultToLastMonth()
+    {
+        var today = DateOnly.FromDateTime(clock.GetUtcNow().UtcDateTime);
+        var firstOfThisMonth = new DateOnly(today.Year, today.Month, 1);
+        From ??= firstOfThisMonth.AddMonths(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        To ??= firstOfThisMonth.AddDays(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+    }
+}

@@ -1,0 +1,153 @@
+using System.Globalization;
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Email;
+
+public sealed record ReportScheduleDto(bool Enabled, string? Frequency, DateTime? NextReportAt, DateTime? LastSentAt, DateTime? LastFailureAt, string? LastFailure);
+public sealed record SetReportScheduleRequest(string? Frequency);
+
+/// <summary>Email out: SMTP, owner notifications, and the owner's scheduled accounting reports.</summary>
+public static class EmailEndpoints
+{
+    public static IServiceCollection AddEmailConnector(this IServiceCollection services)
+    {
+        services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<EmailOptions>, EmailOptionsValidator>();
+        services.AddOptions<ReportsOptions>().BindConfiguration(ReportsOptions.Section).ValidateOnStart()
+            .Validate(o => o.PollInterval >= TimeSpan.FromSeconds(1) && o.PollInterval <= TimeSpan.FromHours(1),
+                "Reports:PollInterval must be between 1 second and 1 hour.");
+        services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        services.AddScoped<OwnerNotifications>();
+        services.AddSingleton<ReportSignal>();
+        services.AddHostedService<ScheduledReports>();
+        services.AddIntegrationStatus<EmailStatus>();
+        services.AddIntegrationStatus<AccountingReportStatus>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapEmail(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/exports/schedule").WithTags("Exports").RequireAuthorization(Policies.Owner);
+        group.MapGet("/", GetSchedule).WithSummary("The scheduled accounting report (CSV exports emailed to the owners)");
+        group.MapPut("/", SetSchedule).RequireRateLimiting(RateLimitPolicies.Mutations)
+            .WithSummary("Email the owners the CSV exports of each day, week (from Monday) or month, at the period's end (UTC)");
+        group.MapDelete("/", DeleteSchedule).RequireRateLimiting(RateLimitPolicies.Destructive).WithSummary("Stop the scheduled report");
+        return app;
+    }
+
+    internal static async Task<Ok<ReportScheduleDto>> GetSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        return TypedResults.Ok(Map(await db.ReportSchedules.AsNoTracking().FirstOrDefaultAsync(s => s.GymId == gymId, ct)));
+    }
+
+    internal static async Task<Results<Ok<ReportScheduleDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> SetSchedule(
+        SetReportScheduleRequest request, ClaimsPrincipal user, GymwireDbContext db, IEmailSender email, TimeProvider clock, ReportSignal signal, CancellationToken ct)
+    {
+        var v = new RequestValidator().Required(request.Frequency, "frequency", 16).OneOf(request.Frequency, "frequency", ReportFrequencies.All);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        if (!email.IsConfigured)
+        {
+            return ApiErrors.Conflict("Email is not configured on this server (Email:Smtp:Host), so reports cannot be emailed");
+        }
+        var gymId = user.GetGymId();
+        var now = clock.GetUtcNow().UtcDateTime;
+        var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
+        if (schedule is null)
+        {
+            schedule = new ReportSchedule { GymId = gymId, Frequency = request.Frequency!, CreatedAt = now };
+            db.ReportSchedules.Add(schedule);
+        }
+        if (schedule.Frequency != request.Frequency || schedule.ReportedThrough == default)
+        {
+            // The first report covers the period in progress, sent when it ends.
+            schedule.Frequency = request.Frequency!;
+            schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now);
+        }
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+        return TypedResults.Ok(Map(schedule));
+    }
+
+    internal static async Task<NoContent> DeleteSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        await db.ReportSchedules.Where(s => s.GymId == gymId).ExecuteDeleteAsync(ct);
+        return TypedResults.NoContent();
+    }
+
+    private static ReportScheduleDto Map(ReportSchedule? s) => s is null
+        ? new(false, null, null, null, null, null)
+        : new(true, s.Frequency, ReportFrequencies.Next(s.Frequency, s.ReportedThrough), s.LastSentAt, s.LastFailureAt, s.LastFailure);
+
+    internal static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
+}
+
+/// <summary>The Email tile: the SMTP server, and the gym's last failed email with its time.</summary>
+public sealed class EmailStatus(GymwireDbContext db, IEmailSender sender) : IIntegrationStatusProvider
+{
+    public string Key => "email";
+    public string Name => "Email";
+    public string Description => "Owner notifications and scheduled reports, sent through your SMTP server.";
+    public int Order => 30;
+    public string? ConfigureUrl => null;
+    public string Guidance =>
+        "Email is set in the server's configuration: Email:Smtp:Host, Port, Username, Password, From and UseTls. Gymwire emails the gym's owners " +
+        "when a webhook is disabled for failing, and the scheduled accounting reports.";
+
+    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    {
+        if (!sender.IsConfigured)
+        {
+            return IntegrationStatus.NotConnected("No SMTP server is configured on this server; owner notifications are not emailed.");
+        }
+        var last = await db.EmailDeliveries.AsNoTracking().Where(d => d.GymId == gymId).OrderByDescending(d => d.CreatedAt)
+            .Select(d => new { d.Status, d.Error, d.CreatedAt }).FirstOrDefaultAsync(ct);
+        if (last is { Status: "failed" })
+        {
+            return IntegrationStatus.Error($"{sender.Describe()}. The last email failed at {EmailEndpoints.Time(last.CreatedAt)} UTC: {last.Error}");
+        }
+        return IntegrationStatus.Connected(last is null
+            ? $"{sender.Describe()}."
+            : $"{sender.Describe()}. Last email sent {EmailEndpoints.Time(last.CreatedAt)} UTC.");
+    }
+}
+
+/// <summary>The Accounting export tile: connected once the gym has a scheduled report; downloads need no set-up.</summary>
+public sealed class AccountingReportStatus(GymwireDbContext db) : IIntegrationStatusProvider
+{
+    public string Key => "accounting";
+    public string Name => "Accounting export";
+    public string Description => "CSV exports and scheduled reports for QuickBooks, Xero and other accounting platforms.";
+    public int Order => 40;
+    public string? ConfigureUrl => null;
+    public string Guidance =>
+        "Download payments, refunds and members as CSV for any range of up to 366 days from the Exports page or " +
+        "GET /api/gym/exports/{payments|refunds|members}.csv?from=YYYY-MM-DD&to=YYYY-MM-DD. To have them emailed to you after each day, week " +
+        "or month, set PUT /api/gym/exports/schedule {\"frequency\": \"weekly\"}.";
+
+    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    {
+        var s = await db.ReportSchedules.AsNoTracking().FirstOrDefaultAsync(x => x.GymId == gymId, ct);
+        if (s is null)
+        {
+            return IntegrationStatus.NotConnected("No scheduled report is set up. CSV exports of payments, refunds and members can be downloaded from the Exports page at any time.");
+        }
+        if (s.LastFailureAt is { } failed && (s.LastSentAt is null || s.LastSentAt < failed))
+        {
+            return IntegrationStatus.Error($"The {s.Frequency} report could not be emailed at {EmailEndpoints.Time(failed)} UTC: {s.LastFailure} It will be retried.");
+        }
+        var next = ReportFrequencies.Next(s.Frequency, s.ReportedThrough);
+        return IntegrationStatus.Connected($"A {s.Frequency} report is emailed to the owners; next after {EmailEndpoints.Time(next)} UTC.");
+    }
+}

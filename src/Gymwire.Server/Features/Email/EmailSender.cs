@@ -1,0 +1,83 @@
+using MailKit.Net.Smtp;
+using MailKit.Security;
+using Microsoft.Extensions.Options;
+using MimeKit;
+
+namespace Gymwire.Features.Email;
+
+public sealed record EmailAttachment(string FileName, string ContentType, byte[] Content);
+
+public sealed record EmailMessage(IReadOnlyList<string> To, string Subject, string TextBody, IReadOnlyList<EmailAttachment>? Attachments = null);
+
+/// <summary>Sends one email. Throws <see cref="EmailException"/> with an owner-readable reason when it cannot.</summary>
+public interface IEmailSender
+{
+    bool IsConfigured { get; }
+
+    /// <summary>The server and sender, for the Email tile (never a credential).</summary>
+    string Describe();
+
+    Task SendAsync(EmailMessage message, CancellationToken ct);
+}
+
+public sealed class EmailException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>SMTP through MailKit: one connection per message (notifications and reports are rare).</summary>
+public sealed class SmtpEmailSender(IOptions<EmailOptions> options) : IEmailSender
+{
+    private SmtpOptions Smtp => options.Value.Smtp;
+
+    public bool IsConfigured => options.Value.IsConfigured;
+
+    public string Describe() => $"SMTP {Smtp.Host}:{Smtp.Port}{(Smtp.UseTls ? " (TLS)" : "")}, from {Smtp.From}";
+
+    public async Task SendAsync(EmailMessage message, CancellationToken ct)
+    {
+        if (!IsConfigured)
+        {
+            throw new EmailException("Email is not configured on this server (Email:Smtp:Host).");
+        }
+        var mime = new MimeMessage();
+        mime.From.Add(MailboxAddress.Parse(Smtp.From));
+        foreach (var to in message.To)
+        {
+            mime.To.Add(MailboxAddress.Parse(to));
+        }
+        mime.Subject = message.Subject;
+        var body = new BodyBuilder { TextBody = message.TextBody };
+        foreach (var a in message.Attachments ?? [])
+        {
+            body.Attachments.Add(a.FileName, a.Content, ContentType.Parse(a.ContentType));
+        }
+        mime.Body = body.ToMessageBody();
+
+        using var client = new SmtpClient { Timeout = (int)Smtp.Timeout.TotalMilliseconds };
+        var security = !Smtp.UseTls ? SecureSocketOptions.None : Smtp.Port == 465 ? SecureSocketOptions.SslOnConnect : SecureSocketOptions.StartTls;
+        try
+        {
+            await client.ConnectAsync(Smtp.Host, Smtp.Port, security, ct);
+            if (Smtp.Username.Length > 0)
+            {
+                await client.AuthenticateAsync(Smtp.Username, Smtp.Password, ct);
+            }
+            await client.SendAsync(mime, ct);
+            await client.DisconnectAsync(quit: true, ct);
+        }
+        catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or AuthenticationException or SslHandshakeException
+                                       or System.Net.Sockets.SocketException or IOException or TimeoutException)
+        {
+            throw new EmailException(Describe(e), e);
+        }
+    }
+
+    // The server's own words where it gave some; never the credentials.
+    private static string Describe(Exception e) => e switch
+    {
+        SmtpCommandException c => $"The SMTP server refused the message ({(int)c.StatusCode}): {c.Message}",
+        AuthenticationException => "The SMTP server refused the username or password (Email:Smtp:Username/Password).",
+        SslHandshakeException => "TLS with the SMTP server failed (Email:Smtp:UseTls, Email:Smtp:Port).",
+        System.Net.Sockets.SocketException s => $"Could not connect to the SMTP server: {s.SocketErrorCode}.",
+        TimeoutException => "The SMTP server did not answer in time.",
+        _ => $"The SMTP conversation failed: {e.Message}",
+    };
+}

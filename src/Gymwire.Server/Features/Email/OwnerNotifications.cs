@@ -1,0 +1,75 @@
+using Gymwire.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Email;
+
+/// <summary>
+/// Emails a gym's owners about things they must act on. Other features call it (the webhooks feature, when it disables
+/// a failing subscription). It never throws for a mail problem: the attempt is recorded (the Email tile shows the last
+/// failure) and the result says whether it was sent, so a caller's own work is never undone by a mail outage.
+/// </summary>
+public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender sender, TimeProvider clock, ILogger<OwnerNotifications> logger)
+{
+    /// <summary>Sends <paramref name="subject"/> and <paramref name="body"/> (plain text) to every owner of the gym.</summary>
+    public Task<bool> NotifyAsync(Guid gymId, string subject, string body, CancellationToken ct) =>
+        SendToOwnersAsync(gymId, "notification", new EmailMessage([], subject, body), ct);
+
+    /// <summary>For the webhooks feature: a subscription was switched off after failing deliveries.</summary>
+    public Task<bool> WebhookDisabledAsync(Guid gymId, string webhookUrl, string reason, CancellationToken ct) =>
+        NotifyAsync(gymId, "Gymwire disabled a failing webhook",
+            $"""
+            Gymwire stopped delivering events to this webhook because its deliveries kept failing:
+
+              {webhookUrl}
+
+            Reason: {reason}
+
+            Events that happen while it is disabled are kept. Fix the receiving endpoint, then re-enable the webhook
+            (dashboard: Settings → Integrations → Webhooks, or PATCH /api/gym/webhooks/ID) and redeliver what it missed.
+            """, ct);
+
+    internal async Task<bool> SendToOwnersAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct)
+    {
+        var owners = await db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).Select(o => o.Email!).ToListAsync(ct);
+        var now = clock.GetUtcNow().UtcDateTime;
+        string? error = null;
+        if (owners.Count == 0)
+        {
+            error = "The gym has no owner with an email address.";
+        }
+        else
+        {
+            try
+            {
+                await sender.SendAsync(message with { To = owners }, ct);
+            }
+            catch (EmailException e)
+            {
+                error = e.Message;
+            }
+        }
+        db.EmailDeliveries.Add(new EmailDelivery
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = Truncate(string.Join(", ", owners), 2000),
+            Subject = Truncate(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : Truncate(error, 1000), CreatedAt = now,
+        });
+        await db.SaveChangesAsync(ct);
+        if (error is null)
+        {
+            LogSent(logger, kind, gymId, owners.Count);
+        }
+        else
+        {
+            LogFailed(logger, kind, gymId, error);
+        }
+        return error is null;
+    }
+
+    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
+
+    [LoggerMessage(EventId = 8301, Level = LogLevel.Information, Message = "Emailed a {Kind} to {Count} owner(s) of gym {GymId}")]
+    private static partial void LogSent(ILogger logger, string kind, Guid gymId, int count);
+
+    [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} to the owners of gym {GymId}: {Error}")]
+    private static partial void LogFailed(ILogger logger, string kind, Guid gymId, string error);
+}

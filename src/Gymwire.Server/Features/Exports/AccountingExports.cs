@@ -1,0 +1,146 @@
+using System.Globalization;
+using CsvHelper;
+using Gymwire.Data;
+using Gymwire.Features.Payments;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Exports;
+
+/// <summary>A date range of whole UTC days, both ends included.</summary>
+public readonly record struct ExportRange(DateOnly From, DateOnly To)
+{
+    public const int MaxDays = 366;
+
+    public DateTime Start => From.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
+    public DateTime EndExclusive => To.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
+
+    /// <summary>Parses <c>from</c> and <c>to</c> (YYYY-MM-DD), or says what is wrong with them.</summary>
+    public static string? TryParse(string? from, string? to, out ExportRange range)
+    {
+        range = default;
+        if (string.IsNullOrEmpty(from) || string.IsNullOrEmpty(to))
+        {
+            return "'from' and 'to' are required dates (YYYY-MM-DD)";
+        }
+        if (!DateOnly.TryParseExact(from, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var f))
+        {
+            return "'from' must be a date YYYY-MM-DD";
+        }
+        if (!DateOnly.TryParseExact(to, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var t))
+        {
+            return "'to' must be a date YYYY-MM-DD";
+        }
+        if (f > t)
+        {
+            return "'from' must not be after 'to'";
+        }
+        if (t.DayNumber - f.DayNumber + 1 > MaxDays)
+        {
+            return $"The range may cover at most {MaxDays} days; export longer periods in parts";
+        }
+        range = new ExportRange(f, t);
+        return null;
+    }
+}
+
+public enum ExportKind
+{
+    Payments,
+    Refunds,
+    Members,
+}
+
+/// <summary>
+/// CSV exports in the columns QuickBooks and Xero import (one row per transaction, a date, a contact, a description,
+/// a signed amount in major units): RFC 4180 (CRLF, quoted where needed), UTF-8 with a byte-order mark so spreadsheet
+/// programs read names correctly, invariant culture, ISO dates.
+/// </summary>
+public static class AccountingExports
+{
+    public static readonly string[] PaymentColumns = ["Date", "Customer", "Email", "Description", "Amount", "Currency", "Status", "Reference"];
+    public static readonly string[] MemberColumns = ["Name", "Email", "Phone", "Role", "Joined", "Left"];
+
+    public static string FileName(ExportKind kind, ExportRange range) =>
+        $"{kind.ToString().ToLowerInvariant()}-{range.From:yyyy-MM-dd}-to-{range.To:yyyy-MM-dd}.csv";
+
+    public static async Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, Stream output, CancellationToken ct)
+    {
+        // RFC 4180 is CsvHelper's default (CRLF, quotes where needed, same field count on every row).
+        var options = new CsvWriterOptions { WriteByteOrderMark = true, FormatProvider = CultureInfo.InvariantCulture };
+        await using var csv = CsvWriter.Create(output, options, leaveOpen: true);
+        switch (kind)
+        {
+            case ExportKind.Members:
+                await WriteMembersAsync(db, gymId, range, csv, ct);
+                break;
+            default:
+                await WritePaymentsAsync(db, gymId, range, kind == ExportKind.Refunds, csv, ct);
+                break;
+        }
+        await csv.FlushAsync(ct);
+    }
+
+    private static async Task WritePaymentsAsync(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds, CsvWriter csv, CancellationToken ct)
+    {
+        csv.WriteHeader(PaymentColumns);
+        var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId);
+        // Payments: money received in the range (a later refund is its own row in the refunds export).
+        // Refunds: refunds made in the range, as negative amounts.
+        payments = refunds
+            ? payments.Where(p => p.Status == PaymentStatuses.Refunded && p.RefundedAt >= range.Start && p.RefundedAt < range.EndExclusive)
+            : payments.Where(p => p.Status != PaymentStatuses.Failed && p.CreatedAt >= range.Start && p.CreatedAt < range.EndExclusive);
+        var rows = from p in payments
+                   join m in db.Members.Where(m => m.GymId == gymId) on p.UserId equals m.UserId into members
+                   from m in members.DefaultIfEmpty()
+                   join plan in db.MembershipPlans.Where(x => x.GymId == gymId) on p.PlanId equals plan.Id into plans
+                   from plan in plans.DefaultIfEmpty()
+                   orderby refunds ? p.RefundedAt : p.CreatedAt, p.Id
+                   select new { p.Id, p.CreatedAt, p.RefundedAt, p.AmountCents, p.Currency, p.Status, p.UserId, Name = m == null ? null : m.Name, Email = m == null ? null : m.Email, Plan = plan == null ? null : plan.Name };
+        await foreach (var r in rows.AsAsyncEnumerable().WithCancellation(ct))
+        {
+            var date = refunds ? r.RefundedAt!.Value : r.CreatedAt;
+            var description = r.Plan is null ? "Membership payment" : $"Membership payment: {r.Plan}";
+            csv.WriteField(Date(date));
+            csv.WriteField(Text(r.Name ?? r.UserId));
+            csv.WriteField(Text(r.Email ?? ""));
+            csv.WriteField(Text(refunds ? $"Refund: {description} of {Date(r.CreatedAt)}" : description));
+            csv.WriteField((refunds ? -r.AmountCents : r.AmountCents) / 100m, "0.00");
+            csv.WriteField(r.Currency.ToUpperInvariant());
+            csv.WriteField(r.Status);
+            csv.WriteField(r.Id.ToString());
+            await csv.EndRecordAsync(ct);
+        }
+    }
+
+    private static async Task WriteMembersAsync(GymwireDbContext db, Guid gymId, ExportRange range, CsvWriter csv, CancellationToken ct)
+    {
+        csv.WriteHeader(MemberColumns);
+        // Everyone who was a member at some point in the range.
+        var members = db.Members.AsNoTracking()
+            .Where(m => m.GymId == gymId && m.JoinedAt < range.EndExclusive && (m.LeftAt == null || m.LeftAt >= range.Start))
+            .OrderBy(m => m.JoinedAt).ThenBy(m => m.Id)
+            .Select(m => new { m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt });
+        await foreach (var m in members.AsAsyncEnumerable().WithCancellation(ct))
+        {
+            csv.WriteField(Text(m.Name));
+            csv.WriteField(Text(m.Email ?? ""));
+            csv.WriteField(m.Phone is { } phone && IsPhone(phone) ? phone : Text(m.Phone ?? ""));
+            csv.WriteField(m.Role);
+            csv.WriteField(Date(m.JoinedAt));
+            csv.WriteField(m.LeftAt is { } left ? Date(left) : "");
+            await csv.EndRecordAsync(ct);
+        }
+    }
+
+    /// <summary>
+    /// Spreadsheet programs run a cell starting with = + - @ as a formula (CSV injection); a leading apostrophe makes it
+    /// text. Free text gets this; amounts are numbers and E.164 phone numbers (+ and digits) cannot be formulas.
+    /// </summary>
+    private static string Text(string value) =>
+        value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r' ? "'" + value : value;
+
+    private static bool IsPhone(string value) => value.Length > 1 && value[0] == '+' && value.AsSpan(1).IndexOfAnyExceptInRange('0', '9') < 0;
+
+    private static string Date(DateTime at) => at.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+}

@@ -1,0 +1,45 @@
+using System.Security.Claims;
+using Gymwire.Data;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Gymwire.Features.Exports;
+
+/// <summary>Accounting exports: CSV of payments, refunds and members for a date range, for QuickBooks, Xero and spreadsheets.</summary>
+public static class ExportEndpoints
+{
+    public const string CsvContentType = "text/csv; charset=utf-8";
+
+    public static IEndpointRouteBuilder MapExports(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/gym/exports").WithTags("Exports").RequireAuthorization(Policies.Read);
+        group.MapGet("/payments.csv", Payments).Produces<string>(StatusCodes.Status200OK, "text/csv")
+            .WithSummary("Payments received in a date range, as CSV (Date, Customer, Email, Description, Amount, Currency, Status, Reference)");
+        group.MapGet("/refunds.csv", Refunds).Produces<string>(StatusCodes.Status200OK, "text/csv")
+            .WithSummary("Refunds made in a date range, as CSV with negative amounts");
+        group.MapGet("/members.csv", Members).Produces<string>(StatusCodes.Status200OK, "text/csv")
+            .WithSummary("Members during a date range, as CSV (Name, Email, Phone, Role, Joined, Left)");
+        return app;
+    }
+
+    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Payments(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        Export(ExportKind.Payments, from, to, user, db, ct);
+
+    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Refunds(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        Export(ExportKind.Refunds, from, to, user, db, ct);
+
+    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Members(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        Export(ExportKind.Members, from, to, user, db, ct);
+
+    private static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Export(ExportKind kind, string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        if (ExportRange.TryParse(from, to, out var range) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        return TypedResults.Stream(stream => AccountingExports.WriteAsync(db, gymId, kind, range, stream, ct),
+            CsvContentType, AccountingExports.FileName(kind, range));
+    }
+}

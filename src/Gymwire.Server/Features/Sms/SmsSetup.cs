@@ -1,0 +1,65 @@
+using System.Globalization;
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Sms;
+
+public static class SmsSetup
+{
+    /// <summary>The SMS connector: the provider named by <c>Sms:Provider</c> and the sender worker that drains the queue.</summary>
+    public static IServiceCollection AddSmsConnector(this IServiceCollection services)
+    {
+        services.AddOptions<SmsOptions>().BindConfiguration(SmsOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<SmsOptions>, SmsOptionsValidator>();
+        services.AddSingleton<SmsSignal>();
+        services.AddSingleton<IInterceptor, SmsQueuedInterceptor>();
+        services.AddHttpClient<TwilioSmsProvider>(c => c.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) });
+        services.AddScoped<LogSmsProvider>();
+        services.AddScoped<ISmsProvider>(sp => sp.GetRequiredService<IOptions<SmsOptions>>().Value.Provider switch
+        {
+            SmsOptions.TwilioProvider => sp.GetRequiredService<TwilioSmsProvider>(),
+            SmsOptions.LogProvider => sp.GetRequiredService<LogSmsProvider>(),
+            _ => throw new InvalidOperationException("No SMS provider is configured (Sms:Provider)."),
+        });
+        services.AddHostedService<SmsSender>();
+        services.AddIntegrationStatus<SmsConnectorStatus>();
+        return services;
+    }
+}
+
+/// <summary>The SMS tile: the configured provider, and the gym's last send error with its time.</summary>
+public sealed class SmsConnectorStatus(GymwireDbContext db, IOptions<SmsOptions> options, IServiceProvider services) : IIntegrationStatusProvider
+{
+    public string Key => "sms";
+    public string Name => "SMS";
+    public string Description => "Text messages to members and leads (the send_sms action).";
+    public int Order => 20;
+    public string? ConfigureUrl => null;
+    public string Guidance =>
+        "The SMS provider is set in the server's configuration (Sms:Provider = twilio with Sms:Twilio:AccountSid, AuthToken and From). " +
+        "Until one is, messages from the send_sms action stay queued; none are lost. GET /api/gym/sms lists them with their status.";
+
+    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    {
+        var queued = await db.SmsMessages.CountAsync(m => m.GymId == gymId && m.Status == SmsStatuses.Queued, ct);
+        if (options.Value.Provider.Length == 0)
+        {
+            return IntegrationStatus.NotConnected(queued == 0
+                ? "No SMS provider is configured on this server; messages would stay queued."
+                : $"No SMS provider is configured on this server; {queued} message(s) are queued and will be sent once one is.");
+        }
+        var provider = services.GetRequiredService<ISmsProvider>();
+        var last = await db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId && m.LastAttemptAt != null)
+            .OrderByDescending(m => m.LastAttemptAt).Select(m => new { m.Status, m.Error, m.LastAttemptAt }).FirstOrDefaultAsync(ct);
+        if (last is { Error: not null } && last.Status != SmsStatuses.Sent)
+        {
+            var when = last.LastAttemptAt!.Value.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
+            return IntegrationStatus.Error($"{provider.Describe()}. Last send failed at {when} UTC: {last.Error}");
+        }
+        return IntegrationStatus.Connected($"{provider.Describe()}.{(queued > 0 ? $" {queued} message(s) queued." : "")}");
+    }
+}

@@ -1,0 +1,269 @@
+using System.Security.Claims;
+using System.Text;
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using StripeEvents = global::Stripe.EventUtility;
+using StripeException = global::Stripe.StripeException;
+
+namespace Gymwire.Features.Stripe;
+
+public sealed record StripeWebhookAck(bool Received, string EventId, string Outcome, bool Duplicate);
+public sealed record StripeConnectionDto(bool Configured, string? SecretHint, string WebhookPath, DateTime? ConfiguredAt,
+    DateTime? LastEventAt, DateTime? LastFailureAt, string? LastFailure);
+public sealed record SetStripeSecretRequest(string? EndpointSecret);
+public sealed record StripeEventDto(Guid Id, string StripeEventId, string Type, DateTime ReceivedAt, string Outcome, string? Detail,
+    string? CustomerId, string? Email);
+public sealed record StripeEventList(IReadOnlyList<StripeEventDto> Events);
+
+/// <summary>
+/// Payments in from Stripe. Stripe posts signed events to the gym's webhook URL; the owner sets the endpoint's signing
+/// secret through the API. Every verified event is recorded once (Stripe's event id is unique per gym) with what became of it.
+/// </summary>
+public static partial class StripeEndpoints
+{
+    public const string SignatureHeader = "Stripe-Signature";
+    public const string WebhookPath = "/api/integrations/stripe/webhook";
+
+    public static IServiceCollection AddStripeConnector(this IServiceCollection services)
+    {
+        services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<StripeSecrets>();
+        services.AddScoped<StripeEventMapper>();
+        services.AddIntegrationStatus<StripeIntegration>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapStripe(this IEndpointRouteBuilder app)
+    {
+        // Stripe signs, so these are anonymous; the signature is the authentication.
+        var hooks = app.MapGroup(WebhookPath).WithTags("Stripe").AllowAnonymous();
+        hooks.MapPost("/", Receive)
+            .WithSummary("Receive a Stripe event (the gym is named by ?gym= or found by whose secret verifies the signature)");
+        hooks.MapPost("/{gymId:guid}", ReceiveForGym).WithSummary("Receive a Stripe event for one gym");
+
+        var settings = app.MapGroup("/api/gym/integrations/stripe").WithTags("Stripe").RequireAuthorization(Policies.Owner);
+        settings.MapGet("/", Get).WithSummary("Stripe connection status (never the secret)");
+        settings.MapPut("/", SetSecret).RequireRateLimiting(RateLimitPolicies.Mutations).WithSummary("Set the Stripe webhook endpoint's signing secret");
+        settings.MapDelete("/", Disconnect).RequireRateLimiting(RateLimitPolicies.Destructive).WithSummary("Disconnect Stripe (forget the secret)");
+        settings.MapGet("/events", ListEvents).WithSummary("Stripe events received, newest first, with what became of each");
+        return app;
+    }
+
+    internal static Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> ReceiveForGym(
+        Guid gymId, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
+        IOptions<StripeOptions> options, TimeProvider clock, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
+        ReceiveAsync(gymId, request, db, secrets, mapper, options.Value, clock, logger, ct);
+
+    internal static Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> Receive(
+        [FromQuery(Name = "gym")] Guid? gym, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
+        IOptions<StripeOptions> options, TimeProvider clock, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
+        ReceiveAsync(gym, request, db, secrets, mapper, options.Value, clock, logger, ct);
+
+    private static async Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> ReceiveAsync(
+        Guid? gymId, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
+        StripeOptions options, TimeProvider clock, ILogger logger, CancellationToken ct)
+    {
+        string json;
+        using (var reader = new StreamReader(request.Body, Encoding.UTF8))
+        {
+            json = await reader.ReadToEndAsync(ct);
+        }
+        string? header = request.Headers[SignatureHeader];
+        if (string.IsNullOrWhiteSpace(header))
+        {
+            return ApiErrors.BadRequest($"Missing {SignatureHeader} header");
+        }
+        if (gymId is null && !options.MatchGymBySecret)
+        {
+            return ApiErrors.BadRequest($"Name the gym: {WebhookPath}/{{gym_id}} or {WebhookPath}?gym={{gym_id}}");
+        }
+
+        var accounts = await db.StripeAccounts.Where(a => gymId == null || a.GymId == gymId).ToListAsync(ct);
+        var now = clock.GetUtcNow();
+        // Stripe.net checks the timestamp against the time we pass, so the tolerance follows TimeProvider (and the fake clock in tests).
+        var tolerance = (long)options.SignatureTolerance.TotalSeconds;
+        StripeAccount? account = null;
+        global::Stripe.Event? stripeEvent = null;
+        string? failure = null;
+        foreach (var candidate in accounts)
+        {
+            if (secrets.Unprotect(candidate.GymId, candidate.ProtectedEndpointSecret) is not { } secret)
+            {
+                failure = "The stored endpoint secret cannot be decrypted (was the Data Protection key ring lost?); set it again";
+                continue;
+            }
+            try
+            {
+                stripeEvent = StripeEvents.ConstructEvent(json, header, secret, tolerance, now.ToUnixTimeSeconds(), throwOnApiVersionMismatch: false);
+                account = candidate;
+                break;
+            }
+            catch (StripeException e)
+            {
+                failure = DescribeSignatureFailure(e);
+            }
+            catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException)
+            {
+                failure = "The body is not a Stripe event";
+            }
+        }
+        if (account is null || stripeEvent is null)
+        {
+            failure ??= gymId is null ? "No gym's Stripe endpoint secret verifies this signature" : "Stripe is not connected for this gym";
+            if (gymId is not null && accounts.Count == 1)
+            {
+                accounts[0].LastFailureAt = now.UtcDateTime;
+                accounts[0].LastFailure = Truncate($"Rejected a webhook: {failure}.", 500);
+                await db.SaveChangesAsync(ct);
+            }
+            LogRejected(logger, gymId, failure);
+            return ApiErrors.BadRequest($"Invalid Stripe webhook: {failure}");
+        }
+
+        var eventId = stripeEvent.Id ?? "";
+        var type = stripeEvent.Type ?? "";
+        if (eventId.Length is 0 or > 255 || type.Length is 0 or > 100)
+        {
+            return ApiErrors.BadRequest("The Stripe event has no id or type");
+        }
+        if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+        {
+            LogDuplicate(logger, account.GymId, eventId);
+            return TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true));
+        }
+
+        using var document = JsonDocument.Parse(json);
+        var obj = document.RootElement.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
+                  && data.TryGetProperty("object", out var o) ? o : default;
+        var at = now.UtcDateTime;
+        var mapping = obj.ValueKind == JsonValueKind.Object
+            ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
+            : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
+        db.StripeEvents.Add(new StripeEventRecord
+        {
+            Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
+            Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
+            Email = Truncate(mapping.Email, 320), Payload = json,
+        });
+        account.LastEventAt = at;
+        try
+        {
+            // The event row, the payment (or membership) and its outbox event commit together.
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException)
+        {
+            // Stripe retried while the first delivery was still being processed; the unique index let one win.
+            db.ChangeTracker.Clear();
+            if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+            {
+                return TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true));
+            }
+            throw;
+        }
+        LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
+        return TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false));
+    }
+
+    private static Task<string> OutcomeAsync(GymwireDbContext db, Guid gymId, string eventId, CancellationToken ct) =>
+        db.StripeEvents.Where(e => e.GymId == gymId && e.StripeEventId == eventId).Select(e => e.Outcome).FirstAsync(ct);
+
+    // Stripe.net's messages are safe to show (they never contain the secret); keep the first sentence.
+    private static string DescribeSignatureFailure(StripeException e)
+    {
+        var message = e.Message;
+        if (message.Contains("tolerance", StringComparison.OrdinalIgnoreCase))
+        {
+            return "the signature's timestamp is outside the allowed tolerance";
+        }
+        if (message.Contains("header", StringComparison.OrdinalIgnoreCase) && message.Contains("format", StringComparison.OrdinalIgnoreCase))
+        {
+            return "the Stripe-Signature header is malformed";
+        }
+        return "the signature does not match the body and the endpoint secret";
+    }
+
+    internal static async Task<Ok<StripeConnectionDto>> Get(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
+        return TypedResults.Ok(Map(gymId, account));
+    }
+
+    internal static async Task<Results<Ok<StripeConnectionDto>, BadRequest<ErrorResponse>>> SetSecret(
+        SetStripeSecretRequest request, ClaimsPrincipal user, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
+    {
+        var v = new RequestValidator()
+            .Required(request.EndpointSecret, "endpoint_secret", 200)
+            .Check(request.EndpointSecret is null || (request.EndpointSecret.StartsWith("whsec_", StringComparison.Ordinal)
+                                                      && request.EndpointSecret.Length >= 16 && !request.EndpointSecret.Any(char.IsWhiteSpace)),
+                "'endpoint_secret' must be the webhook endpoint's signing secret from Stripe (it starts with 'whsec_')");
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var gymId = user.GetGymId();
+        var secret = request.EndpointSecret!;
+        var now = clock.GetUtcNow().UtcDateTime;
+        var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
+        if (account is null)
+        {
+            account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
+            db.StripeAccounts.Add(account);
+        }
+        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret);
+        account.SecretHint = StripeSecrets.Hint(secret);
+        account.ConfiguredAt = now;
+        account.LastFailure = null;
+        account.LastFailureAt = null;
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Map(gymId, account));
+    }
+
+    internal static async Task<NoContent> Disconnect(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        await db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct);
+        return TypedResults.NoContent();
+    }
+
+    internal static async Task<Results<Ok<StripeEventList>, BadRequest<ErrorResponse>>> ListEvents(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? outcome, CancellationToken ct)
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var gymId = user.GetGymId();
+        var query = db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId);
+        if (outcome is not null)
+        {
+            query = query.Where(e => e.Outcome == outcome);
+        }
+        var items = await query.OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Skip(page.Offset).Take(page.Limit)
+            .Select(e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email))
+            .ToListAsync(ct);
+        return TypedResults.Ok(new StripeEventList(items));
+    }
+
+    private static StripeConnectionDto Map(Guid gymId, StripeAccount? a) =>
+        new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);
+
+    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
+
+    [LoggerMessage(EventId = 8101, Level = LogLevel.Warning, Message = "Rejected a Stripe webhook for gym {GymId}: {Reason}")]
+    private static partial void LogRejected(ILogger logger, Guid? gymId, string reason);
+
+    [LoggerMessage(EventId = 8102, Level = LogLevel.Information, Message = "Stripe event {EventId} ({Type}) for gym {GymId}: {Outcome}")]
+    private static partial void LogReceived(ILogger logger, Guid gymId, string eventId, string type, string outcome);
+
+    [LoggerMessage(EventId = 8103, Level = LogLevel.Debug, Message = "Stripe event {EventId} for gym {GymId} was already received; acknowledged again")]
+    private static partial void LogDuplicate(ILogger logger, Guid gymId, string eventId);
+}

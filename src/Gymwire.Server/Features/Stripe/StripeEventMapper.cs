@@ -1,0 +1,360 @@
+using System.Globalization;
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.Memberships;
+using Gymwire.Features.Payments;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Stripe;
+
+public sealed record StripeMapping(string Outcome, string Detail, string? CustomerId = null, string? Email = null);
+
+/// <summary>
+/// Turns a verified Stripe event into Gymwire records and their events, through the same helpers the API uses
+/// (<see cref="PaymentEndpoints.AddPayment"/>, <see cref="MembershipEndpoints.ActivateMembership"/>…), so a payment
+/// from Stripe is indistinguishable from one recorded through the API. Fields are read from the raw JSON rather than
+/// Stripe.net's typed objects because webhook payloads follow the endpoint's API version, not the library's.
+/// Everything is added to the caller's unit of work; nothing is saved here.
+/// </summary>
+public sealed class StripeEventMapper(GymwireDbContext db)
+{
+    public static readonly string[] HandledTypes =
+    [
+        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "charge.refunded",
+        "customer.created", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
+    ];
+
+    public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, CancellationToken ct) => type switch
+    {
+        "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, ct),
+        "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, ct),
+        "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, ct),
+        "customer.created" or "customer.updated" => CustomerAsync(gymId, obj, now, ct),
+        "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, ct),
+        "customer.subscription.deleted" => SubscriptionDeletedAsync(gymId, obj, now, ct),
+        _ => Task.FromResult(new StripeMapping(StripeOutcomes.IgnoredUnknownType,
+            $"Gymwire does not handle '{type}' events; it was recorded and nothing else changed.", CustomerOf(obj), EmailOf(obj))),
+    };
+
+    private async Task<StripeMapping> InvoicePaidAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    {
+        var invoiceId = Str(invoice, "id") ?? "";
+        var customer = CustomerOf(invoice);
+        var email = EmailOf(invoice);
+        // Stripe sends both invoice.paid and invoice.payment_succeeded for one payment (different event ids).
+        if (await FindLinkAsync(gymId, StripeLinkKinds.Payment, invoiceId, ct) is not null)
+        {
+            return new(StripeOutcomes.AlreadyRecorded, $"Invoice {invoiceId} is already recorded as a payment.", customer, email);
+        }
+        var amount = Int(invoice, "amount_paid") ?? 0;
+        var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
+        if (amount <= 0)
+        {
+            return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid with a zero amount (a trial or a credit); no payment recorded.", customer, email);
+        }
+        var userId = await ResolveMemberAsync(gymId, invoice, ct);
+        if (userId is null)
+        {
+            return UnknownMember($"Invoice {invoiceId} for {Money(amount, currency)}", customer, email);
+        }
+        var payment = new Payment
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
+            AmountCents = amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
+        };
+        PaymentEndpoints.AddPayment(db, payment);
+        AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
+        foreach (var paymentRef in PaymentRefsOf(invoice))
+        {
+            AddLink(gymId, StripeLinkKinds.Payment, paymentRef, payment.Id.ToString(), now);
+        }
+        if (customer is not null)
+        {
+            await LearnCustomerAsync(gymId, customer, userId, now, ct);
+        }
+        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
+    }
+
+    private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    {
+        var invoiceId = Str(invoice, "id") ?? "";
+        var customer = CustomerOf(invoice);
+        var email = EmailOf(invoice);
+        var amount = Int(invoice, "amount_due") ?? 0;
+        var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
+        var userId = await ResolveMemberAsync(gymId, invoice, ct);
+        if (userId is null)
+        {
+            return UnknownMember($"Failed payment of invoice {invoiceId} for {Money(amount, currency)}", customer, email);
+        }
+        var reason = Str(invoice, "last_finalization_error", "code") ?? Str(invoice, "last_payment_error", "code") ?? "payment_failed";
+        var payment = new Payment
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
+            AmountCents = Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
+        };
+        PaymentEndpoints.AddPayment(db, payment);
+        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
+    }
+
+    private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, CancellationToken ct)
+    {
+        var chargeId = Str(charge, "id") ?? "";
+        var customer = CustomerOf(charge);
+        var email = EmailOf(charge);
+        Guid? paymentId = null;
+        foreach (var candidate in new[] { Str(charge, "payment_intent"), chargeId, Str(charge, "invoice") })
+        {
+            if (candidate is not null && await FindLinkAsync(gymId, StripeLinkKinds.Payment, candidate, ct) is { } link)
+            {
+                paymentId = Guid.Parse(link);
+                break;
+            }
+        }
+        var payment = paymentId is null ? null : await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
+        if (payment is null)
+        {
+            return new(StripeOutcomes.UnknownPayment,
+                $"Charge {chargeId} was refunded, but Gymwire has no payment recorded from it; nothing changed.", customer, email);
+        }
+        if (payment.Status == PaymentStatuses.Refunded)
+        {
+            return new(StripeOutcomes.AlreadyRecorded, $"Charge {chargeId}: payment {payment.Id} is already refunded.", customer, email);
+        }
+        if (charge.TryGetProperty("refunded", out var full) && full.ValueKind == JsonValueKind.False)
+        {
+            return new(StripeOutcomes.Ignored,
+                $"Charge {chargeId} was partially refunded ({Money(Int(charge, "amount_refunded") ?? 0, payment.Currency)}); Gymwire records full refunds only.", customer, email);
+        }
+        if (payment.Status != PaymentStatuses.Paid)
+        {
+            return new(StripeOutcomes.Ignored, $"Charge {chargeId}: payment {payment.Id} is {payment.Status}, not paid; nothing changed.", customer, email);
+        }
+        PaymentEndpoints.RefundPayment(db, payment, now);
+        return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
+    }
+
+    private async Task<StripeMapping> CustomerAsync(Guid gymId, JsonElement customerObj, DateTime now, CancellationToken ct)
+    {
+        var customer = Str(customerObj, "id") ?? "";
+        var email = Str(customerObj, "email");
+        var userId = await ResolveMemberAsync(gymId, customerObj, ct, learnedFirst: false);
+        if (userId is null)
+        {
+            return UnknownMember($"Customer {customer}", customer, email);
+        }
+        await LearnCustomerAsync(gymId, customer, userId, now, ct);
+        return new(StripeOutcomes.Recorded, $"Customer {customer} is member {userId}.", customer, email);
+    }
+
+    private async Task<StripeMapping> SubscriptionCreatedAsync(Guid gymId, JsonElement subscription, DateTime now, CancellationToken ct)
+    {
+        var subscriptionId = Str(subscription, "id") ?? "";
+        var customer = CustomerOf(subscription);
+        if (await FindLinkAsync(gymId, StripeLinkKinds.Membership, subscriptionId, ct) is not null)
+        {
+            return new(StripeOutcomes.AlreadyRecorded, $"Subscription {subscriptionId} is already a membership.", customer);
+        }
+        var userId = await ResolveMemberAsync(gymId, subscription, ct);
+        if (userId is null)
+        {
+            return UnknownMember($"Subscription {subscriptionId}", customer, null);
+        }
+        var planId = await PlanOfSubscriptionAsync(gymId, subscription, now, ct);
+        var membership = MembershipEndpoints.ActivateMembership(db, gymId, userId, planId, now);
+        AddLink(gymId, StripeLinkKinds.Membership, subscriptionId, membership.Id.ToString(), now);
+        if (customer is not null)
+        {
+            await LearnCustomerAsync(gymId, customer, userId, now, ct);
+        }
+        return new(StripeOutcomes.Recorded, $"Subscription {subscriptionId}: membership {membership.Id} activated for {userId}.", customer);
+    }
+
+    private async Task<StripeMapping> SubscriptionDeletedAsync(Guid gymId, JsonElement subscription, DateTime now, CancellationToken ct)
+    {
+        var subscriptionId = Str(subscription, "id") ?? "";
+        var customer = CustomerOf(subscription);
+        var link = await FindLinkAsync(gymId, StripeLinkKinds.Membership, subscriptionId, ct);
+        var membershipId = link is null ? (Guid?)null : Guid.Parse(link);
+        var membership = membershipId is null ? null : await db.Memberships.FirstOrDefaultAsync(m => m.Id == membershipId && m.GymId == gymId, ct);
+        if (membership is null)
+        {
+            return new(StripeOutcomes.UnknownSubscription,
+                $"Subscription {subscriptionId} was canceled, but Gymwire has no membership from it; nothing changed.", customer);
+        }
+        if (membership.Status == MembershipStatuses.Canceled)
+        {
+            return new(StripeOutcomes.AlreadyRecorded, $"Subscription {subscriptionId}: membership {membership.Id} is already canceled.", customer);
+        }
+        MembershipEndpoints.CancelMembership(db, membership, now);
+        return new(StripeOutcomes.Recorded, $"Subscription {subscriptionId}: membership {membership.Id} canceled.", customer);
+    }
+
+    /// <summary>
+    /// The member a Stripe object belongs to: <c>metadata.user_id</c> (on the object or its subscription details), a
+    /// customer Gymwire has already matched, or the customer's email matching a member's email.
+    /// </summary>
+    private async Task<string?> ResolveMemberAsync(Guid gymId, JsonElement obj, CancellationToken ct, bool learnedFirst = true)
+    {
+        var candidates = new[]
+        {
+            Str(obj, "metadata", "user_id"),
+            Str(obj, "subscription_details", "metadata", "user_id"),
+            Str(obj, "parent", "subscription_details", "metadata", "user_id"),
+            Str(obj, "customer", "metadata", "user_id"),
+        };
+        foreach (var userId in candidates)
+        {
+            if (userId is not null && await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId, ct))
+            {
+                return userId;
+            }
+        }
+        if (learnedFirst && CustomerOf(obj) is { } customer && await FindLinkAsync(gymId, StripeLinkKinds.Customer, customer, ct) is { } learned)
+        {
+            return learned;
+        }
+        if (EmailOf(obj) is { } email)
+        {
+            var normalized = email.Trim().ToLowerInvariant();
+            return await db.Members.Where(m => m.GymId == gymId && m.Email != null && m.Email.ToLower() == normalized)
+                .OrderBy(m => m.LeftAt != null).ThenByDescending(m => m.JoinedAt).Select(m => m.UserId).FirstOrDefaultAsync(ct);
+        }
+        return null;
+    }
+
+    private async Task LearnCustomerAsync(Guid gymId, string customer, string userId, DateTime now, CancellationToken ct)
+    {
+        var existing = await db.StripeLinks.FirstOrDefaultAsync(l => l.GymId == gymId && l.Kind == StripeLinkKinds.Customer && l.StripeId == customer, ct);
+        if (existing is null)
+        {
+            AddLink(gymId, StripeLinkKinds.Customer, customer, userId, now);
+        }
+        else
+        {
+            existing.TargetId = userId;
+        }
+    }
+
+    private async Task<Guid?> PlanOfInvoiceAsync(Guid gymId, JsonElement invoice, CancellationToken ct)
+    {
+        var subscription = Str(invoice, "subscription") ?? Str(invoice, "parent", "subscription_details", "subscription");
+        if (subscription is null || await FindLinkAsync(gymId, StripeLinkKinds.Membership, subscription, ct) is not { } membership)
+        {
+            return null;
+        }
+        var membershipId = Guid.Parse(membership);
+        return await db.Memberships.Where(m => m.Id == membershipId && m.GymId == gymId).Select(m => (Guid?)m.PlanId).FirstOrDefaultAsync(ct);
+    }
+
+    /// <summary>
+    /// The plan of a subscription: <c>metadata.plan_id</c> naming a Gymwire plan, the plan made earlier for the same
+    /// Stripe price, or a new plan named after the price (so a membership always has one, and the owner can see why).
+    /// </summary>
+    private async Task<Guid> PlanOfSubscriptionAsync(Guid gymId, JsonElement subscription, DateTime now, CancellationToken ct)
+    {
+        if (Guid.TryParse(Str(subscription, "metadata", "plan_id"), out var planId)
+            && await db.MembershipPlans.AnyAsync(p => p.Id == planId && p.GymId == gymId, ct))
+        {
+            return planId;
+        }
+        var price = FirstItemPrice(subscription);
+        var priceId = price is { } p ? Str(p, "id") ?? "unknown" : "unknown";
+        if (await FindLinkAsync(gymId, StripeLinkKinds.Plan, priceId, ct) is { } known)
+        {
+            return Guid.Parse(known);
+        }
+        var added = db.ChangeTracker.Entries<StripeLink>().Select(e => e.Entity)
+            .FirstOrDefault(l => l.GymId == gymId && l.Kind == StripeLinkKinds.Plan && l.StripeId == priceId);
+        if (added is not null)
+        {
+            return Guid.Parse(added.TargetId);
+        }
+        var interval = price is { } pr ? Str(pr, "recurring", "interval") : null;
+        var plan = new MembershipPlan
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId,
+            Name = $"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}",
+            PriceCents = Math.Max(price is { } a ? Int(a, "unit_amount") ?? 0 : 0, 0),
+            Interval = interval is "year" ? "year" : interval is null ? "once" : "month",
+            CreatedAt = now,
+        };
+        db.MembershipPlans.Add(plan);
+        AddLink(gymId, StripeLinkKinds.Plan, priceId, plan.Id.ToString(), now);
+        return plan.Id;
+    }
+
+    private static JsonElement? FirstItemPrice(JsonElement subscription)
+    {
+        if (subscription.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Object
+            && items.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array && data.GetArrayLength() > 0
+            && data[0].TryGetProperty("price", out var price) && price.ValueKind == JsonValueKind.Object)
+        {
+            return price;
+        }
+        return subscription.TryGetProperty("plan", out var plan) && plan.ValueKind == JsonValueKind.Object ? plan : null;
+    }
+
+    private async Task<string?> FindLinkAsync(Guid gymId, string kind, string stripeId, CancellationToken ct)
+    {
+        var pending = db.ChangeTracker.Entries<StripeLink>().Select(e => e.Entity)
+            .FirstOrDefault(l => l.GymId == gymId && l.Kind == kind && l.StripeId == stripeId);
+        if (pending is not null)
+        {
+            return pending.TargetId;
+        }
+        return await db.StripeLinks.AsNoTracking().Where(l => l.GymId == gymId && l.Kind == kind && l.StripeId == stripeId)
+            .Select(l => l.TargetId).FirstOrDefaultAsync(ct);
+    }
+
+    private void AddLink(Guid gymId, string kind, string stripeId, string targetId, DateTime now)
+    {
+        if (stripeId.Length == 0)
+        {
+            return;
+        }
+        db.StripeLinks.Add(new StripeLink { Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, StripeId = stripeId, TargetId = targetId, CreatedAt = now });
+    }
+
+    private static StripeMapping UnknownMember(string what, string? customer, string? email) =>
+        new(StripeOutcomes.UnknownMember,
+            $"{what}: no member matches customer {customer ?? "(none)"}{(email is null ? "" : $" ({email})")}. " +
+            "Add the member (same email) or set the customer's metadata user_id; the event is kept here.",
+            customer, email);
+
+    private static IEnumerable<string> PaymentRefsOf(JsonElement invoice)
+    {
+        foreach (var value in new[] { Str(invoice, "payment_intent"), Str(invoice, "charge") })
+        {
+            if (value is not null)
+            {
+                yield return value;
+            }
+        }
+    }
+
+    private static string? CustomerOf(JsonElement obj) => Str(obj, "customer") ?? Str(obj, "customer", "id");
+
+    private static string? EmailOf(JsonElement obj) =>
+        Str(obj, "customer_email") ?? Str(obj, "email") ?? Str(obj, "receipt_email") ?? Str(obj, "billing_details", "email") ?? Str(obj, "customer", "email");
+
+    private static string Money(long cents, string currency) =>
+        (cents / 100m).ToString("0.00", CultureInfo.InvariantCulture) + " " + currency;
+
+    /// <summary>A string at a path, or null when any step is missing or not the right kind.</summary>
+    private static string? Str(JsonElement obj, params string[] path)
+    {
+        var current = obj;
+        foreach (var name in path)
+        {
+            if (current.ValueKind != JsonValueKind.Object || !current.TryGetProperty(name, out current))
+            {
+                return null;
+            }
+        }
+        return current.ValueKind == JsonValueKind.String && current.GetString() is { Length: > 0 } s ? s : null;
+    }
+
+    private static int? Int(JsonElement obj, string name) =>
+        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : null;
+}

@@ -1,0 +1,40 @@
+using System.Globalization;
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Stripe;
+
+/// <summary>The Payments tile: Connected once the owner set a Stripe secret, Error when the latest webhook was rejected.</summary>
+public sealed class StripeIntegration(GymwireDbContext db) : IIntegrationStatusProvider
+{
+    public string Key => "payments";
+    public string Name => "Payments";
+    public string Description => "Membership payments, failures, refunds and subscriptions from Stripe.";
+    public int Order => 10;
+    public string? ConfigureUrl => null;
+    public string Guidance =>
+        "In Stripe's dashboard (Developers → Webhooks) add an endpoint with your gym's URL, /api/integrations/stripe/webhook/{your gym id}, " +
+        "for invoice.paid, invoice.payment_failed, charge.refunded, customer.subscription.created and customer.subscription.deleted. " +
+        "Then give Gymwire the endpoint's signing secret (whsec_…) with PUT /api/gym/integrations/stripe.";
+
+    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    {
+        var account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
+        if (account is null)
+        {
+            return IntegrationStatus.NotConnected("No Stripe webhook secret is set for this gym; payments are only recorded through the API.");
+        }
+        if (account.LastFailureAt is { } failedAt && (account.LastEventAt is null || account.LastEventAt < failedAt))
+        {
+            return IntegrationStatus.Error($"{account.LastFailure} ({Time(failedAt)} UTC)");
+        }
+        var unknown = await db.StripeEvents.CountAsync(e => e.GymId == gymId && e.Outcome == StripeOutcomes.UnknownMember, ct);
+        var last = account.LastEventAt is { } at ? $"last event {Time(at)} UTC" : "no events received yet";
+        return IntegrationStatus.Connected(unknown == 0
+            ? $"Stripe connected (secret …{account.SecretHint}); {last}."
+            : $"Stripe connected (secret …{account.SecretHint}); {last}. {unknown} event(s) matched no member: see GET /api/gym/integrations/stripe/events?outcome=unknown_member.");
+    }
+
+    private static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,106 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using MimeKit;
+
+namespace Gymwire.Tests.Email;
+
+/// <summary>A minimal SMTP server on loopback (no TLS, no auth) that records every message it accepts.</summary>
+public sealed class SmtpStandIn : IDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+
+    public ConcurrentQueue<MimeMessage> Messages { get; } = new();
+    public int Port { get; }
+
+    /// <summary>How many coming MAIL FROM commands are refused with 554.</summary>
+    public int RejectNext;
+
+    public SmtpStandIn()
+    {
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _ = AcceptAsync();
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using (client)
+        {
+            try
+            {
+                var stream = client.GetStream();
+                using var reader = new StreamReader(stream, Encoding.ASCII);
+                await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
+                await writer.WriteLineAsync("220 localhost test SMTP");
+                while (await reader.ReadLineAsync() is { } line)
+                {
+                    var verb = line.Split(' ', 2)[0].ToUpperInvariant();
+                    switch (verb)
+                    {
+                        case "EHLO":
+                            await writer.WriteLineAsync("250-localhost");
+                            await writer.WriteLineAsync("250 8BITMIME");
+                            break;
+                        case "MAIL" when Interlocked.Decrement(ref RejectNext) >= 0:
+                            await writer.WriteLineAsync("554 5.7.1 Rejected by the test server");
+                            break;
+                        case "MAIL":
+                            Interlocked.Exchange(ref RejectNext, 0);
+                            await writer.WriteLineAsync("250 OK");
+                            break;
+                        case "HELO" or "RCPT" or "RSET" or "NOOP":
+                            await writer.WriteLineAsync("250 OK");
+                            break;
+                        case "DATA":
+                            await writer.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
+                            var data = new StringBuilder();
+                            while (await reader.ReadLineAsync() is { } d && d != ".")
+                            {
+                                data.Append(d.StartsWith("..", StringComparison.Ordinal) ? d[1..] : d).Append("\r\n");
+                            }
+                            Messages.Enqueue(await MimeMessage.LoadAsync(new MemoryStream(Encoding.UTF8.GetBytes(data.ToString()))));
+                            await writer.WriteLineAsync("250 OK queued");
+                            break;
+                        case "QUIT":
+                            await writer.WriteLineAsync("221 Bye");
+                            return;
+                        default:
+                            await writer.WriteLineAsync("502 Command not implemented");
+                            break;
+                    }
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        _listener.Dispose();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,281 @@
+using System.Net;
+using System.Text;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Sms;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Sms;
+
+public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsyncLifetime
+{
+    public const string AccountSid = "AC00000000000000000000000000000001";
+    public const string AuthToken = "twilio-test-auth-token-0001";
+
+    public TwilioStandIn Twilio { get; } = new();
+
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
+    [
+        new("Sms:Provider", "twilio"),
+        new("Sms:Twilio:BaseUrl", Twilio.BaseAddress.ToString()),
+        new("Sms:Twilio:AccountSid", AccountSid),
+        new("Sms:Twilio:AuthToken", AuthToken),
+        new("Sms:Twilio:From", "+15550001111"),
+        new("Sms:RetryDelay", "00:00:30"),
+        new("Sms:MaxAttempts", "3"),
+    ];
+
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        await DisposeAsync();
+        await Twilio.DisposeAsync();
+    }
+}
+
+public sealed class SqliteTwilio() : TwilioFixture(Store.Sqlite);
+
+public sealed class PostgresTwilio() : TwilioFixture(Store.Postgres);
+
+public abstract class SmsSenderTests(TwilioFixture fx)
+{
+    public sealed class Sqlite(SqliteTwilio f) : SmsSenderTests(f), IClassFixture<SqliteTwilio>;
+    public sealed class Postgres(PostgresTwilio f) : SmsSenderTests(f), IClassFixture<PostgresTwilio>;
+
+    private async Task<(TestGym Gym, HttpClient Writer)> GymAsync()
+    {
+        var gym = await fx.CreateGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        return (gym, fx.Client(key.GetProperty("key").GetString()));
+    }
+
+    private static async Task<Guid> QueueAsync(HttpClient writer, string message, string phone = "+15551234567")
+    {
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message })).AssertStatusAsync(HttpStatusCode.Created);
+        return sms.GetProperty("id").GetGuid();
+    }
+
+    private Task<SmsMessage> MessageAsync(Guid id) => fx.WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+
+    /// <summary>Wakes the sender and polls (bounded) until the message reaches one of <paramref name="statuses"/>.</summary>
+    private Task<SmsMessage> AwaitStatusAsync(Guid id, params string[] statuses) => AwaitAsync(id, m => statuses.Contains(m.Status));
+
+    private async Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            fx.Services.GetRequiredService<SmsSignal>().Notify();
+            var message = await MessageAsync(id);
+            if (done(message))
+            {
+                return message;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
+            await Task.Delay(20);
+        }
+    }
+
+    private int RequestsWith(string body) => fx.Twilio.Requests.Count(r => r.Form.GetValueOrDefault("Body") == body);
+
+    private async Task<IntegrationStatus> TileAsync(Guid gymId)
+    {
+        await using var scope = fx.Services.CreateAsyncScope();
+        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
+        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_queued_sms_is_sent_through_twilio_and_a_restart_does_not_send_it_again()
+    {
+        var (gym, writer) = await GymAsync();
+        var body = $"Welcome {Guid.NewGuid():N}";
+        var id = await QueueAsync(writer, body);
+
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.StartsWith("SM", sent.ProviderMessageId, StringComparison.Ordinal);
+        Assert.Equal(1, sent.Attempts);
+        var request = Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("Body") == body);
+        Assert.Equal($"/2010-04-01/Accounts/{TwilioFixture.AccountSid}/Messages.json", request.Path);
+        Assert.Equal("Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TwilioFixture.AccountSid}:{TwilioFixture.AuthToken}")), request.Authorization);
+        Assert.Equal("+15551234567", request.Form["To"]);
+        Assert.Equal("+15550001111", request.Form["From"]);
+
+        var listed = await (await writer.GetAsync("/api/gym/sms?status=sent")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(sent.ProviderMessageId, Assert.Single(listed.GetProperty("messages").EnumerateArray()).GetProperty("provider_message_id").GetString());
+
+        await fx.RestartAsync();
+        writer = fx.Client(writer.DefaultRequestHeaders.Authorization!.Parameter);
+        // A second message after the restart proves the new sender has run a pass over the queue.
+        var after = await QueueAsync(writer, body + " again");
+        await AwaitStatusAsync(after, SmsStatuses.Sent);
+        Assert.Equal(1, RequestsWith(body));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+        Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(body, StringComparison.Ordinal) || l.Contains("+15551234567", StringComparison.Ordinal)
+                                                  || l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_transient_failure_is_retried_after_the_backoff_on_the_clock()
+    {
+        var (_, writer) = await GymAsync();
+        fx.Twilio.FailNext(503, """{"code":20500,"message":"Internal Server Error","status":503}""");
+        var body = $"Retry {Guid.NewGuid():N}";
+        var id = await QueueAsync(writer, body);
+
+        var waiting = await AwaitAsync(id, m => m.Attempts > 0 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, waiting.Status);
+        Assert.Equal(1, waiting.Attempts);
+        Assert.Contains("Twilio 503 (20500)", waiting.Error, StringComparison.Ordinal);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(30), waiting.NextAttemptAt);
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(2, sent.Attempts);
+        Assert.Null(sent.Error);
+        Assert.Equal(2, RequestsWith(body));
+    }
+
+    [Fact]
+    public async Task A_permanent_refusal_fails_the_message_with_twilios_error_and_the_tile_shows_it()
+    {
+        var (gym, writer) = await GymAsync();
+        fx.Twilio.FailNext(400, """{"code":21211,"message":"The 'To' number +15551234567 is not a valid phone number.","status":400}""");
+        var id = await QueueAsync(writer, $"Bad {Guid.NewGuid():N}");
+        var failed = await AwaitStatusAsync(id, SmsStatuses.Failed, SmsStatuses.Sent);
+        Assert.Equal(SmsStatuses.Failed, failed.Status);
+        Assert.Contains("21211", failed.Error, StringComparison.Ordinal);
+        Assert.Equal(1, failed.Attempts);
+        var tile = await TileAsync(gym.GymId);
+        Assert.Equal(IntegrationState.Error, tile.State);
+        Assert.Contains("21211", tile.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Rate_limited_sends_give_up_after_max_attempts()
+    {
+        var (_, writer) = await GymAsync();
+        for (var i = 0; i < 3; i++)
+        {
+            fx.Twilio.FailNext(429, """{"code":20429,"message":"Too Many Requests","status":429}""");
+        }
+        var id = await QueueAsync(writer, $"Busy {Guid.NewGuid():N}");
+        SmsMessage message;
+        var attempts = 0;
+        do
+        {
+            // Let each attempt finish before moving the clock past its backoff.
+            message = await AwaitAsync(id, m => m.Attempts > attempts && m.Status != SmsStatuses.Sending);
+            attempts = message.Attempts;
+            fx.Clock.Advance(TimeSpan.FromMinutes(5));
+        }
+        while (message.Status == SmsStatuses.Queued);
+        Assert.Equal(SmsStatuses.Failed, message.Status);
+        Assert.Equal(3, message.Attempts);
+        Assert.Contains("Attempt 3", message.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_message_interrupted_mid_send_is_marked_for_review_and_never_resent()
+    {
+        var (gym, _) = await GymAsync();
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var body = $"Interrupted {Guid.NewGuid():N}";
+        var id = await fx.WithDbAsync(async db =>
+        {
+            // As a sender that died between claiming and recording leaves it.
+            var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now);
+            m.Status = SmsStatuses.Sending;
+            m.Attempts = 1;
+            m.ClaimedUntil = now.AddMinutes(1);
+            await db.SaveChangesAsync();
+            return m.Id;
+        });
+        await fx.RestartAsync();
+        fx.Clock.Advance(TimeSpan.FromMinutes(2));
+        var reviewed = await AwaitStatusAsync(id, SmsStatuses.Failed, SmsStatuses.Sent, SmsStatuses.Queued);
+        Assert.Equal(SmsStatuses.Failed, reviewed.Status);
+        Assert.Equal(SmsSender.InterruptedError, reviewed.Error);
+        Assert.Equal(0, RequestsWith(body));
+
+        // The owner checked the provider's log: not sent. Queue it again.
+        var retried = await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        Assert.Equal(SmsStatuses.Sent, (await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed)).Status);
+        Assert.Equal(1, RequestsWith(body));
+        await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
+        var other = await fx.CreateGymAsync();
+        await (await other.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.NotFound);
+    }
+}
+
+/// <summary>Without a provider, messages stay queued (never dropped) and the tile says so; with <c>log</c> they are recorded, not delivered.</summary>
+public sealed class SmsProviderConfigurationTests
+{
+    public sealed class LogGymwire() : GymwireFixture(Store.Sqlite)
+    {
+        protected override IEnumerable<KeyValuePair<string, string>> Settings() => [new("Sms:Provider", "log")];
+    }
+
+    [Fact]
+    public async Task Without_a_provider_messages_stay_queued_and_the_tile_is_not_connected()
+    {
+        var fx = new SqliteGymwire();
+        await fx.InitializeAsync();
+        try
+        {
+            var gym = await fx.CreateGymAsync();
+            var id = await fx.WithDbAsync(async db =>
+            {
+                var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", "hi"), fx.Clock.GetUtcNow().UtcDateTime);
+                await db.SaveChangesAsync();
+                return m.Id;
+            });
+            fx.Clock.Advance(TimeSpan.FromHours(1));
+            Assert.Equal(SmsStatuses.Queued, await fx.WithDbAsync(db => db.SmsMessages.Where(m => m.Id == id).Select(m => m.Status).SingleAsync()));
+            await using var scope = fx.Services.CreateAsyncScope();
+            var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
+            var status = await tiles.StatusAsync(tiles.Find("sms")!, gym.GymId, CancellationToken.None);
+            Assert.Equal(IntegrationState.NotConnected, status.State);
+            Assert.Contains("1 message(s) are queued", status.Reason, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await fx.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task The_log_provider_records_messages_as_sent_without_logging_the_number_or_body()
+    {
+        var fx = new LogGymwire();
+        await fx.InitializeAsync();
+        try
+        {
+            var gym = await fx.CreateGymAsync();
+            var id = await fx.WithDbAsync(async db =>
+            {
+                var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15557654321", "secret body"), fx.Clock.GetUtcNow().UtcDateTime);
+                await db.SaveChangesAsync();
+                return m.Id;
+            });
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            SmsMessage message;
+            while ((message = await fx.WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id))).Status != SmsStatuses.Sent)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the log provider did not record the message");
+                fx.Services.GetRequiredService<SmsSignal>().Notify();
+                await Task.Delay(20);
+            }
+            Assert.StartsWith("log_", message.ProviderMessageId, StringComparison.Ordinal);
+            Assert.Contains(fx.Logs.Lines, l => l.Contains("+15…21", StringComparison.Ordinal));
+            Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("+15557654321", StringComparison.Ordinal) || l.Contains("secret body", StringComparison.Ordinal));
+        }
+        finally
+        {
+            await fx.DisposeAsync();
+        }
+    }
+}

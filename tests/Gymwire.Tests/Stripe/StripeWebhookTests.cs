@@ -1,0 +1,226 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Stripe;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Stripe;
+
+public abstract class StripeWebhookTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : StripeWebhookTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : StripeWebhookTests(f), IClassFixture<PostgresGymwire>;
+
+    private async Task<(TestGym Gym, string Secret)> ConnectedGymAsync()
+    {
+        var gym = await fx.CreateGymAsync();
+        var secret = StripeSigner.NewSecret();
+        await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = secret })).AssertStatusAsync(HttpStatusCode.OK);
+        await (await gym.Owner().PostJsonAsync("/api/gym/members", new { name = "Ana Silva", email = "Ana@Example.com", user_id = "user_ana" }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        return (gym, secret);
+    }
+
+    private Task<HttpResponseMessage> PostAsync(string url, string payload, string? signature)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new StringContent(payload, Encoding.UTF8, "application/json") };
+        if (signature is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Stripe-Signature", signature);
+        }
+        return fx.Client().SendAsync(request);
+    }
+
+    private Task<HttpResponseMessage> DeliverAsync(Guid gymId, string payload, string secret) =>
+        PostAsync($"/api/integrations/stripe/webhook/{gymId}", payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()));
+
+    // The events Stripe caused (creating the test member emits member.joined, which is not Stripe's).
+    private Task<List<string>> EventTypesAsync(Guid gymId) =>
+        fx.WithDbAsync(db => db.OutboxEvents.Where(e => e.GymId == gymId && e.Type != "member.joined").OrderBy(e => e.Sequence).Select(e => e.Type).ToListAsync());
+
+    private async Task<IntegrationStatus> TileAsync(Guid gymId)
+    {
+        await using var scope = fx.Services.CreateAsyncScope();
+        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
+        return await tiles.StatusAsync(tiles.Find("payments")!, gymId, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_signed_paid_invoice_records_a_payment_and_emits_payment_received_once_even_when_Stripe_sends_it_twice()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var payload = StripeSigner.Event("evt_paid_1", "invoice.paid",
+            StripeSigner.PaidInvoice("in_1", "cus_1", "ana@example.com", 9900, "pi_1"), fx.Clock.GetUtcNow());
+
+        var first = await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", first.GetProperty("outcome").GetString());
+        Assert.False(first.GetProperty("duplicate").GetBoolean());
+        fx.Clock.Advance(TimeSpan.FromMinutes(1)); // Stripe's retry comes later, newly signed.
+        var second = await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(second.GetProperty("duplicate").GetBoolean());
+
+        var payments = await (await gym.Owner().GetAsync("/api/gym/payments")).AssertStatusAsync(HttpStatusCode.OK);
+        var payment = Assert.Single(payments.GetProperty("payments").EnumerateArray());
+        Assert.Equal("user_ana", payment.GetProperty("user_id").GetString());
+        Assert.Equal(9900, payment.GetProperty("amount_cents").GetInt32());
+        Assert.Equal("paid", payment.GetProperty("status").GetString());
+        Assert.Equal(["payment.received"], await EventTypesAsync(gym.GymId));
+        var data = JsonDocument.Parse(await fx.WithDbAsync(db => db.OutboxEvents.Where(e => e.GymId == gym.GymId && e.Type == "payment.received").Select(e => e.Data).SingleAsync())).RootElement;
+        Assert.Equal("user_ana", data.GetProperty("user_id").GetString());
+        Assert.Equal(9900, data.GetProperty("amount_cents").GetInt32());
+
+        var events = await (await gym.Owner().GetAsync("/api/gym/integrations/stripe/events")).AssertStatusAsync(HttpStatusCode.OK);
+        var recorded = Assert.Single(events.GetProperty("events").EnumerateArray());
+        Assert.Equal("evt_paid_1", recorded.GetProperty("stripe_event_id").GetString());
+        Assert.Equal("recorded", recorded.GetProperty("outcome").GetString());
+
+        // invoice.payment_succeeded for the same invoice (a different event) does not record it again.
+        var succeeded = StripeSigner.Event("evt_paid_2", "invoice.payment_succeeded",
+            StripeSigner.PaidInvoice("in_1", "cus_1", "ana@example.com", 9900, "pi_1"), fx.Clock.GetUtcNow());
+        var again = await (await DeliverAsync(gym.GymId, succeeded, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("already_recorded", again.GetProperty("outcome").GetString());
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
+    }
+
+    [Fact]
+    public async Task Concurrent_deliveries_of_one_event_record_it_once()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var payload = StripeSigner.Event("evt_race", "invoice.paid", StripeSigner.PaidInvoice("in_race", "cus_r", "ana@example.com", 500, "pi_race"), fx.Clock.GetUtcNow());
+        var responses = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => DeliverAsync(gym.GymId, payload, secret)));
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Equal(["payment.received"], await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task Tampered_missing_stale_or_foreign_signatures_are_refused_with_400_and_nothing_is_recorded()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var payload = StripeSigner.Event("evt_bad", "invoice.paid", StripeSigner.PaidInvoice("in_bad", "cus_1", "ana@example.com", 9900, "pi_bad"), fx.Clock.GetUtcNow());
+        var url = $"/api/integrations/stripe/webhook/{gym.GymId}";
+        var signature = StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow());
+
+        await (await PostAsync(url, payload.Replace("9900", "1", StringComparison.Ordinal), signature)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("Stripe-Signature", await (await PostAsync(url, payload, null)).AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        await (await PostAsync(url, payload, "t=1,v1=00")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        await (await PostAsync(url, payload, StripeSigner.Sign(payload, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        var stale = await (await PostAsync(url, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow().AddMinutes(-10)))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("tolerance", stale, StringComparison.Ordinal);
+
+        // Another gym's URL does not accept this gym's secret.
+        var (other, _) = await ConnectedGymAsync();
+        await (await PostAsync($"/api/integrations/stripe/webhook/{other.GymId}", payload, signature)).AssertErrorAsync(HttpStatusCode.BadRequest);
+
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
+        Assert.Empty(await EventTypesAsync(gym.GymId));
+        var tile = await TileAsync(gym.GymId);
+        Assert.Equal(IntegrationState.Error, tile.State);
+        Assert.Contains("timestamp", tile.Reason, StringComparison.Ordinal);
+
+        // A good delivery afterwards clears the error.
+        await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(secret, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_issue_path_routes_by_gym_query_or_by_the_secret_that_verifies()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var first = StripeSigner.Event("evt_q1", "invoice.paid", StripeSigner.PaidInvoice("in_q1", "cus_q", "ana@example.com", 1000, "pi_q1"), fx.Clock.GetUtcNow());
+        await (await PostAsync($"/api/integrations/stripe/webhook?gym={gym.GymId}", first, StripeSigner.Sign(first, secret, fx.Clock.GetUtcNow())))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var second = StripeSigner.Event("evt_q2", "invoice.paid", StripeSigner.PaidInvoice("in_q2", "cus_q", "ana@example.com", 2000, "pi_q2"), fx.Clock.GetUtcNow());
+        await (await PostAsync("/api/integrations/stripe/webhook", second, StripeSigner.Sign(second, secret, fx.Clock.GetUtcNow())))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(3000, await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).SumAsync(p => p.AmountCents)));
+        await (await PostAsync("/api/integrations/stripe/webhook", second, StripeSigner.Sign(second, StripeSigner.NewSecret(), fx.Clock.GetUtcNow())))
+            .AssertErrorAsync(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Failure_refund_and_subscription_lifecycle_map_to_gymwire_events()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        const string subscription = """
+            {"id":"sub_1","object":"subscription","customer":"cus_ana","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_1","price":{"id":"price_gold","nickname":"Gold","unit_amount":9900,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """;
+        Assert.Equal("recorded", (await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_s1", "customer.subscription.created", subscription, now), secret))
+            .AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString());
+        // The customer is now known, so an invoice without email or metadata still finds the member.
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_i1", "invoice.payment_failed",
+            StripeSigner.PaidInvoice("in_f", "cus_ana", null, 9900, "pi_f", subscription: "sub_1").Replace("\"amount_paid\":9900", "\"amount_paid\":0", StringComparison.Ordinal), now), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_i2", "invoice.paid",
+            StripeSigner.PaidInvoice("in_ok", "cus_ana", null, 9900, "pi_ok", subscription: "sub_1"), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var refund = """{"id":"ch_1","object":"charge","customer":"cus_ana","payment_intent":"pi_ok","amount":9900,"amount_refunded":9900,"refunded":true}""";
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_r1", "charge.refunded", refund, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_s2", "customer.subscription.deleted", subscription.Replace("active", "canceled", StringComparison.Ordinal), now), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+
+        Assert.Equal(["membership.activated", "payment.failed", "payment.received", "payment.refunded", "membership.canceled"], await EventTypesAsync(gym.GymId));
+        var plan = await fx.WithDbAsync(db => db.MembershipPlans.SingleAsync(p => p.GymId == gym.GymId));
+        Assert.Equal("Stripe Gold", plan.Name);
+        Assert.Equal(9900, plan.PriceCents);
+        var paid = await fx.WithDbAsync(db => db.Payments.SingleAsync(p => p.GymId == gym.GymId && p.AmountCents == 9900 && p.Status == "refunded"));
+        Assert.Equal(plan.Id, paid.PlanId);
+        Assert.Equal("canceled", await fx.WithDbAsync(db => db.Memberships.Where(m => m.GymId == gym.GymId).Select(m => m.Status).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task Unknown_members_and_unknown_event_types_are_recorded_and_visible_not_dropped()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var stranger = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_u1", "invoice.paid",
+            StripeSigner.PaidInvoice("in_u", "cus_stranger", "nobody@example.com", 4200, "pi_u"), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_member", stranger.GetProperty("outcome").GetString());
+        var other = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_u2", "product.created", """{"id":"prod_1","object":"product"}""", now), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("ignored_unknown_type", other.GetProperty("outcome").GetString());
+
+        var unknown = await (await gym.Owner().GetAsync("/api/gym/integrations/stripe/events?outcome=unknown_member")).AssertStatusAsync(HttpStatusCode.OK);
+        var row = Assert.Single(unknown.GetProperty("events").EnumerateArray());
+        Assert.Equal("cus_stranger", row.GetProperty("customer_id").GetString());
+        Assert.Equal("nobody@example.com", row.GetProperty("email").GetString());
+        Assert.Contains("42.00 usd", row.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(2, (await (await gym.Owner().GetAsync("/api/gym/integrations/stripe/events")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("events").GetArrayLength());
+        Assert.Empty(await EventTypesAsync(gym.GymId));
+        Assert.Contains("matched no member", (await TileAsync(gym.GymId)).Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_secret_is_set_by_the_owner_stored_encrypted_and_never_shown_again()
+    {
+        var gym = await fx.CreateGymAsync();
+        Assert.Equal(IntegrationState.NotConnected, (await TileAsync(gym.GymId)).State);
+        var secret = StripeSigner.NewSecret();
+        var set = await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = secret })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(set.GetProperty("configured").GetBoolean());
+        Assert.Equal(secret[^4..], set.GetProperty("secret_hint").GetString());
+        Assert.Equal($"/api/integrations/stripe/webhook/{gym.GymId}", set.GetProperty("webhook_path").GetString());
+        var status = await (await gym.Owner().GetAsync("/api/gym/integrations/stripe")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.DoesNotContain(secret, status.GetRawText(), StringComparison.Ordinal);
+        var stored = await fx.WithDbAsync(db => db.StripeAccounts.Where(a => a.GymId == gym.GymId).Select(a => a.ProtectedEndpointSecret).SingleAsync());
+        Assert.DoesNotContain(secret, stored, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret[6..], stored, StringComparison.Ordinal);
+
+        Assert.Contains("whsec_", await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = "sk_live_nope" }))
+            .AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "k", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await fx.Client(key.GetProperty("key").GetString()).GetAsync("/api/gym/integrations/stripe")).AssertErrorAsync(HttpStatusCode.Forbidden);
+
+        await (await gym.Owner().DeleteAsync("/api/gym/integrations/stripe")).AssertStatusAsync(HttpStatusCode.NoContent);
+        Assert.False((await (await gym.Owner().GetAsync("/api/gym/integrations/stripe")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("configured").GetBoolean());
+        Assert.Equal(IntegrationState.NotConnected, (await TileAsync(gym.GymId)).State);
+        _ = typeof(StripeAccount);
+    }
+}
