@@ -30,8 +30,17 @@ return 0;
 
 namespace Gymwire.Bench
 {
-    public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command)
+    public enum BenchPart
     {
+        Polling,
+        Actions,
+        Delivery,
+    }
+
+    public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command, BenchPart[] Parts)
+    {
+        public bool Includes(BenchPart part) => Parts.Contains(part);
+
         public int Runs => Quick ? 1 : 3;
         public TimeSpan Duration => TimeSpan.FromSeconds(Quick ? 2 : 3);
         public int[] Connections => Quick ? [4, 16] : [2, 8, 32];
@@ -47,11 +56,16 @@ namespace Gymwire.Bench
             var quick = args.Contains("--quick");
             string[] stores = ["sqlite", "postgres"];
             string? output = null;
+            var parts = Enum.GetValues<BenchPart>();
             for (var i = 0; i < args.Length; i++)
             {
                 if (args[i] == "--store" && i + 1 < args.Length)
                 {
                     stores = args[++i] == "both" ? stores : [args[i]];
+                }
+                else if (args[i] == "--only" && i + 1 < args.Length)
+                {
+                    parts = args[++i].Split(',').Select(p => Enum.Parse<BenchPart>(p, ignoreCase: true)).ToArray();
                 }
                 else if (args[i] == "--out" && i + 1 < args.Length)
                 {
@@ -60,7 +74,7 @@ namespace Gymwire.Bench
             }
             var command = "scripts/bench" + (args.Length > 0 ? " " + string.Join(' ', args.Where(a => a != "--out" && !a.EndsWith(".md", StringComparison.Ordinal))) : "");
             _ = CultureInfo.InvariantCulture;
-            return new BenchOptions(quick, stores, output, command.Trim());
+            return new BenchOptions(quick, stores, output, command.Trim(), parts);
         }
     }
 }
