@@ -91,6 +91,12 @@ public sealed class Report(BenchOptions options)
             b.AppendLine();
         }
         b.Append(Methods);
+        var findings = Path.Combine(AppContext.BaseDirectory, "Findings.md");
+        if (File.Exists(findings))
+        {
+            b.AppendLine();
+            b.Append(File.ReadAllText(findings));
+        }
         return b.ToString();
     }
 
@@ -109,7 +115,7 @@ public sealed class Report(BenchOptions options)
         - **M6 backlog**: due deliveries are bulk-inserted (as a backlog after an outage would look), the worker is woken, and the drain rate is compared with M4's.
         - **M6 isolation**: a 101st subscription whose receiver answers after 10 s; the M4 measurement to the other 100 is repeated and compared with M4's.
 
-        Databases: SQLite in WAL mode on a temporary file; PostgreSQL as a throwaway cluster from the system binaries (the test suite's `PostgresCluster`: fsync, synchronous_commit and full_page_writes off), so write figures are not durable-commit figures on either store's production settings for PostgreSQL.
+        Databases: SQLite in WAL mode (synchronous=NORMAL, Gymwire's setting) on a temporary file; PostgreSQL as a throwaway cluster from the system binaries (the test suite's `PostgresCluster`, with fsync, synchronous_commit and full_page_writes off), so PostgreSQL's write figures are not durable-commit figures.
         """;
 
     private static string LoadAverage()
