@@ -95,6 +95,7 @@ public sealed class Report(BenchOptions options)
         if (File.Exists(findings))
         {
             b.AppendLine();
+            b.AppendLine();
             b.Append(File.ReadAllText(findings));
         }
         return b.ToString();

@@ -192,6 +192,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         var subject = LoadResult.Median(subjectRuns);
         Check(ceiling, "raw insert");
         Check(subject, "create_lead");
+        // wrk stops with requests still in flight: let them commit, so the two counts see the same writes.
+        await Task.Delay(TimeSpan.FromSeconds(2));
         await using (var scope = _app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
