@@ -120,7 +120,19 @@ public static partial class Wrk
         }
         lines.AddRange(headers.Select(h => $"wrk.headers[\"{h.Key}\"] = \"{h.Value}\""));
         File.WriteAllLines(path, lines);
+        Scripts.Add(path);
         return path;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentBag<string> Scripts = [];
+
+    /// <summary>Deletes the scripts this run wrote.</summary>
+    public static void DeleteScripts()
+    {
+        foreach (var path in Scripts)
+        {
+            File.Delete(path);
+        }
     }
 
     [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")]

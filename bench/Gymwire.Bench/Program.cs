@@ -19,6 +19,7 @@ await using (var receivers = await Receivers.StartAsync(100))
         await bench.RunAsync();
     }
 }
+Wrk.DeleteScripts();
 report.End();
 Console.WriteLine(report.ConsoleTable());
 if (options.Output is not null)
