@@ -130,8 +130,20 @@ internal sealed class SqlitePragmas : DbConnectionInterceptor
         return Task.CompletedTask;
     }
 
+    // The settings belong to the native connection, which the pool keeps open across EF's open/close
+    // of each query: set them once per native connection, not once per query.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> Applied = [];
+
     private static void Apply(DbConnection connection)
     {
+        if (connection is SqliteConnection { Handle: { } handle })
+        {
+            if (Applied.TryGetValue(handle, out _))
+            {
+                return;
+            }
+            Applied.AddOrUpdate(handle, Applied);
+        }
         using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;";
         command.ExecuteNonQuery();

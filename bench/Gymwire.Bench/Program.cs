@@ -1,0 +1,81 @@
+using System.Globalization;
+using Gymwire.Bench;
+
+// Gymwire's benchmarks: see docs/benchmarks.md for what each figure means. Run through scripts/bench.
+if (args.Length > 0 && args[0] == "receivers")
+{
+    return await ReceiversProcess.RunAsync(args[1..]);
+}
+
+var options = BenchOptions.Parse(args);
+var report = new Report(options);
+report.Begin();
+await using (var receivers = await Receivers.StartAsync(100))
+{
+    foreach (var store in options.Stores)
+    {
+        Console.WriteLine($"== {store} ==");
+        var bench = new StoreBench(store, options, receivers, report);
+        await bench.RunAsync();
+    }
+}
+Wrk.DeleteScripts();
+report.End();
+Console.WriteLine(report.ConsoleTable());
+if (options.Output is not null)
+{
+    await File.WriteAllTextAsync(options.Output, report.Markdown());
+    Console.WriteLine($"wrote {options.Output}");
+}
+return 0;
+
+namespace Gymwire.Bench
+{
+    public enum BenchPart
+    {
+        Polling,
+        Actions,
+        Delivery,
+    }
+
+    public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command, BenchPart[] Parts)
+    {
+        public bool Includes(BenchPart part) => Parts.Contains(part);
+
+        public int Runs => Quick ? 1 : 3;
+        public TimeSpan Duration => TimeSpan.FromSeconds(Quick ? 2 : 3);
+        public int[] Connections => Quick ? [4, 16] : [2, 8, 32];
+        public int M1Members => 100_000;
+        public int ScaleSmall => 10_000;
+        public int ScaleLarge => Quick ? 200_000 : 1_000_000;
+        public int EventsPerRun => Quick ? 50 : 100;
+        public int Backlog => Quick ? 10_000 : 100_000;
+        public TimeSpan LatencyDuration => TimeSpan.FromSeconds(Quick ? 4 : 10);
+
+        public static BenchOptions Parse(string[] args)
+        {
+            var quick = args.Contains("--quick");
+            string[] stores = ["sqlite", "postgres"];
+            string? output = null;
+            var parts = Enum.GetValues<BenchPart>();
+            for (var i = 0; i < args.Length; i++)
+            {
+                if (args[i] == "--store" && i + 1 < args.Length)
+                {
+                    stores = args[++i] == "both" ? stores : [args[i]];
+                }
+                else if (args[i] == "--only" && i + 1 < args.Length)
+                {
+                    parts = args[++i].Split(',').Select(p => Enum.Parse<BenchPart>(p, ignoreCase: true)).ToArray();
+                }
+                else if (args[i] == "--out" && i + 1 < args.Length)
+                {
+                    output = args[++i];
+                }
+            }
+            var command = "scripts/bench" + (args.Length > 0 ? " " + string.Join(' ', args.Where(a => a != "--out" && !a.EndsWith(".md", StringComparison.Ordinal))) : "");
+            _ = CultureInfo.InvariantCulture;
+            return new BenchOptions(quick, stores, output, command.Trim(), parts);
+        }
+    }
+}

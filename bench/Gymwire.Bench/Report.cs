@@ -1,0 +1,158 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Gymwire.Bench;
+
+public sealed record Figure(string Store, string Metric, string Subject, string Ceiling, double Ratio, double Target, bool LowerIsBetter, bool? ExtraMet, string Notes)
+{
+    public bool Met => (double.IsNaN(Target) || (LowerIsBetter ? Ratio <= Target : Ratio >= Target)) && ExtraMet != false;
+
+    public string RatioText => double.IsNaN(Ratio) ? "-" : Ratio.ToString("0.00", CultureInfo.InvariantCulture);
+
+    public string TargetText => double.IsNaN(Target) ? (ExtraMet is null ? "-" : "see notes") : (LowerIsBetter ? "<= " : ">= ") + Target.ToString("0.##", CultureInfo.InvariantCulture);
+
+    public string MetText => double.IsNaN(Target) && ExtraMet is null ? "-" : Met ? "met" : "**missed**";
+}
+
+/// <summary>Collects the figures and writes docs/benchmarks.md.</summary>
+public sealed class Report(BenchOptions options)
+{
+    private readonly List<Figure> _figures = [];
+    private readonly List<(string Store, string What, string Text)> _details = [];
+    private DateTime _started;
+    private TimeSpan _elapsed;
+    private string _loadBefore = "";
+    private string _loadAfter = "";
+
+    public void Begin()
+    {
+        _started = DateTime.UtcNow;
+        _loadBefore = LoadAverage();
+        Console.WriteLine($"load average at start: {_loadBefore}");
+    }
+
+    public void End()
+    {
+        _elapsed = DateTime.UtcNow - _started;
+        _loadAfter = LoadAverage();
+    }
+
+    public void Add(string store, string metric, string subject, string ceiling, double ratio, double target, string notes, bool lowerIsBetter = false, bool? extraMet = null)
+    {
+        var figure = new Figure(store, metric, subject, ceiling, ratio, target, lowerIsBetter, extraMet, notes);
+        _figures.Add(figure);
+        Console.WriteLine($"[{store}] {metric}: {subject} | ceiling {ceiling} | ratio {figure.RatioText} (target {figure.TargetText}) {figure.MetText} | {notes}");
+    }
+
+    public void Detail(string store, string what, string text) => _details.Add((store, what, text));
+
+    public string ConsoleTable()
+    {
+        var b = new StringBuilder();
+        foreach (var f in _figures)
+        {
+            b.AppendLine(CultureInfo.InvariantCulture, $"{f.Store,-9} {f.Metric,-45} {f.RatioText,6} {f.TargetText,-10} {f.MetText.Replace("*", "", StringComparison.Ordinal),-7} {f.Subject} | {f.Ceiling}");
+        }
+        return b.ToString();
+    }
+
+    public string Markdown()
+    {
+        var b = new StringBuilder();
+        b.AppendLine("# Benchmarks");
+        b.AppendLine();
+        b.AppendLine("Written by `scripts/bench` (the program in `bench/Gymwire.Bench`); do not edit by hand: run it again.");
+        b.AppendLine("Each figure is a ratio to a ceiling measured in the same run, with the same load generator, connections and payload, on loopback.");
+        b.AppendLine();
+        b.AppendLine("## This run");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{options.Command}`{(options.Quick ? " (quick: one run per point, shorter durations, smaller tables)" : "")}");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- Date: {_started:yyyy-MM-dd HH:mm} UTC; took {_elapsed.TotalMinutes:0.0} min");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {MemoryGiB()} GiB; {RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- Load average (1, 5, 15 min) at start: {_loadBefore}; at end: {_loadAfter}. The machine is shared: absolute figures move with its load, ratios taken in the same run much less.");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- Runs: median of {options.Runs} run(s) of {options.Duration.TotalSeconds:0} s per point (wrk, 1 thread), ceiling and subject interleaved.");
+        b.AppendLine();
+        foreach (var store in _figures.Select(f => f.Store).Distinct())
+        {
+            b.AppendLine(CultureInfo.InvariantCulture, $"## {(store == "postgres" ? "PostgreSQL" : "SQLite")}");
+            b.AppendLine();
+            b.AppendLine("| metric | Gymwire | ceiling | ratio | target | met | notes |");
+            b.AppendLine("|---|---|---|---|---|---|---|");
+            foreach (var f in _figures.Where(f => f.Store == store))
+            {
+                b.AppendLine(CultureInfo.InvariantCulture, $"| {f.Metric} | {f.Subject} | {f.Ceiling} | {f.RatioText} | {f.TargetText} | {f.MetText} | {f.Notes} |");
+            }
+            b.AppendLine();
+            foreach (var d in _details.Where(d => d.Store == store))
+            {
+                b.AppendLine(CultureInfo.InvariantCulture, $"- {d.What}: {d.Text}");
+            }
+            b.AppendLine();
+        }
+        b.Append(Methods);
+        var findings = Path.Combine(AppContext.BaseDirectory, "Findings.md");
+        if (File.Exists(findings))
+        {
+            b.AppendLine();
+            b.AppendLine();
+            b.Append(File.ReadAllText(findings));
+        }
+        return b.ToString();
+    }
+
+    private const string Methods = """
+        ## How each figure is taken
+
+        One process hosts Gymwire in-process on Kestrel (`GymwireApp.CreateBuilder`/`Build`, the same composition as the `gymwire` executable) on 127.0.0.1, with bench-only endpoints mapped beside the real ones for the ceilings. A second process hosts the 100 webhook receivers (one Kestrel listening on 100 loopback ports, answering 200). wrk (Debian's package) is the HTTP load generator for M1-M3. Everything shares the machine's 2 cores: load generator, server, database and receivers.
+
+        - **M1 polling**: `GET /api/zapier/triggers?type=new_member` with a real API key, on a gym of 100k members. The ceiling is a bare endpoint returning the same JSON bytes (captured from the real endpoint) with no auth and no database. wrk sweeps the connection count; the figure is the highest req/s whose p99 stays under 5 ms.
+        - **M2**: the same endpoint with authentication and the rate limiter (on, with a limit never reached) against the same handler and query mapped with neither.
+        - **Scale**: the same poll on a gym of 10k members and on one of 1M (200k with `--quick`), at M1's best connection count; the ratio is of p99 latencies.
+        - **M3 actions**: `POST /api/zapier/actions?type=create_lead` (lead row + `lead.created` outbox event in one transaction, with auth and limiter) against a bench endpoint doing one raw single-row `INSERT` into `leads` through the same HTTP stack; 16 connections.
+        - **M4 delivery throughput**: 100 subscriptions, one per receiver; a batch of events is committed at once (each fans out to 100 deliveries of a 1 KiB body) and the time until the receivers counted every delivery is taken. The ceiling is a raw `HttpClient` POST loop with the same concurrency (64, Gymwire's `Webhooks:MaxConcurrentDeliveries`), body and receivers.
+        - **Memory**: peak RSS of the process hosting Gymwire during the M4 runs.
+        - **M5 delivery latency**: events are committed one by one at a steady rate of half M4's throughput; each carries the monotonic clock reading taken just before its commit, and the receiver subtracts it from its own reading on arrival (CLOCK_MONOTONIC is shared by all processes). The baseline is the round-trip of raw POSTs at the same rate.
+        - **M6 backlog**: due deliveries are bulk-inserted (as a backlog after an outage would look), the worker is woken, and the drain rate is compared with M4's.
+        - **M6 isolation**: a 101st subscription whose receiver answers after 10 s; the M4 measurement to the other 100 is repeated and compared with M4's.
+
+        Databases: SQLite in WAL mode (synchronous=NORMAL, Gymwire's setting) on a temporary file; PostgreSQL as a throwaway cluster from the system binaries (the test suite's `PostgresCluster`, with fsync, synchronous_commit and full_page_writes off), so PostgreSQL's write figures are not durable-commit figures.
+        """;
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private static string CpuModel()
+    {
+        try
+        {
+            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+        }
+        catch (IOException)
+        {
+            return "unknown CPU";
+        }
+    }
+
+    private static string MemoryGiB()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/meminfo").First(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
+            return (long.Parse(line[9..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1048576.0).ToString("0", CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return "?";
+        }
+    }
+}

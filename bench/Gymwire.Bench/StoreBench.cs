@@ -1,0 +1,649 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Claims;
+using System.Text;
+using System.Text.Json;
+using Gymwire.Data;
+using Gymwire.Features.ApiKeys;
+using Gymwire.Features.Events;
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Webhooks;
+using Gymwire.Features.Zapier;
+using Gymwire.Infrastructure;
+using Gymwire.Infrastructure.Auth;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Bench;
+
+internal sealed record BenchGym(Guid GymId, string Key);
+
+/// <summary>Every figure on one store: Gymwire in-process on Kestrel over loopback, its ceilings beside it in the same run.</summary>
+internal sealed class StoreBench(string store, BenchOptions o, Receivers receivers, Report report)
+{
+    private const double P99Bound = 5.0;
+    private const int Subscriptions = 100;
+    private const int DeliveryConcurrency = 64;
+    private const string LeadBody = """{"first_name":"Bench","last_name":"Lead","email":"lead@example.com","source":"bench"}""";
+
+    private WebApplication _app = null!;
+    private string _base = "";
+    private byte[] _triggerJson = [];
+    private ClaimsPrincipal _m1Principal = new();
+    private Guid _actionsGym;
+    private string? _sqliteDirectory;
+    private int _pad;
+    private Guid _slowSubscription;
+    private readonly CommandCounter _commands = new();
+
+    public async Task RunAsync()
+    {
+        var connectionString = await CreateDatabaseAsync();
+        _app = await StartAsync(connectionString);
+        try
+        {
+            var m1 = await CreateGymAsync("m1");
+            var small = await CreateGymAsync("small");
+            var large = await CreateGymAsync("large");
+            var actions = await CreateGymAsync("actions");
+            var hooks = await CreateGymAsync("hooks");
+            _actionsGym = actions.GymId;
+            var seed = Stopwatch.StartNew();
+            if (o.Includes(BenchPart.Polling))
+            {
+                await SeedMembersAsync(m1.GymId, o.M1Members, 1);
+                await SeedMembersAsync(small.GymId, o.ScaleSmall, 2);
+                await SeedMembersAsync(large.GymId, o.ScaleLarge, 3);
+            }
+            Console.WriteLine($"seeded {o.M1Members + o.ScaleSmall + o.ScaleLarge:N0} members in {seed.Elapsed.TotalSeconds:0.0} s");
+
+            if (o.Includes(BenchPart.Polling))
+            {
+                await PollingAsync(m1, small, large);
+            }
+            if (o.Includes(BenchPart.Actions))
+            {
+                await ActionsAsync(actions);
+            }
+            if (o.Includes(BenchPart.Delivery))
+            {
+                await DeliveryAsync(hooks);
+            }
+        }
+        finally
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _app.StopAsync(stop.Token);
+            await _app.DisposeAsync();
+            if (_sqliteDirectory is not null)
+            {
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+                Directory.Delete(_sqliteDirectory, recursive: true);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- M1, M2, scale
+
+    private async Task PollingAsync(BenchGym m1, BenchGym small, BenchGym large)
+    {
+        using (var client = Client(m1.Key))
+        {
+            _triggerJson = await client.GetByteArrayAsync("/api/zapier/triggers?type=new_member");
+        }
+        if (JsonDocument.Parse(_triggerJson).RootElement.GetArrayLength() != ZapierTriggers.Limit)
+        {
+            throw new InvalidOperationException("the trigger did not return a full page");
+        }
+        _m1Principal = new ClaimsPrincipal(new ClaimsIdentity([new Claim(GymwireClaims.GymId, m1.GymId.ToString())], "bench"));
+
+        var subjectUrl = $"{_base}/api/zapier/triggers?type=new_member";
+        var subjectScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + m1.Key });
+        var ceilingUrl = $"{_base}/bench/ceiling";
+        var openUrl = $"{_base}/bench/triggers-open?type=new_member";
+        // Warm-up: JIT, pools, caches.
+        foreach (var (url, script) in new[] { (ceilingUrl, (string?)null), (subjectUrl, subjectScript), (openUrl, null) })
+        {
+            await Wrk.RunAsync(url, 8, TimeSpan.FromSeconds(1), script);
+        }
+
+        // Interleaved, so that a change in the machine's load hits all three alike.
+        var runs = new Dictionary<string, List<SweepPoint>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
+        foreach (var c in o.Connections)
+        {
+            var raw = new Dictionary<string, List<LoadResult>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
+            for (var r = 0; r < o.Runs; r++)
+            {
+                raw["ceiling"].Add(await Wrk.RunAsync(ceilingUrl, c, o.Duration));
+                raw["subject"].Add(await Wrk.RunAsync(subjectUrl, c, o.Duration, subjectScript));
+                raw["open"].Add(await Wrk.RunAsync(openUrl, c, o.Duration));
+            }
+            foreach (var (name, list) in raw)
+            {
+                var point = new SweepPoint(c, LoadResult.Median(list));
+                runs[name].Add(point);
+                Console.WriteLine($"  M1/M2 {name,-8} c={c,-3} {Describe(point.Result)}");
+                Check(point.Result, name);
+            }
+        }
+        var before = _commands.Count;
+        var counted = await Wrk.RunAsync(subjectUrl, 4, TimeSpan.FromSeconds(1), subjectScript);
+        var perPoll = (_commands.Count - before) / (double)counted.Requests;
+        var ceiling = Best(runs["ceiling"]);
+        var subject = Best(runs["subject"]);
+        var open = Best(runs["open"]);
+        report.Add(store, "M1 polling (100k members)", Describe(subject), Describe(ceiling), subject.Result.Rps / ceiling.Result.Rps, 0.5,
+            "req/s at p99 < 5 ms, best of a connection sweep " + string.Join('/', o.Connections) + (subject.Result.P99Ms < P99Bound ? "" : "; p99 never under 5 ms: lowest-p99 point shown") + $"; {perPoll:0.0} SQL commands per poll");
+        report.Add(store, "M2 auth + rate limiter on/off", Describe(subject), Describe(open), subject.Result.Rps / open.Result.Rps, 0.95,
+            "ceiling: the same trigger query with no authentication and no limiter");
+        foreach (var (name, list) in runs)
+        {
+            report.Detail(store, $"M1/M2 sweep, {name}", string.Join("; ", list.Select(p => $"c={p.Connections}: {Describe(p.Result)}")));
+        }
+
+        // Scale: the same poll on a gym of 10k members and one of 1M, at the subject's best connection count.
+        var smallScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + small.Key });
+        var largeScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + large.Key });
+        var smallRuns = new List<LoadResult>();
+        var largeRuns = new List<LoadResult>();
+        for (var r = 0; r < o.Runs; r++)
+        {
+            smallRuns.Add(await Wrk.RunAsync(subjectUrl, subject.Connections, o.Duration, smallScript));
+            largeRuns.Add(await Wrk.RunAsync(subjectUrl, subject.Connections, o.Duration, largeScript));
+        }
+        var s = LoadResult.Median(smallRuns);
+        var l = LoadResult.Median(largeRuns);
+        Check(s, "scale small");
+        Check(l, "scale large");
+        report.Add(store, $"Scale: M1 p99 at {Count(o.ScaleLarge)} vs {Count(o.ScaleSmall)} members", Describe(l, subject.Connections), Describe(s, subject.Connections),
+            l.P99Ms / s.P99Ms, 1.2, $"ratio of p99 latencies (lower is better; target <= 1.2); p50 ratio {l.P50Ms / s.P50Ms:0.00}", lowerIsBetter: true);
+    }
+
+    private static SweepPoint Best(List<SweepPoint> points) =>
+        points.Where(p => p.Result.P99Ms < P99Bound).MaxBy(p => p.Result.Rps) ?? points.MinBy(p => p.Result.P99Ms)!;
+
+    // ---------------------------------------------------------------- M3
+
+    private async Task ActionsAsync(BenchGym actions)
+    {
+        var json = new Dictionary<string, string> { ["Content-Type"] = "application/json" };
+        var subjectScript = Wrk.Script("POST", LeadBody, new Dictionary<string, string>(json) { ["Authorization"] = "Bearer " + actions.Key });
+        var ceilingScript = Wrk.Script("POST", LeadBody, json);
+        var subjectUrl = $"{_base}/api/zapier/actions?type=create_lead";
+        var ceilingUrl = $"{_base}/bench/raw-lead";
+        const int connections = 16;
+        await Wrk.RunAsync(ceilingUrl, connections, TimeSpan.FromSeconds(1), ceilingScript);
+        await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
+        var before = _commands.Count;
+        var counted = await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
+        var perWrite = (_commands.Count - before) / (double)counted.Requests;
+        var ceilingRuns = new List<LoadResult>();
+        var subjectRuns = new List<LoadResult>();
+        for (var r = 0; r < o.Runs; r++)
+        {
+            ceilingRuns.Add(await Wrk.RunAsync(ceilingUrl, connections, o.Duration, ceilingScript));
+            subjectRuns.Add(await Wrk.RunAsync(subjectUrl, connections, o.Duration, subjectScript));
+        }
+        var ceiling = LoadResult.Median(ceilingRuns);
+        var subject = LoadResult.Median(subjectRuns);
+        Check(ceiling, "raw insert");
+        Check(subject, "create_lead");
+        // wrk stops with requests still in flight: let them commit, so the two counts see the same writes.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var leads = await db.Leads.CountAsync(x => x.GymId == actions.GymId && x.Source == "bench");
+            var events = await db.OutboxEvents.CountAsync(x => x.GymId == actions.GymId && x.Type == EventCatalog.LeadCreated);
+            Console.WriteLine($"  M3 check: {leads:N0} create_lead rows, {events:N0} lead.created events (equal: {leads == events})");
+        }
+        report.Add(store, "M3 create_lead (row + outbox event)", Describe(ceiling: false, subject, connections), Describe(ceiling: false, ceiling, connections),
+            subject.Rps / ceiling.Rps, 0.4, $"writes/s; ceiling: one raw INSERT of a lead row per request through the same HTTP stack; {perWrite:0.0} SQL commands per create_lead (dispatcher's included)");
+    }
+
+    // ---------------------------------------------------------------- M4, M5, M6, memory
+
+    private async Task DeliveryAsync(BenchGym hooks)
+    {
+        using var owner = Client(hooks.Key);
+        for (var i = 0; i < Subscriptions; i++)
+        {
+            var created = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url = receivers.Url(i), events = new[] { EventCatalog.LeadCreated } });
+            if (!created.IsSuccessStatusCode)
+            {
+                throw new InvalidOperationException($"creating a webhook failed: {(int)created.StatusCode} {await created.Content.ReadAsStringAsync()}");
+            }
+        }
+        _pad = PadFor(hooks.GymId);
+        var rawPayload = Encoding.UTF8.GetBytes(WebhookPayloads.Build(Guid.NewGuid(), EventCatalog.LeadCreated, hooks.GymId,
+            JsonSerializer.Serialize(Data(null), GymwireJson.Options), DateTime.UtcNow));
+        Console.WriteLine($"  delivery payload: {rawPayload.Length} bytes");
+
+        // M4: warm up both, then interleave runs.
+        var perRun = o.EventsPerRun * Subscriptions;
+        await RawRateAsync(rawPayload, Math.Min(perRun, 2000));
+        await GymwireRateAsync(hooks.GymId, Math.Max(5, o.EventsPerRun / 10));
+        var rawRates = new List<double>();
+        var gwRates = new List<double>();
+        long peakRss = 0;
+        var perDelivery = new List<double>();
+        for (var r = 0; r < o.Runs; r++)
+        {
+            rawRates.Add(await RawRateAsync(rawPayload, perRun));
+            using var sampler = new RssSampler();
+            var before = _commands.Count;
+            gwRates.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
+            perDelivery.Add((_commands.Count - before) / (double)perRun);
+            peakRss = Math.Max(peakRss, sampler.Stop());
+            Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s, peak RSS {peakRss / 1048576.0:N0} MiB");
+        }
+        var raw = Stats.Median(rawRates);
+        var gw = Stats.Median(gwRates);
+        report.Add(store, "M4 delivery throughput", $"{gw:N0} deliveries/s", $"{raw:N0} POSTs/s", gw / raw, 0.3,
+            $"{perRun:N0} deliveries of {rawPayload.Length} B per run ({o.EventsPerRun} events x {Subscriptions} receivers), {DeliveryConcurrency} in flight; {Stats.Median(perDelivery):0.0} SQL commands per delivery; absolute target 10,000/s: {(gw >= 10_000 ? "met" : "missed")}",
+            extraMet: gw >= 10_000);
+        report.Add(store, "Memory: peak RSS during M4", $"{peakRss / 1048576.0:N0} MiB", "-", double.NaN, double.NaN,
+            "the bench process (Gymwire server in-process, plus the harness), sampled every 100 ms");
+
+        // M5: latency at half of M4's rate.
+        var rate = Math.Max(100, gw / 2);
+        var (gwCount, gwP50, gwP99) = await GymwireLatencyAsync(hooks.GymId, rate);
+        var (rawP50, rawP99) = await RawLatencyAsync(rawPayload, rate);
+        var met = gwP50 - rawP50 < 5 && gwP99 - rawP99 < 50;
+        report.Add(store, "M5 delivery latency (commit to receiver)", $"p50 {gwP50:0.0} ms, p99 {gwP99:0.0} ms", $"raw POST p50 {rawP50:0.0} ms, p99 {rawP99:0.0} ms",
+            double.NaN, double.NaN, $"at {rate:N0} deliveries/s (half of M4), {gwCount:N0} deliveries; target p50 < raw + 5 ms, p99 < raw + 50 ms; each event fans out to {Subscriptions} endpoints at once",
+            extraMet: met);
+
+        // M6: a backlog drains.
+        var backlog = await BacklogRateAsync(hooks.GymId, o.Backlog);
+        report.Add(store, $"M6 backlog drain ({Count(o.Backlog)} deliveries)", $"{backlog:N0} deliveries/s", $"M4 {gw:N0}/s", backlog / gw, 0.8,
+            "backlog bulk-inserted as due deliveries, then the worker woken");
+
+        // M6: one endpoint taking 10 s per request.
+        var slow = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url = receivers.SlowUrl, events = new[] { EventCatalog.LeadCreated } });
+        slow.EnsureSuccessStatusCode();
+        _slowSubscription = (await slow.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var isolated = new List<double>();
+        for (var r = 0; r < o.Runs; r++)
+        {
+            isolated.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
+            Console.WriteLine($"  M6 isolation run {r + 1}: {isolated[^1]:N0}/s to the other {Subscriptions} endpoints");
+        }
+        var iso = Stats.Median(isolated);
+        report.Add(store, "M6 isolation (one endpoint at 10 s/request)", $"{iso:N0} deliveries/s", $"M4 {gw:N0}/s", iso / gw, 0.9,
+            "throughput to the other 100 endpoints while one answers after 10 s (target: lose <= 10%)");
+    }
+
+    private Dictionary<string, object> Data(long? t0)
+    {
+        var data = new Dictionary<string, object>();
+        if (t0 is { } t)
+        {
+            data["t0"] = t;
+        }
+        data["lead_id"] = Guid.Empty;
+        data["pad"] = new string('x', _pad);
+        return data;
+    }
+
+    /// <summary>Padding that makes the delivered body about 1 KiB.</summary>
+    private int PadFor(Guid gymId)
+    {
+        _pad = 0;
+        var empty = WebhookPayloads.Build(Guid.NewGuid(), EventCatalog.LeadCreated, gymId,
+            JsonSerializer.Serialize(Data(Stopwatch.GetTimestamp()), GymwireJson.Options), DateTime.UtcNow);
+        return Math.Max(0, 1024 - Encoding.UTF8.GetByteCount(empty));
+    }
+
+    private async Task<double> RawRateAsync(byte[] payload, int total)
+    {
+        await receivers.ResetAsync();
+        using var client = RawClient();
+        var next = -1;
+        var clock = Stopwatch.StartNew();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await Task.WhenAll(Enumerable.Range(0, DeliveryConcurrency).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < total)
+            {
+                using var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                using var response = await client.PostAsync(receivers.Url(i % Subscriptions), content, deadline.Token);
+                response.EnsureSuccessStatusCode();
+            }
+        }));
+        return total / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Commits <paramref name="events"/> events at once and times their deliveries to the 100 receivers.</summary>
+    private async Task<double> GymwireRateAsync(Guid gymId, int events)
+    {
+        await receivers.ResetAsync();
+        var target = (long)events * Subscriptions;
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var now = DateTime.UtcNow;
+        for (var e = 0; e < events; e++)
+        {
+            db.AddEvent(gymId, EventCatalog.LeadCreated, Data(null), now);
+        }
+        var clock = Stopwatch.StartNew();
+        await db.SaveChangesAsync();
+        var done = await receivers.WaitForAsync(target, clock, TimeSpan.FromMinutes(3));
+        var rate = done is { } d ? target / d.TotalSeconds : (await receivers.StatsAsync()).Normal / clock.Elapsed.TotalSeconds;
+        await SettleAsync(gymId);
+        return rate;
+    }
+
+    /// <summary>Waits (bounded) until no delivery is pending, so the next run starts on a quiet queue.</summary>
+    private async Task SettleAsync(Guid gymId)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await using var scope = _app.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var pending = await db.WebhookDeliveries.CountAsync(d => d.GymId == gymId && d.Status == DeliveryStatus.Pending && d.SubscriptionId != _slowSubscription);
+            if (pending == 0)
+            {
+                return;
+            }
+            await Task.Delay(100);
+        }
+    }
+
+    private async Task<(int Count, double P50, double P99)> GymwireLatencyAsync(Guid gymId, double deliveriesPerSecond)
+    {
+        await receivers.ResetAsync();
+        var eventsPerSecond = deliveriesPerSecond / Subscriptions;
+        var total = Math.Max(5, (int)(eventsPerSecond * o.LatencyDuration.TotalSeconds));
+        var clock = Stopwatch.StartNew();
+        for (var k = 0; k < total; k++)
+        {
+            var due = TimeSpan.FromSeconds(k / eventsPerSecond) - clock.Elapsed;
+            if (due > TimeSpan.Zero)
+            {
+                await Task.Delay(due);
+            }
+            await using var scope = _app.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            // t0 is taken before the commit, so the figure includes the commit itself.
+            db.AddEvent(gymId, EventCatalog.LeadCreated, Data(Stopwatch.GetTimestamp()), DateTime.UtcNow);
+            await db.SaveChangesAsync();
+        }
+        await receivers.WaitForAsync((long)total * Subscriptions, clock, o.LatencyDuration + TimeSpan.FromMinutes(1));
+        await SettleAsync(gymId);
+        return await receivers.LatencyAsync();
+    }
+
+    private async Task<(double P50, double P99)> RawLatencyAsync(byte[] payload, double perSecond)
+    {
+        using var client = RawClient();
+        using var slots = new SemaphoreSlim(DeliveryConcurrency);
+        var total = (int)(perSecond * o.LatencyDuration.TotalSeconds);
+        var tasks = new List<Task<double>>(total);
+        var clock = Stopwatch.StartNew();
+        async Task<double> OneAsync(int i)
+        {
+            await slots.WaitAsync();
+            try
+            {
+                var started = Stopwatch.GetTimestamp();
+                using var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                using var response = await client.PostAsync(receivers.Url(i % Subscriptions), content);
+                response.EnsureSuccessStatusCode();
+                return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }
+        while (tasks.Count < total && clock.Elapsed < o.LatencyDuration + TimeSpan.FromSeconds(30))
+        {
+            var due = Math.Min(total, (int)(clock.Elapsed.TotalSeconds * perSecond) + 1);
+            while (tasks.Count < due)
+            {
+                tasks.Add(OneAsync(tasks.Count));
+            }
+            await Task.Delay(1);
+        }
+        var sorted = (await Task.WhenAll(tasks)).Order().ToArray();
+        return (Stats.Percentile(sorted, 0.5), Stats.Percentile(sorted, 0.99));
+    }
+
+    private async Task<double> BacklogRateAsync(Guid gymId, int count)
+    {
+        var payload = WebhookPayloads.Build(Guid.NewGuid(), EventCatalog.LeadCreated, gymId, JsonSerializer.Serialize(Data(null), GymwireJson.Options), DateTime.UtcNow);
+        var seed = Stopwatch.StartNew();
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            db.Database.SetCommandTimeout(TimeSpan.FromMinutes(10));
+            var now = DateTime.UtcNow;
+            if (db.Provider == DatabaseProvider.Postgres)
+            {
+                await db.Database.ExecuteSqlAsync($"""
+                    INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
+                    SELECT gen_random_uuid(), {gymId}, s.id, NULL, 'lead.created', {payload}, false, 'pending', 0, {now}, {now}
+                    FROM generate_series(0, {count - 1}) AS i
+                    JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM webhook_subscriptions WHERE gym_id = {gymId}) s ON s.rn = i % {Subscriptions}
+                    """);
+            }
+            else
+            {
+                await db.Database.ExecuteSqlAsync($"""
+                    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {count - 1}),
+                    s(id, rn) AS (SELECT id, row_number() OVER (ORDER BY id) - 1 FROM webhook_subscriptions WHERE gym_id = {gymId})
+                    INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
+                    SELECT printf('%08X-0000-7000-9000-%012X', i, i), {gymId}, s.id, NULL, 'lead.created', {payload}, 0, 'pending', 0, {now}, {now}
+                    FROM n JOIN s ON s.rn = n.i % {Subscriptions}
+                    """);
+            }
+        }
+        Console.WriteLine($"  M6 backlog: {count:N0} deliveries inserted in {seed.Elapsed.TotalSeconds:0.0} s");
+        await receivers.ResetAsync();
+        var clock = Stopwatch.StartNew();
+        _app.Services.GetRequiredService<DeliverySignal>().Notify();
+        var done = await receivers.WaitForAsync(count, clock, TimeSpan.FromMinutes(o.Quick ? 2 : 6));
+        var rate = done is { } d ? count / d.TotalSeconds : (await receivers.StatsAsync()).Normal / clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"  M6 backlog drained at {rate:N0}/s{(done is null ? " (deadline reached before the end)" : "")}");
+        await SettleAsync(gymId);
+        return rate;
+    }
+
+    private static HttpClient RawClient() => new(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, UseCookies = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) })
+    {
+        Timeout = TimeSpan.FromSeconds(30),
+    };
+
+    // ---------------------------------------------------------------- set-up
+
+    private async Task<string> CreateDatabaseAsync()
+    {
+        if (store == "postgres")
+        {
+            var cluster = await PostgresCluster.InstanceAsync();
+            // A production-sized pool: the delivery worker alone may hold 64 connections.
+            return (await cluster.CreateDatabaseAsync()).Replace("Maximum Pool Size=50", "Maximum Pool Size=200", StringComparison.Ordinal);
+        }
+        _sqliteDirectory = Path.Combine(Path.GetTempPath(), "gymwire-bench-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(_sqliteDirectory);
+        return $"Data Source={Path.Combine(_sqliteDirectory, "gymwire.db")}";
+    }
+
+    private async Task<WebApplication> StartAsync(string connectionString)
+    {
+        const string unlimited = "1000000000";
+        string[] args =
+        [
+            "--urls=http://127.0.0.1:0",
+            $"--Database:Provider={store}",
+            $"--ConnectionStrings:Gymwire={connectionString}",
+            "--Logging:LogLevel:Default=Warning",
+            // wrk ends each run by closing connections mid-request: the server logs those aborted requests
+            // (and their rolled-back EF transactions) as errors. Failed requests are counted by wrk instead.
+            "--Logging:LogLevel:Microsoft.AspNetCore.Diagnostics=None",
+            "--Logging:LogLevel:Microsoft.EntityFrameworkCore=None",
+            "--Webhooks:AllowHttp=true",
+            "--Webhooks:AllowedNetworks:0=127.0.0.0/8",
+            "--Webhooks:Timeout=00:00:15",
+            $"--Webhooks:MaxConcurrentDeliveries={DeliveryConcurrency}",
+            // The limiter stays on (M2 measures its cost) but never rejects under load.
+            $"--RateLimiting:Triggers:PermitLimit={unlimited}",
+            $"--RateLimiting:Actions:PermitLimit={unlimited}",
+            $"--RateLimiting:Mutations:PermitLimit={unlimited}",
+            $"--RateLimiting:Destructive:PermitLimit={unlimited}",
+        ];
+        var builder = GymwireApp.CreateBuilder(args, b => b.Services.AddSingleton<Microsoft.EntityFrameworkCore.Diagnostics.IInterceptor>(_commands));
+        var app = GymwireApp.Build(builder);
+
+        // Bench-only endpoints: the ceilings.
+        app.MapGet("/bench/ceiling", () => Results.Bytes(_triggerJson, "application/json; charset=utf-8"));
+        app.MapGet("/bench/triggers-open", (string? type, GymwireDbContext db, CancellationToken ct) => ZapierTriggers.Poll(type, _m1Principal, db, ct));
+        app.MapPost("/bench/raw-lead", async (GymwireDbContext db, CancellationToken ct) =>
+        {
+            var now = DateTime.UtcNow;
+            var id = Guid.CreateVersion7(now);
+            await db.Database.ExecuteSqlAsync(
+                $"INSERT INTO leads (id, gym_id, first_name, last_name, email, source, created_at) VALUES ({id}, {_actionsGym}, {"Bench"}, {"Lead"}, {"lead@example.com"}, {"raw"}, {now})", ct);
+            return Results.StatusCode(StatusCodes.Status201Created);
+        });
+
+        await DatabaseSetup.MigrateAsync(app.Services);
+        await app.StartAsync();
+        _base = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        return app;
+    }
+
+    private async Task<BenchGym> CreateGymAsync(string name)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
+            .CreateAsync("Bench " + name, $"{name}-{Guid.NewGuid():N}@example.com", "correct-horse-battery-staple", CancellationToken.None);
+        if (gym is null)
+        {
+            throw new InvalidOperationException(error);
+        }
+        var (key, keyError) = await scope.ServiceProvider.GetRequiredService<ApiKeyService>()
+            .CreateAsync(gym.GymId, "bench", [Scopes.Read, Scopes.Write], null, CancellationToken.None);
+        return new BenchGym(gym.GymId, key?.Key ?? throw new InvalidOperationException(keyError));
+    }
+
+    /// <summary>Bulk-inserts members in one statement (a recursive CTE on SQLite, generate_series on PostgreSQL).</summary>
+    private async Task SeedMembersAsync(Guid gymId, int count, int tag)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        db.Database.SetCommandTimeout(TimeSpan.FromMinutes(10));
+        var start = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO members (id, gym_id, user_id, name, email, role, joined_at)
+                SELECT gen_random_uuid(), {gymId}, 'user_' || i, 'Member ' || i, 'm' || i || '@example.com',
+                       CASE WHEN i % 20 = 0 THEN 'coach' ELSE 'member' END, {start} + i * interval '1 second'
+                FROM generate_series(1, {count}) AS i
+                """);
+            await db.Database.ExecuteSqlRawAsync("ANALYZE members");
+        }
+        else
+        {
+            var startText = start.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
+            await db.Database.ExecuteSqlAsync($"""
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+                INSERT INTO members (id, gym_id, user_id, name, email, role, joined_at)
+                SELECT printf('%08X-%04X-7000-8000-%012X', i, {tag}, i), {gymId}, 'user_' || i, 'Member ' || i, 'm' || i || '@example.com',
+                       CASE WHEN i % 20 = 0 THEN 'coach' ELSE 'member' END, strftime('%Y-%m-%d %H:%M:%S', {startText}, '+' || i || ' seconds')
+                FROM n
+                """);
+            await db.Database.ExecuteSqlRawAsync("ANALYZE");
+        }
+    }
+
+    private HttpClient Client(string key)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(_base) };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    private static void Check(LoadResult result, string what)
+    {
+        if (result.Errors > 0)
+        {
+            throw new InvalidOperationException($"{what}: {result.Errors} failed requests of {result.Requests}");
+        }
+    }
+
+    private static string Count(int n) => n >= 1_000_000 ? $"{n / 1_000_000.0:0.#}M" : $"{n / 1000}k";
+
+    private static string Describe(LoadResult r) => $"{r.Rps:N0} req/s (p50 {r.P50Ms:0.00} ms, p99 {r.P99Ms:0.00} ms)";
+
+    private static string Describe(LoadResult r, int connections) => $"{Describe(r)} at {connections} conn";
+
+    private static string Describe(SweepPoint p) => Describe(p.Result, p.Connections);
+
+    private static string Describe(bool ceiling, LoadResult r, int connections) =>
+        $"{r.Rps:N0} writes/s (p50 {r.P50Ms:0.00} ms, p99 {r.P99Ms:0.00} ms) at {connections} conn{(ceiling ? "" : "")}";
+}
+
+/// <summary>Samples this process's resident set every 100 ms.</summary>
+internal sealed class RssSampler : IDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private long _peak;
+
+    public RssSampler()
+    {
+        _loop = Task.Run(async () =>
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                _peak = Math.Max(_peak, Current());
+                try
+                {
+                    await Task.Delay(100, _stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        });
+    }
+
+    public static long Current()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        return 0;
+    }
+
+    public long Stop()
+    {
+        _stop.Cancel();
+        _loop.Wait();
+        return Math.Max(_peak, Current());
+    }
+
+    public void Dispose()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            Stop();
+        }
+        _stop.Dispose();
+    }
+}
