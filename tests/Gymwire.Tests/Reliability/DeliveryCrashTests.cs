@@ -25,7 +25,15 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
         new("Webhooks:AllowHttp", "true"),
         new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
         new("Webhooks:RetryJitter", "0"),
-        new("Webhooks:Timeout", "00:00:02"),
+        // A generous timeout, so a slow (loaded) machine does not turn a received delivery into a failed attempt and
+        // a duplicate; a short lease, so a killed node's claims come due again quickly; quick retries for the rest.
+        new("Webhooks:Timeout", "00:00:10"),
+        new("Webhooks:ClaimLease", "00:00:15"),
+        new("Webhooks:RetrySchedule:0", "00:00:01"),
+        new("Webhooks:RetrySchedule:1", "00:00:02"),
+        new("Webhooks:RetrySchedule:2", "00:00:04"),
+        new("Webhooks:RetrySchedule:3", "00:00:08"),
+        new("Webhooks:RetrySchedule:4", "00:00:15"),
         new("Webhooks:MaxConcurrentDeliveries", MaxInFlight.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         new("Webhooks:MaxConcurrentPerEndpoint", "16"),
         new("Webhooks:PollInterval", "00:00:00.500"),
@@ -99,7 +107,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
         }
         await using (node)
         {
-            // Claims of the killed processes come due again after their lease (Timeout * 2 + 30 s).
+            // Claims of the killed processes come due again after their lease (Webhooks:ClaimLease here).
             await Eventually.TrueAsync(() => Task.FromResult(Count(receiver).Unique >= events * endpoints), TimeSpan.FromSeconds(240),
                 $"every (event, endpoint) pair delivered (got {Count(receiver).Unique} of {events * endpoints})");
             // The receiver may have had a killed node's last sends before their attempts were recorded: those rows

@@ -15,14 +15,16 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
     public sealed class Sqlite(UnlimitedSqlite f) : TenantAndRoleTests(f), IClassFixture<UnlimitedSqlite>;
     public sealed class Postgres(UnlimitedPostgres f) : TenantAndRoleTests(f), IClassFixture<UnlimitedPostgres>;
 
-    private sealed record Operation(string Method, string Path, bool OwnerOnly);
+    /// <param name="Anonymous">Open routes (login, the Stripe webhook, which authenticates by signature) are not tenant-scoped by a bearer.</param>
+    private sealed record Operation(string Method, string Path, bool OwnerOnly, bool Anonymous);
 
     private async Task<List<Operation>> OperationsAsync()
     {
         var document = JsonNode.Parse(await fx.Client().GetStringAsync("/openapi.json"))!;
         return document["paths"]!.AsObject()
             .SelectMany(p => p.Value!.AsObject().Select(m => new Operation(m.Key.ToUpperInvariant(), p.Key,
-                m.Value!["security"]?.AsArray().All(r => !r!.AsObject().ContainsKey("apiKey")) == true)))
+                m.Value!["security"]?.AsArray().All(r => !r!.AsObject().ContainsKey("apiKey")) == true,
+                m.Value!["security"]?.AsArray().Any(r => r!.AsObject().Count == 0) == true)))
             .ToList();
     }
 
@@ -40,6 +42,8 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         ids["/api/gym/payments/{id}"] = payment.GetProperty("id").GetString()!;
         var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "victim key" })).AssertStatusAsync(HttpStatusCode.Created);
         ids["/api/gym/api-keys/{id}"] = key.GetProperty("id").GetString()!;
+        var sms = await (await owner.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = "victim" })).AssertStatusAsync(HttpStatusCode.Created);
+        ids["/api/gym/sms/{id}"] = sms.GetProperty("id").GetString()!;
         var webhook = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/hook" })).AssertStatusAsync(HttpStatusCode.Created);
         var webhookId = webhook.GetProperty("id").GetString()!;
         ids["/api/gym/webhooks/{id}"] = webhookId;
@@ -68,7 +72,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
     {
         using var owner = gym.Owner();
         var parts = new List<string>();
-        foreach (var url in new[] { "/api/gym/members?include_left=true", "/api/gym/memberships", "/api/gym/payments", "/api/gym/api-keys", "/api/gym/events?limit=200", "/api/gym/webhooks" })
+        foreach (var url in new[] { "/api/gym/members?include_left=true", "/api/gym/memberships", "/api/gym/payments", "/api/gym/api-keys", "/api/gym/events?limit=200", "/api/gym/webhooks", "/api/gym/sms" })
         {
             parts.Add(await owner.GetStringAsync(url));
         }
@@ -84,7 +88,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         var keyA = (await (await a.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read", "write" } })).JsonAsync()).GetProperty("key").GetString();
         var before = await SnapshotAsync(b);
 
-        foreach (var op in (await OperationsAsync()).Where(o => o.Path.Contains('{', StringComparison.Ordinal)))
+        foreach (var op in (await OperationsAsync()).Where(o => o.Path.Contains('{', StringComparison.Ordinal) && !o.Anonymous))
         {
             var url = Resolve(op.Path, ids);
             foreach (var (who, client) in new[] { ("owner A", a.Owner()), ("key A", fx.Client(keyA)) })
@@ -111,7 +115,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         var readKey = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read" } })).JsonAsync()).GetProperty("key").GetString();
         var before = await SnapshotAsync(gym);
         using var client = fx.Client(readKey);
-        foreach (var op in (await OperationsAsync()).Where(o => o.Method is "POST" or "PATCH" or "PUT" or "DELETE" && o.Path.StartsWith("/api/gym", StringComparison.Ordinal) || o.Path.StartsWith("/api/zapier/actions", StringComparison.Ordinal)))
+        foreach (var op in (await OperationsAsync()).Where(o => !o.Anonymous && (o.Method is "POST" or "PATCH" or "PUT" or "DELETE" && o.Path.StartsWith("/api/gym", StringComparison.Ordinal) || o.Path.StartsWith("/api/zapier/actions", StringComparison.Ordinal))))
         {
             using var request = new HttpRequestMessage(new HttpMethod(op.Method), Resolve(op.Path, ids) + (op.Path.EndsWith("actions", StringComparison.Ordinal) ? "?type=create_lead" : ""));
             request.Content = new StringContent("{\"first_name\":\"x\",\"name\":\"x\"}", System.Text.Encoding.UTF8, "application/json");

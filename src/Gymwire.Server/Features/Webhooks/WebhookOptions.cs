@@ -60,8 +60,14 @@ public sealed class WebhookOptions
 
     public IReadOnlyList<TimeSpan> EffectiveRetrySchedule => (IReadOnlyList<TimeSpan>?)RetrySchedule ?? DefaultRetrySchedule;
 
-    /// <summary>How long a claim lasts: a worker that dies mid-attempt releases its deliveries when this expires.</summary>
-    public TimeSpan ClaimLease => Timeout * 2 + TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a claim lasts: a worker that dies mid-attempt releases its deliveries when this expires, and they are
+    /// sent again (at least once). Default <c>Timeout * 2 + 30 s</c>; it must exceed <see cref="Timeout"/> so that a
+    /// live attempt is never claimed twice.
+    /// </summary>
+    public TimeSpan? ClaimLease { get; set; }
+
+    public TimeSpan EffectiveClaimLease => ClaimLease ?? Timeout * 2 + TimeSpan.FromSeconds(30);
 
     internal IReadOnlyList<IPNetwork> ParsedAllowedNetworks => AllowedNetworks.Select(IPNetwork.Parse).ToList();
 }
@@ -105,6 +111,10 @@ internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
         if (o.DeliveryRetention < TimeSpan.FromDays(1) || o.DeliveryRetention > TimeSpan.FromDays(3650))
         {
             errors.Add("Webhooks:DeliveryRetention must be between 1.00:00:00 and 3650.00:00:00.");
+        }
+        if (o.ClaimLease is { } lease && (lease < o.Timeout + TimeSpan.FromSeconds(5) || lease > TimeSpan.FromHours(1)))
+        {
+            errors.Add("Webhooks:ClaimLease must be at least Webhooks:Timeout + 5 seconds and at most 01:00:00.");
         }
         if (o.MaxConcurrentDeliveries is < 1 or > 4096)
         {

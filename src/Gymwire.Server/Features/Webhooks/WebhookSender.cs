@@ -36,7 +36,7 @@ public sealed partial class WebhookSender(
     private readonly WebhookOptions _options = options.Value;
 
     /// <summary>
-    /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.ClaimLease"/>.
+    /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.EffectiveClaimLease"/>.
     /// PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>); SQLite has one writer, so a
     /// single UPDATE is atomic. Expired claims (a worker that died) are due again.
     /// </summary>
@@ -45,7 +45,7 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var now = clock.GetUtcNow().UtcDateTime;
-        var until = now + _options.ClaimLease;
+        var until = now + _options.EffectiveClaimLease;
         var token = Guid.NewGuid();
         if (db.Provider == DatabaseProvider.Postgres)
         {
@@ -148,6 +148,7 @@ public sealed partial class WebhookSender(
             AttemptedAt = now,
             Trigger = trigger,
         };
+        var wasActive = subscription.IsActive;
         var retryAfter = await SendAsync(delivery, subscription, attempt, ct);
         // Retries count from the end of the failed attempt.
         var finished = clock.GetUtcNow().UtcDateTime;
@@ -196,6 +197,12 @@ public sealed partial class WebhookSender(
         }
         db.WebhookAttempts.Add(attempt);
         await db.SaveChangesAsync(CancellationToken.None);
+        if (wasActive && !subscription.IsActive)
+        {
+            // Tell the owner by email (when Email is configured); a mail failure is recorded, never thrown.
+            await scope.ServiceProvider.GetRequiredService<Gymwire.Features.Email.OwnerNotifications>()
+                .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+        }
         return new AttemptOutcome(attempt, delivery.Status);
     }
 
