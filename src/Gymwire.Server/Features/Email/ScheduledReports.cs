@@ -5,6 +5,7 @@ using Gymwire.Features.Exports;
 using Gymwire.Features.Payments;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Email;
 
@@ -21,26 +22,7 @@ public sealed class ReportsOptions
 }
 
 /// <summary>Wakes the report worker (tests; a schedule change).</summary>
-public sealed class ReportSignal
-{
-    private readonly SemaphoreSlim _signal = new(0, 1);
-
-    public void Notify()
-    {
-        if (_signal.CurrentCount == 0)
-        {
-            try
-            {
-                _signal.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-            }
-        }
-    }
-
-    public Task WaitAsync(CancellationToken ct) => _signal.WaitAsync(ct);
-}
+public sealed class ReportSignal : WakeSignal;
 
 /// <summary>
 /// At each period boundary (UTC midnight, Monday, the 1st, on <see cref="TimeProvider"/>), emails each scheduled gym's

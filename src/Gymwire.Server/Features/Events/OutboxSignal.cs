@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Gymwire.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
@@ -9,29 +10,7 @@ namespace Gymwire.Features.Events;
 /// events commits, so delivery does not wait for a polling interval. Polling remains the fallback
 /// (and the only path for events written by another node).
 /// </summary>
-public sealed class OutboxSignal
-{
-    private readonly SemaphoreSlim _signal = new(0, 1);
-
-    public void Notify()
-    {
-        // At most one pending wake-up: a burst of commits wakes the dispatcher once.
-        if (_signal.CurrentCount == 0)
-        {
-            try
-            {
-                _signal.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-                // Another thread released first; one wake-up is enough.
-            }
-        }
-    }
-
-    /// <summary>Waits for a wake-up or the timeout; true when woken.</summary>
-    public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken) => _signal.WaitAsync(timeout, cancellationToken);
-}
+public sealed class OutboxSignal : WakeSignal;
 
 /// <summary>Signals <see cref="OutboxSignal"/> after a SaveChanges or transaction that wrote outbox events commits.</summary>
 public sealed class OutboxSignalInterceptor(OutboxSignal signal) : ISaveChangesInterceptor, IDbTransactionInterceptor

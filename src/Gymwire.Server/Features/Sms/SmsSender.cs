@@ -2,30 +2,12 @@ using Gymwire.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Options;
+using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Sms;
 
 /// <summary>Wakes the SMS sender when a message is queued, so it does not wait for a poll.</summary>
-public sealed class SmsSignal
-{
-    private readonly SemaphoreSlim _signal = new(0, 1);
-
-    public void Notify()
-    {
-        if (_signal.CurrentCount == 0)
-        {
-            try
-            {
-                _signal.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-            }
-        }
-    }
-
-    public Task WaitAsync(CancellationToken ct) => _signal.WaitAsync(ct);
-}
+public sealed class SmsSignal : WakeSignal;
 
 /// <summary>Signals <see cref="SmsSignal"/> after a SaveChanges that queued a message.</summary>
 public sealed class SmsQueuedInterceptor(SmsSignal signal) : SaveChangesInterceptor
