@@ -18,6 +18,7 @@ public sealed partial class DeliveryWorker(
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentDictionary<Guid, int> _perEndpoint = new();
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
+    private readonly int _claimBatch = Math.Max(1, options.Value.MaxConcurrentDeliveries / 8);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -64,7 +65,8 @@ public sealed partial class DeliveryWorker(
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
     {
         var free = _options.MaxConcurrentDeliveries - _inFlight.Count;
-        if (free <= 0)
+        // While busy, wait until a few slots are free rather than claiming one at a time: each claim is a write.
+        if (free <= 0 || (free < _claimBatch && !_inFlight.IsEmpty))
         {
             return false;
         }
@@ -97,7 +99,7 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
-            await sender.AttemptAsync(delivery.Id, ct);
+            await sender.AttemptAsync(delivery, ct);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -128,7 +130,8 @@ public sealed partial class DeliveryWorker(
     {
         using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var waits = new List<Task> { signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token) };
-        if (_inFlight.Count < _options.MaxConcurrentDeliveries)
+        // A completion wakes the worker anyway while many are in flight; ask for the next due time only when it could claim.
+        if (_options.MaxConcurrentDeliveries - _inFlight.Count >= _claimBatch || _inFlight.IsEmpty)
         {
             var (skipSubscriptions, skipDeliveries) = Skips();
             if (await sender.NextDueAsync(skipSubscriptions, skipDeliveries, stoppingToken) is { } due)

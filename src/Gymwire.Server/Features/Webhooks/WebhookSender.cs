@@ -10,20 +10,39 @@ using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
 
-/// <summary>A delivery a worker has claimed.</summary>
-public readonly record struct ClaimedDelivery(Guid Id, Guid SubscriptionId);
+/// <summary>
+/// A delivery a worker has claimed, with everything its attempt needs: the delivery, its subscription and the
+/// number of attempts already recorded, read together with the claim (one query for a whole batch).
+/// </summary>
+public sealed record ClaimedDelivery(
+    Guid Id,
+    Guid GymId,
+    Guid SubscriptionId,
+    string Event,
+    string Payload,
+    bool IsTest,
+    int AttemptCount,
+    DateTime? LastAttemptAt,
+    int AttemptsRecorded,
+    string Url,
+    bool SubscriptionActive,
+    string SecretProtected,
+    string? PreviousSecretProtected,
+    DateTime? PreviousSecretExpiresAt);
 
 /// <summary>What one attempt produced.</summary>
 public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus);
 
 /// <summary>
 /// Claims due deliveries, makes one HTTP attempt, and records it: the attempt row, the delivery's next
-/// state (delivered, retry at, undeliverable) and the subscription's health, in one write.
+/// state (delivered, retry at, undeliverable) and the subscription's health. Attempts finishing together are
+/// recorded together (<see cref="AttemptRecorder"/>): one transaction for many, not one each.
 /// </summary>
 public sealed partial class WebhookSender(
     IServiceScopeFactory scopes,
     IHttpClientFactory httpClients,
     WebhookSecretProtector secrets,
+    AttemptRecorder recorder,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookSender> logger)
@@ -36,9 +55,9 @@ public sealed partial class WebhookSender(
     private readonly WebhookOptions _options = options.Value;
 
     /// <summary>
-    /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.EffectiveClaimLease"/>.
-    /// PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>); SQLite has one writer, so a
-    /// single UPDATE is atomic. Expired claims (a worker that died) are due again.
+    /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.EffectiveClaimLease"/>
+    /// and reads them with their subscriptions. PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>);
+    /// SQLite has one writer, so a single UPDATE is atomic. Expired claims (a worker that died) are due again.
     /// </summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
@@ -47,9 +66,10 @@ public sealed partial class WebhookSender(
         var now = clock.GetUtcNow().UtcDateTime;
         var until = now + _options.EffectiveClaimLease;
         var token = Guid.NewGuid();
+        int claimed;
         if (db.Provider == DatabaseProvider.Postgres)
         {
-            await db.Database.ExecuteSqlAsync($"""
+            claimed = await db.Database.ExecuteSqlAsync($"""
                 UPDATE webhook_deliveries SET locked_until = {until}, claim_token = {token}
                 WHERE id IN (
                     SELECT id FROM webhook_deliveries
@@ -63,18 +83,25 @@ public sealed partial class WebhookSender(
         }
         else
         {
-            await db.WebhookDeliveries
+            claimed = await db.WebhookDeliveries
                 .Where(d => Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).Contains(d.Id))
                 .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
         }
-        return await db.WebhookDeliveries.AsNoTracking().Where(d => d.ClaimToken == token)
-            .OrderBy(d => d.NextAttemptAt).Select(d => new ClaimedDelivery(d.Id, d.SubscriptionId)).ToListAsync(ct);
+        return claimed == 0 ? [] : await Read(db, db.WebhookDeliveries.Where(d => d.ClaimToken == token).OrderBy(d => d.NextAttemptAt)).ToListAsync(ct);
     }
 
     private static IQueryable<WebhookDelivery> Due(GymwireDbContext db, DateTime now, Guid[] skipSubscriptions, Guid[] skipDeliveries) =>
         db.WebhookDeliveries.Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying)
             && x.NextAttemptAt <= now && (x.LockedUntil == null || x.LockedUntil <= now)
             && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id));
+
+    /// <summary>The deliveries with their subscriptions and recorded attempt counts (the last number, by index).</summary>
+    private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
+        from d in deliveries.AsNoTracking()
+        join s in db.WebhookSubscriptions on d.SubscriptionId equals s.Id
+        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event, d.Payload, d.IsTest, d.AttemptCount, d.LastAttemptAt,
+            db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
+            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt);
 
     /// <summary>When the next delivery this worker could claim becomes due (a retry, or an expired claim), if any.</summary>
     public async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
@@ -98,147 +125,68 @@ public sealed partial class WebhookSender(
             .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimToken, (Guid?)null), ct);
     }
 
-    /// <summary>
-    /// Makes one attempt of a claimed delivery and records it. Cancelling <paramref name="ct"/> (shutdown)
-    /// abandons the attempt unrecorded and releases the claim, so another worker or the next start retries it.
-    /// </summary>
+    /// <summary>Attempts a delivery that no worker can claim (a test send: it has no due time) and returns once it is recorded.</summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
     {
-        try
+        ClaimedDelivery? delivery;
+        await using (var scope = scopes.CreateAsyncScope())
         {
-            return await AttemptCoreAsync(deliveryId, ct);
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            delivery = await Read(db, db.WebhookDeliveries.Where(d => d.Id == deliveryId
+                && d.Status != DeliveryStatus.Delivered && d.Status != DeliveryStatus.Undeliverable)).FirstOrDefaultAsync(ct);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            await ReleaseAsync([deliveryId], CancellationToken.None);
-            throw;
-        }
+        return delivery is null ? null : await AttemptAsync(delivery, ct);
     }
 
-    private async Task<AttemptOutcome?> AttemptCoreAsync(Guid deliveryId, CancellationToken ct)
+    /// <summary>
+    /// Makes one attempt of a claimed delivery and returns once it is recorded. Cancelling <paramref name="ct"/>
+    /// (shutdown) abandons the attempt unrecorded and releases the claim, so another worker or the next start retries it.
+    /// </summary>
+    public async Task<AttemptOutcome?> AttemptAsync(ClaimedDelivery delivery, CancellationToken ct)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var delivery = await db.WebhookDeliveries.FirstOrDefaultAsync(d => d.Id == deliveryId, ct);
-        if (delivery is null || delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
-        {
-            return null;
-        }
-        var subscription = await db.WebhookSubscriptions.FirstAsync(s => s.Id == delivery.SubscriptionId, ct);
-        var now = clock.GetUtcNow().UtcDateTime;
-        if (!subscription.IsActive)
+        if (!delivery.SubscriptionActive)
         {
             // Deliveries queued for a subscription that has since been deactivated are not sent.
-            delivery.Status = DeliveryStatus.Undeliverable;
-            delivery.LastError = "The webhook is inactive";
-            delivery.NextAttemptAt = null;
-            delivery.LockedUntil = null;
-            delivery.ClaimToken = null;
-            await db.SaveChangesAsync(CancellationToken.None);
-            return null;
+            return await recorder.RecordAsync(new AttemptRecord(delivery, null, null, clock.GetUtcNow().UtcDateTime));
         }
-
-        var trigger = delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is not null ? "redeliver" : delivery.IsTest ? "test" : "initial";
+        var now = clock.GetUtcNow().UtcDateTime;
         var attempt = new WebhookAttempt
         {
             Id = Guid.CreateVersion7(now),
             GymId = delivery.GymId,
             DeliveryId = delivery.Id,
-            Number = await db.WebhookAttempts.CountAsync(a => a.DeliveryId == delivery.Id, ct) + 1,
+            Number = delivery.AttemptsRecorded + 1,
             AttemptedAt = now,
-            Trigger = trigger,
+            Trigger = delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is not null ? "redeliver" : delivery.IsTest ? "test" : "initial",
         };
-        var wasActive = subscription.IsActive;
-        var retryAfter = await SendAsync(delivery, subscription, attempt, ct);
+        TimeSpan? retryAfter;
+        try
+        {
+            retryAfter = await SendAsync(delivery, attempt, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            await ReleaseAsync([delivery.Id], CancellationToken.None);
+            throw;
+        }
         // Retries count from the end of the failed attempt.
-        var finished = clock.GetUtcNow().UtcDateTime;
-
-        var succeeded = attempt.StatusCode is >= 200 and < 300;
-        delivery.AttemptCount++;
-        delivery.LastAttemptAt = now;
-        delivery.LastStatusCode = attempt.StatusCode;
-        delivery.LastError = Truncate(attempt.Error, 1000);
-        delivery.LockedUntil = null;
-        delivery.ClaimToken = null;
-        var schedule = _options.EffectiveRetrySchedule;
-        if (succeeded)
-        {
-            delivery.Status = DeliveryStatus.Delivered;
-            delivery.NextAttemptAt = null;
-            subscription.FailingSince = null;
-            LogDelivered(logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs);
-        }
-        else
-        {
-            subscription.FailingSince ??= now;
-            if (attempt.StatusCode == StatusCodes.Status410Gone)
-            {
-                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
-                delivery.Status = DeliveryStatus.Undeliverable;
-                delivery.NextAttemptAt = null;
-            }
-            else if (delivery.IsTest || delivery.AttemptCount > schedule.Count)
-            {
-                delivery.Status = DeliveryStatus.Undeliverable;
-                delivery.NextAttemptAt = null;
-                LogUndeliverable(logger, delivery.Id, subscription.Id, delivery.AttemptCount);
-            }
-            else
-            {
-                delivery.Status = DeliveryStatus.Retrying;
-                delivery.NextAttemptAt = finished + RetryDelay(schedule[delivery.AttemptCount - 1], retryAfter);
-                LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, delivery.NextAttemptAt.Value);
-            }
-            if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
-            {
-                Deactivate(subscription,
-                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
-            }
-        }
-        db.WebhookAttempts.Add(attempt);
-        await db.SaveChangesAsync(CancellationToken.None);
-        if (wasActive && !subscription.IsActive)
-        {
-            // Tell the owner by email (when Email is configured); a mail failure is recorded, never thrown.
-            await scope.ServiceProvider.GetRequiredService<Gymwire.Features.Email.OwnerNotifications>()
-                .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
-        }
-        return new AttemptOutcome(attempt, delivery.Status);
-    }
-
-    private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
-    {
-        subscription.IsActive = false;
-        subscription.DisabledReason = reason;
-        subscription.DisabledAt = now;
-        subscription.UpdatedAt = now;
-        LogDeactivated(logger, subscription.Id, reason);
-    }
-
-    private TimeSpan RetryDelay(TimeSpan scheduled, TimeSpan? retryAfter)
-    {
-        if (retryAfter is { } asked)
-        {
-            return asked < _options.MinRetryAfter ? _options.MinRetryAfter : asked > _options.MaxRetryAfter ? _options.MaxRetryAfter : asked;
-        }
-        // Jitter spreads the retries of a burst that failed together.
-        return scheduled * (1 + Random.Shared.NextDouble() * _options.RetryJitter);
+        return await recorder.RecordAsync(new AttemptRecord(delivery, attempt, retryAfter, clock.GetUtcNow().UtcDateTime));
     }
 
     /// <summary>POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any.</summary>
-    private async Task<TimeSpan?> SendAsync(WebhookDelivery delivery, WebhookSubscription subscription, WebhookAttempt attempt, CancellationToken ct)
+    private async Task<TimeSpan?> SendAsync(ClaimedDelivery delivery, WebhookAttempt attempt, CancellationToken ct)
     {
-        if (!_options.AllowHttp && !subscription.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        if (!_options.AllowHttp && !delivery.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
             // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
             attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
             return null;
         }
         var body = Encoding.UTF8.GetBytes(delivery.Payload);
-        using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Url) { Content = new ByteArrayContent(body) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         request.Headers.TryAddWithoutValidation("X-CombatScore-Event", delivery.Event);
-        foreach (var (name, value) in WebhookSigner.Headers(secrets.SigningSecrets(subscription, attempt.AttemptedAt), delivery.Id.ToString(), clock.GetUtcNow(), body))
+        foreach (var (name, value) in WebhookSigner.Headers(secrets.SigningSecrets(delivery, attempt.AttemptedAt), delivery.Id.ToString(), clock.GetUtcNow(), body))
         {
             request.Headers.TryAddWithoutValidation(name, value);
         }
@@ -285,13 +233,13 @@ public sealed partial class WebhookSender(
             attempt.Error = Describe(e);
             if (e.InnerException is EgressRefusedException)
             {
-                LogEgressRefused(logger, delivery.Id, subscription.Id, attempt.Error);
+                LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
             }
         }
         catch (EgressRefusedException e)
         {
             attempt.Error = e.Message;
-            LogEgressRefused(logger, delivery.Id, subscription.Id, attempt.Error);
+            LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
@@ -366,18 +314,6 @@ public sealed partial class WebhookSender(
     }
 
     private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
-
-    [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} delivered: {StatusCode} in {DurationMs} ms")]
-    private static partial void LogDelivered(ILogger logger, Guid deliveryId, Guid subscriptionId, int statusCode, int durationMs);
-
-    [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}); retry at {NextAttemptAt:o}")]
-    private static partial void LogRetrying(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, DateTime nextAttemptAt);
-
-    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
-    private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
-
-    [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
-    private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
 
     [LoggerMessage(EventId = 5104, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} refused by the egress guard: {Reason}")]
     private static partial void LogEgressRefused(ILogger logger, Guid deliveryId, Guid subscriptionId, string reason);

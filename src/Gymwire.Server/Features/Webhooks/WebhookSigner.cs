@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -67,20 +68,39 @@ public static class WebhookSigner
     }
 }
 
-/// <summary>Encrypts webhook secrets at rest with ASP.NET Core Data Protection (keys shared by every node through the database).</summary>
+/// <summary>
+/// Encrypts webhook secrets at rest with ASP.NET Core Data Protection (keys shared by every node through the database).
+/// Decrypted secrets are kept in memory by their ciphertext, so a delivery does not decrypt again what the last one
+/// did; a rotated secret has a new ciphertext, so the cache never serves a stale secret.
+/// </summary>
 public sealed class WebhookSecretProtector(IDataProtectionProvider provider)
 {
+    private const int MaxCached = 10_000;
     private readonly IDataProtector _protector = provider.CreateProtector("Gymwire.Webhooks.Secret.v1");
+    private readonly ConcurrentDictionary<string, string> _unprotected = new(StringComparer.Ordinal);
 
     public string Protect(string secret) => _protector.Protect(secret);
 
-    public string Unprotect(string protectedSecret) => _protector.Unprotect(protectedSecret);
+    public string Unprotect(string protectedSecret)
+    {
+        if (_unprotected.TryGetValue(protectedSecret, out var secret))
+        {
+            return secret;
+        }
+        secret = _protector.Unprotect(protectedSecret);
+        if (_unprotected.Count >= MaxCached)
+        {
+            _unprotected.Clear();
+        }
+        _unprotected[protectedSecret] = secret;
+        return secret;
+    }
 
     /// <summary>The secrets that sign now: the current one, then the previous one while its overlap lasts.</summary>
-    public IReadOnlyList<string> SigningSecrets(WebhookSubscription subscription, DateTime now)
+    public IReadOnlyList<string> SigningSecrets(ClaimedDelivery delivery, DateTime now)
     {
-        var current = Unprotect(subscription.SecretProtected);
-        return subscription.PreviousSecretProtected is { } previous && subscription.PreviousSecretExpiresAt > now
+        var current = Unprotect(delivery.SecretProtected);
+        return delivery.PreviousSecretProtected is { } previous && delivery.PreviousSecretExpiresAt > now
             ? [current, Unprotect(previous)]
             : [current];
     }

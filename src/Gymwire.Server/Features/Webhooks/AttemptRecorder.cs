@@ -1,0 +1,218 @@
+using System.Collections.Concurrent;
+using Gymwire.Data;
+using Gymwire.Features.Email;
+using Gymwire.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
+public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Attempt, TimeSpan? RetryAfter, DateTime Finished);
+
+/// <summary>
+/// Records finished attempts: the attempt row, the delivery's next state (delivered, retry at, undeliverable) and
+/// the subscription's health. Attempts that finish while a write is under way are written together by the next
+/// one (group commit), so a busy worker spends one transaction on many attempts instead of one each; an idle one
+/// writes each attempt at once. A caller's task completes when its attempt is committed, so a delivery keeps its
+/// worker slot (and its claim) until then and the in-flight bound on duplicates after a crash still holds.
+/// </summary>
+public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
+{
+    /// <summary>At most this many attempts in one transaction.</summary>
+    public const int MaxBatch = 256;
+
+    private readonly WebhookOptions _options = options.Value;
+    private readonly ConcurrentQueue<Pending> _queue = new();
+    private int _writing;
+
+    private sealed record Pending(AttemptRecord Record, TaskCompletionSource<AttemptOutcome?> Done);
+
+    /// <summary>Queues the attempt and completes once it is committed (with the outcome; null if the delivery was gone or finished).</summary>
+    public async Task<AttemptOutcome?> RecordAsync(AttemptRecord record)
+    {
+        var pending = new Pending(record, new TaskCompletionSource<AttemptOutcome?>(TaskCreationOptions.RunContinuationsAsynchronously));
+        _queue.Enqueue(pending);
+        if (Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
+        {
+            await WriteQueuedAsync();
+        }
+        return await pending.Done.Task;
+    }
+
+    /// <summary>The one writer: batch after batch until the queue is empty, then hands the role back.</summary>
+    private async Task WriteQueuedAsync()
+    {
+        while (true)
+        {
+            var batch = new List<Pending>();
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+            }
+            if (batch.Count == 0)
+            {
+                Volatile.Write(ref _writing, 0);
+                // Something queued after the last dequeue but before the release has no writer: take the role back.
+                if (_queue.IsEmpty || Interlocked.CompareExchange(ref _writing, 1, 0) != 0)
+                {
+                    return;
+                }
+                continue;
+            }
+            try
+            {
+                await WriteAsync(batch);
+            }
+            catch (Exception e) when (batch.Count > 1)
+            {
+                // One bad record must not fail the others: write each on its own.
+                LogBatchFailed(logger, batch.Count, e);
+                foreach (var one in batch)
+                {
+                    try
+                    {
+                        await WriteAsync([one]);
+                    }
+                    catch (Exception single)
+                    {
+                        one.Done.TrySetException(single);
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                batch[0].Done.TrySetException(e);
+            }
+        }
+    }
+
+    private async Task WriteAsync(List<Pending> batch)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
+        var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
+        var deliveries = await db.WebhookDeliveries.Where(d => deliveryIds.Contains(d.Id)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
+        var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, CancellationToken.None);
+        var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+        var outcomes = new AttemptOutcome?[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var d = batch[i].Record.Delivery;
+            outcomes[i] = Apply(db, batch[i].Record, deliveries.GetValueOrDefault(d.Id), subscriptions.GetValueOrDefault(d.SubscriptionId));
+        }
+        await db.SaveChangesAsync(CancellationToken.None);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            batch[i].Done.TrySetResult(outcomes[i]);
+        }
+        foreach (var subscription in subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)))
+        {
+            // Tell the owner by email (when Email is configured); a mail failure is recorded, never thrown.
+            await scope.ServiceProvider.GetRequiredService<OwnerNotifications>()
+                .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// Applies one finished attempt to its tracked delivery and subscription (the caller saves): the delivery's next
+    /// state, the subscription's health, the attempt row. Null when the delivery is gone or finished meanwhile.
+    /// </summary>
+    private AttemptOutcome? Apply(GymwireDbContext db, AttemptRecord record, WebhookDelivery? delivery, WebhookSubscription? subscription)
+    {
+        if (delivery is null || subscription is null || delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
+        {
+            return null;
+        }
+        delivery.LockedUntil = null;
+        delivery.ClaimToken = null;
+        if (record.Attempt is not { } attempt)
+        {
+            delivery.Status = DeliveryStatus.Undeliverable;
+            delivery.LastError = "The webhook is inactive";
+            delivery.NextAttemptAt = null;
+            return null;
+        }
+        var now = attempt.AttemptedAt;
+        var finished = record.Finished;
+        var succeeded = attempt.StatusCode is >= 200 and < 300;
+        delivery.AttemptCount++;
+        delivery.LastAttemptAt = now;
+        delivery.LastStatusCode = attempt.StatusCode;
+        delivery.LastError = Truncate(attempt.Error, 1000);
+        var schedule = _options.EffectiveRetrySchedule;
+        if (succeeded)
+        {
+            delivery.Status = DeliveryStatus.Delivered;
+            delivery.NextAttemptAt = null;
+            subscription.FailingSince = null;
+            LogDelivered(logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs);
+        }
+        else
+        {
+            subscription.FailingSince ??= now;
+            if (attempt.StatusCode == StatusCodes.Status410Gone)
+            {
+                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
+                delivery.Status = DeliveryStatus.Undeliverable;
+                delivery.NextAttemptAt = null;
+            }
+            else if (delivery.IsTest || delivery.AttemptCount > schedule.Count)
+            {
+                delivery.Status = DeliveryStatus.Undeliverable;
+                delivery.NextAttemptAt = null;
+                LogUndeliverable(logger, delivery.Id, subscription.Id, delivery.AttemptCount);
+            }
+            else
+            {
+                delivery.Status = DeliveryStatus.Retrying;
+                delivery.NextAttemptAt = finished + RetryDelay(schedule[delivery.AttemptCount - 1], record.RetryAfter);
+                LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, delivery.NextAttemptAt.Value);
+            }
+            if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
+            {
+                Deactivate(subscription,
+                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
+            }
+        }
+        db.WebhookAttempts.Add(attempt);
+        return new AttemptOutcome(attempt, delivery.Status);
+    }
+
+    private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
+    {
+        subscription.IsActive = false;
+        subscription.DisabledReason = reason;
+        subscription.DisabledAt = now;
+        subscription.UpdatedAt = now;
+        LogDeactivated(logger, subscription.Id, reason);
+    }
+
+    private TimeSpan RetryDelay(TimeSpan scheduled, TimeSpan? retryAfter)
+    {
+        if (retryAfter is { } asked)
+        {
+            return asked < _options.MinRetryAfter ? _options.MinRetryAfter : asked > _options.MaxRetryAfter ? _options.MaxRetryAfter : asked;
+        }
+        // Jitter spreads the retries of a burst that failed together.
+        return scheduled * (1 + Random.Shared.NextDouble() * _options.RetryJitter);
+    }
+
+    [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} delivered: {StatusCode} in {DurationMs} ms")]
+    private static partial void LogDelivered(ILogger logger, Guid deliveryId, Guid subscriptionId, int statusCode, int durationMs);
+
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}); retry at {NextAttemptAt:o}")]
+    private static partial void LogRetrying(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, DateTime nextAttemptAt);
+
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
+    private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
+
+    [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
+    private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
+
+    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
+
+    [LoggerMessage(EventId = 5105, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts in one transaction failed; recording them one by one")]
+    private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
+}
