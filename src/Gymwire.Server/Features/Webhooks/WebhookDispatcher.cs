@@ -20,6 +20,9 @@ public sealed partial class WebhookDispatcher(
 {
     private const int BatchSize = 200;
 
+    /// <summary>Deliveries written per transaction at most (an event is never split across two).</summary>
+    public const int MaxDeliveriesPerBatch = 1000;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
@@ -32,7 +35,7 @@ public sealed partial class WebhookDispatcher(
                 {
                     dispatched = await DispatchBatchAsync(stoppingToken);
                 }
-                while (dispatched == BatchSize);
+                while (dispatched > 0);
                 await outboxSignal.WaitAsync(options.Value.PollInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -54,37 +57,46 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>Dispatches one batch of events, oldest first; returns how many events it handled.</summary>
+    /// <summary>
+    /// Dispatches one batch of events, oldest first; returns how many events it handled. A batch stops adding events
+    /// once it holds <see cref="MaxDeliveriesPerBatch"/> deliveries, so the workers start on the first deliveries of a
+    /// burst while the rest is still being fanned out.
+    /// </summary>
     public async Task<int> DispatchBatchAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        await using var tx = db.Provider == DatabaseProvider.Postgres ? await db.Database.BeginTransactionAsync(ct) : null;
         // PostgreSQL: several nodes may dispatch; each takes events the others have not locked.
-        // SQLite: one process, one dispatcher; the write below is its own transaction.
+        // SQLite: one process, one dispatcher, one writer at a time.
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
         var events = db.Provider == DatabaseProvider.Postgres
-            ? await db.OutboxEvents.FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {BatchSize} FOR UPDATE SKIP LOCKED").ToListAsync(ct)
-            : await db.OutboxEvents.Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(BatchSize).ToListAsync(ct);
+            ? await db.OutboxEvents.FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {BatchSize} FOR UPDATE SKIP LOCKED").AsNoTracking().ToListAsync(ct)
+            : await db.OutboxEvents.AsNoTracking().Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(BatchSize).ToListAsync(ct);
         if (events.Count == 0)
         {
             return 0;
         }
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
-        var subscriptions = await db.WebhookSubscriptions.AsNoTracking()
+        var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
             .Select(s => new { s.Id, s.GymId, s.Events })
-            .ToListAsync(ct);
+            .ToListAsync(ct)).ToLookup(s => s.GymId);
         var now = clock.GetUtcNow().UtcDateTime;
-        var created = 0;
+        var deliveries = new List<WebhookDelivery>();
+        var dispatched = new List<long>();
         foreach (var evt in events)
         {
-            foreach (var subscription in subscriptions.Where(s => s.GymId == evt.GymId))
+            if (deliveries.Count >= MaxDeliveriesPerBatch)
+            {
+                break;
+            }
+            foreach (var subscription in subscriptions[evt.GymId])
             {
                 if (WebhookPayloads.SubscribedName(subscription.Events, evt.Type) is not { } name)
                 {
                     continue;
                 }
-                db.WebhookDeliveries.Add(new WebhookDelivery
+                deliveries.Add(new WebhookDelivery
                 {
                     Id = Guid.CreateVersion7(now),
                     GymId = evt.GymId,
@@ -96,21 +108,18 @@ public sealed partial class WebhookDispatcher(
                     CreatedAt = now,
                     NextAttemptAt = now,
                 });
-                created++;
             }
-            evt.DispatchedAt = now;
+            dispatched.Add(evt.Sequence);
         }
-        await db.SaveChangesAsync(ct);
-        if (tx is not null)
+        await DeliveryRows.InsertAsync(db, deliveries, ct);
+        await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
+        await tx.CommitAsync(ct);
+        if (deliveries.Count > 0)
         {
-            await tx.CommitAsync(ct);
-        }
-        if (created > 0)
-        {
-            LogDispatched(logger, events.Count, created);
+            LogDispatched(logger, dispatched.Count, deliveries.Count);
             deliverySignal.Notify();
         }
-        return events.Count;
+        return dispatched.Count;
     }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Dispatched {Events} outbox events into {Deliveries} webhook deliveries")]

@@ -1,0 +1,207 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Webhooks;
+
+/// <summary>
+/// The delivery pipeline's batching: bulk fan-out rows, claims read with their subscriptions, attempts recorded in
+/// group commits. Each must store and decide exactly what the one-at-a-time path did.
+/// </summary>
+public abstract class DeliveryPipelineTests(WebhookFixture fx)
+{
+    public sealed class Sqlite(SqliteWebhooks f) : DeliveryPipelineTests(f), IClassFixture<SqliteWebhooks>;
+    public sealed class Postgres(PostgresWebhooks f) : DeliveryPipelineTests(f), IClassFixture<PostgresWebhooks>;
+
+    [Fact]
+    public async Task Bulk_inserted_delivery_rows_read_back_exactly_as_entities_saved_by_EF()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/bulk"), "lead.created");
+        var now = new DateTime(2026, 4, 16, 12, 0, 0, DateTimeKind.Utc).AddTicks(1_234_560); // microseconds: PostgreSQL keeps no finer
+        WebhookDelivery Row(Guid? eventId) => new()
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = eventId, Event = "lead.created",
+            Payload = """{"id":"x","event":"lead.created","data":{"name":"Zoë \"quoted\" 🥋"}}""", Status = DeliveryStatus.Retrying,
+            AttemptCount = 2, CreatedAt = now, NextAttemptAt = now.AddYears(5), IsTest = true,
+        };
+        var viaEf = Row(Guid.NewGuid());
+        var viaBulk = Enumerable.Range(0, 23).Select(i => Row(i == 0 ? null : Guid.NewGuid())).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(viaEf);
+            await db.SaveChangesAsync();
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await DeliveryRows.InsertAsync(db, viaBulk, CancellationToken.None);
+            await tx.CommitAsync();
+            return 0;
+        });
+
+        var stored = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.SubscriptionId == hook.Id).ToDictionaryAsync(d => d.Id));
+        Assert.Equal(24, stored.Count);
+        foreach (var expected in viaBulk.Append(viaEf))
+        {
+            var actual = stored[expected.Id];
+            Assert.Equal((expected.GymId, expected.SubscriptionId, expected.EventId, expected.Event, expected.Payload, expected.Status),
+                (actual.GymId, actual.SubscriptionId, actual.EventId, actual.Event, actual.Payload, actual.Status));
+            Assert.Equal((expected.AttemptCount, expected.CreatedAt, expected.NextAttemptAt, expected.IsTest, actual.LockedUntil, actual.ClaimToken),
+                (actual.AttemptCount, actual.CreatedAt, actual.NextAttemptAt, actual.IsTest, (DateTime?)null, (Guid?)null));
+        }
+        // The stored text/values are the same, not only the round trip: EF queries filter on them.
+        var sameCreated = await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.CreatedAt == now && d.GymId == gym.GymId));
+        Assert.Equal(24, sameCreated);
+        var nullEvent = await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.EventId == null));
+        Assert.Equal(1, nullEvent);
+    }
+
+    [Fact]
+    public async Task A_burst_larger_than_one_dispatch_batch_is_delivered_once_per_event_and_subscription()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        const int subscriptions = 30;
+        var hooks = new List<CreatedHook>();
+        for (var i = 0; i < subscriptions; i++)
+        {
+            hooks.Add(await gym.CreateWebhookAsync(receiver.Url($"/burst/{i}"), "lead.created"));
+        }
+        // 70 events x 30 subscriptions = 2,100 deliveries: more than two dispatch batches of MaxDeliveriesPerBatch.
+        const int events = 70;
+        Assert.True(events * subscriptions > 2 * WebhookDispatcher.MaxDeliveriesPerBatch);
+        await fx.WithDbAsync(async db =>
+        {
+            for (var e = 0; e < events; e++)
+            {
+                db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), n = e }, fx.Clock.GetUtcNow().UtcDateTime);
+            }
+            return await db.SaveChangesAsync();
+        });
+        fx.Services.GetRequiredService<OutboxSignal>().Notify();
+
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count(r => r.Path.StartsWith("/burst/", StringComparison.Ordinal)) >= events * subscriptions),
+            timeout: TimeSpan.FromMinutes(2), what: "every delivery of the burst");
+        var received = receiver.Requests.Where(r => r.Path.StartsWith("/burst/", StringComparison.Ordinal)).ToList();
+        Assert.Equal(events * subscriptions, received.Count);
+        Assert.Equal(events * subscriptions, received.Select(r => (r.Path, r.Header("webhook-id"))).Distinct().Count());
+        foreach (var (hook, i) in hooks.Select((h, i) => (h, i)))
+        {
+            var atHook = received.Where(r => r.Path == $"/burst/{i}").ToList();
+            Assert.Equal(events, atHook.Select(r => r.Json().GetProperty("data").GetProperty("n").GetInt32()).Distinct().Count());
+            Assert.All(atHook, r => Assert.True(StandardWebhooksVerifier.VerifyCombatScore(hook.Secret, r.Headers, r.Body)));
+        }
+        await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId && d.Status == DeliveryStatus.Delivered)) == events * subscriptions,
+            what: "every delivery recorded as delivered");
+        var attempts = await fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gym.GymId).Select(a => new { a.DeliveryId, a.Number, a.StatusCode }).ToListAsync());
+        Assert.Equal(events * subscriptions, attempts.Count);
+        Assert.All(attempts, a => Assert.Equal((1, 200), (a.Number, a.StatusCode)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.OutboxEvents.CountAsync(e => e.GymId == gym.GymId && e.DispatchedAt == null)));
+    }
+
+    [Fact]
+    public async Task Attempts_recorded_together_each_get_their_own_outcome_and_numbering()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/fail", new Reply(503));
+        receiver.On("/gone", new Reply(410));
+        var gym = await fx.CreateGymAsync();
+        var ok = await gym.CreateWebhookAsync(receiver.Url("/ok"), "lead.created");
+        var fail = await gym.CreateWebhookAsync(receiver.Url("/fail"), "lead.created");
+        var gone = await gym.CreateWebhookAsync(receiver.Url("/gone"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var ids = new List<(Guid Id, Guid Hook)>();
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var hook in new[] { ok, fail, gone })
+            {
+                for (var i = 0; i < 5; i++)
+                {
+                    var d = new WebhookDelivery
+                    {
+                        Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+                        Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gym.GymId, "{}", now), Status = DeliveryStatus.Pending,
+                        CreatedAt = now, NextAttemptAt = null,
+                    };
+                    db.WebhookDeliveries.Add(d);
+                    ids.Add((d.Id, hook.Id));
+                }
+            }
+            return await db.SaveChangesAsync();
+        });
+        // Made due only now, without waking the worker; then claimed at once and attempted concurrently, so that
+        // their records meet in the recorder's queue.
+        var idList = ids.Select(i => i.Id).ToList();
+        await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => idList.Contains(d.Id)).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
+        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var claimed = await sender.ClaimAsync(100, [], [], CancellationToken.None);
+        var mine = claimed.Where(c => ids.Any(i => i.Id == c.Id)).ToList();
+        Assert.Equal(15, mine.Count);
+        Assert.All(mine, c => Assert.Equal((0, true), (c.AttemptsRecorded, c.SubscriptionActive)));
+        var outcomes = await Task.WhenAll(mine.Select(c => sender.AttemptAsync(c, CancellationToken.None)));
+        await sender.ReleaseAsync(claimed.Except(mine).Select(c => c.Id).ToList(), CancellationToken.None);
+
+        var byId = mine.Zip(outcomes).ToDictionary(x => x.First.Id, x => x.Second!);
+        var deliveries = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToDictionaryAsync(d => d.Id));
+        foreach (var (id, hook) in ids)
+        {
+            var (status, code) = hook == ok.Id ? (DeliveryStatus.Delivered, 200) : hook == fail.Id ? (DeliveryStatus.Retrying, 503) : (DeliveryStatus.Undeliverable, 410);
+            Assert.Equal((status, code), (byId[id].DeliveryStatus, byId[id].Attempt.StatusCode!.Value));
+            Assert.Equal((status, 1, code, (Guid?)null), (deliveries[id].Status, deliveries[id].AttemptCount, deliveries[id].LastStatusCode, deliveries[id].ClaimToken));
+        }
+        var hooks = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToDictionaryAsync(s => s.Id));
+        Assert.True(hooks[ok.Id].IsActive);
+        Assert.Null(hooks[ok.Id].FailingSince);
+        Assert.True(hooks[fail.Id].IsActive);
+        Assert.NotNull(hooks[fail.Id].FailingSince);
+        Assert.False(hooks[gone.Id].IsActive);
+
+        // A retry's attempt continues the numbering from what is recorded.
+        receiver.On("/fail", new Reply(200));
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        var failIds = ids.Where(i => i.Hook == fail.Id).Select(i => i.Id).ToList();
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(fail.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "the retries delivered");
+        var retried = await fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => failIds.Contains(a.DeliveryId)).ToListAsync());
+        Assert.Equal(10, retried.Count);
+        Assert.All(retried.GroupBy(a => a.DeliveryId), g => Assert.Equal([(1, "initial", 503), (2, "retry", 200)], g.OrderBy(a => a.Number).Select(a => (a.Number, a.Trigger, a.StatusCode!.Value))));
+    }
+
+    [Fact]
+    public async Task A_record_whose_delivery_vanished_does_not_fail_the_others_recorded_with_it()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/vanish"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var ids = await fx.WithDbAsync(async db =>
+        {
+            var list = Enumerable.Range(0, 6).Select(_ => new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+                Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gym.GymId, "{}", now), Status = DeliveryStatus.Pending,
+                CreatedAt = now, NextAttemptAt = null,
+            }).ToList();
+            db.WebhookDeliveries.AddRange(list);
+            await db.SaveChangesAsync();
+            return list.Select(d => d.Id).ToList();
+        });
+        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        // Read them as a claim would, then delete one before its attempt is recorded (retention, or a deleted webhook).
+        var loaded = new List<ClaimedDelivery>();
+        foreach (var id in ids)
+        {
+            await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
+            loaded.AddRange((await sender.ClaimAsync(1, [], [], CancellationToken.None)).Where(c => c.Id == id));
+        }
+        Assert.Equal(6, loaded.Count);
+        await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == ids[2]).ExecuteDeleteAsync());
+
+        var outcomes = await Task.WhenAll(loaded.Select(c => sender.AttemptAsync(c, CancellationToken.None)));
+        Assert.Null(outcomes[2]);
+        Assert.All(outcomes.Where((_, i) => i != 2), o => Assert.Equal(DeliveryStatus.Delivered, o!.DeliveryStatus));
+        var stored = await fx.DeliveriesAsync(hook.Id);
+        Assert.Equal(5, stored.Count);
+        Assert.All(stored, d => Assert.Equal(DeliveryStatus.Delivered, d.Status));
+    }
+}
