@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -51,6 +52,8 @@ public sealed partial class WebhookSender(
     public const int MaxResponseExcerptBytes = 64 * 1024;
 
     private static readonly string[] KeptResponseHeaders = ["content-type", "content-length", "location", "retry-after", "server", "date"];
+
+    private const string UserAgent = "Gymwire-Webhooks/1.0";
 
     private readonly WebhookOptions _options = options.Value;
 
@@ -190,7 +193,7 @@ public sealed partial class WebhookSender(
         {
             request.Headers.TryAddWithoutValidation(name, value);
         }
-        request.Headers.UserAgent.ParseAdd("Gymwire-Webhooks/1.0");
+        request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
 
         // The per-attempt timeout measures real network time, not the (possibly simulated) clock of the schedule.
         using var timeout = new CancellationTokenSource(_options.Timeout);
@@ -301,16 +304,25 @@ public sealed partial class WebhookSender(
     private static async Task<(string Body, bool Truncated)> ReadExcerptAsync(HttpResponseMessage response, CancellationToken ct)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(ct);
-        var buffer = new byte[MaxResponseExcerptBytes];
-        var total = 0;
-        int read;
-        while (total < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(total), ct)) > 0)
+        // Pooled: a fresh 64 KiB buffer per attempt would be most of what a busy worker allocates.
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxResponseExcerptBytes + 1);
+        try
         {
-            total += read;
+            var total = 0;
+            int read;
+            // One byte past the limit tells a truncated body from one of exactly 64 KiB.
+            while (total <= MaxResponseExcerptBytes && (read = await stream.ReadAsync(buffer.AsMemory(total, MaxResponseExcerptBytes + 1 - total), ct)) > 0)
+            {
+                total += read;
+            }
+            var truncated = total > MaxResponseExcerptBytes;
+            // PostgreSQL text cannot hold NUL; a binary body is only an excerpt for a human anyway.
+            return (Encoding.UTF8.GetString(buffer, 0, Math.Min(total, MaxResponseExcerptBytes)).Replace('\0', '\uFFFD'), truncated);
         }
-        var truncated = total == buffer.Length && await stream.ReadAsync(new byte[1], ct) > 0;
-        // PostgreSQL text cannot hold NUL; a binary body is only an excerpt for a human anyway.
-        return (Encoding.UTF8.GetString(buffer, 0, total).Replace('\0', '\uFFFD'), truncated);
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
