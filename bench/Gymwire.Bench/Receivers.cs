@@ -51,6 +51,33 @@ public static class ReceiversProcess
             Interlocked.Increment(ref _slow);
             return Results.Ok();
         });
+        // Issue 10's hostile receivers (R3), each bounded in time and bytes.
+        app.MapPost("/hostile/hang", async (HttpContext context) =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(60), context.RequestAborted);
+            return Results.Ok();
+        });
+        app.MapPost("/hostile/trickle", async (HttpContext context) =>
+        {
+            context.Response.ContentType = "text/plain";
+            for (var i = 0; i < 60 && !context.RequestAborted.IsCancellationRequested; i++)
+            {
+                await context.Response.Body.WriteAsync("x"u8.ToArray(), context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                await Task.Delay(TimeSpan.FromSeconds(1), context.RequestAborted);
+            }
+        });
+        app.MapPost("/hostile/huge", async (HttpContext context) =>
+        {
+            context.Response.ContentType = "application/octet-stream";
+            var chunk = new byte[64 * 1024];
+            for (var sent = 0L; sent < 1L << 30 && !context.RequestAborted.IsCancellationRequested; sent += chunk.Length)
+            {
+                await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
+            }
+        });
+        app.MapPost("/hostile/redirect", () => Results.Redirect("http://169.254.169.254/latest/meta-data/"));
+        app.MapPost("/hostile/gone", () => Results.StatusCode(StatusCodes.Status410Gone));
         app.MapGet("/stats", () => Results.Text($"{Interlocked.Read(ref _normal)} {Interlocked.Read(ref _slow)}"));
         app.MapGet("/latency", () =>
         {
@@ -125,6 +152,9 @@ public sealed class Receivers : IAsyncDisposable
     public string Url(int i) => $"http://127.0.0.1:{Ports[i]}/r/{i}";
 
     public string SlowUrl => $"http://127.0.0.1:{Ports[0]}/slow";
+
+    /// <summary>Never answers; trickles a byte a second; streams 1 GiB; redirects to the metadata address; answers 410.</summary>
+    public IEnumerable<string> HostileUrls => new[] { "hang", "trickle", "huge", "redirect", "gone" }.Select(h => $"http://127.0.0.1:{Ports[1]}/hostile/{h}");
 
     public static async Task<Receivers> StartAsync(int count)
     {

@@ -37,7 +37,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     private Guid _actionsGym;
     private string? _sqliteDirectory;
     private int _pad;
-    private Guid _slowSubscription;
+    /// <summary>Subscriptions whose deliveries are slow on purpose: a run does not wait for them to settle.</summary>
+    private readonly List<Guid> _unsettled = [];
     private readonly CommandCounter _commands = new();
 
     public async Task RunAsync()
@@ -223,10 +224,10 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             JsonSerializer.Serialize(Data(null), GymwireJson.Options), DateTime.UtcNow));
         Console.WriteLine($"  delivery payload: {rawPayload.Length} bytes");
 
-        // M4: warm up both, then interleave runs.
+        // M4: warm up both with a whole run each (JIT tiering, connection pools, SQLite's WAL), then interleave runs.
         var perRun = o.EventsPerRun * Subscriptions;
-        await RawRateAsync(rawPayload, Math.Min(perRun, 2000));
-        await GymwireRateAsync(hooks.GymId, Math.Max(5, o.EventsPerRun / 10));
+        await RawRateAsync(rawPayload, perRun);
+        await GymwireRateAsync(hooks.GymId, o.EventsPerRun);
         var rawRates = new List<double>();
         var gwRates = new List<double>();
         long peakRss = 0;
@@ -266,7 +267,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         // M6: one endpoint taking 10 s per request.
         var slow = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url = receivers.SlowUrl, events = new[] { EventCatalog.LeadCreated } });
         slow.EnsureSuccessStatusCode();
-        _slowSubscription = (await slow.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        _unsettled.Add((await slow.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
         var isolated = new List<double>();
         for (var r = 0; r < o.Runs; r++)
         {
@@ -276,6 +277,27 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         var iso = Stats.Median(isolated);
         report.Add(store, "M6 isolation (one endpoint at 10 s/request)", $"{iso:N0} deliveries/s", $"M4 {gw:N0}/s", iso / gw, 0.9,
             "throughput to the other 100 endpoints while one answers after 10 s (target: lose <= 10%)");
+
+        // Issue 10, R3: the hostile receivers beside the healthy ones, each subscribed to every event.
+        foreach (var url in receivers.HostileUrls)
+        {
+            var created = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url, events = new[] { EventCatalog.LeadCreated } });
+            created.EnsureSuccessStatusCode();
+            _unsettled.Add((await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
+        }
+        var hostile = new List<double>();
+        using (var sampler = new RssSampler())
+        {
+            for (var r = 0; r < o.Runs; r++)
+            {
+                hostile.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
+                Console.WriteLine($"  R3 hostile run {r + 1}: {hostile[^1]:N0}/s to the {Subscriptions} healthy endpoints");
+            }
+            var rss = sampler.Stop();
+            var h = Stats.Median(hostile);
+            report.Add(store, "R3 hostile receivers (hang, trickle, 1 GiB, redirect, 410)", $"{h:N0} deliveries/s", $"M4 {gw:N0}/s", h / gw, 0.9,
+                $"throughput to the 100 healthy endpoints while 5 hostile ones (and the 10 s one) get every event too (issue 10: keep >= 90%); peak RSS {rss / 1048576.0:N0} MiB (M4: {peakRss / 1048576.0:N0} MiB)");
+        }
     }
 
     private Dictionary<string, object> Data(long? t0)
@@ -348,7 +370,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         {
             await using var scope = _app.Services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-            var pending = await db.WebhookDeliveries.CountAsync(d => d.GymId == gymId && d.Status == DeliveryStatus.Pending && d.SubscriptionId != _slowSubscription);
+            var pending = await db.WebhookDeliveries.CountAsync(d => d.GymId == gymId && d.Status == DeliveryStatus.Pending && !_unsettled.Contains(d.SubscriptionId));
             if (pending == 0)
             {
                 return;
