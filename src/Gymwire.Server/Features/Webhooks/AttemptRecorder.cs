@@ -35,7 +35,9 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOption
         _queue.Enqueue(pending);
         if (Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
         {
-            await WriteQueuedAsync();
+            // The writer runs on its own, so this attempt's slot is freed when its own record commits,
+            // not when the writer has drained everything queued behind it.
+            _ = Task.Run(WriteQueuedAsync);
         }
         return await pending.Done.Task;
     }
@@ -83,6 +85,11 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOption
             catch (Exception e)
             {
                 batch[0].Done.TrySetException(e);
+            }
+            // WriteAsync completes every record it wrote; one left pending here would hang its attempt.
+            foreach (var one in batch)
+            {
+                one.Done.TrySetException(new InvalidOperationException("The attempt was not recorded."));
             }
         }
     }
