@@ -17,7 +17,7 @@ public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Att
 /// writes each attempt at once. A caller's task completes when its attempt is committed, so a delivery keeps its
 /// worker slot (and its claim) until then and the in-flight bound on duplicates after a crash still holds.
 /// </summary>
-public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
+public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, DeliveryWriteGate gate, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
 {
     /// <summary>At most this many attempts in one transaction.</summary>
     public const int MaxBatch = 256;
@@ -98,6 +98,7 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOption
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var turn = await gate.EnterAsync(db, CancellationToken.None);
         var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
         var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
         var deliveries = await db.WebhookDeliveries.Where(d => deliveryIds.Contains(d.Id)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
@@ -109,7 +110,14 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, IOption
             var d = batch[i].Record.Delivery;
             outcomes[i] = Apply(db, batch[i].Record, deliveries.GetValueOrDefault(d.Id), subscriptions.GetValueOrDefault(d.SubscriptionId));
         }
-        await db.SaveChangesAsync(CancellationToken.None);
+        try
+        {
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+        finally
+        {
+            turn.Dispose();
+        }
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Done.TrySetResult(outcomes[i]);

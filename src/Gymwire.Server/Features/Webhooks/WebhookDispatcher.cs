@@ -14,6 +14,7 @@ public sealed partial class WebhookDispatcher(
     IServiceScopeFactory scopes,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
+    DeliveryWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookDispatcher> logger) : BackgroundService
@@ -68,6 +69,7 @@ public sealed partial class WebhookDispatcher(
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         // PostgreSQL: several nodes may dispatch; each takes events the others have not locked.
         // SQLite: one process, one dispatcher, one writer at a time.
+        using var turn = await gate.EnterAsync(db, ct);
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         var events = db.Provider == DatabaseProvider.Postgres
             ? await db.OutboxEvents.FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {BatchSize} FOR UPDATE SKIP LOCKED").AsNoTracking().ToListAsync(ct)

@@ -44,6 +44,7 @@ public sealed partial class WebhookSender(
     IHttpClientFactory httpClients,
     WebhookSecretProtector secrets,
     AttemptRecorder recorder,
+    DeliveryWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookSender> logger)
@@ -70,25 +71,28 @@ public sealed partial class WebhookSender(
         var until = now + _options.EffectiveClaimLease;
         var token = Guid.NewGuid();
         int claimed;
-        if (db.Provider == DatabaseProvider.Postgres)
+        using (await gate.EnterAsync(db, ct))
         {
-            claimed = await db.Database.ExecuteSqlAsync($"""
-                UPDATE webhook_deliveries SET locked_until = {until}, claim_token = {token}
-                WHERE id IN (
-                    SELECT id FROM webhook_deliveries
-                    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
-                      AND (locked_until IS NULL OR locked_until <= {now})
-                      AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
-                    ORDER BY next_attempt_at
-                    LIMIT {limit}
-                    FOR UPDATE SKIP LOCKED)
-                """, ct);
-        }
-        else
-        {
-            claimed = await db.WebhookDeliveries
-                .Where(d => Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).Contains(d.Id))
-                .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
+            if (db.Provider == DatabaseProvider.Postgres)
+            {
+                claimed = await db.Database.ExecuteSqlAsync($"""
+                    UPDATE webhook_deliveries SET locked_until = {until}, claim_token = {token}
+                    WHERE id IN (
+                        SELECT id FROM webhook_deliveries
+                        WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
+                          AND (locked_until IS NULL OR locked_until <= {now})
+                          AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+                        ORDER BY next_attempt_at
+                        LIMIT {limit}
+                        FOR UPDATE SKIP LOCKED)
+                    """, ct);
+            }
+            else
+            {
+                claimed = await db.WebhookDeliveries
+                    .Where(d => Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).Contains(d.Id))
+                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
+            }
         }
         return claimed == 0 ? [] : await Read(db, db.WebhookDeliveries.Where(d => d.ClaimToken == token).OrderBy(d => d.NextAttemptAt)).ToListAsync(ct);
     }
@@ -124,6 +128,7 @@ public sealed partial class WebhookSender(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        using var turn = await gate.EnterAsync(db, ct);
         await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
             .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimToken, (Guid?)null), ct);
     }
