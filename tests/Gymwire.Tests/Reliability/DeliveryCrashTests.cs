@@ -3,6 +3,7 @@ using Gymwire.Features.Events;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
+using Xunit.Abstractions;
 
 namespace Gymwire.Tests.Reliability;
 
@@ -12,10 +13,10 @@ namespace Gymwire.Tests.Reliability;
 /// on one PostgreSQL database and no crash, nothing is delivered twice (no double claim).
 /// The in-process fixture here only reads the database: its own workers are off.
 /// </summary>
-public abstract class DeliveryCrashTests(GymwireFixture fx)
+public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper output)
 {
-    public sealed class Sqlite(PassiveSqlite f) : DeliveryCrashTests(f), IClassFixture<PassiveSqlite>;
-    public sealed class Postgres(PassivePostgres f) : DeliveryCrashTests(f), IClassFixture<PassivePostgres>;
+    public sealed class Sqlite(PassiveSqlite f, ITestOutputHelper o) : DeliveryCrashTests(f, o), IClassFixture<PassiveSqlite>;
+    public sealed class Postgres(PassivePostgres f, ITestOutputHelper o) : DeliveryCrashTests(f, o), IClassFixture<PassivePostgres>;
 
     private const int MaxInFlight = 32;
 
@@ -144,6 +145,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
             "50 % of the deliveries before the second kill");
         var unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
         Assert.NotEmpty(unrecorded);
+        output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
         await node.DisposeAsync();
         node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
 
@@ -162,6 +164,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
         var (uniqueAfter, totalAfter) = Count(receiver);
         Assert.Equal(events * endpoints, uniqueAfter);
         Assert.True(totalAfter - uniqueAfter <= 2 * MaxInFlight, $"{totalAfter - uniqueAfter} duplicates, more than the {2 * MaxInFlight} that can be in flight across two kills");
+        output.WriteLine($"{fx.Store}: {events} events x {endpoints} endpoints: {uniqueAfter} pairs delivered, {totalAfter - uniqueAfter} duplicates");
         await Integrity.AssertAsync(fx);
     }
 }

@@ -52,10 +52,15 @@ public abstract class SoakTests(GymwireFixture fx, ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         var sent = 0;
         var nextSample = 0.0;
-        while (clock.Elapsed.TotalSeconds < Seconds)
+        // Steady rate: one second's worth of actions at the start of each second. Counting the seconds (rather than
+        // reading the clock's second) keeps a timer that fires a little early from sending a second batch in one second.
+        for (var second = 0; second < Seconds && clock.Elapsed < TimeSpan.FromSeconds(Seconds * 2 + 60); second++)
         {
-            // Steady rate: one second's worth of actions, then wait for the next second.
-            var second = (int)clock.Elapsed.TotalSeconds;
+            var wait = TimeSpan.FromSeconds(second) - clock.Elapsed;
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait);
+            }
             var writes = Enumerable.Range(0, rate).Select(i => client.PostAsJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = $"Soak {second}-{i}" }));
             foreach (var response in await Task.WhenAll(writes))
             {
@@ -66,11 +71,6 @@ public abstract class SoakTests(GymwireFixture fx, ITestOutputHelper output)
             {
                 samples.Add(await SampleAsync(node, gym.GymId, clock.Elapsed.TotalSeconds));
                 nextSample += Math.Max(1, Seconds / 60.0);
-            }
-            var wait = TimeSpan.FromSeconds(second + 1) - clock.Elapsed;
-            if (wait > TimeSpan.Zero)
-            {
-                await Task.Delay(wait);
             }
         }
         await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count - calibrationDeliveries >= sent * 2), TimeSpan.FromSeconds(120), "the queue drains after the load stops");
