@@ -3,6 +3,7 @@ using Gymwire.Features.Events;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
+using Xunit.Abstractions;
 
 namespace Gymwire.Tests.Reliability;
 
@@ -12,10 +13,10 @@ namespace Gymwire.Tests.Reliability;
 /// on one PostgreSQL database and no crash, nothing is delivered twice (no double claim).
 /// The in-process fixture here only reads the database: its own workers are off.
 /// </summary>
-public abstract class DeliveryCrashTests(GymwireFixture fx)
+public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper output)
 {
-    public sealed class Sqlite(PassiveSqlite f) : DeliveryCrashTests(f), IClassFixture<PassiveSqlite>;
-    public sealed class Postgres(PassivePostgres f) : DeliveryCrashTests(f), IClassFixture<PassivePostgres>;
+    public sealed class Sqlite(PassiveSqlite f, ITestOutputHelper o) : DeliveryCrashTests(f, o), IClassFixture<PassiveSqlite>;
+    public sealed class Postgres(PassivePostgres f, ITestOutputHelper o) : DeliveryCrashTests(f, o), IClassFixture<PassivePostgres>;
 
     private const int MaxInFlight = 32;
 
@@ -79,6 +80,39 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
     private static int EventCount =>
         int.TryParse(Environment.GetEnvironmentVariable("GYMWIRE_R1_EVENTS"), out var n) && n > 0 ? n : 1_500;
 
+    /// <summary>
+    /// Holds the attempt log shut (<see cref="AttemptLogBlock"/>), waits until the receiver has answered deliveries
+    /// that therefore cannot be recorded and, on PostgreSQL, until the process's attempt writes are seen queued behind
+    /// the lock, then SIGKILLs the process. Returns the deliveries (webhook-ids) answered but never recorded.
+    /// </summary>
+    internal static async Task<List<Guid>> KillDuringAttemptLoggingAsync(GymwireFixture fx, TestReceiver receiver, GymwireProcess node)
+    {
+        await using var block = await AttemptLogBlock.TakeAsync(fx);
+        var before = receiver.Requests.Count;
+        // Requests the receiver takes from here on were sent by attempts that can only be recorded after the lock.
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count > before), TimeSpan.FromSeconds(30), "a delivery answered while the attempt log is held");
+        if (fx.Store == Store.Postgres)
+        {
+            await Eventually.TrueAsync(async () => await block.BlockedBackendsAsync() > 0, TimeSpan.FromSeconds(30), "an attempt write waiting on webhook_attempts");
+        }
+        else
+        {
+            // SQLite shows no waiters; let the in-flight sends get their answers (the count stops moving) first.
+            var last = -1;
+            for (var i = 0; i < 50 && receiver.Requests.Count != last; i++)
+            {
+                last = receiver.Requests.Count;
+                await Task.Delay(200);
+            }
+        }
+        await node.KillAsync();
+        var answered = receiver.Requests.Skip(before).Select(r => Guid.Parse(r.Header("webhook-id"))).Distinct().ToList();
+        // Read while the lock is still held: nothing the killed process did after the lock was taken can have committed.
+        var recorded = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => answered.Contains(d.Id) && d.Status == "delivered").Select(d => d.Id).ToListAsync());
+        Assert.Empty(recorded);
+        return answered;
+    }
+
     [Fact]
     public async Task Events_to_three_endpoints_survive_two_kills_mid_delivery()
     {
@@ -98,13 +132,23 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
             throw;
         }
 
-        foreach (var killAt in new[] { events * endpoints / 5, events * endpoints / 2 })
-        {
-            await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= killAt || node.HasExited), TimeSpan.FromSeconds(180), $"{killAt} deliveries before the kill");
-            await node.KillAsync();
-            await node.DisposeAsync();
-            node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
-        }
+        // First kill: wherever the process happens to be at 20 % of the deliveries (sending, claiming, recording).
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 5 || node.HasExited), TimeSpan.FromSeconds(180),
+            "20 % of the deliveries before the first kill");
+        await node.KillAsync();
+        await node.DisposeAsync();
+        node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+
+        // Second kill, at 50 %: deterministically during attempt logging. The attempt log is held shut from outside,
+        // so deliveries the receiver answers 2xx from then on cannot be recorded; the process dies with them unrecorded.
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 2 || node.HasExited), TimeSpan.FromSeconds(180),
+            "50 % of the deliveries before the second kill");
+        var unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
+        Assert.NotEmpty(unrecorded);
+        output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
+        await node.DisposeAsync();
+        node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+
         await using (node)
         {
             // Claims of the killed processes come due again after their lease (Webhooks:ClaimLease here).
@@ -115,9 +159,12 @@ public abstract class DeliveryCrashTests(GymwireFixture fx)
             await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId && d.Status != "delivered")) == 0,
                 TimeSpan.FromSeconds(120), "every delivery recorded as delivered");
         }
+        // The deliveries that were answered while their attempts could not be written are recorded now.
+        Assert.Equal(unrecorded.Count, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => unrecorded.Contains(d.Id) && d.Status == "delivered")));
         var (uniqueAfter, totalAfter) = Count(receiver);
         Assert.Equal(events * endpoints, uniqueAfter);
         Assert.True(totalAfter - uniqueAfter <= 2 * MaxInFlight, $"{totalAfter - uniqueAfter} duplicates, more than the {2 * MaxInFlight} that can be in flight across two kills");
+        output.WriteLine($"{fx.Store}: {events} events x {endpoints} endpoints: {uniqueAfter} pairs delivered, {totalAfter - uniqueAfter} duplicates");
         await Integrity.AssertAsync(fx);
     }
 }
