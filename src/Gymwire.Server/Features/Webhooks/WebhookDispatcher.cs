@@ -21,8 +21,8 @@ public sealed partial class WebhookDispatcher(
 {
     private const int BatchSize = 200;
 
-    /// <summary>Deliveries written per transaction at most (an event is never split across two).</summary>
-    public const int MaxDeliveriesPerBatch = 1000;
+    /// <summary>Deliveries written per transaction at most (on SQLite the workers wait for it, so keep it short) (an event is never split across two).</summary>
+    public const int MaxDeliveriesPerBatch = 250;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
