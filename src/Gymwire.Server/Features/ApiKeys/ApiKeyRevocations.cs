@@ -33,8 +33,10 @@ public sealed partial class ApiKeyRevocationListener(
 {
     private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(2);
 
+    private volatile bool _listening;
+
     /// <summary>True while LISTEN is in effect (tests wait for it before relying on notifications).</summary>
-    public bool Listening { get; private set; }
+    public bool Listening => _listening;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -67,7 +69,7 @@ public sealed partial class ApiKeyRevocationListener(
                     await listen.ExecuteNonQueryAsync(stoppingToken);
                 }
                 cache.Clear();
-                Listening = true;
+                _listening = true;
                 LogListening(logger);
                 while (true)
                 {
@@ -81,7 +83,7 @@ public sealed partial class ApiKeyRevocationListener(
             catch (Exception e)
             {
                 // Whatever broke, keep listening: an exception here would stop the whole host.
-                Listening = false;
+                _listening = false;
                 cache.Clear();
                 LogConnectionLost(logger, ReconnectDelay, e);
             }
