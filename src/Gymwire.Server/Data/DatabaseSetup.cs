@@ -73,9 +73,26 @@ public static class DatabaseSetup
 
     public static void ConfigurePostgres(DbContextOptionsBuilder builder, string connectionString, IServiceProvider? services = null)
     {
-        builder.UseNpgsql(connectionString, o => o.MigrationsHistoryTable("__ef_migrations_history"))
+        builder.UseNpgsql(WithPostgresDefaults(connectionString), o => o.MigrationsHistoryTable("__ef_migrations_history"))
             .UseSnakeCaseNamingConvention();
         AddCommon(builder, services);
+    }
+
+    /// <summary>
+    /// Npgsql settings Gymwire relies on unless the connection string says otherwise. Auto-preparation: the
+    /// hot statements (trigger polls, key lookups, action inserts) are few and repeated, and PostgreSQL spent
+    /// longer planning the poll (40-70 µs) than running it (20-30 µs); prepared once per connection, they are
+    /// not planned per request.
+    /// </summary>
+    internal static string WithPostgresDefaults(string connectionString)
+    {
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        if (!given.ContainsKey("Max Auto Prepare") && !given.ContainsKey("MaxAutoPrepare"))
+        {
+            builder.MaxAutoPrepare = 64;
+        }
+        return builder.ConnectionString;
     }
 
     private static void AddCommon(DbContextOptionsBuilder builder, IServiceProvider? services)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Tests.Foundation;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Tests.ApiKeys;
@@ -207,6 +208,17 @@ public abstract class ApiKeyTests(ApiKeyFixture fx)
 
         var (revokeCode, _, revokeErr) = await Cli.RunAsync(fx, "api-keys", "revoke", "--gym", gym.GymId.ToString(), "--id", created.GetProperty("id").GetString()!);
         Assert.True(revokeCode == 0, revokeErr);
+        if (fx.Store == Store.Postgres)
+        {
+            // The CLI's commit notifies the server, which evicts the key it had cached: no TTL to wait for.
+            await Eventually.TrueAsync(async () => (await fx.Client(key).GetAsync("/api/gym/members")).StatusCode == HttpStatusCode.Unauthorized,
+                TimeSpan.FromSeconds(10), "the server to hear of the CLI's revocation");
+        }
+        else
+        {
+            // SQLite has no channel between processes: the cache's TTL bounds how long the server trusts the key.
+            fx.Clock.Advance(fx.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ApiKeyOptions>>().Value.CacheTtl);
+        }
         await (await fx.Client(key).GetAsync("/api/gym/members")).AssertErrorAsync(HttpStatusCode.Unauthorized);
 
         var (badCode, _, badErr) = await Cli.RunAsync(fx, "api-keys", "create", "--gym", gym.GymId.ToString(), "--scopes", "admin");

@@ -7,9 +7,18 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.ApiKeys;
 
-/// <summary>Authenticates <c>Authorization: Bearer cs_…</c>: the key's gym becomes the request's tenant.</summary>
-public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyUsage usage, ILogger<ApiKeyValidator> logger) : IBearerTokenValidator
+/// <summary>
+/// Authenticates <c>Authorization: Bearer cs_…</c>: the key's gym becomes the request's tenant. Keys are
+/// looked up in <see cref="ApiKeyCache"/> first, so a poll normally asks the database nothing about its key.
+/// </summary>
+public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cache, ApiKeyUsage usage, ILogger<ApiKeyValidator> logger) : IBearerTokenValidator
 {
+    private static readonly PerProvider<Func<GymwireDbContext, byte[], CancellationToken, Task<CachedApiKey?>>> FindByHash = new(() =>
+        EF.CompileAsyncQuery((GymwireDbContext db, byte[] hash, CancellationToken ct) => db.ApiKeys.AsNoTracking()
+            .Where(k => k.KeyHash == hash)
+            .Select(k => new CachedApiKey(k.Id, k.GymId, k.Name, k.Scopes, k.ExpiresAt, k.RevokedAt))
+            .FirstOrDefault()));
+
     public string Prefix => ApiKeyFormat.Prefix;
 
     public async Task<BearerValidation> ValidateAsync(string token, HttpContext context)
@@ -20,14 +29,19 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyUsage usag
             return BearerValidation.Fail("Invalid API key");
         }
         var hash = Secrets.Sha256(token);
-        var db = context.RequestServices.GetRequiredService<GymwireDbContext>();
-        var key = await db.ApiKeys.AsNoTracking()
-            .Where(k => k.KeyHash == hash)
-            .Select(k => new { k.Id, k.GymId, k.Name, k.Scopes, k.RevokedAt, k.ExpiresAt })
-            .FirstOrDefaultAsync(context.RequestAborted);
-        if (key is null)
+        GymwireDbContext? db = null;
+        if (!cache.TryGet(hash, out var key))
         {
-            return BearerValidation.Fail("Invalid API key");
+            var generation = cache.Generation;
+            db = context.RequestServices.GetRequiredService<GymwireDbContext>();
+            var found = await FindByHash.For(db)(db, hash, context.RequestAborted);
+            if (found is null)
+            {
+                // Not cached: unknown keys cost a query each, but cannot fill memory or hide a key created later.
+                return BearerValidation.Fail("Invalid API key");
+            }
+            cache.Add(hash, found, generation);
+            key = found;
         }
         var now = clock.GetUtcNow().UtcDateTime;
         if (key.RevokedAt is not null)
@@ -40,16 +54,23 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyUsage usag
             LogRejected(logger, key.Id, "expired");
             return BearerValidation.Fail("This API key has expired");
         }
-        await usage.RecordAsync(db, key.Id, now, context.RequestAborted);
+        if (usage.IsDue(key.Id, now))
+        {
+            db ??= context.RequestServices.GetRequiredService<GymwireDbContext>();
+            await usage.RecordAsync(db, key.Id, now, context.RequestAborted);
+        }
 
-        var claims = new List<Claim>
+        var claims = new List<Claim>(6)
         {
             new(GymwireClaims.ActorId, key.Id.ToString()),
             new(GymwireClaims.GymId, key.GymId.ToString()),
             new(GymwireClaims.Actor, GymwireClaims.ApiKeyActor),
             new(GymwireClaims.KeyName, key.Name),
         };
-        claims.AddRange(key.Scopes.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => new Claim(GymwireClaims.Scope, s)));
+        foreach (var scope in key.Scopes.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            claims.Add(new Claim(GymwireClaims.Scope, scope));
+        }
         return BearerValidation.Success(new ClaimsPrincipal(new ClaimsIdentity(claims, BearerAuthenticationHandler.SchemeName)));
     }
 
@@ -66,13 +87,19 @@ public sealed class ApiKeyUsage
     public static readonly TimeSpan Resolution = TimeSpan.FromMinutes(1);
     private readonly ConcurrentDictionary<Guid, DateTime> _lastWritten = new();
 
-    public async Task RecordAsync(GymwireDbContext db, Guid keyId, DateTime now, CancellationToken ct)
+    /// <summary>True (once per <see cref="Resolution"/>) when this node should write the key's timestamp now.</summary>
+    public bool IsDue(Guid keyId, DateTime now)
     {
         if (_lastWritten.TryGetValue(keyId, out var last) && now - last < Resolution)
         {
-            return;
+            return false;
         }
         _lastWritten[keyId] = now;
+        return true;
+    }
+
+    public async Task RecordAsync(GymwireDbContext db, Guid keyId, DateTime now, CancellationToken ct)
+    {
         await db.ApiKeys.Where(k => k.Id == keyId && (k.LastUsedAt == null || k.LastUsedAt < now))
             .ExecuteUpdateAsync(s => s.SetProperty(k => k.LastUsedAt, now), ct);
     }

@@ -16,6 +16,10 @@ public static class ApiKeyEndpoints
 {
     public static IServiceCollection AddApiKeys(this IServiceCollection services)
     {
+        services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<ApiKeyCache>();
+        services.AddSingleton<ApiKeyRevocationListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocationListener>());
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
         services.AddScoped<ApiKeyService>();

@@ -16,7 +16,7 @@ public sealed record ApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] 
 public sealed record CreatedApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt, string Key);
 
 /// <summary>Creating and revoking keys: shared by the API, the dashboard and the command line.</summary>
-public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock)
+public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKeyCache cache)
 {
     public const string DefaultName = "Default";
 
@@ -56,7 +56,10 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock)
         return (new CreatedApiKeyDto(key.Id, key.Name, key.KeyPrefix, key.ScopeList, null, true, key.CreatedAt, key.ExpiresAt, plain), null);
     }
 
-    /// <summary>Revokes a key of the gym (idempotent). Null when the gym has no such key.</summary>
+    /// <summary>
+    /// Revokes a key of the gym (idempotent). Null when the gym has no such key. The key stops working at once
+    /// on this node and, on PostgreSQL, on every node that listens (see <see cref="ApiKeyRevocations"/>).
+    /// </summary>
     public async Task<ApiKeyDto?> RevokeAsync(Guid gymId, Guid keyId, CancellationToken ct)
     {
         var key = await db.ApiKeys.FirstOrDefaultAsync(k => k.Id == keyId && k.GymId == gymId, ct);
@@ -68,8 +71,14 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock)
         if (key.RevokedAt is null)
         {
             key.RevokedAt = now;
+            // The notification is sent by the commit itself, so other nodes never hear of a revocation that rolled back.
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
             await db.SaveChangesAsync(ct);
+            await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
+            await transaction.CommitAsync(ct);
         }
+        // Evicted even when already revoked: a cached entry must never outlive the answer given here.
+        cache.Evict(key.Id);
         return ApiKeyDto.From(key, now);
     }
 

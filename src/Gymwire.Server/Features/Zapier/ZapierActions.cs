@@ -51,7 +51,8 @@ public static class ZapierActions
         var body = buffer.ToArray();
         var gymId = user.GetGymId();
         var now = clock.GetUtcNow().UtcDateTime;
-        var requestHash = SHA256.HashData([.. Encoding.UTF8.GetBytes(type + "\n"), .. body]);
+        // Only keyed requests are compared with an earlier one; the others need no hash.
+        var requestHash = idempotencyKey is null ? [] : SHA256.HashData([.. Encoding.UTF8.GetBytes(type + "\n"), .. body]);
 
         if (idempotencyKey is not null && await ReplayAsync(db, gymId, idempotencyKey, requestHash, now, ct) is { } replay)
         {
