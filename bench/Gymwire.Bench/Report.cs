@@ -115,6 +115,7 @@ public sealed class Report(BenchOptions options)
         - **M5 delivery latency**: events are committed one by one at a steady rate of half M4's throughput; each carries the monotonic clock reading taken just before its commit, and the receiver subtracts it from its own reading on arrival (CLOCK_MONOTONIC is shared by all processes). The baseline is the round-trip of raw POSTs at the same rate.
         - **M6 backlog**: due deliveries are bulk-inserted (as a backlog after an outage would look), the worker is woken, and the drain rate is compared with M4's.
         - **M6 isolation**: a 101st subscription whose receiver answers after 10 s; the M4 measurement to the other 100 is repeated and compared with M4's.
+        - **R3 hostile receivers** (issue 10): five more subscriptions whose receivers never answer, trickle a byte a second, stream 1 GiB, redirect to `169.254.169.254`, or answer 410, each getting every event beside the 10 s one; the M4 measurement to the 100 healthy endpoints is repeated and compared with M4's (target: keep >= 90 %), and the peak RSS meanwhile is reported beside M4's.
 
         Databases: SQLite in WAL mode (synchronous=NORMAL, Gymwire's setting) on a temporary file; PostgreSQL as a throwaway cluster from the system binaries (the test suite's `PostgresCluster`, with fsync, synchronous_commit and full_page_writes off), so PostgreSQL's write figures are not durable-commit figures.
         """;

@@ -82,15 +82,21 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
 
     /// <summary>
     /// Holds the attempt log shut (<see cref="AttemptLogBlock"/>), waits until the receiver has answered deliveries
-    /// that therefore cannot be recorded and, on PostgreSQL, until the process's attempt writes are seen queued behind
-    /// the lock, then SIGKILLs the process. Returns the deliveries (webhook-ids) answered but never recorded.
+    /// whose attempts are not recorded (they cannot be while the lock is held) and, on PostgreSQL, until the process's
+    /// attempt writes are seen queued behind the lock, then SIGKILLs the process. Returns the deliveries (webhook-ids)
+    /// the receiver answered that were not recorded as delivered when the process died.
     /// </summary>
     internal static async Task<List<Guid>> KillDuringAttemptLoggingAsync(GymwireFixture fx, TestReceiver receiver, GymwireProcess node)
     {
         await using var block = await AttemptLogBlock.TakeAsync(fx);
-        var before = receiver.Requests.Count;
-        // Requests the receiver takes from here on were sent by attempts that can only be recorded after the lock.
-        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count > before), TimeSpan.FromSeconds(30), "a delivery answered while the attempt log is held");
+        async Task<List<Guid>> AnsweredUnrecordedAsync()
+        {
+            var answered = receiver.Requests.Select(r => Guid.Parse(r.Header("webhook-id"))).Distinct().ToList();
+            var recorded = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => answered.Contains(d.Id) && d.Status == "delivered").Select(d => d.Id).ToListAsync());
+            return answered.Except(recorded).ToList();
+        }
+        // Attempts finishing from here on cannot be recorded; the worker's slots fill with them.
+        await Eventually.TrueAsync(async () => (await AnsweredUnrecordedAsync()).Count > 0, TimeSpan.FromSeconds(30), "a delivery answered but not recorded while the attempt log is held");
         if (fx.Store == Store.Postgres)
         {
             await Eventually.TrueAsync(async () => await block.BlockedBackendsAsync() > 0, TimeSpan.FromSeconds(30), "an attempt write waiting on webhook_attempts");
@@ -106,11 +112,8 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
             }
         }
         await node.KillAsync();
-        var answered = receiver.Requests.Skip(before).Select(r => Guid.Parse(r.Header("webhook-id"))).Distinct().ToList();
         // Read while the lock is still held: nothing the killed process did after the lock was taken can have committed.
-        var recorded = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => answered.Contains(d.Id) && d.Status == "delivered").Select(d => d.Id).ToListAsync());
-        Assert.Empty(recorded);
-        return answered;
+        return await AnsweredUnrecordedAsync();
     }
 
     [Fact]
