@@ -135,22 +135,32 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
             throw;
         }
 
-        // First kill: wherever the process happens to be at 20 % of the deliveries (sending, claiming, recording).
-        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 5 || node.HasExited), TimeSpan.FromSeconds(180),
-            "20 % of the deliveries before the first kill");
-        await node.KillAsync();
-        await node.DisposeAsync();
-        node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+        List<Guid> unrecorded;
+        try
+        {
+            // First kill: wherever the process happens to be at 20 % of the deliveries (sending, claiming, recording).
+            await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 5 || node.HasExited), TimeSpan.FromSeconds(180),
+                "20 % of the deliveries before the first kill");
+            await node.KillAsync();
+            await node.DisposeAsync();
+            node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
 
-        // Second kill, at 50 %: deterministically during attempt logging. The attempt log is held shut from outside,
-        // so deliveries the receiver answers 2xx from then on cannot be recorded; the process dies with them unrecorded.
-        await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 2 || node.HasExited), TimeSpan.FromSeconds(180),
-            "50 % of the deliveries before the second kill");
-        var unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
-        Assert.NotEmpty(unrecorded);
-        output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
-        await node.DisposeAsync();
-        node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+            // Second kill, at 50 %: deterministically during attempt logging. The attempt log is held shut from outside,
+            // so deliveries the receiver answers 2xx from then on cannot be recorded; the process dies with them unrecorded.
+            await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 2 || node.HasExited), TimeSpan.FromSeconds(180),
+                "50 % of the deliveries before the second kill");
+            unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
+            Assert.NotEmpty(unrecorded);
+            output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
+            await node.DisposeAsync();
+            node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
+        }
+        catch
+        {
+            // A failed wait must not leave the node running past the test.
+            await node.DisposeAsync();
+            throw;
+        }
 
         await using (node)
         {
