@@ -204,4 +204,69 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         Assert.Equal(5, stored.Count);
         Assert.All(stored, d => Assert.Equal(DeliveryStatus.Delivered, d.Status));
     }
+
+    [Fact]
+    public async Task An_endpoint_whose_attempts_time_out_gets_one_attempt_in_flight_until_one_is_quick()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/hang", new Reply { Hang = true });
+        var gym = await fx.CreateGymAsync();
+        var hang = await gym.CreateWebhookAsync(receiver.Url("/hang"), "member.joined");
+        var healthy = await gym.CreateWebhookAsync(receiver.Url("/healthy"), "member.joined");
+        await fx.WithDbAsync(async db =>
+        {
+            for (var i = 0; i < 12; i++)
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_{i}" }, fx.Clock.GetUtcNow().UtcDateTime);
+            }
+            return await db.SaveChangesAsync();
+        });
+        fx.Services.GetRequiredService<OutboxSignal>().Notify();
+
+        // The first attempts go out at the per-endpoint cap, before anything is known of the endpoint.
+        await receiver.WaitForAsync("/healthy", 12);
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.At("/hang").Count >= 8), what: "the first wave to the hanging endpoint");
+        // They time out (Webhooks:Timeout is 2 s here, so each is a slow attempt); from then on one at a time.
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.At("/hang").Count >= 9), timeout: TimeSpan.FromSeconds(30), what: "an attempt after the first timeouts");
+        // The receiver notices the first wave's aborted requests a little after the sender gave up on them.
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Active("/hang") <= 1), what: "the first wave's requests ended at the receiver");
+        receiver.ResetMaxConcurrent("/hang");
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.At("/hang").Count >= 12), timeout: TimeSpan.FromSeconds(60), what: "the rest, one at a time");
+        Assert.Equal(1, receiver.MaxConcurrent("/hang"));
+        Assert.All(await fx.DeliveriesAsync(healthy.Id), d => Assert.Equal(DeliveryStatus.Delivered, d.Status));
+
+        // A quick answer lifts the limit again.
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hang.Id)).Count(d => d.Status == DeliveryStatus.Retrying) == 12,
+            timeout: TimeSpan.FromSeconds(30), what: "every first attempt timed out and recorded");
+        receiver.On("/hang", new Reply(200));
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.At("/hang").Count >= 24), timeout: TimeSpan.FromSeconds(30), what: "the retries answered");
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hang.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "the retries recorded as delivered");
+    }
+
+    [Fact]
+    public async Task A_delivery_due_years_ahead_does_not_stall_the_worker()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/later"), "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                Payload = "{}", Status = DeliveryStatus.Retrying, AttemptCount = 1, CreatedAt = now, NextAttemptAt = now.AddYears(5),
+            });
+            return await db.SaveChangesAsync();
+        });
+        // The worker computes its next wake-up from that delivery (further ahead than a timer can be set) and goes on.
+        for (var i = 0; i < 3; i++)
+        {
+            fx.WakeWorker();
+            Assert.Equal(System.Net.HttpStatusCode.Created, await gym.AddMemberAsync($"user_later_{i}"));
+            await receiver.WaitForAsync("/later", i + 1);
+        }
+        Assert.DoesNotContain(fx.Logs.Lines, line => line.StartsWith("Error Gymwire.Features.Webhooks", StringComparison.Ordinal));
+    }
 }

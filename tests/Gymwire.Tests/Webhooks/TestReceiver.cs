@@ -87,6 +87,12 @@ public sealed class TestReceiver : IAsyncDisposable
     /// <summary>The most requests this path ever had open at once.</summary>
     public int MaxConcurrent(string path) => _maxActive.GetValueOrDefault(path);
 
+    /// <summary>Requests to <paramref name="path"/> being handled now.</summary>
+    public int Active(string path) => _active.GetValueOrDefault(path);
+
+    /// <summary>Starts counting <see cref="MaxConcurrent"/> afresh from the requests in flight now.</summary>
+    public void ResetMaxConcurrent(string path) => _maxActive[path] = _active.GetValueOrDefault(path);
+
     public IReadOnlyList<ReceivedRequest> At(string path) => _requests.Where(r => r.Path == path).ToList();
 
     /// <summary>Waits (bounded) until <paramref name="count"/> requests reached <paramref name="path"/>.</summary>

@@ -19,6 +19,10 @@ public sealed partial class DeliveryWorker(
     private readonly ConcurrentDictionary<Guid, int> _perEndpoint = new();
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
     private readonly int _claimBatch = Math.Max(1, options.Value.MaxConcurrentDeliveries / 8);
+    private readonly ConcurrentDictionary<Guid, byte> _slow = new();
+    // A timed-out attempt counts as slow even when the timeout is shorter than SlowAttempt (its measured duration
+    // starts a moment after the timeout's clock, so it can read a hair under the timeout).
+    private readonly double _slowAttemptMs = Math.Min(options.Value.SlowAttempt.TotalMilliseconds, options.Value.Timeout.TotalMilliseconds - 50);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -59,7 +63,14 @@ public sealed partial class DeliveryWorker(
     }
 
     private (Guid[] Subscriptions, Guid[] Deliveries) Skips() =>
-        (_perEndpoint.Where(kv => kv.Value >= _options.MaxConcurrentPerEndpoint).Select(kv => kv.Key).ToArray(), _inFlight.Keys.ToArray());
+        (_perEndpoint.Where(kv => kv.Value >= CapFor(kv.Key)).Select(kv => kv.Key).ToArray(), _inFlight.Keys.ToArray());
+
+    /// <summary>
+    /// An endpoint whose last attempt was slow (or timed out) gets one attempt in flight until one is quick again:
+    /// a few hanging endpoints would otherwise hold <c>MaxConcurrentPerEndpoint</c> slots each, for the whole timeout,
+    /// and every other endpoint would lose that share of the worker.
+    /// </summary>
+    private int CapFor(Guid subscriptionId) => _slow.ContainsKey(subscriptionId) ? 1 : _options.MaxConcurrentPerEndpoint;
 
     /// <summary>Claims what there is room for and starts it; true when the claim was full (more may be waiting).</summary>
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
@@ -76,7 +87,7 @@ public sealed partial class DeliveryWorker(
         foreach (var delivery in claimed)
         {
             var count = _perEndpoint.AddOrUpdate(delivery.SubscriptionId, 1, (_, c) => c + 1);
-            if (count > _options.MaxConcurrentPerEndpoint)
+            if (count > CapFor(delivery.SubscriptionId))
             {
                 Leave(delivery.SubscriptionId);
                 overCap.Add(delivery.Id);
@@ -99,7 +110,17 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
-            await sender.AttemptAsync(delivery, ct);
+            if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt })
+            {
+                if (attempt.DurationMs >= _slowAttemptMs)
+                {
+                    _slow[delivery.SubscriptionId] = 0;
+                }
+                else
+                {
+                    _slow.TryRemove(delivery.SubscriptionId, out _);
+                }
+            }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -136,8 +157,9 @@ public sealed partial class DeliveryWorker(
             var (skipSubscriptions, skipDeliveries) = Skips();
             if (await sender.NextDueAsync(skipSubscriptions, skipDeliveries, stoppingToken) is { } due)
             {
+                // Never past the poll interval (which wakes the worker anyway): a timer cannot be set years ahead.
                 var wait = due - clock.GetUtcNow().UtcDateTime;
-                waits.Add(Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, clock, wake.Token));
+                waits.Add(Task.Delay(wait <= TimeSpan.Zero ? TimeSpan.Zero : wait < _options.PollInterval ? wait : _options.PollInterval, clock, wake.Token));
             }
         }
         await Task.WhenAny(waits);

@@ -67,17 +67,20 @@ public sealed partial class WebhookDispatcher(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        // PostgreSQL: several nodes may dispatch; each takes events the others have not locked.
-        // SQLite: one process, one dispatcher, one writer at a time.
-        using var turn = await gate.EnterAsync(db, ct);
-        await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var events = db.Provider == DatabaseProvider.Postgres
+        // PostgreSQL: several nodes may dispatch; each takes, in its transaction, events the others have not locked.
+        // SQLite: one process, one dispatcher. It reads before it writes: a transaction there takes the database's
+        // only write lock at BEGIN, and most wake-ups (each commit of an action, say) find one event or none.
+        var postgres = db.Provider == DatabaseProvider.Postgres;
+        await using var tx = postgres ? await db.Database.BeginTransactionAsync(ct) : null;
+        var events = postgres
             ? await db.OutboxEvents.FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {BatchSize} FOR UPDATE SKIP LOCKED").AsNoTracking().ToListAsync(ct)
             : await db.OutboxEvents.AsNoTracking().Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(BatchSize).ToListAsync(ct);
         if (events.Count == 0)
         {
             return 0;
         }
+        using var turn = await gate.EnterAsync(db, ct);
+        await using var sqliteTx = postgres ? null : await db.Database.BeginTransactionAsync(ct);
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
@@ -115,7 +118,7 @@ public sealed partial class WebhookDispatcher(
         }
         await DeliveryRows.InsertAsync(db, deliveries, ct);
         await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
-        await tx.CommitAsync(ct);
+        await (tx ?? sqliteTx!).CommitAsync(ct);
         if (deliveries.Count > 0)
         {
             LogDispatched(logger, dispatched.Count, deliveries.Count);

@@ -49,6 +49,9 @@ public sealed class WebhookOptions
     /// <summary>Deliveries in flight at once to one subscription on this node, so one slow endpoint cannot take every slot.</summary>
     public int MaxConcurrentPerEndpoint { get; set; } = 8;
 
+    /// <summary>An attempt that takes at least this long (a timeout included) limits its endpoint to one attempt in flight until one is quicker.</summary>
+    public TimeSpan SlowAttempt { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Run the dispatcher (outbox → deliveries) on this node.</summary>
     public bool DispatcherEnabled { get; set; } = true;
 
@@ -123,6 +126,10 @@ internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
         if (o.MaxConcurrentPerEndpoint < 1 || o.MaxConcurrentPerEndpoint > o.MaxConcurrentDeliveries)
         {
             errors.Add("Webhooks:MaxConcurrentPerEndpoint must be between 1 and Webhooks:MaxConcurrentDeliveries.");
+        }
+        if (o.SlowAttempt < TimeSpan.FromMilliseconds(100) || o.SlowAttempt > TimeSpan.FromSeconds(30))
+        {
+            errors.Add("Webhooks:SlowAttempt must be between 00:00:00.1 and 00:00:30.");
         }
         if (o.PollInterval < TimeSpan.FromMilliseconds(100) || o.PollInterval > TimeSpan.FromMinutes(10))
         {
