@@ -98,35 +98,40 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var turn = await gate.EnterAsync(db, CancellationToken.None);
-        var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
-        var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
-        var deliveries = await db.WebhookDeliveries.Where(d => deliveryIds.Contains(d.Id)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
-        var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, CancellationToken.None);
-        var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
         var outcomes = new AttemptOutcome?[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
+        List<WebhookSubscription> disabled;
+        using (await gate.EnterAsync(db, CancellationToken.None))
         {
-            var d = batch[i].Record.Delivery;
-            outcomes[i] = Apply(db, batch[i].Record, deliveries.GetValueOrDefault(d.Id), subscriptions.GetValueOrDefault(d.SubscriptionId));
-        }
-        try
-        {
+            var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
+            var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
+            var deliveries = await db.WebhookDeliveries.Where(d => deliveryIds.Contains(d.Id)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
+            var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, CancellationToken.None);
+            var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var d = batch[i].Record.Delivery;
+                outcomes[i] = Apply(db, batch[i].Record, deliveries.GetValueOrDefault(d.Id), subscriptions.GetValueOrDefault(d.SubscriptionId));
+            }
             await db.SaveChangesAsync(CancellationToken.None);
-        }
-        finally
-        {
-            turn.Dispose();
+            disabled = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         }
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Done.TrySetResult(outcomes[i]);
         }
-        foreach (var subscription in subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)))
+        // After the commit and outside the batch's failure handling: a failed notification must not write the batch again.
+        foreach (var subscription in disabled)
         {
-            // Tell the owner by email (when Email is configured); a mail failure is recorded, never thrown.
-            await scope.ServiceProvider.GetRequiredService<OwnerNotifications>()
-                .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+            try
+            {
+                // Tell the owner by email (when Email is configured).
+                await scope.ServiceProvider.GetRequiredService<OwnerNotifications>()
+                    .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                LogNotifyFailed(logger, subscription.Id, e);
+            }
         }
     }
 
@@ -227,6 +232,9 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
     private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
 
     private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
+
+    [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Could not notify the owner that webhook subscription {SubscriptionId} was deactivated")]
+    private static partial void LogNotifyFailed(ILogger logger, Guid subscriptionId, Exception exception);
 
     [LoggerMessage(EventId = 5105, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts in one transaction failed; recording them one by one")]
     private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
