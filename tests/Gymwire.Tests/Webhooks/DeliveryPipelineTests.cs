@@ -58,6 +58,113 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Bulk_attempt_rows_and_outcome_updates_read_back_exactly_as_written_by_EF()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/rows"), "lead.created");
+        var now = new DateTime(2026, 4, 16, 12, 0, 0, DateTimeKind.Utc).AddTicks(1_234_560); // microseconds: PostgreSQL keeps no finer
+        var deliveries = Enumerable.Range(0, 24).Select(_ => new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = null, LockedUntil = now.AddMinutes(1), ClaimToken = Guid.NewGuid(),
+        }).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.AddRange(deliveries);
+            return await db.SaveChangesAsync();
+        });
+        // Every other row has its nullable columns null; one row of each kind goes through EF for comparison.
+        DeliveryOutcome Outcome(int i) => i % 2 == 0
+            ? new(deliveries[i].Id, DeliveryStatus.Retrying, 3, now.AddSeconds(i), 503, "Zoë \"quoted\" 🥋 " + i, now.AddHours(i))
+            : new(deliveries[i].Id, DeliveryStatus.Delivered, 1, null, null, null, null);
+        WebhookAttempt Attempt(int i) => new()
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, DeliveryId = deliveries[i].Id, Number = i + 1, AttemptedAt = now.AddSeconds(i),
+            StatusCode = i % 2 == 0 ? 503 : null, DurationMs = 17 * i, Error = i % 2 == 0 ? null : "Timed out après 10 s",
+            ResponseHeaders = i % 2 == 0 ? """{"content-type":"text/plain"}""" : null, ResponseBody = i % 2 == 0 ? "Zoë 🥋 " + new string('x', 5000) : null,
+            ResponseBodyTruncated = i % 2 == 0, Trigger = i % 2 == 0 ? "retry" : "initial",
+        };
+        var outcomes = Enumerable.Range(0, 24).Select(Outcome).ToList();
+        var attempts = Enumerable.Range(0, 24).Select(Attempt).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            // Rows 0 and 1 through EF, the rest in bulk (PostgreSQL: one multi-row statement of 22).
+            foreach (var i in new[] { 0, 1 })
+            {
+                var d = await db.WebhookDeliveries.SingleAsync(x => x.Id == deliveries[i].Id);
+                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil, d.ClaimToken) =
+                    (outcomes[i].Status, outcomes[i].AttemptCount, outcomes[i].LastAttemptAt, outcomes[i].LastStatusCode, outcomes[i].LastError, outcomes[i].NextAttemptAt, null, null);
+                db.WebhookAttempts.Add(attempts[i]);
+            }
+            await db.SaveChangesAsync();
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await DeliveryRows.UpdateOutcomesAsync(db, outcomes.Skip(2).ToList(), CancellationToken.None);
+            await DeliveryRows.InsertAttemptsAsync(db, attempts.Skip(2).ToList(), CancellationToken.None);
+            await tx.CommitAsync();
+            return 0;
+        });
+
+        var stored = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.SubscriptionId == hook.Id).ToDictionaryAsync(d => d.Id));
+        var storedAttempts = await fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gym.GymId).ToDictionaryAsync(a => a.Id));
+        Assert.Equal(24, storedAttempts.Count);
+        for (var i = 0; i < 24; i++)
+        {
+            var (o, d) = (outcomes[i], stored[deliveries[i].Id]);
+            Assert.Equal((o.Status, o.AttemptCount, o.LastAttemptAt, o.LastStatusCode, o.LastError, o.NextAttemptAt, (DateTime?)null, (Guid?)null),
+                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil, d.ClaimToken));
+            Assert.Equal((deliveries[i].Payload, deliveries[i].CreatedAt), (d.Payload, d.CreatedAt)); // untouched
+            var (e, a) = (attempts[i], storedAttempts[attempts[i].Id]);
+            Assert.Equal((e.GymId, e.DeliveryId, e.Number, e.AttemptedAt, e.StatusCode, e.DurationMs, e.Error), (a.GymId, a.DeliveryId, a.Number, a.AttemptedAt, a.StatusCode, a.DurationMs, a.Error));
+            Assert.Equal((e.ResponseHeaders, e.ResponseBody, e.ResponseBodyTruncated, e.Trigger), (a.ResponseHeaders, a.ResponseBody, a.ResponseBodyTruncated, a.Trigger));
+        }
+        // The stored values are the same, not only the round trip: EF queries filter on them.
+        var t4 = now.AddSeconds(4);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.LastAttemptAt == t4)));
+        Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookAttempts.CountAsync(a => a.GymId == gym.GymId && a.AttemptedAt == t4)));
+        Assert.Equal(12, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.NextAttemptAt == null && d.Status == DeliveryStatus.Delivered)));
+        // The due index sees the retries at their new times.
+        Assert.Equal(12, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.Status == DeliveryStatus.Retrying && d.NextAttemptAt >= now)));
+    }
+
+    [Fact]
+    public async Task A_burst_failing_and_succeeding_on_shared_endpoints_records_every_attempt_and_each_endpoints_health()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hooks = new List<CreatedHook>();
+        for (var i = 0; i < 12; i++)
+        {
+            if (i % 2 == 1)
+            {
+                receiver.On($"/mixed/{i}", new Reply(503));
+            }
+            hooks.Add(await gym.CreateWebhookAsync(receiver.Url($"/mixed/{i}"), "lead.created"));
+        }
+        // 40 events x 12 endpoints: many records meet in the recorder, where (on PostgreSQL) several batches are
+        // written at once and batches change the same failing endpoints' health.
+        const int events = 40;
+        await fx.WithDbAsync(async db =>
+        {
+            for (var e = 0; e < events; e++)
+            {
+                db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), n = e }, fx.Clock.GetUtcNow().UtcDateTime);
+            }
+            return await db.SaveChangesAsync();
+        });
+        fx.Services.GetRequiredService<OutboxSignal>().Notify();
+        await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.WebhookAttempts.CountAsync(a => a.GymId == gym.GymId)) == events * hooks.Count,
+            what: "every attempt recorded");
+        var deliveries = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToListAsync());
+        Assert.Equal(events * hooks.Count, deliveries.Count);
+        var failing = hooks.Where((_, i) => i % 2 == 1).Select(h => h.Id).ToHashSet();
+        Assert.All(deliveries, d => Assert.Equal(failing.Contains(d.SubscriptionId) ? (DeliveryStatus.Retrying, 1, 503) : (DeliveryStatus.Delivered, 1, 200),
+            (d.Status, d.AttemptCount, d.LastStatusCode!.Value)));
+        var stored = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToListAsync());
+        Assert.All(stored, s => Assert.Equal((true, failing.Contains(s.Id)), (s.IsActive, s.FailingSince is not null)));
+    }
+
+    [Fact]
     public async Task A_burst_larger_than_one_dispatch_batch_is_delivered_once_per_event_and_subscription()
     {
         await using var receiver = await TestReceiver.StartAsync();

@@ -17,14 +17,19 @@ public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Att
 /// writes each attempt at once. A caller's task completes when its attempt is committed, so a delivery keeps its
 /// worker slot (and its claim) until then and the in-flight bound on duplicates after a crash still holds.
 /// </summary>
-public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, DeliveryWriteGate gate, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
+public sealed partial class AttemptRecorder(
+    IServiceScopeFactory scopes, DeliveryWriteGate gate, IOptions<WebhookOptions> options, IOptions<DatabaseOptions> database, ILogger<AttemptRecorder> logger)
 {
     /// <summary>At most this many attempts in one transaction.</summary>
     public const int MaxBatch = 256;
 
+    /// <summary>Batches written at once on PostgreSQL.</summary>
+    public const int PostgresWriters = 4;
+
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentQueue<Pending> _queue = new();
-    private int _writing;
+    private readonly int _maxWriters = database.Value.ProviderKind == DatabaseProvider.Postgres ? PostgresWriters : 1;
+    private int _writers;
 
     private sealed record Pending(AttemptRecord Record, TaskCompletionSource<AttemptOutcome?> Done);
 
@@ -33,16 +38,35 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
     {
         var pending = new Pending(record, new TaskCompletionSource<AttemptOutcome?>(TaskCreationOptions.RunContinuationsAsynchronously));
         _queue.Enqueue(pending);
-        if (Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
-        {
-            // The writer runs on its own, so this attempt's slot is freed when its own record commits,
-            // not when the writer has drained everything queued behind it.
-            _ = Task.Run(WriteQueuedAsync);
-        }
+        StartWriter();
         return await pending.Done.Task;
     }
 
-    /// <summary>The one writer: batch after batch until the queue is empty, then hands the role back.</summary>
+    /// <summary>
+    /// Starts a writer unless enough are running. A writer runs on its own, so an attempt's slot is freed when its own
+    /// record commits, not when the writer has drained everything queued behind it. SQLite has one writer (it has one
+    /// write lock); PostgreSQL has a few, because there a batch's time is mostly round trips and the batches touch
+    /// different rows. A subscription's health is the exception, written only when it changes: EF Core orders a
+    /// save's updates by key, so two batches changing the same subscriptions wait for each other instead of deadlocking.
+    /// </summary>
+    private void StartWriter()
+    {
+        while (true)
+        {
+            var running = Volatile.Read(ref _writers);
+            if (running >= _maxWriters)
+            {
+                return;
+            }
+            if (Interlocked.CompareExchange(ref _writers, running + 1, running) == running)
+            {
+                _ = Task.Run(WriteQueuedAsync);
+                return;
+            }
+        }
+    }
+
+    /// <summary>A writer: batch after batch until the queue is empty.</summary>
     private async Task WriteQueuedAsync()
     {
         while (true)
@@ -54,13 +78,13 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
             }
             if (batch.Count == 0)
             {
-                Volatile.Write(ref _writing, 0);
-                // Something queued after the last dequeue but before the release has no writer: take the role back.
-                if (_queue.IsEmpty || Interlocked.CompareExchange(ref _writing, 1, 0) != 0)
+                Interlocked.Decrement(ref _writers);
+                // Something queued after the last dequeue may have found every writer running: start one for it.
+                if (!_queue.IsEmpty)
                 {
-                    return;
+                    StartWriter();
                 }
-                continue;
+                return;
             }
             try
             {
@@ -94,6 +118,9 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
         }
     }
 
+    /// <summary>What the recorder needs of a delivery's stored state (not its payload).</summary>
+    private sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, bool IsTest, DateTime? LastAttemptAt, int? LastStatusCode);
+
     private async Task WriteAsync(List<Pending> batch)
     {
         await using var scope = scopes.CreateAsyncScope();
@@ -102,17 +129,36 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
         List<WebhookSubscription> disabled;
         using (await gate.EnterAsync(db, CancellationToken.None))
         {
+            await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
             var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
             var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
-            var deliveries = await db.WebhookDeliveries.Where(d => deliveryIds.Contains(d.Id)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
+            var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
+                .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.IsTest, d.LastAttemptAt, d.LastStatusCode)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
             var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, CancellationToken.None);
             var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+            var changed = new List<DeliveryOutcome>(batch.Count);
+            var attempts = new List<WebhookAttempt>(batch.Count);
             for (var i = 0; i < batch.Count; i++)
             {
                 var d = batch[i].Record.Delivery;
-                outcomes[i] = Apply(db, batch[i].Record, deliveries.GetValueOrDefault(d.Id), subscriptions.GetValueOrDefault(d.SubscriptionId));
+                var stored = deliveries.GetValueOrDefault(d.Id);
+                if (Apply(batch[i].Record, stored, subscriptions.GetValueOrDefault(d.SubscriptionId)) is not { } change)
+                {
+                    continue;
+                }
+                // A delivery recorded twice in one batch (it cannot be claimed twice, but be safe) counts on from the first.
+                deliveries[d.Id] = stored! with { Status = change.Delivery.Status, AttemptCount = change.Delivery.AttemptCount, LastAttemptAt = change.Delivery.LastAttemptAt, LastStatusCode = change.Delivery.LastStatusCode };
+                changed.Add(change.Delivery);
+                if (change.Attempt is { } attempt)
+                {
+                    attempts.Add(attempt);
+                    outcomes[i] = new AttemptOutcome(attempt, change.Delivery.Status);
+                }
             }
+            await DeliveryRows.UpdateOutcomesAsync(db, changed, CancellationToken.None);
+            await DeliveryRows.InsertAttemptsAsync(db, attempts, CancellationToken.None);
             await db.SaveChangesAsync(CancellationToken.None);
+            await tx.CommitAsync(CancellationToken.None);
             disabled = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         }
         for (var i = 0; i < batch.Count; i++)
@@ -136,36 +182,31 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
     }
 
     /// <summary>
-    /// Applies one finished attempt to its tracked delivery and subscription (the caller saves): the delivery's next
-    /// state, the subscription's health, the attempt row. Null when the delivery is gone or finished meanwhile.
+    /// Works out one finished attempt's effect: the delivery's next state (delivered, retry at, undeliverable) and
+    /// its attempt row, and applies the subscription's health to the tracked subscription (the caller saves).
+    /// Null when the delivery is gone or finished meanwhile; the attempt is null when nothing was sent.
     /// </summary>
-    private AttemptOutcome? Apply(GymwireDbContext db, AttemptRecord record, WebhookDelivery? delivery, WebhookSubscription? subscription)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Apply(AttemptRecord record, StoredDelivery? delivery, WebhookSubscription? subscription)
     {
         if (delivery is null || subscription is null || delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
         {
             return null;
         }
-        delivery.LockedUntil = null;
-        delivery.ClaimToken = null;
         if (record.Attempt is not { } attempt)
         {
-            delivery.Status = DeliveryStatus.Undeliverable;
-            delivery.LastError = "The webhook is inactive";
-            delivery.NextAttemptAt = null;
-            return null;
+            return (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
+                "The webhook is inactive", null), null);
         }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;
         var succeeded = attempt.StatusCode is >= 200 and < 300;
-        delivery.AttemptCount++;
-        delivery.LastAttemptAt = now;
-        delivery.LastStatusCode = attempt.StatusCode;
-        delivery.LastError = Truncate(attempt.Error, 1000);
+        var attemptCount = delivery.AttemptCount + 1;
         var schedule = _options.EffectiveRetrySchedule;
+        string status;
+        DateTime? next = null;
         if (succeeded)
         {
-            delivery.Status = DeliveryStatus.Delivered;
-            delivery.NextAttemptAt = null;
+            status = DeliveryStatus.Delivered;
             subscription.FailingSince = null;
             LogDelivered(logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs);
         }
@@ -175,20 +216,18 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
             if (attempt.StatusCode == StatusCodes.Status410Gone)
             {
                 Deactivate(subscription, "The endpoint answered 410 Gone", finished);
-                delivery.Status = DeliveryStatus.Undeliverable;
-                delivery.NextAttemptAt = null;
+                status = DeliveryStatus.Undeliverable;
             }
-            else if (delivery.IsTest || delivery.AttemptCount > schedule.Count)
+            else if (delivery.IsTest || attemptCount > schedule.Count)
             {
-                delivery.Status = DeliveryStatus.Undeliverable;
-                delivery.NextAttemptAt = null;
-                LogUndeliverable(logger, delivery.Id, subscription.Id, delivery.AttemptCount);
+                status = DeliveryStatus.Undeliverable;
+                LogUndeliverable(logger, delivery.Id, subscription.Id, attemptCount);
             }
             else
             {
-                delivery.Status = DeliveryStatus.Retrying;
-                delivery.NextAttemptAt = finished + RetryDelay(schedule[delivery.AttemptCount - 1], record.RetryAfter);
-                LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, delivery.NextAttemptAt.Value);
+                status = DeliveryStatus.Retrying;
+                next = finished + RetryDelay(schedule[attemptCount - 1], record.RetryAfter);
+                LogRetrying(logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, next.Value);
             }
             if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
             {
@@ -196,8 +235,7 @@ public sealed partial class AttemptRecorder(IServiceScopeFactory scopes, Deliver
                     $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
-        db.WebhookAttempts.Add(attempt);
-        return new AttemptOutcome(attempt, delivery.Status);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt);
     }
 
     private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)

@@ -6,19 +6,22 @@ using Microsoft.EntityFrameworkCore.Storage;
 
 namespace Gymwire.Features.Webhooks;
 
+/// <summary>A recorded attempt's effect on its delivery: the columns the attempt recorder writes.</summary>
+public sealed record DeliveryOutcome(Guid Id, string Status, int AttemptCount, DateTime? LastAttemptAt, int? LastStatusCode, string? LastError, DateTime? NextAttemptAt);
+
 /// <summary>
-/// Inserts new deliveries inside the caller's transaction without tracking them as entities: a burst fans out into
-/// thousands of rows, and tracking each costs more than sending it. Values are bound through EF Core's own type
-/// mappings (the model's columns), so every column is stored exactly as <c>SaveChanges</c> would store it.
-/// PostgreSQL gets multi-row <c>INSERT … VALUES</c> statements (one round trip per 100 rows); SQLite, in process,
-/// gets one prepared single-row statement executed per row, its fastest bulk path (it binds parameters by name,
-/// so a statement of hundreds of parameters costs more than it saves).
+/// The delivery pipeline's bulk writes, inside the caller's transaction and without tracking entities: a burst fans
+/// out into thousands of delivery rows, and every attempt adds a row and changes one, so tracking each costs more
+/// than sending it. Values are bound through EF Core's own type mappings (the model's columns), so every column is
+/// stored exactly as <c>SaveChanges</c> would store it. PostgreSQL gets multi-row statements (one round trip per
+/// 100 rows); SQLite, in process, gets one prepared single-row statement executed per row, its fastest bulk path
+/// (it binds parameters by name, so a statement of hundreds of parameters costs more than it saves).
 /// </summary>
 internal static class DeliveryRows
 {
     private const int RowsPerStatement = 100;
 
-    private static readonly (string Property, Func<WebhookDelivery, object?> Value)[] Columns =
+    private static readonly (string Property, Func<WebhookDelivery, object?> Value)[] DeliveryColumns =
     [
         (nameof(WebhookDelivery.Id), d => d.Id),
         (nameof(WebhookDelivery.GymId), d => d.GymId),
@@ -33,18 +36,98 @@ internal static class DeliveryRows
         (nameof(WebhookDelivery.NextAttemptAt), d => d.NextAttemptAt),
     ];
 
-    public static async Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows, CancellationToken ct)
+    private static readonly (string Property, Func<WebhookAttempt, object?> Value)[] AttemptColumns =
+    [
+        (nameof(WebhookAttempt.Id), a => a.Id),
+        (nameof(WebhookAttempt.GymId), a => a.GymId),
+        (nameof(WebhookAttempt.DeliveryId), a => a.DeliveryId),
+        (nameof(WebhookAttempt.Number), a => a.Number),
+        (nameof(WebhookAttempt.AttemptedAt), a => a.AttemptedAt),
+        (nameof(WebhookAttempt.StatusCode), a => a.StatusCode),
+        (nameof(WebhookAttempt.DurationMs), a => a.DurationMs),
+        (nameof(WebhookAttempt.Error), a => a.Error),
+        (nameof(WebhookAttempt.ResponseHeaders), a => a.ResponseHeaders),
+        (nameof(WebhookAttempt.ResponseBody), a => a.ResponseBody),
+        (nameof(WebhookAttempt.ResponseBodyTruncated), a => a.ResponseBodyTruncated),
+        (nameof(WebhookAttempt.Trigger), a => a.Trigger),
+    ];
+
+    // The key first: an update sets every other column by it. The claim is let go with the outcome.
+    private static readonly (string Property, Func<DeliveryOutcome, object?> Value)[] OutcomeColumns =
+    [
+        (nameof(WebhookDelivery.Id), o => o.Id),
+        (nameof(WebhookDelivery.Status), o => o.Status),
+        (nameof(WebhookDelivery.AttemptCount), o => o.AttemptCount),
+        (nameof(WebhookDelivery.LastAttemptAt), o => o.LastAttemptAt),
+        (nameof(WebhookDelivery.LastStatusCode), o => o.LastStatusCode),
+        (nameof(WebhookDelivery.LastError), o => o.LastError),
+        (nameof(WebhookDelivery.NextAttemptAt), o => o.NextAttemptAt),
+        (nameof(WebhookDelivery.LockedUntil), _ => null),
+        (nameof(WebhookDelivery.ClaimToken), _ => null),
+    ];
+
+    /// <summary>Inserts new deliveries.</summary>
+    public static Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows, CancellationToken ct) =>
+        WriteAsync(db, typeof(WebhookDelivery), rows, DeliveryColumns, Insert, ct);
+
+    /// <summary>Inserts attempt rows.</summary>
+    public static Task InsertAttemptsAsync(GymwireDbContext db, IReadOnlyList<WebhookAttempt> rows, CancellationToken ct) =>
+        WriteAsync(db, typeof(WebhookAttempt), rows, AttemptColumns, Insert, ct);
+
+    /// <summary>Writes each delivery's outcome (its state after an attempt) by id, and lets its claim go.</summary>
+    public static Task UpdateOutcomesAsync(GymwireDbContext db, IReadOnlyList<DeliveryOutcome> rows, CancellationToken ct) =>
+        WriteAsync(db, typeof(WebhookDelivery), rows, OutcomeColumns, UpdateByKey, ct);
+
+    /// <summary><c>INSERT INTO t (a, b) VALUES (@p0_0, @p0_1), (@p1_0, @p1_1)</c>.</summary>
+    private static string Insert(string table, string[] columns, int rows)
+    {
+        var sql = new StringBuilder($"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ");
+        AppendValues(sql, columns.Length, rows);
+        return sql.ToString();
+    }
+
+    /// <summary>
+    /// One row: <c>UPDATE t SET b = @p0_1 WHERE a = @p0_0</c>; several (PostgreSQL):
+    /// <c>UPDATE t SET b = v.b FROM (VALUES (@p0_0, @p0_1), …) AS v (a, b) WHERE t.a = v.a</c>.
+    /// </summary>
+    private static string UpdateByKey(string table, string[] columns, int rows)
+    {
+        if (rows == 1)
+        {
+            return $"UPDATE {table} SET {string.Join(", ", columns.Skip(1).Select((c, i) => $"{c} = @p0_{i + 1}"))} WHERE {columns[0]} = @p0_0";
+        }
+        var sql = new StringBuilder($"UPDATE {table} AS t SET {string.Join(", ", columns.Skip(1).Select(c => $"{c} = v.{c}"))} FROM (VALUES ");
+        AppendValues(sql, columns.Length, rows);
+        return sql.Append($") AS v ({string.Join(", ", columns)}) WHERE t.{columns[0]} = v.{columns[0]}").ToString();
+    }
+
+    private static void AppendValues(StringBuilder sql, int columns, int rows)
+    {
+        for (var r = 0; r < rows; r++)
+        {
+            sql.Append(r == 0 ? "(" : ", (");
+            for (var c = 0; c < columns; c++)
+            {
+                // Both providers take '@name' placeholders (Npgsql rewrites them to positional parameters).
+                sql.Append(c == 0 ? "@" : ", @").Append($"p{r}_{c}");
+            }
+            sql.Append(')');
+        }
+    }
+
+    private static async Task WriteAsync<TRow>(GymwireDbContext db, Type entityType, IReadOnlyList<TRow> rows, (string Property, Func<TRow, object?> Value)[] values,
+        Func<string, string[], int, string> statement, CancellationToken ct)
     {
         if (rows.Count == 0)
         {
             return;
         }
         var transaction = db.Database.CurrentTransaction?.GetDbTransaction()
-            ?? throw new InvalidOperationException("Deliveries are inserted inside the caller's transaction.");
+            ?? throw new InvalidOperationException("The delivery pipeline's rows are written inside the caller's transaction.");
         // Table, column names and type mappings come from the model, so they follow its configuration.
-        var entity = db.Model.FindEntityType(typeof(WebhookDelivery))!;
-        var columns = Columns.Select(c => entity.FindProperty(c.Property)!).Select(p => (Name: p.GetColumnName(), Mapping: p.GetRelationalTypeMapping())).ToArray();
-        var insert = $"INSERT INTO {entity.GetTableName()} ({string.Join(", ", columns.Select(c => c.Name))}) VALUES ";
+        var entity = db.Model.FindEntityType(entityType)!;
+        var columns = values.Select(c => entity.FindProperty(c.Property)!).Select(p => (Name: p.GetColumnName(), Mapping: p.GetRelationalTypeMapping())).ToArray();
+        var names = columns.Select(c => c.Name).ToArray();
         var perStatement = db.Provider == DatabaseProvider.Postgres ? RowsPerStatement : 1;
         await using var command = transaction.Connection!.CreateCommand();
         command.Transaction = transaction;
@@ -55,20 +138,14 @@ internal static class DeliveryRows
             {
                 // (Re)shaped only when the row count changes: SQLite's single-row statement is prepared once.
                 command.Parameters.Clear();
-                var sql = new StringBuilder(insert);
                 for (var r = 0; r < count; r++)
                 {
-                    sql.Append(r == 0 ? "(" : ", (");
                     for (var c = 0; c < columns.Length; c++)
                     {
-                        var name = $"p{r}_{c}";
-                        // Both providers take '@name' placeholders (Npgsql rewrites them to positional parameters).
-                        sql.Append(c == 0 ? "@" : ", @").Append(name);
-                        command.Parameters.Add(columns[c].Mapping.CreateParameter(command, name, Columns[c].Value(rows[start + r]), nullable: true));
+                        command.Parameters.Add(columns[c].Mapping.CreateParameter(command, $"p{r}_{c}", values[c].Value(rows[start + r]), nullable: true));
                     }
-                    sql.Append(')');
                 }
-                command.CommandText = sql.ToString();
+                command.CommandText = statement(entity.GetTableName()!, names, count);
                 await command.PrepareAsync(ct);
             }
             else
@@ -77,7 +154,7 @@ internal static class DeliveryRows
                 {
                     for (var c = 0; c < columns.Length; c++)
                     {
-                        var value = Columns[c].Value(rows[start + r]);
+                        var value = values[c].Value(rows[start + r]);
                         var converter = columns[c].Mapping.Converter;
                         command.Parameters[r * columns.Length + c].Value = (converter is null ? value : converter.ConvertToProvider(value)) ?? DBNull.Value;
                     }
