@@ -110,16 +110,22 @@ public sealed partial class WebhookSender(
             db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
             s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt);
 
-    /// <summary>When the next delivery this worker could claim becomes due (a retry, or an expired claim), if any.</summary>
+    /// <summary>
+    /// When the next delivery this worker could claim becomes due (a retry, or a new delivery not yet due), if any.
+    /// It walks the due index in order, so it costs the rows in front (in flight, or skipped), not the whole queue.
+    /// A claim held by another node that lapses (the node died) is found by the poll interval's wake-up instead.
+    /// </summary>
     public async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var now = clock.GetUtcNow().UtcDateTime;
         return await db.WebhookDeliveries.AsNoTracking()
             .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying) && x.NextAttemptAt != null
+                && (x.LockedUntil == null || x.LockedUntil <= now)
                 && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id))
-            .Select(x => x.LockedUntil ?? x.NextAttemptAt)
-            .OrderBy(x => x)
+            .OrderBy(x => x.NextAttemptAt)
+            .Select(x => x.NextAttemptAt)
             .FirstOrDefaultAsync(ct);
     }
 
