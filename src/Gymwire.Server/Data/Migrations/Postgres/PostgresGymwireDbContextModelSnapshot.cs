@@ -1213,6 +1213,11 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasDatabaseName("ix_webhook_deliveries_gym_id_subscription_id_created_at");
 
                     b.ToTable("webhook_deliveries", (string)null);
+
+                    b
+                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_cost_delay", 0)
+                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_scale_factor", 0.02)
+                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookSubscription", b =>
