@@ -60,8 +60,9 @@ public sealed partial class WebhookSender(
 
     /// <summary>
     /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.EffectiveClaimLease"/>
-    /// and reads them with their subscriptions. PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>);
-    /// SQLite has one writer, so a single UPDATE is atomic. Expired claims (a worker that died) are due again.
+    /// and reads them with their subscriptions. PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>)
+    /// and returns the ids it claimed; SQLite has one writer (one process, and in it the write gate), so there the due
+    /// ids are read and claimed in one write transaction. Expired claims (a worker that died) are due again.
     /// </summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
@@ -70,12 +71,13 @@ public sealed partial class WebhookSender(
         var now = clock.GetUtcNow().UtcDateTime;
         var until = now + _options.EffectiveClaimLease;
         var token = Guid.NewGuid();
-        int claimed;
+        List<Guid> ids;
         using (await gate.EnterAsync(db, ct))
         {
             if (db.Provider == DatabaseProvider.Postgres)
             {
-                claimed = await db.Database.ExecuteSqlAsync($"""
+                // locked_until and claim_token are in no index, so the claim can be a HOT update (no new index entries).
+                ids = await db.Database.SqlQuery<Guid>($"""
                     UPDATE webhook_deliveries SET locked_until = {until}, claim_token = {token}
                     WHERE id IN (
                         SELECT id FROM webhook_deliveries
@@ -85,16 +87,22 @@ public sealed partial class WebhookSender(
                         ORDER BY next_attempt_at
                         LIMIT {limit}
                         FOR UPDATE SKIP LOCKED)
-                    """, ct);
+                    RETURNING id AS "Value"
+                    """).ToListAsync(ct);
             }
             else
             {
-                claimed = await db.WebhookDeliveries
-                    .Where(d => Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).Contains(d.Id))
-                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
+                await using var tx = await db.Database.BeginTransactionAsync(ct);
+                ids = await Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).ToListAsync(ct);
+                if (ids.Count > 0)
+                {
+                    await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
+                        .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
+                }
+                await tx.CommitAsync(ct);
             }
         }
-        return claimed == 0 ? [] : await Read(db, db.WebhookDeliveries.Where(d => d.ClaimToken == token).OrderBy(d => d.NextAttemptAt)).ToListAsync(ct);
+        return ids.Count == 0 ? [] : await Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)).OrderBy(d => d.NextAttemptAt)).ToListAsync(ct);
     }
 
     private static IQueryable<WebhookDelivery> Due(GymwireDbContext db, DateTime now, Guid[] skipSubscriptions, Guid[] skipDeliveries) =>

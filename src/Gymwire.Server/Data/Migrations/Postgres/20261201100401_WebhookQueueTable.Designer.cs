@@ -12,8 +12,8 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Gymwire.Data.Migrations.Postgres
 {
     [DbContext(typeof(PostgresGymwireDbContext))]
-    [Migration("20261201094054_QueueTableVacuum")]
-    partial class QueueTableVacuum
+    [Migration("20261201100401_WebhookQueueTable")]
+    partial class WebhookQueueTable
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -1198,9 +1198,6 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.HasKey("Id")
                         .HasName("pk_webhook_deliveries");
 
-                    b.HasIndex("ClaimToken")
-                        .HasDatabaseName("ix_webhook_deliveries_claim_token");
-
                     b.HasIndex("CreatedAt")
                         .HasDatabaseName("ix_webhook_deliveries_created_at");
 
@@ -1220,7 +1217,8 @@ namespace Gymwire.Data.Migrations.Postgres
                     b
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_cost_delay", 0)
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_scale_factor", 0.02)
-                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000);
+                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000)
+                        .HasAnnotation("Npgsql:StorageParameter:fillfactor", 80);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookSubscription", b =>

@@ -11,8 +11,8 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace Gymwire.Data.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteGymwireDbContext))]
-    [Migration("20261201094035_QueueTableVacuum")]
-    partial class QueueTableVacuum
+    [Migration("20261201100218_WebhookQueueTable")]
+    partial class WebhookQueueTable
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -1191,9 +1191,6 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.HasKey("Id")
                         .HasName("pk_webhook_deliveries");
 
-                    b.HasIndex("ClaimToken")
-                        .HasDatabaseName("ix_webhook_deliveries_claim_token");
-
                     b.HasIndex("CreatedAt")
                         .HasDatabaseName("ix_webhook_deliveries_created_at");
 
@@ -1213,7 +1210,8 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_cost_delay", 0)
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_scale_factor", 0.02)
-                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000);
+                        .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000)
+                        .HasAnnotation("Npgsql:StorageParameter:fillfactor", 80);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookSubscription", b =>

@@ -5,18 +5,23 @@
 namespace Gymwire.Data.Migrations.Sqlite
 {
     /// <inheritdoc />
-    public partial class QueueTableVacuum : Migration
+    public partial class WebhookQueueTable : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
-            // PostgreSQL's autovacuum settings for webhook_deliveries: nothing to do on SQLite.
+            migrationBuilder.DropIndex(
+                name: "ix_webhook_deliveries_claim_token",
+                table: "webhook_deliveries");
         }
 
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
-
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_claim_token",
+                table: "webhook_deliveries",
+                column: "claim_token");
         }
     }
 }
