@@ -27,7 +27,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
 {
     private const double P99Bound = 5.0;
     private const int Subscriptions = 100;
-    private const int DeliveryConcurrency = 64;
+    // Gymwire's default, given to the server explicitly; the raw POST ceiling runs at the same concurrency.
+    private static readonly int DeliveryConcurrency = new WebhookOptions().MaxConcurrentDeliveries;
     private const string LeadBody = """{"first_name":"Bench","last_name":"Lead","email":"lead@example.com","source":"bench"}""";
 
     private WebApplication _app = null!;
@@ -300,7 +301,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     {
         var measured = new List<double>();
         var baseline = new List<double>();
-        for (var r = 0; r < o.Runs; r++)
+        for (var r = 0; r < o.PairedRuns; r++)
         {
             await SetActiveAsync(owner, false);
             baseline.Add(await GymwireRateAsync(gymId, o.EventsPerRun));

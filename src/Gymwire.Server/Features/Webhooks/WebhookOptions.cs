@@ -43,8 +43,12 @@ public sealed class WebhookOptions
     /// <summary>Finished deliveries (delivered or undeliverable) and their attempts are deleted this long after they were created.</summary>
     public TimeSpan DeliveryRetention { get; set; } = TimeSpan.FromDays(30);
 
-    /// <summary>Deliveries in flight at once on this node.</summary>
-    public int MaxConcurrentDeliveries { get; set; } = 64;
+    /// <summary>
+    /// Deliveries in flight at once on this node (sending, or sent and waiting to be recorded). An attempt in flight
+    /// costs a socket and a few KiB; more of them means bigger claims and group commits. 256 drained a backlog about
+    /// a quarter faster than 64 in the benchmarks; it is also what a crash can send twice.
+    /// </summary>
+    public int MaxConcurrentDeliveries { get; set; } = 256;
 
     /// <summary>Deliveries in flight at once to one subscription on this node, so one slow endpoint cannot take every slot.</summary>
     public int MaxConcurrentPerEndpoint { get; set; } = 8;
