@@ -149,6 +149,16 @@ public sealed class Receivers : IAsyncDisposable
 
     public int[] Ports { get; }
 
+    /// <summary>CPU time the receivers process has used so far (user and system).</summary>
+    public TimeSpan CpuTime
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.TotalProcessorTime;
+        }
+    }
+
     public string Url(int i) => $"http://127.0.0.1:{Ports[i]}/r/{i}";
 
     public string SlowUrl => $"http://127.0.0.1:{Ports[0]}/slow";
