@@ -15,6 +15,14 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     public sealed class Sqlite(SqliteWebhooks f) : DeliveryPipelineTests(f), IClassFixture<SqliteWebhooks>;
     public sealed class Postgres(PostgresWebhooks f) : DeliveryPipelineTests(f), IClassFixture<PostgresWebhooks>;
 
+    /// <summary>A pending lead.created delivery with no due time: no worker claims it until a test makes it due.</summary>
+    private static WebhookDelivery Parked(Guid gymId, Guid subscriptionId, DateTime now) => new()
+    {
+        Id = Guid.CreateVersion7(), GymId = gymId, SubscriptionId = subscriptionId, EventId = Guid.NewGuid(), Event = "lead.created",
+        Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gymId, "{}", now), Status = DeliveryStatus.Pending,
+        CreatedAt = now, NextAttemptAt = null,
+    };
+
     [Fact]
     public async Task Bulk_inserted_delivery_rows_read_back_exactly_as_entities_saved_by_EF()
     {
@@ -225,12 +233,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             {
                 for (var i = 0; i < 5; i++)
                 {
-                    var d = new WebhookDelivery
-                    {
-                        Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
-                        Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gym.GymId, "{}", now), Status = DeliveryStatus.Pending,
-                        CreatedAt = now, NextAttemptAt = null,
-                    };
+                    var d = Parked(gym.GymId, hook.Id, now);
                     db.WebhookDeliveries.Add(d);
                     ids.Add((d.Id, hook.Id));
                 }
@@ -283,12 +286,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var ids = await fx.WithDbAsync(async db =>
         {
-            var list = Enumerable.Range(0, 6).Select(_ => new WebhookDelivery
-            {
-                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
-                Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gym.GymId, "{}", now), Status = DeliveryStatus.Pending,
-                CreatedAt = now, NextAttemptAt = null,
-            }).ToList();
+            var list = Enumerable.Range(0, 6).Select(_ => Parked(gym.GymId, hook.Id, now)).ToList();
             db.WebhookDeliveries.AddRange(list);
             await db.SaveChangesAsync();
             return list.Select(d => d.Id).ToList();
