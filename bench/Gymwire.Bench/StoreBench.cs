@@ -299,26 +299,29 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     /// </summary>
     private async Task<(double Measured, double Baseline)> PairedRunsAsync(HttpClient owner, Guid gymId, string name)
     {
-        var measured = new List<double>();
-        var baseline = new List<double>();
-        // CPU seconds per run of this process (Gymwire and the harness) and of the receivers' process: the machine's
-        // two cores are shared, so work done for (and by) the extra receivers is taken from the healthy deliveries.
-        var cpu = new List<(double Gymwire, double Receivers)>[] { [], [] };
+        // Per run: deliveries/s, and CPU seconds of this process (Gymwire and the harness) and of the receivers'
+        // process: the machine's two cores are shared, so work done for (and by) the extra receivers is taken from the
+        // healthy deliveries.
+        var measured = new List<(double Rate, double Gymwire, double Receivers)>();
+        var baseline = new List<(double Rate, double Gymwire, double Receivers)>();
+        async Task RunAsync(bool active, List<(double, double, double)> runs)
+        {
+            await SetActiveAsync(owner, active);
+            var (self, theirs) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime);
+            var rate = await GymwireRateAsync(gymId, o.EventsPerRun);
+            runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds));
+        }
         for (var r = 0; r < o.PairedRuns; r++)
         {
-            foreach (var (active, rates, k) in new[] { (false, baseline, 0), (true, measured, 1) })
-            {
-                await SetActiveAsync(owner, active);
-                var (self, theirs) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime);
-                rates.Add(await GymwireRateAsync(gymId, o.EventsPerRun));
-                cpu[k].Add(((Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds));
-            }
-            Console.WriteLine($"  {name} run {r + 1}: {measured[^1]:N0}/s to the {Subscriptions} healthy endpoints, {baseline[^1]:N0}/s with the others paused; " +
-                $"CPU s (gymwire, receivers): {cpu[1][^1].Gymwire:0.0}, {cpu[1][^1].Receivers:0.0} against {cpu[0][^1].Gymwire:0.0}, {cpu[0][^1].Receivers:0.0}");
+            await RunAsync(active: false, baseline);
+            await RunAsync(active: true, measured);
+            var (m, b) = (measured[^1], baseline[^1]);
+            Console.WriteLine($"  {name} run {r + 1}: {m.Rate:N0}/s to the {Subscriptions} healthy endpoints, {b.Rate:N0}/s with the others paused; " +
+                $"CPU s (gymwire, receivers): {m.Gymwire:0.0}, {m.Receivers:0.0} against {b.Gymwire:0.0}, {b.Receivers:0.0}");
         }
-        Console.WriteLine($"  {name}: median CPU s per run (gymwire, receivers): {Stats.Median(cpu[1].Select(c => c.Gymwire).ToList()):0.00}, {Stats.Median(cpu[1].Select(c => c.Receivers).ToList()):0.00} " +
-            $"against {Stats.Median(cpu[0].Select(c => c.Gymwire).ToList()):0.00}, {Stats.Median(cpu[0].Select(c => c.Receivers).ToList()):0.00} with the others paused");
-        return (Stats.Median(measured), Stats.Median(baseline));
+        Console.WriteLine($"  {name}: median CPU s per run (gymwire, receivers): {Stats.Median(measured.Select(x => x.Gymwire)):0.00}, {Stats.Median(measured.Select(x => x.Receivers)):0.00} " +
+            $"against {Stats.Median(baseline.Select(x => x.Gymwire)):0.00}, {Stats.Median(baseline.Select(x => x.Receivers)):0.00} with the others paused");
+        return (Stats.Median(measured.Select(x => x.Rate)), Stats.Median(baseline.Select(x => x.Rate)));
     }
 
     private async Task SetActiveAsync(HttpClient owner, bool active)

@@ -119,7 +119,7 @@ public sealed partial class AttemptRecorder(
     }
 
     /// <summary>What the recorder needs of a delivery's stored state (not its payload).</summary>
-    private sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, bool IsTest, DateTime? LastAttemptAt, int? LastStatusCode);
+    private sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, DateTime? LastAttemptAt, int? LastStatusCode);
 
     private async Task WriteAsync(List<Pending> batch)
     {
@@ -133,7 +133,7 @@ public sealed partial class AttemptRecorder(
             var deliveryIds = batch.Select(p => p.Record.Delivery.Id).Distinct().ToList();
             var subscriptionIds = batch.Select(p => p.Record.Delivery.SubscriptionId).Distinct().ToList();
             var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
-                .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.IsTest, d.LastAttemptAt, d.LastStatusCode)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
+                .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode)).ToDictionaryAsync(d => d.Id, CancellationToken.None);
             var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, CancellationToken.None);
             var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
             var changed = new List<DeliveryOutcome>(batch.Count);
@@ -218,7 +218,7 @@ public sealed partial class AttemptRecorder(
                 Deactivate(subscription, "The endpoint answered 410 Gone", finished);
                 status = DeliveryStatus.Undeliverable;
             }
-            else if (delivery.IsTest || attemptCount > schedule.Count)
+            else if (record.Delivery.IsTest || attemptCount > schedule.Count)
             {
                 status = DeliveryStatus.Undeliverable;
                 LogUndeliverable(logger, delivery.Id, subscription.Id, attemptCount);

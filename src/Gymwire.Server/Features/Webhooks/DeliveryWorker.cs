@@ -159,7 +159,7 @@ public sealed partial class DeliveryWorker(
             {
                 // Never past the poll interval (which wakes the worker anyway): a timer cannot be set years ahead.
                 var wait = due - clock.GetUtcNow().UtcDateTime;
-                waits.Add(Task.Delay(wait <= TimeSpan.Zero ? TimeSpan.Zero : wait < _options.PollInterval ? wait : _options.PollInterval, clock, wake.Token));
+                waits.Add(Task.Delay(TimeSpan.FromTicks(Math.Clamp(wait.Ticks, 0, _options.PollInterval.Ticks)), clock, wake.Token));
             }
         }
         await Task.WhenAny(waits);
