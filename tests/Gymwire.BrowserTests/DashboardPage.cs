@@ -47,6 +47,9 @@ public sealed class DashboardPage : IAsyncDisposable
             Permissions = clipboard ? ["clipboard-read", "clipboard-write"] : [],
         });
         context.SetDefaultTimeout(10_000);
+        // Navigations (a login's redirect, a form's POST and the page after it) get longer: scripts/test runs this
+        // project beside Gymwire.Tests, and on two busy cores a login's redirect once took over 10 s.
+        context.SetDefaultNavigationTimeout(30_000);
         return new DashboardPage(context, await context.NewPageAsync(), fx);
     }
 
