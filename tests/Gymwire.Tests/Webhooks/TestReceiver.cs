@@ -43,6 +43,7 @@ public sealed class TestReceiver : IAsyncDisposable
     private readonly ConcurrentDictionary<string, int> _counts = new();
     private readonly ConcurrentDictionary<string, int> _active = new();
     private readonly ConcurrentDictionary<string, int> _maxActive = new();
+    private readonly ConcurrentDictionary<string, int> _maxHeld = new();
     private long _bytesStreamed;
     private int _streamsEnded;
 
@@ -87,11 +88,21 @@ public sealed class TestReceiver : IAsyncDisposable
     /// <summary>The most requests this path ever had open at once.</summary>
     public int MaxConcurrent(string path) => _maxActive.GetValueOrDefault(path);
 
+    /// <summary>
+    /// The most requests this path had open at once for longer than <see cref="ConcurrencyGrace"/>, as seen by each
+    /// request still open that long after it arrived. A request the sender has given up on ends here only when the
+    /// receiver notices the closed connection, a moment later, and the sender's next request may arrive in that
+    /// moment; <see cref="MaxConcurrent"/> counts that overlap, this does not. It lags arrivals by the grace.
+    /// </summary>
+    public int MaxConcurrentHeld(string path) => _maxHeld.GetValueOrDefault(path);
+
+    public static readonly TimeSpan ConcurrencyGrace = TimeSpan.FromMilliseconds(250);
+
     /// <summary>Requests to <paramref name="path"/> being handled now.</summary>
     public int Active(string path) => _active.GetValueOrDefault(path);
 
     /// <summary>Starts counting <see cref="MaxConcurrent"/> afresh from the requests in flight now.</summary>
-    public void ResetMaxConcurrent(string path) => _maxActive[path] = _active.GetValueOrDefault(path);
+    public void ResetMaxConcurrent(string path) => _maxActive[path] = _maxHeld[path] = _active.GetValueOrDefault(path);
 
     public IReadOnlyList<ReceivedRequest> At(string path) => _requests.Where(r => r.Path == path).ToList();
 
@@ -107,6 +118,8 @@ public sealed class TestReceiver : IAsyncDisposable
         var path = context.Request.Path.Value ?? "/";
         var active = _active.AddOrUpdate(path, 1, (_, c) => c + 1);
         _maxActive.AddOrUpdate(path, active, (_, m) => Math.Max(m, active));
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = SampleConcurrencyAsync(path, ended.Task);
         try
         {
             await AnswerAsync(context, path);
@@ -114,6 +127,16 @@ public sealed class TestReceiver : IAsyncDisposable
         finally
         {
             _active.AddOrUpdate(path, 0, (_, c) => c - 1);
+            ended.TrySetResult();
+        }
+    }
+
+    private async Task SampleConcurrencyAsync(string path, Task ended)
+    {
+        if (await Task.WhenAny(ended, Task.Delay(ConcurrencyGrace)) != ended)
+        {
+            var active = _active.GetValueOrDefault(path);
+            _maxHeld.AddOrUpdate(path, active, (_, m) => Math.Max(m, active));
         }
     }
 
