@@ -31,7 +31,8 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
 {
     public void Configure(EntityTypeBuilder<WebhookDelivery> b)
     {
-        b.ToTable("webhook_deliveries");
+        // A delivery is sent its stored body, or its outbox event's: it has one or the other.
+        b.ToTable("webhook_deliveries", t => t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL"));
         // PostgreSQL: a queue table. Every delivery row is updated when it is claimed and when its attempt is recorded,
         // and the claim walks the due index, through the dead entries those updates leave until a vacuum removes
         // them. So vacuum it once 2% of its rows (not the default 20%) are dead, and without cost throttling.

@@ -83,6 +83,19 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
         .. Settings().Select(s => $"--{s.Key}={s.Value}"),
     ];
 
+    /// <summary>
+    /// Another empty database on this fixture's store (PostgreSQL: on the shared test cluster; SQLite: a file in this
+    /// fixture's directory, deleted with it), for tests that build a schema step by step, e.g. an upgrade.
+    /// </summary>
+    public async Task<string> CreateScratchDatabaseAsync()
+    {
+        if (Store == Store.Postgres)
+        {
+            return await (await PostgresCluster.InstanceAsync()).CreateDatabaseAsync();
+        }
+        return $"Data Source={Path.Combine(_sqliteDirectory!, "scratch-" + Guid.NewGuid().ToString("N")[..12] + ".db")}";
+    }
+
     private async Task<string> CreateDatabaseAsync()
     {
         if (Store == Store.Postgres)

@@ -2,7 +2,10 @@ using Gymwire.Data;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -374,5 +377,183 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             await receiver.WaitForAsync("/later", i + 1);
         }
         Assert.DoesNotContain(fx.Logs.Lines, line => line.StartsWith("Error Gymwire.Features.Webhooks", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_fanned_out_delivery_stores_no_body_and_sends_its_events_envelope_byte_for_byte_at_every_attempt()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/canonical", n => new Reply(n == 1 ? 503 : 200));
+        receiver.On("/alias", n => new Reply(n == 1 ? 503 : 200));
+        var gym = await fx.CreateGymAsync();
+        var canonical = await gym.CreateWebhookAsync(receiver.Url("/canonical"), "member.joined");
+        var alias = await gym.CreateWebhookAsync(receiver.Url("/alias"), "member.created");
+        Assert.Equal(System.Net.HttpStatusCode.Created, await gym.AddMemberAsync("user_body_once"));
+        var first = (await receiver.WaitForAsync("/canonical", 1)).Single();
+        var firstAlias = (await receiver.WaitForAsync("/alias", 1)).Single();
+        await fx.WaitForDeliveryAsync(canonical.Id, d => d.AttemptCount == 1, "first attempt recorded");
+        await fx.WaitForDeliveryAsync(alias.Id, d => d.AttemptCount == 1, "first alias attempt recorded");
+
+        // The event's data is stored once, in the outbox; each delivery row holds no copy of it.
+        var evt = await fx.WithDbAsync(db => db.OutboxEvents.AsNoTracking().SingleAsync(e => e.GymId == gym.GymId && e.Type == EventCatalog.MemberJoined));
+        var rows = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToListAsync());
+        Assert.Equal(2, rows.Count);
+        Assert.All(rows, d => Assert.Equal((evt.Id, (string?)null), (d.EventId!.Value, d.Payload)));
+        Assert.Equal(WebhookPayloads.Build(evt.Id, "member.joined", gym.GymId, evt.Data, evt.OccurredAt), first.BodyText);
+        Assert.Equal(WebhookPayloads.Build(evt.Id, "member.created", gym.GymId, evt.Data, evt.OccurredAt), firstAlias.BodyText);
+
+        // The retry sends the same bytes (receivers that hash bodies see one message), signed afresh.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(5));
+        var retried = await receiver.WaitForAsync("/canonical", 2);
+        Assert.Equal(first.Body, retried[1].Body);
+        Assert.Equal(first.Header("webhook-id"), retried[1].Header("webhook-id"));
+        Assert.True(StandardWebhooksVerifier.VerifyCombatScore(canonical.Secret, retried[1].Headers, retried[1].Body));
+        Assert.Equal(firstAlias.Body, (await receiver.WaitForAsync("/alias", 2))[1].Body);
+
+        // The delivery log shows the body that was sent.
+        using var owner = gym.Owner();
+        var id = rows.Single(d => d.SubscriptionId == canonical.Id).Id;
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{canonical.Id}/deliveries/{id}")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        Assert.Equal(first.Json().GetRawText(), detail.GetProperty("payload").GetRawText());
+    }
+
+    [Fact]
+    public async Task A_delivery_with_a_stored_body_is_sent_that_body_as_an_older_Gymwire_wrote_it()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/stored"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var evt = await fx.WithDbAsync(async db =>
+        {
+            var e = db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = "lead_stored" }, now);
+            e.DispatchedAt = now; // fanned out already, by the older version, with its body
+            await db.SaveChangesAsync();
+            return e;
+        });
+        var stored = """{"id":"%ID%","event":"lead.created","gym_id":"%GYM%","data":{"lead_id":"lead_stored","older":true},"timestamp":"2026-04-16T12:00:00.000Z"}"""
+            .Replace("%ID%", evt.Id.ToString()).Replace("%GYM%", gym.GymId.ToString());
+        var delivery = new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = evt.Id, Event = "lead.created",
+            Payload = stored, Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+        };
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(delivery);
+            return await db.SaveChangesAsync();
+        });
+        fx.WakeWorker();
+        var received = (await receiver.WaitForAsync("/stored", 1)).Single();
+        Assert.Equal(stored, received.BodyText);
+        Assert.True(StandardWebhooksVerifier.VerifyCombatScore(hook.Secret, received.Headers, received.Body));
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+    }
+
+    [Fact]
+    public async Task A_delivery_whose_event_was_deleted_by_hand_fails_with_a_clear_error_and_the_others_still_go()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var orphanHook = await gym.CreateWebhookAsync(receiver.Url("/orphan"), "lead.created");
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/fine"), "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = orphanHook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+                Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+            });
+            return await db.SaveChangesAsync();
+        });
+        fx.WakeWorker();
+        var orphan = await fx.WaitForDeliveryAsync(orphanHook.Id, d => d.AttemptCount == 1, "the orphan's attempt recorded");
+        Assert.Equal((DeliveryStatus.Retrying, (int?)null), (orphan.Status, orphan.LastStatusCode));
+        Assert.Contains("missing from outbox_events", orphan.LastError);
+        Assert.Empty(receiver.At("/orphan"));
+        Assert.Equal(System.Net.HttpStatusCode.Created, await gym.AddMemberAsync("user_after_orphan"));
+        await receiver.WaitForAsync("/fine", 1);
+        using var owner = gym.Owner();
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{orphanHook.Id}/deliveries/{orphan.Id}")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, detail.GetProperty("payload").ValueKind);
+    }
+
+    [Fact]
+    public async Task The_database_refuses_a_delivery_with_neither_a_body_nor_an_event()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/nothing"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var refused = await Assert.ThrowsAsync<DbUpdateException>(() => fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, Event = "lead.created",
+                Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = null,
+            });
+            return await db.SaveChangesAsync();
+        }));
+        Assert.Contains("ck_webhook_deliveries_body", refused.InnerException!.Message);
+        Assert.Empty(await fx.DeliveriesAsync(hook.Id));
+    }
+
+    [Fact]
+    public async Task A_database_from_before_bodies_were_stored_per_event_upgrades_keeping_every_delivery_and_its_body()
+    {
+        var connectionString = await fx.CreateScratchDatabaseAsync();
+        var builder = GymwireApp.CreateBuilder(fx.Arguments(connectionString), b => b.Logging.ClearProviders());
+        await using var app = GymwireApp.Build(builder);
+        var now = new DateTime(2026, 4, 16, 12, 0, 0, DateTimeKind.Utc);
+        var (gymId, subscriptionId, eventId) = (Guid.NewGuid(), Guid.NewGuid(), Guid.CreateVersion7(now));
+        var body = WebhookPayloads.Build(eventId, "lead.created", gymId, """{"lead_id":"lead_old"}""", now);
+        var deliveries = Enumerable.Range(0, 3).Select(i => new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, SubscriptionId = subscriptionId, EventId = i == 0 ? null : i == 1 ? eventId : Guid.CreateVersion7(now), Event = "lead.created",
+            Payload = body, IsTest = i == 0, Status = i == 2 ? DeliveryStatus.Delivered : DeliveryStatus.Pending, AttemptCount = i, CreatedAt = now.AddSeconds(i),
+            NextAttemptAt = i == 2 ? null : now,
+        }).ToList();
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            // The schema as the release before this change left it, with deliveries that carry their bodies.
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            if (db.Provider == DatabaseProvider.Sqlite)
+            {
+                await db.Database.OpenConnectionAsync();
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+                await db.Database.CloseConnectionAsync();
+            }
+            await db.GetService<IMigrator>().MigrateAsync("WebhookQueueTable");
+            db.Add(new Gymwire.Features.Gyms.Gym { Id = gymId, Name = "Old", CreatedAt = now });
+            db.Add(new WebhookSubscription { Id = subscriptionId, GymId = gymId, Url = "https://hooks.example.com/old", SecretProtected = "x", CreatedAt = now, UpdatedAt = now });
+            db.WebhookDeliveries.AddRange(deliveries);
+            await db.SaveChangesAsync();
+        }
+
+        await DatabaseSetup.MigrateAsync(app.Services);
+
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            Assert.Empty(await db.Database.GetPendingMigrationsAsync());
+            var stored = await db.WebhookDeliveries.AsNoTracking().ToDictionaryAsync(d => d.Id);
+            Assert.Equal(3, stored.Count);
+            foreach (var expected in deliveries)
+            {
+                var actual = stored[expected.Id];
+                Assert.Equal((expected.EventId, expected.Payload, expected.IsTest, expected.Status, expected.AttemptCount, expected.CreatedAt, expected.NextAttemptAt),
+                    (actual.EventId, actual.Payload, actual.IsTest, actual.Status, actual.AttemptCount, actual.CreatedAt, actual.NextAttemptAt));
+            }
+            // The indexes came through the rebuild: the due index still finds the two waiting deliveries.
+            Assert.Equal(2, await db.WebhookDeliveries.CountAsync(d => (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && d.NextAttemptAt <= now));
+            // And the new rule holds: a delivery needs a body or an event.
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = Guid.NewGuid(), GymId = gymId, SubscriptionId = subscriptionId, Event = "lead.created", Status = DeliveryStatus.Pending, CreatedAt = now,
+            });
+            var refused = await Assert.ThrowsAsync<DbUpdateException>(() => db.SaveChangesAsync());
+            Assert.Contains("ck_webhook_deliveries_body", refused.InnerException!.Message);
+        }
     }
 }

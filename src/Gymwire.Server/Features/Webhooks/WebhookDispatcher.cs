@@ -107,8 +107,7 @@ public sealed partial class WebhookDispatcher(
                     GymId = evt.GymId,
                     SubscriptionId = subscription.Id,
                     EventId = evt.Id,
-                    Event = name,
-                    Payload = WebhookPayloads.Build(evt.Id, name, evt.GymId, evt.Data, evt.OccurredAt),
+                    Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
                     NextAttemptAt = now,

@@ -47,8 +47,13 @@ public sealed class WebhookDelivery
     public Guid? EventId { get; set; }
     /// <summary>The name sent in <c>event</c>: the alias when the subscription named one.</summary>
     public required string Event { get; set; }
-    /// <summary>The exact request body, fixed at fan-out so every attempt signs the same bytes.</summary>
-    public required string Payload { get; set; }
+    /// <summary>
+    /// The request body when it is not built from an outbox event: a test send's sample (it has no event), or a
+    /// delivery fanned out before bodies were stored once per event. Null for a fanned-out delivery: its body is
+    /// <see cref="WebhookPayloads.Build"/> of the event (immutable, kept as long as the delivery) under
+    /// <see cref="Event"/>, the same bytes at every attempt, so a burst to 100 endpoints stores its data once, not 100 times.
+    /// </summary>
+    public string? Payload { get; set; }
     public bool IsTest { get; set; }
     public required string Status { get; set; }
     public int AttemptCount { get; set; }

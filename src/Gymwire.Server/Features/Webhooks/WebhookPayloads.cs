@@ -48,6 +48,13 @@ public static class WebhookPayloads
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
+    /// <summary>
+    /// The body a delivery is sent: its stored body if it has one, else its outbox event's envelope under the name the
+    /// subscription receives it by; null when neither exists (the event row was deleted by hand).
+    /// </summary>
+    public static string? For(string? stored, Guid? eventId, string eventName, Guid gymId, string? data, DateTime? occurredAt) =>
+        stored ?? (eventId is { } id && data is not null && occurredAt is { } at ? Build(id, eventName, gymId, data, at) : null);
+
     /// <summary>A realistic body for <paramref name="type"/>, as test sends and the catalog show it.</summary>
     public static string Sample(EventType type, Guid id, Guid gymId, DateTime timestamp) =>
         Build(id, type.Name, gymId, JsonSerializer.Serialize(type.SampleData, GymwireJson.Options), timestamp);

@@ -12,15 +12,16 @@ using Microsoft.Extensions.Options;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// A delivery a worker has claimed, with everything its attempt needs: the delivery, its subscription and the
-/// number of attempts already recorded, read together with the claim (one query for a whole batch).
+/// A delivery a worker has claimed, with everything its attempt needs: the delivery, its body, its subscription and
+/// the number of attempts already recorded, read together with the claim (one query for a whole batch). The body is
+/// null only when the delivery's outbox event has been deleted by hand.
 /// </summary>
 public sealed record ClaimedDelivery(
     Guid Id,
     Guid GymId,
     Guid SubscriptionId,
     string Event,
-    string Payload,
+    string? Payload,
     bool IsTest,
     int AttemptCount,
     DateTime? LastAttemptAt,
@@ -110,11 +111,17 @@ public sealed partial class WebhookSender(
             && x.NextAttemptAt <= now && (x.LockedUntil == null || x.LockedUntil <= now)
             && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id));
 
-    /// <summary>The deliveries with their subscriptions and recorded attempt counts (the last number, by index).</summary>
+    /// <summary>
+    /// The deliveries with their bodies (stored, or built from the outbox event, found by its unique id), their
+    /// subscriptions and recorded attempt counts (the last number, by index).
+    /// </summary>
     private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
         from d in deliveries.AsNoTracking()
         join s in db.WebhookSubscriptions on d.SubscriptionId equals s.Id
-        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event, d.Payload, d.IsTest, d.AttemptCount, d.LastAttemptAt,
+        from e in db.OutboxEvents.Where(e => e.Id == d.EventId && e.GymId == d.GymId).DefaultIfEmpty()
+        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event,
+            WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt),
+            d.IsTest, d.AttemptCount, d.LastAttemptAt,
             db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
             s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt);
 
@@ -202,6 +209,11 @@ public sealed partial class WebhookSender(
         {
             // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
             attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
+            return null;
+        }
+        if (delivery.Payload is null)
+        {
+            attempt.Error = "The delivery's event is missing from outbox_events (deleted by hand?): there is no body to send";
             return null;
         }
         var body = Encoding.UTF8.GetBytes(delivery.Payload);

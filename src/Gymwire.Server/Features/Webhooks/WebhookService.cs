@@ -260,7 +260,10 @@ public sealed class WebhookService(
         }
         var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && a.DeliveryId == deliveryId)
             .OrderBy(a => a.Number).ToListAsync(ct);
-        using var payload = JsonDocument.Parse(d.Payload);
+        var evt = d.Payload is null && d.EventId is { } eventId
+            ? await db.OutboxEvents.AsNoTracking().Where(e => e.Id == eventId && e.GymId == gymId).Select(e => new { e.Data, e.OccurredAt }).FirstOrDefaultAsync(ct)
+            : null;
+        using var payload = JsonDocument.Parse(WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, evt?.Data, evt?.OccurredAt) ?? "null");
         return new DeliveryDetail(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount, d.CreatedAt,
             d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, payload.RootElement.Clone(),
             attempts.Select(ToDto).ToList());

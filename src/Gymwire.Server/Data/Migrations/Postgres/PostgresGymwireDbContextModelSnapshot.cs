@@ -1178,7 +1178,6 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnName("next_attempt_at");
 
                     b.Property<string>("Payload")
-                        .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("payload");
 
@@ -1209,7 +1208,10 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.HasIndex("GymId", "SubscriptionId", "CreatedAt")
                         .HasDatabaseName("ix_webhook_deliveries_gym_id_subscription_id_created_at");
 
-                    b.ToTable("webhook_deliveries", (string)null);
+                    b.ToTable("webhook_deliveries", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL");
+                        });
 
                     b
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_cost_delay", 0)
