@@ -44,7 +44,7 @@ namespace Gymwire.Bench
 
         public int Runs => Quick ? 1 : 3;
         /// <summary>M6 isolation and R3: pairs of a baseline and a measured run (their spread is wider than M4's).</summary>
-        public int PairedRuns => Quick ? 1 : 5;
+        public int PairedRuns => Quick ? 1 : 7;
         public TimeSpan Duration => TimeSpan.FromSeconds(Quick ? 2 : 3);
         public int[] Connections => Quick ? [4, 16] : [2, 8, 32];
         public int M1Members => 100_000;

@@ -38,6 +38,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     private Guid _actionsGym;
     private string? _sqliteDirectory;
     private int _pad;
+    private double _deliveryBytes;
     /// <summary>Subscriptions whose deliveries are slow on purpose: a run does not wait for them to settle.</summary>
     private readonly List<Guid> _unsettled = [];
     private readonly CommandCounter _commands = new();
@@ -264,7 +265,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         // M6: a backlog drains.
         var backlog = await BacklogRateAsync(hooks.GymId, o.Backlog);
         report.Add(store, $"M6 backlog drain ({Count(o.Backlog)} deliveries)", $"{backlog:N0} deliveries/s", $"M4 {gw:N0}/s", backlog / gw, 0.8,
-            "backlog bulk-inserted as due deliveries, then the worker woken");
+            $"backlog bulk-inserted as due deliveries (as fan-out leaves them), then the worker woken; the database grew by {_deliveryBytes:N0} B per delivery queued (rows, indexes, events)");
 
         // M6: one endpoint taking 10 s per request. Each run is paired with a baseline run just before it, in the same
         // state of the database, with the extra endpoints paused: the table grows run by run, and M4 above ran on a
@@ -307,6 +308,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         async Task RunAsync(bool active, List<(double, double, double)> runs)
         {
             await SetActiveAsync(owner, active);
+            await ResetQueueAsync(gymId);
             var (self, theirs) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime);
             var rate = await GymwireRateAsync(gymId, o.EventsPerRun);
             runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds));
@@ -322,6 +324,35 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         Console.WriteLine($"  {name}: median CPU s per run (gymwire, receivers): {Stats.Median(measured.Select(x => x.Gymwire)):0.00}, {Stats.Median(measured.Select(x => x.Receivers)):0.00} " +
             $"against {Stats.Median(baseline.Select(x => x.Gymwire)):0.00}, {Stats.Median(baseline.Select(x => x.Receivers)):0.00} with the others paused");
         return (Stats.Median(measured.Select(x => x.Rate)), Stats.Median(baseline.Select(x => x.Rate)));
+    }
+
+    /// <summary>
+    /// Puts the queue table back in the same state before each paired run: the healthy endpoints' delivered rows of
+    /// earlier runs (and, by cascade, their attempts) are deleted, and on PostgreSQL the tables are vacuumed. Without
+    /// it each run meets a table larger than the last (and on PostgreSQL the dead rows autovacuum has not reached
+    /// yet), and that drift between the two halves of a pair was larger than the effect being measured. The extra
+    /// endpoints' rows stay: some of their attempts are still in flight.
+    /// </summary>
+    private async Task ResetQueueAsync(Guid gymId)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        db.Database.SetCommandTimeout(TimeSpan.FromMinutes(5));
+        await db.WebhookDeliveries.Where(d => d.GymId == gymId && d.Status == DeliveryStatus.Delivered && !_unsettled.Contains(d.SubscriptionId)).ExecuteDeleteAsync();
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            await db.Database.ExecuteSqlRawAsync("VACUUM (ANALYZE) webhook_deliveries, webhook_attempts");
+        }
+    }
+
+    /// <summary>Bytes the database's pages hold (SQLite: pages in use, not free; PostgreSQL: pg_database_size).</summary>
+    private async Task<long> DatabaseBytesAsync()
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        return db.Provider == DatabaseProvider.Postgres
+            ? await db.Database.SqlQuery<long>($"SELECT pg_database_size(current_database()) AS \"Value\"").SingleAsync()
+            : await db.Database.SqlQuery<long>($"SELECT (p.page_count - f.freelist_count) * s.page_size AS \"Value\" FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s").SingleAsync();
     }
 
     private async Task SetActiveAsync(HttpClient owner, bool active)
@@ -529,7 +560,10 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
 
     private async Task<double> BacklogRateAsync(Guid gymId, int count)
     {
-        var payload = WebhookPayloads.Build(Guid.NewGuid(), EventCatalog.LeadCreated, gymId, JsonSerializer.Serialize(Data(null), GymwireJson.Options), DateTime.UtcNow);
+        // As fan-out leaves them: count / 100 dispatched outbox events, each with a delivery to every receiver.
+        var data = JsonSerializer.Serialize(Data(null), GymwireJson.Options);
+        var events = (count + Subscriptions - 1) / Subscriptions;
+        var bytesBefore = await DatabaseBytesAsync();
         var seed = Stopwatch.StartNew();
         await using (var scope = _app.Services.CreateAsyncScope())
         {
@@ -539,24 +573,40 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             if (db.Provider == DatabaseProvider.Postgres)
             {
                 await db.Database.ExecuteSqlAsync($"""
+                    WITH ev AS (
+                        INSERT INTO outbox_events (id, gym_id, type, data, occurred_at, dispatched_at)
+                        SELECT gen_random_uuid(), {gymId}, 'lead.created', {data}, {now}, {now} FROM generate_series(1, {events})
+                        RETURNING id),
+                    e AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM ev),
+                    s AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM webhook_subscriptions WHERE gym_id = {gymId})
                     INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
-                    SELECT gen_random_uuid(), {gymId}, s.id, NULL, 'lead.created', {payload}, false, 'pending', 0, {now}, {now}
+                    SELECT gen_random_uuid(), {gymId}, s.id, e.id, 'lead.created', NULL, false, 'pending', 0, {now}, {now}
                     FROM generate_series(0, {count - 1}) AS i
-                    JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn FROM webhook_subscriptions WHERE gym_id = {gymId}) s ON s.rn = i % {Subscriptions}
+                    JOIN s ON s.rn = i % {Subscriptions} JOIN e ON e.rn = i / {Subscriptions}
                     """);
             }
             else
             {
+                await using var tx = await db.Database.BeginTransactionAsync();
+                await db.Database.ExecuteSqlAsync($"""
+                    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {events - 1})
+                    INSERT INTO outbox_events (id, gym_id, type, data, occurred_at, dispatched_at)
+                    SELECT printf('%08X-0001-7000-8000-%012X', i, i), {gymId}, 'lead.created', {data}, {now}, {now} FROM n
+                    """);
                 await db.Database.ExecuteSqlAsync($"""
                     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {count - 1}),
                     s(id, rn) AS (SELECT id, row_number() OVER (ORDER BY id) - 1 FROM webhook_subscriptions WHERE gym_id = {gymId})
                     INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
-                    SELECT printf('%08X-0000-7000-9000-%012X', i, i), {gymId}, s.id, NULL, 'lead.created', {payload}, 0, 'pending', 0, {now}, {now}
+                    SELECT printf('%08X-0000-7000-9000-%012X', i, i), {gymId}, s.id, printf('%08X-0001-7000-8000-%012X', i / {Subscriptions}, i / {Subscriptions}),
+                        'lead.created', NULL, 0, 'pending', 0, {now}, {now}
                     FROM n JOIN s ON s.rn = n.i % {Subscriptions}
                     """);
+                await tx.CommitAsync();
             }
         }
         Console.WriteLine($"  M6 backlog: {count:N0} deliveries inserted in {seed.Elapsed.TotalSeconds:0.0} s");
+        _deliveryBytes = (await DatabaseBytesAsync() - bytesBefore) / (double)count;
+        Console.WriteLine($"  M6 backlog: the database grew by {_deliveryBytes:N0} B per delivery (rows, indexes and the events' data)");
         await receivers.ResetAsync();
         var clock = Stopwatch.StartNew();
         _app.Services.GetRequiredService<DeliverySignal>().Notify();
