@@ -9,7 +9,7 @@ namespace Gymwire.Features.ApiKeys;
 
 public sealed record ApiKeyList(IReadOnlyList<ApiKeyDto> Keys);
 
-public sealed record CreateApiKeyRequest(string? Name, string?[]? Scopes, DateTime? ExpiresAt);
+public sealed record CreateApiKeyRequest(string? Name = null, string?[]? Scopes = null, DateTime? ExpiresAt = null);
 
 /// <summary>API-key management: owner sessions only. A key can never create, list or revoke keys.</summary>
 public static class ApiKeyEndpoints

@@ -11,7 +11,7 @@ namespace Gymwire.Features.Attendance;
 
 public sealed record AttendanceDto(Guid Id, string UserId, Guid? ClassScheduleId, string Status, string Source, DateTime CheckedInAt);
 public sealed record AttendanceList(IReadOnlyList<AttendanceDto> Checkins);
-public sealed record CheckInRequest(string? UserId, Guid? ClassScheduleId, string? Status);
+public sealed record CheckInRequest(string? UserId, Guid? ClassScheduleId = null, string? Status = null);
 
 /// <summary>Check-ins (<c>attendance.checked_in</c>): kiosk and manual.</summary>
 public static class AttendanceEndpoints

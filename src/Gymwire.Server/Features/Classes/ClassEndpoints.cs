@@ -11,7 +11,7 @@ namespace Gymwire.Features.Classes;
 
 public sealed record ClassDto(Guid Id, string Title, string Discipline, int DayOfWeek, string StartTime, int DurationMins, DateTime CreatedAt);
 public sealed record ClassList(IReadOnlyList<ClassDto> Classes);
-public sealed record ScheduleClassRequest(string? Title, string? Discipline, int? DayOfWeek, string? StartTime, int? DurationMins);
+public sealed record ScheduleClassRequest(string? Title, string? Discipline, int? DayOfWeek, string? StartTime, int? DurationMins = null);
 
 /// <summary>The weekly class schedule (<c>class.scheduled</c>).</summary>
 public static class ClassEndpoints

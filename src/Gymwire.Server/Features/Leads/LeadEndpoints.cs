@@ -12,7 +12,7 @@ public sealed record LeadDto(Guid Id, string FirstName, string? LastName, string
 public sealed record LeadList(IReadOnlyList<LeadDto> Leads);
 
 /// <summary>The body of <c>create_lead</c> and of <c>POST /api/gym/leads</c>.</summary>
-public sealed record CreateLeadRequest(string? FirstName, string? LastName, string? Email, string? Phone, string? Source);
+public sealed record CreateLeadRequest(string? FirstName, string? LastName = null, string? Email = null, string? Phone = null, string? Source = null);
 
 /// <summary>Leads in the gym's CRM (<c>lead.created</c>).</summary>
 public static class LeadEndpoints

@@ -14,9 +14,9 @@ public sealed record MemberDto(Guid Id, string UserId, string Name, string? Emai
 
 public sealed record MemberList(IReadOnlyList<MemberDto> Members);
 
-public sealed record CreateMemberRequest(string? Name, string? Email, string? Phone, string? Role, string? UserId);
+public sealed record CreateMemberRequest(string? Name, string? Email = null, string? Phone = null, string? Role = null, string? UserId = null);
 
-public sealed record UpdateMemberRequest(string? Name, string? Email, string? Phone, string? Role);
+public sealed record UpdateMemberRequest(string? Name = null, string? Email = null, string? Phone = null, string? Role = null);
 
 /// <summary>Members of the caller's gym: join (<c>member.joined</c>), update (<c>member.updated</c>), leave (<c>member.left</c>).</summary>
 public static class MemberEndpoints

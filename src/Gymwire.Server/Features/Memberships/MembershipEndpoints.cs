@@ -11,7 +11,7 @@ namespace Gymwire.Features.Memberships;
 
 public sealed record PlanDto(Guid Id, string Name, int PriceCents, string Interval, DateTime CreatedAt);
 public sealed record PlanList(IReadOnlyList<PlanDto> Plans);
-public sealed record CreatePlanRequest(string? Name, int? PriceCents, string? Interval);
+public sealed record CreatePlanRequest(string? Name, int? PriceCents, string? Interval = null);
 
 public sealed record MembershipDto(Guid Id, string UserId, Guid PlanId, string Status, DateTime StartedAt, DateTime? CanceledAt);
 public sealed record MembershipList(IReadOnlyList<MembershipDto> Memberships);

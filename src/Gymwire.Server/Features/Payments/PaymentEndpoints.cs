@@ -11,7 +11,7 @@ namespace Gymwire.Features.Payments;
 public sealed record PaymentDto(Guid Id, string UserId, Guid? PlanId, int AmountCents, string Currency, string Status,
     string? FailureReason, DateTime CreatedAt, DateTime? RefundedAt);
 public sealed record PaymentList(IReadOnlyList<PaymentDto> Payments);
-public sealed record RecordPaymentRequest(string? UserId, int? AmountCents, Guid? PlanId, string? Currency, string? Status, string? FailureReason);
+public sealed record RecordPaymentRequest(string? UserId, int? AmountCents, Guid? PlanId = null, string? Currency = null, string? Status = null, string? FailureReason = null);
 
 /// <summary>Payments: succeed (<c>payment.received</c>), fail (<c>payment.failed</c>), are refunded (<c>payment.refunded</c>).</summary>
 public static class PaymentEndpoints

@@ -12,12 +12,12 @@ public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Event
 public sealed record WebhookList(IReadOnlyList<WebhookDto> Webhooks);
 /// <summary>A new subscription with its signing secret: the only time the secret is shown.</summary>
 public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, string Secret);
-public sealed record CreateWebhookRequest(string? Url, List<string>? Events, string? Secret);
-public sealed record UpdateWebhookRequest(string? Url, List<string>? Events, bool? IsActive);
+public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null);
+public sealed record UpdateWebhookRequest(string? Url = null, List<string>? Events = null, bool? IsActive = null);
 public sealed record RotatedSecret(Guid Id, string Secret, DateTime? PreviousSecretExpiresAt);
 public sealed record EventTypeDto(string Name, string Description, string? AliasOf, JsonElement Sample);
 public sealed record EventTypeList(IReadOnlyList<EventTypeDto> Events);
-public sealed record TestSendRequest(string? Event);
+public sealed record TestSendRequest(string? Event = null);
 public sealed record DeliveryDto(
     Guid Id, Guid WebhookId, Guid? EventId, string Event, string Status, bool IsTest, int AttemptCount,
     DateTime CreatedAt, DateTime? LastAttemptAt, int? LastStatusCode, string? LastError, DateTime? NextAttemptAt);
