@@ -556,4 +556,70 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             Assert.Contains("ck_webhook_deliveries_body", refused.InnerException!.Message);
         }
     }
+
+    [Fact]
+    public async Task Deactivating_a_webhook_ends_its_queued_deliveries_at_once_by_patch_delete_or_410()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/gone", new Reply(410, "gone"));
+        var gym = await fx.CreateGymAsync();
+        var patched = await gym.CreateWebhookAsync(receiver.Url("/patched"), "lead.created");
+        var deleted = await gym.CreateWebhookAsync(receiver.Url("/deleted"), "lead.created");
+        var gone = await gym.CreateWebhookAsync(receiver.Url("/gone"), "lead.created");
+        var kept = await gym.CreateWebhookAsync(receiver.Url("/kept"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // Each has retries queued for an hour from now (no worker touches them before then) and one delivered.
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var hook in new[] { patched, deleted, gone, kept })
+            {
+                for (var i = 0; i < 5; i++)
+                {
+                    var d = Parked(gym.GymId, hook.Id, now);
+                    (d.Status, d.AttemptCount, d.NextAttemptAt) = (DeliveryStatus.Retrying, 1, now.AddHours(1));
+                    db.WebhookDeliveries.Add(d);
+                }
+                var done = Parked(gym.GymId, hook.Id, now);
+                (done.Status, done.AttemptCount) = (DeliveryStatus.Delivered, 1);
+                db.WebhookDeliveries.Add(done);
+            }
+            return await db.SaveChangesAsync();
+        });
+        async Task<Dictionary<string, int>> StatusesAsync(CreatedHook hook) =>
+            (await fx.DeliveriesAsync(hook.Id)).GroupBy(d => d.Status).ToDictionary(g => g.Key, g => g.Count());
+
+        using var owner = gym.Owner();
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{patched.Id}", new { is_active = false })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        await (await owner.DeleteAsync($"/api/gym/webhooks/{deleted.Id}")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        // The 410: one more delivery, due now; its answer deactivates the subscription in the recorder.
+        await fx.WithDbAsync(async db =>
+        {
+            var d = Parked(gym.GymId, gone.Id, now);
+            d.NextAttemptAt = now;
+            db.WebhookDeliveries.Add(d);
+            return await db.SaveChangesAsync();
+        });
+        fx.WakeWorker();
+        await fx.WaitForDeliveryAsync(gone.Id, d => d.LastStatusCode == 410, "the 410 recorded");
+
+        // No clock moved: the queued retries ended with their webhooks, unsent, and the delivered ones kept their state.
+        foreach (var hook in new[] { patched, deleted })
+        {
+            Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Undeliverable] = 5, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(hook));
+        }
+        Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Undeliverable] = 6, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(gone));
+        var ended = (await fx.DeliveriesAsync(patched.Id)).Concat(await fx.DeliveriesAsync(deleted.Id)).Concat(await fx.DeliveriesAsync(gone.Id))
+            .Where(d => d.Status == DeliveryStatus.Undeliverable && d.LastStatusCode is null).ToList();
+        Assert.Equal(15, ended.Count);
+        Assert.All(ended, d => Assert.Equal(("The webhook is inactive", (DateTime?)null, 1), (d.LastError, d.NextAttemptAt, d.AttemptCount)));
+        Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Retrying] = 5, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(kept));
+        Assert.Empty(receiver.At("/patched"));
+        Assert.Empty(receiver.At("/deleted"));
+        Assert.Single(receiver.At("/gone"));
+        // Redelivery still works on an ended delivery once the webhook is active again.
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{patched.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        var redo = ended.First(d => d.SubscriptionId == patched.Id);
+        await (await owner.PostAsync($"/api/gym/webhooks/{patched.Id}/deliveries/{redo.Id}/redeliver", null)).AssertStatusAsync(System.Net.HttpStatusCode.Accepted);
+        await receiver.WaitForAsync("/patched", 1);
+    }
 }

@@ -158,8 +158,10 @@ public sealed partial class AttemptRecorder(
             await DeliveryRows.UpdateOutcomesAsync(db, changed, CancellationToken.None);
             await DeliveryRows.InsertAttemptsAsync(db, attempts, CancellationToken.None);
             await db.SaveChangesAsync(CancellationToken.None);
-            await tx.CommitAsync(CancellationToken.None);
             disabled = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
+            // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
+            await DeliveryRows.DropQueuedAsync(db, disabled.Select(s => s.Id).ToList(), batch.Max(p => p.Record.Finished), CancellationToken.None);
+            await tx.CommitAsync(CancellationToken.None);
         }
         for (var i = 0; i < batch.Count; i++)
         {
@@ -195,7 +197,7 @@ public sealed partial class AttemptRecorder(
         if (record.Attempt is not { } attempt)
         {
             return (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
-                "The webhook is inactive", null), null);
+                DeliveryRows.InactiveError, null), null);
         }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;

@@ -78,6 +78,22 @@ internal static class DeliveryRows
     public static Task UpdateOutcomesAsync(GymwireDbContext db, IReadOnlyList<DeliveryOutcome> rows, CancellationToken ct) =>
         WriteAsync(db, typeof(WebhookDelivery), rows, OutcomeColumns, UpdateByKey, ct);
 
+    /// <summary>What a delivery records when its webhook is no longer active.</summary>
+    public const string InactiveError = "The webhook is inactive";
+
+    /// <summary>
+    /// Ends the queued deliveries of deactivated subscriptions (undeliverable, unsent; the owner can redeliver them)
+    /// in one statement, inside the caller's transaction. Deliveries in flight (claimed) are left to their attempt.
+    /// One by one, each would cost a claim and a record, and on SQLite a turn at the write lock each, behind the
+    /// endpoint's concurrency cap.
+    /// </summary>
+    public static Task<int> DropQueuedAsync(GymwireDbContext db, IReadOnlyCollection<Guid> subscriptionIds, DateTime now, CancellationToken ct) =>
+        subscriptionIds.Count == 0 ? Task.FromResult(0) : db.WebhookDeliveries
+            .Where(d => subscriptionIds.Contains(d.SubscriptionId) && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying)
+                && (d.LockedUntil == null || d.LockedUntil <= now))
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Undeliverable).SetProperty(d => d.NextAttemptAt, (DateTime?)null)
+                .SetProperty(d => d.LastError, InactiveError), ct);
+
     /// <summary><c>INSERT INTO t (a, b) VALUES (@p0_0, @p0_1), (@p1_0, @p1_1)</c>.</summary>
     private static string Insert(string table, string[] columns, int rows)
     {

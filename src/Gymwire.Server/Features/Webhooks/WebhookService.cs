@@ -99,6 +99,7 @@ public sealed class WebhookService(
         {
             subscription.Events = events;
         }
+        var deactivated = isActive == false && subscription.IsActive;
         if (isActive is { } active && active != subscription.IsActive)
         {
             subscription.IsActive = active;
@@ -107,7 +108,7 @@ public sealed class WebhookService(
             subscription.FailingSince = null;
         }
         subscription.UpdatedAt = now;
-        await db.SaveChangesAsync(ct);
+        await SaveAsync(subscription, deactivated, now, ct);
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
@@ -125,9 +126,21 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
-            await db.SaveChangesAsync(ct);
+            await SaveAsync(subscription, deactivated: true, now, ct);
         }
         return ToDto(subscription);
+    }
+
+    /// <summary>Saves the subscription; when it was just deactivated, its queued deliveries end with it (one transaction).</summary>
+    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, DateTime now, CancellationToken ct)
+    {
+        await using var tx = deactivated ? await db.Database.BeginTransactionAsync(ct) : null;
+        await db.SaveChangesAsync(ct);
+        if (tx is not null)
+        {
+            await DeliveryRows.DropQueuedAsync(db, [subscription.Id], now, ct);
+            await tx.CommitAsync(ct);
+        }
     }
 
     /// <summary>
