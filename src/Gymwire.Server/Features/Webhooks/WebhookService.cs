@@ -265,18 +265,20 @@ public sealed class WebhookService(
 
     public async Task<DeliveryDetail?> LoadDetailAsync(Guid gymId, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
     {
-        var d = await db.WebhookDeliveries.AsNoTracking()
-            .FirstOrDefaultAsync(x => x.GymId == gymId && x.SubscriptionId == subscriptionId && x.Id == deliveryId, ct);
-        if (d is null)
+        // The delivery with its body (stored, or built from its outbox event, read in the same query).
+        var found = await (
+            from x in db.WebhookDeliveries.AsNoTracking()
+            where x.GymId == gymId && x.SubscriptionId == subscriptionId && x.Id == deliveryId
+            from e in db.OutboxEvents.Where(e => e.Id == x.EventId && e.GymId == x.GymId).DefaultIfEmpty()
+            select new { Delivery = x, Body = WebhookPayloads.For(x.Payload, x.EventId, x.Event, x.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt) })
+            .FirstOrDefaultAsync(ct);
+        if (found is not { Delivery: var d })
         {
             return null;
         }
         var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && a.DeliveryId == deliveryId)
             .OrderBy(a => a.Number).ToListAsync(ct);
-        var evt = d.Payload is null && d.EventId is { } eventId
-            ? await db.OutboxEvents.AsNoTracking().Where(e => e.Id == eventId && e.GymId == gymId).Select(e => new { e.Data, e.OccurredAt }).FirstOrDefaultAsync(ct)
-            : null;
-        using var payload = JsonDocument.Parse(WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, evt?.Data, evt?.OccurredAt) ?? "null");
+        using var payload = JsonDocument.Parse(found.Body ?? "null");
         return new DeliveryDetail(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount, d.CreatedAt,
             d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, payload.RootElement.Clone(),
             attempts.Select(ToDto).ToList());
