@@ -58,8 +58,8 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             var actual = stored[expected.Id];
             Assert.Equal((expected.GymId, expected.SubscriptionId, expected.EventId, expected.Event, expected.Payload, expected.Status),
                 (actual.GymId, actual.SubscriptionId, actual.EventId, actual.Event, actual.Payload, actual.Status));
-            Assert.Equal((expected.AttemptCount, expected.CreatedAt, expected.NextAttemptAt, expected.IsTest, actual.LockedUntil, actual.ClaimToken),
-                (actual.AttemptCount, actual.CreatedAt, actual.NextAttemptAt, actual.IsTest, (DateTime?)null, (Guid?)null));
+            Assert.Equal((expected.AttemptCount, expected.CreatedAt, expected.NextAttemptAt, expected.IsTest, actual.LockedUntil),
+                (actual.AttemptCount, actual.CreatedAt, actual.NextAttemptAt, actual.IsTest, (DateTime?)null));
         }
         // The stored text/values are the same, not only the round trip: EF queries filter on them.
         var sameCreated = await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id && d.CreatedAt == now && d.GymId == gym.GymId));
@@ -78,7 +78,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var deliveries = Enumerable.Range(0, 24).Select(_ => new WebhookDelivery
         {
             Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
-            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = null, LockedUntil = now.AddMinutes(1), ClaimToken = Guid.NewGuid(),
+            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = null, LockedUntil = now.AddMinutes(1),
         }).ToList();
         await fx.WithDbAsync(async db =>
         {
@@ -104,8 +104,8 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             foreach (var i in new[] { 0, 1 })
             {
                 var d = await db.WebhookDeliveries.SingleAsync(x => x.Id == deliveries[i].Id);
-                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil, d.ClaimToken) =
-                    (outcomes[i].Status, outcomes[i].AttemptCount, outcomes[i].LastAttemptAt, outcomes[i].LastStatusCode, outcomes[i].LastError, outcomes[i].NextAttemptAt, null, null);
+                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil) =
+                    (outcomes[i].Status, outcomes[i].AttemptCount, outcomes[i].LastAttemptAt, outcomes[i].LastStatusCode, outcomes[i].LastError, outcomes[i].NextAttemptAt, null);
                 db.WebhookAttempts.Add(attempts[i]);
             }
             await db.SaveChangesAsync();
@@ -122,8 +122,8 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         for (var i = 0; i < 24; i++)
         {
             var (o, d) = (outcomes[i], stored[deliveries[i].Id]);
-            Assert.Equal((o.Status, o.AttemptCount, o.LastAttemptAt, o.LastStatusCode, o.LastError, o.NextAttemptAt, (DateTime?)null, (Guid?)null),
-                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil, d.ClaimToken));
+            Assert.Equal((o.Status, o.AttemptCount, o.LastAttemptAt, o.LastStatusCode, o.LastError, o.NextAttemptAt, (DateTime?)null),
+                (d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt, d.LockedUntil));
             Assert.Equal((deliveries[i].Payload, deliveries[i].CreatedAt), (d.Payload, d.CreatedAt)); // untouched
             var (e, a) = (attempts[i], storedAttempts[attempts[i].Id]);
             Assert.Equal((e.GymId, e.DeliveryId, e.Number, e.AttemptedAt, e.StatusCode, e.DurationMs, e.Error), (a.GymId, a.DeliveryId, a.Number, a.AttemptedAt, a.StatusCode, a.DurationMs, a.Error));
@@ -261,7 +261,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         {
             var (status, code) = hook == ok.Id ? (DeliveryStatus.Delivered, 200) : hook == fail.Id ? (DeliveryStatus.Retrying, 503) : (DeliveryStatus.Undeliverable, 410);
             Assert.Equal((status, code), (byId[id].DeliveryStatus, byId[id].Attempt.StatusCode!.Value));
-            Assert.Equal((status, 1, code, (Guid?)null), (deliveries[id].Status, deliveries[id].AttemptCount, deliveries[id].LastStatusCode, deliveries[id].ClaimToken));
+            Assert.Equal((status, 1, code, (DateTime?)null), (deliveries[id].Status, deliveries[id].AttemptCount, deliveries[id].LastStatusCode, deliveries[id].LockedUntil));
         }
         var hooks = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToDictionaryAsync(s => s.Id));
         Assert.True(hooks[ok.Id].IsActive);

@@ -27,6 +27,8 @@ public sealed record Reply(int Status = 200, string Body = "ok")
     public Task? Gate { get; init; }
     /// <summary>Stream this many bytes of body, generated on the fly (never allocated whole).</summary>
     public long StreamBytes { get; init; }
+    /// <summary>The byte a streamed body repeats (text by default; 0 for a binary body).</summary>
+    public byte StreamFill { get; init; } = (byte)'x';
     /// <summary>Answer 200 with headers at once, then send the body one byte a second (a slowloris receiver).</summary>
     public bool Trickle { get; init; }
 }
@@ -197,7 +199,7 @@ public sealed class TestReceiver : IAsyncDisposable
             context.Response.ContentType = "application/octet-stream";
             context.Response.ContentLength = reply.StreamBytes;
             var chunk = new byte[64 * 1024];
-            Array.Fill(chunk, (byte)'x');
+            Array.Fill(chunk, reply.StreamFill);
             try
             {
                 for (long sent = 0; sent < reply.StreamBytes; sent += chunk.Length)

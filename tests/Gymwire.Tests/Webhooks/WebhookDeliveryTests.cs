@@ -4,6 +4,8 @@ using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -243,6 +245,34 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_binary_response_is_stored_as_at_most_64_KiB_of_UTF8()
+    {
+        // NUL bytes are not storable text: each becomes U+FFFD, three bytes of UTF-8, so 64 KiB read would be 192 KiB stored.
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/binary", new Reply { StreamBytes = 1L << 20, StreamFill = 0 });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/binary"), "member.joined");
+        await gym.AddMemberAsync("user_binary");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(64 * 1024 / 3, attempt.ResponseBody!.Length);
+        Assert.All(attempt.ResponseBody, c => Assert.Equal('\uFFFD', c));
+        Assert.True(attempt.ResponseBodyTruncated);
+    }
+
+    [Theory]
+    [InlineData("abc", 3, 3)]
+    [InlineData("abc", 2, 2)]
+    [InlineData("a\u00e9", 2, 1)] // é is two bytes
+    [InlineData("a\u00e9", 3, 2)]
+    [InlineData("ab\U0001F600", 5, 2)] // an emoji is four bytes in a surrogate pair, never split
+    [InlineData("ab\U0001F600", 6, 4)]
+    [InlineData("\uFFFD\uFFFD", 5, 1)]
+    public void An_excerpt_is_cut_at_a_whole_character(string text, int maxBytes, int chars) =>
+        Assert.Equal(chars, WebhookSender.FitUtf8(text, maxBytes));
+
+    [Fact]
     public async Task A_1_GiB_response_is_cut_off_at_64_KiB()
     {
         await using var receiver = await TestReceiver.StartAsync();
@@ -355,6 +385,55 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Retention_deletes_finished_deliveries_and_their_attempts_past_the_retention_period_only()
+    {
+        var gym = await fx.CreateGymAsync();
+        var first = await gym.CreateWebhookAsync("http://127.0.0.1:9/retention-a", "member.joined");
+        var second = await gym.CreateWebhookAsync("http://127.0.0.1:9/retention-b", "member.joined");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var retention = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.DeliveryRetention;
+        var (old, recent) = (now - retention - TimeSpan.FromHours(1), now - retention + TimeSpan.FromHours(1));
+        var expected = new Dictionary<Guid, bool>(); // delivery id -> kept
+        await fx.WithDbAsync(async db =>
+        {
+            WebhookDelivery Add(Guid hook, DateTime created, string status, bool kept)
+            {
+                var d = new WebhookDelivery
+                {
+                    Id = Guid.CreateVersion7(created), GymId = gym.GymId, SubscriptionId = hook, Event = "member.joined", Payload = "{}",
+                    Status = status, CreatedAt = created, AttemptCount = 1, LastAttemptAt = created,
+                    NextAttemptAt = status == DeliveryStatus.Retrying ? now + TimeSpan.FromDays(1) : null,
+                };
+                db.WebhookDeliveries.Add(d);
+                db.WebhookAttempts.Add(new WebhookAttempt { Id = Guid.CreateVersion7(created), GymId = gym.GymId, DeliveryId = d.Id, Number = 1, AttemptedAt = created, StatusCode = 200, Trigger = "initial" });
+                expected[d.Id] = kept;
+                return d;
+            }
+            // More than one batch (1,000) of the first webhook's old deliveries.
+            for (var i = 0; i < 1_005; i++)
+            {
+                Add(first.Id, old - TimeSpan.FromSeconds(i), DeliveryStatus.Delivered, kept: false);
+            }
+            foreach (var hook in new[] { first.Id, second.Id })
+            {
+                Add(hook, old, DeliveryStatus.Undeliverable, kept: false);
+                Add(hook, old, DeliveryStatus.Retrying, kept: true); // not finished: kept whatever its age
+                Add(hook, recent, DeliveryStatus.Delivered, kept: true);
+                Add(hook, recent, DeliveryStatus.Undeliverable, kept: true);
+            }
+            return await db.SaveChangesAsync();
+        });
+
+        var purged = await fx.Services.GetServices<IHostedService>().OfType<WebhookRetention>().Single().PurgeAsync(CancellationToken.None);
+
+        Assert.True(purged >= expected.Count(e => !e.Value), $"{purged} deliveries purged");
+        var left = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.GymId == gym.GymId).Select(d => d.Id).ToListAsync());
+        Assert.Equal(expected.Where(e => e.Value).Select(e => e.Key).Order(), left.Order());
+        var attempts = await fx.WithDbAsync(db => db.WebhookAttempts.Where(a => a.GymId == gym.GymId).Select(a => a.DeliveryId).ToListAsync());
+        Assert.Equal(left.Order(), attempts.Order());
+    }
+
+    [Fact]
     public async Task A_claim_left_by_a_crashed_worker_is_delivered_when_its_lease_expires()
     {
         await using var receiver = await TestReceiver.StartAsync();
@@ -369,7 +448,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
                 Id = id, GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
                 Payload = WebhookPayloads.Build(Guid.NewGuid(), "member.joined", gym.GymId, """{"user_id":"user_crash"}""", now),
                 Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
-                LockedUntil = now.AddMinutes(1), ClaimToken = Guid.NewGuid(), // a worker that died mid-attempt
+                LockedUntil = now.AddMinutes(1), // a worker that died mid-attempt
             });
             return await db.SaveChangesAsync();
         });

@@ -63,7 +63,6 @@ internal static class DeliveryRows
         (nameof(WebhookDelivery.LastError), o => o.LastError),
         (nameof(WebhookDelivery.NextAttemptAt), o => o.NextAttemptAt),
         (nameof(WebhookDelivery.LockedUntil), _ => null),
-        (nameof(WebhookDelivery.ClaimToken), _ => null),
     ];
 
     /// <summary>Inserts new deliveries.</summary>

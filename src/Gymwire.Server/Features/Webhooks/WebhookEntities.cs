@@ -64,7 +64,6 @@ public sealed class WebhookDelivery
     public string? LastError { get; set; }
     /// <summary>A worker's claim: until this instant no other worker takes the delivery.</summary>
     public DateTime? LockedUntil { get; set; }
-    public Guid? ClaimToken { get; set; }
 }
 
 /// <summary>One HTTP attempt of a delivery, whatever its outcome.</summary>

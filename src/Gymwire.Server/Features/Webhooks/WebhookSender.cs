@@ -71,15 +71,14 @@ public sealed partial class WebhookSender(
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var now = clock.GetUtcNow().UtcDateTime;
         var until = now + _options.EffectiveClaimLease;
-        var token = Guid.NewGuid();
         List<Guid> ids;
         using (await gate.EnterAsync(db, ct))
         {
             if (db.Provider == DatabaseProvider.Postgres)
             {
-                // locked_until and claim_token are in no index, so the claim can be a HOT update (no new index entries).
+                // locked_until is in no index, so the claim can be a HOT update (no new index entries).
                 ids = await db.Database.SqlQuery<Guid>($"""
-                    UPDATE webhook_deliveries SET locked_until = {until}, claim_token = {token}
+                    UPDATE webhook_deliveries SET locked_until = {until}
                     WHERE id IN (
                         SELECT id FROM webhook_deliveries
                         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
@@ -98,7 +97,7 @@ public sealed partial class WebhookSender(
                 if (ids.Count > 0)
                 {
                     await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
-                        .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.ClaimToken, token), ct);
+                        .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until), ct);
                 }
                 await tx.CommitAsync(ct);
             }
@@ -151,7 +150,7 @@ public sealed partial class WebhookSender(
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         using var turn = await gate.EnterAsync(db, ct);
         await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
-            .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimToken, (Guid?)null), ct);
+            .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
     }
 
     /// <summary>Attempts a delivery that no worker can claim (a test send: it has no due time) and returns once it is recorded.</summary>
@@ -331,7 +330,11 @@ public sealed partial class WebhookSender(
         return JsonSerializer.Serialize(kept, GymwireJson.Options);
     }
 
-    /// <summary>Reads at most 64 KiB of the body, then stops: the rest is never read, let alone buffered.</summary>
+    /// <summary>
+    /// Reads at most 64 KiB of the body, then stops: the rest is never read, let alone buffered. What is stored is at
+    /// most 64 KiB too, as UTF-8: bytes that are not text (NUL, invalid UTF-8) decode to U+FFFD, three bytes each, so a
+    /// binary body's excerpt is cut at the last whole character within the limit (and marked truncated).
+    /// </summary>
     private static async Task<(string Body, bool Truncated)> ReadExcerptAsync(HttpResponseMessage response, CancellationToken ct)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(ct);
@@ -346,14 +349,37 @@ public sealed partial class WebhookSender(
             {
                 total += read;
             }
-            var truncated = total > MaxResponseExcerptBytes;
             // PostgreSQL text cannot hold NUL; a binary body is only an excerpt for a human anyway.
-            return (Encoding.UTF8.GetString(buffer, 0, Math.Min(total, MaxResponseExcerptBytes)).Replace('\0', '\uFFFD'), truncated);
+            var text = Encoding.UTF8.GetString(buffer, 0, Math.Min(total, MaxResponseExcerptBytes)).Replace('\0', '\uFFFD');
+            var fits = FitUtf8(text, MaxResponseExcerptBytes);
+            return (fits == text.Length ? text : text[..fits], total > MaxResponseExcerptBytes || fits < text.Length);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>How many of <paramref name="text"/>'s chars fit in <paramref name="maxBytes"/> of UTF-8, never splitting a surrogate pair.</summary>
+    internal static int FitUtf8(string text, int maxBytes)
+    {
+        if (text.Length * 3 <= maxBytes || Encoding.UTF8.GetByteCount(text) <= maxBytes)
+        {
+            return text.Length;
+        }
+        var bytes = 0;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var pair = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]);
+            var size = pair ? 4 : text[i] < 0x80 ? 1 : text[i] < 0x800 ? 2 : 3;
+            if (bytes + size > maxBytes)
+            {
+                return i;
+            }
+            bytes += size;
+            i += pair ? 1 : 0;
+        }
+        return text.Length;
     }
 
     private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];

@@ -32,7 +32,8 @@ public static class WebhookSetup
                 AllowAutoRedirect = false,
                 UseCookies = false,
                 AutomaticDecompression = DecompressionMethods.None,
-                MaxResponseDrainSize = WebhookSender.MaxResponseExcerptBytes,
+                // A body longer than the excerpt is not drained to keep the connection: closing it is cheaper.
+                MaxResponseDrainSize = 0,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
             })
             // The default handler logs full URLs, and webhook URLs often carry tokens.

@@ -1130,10 +1130,6 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("integer")
                         .HasColumnName("attempt_count");
 
-                    b.Property<Guid?>("ClaimToken")
-                        .HasColumnType("uuid")
-                        .HasColumnName("claim_token");
-
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -1193,9 +1189,6 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.HasKey("Id")
                         .HasName("pk_webhook_deliveries");
-
-                    b.HasIndex("CreatedAt")
-                        .HasDatabaseName("ix_webhook_deliveries_created_at");
 
                     b.HasIndex("NextAttemptAt")
                         .HasDatabaseName("ix_webhook_deliveries_due")

@@ -1123,10 +1123,6 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("attempt_count");
 
-                    b.Property<Guid?>("ClaimToken")
-                        .HasColumnType("TEXT")
-                        .HasColumnName("claim_token");
-
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
@@ -1186,9 +1182,6 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.HasKey("Id")
                         .HasName("pk_webhook_deliveries");
-
-                    b.HasIndex("CreatedAt")
-                        .HasDatabaseName("ix_webhook_deliveries_created_at");
 
                     b.HasIndex("NextAttemptAt")
                         .HasDatabaseName("ix_webhook_deliveries_due")
