@@ -164,7 +164,7 @@ public sealed class Receivers : IAsyncDisposable
     public string SlowUrl => $"http://127.0.0.1:{Ports[0]}/slow";
 
     /// <summary>Never answers; trickles a byte a second; streams 1 GiB; redirects to the metadata address; answers 410.</summary>
-    public IEnumerable<string> HostileUrls => new[] { "hang", "trickle", "huge", "redirect", "gone" }.Select(h => $"http://127.0.0.1:{Ports[1]}/hostile/{h}");
+    public IEnumerable<string> HostileUrls => (Environment.GetEnvironmentVariable("BENCH_HOSTILE")?.Split(',', StringSplitOptions.RemoveEmptyEntries) ?? ["hang", "trickle", "huge", "redirect", "gone"]).Select(h => $"http://127.0.0.1:{Ports[1]}/hostile/{h}");
 
     public static async Task<Receivers> StartAsync(int count)
     {

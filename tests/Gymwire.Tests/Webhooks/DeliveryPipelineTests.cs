@@ -15,8 +15,8 @@ namespace Gymwire.Tests.Webhooks;
 /// </summary>
 public abstract class DeliveryPipelineTests(WebhookFixture fx)
 {
-    public sealed class Sqlite(SqliteWebhooks f) : DeliveryPipelineTests(f), IClassFixture<SqliteWebhooks>;
-    public sealed class Postgres(PostgresWebhooks f) : DeliveryPipelineTests(f), IClassFixture<PostgresWebhooks>;
+    public sealed class Sqlite(SqlitePipeline f) : DeliveryPipelineTests(f), IClassFixture<SqlitePipeline>;
+    public sealed class Postgres(PostgresPipeline f) : DeliveryPipelineTests(f), IClassFixture<PostgresPipeline>;
 
     /// <summary>A pending lead.created delivery with no due time: no worker claims it until a test makes it due.</summary>
     private static WebhookDelivery Parked(Guid gymId, Guid subscriptionId, DateTime now) => new()

@@ -385,6 +385,57 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task An_endpoint_failing_5_times_in_a_row_is_paused_probed_with_doubling_pauses_and_resumed_by_a_success()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var down = 1;
+        receiver.On("/down", _ => Volatile.Read(ref down) == 1 ? new Reply(503) : new Reply());
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/down"), "member.joined");
+        // A second webhook gets every event too: once it has one, the worker has claimed that event's deliveries,
+        // and the failing endpoint's was left out only if it is paused.
+        await gym.CreateWebhookAsync(receiver.Url("/witness"), "member.joined");
+        async Task EventAsync(int n)
+        {
+            await gym.AddMemberAsync($"user_paused_{n}");
+            await receiver.WaitForAsync("/witness", n);
+        }
+        for (var n = 1; n <= 5; n++)
+        {
+            await EventAsync(n);
+            await receiver.WaitForAsync("/down", n);
+        }
+        await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} failed 5 attempts in a row", StringComparison.Ordinal))),
+            what: "the endpoint to be paused");
+
+        // Paused for 1 s: a new event is not attempted until the clock gets there, then one probe goes.
+        await EventAsync(6);
+        Assert.Equal(5, receiver.At("/down").Count);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(1));
+        await receiver.WaitForAsync("/down", 6);
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Status == DeliveryStatus.Retrying) == 6, what: "the probe recorded");
+
+        // The probe failed: the pause doubles to 2 s, so a second later the endpoint is still paused.
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(1));
+        await EventAsync(7);
+        Assert.Equal(6, receiver.At("/down").Count);
+        Interlocked.Exchange(ref down, 0);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(2));
+        await receiver.WaitForAsync("/down", 7);
+        await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} answered a probe", StringComparison.Ordinal))),
+            what: "the endpoint to resume");
+
+        // Resumed: the next event goes at once, and the failed ones at their scheduled retry, all delivered.
+        await EventAsync(8);
+        await receiver.WaitForAsync("/down", 8);
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        Assert.Equal(8, (await fx.DeliveriesAsync(hook.Id)).Count);
+        Assert.Equal(14, receiver.At("/down").Count); // 5 + the failed probe + 2 at once + 6 retries
+        AssertNoWorkerErrors();
+    }
+
+    [Fact]
     public async Task Retention_deletes_finished_deliveries_and_their_attempts_past_the_retention_period_only()
     {
         var gym = await fx.CreateGymAsync();

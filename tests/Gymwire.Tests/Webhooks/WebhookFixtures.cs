@@ -22,6 +22,21 @@ public sealed class SqliteWebhooks() : WebhookFixture(Store.Sqlite);
 
 public sealed class PostgresWebhooks() : WebhookFixture(Store.Postgres);
 
+/// <summary>
+/// <see cref="WebhookFixture"/> with failing endpoints never paused (<c>Webhooks:FailingEndpointThreshold</c> 0), for the
+/// pipeline tests: they drive bursts of failures and timeouts at endpoints to exercise claiming, recording and the
+/// slow-endpoint cap, and claim by hand from a queue they expect to hold only their own due work. Pausing is tested
+/// in <see cref="WebhookDeliveryTests"/>.
+/// </summary>
+public abstract class PipelineFixture(Store store) : WebhookFixture(store)
+{
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Webhooks:FailingEndpointThreshold", "0")];
+}
+
+public sealed class SqlitePipeline() : PipelineFixture(Store.Sqlite);
+
+public sealed class PostgresPipeline() : PipelineFixture(Store.Postgres);
+
 /// <summary>Gymwire with the default egress policy: HTTPS only, no private or reserved networks.</summary>
 public sealed class SqliteEgress() : GymwireFixture(Store.Sqlite);
 

@@ -83,12 +83,16 @@ public sealed class WebhookSignerTests
             AllowedNetworks = ["not-a-cidr"],
             RetrySchedule = [TimeSpan.Zero],
             MaxConcurrentPerEndpoint = 1000,
+            FailingEndpointThreshold = -1,
+            FailingEndpointMaxPause = TimeSpan.Zero,
         });
         Assert.True(result.Failed);
         Assert.Contains("Webhooks:Timeout", result.FailureMessage, StringComparison.Ordinal);
         Assert.Contains("Webhooks:AllowedNetworks:0", result.FailureMessage, StringComparison.Ordinal);
         Assert.Contains("Webhooks:RetrySchedule:0", result.FailureMessage, StringComparison.Ordinal);
         Assert.Contains("Webhooks:MaxConcurrentPerEndpoint", result.FailureMessage, StringComparison.Ordinal);
+        Assert.Contains("Webhooks:FailingEndpointThreshold", result.FailureMessage, StringComparison.Ordinal);
+        Assert.Contains("Webhooks:FailingEndpointMaxPause", result.FailureMessage, StringComparison.Ordinal);
         Assert.True(validator.Validate(null, new WebhookOptions()).Succeeded);
         Assert.Equal("2026-04-16T12:00:00.000Z", GymwireJson.FormatTimestamp(new DateTime(2026, 4, 16, 12, 0, 0, DateTimeKind.Utc)));
     }

@@ -6,6 +6,7 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Claims due deliveries and attempts them, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once and at
 /// most <c>Webhooks:MaxConcurrentPerEndpoint</c> per subscription, so one slow endpoint cannot take every slot.
+/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>).
 /// Sleeps until woken (<see cref="DeliverySignal"/>), until the next retry is due, or the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(
@@ -20,6 +21,7 @@ public sealed partial class DeliveryWorker(
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
     private readonly int _claimBatch = Math.Max(1, options.Value.MaxConcurrentDeliveries / 8);
     private readonly ConcurrentDictionary<Guid, byte> _slow = new();
+    private readonly ConcurrentDictionary<Guid, Failing> _failing = new();
     // A timed-out attempt counts as slow even when the timeout is shorter than SlowAttempt (its measured duration
     // starts a moment after the timeout's clock, so it can read a hair under the timeout).
     private readonly double _slowAttemptMs = Math.Min(options.Value.SlowAttempt.TotalMilliseconds, options.Value.Timeout.TotalMilliseconds - 50);
@@ -62,15 +64,79 @@ public sealed partial class DeliveryWorker(
         await Task.WhenAll(_inFlight.Values);
     }
 
-    private (Guid[] Subscriptions, Guid[] Deliveries) Skips() =>
-        (_perEndpoint.Where(kv => kv.Value >= CapFor(kv.Key)).Select(kv => kv.Key).ToArray(), _inFlight.Keys.ToArray());
+    /// <summary>
+    /// A subscription's failed attempts in a row on this node and, once they reach the threshold (its circuit is
+    /// open), the current pause between probes and its end. The first success removes it.
+    /// </summary>
+    private sealed record Failing(int InARow, DateTime LastFailed, TimeSpan Pause, DateTime PausedUntil);
+
+    private (Guid[] Subscriptions, Guid[] Deliveries) Skips()
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var skipped = _perEndpoint.Where(kv => kv.Value >= CapFor(kv.Key)).Select(kv => kv.Key).ToHashSet();
+        foreach (var (subscription, failing) in _failing)
+        {
+            if (failing.PausedUntil > now)
+            {
+                skipped.Add(subscription);
+            }
+            else if (failing.LastFailed < now - StaleFailing && !_perEndpoint.ContainsKey(subscription))
+            {
+                // No attempt for an hour: the subscription is gone or idle; it starts afresh if it fails again.
+                _failing.TryRemove(new KeyValuePair<Guid, Failing>(subscription, failing));
+            }
+        }
+        return (skipped.ToArray(), _inFlight.Keys.ToArray());
+    }
+
+    private static readonly TimeSpan StaleFailing = TimeSpan.FromHours(1);
 
     /// <summary>
     /// An endpoint whose last attempt was slow (or timed out) gets one attempt in flight until one is quick again:
     /// a few hanging endpoints would otherwise hold <c>MaxConcurrentPerEndpoint</c> slots each, for the whole timeout,
     /// and every other endpoint would lose that share of the worker.
     /// </summary>
-    private int CapFor(Guid subscriptionId) => _slow.ContainsKey(subscriptionId) ? 1 : _options.MaxConcurrentPerEndpoint;
+    private int CapFor(Guid subscriptionId) =>
+        _slow.ContainsKey(subscriptionId) || IsOpen(subscriptionId) ? 1 : _options.MaxConcurrentPerEndpoint;
+
+    private bool IsOpen(Guid subscriptionId) =>
+        _options.FailingEndpointThreshold > 0 && _failing.TryGetValue(subscriptionId, out var failing) && failing.InARow >= _options.FailingEndpointThreshold;
+
+    /// <summary>
+    /// Counts a failed attempt; at the threshold the endpoint pauses for a second, and each failed probe after a
+    /// pause doubles it (up to <c>Webhooks:FailingEndpointMaxPause</c>). Attempts that were in flight when it opened
+    /// count without extending the pause.
+    /// </summary>
+    private void Failed(Guid subscriptionId)
+    {
+        var threshold = _options.FailingEndpointThreshold;
+        if (threshold == 0)
+        {
+            return;
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        var failing = _failing.AddOrUpdate(subscriptionId, _ => new Failing(1, now, TimeSpan.Zero, DateTime.MinValue), (_, f) => f with { InARow = f.InARow + 1, LastFailed = now });
+        if (failing.InARow < threshold || failing.PausedUntil > now)
+        {
+            return;
+        }
+        var pause = failing.Pause == TimeSpan.Zero
+            ? TimeSpan.FromSeconds(1)
+            : TimeSpan.FromTicks(Math.Min(failing.Pause.Ticks * 2, _options.FailingEndpointMaxPause.Ticks));
+        _failing[subscriptionId] = failing with { Pause = pause, PausedUntil = now + pause };
+        if (failing.Pause == TimeSpan.Zero)
+        {
+            LogPaused(logger, subscriptionId, failing.InARow);
+        }
+    }
+
+    private void Succeeded(Guid subscriptionId)
+    {
+        if (_failing.TryRemove(subscriptionId, out var failing) && failing.Pause > TimeSpan.Zero)
+        {
+            LogResumed(logger, subscriptionId);
+        }
+    }
 
     /// <summary>Claims what there is room for and starts it; true when the claim was full (more may be waiting).</summary>
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
@@ -110,8 +176,16 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
-            if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt })
+            if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt } outcome)
             {
+                if (outcome.DeliveryStatus == DeliveryStatus.Delivered)
+                {
+                    Succeeded(delivery.SubscriptionId);
+                }
+                else
+                {
+                    Failed(delivery.SubscriptionId);
+                }
                 if (attempt.DurationMs >= _slowAttemptMs)
                 {
                     _slow[delivery.SubscriptionId] = 0;
@@ -161,11 +235,23 @@ public sealed partial class DeliveryWorker(
                 var wait = due - clock.GetUtcNow().UtcDateTime;
                 waits.Add(Task.Delay(TimeSpan.FromTicks(Math.Clamp(wait.Ticks, 0, _options.PollInterval.Ticks)), clock, wake.Token));
             }
+            // A paused endpoint's next probe.
+            var now = clock.GetUtcNow().UtcDateTime;
+            if (_failing.Values.Where(f => f.PausedUntil > now).Select(f => (DateTime?)f.PausedUntil).Min() is { } resume)
+            {
+                waits.Add(Task.Delay(TimeSpan.FromTicks(Math.Min((resume - now).Ticks, _options.PollInterval.Ticks)), clock, wake.Token));
+            }
         }
         await Task.WhenAny(waits);
         await wake.CancelAsync();
         stoppingToken.ThrowIfCancellationRequested();
     }
+
+    [LoggerMessage(EventId = 5202, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} failed {Failures} attempts in a row: its deliveries are paused and it is probed one delivery at a time")]
+    private static partial void LogPaused(ILogger logger, Guid subscriptionId, int failures);
+
+    [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Webhook subscription {SubscriptionId} answered a probe: its deliveries resume")]
+    private static partial void LogResumed(ILogger logger, Guid subscriptionId);
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
     private static partial void LogWorkerFailed(ILogger logger, Exception exception);

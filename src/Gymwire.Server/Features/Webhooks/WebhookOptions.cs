@@ -56,6 +56,17 @@ public sealed class WebhookOptions
     /// <summary>An attempt that takes at least this long (a timeout included) limits its endpoint to one attempt in flight until one is quicker.</summary>
     public TimeSpan SlowAttempt { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// After this many failed attempts in a row to one subscription, its deliveries pause (its circuit opens): one
+    /// second at first, doubling with every failed probe up to <see cref="FailingEndpointMaxPause"/>, then one
+    /// delivery at a time probes it; the first success resumes it at full rate. Paused deliveries are not failed, only
+    /// held; an endpoint that is down gets a probe now and then instead of every event's attempt. 0 turns this off.
+    /// </summary>
+    public int FailingEndpointThreshold { get; set; } = 5;
+
+    /// <summary>The longest pause between probes of a failing endpoint.</summary>
+    public TimeSpan FailingEndpointMaxPause { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Run the dispatcher (outbox → deliveries) on this node.</summary>
     public bool DispatcherEnabled { get; set; } = true;
 
@@ -134,6 +145,14 @@ internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
         if (o.SlowAttempt < TimeSpan.FromMilliseconds(100) || o.SlowAttempt > TimeSpan.FromSeconds(30))
         {
             errors.Add("Webhooks:SlowAttempt must be between 00:00:00.1 and 00:00:30.");
+        }
+        if (o.FailingEndpointThreshold is < 0 or > 1000)
+        {
+            errors.Add("Webhooks:FailingEndpointThreshold must be between 0 (off) and 1000.");
+        }
+        if (o.FailingEndpointMaxPause < TimeSpan.FromSeconds(1) || o.FailingEndpointMaxPause > TimeSpan.FromHours(1))
+        {
+            errors.Add("Webhooks:FailingEndpointMaxPause must be between 00:00:01 and 01:00:00.");
         }
         if (o.PollInterval < TimeSpan.FromMilliseconds(100) || o.PollInterval > TimeSpan.FromMinutes(10))
         {
