@@ -34,19 +34,26 @@ public abstract class ApiKeyCacheTests(ApiKeyFixture fx)
     }
 
     [Fact]
-    public async Task A_revocation_that_bypasses_this_node_takes_effect_within_the_ttl()
+    public async Task A_revocation_that_bypasses_this_node_takes_effect_within_the_poll_interval_not_the_ttl()
     {
         var gym = await fx.CreateGymAsync();
         var (key, id) = await CreateKeyWithIdAsync(gym);
         using var client = fx.Client(key);
         await (await client.GetAsync("/api/gym/members")).AssertStatusAsync(HttpStatusCode.OK);
 
-        // As another process would on SQLite: the row changes, this node is not told.
+        // As another process would on SQLite (or a revocation whose NOTIFY was lost): the row changes, this node is not told.
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == id).ExecuteUpdateAsync(s => s.SetProperty(k => k.RevokedAt, now)));
-        fx.Clock.Advance(Ttl - TimeSpan.FromSeconds(1));
-        await (await client.GetAsync("/api/gym/members")).AssertStatusAsync(HttpStatusCode.OK);
-        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        if (fx.Store == Store.Sqlite)
+        {
+            // Until the next poll the node still trusts its cached copy (on PostgreSQL no NOTIFY was sent, the same).
+            await (await client.GetAsync("/api/gym/members")).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var poll = fx.Services.GetRequiredService<IOptions<ApiKeyOptions>>().Value.RevocationPollInterval;
+        Assert.True(poll < Ttl / 10);
+        fx.Clock.Advance(poll);
+        await Eventually.TrueAsync(async () => (await client.GetAsync("/api/gym/members")).StatusCode == HttpStatusCode.Unauthorized,
+            what: "the poll to find the revocation");
         Assert.Contains("revoked", await (await client.GetAsync("/api/gym/members")).AssertErrorAsync(HttpStatusCode.Unauthorized), StringComparison.Ordinal);
     }
 

@@ -216,8 +216,10 @@ public abstract class ApiKeyTests(ApiKeyFixture fx)
         }
         else
         {
-            // SQLite has no channel between processes: the cache's TTL bounds how long the server trusts the key.
-            fx.Clock.Advance(fx.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ApiKeyOptions>>().Value.CacheTtl);
+            // SQLite has no channel between processes: the server's next revocation poll finds it.
+            fx.Clock.Advance(fx.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ApiKeyOptions>>().Value.RevocationPollInterval);
+            await Eventually.TrueAsync(async () => (await fx.Client(key).GetAsync("/api/gym/members")).StatusCode == HttpStatusCode.Unauthorized,
+                TimeSpan.FromSeconds(10), "the server's poll to find the CLI's revocation");
         }
         await (await fx.Client(key).GetAsync("/api/gym/members")).AssertErrorAsync(HttpStatusCode.Unauthorized);
 

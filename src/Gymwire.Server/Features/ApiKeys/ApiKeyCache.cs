@@ -17,6 +17,14 @@ public sealed class ApiKeyOptions
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00", ErrorMessage = "ApiKeys:CacheTtl must be between 00:00:00 (off) and 01:00:00.")]
     public TimeSpan CacheTtl { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How often a node checks the database for revocations it was not told of (another process on SQLite, such as
+    /// the command line while <c>serve</c> runs, or a revocation sent while a node's PostgreSQL listener was down).
+    /// When the revoked keys change, the cache is cleared. This bounds such revocations instead of <see cref="CacheTtl"/>.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:10:00", ErrorMessage = "ApiKeys:RevocationPollInterval must be between 00:00:00.1 and 00:10:00.")]
+    public TimeSpan RevocationPollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>At most this many keys are cached per node.</summary>
     [Range(1, 10_000_000, ErrorMessage = "ApiKeys:CacheSize must be between 1 and 10000000.")]
     public int CacheSize { get; set; } = 10_000;

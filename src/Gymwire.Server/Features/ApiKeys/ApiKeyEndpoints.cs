@@ -20,6 +20,7 @@ public static class ApiKeyEndpoints
         services.AddSingleton<ApiKeyCache>();
         services.AddSingleton<ApiKeyRevocationListener>();
         services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocationListener>());
+        services.AddHostedService<ApiKeyRevocationPoller>();
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
         services.AddScoped<ApiKeyService>();

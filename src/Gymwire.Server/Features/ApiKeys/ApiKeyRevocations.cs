@@ -8,7 +8,7 @@ namespace Gymwire.Features.ApiKeys;
 /// <summary>
 /// Revocations made anywhere reach every node's <see cref="ApiKeyCache"/> on PostgreSQL: the revoking
 /// transaction sends <c>NOTIFY</c> (delivered only if it commits), and every serving node <c>LISTEN</c>s.
-/// On SQLite there is no such channel; the cache's TTL bounds a revocation made by another process.
+/// On SQLite there is no such channel: <see cref="ApiKeyRevocationPoller"/> finds a revocation made by another process.
 /// </summary>
 public static class ApiKeyRevocations
 {
@@ -116,4 +116,76 @@ public sealed partial class ApiKeyRevocationListener(
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "API-key revocation listener lost its connection; cache cleared, reconnecting in {Delay}")]
     private static partial void LogConnectionLost(ILogger logger, TimeSpan delay, Exception exception);
+}
+
+/// <summary>
+/// Every <c>ApiKeys:RevocationPollInterval</c>, reads how many keys are revoked and the latest revocation time, and
+/// clears the cache when either changed: a revocation this node was not told of (on SQLite, by another process such
+/// as <c>gymwire api-keys revoke</c>; on PostgreSQL, one whose NOTIFY was lost) stops the key within the interval, not
+/// the cache's TTL. One small query per interval (api_keys is small); revocations are rare, so clearing costs a
+/// database read per cached key, once.
+/// </summary>
+public sealed partial class ApiKeyRevocationPoller(
+    IServiceScopeFactory scopes,
+    ApiKeyCache cache,
+    IOptions<ApiKeyOptions> options,
+    TimeProvider clock,
+    ILogger<ApiKeyRevocationPoller> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!cache.Enabled)
+        {
+            return;
+        }
+        await Task.Yield();
+        (int Count, DateTime? Latest)? seen = null;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var now = await ReadAsync(stoppingToken);
+                if (seen is { } before && before != now)
+                {
+                    cache.Clear();
+                    LogCleared(logger);
+                }
+                seen = now;
+                await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The database is unreachable or busy: trust nothing cached meanwhile, and try again.
+                cache.Clear();
+                seen = null;
+                LogPollFailed(logger, e);
+                try
+                {
+                    await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task<(int Count, DateTime? Latest)> ReadAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var revoked = db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt != null);
+        return (await revoked.CountAsync(ct), await revoked.MaxAsync(k => k.RevokedAt, ct));
+    }
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "API keys were revoked elsewhere; cache cleared")]
+    private static partial void LogCleared(ILogger logger);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Warning, Message = "Checking for API-key revocations failed; cache cleared, retrying")]
+    private static partial void LogPollFailed(ILogger logger, Exception exception);
 }
