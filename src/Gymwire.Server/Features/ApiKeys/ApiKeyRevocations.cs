@@ -140,7 +140,7 @@ public sealed partial class ApiKeyRevocationPoller(
         }
         await Task.Yield();
         (int Count, DateTime? Latest)? seen = null;
-        while (!stoppingToken.IsCancellationRequested)
+        while (true)
         {
             try
             {
@@ -151,7 +151,6 @@ public sealed partial class ApiKeyRevocationPoller(
                     LogCleared(logger);
                 }
                 seen = now;
-                await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -163,14 +162,14 @@ public sealed partial class ApiKeyRevocationPoller(
                 cache.Clear();
                 seen = null;
                 LogPollFailed(logger, e);
-                try
-                {
-                    await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
+            }
+            try
+            {
+                await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
             }
         }
     }
@@ -179,8 +178,10 @@ public sealed partial class ApiKeyRevocationPoller(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var revoked = db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt != null);
-        return (await revoked.CountAsync(ct), await revoked.MaxAsync(k => k.RevokedAt, ct));
+        // One round trip: both aggregates in one statement (no row at all when nothing is revoked).
+        var revoked = await db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt != null).GroupBy(_ => 1)
+            .Select(g => new { Count = g.Count(), Latest = g.Max(k => k.RevokedAt) }).FirstOrDefaultAsync(ct);
+        return revoked is null ? (0, null) : (revoked.Count, revoked.Latest);
     }
 
     [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "API keys were revoked elsewhere; cache cleared")]

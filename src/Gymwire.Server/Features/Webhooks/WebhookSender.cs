@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Unicode;
 using System.Text.Json;
 using Gymwire.Data;
 using Gymwire.Infrastructure;
@@ -363,23 +364,21 @@ public sealed partial class WebhookSender(
     /// <summary>How many of <paramref name="text"/>'s chars fit in <paramref name="maxBytes"/> of UTF-8, never splitting a surrogate pair.</summary>
     internal static int FitUtf8(string text, int maxBytes)
     {
-        if (text.Length * 3 <= maxBytes || Encoding.UTF8.GetByteCount(text) <= maxBytes)
+        if (text.Length * 3 <= maxBytes)
         {
             return text.Length;
         }
-        var bytes = 0;
-        for (var i = 0; i < text.Length; i++)
+        // The transcoder stops at the last whole scalar value that fits and says how many chars that was.
+        var destination = ArrayPool<byte>.Shared.Rent(maxBytes);
+        try
         {
-            var pair = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]);
-            var size = pair ? 4 : text[i] < 0x80 ? 1 : text[i] < 0x800 ? 2 : 3;
-            if (bytes + size > maxBytes)
-            {
-                return i;
-            }
-            bytes += size;
-            i += pair ? 1 : 0;
+            Utf8.FromUtf16(text, destination.AsSpan(0, maxBytes), out var charsRead, out _);
+            return charsRead;
         }
-        return text.Length;
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(destination);
+        }
     }
 
     private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
