@@ -42,6 +42,7 @@ public static class DatabaseSetup
         }
 
         var connectionString = configuration.GetConnectionString(ConnectionStringName);
+        services.AddSingleton<SqliteWriteGate>();
         switch (options.ProviderKind)
         {
             case DatabaseProvider.Postgres:
@@ -54,6 +55,7 @@ public static class DatabaseSetup
                     (sp, b) => ConfigurePostgres(b, connectionString, sp));
                 break;
             default:
+                services.AddSingleton<SqliteWriteGateInterceptor>();
                 connectionString = string.IsNullOrWhiteSpace(connectionString) ? DefaultSqliteConnectionString : connectionString;
                 ValidateSqlite(connectionString);
                 services.AddDbContextPool<GymwireDbContext, SqliteGymwireDbContext>(
@@ -68,6 +70,10 @@ public static class DatabaseSetup
         builder.UseSqlite(connectionString, o => o.MigrationsHistoryTable("__ef_migrations_history"))
             .UseSnakeCaseNamingConvention()
             .AddInterceptors(SqlitePragmas.Instance);
+        if (services is not null)
+        {
+            builder.AddInterceptors(services.GetRequiredService<SqliteWriteGateInterceptor>());
+        }
         AddCommon(builder, services);
     }
 

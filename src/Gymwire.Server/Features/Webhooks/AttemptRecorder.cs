@@ -18,7 +18,7 @@ public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Att
 /// worker slot (and its claim) until then and the in-flight bound on duplicates after a crash still holds.
 /// </summary>
 public sealed partial class AttemptRecorder(
-    IServiceScopeFactory scopes, DeliveryWriteGate gate, IOptions<WebhookOptions> options, IOptions<DatabaseOptions> database, ILogger<AttemptRecorder> logger)
+    IServiceScopeFactory scopes, SqliteWriteGate gate, IOptions<WebhookOptions> options, IOptions<DatabaseOptions> database, ILogger<AttemptRecorder> logger)
 {
     /// <summary>At most this many attempts in one transaction.</summary>
     public const int MaxBatch = 256;

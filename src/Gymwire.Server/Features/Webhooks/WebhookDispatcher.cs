@@ -14,7 +14,7 @@ public sealed partial class WebhookDispatcher(
     IServiceScopeFactory scopes,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
-    DeliveryWriteGate gate,
+    SqliteWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookDispatcher> logger) : BackgroundService

@@ -46,7 +46,7 @@ public sealed partial class WebhookSender(
     IHttpClientFactory httpClients,
     WebhookSecretProtector secrets,
     AttemptRecorder recorder,
-    DeliveryWriteGate gate,
+    SqliteWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookSender> logger)

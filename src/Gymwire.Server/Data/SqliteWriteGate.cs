@@ -1,0 +1,131 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace Gymwire.Data;
+
+/// <summary>
+/// On SQLite every writer in the process takes turns here before it writes: <c>SaveChanges</c> outside a transaction
+/// (through <see cref="SqliteWriteGateInterceptor"/>), and the delivery pipeline's own write transactions (dispatcher,
+/// claims, releases, the attempt recorder) explicitly. SQLite has one writer per database, and a connection that finds
+/// the lock taken blocks its thread in SQLite's busy handler, sleeping 1, 2, 5, 10 … 100 ms between tries, so under
+/// contention the lock sits free while its waiters sleep. Microsoft.Data.Sqlite's async calls are synchronous
+/// underneath, so those sleepers are thread-pool threads, which the HTTP requests need. Awaiting a turn in process
+/// costs no thread and no sleep, and the next writer starts the moment the last one commits. Another process (the
+/// CLI, say) still meets the busy handler. PostgreSQL locks rows, not the database, so there it is a no-op.
+/// </summary>
+public sealed class SqliteWriteGate
+{
+    private readonly SemaphoreSlim _turn = new(1, 1);
+
+    /// <summary>Waits for the write turn; a <c>SaveChanges</c> on <paramref name="db"/> meanwhile does not wait again.</summary>
+    public async ValueTask<Turn> EnterAsync(GymwireDbContext db, CancellationToken ct)
+    {
+        if (db.Provider != DatabaseProvider.Sqlite)
+        {
+            return default;
+        }
+        await _turn.WaitAsync(ct);
+        db.HoldsWriteTurn = true;
+        return new Turn(_turn, db);
+    }
+
+    internal void EnterSave(GymwireDbContext db)
+    {
+        _turn.Wait();
+        db.HoldsWriteTurn = db.SaveHoldsWriteTurn = true;
+    }
+
+    internal async Task EnterSaveAsync(GymwireDbContext db, CancellationToken ct)
+    {
+        await _turn.WaitAsync(ct);
+        db.HoldsWriteTurn = db.SaveHoldsWriteTurn = true;
+    }
+
+    /// <summary>Gives back a turn <c>SaveChanges</c> took; called on every way out of it, so it may find none.</summary>
+    internal void LeaveSave(GymwireDbContext db)
+    {
+        if (db.SaveHoldsWriteTurn)
+        {
+            db.HoldsWriteTurn = db.SaveHoldsWriteTurn = false;
+            _turn.Release();
+        }
+    }
+
+    public readonly struct Turn(SemaphoreSlim? held, GymwireDbContext? db) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (held is not null)
+            {
+                db!.HoldsWriteTurn = false;
+                held.Release();
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Gives a SQLite <c>SaveChanges</c> that opens its own transaction a turn at <see cref="SqliteWriteGate"/> for its
+/// duration. One inside a transaction the caller began is left alone: that transaction took SQLite's write lock at
+/// <c>BEGIN</c> (Microsoft.Data.Sqlite begins <c>IMMEDIATE</c>), and waiting for the gate while holding it could
+/// deadlock with a gate holder waiting for the lock.
+/// </summary>
+internal sealed class SqliteWriteGateInterceptor(SqliteWriteGate gate) : SaveChangesInterceptor
+{
+    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        if (Gated(eventData) is { } db)
+        {
+            gate.EnterSave(db);
+        }
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        if (Gated(eventData) is { } db)
+        {
+            await gate.EnterSaveAsync(db, cancellationToken);
+        }
+        return result;
+    }
+
+    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        Leave(eventData);
+        return result;
+    }
+
+    public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        Leave(eventData);
+        return ValueTask.FromResult(result);
+    }
+
+    public override void SaveChangesFailed(DbContextErrorEventData eventData) => Leave(eventData);
+
+    public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Leave(eventData);
+        return Task.CompletedTask;
+    }
+
+    public override void SaveChangesCanceled(DbContextEventData eventData) => Leave(eventData);
+
+    public override Task SaveChangesCanceledAsync(DbContextEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Leave(eventData);
+        return Task.CompletedTask;
+    }
+
+    private static GymwireDbContext? Gated(DbContextEventData eventData) =>
+        eventData.Context is GymwireDbContext { Provider: DatabaseProvider.Sqlite, HoldsWriteTurn: false } db && db.Database.CurrentTransaction is null ? db : null;
+
+    private void Leave(DbContextEventData eventData)
+    {
+        if (eventData.Context is GymwireDbContext db)
+        {
+            gate.LeaveSave(db);
+        }
+    }
+}

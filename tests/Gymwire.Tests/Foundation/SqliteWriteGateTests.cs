@@ -1,0 +1,155 @@
+using System.Net;
+using Gymwire.Data;
+using Gymwire.Features.Leads;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Gymwire.Tests.Foundation;
+
+/// <summary>
+/// On SQLite every <c>SaveChanges</c> that opens its own transaction takes a turn at the process's write gate, so
+/// concurrent writers queue in process instead of sleeping in SQLite's busy handler. A save that fails or is
+/// cancelled gives back only a turn it took; a save inside a turn or a transaction the caller holds does not wait.
+/// The "not completed" checks are exact: Microsoft.Data.Sqlite runs synchronously, so a save that is not waiting
+/// for the gate has finished when <c>SaveChangesAsync</c> returns.
+/// </summary>
+public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<SqliteGymwire>
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    private SqliteWriteGate Gate => fx.Services.GetRequiredService<SqliteWriteGate>();
+
+    private static Lead NewLead(Guid gymId, string name) => new()
+    {
+        Id = Guid.CreateVersion7(), GymId = gymId, FirstName = name, Source = "test", CreatedAt = DateTime.UtcNow,
+    };
+
+    private async Task<int> LeadsAsync(Guid gymId) => await fx.WithDbAsync(db => db.Leads.CountAsync(l => l.GymId == gymId));
+
+    [Fact]
+    public async Task A_save_waits_for_the_turn_another_writer_holds_and_commits_when_it_is_given_back()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var holderScope = fx.Services.CreateAsyncScope();
+        await using var writerScope = fx.Services.CreateAsyncScope();
+        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var writer = writerScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+
+        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        writer.Leads.Add(NewLead(gym.GymId, "Waiting"));
+        var save = writer.SaveChangesAsync();
+        Assert.False(save.IsCompleted);
+        Assert.Equal(0, await LeadsAsync(gym.GymId));
+
+        turn.Dispose();
+        Assert.Equal(1, await save.WaitAsync(Patience));
+        Assert.Equal(1, await LeadsAsync(gym.GymId));
+        // The save gave its turn back.
+        (await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience)).Dispose();
+    }
+
+    [Fact]
+    public async Task A_failed_save_gives_its_turn_back_and_writes_nothing()
+    {
+        var gym = await fx.CreateGymAsync();
+        var lead = NewLead(gym.GymId, "Once");
+        await fx.WithDbAsync(async db =>
+        {
+            db.Leads.Add(lead);
+            return await db.SaveChangesAsync();
+        });
+
+        await fx.WithDbAsync(async db =>
+        {
+            // The same primary key again, beside a new row: the whole save is rolled back.
+            db.Leads.Add(NewLead(gym.GymId, "New"));
+            var duplicate = NewLead(gym.GymId, "Duplicate");
+            duplicate.Id = lead.Id;
+            db.Leads.Add(duplicate);
+            await Assert.ThrowsAsync<DbUpdateException>(() => db.SaveChangesAsync());
+            return 0;
+        });
+        Assert.Equal(1, await LeadsAsync(gym.GymId));
+
+        await using var scope = fx.Services.CreateAsyncScope();
+        var next = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        (await Gate.EnterAsync(next, CancellationToken.None).AsTask().WaitAsync(Patience)).Dispose();
+        next.Leads.Add(NewLead(gym.GymId, "After"));
+        Assert.Equal(1, await next.SaveChangesAsync().WaitAsync(Patience));
+    }
+
+    [Fact]
+    public async Task A_save_cancelled_while_it_waits_leaves_the_holders_turn_alone()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var holderScope = fx.Services.CreateAsyncScope();
+        await using var writerScope = fx.Services.CreateAsyncScope();
+        await using var thirdScope = fx.Services.CreateAsyncScope();
+        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var writer = writerScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var third = thirdScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+
+        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        using var cancel = new CancellationTokenSource();
+        writer.Leads.Add(NewLead(gym.GymId, "Cancelled"));
+        var save = writer.SaveChangesAsync(cancel.Token);
+        Assert.False(save.IsCompleted);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => save.WaitAsync(Patience));
+
+        // The holder still holds it: a third writer waits until the holder gives it back.
+        var next = Gate.EnterAsync(third, CancellationToken.None).AsTask();
+        Assert.False(next.IsCompleted);
+        turn.Dispose();
+        (await next.WaitAsync(Patience)).Dispose();
+        Assert.Equal(0, await LeadsAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task A_save_inside_the_holders_turn_or_inside_a_callers_transaction_does_not_wait()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var holderScope = fx.Services.CreateAsyncScope();
+        await using var otherScope = fx.Services.CreateAsyncScope();
+        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var other = otherScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+
+        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        holder.Leads.Add(NewLead(gym.GymId, "Holder"));
+        var own = holder.SaveChangesAsync();
+        Assert.True(own.IsCompleted);
+        Assert.Equal(1, await own);
+        // ... and that save did not give the holder's turn away.
+        var waiting = Gate.EnterAsync(other, CancellationToken.None).AsTask();
+        Assert.False(waiting.IsCompleted);
+        turn.Dispose();
+        (await waiting.WaitAsync(Patience)).Dispose();
+
+        // A transaction the caller began holds SQLite's write lock already; its saves do not queue for the gate.
+        turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        await using (var tx = await other.Database.BeginTransactionAsync())
+        {
+            other.Leads.Add(NewLead(gym.GymId, "In a transaction"));
+            var inTransaction = other.SaveChangesAsync();
+            Assert.True(inTransaction.IsCompleted);
+            await inTransaction;
+            await tx.CommitAsync();
+        }
+        turn.Dispose();
+        Assert.Equal(2, await LeadsAsync(gym.GymId));
+    }
+
+    // 25: under the owner's mutation limit (30 a minute).
+    [Fact]
+    public async Task Concurrent_actions_all_commit_with_their_events()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var created = await Task.WhenAll(Enumerable.Range(0, 25).Select(i =>
+            owner.PostJsonAsync("/api/gym/leads", new { first_name = $"Lead {i}", email = $"lead{i}@example.com" })));
+        Assert.All(created, r => Assert.Equal(HttpStatusCode.Created, r.StatusCode));
+        Assert.Equal(25, await LeadsAsync(gym.GymId));
+        Assert.Equal(25, await fx.WithDbAsync(db => db.OutboxEvents.CountAsync(e => e.GymId == gym.GymId && e.Type == "lead.created")));
+    }
+}
