@@ -460,9 +460,20 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         await using var tx = await connection.BeginTransactionAsync();
         await using var command = connection.CreateCommand();
         command.Transaction = tx;
-        var skip = string.Join(",", _unsettled.Append(Guid.Empty).Select(u => $"'{u}'"));
-        command.CommandText = "EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM webhook_deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now() " +
-            $"AND (locked_until IS NULL OR locked_until <= now()) AND NOT (subscription_id = ANY(ARRAY[{skip}]::uuid[])) ORDER BY next_attempt_at LIMIT 16 FOR UPDATE SKIP LOCKED";
+        command.CommandText = WebhookSender.PostgresQueueWalk;
+        await command.ExecuteNonQueryAsync();
+        // The worker's own claim statement (rolled back below), with the subscriptions the bench holds back skipped.
+        var now = DateTime.UtcNow;
+        var claim = WebhookSender.PostgresClaim(now, now.AddMinutes(1), 16, [.. _unsettled], []);
+        var arguments = claim.GetArguments();
+        command.CommandText = "EXPLAIN (ANALYZE, BUFFERS) " + string.Format(CultureInfo.InvariantCulture, claim.Format, arguments.Select((_, i) => (object)$"@p{i}").ToArray());
+        for (var i = 0; i < arguments.Length; i++)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = $"p{i}";
+            parameter.Value = arguments[i];
+            command.Parameters.Add(parameter);
+        }
         await using (var reader = await command.ExecuteReaderAsync())
         {
             while (await reader.ReadAsync())

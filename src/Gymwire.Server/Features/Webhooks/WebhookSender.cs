@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
 using System.Text.Json;
@@ -77,19 +78,7 @@ public sealed partial class WebhookSender(
         {
             if (db.Provider == DatabaseProvider.Postgres)
             {
-                // locked_until is in no index, so the claim can be a HOT update (no new index entries).
-                ids = await db.Database.SqlQuery<Guid>($"""
-                    UPDATE webhook_deliveries SET locked_until = {until}
-                    WHERE id IN (
-                        SELECT id FROM webhook_deliveries
-                        WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
-                          AND (locked_until IS NULL OR locked_until <= {now})
-                          AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
-                        ORDER BY next_attempt_at
-                        LIMIT {limit}
-                        FOR UPDATE SKIP LOCKED)
-                    RETURNING id AS "Value"
-                    """).ToListAsync(ct);
+                ids = await db.Database.SqlQuery<Guid>(WalkingTheQueue(PostgresClaim(now, until, limit, skipSubscriptions, skipDeliveries))).ToListAsync(ct);
             }
             else
             {
@@ -105,6 +94,35 @@ public sealed partial class WebhookSender(
         }
         return ids.Count == 0 ? [] : await Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)).OrderBy(d => d.NextAttemptAt)).ToListAsync(ct);
     }
+
+    /// <summary>
+    /// PostgreSQL's claim: locks and leases the oldest due deliveries no other node holds. locked_until is in no index,
+    /// so the claim can be a HOT update (no new index entries).
+    /// </summary>
+    internal static FormattableString PostgresClaim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries) => $"""
+        UPDATE webhook_deliveries SET locked_until = {until}
+        WHERE id IN (
+            SELECT id FROM webhook_deliveries
+            WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
+              AND (locked_until IS NULL OR locked_until <= {now})
+              AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+            ORDER BY next_attempt_at
+            LIMIT {limit}
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id AS "Value"
+        """;
+
+    /// <summary>
+    /// Prefixed to the PostgreSQL queue reads, in the same batch (one implicit transaction, so the settings end with
+    /// it): walk the due index in order and stop at the limit, never collect and sort the whole due set. The planner
+    /// chooses by its statistics, and a queue's go stale at once: after a burst of thousands of new deliveries it
+    /// still estimates a handful due, picks a bitmap scan and a sort, and every claim then reads and sorts the whole
+    /// burst (measured: 2-3 ms per claim of 16 with ~3,000 due, and throughput a third of the usual).
+    /// </summary>
+    internal const string PostgresQueueWalk = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;";
+
+    internal static FormattableString WalkingTheQueue(FormattableString sql) =>
+        FormattableStringFactory.Create(PostgresQueueWalk + "\n" + sql.Format, sql.GetArguments());
 
     private static IQueryable<WebhookDelivery> Due(GymwireDbContext db, DateTime now, Guid[] skipSubscriptions, Guid[] skipDeliveries) =>
         db.WebhookDeliveries.Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying)
@@ -135,6 +153,17 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var now = clock.GetUtcNow().UtcDateTime;
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            return (await db.Database.SqlQuery<DateTime?>(WalkingTheQueue($"""
+                SELECT next_attempt_at AS "Value" FROM webhook_deliveries
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL
+                  AND (locked_until IS NULL OR locked_until <= {now})
+                  AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+                ORDER BY next_attempt_at
+                LIMIT 1
+                """)).ToListAsync(ct)).FirstOrDefault();
+        }
         return await db.WebhookDeliveries.AsNoTracking()
             .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying) && x.NextAttemptAt != null
                 && (x.LockedUntil == null || x.LockedUntil <= now)
