@@ -7,7 +7,8 @@ namespace Gymwire.Tests.Infrastructure;
 
 /// <summary>
 /// A throwaway PostgreSQL cluster for the whole test run: initdb into a temporary directory, pg_ctl
-/// start on a free loopback port, one fresh database per fixture, stopped and deleted at process exit.
+/// start on a free loopback port, one fresh database per fixture, stopped and deleted at process exit (and, should a
+/// run die before that, at the next run's start).
 /// Uses the system's PostgreSQL binaries (scripts/test installs them when missing).
 /// </summary>
 public sealed class PostgresCluster
@@ -48,8 +49,10 @@ public sealed class PostgresCluster
         var bin = FindBinDirectory() ?? throw new InvalidOperationException(
             "PostgreSQL server binaries (initdb, pg_ctl) were not found. Run scripts/test, which installs them, or install the 'postgresql' package.");
         var asPostgres = Environment.UserName == "root";
-        var directory = Path.Combine(Path.GetTempPath(), "gymwire-pg-" + Guid.NewGuid().ToString("N")[..8]);
+        await SweepAsync(bin, asPostgres);
+        var directory = Path.Combine(Path.GetTempPath(), DirectoryPrefix + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
+        await File.WriteAllTextAsync(Path.Combine(directory, OwnerFile), Owner(Process.GetCurrentProcess()));
         if (asPostgres)
         {
             await RunAsync("chown", $"postgres:postgres {directory}", asUser: false);
@@ -82,6 +85,67 @@ public sealed class PostgresCluster
         }
         catch (IOException)
         {
+        }
+    }
+
+    private const string DirectoryPrefix = "gymwire-pg-";
+    private const string OwnerFile = "owner";
+
+    private static string Owner(Process process) => $"{process.Id} {process.StartTime.ToUniversalTime().Ticks}";
+
+    /// <summary>
+    /// Stops and deletes the clusters of earlier runs whose process is gone. A test host that is killed (or ends
+    /// without running its exit handlers) leaves its server running and its data directory behind, and repeated runs
+    /// on one machine filled its temporary directory with them. A directory with no owner file that is not a minute
+    /// old may be one another run is creating right now, so it is left alone.
+    /// </summary>
+    private static async Task SweepAsync(string bin, bool asPostgres)
+    {
+        foreach (var directory in Directory.GetDirectories(Path.GetTempPath(), DirectoryPrefix + "*"))
+        {
+            var owner = Path.Combine(directory, OwnerFile);
+            if (File.Exists(owner) ? IsAlive(File.ReadAllText(owner)) : Directory.GetLastWriteTimeUtc(directory) > DateTime.UtcNow.AddMinutes(-1))
+            {
+                continue;
+            }
+            var data = Path.Combine(directory, "data");
+            if (File.Exists(Path.Combine(data, "postmaster.pid")))
+            {
+                try
+                {
+                    await new PostgresCluster(directory, bin, 0, asPostgres).PgAsync("pg_ctl", $"-D {data} -m immediate -w stop");
+                }
+                catch (InvalidOperationException)
+                {
+                    // Not running (a stale pid file): deleting the directory is all that is left.
+                }
+            }
+            try
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another user's, or in use: not ours to remove.
+            }
+        }
+    }
+
+    private static bool IsAlive(string owner)
+    {
+        var parts = owner.Split(' ');
+        if (parts.Length != 2 || !int.TryParse(parts[0], out var pid))
+        {
+            return false;
+        }
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return Owner(process) == owner.Trim();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
         }
     }
 
