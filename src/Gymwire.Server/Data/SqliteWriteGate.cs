@@ -13,8 +13,14 @@ namespace Gymwire.Data;
 /// costs no thread and no sleep, and the next writer starts the moment the last one commits. Another process (the
 /// CLI, say) still meets the busy handler. PostgreSQL locks rows, not the database, so there it is a no-op.
 /// </summary>
-public sealed class SqliteWriteGate
+public sealed class SqliteWriteGate(TimeProvider clock)
 {
+    /// <summary>
+    /// How long a <c>SaveChanges</c> waits for its turn before it fails, as SQLite's busy timeout would have: a save
+    /// that waits for ever (say, on a second context inside a held turn) would hang its request silently instead.
+    /// </summary>
+    public static readonly TimeSpan SaveTimeout = TimeSpan.FromSeconds(30);
+
     private readonly SemaphoreSlim _turn = new(1, 1);
 
     /// <summary>Waits for the write turn; a <c>SaveChanges</c> on <paramref name="db"/> meanwhile does not wait again.</summary>
@@ -29,15 +35,20 @@ public sealed class SqliteWriteGate
         return new Turn(_turn, db);
     }
 
-    internal void EnterSave(GymwireDbContext db)
-    {
-        _turn.Wait();
-        db.HoldsWriteTurn = db.SaveHoldsWriteTurn = true;
-    }
+    internal void EnterSave(GymwireDbContext db) => EnterSaveAsync(db, CancellationToken.None).GetAwaiter().GetResult();
 
     internal async Task EnterSaveAsync(GymwireDbContext db, CancellationToken ct)
     {
-        await _turn.WaitAsync(ct);
+        using var timeout = new CancellationTokenSource(SaveTimeout, clock);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        try
+        {
+            await _turn.WaitAsync(wait.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"The SQLite write turn was not free within {SaveTimeout.TotalSeconds:0} s.");
+        }
         db.HoldsWriteTurn = db.SaveHoldsWriteTurn = true;
     }
 

@@ -25,16 +25,44 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         Id = Guid.CreateVersion7(), GymId = gymId, FirstName = name, Source = "test", CreatedAt = DateTime.UtcNow,
     };
 
+    /// <summary>Contexts of their own scopes, disposed together.</summary>
+    private sealed class Contexts(IServiceProvider services) : IAsyncDisposable
+    {
+        private readonly List<AsyncServiceScope> _scopes = [];
+
+        public GymwireDbContext New()
+        {
+            var scope = services.CreateAsyncScope();
+            _scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var scope in _scopes)
+            {
+                await scope.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>The holder still holds its turn: another writer waits until the holder gives it back, then gets it.</summary>
+    private async Task AssertStillHeldAsync(SqliteWriteGate.Turn turn, GymwireDbContext other)
+    {
+        var next = Gate.EnterAsync(other, CancellationToken.None).AsTask();
+        Assert.False(next.IsCompleted);
+        turn.Dispose();
+        (await next.WaitAsync(Patience)).Dispose();
+    }
+
     private async Task<int> LeadsAsync(Guid gymId) => await fx.WithDbAsync(db => db.Leads.CountAsync(l => l.GymId == gymId));
 
     [Fact]
     public async Task A_save_waits_for_the_turn_another_writer_holds_and_commits_when_it_is_given_back()
     {
         var gym = await fx.CreateGymAsync();
-        await using var holderScope = fx.Services.CreateAsyncScope();
-        await using var writerScope = fx.Services.CreateAsyncScope();
-        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var writer = writerScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        await using var contexts = new Contexts(fx.Services);
+        var (holder, writer) = (contexts.New(), contexts.New());
 
         var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         writer.Leads.Add(NewLead(gym.GymId, "Waiting"));
@@ -83,12 +111,8 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
     public async Task A_save_cancelled_while_it_waits_leaves_the_holders_turn_alone()
     {
         var gym = await fx.CreateGymAsync();
-        await using var holderScope = fx.Services.CreateAsyncScope();
-        await using var writerScope = fx.Services.CreateAsyncScope();
-        await using var thirdScope = fx.Services.CreateAsyncScope();
-        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var writer = writerScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var third = thirdScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        await using var contexts = new Contexts(fx.Services);
+        var (holder, writer, third) = (contexts.New(), contexts.New(), contexts.New());
 
         var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         using var cancel = new CancellationTokenSource();
@@ -98,11 +122,26 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => save.WaitAsync(Patience));
 
-        // The holder still holds it: a third writer waits until the holder gives it back.
-        var next = Gate.EnterAsync(third, CancellationToken.None).AsTask();
-        Assert.False(next.IsCompleted);
-        turn.Dispose();
-        (await next.WaitAsync(Patience)).Dispose();
+        await AssertStillHeldAsync(turn, third);
+        Assert.Equal(0, await LeadsAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task A_save_that_waits_longer_than_the_busy_timeout_fails_and_leaves_the_holders_turn_alone()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var contexts = new Contexts(fx.Services);
+        var (holder, writer, third) = (contexts.New(), contexts.New(), contexts.New());
+
+        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        writer.Leads.Add(NewLead(gym.GymId, "Timed out"));
+        var save = writer.SaveChangesAsync();
+        fx.Clock.Advance(SqliteWriteGate.SaveTimeout - TimeSpan.FromSeconds(1));
+        Assert.False(save.IsCompleted);
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        await Assert.ThrowsAsync<TimeoutException>(() => save.WaitAsync(Patience));
+
+        await AssertStillHeldAsync(turn, third);
         Assert.Equal(0, await LeadsAsync(gym.GymId));
     }
 
@@ -110,10 +149,8 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
     public async Task A_save_inside_the_holders_turn_or_inside_a_callers_transaction_does_not_wait()
     {
         var gym = await fx.CreateGymAsync();
-        await using var holderScope = fx.Services.CreateAsyncScope();
-        await using var otherScope = fx.Services.CreateAsyncScope();
-        var holder = holderScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var other = otherScope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        await using var contexts = new Contexts(fx.Services);
+        var (holder, other) = (contexts.New(), contexts.New());
 
         var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         holder.Leads.Add(NewLead(gym.GymId, "Holder"));
@@ -121,10 +158,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         Assert.True(own.IsCompleted);
         Assert.Equal(1, await own);
         // ... and that save did not give the holder's turn away.
-        var waiting = Gate.EnterAsync(other, CancellationToken.None).AsTask();
-        Assert.False(waiting.IsCompleted);
-        turn.Dispose();
-        (await waiting.WaitAsync(Patience)).Dispose();
+        await AssertStillHeldAsync(turn, other);
 
         // A transaction the caller began holds SQLite's write lock already; its saves do not queue for the gate.
         turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
