@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Runtime.CompilerServices;
 using System.Security.Claims;
 using System.Text;
 using System.Text.Json;
@@ -455,25 +456,15 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     {
         await Task.Delay(1000);
         await using var scope = _app.Services.CreateAsyncScope();
-        var connection = scope.ServiceProvider.GetRequiredService<GymwireDbContext>().Database.GetDbConnection();
-        await connection.OpenAsync();
-        await using var tx = await connection.BeginTransactionAsync();
-        await using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = WebhookSender.PostgresQueueWalk;
-        await command.ExecuteNonQueryAsync();
-        // The worker's own claim statement (rolled back below), with the subscriptions the bench holds back skipped.
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        await db.Database.OpenConnectionAsync();
+        await using var tx = await db.Database.BeginTransactionAsync();
+        // The worker's own claim statement with its planner settings (rolled back below), the subscriptions the bench
+        // holds back skipped; EF binds the arguments as it does for the worker.
         var now = DateTime.UtcNow;
         var claim = WebhookSender.PostgresClaim(now, now.AddMinutes(1), 16, [.. _unsettled], []);
-        var arguments = claim.GetArguments();
-        command.CommandText = "EXPLAIN (ANALYZE, BUFFERS) " + string.Format(CultureInfo.InvariantCulture, claim.Format, arguments.Select((_, i) => (object)$"@p{i}").ToArray());
-        for (var i = 0; i < arguments.Length; i++)
-        {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = $"p{i}";
-            parameter.Value = arguments[i];
-            command.Parameters.Add(parameter);
-        }
+        await using var command = db.Database.SqlQuery<string>(WebhookSender.WalkingTheQueue(
+            FormattableStringFactory.Create("EXPLAIN (ANALYZE, BUFFERS) " + claim.Format, claim.GetArguments()))).CreateDbCommand();
         await using (var reader = await command.ExecuteReaderAsync())
         {
             while (await reader.ReadAsync())
@@ -481,6 +472,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
                 Console.WriteLine("    explain: " + reader.GetString(0));
             }
         }
+        command.Parameters.Clear();
         command.CommandText = "SELECT n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'";
         await using (var reader = await command.ExecuteReaderAsync())
         {

@@ -53,11 +53,8 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<EmailDelivery> EmailDeliveries => Set<EmailDelivery>();
     public DbSet<ReportSchedule> ReportSchedules => Set<ReportSchedule>();
 
-    /// <summary>This context holds <see cref="SqliteWriteGate"/>'s turn (explicitly, or for a <c>SaveChanges</c>).</summary>
-    internal bool HoldsWriteTurn { get; set; }
-
-    /// <summary>The turn was taken by <see cref="SqliteWriteGateInterceptor"/> for a <c>SaveChanges</c>, which gives it back.</summary>
-    internal bool SaveHoldsWriteTurn { get; set; }
+    /// <summary>Whether, and for what, this context holds <see cref="SqliteWriteGate"/>'s turn.</summary>
+    internal WriteTurn WriteTurn { get; set; }
 
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
     public abstract DatabaseProvider Provider { get; }

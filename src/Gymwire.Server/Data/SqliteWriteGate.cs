@@ -31,7 +31,7 @@ public sealed class SqliteWriteGate(TimeProvider clock)
             return default;
         }
         await _turn.WaitAsync(ct);
-        db.HoldsWriteTurn = true;
+        db.WriteTurn = WriteTurn.Held;
         return new Turn(_turn, db);
     }
 
@@ -49,15 +49,15 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         {
             throw new TimeoutException($"The SQLite write turn was not free within {SaveTimeout.TotalSeconds:0} s.");
         }
-        db.HoldsWriteTurn = db.SaveHoldsWriteTurn = true;
+        db.WriteTurn = WriteTurn.HeldForSave;
     }
 
     /// <summary>Gives back a turn <c>SaveChanges</c> took; called on every way out of it, so it may find none.</summary>
     internal void LeaveSave(GymwireDbContext db)
     {
-        if (db.SaveHoldsWriteTurn)
+        if (db.WriteTurn == WriteTurn.HeldForSave)
         {
-            db.HoldsWriteTurn = db.SaveHoldsWriteTurn = false;
+            db.WriteTurn = WriteTurn.None;
             _turn.Release();
         }
     }
@@ -68,11 +68,19 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         {
             if (held is not null)
             {
-                db!.HoldsWriteTurn = false;
+                db!.WriteTurn = WriteTurn.None;
                 held.Release();
             }
         }
     }
+}
+
+/// <summary>Whether a context holds <see cref="SqliteWriteGate"/>'s turn: for an explicit turn of its own, or for a <c>SaveChanges</c> (which gives it back).</summary>
+internal enum WriteTurn
+{
+    None,
+    Held,
+    HeldForSave,
 }
 
 /// <summary>
@@ -130,7 +138,7 @@ internal sealed class SqliteWriteGateInterceptor(SqliteWriteGate gate) : SaveCha
     }
 
     private static GymwireDbContext? Gated(DbContextEventData eventData) =>
-        eventData.Context is GymwireDbContext { Provider: DatabaseProvider.Sqlite, HoldsWriteTurn: false } db && db.Database.CurrentTransaction is null ? db : null;
+        eventData.Context is GymwireDbContext { Provider: DatabaseProvider.Sqlite, WriteTurn: WriteTurn.None } db && db.Database.CurrentTransaction is null ? db : null;
 
     private void Leave(DbContextEventData eventData)
     {

@@ -113,7 +113,7 @@ public sealed class PostgresCluster
             {
                 try
                 {
-                    await new PostgresCluster(directory, bin, 0, asPostgres).PgAsync("pg_ctl", $"-D {data} -m immediate -w stop");
+                    await PgAsync(bin, asPostgres, "pg_ctl", $"-D {data} -m immediate -w stop");
                 }
                 catch (InvalidOperationException)
                 {
@@ -149,10 +149,12 @@ public sealed class PostgresCluster
         }
     }
 
-    private Task PgAsync(string tool, string arguments) =>
-        _asPostgresUser
-            ? RunAsync("runuser", $"-u postgres -- {Path.Combine(_binDirectory, tool)} {arguments}", asUser: true)
-            : RunAsync(Path.Combine(_binDirectory, tool), arguments, asUser: false);
+    private Task PgAsync(string tool, string arguments) => PgAsync(_binDirectory, _asPostgresUser, tool, arguments);
+
+    private static Task PgAsync(string bin, bool asPostgresUser, string tool, string arguments) =>
+        asPostgresUser
+            ? RunAsync("runuser", $"-u postgres -- {Path.Combine(bin, tool)} {arguments}", asUser: true)
+            : RunAsync(Path.Combine(bin, tool), arguments, asUser: false);
 
     private static async Task RunAsync(string file, string arguments, bool asUser)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
@@ -61,15 +62,10 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
     /// <summary><c>EXPLAIN</c> (not run) of a statement, with or without the queue walk's settings before it in its batch.</summary>
     private Task<string> PlanAsync(FormattableString sql, bool walk) => fx.WithDbAsync(async db =>
     {
-        var explain = $"EXPLAIN {sql.Format}";
+        var explain = FormattableStringFactory.Create($"EXPLAIN {sql.Format}", sql.GetArguments());
         await db.Database.OpenConnectionAsync();
-        await using var command = (NpgsqlCommand)db.Database.GetDbConnection().CreateCommand();
-        command.CommandText = (walk ? WebhookSender.PostgresQueueWalk + " " : "")
-            + string.Format(System.Globalization.CultureInfo.InvariantCulture, explain, sql.GetArguments().Select((_, i) => (object)$"@p{i}").ToArray());
-        foreach (var (value, i) in sql.GetArguments().Select((v, i) => (v, i)))
-        {
-            command.Parameters.AddWithValue($"p{i}", value!);
-        }
+        // EF binds the arguments as it does for the worker's own query.
+        await using var command = db.Database.SqlQuery<string>(walk ? WebhookSender.WalkingTheQueue(explain) : explain).CreateDbCommand();
         var lines = new List<string>();
         await using var reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync())
