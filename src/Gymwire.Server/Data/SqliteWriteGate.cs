@@ -35,7 +35,20 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         return new Turn(_turn, db);
     }
 
-    internal void EnterSave(GymwireDbContext db) => EnterSaveAsync(db, CancellationToken.None).GetAwaiter().GetResult();
+    /// <summary>For a synchronous <c>SaveChanges</c> (Data Protection's key store, say): waits on this thread, not through the async path.</summary>
+    internal void EnterSave(GymwireDbContext db)
+    {
+        using var timeout = new CancellationTokenSource(SaveTimeout, clock);
+        try
+        {
+            _turn.Wait(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw TimedOut();
+        }
+        db.WriteTurn = WriteTurn.HeldForSave;
+    }
 
     internal async Task EnterSaveAsync(GymwireDbContext db, CancellationToken ct)
     {
@@ -47,10 +60,12 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
         {
-            throw new TimeoutException($"The SQLite write turn was not free within {SaveTimeout.TotalSeconds:0} s.");
+            throw TimedOut();
         }
         db.WriteTurn = WriteTurn.HeldForSave;
     }
+
+    private static TimeoutException TimedOut() => new($"The SQLite write turn was not free within {SaveTimeout.TotalSeconds:0} s.");
 
     /// <summary>Gives back a turn <c>SaveChanges</c> took; called on every way out of it, so it may find none.</summary>
     internal void LeaveSave(GymwireDbContext db)
