@@ -1,7 +1,9 @@
 using System.Runtime.CompilerServices;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 
 namespace Gymwire.Tests.Webhooks;
@@ -57,6 +59,65 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
             await using var show = new NpgsqlCommand("SHOW enable_sort", connection);
             return (string)(await show.ExecuteScalarAsync())!;
         }));
+    }
+
+    [Fact]
+    public async Task The_claims_read_finds_its_deliveries_and_attempt_numbers_by_index_after_the_queue_was_analysed_empty()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/read"), "lead.created");
+        var dueAt = fx.Clock.GetUtcNow().UtcDateTime.AddYears(5);
+        WebhookDelivery[] Burst() => [.. Enumerable.Range(0, 5_000).Select(i => new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = dueAt, NextAttemptAt = dueAt.AddMilliseconds(i),
+        })];
+        // A queue emptied (delivered rows removed) and vacuumed, then given a burst: the statistics say the table's
+        // pages hold no rows, so the planner takes a table scan for as cheap as an index lookup.
+        var ids = await fx.WithDbAsync(async db =>
+        {
+            await InsertAsync(db, Burst());
+            await db.WebhookDeliveries.Where(d => d.GymId == gym.GymId).ExecuteDeleteAsync();
+            await db.Database.ExecuteSqlRawAsync("VACUUM (ANALYZE) webhook_deliveries, webhook_attempts");
+            var burst = Burst();
+            await InsertAsync(db, burst);
+            return burst.Take(16).Select(d => d.Id).ToList();
+        });
+
+        Task<string> PlanOfReadAsync(bool walk) => fx.WithDbAsync(async db =>
+        {
+            await db.Database.OpenConnectionAsync();
+            await using var tx = await db.Database.BeginTransactionAsync();
+            // EF builds and binds the read as it does for the worker.
+            await using var command = WebhookSender.ReadClaimed(db, ids).CreateDbCommand();
+            command.CommandText = $"{(walk ? WebhookSender.PostgresQueueWalk : "")}\nEXPLAIN {command.CommandText}";
+            command.Transaction = tx.GetDbTransaction();
+            var lines = new List<string>();
+            await using (var reader = await command.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    lines.Add(reader.GetString(0));
+                }
+            }
+            await tx.RollbackAsync();
+            return string.Join("\n", lines);
+        });
+        var unguided = await PlanOfReadAsync(walk: false);
+        // The table scan this test is about (if the planner stops choosing it, this test has lost its point).
+        Assert.Contains("Seq Scan on webhook_attempts", unguided);
+        var plan = await PlanOfReadAsync(walk: true);
+        Assert.DoesNotContain("Seq Scan", plan);
+        Assert.Contains("Index Scan using pk_webhook_deliveries", plan);
+        Assert.Matches("Index (Only )?Scan (Backward )?using ix_webhook_attempts_[a-z_]+ on webhook_attempts", plan);
+    }
+
+    private static async Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows)
+    {
+        await using var tx = await db.Database.BeginTransactionAsync();
+        await DeliveryRows.InsertAsync(db, rows, CancellationToken.None);
+        await tx.CommitAsync();
     }
 
     /// <summary><c>EXPLAIN</c> (not run) of a statement, with or without the queue walk's settings before it in its batch.</summary>
