@@ -157,7 +157,8 @@ internal static class DeliveryRows
                 {
                     for (var c = 0; c < columns.Length; c++)
                     {
-                        command.Parameters.Add(columns[c].Mapping.CreateParameter(command, $"p{r}_{c}", values[c].Value(rows[start + r]), nullable: true));
+                        // Named as in the SQL, "@" included: Microsoft.Data.Sqlite otherwise tries each prefix in turn, a search of the statement's names each.
+                        command.Parameters.Add(columns[c].Mapping.CreateParameter(command, $"@p{r}_{c}", values[c].Value(rows[start + r]), nullable: true));
                     }
                 }
                 command.CommandText = statement(entity.GetTableName()!, names, count);
