@@ -27,13 +27,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         await fx.WithDbAsync(async db =>
         {
             await db.Database.ExecuteSqlRawAsync("ANALYZE webhook_deliveries");
-            await using var tx = await db.Database.BeginTransactionAsync();
-            await DeliveryRows.InsertAsync(db, Enumerable.Range(0, 5_000).Select(i => new WebhookDelivery
-            {
-                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
-                Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = dueAt, NextAttemptAt = dueAt.AddMilliseconds(i),
-            }).ToList(), CancellationToken.None);
-            await tx.CommitAsync();
+            await InsertAsync(db, Burst(gym, hook, dueAt));
             return 0;
         });
 
@@ -68,19 +62,14 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         var gym = await fx.CreateGymAsync();
         var hook = await gym.CreateWebhookAsync(receiver.Url("/read"), "lead.created");
         var dueAt = fx.Clock.GetUtcNow().UtcDateTime.AddYears(5);
-        WebhookDelivery[] Burst() => [.. Enumerable.Range(0, 5_000).Select(i => new WebhookDelivery
-        {
-            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
-            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = dueAt, NextAttemptAt = dueAt.AddMilliseconds(i),
-        })];
         // A queue emptied (delivered rows removed) and vacuumed, then given a burst: the statistics say the table's
         // pages hold no rows, so the planner takes a table scan for as cheap as an index lookup.
         var ids = await fx.WithDbAsync(async db =>
         {
-            await InsertAsync(db, Burst());
+            await InsertAsync(db, Burst(gym, hook, dueAt));
             await db.WebhookDeliveries.Where(d => d.GymId == gym.GymId).ExecuteDeleteAsync();
             await db.Database.ExecuteSqlRawAsync("VACUUM (ANALYZE) webhook_deliveries, webhook_attempts");
-            var burst = Burst();
+            var burst = Burst(gym, hook, dueAt);
             await InsertAsync(db, burst);
             return burst.Take(16).Select(d => d.Id).ToList();
         });
@@ -112,6 +101,13 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         Assert.Contains("Index Scan using pk_webhook_deliveries", plan);
         Assert.Matches("Index (Only )?Scan (Backward )?using ix_webhook_attempts_[a-z_]+ on webhook_attempts", plan);
     }
+
+    /// <summary>5,000 pending deliveries of one webhook, due a millisecond apart from <paramref name="dueAt"/>.</summary>
+    private static WebhookDelivery[] Burst(TestGym gym, CreatedHook hook, DateTime dueAt) => [.. Enumerable.Range(0, 5_000).Select(i => new WebhookDelivery
+    {
+        Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+        Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = dueAt, NextAttemptAt = dueAt.AddMilliseconds(i),
+    })];
 
     private static async Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows)
     {
