@@ -1,7 +1,7 @@
-using System.Runtime.CompilerServices;
+using System.Data.Common;
+using Gymwire.Data;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
-using Gymwire.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
@@ -31,12 +31,12 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
             return 0;
         });
 
-        var claim = WebhookSender.PostgresClaim(now, now.AddMinutes(1), 32, [], []);
-        var unguided = await PlanAsync(claim, walk: false);
+        DbCommand Claim(GymwireDbContext db) => db.Database.SqlQuery<string>(WebhookSender.PostgresClaim(now, now.AddMinutes(1), 32, [], [])).CreateDbCommand();
+        var unguided = await PlanAsync(Claim, walk: false);
         // The stale estimate this test is about (if the planner stops making it, this test has lost its point).
         Assert.Contains("Sort", unguided);
 
-        var plan = await PlanAsync(claim, walk: true);
+        var plan = await PlanAsync(Claim, walk: true);
         Assert.DoesNotContain("Sort", plan);
         Assert.DoesNotContain("Bitmap", plan);
         Assert.Contains("Index Scan using ix_webhook_deliveries_due", plan);
@@ -74,29 +74,12 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
             return burst.Take(16).Select(d => d.Id).ToList();
         });
 
-        Task<string> PlanOfReadAsync(bool walk) => fx.WithDbAsync(async db =>
-        {
-            await db.Database.OpenConnectionAsync();
-            await using var tx = await db.Database.BeginTransactionAsync();
-            // EF builds and binds the read as it does for the worker.
-            await using var command = WebhookSender.ReadClaimed(db, ids).CreateDbCommand();
-            command.CommandText = $"{(walk ? WebhookSender.PostgresQueueWalk : "")}\nEXPLAIN {command.CommandText}";
-            command.Transaction = tx.GetDbTransaction();
-            var lines = new List<string>();
-            await using (var reader = await command.ExecuteReaderAsync())
-            {
-                while (await reader.ReadAsync())
-                {
-                    lines.Add(reader.GetString(0));
-                }
-            }
-            await tx.RollbackAsync();
-            return string.Join("\n", lines);
-        });
-        var unguided = await PlanOfReadAsync(walk: false);
+        // EF builds and binds the read as it does for the worker.
+        DbCommand Read(GymwireDbContext db) => WebhookSender.ReadClaimed(db, ids).CreateDbCommand();
+        var unguided = await PlanAsync(Read, walk: false);
         // The table scan this test is about (if the planner stops choosing it, this test has lost its point).
         Assert.Contains("Seq Scan on webhook_attempts", unguided);
-        var plan = await PlanOfReadAsync(walk: true);
+        var plan = await PlanAsync(Read, walk: true);
         Assert.DoesNotContain("Seq Scan", plan);
         Assert.Contains("Index Scan using pk_webhook_deliveries", plan);
         Assert.Matches("Index (Only )?Scan (Backward )?using ix_webhook_attempts_[a-z_]+ on webhook_attempts", plan);
@@ -116,19 +99,26 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         await tx.CommitAsync();
     }
 
-    /// <summary><c>EXPLAIN</c> (not run) of a statement, with or without the queue walk's settings before it in its batch.</summary>
-    private Task<string> PlanAsync(FormattableString sql, bool walk) => fx.WithDbAsync(async db =>
+    /// <summary>
+    /// <c>EXPLAIN</c> (not run) of a statement as EF builds and binds it, with or without the queue walk's settings
+    /// before it in its batch, inside a transaction as the worker runs it (rolled back).
+    /// </summary>
+    private Task<string> PlanAsync(Func<GymwireDbContext, DbCommand> statement, bool walk) => fx.WithDbAsync(async db =>
     {
-        var explain = FormattableStringFactory.Create($"EXPLAIN {sql.Format}", sql.GetArguments());
         await db.Database.OpenConnectionAsync();
-        // EF binds the arguments as it does for the worker's own query.
-        await using var command = db.Database.SqlQuery<string>(walk ? WebhookSender.WalkingTheQueue(explain) : explain).CreateDbCommand();
+        await using var tx = await db.Database.BeginTransactionAsync();
+        await using var command = statement(db);
+        command.CommandText = $"{(walk ? WebhookSender.PostgresQueueWalk : "")}\nEXPLAIN {command.CommandText}";
+        command.Transaction = tx.GetDbTransaction();
         var lines = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
+        await using (var reader = await command.ExecuteReaderAsync())
         {
-            lines.Add(reader.GetString(0));
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetString(0));
+            }
         }
+        await tx.RollbackAsync();
         return string.Join("\n", lines);
     });
 }
