@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text.RegularExpressions;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.Playwright;
 
@@ -11,12 +12,15 @@ namespace Gymwire.BrowserTests;
 public sealed class DashboardPage : IAsyncDisposable
 {
     private readonly IBrowserContext _context;
+    private const int NavigationTimeout = 30_000;
     private readonly ConcurrentQueue<string> _problems = new();
+    private readonly string _origin;
 
     private DashboardPage(IBrowserContext context, IPage page, GymwireFixture fx)
     {
         _context = context;
         Page = page;
+        _origin = fx.BaseAddress.GetLeftPart(UriPartial.Authority);
         page.Console += (_, message) =>
         {
             if (message.Type == "error")
@@ -27,7 +31,7 @@ public sealed class DashboardPage : IAsyncDisposable
         page.PageError += (_, error) => _problems.Enqueue($"page error: {error}");
         page.Request += (_, request) =>
         {
-            if (!request.Url.StartsWith(fx.BaseAddress.GetLeftPart(UriPartial.Authority), StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal))
+            if (!request.Url.StartsWith(_origin, StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal))
             {
                 _problems.Enqueue($"request left the server: {request.Url}");
             }
@@ -49,7 +53,7 @@ public sealed class DashboardPage : IAsyncDisposable
         context.SetDefaultTimeout(10_000);
         // Navigations (a login's redirect, a form's POST and the page after it) get longer: scripts/test runs this
         // project beside Gymwire.Tests, and on two busy cores a login's redirect once took over 10 s.
-        context.SetDefaultNavigationTimeout(30_000);
+        context.SetDefaultNavigationTimeout(NavigationTimeout);
         return new DashboardPage(context, await context.NewPageAsync(), fx);
     }
 
@@ -62,8 +66,20 @@ public sealed class DashboardPage : IAsyncDisposable
         await Page.GetByLabel("Email").FillAsync(email);
         await Page.GetByLabel("Password").FillAsync(password);
         await Page.GetByRole(AriaRole.Button, new() { Name = "Log in" }).ClickAsync();
-        await Page.WaitForURLAsync("**/settings/integrations");
+        await ExpectPathAsync("/settings/integrations");
     }
+
+    /// <summary>
+    /// Waits until the page's URL is this path (and query) on the server. It waits for the URL only, not for the page's
+    /// load event: the locators a test uses next wait for their elements. (<c>WaitForURLAsync</c> also waits for the
+    /// load event, and once, beside the full test run on two busy cores, saw only "networkidle" for 30 s and failed.)
+    /// </summary>
+    public Task ExpectPathAsync(string pathAndQuery) =>
+        ExpectUrlAsync(new Regex("^" + Regex.Escape(_origin + pathAndQuery) + "$"));
+
+    /// <summary>Waits until the page's URL matches, as <see cref="ExpectPathAsync"/> does.</summary>
+    public Task ExpectUrlAsync(Regex url) =>
+        Assertions.Expect(Page).ToHaveURLAsync(url, new() { Timeout = NavigationTimeout });
 
     public string CurrentPath => new Uri(Page.Url).PathAndQuery;
 

@@ -55,12 +55,12 @@ public sealed class DashboardTests(Chromium chromium, SqliteGymwire fx) : IClass
         await browser.ScreenshotAsync("05-integrations");
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Configure Payments" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/integrations/payments");
+        await browser.ExpectPathAsync("/settings/integrations/payments");
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Payments", Level = 1 })).ToBeVisibleAsync();
         await browser.ScreenshotAsync("06-integration-payments");
 
         await page.GetByRole(AriaRole.Navigation, new() { Name = "Dashboard" }).GetByRole(AriaRole.Link, new() { Name = "Activity" }).ClickAsync();
-        await page.WaitForURLAsync("**/activity");
+        await browser.ExpectPathAsync("/activity");
         var rows = page.Locator("table.events tbody tr");
         await Assertions.Expect(rows).ToHaveCountAsync(2);
         await Assertions.Expect(rows.Nth(0)).ToContainTextAsync("lead.created");
@@ -70,11 +70,11 @@ public sealed class DashboardTests(Chromium chromium, SqliteGymwire fx) : IClass
 
         await page.GetByLabel("Event type").SelectOptionAsync("member.joined");
         await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
-        await page.WaitForURLAsync("**/activity?type=member.joined");
+        await browser.ExpectPathAsync("/activity?type=member.joined");
         await Assertions.Expect(rows).ToHaveCountAsync(1);
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Log out" }).ClickAsync();
-        await page.WaitForURLAsync("**/login");
+        await browser.ExpectPathAsync("/login");
         await page.GotoAsync("/settings/integrations");
         Assert.StartsWith("/login", browser.CurrentPath, StringComparison.Ordinal);
         browser.AssertClean();
@@ -141,7 +141,7 @@ public sealed class DashboardTests(Chromium chromium, SqliteGymwire fx) : IClass
         await page.Keyboard.PressAsync("Tab");
         await browser.ScreenshotAsync("11-keyboard-focus-on-submit");
         await page.Keyboard.PressAsync("Enter");
-        await page.WaitForURLAsync("**/settings/integrations");
+        await browser.ExpectPathAsync("/settings/integrations");
         browser.AssertClean();
     }
 

@@ -29,11 +29,11 @@ public sealed class FirstRunTests(Chromium chromium, SqliteGymwire fx) : IClassF
         await page.GetByLabel("Password", new() { Exact = true }).FillAsync("riverside-owner-1");
         await page.GetByLabel("Confirm password").FillAsync("riverside-owner-1");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create gym" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/integrations");
+        await browser.ExpectPathAsync("/settings/integrations");
         await Assertions.Expect(page.Locator(".gym-name")).ToHaveTextAsync("Riverside Jiu-Jitsu");
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Log out" }).ClickAsync();
-        await page.WaitForURLAsync("**/login");
+        await browser.ExpectPathAsync("/login");
         await page.GotoAsync("/setup");
         Assert.Equal("/login", browser.CurrentPath);
 

@@ -40,7 +40,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
 
         await Nav(page, "API Keys").ClickAsync();
-        await page.WaitForURLAsync("**/settings/api-keys");
+        await browser.ExpectPathAsync("/settings/api-keys");
         await Assertions.Expect(Nav(page, "API Keys")).ToHaveAttributeAsync("aria-current", "page");
         await Assertions.Expect(page.GetByText("No API keys yet.")).ToBeVisibleAsync();
         await browser.ScreenshotAsync("12-api-keys-empty");
@@ -65,7 +65,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Done" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/api-keys");
+        await browser.ExpectPathAsync("/settings/api-keys");
         var row = page.Locator("table.list tbody tr");
         await Assertions.Expect(row).ToHaveCountAsync(1);
         await Assertions.Expect(row.Locator("td[data-label=Label]")).ToHaveTextAsync("Zapier Integration");
@@ -86,7 +86,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Revoke “Zapier Integration”?" })).ToBeVisibleAsync();
         await browser.ScreenshotAsync("16-api-key-revoke-confirm");
         await page.GetByRole(AriaRole.Button, new() { Name = "Revoke key" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/api-keys");
+        await browser.ExpectPathAsync("/settings/api-keys");
         await Assertions.Expect(row.Locator("td[data-label=Status]")).ToHaveTextAsync("Revoked");
         await (await api.GetAsync(Triggers)).AssertErrorAsync(HttpStatusCode.Unauthorized);
         await browser.ScreenshotAsync("17-api-keys-revoked");
@@ -104,7 +104,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
 
         await Nav(page, "Webhooks").ClickAsync();
-        await page.WaitForURLAsync("**/settings/webhooks");
+        await browser.ExpectPathAsync("/settings/webhooks");
         await Assertions.Expect(page.GetByText("No webhooks yet.")).ToBeVisibleAsync();
         await page.GetByRole(AriaRole.Link, new() { Name = "New Webhook" }).ClickAsync();
         await page.GetByLabel("Endpoint URL").FillAsync(receiver.Url("/hooks/zap"));
@@ -184,7 +184,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Delete this webhook?" })).ToBeVisibleAsync();
         await browser.ScreenshotAsync("23-webhook-delete-confirm");
         await page.GetByRole(AriaRole.Button, new() { Name = "Delete webhook" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/webhooks");
+        await browser.ExpectPathAsync("/settings/webhooks");
         await Assertions.Expect(page.GetByText("No webhooks yet.")).ToBeVisibleAsync();
         browser.AssertClean();
     }
@@ -217,7 +217,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await Assertions.Expect(zapier).ToContainTextAsync($"Deliveries to {receiver.BaseAddress.Authority} have been failing since");
         await browser.ScreenshotAsync("24-integrations-webhook-failing");
         await zapier.GetByRole(AriaRole.Link, new() { Name = "Configure Zapier / Make webhooks" }).ClickAsync();
-        await page.WaitForURLAsync("**/settings/webhooks");
+        await browser.ExpectPathAsync("/settings/webhooks");
         await page.GetByRole(AriaRole.Link, new() { Name = receiver.Url("/hooks/down") }).ClickAsync();
 
         await Assertions.Expect(page.Locator("#activity")).ToContainTextAsync("retried 5 minutes, 30 minutes and 2 hours after each failure");
@@ -241,7 +241,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
 
         // Redeliver now, without waiting for the schedule: the endpoint is back.
         await row.GetByRole(AriaRole.Button, new() { Name = "Redeliver" }).ClickAsync();
-        await page.WaitForURLAsync(new Regex("/settings/webhooks/[0-9a-f-]+#activity$"));
+        await browser.ExpectUrlAsync(new Regex("/settings/webhooks/[0-9a-f-]+#activity$"));
         await WaitForDeliveryAsync(hookId, d => d.Status == DeliveryStatus.Delivered);
         await page.ReloadAsync();
         await Assertions.Expect(row.Locator("td[data-label=Status]")).ToHaveTextAsync("Delivered");
