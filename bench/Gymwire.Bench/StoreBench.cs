@@ -317,15 +317,16 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         // Per run: deliveries/s, and CPU seconds of this process (Gymwire and the harness) and of the receivers'
         // process: the machine's two cores are shared, so work done for (and by) the extra receivers is taken from the
         // healthy deliveries.
-        var measured = new List<(double Rate, double Gymwire, double Receivers)>();
-        var baseline = new List<(double Rate, double Gymwire, double Receivers)>();
-        async Task RunAsync(bool active, List<(double, double, double)> runs)
+        // And the full (gen 2) garbage collections of this process per run.
+        var measured = new List<(double Rate, double Gymwire, double Receivers, int Gen2)>();
+        var baseline = new List<(double Rate, double Gymwire, double Receivers, int Gen2)>();
+        async Task RunAsync(bool active, List<(double, double, double, int)> runs)
         {
             await SetActiveAsync(owner, active);
             await ResetQueueAsync(gymId);
-            var (self, theirs) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime);
+            var (self, theirs, gen2) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime, GC.CollectionCount(2));
             var rate = await GymwireRateAsync(gymId, o.EventsPerRun);
-            runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds));
+            runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds, GC.CollectionCount(2) - gen2));
         }
         for (var r = 0; r < o.PairedRuns; r++)
         {
@@ -333,7 +334,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             await RunAsync(active: true, measured);
             var (m, b) = (measured[^1], baseline[^1]);
             Console.WriteLine($"  {name} run {r + 1}: {m.Rate:N0}/s to the {Subscriptions} healthy endpoints, {b.Rate:N0}/s with the others paused; " +
-                $"CPU s (gymwire, receivers): {m.Gymwire:0.0}, {m.Receivers:0.0} against {b.Gymwire:0.0}, {b.Receivers:0.0}");
+                $"CPU s (gymwire, receivers): {m.Gymwire:0.0}, {m.Receivers:0.0} against {b.Gymwire:0.0}, {b.Receivers:0.0}; gen 2 GCs {m.Gen2} against {b.Gen2}");
         }
         Console.WriteLine($"  {name}: median CPU s per run (gymwire, receivers): {Stats.Median(measured.Select(x => x.Gymwire)):0.00}, {Stats.Median(measured.Select(x => x.Receivers)):0.00} " +
             $"against {Stats.Median(baseline.Select(x => x.Gymwire)):0.00}, {Stats.Median(baseline.Select(x => x.Receivers)):0.00} with the others paused");

@@ -262,6 +262,26 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_text_response_of_64_KiB_is_stored_whole_and_one_byte_more_is_cut_at_a_character(bool overLimit)
+    {
+        // 32,768 two-byte characters are exactly 64 KiB. 65,535 ASCII ones and a two-byte one are a byte over: the
+        // limit cuts the last character in two, and its first byte alone must not be stored (not even as U+FFFD).
+        var body = overLimit ? new string('a', 64 * 1024 - 1) + "\u00e9" : new string('\u00e9', 32 * 1024);
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/text", new Reply(200, body));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/text"), "member.joined");
+        await gym.AddMemberAsync("user_text");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(overLimit ? body[..^1] : body, attempt.ResponseBody);
+        Assert.Equal(overLimit, attempt.ResponseBodyTruncated);
+    }
+
+    [Theory]
     [InlineData("abc", 3, 3)]
     [InlineData("abc", 2, 2)]
     [InlineData("a\u00e9", 2, 1)] // é is two bytes

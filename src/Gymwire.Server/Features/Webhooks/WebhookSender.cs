@@ -390,13 +390,16 @@ public sealed partial class WebhookSender(
     /// <summary>
     /// Reads at most 64 KiB of the body, then stops: the rest is never read, let alone buffered. What is stored is at
     /// most 64 KiB too, as UTF-8: bytes that are not text (NUL, invalid UTF-8) decode to U+FFFD, three bytes each, so a
-    /// binary body's excerpt is cut at the last whole character within the limit (and marked truncated).
+    /// binary body's excerpt is cut at the last whole character within the limit (and marked truncated). The text is
+    /// decoded, cleaned and cut in pooled buffers, and the one string made is the excerpt itself: a 64 KiB body as
+    /// strings is over the large-object threshold, and three of them per attempt (decoded, cleaned, cut) to a receiver
+    /// that answers with megabytes were the worker's largest allocations.
     /// </summary>
     private static async Task<(string Body, bool Truncated)> ReadExcerptAsync(HttpResponseMessage response, CancellationToken ct)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(ct);
-        // Pooled: a fresh 64 KiB buffer per attempt would be most of what a busy worker allocates.
         var buffer = ArrayPool<byte>.Shared.Rent(MaxResponseExcerptBytes + 1);
+        var chars = ArrayPool<char>.Shared.Rent(MaxResponseExcerptBytes);
         try
         {
             var total = 0;
@@ -406,21 +409,25 @@ public sealed partial class WebhookSender(
             {
                 total += read;
             }
+            // UTF-8 never decodes to more chars than bytes; invalid sequences (a character cut at the limit too) become U+FFFD.
+            Utf8.ToUtf16(buffer.AsSpan(0, Math.Min(total, MaxResponseExcerptBytes)), chars, out _, out var length);
+            var text = chars.AsSpan(0, length);
             // PostgreSQL text cannot hold NUL; a binary body is only an excerpt for a human anyway.
-            var text = Encoding.UTF8.GetString(buffer, 0, Math.Min(total, MaxResponseExcerptBytes)).Replace('\0', '\uFFFD');
+            text.Replace('\0', '\uFFFD');
             var fits = FitUtf8(text, MaxResponseExcerptBytes);
-            return (fits == text.Length ? text : text[..fits], total > MaxResponseExcerptBytes || fits < text.Length);
+            return (new string(text[..fits]), total > MaxResponseExcerptBytes || fits < length);
         }
         finally
         {
+            ArrayPool<char>.Shared.Return(chars);
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
     /// <summary>How many of <paramref name="text"/>'s chars fit in <paramref name="maxBytes"/> of UTF-8, never splitting a surrogate pair.</summary>
-    internal static int FitUtf8(string text, int maxBytes)
+    internal static int FitUtf8(ReadOnlySpan<char> text, int maxBytes)
     {
-        if (text.Length * 3 <= maxBytes)
+        if (text.Length * 3 <= maxBytes || Encoding.UTF8.GetByteCount(text) <= maxBytes)
         {
             return text.Length;
         }
