@@ -11,11 +11,14 @@ var options = BenchOptions.Parse(args);
 var report = new Report(options);
 report.Begin();
 await using (var receivers = await Receivers.StartAsync(100))
+// R3's hostile receivers have a process of their own, at a lower priority (BENCH_HOSTILE_SHARED=1: in the healthy
+// receivers' process instead, at the same priority as everything else).
+await using (var hostile = options.HostileShared ? null : await Receivers.StartAsync(1, niceness: 10))
 {
     foreach (var store in options.Stores)
     {
         Console.WriteLine($"== {store} ==");
-        var bench = new StoreBench(store, options, receivers, report);
+        var bench = new StoreBench(store, options, receivers, hostile ?? receivers, report);
         await bench.RunAsync();
     }
 }
@@ -41,6 +44,9 @@ namespace Gymwire.Bench
     public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command, BenchPart[] Parts)
     {
         public bool Includes(BenchPart part) => Parts.Contains(part);
+
+        /// <summary>R3's hostile receivers in the healthy receivers' process (BENCH_HOSTILE_SHARED=1) instead of their own.</summary>
+        public bool HostileShared => Environment.GetEnvironmentVariable("BENCH_HOSTILE_SHARED") == "1";
 
         public int Runs => Quick ? 1 : 3;
         /// <summary>M6 isolation and R3: pairs of a baseline and a measured run (their spread is wider than M4's).</summary>

@@ -135,7 +135,7 @@ public static class ReceiversProcess
     }
 }
 
-/// <summary>The parent's handle on the receivers process.</summary>
+/// <summary>The parent's handle on a receivers process.</summary>
 public sealed class Receivers : IAsyncDisposable
 {
     private readonly Process _process;
@@ -164,17 +164,27 @@ public sealed class Receivers : IAsyncDisposable
     public string SlowUrl => $"http://127.0.0.1:{Ports[0]}/slow";
 
     /// <summary>Never answers; trickles a byte a second; streams 1 GiB; redirects to the metadata address; answers 410.</summary>
-    public IEnumerable<string> HostileUrls => (Environment.GetEnvironmentVariable("BENCH_HOSTILE")?.Split(',', StringSplitOptions.RemoveEmptyEntries) ?? ["hang", "trickle", "huge", "redirect", "gone"]).Select(h => $"http://127.0.0.1:{Ports[1]}/hostile/{h}");
+    public IEnumerable<string> HostileUrls => (Environment.GetEnvironmentVariable("BENCH_HOSTILE")?.Split(',', StringSplitOptions.RemoveEmptyEntries) ?? ["hang", "trickle", "huge", "redirect", "gone"]).Select(h => $"http://127.0.0.1:{Ports[^1]}/hostile/{h}");
 
-    public static async Task<Receivers> StartAsync(int count)
+    /// <param name="count">Loopback ports to listen on.</param>
+    /// <param name="niceness">The process's nice value (0: the bench's own priority): R3's hostile receivers run at 10,
+    /// so that on the bench's shared cores they take what the healthy side leaves, as remote receivers would take none.</param>
+    public static async Task<Receivers> StartAsync(int count, int niceness = 0)
     {
         var self = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(self)
+        // Through nice(1), so that every thread of the child has the value from its start (Linux's nice is per thread).
+        var start = new ProcessStartInfo(niceness == 0 ? self : "nice")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
+        if (niceness != 0)
+        {
+            start.ArgumentList.Add("-n");
+            start.ArgumentList.Add(niceness.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            start.ArgumentList.Add(self);
+        }
         if (Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
             start.ArgumentList.Add(typeof(Receivers).Assembly.Location);

@@ -24,7 +24,7 @@ namespace Gymwire.Bench;
 internal sealed record BenchGym(Guid GymId, string Key);
 
 /// <summary>Every figure on one store: Gymwire in-process on Kestrel over loopback, its ceilings beside it in the same run.</summary>
-internal sealed class StoreBench(string store, BenchOptions o, Receivers receivers, Report report)
+internal sealed class StoreBench(string store, BenchOptions o, Receivers receivers, Receivers hostile, Report report)
 {
     private const double P99Bound = 5.0;
     private const int Subscriptions = 100;
@@ -292,16 +292,22 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             $"throughput to the other 100 endpoints while one answers after 10 s (target: lose <= 10%); each run paired with a baseline run just before it, the 10 s endpoint paused (M4 was {gw:N0}/s)");
 
         // Issue 10, R3: the hostile receivers beside the healthy ones, each subscribed to every event.
-        foreach (var url in receivers.HostileUrls)
+        var extraUrls = new Dictionary<Guid, string> { [_unsettled[0]] = "slow" };
+        foreach (var url in hostile.HostileUrls)
         {
             var created = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url, events = new[] { EventCatalog.LeadCreated } });
             created.EnsureSuccessStatusCode();
             _unsettled.Add((await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
+            extraUrls[_unsettled[^1]] = url[(url.LastIndexOf('/') + 1)..];
         }
         using (var sampler = new RssSampler())
         {
+            var attemptsBefore = await AttemptsPerSubscriptionAsync();
             var (h, hBaseline) = await PairedRunsAsync(owner, hooks.GymId, "R3 hostile");
             var rss = sampler.Stop();
+            var attemptsAfter = await AttemptsPerSubscriptionAsync();
+            Console.WriteLine($"  R3 hostile: attempts per measured run: " +
+                string.Join(", ", extraUrls.Select(x => $"{x.Value} {(attemptsAfter.GetValueOrDefault(x.Key) - attemptsBefore.GetValueOrDefault(x.Key)) / (double)o.PairedRuns:0.#}")));
             report.Add(store, "R3 hostile receivers (hang, trickle, 1 GiB, redirect, 410)", $"{h:N0} deliveries/s", $"{hBaseline:N0}/s with them paused", h / hBaseline, 0.9,
                 $"throughput to the 100 healthy endpoints while 5 hostile ones (and the 10 s one) get every event too (issue 10: keep >= 90%); each run paired with a baseline run just before it, the 6 paused; peak RSS {rss / 1048576.0:N0} MiB (M4: {peakRss / 1048576.0:N0} MiB)");
         }
@@ -315,8 +321,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     private async Task<(double Measured, double Baseline)> PairedRunsAsync(HttpClient owner, Guid gymId, string name)
     {
         // Per run: deliveries/s, and CPU seconds of this process (Gymwire and the harness) and of the receivers'
-        // process: the machine's two cores are shared, so work done for (and by) the extra receivers is taken from the
-        // healthy deliveries.
+        // processes (the hostile ones' too, when they have their own): the machine's two cores are shared, so work done
+        // for (and by) the extra receivers is taken from the healthy deliveries.
         // And the full (gen 2) garbage collections of this process per run.
         var measured = new List<(double Rate, double Gymwire, double Receivers, int Gen2)>();
         var baseline = new List<(double Rate, double Gymwire, double Receivers, int Gen2)>();
@@ -324,9 +330,9 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         {
             await SetActiveAsync(owner, active);
             await ResetQueueAsync(gymId);
-            var (self, theirs, gen2) = (Process.GetCurrentProcess().TotalProcessorTime, receivers.CpuTime, GC.CollectionCount(2));
+            var (self, theirs, gen2) = (Process.GetCurrentProcess().TotalProcessorTime, ReceiversCpu(), GC.CollectionCount(2));
             var rate = await GymwireRateAsync(gymId, o.EventsPerRun);
-            runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (receivers.CpuTime - theirs).TotalSeconds, GC.CollectionCount(2) - gen2));
+            runs.Add((rate, (Process.GetCurrentProcess().TotalProcessorTime - self).TotalSeconds, (ReceiversCpu() - theirs).TotalSeconds, GC.CollectionCount(2) - gen2));
         }
         for (var r = 0; r < o.PairedRuns; r++)
         {
@@ -359,6 +365,21 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         {
             await db.Database.ExecuteSqlRawAsync("VACUUM (ANALYZE) webhook_deliveries, webhook_attempts");
         }
+    }
+
+    private TimeSpan ReceiversCpu() => receivers.CpuTime + (ReferenceEquals(hostile, receivers) ? TimeSpan.Zero : hostile.CpuTime);
+
+    /// <summary>Attempts recorded so far to each of the extra endpoints (<see cref="_unsettled"/>).</summary>
+    private async Task<Dictionary<Guid, int>> AttemptsPerSubscriptionAsync()
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        return await (
+            from a in db.WebhookAttempts
+            join d in db.WebhookDeliveries on a.DeliveryId equals d.Id
+            where _unsettled.Contains(d.SubscriptionId)
+            group a by d.SubscriptionId into g
+            select new { g.Key, Count = g.Count() }).ToDictionaryAsync(x => x.Key, x => x.Count);
     }
 
     /// <summary>Bytes the database's pages hold (SQLite: pages in use, not free; PostgreSQL: pg_database_size).</summary>
