@@ -282,6 +282,25 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(100)]
+    [InlineData(64 * 1024 - 1)]
+    public async Task A_response_that_states_its_length_is_stored_whole(int bytes)
+    {
+        // Content-Length below the limit: the excerpt's buffer is sized to it, so exactly that much must come back.
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/sized", new Reply { StreamBytes = bytes });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/sized"), "member.joined");
+        await gym.AddMemberAsync("user_sized");
+
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(new string('x', bytes), attempt.ResponseBody);
+        Assert.False(attempt.ResponseBodyTruncated);
+    }
+
+    [Theory]
     [InlineData("abc", 3, 3)]
     [InlineData("abc", 2, 2)]
     [InlineData("a\u00e9", 2, 1)] // é is two bytes

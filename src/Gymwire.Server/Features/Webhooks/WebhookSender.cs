@@ -398,14 +398,16 @@ public sealed partial class WebhookSender(
     private static async Task<(string Body, bool Truncated)> ReadExcerptAsync(HttpResponseMessage response, CancellationToken ct)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(ct);
-        var buffer = ArrayPool<byte>.Shared.Rent(MaxResponseExcerptBytes + 1);
-        var chars = ArrayPool<char>.Shared.Rent(MaxResponseExcerptBytes);
+        // One byte past the limit tells a truncated body from one of exactly 64 KiB. A body that states a shorter
+        // length (most answers are a few bytes) gets no more room than that: the client never reads past it.
+        var room = response.Content.Headers.ContentLength is { } stated && stated < MaxResponseExcerptBytes ? (int)stated + 1 : MaxResponseExcerptBytes + 1;
+        var buffer = ArrayPool<byte>.Shared.Rent(room);
+        var chars = ArrayPool<char>.Shared.Rent(room);
         try
         {
             var total = 0;
             int read;
-            // One byte past the limit tells a truncated body from one of exactly 64 KiB.
-            while (total <= MaxResponseExcerptBytes && (read = await stream.ReadAsync(buffer.AsMemory(total, MaxResponseExcerptBytes + 1 - total), ct)) > 0)
+            while (total < room && (read = await stream.ReadAsync(buffer.AsMemory(total, room - total), ct)) > 0)
             {
                 total += read;
             }
