@@ -248,14 +248,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     public async Task A_binary_response_is_stored_as_at_most_64_KiB_of_UTF8()
     {
         // NUL bytes are not storable text: each becomes U+FFFD, three bytes of UTF-8, so 64 KiB read would be 192 KiB stored.
-        await using var receiver = await TestReceiver.StartAsync();
-        receiver.On("/binary", new Reply { StreamBytes = 1L << 20, StreamFill = 0 });
-        var gym = await fx.CreateGymAsync();
-        var hook = await gym.CreateWebhookAsync(receiver.Url("/binary"), "member.joined");
-        await gym.AddMemberAsync("user_binary");
-
-        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
-        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        var attempt = await DeliveredAttemptAsync(new Reply { StreamBytes = 1L << 20, StreamFill = 0 });
         Assert.Equal(64 * 1024 / 3, attempt.ResponseBody!.Length);
         Assert.All(attempt.ResponseBody, c => Assert.Equal('\uFFFD', c));
         Assert.True(attempt.ResponseBodyTruncated);
@@ -269,14 +262,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // 32,768 two-byte characters are exactly 64 KiB. 65,535 ASCII ones and a two-byte one are a byte over: the
         // limit cuts the last character in two, and its first byte alone must not be stored (not even as U+FFFD).
         var body = overLimit ? new string('a', 64 * 1024 - 1) + "\u00e9" : new string('\u00e9', 32 * 1024);
-        await using var receiver = await TestReceiver.StartAsync();
-        receiver.On("/text", new Reply(200, body));
-        var gym = await fx.CreateGymAsync();
-        var hook = await gym.CreateWebhookAsync(receiver.Url("/text"), "member.joined");
-        await gym.AddMemberAsync("user_text");
-
-        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
-        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        var attempt = await DeliveredAttemptAsync(new Reply(200, body));
         Assert.Equal(overLimit ? body[..^1] : body, attempt.ResponseBody);
         Assert.Equal(overLimit, attempt.ResponseBodyTruncated);
     }
@@ -288,16 +274,21 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     public async Task A_response_that_states_its_length_is_stored_whole(int bytes)
     {
         // Content-Length below the limit: the excerpt's buffer is sized to it, so exactly that much must come back.
-        await using var receiver = await TestReceiver.StartAsync();
-        receiver.On("/sized", new Reply { StreamBytes = bytes });
-        var gym = await fx.CreateGymAsync();
-        var hook = await gym.CreateWebhookAsync(receiver.Url("/sized"), "member.joined");
-        await gym.AddMemberAsync("user_sized");
-
-        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
-        var attempt = Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        var attempt = await DeliveredAttemptAsync(new Reply { StreamBytes = bytes });
         Assert.Equal(new string('x', bytes), attempt.ResponseBody);
         Assert.False(attempt.ResponseBodyTruncated);
+    }
+
+    /// <summary>The one attempt of a member.joined delivery to a receiver answering <paramref name="reply"/>, once delivered.</summary>
+    private async Task<WebhookAttempt> DeliveredAttemptAsync(Reply reply)
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/reply", reply);
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/reply"), "member.joined");
+        await gym.AddMemberAsync("user_reply");
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        return Assert.Single(await fx.AttemptsAsync(delivery.Id));
     }
 
     [Theory]
