@@ -466,6 +466,84 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_paused_endpoints_queued_deliveries_are_held_until_the_end_of_its_pause_and_delivered_when_it_answers()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var (down, armed) = (1, 0);
+        var probe = new TaskCompletionSource();
+        receiver.On("/held", _ => Volatile.Read(ref down) == 0 ? new Reply() : new Reply(503) { Gate = Volatile.Read(ref armed) == 1 ? probe.Task : null });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/held"), "member.joined");
+        var events = 0;
+        await gym.CreateWebhookAsync(receiver.Url("/held-witness"), "member.joined");
+        async Task EventAsync()
+        {
+            await gym.AddMemberAsync($"user_held_{++events}");
+            await receiver.WaitForAsync("/held-witness", events);
+        }
+        // The clock stands still unless the test moves it, so every time below is exact.
+        DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+        async Task HeldAsync(string what, DateTime until, int count) =>
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
+                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
+        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+
+        // Four failures, retried in 5 minutes; half a second before that, a fifth opens the circuit for 1 s. The four
+        // retries would come due inside the pause: they are held until its end instead.
+        for (var n = 1; n <= 4; n++)
+        {
+            await EventAsync();
+            await receiver.WaitForAsync("/held", n);
+        }
+        await HeldAsync("four retries", Now() + TimeSpan.FromMinutes(5), 4);
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(5) - TimeSpan.FromMilliseconds(500));
+        await EventAsync();
+        await receiver.WaitForAsync("/held", 5);
+        await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} failed 5 attempts in a row", StringComparison.Ordinal))),
+            what: "the endpoint to be paused");
+        var pausedUntil = Now() + TimeSpan.FromSeconds(1);
+        await HeldAsync("the retries due in the pause to be held until its end", pausedUntil, 4);
+
+        // An event during the pause is held until its end too.
+        await EventAsync();
+        await HeldAsync("the new delivery to be held with them", pausedUntil, 5);
+        Assert.Equal(5, receiver.At("/held").Count);
+
+        // The pause ends and one probe goes; while it is out, the held deliveries (its own too: its outcome sets its
+        // time again) wait until its claim ends. It fails: the pause doubles to 2 s, and they are held until then.
+        Interlocked.Exchange(ref armed, 1);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(1));
+        await receiver.WaitForAsync("/held", 6);
+        Interlocked.Exchange(ref armed, 0);
+        await HeldAsync("the deliveries to be held while the probe is out", Now() + lease, 5);
+        probe.SetResult();
+        await HeldAsync("the deliveries to be held until the end of the doubled pause", Now() + TimeSpan.FromSeconds(2), 4);
+
+        // The next probe fails too, and the pause doubles again.
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(2));
+        await receiver.WaitForAsync("/held", 7);
+        await HeldAsync("the deliveries to be held until the end of the longer pause", Now() + TimeSpan.FromSeconds(4), 3);
+
+        // The endpoint is back: the probe at the end of the pause succeeds, and the hold ends: the two still held go
+        // at once, and so does a new event.
+        Interlocked.Exchange(ref down, 0);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(4));
+        await receiver.WaitForAsync("/held", 10);
+        Assert.Contains(fx.Logs.Lines, l => l.Contains($"{hook.Id} answered a probe", StringComparison.Ordinal));
+        await EventAsync();
+        await receiver.WaitForAsync("/held", 11);
+
+        // The fifth event's and the two failed probes' deliveries at their scheduled retries (5 or 30 minutes, by their
+        // attempts): everything delivered.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(31));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        Assert.Equal(7, (await fx.DeliveriesAsync(hook.Id)).Count);
+        Assert.Equal(7, receiver.At("/held").Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move paused", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Retention_deletes_finished_deliveries_and_their_attempts_past_the_retention_period_only()
     {
         var gym = await fx.CreateGymAsync();

@@ -6,12 +6,14 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Claims due deliveries and attempts them, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once and at
 /// most <c>Webhooks:MaxConcurrentPerEndpoint</c> per subscription, so one slow endpoint cannot take every slot.
-/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>).
+/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>), its queued
+/// deliveries held out of the claims' way meanwhile (<see cref="EndpointHolds"/>).
 /// Sleeps until woken (<see cref="DeliverySignal"/>), until the next retry is due, or the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(
     WebhookSender sender,
     DeliverySignal signal,
+    EndpointHolds holds,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<DeliveryWorker> logger) : BackgroundService
@@ -83,7 +85,10 @@ public sealed partial class DeliveryWorker(
             else if (failing.LastFailed < now - StaleFailing && !_perEndpoint.ContainsKey(subscription))
             {
                 // No attempt for an hour: the subscription is gone or idle; it starts afresh if it fails again.
-                _failing.TryRemove(new KeyValuePair<Guid, Failing>(subscription, failing));
+                if (_failing.TryRemove(new KeyValuePair<Guid, Failing>(subscription, failing)))
+                {
+                    holds.TryRemove(subscription, out _);
+                }
             }
         }
         return (skipped.ToArray(), _inFlight.Keys.ToArray());
@@ -105,20 +110,20 @@ public sealed partial class DeliveryWorker(
     /// <summary>
     /// Counts a failed attempt; at the threshold the endpoint pauses for a second, and each failed probe after a
     /// pause doubles it (up to <c>Webhooks:FailingEndpointMaxPause</c>). Attempts that were in flight when it opened
-    /// count without extending the pause.
+    /// count without extending the pause. Returns the end of a pause it started or extended.
     /// </summary>
-    private void Failed(Guid subscriptionId)
+    private DateTime? Failed(Guid subscriptionId)
     {
         var threshold = _options.FailingEndpointThreshold;
         if (threshold == 0)
         {
-            return;
+            return null;
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var failing = _failing.AddOrUpdate(subscriptionId, _ => new Failing(1, now, TimeSpan.Zero, DateTime.MinValue), (_, f) => f with { InARow = f.InARow + 1, LastFailed = now });
         if (failing.InARow < threshold || failing.PausedUntil > now)
         {
-            return;
+            return null;
         }
         var pause = failing.Pause == TimeSpan.Zero
             ? TimeSpan.FromSeconds(1)
@@ -127,6 +132,56 @@ public sealed partial class DeliveryWorker(
         if (failing.Pause == TimeSpan.Zero)
         {
             LogPaused(logger, subscriptionId, failing.InARow);
+        }
+        return now + pause;
+    }
+
+    /// <summary>
+    /// Holds a paused endpoint's queued deliveries until <paramref name="until"/>: on opening, every one due before
+    /// it; after that, the ones the previous hold set (they all have its exact time). If a move fails they stay due
+    /// and this node skips them, as the pause holds either way.
+    /// </summary>
+    private async Task HoldAsync(Guid subscriptionId, DateTime until, CancellationToken ct)
+    {
+        var opening = !holds.TryGet(subscriptionId, out var held);
+        // Published first, so that fan-out meanwhile gives new deliveries the new time.
+        holds.Set(subscriptionId, until);
+        await MoveAsync(subscriptionId, opening ? until : held, andEarlier: opening, until, ct);
+    }
+
+    private async Task MoveAsync(Guid subscriptionId, DateTime from, bool andEarlier, DateTime to, CancellationToken ct)
+    {
+        try
+        {
+            var moved = await sender.MoveQueuedAsync(subscriptionId, from, andEarlier, to, ct);
+            LogHeld(logger, subscriptionId, moved, to);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            LogHoldFailed(logger, subscriptionId, e);
+        }
+    }
+
+    /// <summary>
+    /// A probe is starting (the endpoint is open and its pause is over): the deliveries it leaves queued are held until
+    /// its claim ends, so they wait for its outcome out of the way; the outcome moves them on (a new pause, or now).
+    /// </summary>
+    private async Task HoldForProbeAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (IsOpen(subscriptionId) && holds.TryGet(subscriptionId, out var held) && held <= now)
+        {
+            await HoldAsync(subscriptionId, now + _options.EffectiveClaimLease, ct);
+        }
+    }
+
+    /// <summary>The endpoint answered: the deliveries its hold kept are due now.</summary>
+    private async Task ReleaseHoldAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (holds.TryRemove(subscriptionId, out var held) && held > now)
+        {
+            await MoveAsync(subscriptionId, held, andEarlier: false, now, ct);
         }
     }
 
@@ -176,15 +231,17 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
+            await HoldForProbeAsync(delivery.SubscriptionId, ct);
             if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt } outcome)
             {
                 if (outcome.DeliveryStatus == DeliveryStatus.Delivered)
                 {
                     Succeeded(delivery.SubscriptionId);
+                    await ReleaseHoldAsync(delivery.SubscriptionId, ct);
                 }
-                else
+                else if (Failed(delivery.SubscriptionId) is { } pausedUntil)
                 {
-                    Failed(delivery.SubscriptionId);
+                    await HoldAsync(delivery.SubscriptionId, pausedUntil, ct);
                 }
                 if (attempt.DurationMs >= _slowAttemptMs)
                 {
@@ -252,6 +309,12 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Webhook subscription {SubscriptionId} answered a probe: its deliveries resume")]
     private static partial void LogResumed(ILogger logger, Guid subscriptionId);
+
+    [LoggerMessage(EventId = 5204, Level = LogLevel.Debug, Message = "Webhook subscription {SubscriptionId}: {Deliveries} queued deliveries moved to {NextAttemptAt:o}")]
+    private static partial void LogHeld(ILogger logger, Guid subscriptionId, int deliveries, DateTime nextAttemptAt);
+
+    [LoggerMessage(EventId = 5205, Level = LogLevel.Warning, Message = "Could not move paused webhook subscription {SubscriptionId}'s queued deliveries; this node skips them while it is paused")]
+    private static partial void LogHoldFailed(ILogger logger, Guid subscriptionId, Exception exception);
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
     private static partial void LogWorkerFailed(ILogger logger, Exception exception);
