@@ -540,7 +540,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         Assert.Equal(7, (await fx.DeliveriesAsync(hook.Id)).Count);
         Assert.Equal(7, receiver.At("/held").Select(r => r.Header("webhook-id")).Distinct().Count());
         AssertNoWorkerErrors();
-        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move paused", StringComparison.Ordinal));
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -652,6 +652,60 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         }, what: "slow endpoint catches up");
         Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8);
         Assert.Equal(20, (await fx.DeliveriesAsync(fast.Id)).Count(d => d.Status == DeliveryStatus.Delivered));
+    }
+
+    [Fact]
+    public async Task A_slow_endpoints_queued_deliveries_are_held_behind_its_one_attempt_and_let_go_one_at_a_time()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var quick = new TaskCompletionSource();
+        // The first two attempts hang until the 2 s timeout (slow: one attempt in flight at a time from then on); the
+        // third waits for the test and then answers at once.
+        receiver.On("/slowq", n => n <= 2 ? new Reply { Hang = true } : new Reply { Gate = n == 3 ? quick.Task : null });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/slowq"), "member.joined");
+        DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+        // Held: queued at the hold's time, the one in flight aside (it is held too, until its outcome sets its time).
+        async Task HeldAsync(string what, DateTime until, int count)
+        {
+            var inFlight = receiver.At("/slowq")[^1].Header("webhook-id");
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Id.ToString() != inFlight
+                && d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
+        }
+        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+
+        await gym.AddMemberAsync("user_slowq_1");
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Retrying, "the first attempt to time out");
+        // Four more events, fanned out together: the second attempt starts, and the three behind it are held until
+        // its claim would end.
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var n in Enumerable.Range(2, 4))
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_slowq_{n}" }, Now());
+            }
+            return await db.SaveChangesAsync();
+        });
+        await receiver.WaitForAsync("/slowq", 2);
+        var heldUntil = Now() + lease;
+        await HeldAsync("the deliveries behind the slow attempt to be held", heldUntil, 3);
+        // It times out (slow again): one held delivery goes, the other two stay held.
+        await receiver.WaitForAsync("/slowq", 3);
+        await HeldAsync("one held delivery to go for the next attempt", heldUntil, 2);
+        Assert.Equal(1, receiver.MaxConcurrent("/slowq"));
+        // That attempt is quick: the endpoint is no longer slow, and the two still held go at once.
+        quick.SetResult();
+        await receiver.WaitForAsync("/slowq", 5);
+        await HeldAsync("the hold to end", heldUntil, 0);
+        await gym.AddMemberAsync("user_slowq_6");
+        await receiver.WaitForAsync("/slowq", 6);
+
+        // The two that timed out at their retry: everything delivered.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        Assert.Equal(6, receiver.At("/slowq").Skip(2).Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -175,7 +175,50 @@ public sealed partial class DeliveryWorker(
         }
     }
 
-    /// <summary>The endpoint answered: the deliveries its hold kept are due now.</summary>
+    /// <summary>
+    /// A slow endpoint (one attempt in flight at a time) is starting an attempt: the deliveries queued behind it are
+    /// held until its claim would end, out of the claims' way, and each of its attempts lets the next one go
+    /// (<see cref="LetNextGoAsync"/>). Without this, a slow endpoint's backlog sits at the head of the due index and
+    /// every claim walks past it, for as long as it grows.
+    /// </summary>
+    private async Task HoldForSlowAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (IsOpen(subscriptionId) || !_slow.ContainsKey(subscriptionId) || holds.TryGet(subscriptionId, out var held) && held > now)
+        {
+            return;
+        }
+        var until = now + _options.EffectiveClaimLease;
+        holds.Set(subscriptionId, until);
+        await MoveAsync(subscriptionId, now, andEarlier: true, until, ct);
+    }
+
+    /// <summary>
+    /// A slow endpoint's attempt is over: one held delivery is due now, for its next attempt. With none left the hold
+    /// ends, so new deliveries are due at once again. If the move fails, the held ones wait until the hold's end.
+    /// </summary>
+    private async Task LetNextGoAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (!holds.TryRemove(subscriptionId, out var held) || held <= now)
+        {
+            return;
+        }
+        try
+        {
+            if (await sender.MoveOneQueuedAsync(subscriptionId, held, now, ct) == 1)
+            {
+                holds.TryAdd(subscriptionId, held);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            holds.TryAdd(subscriptionId, held);
+            LogHoldFailed(logger, subscriptionId, e);
+        }
+    }
+
+    /// <summary>The endpoint answered (quickly, when it was slow): the deliveries its hold kept are due now.</summary>
     private async Task ReleaseHoldAsync(Guid subscriptionId, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
@@ -231,25 +274,32 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
-            await HoldForProbeAsync(delivery.SubscriptionId, ct);
+            var subscription = delivery.SubscriptionId;
+            await HoldForProbeAsync(subscription, ct);
+            await HoldForSlowAsync(subscription, ct);
             if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt } outcome)
             {
-                if (outcome.DeliveryStatus == DeliveryStatus.Delivered)
+                var slow = attempt.DurationMs >= _slowAttemptMs;
+                if (slow)
                 {
-                    Succeeded(delivery.SubscriptionId);
-                    await ReleaseHoldAsync(delivery.SubscriptionId, ct);
-                }
-                else if (Failed(delivery.SubscriptionId) is { } pausedUntil)
-                {
-                    await HoldAsync(delivery.SubscriptionId, pausedUntil, ct);
-                }
-                if (attempt.DurationMs >= _slowAttemptMs)
-                {
-                    _slow[delivery.SubscriptionId] = 0;
+                    _slow[subscription] = 0;
                 }
                 else
                 {
-                    _slow.TryRemove(delivery.SubscriptionId, out _);
+                    _slow.TryRemove(subscription, out _);
+                }
+                if (outcome.DeliveryStatus == DeliveryStatus.Delivered)
+                {
+                    Succeeded(subscription);
+                }
+                else if (Failed(subscription) is { } pausedUntil)
+                {
+                    await HoldAsync(subscription, pausedUntil, ct);
+                }
+                if (!IsOpen(subscription))
+                {
+                    // Not paused: a slow endpoint lets its next held delivery go, a quick one all of them.
+                    await (slow ? LetNextGoAsync(subscription, ct) : ReleaseHoldAsync(subscription, ct));
                 }
             }
         }
@@ -313,7 +363,7 @@ public sealed partial class DeliveryWorker(
     [LoggerMessage(EventId = 5204, Level = LogLevel.Debug, Message = "Webhook subscription {SubscriptionId}: {Deliveries} queued deliveries moved to {NextAttemptAt:o}")]
     private static partial void LogHeld(ILogger logger, Guid subscriptionId, int deliveries, DateTime nextAttemptAt);
 
-    [LoggerMessage(EventId = 5205, Level = LogLevel.Warning, Message = "Could not move paused webhook subscription {SubscriptionId}'s queued deliveries; this node skips them while it is paused")]
+    [LoggerMessage(EventId = 5205, Level = LogLevel.Warning, Message = "Could not move held webhook subscription {SubscriptionId}'s queued deliveries; they are due at the end of the hold, and skipped meanwhile")]
     private static partial void LogHoldFailed(ILogger logger, Guid subscriptionId, Exception exception);
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]

@@ -3,8 +3,9 @@ using System.Collections.Concurrent;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// The paused endpoints on this node and the time their queued deliveries are held until (their
-/// <c>next_attempt_at</c>): the end of the pause, or, while a probe is out, the end of its claim. The delivery worker
+/// The paused and slow endpoints on this node and the time their queued deliveries are held until (their
+/// <c>next_attempt_at</c>): the end of the pause, or, while a probe or a slow endpoint's one attempt is out, the end
+/// of its claim (a slow endpoint's attempt then lets the next held one go). The delivery worker
 /// sets them (<see cref="DeliveryWorker"/>); fan-out gives a held subscription's new deliveries the same due time.
 /// Held deliveries are out of the due index's head: left due, every claim on every node would walk past each of them
 /// for as long as the endpoint is down, a cost that grows with the outage. And every held delivery has that one exact
@@ -22,6 +23,8 @@ public sealed class EndpointHolds
     internal bool TryGet(Guid subscriptionId, out DateTime until) => _until.TryGetValue(subscriptionId, out until);
 
     internal void Set(Guid subscriptionId, DateTime until) => _until[subscriptionId] = until;
+
+    internal bool TryAdd(Guid subscriptionId, DateTime until) => _until.TryAdd(subscriptionId, until);
 
     internal bool TryRemove(Guid subscriptionId, out DateTime until) => _until.TryRemove(subscriptionId, out until);
 }

@@ -231,6 +231,24 @@ public sealed partial class WebhookSender(
             """, to, from, subscriptionId), ct);
     }
 
+    /// <summary>
+    /// Makes one of a subscription's queued deliveries held at <paramref name="held"/> due at <paramref name="now"/>
+    /// (a slow endpoint's next attempt) and returns 1, or 0 when none is held. Which one is left to the due index:
+    /// deliveries carry no order to keep (they are not sent in order anyway), and sorting would read every held one.
+    /// </summary>
+    public async Task<int> MoveOneQueuedAsync(Guid subscriptionId, DateTime held, DateTime now, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        using var turn = await gate.EnterAsync(db, ct);
+        var index = db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
+        return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
+            UPDATE webhook_deliveries SET next_attempt_at = {0}
+            WHERE id = (SELECT id FROM webhook_deliveries{{index}}
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at = {1} AND subscription_id = {2} LIMIT 1)
+            """, now, held, subscriptionId), ct);
+    }
+
     /// <summary>Attempts a delivery that no worker can claim (a test send: it has no due time) and returns once it is recorded.</summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
     {
