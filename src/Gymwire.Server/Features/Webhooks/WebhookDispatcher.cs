@@ -8,14 +8,12 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription,
 /// written in the same transaction that marks the event dispatched. Woken by <see cref="OutboxSignal"/>
-/// when a local write commits; polls for events other nodes wrote. A delivery to an endpoint paused on this node is
-/// due when its hold ends (<see cref="EndpointHolds"/>).
+/// when a local write commits; polls for events other nodes wrote.
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IServiceScopeFactory scopes,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
-    EndpointHolds holds,
     SqliteWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
@@ -112,7 +110,7 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    NextAttemptAt = holds.DueAt(subscription.Id, now),
+                    NextAttemptAt = now,
                 });
             }
             dispatched.Add(evt.Sequence);

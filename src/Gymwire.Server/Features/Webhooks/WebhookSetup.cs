@@ -18,7 +18,6 @@ public static class WebhookSetup
         services.AddSingleton<EgressGuard>();
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
-        services.AddSingleton<EndpointHolds>();
         services.AddSingleton<AttemptRecorder>();
         services.AddSingleton<WebhookSender>();
         services.AddScoped<WebhookService>();
