@@ -466,6 +466,84 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_paused_endpoints_queued_deliveries_are_held_until_the_end_of_its_pause_and_delivered_when_it_answers()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var (down, armed) = (1, 0);
+        var probe = new TaskCompletionSource();
+        receiver.On("/held", _ => Volatile.Read(ref down) == 0 ? new Reply() : new Reply(503) { Gate = Volatile.Read(ref armed) == 1 ? probe.Task : null });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/held"), "member.joined");
+        var events = 0;
+        await gym.CreateWebhookAsync(receiver.Url("/held-witness"), "member.joined");
+        async Task EventAsync()
+        {
+            await gym.AddMemberAsync($"user_held_{++events}");
+            await receiver.WaitForAsync("/held-witness", events);
+        }
+        // The clock stands still unless the test moves it, so every time below is exact.
+        DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+        async Task HeldAsync(string what, DateTime until, int count) =>
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
+                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
+        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+
+        // Four failures, retried in 5 minutes; half a second before that, a fifth opens the circuit for 1 s. The four
+        // retries would come due inside the pause: they are held until its end instead.
+        for (var n = 1; n <= 4; n++)
+        {
+            await EventAsync();
+            await receiver.WaitForAsync("/held", n);
+        }
+        await HeldAsync("four retries", Now() + TimeSpan.FromMinutes(5), 4);
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(5) - TimeSpan.FromMilliseconds(500));
+        await EventAsync();
+        await receiver.WaitForAsync("/held", 5);
+        await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} failed 5 attempts in a row", StringComparison.Ordinal))),
+            what: "the endpoint to be paused");
+        var pausedUntil = Now() + TimeSpan.FromSeconds(1);
+        await HeldAsync("the retries due in the pause to be held until its end", pausedUntil, 4);
+
+        // An event during the pause is held until its end too.
+        await EventAsync();
+        await HeldAsync("the new delivery to be held with them", pausedUntil, 5);
+        Assert.Equal(5, receiver.At("/held").Count);
+
+        // The pause ends and one probe goes; while it is out, the held deliveries (its own too: its outcome sets its
+        // time again) wait until its claim ends. It fails: the pause doubles to 2 s, and they are held until then.
+        Interlocked.Exchange(ref armed, 1);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(1));
+        await receiver.WaitForAsync("/held", 6);
+        Interlocked.Exchange(ref armed, 0);
+        await HeldAsync("the deliveries to be held while the probe is out", Now() + lease, 5);
+        probe.SetResult();
+        await HeldAsync("the deliveries to be held until the end of the doubled pause", Now() + TimeSpan.FromSeconds(2), 4);
+
+        // The next probe fails too, and the pause doubles again.
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(2));
+        await receiver.WaitForAsync("/held", 7);
+        await HeldAsync("the deliveries to be held until the end of the longer pause", Now() + TimeSpan.FromSeconds(4), 3);
+
+        // The endpoint is back: the probe at the end of the pause succeeds, and the hold ends: the two still held go
+        // at once, and so does a new event.
+        Interlocked.Exchange(ref down, 0);
+        fx.AdvanceAndWake(TimeSpan.FromSeconds(4));
+        await receiver.WaitForAsync("/held", 10);
+        Assert.Contains(fx.Logs.Lines, l => l.Contains($"{hook.Id} answered a probe", StringComparison.Ordinal));
+        await EventAsync();
+        await receiver.WaitForAsync("/held", 11);
+
+        // The fifth event's and the two failed probes' deliveries at their scheduled retries (5 or 30 minutes, by their
+        // attempts): everything delivered.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(31));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        Assert.Equal(7, (await fx.DeliveriesAsync(hook.Id)).Count);
+        Assert.Equal(7, receiver.At("/held").Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Retention_deletes_finished_deliveries_and_their_attempts_past_the_retention_period_only()
     {
         var gym = await fx.CreateGymAsync();
@@ -574,6 +652,60 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         }, what: "slow endpoint catches up");
         Assert.InRange(receiver.MaxConcurrent("/slow"), 1, 8);
         Assert.Equal(20, (await fx.DeliveriesAsync(fast.Id)).Count(d => d.Status == DeliveryStatus.Delivered));
+    }
+
+    [Fact]
+    public async Task A_slow_endpoints_queued_deliveries_are_held_behind_its_one_attempt_and_let_go_one_at_a_time()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var quick = new TaskCompletionSource();
+        // The first two attempts hang until the 2 s timeout (slow: one attempt in flight at a time from then on); the
+        // third waits for the test and then answers at once.
+        receiver.On("/slowq", n => n <= 2 ? new Reply { Hang = true } : new Reply { Gate = n == 3 ? quick.Task : null });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/slowq"), "member.joined");
+        DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+        // Held: queued at the hold's time, the one in flight aside (it is held too, until its outcome sets its time).
+        async Task HeldAsync(string what, DateTime until, int count)
+        {
+            var inFlight = receiver.At("/slowq")[^1].Header("webhook-id");
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Id.ToString() != inFlight
+                && d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
+        }
+        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+
+        await gym.AddMemberAsync("user_slowq_1");
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Retrying, "the first attempt to time out");
+        // Four more events, fanned out together: the second attempt starts, and the three behind it are held until
+        // its claim would end.
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var n in Enumerable.Range(2, 4))
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_slowq_{n}" }, Now());
+            }
+            return await db.SaveChangesAsync();
+        });
+        await receiver.WaitForAsync("/slowq", 2);
+        var heldUntil = Now() + lease;
+        await HeldAsync("the deliveries behind the slow attempt to be held", heldUntil, 3);
+        // It times out (slow again): one held delivery goes, the other two stay held.
+        await receiver.WaitForAsync("/slowq", 3);
+        await HeldAsync("one held delivery to go for the next attempt", heldUntil, 2);
+        Assert.Equal(1, receiver.MaxConcurrent("/slowq"));
+        // That attempt is quick: the endpoint is no longer slow, and the two still held go at once.
+        quick.SetResult();
+        await receiver.WaitForAsync("/slowq", 5);
+        await HeldAsync("the hold to end", heldUntil, 0);
+        await gym.AddMemberAsync("user_slowq_6");
+        await receiver.WaitForAsync("/slowq", 6);
+
+        // The two that timed out at their retry: everything delivered.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        Assert.Equal(6, receiver.At("/slowq").Skip(2).Select(r => r.Header("webhook-id")).Distinct().Count());
+        AssertNoWorkerErrors();
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
     }
 
     [Fact]

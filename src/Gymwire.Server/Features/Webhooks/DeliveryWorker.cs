@@ -6,12 +6,14 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Claims due deliveries and attempts them, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once and at
 /// most <c>Webhooks:MaxConcurrentPerEndpoint</c> per subscription, so one slow endpoint cannot take every slot.
-/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>).
+/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>), its queued
+/// deliveries held out of the claims' way meanwhile (<see cref="EndpointHolds"/>).
 /// Sleeps until woken (<see cref="DeliverySignal"/>), until the next retry is due, or the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(
     WebhookSender sender,
     DeliverySignal signal,
+    EndpointHolds holds,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<DeliveryWorker> logger) : BackgroundService
@@ -83,7 +85,10 @@ public sealed partial class DeliveryWorker(
             else if (failing.LastFailed < now - StaleFailing && !_perEndpoint.ContainsKey(subscription))
             {
                 // No attempt for an hour: the subscription is gone or idle; it starts afresh if it fails again.
-                _failing.TryRemove(new KeyValuePair<Guid, Failing>(subscription, failing));
+                if (_failing.TryRemove(new KeyValuePair<Guid, Failing>(subscription, failing)))
+                {
+                    holds.TryRemove(subscription, out _);
+                }
             }
         }
         return (skipped.ToArray(), _inFlight.Keys.ToArray());
@@ -105,20 +110,20 @@ public sealed partial class DeliveryWorker(
     /// <summary>
     /// Counts a failed attempt; at the threshold the endpoint pauses for a second, and each failed probe after a
     /// pause doubles it (up to <c>Webhooks:FailingEndpointMaxPause</c>). Attempts that were in flight when it opened
-    /// count without extending the pause.
+    /// count without extending the pause. Returns the end of a pause it started or extended.
     /// </summary>
-    private void Failed(Guid subscriptionId)
+    private DateTime? Failed(Guid subscriptionId)
     {
         var threshold = _options.FailingEndpointThreshold;
         if (threshold == 0)
         {
-            return;
+            return null;
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var failing = _failing.AddOrUpdate(subscriptionId, _ => new Failing(1, now, TimeSpan.Zero, DateTime.MinValue), (_, f) => f with { InARow = f.InARow + 1, LastFailed = now });
         if (failing.InARow < threshold || failing.PausedUntil > now)
         {
-            return;
+            return null;
         }
         var pause = failing.Pause == TimeSpan.Zero
             ? TimeSpan.FromSeconds(1)
@@ -127,6 +132,99 @@ public sealed partial class DeliveryWorker(
         if (failing.Pause == TimeSpan.Zero)
         {
             LogPaused(logger, subscriptionId, failing.InARow);
+        }
+        return now + pause;
+    }
+
+    /// <summary>
+    /// Holds a paused endpoint's queued deliveries until <paramref name="until"/>: on opening, every one due before
+    /// it; after that, the ones the previous hold set (they all have its exact time). If a move fails they stay due
+    /// and this node skips them, as the pause holds either way.
+    /// </summary>
+    private async Task HoldAsync(Guid subscriptionId, DateTime until, CancellationToken ct)
+    {
+        var opening = !holds.TryGet(subscriptionId, out var held);
+        // Published first, so that fan-out meanwhile gives new deliveries the new time.
+        holds.Set(subscriptionId, until);
+        await MoveAsync(subscriptionId, opening ? until : held, andEarlier: opening, until, ct);
+    }
+
+    private async Task MoveAsync(Guid subscriptionId, DateTime from, bool andEarlier, DateTime to, CancellationToken ct)
+    {
+        try
+        {
+            var moved = await sender.MoveQueuedAsync(subscriptionId, from, andEarlier, to, ct);
+            LogHeld(logger, subscriptionId, moved, to);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            LogHoldFailed(logger, subscriptionId, e);
+        }
+    }
+
+    /// <summary>
+    /// A probe is starting (the endpoint is open and its pause is over): the deliveries it leaves queued are held until
+    /// its claim ends, so they wait for its outcome out of the way; the outcome moves them on (a new pause, or now).
+    /// </summary>
+    private async Task HoldForProbeAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (IsOpen(subscriptionId) && holds.TryGet(subscriptionId, out var held) && held <= now)
+        {
+            await HoldAsync(subscriptionId, now + _options.EffectiveClaimLease, ct);
+        }
+    }
+
+    /// <summary>
+    /// A slow endpoint (one attempt in flight at a time) is starting an attempt: the deliveries queued behind it are
+    /// held until its claim would end, out of the claims' way, and each of its attempts lets the next one go
+    /// (<see cref="LetNextGoAsync"/>). Without this, a slow endpoint's backlog sits at the head of the due index and
+    /// every claim walks past it, for as long as it grows.
+    /// </summary>
+    private async Task HoldForSlowAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (IsOpen(subscriptionId) || !_slow.ContainsKey(subscriptionId) || holds.TryGet(subscriptionId, out var held) && held > now)
+        {
+            return;
+        }
+        var until = now + _options.EffectiveClaimLease;
+        holds.Set(subscriptionId, until);
+        await MoveAsync(subscriptionId, now, andEarlier: true, until, ct);
+    }
+
+    /// <summary>
+    /// A slow endpoint's attempt is over: one held delivery is due now, for its next attempt. With none left the hold
+    /// ends, so new deliveries are due at once again. If the move fails, the held ones wait until the hold's end.
+    /// </summary>
+    private async Task LetNextGoAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (!holds.TryRemove(subscriptionId, out var held) || held <= now)
+        {
+            return;
+        }
+        try
+        {
+            if (await sender.MoveOneQueuedAsync(subscriptionId, held, now, ct) == 1)
+            {
+                holds.TryAdd(subscriptionId, held);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            holds.TryAdd(subscriptionId, held);
+            LogHoldFailed(logger, subscriptionId, e);
+        }
+    }
+
+    /// <summary>The endpoint answered (quickly, when it was slow): the deliveries its hold kept are due now.</summary>
+    private async Task ReleaseHoldAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (holds.TryRemove(subscriptionId, out var held) && held > now)
+        {
+            await MoveAsync(subscriptionId, held, andEarlier: false, now, ct);
         }
     }
 
@@ -176,23 +274,32 @@ public sealed partial class DeliveryWorker(
         await Task.Yield();
         try
         {
+            var subscription = delivery.SubscriptionId;
+            await HoldForProbeAsync(subscription, ct);
+            await HoldForSlowAsync(subscription, ct);
             if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt } outcome)
             {
+                var slow = attempt.DurationMs >= _slowAttemptMs;
+                if (slow)
+                {
+                    _slow[subscription] = 0;
+                }
+                else
+                {
+                    _slow.TryRemove(subscription, out _);
+                }
                 if (outcome.DeliveryStatus == DeliveryStatus.Delivered)
                 {
-                    Succeeded(delivery.SubscriptionId);
+                    Succeeded(subscription);
                 }
-                else
+                else if (Failed(subscription) is { } pausedUntil)
                 {
-                    Failed(delivery.SubscriptionId);
+                    await HoldAsync(subscription, pausedUntil, ct);
                 }
-                if (attempt.DurationMs >= _slowAttemptMs)
+                if (!IsOpen(subscription))
                 {
-                    _slow[delivery.SubscriptionId] = 0;
-                }
-                else
-                {
-                    _slow.TryRemove(delivery.SubscriptionId, out _);
+                    // Not paused: a slow endpoint lets its next held delivery go, a quick one all of them.
+                    await (slow ? LetNextGoAsync(subscription, ct) : ReleaseHoldAsync(subscription, ct));
                 }
             }
         }
@@ -252,6 +359,12 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Webhook subscription {SubscriptionId} answered a probe: its deliveries resume")]
     private static partial void LogResumed(ILogger logger, Guid subscriptionId);
+
+    [LoggerMessage(EventId = 5204, Level = LogLevel.Debug, Message = "Webhook subscription {SubscriptionId}: {Deliveries} queued deliveries moved to {NextAttemptAt:o}")]
+    private static partial void LogHeld(ILogger logger, Guid subscriptionId, int deliveries, DateTime nextAttemptAt);
+
+    [LoggerMessage(EventId = 5205, Level = LogLevel.Warning, Message = "Could not move held webhook subscription {SubscriptionId}'s queued deliveries; they are due at the end of the hold, and skipped meanwhile")]
+    private static partial void LogHoldFailed(ILogger logger, Guid subscriptionId, Exception exception);
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
     private static partial void LogWorkerFailed(ILogger logger, Exception exception);

@@ -8,12 +8,14 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription,
 /// written in the same transaction that marks the event dispatched. Woken by <see cref="OutboxSignal"/>
-/// when a local write commits; polls for events other nodes wrote.
+/// when a local write commits; polls for events other nodes wrote. A delivery to an endpoint paused on this node is
+/// due when its hold ends (<see cref="EndpointHolds"/>).
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IServiceScopeFactory scopes,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
+    EndpointHolds holds,
     SqliteWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
@@ -110,7 +112,7 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    NextAttemptAt = now,
+                    NextAttemptAt = holds.DueAt(subscription.Id, now),
                 });
             }
             dispatched.Add(evt.Sequence);

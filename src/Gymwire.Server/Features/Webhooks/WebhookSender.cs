@@ -210,6 +210,45 @@ public sealed partial class WebhookSender(
             .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
     }
 
+    /// <summary>
+    /// Moves a subscription's queued deliveries due at <paramref name="from"/> (and, when <paramref name="andEarlier"/>,
+    /// before it) to <paramref name="to"/>, and returns how many: the moves of a paused endpoint's hold
+    /// (<see cref="EndpointHolds"/>). Claimed ones are moved too: their attempt's outcome sets the time again, and a
+    /// claim over the endpoint's cap that is not given back yet would otherwise stay in the claims' way. Both shapes
+    /// walk the due index (on SQLite, named: for a range it would otherwise pick the subscription's index and read its
+    /// whole delivery log), so they cost the queue's head, never the log.
+    /// </summary>
+    public async Task<int> MoveQueuedAsync(Guid subscriptionId, DateTime from, bool andEarlier, DateTime to, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        using var turn = await gate.EnterAsync(db, ct);
+        var index = db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
+        var due = andEarlier ? "<=" : "=";
+        return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
+            UPDATE webhook_deliveries{{index}} SET next_attempt_at = {0}
+            WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}
+            """, to, from, subscriptionId), ct);
+    }
+
+    /// <summary>
+    /// Makes one of a subscription's queued deliveries held at <paramref name="held"/> due at <paramref name="now"/>
+    /// (a slow endpoint's next attempt) and returns 1, or 0 when none is held. Which one is left to the due index:
+    /// deliveries carry no order to keep (they are not sent in order anyway), and sorting would read every held one.
+    /// </summary>
+    public async Task<int> MoveOneQueuedAsync(Guid subscriptionId, DateTime held, DateTime now, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        using var turn = await gate.EnterAsync(db, ct);
+        var index = db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
+        return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
+            UPDATE webhook_deliveries SET next_attempt_at = {0}
+            WHERE id = (SELECT id FROM webhook_deliveries{{index}}
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at = {1} AND subscription_id = {2} LIMIT 1)
+            """, now, held, subscriptionId), ct);
+    }
+
     /// <summary>Attempts a delivery that no worker can claim (a test send: it has no due time) and returns once it is recorded.</summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
     {

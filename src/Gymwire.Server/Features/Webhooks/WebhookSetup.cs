@@ -18,6 +18,7 @@ public static class WebhookSetup
         services.AddSingleton<EgressGuard>();
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
+        services.AddSingleton<EndpointHolds>();
         services.AddSingleton<AttemptRecorder>();
         services.AddSingleton<WebhookSender>();
         services.AddScoped<WebhookService>();
