@@ -166,11 +166,12 @@ public sealed partial class DeliveryWorker(
     /// A probe is starting (the endpoint is open and its pause is over): the deliveries it leaves queued are held until
     /// its claim ends, so they wait for its outcome out of the way; the outcome moves them on (a new pause, or now).
     /// </summary>
-    private async Task HoldForProbeAsync(Guid subscriptionId, CancellationToken ct)
+    private async Task HoldForProbeAsync(Guid subscriptionId, Task released, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
         if (IsOpen(subscriptionId) && holds.TryGet(subscriptionId, out var held) && held <= now)
         {
+            await released;
             await HoldAsync(subscriptionId, now + _options.EffectiveClaimLease, ct);
         }
     }
@@ -181,7 +182,7 @@ public sealed partial class DeliveryWorker(
     /// (<see cref="LetNextGoAsync"/>). Without this, a slow endpoint's backlog sits at the head of the due index and
     /// every claim walks past it, for as long as it grows.
     /// </summary>
-    private async Task HoldForSlowAsync(Guid subscriptionId, CancellationToken ct)
+    private async Task HoldForSlowAsync(Guid subscriptionId, Task released, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
         if (IsOpen(subscriptionId) || !_slow.ContainsKey(subscriptionId) || holds.TryGet(subscriptionId, out var held) && held > now)
@@ -190,6 +191,7 @@ public sealed partial class DeliveryWorker(
         }
         var until = now + _options.EffectiveClaimLease;
         holds.Set(subscriptionId, until);
+        await released;
         await MoveAsync(subscriptionId, now, andEarlier: true, until, ct);
     }
 
@@ -248,6 +250,8 @@ public sealed partial class DeliveryWorker(
         var (skipSubscriptions, skipDeliveries) = Skips();
         var claimed = await sender.ClaimAsync(free, skipSubscriptions, skipDeliveries, ct);
         var overCap = new List<Guid>();
+        // A hold's move waits for the over-cap claims to be given back: they are its subscription's rows too.
+        var released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         foreach (var delivery in claimed)
         {
             var count = _perEndpoint.AddOrUpdate(delivery.SubscriptionId, 1, (_, c) => c + 1);
@@ -258,25 +262,32 @@ public sealed partial class DeliveryWorker(
                 continue;
             }
             var started = new TaskCompletionSource();
-            _inFlight[delivery.Id] = RunAsync(delivery, started.Task, ct);
+            _inFlight[delivery.Id] = RunAsync(delivery, started.Task, released.Task, ct);
             started.SetResult();
         }
-        if (overCap.Count > 0)
+        try
         {
-            await sender.ReleaseAsync(overCap, CancellationToken.None);
+            if (overCap.Count > 0)
+            {
+                await sender.ReleaseAsync(overCap, CancellationToken.None);
+            }
+        }
+        finally
+        {
+            released.SetResult();
         }
         return claimed.Count == free && overCap.Count == 0;
     }
 
-    private async Task RunAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
+    private async Task RunAsync(ClaimedDelivery delivery, Task registered, Task released, CancellationToken ct)
     {
         await registered;
         await Task.Yield();
         try
         {
             var subscription = delivery.SubscriptionId;
-            await HoldForProbeAsync(subscription, ct);
-            await HoldForSlowAsync(subscription, ct);
+            await HoldForProbeAsync(subscription, released, ct);
+            await HoldForSlowAsync(subscription, released, ct);
             if (await sender.AttemptAsync(delivery, ct) is { Attempt: var attempt } outcome)
             {
                 var slow = attempt.DurationMs >= _slowAttemptMs;

@@ -223,11 +223,11 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         using var turn = await gate.EnterAsync(db, ct);
-        var index = db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
         var due = andEarlier ? "<=" : "=";
         return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
-            UPDATE webhook_deliveries{{index}} SET next_attempt_at = {0}
-            WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}
+            UPDATE webhook_deliveries SET next_attempt_at = {0}
+            WHERE id IN (SELECT id FROM webhook_deliveries{{IndexHint(db)}}
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}{{SkipLocked(db)}})
             """, to, from, subscriptionId), ct);
     }
 
@@ -241,13 +241,22 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         using var turn = await gate.EnterAsync(db, ct);
-        var index = db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
         return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
             UPDATE webhook_deliveries SET next_attempt_at = {0}
-            WHERE id = (SELECT id FROM webhook_deliveries{{index}}
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at = {1} AND subscription_id = {2} LIMIT 1)
+            WHERE id IN (SELECT id FROM webhook_deliveries{{IndexHint(db)}}
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at = {1} AND subscription_id = {2} LIMIT 1{{SkipLocked(db)}})
             """, now, held, subscriptionId), ct);
     }
+
+    /// <summary>SQLite: the held moves name the due index (for a range it would pick the subscription's index and read its whole log).</summary>
+    private static string IndexHint(GymwireDbContext db) => db.Provider == DatabaseProvider.Sqlite ? " INDEXED BY ix_webhook_deliveries_due" : "";
+
+    /// <summary>
+    /// PostgreSQL: a held move never waits for a row lock. A locked row is being claimed, given back or recorded, and
+    /// those statements lock their rows in another order than the move's walk of the due index: waiting would risk a
+    /// deadlock (measured: the worker's release of over-cap claims failed so, and the worker stalled until woken).
+    /// </summary>
+    private static string SkipLocked(GymwireDbContext db) => db.Provider == DatabaseProvider.Postgres ? " FOR UPDATE SKIP LOCKED" : "";
 
     /// <summary>Attempts a delivery that no worker can claim (a test send: it has no due time) and returns once it is recorded.</summary>
     public async Task<AttemptOutcome?> AttemptAsync(Guid deliveryId, CancellationToken ct)
