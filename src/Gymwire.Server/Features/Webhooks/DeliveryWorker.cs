@@ -6,8 +6,8 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Claims due deliveries and attempts them, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once and at
 /// most <c>Webhooks:MaxConcurrentPerEndpoint</c> per subscription, so one slow endpoint cannot take every slot.
-/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>), its queued
-/// deliveries held out of the claims' way meanwhile (<see cref="EndpointHolds"/>).
+/// An endpoint that keeps failing is paused and probed (<c>Webhooks:FailingEndpointThreshold</c>); its queued
+/// deliveries, and a slow endpoint's behind its one attempt, are held out of the claims' way (<see cref="EndpointHolds"/>).
 /// Sleeps until woken (<see cref="DeliverySignal"/>), until the next retry is due, or the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(

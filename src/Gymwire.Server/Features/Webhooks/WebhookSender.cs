@@ -218,25 +218,18 @@ public sealed partial class WebhookSender(
     /// walk the due index (on SQLite, named: for a range it would otherwise pick the subscription's index and read its
     /// whole delivery log), so they cost the queue's head, never the log.
     /// </summary>
-    public async Task<int> MoveQueuedAsync(Guid subscriptionId, DateTime from, bool andEarlier, DateTime to, CancellationToken ct)
-    {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        using var turn = await gate.EnterAsync(db, ct);
-        var due = andEarlier ? "<=" : "=";
-        return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
-            UPDATE webhook_deliveries SET next_attempt_at = {0}
-            WHERE id IN (SELECT id FROM webhook_deliveries{{IndexHint(db)}}
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}{{SkipLocked(db)}})
-            """, to, from, subscriptionId), ct);
-    }
+    public Task<int> MoveQueuedAsync(Guid subscriptionId, DateTime from, bool andEarlier, DateTime to, CancellationToken ct) =>
+        MoveHeldAsync(subscriptionId, andEarlier ? "<=" : "=", from, to, "", ct);
 
     /// <summary>
     /// Makes one of a subscription's queued deliveries held at <paramref name="held"/> due at <paramref name="now"/>
     /// (a slow endpoint's next attempt) and returns 1, or 0 when none is held. Which one is left to the due index:
     /// deliveries carry no order to keep (they are not sent in order anyway), and sorting would read every held one.
     /// </summary>
-    public async Task<int> MoveOneQueuedAsync(Guid subscriptionId, DateTime held, DateTime now, CancellationToken ct)
+    public Task<int> MoveOneQueuedAsync(Guid subscriptionId, DateTime held, DateTime now, CancellationToken ct) =>
+        MoveHeldAsync(subscriptionId, "=", held, now, " LIMIT 1", ct);
+
+    private async Task<int> MoveHeldAsync(Guid subscriptionId, string due, DateTime from, DateTime to, string limit, CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
@@ -244,8 +237,8 @@ public sealed partial class WebhookSender(
         return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
             UPDATE webhook_deliveries SET next_attempt_at = {0}
             WHERE id IN (SELECT id FROM webhook_deliveries{{IndexHint(db)}}
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at = {1} AND subscription_id = {2} LIMIT 1{{SkipLocked(db)}})
-            """, now, held, subscriptionId), ct);
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}{{limit}}{{SkipLocked(db)}})
+            """, to, from, subscriptionId), ct);
     }
 
     /// <summary>SQLite: the held moves name the due index (for a range it would pick the subscription's index and read its whole log).</summary>
