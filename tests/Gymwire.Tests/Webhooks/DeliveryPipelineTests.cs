@@ -6,6 +6,7 @@ using Gymwire.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
+using Microsoft.Extensions.Options;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -25,6 +26,15 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         Payload = WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gymId, "{}", now), Status = DeliveryStatus.Pending,
         CreatedAt = now, NextAttemptAt = null,
     };
+
+    /// <summary>Saves <paramref name="count"/> <see cref="Parked"/> deliveries and returns their ids, in order.</summary>
+    private Task<List<Guid>> ParkAsync(Guid gymId, Guid subscriptionId, int count, DateTime now) => fx.WithDbAsync(async db =>
+    {
+        var list = Enumerable.Range(0, count).Select(_ => Parked(gymId, subscriptionId, now)).ToList();
+        db.WebhookDeliveries.AddRange(list);
+        await db.SaveChangesAsync();
+        return list.Select(d => d.Id).ToList();
+    });
 
     [Fact]
     public async Task Bulk_inserted_delivery_rows_read_back_exactly_as_entities_saved_by_EF()
@@ -253,7 +263,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         Assert.Equal(15, mine.Count);
         Assert.All(mine, c => Assert.Equal((0, true), (c.AttemptsRecorded, c.SubscriptionActive)));
         var outcomes = await Task.WhenAll(mine.Select(c => sender.AttemptAsync(c, CancellationToken.None)));
-        await sender.ReleaseAsync(claimed.Except(mine).Select(c => c.Id).ToList(), CancellationToken.None);
+        await sender.ReleaseAsync(claimed.Except(mine).ToList(), CancellationToken.None);
 
         var byId = mine.Zip(outcomes).ToDictionary(x => x.First.Id, x => x.Second!);
         var deliveries = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToDictionaryAsync(d => d.Id));
@@ -281,19 +291,61 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_claim_takes_its_deliveries_out_of_the_queue_until_its_lease_ends_and_a_release_puts_them_back_in_their_place()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/lease"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var ids = await ParkAsync(gym.GymId, hook.Id, 4, now);
+        // Due a second apart, oldest first; made due without waking the worker.
+        var dueAt = ids.Select((_, i) => now.AddSeconds(i - ids.Count)).ToList();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            var (id, due) = (ids[i], dueAt[i]);
+            await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, due)));
+        }
+        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var leaseEnd = now + fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+        async Task<List<(DateTime? NextAttemptAt, DateTime? LockedUntil)>> StoredAsync() =>
+            [.. (await fx.DeliveriesAsync(hook.Id)).OrderBy(d => ids.IndexOf(d.Id)).Select(d => (d.NextAttemptAt, d.LockedUntil))];
+
+        // Claimed, the two oldest are due at the end of their lease: the head of the due index holds only deliveries no worker has.
+        var first = (await sender.ClaimAsync(2, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
+        Assert.Equal(ids[..2], first.Select(c => c.Id));
+        Assert.Equal(dueAt[..2], first.Select(c => c.DueAt!.Value));
+        List<(DateTime?, DateTime?)> expected = [(leaseEnd, leaseEnd), (leaseEnd, leaseEnd), (dueAt[2], null), (dueAt[3], null)];
+        Assert.Equal(expected, await StoredAsync());
+
+        // The next claim takes the next two, in due order.
+        var second = (await sender.ClaimAsync(10, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
+        Assert.Equal(ids[2..], second.Select(c => c.Id));
+        Assert.Equal(dueAt[2..], second.Select(c => c.DueAt!.Value));
+
+        // Given back without an attempt: each is due again at its own time, in its place, or at the end of a hold of its
+        // endpoint that began while it was out.
+        var holds = fx.Services.GetRequiredService<EndpointHolds>();
+        var holdEnd = now.AddMinutes(1);
+        holds.Set(hook.Id, holdEnd);
+        await sender.ReleaseAsync(second, CancellationToken.None);
+        Assert.True(holds.TryRemove(hook.Id, out _));
+        await sender.ReleaseAsync(first, CancellationToken.None);
+        expected = [(dueAt[0], null), (dueAt[1], null), (holdEnd, null), (holdEnd, null)];
+        Assert.Equal(expected, await StoredAsync());
+
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(2));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all four delivered");
+        Assert.Equal(4, receiver.At("/lease").Count);
+    }
+
+    [Fact]
     public async Task A_record_whose_delivery_vanished_does_not_fail_the_others_recorded_with_it()
     {
         await using var receiver = await TestReceiver.StartAsync();
         var gym = await fx.CreateGymAsync();
         var hook = await gym.CreateWebhookAsync(receiver.Url("/vanish"), "lead.created");
         var now = fx.Clock.GetUtcNow().UtcDateTime;
-        var ids = await fx.WithDbAsync(async db =>
-        {
-            var list = Enumerable.Range(0, 6).Select(_ => Parked(gym.GymId, hook.Id, now)).ToList();
-            db.WebhookDeliveries.AddRange(list);
-            await db.SaveChangesAsync();
-            return list.Select(d => d.Id).ToList();
-        });
+        var ids = await ParkAsync(gym.GymId, hook.Id, 6, now);
         var sender = fx.Services.GetRequiredService<WebhookSender>();
         // Read them as a claim would, then delete one before its attempt is recorded (retention, or a deleted webhook).
         var loaded = new List<ClaimedDelivery>();

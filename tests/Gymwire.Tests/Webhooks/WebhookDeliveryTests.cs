@@ -747,8 +747,8 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // Four claimers at once, as four nodes would (the running worker may be a fifth).
         var sender = fx.Services.GetRequiredService<WebhookSender>();
         var claims = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => sender.ClaimAsync(15, [], [], CancellationToken.None))));
-        var claimed = claims.SelectMany(c => c.Select(d => d.Id)).ToList();
-        Assert.Equal(claimed.Count, claimed.Distinct().Count());
+        var claimed = claims.SelectMany(c => c).ToList();
+        Assert.Equal(claimed.Count, claimed.Select(d => d.Id).Distinct().Count());
 
         await sender.ReleaseAsync(claimed, CancellationToken.None);
         fx.WakeWorker();

@@ -249,7 +249,7 @@ public sealed partial class DeliveryWorker(
         }
         var (skipSubscriptions, skipDeliveries) = Skips();
         var claimed = await sender.ClaimAsync(free, skipSubscriptions, skipDeliveries, ct);
-        var overCap = new List<Guid>();
+        var overCap = new List<ClaimedDelivery>();
         // A hold's move waits for the over-cap claims to be given back: they are its subscription's rows too.
         var released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         foreach (var delivery in claimed)
@@ -258,7 +258,7 @@ public sealed partial class DeliveryWorker(
             if (count > CapFor(delivery.SubscriptionId))
             {
                 Leave(delivery.SubscriptionId);
-                overCap.Add(delivery.Id);
+                overCap.Add(delivery);
                 continue;
             }
             var started = new TaskCompletionSource();

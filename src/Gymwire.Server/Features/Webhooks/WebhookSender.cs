@@ -32,7 +32,14 @@ public sealed record ClaimedDelivery(
     bool SubscriptionActive,
     string SecretProtected,
     string? PreviousSecretProtected,
-    DateTime? PreviousSecretExpiresAt);
+    DateTime? PreviousSecretExpiresAt)
+{
+    /// <summary>
+    /// When the delivery was due before its claim moved it to the end of the lease (null for a test send, which is
+    /// attempted without a claim): a claim given back without an attempt is due at this time again.
+    /// </summary>
+    public DateTime? DueAt { get; init; }
+}
 
 /// <summary>What one attempt produced.</summary>
 public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus);
@@ -48,6 +55,7 @@ public sealed partial class WebhookSender(
     WebhookSecretProtector secrets,
     AttemptRecorder recorder,
     SqliteWriteGate gate,
+    EndpointHolds holds,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookSender> logger)
@@ -65,7 +73,11 @@ public sealed partial class WebhookSender(
     /// Atomically claims up to <paramref name="limit"/> due deliveries for <see cref="WebhookOptions.EffectiveClaimLease"/>
     /// and reads them with their subscriptions. PostgreSQL skips rows other nodes hold (<c>FOR UPDATE SKIP LOCKED</c>)
     /// and returns the ids it claimed; SQLite has one writer (one process, and in it the write gate), so there the due
-    /// ids are read and claimed in one write transaction. Expired claims (a worker that died) are due again.
+    /// ids are read and claimed in one write transaction. A claim is a visibility timeout: it moves the delivery's due
+    /// time to the end of the lease, so the due index's head holds only deliveries no worker has (left at their due
+    /// time, every claim walked past every delivery in flight, up to <see cref="WebhookOptions.MaxConcurrentDeliveries"/>
+    /// per node, with a table read each). The attempt's outcome sets the due time again; a claim given back without
+    /// one restores it (<see cref="ReleaseAsync"/>); a claim whose worker died is due again at the lease's end.
     /// </summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
@@ -79,27 +91,28 @@ public sealed partial class WebhookSender(
             // block also has PostgreSQL log a warning, twice per claim).
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             var claimed = await db.Database.SqlQuery<ClaimedId>(WalkingTheQueue(PostgresClaim(now, until, limit, skipSubscriptions, skipDeliveries))).ToListAsync(ct);
-            var ids = claimed.OrderBy(c => c.NextAttemptAt).Select(c => c.Id).ToList();
-            var read = ids.Count == 0 ? [] : await ReadClaimed(db, ids).ToListAsync(ct);
+            var read = claimed.Count == 0 ? [] : await ReadClaimed(db, [.. claimed.Select(c => c.Id)]).ToListAsync(ct);
             await tx.CommitAsync(ct);
-            return InOrder(read, ids);
+            return InOrder(read, claimed);
         }
-        List<Guid> due;
+        List<ClaimedId> due;
         using (await gate.EnterAsync(db, ct))
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
-            due = await Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit).Select(x => x.Id).ToListAsync(ct);
+            due = await Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit)
+                .Select(x => new ClaimedId(x.Id, x.NextAttemptAt!.Value)).ToListAsync(ct);
             if (due.Count > 0)
             {
-                await db.WebhookDeliveries.Where(d => due.Contains(d.Id))
-                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until), ct);
+                var ids = due.Select(c => c.Id).ToList();
+                await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
+                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.NextAttemptAt, until), ct);
             }
             await tx.CommitAsync(ct);
         }
-        return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, due).ToListAsync(ct), due);
+        return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, [.. due.Select(c => c.Id)]).ToListAsync(ct), due);
     }
 
-    /// <summary>A claimed delivery's id and due time, as PostgreSQL's claim returns them.</summary>
+    /// <summary>A claimed delivery's id and its due time before the claim.</summary>
     internal sealed record ClaimedId(Guid Id, DateTime NextAttemptAt);
 
     /// <summary>
@@ -108,27 +121,29 @@ public sealed partial class WebhookSender(
     /// </summary>
     internal static IQueryable<ClaimedDelivery> ReadClaimed(GymwireDbContext db, List<Guid> ids) => Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)));
 
-    private static List<ClaimedDelivery> InOrder(List<ClaimedDelivery> read, List<Guid> ids)
+    /// <summary>The claimed deliveries in due order, each with its due time before the claim.</summary>
+    private static List<ClaimedDelivery> InOrder(List<ClaimedDelivery> read, List<ClaimedId> claimed)
     {
-        var position = ids.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i);
-        return [.. read.OrderBy(d => position[d.Id])];
+        var due = claimed.ToDictionary(c => c.Id, c => c.NextAttemptAt);
+        return [.. read.Select(d => d with { DueAt = due[d.Id] }).OrderBy(d => d.DueAt)];
     }
 
     /// <summary>
-    /// PostgreSQL's claim: locks and leases the oldest due deliveries no other node holds. locked_until is in no index,
-    /// so the claim can be a HOT update (no new index entries).
+    /// PostgreSQL's claim: locks and leases the oldest due deliveries no other node holds, moves them to the lease's
+    /// end, and returns their ids with their due times before it.
     /// </summary>
     internal static FormattableString PostgresClaim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries) => $"""
-        UPDATE webhook_deliveries SET locked_until = {until}
-        WHERE id IN (
-            SELECT id FROM webhook_deliveries
+        UPDATE webhook_deliveries AS d SET locked_until = {until}, next_attempt_at = {until}
+        FROM (
+            SELECT id, next_attempt_at FROM webhook_deliveries
             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
               AND (locked_until IS NULL OR locked_until <= {now})
               AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
             ORDER BY next_attempt_at
             LIMIT {limit}
-            FOR UPDATE SKIP LOCKED)
-        RETURNING id, next_attempt_at
+            FOR UPDATE SKIP LOCKED) AS due
+        WHERE d.id = due.id
+        RETURNING d.id, due.next_attempt_at
         """;
 
     /// <summary>
@@ -200,21 +215,35 @@ public sealed partial class WebhookSender(
             .FirstOrDefaultAsync(ct);
     }
 
-    /// <summary>Gives claims back without an attempt (shutdown, or a claim over the per-endpoint cap).</summary>
-    public async Task ReleaseAsync(IReadOnlyCollection<Guid> ids, CancellationToken ct)
+    /// <summary>
+    /// Gives claims back without an attempt (shutdown, or a claim over the per-endpoint cap): each is due again at its
+    /// due time before the claim, in its place in the queue, or at the end of its endpoint's hold if one has begun
+    /// meanwhile (a hold's move passes claimed deliveries by). One statement per due time (a claim's deliveries of one
+    /// event share theirs), in one write transaction.
+    /// </summary>
+    public async Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         using var turn = await gate.EnterAsync(db, ct);
-        await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
-            .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        foreach (var group in deliveries.GroupBy(d => d.DueAt is { } due ? holds.DueAt(d.SubscriptionId, due) : (DateTime?)null))
+        {
+            var ids = group.Select(d => d.Id).ToList();
+            var released = db.WebhookDeliveries.Where(d => ids.Contains(d.Id));
+            _ = group.Key is { } due
+                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.NextAttemptAt, due), ct)
+                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
+        }
+        await tx.CommitAsync(ct);
     }
 
     /// <summary>
     /// Moves a subscription's queued deliveries due at <paramref name="from"/> (and, when <paramref name="andEarlier"/>,
     /// before it) to <paramref name="to"/>, and returns how many: the moves of a paused endpoint's hold
-    /// (<see cref="EndpointHolds"/>). Claimed ones are moved too: their attempt's outcome sets the time again, and a
-    /// claim over the endpoint's cap that is not given back yet would otherwise stay in the claims' way. Both shapes
+    /// (<see cref="EndpointHolds"/>). Claimed ones are passed by: they are out of the claims' way until their lease
+    /// ends, their attempt's outcome sets their time, and one given back without an attempt takes the hold's time
+    /// (<see cref="ReleaseAsync"/>). Both shapes
     /// walk the due index (on SQLite, named: for a range it would otherwise pick the subscription's index and read its
     /// whole delivery log), so they cost the queue's head, never the log.
     /// </summary>
@@ -234,11 +263,13 @@ public sealed partial class WebhookSender(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         using var turn = await gate.EnterAsync(db, ct);
+        var now = clock.GetUtcNow().UtcDateTime;
         return await db.Database.ExecuteSqlAsync(FormattableStringFactory.Create($$"""
             UPDATE webhook_deliveries SET next_attempt_at = {0}
             WHERE id IN (SELECT id FROM webhook_deliveries{{IndexHint(db)}}
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}{{limit}}{{SkipLocked(db)}})
-            """, to, from, subscriptionId), ct);
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at {{due}} {1} AND subscription_id = {2}
+                  AND (locked_until IS NULL OR locked_until <= {3}){{limit}}{{SkipLocked(db)}})
+            """, to, from, subscriptionId, now), ct);
     }
 
     /// <summary>SQLite: the held moves name the due index (for a range it would pick the subscription's index and read its whole log).</summary>
@@ -292,7 +323,7 @@ public sealed partial class WebhookSender(
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            await ReleaseAsync([delivery.Id], CancellationToken.None);
+            await ReleaseAsync([delivery], CancellationToken.None);
             throw;
         }
         // Retries count from the end of the failed attempt.
