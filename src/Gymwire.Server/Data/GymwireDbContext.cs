@@ -56,6 +56,23 @@ public abstract class GymwireDbContext(DbContextOptions options)
     /// <summary>Whether, and for what, this context holds <see cref="SqliteWriteGate"/>'s turn.</summary>
     internal WriteTurn WriteTurn { get; set; }
 
+    /// <summary>The gate whose turn a <c>SaveChanges</c> of this context holds; see <see cref="Dispose"/>.</summary>
+    internal SqliteWriteGate? SaveTurnGate { get; set; }
+
+    /// <summary>Gives back a write turn a save took and never returned (it threw before it began writing).</summary>
+    public override void Dispose()
+    {
+        SaveTurnGate?.LeaveSave(this);
+        base.Dispose();
+    }
+
+    /// <inheritdoc cref="Dispose"/>
+    public override ValueTask DisposeAsync()
+    {
+        SaveTurnGate?.LeaveSave(this);
+        return base.DisposeAsync();
+    }
+
     /// <summary>Which provider this context talks to; lets the few provider-specific queries branch.</summary>
     public abstract DatabaseProvider Provider { get; }
 

@@ -47,7 +47,7 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         {
             throw TimedOut();
         }
-        db.WriteTurn = WriteTurn.HeldForSave;
+        HeldForSave(db);
     }
 
     internal async Task EnterSaveAsync(GymwireDbContext db, CancellationToken ct)
@@ -62,7 +62,19 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         {
             throw TimedOut();
         }
+        HeldForSave(db);
+    }
+
+    /// <summary>
+    /// The context remembers the gate, so that disposing it gives back a turn its save never did: EF Core reports
+    /// neither failure nor cancellation of a save that throws before it writes (in <c>DetectChanges</c>, or in a
+    /// <c>SavingChanges</c> interceptor after this one), and such a turn would otherwise stop every writer in the
+    /// process for good.
+    /// </summary>
+    private void HeldForSave(GymwireDbContext db)
+    {
         db.WriteTurn = WriteTurn.HeldForSave;
+        db.SaveTurnGate = this;
     }
 
     private static TimeoutException TimedOut() => new($"The SQLite write turn was not free within {SaveTimeout.TotalSeconds:0} s.");
@@ -73,6 +85,7 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         if (db.WriteTurn == WriteTurn.HeldForSave)
         {
             db.WriteTurn = WriteTurn.None;
+            db.SaveTurnGate = null;
             _turn.Release();
         }
     }

@@ -108,6 +108,30 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
     }
 
     [Fact]
+    public async Task A_save_that_throws_before_it_writes_gives_its_turn_back_when_its_context_is_disposed()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using (var scope = fx.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var lead = NewLead(gym.GymId, "Rekeyed");
+            db.Leads.Add(lead);
+            await db.SaveChangesAsync();
+            // A key changed on a tracked entity: change detection throws after the turn was taken and before EF's
+            // save begins, where EF reports neither failure nor cancellation to the interceptors.
+            lead.Id = Guid.CreateVersion7();
+            await Assert.ThrowsAsync<InvalidOperationException>(() => db.SaveChangesAsync());
+        }
+
+        await using var contexts = new Contexts(fx.Services);
+        var next = contexts.New();
+        (await Gate.EnterAsync(next, CancellationToken.None).AsTask().WaitAsync(Patience)).Dispose();
+        next.Leads.Add(NewLead(gym.GymId, "After"));
+        Assert.Equal(1, await next.SaveChangesAsync().WaitAsync(Patience));
+        Assert.Equal(2, await LeadsAsync(gym.GymId));
+    }
+
+    [Fact]
     public async Task A_save_cancelled_while_it_waits_leaves_the_holders_turn_alone()
     {
         var gym = await fx.CreateGymAsync();
