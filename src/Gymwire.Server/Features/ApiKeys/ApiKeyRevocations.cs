@@ -178,10 +178,11 @@ public sealed partial class ApiKeyRevocationPoller(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        // One round trip: both aggregates in one statement (no row at all when nothing is revoked).
+        // One round trip: both aggregates in one statement (no row at all when nothing is revoked). Read as a
+        // list, not with FirstOrDefault: a row limit without ORDER BY makes EF Core log a warning at start-up.
         var revoked = await db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt != null).GroupBy(_ => 1)
-            .Select(g => new { Count = g.Count(), Latest = g.Max(k => k.RevokedAt) }).FirstOrDefaultAsync(ct);
-        return revoked is null ? (0, null) : (revoked.Count, revoked.Latest);
+            .Select(g => new { Count = g.Count(), Latest = g.Max(k => k.RevokedAt) }).ToListAsync(ct);
+        return revoked.Count == 0 ? (0, null) : (revoked[0].Count, revoked[0].Latest);
     }
 
     [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "API keys were revoked elsewhere; cache cleared")]
