@@ -91,7 +91,7 @@ public sealed class PostgresCluster
     private const string DirectoryPrefix = "gymwire-pg-";
     private const string OwnerFile = "owner";
 
-    private static string Owner(Process process) => $"{process.Id} {process.StartTime.ToUniversalTime().Ticks}";
+    internal static string Owner(Process process) => $"{process.Id} {process.StartTime.ToUniversalTime().Ticks}";
 
     /// <summary>
     /// Stops and deletes the clusters of earlier runs whose process is gone. A test host that is killed (or ends
@@ -131,17 +131,24 @@ public sealed class PostgresCluster
         }
     }
 
-    private static bool IsAlive(string owner)
+    /// <summary>
+    /// Whether the process that wrote an owner file still runs: the same pid, started at the same time. The start time
+    /// is compared within a second, not exactly: on Linux .NET derives it from the boot time, which each process computes
+    /// as now minus uptime, so two processes read the same process's start time some microseconds apart. An exact
+    /// comparison called every other live run dead, and a test run started beside another (scripts/soak during
+    /// development) stopped that run's PostgreSQL server mid-test.
+    /// </summary>
+    internal static bool IsAlive(string owner)
     {
         var parts = owner.Split(' ');
-        if (parts.Length != 2 || !int.TryParse(parts[0], out var pid))
+        if (parts.Length != 2 || !int.TryParse(parts[0], out var pid) || !long.TryParse(parts[1], out var startTicks))
         {
             return false;
         }
         try
         {
             using var process = Process.GetProcessById(pid);
-            return Owner(process) == owner.Trim();
+            return Math.Abs(process.StartTime.ToUniversalTime().Ticks - startTicks) < TimeSpan.TicksPerSecond;
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
