@@ -4,6 +4,8 @@ using Gymwire.Features.Events;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Options;
 
 namespace Gymwire.Data;
@@ -146,6 +148,10 @@ public static class DatabaseSetup
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
             await db.Database.CloseConnectionAsync();
         }
+        // On a new PostgreSQL database EF Core reads the history table before it creates it, and the failed read is
+        // logged at Error level (npgsql/efcore.pg#3407): an operator's first start looked like a failed install.
+        // Creating the table first, with EF's own statement, leaves nothing to fail.
+        await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
         await db.Database.MigrateAsync(cancellationToken);
     }
 }

@@ -66,6 +66,18 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Migrate_on_a_new_database_logs_no_error()
+    {
+        // What an operator sees on the first start: an error line there reads as a failed installation.
+        var database = await fx.CreateScratchDatabaseAsync();
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
+        Assert.True(code == 0, stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
+        Assert.DoesNotContain("fail:", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("crit:", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Migrate_is_idempotent_on_an_existing_database()
     {
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate");
