@@ -78,6 +78,22 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Three_nodes_migrating_a_new_database_at_once_all_succeed()
+    {
+        // Several nodes (or replicas of a deployment) starting together on a new database each migrate it. Without a lock
+        // around the whole run, PostgreSQL nodes applied the same migration twice and all but one failed (in most tries).
+        var database = await fx.CreateScratchDatabaseAsync();
+        var runs = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}")));
+        foreach (var (code, stdout, stderr) in runs)
+        {
+            Assert.True(code == 0, stderr);
+            Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
+        }
+        var (again, _, againErr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
+        Assert.True(again == 0, againErr);
+    }
+
+    [Fact]
     public async Task Migrate_is_idempotent_on_an_existing_database()
     {
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate");
