@@ -153,7 +153,9 @@ public static class DatabaseSetup
             await MigrateCoreAsync(db, cancellationToken);
             return;
         }
-        await using var migrationLock = await PostgresMigrationLock.AcquireAsync(db.Database.GetConnectionString()!, cancellationToken);
+        await PostgresMigrationLock.EnsureDatabaseAsync(db, cancellationToken);
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<PostgresMigrationLock>();
+        await using var migrationLock = await PostgresMigrationLock.AcquireAsync((Npgsql.NpgsqlConnection)db.Database.GetDbConnection(), logger, cancellationToken);
         await MigrateCoreAsync(db, cancellationToken);
     }
 
@@ -164,57 +166,6 @@ public static class DatabaseSetup
         // Creating the table first, with EF's own statement, leaves nothing to fail.
         await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
         await db.Database.MigrateAsync(cancellationToken);
-    }
-}
-
-/// <summary>
-/// One migration run at a time per PostgreSQL database, across processes. EF Core's own PostgreSQL lock is a
-/// <c>LOCK TABLE</c> in each migration's transaction: it does not stop two nodes that start together from both
-/// applying the same migration, and the second then fails on a step the first already made (a dropped index:
-/// <c>CliTests</c>' two concurrent <c>migrate</c> runs failed that way in most tries). A session-level advisory lock,
-/// on a connection of its own (not pooled, so that the session, and the lock with it, ends when the lock is given
-/// back or the process dies), makes the later run wait for the earlier one and then find nothing pending.
-/// </summary>
-internal sealed class PostgresMigrationLock : IAsyncDisposable
-{
-    /// <summary>The advisory lock's key: "Gymwire" in ASCII. Only Gymwire's migrations take it.</summary>
-    internal const long Key = 0x47796D77697265;
-
-    private readonly Npgsql.NpgsqlConnection _connection;
-
-    private PostgresMigrationLock(Npgsql.NpgsqlConnection connection) => _connection = connection;
-
-    public static async Task<PostgresMigrationLock> AcquireAsync(string connectionString, CancellationToken cancellationToken)
-    {
-        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, Multiplexing = false };
-        var connection = new Npgsql.NpgsqlConnection(builder.ConnectionString);
-        try
-        {
-            await connection.OpenAsync(cancellationToken);
-            await using var command = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({Key})", connection);
-            await command.ExecuteNonQueryAsync(cancellationToken);
-            return new PostgresMigrationLock(connection);
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        // Closing the unpooled connection ends its session, which releases the lock; unlocking first says so explicitly.
-        try
-        {
-            await using var command = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({Key})", _connection);
-            await command.ExecuteNonQueryAsync();
-        }
-        catch (Npgsql.NpgsqlException)
-        {
-            // The connection broke: its session, and the lock, are gone already.
-        }
-        await _connection.DisposeAsync();
     }
 }
 

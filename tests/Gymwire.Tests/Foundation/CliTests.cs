@@ -69,7 +69,7 @@ public abstract class CliTests(GymwireFixture fx)
     public async Task Migrate_on_a_new_database_logs_no_error()
     {
         // What an operator sees on the first start: an error line there reads as a failed installation.
-        var database = await fx.CreateScratchDatabaseAsync();
+        var database = await NewDatabaseAsync();
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
         Assert.True(code == 0, stderr);
         Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
@@ -78,11 +78,12 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Three_nodes_migrating_a_new_database_at_once_all_succeed()
+    public async Task Three_nodes_starting_at_once_on_a_database_that_does_not_exist_yet_all_migrate_it()
     {
-        // Several nodes (or replicas of a deployment) starting together on a new database each migrate it. Without a lock
-        // around the whole run, PostgreSQL nodes applied the same migration twice and all but one failed (in most tries).
-        var database = await fx.CreateScratchDatabaseAsync();
+        // Several nodes (or replicas of a deployment) starting together each create (PostgreSQL: if missing) and migrate
+        // the database. Without a lock around the whole run, PostgreSQL nodes applied the same migration twice and all
+        // but one failed (in most tries).
+        var database = await NewDatabaseAsync();
         var runs = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}")));
         foreach (var (code, stdout, stderr) in runs)
         {
@@ -91,6 +92,17 @@ public abstract class CliTests(GymwireFixture fx)
         }
         var (again, _, againErr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
         Assert.True(again == 0, againErr);
+    }
+
+    /// <summary>A connection string to a database that does not exist yet (PostgreSQL: a new name; SQLite: a new file).</summary>
+    private async Task<string> NewDatabaseAsync()
+    {
+        var scratch = await fx.CreateScratchDatabaseAsync();
+        if (fx.Store != Store.Postgres)
+        {
+            return scratch;
+        }
+        return new Npgsql.NpgsqlConnectionStringBuilder(scratch) { Database = "gymwire_new_" + Guid.NewGuid().ToString("N")[..12] }.ConnectionString;
     }
 
     [Fact]
