@@ -153,9 +153,8 @@ public static class DatabaseSetup
             await MigrateCoreAsync(db, cancellationToken);
             return;
         }
-        await PostgresMigrationLock.EnsureDatabaseAsync(db, cancellationToken);
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<PostgresMigrationLock>();
-        await using var migrationLock = await PostgresMigrationLock.AcquireAsync((Npgsql.NpgsqlConnection)db.Database.GetDbConnection(), logger, cancellationToken);
+        await using var migrationLock = await PostgresMigrationLock.AcquireAsync(db, logger, cancellationToken);
         await MigrateCoreAsync(db, cancellationToken);
     }
 

@@ -34,43 +34,28 @@ public sealed partial class PostgresMigrationLock : IAsyncDisposable
     }
 
     /// <summary>
-    /// Creates the database when it does not exist yet, as EF Core's <c>Migrate</c> would: the lock's connection opens
-    /// the database, so it must exist first. Nodes starting together may race to create it; the losers carry on.
+    /// Takes the lock, waiting for as long as another node's migration run takes. A database that does not exist yet
+    /// is created first, as EF Core's <c>Migrate</c> would (the lock's connection opens it); nodes starting together may
+    /// race to create it, and the losers carry on.
     /// </summary>
-    public static async Task EnsureDatabaseAsync(GymwireDbContext db, CancellationToken cancellationToken)
-    {
-        // Probed with a plain connection: EF Core's own check logs the refused connection at Error level.
-        var template = (NpgsqlConnection)db.Database.GetDbConnection();
-        try
-        {
-            await using var probe = template.CloneWith(Unpooled(template.ConnectionString).ConnectionString);
-            await probe.OpenAsync(cancellationToken);
-            return;
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
-        {
-            // It does not exist yet.
-        }
-        try
-        {
-            await db.GetService<IRelationalDatabaseCreator>().CreateAsync(cancellationToken);
-        }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DuplicateDatabase or PostgresErrorCodes.UniqueViolation)
-        {
-            // Another node created it a moment ago.
-        }
-    }
-
-    /// <summary>Takes the lock, waiting for as long as another node's migration run takes.</summary>
-    public static async Task<PostgresMigrationLock> AcquireAsync(NpgsqlConnection template, ILogger logger, CancellationToken cancellationToken)
+    public static async Task<PostgresMigrationLock> AcquireAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
         // CloneWith keeps the template's credentials even where its connection string no longer shows the password.
-        var builder = Unpooled(template.ConnectionString);
-        builder.CommandTimeout = 0;
+        var template = (NpgsqlConnection)db.Database.GetDbConnection();
+        var builder = new NpgsqlConnectionStringBuilder(template.ConnectionString) { Pooling = false, Multiplexing = false, CommandTimeout = 0 };
         var connection = template.CloneWith(builder.ConnectionString);
         try
         {
-            await connection.OpenAsync(cancellationToken);
+            // Opened directly, not through EF Core's existence check, which logs the refused connection at Error level.
+            try
+            {
+                await connection.OpenAsync(cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+            {
+                await CreateDatabaseAsync(db, cancellationToken);
+                await connection.OpenAsync(cancellationToken);
+            }
             // The wait lasts as long as another node's migration (a rolling upgrade may rebuild a large index), so no
             // statement, lock or idle timeout of the role's may end this session; and should this host die without
             // closing its socket, the server notices within about a minute, so a dead node does not hold the others.
@@ -88,6 +73,18 @@ public sealed partial class PostgresMigrationLock : IAsyncDisposable
         {
             await connection.DisposeAsync();
             throw;
+        }
+    }
+
+    private static async Task CreateDatabaseAsync(GymwireDbContext db, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await db.GetService<IRelationalDatabaseCreator>().CreateAsync(cancellationToken);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DuplicateDatabase or PostgresErrorCodes.UniqueViolation)
+        {
+            // Another node created it a moment ago.
         }
     }
 
@@ -110,9 +107,6 @@ public sealed partial class PostgresMigrationLock : IAsyncDisposable
             await _connection.DisposeAsync();
         }
     }
-
-    private static NpgsqlConnectionStringBuilder Unpooled(string connectionString) =>
-        new(connectionString) { Pooling = false, Multiplexing = false };
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)
     {

@@ -23,11 +23,11 @@ public static class GymwireCli
         root.SetAction((_, ct) => ServeAsync(args, ct));
 
         var migrate = new Command("migrate", "Apply database migrations and exit.");
-        migrate.SetAction((_, ct) => AdminAsync(args, async (services, ct2) =>
+        // AdminAsync migrates before every command; this one only reports it.
+        migrate.SetAction((_, ct) => AdminAsync(args, (services, _) =>
         {
-            await DatabaseSetup.MigrateAsync(services, ct2);
             var provider = services.GetRequiredService<IOptions<DatabaseOptions>>().Value.ProviderKind;
-            return Ok(new { migrated = true, provider = provider.ToString().ToLowerInvariant() });
+            return Task.FromResult(Ok(new { migrated = true, provider = provider.ToString().ToLowerInvariant() }));
         }, ct));
 
         var gyms = new Command("gyms", "Manage gyms.");
