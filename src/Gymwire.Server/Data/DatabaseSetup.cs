@@ -81,7 +81,12 @@ public static class DatabaseSetup
     {
         builder.UseSqlite(connectionString, o => o.MigrationsHistoryTable("__ef_migrations_history").UseParameterizedCollectionMode(CollectionsAsOneParameter))
             .UseSnakeCaseNamingConvention()
-            .AddInterceptors(SqlitePragmas.Instance);
+            .AddInterceptors(SqlitePragmas.Instance)
+            // EF Core warns, at every migration that rebuilds a table, that a run killed in it "would need to be
+            // reverted manually". Gymwire's runs recover from that themselves (SqliteMigrationLock), and
+            // Foundation/SqliteUpgradeTests kills every such migration in its rebuild and checks the next run's schema;
+            // logged at every new install, the warning told operators of a manual repair they will never need.
+            .ConfigureWarnings(w => w.Ignore(RelationalEventId.NonTransactionalMigrationOperationWarning));
         if (services is not null)
         {
             builder.AddInterceptors(services.GetRequiredService<SqliteWriteGateInterceptor>());
@@ -146,9 +151,12 @@ public static class DatabaseSetup
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         if (db.Provider == DatabaseProvider.Sqlite)
         {
+            var sqliteLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<SqliteMigrationLock>();
+            await using var fileLock = await SqliteMigrationLock.AcquireAsync(db, sqliteLogger, cancellationToken);
             // WAL lets readers run beside the writer; it is a property of the file, so set it once here.
             await db.Database.OpenConnectionAsync(cancellationToken);
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+            await SqliteMigrationLock.RecoverInterruptedRunAsync(db, sqliteLogger, cancellationToken);
             await db.Database.CloseConnectionAsync();
             await MigrateCoreAsync(db, cancellationToken);
             return;

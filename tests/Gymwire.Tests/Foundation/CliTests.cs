@@ -66,13 +66,15 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Migrate_on_a_new_database_logs_no_error()
+    public async Task Migrate_on_a_new_database_logs_no_error_or_warning()
     {
-        // What an operator sees on the first start: an error line there reads as a failed installation.
+        // What an operator sees on the first start: an error line there reads as a failed installation, and a warning
+        // as a problem to look into (EF Core's SQLite rebuild warning asked for a manual repair; see SqliteUpgradeTests).
         var database = await NewDatabaseAsync();
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
         Assert.True(code == 0, stderr);
         Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
+        Assert.DoesNotContain("warn:", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("fail:", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("crit:", stderr, StringComparison.Ordinal);
     }
