@@ -152,9 +152,9 @@ public static class DatabaseSetup
         if (db.Provider == DatabaseProvider.Sqlite)
         {
             var sqliteLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<SqliteMigrationLock>();
+            await db.Database.OpenConnectionAsync(cancellationToken);
             await using var fileLock = await SqliteMigrationLock.AcquireAsync(db, sqliteLogger, cancellationToken);
             // WAL lets readers run beside the writer; it is a property of the file, so set it once here.
-            await db.Database.OpenConnectionAsync(cancellationToken);
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
             await SqliteMigrationLock.RecoverInterruptedRunAsync(db, sqliteLogger, cancellationToken);
             await db.Database.CloseConnectionAsync();

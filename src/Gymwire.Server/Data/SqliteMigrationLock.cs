@@ -26,17 +26,19 @@ public sealed partial class SqliteMigrationLock : IAsyncDisposable
     private SqliteMigrationLock(FileStream? file) => _file = file;
 
     /// <summary>
-    /// Takes the lock, waiting for as long as another process's migration run takes (logged once). An in-memory
-    /// database has no file and no other process to share it with, so it gets no lock.
+    /// Takes the lock, waiting for as long as another process's migration run takes (logged once). Call it with the
+    /// context's connection open: the file is the one SQLite opened (a relative path, <c>|DataDirectory|</c> or a
+    /// <c>file:</c> URI resolved as SQLite resolves it). An in-memory or temporary database has no file and no other
+    /// process to share it with, so it gets no lock.
     /// </summary>
     public static async Task<SqliteMigrationLock> AcquireAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
-        var builder = new SqliteConnectionStringBuilder(db.Database.GetConnectionString());
-        if (builder.Mode == SqliteOpenMode.Memory || builder.DataSource is "" or ":memory:")
+        var file = ((SqliteConnection)db.Database.GetDbConnection()).DataSource;
+        if (string.IsNullOrEmpty(file))
         {
             return new SqliteMigrationLock(null);
         }
-        var path = Path.GetFullPath(builder.DataSource) + Suffix;
+        var path = file + Suffix;
         var waiting = false;
         while (true)
         {

@@ -142,7 +142,12 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
             run = DatabaseSetup.MigrateAsync(app.Services);
             await Task.Delay(TimeSpan.FromSeconds(1));
             Assert.False(run.IsCompleted);
-            Assert.False(File.Exists(new SqliteConnectionStringBuilder(connectionString).DataSource), "nothing touched the database while waiting");
+            await using var look = new SqliteConnection(connectionString);
+            await look.OpenAsync();
+            await using var tables = look.CreateCommand();
+            tables.CommandText = "SELECT count(*) FROM sqlite_master";
+            Assert.Equal(0L, await tables.ExecuteScalarAsync()); // nothing migrated while waiting
+            SqliteConnection.ClearPool(look);
         }
         await run.WaitAsync(TimeSpan.FromSeconds(60));
         await using var scope = app.Services.CreateAsyncScope();
