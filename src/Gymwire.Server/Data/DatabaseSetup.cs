@@ -156,7 +156,6 @@ public static class DatabaseSetup
             await using var fileLock = await SqliteMigrationLock.AcquireAsync(db, sqliteLogger, cancellationToken);
             // WAL lets readers run beside the writer; it is a property of the file, so set it once here.
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
-            await SqliteMigrationLock.RecoverInterruptedRunAsync(db, sqliteLogger, cancellationToken);
             await db.Database.CloseConnectionAsync();
             await MigrateCoreAsync(db, cancellationToken);
             return;

@@ -26,10 +26,11 @@ public sealed partial class SqliteMigrationLock : IAsyncDisposable
     private SqliteMigrationLock(FileStream? file) => _file = file;
 
     /// <summary>
-    /// Takes the lock, waiting for as long as another process's migration run takes (logged once). Call it with the
-    /// context's connection open: the file is the one SQLite opened (a relative path, <c>|DataDirectory|</c> or a
-    /// <c>file:</c> URI resolved as SQLite resolves it). An in-memory or temporary database has no file and no other
-    /// process to share it with, so it gets no lock.
+    /// Takes the lock, waiting for as long as another process's migration run takes (logged once), then puts back what
+    /// a killed run left (<see cref="RecoverInterruptedRunAsync"/>). Call it with the context's connection open: the
+    /// file is the one SQLite opened (a relative path, <c>|DataDirectory|</c> or a <c>file:</c> URI resolved as SQLite
+    /// resolves it). An in-memory or temporary database has no file and no other process to share it with, so it gets
+    /// no lock.
     /// </summary>
     public static async Task<SqliteMigrationLock> AcquireAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
@@ -42,9 +43,10 @@ public sealed partial class SqliteMigrationLock : IAsyncDisposable
         var waiting = false;
         while (true)
         {
+            FileStream held;
             try
             {
-                return new SqliteMigrationLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1));
+                held = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1);
             }
             catch (IOException e) when (IsHeldElsewhere(e))
             {
@@ -54,12 +56,24 @@ public sealed partial class SqliteMigrationLock : IAsyncDisposable
                     waiting = true;
                 }
                 await Task.Delay(Retry, cancellationToken);
+                continue;
             }
+            var taken = new SqliteMigrationLock(held);
+            try
+            {
+                await RecoverInterruptedRunAsync(db, logger, cancellationToken);
+            }
+            catch
+            {
+                await taken.DisposeAsync();
+                throw;
+            }
+            return taken;
         }
     }
 
     /// <summary>
-    /// Puts back what a killed run left, so that the run about to start can complete. Call it holding the lock.
+    /// Puts back what a killed run left, so that the run about to start can complete; run holding the lock.
     /// <list type="bullet">
     /// <item>EF Core's lock row: no live run holds it.</item>
     /// <item>Tables named <c>ef_temp_*</c>: EF Core rebuilds a SQLite table (to drop a column, or change one) by
@@ -70,7 +84,7 @@ public sealed partial class SqliteMigrationLock : IAsyncDisposable
     /// </list>
     /// Each step of a migration before its rebuild must be one that can run again (see the DeliveryIndexTrim migration).
     /// </summary>
-    public static async Task RecoverInterruptedRunAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
+    private static async Task RecoverInterruptedRunAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
         var tables = await db.Database.SqlQuery<string>(
                 $"SELECT name AS \"Value\" FROM sqlite_master WHERE type = 'table' AND (name = {EfLockTable} OR name LIKE 'ef\\_temp\\_%' ESCAPE '\\')")

@@ -11,7 +11,7 @@ namespace Gymwire.Data.Migrations.Sqlite
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
-            // IF EXISTS: EF Core's table rebuild below commits in stages (SqliteMigrationLock.RecoverInterruptedRunAsync),
+            // IF EXISTS: EF Core's table rebuild below commits in stages (see SqliteMigrationLock),
             // and this step commits with the first, so a run killed in the rebuild has dropped the index already when the
             // next start runs the migration again (Foundation/SqliteUpgradeTests). A plain DropIndex failed there.
             migrationBuilder.Sql("DROP INDEX IF EXISTS \"ix_webhook_deliveries_created_at\";");
