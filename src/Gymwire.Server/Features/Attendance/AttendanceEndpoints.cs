@@ -70,7 +70,10 @@ public static class AttendanceEndpoints
             Status = status, Source = source, CheckedInAt = now,
         };
         db.Attendance.Add(record);
-        db.AddEvent(gymId, EventCatalog.AttendanceCheckedIn, new { user_id = userId, attendance_id = record.Id, status }, now);
+        db.AddEvent(gymId, EventCatalog.AttendanceCheckedIn, new
+        {
+            user_id = userId, attendance_id = record.Id, status, class_schedule_id = classScheduleId, source,
+        }, now);
         return record;
     }
 

@@ -85,7 +85,7 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
                 Role = i < 6 ? MemberRoles.Coach : MemberRoles.Member, JoinedAt = joined,
             };
             db.Members.Add(member);
-            db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = member.UserId }, joined);
+            db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = member.UserId, member_id = member.Id }, joined);
             members.Add(member);
 
             if (member.Role == MemberRoles.Member)

@@ -33,7 +33,8 @@ public static class MemberEndpoints
     }
 
     internal static async Task<Results<Ok<MemberList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, [FromQuery(Name = "include_left")] bool? includeLeft, CancellationToken ct)
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, [FromQuery(Name = "include_left")] bool? includeLeft,
+        [FromQuery(Name = "user_id")] string? userId, CancellationToken ct)
     {
         if (Paging.TryCreate(limit, offset, out var page) is { } error)
         {
@@ -41,7 +42,12 @@ public static class MemberEndpoints
         }
         var gymId = user.GetGymId();
         var query = db.Members.AsNoTracking().Where(m => m.GymId == gymId);
-        if (includeLeft != true)
+        if (userId is not null)
+        {
+            // Events and other records name a member by user_id: this finds its record (left or not).
+            query = query.Where(m => m.UserId == userId);
+        }
+        else if (includeLeft != true)
         {
             query = query.Where(m => m.LeftAt == null);
         }
@@ -91,7 +97,7 @@ public static class MemberEndpoints
             JoinedAt = now,
         };
         db.Members.Add(member);
-        db.AddEvent(gymId, EventCatalog.MemberJoined, new { user_id = member.UserId }, now);
+        db.AddEvent(gymId, EventCatalog.MemberJoined, new { user_id = member.UserId, member_id = member.Id }, now);
         try
         {
             await db.SaveChangesAsync(ct);
@@ -151,7 +157,7 @@ public static class MemberEndpoints
         }
         if (changes.Count > 0)
         {
-            db.AddEvent(gymId, EventCatalog.MemberUpdated, new { user_id = member.UserId, changes }, clock.GetUtcNow().UtcDateTime);
+            db.AddEvent(gymId, EventCatalog.MemberUpdated, new { user_id = member.UserId, changes, member_id = member.Id }, clock.GetUtcNow().UtcDateTime);
             await db.SaveChangesAsync(ct);
         }
         return TypedResults.Ok(Map(member));
@@ -171,7 +177,7 @@ public static class MemberEndpoints
         {
             var now = clock.GetUtcNow().UtcDateTime;
             member.LeftAt = now;
-            db.AddEvent(gymId, EventCatalog.MemberLeft, new { user_id = member.UserId }, now);
+            db.AddEvent(gymId, EventCatalog.MemberLeft, new { user_id = member.UserId, member_id = member.Id }, now);
             await db.SaveChangesAsync(ct);
         }
         return TypedResults.Ok(Map(member));

@@ -88,13 +88,17 @@ public static class PaymentEndpoints
             db.AddEvent(payment.GymId, EventCatalog.PaymentFailed, new
             {
                 user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
-                payment_id = payment.Id, failure_reason = payment.FailureReason,
+                payment_id = payment.Id, failure_reason = payment.FailureReason, currency = payment.Currency,
             }, payment.CreatedAt);
         }
         else
         {
             db.AddEvent(payment.GymId, EventCatalog.PaymentReceived,
-                new { user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents }, payment.CreatedAt);
+                new
+                {
+                    user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                    payment_id = payment.Id, currency = payment.Currency,
+                }, payment.CreatedAt);
         }
     }
 
@@ -122,7 +126,11 @@ public static class PaymentEndpoints
         payment.Status = PaymentStatuses.Refunded;
         payment.RefundedAt = now;
         db.AddEvent(payment.GymId, EventCatalog.PaymentRefunded,
-            new { user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents, payment_id = payment.Id }, now);
+            new
+            {
+                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                payment_id = payment.Id, currency = payment.Currency,
+            }, now);
     }
 
     private static PaymentDto Map(Payment p) =>

@@ -30,8 +30,14 @@ public static class WebhookPayloads
         return null;
     }
 
-    /// <summary><c>{"id","event","gym_id","data","timestamp"}</c>, with <c>data</c> written verbatim from the outbox.</summary>
-    public static string Build(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp)
+    /// <summary>The header that marks a test send (<c>POST /api/gym/webhooks/{id}/test</c>); real deliveries never carry it.</summary>
+    public const string TestHeader = "X-Gymwire-Test";
+
+    /// <summary>
+    /// <c>{"id","event","gym_id","data","timestamp"}</c>, with <c>data</c> written verbatim from the outbox. A test send
+    /// adds <c>"test": true</c> last, so a receiver can tell it from a real event by the body as well as by the header.
+    /// </summary>
+    public static string Build(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp, bool test = false)
     {
         using var buffer = new MemoryStream();
         using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -43,6 +49,10 @@ public static class WebhookPayloads
             writer.WritePropertyName("data");
             writer.WriteRawValue(dataJson);
             writer.WriteString("timestamp", GymwireJson.FormatTimestamp(timestamp));
+            if (test)
+            {
+                writer.WriteBoolean("test", true);
+            }
             writer.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());
@@ -55,7 +65,11 @@ public static class WebhookPayloads
     public static string? For(string? stored, Guid? eventId, string eventName, Guid gymId, string? data, DateTime? occurredAt) =>
         stored ?? (eventId is { } id && data is not null && occurredAt is { } at ? Build(id, eventName, gymId, data, at) : null);
 
-    /// <summary>A realistic body for <paramref name="type"/>, as test sends and the catalog show it.</summary>
+    /// <summary>A realistic body for <paramref name="type"/>, as the catalog shows it (a real event's shape).</summary>
     public static string Sample(EventType type, Guid id, Guid gymId, DateTime timestamp) =>
         Build(id, type.Name, gymId, JsonSerializer.Serialize(type.SampleData, GymwireJson.Options), timestamp);
+
+    /// <summary>The body of a test send: the sample, marked <c>"test": true</c>.</summary>
+    public static string TestSample(EventType type, Guid id, Guid gymId, DateTime timestamp) =>
+        Build(id, type.Name, gymId, JsonSerializer.Serialize(type.SampleData, GymwireJson.Options), timestamp, test: true);
 }

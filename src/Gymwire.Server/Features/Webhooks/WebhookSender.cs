@@ -348,6 +348,10 @@ public sealed partial class WebhookSender(
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         request.Headers.TryAddWithoutValidation("X-CombatScore-Event", delivery.Event);
+        if (delivery.IsTest)
+        {
+            request.Headers.TryAddWithoutValidation(WebhookPayloads.TestHeader, "true");
+        }
         foreach (var (name, value) in WebhookSigner.Headers(secrets.SigningSecrets(delivery, attempt.AttemptedAt), delivery.Id.ToString(), clock.GetUtcNow(), body))
         {
             request.Headers.TryAddWithoutValidation(name, value);

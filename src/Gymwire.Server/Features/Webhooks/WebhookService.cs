@@ -204,7 +204,7 @@ public sealed class WebhookService(
             GymId = subscription.GymId,
             SubscriptionId = subscription.Id,
             Event = type.Name,
-            Payload = WebhookPayloads.Sample(type, Guid.CreateVersion7(now), subscription.GymId, now),
+            Payload = WebhookPayloads.TestSample(type, Guid.CreateVersion7(now), subscription.GymId, now),
             IsTest = true,
             Status = DeliveryStatus.Pending,
             CreatedAt = now,
