@@ -32,7 +32,9 @@ namespace Gymwire
     {
         public static WebApplicationBuilder CreateBuilder(string[] args, Action<WebApplicationBuilder>? configure = null)
         {
-            var builder = WebApplication.CreateBuilder(args);
+            // appsettings.json is read from beside the executable, wherever the server is started from; relative paths in
+            // settings (the default SQLite file, gymwire.db) resolve against the current directory.
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
             builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
             builder.Services.AddServerLimits();
             builder.Services.AddSingleton(TimeProvider.System);

@@ -63,6 +63,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             AssertSigned(request, all.Secret);
             var body = request.Json();
             Assert.Equal(["id", "event", "gym_id", "data", "timestamp"], body.EnumerateObject().Select(p => p.Name));
+            Assert.False(request.Headers.ContainsKey("x-gymwire-test"), "a real event is marked as a test");
             var evt = outbox[body.GetProperty("id").GetGuid()];
             Assert.Equal(evt.Type, body.GetProperty("event").GetString());
             Assert.Equal(evt.Type, request.Header("X-CombatScore-Event"));
@@ -341,6 +342,10 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         Assert.Equal("payment.successful", body.GetProperty("event").GetString());
         Assert.Equal(9900, body.GetProperty("data").GetProperty("amount_cents").GetInt32());
         Assert.Equal(gym.GymId, body.GetProperty("gym_id").GetGuid());
+        // Marked as a test, by header and by an additive last field; the documented fields are unchanged.
+        Assert.Equal("true", request.Header("X-Gymwire-Test"));
+        Assert.Equal(["id", "event", "gym_id", "data", "timestamp", "test"], body.EnumerateObject().Select(p => p.Name));
+        Assert.True(body.GetProperty("test").GetBoolean());
 
         // Without a body, the first subscribed event is used.
         var implicitEvent = await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/test", null)).AssertStatusAsync(HttpStatusCode.OK);
@@ -353,6 +358,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var redelivered = again.Last();
         Assert.Equal(request.Header("webhook-id"), redelivered.Header("webhook-id"));
         Assert.Equal(request.Body, redelivered.Body);
+        Assert.Equal("true", redelivered.Header("X-Gymwire-Test"));
         AssertSigned(redelivered, hook.Secret);
         await Eventually.TrueAsync(async () =>
             (await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{deliveryId}")).AssertStatusAsync(HttpStatusCode.OK))

@@ -323,7 +323,10 @@ public sealed class WebhookService(
         {
             return "'url' must not contain a user name or password";
         }
-        return guard.CheckHost(uri) is { } reason ? $"'url' points to a forbidden address: {reason}" : null;
+        // The operator's setting is named, so whoever tries a receiver on their own machine knows what to change.
+        return guard.CheckHost(uri) is { } reason
+            ? $"'url' points to a forbidden address: {reason} (an operator can allow a network with Webhooks:AllowedNetworks, e.g. 127.0.0.0/8 for a receiver on this machine)"
+            : null;
     }
 
     private static string? ValidateEvents(List<string>? requested, out List<string> events)

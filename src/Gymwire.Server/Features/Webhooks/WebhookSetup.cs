@@ -10,7 +10,17 @@ public static class WebhookSetup
 {
     public static IServiceCollection AddWebhooks(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateOnStart();
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateOnStart()
+            .PostConfigure(o =>
+            {
+                // An empty schedule ("RetrySchedule": [] in JSON, or an empty Webhooks__RetrySchedule) means no retries, as the
+                // CombatScore reference has it. The binder leaves an empty list null (the default schedule), so it is read here.
+                var schedule = configuration.GetSection(WebhookOptions.Section).GetSection(nameof(WebhookOptions.RetrySchedule));
+                if (schedule.Value == "" && !schedule.GetChildren().Any())
+                {
+                    o.RetrySchedule = [];
+                }
+            });
         services.AddSingleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>();
 
         // Secrets are encrypted at rest with Data Protection (AddGymwireDataProtection: the key ring lives in the database, so every node can decrypt).
