@@ -76,14 +76,16 @@ namespace Gymwire
             app.MapGymwireOpenApi();
             app.MapAuth();
             app.MapApiKeys();
-            app.MapMembers();
-            app.MapMemberships();
-            app.MapPayments();
-            app.MapTrainingSessions();
-            app.MapAttendance();
-            app.MapClasses();
-            app.MapLeads();
-            app.MapContracts();
+            // The gym's data: every create (a POST to a collection) accepts Idempotency-Key.
+            var gymData = app.MapGroup("").WithIdempotentCreates();
+            gymData.MapMembers();
+            gymData.MapMemberships();
+            gymData.MapPayments();
+            gymData.MapTrainingSessions();
+            gymData.MapAttendance();
+            gymData.MapClasses();
+            gymData.MapLeads();
+            gymData.MapContracts();
             app.MapEvents();
             app.MapSms();
             app.MapZapier();

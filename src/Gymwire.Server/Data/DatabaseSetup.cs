@@ -97,7 +97,8 @@ public static class DatabaseSetup
     public static void ConfigurePostgres(DbContextOptionsBuilder builder, string connectionString, IServiceProvider? services = null)
     {
         builder.UseNpgsql(WithPostgresDefaults(connectionString), o => o.MigrationsHistoryTable("__ef_migrations_history").UseParameterizedCollectionMode(CollectionsAsOneParameter))
-            .UseSnakeCaseNamingConvention();
+            .UseSnakeCaseNamingConvention()
+            .AddInterceptors(PostgresOutboxOrder.Instance);
         AddCommon(builder, services);
     }
 

@@ -38,9 +38,10 @@ public abstract class GymDataTests(GymwireFixture fx)
 
         var events = await EventsAsync(gym.GymId);
         Assert.Equal(["member.joined", "member.updated", "member.left"], events.Select(e => e.Type));
-        Assert.Equal("""{"user_id":"user_ana"}""", events[0].Data);
+        Assert.Equal($$"""{"user_id":"user_ana","member_id":"{{id}}"}""", events[0].Data);
         Assert.Equal(["email", "role"], Data(events[1]).GetProperty("changes").EnumerateArray().Select(x => x.GetString()));
-        Assert.Equal("""{"user_id":"user_ana"}""", events[2].Data);
+        Assert.Equal(id, Data(events[1]).GetProperty("member_id").GetGuid());
+        Assert.Equal($$"""{"user_id":"user_ana","member_id":"{{id}}"}""", events[2].Data);
         Assert.True(events[0].Sequence < events[1].Sequence && events[1].Sequence < events[2].Sequence);
 
         var list = await (await owner.GetAsync("/api/gym/members")).AssertStatusAsync(HttpStatusCode.OK);

@@ -194,6 +194,19 @@ public static class OpenApiSetup
         {
             AddError(operation, context, "404", "Not found (or belongs to another gym).");
         }
+        if (metadata.OfType<IdempotentCreateMetadata>().Any())
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = Features.Zapier.ZapierActions.IdempotencyHeader,
+                In = ParameterLocation.Header,
+                Description = "Optional, 1 to 255 characters. A retry with the same key and body (within 24 h) answers the first response again, " +
+                    "with `Idempotent-Replayed: true`, and creates nothing; the same key with a different body is 409. A create that fails leaves the key unused.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = 255 },
+            });
+            AddError(operation, context, "409", "The Idempotency-Key was used with a different request.");
+        }
         AddError(operation, context, "500", "Internal server error.");
         return Task.CompletedTask;
     }
