@@ -18,7 +18,12 @@ public static class EventEndpoints
 {
     public static IEndpointRouteBuilder MapEvents(this IEndpointRouteBuilder app)
     {
-        app.MapGroup("/api/gym/events").WithTags("Events").MapGet("/", List).RequireAuthorization(Policies.Read);
+        app.MapGroup("/api/gym/events").WithTags("Events").MapGet("/", List).RequireAuthorization(Policies.Read)
+            .WithSummary("The gym's events after a sequence number, oldest first: the lossless way to sync everything")
+            .WithDescription("Every catalog event (the same `id`, `event`, `gym_id`, `data` and `timestamp` webhooks deliver) with its `sequence`. " +
+                "Sequences follow commit order within a gym, so reading forward from the last one processed never skips an event: " +
+                "`GET /api/gym/events?after_sequence=0&limit=200`, then `after_sequence=` the last `sequence` received, until a page is shorter than `limit`. " +
+                "`limit` 1 to 200 (default 50); `type` narrows to one event (a catalog name or alias). See docs/polling.md.");
         return app;
     }
 

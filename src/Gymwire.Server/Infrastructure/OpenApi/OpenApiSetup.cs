@@ -107,7 +107,7 @@ public static class OpenApiSetup
         ["Classes"] = "The weekly class schedule.",
         ["Leads"] = "Leads in the gym's CRM.",
         ["Contracts"] = "Signed membership contracts.",
-        ["Events"] = "The gym's event log (the outbox webhooks are delivered from).",
+        ["Events"] = "The gym's event log (the outbox webhooks are delivered from), in commit order: the lossless way to sync everything with `after_sequence`.",
         ["SMS"] = "The outbound SMS queue.",
         ["Stripe"] = "Payments in from Stripe: signed webhooks, the gym's endpoint secret, and the events received.",
         ["Exports"] = "Accounting exports (CSV for QuickBooks and Xero) and the scheduled report.",

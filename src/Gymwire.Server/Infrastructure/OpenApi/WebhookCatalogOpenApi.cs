@@ -41,6 +41,12 @@ internal static class WebhookCatalogOpenApi
                     Header("webhook-id", "Standard Webhooks message id; the same on every retry: dedupe on it."),
                     Header("webhook-timestamp", "Standard Webhooks timestamp (Unix seconds)."),
                     Header("webhook-signature", "Standard Webhooks signatures: space-separated `v1,<base64>` over `{id}.{timestamp}.{body}`."),
+                    new OpenApiParameter
+                    {
+                        Name = "X-Gymwire-Test", In = ParameterLocation.Header, Required = false,
+                        Description = "`true` on test sends (`POST /api/gym/webhooks/{id}/test`) only; real events never carry it.",
+                        Schema = new OpenApiSchema { Type = JsonSchemaType.String, Const = "true" },
+                    },
                 ],
                 RequestBody = new OpenApiRequestBody
                 {
@@ -74,8 +80,12 @@ internal static class WebhookCatalogOpenApi
             ["gym_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" },
             ["data"] = DataSchema(type.SampleData),
             ["timestamp"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time", Description = "ISO-8601 UTC with milliseconds." },
+            ["test"] = new OpenApiSchema { Type = JsonSchemaType.Boolean, Description = "Present, `true`, on test sends only; absent on real events." },
         },
     };
+
+    // Keys whose value is null when the record has none (a payment without a plan, a check-in outside a class, a lead without a last name).
+    private static readonly HashSet<string> NullableKeys = ["plan_id", "class_schedule_id", "last_name"];
 
     private static OpenApiSchema DataSchema(IReadOnlyDictionary<string, object?> sample) => new()
     {
@@ -83,12 +93,12 @@ internal static class WebhookCatalogOpenApi
         Required = new HashSet<string>(sample.Keys),
         Properties = sample.ToDictionary(kv => kv.Key, kv => (IOpenApiSchema)new OpenApiSchema
         {
-            Type = kv.Value switch
+            Type = (kv.Value switch
             {
                 int or long => JsonSchemaType.Integer,
                 string[] => JsonSchemaType.Array,
                 _ => JsonSchemaType.String,
-            },
+            }) | (NullableKeys.Contains(kv.Key) ? JsonSchemaType.Null : 0),
             Items = kv.Value is string[] ? new OpenApiSchema { Type = JsonSchemaType.String } : null,
         }),
     };

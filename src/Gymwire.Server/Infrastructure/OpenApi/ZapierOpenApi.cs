@@ -21,9 +21,27 @@ internal static class ZapierOpenApi
             case "api/zapier/triggers":
                 TypeParameter(operation, ZapierTriggers.Types, "Which trigger to poll.");
                 operation.Summary = "Poll a trigger: the 20 most recent items, newest first";
+                operation.Description = "With only `type`: the CombatScore contract, the 20 most recent items, newest first, exactly the documented fields. " +
+                    "More than 20 items between two polls are not all seen that way; `after_sequence` makes polling lossless (docs/polling.md). " +
+                    "`new_checkin` holds kiosk check-ins (`POST /api/gym/checkins`); check-ins logged through `log_attendance` are in the event feed. " +
+                    "`new_member` includes members who have since left.";
+                Describe(operation, "limit", $"Optional, 1 to {ZapierTriggers.MaxLimit} (default {ZapierTriggers.Limit}): how many items. Alone it changes only the count.");
+                Describe(operation, "after_sequence", "Optional. The items created after this position of the gym's event log " +
+                    "(the `sequence` of `GET /api/gym/events`), oldest first, each with one more field, `sequence`; " +
+                    $"the response header `{ZapierTriggers.NextAfterSequenceHeader}` is the value to send next. Start with 0. " +
+                    "Positions follow commit order, so an item committed late is never passed over.");
                 operation.Responses!["200"] = new OpenApiResponse
                 {
-                    Description = "A bare JSON array of at most 20 items, newest first; the item shape depends on `type`.",
+                    Description = "A bare JSON array of at most 20 items (or `limit`), newest first; the item shape depends on `type`. " +
+                        $"With `after_sequence`: oldest first, each item with `sequence`, and the `{ZapierTriggers.NextAfterSequenceHeader}` header.",
+                    Headers = new Dictionary<string, IOpenApiHeader>
+                    {
+                        [ZapierTriggers.NextAfterSequenceHeader] = new OpenApiHeader
+                        {
+                            Description = "Only with `after_sequence`: the position to poll after next time.",
+                            Schema = new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int64" },
+                        },
+                    },
                     Content = Json(new OpenApiSchema
                     {
                         OneOf =
@@ -80,6 +98,14 @@ internal static class ZapierOpenApi
                 break;
             default:
                 break;
+        }
+    }
+
+    private static void Describe(OpenApiOperation operation, string name, string description)
+    {
+        if (operation.Parameters?.FirstOrDefault(p => p.Name == name) is OpenApiParameter parameter)
+        {
+            parameter.Description = description;
         }
     }
 
