@@ -21,7 +21,7 @@ public sealed class JsonBodyGuard(RequestDelegate next)
             var limit = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
             if (request.ContentLength > limit)
             {
-                await ApiErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large");
+                await ErrorHandling.RefuseAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large");
                 return;
             }
             if (request.HasJsonContentType())
@@ -29,7 +29,7 @@ public sealed class JsonBodyGuard(RequestDelegate next)
                 request.EnableBuffering();
                 if (!await IsValidUtf8Async(request.Body, context.RequestAborted))
                 {
-                    await ApiErrors.WriteAsync(context, StatusCodes.Status400BadRequest, "The request body is not valid UTF-8");
+                    await ErrorHandling.RefuseAsync(context, StatusCodes.Status400BadRequest, "The request body is not valid UTF-8");
                     return;
                 }
                 request.Body.Position = 0;
