@@ -139,11 +139,6 @@ public static partial class ErrorHandling
     internal static string DescribeJsonError(JsonException json)
     {
         var field = json.Path is { Length: > 1 } path ? path.TrimStart('$').TrimStart('.') : null;
-        if (json is ForbiddenCharacterException forbidden)
-        {
-            var what = field is { Length: > 0 } ? $"Field '{field}'" : "The JSON body";
-            return $"{what} contains the control character {RequestText.Name(forbidden.Character)}, which is not allowed (only tab, CR and LF are)";
-        }
         var message = json.Message;
         if (message.StartsWith("The JSON value could not be converted to", StringComparison.Ordinal))
         {

@@ -5,10 +5,7 @@ using System.Text.Json.Serialization;
 
 namespace Gymwire.Infrastructure;
 
-/// <summary>
-/// The wire's JSON conventions: snake_case names, UTC timestamps with milliseconds, and strings read only without
-/// the control characters <see cref="RequestText"/> forbids.
-/// </summary>
+/// <summary>The wire's JSON conventions: snake_case names, UTC timestamps with milliseconds.</summary>
 public static class GymwireJson
 {
     public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
@@ -25,10 +22,6 @@ public static class GymwireJson
         if (!options.Converters.OfType<UtcDateTimeConverter>().Any())
         {
             options.Converters.Add(new UtcDateTimeConverter());
-        }
-        if (!options.Converters.OfType<CheckedStringConverter>().Any())
-        {
-            options.Converters.Add(new CheckedStringConverter());
         }
         return options;
     }

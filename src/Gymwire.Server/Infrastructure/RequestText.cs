@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 
 namespace Gymwire.Infrastructure;
 
@@ -9,7 +7,7 @@ namespace Gymwire.Infrastructure;
 /// U+0000 cannot be stored in a PostgreSQL text column at all (SQLite would keep it, so the two stores would
 /// disagree); the other C0 controls have no use in any field (XML 1.0 refuses the same set), so one rule covers
 /// every string. Tab, CR and LF are ordinary in free text. Checked in one place per way text comes in:
-/// JSON bodies (<see cref="CheckedStringConverter"/>), and query strings and form posts (<see cref="RequestGuard"/>).
+/// JSON bodies (<see cref="JsonBodyGuard"/>), and query strings and form fields (<see cref="RequestGuard"/>).
 /// </summary>
 public static class RequestText
 {
@@ -22,29 +20,4 @@ public static class RequestText
 
     /// <summary>How a message names the character: <c>U+0000</c>.</summary>
     public static string Name(char c) => $"U+{(int)c:X4}";
-}
-
-/// <summary>A JSON string held a character that <see cref="RequestText"/> forbids; the serializer adds the path.</summary>
-public sealed class ForbiddenCharacterException(char character)
-    : JsonException($"The string contains the control character {RequestText.Name(character)}, which is not allowed.")
-{
-    public char Character { get; } = character;
-}
-
-/// <summary>Reads every JSON string (values, array items, dictionary keys) through the <see cref="RequestText"/> check.</summary>
-public sealed class CheckedStringConverter : JsonConverter<string>
-{
-    public override string Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        // Anything but a string token fails in GetString as it would without this converter ("... as a string").
-        var value = reader.GetString()!;
-        return RequestText.FirstForbidden(value) is { } c ? throw new ForbiddenCharacterException(c) : value;
-    }
-
-    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
-
-    public override string ReadAsPropertyName(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        Read(ref reader, typeToConvert, options);
-
-    public override void WriteAsPropertyName(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WritePropertyName(value);
 }
