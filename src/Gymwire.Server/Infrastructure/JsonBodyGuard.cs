@@ -125,7 +125,8 @@ public sealed class JsonBodyGuard(RequestDelegate next)
                     case JsonTokenType.String when reader.ValueIsEscaped:
                         if (RequestText.FirstForbidden(reader.GetString()) is { } c)
                         {
-                            var what = field is null ? "The JSON body" : $"Field '{field}'";
+                            // A field name comes from the client: name at most the first 64 characters of it.
+                            var what = field is null ? "The JSON body" : $"Field '{(field.Length > 64 ? field[..64] + "…" : field)}'";
                             return $"{what} contains the control character {RequestText.Name(c)}, which is not allowed (only tab, CR and LF are)";
                         }
                         break;
