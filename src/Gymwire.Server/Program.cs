@@ -66,6 +66,7 @@ namespace Gymwire
         {
             var app = builder.Build();
             app.UseGymwireErrors();
+            app.UseMiddleware<RequestGuard>();
             app.UseMiddleware<JsonBodyGuard>();
             app.UseRouting();
             app.UseAuthentication();

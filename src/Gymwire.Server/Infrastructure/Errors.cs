@@ -39,6 +39,9 @@ public static partial class ErrorHandling
         {
             StatusCodeSelector = _ => StatusCodes.Status500InternalServerError,
             ExceptionHandler = HandleExceptionAsync,
+            // A client's mistake (bad JSON, a value that does not bind, a body too large) is not a server fault:
+            // HandleExceptionAsync logs it in one line; the middleware would log it as an unhandled error with its stack.
+            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException,
         });
         app.UseStatusCodePages(context =>
         {
@@ -57,7 +60,8 @@ public static partial class ErrorHandling
         var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         if (exception is BadHttpRequestException bad)
         {
-            await ApiErrors.WriteAsync(context, bad.StatusCode, DescribeBadRequest(bad));
+            var endpoint = context.Features.Get<IExceptionHandlerFeature>()?.Endpoint;
+            await RefuseAsync(context, bad.StatusCode, DescribeBadRequest(bad, endpoint));
             return;
         }
         if (exception is OperationCanceledException && context.RequestAborted.IsCancellationRequested)
@@ -67,6 +71,15 @@ public static partial class ErrorHandling
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
         LogUnhandled(logger, context.Request.Method, context.Request.Path, exception);
         await ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError, "Internal server error");
+    }
+
+    /// <summary>Answers a client error in the error shape and logs it in one line, below Error: the client erred, not the server.</summary>
+    public static Task RefuseAsync(HttpContext context, int statusCode, string message)
+    {
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
+        // The path as it appears in a URI: escaped, so a client cannot write line breaks into the log.
+        LogClientError(logger, statusCode, context.Request.Method, context.Request.Path.ToUriComponent(), message);
+        return ApiErrors.WriteAsync(context, statusCode, message);
     }
 
     public static string DefaultMessage(int statusCode) => statusCode switch
@@ -79,13 +92,15 @@ public static partial class ErrorHandling
         406 => "Not acceptable",
         409 => "Conflict",
         413 => "Request body too large",
+        414 => "The request URI is too long",
         415 => "Unsupported media type: send application/json",
         429 => "Rate limit exceeded",
+        431 => "The request headers are too large",
         _ => ReasonPhrases.GetReasonPhrase(statusCode) is { Length: > 0 } phrase ? phrase : "Error",
     };
 
     /// <summary>Turns binding failures into messages that name the field, without echoing internals.</summary>
-    internal static string DescribeBadRequest(BadHttpRequestException bad)
+    internal static string DescribeBadRequest(BadHttpRequestException bad, Endpoint? endpoint = null)
     {
         if (bad.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -116,7 +131,7 @@ public static partial class ErrorHandling
         {
             // e.g. Failed to bind parameter "Guid id" from "abc".
             var name = ExtractParameterName(bad.Message);
-            return name is null ? "Invalid request parameter" : $"Invalid or missing parameter '{name}'";
+            return name is null ? "Invalid request parameter" : $"Invalid or missing parameter '{WireName(name, endpoint)}'";
         }
         return "Bad request";
     }
@@ -186,6 +201,38 @@ public static partial class ErrorHandling
         var parts = message[(open + 1)..close].Split(' ');
         return parts[^1];
     }
+
+    /// <summary>
+    /// The name the client used for a handler parameter the framework could not bind: its <c>[FromQuery(Name = ...)]</c>
+    /// (route, header) name when it has one, e.g. <c>include_left</c> for <c>includeLeft</c>; otherwise its own name.
+    /// </summary>
+    private static string WireName(string parameter, Endpoint? endpoint)
+    {
+        var method = endpoint?.Metadata.GetMetadata<System.Reflection.MethodInfo>();
+        var info = method?.GetParameters().FirstOrDefault(p => p.Name == parameter);
+        if (info is null)
+        {
+            return parameter;
+        }
+        foreach (var attribute in info.GetCustomAttributes(inherit: true))
+        {
+            var name = attribute switch
+            {
+                Microsoft.AspNetCore.Http.Metadata.IFromQueryMetadata q => q.Name,
+                Microsoft.AspNetCore.Http.Metadata.IFromRouteMetadata r => r.Name,
+                Microsoft.AspNetCore.Http.Metadata.IFromHeaderMetadata h => h.Name,
+                _ => null,
+            };
+            if (name is { Length: > 0 })
+            {
+                return name;
+            }
+        }
+        return parameter;
+    }
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Client error {StatusCode} for {Method} {Path}: {Reason}")]
+    private static partial void LogClientError(ILogger logger, int statusCode, string method, string path, string reason);
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, string method, string path, Exception? exception);

@@ -1,13 +1,15 @@
 using System.Buffers;
+using System.Text.Json;
 using System.Text.Unicode;
 
 namespace Gymwire.Infrastructure;
 
 /// <summary>
-/// Refuses JSON request bodies that are not valid UTF-8, before any handler reads them. System.Text.Json
-/// validates the strings it decodes, but skips unknown properties without looking inside them, so
-/// <c>{"unknown": "\xFF"}</c> would otherwise be accepted. Bodies are already capped by
-/// <c>Server:MaxRequestBodyBytes</c>, so buffering one is bounded.
+/// Refuses JSON request bodies that are not valid UTF-8, or whose strings hold a control character that
+/// <see cref="RequestText"/> forbids, before any handler reads them, whatever reads them afterwards (bound records,
+/// the Zapier actions, JsonElement fields). System.Text.Json validates the strings it decodes, but skips unknown
+/// properties without looking inside them, so <c>{"unknown": "\xFF"}</c> would otherwise be accepted. Bodies are
+/// already capped by <c>Server:MaxRequestBodyBytes</c>, so buffering one is bounded.
 /// </summary>
 public sealed class JsonBodyGuard(RequestDelegate next)
 {
@@ -21,16 +23,27 @@ public sealed class JsonBodyGuard(RequestDelegate next)
             var limit = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
             if (request.ContentLength > limit)
             {
-                await ApiErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large");
+                await ErrorHandling.RefuseAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large");
                 return;
             }
             if (request.HasJsonContentType())
             {
                 request.EnableBuffering();
-                if (!await IsValidUtf8Async(request.Body, context.RequestAborted))
+                var (valid, escapes) = await IsValidUtf8Async(request.Body, context.RequestAborted);
+                if (!valid)
                 {
-                    await ApiErrors.WriteAsync(context, StatusCodes.Status400BadRequest, "The request body is not valid UTF-8");
+                    await ErrorHandling.RefuseAsync(context, StatusCodes.Status400BadRequest, "The request body is not valid UTF-8");
                     return;
+                }
+                // JSON cannot carry a raw control character inside a string: only an escape (\u0000, \b, \f) can.
+                if (escapes)
+                {
+                    request.Body.Position = 0;
+                    if (await FindForbiddenAsync(request.Body, context.RequestAborted) is { } message)
+                    {
+                        await ErrorHandling.RefuseAsync(context, StatusCodes.Status400BadRequest, message);
+                        return;
+                    }
                 }
                 request.Body.Position = 0;
             }
@@ -38,12 +51,14 @@ public sealed class JsonBodyGuard(RequestDelegate next)
         await next(context);
     }
 
-    private static async Task<bool> IsValidUtf8Async(Stream body, CancellationToken ct)
+    /// <summary>Whether the body is valid UTF-8, and whether it has a backslash (so a JSON escape) anywhere.</summary>
+    private static async Task<(bool Valid, bool Escapes)> IsValidUtf8Async(Stream body, CancellationToken ct)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
             var carried = 0;
+            var escapes = false;
             int read;
             while ((read = await body.ReadAsync(buffer.AsMemory(carried, buffer.Length - carried), ct)) > 0)
             {
@@ -53,17 +68,76 @@ public sealed class JsonBodyGuard(RequestDelegate next)
                 var complete = CompleteLength(span);
                 if (!Utf8.IsValid(span[..complete]))
                 {
-                    return false;
+                    return (false, escapes);
                 }
+                escapes |= span[..complete].Contains((byte)'\\');
                 carried = length - complete;
                 span[complete..].CopyTo(buffer);
             }
-            return carried == 0;
+            return (carried == 0, escapes);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Reads the body's tokens and names the first string (value or property name) holding a forbidden character.
+    /// JSON that does not parse is left to the endpoint, which says what is wrong with it.
+    /// </summary>
+    private static async Task<string?> FindForbiddenAsync(Stream body, CancellationToken ct)
+    {
+        using var copy = new MemoryStream();
+        await body.CopyToAsync(copy, ct);
+        return FindForbidden(copy.GetBuffer().AsSpan(0, (int)copy.Length));
+    }
+
+    internal static string? FindForbidden(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        // The name of the field the next value belongs to (an array's items take the array's name), and the enclosing ones.
+        string? field = null;
+        var outer = new Stack<string?>();
+        try
+        {
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject:
+                        outer.Push(field);
+                        field = null;
+                        break;
+                    case JsonTokenType.StartArray:
+                        outer.Push(field);
+                        break;
+                    case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                        field = outer.Count > 0 ? outer.Pop() : null;
+                        break;
+                    case JsonTokenType.PropertyName:
+                        field = reader.GetString();
+                        if (reader.ValueIsEscaped && RequestText.FirstForbidden(field) is { } inName)
+                        {
+                            return $"A JSON property name contains the control character {RequestText.Name(inName)}, which is not allowed";
+                        }
+                        break;
+                    case JsonTokenType.String when reader.ValueIsEscaped:
+                        if (RequestText.FirstForbidden(reader.GetString()) is { } c)
+                        {
+                            // A field name comes from the client: name at most the first 64 characters of it.
+                            var what = field is null ? "The JSON body" : $"Field '{(field.Length > 64 ? field[..64] + "…" : field)}'";
+                            return $"{what} contains the control character {RequestText.Name(c)}, which is not allowed (only tab, CR and LF are)";
+                        }
+                        break;
+                }
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            // Malformed JSON (or an invalid escape such as a lone surrogate): the endpoint's own reading reports it.
+        }
+        return null;
     }
 
     private static int CompleteLength(ReadOnlySpan<byte> span)

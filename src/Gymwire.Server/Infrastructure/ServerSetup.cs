@@ -28,6 +28,7 @@ public static class ServerSetup
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServerOptions>>((kestrel, server) =>
         {
             kestrel.Limits.MaxRequestBodySize = server.Value.MaxRequestBodyBytes;
+            RequestGuard.RaiseKestrelLimits(kestrel.Limits);
             kestrel.AddServerHeader = false;
         });
         return services;

@@ -120,6 +120,8 @@ public abstract class ExportTests(GymwireFixture fx)
     [InlineData("?from=2026-04-01&to=04/30/2026", "'to' must be a date")]
     [InlineData("?from=2026-05-01&to=2026-04-01", "'from' must not be after 'to'")]
     [InlineData("?from=2025-01-01&to=2026-01-02", "at most 366 days")]
+    [InlineData("?from=9999-12-01&to=9999-12-31", "'to' must be before 9999-12-31")]
+    [InlineData("?from=9999-12-31&to=9999-12-31", "'to' must be before 9999-12-31")]
     public async Task Bad_ranges_are_400_in_the_error_shape(string query, string expected)
     {
         var gym = await fx.CreateGymAsync();
@@ -127,6 +129,18 @@ public abstract class ExportTests(GymwireFixture fx)
         {
             var message = await (await gym.Owner().GetAsync($"/api/gym/exports/{kind}.csv{query}")).AssertErrorAsync(HttpStatusCode.BadRequest);
             Assert.Contains(expected, message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task The_last_and_first_supported_days_export_without_breaking_the_stream()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        foreach (var kind in new[] { "payments", "refunds", "members" })
+        {
+            Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=9999-12-30&to=9999-12-30"))).Rows);
+            Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=0001-01-01&to=0001-01-01"))).Rows);
         }
     }
 
@@ -150,8 +164,13 @@ public abstract class ExportTests(GymwireFixture fx)
         var fromPage = await ReadCsvAsync(await browser.GetAsync($"/exports{query}&kind=payments"));
         var fromApi = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/payments.csv?from={Day(-2)}&to={Day(0)}"));
         Assert.Equal(Encoding.UTF8.GetString(fromApi.Bytes), Encoding.UTF8.GetString(fromPage.Bytes));
-        var invalid = await browser.GetPageAsync($"/exports?handler=download&from={Day(0)}&to={Day(-2)}&kind=payments");
-        Assert.Contains("From must not be after To", invalid, StringComparison.Ordinal);
+        // A bad range answers 400 with the form and the reason, never a broken or empty download.
+        var invalid = await browser.GetAsync($"/exports?handler=download&from={Day(0)}&to={Day(-2)}&kind=payments");
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        Assert.Contains("From must not be after To", await invalid.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var farFuture = await browser.GetAsync("/exports?handler=download&from=9999-12-31&to=9999-12-31&kind=payments");
+        Assert.Equal(HttpStatusCode.BadRequest, farFuture.StatusCode);
+        Assert.Contains("To must be before 9999-12-31", await farFuture.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         using var anonymous = new DashboardClient(fx);
         var signedOut = await anonymous.GetAsync($"/exports{query}&kind=payments");
         Assert.Equal(HttpStatusCode.Redirect, signedOut.StatusCode);

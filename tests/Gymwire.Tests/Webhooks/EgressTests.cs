@@ -29,6 +29,10 @@ public abstract class EgressTests(GymwireFixture fx)
     [InlineData("https://224.0.0.1/", "multicast")]
     [InlineData("https://[fd00::1]/", "unique local")]
     [InlineData("https://[fe80::1]/", "link-local")]
+    [InlineData("https://127\u30020\u30020\u30021/hook", "loopback")]
+    [InlineData("https://127\uFF0E0\uFF0E0\uFF0E1/hook", "loopback")]
+    [InlineData("https://127\uFF610\uFF610\uFF611/hook", "loopback")]
+    [InlineData("https://169\u3002254\u3002169\u3002254/latest", "link-local")]
     public async Task Forbidden_urls_are_refused_when_saved(string url, string reason)
     {
         var gym = await fx.CreateGymAsync();

@@ -65,6 +65,10 @@ public abstract class WebhookManagementTests(WebhookFixture fx)
     [InlineData("""{"url":"https://hooks.example.com/","secret":"nope"}""", "secret")]
     [InlineData("""{"url":"https://hooks.example.com/","secret":"whsec_c2hvcnQ="}""", "secret")]
     [InlineData("""{"url":"https://hooks.example.com/","events":"member.joined"}""", "events")]
+    [InlineData("""{"url":"https://hooks.example.com/a\r\nX-Injected: 1"}""", "url")]
+    [InlineData("""{"url":"https://hooks.exa\nmple.com/"}""", "url")]
+    [InlineData("""{"url":"https://hooks.example.com/a\tb"}""", "url")]
+    [InlineData("""{"url":"https://hooks.example.com/a b"}""", "url")]
     public async Task Invalid_requests_are_400_naming_the_field(string body, string field)
     {
         var gym = await fx.CreateGymAsync();
@@ -86,6 +90,25 @@ public abstract class WebhookManagementTests(WebhookFixture fx)
         var request = Assert.Single(receiver.At("/custom"));
         Assert.True(StandardWebhooksVerifier.Verify(secret, request.Headers, request.Body, fx.Clock.GetUtcNow()));
         Assert.True(StandardWebhooksVerifier.VerifyCombatScore(secret, request.Headers, request.Body));
+    }
+
+    [Fact]
+    public async Task Urls_are_stored_with_the_host_as_delivery_will_resolve_it()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        // Ideographic and fullwidth full stops separate labels in IDNA; the stored URL says what delivery will reach.
+        var created = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://hooks\u3002example\uFF0Ecom/x?a=1" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.Equal("https://hooks.example.com/x?a=1", created.GetProperty("url").GetString());
+        var id = created.GetProperty("id").GetGuid();
+        var patched = await (await owner.PatchJsonAsync($"/api/gym/webhooks/{id}", new { url = "https://b\u00FCcher\uFF61example/hook" })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("https://xn--bcher-kva.example/hook", patched.GetProperty("url").GetString());
+        Assert.Equal("https://xn--bcher-kva.example/hook", await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.Url).SingleAsync()));
+        // An ASCII URL is kept as it was given.
+        patched = await (await owner.PatchJsonAsync($"/api/gym/webhooks/{id}", new { url = "https://Hooks.Example.com:8443/Path" })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("https://Hooks.Example.com:8443/Path", patched.GetProperty("url").GetString());
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{id}", new { url = "https://hooks.example.com/a\r\nb" })).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Equal("https://Hooks.Example.com:8443/Path", await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.Url).SingleAsync()));
     }
 
     [Fact]

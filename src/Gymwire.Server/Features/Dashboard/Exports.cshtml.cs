@@ -26,12 +26,13 @@ public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock) : Page
         if (!Enum.TryParse<ExportKind>(kind, ignoreCase: true, out var exportKind) || !Enum.IsDefined(exportKind) || int.TryParse(kind, out _))
         {
             ModelState.AddModelError(string.Empty, "Choose payments, refunds or members.");
-            return Page();
+            return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
         }
         if (ExportRange.TryParse(From, To, out var range) is { } error)
         {
+            // The form again with the reason, as a 400: the range is checked before anything is written.
             ModelState.AddModelError(string.Empty, error.Replace("'from'", "From", StringComparison.Ordinal).Replace("'to'", "To", StringComparison.Ordinal) + ".");
-            return Page();
+            return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
         }
         var buffer = new MemoryStream();
         await AccountingExports.WriteAsync(db, User.GetGymId(), exportKind, range, buffer, ct);

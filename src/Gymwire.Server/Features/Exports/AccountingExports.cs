@@ -34,6 +34,11 @@ public readonly record struct ExportRange(DateOnly From, DateOnly To)
         {
             return "'from' must not be after 'to'";
         }
+        if (t == DateOnly.MaxValue)
+        {
+            // The range ends at the start of the day after 'to', which does not exist for the last representable day.
+            return $"'to' must be before {DateOnly.MaxValue:yyyy-MM-dd}";
+        }
         if (t.DayNumber - f.DayNumber + 1 > MaxDays)
         {
             return $"The range may cover at most {MaxDays} days; export longer periods in parts";

@@ -34,6 +34,10 @@ public static class SmsEndpoints
         {
             return ApiErrors.BadRequest(error);
         }
+        if (status is not null && !SmsStatuses.All.Contains(status))
+        {
+            return ApiErrors.BadRequest($"Unknown status '{status}'. Valid statuses: {string.Join(", ", SmsStatuses.All)}");
+        }
         var gymId = user.GetGymId();
         var query = db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId);
         if (status is not null)

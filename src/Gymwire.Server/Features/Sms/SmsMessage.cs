@@ -27,4 +27,6 @@ public static class SmsStatuses
     public const string Sending = "sending";
     public const string Sent = "sent";
     public const string Failed = "failed";
+
+    public static readonly string[] All = [Queued, Sending, Sent, Failed];
 }

@@ -241,6 +241,10 @@ public static partial class StripeEndpoints
         {
             return ApiErrors.BadRequest(error);
         }
+        if (outcome is not null && !StripeOutcomes.All.Contains(outcome))
+        {
+            return ApiErrors.BadRequest($"Unknown outcome '{outcome}'. Valid outcomes: {string.Join(", ", StripeOutcomes.All)}");
+        }
         var gymId = user.GetGymId();
         var query = db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId);
         if (outcome is not null)

@@ -55,6 +55,8 @@ public static class StripeOutcomes
     public const string UnknownMember = "unknown_member";
     public const string UnknownPayment = "unknown_payment";
     public const string UnknownSubscription = "unknown_subscription";
+
+    public static readonly string[] All = [Recorded, AlreadyRecorded, IgnoredUnknownType, Ignored, UnknownMember, UnknownPayment, UnknownSubscription];
 }
 
 public static class StripeLinkKinds

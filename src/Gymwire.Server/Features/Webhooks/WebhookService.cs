@@ -51,7 +51,7 @@ public sealed class WebhookService(
     public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(Guid gymId, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
-        var error = ValidateUrl(url, options.Value, guard) ?? eventsError
+        var error = ValidateUrl(ref url, options.Value, guard) ?? eventsError
             ?? (secret is null ? null : WebhookSigner.ValidateSecret(secret));
         if (error is not null)
         {
@@ -63,7 +63,7 @@ public sealed class WebhookService(
         {
             Id = Guid.CreateVersion7(now),
             GymId = gymId,
-            Url = url!.Trim(),
+            Url = url!,
             Events = events,
             IsActive = true,
             CreatedAt = now,
@@ -81,7 +81,7 @@ public sealed class WebhookService(
     public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(Guid gymId, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
-        var error = (url is null ? null : ValidateUrl(url, options.Value, guard)) ?? eventsError;
+        var error = (url is null ? null : ValidateUrl(ref url, options.Value, guard)) ?? eventsError;
         if (error is not null)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
@@ -93,7 +93,7 @@ public sealed class WebhookService(
         var now = clock.GetUtcNow().UtcDateTime;
         if (url is not null)
         {
-            subscription.Url = url.Trim();
+            subscription.Url = url;
         }
         if (requestedEvents is not null)
         {
@@ -300,7 +300,12 @@ public sealed class WebhookService(
         a.ResponseHeaders is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(a.ResponseHeaders),
         a.ResponseBody, a.ResponseBodyTruncated);
 
-    internal static string? ValidateUrl(string? url, WebhookOptions options, EgressGuard guard)
+    /// <summary>
+    /// Checks a subscription's URL and normalises it to what delivery will use (null when it is fine): trimmed, and a
+    /// non-ASCII host in its IDNA form, as <see cref="Uri.IdnHost"/> gives it to the connection (<c>127。0。0。1</c>,
+    /// with ideographic full stops, is <c>127.0.0.1</c>), so the egress check sees the host that would be reached.
+    /// </summary>
+    internal static string? ValidateUrl(ref string? url, WebhookOptions options, EgressGuard guard)
     {
         if (string.IsNullOrWhiteSpace(url))
         {
@@ -311,9 +316,22 @@ public sealed class WebhookService(
         {
             return "'url' must be at most 2048 characters";
         }
+        if (url.Any(c => c <= ' ' || c == '\u007F'))
+        {
+            // Uri would quietly escape a raw line break or space; a URL never contains one (RFC 3986).
+            return "'url' must not contain spaces or control characters (escape them, e.g. %20)";
+        }
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttps && uri.Scheme != Uri.UriSchemeHttp) || uri.Host.Length == 0)
         {
             return "'url' must be an absolute https:// URL";
+        }
+        if (uri.HostNameType == UriHostNameType.Dns && !string.Equals(uri.Host, uri.IdnHost, StringComparison.OrdinalIgnoreCase))
+        {
+            url = new UriBuilder(uri) { Host = uri.IdnHost }.Uri.AbsoluteUri;
+            if (!Uri.TryCreate(url, UriKind.Absolute, out uri) || url.Length > 2048)
+            {
+                return "'url' must be an absolute https:// URL";
+            }
         }
         if (uri.Scheme == Uri.UriSchemeHttp && !options.AllowHttp)
         {
