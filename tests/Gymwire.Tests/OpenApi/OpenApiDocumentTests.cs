@@ -79,7 +79,7 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
         {
             Assert.Contains("ErrorResponse", trigger["responses"]![status]!.ToJsonString(), StringComparison.Ordinal);
         }
-        var memberProps = trigger["responses"]!["200"]!["content"]!["application/json"]!["schema"]!["oneOf"]![0]!["items"]!["properties"]!.AsObject().Select(p => p.Key);
+        var memberProps = trigger["responses"]!["200"]!["content"]!["application/json"]!["schema"]!["items"]!["anyOf"]![0]!["properties"]!.AsObject().Select(p => p.Key);
         Assert.Equal(["id", "user_id", "role", "joined_at"], memberProps);
 
         var keys = document["paths"]!["/api/gym/api-keys"]!["get"]!["security"]!.AsArray();
@@ -185,7 +185,7 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
         Assert.Equal("string", schemas["CreateApiKeyRequest"]!["properties"]!["expires_at"]!["type"]!.GetValue<string>());
         Assert.True(schemas["CreateApiKeyRequest"]!["properties"]!["expires_at"]!["nullable"]!.GetValue<bool>());
         var trigger = document["paths"]!["/api/zapier/triggers"]!["get"]!["responses"]!["200"]!["content"]!["application/json"]!["schema"]!;
-        var joined = trigger["oneOf"]![0]!["items"]!["properties"]!["joined_at"]!;
+        var joined = trigger["items"]!["anyOf"]![0]!["properties"]!["joined_at"]!;
         Assert.Equal("string", joined["type"]!.GetValue<string>());
         Assert.Equal("date-time", joined["format"]!.GetValue<string>());
         Assert.Null(joined["nullable"]);
