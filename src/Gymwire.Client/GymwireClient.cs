@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
-using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Gymwire.Client;
 
@@ -10,16 +10,13 @@ namespace Gymwire.Client;
 /// A typed client for Gymwire's API (the CombatScore Developer API): polling triggers, actions, and the
 /// API-key and webhook management endpoints. Give it an <see cref="HttpClient"/> whose
 /// <see cref="HttpClient.BaseAddress"/> is the server, and an API key (<c>cs_…</c>) or owner session token.
-/// Every error answer is raised as a <see cref="GymwireApiException"/>.
+/// Every error answer is raised as a <see cref="GymwireApiException"/>. All JSON goes through the source-generated
+/// <see cref="GymwireJsonContext"/>, so the client works in trimmed and Native AOT apps.
 /// </summary>
 public sealed class GymwireClient
 {
-    /// <summary>The wire's JSON: snake_case names.</summary>
-    public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
+    /// <summary>The wire's JSON (snake_case names), resolving the client's types from <see cref="GymwireJsonContext"/>.</summary>
+    public static JsonSerializerOptions JsonOptions => GymwireJsonContext.Default.Options;
 
     private readonly HttpClient _http;
     private readonly AuthenticationHeaderValue _authorization;
@@ -34,67 +31,73 @@ public sealed class GymwireClient
     }
 
     /// <summary>The 20 most recent members, newest first (<c>type=new_member</c>).</summary>
-    public Task<IReadOnlyList<NewMember>> GetNewMembersAsync(CancellationToken cancellationToken = default) => Trigger<NewMember>("new_member", cancellationToken);
+    public Task<IReadOnlyList<NewMember>> GetNewMembersAsync(CancellationToken cancellationToken = default) => Trigger("new_member", GymwireJsonContext.Default.ListNewMember, cancellationToken);
 
     /// <summary>The 20 most recent payments (<c>type=new_payment</c>).</summary>
-    public Task<IReadOnlyList<NewPayment>> GetNewPaymentsAsync(CancellationToken cancellationToken = default) => Trigger<NewPayment>("new_payment", cancellationToken);
+    public Task<IReadOnlyList<NewPayment>> GetNewPaymentsAsync(CancellationToken cancellationToken = default) => Trigger("new_payment", GymwireJsonContext.Default.ListNewPayment, cancellationToken);
 
     /// <summary>The 20 most recent training sessions (<c>type=new_session</c>).</summary>
-    public Task<IReadOnlyList<NewSession>> GetNewSessionsAsync(CancellationToken cancellationToken = default) => Trigger<NewSession>("new_session", cancellationToken);
+    public Task<IReadOnlyList<NewSession>> GetNewSessionsAsync(CancellationToken cancellationToken = default) => Trigger("new_session", GymwireJsonContext.Default.ListNewSession, cancellationToken);
 
     /// <summary>The 20 most recent check-ins (<c>type=new_checkin</c>).</summary>
-    public Task<IReadOnlyList<NewCheckin>> GetNewCheckinsAsync(CancellationToken cancellationToken = default) => Trigger<NewCheckin>("new_checkin", cancellationToken);
+    public Task<IReadOnlyList<NewCheckin>> GetNewCheckinsAsync(CancellationToken cancellationToken = default) => Trigger("new_checkin", GymwireJsonContext.Default.ListNewCheckin, cancellationToken);
 
     /// <summary>Adds a lead (<c>create_lead</c>). A retry with the same <paramref name="idempotencyKey"/> creates nothing new.</summary>
     public Task<Lead> CreateLeadAsync(CreateLead lead, string? idempotencyKey = null, CancellationToken cancellationToken = default) =>
-        Action<Lead>("create_lead", lead, idempotencyKey, cancellationToken);
+        Action("create_lead", lead, GymwireJsonContext.Default.CreateLead, GymwireJsonContext.Default.Lead, idempotencyKey, cancellationToken);
 
     /// <summary>Queues an SMS (<c>send_sms</c>).</summary>
     public Task<SmsMessage> SendSmsAsync(SendSms sms, string? idempotencyKey = null, CancellationToken cancellationToken = default) =>
-        Action<SmsMessage>("send_sms", sms, idempotencyKey, cancellationToken);
+        Action("send_sms", sms, GymwireJsonContext.Default.SendSms, GymwireJsonContext.Default.SmsMessage, idempotencyKey, cancellationToken);
 
     /// <summary>Checks a member in (<c>log_attendance</c>).</summary>
     public Task<Checkin> LogAttendanceAsync(LogAttendance attendance, string? idempotencyKey = null, CancellationToken cancellationToken = default) =>
-        Action<Checkin>("log_attendance", attendance, idempotencyKey, cancellationToken);
+        Action("log_attendance", attendance, GymwireJsonContext.Default.LogAttendance, GymwireJsonContext.Default.Checkin, idempotencyKey, cancellationToken);
 
     /// <summary>The gym and the key (or owner) the client authenticates as.</summary>
-    public Task<Me> GetMeAsync(CancellationToken cancellationToken = default) => Send<Me>(HttpMethod.Get, "/api/me", null, cancellationToken);
+    public Task<Me> GetMeAsync(CancellationToken cancellationToken = default) => Send(HttpMethod.Get, "/api/me", null, GymwireJsonContext.Default.Me, cancellationToken);
 
     /// <summary>Lists API keys (owner session only): prefixes, never keys.</summary>
     public async Task<IReadOnlyList<ApiKey>> ListApiKeysAsync(CancellationToken cancellationToken = default) =>
-        (await Send<KeyList>(HttpMethod.Get, "/api/gym/api-keys", null, cancellationToken)).Keys;
+        (await Send(HttpMethod.Get, "/api/gym/api-keys", null, GymwireJsonContext.Default.KeyList, cancellationToken)).Keys;
 
     /// <summary>Creates an API key (owner session only); the result holds the key, this once.</summary>
     public Task<CreatedApiKey> CreateApiKeyAsync(CreateApiKey request, CancellationToken cancellationToken = default) =>
-        Send<CreatedApiKey>(HttpMethod.Post, "/api/gym/api-keys", request, cancellationToken);
+        Send(HttpMethod.Post, "/api/gym/api-keys", Body(request, GymwireJsonContext.Default.CreateApiKey), GymwireJsonContext.Default.CreatedApiKey, cancellationToken);
 
     /// <summary>Revokes an API key (owner session only); it stops working at once.</summary>
     public Task<ApiKey> RevokeApiKeyAsync(Guid id, CancellationToken cancellationToken = default) =>
-        Send<ApiKey>(HttpMethod.Delete, $"/api/gym/api-keys/{id}", null, cancellationToken);
+        Send(HttpMethod.Delete, $"/api/gym/api-keys/{id}", null, GymwireJsonContext.Default.ApiKey, cancellationToken);
 
     /// <summary>Lists webhook subscriptions.</summary>
     public async Task<IReadOnlyList<Webhook>> ListWebhooksAsync(CancellationToken cancellationToken = default) =>
-        (await Send<WebhookList>(HttpMethod.Get, "/api/gym/webhooks", null, cancellationToken)).Webhooks;
+        (await Send(HttpMethod.Get, "/api/gym/webhooks", null, GymwireJsonContext.Default.WebhookList, cancellationToken)).Webhooks;
 
     /// <summary>Creates a webhook subscription; the result holds its signing secret, this once.</summary>
     public Task<CreatedWebhook> CreateWebhookAsync(CreateWebhook request, CancellationToken cancellationToken = default) =>
-        Send<CreatedWebhook>(HttpMethod.Post, "/api/gym/webhooks", request, cancellationToken);
+        Send(HttpMethod.Post, "/api/gym/webhooks", Body(request, GymwireJsonContext.Default.CreateWebhook), GymwireJsonContext.Default.CreatedWebhook, cancellationToken);
 
     /// <summary>Changes a subscription's URL, events or active state.</summary>
     public Task<Webhook> UpdateWebhookAsync(string id, UpdateWebhook request, CancellationToken cancellationToken = default) =>
-        Send<Webhook>(HttpMethod.Patch, $"/api/gym/webhooks/{Uri.EscapeDataString(id)}", request, cancellationToken);
+        Send(HttpMethod.Patch, $"/api/gym/webhooks/{Uri.EscapeDataString(id)}", Body(request, GymwireJsonContext.Default.UpdateWebhook), GymwireJsonContext.Default.Webhook, cancellationToken);
 
     /// <summary>Deactivates a subscription.</summary>
     public Task DeleteWebhookAsync(string id, CancellationToken cancellationToken = default) =>
-        Send<JsonElement>(HttpMethod.Delete, $"/api/gym/webhooks/{Uri.EscapeDataString(id)}", null, cancellationToken);
+        Send(HttpMethod.Delete, $"/api/gym/webhooks/{Uri.EscapeDataString(id)}", null, GymwireJsonContext.Default.JsonElement, cancellationToken);
 
-    private async Task<IReadOnlyList<T>> Trigger<T>(string type, CancellationToken ct) =>
-        await Send<List<T>>(HttpMethod.Get, $"/api/zapier/triggers?type={type}", null, ct);
+    private async Task<IReadOnlyList<T>> Trigger<T>(string type, JsonTypeInfo<List<T>> items, CancellationToken ct) =>
+        await Send(HttpMethod.Get, $"/api/zapier/triggers?type={type}", null, items, ct).ConfigureAwait(false);
 
-    private Task<T> Action<T>(string type, object body, string? idempotencyKey, CancellationToken ct) =>
-        Send<T>(HttpMethod.Post, $"/api/zapier/actions?type={type}", body, ct, idempotencyKey);
+    private Task<TResult> Action<TBody, TResult>(string type, TBody body, JsonTypeInfo<TBody> bodyInfo, JsonTypeInfo<TResult> resultInfo, string? idempotencyKey, CancellationToken ct) =>
+        Send(HttpMethod.Post, $"/api/zapier/actions?type={type}", Body(body, bodyInfo), resultInfo, ct, idempotencyKey);
 
-    private async Task<T> Send<T>(HttpMethod method, string path, object? body, CancellationToken ct, string? idempotencyKey = null)
+    private static JsonContent Body<T>(T body, JsonTypeInfo<T> info)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        return JsonContent.Create(body, info);
+    }
+
+    private async Task<T> Send<T>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<T> resultInfo, CancellationToken ct, string? idempotencyKey = null)
     {
         using var request = new HttpRequestMessage(method, path);
         request.Headers.Authorization = _authorization;
@@ -102,10 +105,7 @@ public sealed class GymwireClient
         {
             request.Headers.Add("Idempotency-Key", idempotencyKey);
         }
-        if (body is not null)
-        {
-            request.Content = JsonContent.Create(body, body.GetType(), options: JsonOptions);
-        }
+        request.Content = content;
         using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
@@ -115,7 +115,7 @@ public sealed class GymwireClient
         {
             return default!;
         }
-        return (await response.Content.ReadFromJsonAsync<T>(JsonOptions, ct).ConfigureAwait(false))!;
+        return (await response.Content.ReadFromJsonAsync(resultInfo, ct).ConfigureAwait(false))!;
     }
 
     private static async Task<GymwireApiException> ErrorAsync(HttpResponseMessage response, CancellationToken ct)
@@ -123,7 +123,7 @@ public sealed class GymwireClient
         string message;
         try
         {
-            message = (await response.Content.ReadFromJsonAsync<ErrorBody>(JsonOptions, ct).ConfigureAwait(false))?.Error ?? response.ReasonPhrase ?? "Error";
+            message = (await response.Content.ReadFromJsonAsync(GymwireJsonContext.Default.ErrorBody, ct).ConfigureAwait(false))?.Error ?? response.ReasonPhrase ?? "Error";
         }
         catch (JsonException)
         {

@@ -25,6 +25,6 @@ public sealed record CreatedWebhook(string Id, string Url, IReadOnlyList<string>
 public sealed record CreateWebhook(string Url, IReadOnlyList<string>? Events = null);
 public sealed record UpdateWebhook(string? Url = null, IReadOnlyList<string>? Events = null, bool? IsActive = null);
 
-internal sealed record KeyList(IReadOnlyList<ApiKey> Keys);
-internal sealed record WebhookList(IReadOnlyList<Webhook> Webhooks);
-internal sealed record ErrorBody(string? Error);
+public sealed record KeyList(IReadOnlyList<ApiKey> Keys);
+public sealed record WebhookList(IReadOnlyList<Webhook> Webhooks);
+public sealed record ErrorBody(string? Error);

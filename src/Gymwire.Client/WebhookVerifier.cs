@@ -56,6 +56,21 @@ public sealed class WebhookVerifier
         return map.TryGetValue("X-CombatScore-Signature", out var hex) && VerifyCombatScore(hex, body);
     }
 
+    /// <summary>The header a test send carries (<c>X-Gymwire-Test: true</c>); real deliveries do not have it.</summary>
+    public const string TestHeader = "X-Gymwire-Test";
+
+    /// <summary>
+    /// True when the headers mark a test send (<c>X-Gymwire-Test: true</c>, name matched case-insensitively). The
+    /// header is covered by no signature: trust it only on a delivery that verifies, or read
+    /// <see cref="WebhookEvent.IsTest"/> from the signed body.
+    /// </summary>
+    public static bool IsTestDelivery(IEnumerable<KeyValuePair<string, string>> headers)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        return headers.Any(h => string.Equals(h.Key, TestHeader, StringComparison.OrdinalIgnoreCase)
+                                && string.Equals(h.Value.Trim(), "true", StringComparison.OrdinalIgnoreCase));
+    }
+
     /// <summary>Checks <c>X-CombatScore-Signature</c> against the raw body.</summary>
     public bool VerifyCombatScore(string signatureHex, ReadOnlySpan<byte> body)
     {

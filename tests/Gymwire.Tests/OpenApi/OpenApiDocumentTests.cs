@@ -8,7 +8,8 @@ namespace Gymwire.Tests.OpenApi;
 
 /// <summary>
 /// The served OpenAPI document is generated from the code; the committed copy (docs/openapi.json) must match
-/// it, so API changes show in review. Regenerate with: GYMWIRE_UPDATE_OPENAPI=1 scripts/test --filter OpenApi
+/// it, so API changes show in review. Regenerate with: GYMWIRE_UPDATE_OPENAPI=1 scripts/test --filter OpenApi.
+/// <c>/openapi.json</c> is OpenAPI 3.0 (the reference's promise); <c>/openapi/v1-3.1.json</c> is the same API in 3.1.
 /// </summary>
 public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<SqliteGymwire>
 {
@@ -65,7 +66,7 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
     public async Task The_document_describes_security_errors_zapier_types_and_every_webhook_event()
     {
         var document = await ServedAsync();
-        Assert.StartsWith("3.1", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.StartsWith("3.0", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
         var schemes = document["components"]!["securitySchemes"]!.AsObject();
         Assert.True(schemes.ContainsKey("apiKey") && schemes.ContainsKey("ownerSession"));
         Assert.Equal("error", document["components"]!["schemas"]!["ErrorResponse"]!["required"]![0]!.GetValue<string>());
@@ -78,22 +79,116 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
         {
             Assert.Contains("ErrorResponse", trigger["responses"]![status]!.ToJsonString(), StringComparison.Ordinal);
         }
-        var memberProps = trigger["responses"]!["200"]!["content"]!["application/json"]!["schema"]!["oneOf"]![0]!["items"]!["properties"]!.AsObject().Select(p => p.Key);
+        var memberProps = trigger["responses"]!["200"]!["content"]!["application/json"]!["schema"]!["items"]!["anyOf"]![0]!["properties"]!.AsObject().Select(p => p.Key);
         Assert.Equal(["id", "user_id", "role", "joined_at"], memberProps);
 
         var keys = document["paths"]!["/api/gym/api-keys"]!["get"]!["security"]!.AsArray();
         Assert.Equal("ownerSession", Assert.Single(keys)!.AsObject().Single().Key);
 
-        var webhooks = document["webhooks"]!.AsObject().Select(w => w.Key).ToList();
+        // OpenAPI 3.0 has no `webhooks`: the catalog is under `x-webhooks` (Redoc's convention).
+        var webhooks = document["x-webhooks"]!.AsObject().Select(w => w.Key).ToList();
         Assert.Equal(Gymwire.Features.Events.EventCatalog.All.Select(e => e.Name), webhooks);
     }
 
     [Fact]
-    public async Task An_openapi_3_0_document_is_served_for_older_tools()
+    public async Task The_same_api_is_served_as_openapi_3_1_at_its_own_path_and_the_old_3_0_path_still_answers()
     {
-        var document = await ServedAsync("/openapi/v1-3.0.json");
-        Assert.StartsWith("3.0", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
-        Assert.NotNull(document["paths"]!["/api/zapier/actions"]);
+        var v30 = await ServedAsync();
+        var v31 = await ServedAsync("/openapi/v1-3.1.json");
+        Assert.StartsWith("3.1", v31["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(v30["paths"]!.AsObject().Select(p => p.Key), v31["paths"]!.AsObject().Select(p => p.Key));
+        Assert.Equal(Gymwire.Features.Events.EventCatalog.All.Select(e => e.Name), v31["webhooks"]!.AsObject().Select(w => w.Key));
+        Assert.Null(v31["x-webhooks"]);
+        foreach (var alias in new[] { "/openapi/v1.json", "/openapi/v1-3.0.json" })
+        {
+            Assert.True(JsonNode.DeepEquals(v30, await ServedAsync(alias)), alias);
+        }
+    }
+
+    /// <summary>
+    /// A schema without a <c>type</c> becomes "any" (<c>UntypedNode</c>, <c>unknown</c>) in generated clients; 3.0's
+    /// <c>nullable</c> also needs a <c>type</c> beside it. Only references and compositions may go without one.
+    /// </summary>
+    [Theory]
+    [InlineData("/openapi.json")]
+    [InlineData("/openapi/v1-3.1.json")]
+    public async Task Every_schema_has_a_type(string url)
+    {
+        var document = await ServedAsync(url);
+        var untyped = new List<string>();
+        void Schema(JsonNode? node, string path)
+        {
+            if (node is not JsonObject schema)
+            {
+                return;
+            }
+            if (!schema.ContainsKey("type") && !schema.ContainsKey("$ref") && !schema.ContainsKey("oneOf") && !schema.ContainsKey("anyOf") && !schema.ContainsKey("allOf"))
+            {
+                untyped.Add($"{path}: {schema.ToJsonString()}");
+            }
+            foreach (var (name, property) in schema["properties"]?.AsObject() ?? [])
+            {
+                Schema(property, $"{path}/properties/{name}");
+            }
+            foreach (var key in new[] { "items", "additionalProperties", "not" })
+            {
+                Schema(schema[key], $"{path}/{key}");
+            }
+            foreach (var key in new[] { "oneOf", "anyOf", "allOf" })
+            {
+                var i = 0;
+                foreach (var member in schema[key]?.AsArray() ?? [])
+                {
+                    Schema(member, $"{path}/{key}/{i++}");
+                }
+            }
+        }
+        // Every `schema` (parameters, headers, bodies, responses, webhooks) and every component schema.
+        void Find(JsonNode? node, string path)
+        {
+            if (node is JsonObject obj)
+            {
+                foreach (var (key, value) in obj)
+                {
+                    if (key == "schema")
+                    {
+                        Schema(value, $"{path}/schema");
+                    }
+                    else if (key != "components")
+                    {
+                        Find(value, $"{path}/{key}");
+                    }
+                }
+            }
+            else if (node is JsonArray array)
+            {
+                var i = 0;
+                foreach (var item in array)
+                {
+                    Find(item, $"{path}/{i++}");
+                }
+            }
+        }
+        Find(document, "#");
+        foreach (var (name, schema) in document["components"]!["schemas"]!.AsObject())
+        {
+            Schema(schema, $"#/components/schemas/{name}");
+        }
+        Assert.True(untyped.Count == 0, $"{untyped.Count} schemas without a type:\n" + string.Join("\n", untyped.Take(20)));
+    }
+
+    [Fact]
+    public async Task Every_timestamp_is_a_typed_date_time_string_nullable_where_it_may_be_absent()
+    {
+        var document = await ServedAsync();
+        var schemas = document["components"]!["schemas"]!;
+        Assert.Equal("string", schemas["CreateApiKeyRequest"]!["properties"]!["expires_at"]!["type"]!.GetValue<string>());
+        Assert.True(schemas["CreateApiKeyRequest"]!["properties"]!["expires_at"]!["nullable"]!.GetValue<bool>());
+        var trigger = document["paths"]!["/api/zapier/triggers"]!["get"]!["responses"]!["200"]!["content"]!["application/json"]!["schema"]!;
+        var joined = trigger["items"]!["anyOf"]![0]!["properties"]!["joined_at"]!;
+        Assert.Equal("string", joined["type"]!.GetValue<string>());
+        Assert.Equal("date-time", joined["format"]!.GetValue<string>());
+        Assert.Null(joined["nullable"]);
     }
 
     [Fact]
@@ -103,8 +198,8 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
         var page = await client.GetAsync("/docs/");
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
         var html = await page.Content.ReadAsStringAsync();
-        Assert.Contains("\"url\":\"openapi.json\"", html, StringComparison.Ordinal);
-        var source = await (await client.GetAsync("/docs/openapi.json")).JsonAsync();
+        Assert.Contains("\"url\":\"openapi/v1-3.1.json\"", html, StringComparison.Ordinal);
+        var source = await (await client.GetAsync("/docs/openapi/v1-3.1.json")).JsonAsync();
         Assert.StartsWith("3.1", source.GetProperty("openapi").GetString(), StringComparison.Ordinal);
         var scripts = System.Text.RegularExpressions.Regex.Matches(html, "src=\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
         Assert.NotEmpty(scripts);

@@ -51,6 +51,10 @@ public sealed class OpenApiRequiredFieldsTests(OpenApiRequiredFieldsTests.Fixtur
         ["PATCH /api/gym/webhooks/{id}"] = async g =>
             ($"/api/gym/webhooks/{(await CreateAsync(g, "/api/gym/webhooks", new { url = "https://receiver.example.com/doc" })).GetProperty("id").GetGuid()}",
              new() { ["url"] = "https://receiver.example.com/moved", ["events"] = new JsonArray("member.left"), ["is_active"] = false }),
+        // The body is optional (required: false); its one field is too.
+        ["POST /api/gym/webhooks/{id}/test"] = async g =>
+            ($"/api/gym/webhooks/{(await CreateAsync(g, "/api/gym/webhooks", new { url = "https://receiver.example.com/doc", events = new[] { "member.joined" } })).GetProperty("id").GetGuid()}/test",
+             new() { ["event"] = "member.joined" }),
     };
 
     private static Task<(string, JsonObject)> Ok(string path, JsonObject body) => Task.FromResult((path, body));

@@ -36,6 +36,19 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         var member = await (await owner.PostJsonAsync("/api/gym/members", new { name = "Victim", user_id = "user_victim" })).AssertStatusAsync(HttpStatusCode.Created);
         ids["/api/gym/members/{id}"] = member.GetProperty("id").GetString()!;
         var plan = (await (await owner.PostJsonAsync("/api/gym/plans", new { name = "P", price_cents = 100 })).JsonAsync()).GetProperty("id").GetString();
+        ids["/api/gym/plans/{id}"] = plan!;
+        foreach (var (collection, body) in new (string, object)[]
+        {
+            ("leads", new { first_name = "Victim" }),
+            ("checkins", new { user_id = "user_victim" }),
+            ("classes", new { title = "Victim class", discipline = "bjj", day_of_week = 1, start_time = "18:00", duration_mins = 60 }),
+            ("sessions", new { user_id = "user_victim", session_type = "gi", date = "2026-04-16", duration_mins = 60 }),
+            ("contracts", new { user_id = "user_victim", title = "Victim contract" }),
+        })
+        {
+            var created = await (await owner.PostJsonAsync($"/api/gym/{collection}", body)).AssertStatusAsync(HttpStatusCode.Created);
+            ids[$"/api/gym/{collection}/{{id}}"] = created.GetProperty("id").GetString()!;
+        }
         var membership = await (await owner.PostJsonAsync("/api/gym/memberships", new { user_id = "user_victim", plan_id = plan })).AssertStatusAsync(HttpStatusCode.Created);
         ids["/api/gym/memberships/{id}"] = membership.GetProperty("id").GetString()!;
         var payment = await (await owner.PostJsonAsync("/api/gym/payments", new { user_id = "user_victim", amount_cents = 500 })).AssertStatusAsync(HttpStatusCode.Created);

@@ -32,6 +32,7 @@ public static class ApiKeyEndpoints
     {
         var group = app.MapGroup("/api/gym/api-keys").WithTags("API keys").RequireAuthorization(Policies.Owner);
         group.MapGet("/", List);
+        group.MapGet("/{id:guid}", Get);
         group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
         group.MapDelete("/{id:guid}", Revoke).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
@@ -39,6 +40,12 @@ public static class ApiKeyEndpoints
 
     internal static async Task<Ok<ApiKeyList>> List(ClaimsPrincipal user, ApiKeyService keys, CancellationToken ct) =>
         TypedResults.Ok(new ApiKeyList(await keys.ListAsync(user.GetGymId(), ct)));
+
+    internal static async Task<Results<Ok<ApiKeyDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, ApiKeyService keys, CancellationToken ct)
+    {
+        var key = await keys.GetAsync(user.GetGymId(), id, ct);
+        return key is null ? ApiErrors.NotFound("API key not found") : TypedResults.Ok(key);
+    }
 
     internal static async Task<Results<Created<CreatedApiKeyDto>, BadRequest<ErrorResponse>>> Create(
         CreateApiKeyRequest request, ClaimsPrincipal user, ApiKeyService keys, CancellationToken ct)

@@ -89,6 +89,12 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
             .OrderByDescending(k => k.CreatedAt).ThenByDescending(k => k.Id).ToListAsync(ct);
         return keys.Select(k => ApiKeyDto.From(k, now)).ToList();
     }
+
+    public async Task<ApiKeyDto?> GetAsync(Guid gymId, Guid keyId, CancellationToken ct)
+    {
+        var key = await db.ApiKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Id == keyId && k.GymId == gymId, ct);
+        return key is null ? null : ApiKeyDto.From(key, clock.GetUtcNow().UtcDateTime);
+    }
 }
 
 internal static class ScopeNames

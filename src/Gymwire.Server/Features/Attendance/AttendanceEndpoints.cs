@@ -20,6 +20,7 @@ public static class AttendanceEndpoints
     {
         var group = app.MapGroup("/api/gym/checkins").WithTags("Attendance");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", CheckIn).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         return app;
     }
@@ -36,6 +37,13 @@ public static class AttendanceEndpoints
             .OrderByDescending(a => a.CheckedInAt).ThenByDescending(a => a.Id).Skip(page.Offset).Take(page.Limit)
             .Select(a => new AttendanceDto(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt)).ToListAsync(ct);
         return TypedResults.Ok(new AttendanceList(items));
+    }
+
+    internal static async Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.Attendance.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Check-in not found") : TypedResults.Ok(Map(item));
     }
 
     internal static async Task<Results<Created<AttendanceDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> CheckIn(

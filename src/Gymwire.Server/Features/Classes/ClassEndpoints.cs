@@ -20,6 +20,7 @@ public static class ClassEndpoints
     {
         var group = app.MapGroup("/api/gym/classes").WithTags("Classes");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", Schedule).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         return app;
     }
@@ -30,6 +31,13 @@ public static class ClassEndpoints
         var items = await db.ClassSchedules.AsNoTracking().Where(c => c.GymId == gymId)
             .OrderBy(c => c.DayOfWeek).ThenBy(c => c.StartTime).ThenBy(c => c.Id).ToListAsync(ct);
         return TypedResults.Ok(new ClassList(items.Select(Map).ToList()));
+    }
+
+    internal static async Task<Results<Ok<ClassDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.ClassSchedules.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Class not found") : TypedResults.Ok(Map(item));
     }
 
     internal static async Task<Results<Created<ClassDto>, BadRequest<ErrorResponse>>> Schedule(

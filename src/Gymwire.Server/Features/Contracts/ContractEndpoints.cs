@@ -20,6 +20,7 @@ public static class ContractEndpoints
     {
         var group = app.MapGroup("/api/gym/contracts").WithTags("Contracts");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", Sign).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         return app;
     }
@@ -36,6 +37,13 @@ public static class ContractEndpoints
             .OrderByDescending(c => c.SignedAt).ThenByDescending(c => c.Id).Skip(page.Offset).Take(page.Limit)
             .Select(c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt)).ToListAsync(ct);
         return TypedResults.Ok(new ContractList(items));
+    }
+
+    internal static async Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.Contracts.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Contract not found") : TypedResults.Ok(new ContractDto(item.Id, item.UserId, item.Title, item.SignedAt));
     }
 
     internal static async Task<Results<Created<ContractDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Sign(

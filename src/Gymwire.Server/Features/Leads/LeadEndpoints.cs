@@ -21,6 +21,7 @@ public static class LeadEndpoints
     {
         var group = app.MapGroup("/api/gym/leads").WithTags("Leads");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", Create).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         return app;
     }
@@ -37,6 +38,13 @@ public static class LeadEndpoints
             .OrderByDescending(l => l.CreatedAt).ThenByDescending(l => l.Id).Skip(page.Offset).Take(page.Limit)
             .Select(l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt)).ToListAsync(ct);
         return TypedResults.Ok(new LeadList(items));
+    }
+
+    internal static async Task<Results<Ok<LeadDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.Leads.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Lead not found") : TypedResults.Ok(Map(item));
     }
 
     internal static async Task<Results<Created<LeadDto>, BadRequest<ErrorResponse>>> Create(

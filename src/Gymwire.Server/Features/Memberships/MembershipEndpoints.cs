@@ -24,10 +24,12 @@ public static class MembershipEndpoints
     {
         var plans = app.MapGroup("/api/gym/plans").WithTags("Memberships");
         plans.MapGet("/", ListPlans).RequireAuthorization(Policies.Read);
+        plans.MapGet("/{id:guid}", GetPlan).RequireAuthorization(Policies.Read);
         plans.MapPost("/", CreatePlan).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
 
         var memberships = app.MapGroup("/api/gym/memberships").WithTags("Memberships");
         memberships.MapGet("/", List).RequireAuthorization(Policies.Read);
+        memberships.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         memberships.MapPost("/", Activate).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         memberships.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
@@ -39,6 +41,13 @@ public static class MembershipEndpoints
         var plans = await db.MembershipPlans.AsNoTracking().Where(p => p.GymId == gymId).OrderBy(p => p.Name)
             .Select(p => new PlanDto(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt)).ToListAsync(ct);
         return TypedResults.Ok(new PlanList(plans));
+    }
+
+    internal static async Task<Results<Ok<PlanDto>, NotFound<ErrorResponse>>> GetPlan(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.MembershipPlans.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Plan not found") : TypedResults.Ok(new PlanDto(item.Id, item.Name, item.PriceCents, item.Interval, item.CreatedAt));
     }
 
     internal static async Task<Results<Created<PlanDto>, BadRequest<ErrorResponse>>> CreatePlan(
@@ -77,6 +86,13 @@ public static class MembershipEndpoints
             .OrderByDescending(m => m.StartedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
             .Select(m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt)).ToListAsync(ct);
         return TypedResults.Ok(new MembershipList(items));
+    }
+
+    internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.Memberships.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Membership not found") : TypedResults.Ok(Map(item));
     }
 
     internal static async Task<Results<Created<MembershipDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Activate(

@@ -22,6 +22,7 @@ public static class PaymentEndpoints
     {
         var group = app.MapGroup("/api/gym/payments").WithTags("Payments");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", Record).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         group.MapPost("/{id:guid}/refund", Refund).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
@@ -40,6 +41,13 @@ public static class PaymentEndpoints
             .Select(p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt))
             .ToListAsync(ct);
         return TypedResults.Ok(new PaymentList(items));
+    }
+
+    internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.Payments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Payment not found") : TypedResults.Ok(Map(item));
     }
 
     internal static async Task<Results<Created<PaymentDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Record(

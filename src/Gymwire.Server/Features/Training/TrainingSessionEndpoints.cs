@@ -20,6 +20,7 @@ public static class TrainingSessionEndpoints
     {
         var group = app.MapGroup("/api/gym/sessions").WithTags("Training sessions");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
+        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapPost("/", Log).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         return app;
     }
@@ -36,6 +37,13 @@ public static class TrainingSessionEndpoints
             .OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Skip(page.Offset).Take(page.Limit)
             .Select(s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt)).ToListAsync(ct);
         return TypedResults.Ok(new TrainingSessionList(items));
+    }
+
+    internal static async Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var item = await db.TrainingSessions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
+        return item is null ? ApiErrors.NotFound("Training session not found") : TypedResults.Ok(new TrainingSessionDto(item.Id, item.UserId, item.SessionType, item.Date, item.DurationMins, item.CreatedAt));
     }
 
     internal static async Task<Results<Created<TrainingSessionDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Log(

@@ -10,49 +10,54 @@ using Scalar.AspNetCore;
 namespace Gymwire.Infrastructure.OpenApi;
 
 /// <summary>
-/// The OpenAPI description, generated from the endpoints (never written by hand): <c>/openapi.json</c>
-/// (OpenAPI 3.1, with the webhook catalog under <c>webhooks</c>), <c>/openapi-3.0.json</c> for tools that
-/// only read 3.0, and a readable reference at <c>/docs</c> (Scalar, served from the server: no CDN).
+/// The OpenAPI description, generated from the endpoints (never written by hand): <c>/openapi.json</c> is
+/// OpenAPI 3.0 (what the CombatScore reference promises, and what every client generator reads; the webhook
+/// catalog is under <c>x-webhooks</c>), <c>/openapi/v1-3.1.json</c> the same API as OpenAPI 3.1 (catalog under
+/// <c>webhooks</c>), and <c>/docs</c> a readable reference of the 3.1 document (Scalar, served from the server: no CDN).
 /// </summary>
 public static class OpenApiSetup
 {
+    /// <summary>OpenAPI 3.0, the default document: <c>/openapi.json</c> and <c>/openapi/v1.json</c>.</summary>
     public const string DocumentName = "v1";
+    /// <summary>The same 3.0 document under the name it had when 3.1 was the default (links to it keep working).</summary>
     public const string Legacy30DocumentName = "v1-3.0";
+    /// <summary>OpenAPI 3.1: <c>/openapi/v1-3.1.json</c>.</summary>
+    public const string Openapi31DocumentName = "v1-3.1";
     public const string ApiKeyScheme = "apiKey";
     public const string OwnerSessionScheme = "ownerSession";
 
     public static IServiceCollection AddGymwireOpenApi(this IServiceCollection services)
     {
-        services.AddOpenApi(DocumentName, Configure);
-        services.AddOpenApi(Legacy30DocumentName, o =>
-        {
-            Configure(o);
-            o.OpenApiVersion = OpenApiSpecVersion.OpenApi3_0;
-        });
+        services.AddOpenApi(DocumentName, o => Configure(o, OpenApiSpecVersion.OpenApi3_0));
+        services.AddOpenApi(Legacy30DocumentName, o => Configure(o, OpenApiSpecVersion.OpenApi3_0));
+        services.AddOpenApi(Openapi31DocumentName, o => Configure(o, OpenApiSpecVersion.OpenApi3_1));
         return services;
     }
 
-    private static void Configure(OpenApiOptions options)
+    private static void Configure(OpenApiOptions options, OpenApiSpecVersion version)
     {
-        options.OpenApiVersion = OpenApiSpecVersion.OpenApi3_1;
+        options.OpenApiVersion = version;
+        options.AddSchemaTransformer(OpenApiSchemaTypes.TypeSchema);
         options.AddDocumentTransformer(DescribeDocument);
         options.AddOperationTransformer(NameOperation);
+        options.AddOperationTransformer(OpenApiSchemaTypes.UnwrapOptionalBody);
         options.AddOperationTransformer(DescribeSecurityAndErrors);
         options.AddOperationTransformer(ZapierOpenApi.DescribeZapierOperation);
-        options.AddDocumentTransformer(WebhookCatalogOpenApi.AddWebhooks);
+        options.AddDocumentTransformer((document, context, ct) => WebhookCatalogOpenApi.AddWebhooks(document, version));
     }
 
     public static IEndpointRouteBuilder MapGymwireOpenApi(this IEndpointRouteBuilder app)
     {
-        // Without {documentName} in the route, MapOpenApi serves the default document ("v1").
+        // Without {documentName} in the route, MapOpenApi serves the default document ("v1", OpenAPI 3.0).
         app.MapOpenApi("/openapi.json").AllowAnonymous();
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
-        // Scalar loads its document relative to its own page.
-        app.MapOpenApi("/docs/openapi.json").AllowAnonymous();
+        // Scalar loads its document relative to its own page (docs/openapi/v1-3.1.json): the 3.1 one, which has `webhooks`.
+        app.MapOpenApi("/docs/openapi/{documentName}.json").AllowAnonymous();
         app.MapScalarApiReference("/docs", o =>
         {
             o.Title = "Gymwire API";
-            o.OpenApiRoutePattern = "/openapi.json";
+            o.OpenApiRoutePattern = "/openapi/{documentName}.json";
+            o.AddDocument(Openapi31DocumentName, "Gymwire API");
         }).AllowAnonymous();
         return app;
     }
@@ -67,8 +72,10 @@ public static class OpenApiSetup
                           "Authenticate with `Authorization: Bearer cs_…` (an API key with `read` and/or `write` scope) or an owner session token from `POST /api/auth/login`. " +
                           "Every error is `{\"error\": \"Human-readable error message\"}`.",
         };
-        // Fixed, so the committed document is the same whichever host served it.
-        document.Servers = [new OpenApiServer { Url = "http://localhost:5000", Description = "A local Gymwire (README's run command); use your deployment's base URL" }];
+        document.Info.License = new OpenApiLicense { Name = "MIT", Url = new Uri("https://opensource.org/license/mit") };
+        // Relative, so the document is the same whichever host served it and a client resolves it against the
+        // address it fetched the document from (or the base URL it is given).
+        document.Servers = [new OpenApiServer { Url = "/", Description = "The Gymwire that serves this document" }];
         foreach (var tag in document.Tags ?? new HashSet<OpenApiTag>())
         {
             tag.Description ??= TagDescriptions.GetValueOrDefault(tag.Name ?? "");

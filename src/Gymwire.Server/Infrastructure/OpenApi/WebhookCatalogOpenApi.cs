@@ -13,9 +13,18 @@ namespace Gymwire.Infrastructure.OpenApi;
 /// </summary>
 internal static class WebhookCatalogOpenApi
 {
-    public static Task AddWebhooks(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
+    public static Task AddWebhooks(OpenApiDocument document, OpenApiSpecVersion version)
     {
-        document.Webhooks ??= new Dictionary<string, IOpenApiPathItem>();
+        var webhooks = new Dictionary<string, IOpenApiPathItem>();
+        if (version == OpenApiSpecVersion.OpenApi3_0)
+        {
+            document.Extensions ??= new Dictionary<string, IOpenApiExtension>();
+            document.Extensions["x-webhooks"] = new WebhooksExtension(webhooks);
+        }
+        else
+        {
+            document.Webhooks = webhooks;
+        }
         foreach (var type in EventCatalog.All)
         {
             var sample = new JsonObject
@@ -61,7 +70,7 @@ internal static class WebhookCatalogOpenApi
                     ["2XX"] = new OpenApiResponse { Description = "Delivered. Anything else (or a timeout) is a failed attempt and is retried; 410 deactivates the subscription." },
                 },
             };
-            document.Webhooks[type.Name] = new OpenApiPathItem { Operations = new() { [HttpMethod.Post] = operation } };
+            webhooks[type.Name] = new OpenApiPathItem { Operations = new() { [HttpMethod.Post] = operation } };
         }
         return Task.CompletedTask;
     }
@@ -76,11 +85,11 @@ internal static class WebhookCatalogOpenApi
         Properties = new Dictionary<string, IOpenApiSchema>
         {
             ["id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid", Description = "The event id (also `webhook-id`)." },
-            ["event"] = new OpenApiSchema { Type = JsonSchemaType.String, Const = type.Name },
+            ["event"] = new OpenApiSchema { Type = JsonSchemaType.String, Enum = [JsonValue.Create(type.Name)] },
             ["gym_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" },
             ["data"] = DataSchema(type.SampleData),
             ["timestamp"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time", Description = "ISO-8601 UTC with milliseconds." },
-            ["test"] = new OpenApiSchema { Type = JsonSchemaType.Boolean, Description = "Present, `true`, on test sends only; absent on real events." },
+            ["test"] = new OpenApiSchema { Type = JsonSchemaType.Boolean, Description = "`true` on a test send (`POST /api/gym/webhooks/{id}/test`, which also sets the header `X-Gymwire-Test: true`); absent on real events." },
         },
     };
 
@@ -102,4 +111,19 @@ internal static class WebhookCatalogOpenApi
             Items = kv.Value is string[] ? new OpenApiSchema { Type = JsonSchemaType.String } : null,
         }),
     };
+
+    /// <summary>Writes the path items as a 3.0 document writes its paths.</summary>
+    private sealed class WebhooksExtension(Dictionary<string, IOpenApiPathItem> webhooks) : IOpenApiExtension
+    {
+        public void Write(IOpenApiWriter writer, OpenApiSpecVersion specVersion)
+        {
+            writer.WriteStartObject();
+            foreach (var (name, item) in webhooks)
+            {
+                writer.WritePropertyName(name);
+                item.SerializeAsV3(writer);
+            }
+            writer.WriteEndObject();
+        }
+    }
 }

@@ -42,15 +42,22 @@ internal static class ZapierOpenApi
                             Schema = new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int64" },
                         },
                     },
+                    // One array whose items are any of the four shapes (rather than one of four arrays): a generator
+                    // can read an item without a discriminator (Kiota fills each shape it matches).
                     Content = Json(new OpenApiSchema
                     {
-                        OneOf =
-                        [
-                            await ArrayOf<NewMemberItem>(context, ct, "type=new_member"),
-                            await ArrayOf<NewPaymentItem>(context, ct, "type=new_payment"),
-                            await ArrayOf<NewSessionItem>(context, ct, "type=new_session"),
-                            await ArrayOf<NewCheckinItem>(context, ct, "type=new_checkin"),
-                        ],
+                        Type = JsonSchemaType.Array,
+                        MaxItems = ZapierTriggers.MaxLimit,
+                        Items = new OpenApiSchema
+                        {
+                            AnyOf =
+                            [
+                                await Titled<NewMemberItem>(context, ct, "type=new_member"),
+                                await Titled<NewPaymentItem>(context, ct, "type=new_payment"),
+                                await Titled<NewSessionItem>(context, ct, "type=new_session"),
+                                await Titled<NewCheckinItem>(context, ct, "type=new_checkin"),
+                            ],
+                        },
                     }),
                 };
                 break;
@@ -82,9 +89,11 @@ internal static class ZapierOpenApi
                 operation.Responses["201"] = new OpenApiResponse
                 {
                     Description = "The created object: a lead, a queued SMS, or a check-in.",
+                    // anyOf, not oneOf: the three have no discriminator field (the query's `type` decides), and
+                    // generators deserialize an anyOf into each shape it matches instead of giving up.
                     Content = Json(new OpenApiSchema
                     {
-                        OneOf =
+                        AnyOf =
                         [
                             await Titled<LeadDto>(context, ct, "type=create_lead"),
                             await Titled<SmsDto>(context, ct, "type=send_sms"),
@@ -126,9 +135,6 @@ internal static class ZapierOpenApi
             Schema = new OpenApiSchema { Type = JsonSchemaType.String, Enum = values.Select(v => (JsonNode)JsonValue.Create(v)!).ToList() },
         });
     }
-
-    private static async Task<IOpenApiSchema> ArrayOf<T>(OpenApiOperationTransformerContext context, CancellationToken ct, string title) =>
-        new OpenApiSchema { Title = title, Type = JsonSchemaType.Array, MaxItems = ZapierTriggers.Limit, Items = await context.GetOrCreateSchemaAsync(typeof(T), null, ct) };
 
     private static async Task<IOpenApiSchema> Titled<T>(OpenApiOperationTransformerContext context, CancellationToken ct, string title, params string[] required)
     {
