@@ -129,7 +129,16 @@ public static partial class KeyRingSetup
                 $"the same key. {MakeOne} and give every node that file.");
         }
         var key = RandomNumberGenerator.GetBytes(KeyEncryptionKey.Size);
-        if (!OwnerOnlyFile.TryCreate(path, Convert.ToBase64String(key) + "\n"))
+        bool created;
+        try
+        {
+            created = OwnerOnlyFile.TryCreate(path, Convert.ToBase64String(key) + "\n");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new KeyRingException($"Could not create the key file {path} (DataProtection:KeyFile): {e.Message}");
+        }
+        if (!created)
         {
             // Another process (the command line beside the server, say) created it first: use that one.
             return (ReadKeyFile(path, source, logger), source);
@@ -223,7 +232,7 @@ public static partial class KeyRingSetup
     [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "Data Protection keys are encrypted with the key-encryption key {KeyId} from {Source}")]
     private static partial void LogLoaded(ILogger logger, string keyId, string source);
 
-    [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Created the key-encryption key file {Path} (key {KeyId}). Back it up, apart from the database: without it the stored secrets and sessions cannot be decrypted")]
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "Created the key-encryption key file {Path} (key {KeyId}). Back it up, apart from the database: without it the stored secrets and sessions cannot be decrypted")]
     private static partial void LogCreated(ILogger logger, string path, string keyId);
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Information, Message = "Encrypted {Count} Data Protection keys that were stored unencrypted; what they protect still decrypts")]

@@ -65,7 +65,10 @@ public static class OwnerOnlyFile
         }
         finally
         {
-            File.Delete(temporary);
+            if (File.Exists(temporary))
+            {
+                File.Delete(temporary);
+            }
         }
     }
 }

@@ -204,7 +204,7 @@ public abstract class KeyRingTests(GymwireFixture fx)
             b.Logging.ClearProviders();
             if (asBefore)
             {
-                b.Services.Remove(b.Services.Single(d => d.ServiceType == typeof(IHostedService) && d.ImplementationType?.Name == "KeyRingStartup"));
+                b.Services.Remove(b.Services.Single(d => d.ServiceType == typeof(IHostedService) && d.ImplementationType == typeof(KeyRingStartup)));
                 b.Services.PostConfigure<KeyManagementOptions>(o => o.XmlEncryptor = null);
             }
         });
