@@ -711,6 +711,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             "--urls=http://127.0.0.1:0",
             $"--Database:Provider={store}",
             $"--ConnectionStrings:Gymwire={connectionString}",
+            // PostgreSQL needs the key that encrypts the key ring given (SQLite makes one beside its file).
+            $"--DataProtection:Key={Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32))}",
             "--Logging:LogLevel:Default=Warning",
             // wrk ends each run by closing connections mid-request: the server logs those aborted requests
             // (and their rolled-back EF transactions) as errors. Failed requests are counted by wrk instead.

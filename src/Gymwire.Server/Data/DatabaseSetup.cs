@@ -155,6 +155,7 @@ public static class DatabaseSetup
             var sqliteLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<SqliteMigrationLock>();
             await db.Database.OpenConnectionAsync(cancellationToken);
             await using var fileLock = await SqliteMigrationLock.AcquireAsync(db, sqliteLogger, cancellationToken);
+            RestrictToOwner(((SqliteConnection)db.Database.GetDbConnection()).DataSource);
             // WAL lets readers run beside the writer; it is a property of the file, so set it once here.
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
             await db.Database.CloseConnectionAsync();
@@ -164,6 +165,24 @@ public static class DatabaseSetup
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<PostgresMigrationLock>();
         await using var migrationLock = await PostgresMigrationLock.AcquireAsync(db, logger, cancellationToken);
         await MigrateCoreAsync(db, cancellationToken);
+    }
+
+    /// <summary>
+    /// The database file and its companions are 0600: they hold everything, password hashes and the encrypted key ring
+    /// included. SQLite creates a new database with 0644 less the umask; it is still empty when this runs, and the
+    /// write-ahead log, its index and journals, created later, take the database file's mode (SQLite sets it on them
+    /// whatever the umask). Files of an older installation are tightened the same way at its next start.
+    /// </summary>
+    private static void RestrictToOwner(string databaseFile)
+    {
+        if (string.IsNullOrEmpty(databaseFile))
+        {
+            return;
+        }
+        foreach (var suffix in (string[])["", "-wal", "-shm", "-journal", SqliteMigrationLock.Suffix])
+        {
+            Infrastructure.OwnerOnlyFile.Restrict(databaseFile + suffix);
+        }
     }
 
     private static async Task MigrateCoreAsync(GymwireDbContext db, CancellationToken cancellationToken)

@@ -96,6 +96,7 @@ public static class GymwireCli
             await using var app = builder.Build();
             app.Services.GetService<IStartupValidator>()?.Validate();
             await DatabaseSetup.MigrateAsync(app.Services, ct);
+            await KeyRingSetup.PrepareAsync(app.Services, ct);
             await using var scope = app.Services.CreateAsyncScope();
             var result = await action(scope.ServiceProvider, ct);
             if (result.Error is not null)
@@ -111,6 +112,11 @@ public static class GymwireCli
         catch (OptionsValidationException e)
         {
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
+            return 2;
+        }
+        catch (KeyRingException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
             return 2;
         }
     }

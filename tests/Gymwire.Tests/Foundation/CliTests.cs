@@ -142,6 +142,10 @@ public static class Cli
         }
         start.Environment["Database__Provider"] = fx.Store == Store.Postgres ? "postgres" : "sqlite";
         start.Environment["ConnectionStrings__Gymwire"] = fx.ConnectionString;
+        if (fx.Store == Store.Postgres)
+        {
+            start.Environment["DataProtection__Key"] = TestKeys.For(fx.ConnectionString);
+        }
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

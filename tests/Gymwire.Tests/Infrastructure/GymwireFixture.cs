@@ -78,6 +78,7 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
         "--urls=http://127.0.0.1:0",
         $"--Database:Provider={(Store == Store.Postgres ? "postgres" : "sqlite")}",
         $"--ConnectionStrings:Gymwire={connectionString}",
+        .. Store == Store.Postgres ? [$"--DataProtection:Key={TestKeys.For(connectionString)}"] : Array.Empty<string>(),
         "--Logging:LogLevel:Default=Warning",
         "--Logging:LogLevel:Gymwire=Debug",
         .. Settings().Select(s => $"--{s.Key}={s.Value}"),
@@ -181,6 +182,17 @@ public sealed record TestGym(GymwireFixture Fixture, Guid GymId, string OwnerEma
 public sealed class SqliteGymwire() : GymwireFixture(Store.Sqlite);
 
 public sealed class PostgresGymwire() : GymwireFixture(Store.Postgres);
+
+/// <summary>
+/// The key-encryption key of a test database on PostgreSQL, where it must be configured (on SQLite the server makes
+/// one beside the database file): derived from the connection string, so every node and restart on one database
+/// gets the same key, as an operator would give them.
+/// </summary>
+public static class TestKeys
+{
+    public static string For(string connectionString) =>
+        Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("gymwire test key-encryption key\n" + connectionString)));
+}
 
 /// <summary>Every log line the server wrote, formatted, for asserting what must never be logged.</summary>
 public sealed class TestLogSink : ILoggerProvider

@@ -56,6 +56,10 @@ public sealed class GymwireProcess : IAsyncDisposable
         start.Environment["Database__Provider"] = store == Store.Postgres ? "postgres" : "sqlite";
         start.Environment["ConnectionStrings__Gymwire"] = connectionString;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        if (store == Store.Postgres)
+        {
+            start.Environment["DataProtection__Key"] = TestKeys.For(connectionString);
+        }
         foreach (var (key, value) in settings ?? [])
         {
             start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
