@@ -33,7 +33,8 @@ public static class ApiKeyEndpoints
         var group = app.MapGroup("/api/gym/api-keys").WithTags("API keys").RequireAuthorization(Policies.Owner);
         group.MapGet("/", List);
         group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
-        group.MapDelete("/{id:guid}", Revoke).RequireRateLimiting(RateLimitPolicies.Destructive);
+        // Never rate limited: revoking a leaked key must work however many other destructive calls came before.
+        group.MapDelete("/{id:guid}", Revoke);
         return app;
     }
 

@@ -48,9 +48,9 @@ public static class WebhookEndpoints
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
 
-        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
-        destructive.MapDelete("/{id:guid}", Deactivate);
-        destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
+        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
+        group.MapDelete("/{id:guid}", Deactivate).RequireAuthorization(Policies.Write);
+        group.MapPost("/{id:guid}/rotate-secret", RotateSecret).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }
 
