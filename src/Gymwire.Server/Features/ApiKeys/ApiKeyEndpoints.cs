@@ -34,7 +34,9 @@ public static class ApiKeyEndpoints
         group.MapGet("/", List);
         group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
         // Never rate limited: revoking a leaked key must work however many other destructive calls came before.
-        group.MapDelete("/{id:guid}", Revoke);
+        group.MapDelete("/{id:guid}", Revoke).WithDescription(
+            "Revokes the key at once and deactivates the webhook subscriptions it created (their `disabled_reason` says so). " +
+            "Never rate limited: revoking a leaked key always works.");
         return app;
     }
 

@@ -45,7 +45,8 @@ public static class WebhookEndpoints
     {
         var group = app.MapGroup("/api/gym/webhooks").WithTags("Webhooks").WithDescription(OwnershipRule);
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/events", Catalog).RequireAuthorization(Policies.Read);
+        group.MapGet("/events", Catalog).RequireAuthorization(Policies.Read)
+            .WithDescription("The event types a subscription can name, each with a sample payload.");
         group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries", Deliveries).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries/{delivery_id:guid}", Delivery).RequireAuthorization(Policies.Read);
@@ -57,8 +58,12 @@ public static class WebhookEndpoints
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
 
         // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
-        group.MapDelete("/{id:guid}", Deactivate).RequireAuthorization(Policies.Write);
-        group.MapPost("/{id:guid}/rotate-secret", RotateSecret).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
+        disabling.MapDelete("/{id:guid}", Deactivate)
+            .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.");
+
+        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
         return app;
     }
 
