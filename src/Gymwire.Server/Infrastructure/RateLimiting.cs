@@ -124,10 +124,10 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
                 if (log.Entries.Count < limit)
                 {
                     var permit = Interlocked.Increment(ref _lastPermit);
-                    log.Entries.AddLast((now, permit));
+                    log.Entries.Enqueue((now, permit));
                     return ValueTask.FromResult(new RateLimitDecision(true, key, permit, TimeSpan.Zero));
                 }
-                return ValueTask.FromResult(new RateLimitDecision(false, key, 0, log.Entries.First!.Value.At + window - now));
+                return ValueTask.FromResult(new RateLimitDecision(false, key, 0, log.Entries.Peek().At + window - now));
             }
         }
     }
@@ -138,14 +138,12 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
         {
             lock (log)
             {
-                // From the newest: a permit is given back by the request that took it, moments later.
-                for (var node = log.Entries.Last; node is not null; node = node.Previous)
+                // Rare (a destructive call that changed nothing) and the log holds at most the limit: copying is fine.
+                if (log.Entries.Any(e => e.Permit == permit))
                 {
-                    if (node.Value.Permit == permit)
-                    {
-                        log.Entries.Remove(node);
-                        break;
-                    }
+                    var kept = log.Entries.Where(e => e.Permit != permit).ToList();
+                    log.Entries.Clear();
+                    kept.ForEach(log.Entries.Enqueue);
                 }
             }
         }
@@ -178,16 +176,17 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
 
     private sealed class Log
     {
-        public readonly LinkedList<(TimeSpan At, long Permit)> Entries = new();
+        /// <summary>Oldest first. A queue is one array however many requests a window holds (no object per request).</summary>
+        public readonly Queue<(TimeSpan At, long Permit)> Entries = new();
         public TimeSpan Window;
         public bool Removed;
 
         /// <summary>Forgets what was admitted at or before <paramref name="cutoff"/>: it is a whole window ago.</summary>
         public void Prune(TimeSpan cutoff)
         {
-            while (Entries.First is { } first && first.Value.At <= cutoff)
+            while (Entries.TryPeek(out var first) && first.At <= cutoff)
             {
-                Entries.RemoveFirst();
+                Entries.Dequeue();
             }
         }
     }
