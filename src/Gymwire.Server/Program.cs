@@ -71,7 +71,7 @@ namespace Gymwire
             app.UseRouting();
             app.UseAuthentication();
             app.UseAuthorization();
-            app.UseRateLimiter();
+            app.UseGymwireRateLimiting();
 
             app.MapHealth();
             app.MapGymwireOpenApi();

@@ -1,14 +1,18 @@
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Security.Claims;
-using System.Threading.RateLimiting;
+using System.Collections.Concurrent;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 
-/// <summary>The documented limits, as named policies on endpoint groups.</summary>
+/// <summary>
+/// The documented limits, as named policies. Endpoints name theirs with the framework's <c>RequireRateLimiting</c>
+/// (which the OpenAPI document reads too); <see cref="RateLimitMiddleware"/> enforces it, not the framework's
+/// middleware, whose window limiters admit up to twice the limit around a window's edge and never give a permit back.
+/// </summary>
 public static class RateLimitPolicies
 {
     /// <summary>Zapier triggers: 60 requests/minute per gym.</summary>
@@ -17,7 +21,10 @@ public static class RateLimitPolicies
     public const string Actions = "actions";
     /// <summary>Standard mutations: 30 requests/minute per user (owner or API key).</summary>
     public const string Mutations = "mutations";
-    /// <summary>Destructive operations (deletes, revocations): 5 per hour per user.</summary>
+    /// <summary>
+    /// Destructive operations (deletes, cancellations, refunds, secret rotations): 5 per hour per user. Only those that
+    /// succeed count. Revoking an API key and disabling a webhook are never limited: stopping a leak must always work.
+    /// </summary>
     public const string Destructive = "destructive";
 }
 
@@ -53,121 +60,212 @@ public static class RateLimitingSetup
     {
         services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RateLimitingOptions>, RateLimitingOptionsValidator>();
-        services.AddRateLimiter(_ => { });
-        services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>, TimeProvider>((limiter, configured, clock) =>
-        {
-            var o = configured.Value;
-            limiter.OnRejected = OnRejectedAsync;
-            Add(limiter, RateLimitPolicies.Triggers, o.Triggers, PerGym, o.Enabled, clock);
-            Add(limiter, RateLimitPolicies.Actions, o.Actions, PerGym, o.Enabled, clock);
-            Add(limiter, RateLimitPolicies.Mutations, o.Mutations, PerUser, o.Enabled, clock);
-            Add(limiter, RateLimitPolicies.Destructive, o.Destructive, PerUser, o.Enabled, clock);
-        });
+        services.AddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
+        services.AddSingleton<RateLimits>();
         return services;
     }
 
-    private static void Add(RateLimiterOptions limiter, string name, RateLimitPolicyOptions policy, Func<ClaimsPrincipal, string> partition, bool enabled, TimeProvider clock) =>
-        limiter.AddPolicy(name, context =>
+    /// <summary>After authentication and authorization: limits are per gym or per user, so they need the principal.</summary>
+    public static IApplicationBuilder UseGymwireRateLimiting(this IApplicationBuilder app) => app.UseMiddleware<RateLimitMiddleware>();
+}
+
+/// <summary>A permit taken from a limit, or the time until one is free.</summary>
+public readonly record struct RateLimitDecision(bool Admitted, string Key, long Permit, TimeSpan RetryAfter)
+{
+    public static readonly RateLimitDecision Unlimited = new(true, "", 0, TimeSpan.Zero);
+
+    /// <summary>Whole seconds, at least 1, as sent in <c>Retry-After</c>.</summary>
+    public int RetryAfterSeconds => Math.Max(1, (int)Math.Ceiling(RetryAfter.TotalSeconds));
+}
+
+/// <summary>
+/// Where admitted requests are counted: the seam a cluster-wide store would replace (today every node counts its own).
+/// A sliding window: a request is admitted when fewer than <c>limit</c> were admitted under <c>key</c> in the last
+/// <c>window</c>, so no interval of one window's length ever admits more than the limit.
+/// </summary>
+public interface IRateLimitStore
+{
+    ValueTask<RateLimitDecision> TryAcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct);
+
+    /// <summary>Gives an admitted permit back (the request turned out to change nothing), as if it had never been taken.</summary>
+    ValueTask ReleaseAsync(string key, long permit, CancellationToken ct);
+}
+
+/// <summary>
+/// <see cref="IRateLimitStore"/> in this process's memory: per key, the times of the requests admitted within the last
+/// window (at most the limit of them). Time comes from <see cref="TimeProvider"/>'s monotonic timestamp, so tests move it
+/// with the fake clock and a wall-clock step never reopens a window.
+/// </summary>
+public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
+{
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(5);
+
+    private readonly ConcurrentDictionary<string, Log> _logs = new(StringComparer.Ordinal);
+    private readonly long _origin = clock.GetTimestamp();
+    private long _lastPermit;
+    private long _nextSweepTicks = SweepInterval.Ticks;
+
+    public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct)
+    {
+        var now = Now();
+        SweepIfDue(now);
+        while (true)
         {
-            if (!enabled || context.User.Identity?.IsAuthenticated != true)
+            var log = _logs.GetOrAdd(key, _ => new Log());
+            lock (log)
             {
-                // Unauthenticated requests never reach a handler (authorization answers first).
-                return RateLimitPartition.GetNoLimiter("none");
+                if (log.Removed)
+                {
+                    // A sweep took this log out of the map after we found it: count in the one that replaces it.
+                    continue;
+                }
+                log.Window = window;
+                log.Prune(now - window);
+                if (log.Entries.Count < limit)
+                {
+                    var permit = Interlocked.Increment(ref _lastPermit);
+                    log.Entries.Enqueue((now, permit));
+                    return ValueTask.FromResult(new RateLimitDecision(true, key, permit, TimeSpan.Zero));
+                }
+                return ValueTask.FromResult(new RateLimitDecision(false, key, 0, log.Entries.Peek().At + window - now));
             }
-            return RateLimitPartition.Get(partition(context.User),
-                _ => new TimeProviderFixedWindowRateLimiter(clock, policy.PermitLimit, policy.Window));
-        });
+        }
+    }
+
+    public ValueTask ReleaseAsync(string key, long permit, CancellationToken ct)
+    {
+        if (_logs.TryGetValue(key, out var log))
+        {
+            lock (log)
+            {
+                // Rare (a destructive call that changed nothing) and the log holds at most the limit: copying is fine.
+                if (log.Entries.Any(e => e.Permit == permit))
+                {
+                    var kept = log.Entries.Where(e => e.Permit != permit).ToList();
+                    log.Entries.Clear();
+                    kept.ForEach(log.Entries.Enqueue);
+                }
+            }
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    private TimeSpan Now() => clock.GetElapsedTime(_origin);
+
+    /// <summary>Drops the logs of keys with nothing admitted within their window, so idle gyms and users cost no memory.</summary>
+    private void SweepIfDue(TimeSpan now)
+    {
+        var due = Interlocked.Read(ref _nextSweepTicks);
+        if (now.Ticks < due || Interlocked.CompareExchange(ref _nextSweepTicks, (now + SweepInterval).Ticks, due) != due)
+        {
+            return;
+        }
+        foreach (var (key, log) in _logs)
+        {
+            lock (log)
+            {
+                log.Prune(now - log.Window);
+                if (log.Entries.Count == 0)
+                {
+                    log.Removed = true;
+                    _logs.TryRemove(new KeyValuePair<string, Log>(key, log));
+                }
+            }
+        }
+    }
+
+    private sealed class Log
+    {
+        /// <summary>Oldest first. A queue is one array however many requests a window holds (no object per request).</summary>
+        public readonly Queue<(TimeSpan At, long Permit)> Entries = new();
+        public TimeSpan Window;
+        public bool Removed;
+
+        /// <summary>Forgets what was admitted at or before <paramref name="cutoff"/>: it is a whole window ago.</summary>
+        public void Prune(TimeSpan cutoff)
+        {
+            while (Entries.TryPeek(out var first) && first.At <= cutoff)
+            {
+                Entries.Dequeue();
+            }
+        }
+    }
+}
+
+/// <summary>The documented policies over <see cref="IRateLimitStore"/>: shared by the API's middleware and the dashboard.</summary>
+public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptions> options)
+{
+    /// <summary>Takes a permit of <paramref name="policy"/> for the caller (per gym or per user, as the policy counts).</summary>
+    public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, CancellationToken ct)
+    {
+        var o = options.Value;
+        if (!o.Enabled)
+        {
+            return ValueTask.FromResult(RateLimitDecision.Unlimited);
+        }
+        var (limit, partition) = policy switch
+        {
+            RateLimitPolicies.Triggers => (o.Triggers, PerGym(user)),
+            RateLimitPolicies.Actions => (o.Actions, PerGym(user)),
+            RateLimitPolicies.Mutations => (o.Mutations, PerUser(user)),
+            RateLimitPolicies.Destructive => (o.Destructive, PerUser(user)),
+            _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
+        };
+        return store.TryAcquireAsync(policy + "|" + partition, limit.PermitLimit, limit.Window, ct);
+    }
+
+    /// <summary>Gives the permit back: the request it admitted changed nothing.</summary>
+    public ValueTask ReleaseAsync(RateLimitDecision decision) =>
+        decision.Admitted && decision.Key.Length > 0 ? store.ReleaseAsync(decision.Key, decision.Permit, CancellationToken.None) : ValueTask.CompletedTask;
+
+    public static string Message(RateLimitDecision decision) => $"Rate limit exceeded; retry after {decision.RetryAfterSeconds} seconds";
 
     private static string PerGym(ClaimsPrincipal user) => "gym:" + user.FindFirstValue(GymwireClaims.GymId);
 
     private static string PerUser(ClaimsPrincipal user) =>
         user.FindFirstValue(GymwireClaims.Actor) + ":" + user.FindFirstValue(GymwireClaims.ActorId);
-
-    private static async ValueTask OnRejectedAsync(OnRejectedContext context, CancellationToken ct)
-    {
-        var seconds = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter)
-            ? Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds))
-            : 60;
-        context.HttpContext.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
-        await ApiErrors.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests,
-            $"Rate limit exceeded; retry after {seconds} seconds");
-    }
 }
 
 /// <summary>
-/// A fixed-window limiter that reads time from <see cref="TimeProvider"/> (the framework's uses its own
-/// stopwatch), so window resets are testable with a fake clock. No queueing: over the limit is rejected at once.
+/// Enforces the endpoint's policy (named by its <see cref="EnableRateLimitingAttribute"/>): over the limit is a 429 with
+/// <c>Retry-After</c> before the handler runs, so it changes nothing. A destructive request that does not succeed (a 404,
+/// a validation error, a conflict) gives its permit back, so mistakes never use up the hour's few destructive calls.
 /// </summary>
-public sealed class TimeProviderFixedWindowRateLimiter(TimeProvider clock, int permitLimit, TimeSpan window) : RateLimiter
+public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
 {
-    private readonly Lock _lock = new();
-    private DateTimeOffset _windowStart = clock.GetUtcNow();
-    private int _used;
-
-    public override TimeSpan? IdleDuration
+    public async Task InvokeAsync(HttpContext context)
     {
-        get
+        var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
+        if (policy is null || context.User.Identity?.IsAuthenticated != true)
         {
-            lock (_lock)
-            {
-                var since = clock.GetUtcNow() - (_windowStart + window);
-                return since > TimeSpan.Zero ? since : null;
-            }
+            // Unauthenticated requests never reach a handler (authorization answers first).
+            await next(context);
+            return;
         }
-    }
-
-    public override RateLimiterStatistics? GetStatistics()
-    {
-        lock (_lock)
+        var decision = await limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        if (!decision.Admitted)
         {
-            return new RateLimiterStatistics { CurrentAvailablePermits = Math.Max(0, permitLimit - _used) };
+            context.Response.Headers.RetryAfter = decision.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+            await ApiErrors.WriteAsync(context, StatusCodes.Status429TooManyRequests, RateLimits.Message(decision));
+            return;
         }
-    }
-
-    protected override RateLimitLease AttemptAcquireCore(int permitCount)
-    {
-        lock (_lock)
+        if (policy != RateLimitPolicies.Destructive)
         {
-            var now = clock.GetUtcNow();
-            if (now >= _windowStart + window)
-            {
-                // Windows align to the first request after the last one ended.
-                _windowStart = now;
-                _used = 0;
-            }
-            if (permitCount == 0)
-            {
-                return _used < permitLimit ? Lease.Granted : new Lease(_windowStart + window - now);
-            }
-            if (_used + permitCount <= permitLimit)
-            {
-                _used += permitCount;
-                return Lease.Granted;
-            }
-            return new Lease(_windowStart + window - now);
+            await next(context);
+            return;
         }
-    }
-
-    protected override ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(AttemptAcquireCore(permitCount));
-
-    private sealed class Lease(TimeSpan? retryAfter) : RateLimitLease
-    {
-        public static readonly Lease Granted = new(null);
-
-        public override bool IsAcquired => retryAfter is null;
-
-        public override IEnumerable<string> MetadataNames => retryAfter is null ? [] : [MetadataName.RetryAfter.Name];
-
-        public override bool TryGetMetadata(string metadataName, out object? metadata)
+        var succeeded = false;
+        try
         {
-            if (retryAfter is { } value && metadataName == MetadataName.RetryAfter.Name)
+            await next(context);
+            succeeded = context.Response.StatusCode is >= 200 and < 300;
+        }
+        finally
+        {
+            if (!succeeded)
             {
-                metadata = value;
-                return true;
+                await limits.ReleaseAsync(decision);
             }
-            metadata = null;
-            return false;
         }
     }
 }

@@ -578,7 +578,12 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             }
             await db.GetService<IMigrator>().MigrateAsync("WebhookQueueTable");
             db.Add(new Gymwire.Features.Gyms.Gym { Id = gymId, Name = "Old", CreatedAt = now });
-            db.Add(new WebhookSubscription { Id = subscriptionId, GymId = gymId, Url = "https://hooks.example.com/old", SecretProtected = "x", CreatedAt = now, UpdatedAt = now });
+            await db.SaveChangesAsync();
+            // In SQL: today's model has columns (api_key_id) that this old schema does not. SQLite keeps ids as upper-case text.
+            object Id(Guid id) => db.Provider == DatabaseProvider.Sqlite ? id.ToString().ToUpperInvariant() : id;
+            await db.Database.ExecuteSqlRawAsync(
+                "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', {2}, {3}, {3}, 'x')",
+                Id(subscriptionId), Id(gymId), true, now);
             db.WebhookDeliveries.AddRange(deliveries);
             await db.SaveChangesAsync();
         }

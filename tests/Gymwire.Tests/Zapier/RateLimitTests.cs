@@ -37,6 +37,54 @@ public abstract class RateLimitTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task No_minute_admits_more_than_60_polls_across_a_window_edge()
+    {
+        // Issue #25: fixed windows admitted 118 polls in 7 s around an edge. The limit is a sliding window now.
+        var gym = await fx.CreateGymAsync();
+        using var client = fx.Client(await KeyAsync(gym));
+        var admitted = new List<DateTimeOffset>();
+        async Task PollAsync(int times)
+        {
+            for (var i = 0; i < times; i++)
+            {
+                var response = await client.GetAsync("/api/zapier/triggers?type=new_member");
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    admitted.Add(fx.Clock.GetUtcNow());
+                }
+                else
+                {
+                    await response.AssertErrorAsync(HttpStatusCode.TooManyRequests);
+                }
+            }
+        }
+
+        await PollAsync(10);
+        fx.Clock.Advance(TimeSpan.FromSeconds(56));
+        await PollAsync(60);
+        Assert.Equal(60, admitted.Count);
+        // Past the edge of the first minute: only the first ten polls' permits are free again, one by one as they age.
+        fx.Clock.Advance(TimeSpan.FromSeconds(4));
+        await PollAsync(60);
+        Assert.Equal(70, admitted.Count);
+        var limited = await client.GetAsync("/api/zapier/triggers?type=new_member");
+        await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        Assert.Equal("56", limited.Headers.GetValues("Retry-After").Single());
+        fx.Clock.Advance(TimeSpan.FromSeconds(3));
+        await PollAsync(60);
+        Assert.Equal(70, admitted.Count);
+        fx.Clock.Advance(TimeSpan.FromSeconds(53));
+        await PollAsync(60);
+        Assert.Equal(120, admitted.Count);
+
+        // However the 7 s around each edge are cut, no minute admitted more than 60.
+        foreach (var start in admitted)
+        {
+            Assert.True(admitted.Count(t => t >= start && t < start + TimeSpan.FromMinutes(1)) <= 60, $"more than 60 admitted in the minute from {start:O}");
+        }
+    }
+
+    [Fact]
     public async Task Actions_allow_30_a_minute_per_gym_and_a_limited_action_writes_nothing()
     {
         var gym = await fx.CreateGymAsync();

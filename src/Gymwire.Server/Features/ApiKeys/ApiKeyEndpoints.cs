@@ -34,7 +34,10 @@ public static class ApiKeyEndpoints
         group.MapGet("/", List);
         group.MapGet("/{id:guid}", Get);
         group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
-        group.MapDelete("/{id:guid}", Revoke).RequireRateLimiting(RateLimitPolicies.Destructive);
+        // Never rate limited: revoking a leaked key must work however many other destructive calls came before.
+        group.MapDelete("/{id:guid}", Revoke).WithDescription(
+            "Revokes the key at once and deactivates the webhook subscriptions it created (their `disabled_reason` says so). " +
+            "Never rate limited: revoking a leaked key always works.");
         return app;
     }
 

@@ -1,4 +1,5 @@
 using Gymwire.Data;
+using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.EntityFrameworkCore;
@@ -57,7 +58,8 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
     }
 
     /// <summary>
-    /// Revokes a key of the gym (idempotent). Null when the gym has no such key. The key stops working at once
+    /// Revokes a key of the gym (idempotent) and deactivates the webhook subscriptions it created. Null when the gym
+    /// has no such key. The key stops working at once
     /// on this node and, on PostgreSQL, on every node that listens (see <see cref="ApiKeyRevocations"/>).
     /// </summary>
     public async Task<ApiKeyDto?> RevokeAsync(Guid gymId, Guid keyId, CancellationToken ct)
@@ -74,6 +76,7 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
             // The notification is sent by the commit itself, so other nodes never hear of a revocation that rolled back.
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
             await db.SaveChangesAsync(ct);
+            await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
             await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
             await transaction.CommitAsync(ct);
         }

@@ -66,6 +66,7 @@ public static class DashboardSetup
             o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();
+        services.AddSingleton<DashboardRateLimits>();
         return services;
     }
 

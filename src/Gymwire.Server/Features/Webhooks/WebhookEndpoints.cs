@@ -8,10 +8,11 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace Gymwire.Features.Webhooks;
 
-public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt);
+/// <summary>A subscription; <c>api_key_id</c> is the key that created it (null: the owner did).</summary>
+public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId);
 public sealed record WebhookList(IReadOnlyList<WebhookDto> Webhooks);
 /// <summary>A new subscription with its signing secret: the only time the secret is shown.</summary>
-public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, string Secret);
+public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret);
 public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null);
 public sealed record UpdateWebhookRequest(string? Url = null, List<string>? Events = null, bool? IsActive = null);
 public sealed record RotatedSecret(Guid Id, string Secret, DateTime? PreviousSecretExpiresAt);
@@ -33,11 +34,19 @@ public sealed record DeliveryDetail(
 /// <summary>The webhook management API (CombatScore "Webhook Management API", GymPoint test sends and activity log).</summary>
 public static class WebhookEndpoints
 {
+    /// <summary>Who sees which subscriptions: every webhook endpoint's description in the API reference.</summary>
+    public const string OwnershipRule =
+        "A subscription created with an API key belongs to that key: the key lists, reads and manages only the subscriptions " +
+        "it created (their URLs, delivery payloads and the receivers' responses), and another key's or the owner's are not found (404) " +
+        "for it. An owner session sees and manages every subscription of the gym; `api_key_id` names the key that created one " +
+        "(null when the owner did). Revoking a key deactivates the subscriptions it created, with the reason in `disabled_reason`.";
+
     public static IEndpointRouteBuilder MapWebhooks(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/webhooks").WithTags("Webhooks");
+        var group = app.MapGroup("/api/gym/webhooks").WithTags("Webhooks").WithDescription(OwnershipRule);
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/events", Catalog).RequireAuthorization(Policies.Read);
+        group.MapGet("/events", Catalog).RequireAuthorization(Policies.Read)
+            .WithDescription("The event types a subscription can name, each with a sample payload.");
         group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries", Deliveries).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries/{delivery_id:guid}", Delivery).RequireAuthorization(Policies.Read);
@@ -48,17 +57,21 @@ public static class WebhookEndpoints
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
 
+        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
+        var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
+        disabling.MapDelete("/{id:guid}", Deactivate)
+            .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.");
+
         var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
-        destructive.MapDelete("/{id:guid}", Deactivate);
         destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
         return app;
     }
 
     internal static async Task<Ok<WebhookList>> List(ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        TypedResults.Ok(new WebhookList(await webhooks.ListAsync(user.GetGymId(), ct)));
+        TypedResults.Ok(new WebhookList(await webhooks.ListAsync(WebhookAccess.Of(user), ct)));
 
     internal static async Task<Results<Ok<WebhookDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.GetAsync(user.GetGymId(), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
+        await webhooks.GetAsync(WebhookAccess.Of(user), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
 
     internal static Ok<EventTypeList> Catalog(ClaimsPrincipal user, TimeProvider clock)
     {
@@ -75,7 +88,7 @@ public static class WebhookEndpoints
     internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>>> Create(
         CreateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.CreateAsync(user.GetGymId(), request.Url, request.Events, request.Secret, ct);
+        var outcome = await webhooks.CreateAsync(WebhookAccess.Of(user), request.Url, request.Events, request.Secret, ct);
         return outcome.Value is { } created
             ? TypedResults.Created($"/api/gym/webhooks/{created.Id}", created)
             : ApiErrors.BadRequest(outcome.Error);
@@ -84,7 +97,7 @@ public static class WebhookEndpoints
     internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Update(
         Guid id, UpdateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.UpdateAsync(user.GetGymId(), id, request.Url, request.Events, request.IsActive, ct);
+        var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct);
         return outcome switch
         {
             { Value: { } dto } => TypedResults.Ok(dto),
@@ -95,16 +108,16 @@ public static class WebhookEndpoints
 
     internal static async Task<Results<Ok<WebhookDto>, NotFound<ErrorResponse>>> Deactivate(
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.DeactivateAsync(user.GetGymId(), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
+        await webhooks.DeactivateAsync(WebhookAccess.Of(user), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
 
     internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>>> RotateSecret(
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.RotateSecretAsync(user.GetGymId(), id, ct) is { } rotated ? TypedResults.Ok(rotated) : NotFound();
+        await webhooks.RotateSecretAsync(WebhookAccess.Of(user), id, ct) is { } rotated ? TypedResults.Ok(rotated) : NotFound();
 
     internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> SendTest(
         Guid id, TestSendRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.SendTestAsync(user.GetGymId(), id, request?.Event, ct);
+        var outcome = await webhooks.SendTestAsync(WebhookAccess.Of(user), id, request?.Event, ct);
         return outcome switch
         {
             { Value: { } detail } => TypedResults.Ok(detail),
@@ -125,21 +138,21 @@ public static class WebhookEndpoints
         {
             return ApiErrors.BadRequest($"Unknown status '{status}'. Valid statuses: {string.Join(", ", DeliveryStatus.All)}");
         }
-        return await webhooks.DeliveriesAsync(user.GetGymId(), id, status, page.Offset, page.Limit, ct) is { } rows
+        return await webhooks.DeliveriesAsync(WebhookAccess.Of(user), id, status, page.Offset, page.Limit, ct) is { } rows
             ? TypedResults.Ok(new DeliveryList(rows))
             : NotFound();
     }
 
     internal static async Task<Results<Ok<DeliveryDetail>, NotFound<ErrorResponse>>> Delivery(
         Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.LoadDetailAsync(user.GetGymId(), id, deliveryId, ct) is { } detail
+        await webhooks.LoadDetailAsync(WebhookAccess.Of(user), id, deliveryId, ct) is { } detail
             ? TypedResults.Ok(detail)
             : ApiErrors.NotFound(WebhookService.DeliveryNotFound);
 
     internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Redeliver(
         Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.RedeliverAsync(user.GetGymId(), id, deliveryId, ct);
+        var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(user), id, deliveryId, ct);
         return outcome switch
         {
             { Value: { } dto } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries/{deliveryId}", dto),

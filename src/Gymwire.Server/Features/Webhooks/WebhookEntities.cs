@@ -5,6 +5,11 @@ public sealed class WebhookSubscription
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }
+    /// <summary>
+    /// The API key that created the subscription, which sees and manages only the subscriptions it created; null when
+    /// the owner created it. Only the owner sees and manages all of them.
+    /// </summary>
+    public Guid? ApiKeyId { get; set; }
     public required string Url { get; set; }
     /// <summary>Catalog names as the owner gave them (aliases kept); empty means every canonical event.</summary>
     public List<string> Events { get; set; } = [];
@@ -18,7 +23,7 @@ public sealed class WebhookSubscription
     public DateTime? PreviousSecretExpiresAt { get; set; }
     /// <summary>Start of the current run of failed attempts (null after any success).</summary>
     public DateTime? FailingSince { get; set; }
-    /// <summary>Why Gymwire deactivated the subscription (410 Gone, or failing too long); null when the owner did.</summary>
+    /// <summary>Why Gymwire deactivated the subscription (410 Gone, failing too long, or the API key that created it was revoked); null when the owner did.</summary>
     public string? DisabledReason { get; set; }
     public DateTime? DisabledAt { get; set; }
 }

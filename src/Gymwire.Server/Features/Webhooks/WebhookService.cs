@@ -1,5 +1,7 @@
+using System.Security.Claims;
 using System.Text.Json;
 using Gymwire.Data;
+using Gymwire.Infrastructure.Auth;
 using Gymwire.Features.Events;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -21,8 +23,19 @@ public sealed record WebhookOutcome<T>(T? Value, WebhookFailure Failure = defaul
 }
 
 /// <summary>
+/// Whose subscriptions a caller may see and manage: the owner, all of the gym's; an API key, only those it created
+/// (a Zapier key must not read or repoint the owner's webhooks, nor another integration's).
+/// </summary>
+public readonly record struct WebhookAccess(Guid GymId, Guid? ApiKeyId)
+{
+    public static WebhookAccess Of(ClaimsPrincipal user) => new(user.GetGymId(), user.IsApiKey() ? user.GetActorId() : null);
+
+    public static WebhookAccess Owner(Guid gymId) => new(gymId, null);
+}
+
+/// <summary>
 /// Managing a gym's webhook subscriptions and their deliveries: shared by the management API and the dashboard.
-/// Every query is filtered by the gym, so another gym's ids are simply not found.
+/// Every query is filtered by the gym and by <see cref="WebhookAccess"/>, so ids the caller may not see are simply not found.
 /// </summary>
 public sealed class WebhookService(
     GymwireDbContext db, WebhookSecretProtector protector, EgressGuard guard, IOptions<WebhookOptions> options,
@@ -32,23 +45,29 @@ public sealed class WebhookService(
     public const string DeliveryNotFound = "Delivery not found";
     private const int MaxEvents = 50;
 
-    public async Task<List<WebhookDto>> ListAsync(Guid gymId, CancellationToken ct)
+    public async Task<List<WebhookDto>> ListAsync(WebhookAccess access, CancellationToken ct)
     {
-        var rows = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId)
+        var rows = await Visible(db.WebhookSubscriptions.AsNoTracking(), access)
             .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id).ToListAsync(ct);
         return rows.Select(ToDto).ToList();
     }
 
-    public Task<WebhookSubscription?> FindAsync(Guid gymId, Guid id, CancellationToken ct, bool tracking = false)
+    public Task<WebhookSubscription?> FindAsync(WebhookAccess access, Guid id, CancellationToken ct, bool tracking = false)
     {
         var query = tracking ? db.WebhookSubscriptions : db.WebhookSubscriptions.AsNoTracking();
-        return query.FirstOrDefaultAsync(s => s.GymId == gymId && s.Id == id, ct);
+        return Visible(query, access).FirstOrDefaultAsync(s => s.Id == id, ct);
     }
 
-    public async Task<WebhookDto?> GetAsync(Guid gymId, Guid id, CancellationToken ct) =>
-        await FindAsync(gymId, id, ct) is { } s ? ToDto(s) : null;
+    private static IQueryable<WebhookSubscription> Visible(IQueryable<WebhookSubscription> query, WebhookAccess access)
+    {
+        query = query.Where(s => s.GymId == access.GymId);
+        return access.ApiKeyId is { } keyId ? query.Where(s => s.ApiKeyId == keyId) : query;
+    }
 
-    public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(Guid gymId, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct)
+    public async Task<WebhookDto?> GetAsync(WebhookAccess access, Guid id, CancellationToken ct) =>
+        await FindAsync(access, id, ct) is { } s ? ToDto(s) : null;
+
+    public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(WebhookAccess access, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
         var error = ValidateUrl(ref url, options.Value, guard) ?? eventsError
@@ -62,7 +81,8 @@ public sealed class WebhookService(
         var subscription = new WebhookSubscription
         {
             Id = Guid.CreateVersion7(now),
-            GymId = gymId,
+            GymId = access.GymId,
+            ApiKeyId = access.ApiKeyId,
             Url = url!,
             Events = events,
             IsActive = true,
@@ -74,11 +94,11 @@ public sealed class WebhookService(
         await db.SaveChangesAsync(ct);
         var dto = ToDto(subscription);
         return WebhookOutcome<CreatedWebhook>.Ok(
-            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, secret));
+            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret));
     }
 
     /// <summary>Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation.</summary>
-    public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(Guid gymId, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct)
+    public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
         var error = (url is null ? null : ValidateUrl(ref url, options.Value, guard)) ?? eventsError;
@@ -86,7 +106,7 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
         }
-        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
@@ -113,9 +133,9 @@ public sealed class WebhookService(
     }
 
     /// <summary>Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.</summary>
-    public async Task<WebhookDto?> DeactivateAsync(Guid gymId, Guid id, CancellationToken ct)
+    public async Task<WebhookDto?> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return null;
         }
@@ -147,14 +167,14 @@ public sealed class WebhookService(
     /// Deletes the subscription with its deliveries and attempts (the database cascades). Refused while a
     /// delivery of it is being attempted, so a worker never records an attempt for a row that is gone.
     /// </summary>
-    public async Task<WebhookOutcome<WebhookDto>> DeleteAsync(Guid gymId, Guid id, CancellationToken ct)
+    public async Task<WebhookOutcome<WebhookDto>> DeleteAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
         var now = clock.GetUtcNow().UtcDateTime;
-        if (await db.WebhookDeliveries.AnyAsync(d => d.GymId == gymId && d.SubscriptionId == id && d.LockedUntil > now, ct))
+        if (await db.WebhookDeliveries.AnyAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id && d.LockedUntil > now, ct))
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, "A delivery to this webhook is being attempted right now; try again in a moment");
         }
@@ -164,9 +184,9 @@ public sealed class WebhookService(
     }
 
     /// <summary>A new secret; the previous one keeps signing for <see cref="WebhookOptions.SecretRotationOverlap"/>.</summary>
-    public async Task<RotatedSecret?> RotateSecretAsync(Guid gymId, Guid id, CancellationToken ct)
+    public async Task<RotatedSecret?> RotateSecretAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct, tracking: true) is not { } subscription)
+        if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return null;
         }
@@ -182,9 +202,9 @@ public sealed class WebhookService(
     }
 
     /// <summary>Sends a sample of <paramref name="eventName"/> (default: the first subscribed event) at once and returns the recorded attempt.</summary>
-    public async Task<WebhookOutcome<DeliveryDetail>> SendTestAsync(Guid gymId, Guid id, string? eventName, CancellationToken ct)
+    public async Task<WebhookOutcome<DeliveryDetail>> SendTestAsync(WebhookAccess access, Guid id, string? eventName, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        if (await FindAsync(access, id, ct) is not { } subscription)
         {
             return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
@@ -213,13 +233,13 @@ public sealed class WebhookService(
         await db.SaveChangesAsync(ct);
         // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
         await sender.AttemptAsync(delivery.Id, CancellationToken.None);
-        return WebhookOutcome<DeliveryDetail>.Ok((await LoadDetailAsync(subscription.GymId, subscription.Id, delivery.Id, CancellationToken.None))!);
+        return WebhookOutcome<DeliveryDetail>.Ok((await LoadDetailAsync(access, subscription.Id, delivery.Id, CancellationToken.None))!);
     }
 
     /// <summary>A page of the subscription's deliveries, newest first; null when the gym has no such webhook.</summary>
-    public async Task<List<DeliveryDto>?> DeliveriesAsync(Guid gymId, Guid id, string? status, int offset, int limit, CancellationToken ct)
+    public async Task<List<DeliveryDto>?> DeliveriesAsync(WebhookAccess access, Guid id, string? status, int offset, int limit, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        if (await FindAsync(access, id, ct) is not { } subscription)
         {
             return null;
         }
@@ -234,9 +254,9 @@ public sealed class WebhookService(
     }
 
     /// <summary>Starts a fresh round of attempts for a delivery (the whole retry schedule again, under the same webhook-id).</summary>
-    public async Task<WebhookOutcome<DeliveryDto>> RedeliverAsync(Guid gymId, Guid id, Guid deliveryId, CancellationToken ct)
+    public async Task<WebhookOutcome<DeliveryDto>> RedeliverAsync(WebhookAccess access, Guid id, Guid deliveryId, CancellationToken ct)
     {
-        if (await FindAsync(gymId, id, ct) is not { } subscription)
+        if (await FindAsync(access, id, ct) is not { } subscription)
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
@@ -263,8 +283,14 @@ public sealed class WebhookService(
         return WebhookOutcome<DeliveryDto>.Ok(ToDto(delivery));
     }
 
-    public async Task<DeliveryDetail?> LoadDetailAsync(Guid gymId, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
+    /// <summary>A delivery with its payload and attempts (the receiver's answers); null when the caller may not see its webhook.</summary>
+    public async Task<DeliveryDetail?> LoadDetailAsync(WebhookAccess access, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
     {
+        if (await FindAsync(access, subscriptionId, ct) is null)
+        {
+            return null;
+        }
+        var gymId = access.GymId;
         // The delivery with its body (stored, or built from its outbox event, read in the same query).
         var found = await (
             from x in db.WebhookDeliveries.AsNoTracking()
@@ -284,14 +310,24 @@ public sealed class WebhookService(
             attempts.Select(ToDto).ToList());
     }
 
-    /// <summary>The latest attempt of each of the given deliveries of the gym.</summary>
-    public async Task<Dictionary<Guid, AttemptDto>> LatestAttemptsAsync(Guid gymId, IReadOnlyCollection<Guid> deliveryIds, CancellationToken ct)
+    /// <summary>The latest attempt of each of the given deliveries of a webhook the caller may see (none otherwise).</summary>
+    public async Task<Dictionary<Guid, AttemptDto>> LatestAttemptsAsync(WebhookAccess access, Guid subscriptionId, IReadOnlyCollection<Guid> deliveryIds, CancellationToken ct)
     {
-        var attempts = await db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gymId && deliveryIds.Contains(a.DeliveryId)).ToListAsync(ct);
+        if (await FindAsync(access, subscriptionId, ct) is null)
+        {
+            return [];
+        }
+        var gymId = access.GymId;
+        var attempts = await (
+            from a in db.WebhookAttempts.AsNoTracking()
+            where a.GymId == gymId && deliveryIds.Contains(a.DeliveryId)
+            join d in db.WebhookDeliveries on a.DeliveryId equals d.Id
+            where d.SubscriptionId == subscriptionId
+            select a).ToListAsync(ct);
         return attempts.GroupBy(a => a.DeliveryId).ToDictionary(g => g.Key, g => ToDto(g.MaxBy(a => a.Number)!));
     }
 
-    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt);
+    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId);
 
     internal static DeliveryDto ToDto(WebhookDelivery d) => new(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount,
         d.CreatedAt, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt);
@@ -360,4 +396,32 @@ public sealed class WebhookService(
 
     private static string UnknownEvents(IEnumerable<string?> unknown) =>
         $"Unknown event type(s): {string.Join(", ", unknown.Select(u => $"'{u}'"))}. Valid types: {string.Join(", ", EventCatalog.All.Select(e => e.Name))}";
+}
+
+/// <summary>What revoking an API key does to the webhook subscriptions that key created.</summary>
+public static class WebhookKeyRevocation
+{
+    /// <summary>
+    /// Deactivates the active subscriptions the key created, with the reason the owner sees, and ends their queued
+    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction.
+    /// </summary>
+    public static async Task DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct)
+    {
+        var owned = await db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive).ToListAsync(ct);
+        if (owned.Count == 0)
+        {
+            return;
+        }
+        var reason = $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked";
+        foreach (var subscription in owned)
+        {
+            subscription.IsActive = false;
+            subscription.DisabledReason = reason.Length <= 500 ? reason : reason[..500];
+            subscription.DisabledAt = now;
+            subscription.FailingSince = null;
+            subscription.UpdatedAt = now;
+        }
+        await db.SaveChangesAsync(ct);
+        await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
+    }
 }

@@ -185,7 +185,9 @@ public static class OpenApiSetup
         }
         if (metadata.OfType<EnableRateLimitingAttribute>().FirstOrDefault() is { } limit)
         {
-            AddError(operation, context, "429", $"Rate limit `{limit.PolicyName}` exceeded; see the `Retry-After` header.");
+            AddError(operation, context, "429", limit.PolicyName == RateLimitPolicies.Destructive
+                ? "Rate limit `destructive` exceeded (only calls that succeeded count); see the `Retry-After` header."
+                : $"Rate limit `{limit.PolicyName}` exceeded; see the `Retry-After` header.");
         }
         var method = context.Description.HttpMethod;
         if (method is "POST" or "PATCH" or "PUT")

@@ -5,8 +5,8 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;
 
-/// <summary>Delete: a confirmation, then the webhook and its activity log are gone.</summary>
-public sealed partial class DeleteWebhookModel(WebhookService webhooks, ILogger<DeleteWebhookModel> logger) : PageModel
+/// <summary>Delete: a confirmation, then the webhook and its activity log are gone. Limited like the API's destructive calls.</summary>
+public sealed partial class DeleteWebhookModel(WebhookService webhooks, DashboardRateLimits limits, ILogger<DeleteWebhookModel> logger) : PageModel
 {
     public WebhookDto Webhook { get; private set; } = null!;
 
@@ -14,7 +14,7 @@ public sealed partial class DeleteWebhookModel(WebhookService webhooks, ILogger<
 
     public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
     {
-        if (await webhooks.GetAsync(User.GetGymId(), id, ct) is not { } hook)
+        if (await webhooks.GetAsync(WebhookAccess.Of(User), id, ct) is not { } hook)
         {
             return NotFound();
         }
@@ -24,14 +24,27 @@ public sealed partial class DeleteWebhookModel(WebhookService webhooks, ILogger<
 
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
-        var gymId = User.GetGymId();
-        var outcome = await webhooks.DeleteAsync(gymId, id, ct);
+        var access = WebhookAccess.Of(User);
+        if (await webhooks.GetAsync(access, id, ct) is not { } found)
+        {
+            // Found nothing: no permit is taken, as in the API.
+            return NotFound();
+        }
+        var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
+        if (limited is not null)
+        {
+            Webhook = found;
+            Problem = limited;
+            return Page();
+        }
+        var outcome = await webhooks.DeleteAsync(access, id, ct);
         if (outcome.Value is not null)
         {
-            LogDeleted(logger, id, gymId);
+            LogDeleted(logger, id, access.GymId);
             return Redirect("/settings/webhooks");
         }
-        if (outcome.Failure == WebhookFailure.NotFound || await webhooks.GetAsync(gymId, id, ct) is not { } hook)
+        await limits.ReleaseAsync(permit);
+        if (outcome.Failure == WebhookFailure.NotFound || await webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return NotFound();
         }

@@ -15,7 +15,7 @@ public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
 
     public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
     {
-        if (await webhooks.GetAsync(User.GetGymId(), id, ct) is not { } hook)
+        if (await webhooks.GetAsync(WebhookAccess.Of(User), id, ct) is not { } hook)
         {
             return NotFound();
         }
@@ -26,13 +26,13 @@ public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
 
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
-        var gymId = User.GetGymId();
+        var access = WebhookAccess.Of(User);
         Id = id;
         if (!ModelState.IsValid)
         {
-            return await webhooks.GetAsync(gymId, id, ct) is null ? NotFound() : Page();
+            return await webhooks.GetAsync(access, id, ct) is null ? NotFound() : Page();
         }
-        var outcome = await webhooks.UpdateAsync(gymId, id, Input.Url, Input.Events, null, ct);
+        var outcome = await webhooks.UpdateAsync(access, id, Input.Url, Input.Events, null, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
             return NotFound();
@@ -40,7 +40,7 @@ public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
         if (outcome.Value is null)
         {
             // A bad URL is reported before the webhook is looked up; a form for another gym's webhook is still a 404.
-            if (await webhooks.GetAsync(gymId, id, ct) is null)
+            if (await webhooks.GetAsync(access, id, ct) is null)
             {
                 return NotFound();
             }

@@ -25,14 +25,14 @@ public sealed partial class NewWebhookModel(WebhookService webhooks, ILogger<New
         {
             return Page();
         }
-        var gymId = User.GetGymId();
-        var outcome = await webhooks.CreateAsync(gymId, Input.Url, Input.Events, Input.Secret, ct);
+        var access = WebhookAccess.Of(User);
+        var outcome = await webhooks.CreateAsync(access, Input.Url, Input.Events, Input.Secret, ct);
         if (outcome.Value is not { } created)
         {
             ModelState.AddModelError(string.Empty, WebhookInput.Friendly(outcome.Error));
             return Page();
         }
-        LogWebhookCreated(logger, created.Id, gymId);
+        LogWebhookCreated(logger, created.Id, access.GymId);
         Created = created;
         return Page();
     }

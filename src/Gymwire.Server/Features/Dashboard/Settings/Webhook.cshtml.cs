@@ -1,3 +1,4 @@
+using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure.Auth;
@@ -10,7 +11,8 @@ namespace Gymwire.Features.Dashboard.Settings;
 public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt);
 
 /// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
-public sealed partial class WebhookModel(WebhookService webhooks, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger)
+public sealed partial class WebhookModel(
+    WebhookService webhooks, ApiKeyService keys, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger)
     : PageModel
 {
     public const int PageSize = 25;
@@ -22,6 +24,9 @@ public sealed partial class WebhookModel(WebhookService webhooks, IOptions<Webho
     public IReadOnlyList<TimeSpan> RetrySchedule => options.Value.EffectiveRetrySchedule;
 
     public DateTime Now { get; private set; }
+
+    /// <summary>"You (owner)", or the API key that created the webhook (which alone, besides the owner, sees it).</summary>
+    public string Creator { get; private set; } = "";
 
     [BindProperty(SupportsGet = true)]
     public int Offset { get; set; }
@@ -42,16 +47,16 @@ public sealed partial class WebhookModel(WebhookService webhooks, IOptions<Webho
 
     public async Task<IActionResult> OnPostTestAsync(Guid id, CancellationToken ct)
     {
-        var gymId = User.GetGymId();
+        var access = WebhookAccess.Of(User);
         var name = TestEvent is { Length: > 0 } chosen ? chosen : null;
-        var outcome = await webhooks.SendTestAsync(gymId, id, name, ct);
+        var outcome = await webhooks.SendTestAsync(access, id, name, ct);
         if (outcome.Failure == WebhookFailure.NotFound)
         {
             return NotFound();
         }
         if (outcome.Value is { } detail)
         {
-            LogTestSent(logger, id, gymId, detail.Event, detail.LastStatusCode);
+            LogTestSent(logger, id, access.GymId, detail.Event, detail.LastStatusCode);
             TestResult = detail;
         }
         else
@@ -64,16 +69,16 @@ public sealed partial class WebhookModel(WebhookService webhooks, IOptions<Webho
 
     public async Task<IActionResult> OnPostEnableAsync(Guid id, CancellationToken ct)
     {
-        var outcome = await webhooks.UpdateAsync(User.GetGymId(), id, null, null, isActive: true, ct);
+        var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(User), id, null, null, isActive: true, ct);
         return outcome.Value is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
     }
 
     public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct) =>
-        await webhooks.DeactivateAsync(User.GetGymId(), id, ct) is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
+        await webhooks.DeactivateAsync(WebhookAccess.Of(User), id, ct) is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
 
     public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)
     {
-        var outcome = await webhooks.RedeliverAsync(User.GetGymId(), id, deliveryId, ct);
+        var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(User), id, deliveryId, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
             return NotFound();
@@ -93,18 +98,22 @@ public sealed partial class WebhookModel(WebhookService webhooks, IOptions<Webho
 
     private async Task<bool> LoadAsync(Guid id, CancellationToken ct)
     {
-        var gymId = User.GetGymId();
-        if (await webhooks.GetAsync(gymId, id, ct) is not { } hook)
+        var access = WebhookAccess.Of(User);
+        if (await webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return false;
         }
         Webhook = hook;
         Now = clock.GetUtcNow().UtcDateTime;
+        Creator = hook.ApiKeyId is not { } keyId ? "You (owner)"
+            : (await keys.ListAsync(access.GymId, ct)).FirstOrDefault(k => k.Id == keyId) is { } key
+                ? $"API key {key.Name} ({key.KeyPrefix}…){(key.IsActive ? "" : ", no longer active")}"
+                : "An API key";
         Offset = Math.Max(0, Offset);
-        var rows = await webhooks.DeliveriesAsync(gymId, id, null, Offset, PageSize + 1, ct) ?? [];
+        var rows = await webhooks.DeliveriesAsync(access, id, null, Offset, PageSize + 1, ct) ?? [];
         HasOlder = rows.Count > PageSize;
         rows = rows.Take(PageSize).ToList();
-        var attempts = await webhooks.LatestAttemptsAsync(gymId, rows.Select(r => r.Id).ToList(), ct);
+        var attempts = await webhooks.LatestAttemptsAsync(access, id, rows.Select(r => r.Id).ToList(), ct);
         Deliveries = rows.Select(r => new DeliveryRow(r, attempts.GetValueOrDefault(r.Id))).ToList();
         return true;
     }

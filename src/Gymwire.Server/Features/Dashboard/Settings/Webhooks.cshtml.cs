@@ -9,5 +9,5 @@ public sealed class WebhooksModel(WebhookService webhooks) : PageModel
 {
     public IReadOnlyList<WebhookDto> Webhooks { get; private set; } = [];
 
-    public async Task OnGetAsync(CancellationToken ct) => Webhooks = await webhooks.ListAsync(User.GetGymId(), ct);
+    public async Task OnGetAsync(CancellationToken ct) => Webhooks = await webhooks.ListAsync(WebhookAccess.Of(User), ct);
 }

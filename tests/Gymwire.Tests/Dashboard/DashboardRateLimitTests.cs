@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Net;
+using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Dashboard;
+
+/// <summary>
+/// Issue #25: the dashboard's destructive actions (deleting a webhook, rotating its secret) spend the same per-owner
+/// budget as the API's (5 an hour), while revoking a key and disabling a webhook are never limited.
+/// </summary>
+public abstract class DashboardRateLimitTests(WebhookFixture fx)
+{
+    public sealed class Sqlite(SqliteWebhooks f) : DashboardRateLimitTests(f), IClassFixture<SqliteWebhooks>;
+    public sealed class Postgres(PostgresWebhooks f) : DashboardRateLimitTests(f), IClassFixture<PostgresWebhooks>;
+
+    [Fact]
+    public async Task Dashboard_rotations_and_deletes_share_the_APIs_destructive_limit_and_revocation_is_never_limited()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var hook = await gym.CreateWebhookAsync("https://hooks.example.com/a", "lead.created");
+        var spare = await gym.CreateWebhookAsync("https://hooks.example.com/b", "lead.created");
+        var key = (await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Leaked", scopes = new[] { "read" } })).AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{hook.Id}/rotate-secret"));
+
+        // Posts for webhooks that are not there take nothing from the budget.
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await browser.PostFormAsync($"/settings/webhooks/{Guid.NewGuid()}/rotate-secret", ("__RequestVerificationToken", token))).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await browser.PostFormAsync($"/settings/webhooks/{Guid.NewGuid()}/delete", ("__RequestVerificationToken", token))).StatusCode);
+        }
+        // Three rotations by API and two in the dashboard spend the owner's five.
+        for (var i = 0; i < 3; i++)
+        {
+            await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/rotate-secret", null)).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        for (var i = 0; i < 2; i++)
+        {
+            var rotated = await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/rotate-secret");
+            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+            Assert.Contains("New signing secret", await rotated.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        var secretBefore = await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).Select(s => s.SecretProtected).SingleAsync());
+
+        var limited = await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/rotate-secret");
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        Assert.InRange(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture), 3599, 3600);
+        var html = await limited.Content.ReadAsStringAsync();
+        Assert.Contains("limit of 5 deletions and secret rotations per 1 hour", html, StringComparison.Ordinal);
+        Assert.DoesNotContain("New signing secret", html, StringComparison.Ordinal);
+        Assert.Equal(secretBefore, await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).Select(s => s.SecretProtected).SingleAsync()));
+
+        var refusedDelete = await browser.SubmitAsync($"/settings/webhooks/{spare.Id}/delete");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refusedDelete.StatusCode);
+        Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.AnyAsync(s => s.Id == spare.Id)));
+        await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/rotate-secret", null)).AssertErrorAsync(HttpStatusCode.TooManyRequests);
+
+        // Disabling a webhook and revoking a key still work, in the dashboard and by API.
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{spare.Id}?handler=Disable")).StatusCode);
+        Assert.False(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == spare.Id).Select(s => s.IsActive).SingleAsync()));
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/api-keys/{key}/revoke")).StatusCode);
+        Assert.NotNull(await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == key).Select(k => k.RevokedAt).SingleAsync()));
+
+        // An hour later the budget is back.
+        fx.Clock.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{spare.Id}/delete")).StatusCode);
+    }
+}

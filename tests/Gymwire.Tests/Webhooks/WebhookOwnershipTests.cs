@@ -1,0 +1,176 @@
+using System.Net;
+using System.Text.Json;
+using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Dashboard;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Webhooks;
+
+/// <summary>
+/// Issue #25: a subscription created with an API key belongs to that key. The key sees and manages only its own
+/// (the owner's and other keys' are 404 for it, URLs, payloads and receivers' responses included), the owner sees and
+/// manages all, and revoking a key deactivates the subscriptions it created with a reason the owner sees.
+/// </summary>
+public abstract class WebhookOwnershipTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteWebhooks f) : WebhookOwnershipTests(f), IClassFixture<SqliteWebhooks>;
+    public sealed class Postgres(PostgresWebhooks f) : WebhookOwnershipTests(f), IClassFixture<PostgresWebhooks>;
+
+    private static async Task<(Guid Id, string Key)> KeyAsync(TestGym gym, string name, params string[] scopes)
+    {
+        var created = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name, scopes })).AssertStatusAsync(HttpStatusCode.Created);
+        return (created.GetProperty("id").GetGuid(), created.GetProperty("key").GetString()!);
+    }
+
+    private static async Task<Guid> CreateWithAsync(HttpClient client, string url, params string[] events) =>
+        (await (await client.PostJsonAsync("/api/gym/webhooks", new { url, events })).AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
+
+    private static async Task<List<Guid>> ListAsync(HttpClient client) =>
+        (await (await client.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray().Select(w => w.GetProperty("id").GetGuid()).ToList();
+
+    /// <summary>The owner's webhook with one delivered event, so it has a payload and a receiver's response to protect.</summary>
+    private async Task<(Guid Hook, Guid Delivery, string Url)> OwnersDeliveredHookAsync(TestGym gym, TestReceiver receiver)
+    {
+        var url = receiver.Url("/owner-secret-hook");
+        receiver.On("/owner-secret-hook", new Reply(200, "receiver-private-answer"));
+        var hook = await CreateWithAsync(gym.Owner(), url, "member.joined");
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_private"));
+        var delivery = await fx.WaitForDeliveryAsync(hook, d => d.Status == DeliveryStatus.Delivered, "the owner's delivery");
+        return (hook, delivery.Id, url);
+    }
+
+    private static void AssertNothingOf(string body, string url)
+    {
+        Assert.DoesNotContain(url, body, StringComparison.Ordinal);
+        Assert.DoesNotContain("user_private", body, StringComparison.Ordinal);
+        Assert.DoesNotContain("receiver-private-answer", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_write_key_gets_404_on_the_owners_webhook_and_lists_only_its_own()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (ownerHook, ownerDelivery, ownerUrl) = await OwnersDeliveredHookAsync(gym, receiver);
+        var (zapierId, zapierKey) = await KeyAsync(gym, "Zapier", "read", "write");
+        var (_, otherKey) = await KeyAsync(gym, "Other", "read", "write");
+        using var zapier = fx.Client(zapierKey);
+        using var other = fx.Client(otherKey);
+        var zapierHook = await CreateWithAsync(zapier, "https://hooks.zapier.example/abc", "lead.created");
+
+        Assert.Equal([zapierHook], await ListAsync(zapier));
+        Assert.Empty(await ListAsync(other));
+        var listed = await (await zapier.GetAsync("/api/gym/webhooks")).Content.ReadAsStringAsync();
+        AssertNothingOf(listed, ownerUrl);
+
+        // Every call on the owner's webhook (and on another key's) is not found, and changes nothing.
+        var before = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == ownerHook));
+        foreach (var (client, hook, delivery) in new[] { (zapier, ownerHook, ownerDelivery), (other, zapierHook, Guid.NewGuid()) })
+        {
+            var responses = new[]
+            {
+                await client.GetAsync($"/api/gym/webhooks/{hook}"),
+                await client.PatchJsonAsync($"/api/gym/webhooks/{hook}", new { url = "https://attacker.example/steal" }),
+                await client.PostAsync($"/api/gym/webhooks/{hook}/rotate-secret", null),
+                await client.DeleteAsync($"/api/gym/webhooks/{hook}"),
+                await client.GetAsync($"/api/gym/webhooks/{hook}/deliveries"),
+                await client.GetAsync($"/api/gym/webhooks/{hook}/deliveries/{delivery}"),
+                await client.PostAsync($"/api/gym/webhooks/{hook}/deliveries/{delivery}/redeliver", null),
+                await client.PostJsonAsync($"/api/gym/webhooks/{hook}/test", new { }),
+            };
+            foreach (var response in responses)
+            {
+                var error = await response.AssertErrorAsync(HttpStatusCode.NotFound);
+                AssertNothingOf(error, ownerUrl);
+            }
+        }
+        var after = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == ownerHook));
+        Assert.Equal((before.Url, before.SecretProtected, before.IsActive), (after.Url, after.SecretProtected, after.IsActive));
+        Assert.Single(receiver.At("/owner-secret-hook"));
+        Assert.Single(await fx.DeliveriesAsync(ownerHook));
+
+        // The key manages its own.
+        await (await zapier.PatchJsonAsync($"/api/gym/webhooks/{zapierHook}", new { events = new[] { "lead.created", "member.joined" } })).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.PostAsync($"/api/gym/webhooks/{zapierHook}/rotate-secret", null)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.GetAsync($"/api/gym/webhooks/{zapierHook}/deliveries")).AssertStatusAsync(HttpStatusCode.OK);
+
+        // The owner sees and manages all, and sees which key created which.
+        using var owner = gym.Owner();
+        var all = (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray()
+            .ToDictionary(w => w.GetProperty("id").GetGuid());
+        Assert.Equal(2, all.Count);
+        Assert.Equal(JsonValueKind.Null, all[ownerHook].GetProperty("api_key_id").ValueKind);
+        Assert.Equal(zapierId, all[zapierHook].GetProperty("api_key_id").GetGuid());
+        await (await owner.GetAsync($"/api/gym/webhooks/{zapierHook}/deliveries")).AssertStatusAsync(HttpStatusCode.OK);
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{zapierHook}", new { url = "https://hooks.zapier.example/owner-moved" })).AssertStatusAsync(HttpStatusCode.OK);
+        await (await owner.PostAsync($"/api/gym/webhooks/{zapierHook}/rotate-secret", null)).AssertStatusAsync(HttpStatusCode.OK);
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{ownerHook}/deliveries/{ownerDelivery}")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Contains("receiver-private-answer", detail.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_read_key_lists_only_its_keys_own_subscriptions_and_none_of_the_owners_urls_payloads_or_responses()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (ownerHook, ownerDelivery, ownerUrl) = await OwnersDeliveredHookAsync(gym, receiver);
+        var (_, readKey) = await KeyAsync(gym, "Reporting", "read");
+        using var reader = fx.Client(readKey);
+
+        var list = await (await reader.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Empty(list.GetProperty("webhooks").EnumerateArray());
+        foreach (var path in new[] { $"/api/gym/webhooks/{ownerHook}", $"/api/gym/webhooks/{ownerHook}/deliveries", $"/api/gym/webhooks/{ownerHook}/deliveries/{ownerDelivery}" })
+        {
+            AssertNothingOf(await (await reader.GetAsync(path)).AssertErrorAsync(HttpStatusCode.NotFound), ownerUrl);
+        }
+        // The catalog is not anyone's: a read key still reads it.
+        await (await reader.GetAsync("/api/gym/webhooks/events")).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Revoking_a_key_deactivates_the_subscriptions_it_created_with_a_reason_the_owner_sees()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier Production", "read", "write");
+        var (_, otherKey) = await KeyAsync(gym, "Make", "read", "write");
+        using var zapier = fx.Client(key);
+        var keyHook = await CreateWithAsync(zapier, receiver.Url("/zapier"), "member.joined");
+        var otherHook = await CreateWithAsync(fx.Client(otherKey), receiver.Url("/make"), "member.joined");
+        var ownerHook = await CreateWithAsync(gym.Owner(), receiver.Url("/owner"), "member.joined");
+        // A delivery of the key's webhook still queued (its receiver fails) when the key is revoked.
+        receiver.On("/zapier", new Reply(500, "down"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_before"));
+        await fx.WaitForDeliveryAsync(keyHook, d => d.Status == DeliveryStatus.Retrying, "the key's delivery retrying");
+
+        using var owner = gym.Owner();
+        await (await owner.DeleteAsync($"/api/gym/api-keys/{keyId}")).AssertStatusAsync(HttpStatusCode.OK);
+
+        var hooks = (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray()
+            .ToDictionary(w => w.GetProperty("id").GetGuid());
+        Assert.False(hooks[keyHook].GetProperty("is_active").GetBoolean());
+        var reason = hooks[keyHook].GetProperty("disabled_reason").GetString()!;
+        Assert.Contains("'Zapier Production'", reason, StringComparison.Ordinal);
+        Assert.Contains("revoked", reason, StringComparison.Ordinal);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, hooks[keyHook].GetProperty("disabled_at").GetDateTime());
+        Assert.True(hooks[otherHook].GetProperty("is_active").GetBoolean());
+        Assert.True(hooks[ownerHook].GetProperty("is_active").GetBoolean());
+        // Its queued delivery ended with it.
+        Assert.Equal(DeliveryStatus.Undeliverable, Assert.Single(await fx.DeliveriesAsync(keyHook)).Status);
+
+        // New events go to the others only.
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_after"));
+        await receiver.WaitForAsync("/owner", 2);
+        await receiver.WaitForAsync("/make", 2);
+        Assert.Single(await fx.DeliveriesAsync(keyHook));
+
+        // The dashboard shows the reason and who created the webhook.
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var page = System.Net.WebUtility.HtmlDecode(await browser.GetPageAsync($"/settings/webhooks/{keyHook}"));
+        Assert.Contains(reason, page, StringComparison.Ordinal);
+        Assert.Contains("API key Zapier Production", page, StringComparison.Ordinal);
+        Assert.Contains("Disabled by Gymwire", await browser.GetPageAsync("/settings/webhooks"), StringComparison.Ordinal);
+    }
+}
