@@ -35,6 +35,7 @@ namespace Gymwire
             var builder = WebApplication.CreateBuilder(args);
             builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
             builder.Services.AddServerLimits();
+            builder.Services.AddGymwireForwardedHeaders();
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.ConfigureHttpJsonOptions(o => GymwireJson.Configure(o.SerializerOptions));
             builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -63,6 +64,7 @@ namespace Gymwire
         public static WebApplication Build(WebApplicationBuilder builder)
         {
             var app = builder.Build();
+            app.UseGymwireForwardedHeaders();
             app.UseGymwireErrors();
             app.UseMiddleware<JsonBodyGuard>();
             app.UseRouting();

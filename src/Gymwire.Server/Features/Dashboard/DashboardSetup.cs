@@ -44,9 +44,13 @@ public static class DashboardSetup
             o.LogoutPath = "/logout";
             o.AccessDeniedPath = "/login";
             o.ReturnUrlParameter = "returnUrl";
-            o.ExpireTimeSpan = TimeSpan.FromHours(12);
             o.SlidingExpiration = true;
+            // Replaces Identity's security-stamp check: the session row is checked on every request instead.
+            o.Events.OnValidatePrincipal = DashboardSessions.ValidateAsync;
         });
+        services.AddOptions<CookieAuthenticationOptions>(IdentityConstants.ApplicationScheme)
+            .Configure<IOptions<AuthOptions>>((o, auth) => o.ExpireTimeSpan = auth.Value.DashboardIdleTimeout);
+        services.AddScoped<DashboardSessions>();
         services.AddAntiforgery(o =>
         {
             o.Cookie.Name = AntiforgeryCookieName;
