@@ -45,8 +45,12 @@ public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSi
                 await sessions.SignInAsync(HttpContext, result.Owner!, ct);
                 LogSignedIn(logger, result.Owner!.Id);
                 return Redirect(SafeReturnUrl);
+            case SignInOutcome.Invalid when result.Owner is { } owner:
+                LogWrongPassword(logger, owner.Id);
+                ModelState.AddModelError(string.Empty, InvalidCredentials);
+                return Page();
             case SignInOutcome.Invalid:
-                LogFailed(logger);
+                LogUnknownAccount(logger);
                 ModelState.AddModelError(string.Empty, InvalidCredentials);
                 return Page();
             default:
@@ -90,10 +94,13 @@ public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSi
     [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Owner {OwnerId} signed in to the dashboard")]
     private static partial void LogSignedIn(ILogger logger, Guid ownerId);
 
-    [LoggerMessage(EventId = 7021, Level = LogLevel.Information, Message = "Dashboard sign-in failed: wrong email or password")]
-    private static partial void LogFailed(ILogger logger);
+    [LoggerMessage(EventId = 7021, Level = LogLevel.Warning, Message = "Dashboard sign-in failed for owner {OwnerId}: wrong password")]
+    private static partial void LogWrongPassword(ILogger logger, Guid ownerId);
 
-    [LoggerMessage(EventId = 7022, Level = LogLevel.Information, Message = "Dashboard sign-in refused: {Outcome}")]
+    [LoggerMessage(EventId = 7023, Level = LogLevel.Warning, Message = "Dashboard sign-in failed: no owner has that email")]
+    private static partial void LogUnknownAccount(ILogger logger);
+
+    [LoggerMessage(EventId = 7022, Level = LogLevel.Warning, Message = "Dashboard sign-in refused: {Outcome}")]
     private static partial void LogThrottled(ILogger logger, SignInOutcome outcome);
 }
 

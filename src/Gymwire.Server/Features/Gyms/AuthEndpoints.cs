@@ -43,7 +43,7 @@ public static class AuthEndpoints
             return ApiErrors.BadRequest(invalid);
         }
         var result = await signIn.SignInAsync(request.Email!, request.Password!, http.Connection.RemoteIpAddress, ct);
-        if (result.Owner is not { } owner)
+        if (result is not { Outcome: SignInOutcome.Succeeded, Owner: { } owner })
         {
             return Refused(http, result);
         }

@@ -46,6 +46,7 @@ public enum SignInOutcome
     Busy,
 }
 
+/// <param name="Owner">The signed-in owner; on <see cref="SignInOutcome.Invalid"/>, the owner whose password was wrong (for logs), if any.</param>
 public readonly record struct SignInResult(SignInOutcome Outcome, Owner? Owner = null, TimeSpan RetryAfter = default)
 {
     public int RetryAfterSeconds => Math.Max(1, (int)Math.Ceiling(RetryAfter.TotalSeconds));
@@ -108,7 +109,8 @@ public sealed class OwnerSignIn(
         }
         if (!await users.CheckPasswordAsync(owner, password))
         {
-            return new SignInResult(SignInOutcome.Invalid);
+            // The owner is for the server's log only; the client gets the same answer as for an unknown email.
+            return new SignInResult(SignInOutcome.Invalid, owner);
         }
         await SucceededAsync(clientSubject, o.ClientMaxFailedAttempts, accountSubject, ct);
         return new SignInResult(SignInOutcome.Succeeded, owner);
