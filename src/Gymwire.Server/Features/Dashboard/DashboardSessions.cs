@@ -16,7 +16,7 @@ namespace Gymwire.Features.Dashboard;
 /// </summary>
 public sealed class DashboardSessions(SignInManager<Owner> signIn, GymwireDbContext db, TimeProvider clock, IOptions<AuthOptions> options)
 {
-    public async Task SignInAsync(HttpContext http, Owner owner, CancellationToken ct)
+    public async Task SignInAsync(Owner owner, CancellationToken ct)
     {
         var session = OwnerSessions.AddForCookie(db, owner, clock.GetUtcNow().UtcDateTime, options.Value.DashboardSessionLifetime);
         await db.SaveChangesAsync(ct);

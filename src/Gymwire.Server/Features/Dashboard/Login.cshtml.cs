@@ -42,7 +42,7 @@ public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSi
         switch (result.Outcome)
         {
             case SignInOutcome.Succeeded:
-                await sessions.SignInAsync(HttpContext, result.Owner!, ct);
+                await sessions.SignInAsync(result.Owner!, ct);
                 LogSignedIn(logger, result.Owner!.Id);
                 return Redirect(SafeReturnUrl);
             case SignInOutcome.Invalid when result.Owner is { } owner:
