@@ -37,6 +37,7 @@ namespace Gymwire
             var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
             builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
             builder.Services.AddServerLimits();
+            builder.Services.AddGymwireForwardedHeaders();
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.ConfigureHttpJsonOptions(o => GymwireJson.Configure(o.SerializerOptions));
             builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -65,6 +66,7 @@ namespace Gymwire
         public static WebApplication Build(WebApplicationBuilder builder)
         {
             var app = builder.Build();
+            app.UseGymwireForwardedHeaders();
             app.UseGymwireErrors();
             app.UseMiddleware<RequestGuard>();
             app.UseMiddleware<JsonBodyGuard>();

@@ -30,6 +30,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
 {
     public DbSet<Gym> Gyms => Set<Gym>();
     public DbSet<OwnerSession> OwnerSessions => Set<OwnerSession>();
+    public DbSet<SignInThrottle> SignInThrottles => Set<SignInThrottle>();
     public DbSet<Member> Members => Set<Member>();
     public DbSet<MembershipPlan> MembershipPlans => Set<MembershipPlan>();
     public DbSet<Membership> Memberships => Set<Membership>();

@@ -52,14 +52,12 @@ public static class ServerSetup
                 o.Password.RequireUppercase = false;
                 o.Password.RequireDigit = false;
                 o.Password.RequireLowercase = false;
-                o.Lockout.AllowedForNewUsers = true;
+                o.Lockout.AllowedForNewUsers = false;
             })
             .AddEntityFrameworkStores<GymwireDbContext>();
-        services.AddOptions<IdentityOptions>().Configure<IOptions<AuthOptions>>((identity, auth) =>
-        {
-            identity.Lockout.MaxFailedAccessAttempts = auth.Value.MaxFailedAttempts;
-            identity.Lockout.DefaultLockoutTimeSpan = auth.Value.LockoutDuration;
-        });
+        // Lockout is OwnerSignIn's (atomic counters in sign_in_throttles), not Identity's per-owner columns.
+        services.AddScoped<OwnerSignIn>();
+        services.AddSingleton<PasswordCheckLimiter>();
         services.AddScoped<GymProvisioning>();
         services.AddSingleton<Auth.IBearerTokenValidator, OwnerSessionValidator>();
         return services;

@@ -122,8 +122,118 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
             await browser.SubmitAsync("/login", ("Input.Email", gym.OwnerEmail), ("Input.Password", "wrong-password-1"));
         }
         var response = await browser.SubmitAsync("/login", ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword));
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+        Assert.NotNull(response.Headers.RetryAfter?.Delta);
         Assert.Contains("Try again later", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_cookie_captured_before_logout_is_refused_after_it()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var captured = browser.Cookies.GetCookieHeader(fx.BaseAddress);
+        Assert.Equal(HttpStatusCode.OK, (await Replay(captured, "/settings/integrations")).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/logout")).StatusCode);
+        var replayed = await Replay(captured, "/settings/integrations");
+        Assert.Equal(HttpStatusCode.Redirect, replayed.StatusCode);
+        Assert.Equal("/login", replayed.Headers.Location!.AbsolutePath);
+    }
+
+    [Fact]
+    public async Task Dashboard_sessions_end_at_their_absolute_lifetime_however_active()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        // Active every 8 hours (inside the 12-hour sliding expiry) for a week: Auth:DashboardSessionLifetime (7 days) still ends it.
+        for (var elapsed = TimeSpan.FromHours(8); elapsed < TimeSpan.FromDays(7); elapsed += TimeSpan.FromHours(8))
+        {
+            fx.Clock.Advance(TimeSpan.FromHours(8));
+            await browser.GetPageAsync("/settings/integrations");
+        }
+        fx.Clock.Advance(TimeSpan.FromHours(8));
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync("/settings/integrations")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Changing_the_password_in_the_dashboard_ends_the_other_sessions_and_keeps_this_one()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        using var otherBrowser = new DashboardClient(fx);
+        await otherBrowser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+
+        var wrong = await browser.SubmitAsync("/settings/security?handler=Password", ("CurrentPassword", "wrong-password-1"), ("NewPassword", "a-new-password-2"));
+        Assert.Equal(HttpStatusCode.BadRequest, wrong.StatusCode);
+        Assert.Contains("current password is incorrect", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await otherBrowser.GetPageAsync("/settings/integrations");
+
+        var changed = await browser.SubmitAsync("/settings/security?handler=Password", ("CurrentPassword", gym.OwnerPassword), ("NewPassword", "a-new-password-2"));
+        Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
+        Assert.Contains("Your password was changed", await changed.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await browser.GetPageAsync("/settings/integrations");
+        Assert.Equal(HttpStatusCode.Redirect, (await otherBrowser.GetAsync("/settings/integrations")).StatusCode);
+        await (await gym.Owner().GetAsync("/api/me")).AssertErrorAsync(HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task Sign_out_everywhere_in_the_dashboard_ends_every_session()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        using var otherBrowser = new DashboardClient(fx);
+        await otherBrowser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var response = await browser.SubmitAsync("/settings/security?handler=SignOutEverywhere");
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync("/settings/integrations")).StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await otherBrowser.GetAsync("/settings/integrations")).StatusCode);
+        await (await gym.Owner().GetAsync("/api/me")).AssertErrorAsync(HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task Return_url_with_non_ascii_characters_signs_in_without_a_500()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        var token = DashboardClient.Token(await browser.GetPageAsync("/login?returnUrl=/%C3%A9"));
+        var response = await browser.PostFormAsync("/login?returnUrl=/%C3%A9",
+            ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword), ("__RequestVerificationToken", token));
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/%C3%A9", response.Headers.Location!.OriginalString);
+        await browser.GetPageAsync("/settings/integrations");
+        // Signed in already: the login page sends the owner on, to the same encoded local path.
+        var again = await browser.GetAsync("/login?returnUrl=/%C3%A9?x=%C3%BC");
+        Assert.Equal(HttpStatusCode.Redirect, again.StatusCode);
+        Assert.Equal("/%C3%A9?x=%C3%BC", again.Headers.Location!.OriginalString);
+        Assert.Equal("/settings/integrations", (await browser.GetAsync("/login?returnUrl=//evil.example/%C3%A9")).Headers.Location!.OriginalString);
+    }
+
+    [Fact]
+    public async Task Forwarded_headers_from_an_unconfigured_proxy_are_ignored()
+    {
+        var gym = await fx.CreateGymAsync();
+        var cookies = await ForwardedLogin.SignInAsync(fx, gym, forwardedProto: "https");
+        Assert.Contains(cookies, c => c.StartsWith("gymwire_session=", StringComparison.Ordinal));
+        Assert.All(cookies, c => Assert.DoesNotContain("; secure", c, StringComparison.OrdinalIgnoreCase));
+
+        using var client = fx.Client();
+        client.DefaultRequestHeaders.Add("X-Forwarded-For", "203.0.113.77");
+        await (await client.PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = "wrong-password-1" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        Assert.False(await fx.WithDbAsync(db => db.SignInThrottles.AnyAsync(t => t.Subject == "client:203.0.113.77")));
+        Assert.True(await fx.WithDbAsync(db => db.SignInThrottles.AnyAsync(t => t.Subject == "client:127.0.0.1")));
+    }
+
+    private async Task<HttpResponseMessage> Replay(string cookieHeader, string path)
+    {
+        using var http = new HttpClient(new HttpClientHandler { UseCookies = false, AllowAutoRedirect = false }) { BaseAddress = fx.BaseAddress };
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Add("Cookie", cookieHeader);
+        return await http.SendAsync(request);
     }
 
     [Fact]

@@ -11,6 +11,7 @@ public static class DashboardNav
     public const string Webhooks = "webhooks";
     public const string Activity = "activity";
     public const string Exports = "exports";
+    public const string Security = "security";
 
     public static readonly IReadOnlyList<NavItem> Items =
     [
@@ -19,5 +20,6 @@ public static class DashboardNav
         new(Webhooks, "Webhooks", "/settings/webhooks"),
         new(Activity, "Activity", "/activity"),
         new(Exports, "Exports", "/exports"),
+        new(Security, "Security", "/settings/security"),
     ];
 }

@@ -44,9 +44,16 @@ public static class DashboardSetup
             o.LogoutPath = "/logout";
             o.AccessDeniedPath = "/login";
             o.ReturnUrlParameter = "returnUrl";
-            o.ExpireTimeSpan = TimeSpan.FromHours(12);
             o.SlidingExpiration = true;
+            // Replaces Identity's security-stamp check: the session row is checked on every request instead.
+            o.Events.OnValidatePrincipal = DashboardSessions.ValidateAsync;
+            // Signing in on /login, the handler would itself redirect to ?returnUrl= as given, unencoded (a non-ASCII path made
+            // an invalid Location header: a 500 after the sign-in). The login page redirects, to a checked and encoded URL.
+            o.Events.OnRedirectToReturnUrl = _ => Task.CompletedTask;
         });
+        services.AddOptions<CookieAuthenticationOptions>(IdentityConstants.ApplicationScheme)
+            .Configure<IOptions<AuthOptions>>((o, auth) => o.ExpireTimeSpan = auth.Value.DashboardIdleTimeout);
+        services.AddScoped<DashboardSessions>();
         services.AddAntiforgery(o =>
         {
             o.Cookie.Name = AntiforgeryCookieName;

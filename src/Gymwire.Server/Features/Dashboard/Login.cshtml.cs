@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using Gymwire.Data;
 using Gymwire.Features.Gyms;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
@@ -7,8 +9,8 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;
 
-/// <summary>Owner sign-in with the dashboard cookie. Failures count toward Identity's lockout, as the API's login does.</summary>
-public sealed partial class LoginModel(GymProvisioning gyms, UserManager<Owner> users, SignInManager<Owner> signIn, ILogger<LoginModel> logger)
+/// <summary>Owner sign-in with the dashboard cookie, under the same lockout and throttles as the API's login.</summary>
+public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSignIn, DashboardSessions sessions, ILogger<LoginModel> logger)
     : PageModel
 {
     public const string InvalidCredentials = "Invalid email or password.";
@@ -27,42 +29,67 @@ public sealed partial class LoginModel(GymProvisioning gyms, UserManager<Owner> 
             return RedirectToPage("/Setup");
         }
         var session = await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme);
-        return session.Succeeded ? LocalRedirect(SafeReturnUrl) : Page();
+        return session.Succeeded ? Redirect(SafeReturnUrl) : Page();
     }
 
-    public async Task<IActionResult> OnPostAsync()
+    public async Task<IActionResult> OnPostAsync(CancellationToken ct)
     {
         if (!ModelState.IsValid)
         {
             return Page();
         }
-        var owner = await users.FindByEmailAsync(Input.Email);
-        if (owner is null)
+        var result = await ownerSignIn.SignInAsync(Input.Email, Input.Password, HttpContext.Connection.RemoteIpAddress, ct);
+        switch (result.Outcome)
         {
-            // Spend the time of a real check, so response time does not reveal which emails have accounts.
-            users.PasswordHasher.VerifyHashedPassword(new Owner(), DummyHash.Value, Input.Password);
-            LogUnknownAccount(logger);
-            ModelState.AddModelError(string.Empty, InvalidCredentials);
-            return Page();
+            case SignInOutcome.Succeeded:
+                await sessions.SignInAsync(result.Owner!, ct);
+                LogSignedIn(logger, result.Owner!.Id);
+                return Redirect(SafeReturnUrl);
+            case SignInOutcome.Invalid when result.Owner is { } owner:
+                LogWrongPassword(logger, owner.Id);
+                ModelState.AddModelError(string.Empty, InvalidCredentials);
+                return Page();
+            case SignInOutcome.Invalid:
+                LogUnknownAccount(logger);
+                ModelState.AddModelError(string.Empty, InvalidCredentials);
+                return Page();
+            default:
+                LogThrottled(logger, result.Outcome);
+                Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                Response.Headers.RetryAfter = result.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                ModelState.AddModelError(string.Empty, result.Outcome == SignInOutcome.Locked
+                    ? LockedOut
+                    : $"Too many sign-in attempts. Try again in {result.RetryAfterSeconds} seconds.");
+                return Page();
         }
-        var result = await signIn.PasswordSignInAsync(owner, Input.Password, isPersistent: false, lockoutOnFailure: true);
-        if (result.Succeeded)
-        {
-            LogSignedIn(logger, owner.Id);
-            return LocalRedirect(SafeReturnUrl);
-        }
-        if (result.IsLockedOut)
-        {
-            LogLockedOut(logger, owner.Id);
-            ModelState.AddModelError(string.Empty, LockedOut);
-            return Page();
-        }
-        LogWrongPassword(logger, owner.Id);
-        ModelState.AddModelError(string.Empty, InvalidCredentials);
-        return Page();
     }
 
-    private string SafeReturnUrl => ReturnUrl is { Length: > 0 } url && Url.IsLocalUrl(url) ? url : "/settings/integrations";
+    /// <summary>A local path only (never another site), percent-encoded so any character it carries is a valid Location header.</summary>
+    private string SafeReturnUrl => ReturnUrl is { Length: > 0 } url && Url.IsLocalUrl(url) && !url.Any(char.IsControl)
+        ? EncodeNonAscii(url)
+        : "/settings/integrations";
+
+    internal static string EncodeNonAscii(string url)
+    {
+        if (url.All(char.IsAscii))
+        {
+            return url;
+        }
+        var builder = new System.Text.StringBuilder(url.Length * 3);
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(url))
+        {
+            // ASCII characters are single UTF-8 bytes below 0x80, so they pass through unchanged.
+            if (b < 0x80)
+            {
+                builder.Append((char)b);
+            }
+            else
+            {
+                builder.Append('%').Append(b.ToString("X2", CultureInfo.InvariantCulture));
+            }
+        }
+        return builder.ToString();
+    }
 
     [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Owner {OwnerId} signed in to the dashboard")]
     private static partial void LogSignedIn(ILogger logger, Guid ownerId);
@@ -70,16 +97,11 @@ public sealed partial class LoginModel(GymProvisioning gyms, UserManager<Owner> 
     [LoggerMessage(EventId = 7021, Level = LogLevel.Warning, Message = "Dashboard sign-in failed for owner {OwnerId}: wrong password")]
     private static partial void LogWrongPassword(ILogger logger, Guid ownerId);
 
-    [LoggerMessage(EventId = 7022, Level = LogLevel.Warning, Message = "Dashboard sign-in refused for owner {OwnerId}: locked out")]
-    private static partial void LogLockedOut(ILogger logger, Guid ownerId);
-
     [LoggerMessage(EventId = 7023, Level = LogLevel.Warning, Message = "Dashboard sign-in failed: no owner has that email")]
     private static partial void LogUnknownAccount(ILogger logger);
 
-    private static class DummyHash
-    {
-        public static readonly string Value = new PasswordHasher<Owner>().HashPassword(new Owner(), "not-a-real-password");
-    }
+    [LoggerMessage(EventId = 7022, Level = LogLevel.Warning, Message = "Dashboard sign-in refused: {Outcome}")]
+    private static partial void LogThrottled(ILogger logger, SignInOutcome outcome);
 }
 
 public sealed class LoginInput

@@ -1,20 +1,18 @@
-using Gymwire.Features.Gyms;
-using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;
 
 /// <summary>Logout is a POST with an antiforgery token, so another site cannot sign an owner out; GET only asks.</summary>
-public sealed class LogoutModel(SignInManager<Owner> signIn) : PageModel
+public sealed class LogoutModel(DashboardSessions sessions) : PageModel
 {
     public void OnGet()
     {
     }
 
-    public async Task<IActionResult> OnPostAsync()
+    public async Task<IActionResult> OnPostAsync(CancellationToken ct)
     {
-        await signIn.SignOutAsync();
+        await sessions.SignOutAsync(HttpContext, ct);
         return RedirectToPage("/Login");
     }
 }

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard;
 
 /// <summary>First run: on an empty database, creates the gym and its owner, then signs the owner in. Gone afterwards.</summary>
-public sealed partial class SetupModel(GymProvisioning gyms, UserManager<Owner> users, SignInManager<Owner> signIn, ILogger<SetupModel> logger)
+public sealed partial class SetupModel(GymProvisioning gyms, UserManager<Owner> users, DashboardSessions sessions, ILogger<SetupModel> logger)
     : PageModel
 {
     // Two browsers posting the first set-up at once must not create two gyms (within one node; set-up is a one-off).
@@ -40,7 +40,7 @@ public sealed partial class SetupModel(GymProvisioning gyms, UserManager<Owner> 
             }
             LogGymSetUp(logger, gym.GymId, gym.OwnerId);
             var owner = await users.FindByIdAsync(gym.OwnerId.ToString());
-            await signIn.SignInAsync(owner!, isPersistent: false);
+            await sessions.SignInAsync(owner!, ct);
             return RedirectToPage("/Settings/Integrations");
         }
         finally

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Infrastructure;
@@ -10,6 +11,8 @@ using Microsoft.Extensions.Options;
 namespace Gymwire.Features.Gyms;
 
 public sealed record LoginRequest(string? Email, string? Password);
+
+public sealed record ChangePasswordRequest(string? CurrentPassword, string? NewPassword);
 
 public sealed record LoginResponse(string Token, string TokenType, DateTime ExpiresAt, Guid GymId, Guid OwnerId);
 
@@ -24,61 +27,110 @@ public static class AuthEndpoints
         var group = app.MapGroup("/api").WithTags("Auth");
         group.MapPost("/auth/login", Login).AllowAnonymous();
         group.MapPost("/auth/logout", Logout).RequireAuthorization(Policies.Owner);
+        group.MapPost("/auth/logout-everywhere", LogoutEverywhere).RequireAuthorization(Policies.Owner);
+        group.MapPost("/auth/password", ChangePassword).RequireAuthorization(Policies.Owner);
         group.MapGet("/me", Me).RequireAuthorization(Policies.Read);
         return app;
     }
 
     internal static async Task<Results<Ok<LoginResponse>, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Login(
-        LoginRequest request, UserManager<Owner> users, GymwireDbContext db, TimeProvider clock, IOptions<AuthOptions> options, CancellationToken ct)
+        LoginRequest request, OwnerSignIn signIn, GymwireDbContext db, TimeProvider clock, IOptions<AuthOptions> options,
+        HttpContext http, CancellationToken ct)
     {
         var v = new RequestValidator().Required(request.Email, "email", 320).Required(request.Password, "password", 256);
         if (v.Error is { } invalid)
         {
             return ApiErrors.BadRequest(invalid);
         }
-        var owner = await users.FindByEmailAsync(request.Email!);
-        if (owner is null)
+        var result = await signIn.SignInAsync(request.Email!, request.Password!, http.Connection.RemoteIpAddress, ct);
+        if (result is not { Outcome: SignInOutcome.Succeeded, Owner: { } owner })
         {
-            // Spend the same time as a real check, so response time does not reveal which emails exist.
-            users.PasswordHasher.VerifyHashedPassword(new Owner(), DummyHash.Value, request.Password!);
-            return ApiErrors.Status(401, "Invalid email or password");
+            return Refused(http, result);
         }
-        if (await users.IsLockedOutAsync(owner))
-        {
-            return ApiErrors.Status(429, "Too many failed sign-in attempts; try again later");
-        }
-        if (!await users.CheckPasswordAsync(owner, request.Password!))
-        {
-            await users.AccessFailedAsync(owner);
-            return ApiErrors.Status(401, "Invalid email or password");
-        }
-        await users.ResetAccessFailedCountAsync(owner);
-
         var now = clock.GetUtcNow().UtcDateTime;
         var token = Secrets.NewHexToken(OwnerSessionValidator.TokenPrefix);
-        var session = new OwnerSession
-        {
-            Id = Guid.CreateVersion7(now),
-            OwnerId = owner.Id,
-            GymId = owner.GymId,
-            TokenHash = Secrets.Sha256(token),
-            CreatedAt = now,
-            ExpiresAt = now + options.Value.SessionLifetime,
-        };
-        db.OwnerSessions.Add(session);
+        var session = OwnerSessions.Add(db, owner, token, now, options.Value.SessionLifetime);
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(new LoginResponse(token, "Bearer", session.ExpiresAt, owner.GymId, owner.Id));
     }
+
+    /// <summary>The answer to a refused sign-in: the same for a wrong password and an unknown email.</summary>
+    internal static JsonHttpResult<ErrorResponse> Refused(HttpContext http, SignInResult result)
+    {
+        if (result.Outcome == SignInOutcome.Invalid)
+        {
+            return ApiErrors.Status(StatusCodes.Status401Unauthorized, InvalidCredentials);
+        }
+        http.Response.Headers.RetryAfter = result.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return ApiErrors.Status(StatusCodes.Status429TooManyRequests, TooManyMessage(result));
+    }
+
+    public const string InvalidCredentials = "Invalid email or password";
+
+    public static string TooManyMessage(SignInResult result) => result.Outcome switch
+    {
+        SignInOutcome.Locked => "Too many failed sign-in attempts; try again later",
+        SignInOutcome.ClientThrottled => $"Too many failed sign-in attempts from this address; retry after {result.RetryAfterSeconds} seconds",
+        _ => $"Too many sign-in attempts at once; retry after {result.RetryAfterSeconds} seconds",
+    };
 
     internal static async Task<NoContent> Logout(ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
         if (Guid.TryParse(user.FindFirstValue(OwnerSessionValidator.SessionIdClaim), out var sessionId))
         {
-            var now = clock.GetUtcNow().UtcDateTime;
-            await db.OwnerSessions.Where(s => s.Id == sessionId && s.RevokedAt == null)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);
+            await OwnerSessions.RevokeAsync(db, sessionId, clock.GetUtcNow().UtcDateTime, ct);
         }
         return TypedResults.NoContent();
+    }
+
+    /// <summary>Sign out everywhere: every API session and dashboard cookie of the owner, this one included.</summary>
+    internal static async Task<NoContent> LogoutEverywhere(ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        await OwnerSessions.RevokeAllAsync(db, user.GetActorId(), keep: null, clock.GetUtcNow().UtcDateTime, ct);
+        return TypedResults.NoContent();
+    }
+
+    /// <summary>Changes the owner's password: needs the current one (counted toward the lockout) and ends every other session.</summary>
+    internal static async Task<Results<NoContent, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ChangePassword(
+        ChangePasswordRequest request, ClaimsPrincipal user, OwnerSignIn signIn, UserManager<Owner> users, GymwireDbContext db,
+        TimeProvider clock, HttpContext http, CancellationToken ct)
+    {
+        var v = new RequestValidator().Required(request.CurrentPassword, "current_password", 256).Required(request.NewPassword, "new_password", 256);
+        if (v.Error is { } invalid)
+        {
+            return ApiErrors.BadRequest(invalid);
+        }
+        var owner = await users.FindByIdAsync(user.GetActorId().ToString());
+        if (owner is null)
+        {
+            return ApiErrors.Status(StatusCodes.Status401Unauthorized, "Invalid or revoked session token");
+        }
+        var (error, status) = await ChangePasswordAsync(owner, request.CurrentPassword!, request.NewPassword!,
+            Guid.TryParse(user.FindFirstValue(OwnerSessionValidator.SessionIdClaim), out var id) ? id : null, signIn, users, db, clock, http, ct);
+        return error is null ? TypedResults.NoContent() : ApiErrors.Status(status, error);
+    }
+
+    /// <summary>Shared with the dashboard. Returns an error message and status, or null when changed.</summary>
+    public static async Task<(string? Error, int Status)> ChangePasswordAsync(Owner owner, string current, string next, Guid? keepSession,
+        OwnerSignIn signIn, UserManager<Owner> users, GymwireDbContext db, TimeProvider clock, HttpContext http, CancellationToken ct)
+    {
+        var check = await signIn.CheckCurrentPasswordAsync(owner, current, ct);
+        if (check.Outcome == SignInOutcome.Invalid)
+        {
+            return ("The current password is incorrect", StatusCodes.Status400BadRequest);
+        }
+        if (check.Outcome != SignInOutcome.Succeeded)
+        {
+            http.Response.Headers.RetryAfter = check.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+            return (TooManyMessage(check), StatusCodes.Status429TooManyRequests);
+        }
+        var changed = await users.ChangePasswordAsync(owner, current, next);
+        if (!changed.Succeeded)
+        {
+            return (string.Join(" ", changed.Errors.Select(e => e.Description)), StatusCodes.Status400BadRequest);
+        }
+        await OwnerSessions.RevokeAllAsync(db, owner.Id, keepSession, clock.GetUtcNow().UtcDateTime, ct);
+        return (null, StatusCodes.Status204NoContent);
     }
 
     internal static async Task<Ok<MeResponse>> Me(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
@@ -88,10 +140,5 @@ public static class AuthEndpoints
         var scopes = user.IsOwner() ? Scopes.All : user.FindAll(GymwireClaims.Scope).Select(c => c.Value).ToArray();
         return TypedResults.Ok(new MeResponse(gymId, gymName, user.FindFirstValue(GymwireClaims.Actor)!, user.GetActorId(),
             user.FindFirstValue(GymwireClaims.KeyName), scopes));
-    }
-
-    private static class DummyHash
-    {
-        public static readonly string Value = new PasswordHasher<Owner>().HashPassword(new Owner(), "not-a-real-password");
     }
 }

@@ -44,3 +44,42 @@ public sealed class OwnerSessionValidator(TimeProvider clock) : IBearerTokenVali
         return BearerValidation.Success(new ClaimsPrincipal(identity));
     }
 }
+
+/// <summary>
+/// Owner sessions, API and dashboard alike, live in <c>owner_sessions</c>: a dashboard cookie carries its row's id, and
+/// every request checks the row, so logout, "sign out everywhere" and a password change end sessions on every node at once.
+/// </summary>
+public static class OwnerSessions
+{
+    public static OwnerSession Add(GymwireDbContext db, Owner owner, string token, DateTime now, TimeSpan lifetime)
+    {
+        var session = new OwnerSession
+        {
+            Id = Guid.CreateVersion7(now),
+            OwnerId = owner.Id,
+            GymId = owner.GymId,
+            TokenHash = Secrets.Sha256(token),
+            CreatedAt = now,
+            ExpiresAt = now + lifetime,
+        };
+        db.OwnerSessions.Add(session);
+        return session;
+    }
+
+    /// <summary>A dashboard session: its cookie names the row; the random token is discarded, so it can never be used as a bearer.</summary>
+    public static OwnerSession AddForCookie(GymwireDbContext db, Owner owner, DateTime now, TimeSpan lifetime) =>
+        Add(db, owner, Secrets.NewHexToken("cookie_"), now, lifetime);
+
+    /// <summary>True while the session exists for that owner, is not revoked and has not reached its absolute expiry.</summary>
+    public static Task<bool> IsActiveAsync(GymwireDbContext db, Guid sessionId, Guid ownerId, DateTime now, CancellationToken ct) =>
+        db.OwnerSessions.AnyAsync(s => s.Id == sessionId && s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now, ct);
+
+    public static Task<int> RevokeAsync(GymwireDbContext db, Guid sessionId, DateTime now, CancellationToken ct) =>
+        db.OwnerSessions.Where(s => s.Id == sessionId && s.RevokedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);
+
+    /// <summary>Revokes every live session of the owner, except <paramref name="keep"/> when given.</summary>
+    public static Task<int> RevokeAllAsync(GymwireDbContext db, Guid ownerId, Guid? keep, DateTime now, CancellationToken ct) =>
+        db.OwnerSessions.Where(s => s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now && (keep == null || s.Id != keep.Value))
+            .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);
+}

@@ -523,6 +523,34 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.ToTable("owner_sessions", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Gyms.SignInThrottle", b =>
+                {
+                    b.Property<string>("Subject")
+                        .HasMaxLength(80)
+                        .HasColumnType("character varying(80)")
+                        .HasColumnName("subject");
+
+                    b.Property<int>("FailedCount")
+                        .HasColumnType("integer")
+                        .HasColumnName("failed_count");
+
+                    b.Property<DateTime?>("LockedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("locked_until");
+
+                    b.Property<DateTime?>("WindowStartedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("window_started_at");
+
+                    b.HasKey("Subject")
+                        .HasName("pk_sign_in_throttles");
+
+                    b.HasIndex("WindowStartedAt")
+                        .HasDatabaseName("ix_sign_in_throttles_window_started_at");
+
+                    b.ToTable("sign_in_throttles", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Leads.Lead", b =>
                 {
                     b.Property<Guid>("Id")
