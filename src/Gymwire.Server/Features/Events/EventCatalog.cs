@@ -13,7 +13,7 @@ public sealed record EventType(string Name, string Description, string? AliasOf,
 }
 
 /// <summary>
-/// The union of the CombatScore and GymPoint catalogs (DESIGN.md §1). GymPoint names are aliases of
+/// The union of the CombatScore and GymPoint catalogs (docs/design.md). GymPoint names are aliases of
 /// canonical events: a subscription naming an alias receives that name in <c>event</c>.
 /// </summary>
 public static class EventCatalog

@@ -10,7 +10,7 @@ namespace Gymwire.Features.Webhooks;
 /// Held deliveries are out of the due index's head: left due, every claim on every node would walk past each of them
 /// for as long as the endpoint is down, a cost that grows with the outage. And every held delivery has that one exact
 /// time, so the next move of the hold finds them by the due index, not by a walk of the subscription's deliveries.
-/// Where fan-out runs on other nodes (the roles split, DESIGN.md §2), their new deliveries to a paused endpoint are
+/// Where fan-out runs on other nodes (the roles split, docs/configuration.md), their new deliveries to a paused endpoint are
 /// due at once and this node skips them, as it did before holds, until the endpoint answers.
 /// </summary>
 public sealed class EndpointHolds

@@ -49,7 +49,7 @@ public static class WebhookSetup
             // The default handler logs full URLs, and webhook URLs often carry tokens.
             .RemoveAllLoggers();
 
-        // Each role can be switched off so that nodes can split them (DESIGN.md §2).
+        // Each role can be switched off so that nodes can split them (docs/configuration.md).
         var options = configuration.GetSection(WebhookOptions.Section).Get<WebhookOptions>() ?? new WebhookOptions();
         if (options.DispatcherEnabled)
         {

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.DataProtection;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// Signs deliveries both ways DESIGN.md §1 fixes: <c>X-CombatScore-Signature</c> (hex HMAC-SHA256 of the raw
+/// Signs deliveries both ways docs/design.md fixes: <c>X-CombatScore-Signature</c> (hex HMAC-SHA256 of the raw
 /// body, keyed by the UTF-8 bytes of the secret string as shown) and Standard Webhooks <c>webhook-signature</c>
 /// (<c>v1,&lt;base64 HMAC-SHA256 of "{id}.{timestamp}.{body}"&gt;</c>, keyed by the base64-decoded part after <c>whsec_</c>).
 /// </summary>
