@@ -26,6 +26,7 @@ try {
   const spec = await response.json();
   // Logging out would end the session the rest of the run uses; R5's C# tests cover it.
   delete spec.paths['/api/auth/logout'];
+  delete spec.paths['/api/auth/logout-everywhere'];
   const operations = Object.values(spec.paths).reduce((n, item) => n + Object.keys(item).filter(m => ['get', 'post', 'put', 'patch', 'delete'].includes(m)).length, 0);
   writeFileSync(join(work, 'openapi.json'), JSON.stringify(spec));
 

@@ -11,12 +11,12 @@ const definitions = {
   member_joined: {
     event: 'member.joined', poll: 'new_member', noun: 'Member', label: 'Member Joined (Instant)',
     description: 'Triggers instantly when a new member joins your gym.',
-    fromPoll: (m) => ({ id: m.id, event: 'member.joined', user_id: m.user_id, timestamp: m.joined_at }),
+    fromPoll: (m) => ({ id: m.id, event: 'member.joined', user_id: m.user_id, member_id: m.id, timestamp: m.joined_at }),
   },
   payment_received: {
     event: 'payment.received', poll: 'new_payment', noun: 'Payment', label: 'Payment Received (Instant)',
     description: 'Triggers instantly when a membership payment completes.',
-    fromPoll: (p) => ({ id: p.id, event: 'payment.received', user_id: p.user_id, plan_id: null, amount_cents: p.amount_cents, timestamp: p.created_at }),
+    fromPoll: (p) => ({ id: p.id, event: 'payment.received', user_id: p.user_id, plan_id: null, amount_cents: p.amount_cents, payment_id: p.id, currency: null, timestamp: p.created_at }),
   },
   session_logged: {
     event: 'session.logged', poll: 'new_session', noun: 'Session', label: 'Session Logged (Instant)',
@@ -26,7 +26,7 @@ const definitions = {
   checked_in: {
     event: 'attendance.checked_in', poll: 'new_checkin', noun: 'Check-in', label: 'Member Checked In (Instant)',
     description: 'Triggers instantly when a member checks in.',
-    fromPoll: (c) => ({ id: c.id, event: 'attendance.checked_in', user_id: c.user_id, attendance_id: c.id, status: c.status, timestamp: null }),
+    fromPoll: (c) => ({ id: c.id, event: 'attendance.checked_in', user_id: c.user_id, attendance_id: c.id, status: c.status, class_schedule_id: c.class_schedule_id ?? null, source: 'kiosk', timestamp: null }),
   },
 };
 

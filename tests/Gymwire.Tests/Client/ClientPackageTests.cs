@@ -12,15 +12,14 @@ namespace Gymwire.Tests.Client;
 /// <summary>
 /// Gymwire.Client as a user gets it: <c>dotnet pack</c> makes a package with its metadata, README and XML docs; a fresh
 /// console app (tools/client-consumer) restores it from a local folder feed (a nuget.config adding the folder beside
-/// the usual source), is published trimmed with every trim warning an error, and against this live Gymwire calls a
-/// trigger and an action, reads an error, and verifies and parses a real webhook delivery. Native AOT is not
-/// published here: it needs clang, which this machine lacks (the client is marked IsAotCompatible, so the AOT
-/// analyzers check it in every build). SQLite only: the client is the subject, not the store.
+/// the usual source), is published with Native AOT (trimmed and compiled ahead of time) with every trim and AOT warning
+/// an error, and against this live Gymwire calls a trigger and an action, reads an error, and verifies and parses a
+/// real webhook delivery. SQLite only: the client is the subject, not the store.
 /// </summary>
 public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log) : IClassFixture<SqliteWebhooks>
 {
     [Fact]
-    public async Task The_packed_client_restored_from_a_local_feed_works_in_a_trimmed_app()
+    public async Task The_packed_client_restored_from_a_local_feed_works_in_a_native_aot_app()
     {
         var work = Directory.CreateTempSubdirectory("gymwire-client-").FullName;
         // A version of its own, so that no copy in the machine's package cache from an earlier run stands in for this one.

@@ -183,7 +183,11 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
             Payload = """{"event":"lead.created"}""", Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
         };
         db.Add(new Gym { Id = gymId, Name = "Old", CreatedAt = now });
-        db.Add(new WebhookSubscription { Id = subscriptionId, GymId = gymId, Url = "https://hooks.example.com/old", SecretProtected = "x", CreatedAt = now, UpdatedAt = now });
+        await db.SaveChangesAsync();
+        // In SQL: today's model has columns (api_key_id) that this old schema does not. SQLite keeps ids as upper-case text.
+        await db.Database.ExecuteSqlRawAsync(
+            "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', 1, {2}, {2}, 'x')",
+            subscriptionId.ToString().ToUpperInvariant(), gymId.ToString().ToUpperInvariant(), now);
         db.WebhookDeliveries.Add(delivery);
         await db.SaveChangesAsync();
         return delivery;
