@@ -8,15 +8,9 @@ using Microsoft.EntityFrameworkCore.Storage;
 namespace Gymwire.Data;
 
 /// <summary>
-/// Makes a gym's outbox sequence numbers follow commit order on PostgreSQL, so a reader going forward from a sequence
-/// number (<c>GET /api/gym/events?after_sequence=</c>, the triggers' <c>after_sequence</c>) never passes over an event
-/// that becomes visible later with a lower number. PostgreSQL hands out identity values at INSERT, not at commit: a
-/// transaction holding sequence 10 can commit after one holding 11, and a reader who saw 11 would never see 10.
-/// So a transaction that writes a gym's events first takes that gym's transaction-level advisory lock, before its
-/// INSERTs; PostgreSQL releases it at commit, after the rows are visible, so the next writer for the gym numbers its
-/// events only once the previous ones can be read. One gym's event-writing saves queue for the lock during their
-/// INSERTs and commit; other gyms are not held up. SQLite needs none of this: one write transaction at a time numbers
-/// and commits its rows before the next begins.
+/// Makes a gym's outbox sequence numbers follow commit order on PostgreSQL, which assigns identity values at INSERT:
+/// without it a reader going forward from a sequence number could pass over an event that commits late with a lower one.
+/// A transaction writing a gym's events takes that gym's transaction-level advisory lock first, released at commit.
 /// </summary>
 internal sealed class PostgresOutboxOrder : ISaveChangesInterceptor, IDbTransactionInterceptor
 {

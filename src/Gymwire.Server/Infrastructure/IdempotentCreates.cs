@@ -16,13 +16,10 @@ public sealed class IdempotentCreateMetadata
 }
 
 /// <summary>
-/// <c>Idempotency-Key</c> on every create under <c>/api/gym/</c> (a <c>POST</c> to a collection), with the semantics
-/// of the Zapier actions: the same key and request within 24 hours answer the first response again (marked
-/// <c>Idempotent-Replayed: true</c>) and create nothing; the same key with a different request is 409. The key's record
-/// is inserted first, in a transaction that also holds the create, and completed with the response before it commits:
-/// a concurrent duplicate waits on the key's unique index (PostgreSQL) or the write turn (SQLite) and then replays the
-/// committed response. A create that fails (4xx) rolls back with its key, so a corrected retry may use it again.
-/// API keys and webhooks are left out: their create responses carry a secret, which must not be stored to replay.
+/// <c>Idempotency-Key</c> on every create under <c>/api/gym/</c>, with the Zapier actions' semantics (described in
+/// the README). The key's record is written in the create's own transaction, so a concurrent duplicate waits and
+/// replays the committed answer, and a failed create releases its key. API keys and webhooks are left out: their
+/// answers carry a secret, which must not be stored to replay.
 /// </summary>
 public static class IdempotentCreates
 {

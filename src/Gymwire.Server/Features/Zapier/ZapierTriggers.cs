@@ -18,19 +18,10 @@ public sealed record NewSessionItem(Guid Id, string UserId, string SessionType, 
 public sealed record NewCheckinItem(Guid Id, string UserId, Guid? ClassScheduleId, string Status);
 
 /// <summary>
-/// Zapier polling triggers. With no other parameter: the 20 most recent items of the caller's gym, newest first, as a
-/// bare array (the CombatScore contract). Ties on the timestamp are broken by id, so the order is stable and Zapier's
-/// dedupe by <c>id</c> holds. Each query is a range scan of a (gym_id, timestamp, id) index: its cost does not grow with
-/// the table. Polls are frequent and always the same four shapes, so the queries are compiled once: per request EF then
-/// neither rebuilds the LINQ expression nor looks it up in its query cache. Answers are never cached: a poll sees every
-/// committed write.
-/// <para>
-/// <c>limit</c> (1 to 100) changes only how many. <c>after_sequence</c> makes polling lossless: the items whose
-/// creating event (<c>member.joined</c>, <c>payment.received</c>/<c>payment.failed</c>, <c>session.logged</c>,
-/// <c>attendance.checked_in</c>) comes after that position of the gym's event log, oldest first, each with its
-/// <c>sequence</c>. The event log's sequence follows commit order (<see cref="Data.PostgresOutboxOrder"/> on
-/// PostgreSQL; SQLite has one writer), so an item that commits late cannot be passed over, whatever its timestamp.
-/// </para>
+/// Zapier polling triggers: by default the caller's gym's 20 most recent items, newest first, ties broken by id so
+/// Zapier's dedupe by <c>id</c> holds; the four queries are compiled once because polls are frequent. <c>limit</c>
+/// changes only how many; <c>after_sequence</c> returns the items whose creating event comes after that position of the
+/// gym's event log (commit order, see <see cref="Data.PostgresOutboxOrder"/>), oldest first, so nothing is passed over.
 /// </summary>
 public static class ZapierTriggers
 {
