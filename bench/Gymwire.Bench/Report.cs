@@ -64,6 +64,7 @@ public sealed class Report(BenchOptions options)
         b.AppendLine();
         b.AppendLine("Written by `scripts/bench` (the program in `bench/Gymwire.Bench`); do not edit by hand: run it again.");
         b.AppendLine("Each figure is a ratio to a ceiling measured in the same run, with the same load generator, connections and payload, on loopback.");
+        b.AppendLine("Why targets are missed, what each mechanism was measured to gain, and what was tried and not kept: [benchmark-findings.md](benchmark-findings.md).");
         b.AppendLine();
         b.AppendLine("## This run");
         b.AppendLine();
@@ -90,14 +91,7 @@ public sealed class Report(BenchOptions options)
             }
             b.AppendLine();
         }
-        b.Append(Methods);
-        var findings = Path.Combine(AppContext.BaseDirectory, "Findings.md");
-        if (File.Exists(findings))
-        {
-            b.AppendLine();
-            b.AppendLine();
-            b.Append(File.ReadAllText(findings));
-        }
+        b.AppendLine(Methods);
         return b.ToString();
     }
 
