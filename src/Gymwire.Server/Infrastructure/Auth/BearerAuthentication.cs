@@ -154,7 +154,7 @@ public static class AuthSetup
     // The API's policies name no scheme: Bearer is the default scheme, so the authentication middleware has
     // already set HttpContext.User from it. A policy that named it would make the policy evaluator authenticate
     // again (cached, but each request still merged the principal into a new one): a share of every API request,
-    // measured (bench Findings, M2). The dashboard's policy names its cookie scheme, which is not the default.
+    // measured (docs/benchmark-findings.md, M2). The dashboard's policy names its cookie scheme, which is not the default.
     private static AuthorizationPolicyBuilder Api(AuthorizationPolicyBuilder policy) =>
         policy.RequireAuthenticatedUser().RequireClaim(GymwireClaims.GymId);
 }
