@@ -50,6 +50,7 @@ namespace Gymwire
             builder.Services.AddApiKeys();
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
+            builder.Services.AddOidcSignIn(builder.Configuration);
             builder.Services.AddStripeConnector();
             builder.Services.AddSmsConnector();
             builder.Services.AddEmailConnector();
@@ -96,6 +97,7 @@ namespace Gymwire
             app.MapExports();
             app.MapEmail();
             app.MapDashboard();
+            app.MapOidcSignIn();
             app.MapWebhooks();
             return app;
         }

@@ -31,10 +31,11 @@ async function start() {
     scopes: ['openid', 'email', 'profile'],
     features: {
       devInteractions: { enabled: false },
-      // Access tokens for the management API are JWTs for its audience, as Clerk's session tokens are.
+      // An access token asked for the management API (resource=audience) is a JWT for it, as Clerk's session tokens
+      // are; one asked for without a resource is the provider's own, for its userinfo endpoint (the browser sign-in).
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => apiAudience,
+        defaultResource: () => undefined,
         useGrantedResource: () => true,
         getResourceServerInfo: () => ({ scope, audience: apiAudience, accessTokenFormat: 'jwt', accessTokenTTL: 3600 }),
       },
@@ -52,16 +53,6 @@ async function start() {
       const email = Buffer.from(token.accountId, 'hex').toString('utf8');
       return { email, email_verified: !email.startsWith('unverified-') };
     },
-    async loadExistingGrant(ctx) {
-      const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
-      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-      const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
-      grant.addOIDCScope(scope);
-      grant.addOIDCClaims(['email', 'email_verified', 'name']);
-      grant.addResourceScope(apiAudience, scope);
-      await grant.save();
-      return grant;
-    },
     pkce: { required: () => false },
     cookies: { keys: ['gymwire-test-cookie-key'] },
     ttl: { Session: 3600, Interaction: 3600, Grant: 3600, AccessToken: 3600, IdToken: 3600, AuthorizationCode: 600 },
@@ -72,6 +63,19 @@ async function start() {
       const match = /^\/interaction\/([^/?]+)/.exec(req.url);
       if (!match) return callback(req, res);
       const details = await provider.interactionDetails(req, res);
+      if (details.prompt.name === 'consent') {
+        // Consent is granted at once, for whatever the client asked (a first-party provider's behaviour).
+        const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details;
+        const grant = details.grantId
+          ? await provider.Grant.find(details.grantId)
+          : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+        if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+        if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+        for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+        const grantId = await grant.save();
+        await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+        return;
+      }
       if (req.method === 'GET') {
         res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
         res.end(`<!doctype html><html lang="en"><head><title>Test provider sign-in</title></head><body><main>

@@ -10,11 +10,32 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard;
 
 /// <summary>Owner sign-in with the dashboard cookie, under the same lockout and throttles as the API's login.</summary>
-public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSignIn, DashboardSessions sessions, ILogger<LoginModel> logger)
+public sealed partial class LoginModel(
+    GymProvisioning gyms, OwnerSignIn ownerSignIn, DashboardSessions sessions, OidcOptions oidc, ILogger<LoginModel> logger)
     : PageModel
 {
     public const string InvalidCredentials = "Invalid email or password.";
-    public const string LockedOut = "Too many failed sign-in attempts. Try again later.";
+
+    /// <summary>"Sign in with …" is offered when an OpenID Connect provider is configured.</summary>
+    public OidcOptions Oidc => oidc;
+
+    /// <summary>Why an OpenID Connect sign-in came back here (<c>?oidc=failed|unknown</c>).</summary>
+    [BindProperty(Name = "oidc", SupportsGet = true)]
+    public string? OidcOutcome { get; set; }
+
+    public string? OidcMessage => OidcOutcome switch
+    {
+        "unknown" => $"No owner account matches that {oidc.DisplayName} account. Sign in with your email and password, or ask the server's operator.",
+        "failed" => $"Signing in with {oidc.DisplayName} did not complete. Try again.",
+        _ => null,
+    };
+
+    /// <summary>What a throttled sign-in sees: how long to wait, in whole minutes (the lock is per account and per address, and ends).</summary>
+    public static string TooManyAttempts(TimeSpan wait)
+    {
+        var minutes = Math.Max(1, (int)Math.Ceiling(wait.TotalMinutes));
+        return $"Too many attempts, try again in {minutes} minute{(minutes == 1 ? "" : "s")}.";
+    }
 
     [BindProperty]
     public LoginInput Input { get; set; } = new();
@@ -57,9 +78,9 @@ public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSi
                 LogThrottled(logger, result.Outcome);
                 Response.StatusCode = StatusCodes.Status429TooManyRequests;
                 Response.Headers.RetryAfter = result.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                ModelState.AddModelError(string.Empty, result.Outcome == SignInOutcome.Locked
-                    ? LockedOut
-                    : $"Too many sign-in attempts. Try again in {result.RetryAfterSeconds} seconds.");
+                ModelState.AddModelError(string.Empty, result.Outcome == SignInOutcome.Busy
+                    ? "Too many sign-ins at once. Try again in a few seconds."
+                    : TooManyAttempts(result.RetryAfter));
                 return Page();
         }
     }
@@ -68,6 +89,12 @@ public sealed partial class LoginModel(GymProvisioning gyms, OwnerSignIn ownerSi
     private string SafeReturnUrl => ReturnUrl is { Length: > 0 } url && Url.IsLocalUrl(url) && !url.Any(char.IsControl)
         ? EncodeNonAscii(url)
         : "/settings/integrations";
+
+    /// <summary><see cref="SafeReturnUrl"/> outside a page: a path on this server ("/x", not "//host" or "/\\host"), or the default.</summary>
+    public static string SafeLocalUrl(string? url) =>
+        url is { Length: > 0 } && url[0] == '/' && (url.Length == 1 || url[1] is not ('/' or '\\')) && !url.Any(char.IsControl)
+            ? EncodeNonAscii(url)
+            : "/settings/integrations";
 
     internal static string EncodeNonAscii(string url)
     {

@@ -1,0 +1,233 @@
+using System.Security.Claims;
+using Gymwire.Features.Dashboard;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Gymwire.Features.Gyms;
+
+/// <summary>
+/// The <c>Authentication:Oidc</c> section: sign-in with an OpenID Connect provider (Google, Entra, Keycloak, Clerk…) beside
+/// the built-in accounts. Off unless <see cref="Authority"/> and <see cref="ClientId"/> are set (docs/configuration.md).
+/// </summary>
+public sealed class OidcOptions
+{
+    public const string Section = "Authentication:Oidc";
+
+    /// <summary>The provider's issuer URL; its discovery document is read from <c>/.well-known/openid-configuration</c>.</summary>
+    public string? Authority { get; set; }
+
+    public string? ClientId { get; set; }
+
+    public string? ClientSecret { get; set; }
+
+    /// <summary>The <c>aud</c> the management API requires of a provider's JWT; the client id when not set.</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>The provider's name on the login page's button ("Sign in with …").</summary>
+    public string DisplayName { get; set; } = "OpenID Connect";
+
+    /// <summary>Off only for a provider on loopback (tests); metadata is then read over plain HTTP.</summary>
+    public bool RequireHttpsMetadata { get; set; } = true;
+
+    public bool Enabled => !string.IsNullOrWhiteSpace(Authority) && !string.IsNullOrWhiteSpace(ClientId);
+}
+
+/// <summary>
+/// OpenID Connect sign-in. The browser flow (authorization code with PKCE) lands in Identity's external cookie, then
+/// <c>/login/oidc/complete</c> maps the identity to an owner and starts an ordinary dashboard session (a row in
+/// <c>owner_sessions</c>). The management API accepts the provider's JWTs in <c>Authorization: Bearer</c>, validated by
+/// JwtBearer (issuer, audience, signature, lifetime), as the owner's session.
+/// </summary>
+public static class OidcSetup
+{
+    public const string BrowserScheme = "oidc";
+    public const string JwtScheme = "oidc-jwt";
+    public const string LoginPath = "/login/oidc";
+    public const string CompletePath = "/login/oidc/complete";
+
+    public static IServiceCollection AddOidcSignIn(this IServiceCollection services, IConfiguration configuration)
+    {
+        var options = configuration.GetSection(OidcOptions.Section).Get<OidcOptions>() ?? new OidcOptions();
+        services.AddSingleton(options);
+        services.AddScoped<OidcOwnerLinks>();
+        if (!options.Enabled)
+        {
+            return services;
+        }
+        services.AddAuthentication()
+            .AddOpenIdConnect(BrowserScheme, options.DisplayName, o =>
+            {
+                o.Authority = options.Authority;
+                o.ClientId = options.ClientId;
+                o.ClientSecret = options.ClientSecret;
+                o.RequireHttpsMetadata = options.RequireHttpsMetadata;
+                o.ResponseType = "code";
+                o.UsePkce = true;
+                // The code comes back on a top-level GET, so the correlation and nonce cookies can be SameSite=Lax and need
+                // no Secure flag on a plain-HTTP loopback install (SameSite=None, the form_post default, requires Secure).
+                o.ResponseMode = "query";
+                o.CorrelationCookie.SameSite = SameSiteMode.Lax;
+                o.CorrelationCookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+                o.NonceCookie.SameSite = SameSiteMode.Lax;
+                o.NonceCookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+                o.Scope.Clear();
+                o.Scope.Add("openid");
+                o.Scope.Add("email");
+                o.Scope.Add("profile");
+                o.MapInboundClaims = false;
+                o.GetClaimsFromUserInfoEndpoint = true;
+                o.SaveTokens = false;
+                o.SignInScheme = IdentityConstants.ExternalScheme;
+                // The provider's tokens and the browser's cookies live in real time, whatever clock the server is given.
+                o.TimeProvider = TimeProvider.System;
+                o.Events.OnRemoteFailure = context =>
+                {
+                    context.Response.Redirect("/login?oidc=failed");
+                    context.HandleResponse();
+                    return Task.CompletedTask;
+                };
+            })
+            .AddJwtBearer(JwtScheme, o =>
+            {
+                o.Authority = options.Authority;
+                o.Audience = string.IsNullOrWhiteSpace(options.Audience) ? options.ClientId : options.Audience;
+                o.RequireHttpsMetadata = options.RequireHttpsMetadata;
+                o.MapInboundClaims = false;
+                o.TimeProvider = TimeProvider.System;
+            });
+        services.AddSingleton<IBearerTokenValidator, OidcJwtValidator>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapOidcSignIn(this IEndpointRouteBuilder app)
+    {
+        if (!app.ServiceProvider.GetRequiredService<OidcOptions>().Enabled)
+        {
+            return app;
+        }
+        app.MapGet(LoginPath, (string? returnUrl) => TypedResults.Challenge(
+                new AuthenticationProperties { RedirectUri = CompletePath + "?returnUrl=" + Uri.EscapeDataString(LoginModel.SafeLocalUrl(returnUrl)) },
+                [BrowserScheme]))
+            .AllowAnonymous().ExcludeFromDescription();
+        app.MapGet(CompletePath, CompleteAsync).AllowAnonymous().ExcludeFromDescription();
+        return app;
+    }
+
+    /// <summary>After the provider: the external identity becomes an owner's dashboard session, or the login page says why not.</summary>
+    private static async Task<IResult> CompleteAsync(string? returnUrl, HttpContext http, OidcOwnerLinks links, DashboardSessions sessions,
+        ILoggerFactory loggers, CancellationToken ct)
+    {
+        var external = await http.AuthenticateAsync(IdentityConstants.ExternalScheme);
+        await http.SignOutAsync(IdentityConstants.ExternalScheme);
+        if (!external.Succeeded || external.Principal is null)
+        {
+            return TypedResults.Redirect("/login?oidc=failed");
+        }
+        var owner = await links.FindOwnerAsync(external.Principal, ct);
+        var logger = loggers.CreateLogger("Gymwire.Oidc");
+        if (owner is null)
+        {
+            OidcLog.NoOwner(logger);
+            return TypedResults.Redirect("/login?oidc=unknown");
+        }
+        await sessions.SignInAsync(owner, ct);
+        OidcLog.SignedIn(logger, owner.Id);
+        return TypedResults.Redirect(LoginModel.SafeLocalUrl(returnUrl));
+    }
+}
+
+/// <summary>
+/// Maps a provider identity to an owner: first by its link (issuer and subject in <c>owner_logins</c>), then, once, by the
+/// email the provider says it has verified, which links the subject for next time. An unverified email never matches:
+/// anyone can put any address on an account at some providers.
+/// </summary>
+public sealed class OidcOwnerLinks(UserManager<Owner> users)
+{
+    public const string LinkDisplayName = "OpenID Connect";
+
+    public async Task<Owner?> FindOwnerAsync(ClaimsPrincipal principal, CancellationToken ct)
+    {
+        var subject = principal.FindFirst("sub");
+        if (subject is null || string.IsNullOrEmpty(subject.Issuer) || subject.Value.Length > 200)
+        {
+            return null;
+        }
+        // The issuer is part of the link, so a subject at another provider (after a configuration change) never matches.
+        var provider = subject.Issuer;
+        var linked = await users.FindByLoginAsync(provider, subject.Value);
+        if (linked is not null)
+        {
+            return linked;
+        }
+        var email = principal.FindFirstValue("email");
+        var verified = string.Equals(principal.FindFirstValue("email_verified"), "true", StringComparison.OrdinalIgnoreCase);
+        if (!verified || string.IsNullOrWhiteSpace(email) || email.Length > 320)
+        {
+            return null;
+        }
+        var owner = await users.FindByEmailAsync(email);
+        if (owner is null)
+        {
+            return null;
+        }
+        try
+        {
+            await users.AddLoginAsync(owner, new UserLoginInfo(provider, subject.Value, LinkDisplayName));
+        }
+        catch (DbUpdateException)
+        {
+            // A concurrent first sign-in linked it already: the same owner either way.
+        }
+        return owner;
+    }
+}
+
+/// <summary>A provider's JWT (a JWS always begins <c>eyJ</c>, the encoding of <c>{"</c>) as the owner's session on the API.</summary>
+public sealed class OidcJwtValidator : IBearerTokenValidator
+{
+    public string Prefix => "eyJ";
+
+    public async Task<BearerValidation> ValidateAsync(string token, HttpContext context)
+    {
+        var result = await context.AuthenticateAsync(OidcSetup.JwtScheme);
+        if (!result.Succeeded || result.Principal is null)
+        {
+            return BearerValidation.Fail(result.Failure switch
+            {
+                SecurityTokenInvalidIssuerException => "The token's issuer is not this server's OpenID Connect provider",
+                SecurityTokenInvalidAudienceException => "The token's audience is not this server's API",
+                SecurityTokenExpiredException => "The token has expired; sign in again",
+                SecurityTokenSignatureKeyNotFoundException or SecurityTokenInvalidSignatureException =>
+                    "The token's signature is not the OpenID Connect provider's",
+                _ => "Invalid OpenID Connect token",
+            });
+        }
+        var links = context.RequestServices.GetRequiredService<OidcOwnerLinks>();
+        var owner = await links.FindOwnerAsync(result.Principal, context.RequestAborted);
+        if (owner is null)
+        {
+            return BearerValidation.Fail("No owner account matches this OpenID Connect identity (a verified email, or a prior dashboard sign-in)");
+        }
+        var identity = new ClaimsIdentity(
+        [
+            new Claim(GymwireClaims.ActorId, owner.Id.ToString()),
+            new Claim(GymwireClaims.GymId, owner.GymId.ToString()),
+            new Claim(GymwireClaims.Actor, GymwireClaims.OwnerActor),
+        ], BearerAuthenticationHandler.SchemeName);
+        return BearerValidation.Success(new ClaimsPrincipal(identity));
+    }
+}
+
+internal static partial class OidcLog
+{
+    [LoggerMessage(EventId = 7040, Level = LogLevel.Information, Message = "Owner {OwnerId} signed in to the dashboard with OpenID Connect")]
+    public static partial void SignedIn(ILogger logger, Guid ownerId);
+
+    [LoggerMessage(EventId = 7041, Level = LogLevel.Warning, Message = "OpenID Connect sign-in refused: no owner has that identity or verified email")]
+    public static partial void NoOwner(ILogger logger);
+}
