@@ -50,6 +50,10 @@ public static partial class ErrorHandling
             {
                 return Task.CompletedTask;
             }
+            if (Features.Dashboard.DashboardNotFound.Wants(context.HttpContext))
+            {
+                return Features.Dashboard.DashboardNotFound.RenderAsync(context);
+            }
             return ApiErrors.WriteAsync(context.HttpContext, response.StatusCode, DefaultMessage(response.StatusCode));
         });
         return app;

@@ -64,6 +64,7 @@ public static class GymwireCli
         root.Subcommands.Add(gyms);
         root.Subcommands.Add(demo);
         root.Subcommands.Add(ApiKeyEndpoints.CliCommand(args));
+        root.Subcommands.Add(PasswordResets.CliCommand(args));
         return await root.Parse(args).InvokeAsync();
     }
 

@@ -59,6 +59,7 @@ public static class ServerSetup
         services.AddScoped<OwnerSignIn>();
         services.AddSingleton<PasswordCheckLimiter>();
         services.AddScoped<GymProvisioning>();
+        services.AddScoped<PasswordResets>();
         services.AddSingleton<Auth.IBearerTokenValidator, OwnerSessionValidator>();
         return services;
     }

@@ -70,6 +70,9 @@ public static class DashboardSetup
             o.Conventions.AuthorizeFolder("/", DashboardPolicies.Owner);
             o.Conventions.AllowAnonymousToPage("/Setup");
             o.Conventions.AllowAnonymousToPage("/Login");
+            o.Conventions.AllowAnonymousToPage("/ForgotPassword");
+            o.Conventions.AllowAnonymousToPage("/ResetPassword");
+            o.Conventions.AllowAnonymousToPage("/NotFound");
             o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();

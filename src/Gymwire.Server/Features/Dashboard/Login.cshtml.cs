@@ -23,6 +23,11 @@ public sealed partial class LoginModel(
     [BindProperty(Name = "oidc", SupportsGet = true)]
     public string? OidcOutcome { get; set; }
 
+    [BindProperty(Name = "reset", SupportsGet = true)]
+    public string? Reset { get; set; }
+
+    public bool PasswordWasReset => Reset == "done" && Request.Method == HttpMethods.Get;
+
     public string? OidcMessage => OidcOutcome switch
     {
         "unknown" => $"No owner account matches that {oidc.DisplayName} account. Sign in with your email and password, or ask the server's operator.",

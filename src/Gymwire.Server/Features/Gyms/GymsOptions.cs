@@ -37,5 +37,16 @@ public sealed class AuthOptions
     [Range(typeof(TimeSpan), "00:05:00", "90.00:00:00", ErrorMessage = "Auth:DashboardSessionLifetime must be between 5 minutes and 90 days.")]
     public TimeSpan DashboardSessionLifetime { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>How long a "forgot password" link works (it also works only once).</summary>
+    [Range(typeof(TimeSpan), "00:05:00", "1.00:00:00", ErrorMessage = "Auth:PasswordResetLifetime must be between 5 minutes and 1 day.")]
+    public TimeSpan PasswordResetLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// The dashboard's public URL (e.g. <c>https://gymwire.example.com</c>) for links in emails; when empty, the address the
+    /// server listens on, if it names a host. Never taken from a request's Host header.
+    /// </summary>
+    [Url(ErrorMessage = "Auth:PublicUrl must be an absolute http(s) URL.")]
+    public string? PublicUrl { get; set; }
+
     public int PasswordCheckConcurrency => MaxConcurrentPasswordChecks > 0 ? MaxConcurrentPasswordChecks : Environment.ProcessorCount;
 }
