@@ -81,6 +81,8 @@ public static class OidcSetup
                 o.Scope.Add("profile");
                 o.MapInboundClaims = false;
                 o.GetClaimsFromUserInfoEndpoint = true;
+                // The owner mapping trusts an email only when the provider says it verified it (from the ID token or userinfo).
+                o.ClaimActions.MapUniqueJsonKey("email_verified", "email_verified");
                 o.SaveTokens = false;
                 o.SignInScheme = IdentityConstants.ExternalScheme;
                 // The provider's tokens and the browser's cookies live in real time, whatever clock the server is given.
