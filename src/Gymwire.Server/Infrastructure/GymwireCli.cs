@@ -64,6 +64,10 @@ public static class GymwireCli
         root.Subcommands.Add(gyms);
         root.Subcommands.Add(demo);
         root.Subcommands.Add(ApiKeyEndpoints.CliCommand(args));
+        foreach (var command in DatabaseBackup.CliCommands(args))
+        {
+            root.Subcommands.Add(command);
+        }
         return await root.Parse(args).InvokeAsync();
     }
 
