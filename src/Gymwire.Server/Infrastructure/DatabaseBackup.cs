@@ -70,6 +70,11 @@ public static class DatabaseBackup
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
             return 2;
         }
+        catch (Exception e) when (e is SqliteException or IOException or UnauthorizedAccessException)
+        {
+            // A file that is not a database, a full disk, a directory without permission: the message says which.
+            result = GymwireCli.Fail(e.Message);
+        }
         if (result.Error is not null)
         {
             await Console.Error.WriteLineAsync($"error: {result.Error}");

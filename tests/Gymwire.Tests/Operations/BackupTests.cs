@@ -22,7 +22,7 @@ public sealed class BackupTests(SqliteWriteLoadGymwire fx) : IClassFixture<Sqlit
         var key = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "load", scopes = new[] { "write" } })).JsonAsync()).GetProperty("key").GetString()!;
         var acknowledged = new ConcurrentDictionary<string, DateTime>();
         using var stop = new CancellationTokenSource();
-        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
         {
             using var client = fx.Client(key);
             var i = 0;
@@ -69,11 +69,17 @@ public sealed class BackupTests(SqliteWriteLoadGymwire fx) : IClassFixture<Sqlit
             Assert.Equal(inCopy, LeadIds(restored));
 
             File.Copy(Path.ChangeExtension(DatabaseFile, ".key"), Path.Combine(directory.FullName, "gymwire.key"));
-            await using var node = await GymwireProcess.StartAsync(Store.Sqlite, $"Data Source={restored}");
-            using var api = node.Client(gym.OwnerToken);
-            var leads = await (await api.GetAsync("/api/gym/leads?limit=1")).AssertStatusAsync(HttpStatusCode.OK);
-            Assert.Equal(1, leads.GetProperty("leads").GetArrayLength());
-            await node.KillAsync();
+            // Started in that directory with no connection string: gymwire.db and gymwire.key are found there, as documented.
+            await using (var node = await ServerProcess.StartAsync(directory.FullName, new Dictionary<string, string>()))
+            {
+                // Signing in again: the fixture's sessions were issued on its fake clock, and this server runs on the real one.
+                using var anonymous = new HttpClient { BaseAddress = node.BaseAddress };
+                var login = await (await anonymous.PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword })).AssertStatusAsync(HttpStatusCode.OK);
+                using var api = new HttpClient { BaseAddress = node.BaseAddress };
+                api.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("token").GetString());
+                var leads = await (await api.GetAsync("/api/gym/leads?limit=1")).AssertStatusAsync(HttpStatusCode.OK);
+                Assert.Equal(1, leads.GetProperty("leads").GetArrayLength());
+            }
             SqliteConnection.ClearAllPools();
             directory.Delete(recursive: true);
         }
