@@ -164,8 +164,11 @@ public sealed class BackupTests(SqliteWriteLoadGymwire fx) : IClassFixture<Sqlit
     }
 }
 
-/// <summary>On PostgreSQL the commands point to pg_dump and pg_restore, and touch nothing.</summary>
-public sealed class PostgresBackupTests(PostgresGymwire fx) : IClassFixture<PostgresGymwire>
+/// <summary>
+/// On PostgreSQL the commands point to pg_dump and pg_restore, and touch nothing; the guide's pg_dump and pg_restore
+/// commands, run under write load, keep every acknowledged write, and a node with the same key serves the restored copy.
+/// </summary>
+public sealed class PostgresBackupTests(PostgresWriteLoadGymwire fx) : IClassFixture<PostgresWriteLoadGymwire>
 {
     [Theory]
     [InlineData("backup", "--to")]
@@ -180,6 +183,92 @@ public sealed class PostgresBackupTests(PostgresGymwire fx) : IClassFixture<Post
         Assert.DoesNotContain("Password=", stderr, StringComparison.OrdinalIgnoreCase);
         Assert.False(File.Exists(file));
     }
+
+    [Fact]
+    public async Task Pg_dump_under_write_load_and_pg_restore_keep_every_acknowledged_write()
+    {
+        var cluster = await PostgresCluster.InstanceAsync();
+        var gym = await fx.CreateGymAsync();
+        var key = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "load", scopes = new[] { "write" } })).JsonAsync()).GetProperty("key").GetString()!;
+        var acknowledged = new ConcurrentDictionary<Guid, bool>();
+        using var stop = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            using var client = fx.Client(key);
+            var i = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                var lead = await (await client.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = $"Load{w}-{i++}", source = "website" }))
+                    .AssertStatusAsync(HttpStatusCode.Created);
+                acknowledged[lead.GetProperty("id").GetGuid()] = true;
+            }
+        })).ToList();
+        while (acknowledged.Count < 200)
+        {
+            await Task.Delay(20);
+        }
+        var before = acknowledged.Keys.ToHashSet();
+        var source = new Npgsql.NpgsqlConnectionStringBuilder(fx.ConnectionString).Database!;
+        var dump = Path.Combine(Path.GetTempPath(), $"gymwire-{Guid.NewGuid():N}.dump");
+        try
+        {
+            await RunAsync(Path.Combine(cluster.BinDirectory, "pg_dump"), "--format=custom", $"--file={dump}", Libpq(cluster, source));
+            var duringDump = acknowledged.Count - before.Count;
+            await stop.CancelAsync();
+            await Task.WhenAll(writers);
+            Assert.True(duringDump > 0, "no write was acknowledged while pg_dump ran: the load did not overlap it");
+
+            var restoredConnection = await cluster.CreateDatabaseAsync();
+            var restored = new Npgsql.NpgsqlConnectionStringBuilder(restoredConnection).Database!;
+            await RunAsync(Path.Combine(cluster.BinDirectory, "pg_restore"), "--clean", "--if-exists", "--no-owner", $"--dbname={Libpq(cluster, restored)}", dump);
+
+            var inCopy = new HashSet<Guid>();
+            await using (var connection = new Npgsql.NpgsqlConnection(restoredConnection))
+            {
+                await connection.OpenAsync();
+                await using var command = new Npgsql.NpgsqlCommand("SELECT id FROM leads", connection);
+                await using var reader = await command.ExecuteReaderAsync();
+                while (await reader.ReadAsync())
+                {
+                    inCopy.Add(reader.GetGuid(0));
+                }
+            }
+            Assert.True(before.IsSubsetOf(inCopy), $"{before.Count(id => !inCopy.Contains(id))} acknowledged writes are missing from the dump");
+
+            // The nodes' DataProtection key goes with the restored database: the original one, not one for the new database.
+            await using var node = await GymwireProcess.StartAsync(Store.Postgres, restoredConnection, [new("DataProtection:Key", TestKeys.For(fx.ConnectionString))]);
+            var login = await (await node.Client().PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword })).AssertStatusAsync(HttpStatusCode.OK);
+            using var api = node.Client(login.GetProperty("token").GetString());
+            var leads = await (await api.GetAsync("/api/gym/leads?limit=1")).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal(1, leads.GetProperty("leads").GetArrayLength());
+        }
+        finally
+        {
+            File.Delete(dump);
+        }
+    }
+
+    private static string Libpq(PostgresCluster cluster, string database) => $"host=127.0.0.1 port={cluster.Port} user=postgres dbname={database}";
+
+    private static async Task RunAsync(string file, params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(120)).Token);
+        Assert.True(process.ExitCode == 0, $"{Path.GetFileName(file)} failed: {await stdout} {await stderr}");
+    }
+}
+
+/// <summary>PostgreSQL, with the request limits off so that the write load is not throttled.</summary>
+public sealed class PostgresWriteLoadGymwire() : GymwireFixture(Store.Postgres)
+{
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => [new("RateLimiting:Enabled", "false")];
 }
 
 /// <summary>SQLite, with the request limits off so that the write load is not throttled.</summary>
