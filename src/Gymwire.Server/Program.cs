@@ -32,12 +32,13 @@ namespace Gymwire
     {
         public static WebApplicationBuilder CreateBuilder(string[] args, Action<WebApplicationBuilder>? configure = null)
         {
-            // appsettings.json is read from beside the executable, wherever the server is started from; relative paths in
-            // settings (the default SQLite file, gymwire.db) resolve against the current directory.
-            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+            // appsettings.json is read from beside the executable (unless a content root is configured), wherever the server is
+            // started from; relative paths in settings (the default SQLite file, gymwire.db) resolve against the current directory.
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRootSetup.Resolve(args) });
             builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
             builder.Services.AddServerLimits();
             builder.Services.AddGymwireForwardedHeaders();
+            builder.Services.AddGymwireHttps();
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.ConfigureHttpJsonOptions(o => GymwireJson.Configure(o.SerializerOptions));
             builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -68,6 +69,7 @@ namespace Gymwire
         {
             var app = builder.Build();
             app.UseGymwireForwardedHeaders();
+            app.UseGymwireHttps();
             app.UseGymwireErrors();
             app.UseMiddleware<RequestGuard>();
             app.UseMiddleware<JsonBodyGuard>();

@@ -65,6 +65,10 @@ public static class GymwireCli
         root.Subcommands.Add(demo);
         root.Subcommands.Add(ApiKeyEndpoints.CliCommand(args));
         root.Subcommands.Add(PasswordResets.CliCommand(args));
+        foreach (var command in DatabaseBackup.CliCommands(args))
+        {
+            root.Subcommands.Add(command);
+        }
         return await root.Parse(args).InvokeAsync();
     }
 

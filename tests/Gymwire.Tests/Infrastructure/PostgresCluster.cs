@@ -28,6 +28,9 @@ public sealed class PostgresCluster
 
     public int Port { get; }
 
+    /// <summary>The PostgreSQL binaries' folder (pg_dump and pg_restore for the backup tests).</summary>
+    public string BinDirectory => _binDirectory;
+
     public static Task<PostgresCluster> InstanceAsync() => Shared.Value;
 
     public string ConnectionString(string database) =>

@@ -1,0 +1,101 @@
+using System.Net;
+using System.Text.Json;
+using Gymwire.Tests.Infrastructure;
+
+namespace Gymwire.Tests.Operations;
+
+/// <summary>
+/// The gymwire executable started as a service manager starts it: from <c>/</c>, not its own folder. It must read the
+/// appsettings.json beside it (which keeps EF Core's SQL at Warning) and serve; JSON console logs are one setting away,
+/// and a configured content root is honoured.
+/// </summary>
+public abstract class LoggingTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : LoggingTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : LoggingTests(f), IClassFixture<PostgresGymwire>;
+
+    private static readonly string[] SqlMarkers = ["Executed DbCommand", "SELECT ", "INSERT INTO", "UPDATE ", "PRAGMA ", "Microsoft.EntityFrameworkCore.Database.Command"];
+
+    private async Task<Dictionary<string, string>> DatabaseEnvironmentAsync()
+    {
+        var connectionString = await fx.CreateScratchDatabaseAsync();
+        var environment = new Dictionary<string, string>
+        {
+            ["Database__Provider"] = fx.Store == Store.Postgres ? "postgres" : "sqlite",
+            ["ConnectionStrings__Gymwire"] = connectionString,
+        };
+        if (fx.Store == Store.Postgres)
+        {
+            environment["DataProtection__Key"] = TestKeys.For(connectionString);
+        }
+        return environment;
+    }
+
+    /// <summary>Requests that read and write the database (a sign-in attempt, polls), then the idle loops' few seconds; returns the lines logged while idle.</summary>
+    private static async Task<List<string>> ExerciseAsync(ServerProcess server)
+    {
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
+        using var bad = new HttpRequestMessage(HttpMethod.Get, "/api/zapier/triggers?type=new_member");
+        bad.Headers.Authorization = new("Bearer", "cs_not_a_real_key_0000000000000000");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(bad)).StatusCode);
+        await (await http.PostJsonAsync("/api/auth/login", new { email = "nobody@example.com", password = "wrong-password-1" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        var beforeIdle = server.Stdout.Count;
+        // Real time, not the fake clock: this is another process, and what is measured is what its own timers log while idle
+        // (API-key revocation polls every second, the webhook and SMS workers every few).
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        return server.Stdout.Skip(beforeIdle).ToList();
+    }
+
+    [Fact]
+    public async Task Started_from_root_it_serves_and_logs_no_SQL_at_the_default_level()
+    {
+        Assert.False(File.Exists(Path.Combine("/", "appsettings.json")));
+        await using var server = await ServerProcess.StartAsync("/", await DatabaseEnvironmentAsync());
+        var idle = await ExerciseAsync(server);
+
+        var log = server.Output;
+        Assert.Contains("Now listening on", log, StringComparison.Ordinal);
+        foreach (var marker in SqlMarkers)
+        {
+            Assert.DoesNotContain(marker, log, StringComparison.Ordinal);
+        }
+        // Quiet while idle: nothing is logged per poll.
+        Assert.True(idle.Count == 0, $"logged while idle:\n{string.Join("\n", idle)}");
+        Assert.DoesNotContain("fail:", log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Json_console_logs_are_one_setting_away()
+    {
+        var environment = await DatabaseEnvironmentAsync();
+        environment["Logging__Console__FormatterName"] = "json";
+        await using var server = await ServerProcess.StartAsync("/", environment);
+        await ExerciseAsync(server);
+
+        var lines = server.Stdout.Where(l => l.Length > 0).ToList();
+        Assert.NotEmpty(lines);
+        var entries = lines.Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Contains(entries, e => e.GetProperty("Message").GetString()!.StartsWith("Now listening on", StringComparison.Ordinal)
+            && e.GetProperty("LogLevel").GetString() == "Information" && e.GetProperty("Category").GetString() == "Microsoft.Hosting.Lifetime");
+        Assert.DoesNotContain(SqlMarkers[0], server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_configured_content_root_replaces_the_executables_folder()
+    {
+        var root = Directory.CreateTempSubdirectory("gymwire-content-");
+        try
+        {
+            // Observable: this appsettings.json turns EF Core's SQL log on, which the one beside the executable keeps off.
+            await File.WriteAllTextAsync(Path.Combine(root.FullName, "appsettings.json"),
+                """{"Logging":{"LogLevel":{"Default":"Warning","Microsoft.EntityFrameworkCore.Database.Command":"Information"}}}""");
+            await using var server = await ServerProcess.StartAsync("/", await DatabaseEnvironmentAsync(), $"--contentRoot={root.FullName}");
+            Assert.Contains("Executed DbCommand", server.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
+    }
+}
