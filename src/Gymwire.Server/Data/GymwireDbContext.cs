@@ -23,7 +23,7 @@ namespace Gymwire.Data;
 /// <summary>
 /// The one database. Provider-specific subclasses (<see cref="SqliteGymwireDbContext"/>,
 /// <see cref="PostgresGymwireDbContext"/>) exist only to carry a migration set each; code uses this type.
-/// Entity configurations live next to their entities in <c>Features/</c>.
+/// Entity configurations live in <c>Data/</c> (<c>*Configuration(s).cs</c>), apart from a few kept beside their feature.
 /// </summary>
 public abstract class GymwireDbContext(DbContextOptions options)
     : IdentityUserContext<Owner, Guid>(options), IDataProtectionKeyContext

@@ -24,7 +24,7 @@ public sealed class SqliteWriteGate(TimeProvider clock)
     private readonly SemaphoreSlim _turn = new(1, 1);
 
     /// <summary>Waits for the write turn; a <c>SaveChanges</c> on <paramref name="db"/> meanwhile does not wait again.</summary>
-    public async ValueTask<Turn> EnterAsync(GymwireDbContext db, CancellationToken ct)
+    public async ValueTask<WriteLock> EnterAsync(GymwireDbContext db, CancellationToken ct)
     {
         if (db.Provider != DatabaseProvider.Sqlite)
         {
@@ -32,7 +32,7 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         }
         await _turn.WaitAsync(ct);
         db.WriteTurn = WriteTurn.Held;
-        return new Turn(_turn, db);
+        return new WriteLock(_turn, db);
     }
 
     /// <summary>For a synchronous <c>SaveChanges</c> (Data Protection's key store, say): waits on this thread, not through the async path.</summary>
@@ -90,7 +90,8 @@ public sealed class SqliteWriteGate(TimeProvider clock)
         }
     }
 
-    public readonly struct Turn(SemaphoreSlim? held, GymwireDbContext? db) : IDisposable
+    /// <summary>The gate held until disposed.</summary>
+    public readonly struct WriteLock(SemaphoreSlim? held, GymwireDbContext? db) : IDisposable
     {
         public void Dispose()
         {

@@ -47,7 +47,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
     }
 
     /// <summary>The holder still holds its turn: another writer waits until the holder gives it back, then gets it.</summary>
-    private async Task AssertStillHeldAsync(SqliteWriteGate.Turn turn, GymwireDbContext other)
+    private async Task AssertStillHeldAsync(SqliteWriteGate.WriteLock turn, GymwireDbContext other)
     {
         var next = Gate.EnterAsync(other, CancellationToken.None).AsTask();
         Assert.False(next.IsCompleted);

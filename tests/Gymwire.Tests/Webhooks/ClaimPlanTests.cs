@@ -31,7 +31,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
             return 0;
         });
 
-        DbCommand Claim(GymwireDbContext db) => db.Database.SqlQuery<string>(WebhookSender.PostgresClaim(now, now.AddMinutes(1), 32, [], [])).CreateDbCommand();
+        DbCommand Claim(GymwireDbContext db) => db.Database.SqlQuery<string>(PostgresDeliveryQueue.Claim(now, now.AddMinutes(1), 32, [], [])).CreateDbCommand();
         var unguided = await PlanAsync(Claim, walk: false);
         // The stale estimate this test is about (if the planner stops making it, this test has lost its point).
         Assert.Contains("Sort", unguided);
@@ -46,7 +46,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         {
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             await db.Database.OpenConnectionAsync();
-            await using (var walk = new NpgsqlCommand(WebhookSender.PostgresQueueWalk + " SELECT 1", connection))
+            await using (var walk = new NpgsqlCommand(PostgresDeliveryQueue.PlannerSettings + " SELECT 1", connection))
             {
                 await walk.ExecuteScalarAsync();
             }
@@ -75,7 +75,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         });
 
         // EF builds and binds the read as it does for the worker.
-        DbCommand Read(GymwireDbContext db) => WebhookSender.ReadClaimed(db, ids).CreateDbCommand();
+        DbCommand Read(GymwireDbContext db) => DeliveryQueue.ReadClaimed(db, ids).CreateDbCommand();
         var unguided = await PlanAsync(Read, walk: false);
         // The table scan this test is about (if the planner stops choosing it, this test has lost its point).
         Assert.Contains("Seq Scan on webhook_attempts", unguided);
@@ -108,7 +108,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         await db.Database.OpenConnectionAsync();
         await using var tx = await db.Database.BeginTransactionAsync();
         await using var command = statement(db);
-        command.CommandText = $"{(walk ? WebhookSender.PostgresQueueWalk : "")}\nEXPLAIN {command.CommandText}";
+        command.CommandText = $"{(walk ? PostgresDeliveryQueue.PlannerSettings : "")}\nEXPLAIN {command.CommandText}";
         command.Transaction = tx.GetDbTransaction();
         var lines = new List<string>();
         await using (var reader = await command.ExecuteReaderAsync())

@@ -257,13 +257,13 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         // their records meet in the recorder's queue.
         var idList = ids.Select(i => i.Id).ToList();
         await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => idList.Contains(d.Id)).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
-        var sender = fx.Services.GetRequiredService<WebhookSender>();
-        var claimed = await sender.ClaimAsync(100, [], [], CancellationToken.None);
+        var queue = fx.Queue();
+        var claimed = await queue.ClaimAsync(100, [], [], CancellationToken.None);
         var mine = claimed.Where(c => ids.Any(i => i.Id == c.Id)).ToList();
         Assert.Equal(15, mine.Count);
         Assert.All(mine, c => Assert.Equal((0, true), (c.AttemptsRecorded, c.SubscriptionActive)));
-        var outcomes = await Task.WhenAll(mine.Select(c => sender.AttemptAsync(c, CancellationToken.None)));
-        await sender.ReleaseAsync(claimed.Except(mine).ToList(), CancellationToken.None);
+        var outcomes = await Task.WhenAll(mine.Select(c => fx.AttemptAsync(c)));
+        await queue.ReleaseAsync(claimed.Except(mine).ToList(), CancellationToken.None);
 
         var byId = mine.Zip(outcomes).ToDictionary(x => x.First.Id, x => x.Second!);
         var deliveries = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToDictionaryAsync(d => d.Id));
@@ -305,32 +305,27 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             var (id, due) = (ids[i], dueAt[i]);
             await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, due)));
         }
-        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var queue = fx.Queue();
         var leaseEnd = now + fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
         async Task<List<(DateTime? NextAttemptAt, DateTime? LockedUntil)>> StoredAsync() =>
             [.. (await fx.DeliveriesAsync(hook.Id)).OrderBy(d => ids.IndexOf(d.Id)).Select(d => (d.NextAttemptAt, d.LockedUntil))];
 
         // Claimed, the two oldest are due at the end of their lease: the head of the due index holds only deliveries no worker has.
-        var first = (await sender.ClaimAsync(2, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
+        var first = (await queue.ClaimAsync(2, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
         Assert.Equal(ids[..2], first.Select(c => c.Id));
         Assert.Equal(dueAt[..2], first.Select(c => c.DueAt!.Value));
         List<(DateTime?, DateTime?)> expected = [(leaseEnd, leaseEnd), (leaseEnd, leaseEnd), (dueAt[2], null), (dueAt[3], null)];
         Assert.Equal(expected, await StoredAsync());
 
         // The next claim takes the next two, in due order.
-        var second = (await sender.ClaimAsync(10, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
+        var second = (await queue.ClaimAsync(10, [], [], CancellationToken.None)).Where(c => c.SubscriptionId == hook.Id).ToList();
         Assert.Equal(ids[2..], second.Select(c => c.Id));
         Assert.Equal(dueAt[2..], second.Select(c => c.DueAt!.Value));
 
-        // Given back without an attempt: each is due again at its own time, in its place, or at the end of a hold of its
-        // endpoint that began while it was out.
-        var holds = fx.Services.GetRequiredService<EndpointHolds>();
-        var holdEnd = now.AddMinutes(1);
-        holds.Set(hook.Id, holdEnd);
-        await sender.ReleaseAsync(second, CancellationToken.None);
-        Assert.True(holds.TryRemove(hook.Id, out _));
-        await sender.ReleaseAsync(first, CancellationToken.None);
-        expected = [(dueAt[0], null), (dueAt[1], null), (holdEnd, null), (holdEnd, null)];
+        // Given back without an attempt: each is due again at its own time, in its place.
+        await queue.ReleaseAsync(second, CancellationToken.None);
+        await queue.ReleaseAsync(first, CancellationToken.None);
+        expected = [(dueAt[0], null), (dueAt[1], null), (dueAt[2], null), (dueAt[3], null)];
         Assert.Equal(expected, await StoredAsync());
 
         fx.AdvanceAndWake(TimeSpan.FromMinutes(2));
@@ -346,18 +341,18 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var hook = await gym.CreateWebhookAsync(receiver.Url("/vanish"), "lead.created");
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var ids = await ParkAsync(gym.GymId, hook.Id, 6, now);
-        var sender = fx.Services.GetRequiredService<WebhookSender>();
+        var queue = fx.Queue();
         // Read them as a claim would, then delete one before its attempt is recorded (retention, or a deleted webhook).
         var loaded = new List<ClaimedDelivery>();
         foreach (var id in ids)
         {
             await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
-            loaded.AddRange((await sender.ClaimAsync(1, [], [], CancellationToken.None)).Where(c => c.Id == id));
+            loaded.AddRange((await queue.ClaimAsync(1, [], [], CancellationToken.None)).Where(c => c.Id == id));
         }
         Assert.Equal(6, loaded.Count);
         await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == ids[2]).ExecuteDeleteAsync());
 
-        var outcomes = await Task.WhenAll(loaded.Select(c => sender.AttemptAsync(c, CancellationToken.None)));
+        var outcomes = await Task.WhenAll(loaded.Select(c => fx.AttemptAsync(c)));
         Assert.Null(outcomes[2]);
         Assert.All(outcomes.Where((_, i) => i != 2), o => Assert.Equal(DeliveryStatus.Delivered, o!.DeliveryStatus));
         var stored = await fx.DeliveriesAsync(hook.Id);

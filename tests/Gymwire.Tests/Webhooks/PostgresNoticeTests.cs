@@ -59,9 +59,9 @@ public sealed class PostgresNoticeTests(PostgresNoticeTests.Fixture fx) : IClass
         }
         await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= 5), what: "five deliveries");
         // The worker has claimed, recorded, and asked for the next due delivery (none) on the way.
-        var sender = fx.Services.GetRequiredService<WebhookSender>();
-        Assert.Empty(await sender.ClaimAsync(16, [], [], CancellationToken.None));
-        Assert.Null(await sender.NextDueAsync([], [], CancellationToken.None));
+        var queue = fx.Queue();
+        Assert.Empty(await queue.ClaimAsync(16, [], [], CancellationToken.None));
+        Assert.Null(await queue.NextDueAsync([], [], CancellationToken.None));
 
         Assert.Empty(fx.Notices.Received);
     }

@@ -301,7 +301,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     [InlineData("ab\U0001F600", 6, 4)]
     [InlineData("\uFFFD\uFFFD", 5, 1)]
     public void An_excerpt_is_cut_at_a_whole_character(string text, int maxBytes, int chars) =>
-        Assert.Equal(chars, WebhookSender.FitUtf8(text, maxBytes));
+        Assert.Equal(chars, Attempt.FitUtf8(text, maxBytes));
 
     [Fact]
     public async Task A_1_GiB_response_is_cut_off_at_64_KiB()
@@ -472,7 +472,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task A_paused_endpoints_queued_deliveries_are_held_until_the_end_of_its_pause_and_delivered_when_it_answers()
+    public async Task A_paused_endpoints_queued_deliveries_wait_for_its_probes_and_are_delivered_when_it_answers()
     {
         await using var receiver = await TestReceiver.StartAsync();
         var (down, armed) = (1, 0);
@@ -489,53 +489,59 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         }
         // The clock stands still unless the test moves it, so every time below is exact.
         DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
-        async Task HeldAsync(string what, DateTime until, int count) =>
+        var policy = fx.Services.GetRequiredService<EndpointPolicy>();
+        async Task QueuedAsync(string what, int count) =>
             await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
-                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
-        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= Now()) == count, what: what);
 
-        // Four failures, retried in 5 minutes; half a second before that, a fifth opens the circuit for 1 s. The four
-        // retries would come due inside the pause: they are held until its end instead.
+        // Four failures, retried in 5 minutes; half a second before that, a fifth pauses the endpoint for 1 s.
         for (var n = 1; n <= 4; n++)
         {
             await EventAsync();
             await receiver.WaitForAsync("/held", n);
         }
-        await HeldAsync("four retries", Now() + TimeSpan.FromMinutes(5), 4);
+        var retryAt = Now() + TimeSpan.FromMinutes(5);
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Status == DeliveryStatus.Retrying && d.NextAttemptAt == retryAt) == 4,
+            what: "four retries");
         fx.AdvanceAndWake(TimeSpan.FromMinutes(5) - TimeSpan.FromMilliseconds(500));
         await EventAsync();
         await receiver.WaitForAsync("/held", 5);
         await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} failed 5 attempts in a row", StringComparison.Ordinal))),
             what: "the endpoint to be paused");
-        var pausedUntil = Now() + TimeSpan.FromSeconds(1);
-        await HeldAsync("the retries due in the pause to be held until its end", pausedUntil, 4);
+        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(1)), what: "a pause of 1 s");
 
-        // An event during the pause is held until its end too.
+        // The four retries come due inside the pause, and an event arrives: they wait in the queue, unsent and unfailed.
+        fx.AdvanceAndWake(TimeSpan.FromMilliseconds(500));
         await EventAsync();
-        await HeldAsync("the new delivery to be held with them", pausedUntil, 5);
+        await QueuedAsync("the retries and the new delivery to wait, due", 5);
         Assert.Equal(5, receiver.At("/held").Count);
+        Assert.Contains(hook.Id, policy.Closed());
 
-        // The pause ends and one probe goes; while it is out, the held deliveries (its own too: its outcome sets its
-        // time again) wait until its claim ends. It fails: the pause doubles to 2 s, and they are held until then.
+        // The pause ends and one probe goes; while it is out, the others wait. It fails: the pause doubles to 2 s.
         Interlocked.Exchange(ref armed, 1);
-        fx.AdvanceAndWake(TimeSpan.FromSeconds(1));
+        fx.AdvanceAndWake(TimeSpan.FromMilliseconds(500));
         await receiver.WaitForAsync("/held", 6);
         Interlocked.Exchange(ref armed, 0);
-        await HeldAsync("the deliveries to be held while the probe is out", Now() + lease, 5);
+        fx.WakeWorker();
+        await QueuedAsync("the others to wait while the probe is out", 4);
+        Assert.Equal(1, receiver.Active("/held"));
         probe.SetResult();
-        await HeldAsync("the deliveries to be held until the end of the doubled pause", Now() + TimeSpan.FromSeconds(2), 4);
+        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(2)), what: "the pause doubled to 2 s");
+        Assert.Equal(6, receiver.At("/held").Count);
 
         // The next probe fails too, and the pause doubles again.
         fx.AdvanceAndWake(TimeSpan.FromSeconds(2));
         await receiver.WaitForAsync("/held", 7);
-        await HeldAsync("the deliveries to be held until the end of the longer pause", Now() + TimeSpan.FromSeconds(4), 3);
+        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(4)), what: "the pause doubled to 4 s");
+        await QueuedAsync("three to wait for the next probe", 3);
 
-        // The endpoint is back: the probe at the end of the pause succeeds, and the hold ends: the two still held go
-        // at once, and so does a new event.
+        // The endpoint is back: the probe at the end of the pause succeeds, and the two still due go at once, and so
+        // does a new event.
         Interlocked.Exchange(ref down, 0);
         fx.AdvanceAndWake(TimeSpan.FromSeconds(4));
         await receiver.WaitForAsync("/held", 10);
         Assert.Contains(fx.Logs.Lines, l => l.Contains($"{hook.Id} answered a probe", StringComparison.Ordinal));
+        Assert.Null(policy.NextProbeAt());
         await EventAsync();
         await receiver.WaitForAsync("/held", 11);
 
@@ -546,7 +552,6 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         Assert.Equal(7, (await fx.DeliveriesAsync(hook.Id)).Count);
         Assert.Equal(7, receiver.At("/held").Select(r => r.Header("webhook-id")).Distinct().Count());
         AssertNoWorkerErrors();
-        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -661,7 +666,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task A_slow_endpoints_queued_deliveries_are_held_behind_its_one_attempt_and_let_go_one_at_a_time()
+    public async Task A_slow_endpoints_queued_deliveries_wait_behind_its_one_attempt_and_go_one_at_a_time()
     {
         await using var receiver = await TestReceiver.StartAsync();
         var quick = new TaskCompletionSource();
@@ -671,19 +676,14 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var gym = await fx.CreateGymAsync();
         var hook = await gym.CreateWebhookAsync(receiver.Url("/slowq"), "member.joined");
         DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
-        // Held: queued at the hold's time, the one in flight aside (it is held too, until its outcome sets its time).
-        async Task HeldAsync(string what, DateTime until, int count)
-        {
-            var inFlight = receiver.At("/slowq")[^1].Header("webhook-id");
-            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Id.ToString() != inFlight
-                && d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.NextAttemptAt == until) == count, what: what);
-        }
-        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+        // Waiting: due, unclaimed and never attempted.
+        async Task WaitingAsync(string what, int count) =>
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
+                .Count(d => d.Status == DeliveryStatus.Pending && d.LockedUntil == null && d.NextAttemptAt <= Now()) == count, what: what);
 
         await gym.AddMemberAsync("user_slowq_1");
         await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Retrying, "the first attempt to time out");
-        // Four more events, fanned out together: the second attempt starts, and the three behind it are held until
-        // its claim would end.
+        // Four more events, fanned out together: the second attempt starts, and the three behind it wait.
         await fx.WithDbAsync(async db =>
         {
             foreach (var n in Enumerable.Range(2, 4))
@@ -693,16 +693,15 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             return await db.SaveChangesAsync();
         });
         await receiver.WaitForAsync("/slowq", 2);
-        var heldUntil = Now() + lease;
-        await HeldAsync("the deliveries behind the slow attempt to be held", heldUntil, 3);
-        // It times out (slow again): one held delivery goes, the other two stay held.
+        await WaitingAsync("the deliveries behind the slow attempt to wait", 3);
+        // It times out (slow again): the next one goes, the other two wait.
         await receiver.WaitForAsync("/slowq", 3);
-        await HeldAsync("one held delivery to go for the next attempt", heldUntil, 2);
+        await WaitingAsync("one delivery to go for the next attempt", 2);
         Assert.Equal(1, receiver.MaxConcurrent("/slowq"));
-        // That attempt is quick: the endpoint is no longer slow, and the two still held go at once.
+        // That attempt is quick: the endpoint is no longer slow, and the two waiting go at once.
         quick.SetResult();
         await receiver.WaitForAsync("/slowq", 5);
-        await HeldAsync("the hold to end", heldUntil, 0);
+        await WaitingAsync("none to wait", 0);
         await gym.AddMemberAsync("user_slowq_6");
         await receiver.WaitForAsync("/slowq", 6);
 
@@ -711,7 +710,6 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
         Assert.Equal(6, receiver.At("/slowq").Skip(2).Select(r => r.Header("webhook-id")).Distinct().Count());
         AssertNoWorkerErrors();
-        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Could not move held", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -751,12 +749,12 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             return await db.SaveChangesAsync();
         });
         // Four claimers at once, as four nodes would (the running worker may be a fifth).
-        var sender = fx.Services.GetRequiredService<WebhookSender>();
-        var claims = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => sender.ClaimAsync(15, [], [], CancellationToken.None))));
+        var queue = fx.Queue();
+        var claims = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => queue.ClaimAsync(15, [], [], CancellationToken.None))));
         var claimed = claims.SelectMany(c => c).ToList();
         Assert.Equal(claimed.Count, claimed.Select(d => d.Id).Distinct().Count());
 
-        await sender.ReleaseAsync(claimed, CancellationToken.None);
+        await queue.ReleaseAsync(claimed, CancellationToken.None);
         fx.WakeWorker();
         await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered");
         Assert.Equal(40, receiver.At("/claims").Count);

@@ -62,6 +62,14 @@ public static class WebhookTestHelpers
         fx.WakeWorker();
     }
 
+    /// <summary>The delivery queue, to claim and give back by hand.</summary>
+    public static IDeliveryQueue Queue(this GymwireFixture fx) => fx.Services.GetRequiredService<IDeliveryQueue>();
+
+    /// <summary>Attempts a claimed delivery and records it, as the worker does, and returns the recorded outcome.</summary>
+    public static async Task<AttemptOutcome?> AttemptAsync(this GymwireFixture fx, ClaimedDelivery delivery) =>
+        await fx.Services.GetRequiredService<AttemptRecorder>().RecordAsync(
+            await fx.Services.GetRequiredService<Attempt>().SendAsync(delivery, CancellationToken.None));
+
     public static Task<List<WebhookDelivery>> DeliveriesAsync(this GymwireFixture fx, Guid subscriptionId) =>
         fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.SubscriptionId == subscriptionId).OrderBy(d => d.CreatedAt).ThenBy(d => d.Id).ToListAsync());
 

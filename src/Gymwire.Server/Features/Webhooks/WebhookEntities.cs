@@ -88,6 +88,6 @@ public sealed class WebhookAttempt
     /// <summary>The first 64 KiB of the response body (UTF-8, lossy).</summary>
     public string? ResponseBody { get; set; }
     public bool ResponseBodyTruncated { get; set; }
-    /// <summary><c>scheduled</c>, <c>redeliver</c> or <c>test</c>.</summary>
+    /// <summary>What started the attempt: <c>initial</c>, <c>retry</c>, <c>redeliver</c> or <c>test</c>.</summary>
     public required string Trigger { get; set; }
 }

@@ -46,8 +46,8 @@ public sealed class WebhookOptions
 
     /// <summary>
     /// Deliveries in flight at once on this node (sending, or sent and waiting to be recorded). An attempt in flight
-    /// costs a socket and a few KiB; more of them means bigger claims and group commits. 256 drained a backlog about
-    /// a quarter faster than 64 in the benchmarks; it is also what a crash can send twice.
+    /// costs a socket and a few KiB; more of them means bigger claims and group commits. It is also the most a crash
+    /// can send twice.
     /// </summary>
     public int MaxConcurrentDeliveries { get; set; } = 256;
 
@@ -60,8 +60,8 @@ public sealed class WebhookOptions
     /// <summary>
     /// After this many failed attempts in a row to one subscription, its deliveries pause (its circuit opens): one
     /// second at first, doubling with every failed probe up to <see cref="FailingEndpointMaxPause"/>, then one
-    /// delivery at a time probes it; the first success resumes it at full rate. Paused deliveries are not failed, only
-    /// held; an endpoint that is down gets a probe now and then instead of every event's attempt. 0 turns this off.
+    /// delivery at a time probes it; the first success resumes it at full rate. Paused deliveries are not failed, they
+    /// wait in the queue; an endpoint that is down gets a probe now and then instead of every event's attempt. 0 turns this off.
     /// </summary>
     public int FailingEndpointThreshold { get; set; } = 5;
 

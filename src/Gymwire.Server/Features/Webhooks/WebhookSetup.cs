@@ -28,12 +28,13 @@ public static class WebhookSetup
         services.AddSingleton<EgressGuard>();
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
-        services.AddSingleton<EndpointHolds>();
+        services.AddSingleton<IDeliveryQueue>(DeliveryQueue.ForConfiguredStore);
+        services.AddSingleton<EndpointPolicy>();
+        services.AddSingleton<Attempt>();
         services.AddSingleton<AttemptRecorder>();
-        services.AddSingleton<WebhookSender>();
         services.AddScoped<WebhookService>();
         services.AddAutomationConnectionSource<WebhookConnections>();
-        services.AddHttpClient(WebhookSender.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+        services.AddHttpClient(Attempt.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
                 ConnectCallback = sp.GetRequiredService<EgressGuard>().ConnectAsync,

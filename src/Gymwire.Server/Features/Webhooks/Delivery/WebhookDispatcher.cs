@@ -6,24 +6,21 @@ using Microsoft.Extensions.Options;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription,
-/// written in the same transaction that marks the event dispatched. Woken by <see cref="OutboxSignal"/>
-/// when a local write commits; polls for events other nodes wrote. A delivery to an endpoint paused on this node is
-/// due when its hold ends (<see cref="EndpointHolds"/>).
+/// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription, enqueued in
+/// the same transaction that marks the event dispatched (<see cref="IDeliveryQueue.EnqueueAsync"/>). Woken by
+/// <see cref="OutboxSignal"/> when a local write commits; polls for events other nodes wrote.
 /// </summary>
 public sealed partial class WebhookDispatcher(
-    IServiceScopeFactory scopes,
+    IDeliveryQueue queue,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
-    EndpointHolds holds,
-    SqliteWriteGate gate,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
     ILogger<WebhookDispatcher> logger) : BackgroundService
 {
     private const int BatchSize = 200;
 
-    /// <summary>Deliveries written per transaction at most (on SQLite the workers wait for it, so keep it short) (an event is never split across two).</summary>
+    /// <summary>Deliveries written per transaction at most, so that workers start on a burst while the rest is fanned out (an event is never split across two).</summary>
     public const int MaxDeliveriesPerBatch = 250;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -60,29 +57,25 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>
-    /// Dispatches one batch of events, oldest first; returns how many events it handled. A batch stops adding events
-    /// once it holds <see cref="MaxDeliveriesPerBatch"/> deliveries, so the workers start on the first deliveries of a
-    /// burst while the rest is still being fanned out.
-    /// </summary>
+    /// <summary>Dispatches one batch of events, oldest first; returns how many events it handled.</summary>
     public async Task<int> DispatchBatchAsync(CancellationToken ct)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        // PostgreSQL: several nodes may dispatch; each takes, in its transaction, events the others have not locked.
-        // SQLite: one process, one dispatcher. It reads before it writes: a transaction there takes the database's
-        // only write lock at BEGIN, and most wake-ups (each commit of an action, say) find one event or none.
-        var postgres = db.Provider == DatabaseProvider.Postgres;
-        await using var tx = postgres ? await db.Database.BeginTransactionAsync(ct) : null;
-        var events = postgres
-            ? await db.OutboxEvents.FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {BatchSize} FOR UPDATE SKIP LOCKED").AsNoTracking().ToListAsync(ct)
-            : await db.OutboxEvents.AsNoTracking().Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(BatchSize).ToListAsync(ct);
-        if (events.Count == 0)
+        var (events, deliveries) = await queue.EnqueueAsync(BatchSize, FanOutAsync, ct);
+        if (deliveries > 0)
         {
-            return 0;
+            LogDispatched(logger, events, deliveries);
+            deliverySignal.Notify();
         }
-        using var turn = await gate.EnterAsync(db, ct);
-        await using var sqliteTx = postgres ? null : await db.Database.BeginTransactionAsync(ct);
+        return events;
+    }
+
+    /// <summary>
+    /// One delivery per event and matching active subscription. A batch stops adding events once it holds
+    /// <see cref="MaxDeliveriesPerBatch"/> deliveries.
+    /// </summary>
+    private async Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOutAsync(
+        GymwireDbContext db, IReadOnlyList<OutboxEvent> events, CancellationToken ct)
+    {
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
@@ -112,20 +105,12 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    NextAttemptAt = holds.DueAt(subscription.Id, now),
+                    NextAttemptAt = now,
                 });
             }
             dispatched.Add(evt.Sequence);
         }
-        await DeliveryRows.InsertAsync(db, deliveries, ct);
-        await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
-        await (tx ?? sqliteTx!).CommitAsync(ct);
-        if (deliveries.Count > 0)
-        {
-            LogDispatched(logger, dispatched.Count, deliveries.Count);
-            deliverySignal.Notify();
-        }
-        return dispatched.Count;
+        return (deliveries, dispatched);
     }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Dispatched {Events} outbox events into {Deliveries} webhook deliveries")]

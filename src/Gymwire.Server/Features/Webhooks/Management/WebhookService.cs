@@ -39,7 +39,7 @@ public readonly record struct WebhookAccess(Guid GymId, Guid? ApiKeyId)
 /// </summary>
 public sealed class WebhookService(
     GymwireDbContext db, WebhookSecretProtector protector, EgressGuard guard, IOptions<WebhookOptions> options,
-    WebhookSender sender, DeliverySignal signal, TimeProvider clock)
+    IDeliveryQueue queue, Attempt attempt, AttemptRecorder recorder, DeliverySignal signal, TimeProvider clock)
 {
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
@@ -232,7 +232,10 @@ public sealed class WebhookService(
         db.WebhookDeliveries.Add(delivery);
         await db.SaveChangesAsync(ct);
         // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
-        await sender.AttemptAsync(delivery.Id, CancellationToken.None);
+        if (await queue.ReadUnfinishedAsync(delivery.Id, CancellationToken.None) is { } unsent)
+        {
+            await recorder.RecordAsync(await attempt.SendAsync(unsent, CancellationToken.None));
+        }
         return WebhookOutcome<DeliveryDetail>.Ok((await LoadDetailAsync(access, subscription.Id, delivery.Id, CancellationToken.None))!);
     }
 

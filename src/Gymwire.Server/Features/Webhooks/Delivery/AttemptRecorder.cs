@@ -1,0 +1,222 @@
+using System.Threading.Channels;
+using Gymwire.Features.Email;
+using Gymwire.Infrastructure;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// Records finished attempts through the queue (<see cref="IDeliveryQueue.CompleteAsync"/>): the attempt row, the
+/// delivery's next state (delivered, retry at, undeliverable) and the subscription's health. Attempts that finish
+/// while a batch is being written are written together by the next one (group commit), so a busy worker spends one
+/// transaction on many attempts; an idle one writes each at once. A caller's task completes when its attempt is
+/// committed, so a delivery keeps its worker slot (and its claim) until then, and the bound on duplicates after a
+/// crash (<c>Webhooks:MaxConcurrentDeliveries</c>) holds.
+/// </summary>
+public sealed partial class AttemptRecorder : IDisposable
+{
+    /// <summary>At most this many attempts in one transaction.</summary>
+    public const int MaxBatch = 256;
+
+    private readonly IDeliveryQueue _queue;
+    private readonly IServiceScopeFactory _scopes;
+    private readonly WebhookOptions _options;
+    private readonly ILogger<AttemptRecorder> _logger;
+    private readonly Channel<Pending> _pending = Channel.CreateUnbounded<Pending>();
+
+    public AttemptRecorder(IDeliveryQueue queue, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
+    {
+        (_queue, _scopes, _options, _logger) = (queue, scopes, options.Value, logger);
+        // Each writer takes what is waiting when it is free, so an attempt's slot is freed when its own batch commits.
+        for (var i = 0; i < queue.RecordWriters; i++)
+        {
+            _ = Task.Run(WriteAsync);
+        }
+    }
+
+    private sealed record Pending(AttemptRecord Record, TaskCompletionSource<AttemptOutcome?> Done);
+
+    /// <summary>Queues the attempt and completes once it is committed (with the outcome; null if the delivery was gone or finished).</summary>
+    public Task<AttemptOutcome?> RecordAsync(AttemptRecord record)
+    {
+        var pending = new Pending(record, new TaskCompletionSource<AttemptOutcome?>(TaskCreationOptions.RunContinuationsAsynchronously));
+        if (!_pending.Writer.TryWrite(pending))
+        {
+            pending.Done.SetException(new ObjectDisposedException(nameof(AttemptRecorder)));
+        }
+        return pending.Done.Task;
+    }
+
+    public void Dispose() => _pending.Writer.TryComplete();
+
+    /// <summary>A writer: batch after batch, for as long as the recorder lives.</summary>
+    private async Task WriteAsync()
+    {
+        var batch = new List<Pending>(MaxBatch);
+        while (await _pending.Reader.WaitToReadAsync())
+        {
+            batch.Clear();
+            while (batch.Count < MaxBatch && _pending.Reader.TryRead(out var next))
+            {
+                batch.Add(next);
+            }
+            if (batch.Count > 0)
+            {
+                await WriteBatchAsync(batch);
+            }
+        }
+    }
+
+    private async Task WriteBatchAsync(List<Pending> batch)
+    {
+        try
+        {
+            await CommitAsync(batch);
+        }
+        catch (Exception e) when (batch.Count > 1)
+        {
+            // One bad record must not fail the others: write each on its own.
+            LogBatchFailed(_logger, batch.Count, e);
+            foreach (var one in batch)
+            {
+                try
+                {
+                    await CommitAsync([one]);
+                }
+                catch (Exception single)
+                {
+                    one.Done.TrySetException(single);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            batch[0].Done.TrySetException(e);
+        }
+        // CommitAsync completes every record it wrote; one left pending here would hang its attempt.
+        foreach (var one in batch)
+        {
+            one.Done.TrySetException(new InvalidOperationException("The attempt was not recorded."));
+        }
+    }
+
+    private async Task CommitAsync(List<Pending> batch)
+    {
+        var recorded = await _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            batch[i].Done.TrySetResult(recorded.Outcomes[i]);
+        }
+        // After the commit and outside the batch's failure handling: a failed notification must not write the batch again.
+        foreach (var subscription in recorded.Deactivated)
+        {
+            try
+            {
+                // Tell the owner by email (when Email is configured).
+                await using var scope = _scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<OwnerNotifications>()
+                    .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                LogNotifyFailed(_logger, subscription.Id, e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Works out one finished attempt's effect: the delivery's next state (delivered, retry at, undeliverable) and
+    /// its attempt row, and applies the subscription's health to the tracked subscription (the caller saves).
+    /// Null when the delivery is gone or finished meanwhile; the attempt is null when nothing was sent.
+    /// </summary>
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
+    {
+        if (delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
+        {
+            return null;
+        }
+        if (record.Attempt is not { } attempt)
+        {
+            return (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
+                DeliveryRows.InactiveError, null), null);
+        }
+        var now = attempt.AttemptedAt;
+        var finished = record.Finished;
+        var succeeded = attempt.StatusCode is >= 200 and < 300;
+        var attemptCount = delivery.AttemptCount + 1;
+        var schedule = _options.EffectiveRetrySchedule;
+        string status;
+        DateTime? next = null;
+        if (succeeded)
+        {
+            status = DeliveryStatus.Delivered;
+            subscription.FailingSince = null;
+            LogDelivered(_logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs);
+        }
+        else
+        {
+            subscription.FailingSince ??= now;
+            if (attempt.StatusCode == StatusCodes.Status410Gone)
+            {
+                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
+                status = DeliveryStatus.Undeliverable;
+            }
+            else if (record.Delivery.IsTest || attemptCount > schedule.Count)
+            {
+                status = DeliveryStatus.Undeliverable;
+                LogUndeliverable(_logger, delivery.Id, subscription.Id, attemptCount);
+            }
+            else
+            {
+                status = DeliveryStatus.Retrying;
+                next = finished + RetryDelay(schedule[attemptCount - 1], record.RetryAfter);
+                LogRetrying(_logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, next.Value);
+            }
+            if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
+            {
+                Deactivate(subscription,
+                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
+            }
+        }
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt);
+    }
+
+    private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
+    {
+        subscription.IsActive = false;
+        subscription.DisabledReason = reason;
+        subscription.DisabledAt = now;
+        subscription.UpdatedAt = now;
+        LogDeactivated(_logger, subscription.Id, reason);
+    }
+
+    private TimeSpan RetryDelay(TimeSpan scheduled, TimeSpan? retryAfter)
+    {
+        if (retryAfter is { } asked)
+        {
+            return asked < _options.MinRetryAfter ? _options.MinRetryAfter : asked > _options.MaxRetryAfter ? _options.MaxRetryAfter : asked;
+        }
+        // Jitter spreads the retries of a burst that failed together.
+        return scheduled * (1 + Random.Shared.NextDouble() * _options.RetryJitter);
+    }
+
+    [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} delivered: {StatusCode} in {DurationMs} ms")]
+    private static partial void LogDelivered(ILogger logger, Guid deliveryId, Guid subscriptionId, int statusCode, int durationMs);
+
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}); retry at {NextAttemptAt:o}")]
+    private static partial void LogRetrying(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, DateTime nextAttemptAt);
+
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
+    private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
+
+    [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
+    private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
+
+    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
+
+    [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Could not notify the owner that webhook subscription {SubscriptionId} was deactivated")]
+    private static partial void LogNotifyFailed(ILogger logger, Guid subscriptionId, Exception exception);
+
+    [LoggerMessage(EventId = 5105, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts in one transaction failed; recording them one by one")]
+    private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
+}

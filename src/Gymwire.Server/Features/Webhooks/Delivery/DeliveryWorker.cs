@@ -1,0 +1,155 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// Delivers due deliveries, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once on this node. Each goes
+/// claim (<see cref="IDeliveryQueue"/>) → admit (<see cref="EndpointPolicy"/>) → attempt (<see cref="Attempt"/>) →
+/// record (<see cref="AttemptRecorder"/>) → observe (<see cref="EndpointPolicy"/>). Between claims it sleeps until
+/// woken (<see cref="DeliverySignal"/>), until the next delivery or probe is due, or for the poll interval.
+/// </summary>
+public sealed partial class DeliveryWorker(
+    IDeliveryQueue queue,
+    EndpointPolicy policy,
+    Attempt attempt,
+    AttemptRecorder recorder,
+    DeliverySignal signal,
+    IOptions<WebhookOptions> options,
+    TimeProvider clock,
+    ILogger<DeliveryWorker> logger) : BackgroundService
+{
+    private readonly WebhookOptions _options = options.Value;
+    private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
+    // While busy, claim only once a few slots are free rather than one at a time: each claim is a write.
+    private readonly int _claimBatch = Math.Max(1, options.Value.MaxConcurrentDeliveries / 8);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (!await ClaimAndStartAsync(stoppingToken))
+                {
+                    await WaitAsync(stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogWorkerFailed(logger, e);
+                try
+                {
+                    await WaitAsync(stoppingToken, askQueue: false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+        // Shutdown: in-flight attempts see the cancellation, give their claims back and end.
+        await Task.WhenAll(_inFlight.Values);
+    }
+
+    /// <summary>Claims what there is room for, admits and starts each; true when the claim was full (more may be waiting).</summary>
+    private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
+    {
+        var free = _options.MaxConcurrentDeliveries - _inFlight.Count;
+        if (free <= 0 || (free < _claimBatch && !_inFlight.IsEmpty))
+        {
+            return false;
+        }
+        var claimed = await queue.ClaimAsync(free, policy.Closed(), [.. _inFlight.Keys], ct);
+        var refused = new List<ClaimedDelivery>();
+        foreach (var delivery in claimed)
+        {
+            if (policy.Admit(delivery.SubscriptionId) != Admission.Go)
+            {
+                refused.Add(delivery);
+                continue;
+            }
+            var started = new TaskCompletionSource();
+            _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
+            started.SetResult();
+        }
+        if (refused.Count > 0)
+        {
+            await queue.ReleaseAsync(refused, CancellationToken.None);
+        }
+        return claimed.Count == free && refused.Count == 0;
+    }
+
+    /// <summary>One delivery's attempt, from its admission to its endpoint's next state.</summary>
+    private async Task DeliverAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
+    {
+        await registered;
+        await Task.Yield();
+        var observed = false;
+        try
+        {
+            var record = await attempt.SendAsync(delivery, ct);
+            if (await recorder.RecordAsync(record) is { } outcome)
+            {
+                policy.Observe(delivery.SubscriptionId, outcome.DeliveryStatus == DeliveryStatus.Delivered, TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
+                observed = true;
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Shutdown: the attempt is abandoned unrecorded, and another worker or the next start makes it again.
+            await queue.ReleaseAsync([delivery], CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            // The claim lapses after its lease and the delivery is attempted again.
+            LogAttemptFailed(logger, delivery.Id, e);
+        }
+        finally
+        {
+            if (!observed)
+            {
+                policy.Release(delivery.SubscriptionId);
+            }
+            _inFlight.TryRemove(delivery.Id, out _);
+            signal.Notify();
+        }
+    }
+
+    /// <summary>
+    /// Sleeps until woken, until the poll interval has passed, and (when <paramref name="askQueue"/> and it could
+    /// claim) until the next delivery or probe is due. Never past the poll interval: a timer cannot be set years ahead.
+    /// </summary>
+    private async Task WaitAsync(CancellationToken stoppingToken, bool askQueue = true)
+    {
+        using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var waits = new List<Task> { signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token) };
+        // While many are in flight a completion wakes the worker anyway: ask for the next due time only when it could claim.
+        if (askQueue && (_options.MaxConcurrentDeliveries - _inFlight.Count >= _claimBatch || _inFlight.IsEmpty))
+        {
+            var next = await queue.NextDueAsync(policy.Closed(), [.. _inFlight.Keys], stoppingToken);
+            foreach (var due in new[] { next, policy.NextProbeAt() })
+            {
+                if (due is { } at)
+                {
+                    var wait = at - clock.GetUtcNow().UtcDateTime;
+                    waits.Add(Task.Delay(TimeSpan.FromTicks(Math.Clamp(wait.Ticks, 0, _options.PollInterval.Ticks)), clock, wake.Token));
+                }
+            }
+        }
+        await Task.WhenAny(waits);
+        await wake.CancelAsync();
+        stoppingToken.ThrowIfCancellationRequested();
+    }
+
+    [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
+    private static partial void LogWorkerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]
+    private static partial void LogAttemptFailed(ILogger logger, Guid deliveryId, Exception exception);
+}

@@ -1,0 +1,169 @@
+using Gymwire.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// What both stores' queues share: the statements EF Core writes the same way for both, around the few that differ
+/// (how a write transaction begins, how events and deliveries are claimed, how the due index is read).
+/// </summary>
+public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock) : IDeliveryQueue
+{
+    /// <summary>The queue for the store <c>Database:Provider</c> names.</summary>
+    public static IDeliveryQueue ForConfiguredStore(IServiceProvider services) =>
+        services.GetRequiredService<IOptions<DatabaseOptions>>().Value.ProviderKind == DatabaseProvider.Postgres
+            ? ActivatorUtilities.CreateInstance<PostgresDeliveryQueue>(services)
+            : ActivatorUtilities.CreateInstance<SqliteDeliveryQueue>(services);
+
+    protected TimeProvider Clock => clock;
+
+    protected TimeSpan Lease => options.Value.EffectiveClaimLease;
+
+    public abstract int RecordWriters { get; }
+
+    public abstract Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
+
+    public abstract Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
+
+    /// <summary>Begins a write transaction (on SQLite, after taking the process's write turn).</summary>
+    protected abstract ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct);
+
+    /// <summary>Reads up to <paramref name="limit"/> undispatched events and begins the transaction that dispatches them (none when there are none).</summary>
+    protected abstract Task<(List<Events.OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct);
+
+    protected AsyncServiceScope CreateScope(out GymwireDbContext db)
+    {
+        var scope = scopes.CreateAsyncScope();
+        db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        return scope;
+    }
+
+    public async Task<(int Events, int Deliveries)> EnqueueAsync(int maxEvents, FanOut fanOut, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var (events, write) = await TakeUndispatchedAsync(db, maxEvents, ct);
+        if (write is null)
+        {
+            return (0, 0);
+        }
+        await using (write)
+        {
+            var (deliveries, dispatched) = await fanOut(db, events, ct);
+            var now = clock.GetUtcNow().UtcDateTime;
+            await DeliveryRows.InsertAsync(db, deliveries, ct);
+            await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
+            await write.CommitAsync(ct);
+            return (dispatched.Count, deliveries.Count);
+        }
+    }
+
+    /// <summary>One statement per due time (a claim's deliveries of one event share theirs), in one write transaction.</summary>
+    public async Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        await using var write = await BeginWriteAsync(db, ct);
+        foreach (var group in deliveries.GroupBy(d => d.DueAt))
+        {
+            var ids = group.Select(d => d.Id).ToList();
+            var released = db.WebhookDeliveries.Where(d => ids.Contains(d.Id));
+            _ = group.Key is { } due
+                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.NextAttemptAt, due), ct)
+                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
+        }
+        await write.CommitAsync(ct);
+    }
+
+    /// <summary>
+    /// A subscription's health is tracked and saved by EF Core, and only when it changes: a save orders its updates by
+    /// key, so two batches changing the same subscriptions wait for each other instead of deadlocking.
+    /// </summary>
+    public async Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var outcomes = new AttemptOutcome?[records.Count];
+        await using var write = await BeginWriteAsync(db, ct);
+        var deliveryIds = records.Select(r => r.Delivery.Id).Distinct().ToList();
+        var subscriptionIds = records.Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
+        var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
+            .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode)).ToDictionaryAsync(d => d.Id, ct);
+        var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
+        var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+        var changed = new List<DeliveryOutcome>(records.Count);
+        var attempts = new List<WebhookAttempt>(records.Count);
+        for (var i = 0; i < records.Count; i++)
+        {
+            var d = records[i].Delivery;
+            if (deliveries.GetValueOrDefault(d.Id) is not { } stored || subscriptions.GetValueOrDefault(d.SubscriptionId) is not { } subscription
+                || decide(records[i], stored, subscription) is not { } change)
+            {
+                continue;
+            }
+            // A delivery recorded twice in one batch (it cannot be claimed twice, but be safe) counts on from the first.
+            deliveries[d.Id] = stored with { Status = change.Delivery.Status, AttemptCount = change.Delivery.AttemptCount, LastAttemptAt = change.Delivery.LastAttemptAt, LastStatusCode = change.Delivery.LastStatusCode };
+            changed.Add(change.Delivery);
+            if (change.Attempt is { } attempt)
+            {
+                attempts.Add(attempt);
+                outcomes[i] = new AttemptOutcome(attempt, change.Delivery.Status);
+            }
+        }
+        await DeliveryRows.UpdateOutcomesAsync(db, changed, ct);
+        await DeliveryRows.InsertAttemptsAsync(db, attempts, ct);
+        await db.SaveChangesAsync(ct);
+        var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
+        // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
+        await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);
+        await write.CommitAsync(ct);
+        return new RecordedBatch(outcomes, deactivated);
+    }
+
+    public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        return await Read(db, db.WebhookDeliveries.Where(d => d.Id == deliveryId
+            && d.Status != DeliveryStatus.Delivered && d.Status != DeliveryStatus.Undeliverable)).FirstOrDefaultAsync(ct);
+    }
+
+    /// <summary>A claimed delivery's id and its due time before the claim.</summary>
+    internal sealed record ClaimedId(Guid Id, DateTime NextAttemptAt);
+
+    /// <summary>
+    /// The claimed deliveries read by id (<see cref="Read"/>), unordered: sorting them is done in memory
+    /// (<see cref="InOrder"/>), so that the read never needs a sort step.
+    /// </summary>
+    internal static IQueryable<ClaimedDelivery> ReadClaimed(GymwireDbContext db, List<Guid> ids) => Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)));
+
+    /// <summary>The claimed deliveries in due order, each with its due time before the claim.</summary>
+    private protected static List<ClaimedDelivery> InOrder(List<ClaimedDelivery> read, List<ClaimedId> claimed)
+    {
+        var due = claimed.ToDictionary(c => c.Id, c => c.NextAttemptAt);
+        return [.. read.Select(d => d with { DueAt = due[d.Id] }).OrderBy(d => d.DueAt)];
+    }
+
+    /// <summary>
+    /// The deliveries with their bodies (stored, or built from the outbox event, found by its unique id), their
+    /// subscriptions and recorded attempt counts (the last number, by index).
+    /// </summary>
+    private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
+        from d in deliveries.AsNoTracking()
+        join s in db.WebhookSubscriptions on d.SubscriptionId equals s.Id
+        from e in db.OutboxEvents.Where(e => e.Id == d.EventId && e.GymId == d.GymId).DefaultIfEmpty()
+        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event,
+            WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt),
+            d.IsTest, d.AttemptCount, d.LastAttemptAt,
+            db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
+            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt);
+
+    /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>
+    protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? turn = null) : IAsyncDisposable
+    {
+        public Task CommitAsync(CancellationToken ct) => transaction.CommitAsync(ct);
+
+        public async ValueTask DisposeAsync()
+        {
+            await transaction.DisposeAsync();
+            turn?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// The delivery queue: the <c>webhook_deliveries</c> rows that wait for an attempt, and every statement that moves
+/// them. One implementation per store (<see cref="SqliteDeliveryQueue"/>, <see cref="PostgresDeliveryQueue"/>), so
+/// that nothing else in the delivery pipeline depends on which store it runs on (docs/architecture.md).
+/// </summary>
+public interface IDeliveryQueue
+{
+    /// <summary>How many attempt batches may be recorded at once (<see cref="AttemptRecorder"/>).</summary>
+    int RecordWriters { get; }
+
+    /// <summary>
+    /// Fans out one batch of undispatched outbox events (at most <paramref name="maxEvents"/>, oldest first, none
+    /// another node is fanning out): <paramref name="fanOut"/> makes their deliveries, which are inserted with the
+    /// events marked dispatched, in one transaction. Returns how many events and deliveries.
+    /// </summary>
+    Task<(int Events, int Deliveries)> EnqueueAsync(int maxEvents, FanOut fanOut, CancellationToken ct);
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> due deliveries, oldest first, for <see cref="WebhookOptions.EffectiveClaimLease"/>,
+    /// leaving out the given endpoints and deliveries, and reads them with their subscriptions. A claim moves a
+    /// delivery's due time to the end of its lease, so an attempt that dies with its worker is due again then.
+    /// </summary>
+    Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
+
+    /// <summary>Gives claims back without an attempt (shutdown, or over an endpoint's cap): each is due again at its due time before the claim.</summary>
+    Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct);
+
+    /// <summary>
+    /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
+    /// delivery's stored state and its (tracked) subscription; the attempt rows and the deliveries' next states are
+    /// written, and the queued deliveries of subscriptions the batch deactivated are ended.
+    /// </summary>
+    Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct);
+
+    /// <summary>When the next delivery that could be claimed (the given ones left out) is due, if any.</summary>
+    Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
+
+    /// <summary>Reads an unfinished delivery as a claim would, without claiming it (a test send has no due time).</summary>
+    Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct);
+}
+
+/// <summary>Makes the deliveries of a batch of outbox events; <paramref name="db"/> is inside the enqueue's transaction.</summary>
+public delegate Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOut(
+    GymwireDbContext db, IReadOnlyList<OutboxEvent> events, CancellationToken ct);
+
+/// <summary>One finished attempt's effect, or null when its delivery is gone or already finished.</summary>
+public delegate (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? DecideOutcome(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription);
+
+/// <summary>What a batch of records produced: each record's outcome (in order), and the subscriptions it deactivated.</summary>
+public sealed record RecordedBatch(AttemptOutcome?[] Outcomes, IReadOnlyList<WebhookSubscription> Deactivated);
+
+/// <summary>What recording an attempt needs of a delivery's stored state (not its payload).</summary>
+public sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, DateTime? LastAttemptAt, int? LastStatusCode);
+
+/// <summary>
+/// A delivery a worker has claimed, with everything its attempt needs: the delivery, its body, its subscription and
+/// the number of attempts already recorded, read together with the claim (one query for a whole batch). The body is
+/// null only when the delivery's outbox event has been deleted by hand.
+/// </summary>
+public sealed record ClaimedDelivery(
+    Guid Id,
+    Guid GymId,
+    Guid SubscriptionId,
+    string Event,
+    string? Payload,
+    bool IsTest,
+    int AttemptCount,
+    DateTime? LastAttemptAt,
+    int AttemptsRecorded,
+    string Url,
+    bool SubscriptionActive,
+    string SecretProtected,
+    string? PreviousSecretProtected,
+    DateTime? PreviousSecretExpiresAt)
+{
+    /// <summary>
+    /// When the delivery was due before its claim moved it to the end of the lease (null for a test send, which is
+    /// attempted without a claim): a claim given back without an attempt is due at this time again.
+    /// </summary>
+    public DateTime? DueAt { get; init; }
+}
+
+/// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
+public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Attempt, TimeSpan? RetryAfter, DateTime Finished);
+
+/// <summary>What one recorded attempt produced.</summary>
+public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus);

@@ -1,0 +1,98 @@
+using System.Runtime.CompilerServices;
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// The delivery queue on PostgreSQL, where several nodes may share the database: claims and fan-out take rows no
+/// other node holds (<c>FOR UPDATE SKIP LOCKED</c>), and the queue's reads run with planner settings that keep them
+/// on the due index (<see cref="PlannerSettings"/>).
+/// </summary>
+public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock)
+    : DeliveryQueue(scopes, options, clock)
+{
+    /// <summary>A few: a batch's time is mostly round trips, and the batches touch different rows.</summary>
+    public override int RecordWriters => 4;
+
+    protected override async ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct) =>
+        new(await db.Database.BeginTransactionAsync(ct));
+
+    protected override async Task<(List<OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct)
+    {
+        var write = await BeginWriteAsync(db, ct);
+        var events = await db.OutboxEvents
+            .FromSql($"SELECT * FROM outbox_events WHERE dispatched_at IS NULL ORDER BY sequence LIMIT {limit} FOR UPDATE SKIP LOCKED")
+            .AsNoTracking().ToListAsync(ct);
+        if (events.Count == 0)
+        {
+            await write.DisposeAsync();
+            return ([], null);
+        }
+        return (events, write);
+    }
+
+    /// <summary>
+    /// Locks, leases and reads in one transaction, so that the planner settings hold for the read too (<c>SET LOCAL</c>
+    /// outside a transaction block also has PostgreSQL log a warning).
+    /// </summary>
+    public override async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = Clock.GetUtcNow().UtcDateTime;
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var claimed = await db.Database.SqlQuery<ClaimedId>(WithPlannerSettings(Claim(now, now + Lease, limit, skipSubscriptions, skipDeliveries))).ToListAsync(ct);
+        var read = claimed.Count == 0 ? [] : await ReadClaimed(db, [.. claimed.Select(c => c.Id)]).ToListAsync(ct);
+        await tx.CommitAsync(ct);
+        return InOrder(read, claimed);
+    }
+
+    /// <summary>
+    /// Locks and leases the oldest due deliveries no other node holds, moves them to the lease's end, and returns
+    /// their ids with their due times before it.
+    /// </summary>
+    internal static FormattableString Claim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries) => $"""
+        UPDATE webhook_deliveries AS d SET locked_until = {until}, next_attempt_at = {until}
+        FROM (
+            SELECT id, next_attempt_at FROM webhook_deliveries
+            WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
+              AND (locked_until IS NULL OR locked_until <= {now})
+              AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+            ORDER BY next_attempt_at
+            LIMIT {limit}
+            FOR UPDATE SKIP LOCKED) AS due
+        WHERE d.id = due.id
+        RETURNING d.id, due.next_attempt_at
+        """;
+
+    /// <summary>It walks the due index in order, so it costs the rows in front (in flight, or left out), not the whole queue.</summary>
+    public override async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = Clock.GetUtcNow().UtcDateTime;
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var next = (await db.Database.SqlQuery<DateTime?>(WithPlannerSettings($"""
+            SELECT next_attempt_at AS "Value" FROM webhook_deliveries
+            WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL
+              AND (locked_until IS NULL OR locked_until <= {now})
+              AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+            ORDER BY next_attempt_at
+            LIMIT 1
+            """)).ToListAsync(ct)).FirstOrDefault();
+        await tx.CommitAsync(ct);
+        return next;
+    }
+
+    /// <summary>
+    /// Prefixed to the queue's statements, inside their transaction (the settings end with it): walk the due index in
+    /// order and stop at the limit, never collect and sort the whole due set, and find rows by their indexes, never by
+    /// a table scan. The planner chooses by its statistics, and a queue's go stale at once: after a burst it still
+    /// estimates a handful due, and analysed while (nearly) empty it plans table scans that a prepared statement keeps.
+    /// </summary>
+    internal const string PlannerSettings = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off;";
+
+    internal static FormattableString WithPlannerSettings(FormattableString sql) =>
+        FormattableStringFactory.Create(PlannerSettings + "\n" + sql.Format, sql.GetArguments());
+}

@@ -1,0 +1,78 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// The delivery queue on SQLite. One process writes the database, and in it every writer takes turns at the
+/// <see cref="SqliteWriteGate"/>, so a claim can read the due rows and claim them in one write transaction, and
+/// the dispatcher reads before it takes a turn (most wake-ups find one event or none, and a transaction takes the
+/// database's only write lock at <c>BEGIN</c>).
+/// </summary>
+public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWriteGate gate, IOptions<WebhookOptions> options, TimeProvider clock)
+    : DeliveryQueue(scopes, options, clock)
+{
+    /// <summary>One: SQLite has one write lock.</summary>
+    public override int RecordWriters => 1;
+
+    protected override async ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct)
+    {
+        var turn = await gate.EnterAsync(db, ct);
+        try
+        {
+            return new WriteTransaction(await db.Database.BeginTransactionAsync(ct), turn);
+        }
+        catch
+        {
+            turn.Dispose();
+            throw;
+        }
+    }
+
+    protected override async Task<(List<OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct)
+    {
+        var events = await db.OutboxEvents.AsNoTracking().Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(limit).ToListAsync(ct);
+        return events.Count == 0 ? ([], null) : (events, await BeginWriteAsync(db, ct));
+    }
+
+    public override async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = Clock.GetUtcNow().UtcDateTime;
+        var until = now + Lease;
+        List<ClaimedId> due;
+        await using (var write = await BeginWriteAsync(db, ct))
+        {
+            due = await Due(db, now, skipSubscriptions, skipDeliveries).OrderBy(x => x.NextAttemptAt).Take(limit)
+                .Select(x => new ClaimedId(x.Id, x.NextAttemptAt!.Value)).ToListAsync(ct);
+            if (due.Count > 0)
+            {
+                var ids = due.Select(c => c.Id).ToList();
+                await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
+                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.NextAttemptAt, until), ct);
+            }
+            await write.CommitAsync(ct);
+        }
+        return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, [.. due.Select(c => c.Id)]).ToListAsync(ct), due);
+    }
+
+    public override async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = Clock.GetUtcNow().UtcDateTime;
+        return await db.WebhookDeliveries.AsNoTracking()
+            .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying) && x.NextAttemptAt != null
+                && (x.LockedUntil == null || x.LockedUntil <= now)
+                && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id))
+            .OrderBy(x => x.NextAttemptAt)
+            .Select(x => x.NextAttemptAt)
+            .FirstOrDefaultAsync(ct);
+    }
+
+    private static IQueryable<WebhookDelivery> Due(GymwireDbContext db, DateTime now, Guid[] skipSubscriptions, Guid[] skipDeliveries) =>
+        db.WebhookDeliveries.Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying)
+            && x.NextAttemptAt <= now && (x.LockedUntil == null || x.LockedUntil <= now)
+            && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id));
+}
