@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Data.Common;
 using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -123,8 +124,8 @@ public static class DatabaseSetup
     {
         if (services is not null)
         {
-            // The outbox signal, plus any interceptor a deployment or test registers.
-            builder.AddInterceptors(services.GetRequiredService<OutboxSignalInterceptor>());
+            // The wake-ups after commit, plus any interceptor a deployment or test registers.
+            builder.AddInterceptors(services.GetRequiredService<WakeAfterCommitInterceptor>());
             builder.AddInterceptors(services.GetServices<IInterceptor>());
         }
     }

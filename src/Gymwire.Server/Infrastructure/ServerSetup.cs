@@ -37,7 +37,8 @@ public static class ServerSetup
     public static IServiceCollection AddOutbox(this IServiceCollection services)
     {
         services.AddSingleton<OutboxSignal>();
-        services.AddSingleton<OutboxSignalInterceptor>();
+        services.AddWakeAfterCommit<OutboxEvent, OutboxSignal>();
+        services.AddSingleton<WakeAfterCommitInterceptor>();
         return services;
     }
 

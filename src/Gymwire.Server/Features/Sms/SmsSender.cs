@@ -9,52 +9,6 @@ namespace Gymwire.Features.Sms;
 /// <summary>Wakes the SMS sender when a message is queued, so it does not wait for a poll.</summary>
 public sealed class SmsSignal : WakeSignal;
 
-/// <summary>Signals <see cref="SmsSignal"/> after a SaveChanges that queued a message.</summary>
-public sealed class SmsQueuedInterceptor(SmsSignal signal) : SaveChangesInterceptor
-{
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, object> Pending = [];
-
-    public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
-    {
-        Mark(eventData.Context);
-        return ValueTask.FromResult(result);
-    }
-
-    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
-    {
-        Mark(eventData.Context);
-        return result;
-    }
-
-    public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
-    {
-        Fire(eventData.Context);
-        return ValueTask.FromResult(result);
-    }
-
-    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
-    {
-        Fire(eventData.Context);
-        return result;
-    }
-
-    private static void Mark(DbContext? context)
-    {
-        if (context is not null && context.ChangeTracker.Entries<SmsMessage>().Any(e => e.State == EntityState.Added))
-        {
-            Pending.AddOrUpdate(context, Pending);
-        }
-    }
-
-    private void Fire(DbContext? context)
-    {
-        if (context is not null && Pending.Remove(context))
-        {
-            signal.Notify();
-        }
-    }
-}
-
 /// <summary>
 /// Drains the SMS queue through the configured provider: claim (<c>queued</c> → <c>sending</c>, a conditional update,
 /// so two nodes never claim one message) → send → record <c>sent</c> with the provider's id, or <c>failed</c>, or back

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Gymwire.Data;
+using Gymwire.Infrastructure;
 using Gymwire.Features.Dashboard.Integrations;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -15,7 +16,7 @@ public static class SmsSetup
         services.AddOptions<SmsOptions>().BindConfiguration(SmsOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<SmsOptions>, SmsOptionsValidator>();
         services.AddSingleton<SmsSignal>();
-        services.AddSingleton<IInterceptor, SmsQueuedInterceptor>();
+        services.AddWakeAfterCommit<SmsMessage, SmsSignal>();
         services.AddHttpClient<TwilioSmsProvider>(c => c.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) });
         services.AddScoped<LogSmsProvider>();
