@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Security.Claims;
-using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -14,20 +13,6 @@ public sealed record CreateApiKeyRequest(string? Name = null, string?[]? Scopes 
 /// <summary>API-key management: owner sessions only. A key can never create, list or revoke keys.</summary>
 public static class ApiKeyEndpoints
 {
-    public static IServiceCollection AddApiKeys(this IServiceCollection services)
-    {
-        services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<ApiKeyCache>();
-        services.AddSingleton<ApiKeyRevocationListener>();
-        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocationListener>());
-        services.AddHostedService<ApiKeyRevocationPoller>();
-        services.AddSingleton<ApiKeyUsage>();
-        services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
-        services.AddScoped<ApiKeyService>();
-        services.AddAutomationConnectionSource<ApiKeyConnections>();
-        return services;
-    }
-
     public static IEndpointRouteBuilder MapApiKeys(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/gym/api-keys").WithTags("API keys").RequireAuthorization(Policies.Owner);

@@ -6,7 +6,6 @@ using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Email;
 
@@ -16,22 +15,6 @@ public sealed record SetReportScheduleRequest(string? Frequency);
 /// <summary>Email out: SMTP, owner notifications, and the owner's scheduled accounting reports.</summary>
 public static class EmailEndpoints
 {
-    public static IServiceCollection AddEmailConnector(this IServiceCollection services)
-    {
-        services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateOnStart();
-        services.AddSingleton<IValidateOptions<EmailOptions>, EmailOptionsValidator>();
-        services.AddOptions<ReportsOptions>().BindConfiguration(ReportsOptions.Section).ValidateOnStart()
-            .Validate(o => o.PollInterval >= TimeSpan.FromSeconds(1) && o.PollInterval <= TimeSpan.FromHours(1),
-                "Reports:PollInterval must be between 1 second and 1 hour.");
-        services.AddSingleton<IEmailSender, SmtpEmailSender>();
-        services.AddScoped<OwnerNotifications>();
-        services.AddSingleton<ReportSignal>();
-        services.AddHostedService<ScheduledReports>();
-        services.AddIntegrationStatus<EmailStatus>();
-        services.AddIntegrationStatus<AccountingReportStatus>();
-        return services;
-    }
-
     public static IEndpointRouteBuilder MapEmail(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/gym/exports/schedule").WithTags("Exports").RequireAuthorization(Policies.Owner);

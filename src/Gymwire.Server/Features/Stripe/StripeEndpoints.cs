@@ -2,7 +2,6 @@ using System.Security.Claims;
 using System.Text;
 using System.Text.Json;
 using Gymwire.Data;
-using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -30,15 +29,6 @@ public static partial class StripeEndpoints
 {
     public const string SignatureHeader = "Stripe-Signature";
     public const string WebhookPath = "/api/integrations/stripe/webhook";
-
-    public static IServiceCollection AddStripeConnector(this IServiceCollection services)
-    {
-        services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<StripeSecrets>();
-        services.AddScoped<StripeEventMapper>();
-        services.AddIntegrationStatus<StripeIntegration>();
-        return services;
-    }
 
     public static IEndpointRouteBuilder MapStripe(this IEndpointRouteBuilder app)
     {

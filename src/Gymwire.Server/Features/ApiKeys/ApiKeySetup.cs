@@ -1,0 +1,22 @@
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Infrastructure.Auth;
+
+namespace Gymwire.Features.ApiKeys;
+
+/// <summary>API keys: options, the key cache and its revocation listener, and the bearer-token validator.</summary>
+public static class ApiKeySetup
+{
+    public static IServiceCollection AddApiKeys(this IServiceCollection services)
+    {
+        services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<ApiKeyCache>();
+        services.AddSingleton<ApiKeyRevocationListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocationListener>());
+        services.AddHostedService<ApiKeyRevocationPoller>();
+        services.AddSingleton<ApiKeyUsage>();
+        services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
+        services.AddScoped<ApiKeyService>();
+        services.AddAutomationConnectionSource<ApiKeyConnections>();
+        return services;
+    }
+}
