@@ -85,6 +85,23 @@ public sealed class ClusterTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
     }
 
     [Fact]
+    public async Task A_window_nobody_used_for_its_length_is_deleted_by_the_nodes_sweep()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (key, _) = await KeyAsync(gym);
+        AssertAdmitted(await BurstAsync(key, 3, (c, _) => c.GetAsync("/api/zapier/triggers?type=new_member")), HttpStatusCode.OK, 3);
+        var window = $"triggers|gym:{gym.GymId}";
+        Task<long> RowsAsync() => fx.WithDbAsync(db => db.Database
+            .SqlQuery<long>($"SELECT (SELECT count(*) FROM rate_limit_keys WHERE key = {window}) + (SELECT count(*) FROM rate_limit_permits WHERE key = {window}) AS \"Value\"")
+            .SingleAsync());
+        Assert.Equal(4, await RowsAsync());
+
+        // A minute and a bit later the window is empty; the next heartbeat's sweep (once a minute) deletes its rows.
+        fx.Clock.Advance(TimeSpan.FromSeconds(61));
+        await Eventually.TrueAsync(async () => await RowsAsync() == 0, what: "the idle window swept");
+    }
+
+    [Fact]
     public async Task Actions_admit_30_a_minute_per_gym_for_the_cluster_and_the_limited_ones_write_nothing()
     {
         var gym = await fx.CreateGymAsync();
