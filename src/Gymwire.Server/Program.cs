@@ -3,6 +3,7 @@ using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Contracts;
 using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
@@ -55,8 +56,9 @@ namespace Gymwire
             builder.Services.AddStripeConnector();
             builder.Services.AddSmsConnector();
             builder.Services.AddEmailConnector();
-            builder.Services.AddGymwireRateLimiting();
+            builder.Services.AddGymwireRateLimiting(builder.Configuration);
             builder.Services.AddWebhooks(builder.Configuration);
+            builder.Services.AddCluster();
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");

@@ -1,6 +1,7 @@
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Contracts;
 using Gymwire.Features.Email;
 using Gymwire.Features.Events;
@@ -53,6 +54,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<StripeLink> StripeLinks => Set<StripeLink>();
     public DbSet<EmailDelivery> EmailDeliveries => Set<EmailDelivery>();
     public DbSet<ReportSchedule> ReportSchedules => Set<ReportSchedule>();
+    public DbSet<ClusterNode> ClusterNodes => Set<ClusterNode>();
 
     /// <summary>Whether, and for what, this context holds <see cref="SqliteWriteGate"/>'s turn.</summary>
     internal WriteTurn WriteTurn { get; set; }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Gyms;
 using Microsoft.Extensions.Options;
@@ -69,6 +70,7 @@ public static class GymwireCli
         {
             root.Subcommands.Add(command);
         }
+        root.Subcommands.Add(ClusterSetup.CliCommand(args));
         return await root.Parse(args).InvokeAsync();
     }
 

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Security.Claims;
 using System.Collections.Concurrent;
+using Gymwire.Data;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
@@ -45,10 +46,23 @@ public sealed class RateLimitingOptions
     /// <summary>Switches every limit off (benchmarks of the bare pipeline only).</summary>
     public bool Enabled { get; set; } = true;
 
+    /// <summary>
+    /// Where requests are counted. <c>Shared</c> (the default): on PostgreSQL, in the database, so the limits hold for
+    /// every node together (<see cref="PostgresRateLimitStore"/>); on SQLite (one node), in memory. <c>Local</c>: in
+    /// each node's memory, so N nodes admit N times each limit.
+    /// </summary>
+    public RateLimitStoreKind Store { get; set; } = RateLimitStoreKind.Shared;
+
     [ValidateObjectMembers] public RateLimitPolicyOptions Triggers { get; set; } = new() { PermitLimit = 60, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Actions { get; set; } = new() { PermitLimit = 30, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Mutations { get; set; } = new() { PermitLimit = 30, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Destructive { get; set; } = new() { PermitLimit = 5, Window = TimeSpan.FromHours(1) };
+}
+
+public enum RateLimitStoreKind
+{
+    Shared,
+    Local,
 }
 
 [OptionsValidator]
@@ -56,11 +70,21 @@ public sealed partial class RateLimitingOptionsValidator : IValidateOptions<Rate
 
 public static class RateLimitingSetup
 {
-    public static IServiceCollection AddGymwireRateLimiting(this IServiceCollection services)
+    public static IServiceCollection AddGymwireRateLimiting(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RateLimitingOptions>, RateLimitingOptionsValidator>();
-        services.AddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
+        var options = configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
+        var database = configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
+        if (options.Store == RateLimitStoreKind.Shared && database.ProviderKind == DatabaseProvider.Postgres)
+        {
+            services.AddSingleton<PostgresRateLimitStore>();
+            services.AddSingleton<IRateLimitStore>(sp => sp.GetRequiredService<PostgresRateLimitStore>());
+        }
+        else
+        {
+            services.AddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
+        }
         services.AddSingleton<RateLimits>();
         return services;
     }
@@ -79,7 +103,8 @@ public readonly record struct RateLimitDecision(bool Admitted, string Key, long 
 }
 
 /// <summary>
-/// Where admitted requests are counted: the seam a cluster-wide store would replace (today every node counts its own).
+/// Where admitted requests are counted: this node's memory (<see cref="InMemoryRateLimitStore"/>), or the database for
+/// the whole cluster (<see cref="PostgresRateLimitStore"/>).
 /// A sliding window: a request is admitted when fewer than <c>limit</c> were admitted under <c>key</c> in the last
 /// <c>window</c>, so no interval of one window's length ever admits more than the limit.
 /// </summary>

@@ -182,6 +182,52 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.ToTable("class_schedules", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Cluster.ClusterNode", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("host");
+
+                    b.Property<DateTime>("LastSeenAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_seen_at");
+
+                    b.Property<string>("Roles")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("roles");
+
+                    b.Property<DateTime>("StartedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("started_at");
+
+                    b.Property<DateTime?>("StoppedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("stopped_at");
+
+                    b.Property<string>("Version")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("version");
+
+                    b.HasKey("Id")
+                        .HasName("pk_cluster_nodes");
+
+                    b.HasIndex("LastSeenAt")
+                        .HasDatabaseName("ix_cluster_nodes_last_seen_at");
+
+                    b.ToTable("cluster_nodes", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Contracts.Contract", b =>
                 {
                     b.Property<Guid>("Id")

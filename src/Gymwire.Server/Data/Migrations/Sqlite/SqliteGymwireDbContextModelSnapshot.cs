@@ -177,6 +177,52 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.ToTable("class_schedules", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Cluster.ClusterNode", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("host");
+
+                    b.Property<DateTime>("LastSeenAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_seen_at");
+
+                    b.Property<string>("Roles")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("roles");
+
+                    b.Property<DateTime>("StartedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("started_at");
+
+                    b.Property<DateTime?>("StoppedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("stopped_at");
+
+                    b.Property<string>("Version")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("version");
+
+                    b.HasKey("Id")
+                        .HasName("pk_cluster_nodes");
+
+                    b.HasIndex("LastSeenAt")
+                        .HasDatabaseName("ix_cluster_nodes_last_seen_at");
+
+                    b.ToTable("cluster_nodes", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Contracts.Contract", b =>
                 {
                     b.Property<Guid>("Id")

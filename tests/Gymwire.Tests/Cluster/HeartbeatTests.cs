@@ -1,0 +1,53 @@
+using System.Text.Json;
+using Gymwire.Features.Cluster;
+using Gymwire.Infrastructure;
+using Gymwire.Tests.Foundation;
+using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Tests.Cluster;
+
+/// <summary>A single node (SQLite or PostgreSQL) records its heartbeat and <c>gymwire cluster status</c> lists it.</summary>
+public abstract class HeartbeatTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : HeartbeatTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : HeartbeatTests(f), IClassFixture<PostgresGymwire>;
+
+    [Fact]
+    public async Task The_node_records_its_heartbeat_and_cluster_status_lists_it()
+    {
+        var id = fx.Services.GetRequiredService<ClusterHeartbeat>().NodeId;
+        var options = fx.Services.GetRequiredService<IOptions<ClusterOptions>>().Value;
+        await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.ClusterNodes.AnyAsync(n => n.Id == id)), what: "the first heartbeat");
+        fx.Clock.Advance(options.HeartbeatInterval);
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.ClusterNodes.AnyAsync(n => n.Id == id && n.LastSeenAt == now)), what: "the next heartbeat");
+        var node = Assert.Single(await fx.WithDbAsync(db => ClusterHeartbeat.StatusAsync(db, now, options, CancellationToken.None)), n => n.Id == id);
+        Assert.Equal("live", node.State);
+        Assert.Equal(ClusterHeartbeat.CurrentVersion, node.Version);
+        Assert.Equal(Environment.MachineName, node.Host);
+
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "cluster", "status");
+        Assert.True(code == 0, stderr);
+        var printed = JsonDocument.Parse(stdout).RootElement;
+        Assert.Contains(printed.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetGuid() == id);
+        // The command line is not a node: running it adds no heartbeat.
+        Assert.Equal(1, await fx.WithDbAsync(db => db.ClusterNodes.CountAsync()));
+    }
+
+    [Fact]
+    public void SQLite_always_counts_limits_in_process()
+    {
+        var store = fx.Services.GetRequiredService<IRateLimitStore>();
+        if (fx.Store == Store.Sqlite)
+        {
+            Assert.IsType<InMemoryRateLimitStore>(store);
+        }
+        else
+        {
+            Assert.IsType<PostgresRateLimitStore>(store);
+        }
+    }
+}
