@@ -22,6 +22,7 @@ using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Gymwire.Infrastructure.OpenApi;
+using Gymwire.Infrastructure.Telemetry;
 
 return await GymwireCli.RunAsync(args);
 
@@ -60,6 +61,7 @@ namespace Gymwire
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+            builder.AddGymwireTelemetry();
 
             configure?.Invoke(builder);
             return builder;
@@ -68,6 +70,7 @@ namespace Gymwire
         public static WebApplication Build(WebApplicationBuilder builder)
         {
             var app = builder.Build();
+            app.UseGymwireTelemetry();
             app.UseGymwireForwardedHeaders();
             app.UseGymwireHttps();
             app.UseGymwireErrors();

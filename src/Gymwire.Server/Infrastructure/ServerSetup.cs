@@ -38,6 +38,7 @@ public static class ServerSetup
     {
         services.AddSingleton<OutboxSignal>();
         services.AddSingleton<OutboxSignalInterceptor>();
+        services.AddSingleton<EventMetrics>();
         return services;
     }
 

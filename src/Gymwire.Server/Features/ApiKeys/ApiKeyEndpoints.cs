@@ -23,6 +23,7 @@ public static class ApiKeyEndpoints
         services.AddHostedService<ApiKeyRevocationPoller>();
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
+        services.AddSingleton<ApiKeyMetrics>();
         services.AddScoped<ApiKeyService>();
         services.AddAutomationConnectionSource<ApiKeyConnections>();
         return services;

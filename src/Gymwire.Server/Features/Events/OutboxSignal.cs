@@ -12,11 +12,12 @@ namespace Gymwire.Features.Events;
 /// </summary>
 public sealed class OutboxSignal : WakeSignal;
 
-/// <summary>Signals <see cref="OutboxSignal"/> after a SaveChanges or transaction that wrote outbox events commits.</summary>
-public sealed class OutboxSignalInterceptor(OutboxSignal signal) : ISaveChangesInterceptor, IDbTransactionInterceptor
+/// <summary>
+/// Signals <see cref="OutboxSignal"/> after a SaveChanges or transaction that wrote outbox events commits, and counts
+/// those events (<see cref="EventMetrics"/>).
+/// </summary>
+public sealed class OutboxSignalInterceptor(OutboxSignal signal, EventMetrics metrics) : ISaveChangesInterceptor, IDbTransactionInterceptor
 {
-    private static readonly object PendingKey = new();
-
     public InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
     {
         MarkPending(eventData.Context);
@@ -41,6 +42,22 @@ public sealed class OutboxSignalInterceptor(OutboxSignal signal) : ISaveChangesI
         return ValueTask.FromResult(result);
     }
 
+    public void SaveChangesFailed(DbContextErrorEventData eventData) => ForgetIfNotInTransaction(eventData.Context);
+
+    public Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        ForgetIfNotInTransaction(eventData.Context);
+        return Task.CompletedTask;
+    }
+
+    public void TransactionRolledBack(DbTransaction transaction, TransactionEndEventData eventData) => Forget(eventData.Context);
+
+    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Forget(eventData.Context);
+        return Task.CompletedTask;
+    }
+
     public void TransactionCommitted(DbTransaction transaction, TransactionEndEventData eventData) => NotifyPending(eventData.Context);
 
     public Task TransactionCommittedAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
@@ -51,9 +68,37 @@ public sealed class OutboxSignalInterceptor(OutboxSignal signal) : ISaveChangesI
 
     private static void MarkPending(DbContext? context)
     {
-        if (context is not null && context.ChangeTracker.Entries<OutboxEvent>().Any(e => e.State == EntityState.Added))
+        if (context is null)
         {
-            Pending.Add(context);
+            return;
+        }
+        List<string>? types = null;
+        foreach (var entry in context.ChangeTracker.Entries<OutboxEvent>())
+        {
+            if (entry.State == EntityState.Added)
+            {
+                (types ??= []).Add(entry.Entity.Type);
+            }
+        }
+        if (types is not null)
+        {
+            Pending.Add(context, types);
+        }
+    }
+
+    private static void ForgetIfNotInTransaction(DbContext? context)
+    {
+        if (context is not null && context.Database.CurrentTransaction is null)
+        {
+            Forget(context);
+        }
+    }
+
+    private static void Forget(DbContext? context)
+    {
+        if (context is not null)
+        {
+            Pending.Remove(context, out _);
         }
     }
 
@@ -68,18 +113,48 @@ public sealed class OutboxSignalInterceptor(OutboxSignal signal) : ISaveChangesI
 
     private void NotifyPending(DbContext? context)
     {
-        if (context is not null && Pending.Remove(context))
+        if (context is not null && Pending.Remove(context, out var types))
         {
             signal.Notify();
+            if (metrics.Enabled)
+            {
+                foreach (var type in types)
+                {
+                    metrics.Written(type);
+                }
+            }
         }
     }
 
-    // Contexts with uncommitted outbox rows; weak so an abandoned context cannot leak.
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, object> PendingTable = [];
+    // Contexts with uncommitted outbox rows (their event types); weak so an abandoned context cannot leak.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, List<string>> PendingTable = [];
 
     private static class Pending
     {
-        public static void Add(DbContext context) => PendingTable.AddOrUpdate(context, PendingKey);
-        public static bool Remove(DbContext context) => PendingTable.Remove(context);
+        // A context is used by one thread at a time, so its entry needs no lock of its own.
+
+        /// <summary>Several SaveChanges inside one transaction add up.</summary>
+        public static void Add(DbContext context, List<string> types)
+        {
+            if (PendingTable.TryGetValue(context, out var earlier))
+            {
+                earlier.AddRange(types);
+            }
+            else
+            {
+                PendingTable.AddOrUpdate(context, types);
+            }
+        }
+
+        public static bool Remove(DbContext context, out List<string> types)
+        {
+            if (PendingTable.TryGetValue(context, out var found) && PendingTable.Remove(context))
+            {
+                types = found;
+                return true;
+            }
+            types = [];
+            return false;
+        }
     }
 }
