@@ -37,6 +37,19 @@ public sealed class DeliveryMetricsTests : IDisposable
     }
 
     [Fact]
+    public void Attempts_carry_the_subscription_only_when_asked_to()
+    {
+        var subscription = Guid.NewGuid();
+        using var attempts = Collect<long>("gymwire.webhook.attempts");
+        new DeliveryMetrics(Meters).RecordAttempt("2xx", "initial", TimeSpan.Zero, subscription);
+        new DeliveryMetrics(Meters, perSubscription: true).RecordAttempt("4xx", "retry", TimeSpan.Zero, subscription);
+
+        var measurements = attempts.GetMeasurementSnapshot();
+        Assert.False(measurements[0].Tags.ContainsKey(DeliveryMetrics.SubscriptionTag));
+        Assert.Equal(subscription.ToString(), measurements[1].Tags[DeliveryMetrics.SubscriptionTag]);
+    }
+
+    [Fact]
     public void Deliveries_created_delivered_undeliverable_and_dispatch_lag_are_recorded()
     {
         var metrics = new DeliveryMetrics(Meters);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Gymwire.Infrastructure.Telemetry;
+using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
 
@@ -14,6 +15,7 @@ public sealed class DeliveryMetrics
     public const string MeterName = "Gymwire.Webhooks";
     public const string OutcomeTag = GymwireInstruments.OutcomeTag;
     public const string TriggerTag = "gymwire.webhook.trigger";
+    public const string SubscriptionTag = "gymwire.webhook.subscription_id";
 
     /// <summary>Spans of the delivery engine (one per attempt), under the same name as the meter.</summary>
     public static readonly ActivitySource ActivitySource = new(MeterName);
@@ -63,8 +65,15 @@ public sealed class DeliveryMetrics
     private volatile QueueSnapshot? _queue;
     private volatile EndpointSnapshot? _endpoints;
 
-    public DeliveryMetrics(IMeterFactory meters)
+    private readonly bool _perSubscription;
+
+    public DeliveryMetrics(IMeterFactory meters, IOptions<MetricsOptions> options) : this(meters, options.Value.PerSubscription)
     {
+    }
+
+    public DeliveryMetrics(IMeterFactory meters, bool perSubscription = false)
+    {
+        _perSubscription = perSubscription;
         var meter = meters.Create(MeterName);
         _created = meter.CreateCounter<long>("gymwire.webhook.deliveries.created", "{delivery}",
             "Deliveries created (one per event and matching subscription, and per test or redelivery).");
@@ -100,10 +109,17 @@ public sealed class DeliveryMetrics
         }
     }
 
-    /// <summary>One attempt ended: its outcome (<see cref="Outcomes"/>), trigger (<see cref="Triggers"/>) and duration.</summary>
-    public void RecordAttempt(string outcome, string trigger, TimeSpan duration)
+    /// <summary>
+    /// One attempt ended: its outcome (<see cref="Outcomes"/>), trigger (<see cref="Triggers"/>) and duration. The
+    /// subscription becomes a tag only with <c>Metrics:PerSubscription</c> (one series per webhook: opt in).
+    /// </summary>
+    public void RecordAttempt(string outcome, string trigger, TimeSpan duration, Guid? subscriptionId = null)
     {
         var tags = new TagList { { OutcomeTag, outcome }, { TriggerTag, Known(trigger) } };
+        if (_perSubscription && subscriptionId is { } id)
+        {
+            tags.Add(SubscriptionTag, id.ToString());
+        }
         _attempts.Add(1, tags);
         _attemptDuration.Record(duration.TotalSeconds, tags);
     }

@@ -6,6 +6,12 @@ public sealed class MetricsOptions
     public const string Section = "Metrics";
 
     public PrometheusOptions Prometheus { get; set; } = new();
+
+    /// <summary>
+    /// Tags webhook attempts with their subscription id, for failure rates per endpoint: one series per webhook, so off
+    /// by default (a server with many gyms has many webhooks).
+    /// </summary>
+    public bool PerSubscription { get; set; }
 }
 
 public sealed class PrometheusOptions

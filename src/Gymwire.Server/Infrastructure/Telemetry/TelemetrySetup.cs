@@ -50,7 +50,14 @@ public static class TelemetrySetup
         {
             return builder;
         }
-        var telemetry = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(ServiceName));
+        var named = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_SERVICE_NAME"]);
+        var telemetry = services.AddOpenTelemetry().ConfigureResource(r =>
+        {
+            if (!named)
+            {
+                r.AddService(ServiceName);
+            }
+        });
         telemetry.WithMetrics(metrics =>
         {
             if (prometheus.Enabled)
