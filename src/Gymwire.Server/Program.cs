@@ -23,6 +23,7 @@ using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Gymwire.Infrastructure.OpenApi;
+using Gymwire.Infrastructure.Telemetry;
 
 return await GymwireCli.RunAsync(args);
 
@@ -62,6 +63,7 @@ namespace Gymwire
             builder.Services.AddScoped<DemoSeeder>();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+            builder.AddGymwireTelemetry();
 
             configure?.Invoke(builder);
             return builder;
@@ -70,6 +72,7 @@ namespace Gymwire
         public static WebApplication Build(WebApplicationBuilder builder)
         {
             var app = builder.Build();
+            app.UseGymwireTelemetry();
             app.UseGymwireForwardedHeaders();
             app.UseGymwireHttps();
             app.UseGymwireErrors();

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Security.Claims;
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Gymwire.Data;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.RateLimiting;
@@ -86,6 +87,7 @@ public static class RateLimitingSetup
             services.AddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
         }
         services.AddSingleton<RateLimits>();
+        services.AddSingleton<RateLimitMetrics>();
         return services;
     }
 
@@ -218,7 +220,7 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
 }
 
 /// <summary>The documented policies over <see cref="IRateLimitStore"/>: shared by the API's middleware and the dashboard.</summary>
-public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptions> options)
+public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptions> options, RateLimitMetrics metrics)
 {
     /// <summary>Takes a permit of <paramref name="policy"/> for the caller (per gym or per user, as the policy counts).</summary>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, CancellationToken ct)
@@ -236,7 +238,28 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
             RateLimitPolicies.Destructive => (o.Destructive, PerUser(user)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
-        return store.TryAcquireAsync(policy + "|" + partition, limit.PermitLimit, limit.Window, ct);
+        var decision = store.TryAcquireAsync(policy + "|" + partition, limit.PermitLimit, limit.Window, ct);
+        if (decision.IsCompletedSuccessfully)
+        {
+            Count(policy, decision.Result);
+            return decision;
+        }
+        return CountAsync(policy, decision);
+    }
+
+    private async ValueTask<RateLimitDecision> CountAsync(string policy, ValueTask<RateLimitDecision> pending)
+    {
+        var decision = await pending;
+        Count(policy, decision);
+        return decision;
+    }
+
+    private void Count(string policy, RateLimitDecision decision)
+    {
+        if (!decision.Admitted)
+        {
+            metrics.Rejected(policy);
+        }
     }
 
     /// <summary>Gives the permit back: the request it admitted changed nothing.</summary>
@@ -293,4 +316,23 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
             }
         }
     }
+}
+
+/// <summary>Requests refused by a rate limit, by policy (meter <c>Gymwire.RateLimiting</c>).</summary>
+public sealed class RateLimitMetrics
+{
+    public const string MeterName = "Gymwire.RateLimiting";
+    public const string PolicyTag = "gymwire.rate_limit.policy";
+
+    private readonly Counter<long> _rejections;
+
+    public RateLimitMetrics(IMeterFactory meters)
+    {
+        var meter = meters.Create(MeterName);
+        _rejections = meter.CreateCounter<long>("gymwire.rate_limit.rejections", "{request}",
+            "Requests refused with 429 by a rate limit, by policy (triggers, actions, mutations, destructive).");
+    }
+
+    /// <summary>The policy is one of <see cref="RateLimitPolicies"/>' names.</summary>
+    public void Rejected(string policy) => _rejections.Add(1, new KeyValuePair<string, object?>(PolicyTag, policy));
 }

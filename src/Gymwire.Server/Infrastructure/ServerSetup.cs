@@ -37,7 +37,12 @@ public static class ServerSetup
     public static IServiceCollection AddOutbox(this IServiceCollection services)
     {
         services.AddSingleton<OutboxSignal>();
-        services.AddWakeAfterCommit<OutboxEvent, OutboxSignal>();
+        services.AddSingleton<EventMetrics>();
+        services.AddWakeAfterCommit<OutboxEvent, OutboxSignal>(sp =>
+        {
+            var metrics = sp.GetRequiredService<EventMetrics>();
+            return row => metrics.Written(row.Type);
+        });
         services.AddSingleton<WakeAfterCommitInterceptor>();
         return services;
     }

@@ -5,15 +5,25 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Infrastructure;
 
-/// <summary>A background worker's wake-up, due when a commit added a row of <see cref="EntityType"/>.</summary>
-public sealed record WakeOnCommit(Type EntityType, WakeSignal Signal);
+/// <summary>
+/// A background worker's wake-up, due when a commit added a row of <see cref="EntityType"/>; <see cref="Committed"/>,
+/// if given, sees each such row once its commit is known (for counting what was written).
+/// </summary>
+public sealed record WakeOnCommit(Type EntityType, WakeSignal Signal, Action<object>? Committed = null);
 
 public static class WakeAfterCommitSetup
 {
     /// <summary>Wakes <typeparamref name="TSignal"/>'s worker as soon as a write that added a <typeparamref name="TEntity"/> commits.</summary>
-    public static IServiceCollection AddWakeAfterCommit<TEntity, TSignal>(this IServiceCollection services) where TSignal : WakeSignal
+    public static IServiceCollection AddWakeAfterCommit<TEntity, TSignal>(
+        this IServiceCollection services, Func<IServiceProvider, Action<TEntity>>? committed = null)
+        where TEntity : class where TSignal : WakeSignal
     {
-        services.AddSingleton(sp => new WakeOnCommit(typeof(TEntity), sp.GetRequiredService<TSignal>()));
+        services.AddSingleton(sp =>
+        {
+            var observe = committed?.Invoke(sp);
+            return new WakeOnCommit(typeof(TEntity), sp.GetRequiredService<TSignal>(),
+                observe is null ? null : row => observe((TEntity)row));
+        });
         return services;
     }
 }
@@ -28,8 +38,9 @@ public sealed class WakeAfterCommitInterceptor(IEnumerable<WakeOnCommit> wakes) 
 {
     private readonly WakeOnCommit[] _wakes = [.. wakes];
 
-    // The signals each context owes after its next commit; weak, so an abandoned context cannot leak.
-    private static readonly ConditionalWeakTable<DbContext, HashSet<WakeSignal>> Pending = [];
+    // The rows each context added since its last commit, with the wake-up each owes; weak, so an abandoned context
+    // cannot leak.
+    private static readonly ConditionalWeakTable<DbContext, List<(WakeOnCommit Wake, object Row)>> Pending = [];
 
     public InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
     {
@@ -53,6 +64,22 @@ public sealed class WakeAfterCommitInterceptor(IEnumerable<WakeOnCommit> wakes) 
     {
         NotifyIfCommitted(eventData.Context);
         return ValueTask.FromResult(result);
+    }
+
+    public void SaveChangesFailed(DbContextErrorEventData eventData) => ForgetIfNotInTransaction(eventData.Context);
+
+    public Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        ForgetIfNotInTransaction(eventData.Context);
+        return Task.CompletedTask;
+    }
+
+    public void TransactionRolledBack(DbTransaction transaction, TransactionEndEventData eventData) => Forget(eventData.Context);
+
+    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Forget(eventData.Context);
+        return Task.CompletedTask;
     }
 
     public void TransactionCommitted(DbTransaction transaction, TransactionEndEventData eventData) => Notify(eventData.Context);
@@ -79,7 +106,7 @@ public sealed class WakeAfterCommitInterceptor(IEnumerable<WakeOnCommit> wakes) 
             {
                 if (wake.EntityType.IsInstanceOfType(entry.Entity))
                 {
-                    Pending.GetOrCreateValue(context).Add(wake.Signal);
+                    Pending.GetOrCreateValue(context).Add((wake, entry.Entity));
                 }
             }
         }
@@ -93,14 +120,36 @@ public sealed class WakeAfterCommitInterceptor(IEnumerable<WakeOnCommit> wakes) 
         }
     }
 
-    private static void Notify(DbContext? context)
+    private static void ForgetIfNotInTransaction(DbContext? context)
     {
-        if (context is not null && Pending.TryGetValue(context, out var signals))
+        if (context is not null && context.Database.CurrentTransaction is null)
+        {
+            Forget(context);
+        }
+    }
+
+    private static void Forget(DbContext? context)
+    {
+        if (context is not null)
         {
             Pending.Remove(context);
-            foreach (var signal in signals)
+        }
+    }
+
+    private static void Notify(DbContext? context)
+    {
+        if (context is null || !Pending.TryGetValue(context, out var rows))
+        {
+            return;
+        }
+        Pending.Remove(context);
+        HashSet<WakeSignal>? woken = null;
+        foreach (var (wake, row) in rows)
+        {
+            wake.Committed?.Invoke(row);
+            if ((woken ??= []).Add(wake.Signal))
             {
-                signal.Notify();
+                wake.Signal.Notify();
             }
         }
     }

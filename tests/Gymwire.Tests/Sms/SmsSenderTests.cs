@@ -186,7 +186,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var id = await fx.WithDbAsync(async db =>
         {
             // As a sender that died between claiming and recording leaves it.
-            var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now);
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now);
             m.Status = SmsStatuses.Sending;
             m.Attempts = 1;
             m.ClaimedUntil = now.AddMinutes(1);
@@ -229,7 +229,7 @@ public sealed class SmsProviderConfigurationTests
             var gym = await fx.CreateGymAsync();
             var id = await fx.WithDbAsync(async db =>
             {
-                var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", "hi"), fx.Clock.GetUtcNow().UtcDateTime);
+                var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", "hi"), fx.Clock.GetUtcNow().UtcDateTime);
                 await db.SaveChangesAsync();
                 return m.Id;
             });
@@ -257,7 +257,7 @@ public sealed class SmsProviderConfigurationTests
             var gym = await fx.CreateGymAsync();
             var id = await fx.WithDbAsync(async db =>
             {
-                var m = SmsEndpoints.Queue(db, gym.GymId, new SendSmsRequest("+15557654321", "secret body"), fx.Clock.GetUtcNow().UtcDateTime);
+                var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15557654321", "secret body"), fx.Clock.GetUtcNow().UtcDateTime);
                 await db.SaveChangesAsync();
                 return m.Id;
             });

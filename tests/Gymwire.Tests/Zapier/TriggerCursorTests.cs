@@ -32,7 +32,7 @@ public abstract class TriggerCursorTests(GymwireFixture fx)
     private Task AddPaymentAsync(Guid gymId, string userId, int amountCents, DateTime at) =>
         fx.WithDbAsync(async db =>
         {
-            PaymentEndpoints.AddPayment(db, new Payment
+            PaymentService.AddPayment(db, new Payment
             {
                 Id = Guid.CreateVersion7(at), GymId = gymId, UserId = userId, AmountCents = amountCents, Currency = "usd",
                 Status = PaymentStatuses.Paid, CreatedAt = at,

@@ -11,7 +11,8 @@ namespace Gymwire.Features.ApiKeys;
 /// Authenticates <c>Authorization: Bearer cs_…</c>: the key's gym becomes the request's tenant. Keys are
 /// looked up in <see cref="ApiKeyCache"/> first, so a poll normally asks the database nothing about its key.
 /// </summary>
-public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cache, ApiKeyUsage usage, ILogger<ApiKeyValidator> logger) : IBearerTokenValidator
+public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cache, ApiKeyUsage usage, ApiKeyMetrics metrics, ILogger<ApiKeyValidator> logger)
+    : IBearerTokenValidator
 {
     private static readonly PerProvider<Func<GymwireDbContext, byte[], CancellationToken, Task<CachedApiKey?>>> FindByHash = new(() =>
         EF.CompileAsyncQuery((GymwireDbContext db, byte[] hash, CancellationToken ct) => db.ApiKeys.AsNoTracking()
@@ -26,6 +27,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         // Typos, truncations and made-up keys fail here, before the database is asked anything.
         if (!ApiKeyFormat.IsWellFormed(token))
         {
+            metrics.Authenticated(ApiKeyMetrics.Outcomes.Malformed);
             return BearerValidation.Fail("Invalid API key");
         }
         var hash = Secrets.Sha256(token);
@@ -38,6 +40,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
             if (found is null)
             {
                 // Not cached: unknown keys cost a query each, but cannot fill memory or hide a key created later.
+                metrics.Authenticated(ApiKeyMetrics.Outcomes.Unknown);
                 return BearerValidation.Fail("Invalid API key");
             }
             cache.Add(hash, found, generation);
@@ -47,11 +50,13 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         if (key.RevokedAt is not null)
         {
             LogRejected(logger, key.Id, "revoked");
+            metrics.Authenticated(ApiKeyMetrics.Outcomes.Revoked);
             return BearerValidation.Fail("This API key has been revoked");
         }
         if (key.ExpiresAt <= now)
         {
             LogRejected(logger, key.Id, "expired");
+            metrics.Authenticated(ApiKeyMetrics.Outcomes.Expired);
             return BearerValidation.Fail("This API key has expired");
         }
         if (usage.IsDue(key.Id, now))
@@ -71,6 +76,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         {
             claims.Add(new Claim(GymwireClaims.Scope, scope));
         }
+        metrics.Authenticated(ApiKeyMetrics.Outcomes.Success);
         return BearerValidation.Success(new ClaimsPrincipal(new ClaimsIdentity(claims, BearerAuthenticationHandler.SchemeName)));
     }
 

@@ -15,6 +15,7 @@ public static class ApiKeySetup
         services.AddHostedService<ApiKeyRevocationPoller>();
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
+        services.AddSingleton<ApiKeyMetrics>();
         services.AddScoped<ApiKeyService>();
         services.AddAutomationConnectionSource<ApiKeyConnections>();
         return services;

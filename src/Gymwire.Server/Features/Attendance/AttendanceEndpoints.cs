@@ -43,7 +43,7 @@ public static class AttendanceEndpoints
     {
         var gymId = user.GetGymId();
         var item = await db.Attendance.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Check-in not found") : TypedResults.Ok(Map(item));
+        return item is null ? ApiErrors.NotFound("Check-in not found") : TypedResults.Ok(AttendanceService.Map(item));
     }
 
     internal static async Task<Results<Created<AttendanceDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> CheckIn(
@@ -64,26 +64,8 @@ public static class AttendanceEndpoints
         {
             return ApiErrors.NotFound("Class not found");
         }
-        var record = AddCheckIn(db, gymId, request.UserId!, request.ClassScheduleId, status, "kiosk", clock.GetUtcNow().UtcDateTime);
+        var record = AttendanceService.AddCheckIn(db, gymId, request.UserId!, request.ClassScheduleId, status, "kiosk", clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/checkins/{record.Id}", Map(record));
+        return TypedResults.Created($"/api/gym/checkins/{record.Id}", AttendanceService.Map(record));
     }
-
-    /// <summary>Adds a check-in and its <c>attendance.checked_in</c> event to the unit of work.</summary>
-    public static AttendanceRecord AddCheckIn(GymwireDbContext db, Guid gymId, string userId, Guid? classScheduleId, string status, string source, DateTime now)
-    {
-        var record = new AttendanceRecord
-        {
-            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, ClassScheduleId = classScheduleId,
-            Status = status, Source = source, CheckedInAt = now,
-        };
-        db.Attendance.Add(record);
-        db.AddEvent(gymId, EventCatalog.AttendanceCheckedIn, new
-        {
-            user_id = userId, attendance_id = record.Id, status, class_schedule_id = classScheduleId, source,
-        }, now);
-        return record;
-    }
-
-    public static AttendanceDto Map(AttendanceRecord a) => new(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt);
 }

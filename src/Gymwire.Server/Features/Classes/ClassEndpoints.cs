@@ -61,23 +61,11 @@ public static class ClassEndpoints
             Id = Guid.CreateVersion7(now), GymId = user.GetGymId(), Title = request.Title!.Trim(), Discipline = request.Discipline!.Trim(),
             DayOfWeek = request.DayOfWeek!.Value, StartTime = start, DurationMins = request.DurationMins ?? 60, CreatedAt = now,
         };
-        AddClass(db, schedule);
+        ClassService.AddClass(db, schedule);
         await db.SaveChangesAsync(ct);
         return TypedResults.Created($"/api/gym/classes/{schedule.Id}", Map(schedule));
     }
 
-    public static void AddClass(GymwireDbContext db, ClassSchedule c)
-    {
-        db.ClassSchedules.Add(c);
-        db.AddEvent(c.GymId, EventCatalog.ClassScheduled, new
-        {
-            schedule_id = c.Id, title = c.Title, discipline = c.Discipline, day_of_week = c.DayOfWeek,
-            start_time = FormatTime(c.StartTime),
-        }, c.CreatedAt);
-    }
-
-    public static string FormatTime(TimeOnly t) => t.ToString("HH:mm", CultureInfo.InvariantCulture);
-
     private static ClassDto Map(ClassSchedule c) =>
-        new(c.Id, c.Title, c.Discipline, c.DayOfWeek, FormatTime(c.StartTime), c.DurationMins, c.CreatedAt);
+        new(c.Id, c.Title, c.Discipline, c.DayOfWeek, ClassService.FormatTime(c.StartTime), c.DurationMins, c.CreatedAt);
 }

@@ -68,7 +68,7 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
                 Id = Guid.CreateVersion7(start), GymId = gym.GymId, Title = title, Discipline = discipline, DayOfWeek = day,
                 StartTime = new TimeOnly(hour, 0), DurationMins = 90, CreatedAt = At(0, 9),
             };
-            ClassEndpoints.AddClass(db, c);
+            ClassService.AddClass(db, c);
             classes.Add(c);
         }
 
@@ -91,9 +91,9 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
             if (member.Role == MemberRoles.Member)
             {
                 var plan = plans[random.Next(plans.Length)];
-                MembershipEndpoints.ActivateMembership(db, gym.GymId, member.UserId, plan.Id, joined);
+                MembershipService.ActivateMembership(db, gym.GymId, member.UserId, plan.Id, joined);
                 var failed = random.Next(10) == 0;
-                PaymentEndpoints.AddPayment(db, new Payment
+                PaymentService.AddPayment(db, new Payment
                 {
                     Id = Guid.CreateVersion7(joined), GymId = gym.GymId, UserId = member.UserId, PlanId = plan.Id, AmountCents = plan.PriceCents,
                     Currency = "usd", Status = failed ? PaymentStatuses.Failed : PaymentStatuses.Paid,
@@ -109,9 +109,9 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
             {
                 var at = At(day, 17 + random.Next(3));
                 var cls = classes[random.Next(classes.Count)];
-                AttendanceEndpoints.AddCheckIn(db, gym.GymId, m.UserId, random.Next(3) == 0 ? null : cls.Id,
+                AttendanceService.AddCheckIn(db, gym.GymId, m.UserId, random.Next(3) == 0 ? null : cls.Id,
                     random.Next(15) == 0 ? AttendanceStatuses.Pending : AttendanceStatuses.Approved, "kiosk", at);
-                TrainingSessionEndpoints.AddSession(db, new TrainingSession
+                TrainingSessionService.AddSession(db, new TrainingSession
                 {
                     Id = Guid.CreateVersion7(at), GymId = gym.GymId, UserId = m.UserId, SessionType = SessionTypes[random.Next(SessionTypes.Length)],
                     Date = DateOnly.FromDateTime(at), DurationMins = 60 + 30 * random.Next(3), CreatedAt = at.AddHours(2),
@@ -123,7 +123,7 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
         for (var i = 0; i < 12; i++)
         {
             var at = At(random.Next(30), 12);
-            LeadEndpoints.AddLead(db, gym.GymId, new CreateLeadRequest(FirstNames[(i * 5) % FirstNames.Length], LastNames[i % LastNames.Length],
+            LeadService.AddLead(db, gym.GymId, new CreateLeadRequest(FirstNames[(i * 5) % FirstNames.Length], LastNames[i % LastNames.Length],
                 $"lead{i}@example.com", null, sources[i % sources.Length]), "manual", at);
         }
 

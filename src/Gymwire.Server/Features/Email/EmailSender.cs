@@ -23,7 +23,7 @@ public interface IEmailSender
 public sealed class EmailException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>SMTP through MailKit: one connection per message (notifications and reports are rare).</summary>
-public sealed class SmtpEmailSender(IOptions<EmailOptions> options) : IEmailSender
+public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics metrics) : IEmailSender
 {
     private SmtpOptions Smtp => options.Value.Smtp;
 
@@ -35,6 +35,7 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options) : IEmailSend
     {
         if (!IsConfigured)
         {
+            metrics.Sent(EmailMetrics.Outcomes.NotConfigured);
             throw new EmailException("Email is not configured on this server (Email:Smtp:Host).");
         }
         var mime = new MimeMessage();
@@ -62,10 +63,12 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options) : IEmailSend
             }
             await client.SendAsync(mime, ct);
             await client.DisconnectAsync(quit: true, ct);
+            metrics.Sent(EmailMetrics.Outcomes.Sent);
         }
         catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or AuthenticationException or SslHandshakeException
                                        or System.Net.Sockets.SocketException or IOException or TimeoutException)
         {
+            metrics.Sent(EmailMetrics.Outcomes.Failed);
             throw new EmailException(Describe(e), e);
         }
     }

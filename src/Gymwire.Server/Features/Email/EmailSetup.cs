@@ -14,6 +14,7 @@ public static class EmailSetup
             .Validate(o => o.PollInterval >= TimeSpan.FromSeconds(1) && o.PollInterval <= TimeSpan.FromHours(1),
                 "Reports:PollInterval must be between 1 second and 1 hour.");
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        services.AddSingleton<EmailMetrics>();
         services.AddScoped<OwnerNotifications>();
         services.AddSingleton<ReportSignal>();
         services.AddHostedService<ScheduledReports>();

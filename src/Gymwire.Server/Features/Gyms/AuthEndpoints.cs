@@ -62,17 +62,10 @@ public static class AuthEndpoints
             return ApiErrors.Status(StatusCodes.Status401Unauthorized, InvalidCredentials);
         }
         http.Response.Headers.RetryAfter = result.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        return ApiErrors.Status(StatusCodes.Status429TooManyRequests, TooManyMessage(result));
+        return ApiErrors.Status(StatusCodes.Status429TooManyRequests, OwnerSignIn.TooManyMessage(result));
     }
 
     public const string InvalidCredentials = "Invalid email or password";
-
-    public static string TooManyMessage(SignInResult result) => result.Outcome switch
-    {
-        SignInOutcome.Locked => "Too many failed sign-in attempts; try again later",
-        SignInOutcome.ClientThrottled => $"Too many failed sign-in attempts from this address; retry after {result.RetryAfterSeconds} seconds",
-        _ => $"Too many sign-in attempts at once; retry after {result.RetryAfterSeconds} seconds",
-    };
 
     internal static async Task<NoContent> Logout(ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
@@ -92,8 +85,7 @@ public static class AuthEndpoints
 
     /// <summary>Changes the owner's password: needs the current one (counted toward the lockout) and ends every other session.</summary>
     internal static async Task<Results<NoContent, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ChangePassword(
-        ChangePasswordRequest request, ClaimsPrincipal user, OwnerSignIn signIn, UserManager<Owner> users, GymwireDbContext db,
-        TimeProvider clock, HttpContext http, CancellationToken ct)
+        ChangePasswordRequest request, ClaimsPrincipal user, OwnerSignIn signIn, UserManager<Owner> users, HttpContext http, CancellationToken ct)
     {
         var v = new RequestValidator().Required(request.CurrentPassword, "current_password", 256).Required(request.NewPassword, "new_password", 256);
         if (v.Error is { } invalid)
@@ -105,32 +97,9 @@ public static class AuthEndpoints
         {
             return ApiErrors.Status(StatusCodes.Status401Unauthorized, "Invalid or revoked session token");
         }
-        var (error, status) = await ChangePasswordAsync(owner, request.CurrentPassword!, request.NewPassword!,
-            Guid.TryParse(user.FindFirstValue(OwnerSessionValidator.SessionIdClaim), out var id) ? id : null, signIn, users, db, clock, http, ct);
+        var (error, status) = await signIn.ChangePasswordAsync(owner, request.CurrentPassword!, request.NewPassword!,
+            Guid.TryParse(user.FindFirstValue(OwnerSessionValidator.SessionIdClaim), out var id) ? id : null, http, ct);
         return error is null ? TypedResults.NoContent() : ApiErrors.Status(status, error);
-    }
-
-    /// <summary>Shared with the dashboard. Returns an error message and status, or null when changed.</summary>
-    public static async Task<(string? Error, int Status)> ChangePasswordAsync(Owner owner, string current, string next, Guid? keepSession,
-        OwnerSignIn signIn, UserManager<Owner> users, GymwireDbContext db, TimeProvider clock, HttpContext http, CancellationToken ct)
-    {
-        var check = await signIn.CheckCurrentPasswordAsync(owner, current, ct);
-        if (check.Outcome == SignInOutcome.Invalid)
-        {
-            return ("The current password is incorrect", StatusCodes.Status400BadRequest);
-        }
-        if (check.Outcome != SignInOutcome.Succeeded)
-        {
-            http.Response.Headers.RetryAfter = check.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-            return (TooManyMessage(check), StatusCodes.Status429TooManyRequests);
-        }
-        var changed = await users.ChangePasswordAsync(owner, current, next);
-        if (!changed.Succeeded)
-        {
-            return (string.Join(" ", changed.Errors.Select(e => e.Description)), StatusCodes.Status400BadRequest);
-        }
-        await OwnerSessions.RevokeAllAsync(db, owner.Id, keepSession, clock.GetUtcNow().UtcDateTime, ct);
-        return (null, StatusCodes.Status204NoContent);
     }
 
     internal static async Task<Ok<MeResponse>> Me(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)

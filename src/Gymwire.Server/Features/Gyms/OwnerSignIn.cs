@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.RateLimiting;
@@ -115,6 +116,36 @@ public sealed class OwnerSignIn(
         await SucceededAsync(clientSubject, o.ClientMaxFailedAttempts, accountSubject, ct);
         return new SignInResult(SignInOutcome.Succeeded, owner);
     }
+
+    /// <summary>Changes an owner's password (API and dashboard). Returns an error message and status, or null when changed.</summary>
+    public async Task<(string? Error, int Status)> ChangePasswordAsync(Owner owner, string current, string next, Guid? keepSession,
+        HttpContext http, CancellationToken ct)
+    {
+        var check = await CheckCurrentPasswordAsync(owner, current, ct);
+        if (check.Outcome == SignInOutcome.Invalid)
+        {
+            return ("The current password is incorrect", StatusCodes.Status400BadRequest);
+        }
+        if (check.Outcome != SignInOutcome.Succeeded)
+        {
+            http.Response.Headers.RetryAfter = check.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+            return (TooManyMessage(check), StatusCodes.Status429TooManyRequests);
+        }
+        var changed = await users.ChangePasswordAsync(owner, current, next);
+        if (!changed.Succeeded)
+        {
+            return (string.Join(" ", changed.Errors.Select(e => e.Description)), StatusCodes.Status400BadRequest);
+        }
+        await OwnerSessions.RevokeAllAsync(db, owner.Id, keepSession, clock.GetUtcNow().UtcDateTime, ct);
+        return (null, StatusCodes.Status204NoContent);
+    }
+
+    public static string TooManyMessage(SignInResult result) => result.Outcome switch
+    {
+        SignInOutcome.Locked => "Too many failed sign-in attempts; try again later",
+        SignInOutcome.ClientThrottled => $"Too many failed sign-in attempts from this address; retry after {result.RetryAfterSeconds} seconds",
+        _ => $"Too many sign-in attempts at once; retry after {result.RetryAfterSeconds} seconds",
+    };
 
     /// <summary>Re-checks a signed-in owner's current password (changing it): counts toward the same lockout as sign-in.</summary>
     public async Task<SignInResult> CheckCurrentPasswordAsync(Owner owner, string password, CancellationToken ct)

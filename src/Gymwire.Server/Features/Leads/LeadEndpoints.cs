@@ -44,43 +44,18 @@ public static class LeadEndpoints
     {
         var gymId = user.GetGymId();
         var item = await db.Leads.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Lead not found") : TypedResults.Ok(Map(item));
+        return item is null ? ApiErrors.NotFound("Lead not found") : TypedResults.Ok(LeadService.Map(item));
     }
 
     internal static async Task<Results<Created<LeadDto>, BadRequest<ErrorResponse>>> Create(
         CreateLeadRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
-        if (Validate(request) is { } invalid)
+        if (LeadService.Validate(request) is { } invalid)
         {
             return ApiErrors.BadRequest(invalid);
         }
-        var lead = AddLead(db, user.GetGymId(), request, "manual", clock.GetUtcNow().UtcDateTime);
+        var lead = LeadService.AddLead(db, user.GetGymId(), request, "manual", clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/leads/{lead.Id}", Map(lead));
+        return TypedResults.Created($"/api/gym/leads/{lead.Id}", LeadService.Map(lead));
     }
-
-    public static string? Validate(CreateLeadRequest request) => new RequestValidator()
-        .Required(request.FirstName, "first_name")
-        .MaxLength(request.LastName, "last_name", 200)
-        .MaxLength(request.Email, "email", 320).Email(request.Email, "email")
-        .Phone(request.Phone, "phone")
-        .Check(request.Source is null || !string.IsNullOrWhiteSpace(request.Source), "'source' cannot be empty")
-        .MaxLength(request.Source, "source", 100)
-        .Error;
-
-    /// <summary>Adds a (validated) lead and its <c>lead.created</c> event to the unit of work.</summary>
-    public static Lead AddLead(GymwireDbContext db, Guid gymId, CreateLeadRequest request, string defaultSource, DateTime now)
-    {
-        var lead = new Lead
-        {
-            Id = Guid.CreateVersion7(now), GymId = gymId, FirstName = request.FirstName!.Trim(), LastName = request.LastName?.Trim(),
-            Email = request.Email, Phone = request.Phone, Source = request.Source?.Trim() ?? defaultSource, CreatedAt = now,
-        };
-        db.Leads.Add(lead);
-        db.AddEvent(gymId, EventCatalog.LeadCreated,
-            new { lead_id = lead.Id, first_name = lead.FirstName, last_name = lead.LastName, source = lead.Source }, now);
-        return lead;
-    }
-
-    public static LeadDto Map(Lead l) => new(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt);
 }

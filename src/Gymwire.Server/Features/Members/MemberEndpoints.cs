@@ -183,10 +183,6 @@ public static class MemberEndpoints
         return TypedResults.Ok(Map(member));
     }
 
-    /// <summary>Whether <paramref name="userId"/> is a current (not departed) member of the gym.</summary>
-    public static Task<bool> IsActiveMemberAsync(this GymwireDbContext db, Guid gymId, string userId, CancellationToken ct) =>
-        db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId && m.LeftAt == null, ct);
-
     public static string NewUserId() => "user_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 
     private static bool IsUserId(string value) =>

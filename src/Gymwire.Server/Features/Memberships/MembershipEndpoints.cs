@@ -113,23 +113,9 @@ public static class MembershipEndpoints
             return ApiErrors.NotFound("Plan not found");
         }
         var now = clock.GetUtcNow().UtcDateTime;
-        var membership = ActivateMembership(db, gymId, request.UserId!, request.PlanId!.Value, now);
+        var membership = MembershipService.ActivateMembership(db, gymId, request.UserId!, request.PlanId!.Value, now);
         await db.SaveChangesAsync(ct);
         return TypedResults.Created($"/api/gym/memberships/{membership.Id}", Map(membership));
-    }
-
-    /// <summary>Adds an active membership and its <c>membership.activated</c> event to the unit of work.</summary>
-    public static Membership ActivateMembership(GymwireDbContext db, Guid gymId, string userId, Guid planId, DateTime now)
-    {
-        var membership = new Membership
-        {
-            Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = planId,
-            Status = MembershipStatuses.Active, StartedAt = now,
-        };
-        db.Memberships.Add(membership);
-        db.AddEvent(gymId, EventCatalog.MembershipActivated,
-            new { user_id = userId, membership_id = membership.Id, plan_id = planId }, now);
-        return membership;
     }
 
     internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Cancel(
@@ -145,18 +131,9 @@ public static class MembershipEndpoints
         {
             return ApiErrors.Conflict("Membership is already canceled");
         }
-        CancelMembership(db, membership, clock.GetUtcNow().UtcDateTime);
+        MembershipService.CancelMembership(db, membership, clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(Map(membership));
-    }
-
-    /// <summary>Cancels and adds <c>membership.canceled</c> to the unit of work.</summary>
-    public static void CancelMembership(GymwireDbContext db, Membership membership, DateTime now)
-    {
-        membership.Status = MembershipStatuses.Canceled;
-        membership.CanceledAt = now;
-        db.AddEvent(membership.GymId, EventCatalog.MembershipCanceled,
-            new { user_id = membership.UserId, membership_id = membership.Id, plan_id = membership.PlanId }, now);
     }
 
     private static MembershipDto Map(Membership m) => new(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);

@@ -82,32 +82,9 @@ public static class PaymentEndpoints
             AmountCents = request.AmountCents!.Value, Currency = currency, Status = status,
             FailureReason = status == PaymentStatuses.Failed ? request.FailureReason ?? "unknown" : null, CreatedAt = now,
         };
-        AddPayment(db, payment);
+        PaymentService.AddPayment(db, payment);
         await db.SaveChangesAsync(ct);
         return TypedResults.Created($"/api/gym/payments/{payment.Id}", Map(payment));
-    }
-
-    /// <summary>Adds a paid or failed payment and its event to the unit of work.</summary>
-    public static void AddPayment(GymwireDbContext db, Payment payment)
-    {
-        db.Payments.Add(payment);
-        if (payment.Status == PaymentStatuses.Failed)
-        {
-            db.AddEvent(payment.GymId, EventCatalog.PaymentFailed, new
-            {
-                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
-                payment_id = payment.Id, failure_reason = payment.FailureReason, currency = payment.Currency,
-            }, payment.CreatedAt);
-        }
-        else
-        {
-            db.AddEvent(payment.GymId, EventCatalog.PaymentReceived,
-                new
-                {
-                    user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
-                    payment_id = payment.Id, currency = payment.Currency,
-                }, payment.CreatedAt);
-        }
     }
 
     internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Refund(
@@ -123,22 +100,9 @@ public static class PaymentEndpoints
         {
             return ApiErrors.Conflict($"Only paid payments can be refunded; this one is {payment.Status}");
         }
-        RefundPayment(db, payment, clock.GetUtcNow().UtcDateTime);
+        PaymentService.RefundPayment(db, payment, clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(Map(payment));
-    }
-
-    /// <summary>Marks a paid payment refunded and adds <c>payment.refunded</c> to the unit of work.</summary>
-    public static void RefundPayment(GymwireDbContext db, Payment payment, DateTime now)
-    {
-        payment.Status = PaymentStatuses.Refunded;
-        payment.RefundedAt = now;
-        db.AddEvent(payment.GymId, EventCatalog.PaymentRefunded,
-            new
-            {
-                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
-                payment_id = payment.Id, currency = payment.Currency,
-            }, now);
     }
 
     private static PaymentDto Map(Payment p) =>

@@ -16,8 +16,6 @@ public sealed record SendSmsRequest(string? Phone, string? Message);
 /// <summary>The outbound SMS queue: what <c>send_sms</c> queued and what became of it.</summary>
 public static class SmsEndpoints
 {
-    public const int MaxLength = 1600;
-
     public static IEndpointRouteBuilder MapSms(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/gym/sms").WithTags("SMS");
@@ -68,26 +66,6 @@ public static class SmsEndpoints
         message.NextAttemptAt = null;
         await db.SaveChangesAsync(ct);
         signal.Notify();
-        return TypedResults.Ok(Map(message));
+        return TypedResults.Ok(SmsService.Map(message));
     }
-
-    public static string? Validate(SendSmsRequest request) => new RequestValidator()
-        .Required(request.Phone, "phone", 32).Phone(request.Phone, "phone")
-        .Check(!string.IsNullOrEmpty(request.Message), "'message' is required")
-        .Check(request.Message is null || request.Message.Length <= MaxLength, $"'message' must be at most {MaxLength} characters")
-        .Error;
-
-    /// <summary>Queues a (validated) message for the SMS connector. With no provider configured it stays queued, visible.</summary>
-    public static SmsMessage Queue(GymwireDbContext db, Guid gymId, SendSmsRequest request, DateTime now)
-    {
-        var message = new SmsMessage
-        {
-            Id = Guid.CreateVersion7(now), GymId = gymId, Phone = request.Phone!, Message = request.Message!,
-            Status = SmsStatuses.Queued, CreatedAt = now,
-        };
-        db.SmsMessages.Add(message);
-        return message;
-    }
-
-    public static SmsDto Map(SmsMessage m) => new(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt);
 }

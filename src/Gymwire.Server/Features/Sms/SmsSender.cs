@@ -21,7 +21,7 @@ public sealed class SmsSignal : WakeSignal;
 /// </para>
 /// </summary>
 public sealed partial class SmsSender(
-    IServiceScopeFactory scopes, SmsSignal signal, TimeProvider clock, IOptions<SmsOptions> options, ILogger<SmsSender> logger)
+    IServiceScopeFactory scopes, SmsSignal signal, TimeProvider clock, IOptions<SmsOptions> options, SmsMetrics metrics, ILogger<SmsSender> logger)
     : BackgroundService
 {
     private const int BatchSize = 20;
@@ -137,6 +137,7 @@ public sealed partial class SmsSender(
             await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sent).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
                 .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, (string?)null).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
             LogSent(logger, id, message.Attempts);
+            metrics.Sent(SmsMetrics.Outcomes.Sent);
             return;
         }
         var error = Truncate($"Attempt {message.Attempts}: {result.Error}");
@@ -147,11 +148,13 @@ public sealed partial class SmsSender(
             await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Queued).SetProperty(m => m.Error, error)
                 .SetProperty(m => m.NextAttemptAt, done + delay).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
             LogRetrying(logger, id, message.Attempts, delay);
+            metrics.Sent(SmsMetrics.Outcomes.Retrying);
             return;
         }
         await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, error)
             .SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
         LogFailed(logger, id, message.Attempts);
+        metrics.Sent(SmsMetrics.Outcomes.Failed);
     }
 
     internal TimeSpan Backoff(int attempts)

@@ -26,6 +26,7 @@ public static class SmsSetup
             SmsOptions.LogProvider => sp.GetRequiredService<LogSmsProvider>(),
             _ => throw new InvalidOperationException("No SMS provider is configured (Sms:Provider)."),
         });
+        services.AddSingleton<SmsMetrics>();
         services.AddHostedService<SmsSender>();
         services.AddIntegrationStatus<SmsConnectorStatus>();
         return services;

@@ -48,18 +48,28 @@ public static partial class StripeEndpoints
 
     internal static Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> ReceiveForGym(
         Guid gymId, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
-        IOptions<StripeOptions> options, TimeProvider clock, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
-        ReceiveAsync(gymId, request, db, secrets, mapper, options.Value, clock, logger, ct);
+        IOptions<StripeOptions> options, TimeProvider clock, StripeMetrics metrics, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
+        ReceiveAsync(gymId, request, db, secrets, mapper, options.Value, clock, metrics, logger, ct);
 
     internal static Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> Receive(
         [FromQuery(Name = "gym")] Guid? gym, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
-        IOptions<StripeOptions> options, TimeProvider clock, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
-        ReceiveAsync(gym, request, db, secrets, mapper, options.Value, clock, logger, ct);
+        IOptions<StripeOptions> options, TimeProvider clock, StripeMetrics metrics, ILogger<StripeEventMapper> logger, CancellationToken ct) =>
+        ReceiveAsync(gym, request, db, secrets, mapper, options.Value, clock, metrics, logger, ct);
 
     private static async Task<Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>>> ReceiveAsync(
         Guid? gymId, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
+        StripeOptions options, TimeProvider clock, StripeMetrics metrics, ILogger logger, CancellationToken ct)
+    {
+        var (result, outcome) = await ProcessAsync(gymId, request, db, secrets, mapper, options, clock, logger, ct);
+        metrics.Received(outcome);
+        return result;
+    }
+
+    private static async Task<(Results<Ok<StripeWebhookAck>, BadRequest<ErrorResponse>> Result, string Outcome)> ProcessAsync(
+        Guid? gymId, HttpRequest request, GymwireDbContext db, StripeSecrets secrets, StripeEventMapper mapper,
         StripeOptions options, TimeProvider clock, ILogger logger, CancellationToken ct)
     {
+        const string rejected = StripeMetrics.Outcomes.Rejected;
         string json;
         using (var reader = new StreamReader(request.Body, Encoding.UTF8))
         {
@@ -68,11 +78,11 @@ public static partial class StripeEndpoints
         string? header = request.Headers[SignatureHeader];
         if (string.IsNullOrWhiteSpace(header))
         {
-            return ApiErrors.BadRequest($"Missing {SignatureHeader} header");
+            return (ApiErrors.BadRequest($"Missing {SignatureHeader} header"), rejected);
         }
         if (gymId is null && !options.MatchGymBySecret)
         {
-            return ApiErrors.BadRequest($"Name the gym: {WebhookPath}/{{gym_id}} or {WebhookPath}?gym={{gym_id}}");
+            return (ApiErrors.BadRequest($"Name the gym: {WebhookPath}/{{gym_id}} or {WebhookPath}?gym={{gym_id}}"), rejected);
         }
 
         var accounts = await db.StripeAccounts.Where(a => gymId == null || a.GymId == gymId).ToListAsync(ct);
@@ -114,19 +124,20 @@ public static partial class StripeEndpoints
                 await db.SaveChangesAsync(ct);
             }
             LogRejected(logger, gymId, failure);
-            return ApiErrors.BadRequest($"Invalid Stripe webhook: {failure}");
+            return (ApiErrors.BadRequest($"Invalid Stripe webhook: {failure}"), rejected);
         }
 
         var eventId = stripeEvent.Id ?? "";
         var type = stripeEvent.Type ?? "";
         if (eventId.Length is 0 or > 255 || type.Length is 0 or > 100)
         {
-            return ApiErrors.BadRequest("The Stripe event has no id or type");
+            return (ApiErrors.BadRequest("The Stripe event has no id or type"), StripeMetrics.Outcomes.Invalid);
         }
         if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
         {
             LogDuplicate(logger, account.GymId, eventId);
-            return TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true));
+            return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
+                StripeMetrics.Outcomes.Duplicate);
         }
 
         using var document = JsonDocument.Parse(json);
@@ -154,12 +165,13 @@ public static partial class StripeEndpoints
             db.ChangeTracker.Clear();
             if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
             {
-                return TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true));
+                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
+                    StripeMetrics.Outcomes.Duplicate);
             }
             throw;
         }
         LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
-        return TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false));
+        return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
     }
 
     private static Task<string> OutcomeAsync(GymwireDbContext db, Guid gymId, string eventId, CancellationToken ct) =>

@@ -11,7 +11,7 @@ public sealed record StripeMapping(string Outcome, string Detail, string? Custom
 
 /// <summary>
 /// Turns a verified Stripe event into Gymwire records and their events, through the same helpers the API uses
-/// (<see cref="PaymentEndpoints.AddPayment"/>, <see cref="MembershipEndpoints.ActivateMembership"/>…), so a payment
+/// (<see cref="PaymentService.AddPayment"/>, <see cref="MembershipService.ActivateMembership"/>…), so a payment
 /// from Stripe is indistinguishable from one recorded through the API. Fields are read from the raw JSON rather than
 /// Stripe.net's typed objects because webhook payloads follow the endpoint's API version, not the library's.
 /// Everything is added to the caller's unit of work; nothing is saved here.
@@ -62,7 +62,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
             AmountCents = amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
         };
-        PaymentEndpoints.AddPayment(db, payment);
+        PaymentService.AddPayment(db, payment);
         AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
         foreach (var paymentRef in PaymentRefsOf(invoice))
         {
@@ -93,7 +93,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
             AmountCents = Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
         };
-        PaymentEndpoints.AddPayment(db, payment);
+        PaymentService.AddPayment(db, payment);
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
     }
 
@@ -130,7 +130,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.Ignored, $"Charge {chargeId}: payment {payment.Id} is {payment.Status}, not paid; nothing changed.", customer, email);
         }
-        PaymentEndpoints.RefundPayment(db, payment, now);
+        PaymentService.RefundPayment(db, payment, now);
         return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
     }
 
@@ -161,7 +161,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             return UnknownMember($"Subscription {subscriptionId}", customer, null);
         }
         var planId = await PlanOfSubscriptionAsync(gymId, subscription, now, ct);
-        var membership = MembershipEndpoints.ActivateMembership(db, gymId, userId, planId, now);
+        var membership = MembershipService.ActivateMembership(db, gymId, userId, planId, now);
         AddLink(gymId, StripeLinkKinds.Membership, subscriptionId, membership.Id.ToString(), now);
         if (customer is not null)
         {
@@ -186,7 +186,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.AlreadyRecorded, $"Subscription {subscriptionId}: membership {membership.Id} is already canceled.", customer);
         }
-        MembershipEndpoints.CancelMembership(db, membership, now);
+        MembershipService.CancelMembership(db, membership, now);
         return new(StripeOutcomes.Recorded, $"Subscription {subscriptionId}: membership {membership.Id} canceled.", customer);
     }
 

@@ -9,6 +9,7 @@ public static class StripeSetup
     {
         services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<StripeSecrets>();
+        services.AddSingleton<StripeMetrics>();
         services.AddScoped<StripeEventMapper>();
         services.AddIntegrationStatus<StripeIntegration>();
         return services;

@@ -70,19 +70,9 @@ public static class TrainingSessionEndpoints
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, SessionType = request.SessionType!.Trim(),
             Date = request.Date!.Value, DurationMins = request.DurationMins!.Value, CreatedAt = now,
         };
-        AddSession(db, session);
+        TrainingSessionService.AddSession(db, session);
         await db.SaveChangesAsync(ct);
         return TypedResults.Created($"/api/gym/sessions/{session.Id}",
             new TrainingSessionDto(session.Id, session.UserId, session.SessionType, session.Date, session.DurationMins, session.CreatedAt));
-    }
-
-    public static void AddSession(GymwireDbContext db, TrainingSession session)
-    {
-        db.TrainingSessions.Add(session);
-        db.AddEvent(session.GymId, EventCatalog.SessionLogged, new
-        {
-            user_id = session.UserId, session_id = session.Id, session_type = session.SessionType,
-            date = session.Date, duration_mins = session.DurationMins,
-        }, session.CreatedAt);
     }
 }

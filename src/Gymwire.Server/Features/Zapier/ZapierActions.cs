@@ -138,21 +138,21 @@ public static class ZapierActions
 
     private static Task<Outcome> CreateLeadAsync(CreateLeadRequest body, GymwireDbContext db, Guid gymId, DateTime now)
     {
-        if (LeadEndpoints.Validate(body) is { } invalid)
+        if (LeadService.Validate(body) is { } invalid)
         {
             return Task.FromResult(new Outcome(400, new ErrorResponse(invalid)));
         }
-        var lead = LeadEndpoints.AddLead(db, gymId, body, "zapier", now);
-        return Task.FromResult(new Outcome(201, LeadEndpoints.Map(lead)));
+        var lead = LeadService.AddLead(db, gymId, body, "zapier", now);
+        return Task.FromResult(new Outcome(201, LeadService.Map(lead)));
     }
 
     private static Task<Outcome> SendSmsAsync(SendSmsRequest body, GymwireDbContext db, Guid gymId, DateTime now)
     {
-        if (SmsEndpoints.Validate(body) is { } invalid)
+        if (SmsService.Validate(body) is { } invalid)
         {
             return Task.FromResult(new Outcome(400, new ErrorResponse(invalid)));
         }
-        return Task.FromResult(new Outcome(201, SmsEndpoints.Map(SmsEndpoints.Queue(db, gymId, body, now))));
+        return Task.FromResult(new Outcome(201, SmsService.Map(SmsService.Queue(db, gymId, body, now))));
     }
 
     private static async Task<Outcome> LogAttendanceAsync(LogAttendanceRequest body, GymwireDbContext db, Guid gymId, DateTime now, CancellationToken ct)
@@ -165,8 +165,8 @@ public static class ZapierActions
         {
             return new Outcome(404, new ErrorResponse($"No member with user_id '{body.UserId}' in this gym"));
         }
-        var record = AttendanceEndpoints.AddCheckIn(db, gymId, body.UserId!, null, AttendanceStatuses.Approved, "api", now);
-        return new Outcome(201, AttendanceEndpoints.Map(record));
+        var record = AttendanceService.AddCheckIn(db, gymId, body.UserId!, null, AttendanceStatuses.Approved, "api", now);
+        return new Outcome(201, AttendanceService.Map(record));
     }
 
     /// <summary>A replayed response, marked so clients can tell (as Stripe does).</summary>

@@ -9,8 +9,10 @@ public static class ZapierEndpoints
     public static IEndpointRouteBuilder MapZapier(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/zapier").WithTags("Zapier");
-        group.MapGet("/triggers", ZapierTriggers.Poll).RequireAuthorization(Policies.Read).RequireRateLimiting(RateLimitPolicies.Triggers);
-        group.MapPost("/actions", ZapierActions.Run).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Actions);
+        group.MapGet("/triggers", ZapierTriggers.Poll).RequireAuthorization(Policies.Read).RequireRateLimiting(RateLimitPolicies.Triggers)
+            .AddEndpointFilter(ZapierMetrics.Counting(polls: true));
+        group.MapPost("/actions", ZapierActions.Run).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Actions)
+            .AddEndpointFilter(ZapierMetrics.Counting(polls: false));
         return app;
     }
 }

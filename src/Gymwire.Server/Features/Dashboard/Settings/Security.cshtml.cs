@@ -30,8 +30,8 @@ public sealed partial class SecurityModel(
         {
             return Redirect("/login");
         }
-        var (error, status) = await AuthEndpoints.ChangePasswordAsync(owner, currentPassword, newPassword, DashboardSessions.SessionId(User),
-            signIn, users, db, clock, HttpContext, ct);
+        var (error, status) = await signIn.ChangePasswordAsync(owner, currentPassword, newPassword, DashboardSessions.SessionId(User),
+            HttpContext, ct);
         if (error is not null)
         {
             Response.StatusCode = status;

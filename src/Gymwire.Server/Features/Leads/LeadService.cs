@@ -1,0 +1,34 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Infrastructure;
+
+namespace Gymwire.Features.Leads;
+
+/// <summary>Creating leads: used by the API, the Zapier <c>create_lead</c> action and the demo.</summary>
+public static class LeadService
+{
+    public static string? Validate(CreateLeadRequest request) => new RequestValidator()
+        .Required(request.FirstName, "first_name")
+        .MaxLength(request.LastName, "last_name", 200)
+        .MaxLength(request.Email, "email", 320).Email(request.Email, "email")
+        .Phone(request.Phone, "phone")
+        .Check(request.Source is null || !string.IsNullOrWhiteSpace(request.Source), "'source' cannot be empty")
+        .MaxLength(request.Source, "source", 100)
+        .Error;
+
+    /// <summary>Adds a (validated) lead and its <c>lead.created</c> event to the unit of work.</summary>
+    public static Lead AddLead(GymwireDbContext db, Guid gymId, CreateLeadRequest request, string defaultSource, DateTime now)
+    {
+        var lead = new Lead
+        {
+            Id = Guid.CreateVersion7(now), GymId = gymId, FirstName = request.FirstName!.Trim(), LastName = request.LastName?.Trim(),
+            Email = request.Email, Phone = request.Phone, Source = request.Source?.Trim() ?? defaultSource, CreatedAt = now,
+        };
+        db.Leads.Add(lead);
+        db.AddEvent(gymId, EventCatalog.LeadCreated,
+            new { lead_id = lead.Id, first_name = lead.FirstName, last_name = lead.LastName, source = lead.Source }, now);
+        return lead;
+    }
+
+    public static LeadDto Map(Lead l) => new(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt);
+}

@@ -1,0 +1,12 @@
+using Gymwire.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Members;
+
+/// <summary>Member lookups the other features share.</summary>
+public static class MemberService
+{
+    /// <summary>Whether <paramref name="userId"/> is a current (not departed) member of the gym.</summary>
+    public static Task<bool> IsActiveMemberAsync(this GymwireDbContext db, Guid gymId, string userId, CancellationToken ct) =>
+        db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == userId && m.LeftAt == null, ct);
+}

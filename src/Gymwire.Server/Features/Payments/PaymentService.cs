@@ -1,0 +1,44 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+
+namespace Gymwire.Features.Payments;
+
+/// <summary>Recording and refunding payments: used by the API, the Stripe connector and the demo.</summary>
+public static class PaymentService
+{
+    /// <summary>Adds a paid or failed payment and its event to the unit of work.</summary>
+    public static void AddPayment(GymwireDbContext db, Payment payment)
+    {
+        db.Payments.Add(payment);
+        if (payment.Status == PaymentStatuses.Failed)
+        {
+            db.AddEvent(payment.GymId, EventCatalog.PaymentFailed, new
+            {
+                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                payment_id = payment.Id, failure_reason = payment.FailureReason, currency = payment.Currency,
+            }, payment.CreatedAt);
+        }
+        else
+        {
+            db.AddEvent(payment.GymId, EventCatalog.PaymentReceived,
+                new
+                {
+                    user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                    payment_id = payment.Id, currency = payment.Currency,
+                }, payment.CreatedAt);
+        }
+    }
+
+    /// <summary>Marks a paid payment refunded and adds <c>payment.refunded</c> to the unit of work.</summary>
+    public static void RefundPayment(GymwireDbContext db, Payment payment, DateTime now)
+    {
+        payment.Status = PaymentStatuses.Refunded;
+        payment.RefundedAt = now;
+        db.AddEvent(payment.GymId, EventCatalog.PaymentRefunded,
+            new
+            {
+                user_id = payment.UserId, plan_id = payment.PlanId, amount_cents = payment.AmountCents,
+                payment_id = payment.Id, currency = payment.Currency,
+            }, now);
+    }
+}

@@ -1,0 +1,32 @@
+using System.Diagnostics.Metrics;
+using Gymwire.Infrastructure.Telemetry;
+
+namespace Gymwire.Features.Stripe;
+
+/// <summary>Stripe webhook events received, by outcome (meter <c>Gymwire.Stripe</c>).</summary>
+public sealed class StripeMetrics
+{
+    public const string MeterName = "Gymwire.Stripe";
+
+    /// <summary>Outcomes besides <see cref="StripeOutcomes"/> (what a verified new event became).</summary>
+    public static class Outcomes
+    {
+        /// <summary>No gym's endpoint secret verifies the signature (or it is missing or malformed).</summary>
+        public const string Rejected = "rejected";
+        /// <summary>Verified, but without an id or type.</summary>
+        public const string Invalid = "invalid";
+        /// <summary>An event already received (Stripe retried it).</summary>
+        public const string Duplicate = "duplicate";
+    }
+
+    private readonly Counter<long> _events;
+
+    public StripeMetrics(IMeterFactory meters)
+    {
+        var meter = meters.Create(MeterName);
+        _events = meter.CreateCounter<long>("gymwire.stripe.events", "{event}",
+            "Stripe webhook calls received, by outcome (rejected, invalid, duplicate, or what the event became: recorded, ignored, unknown_member...).");
+    }
+
+    public void Received(string outcome) => _events.Add(1, new KeyValuePair<string, object?>(GymwireInstruments.OutcomeTag, outcome));
+}
