@@ -13,8 +13,6 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// <param name="Summary">One line: the member's name, the amount… (<see cref="EventSummaries"/>).</param>
 public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt, string Summary);
 
-/// <summary>A delivery's state for the page's refresh script (<c>dashboard.js</c>).</summary>
-public sealed record DeliveryState(Guid Id, string Status, string Label, string Css, int Attempts, int? StatusCode, string? Error, bool Settled);
 
 /// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
 public sealed partial class WebhookModel(
@@ -144,15 +142,25 @@ public sealed partial class WebhookModel(
             .Where(d => d.GymId == access.GymId && d.SubscriptionId == id && ids.Contains(d.Id))
             .Select(d => new { d.Id, d.Status, d.AttemptCount, d.LastStatusCode, d.LastError, d.LockedUntil })
             .ToListAsync(ct);
+        // Explicit names and options: the script reads exactly these, whatever the server's JSON defaults.
         return new JsonResult(new
         {
             deliveries = rows.Select(d =>
             {
                 var (css, label) = WebhookViews.DeliveryStatusBadge(d.Status);
-                return new DeliveryState(d.Id, d.Status, label, css, d.AttemptCount, d.LastStatusCode, d.LastError,
-                    d.Status != DeliveryStatus.Pending && !(d.LockedUntil > now));
-            }),
-        });
+                return new
+                {
+                    id = d.Id,
+                    status = d.Status,
+                    label,
+                    css,
+                    attempts = d.AttemptCount,
+                    status_code = d.LastStatusCode,
+                    error = d.LastError,
+                    settled = d.Status != DeliveryStatus.Pending && !(d.LockedUntil > now),
+                };
+            }).ToList(),
+        }, new System.Text.Json.JsonSerializerOptions());
     }
 
     public string PageUrl(int offset)
