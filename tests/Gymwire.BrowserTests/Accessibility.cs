@@ -10,6 +10,7 @@ public static class Accessibility
     public static async Task AssertAccessibleAsync(this DashboardPage browser, string screenshot)
     {
         var page = browser.Page;
+        await page.WaitForLoadStateAsync(LoadState.Load);
         foreach (var scheme in new[] { ColorScheme.Light, ColorScheme.Dark })
         {
             await page.EmulateMediaAsync(new() { ColorScheme = scheme });

@@ -19,11 +19,11 @@ document.addEventListener("click", async (event) => {
 });
 
 // Deliveries in flight (a redelivery, a retry being sent) refresh without a reload: the page marks them with
-// data-in-flight under an element with data-poll-url, a JSON handler that answers their current state.
+// class in-flight under an element with data-poll-url (a class: Razor renders a data- attribute even when its value is null), a JSON handler that answers their current state.
 const pollEvery = 1500;
 document.querySelectorAll("[data-poll-url]").forEach((root) => {
   const own = root.hasAttribute("data-delivery-id");
-  const inFlight = () => own ? (root.hasAttribute("data-in-flight") ? [root] : []) : [...root.querySelectorAll("[data-delivery-id][data-in-flight]")];
+  const inFlight = () => own ? (root.classList.contains("in-flight") ? [root] : []) : [...root.querySelectorAll("[data-delivery-id].in-flight")];
   const update = (target, d) => {
     const badge = target.querySelector(".badge");
     if (badge) {
@@ -42,9 +42,9 @@ document.querySelectorAll("[data-poll-url]").forEach((root) => {
       response.append(text);
     }
     if (!d.settled) return;
-    target.removeAttribute("data-in-flight");
+    target.classList.remove("in-flight");
     target.querySelectorAll("form.redeliver[hidden]").forEach((form) => { form.hidden = false; });
-    if (target.hasAttribute("data-reload-when-settled")) location.reload();
+    if (target.classList.contains("reload-when-settled")) location.reload();
   };
   const tick = async () => {
     const targets = inFlight();
