@@ -15,6 +15,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
     {
         b.ToTable("webhook_subscriptions");
         b.Property(x => x.Url).HasMaxLength(2048);
+        b.Property(x => x.Description).HasMaxLength(WebhookService.MaxDescription);
         b.Property(x => x.Events).HasMaxLength(2000).HasConversion(
             v => string.Join(' ', v),
             v => v.Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList(),

@@ -8,19 +8,31 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard;
 
-public sealed record ActivityRow(long Sequence, string Type, DateTime OccurredAt, string Summary);
+public sealed record ActivityRow(long Sequence, Guid Id, string Type, DateTime OccurredAt, string Summary, IReadOnlyList<EventDelivery> Deliveries);
+
+/// <summary>A delivery an event caused, for the link from the event to it.</summary>
+public sealed record EventDelivery(Guid SubscriptionId, Guid DeliveryId, string Status, string Endpoint);
 
 /// <summary>The gym's outbox, newest first, a page at a time (keyset on the sequence, so paging stays cheap).</summary>
-public sealed class ActivityModel(GymwireDbContext db) : PageModel
+public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock) : PageModel
 {
     public const int PageSize = 25;
-    private const int SummaryLength = 160;
 
     [BindProperty(SupportsGet = true)]
     public long? Before { get; set; }
 
     [BindProperty(SupportsGet = true)]
     public string? Type { get; set; }
+
+    /// <summary>Only events on or after this day (UTC).</summary>
+    [BindProperty(SupportsGet = true)]
+    public DateOnly? From { get; set; }
+
+    /// <summary>Only events on or before this day (UTC).</summary>
+    [BindProperty(SupportsGet = true)]
+    public DateOnly? To { get; set; }
+
+    public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
 
     public IReadOnlyList<ActivityRow> Events { get; private set; } = [];
 
@@ -40,14 +52,37 @@ public sealed class ActivityModel(GymwireDbContext db) : PageModel
         {
             Type = null;
         }
+        if (From is { } from)
+        {
+            var start = from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
+            query = query.Where(e => e.OccurredAt >= start);
+        }
+        if (To is { } to)
+        {
+            var end = to.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc).AddDays(1);
+            query = query.Where(e => e.OccurredAt < end);
+        }
         if (Before is { } before)
         {
             query = query.Where(e => e.Sequence < before);
         }
         var rows = await query.OrderByDescending(e => e.Sequence).Take(PageSize + 1)
-            .Select(e => new { e.Sequence, e.Type, e.OccurredAt, e.Data })
+            .Select(e => new { e.Sequence, e.Id, e.Type, e.OccurredAt, e.Data })
             .ToListAsync(ct);
-        Events = rows.Take(PageSize).Select(e => new ActivityRow(e.Sequence, e.Type, e.OccurredAt, Summarize(e.Data))).ToList();
+        var page = rows.Take(PageSize).ToList();
+        var names = await EventSummaries.MemberNamesAsync(db, gymId, page.Select(e => e.Data), ct);
+        // The deliveries each event caused, through the (subscription_id, event_id) index: one lookup per pair.
+        var hooks = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId).Select(s => new { s.Id, s.Url, s.Description }).ToListAsync(ct);
+        var hookIds = hooks.Select(h => h.Id).ToList();
+        var eventIds = page.Select(e => (Guid?)e.Id).ToList();
+        var deliveries = hookIds.Count == 0 || eventIds.Count == 0 ? []
+            : await db.WebhookDeliveries.AsNoTracking()
+                .Where(d => d.GymId == gymId && hookIds.Contains(d.SubscriptionId) && eventIds.Contains(d.EventId))
+                .Select(d => new { d.EventId, d.SubscriptionId, d.Id, d.Status }).ToListAsync(ct);
+        var endpoints = hooks.ToDictionary(h => h.Id, h => h.Description ?? (Uri.TryCreate(h.Url, UriKind.Absolute, out var u) ? u.Authority : h.Url));
+        var byEvent = deliveries.ToLookup(d => d.EventId);
+        Events = page.Select(e => new ActivityRow(e.Sequence, e.Id, e.Type, e.OccurredAt, EventSummaries.Summarize(e.Data, names),
+            byEvent[e.Id].Select(d => new EventDelivery(d.SubscriptionId, d.Id, d.Status, endpoints[d.SubscriptionId])).ToList())).ToList();
         OlderThan = rows.Count > PageSize ? Events[^1].Sequence : null;
     }
 
@@ -58,12 +93,18 @@ public sealed class ActivityModel(GymwireDbContext db) : PageModel
         {
             query["type"] = Type;
         }
+        if (From is { } from)
+        {
+            query["from"] = from.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        }
+        if (To is { } to)
+        {
+            query["to"] = to.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        }
         if (before is not null)
         {
             query["before"] = before.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         return QueryHelpers.AddQueryString("/activity", query);
     }
-
-    private static string Summarize(string json) => json.Length <= SummaryLength ? json : json[..SummaryLength] + "…";
 }

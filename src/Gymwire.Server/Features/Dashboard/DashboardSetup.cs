@@ -54,6 +54,7 @@ public static class DashboardSetup
         services.AddOptions<CookieAuthenticationOptions>(IdentityConstants.ApplicationScheme)
             .Configure<IOptions<AuthOptions>>((o, auth) => o.ExpireTimeSpan = auth.Value.DashboardIdleTimeout);
         services.AddScoped<DashboardSessions>();
+        services.AddScoped<Settings.WebhookHealthQueries>();
         services.AddAntiforgery(o =>
         {
             o.Cookie.Name = AntiforgeryCookieName;

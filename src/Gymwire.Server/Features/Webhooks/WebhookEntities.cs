@@ -11,6 +11,8 @@ public sealed class WebhookSubscription
     /// </summary>
     public Guid? ApiKeyId { get; set; }
     public required string Url { get; set; }
+    /// <summary>What the owner calls this webhook ("Zapier: new members to Mailchimp"); optional.</summary>
+    public string? Description { get; set; }
     /// <summary>Catalog names as the owner gave them (aliases kept); empty means every canonical event.</summary>
     public List<string> Events { get; set; } = [];
     public bool IsActive { get; set; } = true;

@@ -1295,6 +1295,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
 
+                    b.Property<string>("Description")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("description");
+
                     b.Property<DateTime?>("DisabledAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("disabled_at");

@@ -17,3 +17,53 @@ document.addEventListener("click", async (event) => {
     if (status) status.textContent = "Selected: press Ctrl+C (⌘C on a Mac) to copy.";
   }
 });
+
+// Deliveries in flight (a redelivery, a retry being sent) refresh without a reload: the page marks them with
+// class in-flight under an element with data-poll-url (a class: Razor renders a data- attribute even when its value is null), a JSON handler that answers their current state.
+const pollEvery = 1500;
+document.querySelectorAll("[data-poll-url]").forEach((root) => {
+  const own = root.hasAttribute("data-delivery-id");
+  const inFlight = () => own ? (root.classList.contains("in-flight") ? [root] : []) : [...root.querySelectorAll("[data-delivery-id].in-flight")];
+  const update = (target, d) => {
+    const badge = target.querySelector(".badge");
+    if (badge) {
+      badge.textContent = d.label;
+      badge.className = "badge " + d.css;
+    }
+    target.dataset.status = d.status;
+    const attempts = target.querySelector(".attempts");
+    if (attempts) attempts.textContent = String(d.attempts);
+    const response = target.querySelector(".response-cell");
+    if (response && (d.status_code !== null || d.error)) {
+      response.textContent = "";
+      const text = document.createElement(d.status_code !== null ? "strong" : "span");
+      text.className = d.status_code !== null ? "status-code" : "error-text";
+      text.textContent = d.status_code !== null ? String(d.status_code) : d.error;
+      response.append(text);
+    }
+    if (!d.settled) return;
+    target.classList.remove("in-flight");
+    target.querySelectorAll("form.redeliver[hidden]").forEach((form) => { form.hidden = false; });
+    if (target.classList.contains("reload-when-settled")) location.reload();
+  };
+  const tick = async () => {
+    const targets = inFlight();
+    if (targets.length === 0) return;
+    const url = new URL(root.dataset.pollUrl, location.href);
+    if (!own) targets.forEach((t) => url.searchParams.append("ids", t.dataset.deliveryId));
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const body = await response.json();
+        for (const d of body.deliveries) {
+          const target = targets.find((t) => t.dataset.deliveryId === d.id);
+          if (target) update(target, d);
+        }
+      }
+    } catch {
+      // The server is restarting or the network dropped: try again on the next tick.
+    }
+    setTimeout(tick, pollEvery);
+  };
+  setTimeout(tick, pollEvery);
+});

@@ -84,7 +84,9 @@ public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSourc
         var problems = found.Where(f => f.Problem is not null).Select(f => f.Problem!).ToList();
         if (problems.Count > 0)
         {
-            return IntegrationStatus.Error(string.Join(" ", problems));
+            var links = found.SelectMany(f => f.Links ?? []).ToArray();
+            var error = IntegrationStatus.Error(string.Join(" ", problems));
+            return links.Length == 0 ? error : error with { Links = links };
         }
         var active = found.Where(f => f.Active > 0).Select(f => f.Summary).ToList();
         return active.Count > 0

@@ -8,8 +8,14 @@ public enum IntegrationState
 }
 
 /// <summary>A tile's status and, always, the reason for it in words an owner understands.</summary>
+/// <summary>A link under a tile's reason, e.g. to the failing webhook it names.</summary>
+public sealed record StatusLink(string Text, string Href);
+
 public sealed record IntegrationStatus(IntegrationState State, string Reason)
 {
+    /// <summary>Where the owner fixes what the reason names (each failing webhook's page, say).</summary>
+    public IReadOnlyList<StatusLink> Links { get; init; } = [];
+
     public static IntegrationStatus NotConnected(string reason) => new(IntegrationState.NotConnected, reason);
     public static IntegrationStatus Connected(string reason) => new(IntegrationState.Connected, reason);
     public static IntegrationStatus Error(string reason) => new(IntegrationState.Error, reason);
@@ -54,7 +60,8 @@ public interface IAutomationConnectionSource
 /// <param name="Active">How many are usable now, e.g. "2 API keys" → 2.</param>
 /// <param name="Summary">Owner-facing count, e.g. "2 active API keys".</param>
 /// <param name="Problem">Owner-facing trouble, e.g. "1 webhook is disabled after failed deliveries"; null when fine.</param>
-public readonly record struct AutomationConnections(int Active, string Summary, string? Problem);
+/// <param name="Links">Pages about the problems (each failing or disabled webhook).</param>
+public readonly record struct AutomationConnections(int Active, string Summary, string? Problem, IReadOnlyList<StatusLink>? Links = null);
 
 /// <summary>The tiles in page order, one per key (the last registered provider for a key wins).</summary>
 public sealed partial class IntegrationTiles(IEnumerable<IIntegrationStatusProvider> providers, ILogger<IntegrationTiles> logger)

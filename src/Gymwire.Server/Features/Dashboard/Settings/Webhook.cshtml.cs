@@ -1,23 +1,44 @@
+using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 
-public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt);
+/// <param name="Summary">One line: the member's name, the amount… (<see cref="EventSummaries"/>).</param>
+public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt, string Summary);
+
 
 /// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
 public sealed partial class WebhookModel(
-    WebhookService webhooks, ApiKeyService keys, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger)
+    WebhookService webhooks, ApiKeyService keys, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger,
+    WebhookHealthQueries health, GymwireDbContext db)
     : PageModel
 {
     public const int PageSize = 25;
 
     public WebhookDto Webhook { get; private set; } = null!;
+
+    /// <summary>The row, for its state (<see cref="WebhookStates"/>).</summary>
+    public WebhookSubscription Subscription { get; private set; } = null!;
+
+    public WebhookHealth Health { get; private set; } = null!;
+
+    /// <summary>Show only deliveries in this status (<see cref="DeliveryStatus.All"/>); null for all.</summary>
+    [BindProperty(SupportsGet = true)]
+    public string? Status { get; set; }
+
+    /// <summary>How many failed deliveries "Retry all failed" just queued (after its redirect).</summary>
+    [BindProperty(SupportsGet = true)]
+    public int? Retried { get; set; }
+
+    /// <summary>The default of "Retry all failed since": 24 hours ago, as the datetime-local input wants it.</summary>
+    public string DefaultRetrySince => (Now - TimeSpan.FromHours(24)).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
 
     public IReadOnlyList<DeliveryRow> Deliveries { get; private set; } = [];
 
@@ -91,6 +112,71 @@ public sealed partial class WebhookModel(
         return Redirect($"/settings/webhooks/{id}#activity");
     }
 
+    /// <summary>"Retry all failed since …": every failed delivery since then gets a fresh round of attempts.</summary>
+    public async Task<IActionResult> OnPostRetryFailedAsync(Guid id, DateTime? since, CancellationToken ct)
+    {
+        var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(User), id, since, ct);
+        if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
+        {
+            return NotFound();
+        }
+        if (outcome.Value is not { } result)
+        {
+            Problem = outcome.Error;
+            return await LoadAsync(id, ct) ? Page() : NotFound();
+        }
+        return Redirect($"/settings/webhooks/{id}?retried={result.Retried}#activity");
+    }
+
+    /// <summary>The current state of the given deliveries, for the refresh script (JSON).</summary>
+    public async Task<IActionResult> OnGetStatesAsync(Guid id, [FromQuery] List<Guid> ids, CancellationToken ct)
+    {
+        var access = WebhookAccess.Of(User);
+        if (await webhooks.FindAsync(access, id, ct) is null)
+        {
+            return NotFound();
+        }
+        ids = ids.Take(100).ToList();
+        var now = clock.GetUtcNow().UtcDateTime;
+        var rows = await db.WebhookDeliveries.AsNoTracking()
+            .Where(d => d.GymId == access.GymId && d.SubscriptionId == id && ids.Contains(d.Id))
+            .Select(d => new { d.Id, d.Status, d.AttemptCount, d.LastStatusCode, d.LastError, d.LockedUntil })
+            .ToListAsync(ct);
+        // Explicit names and options: the script reads exactly these, whatever the server's JSON defaults.
+        return new JsonResult(new
+        {
+            deliveries = rows.Select(d =>
+            {
+                var (css, label) = WebhookViews.DeliveryStatusBadge(d.Status);
+                return new
+                {
+                    id = d.Id,
+                    status = d.Status,
+                    label,
+                    css,
+                    attempts = d.AttemptCount,
+                    status_code = d.LastStatusCode,
+                    error = d.LastError,
+                    settled = d.Status != DeliveryStatus.Pending && !(d.LockedUntil > now),
+                };
+            }).ToList(),
+        }, new System.Text.Json.JsonSerializerOptions());
+    }
+
+    public string PageUrl(int offset)
+    {
+        var query = new Dictionary<string, string?>(StringComparer.Ordinal);
+        if (Status is not null)
+        {
+            query["status"] = Status;
+        }
+        if (offset > 0)
+        {
+            query["offset"] = offset.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString($"/settings/webhooks/{Webhook.Id}", query) + "#activity";
+    }
+
     /// <summary>The event a test sends unless the owner picks another: the first subscribed one.</summary>
     public string DefaultTestEvent => TestEvent is { Length: > 0 } chosen && EventCatalog.IsKnown(chosen)
         ? chosen
@@ -99,22 +185,33 @@ public sealed partial class WebhookModel(
     private async Task<bool> LoadAsync(Guid id, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.GetAsync(access, id, ct) is not { } hook)
+        if (await webhooks.FindAsync(access, id, ct) is not { } subscription)
         {
             return false;
         }
+        Subscription = subscription;
+        var hook = WebhookService.ToDto(subscription);
         Webhook = hook;
+        Health = await health.HealthAsync(access.GymId, [id], ct);
+        Status = Status is { } s && DeliveryStatus.All.Contains(s) ? s : null;
         Now = clock.GetUtcNow().UtcDateTime;
         Creator = hook.ApiKeyId is not { } keyId ? "You (owner)"
             : (await keys.ListAsync(access.GymId, ct)).FirstOrDefault(k => k.Id == keyId) is { } key
                 ? $"API key {key.Name} ({key.KeyPrefix}…){(key.IsActive ? "" : ", no longer active")}"
                 : "An API key";
         Offset = Math.Max(0, Offset);
-        var rows = await webhooks.DeliveriesAsync(access, id, null, Offset, PageSize + 1, ct) ?? [];
+        var rows = await webhooks.DeliveriesAsync(access, id, Status, Offset, PageSize + 1, ct) ?? [];
         HasOlder = rows.Count > PageSize;
         rows = rows.Take(PageSize).ToList();
         var attempts = await webhooks.LatestAttemptsAsync(access, id, rows.Select(r => r.Id).ToList(), ct);
-        Deliveries = rows.Select(r => new DeliveryRow(r, attempts.GetValueOrDefault(r.Id))).ToList();
+        var ids = rows.Select(r => r.Id).ToList();
+        // The events' data (or a test's stored body), for a one-line summary of each row.
+        var bodies = await db.WebhookDeliveries.AsNoTracking()
+            .Where(d => d.GymId == access.GymId && d.SubscriptionId == id && ids.Contains(d.Id))
+            .Select(d => new { d.Id, Data = d.Payload ?? db.OutboxEvents.Where(e => e.GymId == d.GymId && e.Id == d.EventId).Select(e => e.Data).FirstOrDefault() })
+            .ToDictionaryAsync(d => d.Id, d => d.Data, ct);
+        var names = await EventSummaries.MemberNamesAsync(db, access.GymId, bodies.Values, ct);
+        Deliveries = rows.Select(r => new DeliveryRow(r, attempts.GetValueOrDefault(r.Id), EventSummaries.Summarize(bodies.GetValueOrDefault(r.Id), names))).ToList();
         return true;
     }
 

@@ -10,17 +10,45 @@ public static class WebhookViews
 
     public static string Events(IReadOnlyCollection<string> events) => events.Count == 0 ? "All events" : string.Join(", ", events);
 
-    public static (string Css, string Text) Status(WebhookDto hook) =>
-        hook.IsActive ? ("connected", "Active")
-        : hook.DisabledReason is not null ? ("error", "Disabled by Gymwire")
-        : ("not-connected", "Disabled");
+    /// <summary>The badge of a webhook's state (<see cref="WebhookStates"/>): the same words in the list, on its page and on the tile.</summary>
+    public static (string Css, string Text) Status(WebhookState state, bool disabledByGymwire = false) => state switch
+    {
+        WebhookState.Active => ("connected", "Active"),
+        WebhookState.Failing => ("error", "Failing"),
+        _ => disabledByGymwire ? ("error", "Disabled by Gymwire") : ("not-connected", "Disabled"),
+    };
+
+    public static (string Css, string Text) Status(WebhookSubscription hook) => Status(WebhookStates.Of(hook), hook.DisabledReason is not null);
+
+    /// <summary>"just now", "5 min ago", "3 h ago", "2 d ago" (or "in 5 min"); the full time goes in the title.</summary>
+    public static string Relative(DateTime t, DateTime now)
+    {
+        var span = now - t;
+        var future = span < TimeSpan.Zero;
+        span = span.Duration();
+        var text = span.TotalSeconds < 45 ? null
+            : span.TotalMinutes < 60 ? $"{Math.Max(1, (int)Math.Round(span.TotalMinutes))} min"
+            : span.TotalHours < 24 ? $"{(int)span.TotalHours} h"
+            : $"{(int)span.TotalDays} d";
+        return text is null ? "just now" : future ? $"in {text}" : $"{text} ago";
+    }
+
+    /// <summary>"98.5%" (one decimal only below 100), or an en dash when there is nothing to rate.</summary>
+    public static string Percent(double? rate) => rate switch
+    {
+        null => "–",
+        1 => "100%",
+        { } r => (Math.Floor(r * 1000) / 10).ToString("0.#", CultureInfo.InvariantCulture) + "%",
+    };
+
+    public static string Milliseconds(int? ms) => ms is { } v ? v.ToString("#,0", CultureInfo.InvariantCulture) + " ms" : "–";
 
     public static (string Css, string Text) DeliveryStatusBadge(string status) => status switch
     {
         DeliveryStatus.Delivered => ("connected", "Delivered"),
         DeliveryStatus.Retrying => ("error", "Retrying"),
         DeliveryStatus.Undeliverable => ("error", "Undeliverable"),
-        _ => ("not-connected", "Pending"),
+        _ => ("not-connected", "Sending…"),
     };
 
     /// <summary>"5 minutes", "2 hours", "1 day 6 hours".</summary>

@@ -14,23 +14,27 @@ public sealed class WebhookConnections(GymwireDbContext db) : IAutomationConnect
     {
         var hooks = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId)
             .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id)
-            .Select(s => new { s.Url, s.IsActive, s.DisabledReason, s.FailingSince })
+            .Select(s => new { s.Id, s.Url, s.Description, s.IsActive, s.DisabledReason, s.FailingSince })
             .ToListAsync(ct);
         var active = hooks.Count(h => h.IsActive);
         var problems = new List<string>();
+        var links = new List<StatusLink>();
         foreach (var hook in hooks)
         {
             var host = Uri.TryCreate(hook.Url, UriKind.Absolute, out var uri) ? uri.Authority : hook.Url;
+            var name = hook.Description ?? host;
             if (!hook.IsActive && hook.DisabledReason is { } reason)
             {
                 problems.Add($"The webhook to {host} was disabled by Gymwire: {reason}.");
+                links.Add(new StatusLink($"Disabled: {name}", $"/settings/webhooks/{hook.Id}"));
             }
-            else if (hook.IsActive && hook.FailingSince is { } since)
+            else if (WebhookStates.Of(hook.IsActive, hook.FailingSince) == WebhookState.Failing)
             {
-                problems.Add($"Deliveries to {host} have been failing since {since:yyyy-MM-dd HH:mm} UTC.");
+                problems.Add($"Deliveries to {host} have been failing since {hook.FailingSince:yyyy-MM-dd HH:mm} UTC.");
+                links.Add(new StatusLink($"Failing: {name}", $"/settings/webhooks/{hook.Id}"));
             }
         }
         return new AutomationConnections(active, active == 1 ? "1 active webhook" : $"{active} active webhooks",
-            problems.Count == 0 ? null : string.Join(" ", problems));
+            problems.Count == 0 ? null : string.Join(" ", problems), links);
     }
 }

@@ -9,12 +9,18 @@ using Microsoft.AspNetCore.Mvc;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>A subscription; <c>api_key_id</c> is the key that created it (null: the owner did).</summary>
-public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId);
+public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string? Description = null);
 public sealed record WebhookList(IReadOnlyList<WebhookDto> Webhooks);
 /// <summary>A new subscription with its signing secret: the only time the secret is shown.</summary>
-public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret);
-public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null);
-public sealed record UpdateWebhookRequest(string? Url = null, List<string>? Events = null, bool? IsActive = null);
+public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret, string? Description = null);
+/// <param name="Description">Optional: what the owner calls the webhook, at most 200 characters.</param>
+public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null, string? Description = null);
+/// <param name="Description">Null leaves it as it is; an empty string removes it.</param>
+public sealed record UpdateWebhookRequest(string? Url = null, List<string>? Events = null, bool? IsActive = null, string? Description = null);
+/// <param name="Since">Retry the failed deliveries created at or after this instant (ISO-8601, not in the future).</param>
+public sealed record RetryFailedRequest(DateTime? Since);
+/// <param name="Retried">How many failed deliveries were queued for a fresh round of attempts.</param>
+public sealed record RetryFailedResult(int Retried, DateTime Since);
 public sealed record RotatedSecret(Guid Id, string Secret, DateTime? PreviousSecretExpiresAt);
 public sealed record EventTypeDto(string Name, string Description, string? AliasOf, JsonElement Sample);
 public sealed record EventTypeList(IReadOnlyList<EventTypeDto> Events);
@@ -56,6 +62,10 @@ public static class WebhookEndpoints
         mutations.MapPatch("/{id:guid}", Update);
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
+        mutations.MapPost("/{id:guid}/retry-failed", RetryFailed)
+            .WithDescription(OwnershipRule + "\n\nRecovery after an outage (Svix calls it recover): every delivery of this webhook created at or after `since` " +
+                "that is undeliverable or waiting for a retry gets a fresh round of attempts now, under its own webhook-id, as a redelivery does. " +
+                "Deliveries being attempted right now are left alone. 409 while the webhook is disabled.");
 
         // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
         var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
@@ -88,7 +98,7 @@ public static class WebhookEndpoints
     internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>>> Create(
         CreateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.CreateAsync(WebhookAccess.Of(user), request.Url, request.Events, request.Secret, ct);
+        var outcome = await webhooks.CreateAsync(WebhookAccess.Of(user), request.Url, request.Events, request.Secret, ct, request.Description);
         return outcome.Value is { } created
             ? TypedResults.Created($"/api/gym/webhooks/{created.Id}", created)
             : ApiErrors.BadRequest(outcome.Error);
@@ -97,7 +107,7 @@ public static class WebhookEndpoints
     internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Update(
         Guid id, UpdateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
-        var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct);
+        var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct, request.Description);
         return outcome switch
         {
             { Value: { } dto } => TypedResults.Ok(dto),
@@ -158,6 +168,19 @@ public static class WebhookEndpoints
             { Value: { } dto } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries/{deliveryId}", dto),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
             _ => ApiErrors.NotFound(outcome.Error),
+        };
+    }
+
+    internal static async Task<Results<Accepted<RetryFailedResult>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> RetryFailed(
+        Guid id, RetryFailedRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
+    {
+        var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(user), id, request?.Since, ct);
+        return outcome switch
+        {
+            { Value: { } result } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries", result),
+            { Failure: WebhookFailure.NotFound } => NotFound(),
+            { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
 

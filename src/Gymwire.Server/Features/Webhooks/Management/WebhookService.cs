@@ -44,6 +44,7 @@ public sealed class WebhookService(
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
     private const int MaxEvents = 50;
+    public const int MaxDescription = 200;
 
     public async Task<List<WebhookDto>> ListAsync(WebhookAccess access, CancellationToken ct)
     {
@@ -58,7 +59,7 @@ public sealed class WebhookService(
         return Visible(query, access).FirstOrDefaultAsync(s => s.Id == id, ct);
     }
 
-    private static IQueryable<WebhookSubscription> Visible(IQueryable<WebhookSubscription> query, WebhookAccess access)
+    internal static IQueryable<WebhookSubscription> Visible(IQueryable<WebhookSubscription> query, WebhookAccess access)
     {
         query = query.Where(s => s.GymId == access.GymId);
         return access.ApiKeyId is { } keyId ? query.Where(s => s.ApiKeyId == keyId) : query;
@@ -67,11 +68,12 @@ public sealed class WebhookService(
     public async Task<WebhookDto?> GetAsync(WebhookAccess access, Guid id, CancellationToken ct) =>
         await FindAsync(access, id, ct) is { } s ? ToDto(s) : null;
 
-    public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(WebhookAccess access, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct)
+    public async Task<WebhookOutcome<CreatedWebhook>> CreateAsync(
+        WebhookAccess access, string? url, List<string>? requestedEvents, string? secret, CancellationToken ct, string? description = null)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
         var error = ValidateUrl(ref url, options.Value, guard) ?? eventsError
-            ?? (secret is null ? null : WebhookSigner.ValidateSecret(secret));
+            ?? (secret is null ? null : WebhookSigner.ValidateSecret(secret)) ?? ValidateDescription(ref description);
         if (error is not null)
         {
             return WebhookOutcome<CreatedWebhook>.Fail(WebhookFailure.BadRequest, error);
@@ -84,6 +86,7 @@ public sealed class WebhookService(
             GymId = access.GymId,
             ApiKeyId = access.ApiKeyId,
             Url = url!,
+            Description = description,
             Events = events,
             IsActive = true,
             CreatedAt = now,
@@ -94,14 +97,16 @@ public sealed class WebhookService(
         await db.SaveChangesAsync(ct);
         var dto = ToDto(subscription);
         return WebhookOutcome<CreatedWebhook>.Ok(
-            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret));
+            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
     }
 
     /// <summary>Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation.</summary>
-    public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct)
+    public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(
+        WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct, string? description = null)
     {
         var eventsError = ValidateEvents(requestedEvents, out var events);
-        var error = (url is null ? null : ValidateUrl(ref url, options.Value, guard)) ?? eventsError;
+        var clearDescription = description is not null && description.Trim().Length == 0;
+        var error = (url is null ? null : ValidateUrl(ref url, options.Value, guard)) ?? eventsError ?? ValidateDescription(ref description);
         if (error is not null)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
@@ -118,6 +123,10 @@ public sealed class WebhookService(
         if (requestedEvents is not null)
         {
             subscription.Events = events;
+        }
+        if (description is not null || clearDescription)
+        {
+            subscription.Description = description;
         }
         var deactivated = isActive == false && subscription.IsActive;
         if (isActive is { } active && active != subscription.IsActive)
@@ -286,6 +295,46 @@ public sealed class WebhookService(
         return WebhookOutcome<DeliveryDto>.Ok(ToDto(delivery));
     }
 
+    /// <summary>
+    /// Recovery after an outage: every failed delivery of the webhook (undeliverable, or waiting for a retry) created at
+    /// or after <paramref name="since"/> gets a fresh round of attempts now, as <see cref="RedeliverAsync"/> gives one.
+    /// One statement, so it holds however many there are; deliveries claimed by a worker right now are left alone.
+    /// </summary>
+    public async Task<WebhookOutcome<RetryFailedResult>> RetryFailedAsync(WebhookAccess access, Guid id, DateTime? since, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (since is not { } from)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.BadRequest, "'since' is required: an ISO-8601 time, e.g. 2026-05-01T00:00:00Z");
+        }
+        from = from.Kind == DateTimeKind.Local ? from.ToUniversalTime() : DateTime.SpecifyKind(from, DateTimeKind.Utc);
+        if (from > now)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.BadRequest, "'since' must not be in the future");
+        }
+        if (await FindAsync(access, id, ct) is not { } subscription)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        if (!subscription.IsActive)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before retrying its failed deliveries");
+        }
+        var retried = await db.WebhookDeliveries
+            .Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id && d.CreatedAt >= from
+                && (d.Status == DeliveryStatus.Undeliverable || d.Status == DeliveryStatus.Retrying)
+                && (d.LockedUntil == null || d.LockedUntil <= now))
+            .ExecuteUpdateAsync(u => u
+                .SetProperty(d => d.Status, DeliveryStatus.Pending)
+                .SetProperty(d => d.AttemptCount, 0)
+                .SetProperty(d => d.NextAttemptAt, now), ct);
+        if (retried > 0)
+        {
+            signal.Notify();
+        }
+        return WebhookOutcome<RetryFailedResult>.Ok(new RetryFailedResult(retried, from));
+    }
+
     /// <summary>A delivery with its payload and attempts (the receiver's answers); null when the caller may not see its webhook.</summary>
     public async Task<DeliveryDetail?> LoadDetailAsync(WebhookAccess access, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
     {
@@ -330,7 +379,7 @@ public sealed class WebhookService(
         return attempts.GroupBy(a => a.DeliveryId).ToDictionary(g => g.Key, g => ToDto(g.MaxBy(a => a.Number)!));
     }
 
-    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId);
+    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId, s.Description);
 
     internal static DeliveryDto ToDto(WebhookDelivery d) => new(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount,
         d.CreatedAt, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt);
@@ -384,6 +433,22 @@ public sealed class WebhookService(
         return guard.CheckHost(uri) is { } reason
             ? $"'url' points to a forbidden address: {reason} (an operator can allow a network with Webhooks:AllowedNetworks, e.g. 127.0.0.0/8 for a receiver on this machine)"
             : null;
+    }
+
+    /// <summary>Trims the description; an empty one becomes null (none). Null when it is fine.</summary>
+    internal static string? ValidateDescription(ref string? description)
+    {
+        description = description?.Trim();
+        if (string.IsNullOrEmpty(description))
+        {
+            description = null;
+            return null;
+        }
+        if (description.Length > MaxDescription)
+        {
+            return $"'description' must be at most {MaxDescription} characters";
+        }
+        return description.Any(char.IsControl) ? "'description' must not contain control characters (line breaks included)" : null;
     }
 
     private static string? ValidateEvents(List<string>? requested, out List<string> events)

@@ -1,0 +1,145 @@
+using Gymwire.Data;
+using Gymwire.Features.Webhooks;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+/// <summary>Deliveries of a window by their status now.</summary>
+public sealed record HealthCounts(int Delivered, int Retrying, int Undeliverable, int Pending)
+{
+    public int Total => Delivered + Retrying + Undeliverable + Pending;
+
+    /// <summary>Delivered among those attempted at least once (pending ones have no outcome yet); null when none was.</summary>
+    public double? SuccessRate => Delivered + Retrying + Undeliverable is var attempted and > 0 ? (double)Delivered / attempted : null;
+
+    public HealthCounts Add(HealthCounts o) => new(Delivered + o.Delivered, Retrying + o.Retrying, Undeliverable + o.Undeliverable, Pending + o.Pending);
+
+    public static readonly HealthCounts None = new(0, 0, 0, 0);
+
+    public static HealthCounts Of(string status, int count) => status switch
+    {
+        DeliveryStatus.Delivered => new(count, 0, 0, 0),
+        DeliveryStatus.Retrying => new(0, count, 0, 0),
+        DeliveryStatus.Undeliverable => new(0, 0, count, 0),
+        _ => new(0, 0, 0, count),
+    };
+}
+
+/// <summary>One bar of the chart: the deliveries created in [Start, Start + width).</summary>
+public sealed record ChartBar(DateTime Start, HealthCounts Counts);
+
+/// <summary>The health panel's figures: one webhook, or all of a gym's.</summary>
+public sealed record WebhookHealth(HealthCounts Day, HealthCounts Week, int? MedianMs, int? P95Ms, int Answered, IReadOnlyList<ChartBar> Hours, IReadOnlyList<ChartBar> Days);
+
+/// <summary>A row of the webhook list.</summary>
+public sealed record WebhookListRow(WebhookSubscription Webhook, WebhookState State, LastDelivery? Last, double? DayRate, int DayTotal);
+
+public sealed record LastDelivery(Guid Id, string Status, DateTime At);
+
+/// <summary>
+/// The dashboard's delivery health, read from the delivery and attempt rows. Windows are cut by a delivery's creation
+/// time: 24 h is the current UTC hour and the 23 before it, 7 days the current UTC day and the 6 before it. Every
+/// query walks the (gym_id, subscription_id, created_at) index over its window only, grouped in the database, so
+/// the cost follows the window's deliveries, not the table's (docs/webhooks.md has the measurement).
+/// </summary>
+public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock)
+{
+    /// <summary>Response times are those of the attempts of at most this many of the last 24 hours' latest deliveries.</summary>
+    public const int LatencySample = 10_000;
+
+    public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
+
+    private DateTime HourStart => new DateTime(Now.Year, Now.Month, Now.Day, Now.Hour, 0, 0, DateTimeKind.Utc).AddHours(-23);
+
+    private DateTime DayStart => Now.Date.AddDays(-6);
+
+    /// <summary>The health of the gym's given webhooks, together.</summary>
+    public async Task<WebhookHealth> HealthAsync(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds, CancellationToken ct)
+    {
+        var deliveries = Deliveries(gymId, subscriptionIds);
+        var weekStart = DayStart;
+        var groups = await deliveries.Where(d => d.CreatedAt >= weekStart)
+            .GroupBy(d => new { d.CreatedAt.Date, d.CreatedAt.Hour, d.Status })
+            .Select(g => new { g.Key.Date, g.Key.Hour, g.Key.Status, Count = g.Count() })
+            .ToListAsync(ct);
+        var hourStart = HourStart;
+        var hours = Enumerable.Range(0, 24).Select(i => hourStart.AddHours(i)).ToDictionary(h => h, _ => HealthCounts.None);
+        var days = Enumerable.Range(0, 7).Select(i => weekStart.AddDays(i)).ToDictionary(d => d, _ => HealthCounts.None);
+        foreach (var g in groups)
+        {
+            var counts = HealthCounts.Of(g.Status, g.Count);
+            var day = DateTime.SpecifyKind(g.Date, DateTimeKind.Utc);
+            if (days.TryGetValue(day, out var d))
+            {
+                days[day] = d.Add(counts);
+            }
+            var hour = day.AddHours(g.Hour);
+            if (hours.TryGetValue(hour, out var h))
+            {
+                hours[hour] = h.Add(counts);
+            }
+        }
+        // Response times of the last 24 hours' attempts that got an answer: a timeout or refused connection has none.
+        // A sample of the latest deliveries at most, so the cost is bounded on a busy webhook; the attempts are looked up
+        // by (gym_id, delivery_id) from that list, never by walking the gym's attempts.
+        var sample = deliveries.Where(d => d.CreatedAt >= hourStart).OrderByDescending(d => d.CreatedAt).Take(LatencySample).Select(d => d.Id);
+        var durations = await db.WebhookAttempts.AsNoTracking()
+            .Where(a => a.GymId == gymId && sample.Contains(a.DeliveryId) && a.StatusCode != null)
+            .Select(a => a.DurationMs).ToListAsync(ct);
+        durations.Sort();
+        return new WebhookHealth(
+            hours.Values.Aggregate(HealthCounts.None, (s, c) => s.Add(c)),
+            days.Values.Aggregate(HealthCounts.None, (s, c) => s.Add(c)),
+            Percentile(durations, 0.5), Percentile(durations, 0.95), durations.Count,
+            hours.Select(h => new ChartBar(h.Key, h.Value)).ToList(),
+            days.Select(d => new ChartBar(d.Key, d.Value)).ToList());
+    }
+
+    /// <summary>The webhook list: each subscription with its state, last delivery and 24-hour success rate.</summary>
+    public async Task<IReadOnlyList<WebhookListRow>> ListAsync(WebhookAccess access, CancellationToken ct)
+    {
+        var hooks = await WebhookService.Visible(db.WebhookSubscriptions.AsNoTracking(), access)
+            .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id).ToListAsync(ct);
+        var hourStart = HourStart;
+        var rows = new List<WebhookListRow>(hooks.Count);
+        foreach (var hook in hooks)
+        {
+            // Per webhook, so each is one short walk of the index from its newest entry.
+            var last = await Deliveries(access.GymId, [hook.Id]).OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
+                .Select(d => new LastDelivery(d.Id, d.Status, d.LastAttemptAt ?? d.CreatedAt)).FirstOrDefaultAsync(ct);
+            var day = (await Deliveries(access.GymId, [hook.Id]).Where(d => d.CreatedAt >= hourStart)
+                    .GroupBy(d => d.Status).Select(g => new { Status = g.Key, Count = g.Count() }).ToListAsync(ct))
+                .Aggregate(HealthCounts.None, (s, g) => s.Add(HealthCounts.Of(g.Status, g.Count)));
+            rows.Add(new WebhookListRow(hook, WebhookStates.Of(hook), last, day.SuccessRate, day.Total));
+        }
+        return rows;
+    }
+
+    /// <summary>The gym's failing webhooks (for the banner on every page): id and URL, oldest first.</summary>
+    public static Task<List<(Guid Id, string Url)>> FailingAsync(GymwireDbContext db, Guid gymId, CancellationToken ct) =>
+        db.WebhookSubscriptions.AsNoTracking()
+            .Where(s => s.GymId == gymId && s.IsActive && s.FailingSince != null)
+            .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id)
+            .Select(s => new ValueTuple<Guid, string>(s.Id, s.Url))
+            .ToListAsync(ct);
+
+    /// <summary>By subscription, never the whole gym at once: the index is (gym_id, subscription_id, created_at).</summary>
+    private IQueryable<WebhookDelivery> Deliveries(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds)
+    {
+        var query = db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gymId);
+        if (subscriptionIds.Count == 1)
+        {
+            var id = subscriptionIds.First();
+            return query.Where(d => d.SubscriptionId == id);
+        }
+        return query.Where(d => subscriptionIds.Contains(d.SubscriptionId));
+    }
+
+    /// <summary>Nearest-rank percentile of sorted values.</summary>
+    private static int? Percentile(List<int> sorted, double p) =>
+        sorted.Count == 0 ? null : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
+}
+
+/// <param name="Title">The panel's heading.</param>
+/// <param name="Id">Unique on the page: the panel's element ids start with it.</param>
+public sealed record HealthPanel(WebhookHealth Health, string Title, string Id);
