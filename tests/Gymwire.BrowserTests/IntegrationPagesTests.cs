@@ -79,7 +79,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await Nav(page, "Integrations").ClickAsync();
         var zapier = page.GetByRole(AriaRole.Listitem, new() { Name = "Zapier / Make webhooks", Exact = true });
         await Assertions.Expect(zapier.Locator(".badge")).ToHaveTextAsync("Connected");
-        await Assertions.Expect(zapier).ToContainTextAsync("1 active API key");
+        await Assertions.Expect(zapier).ToContainTextAsync("1 API key used in the last 30 days");
 
         await Nav(page, "API Keys").ClickAsync();
         await page.GetByRole(AriaRole.Link, new() { Name = "Revoke Zapier Integration" }).ClickAsync();
