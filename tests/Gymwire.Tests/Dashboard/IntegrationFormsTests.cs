@@ -36,7 +36,7 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         const string secret = "whsec_dashboardFormSecret1234";
         var saved = await browser.SubmitAsync("/settings/integrations/payments?handler=Save", ("Secret", secret));
         Assert.Equal("/settings/integrations/payments", saved.Headers.Location!.OriginalString);
-        var after = await (await browser.FollowAsync(saved)).Content.ReadAsStringAsync();
+        var after = WebUtility.HtmlDecode(await (await browser.FollowAsync(saved)).Content.ReadAsStringAsync());
         Assert.Contains("Stripe signing secret saved (ending …1234)", after, StringComparison.Ordinal);
         Assert.Contains("<code>…1234</code>", after, StringComparison.Ordinal);
         Assert.DoesNotContain(secret, after, StringComparison.Ordinal);
@@ -128,8 +128,9 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         Assert.Contains("<span class=\"badge connected\">Connected</span>", used, StringComparison.Ordinal);
         Assert.Contains("1 API key used in the last 30 days.", used, StringComparison.Ordinal);
 
-        // 31 days without use: no longer connected.
-        fx.Clock.Advance(TimeSpan.FromDays(31));
+        // Last used 31 days ago: no longer connected.
+        var monthAgo = fx.Clock.GetUtcNow().UtcDateTime.AddDays(-31);
+        await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.GymId == gym.GymId).ExecuteUpdateAsync(k => k.SetProperty(x => x.LastUsedAt, monthAgo)));
         Assert.Contains("<span class=\"badge not-connected\">Not Connected</span>", await browser.GetPageAsync("/settings/integrations/automation"), StringComparison.Ordinal);
     }
 }
