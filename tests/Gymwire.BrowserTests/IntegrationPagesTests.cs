@@ -79,7 +79,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await Nav(page, "Integrations").ClickAsync();
         var zapier = page.GetByRole(AriaRole.Listitem, new() { Name = "Zapier / Make webhooks", Exact = true });
         await Assertions.Expect(zapier.Locator(".badge")).ToHaveTextAsync("Connected");
-        await Assertions.Expect(zapier).ToContainTextAsync("1 active API key");
+        await Assertions.Expect(zapier).ToContainTextAsync("1 API key used in the last 30 days");
 
         await Nav(page, "API Keys").ClickAsync();
         await page.GetByRole(AriaRole.Link, new() { Name = "Revoke Zapier Integration" }).ClickAsync();
@@ -167,8 +167,9 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await page.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
         await Assertions.Expect(page.Locator(".facts")).ToContainTextAsync("member.joined, lead.created");
 
-        // Disable and enable.
-        await page.GetByRole(AriaRole.Button, new() { Name = "Disable" }).ClickAsync();
+        // Disable (after confirming) and enable.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Disable" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Disable webhook" }).ClickAsync();
         await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Disabled");
         await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Send Test" })).ToBeDisabledAsync();
         await page.GetByRole(AriaRole.Button, new() { Name = "Enable" }).ClickAsync();

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Dashboard;
 
@@ -22,7 +23,7 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
 
     private static async Task<string> GenerateAsync(DashboardClient browser, string label, string permissions = "read")
     {
-        var response = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", label), ("Input.Permissions", permissions));
+        var response = await browser.FollowAsync(await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", label), ("Input.Permissions", permissions)));
         var html = await response.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.True(response.Headers.CacheControl?.NoStore, "a page showing a key is never cached");
@@ -31,20 +32,30 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Generated_key_is_shown_once_in_the_post_response_and_never_again()
+    public async Task Generated_key_is_shown_once_after_the_redirect_and_a_reload_neither_shows_it_nor_creates_another()
     {
-        var (_, browser) = await SignedInAsync();
+        var (gym, browser) = await SignedInAsync();
         using var _ = browser;
-        var response = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier Integration"), ("Input.Permissions", "read-write"));
+        var post = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier Integration"), ("Input.Permissions", "read-write"));
+        // Post/redirect/get: the POST answers with a redirect that carries nothing of the key.
+        Assert.Equal(HttpStatusCode.Redirect, post.StatusCode);
+        Assert.Equal("/settings/api-keys/new?created=true", post.Headers.Location!.OriginalString);
+        Assert.DoesNotMatch(KeyPattern(), await post.Content.ReadAsStringAsync());
+        // The key travels to the next page in TempData, encrypted: never in the clear in a cookie.
+        Assert.True(post.Headers.TryGetValues("Set-Cookie", out var cookies));
+        Assert.DoesNotContain(cookies, c => KeyPattern().IsMatch(c) || c.Contains("Zapier", StringComparison.Ordinal));
+        var response = await browser.GetAsync(post.Headers.Location!.OriginalString);
         var html = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var key = KeyPattern().Match(html).Value;
         Assert.Matches("^cs_[0-9a-f]{64}$", key);
-        // Nothing about the key travels in a cookie (no TempData) or a redirect.
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        if (response.Headers.TryGetValues("Set-Cookie", out var cookies))
-        {
-            Assert.DoesNotContain(cookies, c => c.Contains(key, StringComparison.Ordinal) || c.Contains("TempData", StringComparison.OrdinalIgnoreCase));
-        }
+        Assert.Contains("will not be shown again", html, StringComparison.Ordinal);
+
+        // Reloading the page after the redirect shows the key no more and creates no second one.
+        var reload = await browser.GetPageAsync("/settings/api-keys/new?created=true");
+        Assert.DoesNotContain(key, reload, StringComparison.Ordinal);
+        Assert.Contains("The new key was shown once", reload, StringComparison.Ordinal);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.ApiKeys.CountAsync(k => k.GymId == gym.GymId)));
 
         using (var api = fx.Client(key))
         {
@@ -132,15 +143,19 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Zapier_tile_counts_active_keys()
+    public async Task Zapier_tile_counts_keys_used_recently()
     {
         var (_, browser) = await SignedInAsync();
         using var _ = browser;
-        await GenerateAsync(browser, "One");
-        await GenerateAsync(browser, "Two");
+        foreach (var key in new[] { await GenerateAsync(browser, "One"), await GenerateAsync(browser, "Two") })
+        {
+            using var api = fx.Client(key);
+            await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        await GenerateAsync(browser, "Never used");
         var tile = await browser.GetPageAsync("/settings/integrations/automation");
         Assert.Contains("<span class=\"badge connected\">Connected</span>", tile, StringComparison.Ordinal);
-        Assert.Contains("2 active API keys.", tile, StringComparison.Ordinal);
+        Assert.Contains("2 API keys used in the last 30 days.", tile, StringComparison.Ordinal);
     }
 
     [GeneratedRegex("cs_[0-9a-f]{64}")]

@@ -33,6 +33,13 @@ public sealed partial class DashboardClient : IDisposable
     public async Task<HttpResponseMessage> SubmitAsync(string path, params (string Name, string Value)[] fields) =>
         await PostFormAsync(path, [.. fields, ("__RequestVerificationToken", Token(await GetPageAsync(path)))]);
 
+    /// <summary>The page a form's POST redirected to (post/redirect/get), as the browser would load it.</summary>
+    public async Task<HttpResponseMessage> FollowAsync(HttpResponseMessage response)
+    {
+        Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"expected a redirect: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return await GetAsync(response.Headers.Location!.OriginalString);
+    }
+
     public Task<HttpResponseMessage> PostFormAsync(string path, params (string Name, string Value)[] fields) =>
         _http.PostAsync(new Uri(_fx.BaseAddress, path), new FormUrlEncodedContent(fields.Select(f => KeyValuePair.Create(f.Name, f.Value))));
 

@@ -40,7 +40,7 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         }
         for (var i = 0; i < 2; i++)
         {
-            var rotated = await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/rotate-secret");
+            var rotated = await browser.FollowAsync(await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/rotate-secret"));
             Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
             Assert.Contains("New signing secret", await rotated.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }

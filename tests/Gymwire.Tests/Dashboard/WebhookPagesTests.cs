@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using Gymwire.Features.Dashboard.Settings;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
@@ -22,7 +23,7 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
 
     private static async Task<(Guid Id, string Secret)> CreateAsync(DashboardClient browser, string url, params string[] events)
     {
-        var response = await browser.SubmitAsync("/settings/webhooks/new", [("Input.Url", url), .. events.Select(e => ("Input.Events", e))]);
+        var response = await browser.FollowAsync(await browser.SubmitAsync("/settings/webhooks/new", [("Input.Url", url), .. events.Select(e => ("Input.Events", e))]));
         var html = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, html);
         var secret = Secret(html);
@@ -70,25 +71,34 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         Assert.Contains("The secret must start with &#x27;whsec_&#x27;", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         var custom = "whsec_" + Convert.ToBase64String(new byte[32]);
-        var ok = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/b"), ("Input.Secret", custom));
+        var ok = await browser.FollowAsync(await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/b"), ("Input.Secret", custom)));
         Assert.Equal(custom, Secret(await ok.Content.ReadAsStringAsync()));
         Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
     }
 
     [Fact]
-    public async Task Rotate_confirms_then_shows_the_new_secret_only_in_that_response()
+    public async Task Rotate_confirms_then_shows_the_new_secret_once_and_until_when_the_old_one_signs()
     {
         var (_, browser) = await SignedInAsync();
         using var _ = browser;
         var (id, first) = await CreateAsync(browser, "https://hooks.example.com/rotate");
         Assert.Contains("Rotate the signing secret?", await browser.GetPageAsync($"/settings/webhooks/{id}/rotate-secret"), StringComparison.Ordinal);
-        var response = await browser.SubmitAsync($"/settings/webhooks/{id}/rotate-secret");
+        var post = await browser.SubmitAsync($"/settings/webhooks/{id}/rotate-secret");
+        Assert.Equal($"/settings/webhooks/{id}/rotate-secret?rotated=true", post.Headers.Location!.OriginalString);
+        var response = await browser.FollowAsync(post);
         var html = await response.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var second = Secret(html);
         Assert.NotEqual(first, second);
-        Assert.Contains("signed with both the old and the new secret", html, StringComparison.Ordinal);
+        var until = await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.PreviousSecretExpiresAt).SingleAsync());
+        Assert.Contains($"Until <strong>{WebhookViews.Time(until!.Value)}</strong>, requests are signed with both the old and the new secret", html, StringComparison.Ordinal);
+        Assert.Contains($"The previous secret still signs until {WebhookViews.Time(until.Value)}.", html, StringComparison.Ordinal);
+        // A reload neither shows the secret nor rotates again, and still says until when the old one signs.
+        var reload = await browser.GetPageAsync($"/settings/webhooks/{id}/rotate-secret?rotated=true");
+        Assert.DoesNotContain(second, reload, StringComparison.Ordinal);
+        Assert.Contains($"The previous secret still signs until <strong>{WebhookViews.Time(until.Value)}</strong>", reload, StringComparison.Ordinal);
         Assert.DoesNotContain(second, await browser.GetPageAsync($"/settings/webhooks/{id}/rotate-secret"), StringComparison.Ordinal);
+        Assert.Equal(until, await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.PreviousSecretExpiresAt).SingleAsync()));
     }
 
     [Fact]
@@ -184,9 +194,22 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         var (gym, browser) = await SignedInAsync();
         using var _ = browser;
         var (id, _) = await CreateAsync(browser, "https://hooks.example.com/zap");
+        // A webhook that has delivered nothing yet connects nothing; one that delivered an event recently does.
+        Assert.Contains("<span class=\"badge not-connected\">Not Connected</span>", await browser.GetPageAsync("/settings/integrations/automation"), StringComparison.Ordinal);
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(async db =>
+        {
+            var d = Guid.CreateVersion7();
+            db.WebhookDeliveries.Add(new Gymwire.Features.Webhooks.WebhookDelivery
+            {
+                Id = d, GymId = gym.GymId, SubscriptionId = id, Event = "lead.created", Status = "delivered", AttemptCount = 1, CreatedAt = now,
+                Payload = Gymwire.Features.Webhooks.WebhookPayloads.Build(d, "lead.created", gym.GymId, "{}", now),
+            });
+            return await db.SaveChangesAsync();
+        });
         var tile = await browser.GetPageAsync("/settings/integrations/automation");
         Assert.Contains("<span class=\"badge connected\">Connected</span>", tile, StringComparison.Ordinal);
-        Assert.Contains("1 active webhook", tile, StringComparison.Ordinal);
+        Assert.Contains("1 webhook in use", tile, StringComparison.Ordinal);
 
         await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).ExecuteUpdateAsync(s => s
             .SetProperty(x => x.IsActive, false).SetProperty(x => x.DisabledReason, "The endpoint answered 410 Gone").SetProperty(x => x.DisabledAt, DateTime.UtcNow)));
@@ -201,5 +224,124 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
     private static partial Regex SecretPattern();
 
     /// <summary>The shown secret, HTML-decoded (Razor encodes '+' and '=' in attributes); empty when the page has none.</summary>
+    [Fact]
+    public async Task Disable_asks_first_pauses_queued_retries_keeping_their_error_and_enable_resumes_them()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (id, _) = await CreateAsync(browser, receiver.Url("/paused"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var delivery = Guid.CreateVersion7();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new Gymwire.Features.Webhooks.WebhookDelivery
+            {
+                Id = delivery, GymId = gym.GymId, SubscriptionId = id, Event = "lead.created",
+                Payload = Gymwire.Features.Webhooks.WebhookPayloads.Build(delivery, "lead.created", gym.GymId, "{}", now),
+                Status = "retrying", AttemptCount = 1, CreatedAt = now, LastAttemptAt = now, LastStatusCode = 503, LastError = "HTTP 503 (first failure)",
+                NextAttemptAt = now.AddMinutes(5),
+            });
+            return await db.SaveChangesAsync();
+        });
+
+        // The webhook page's Disable is a link to a confirmation that says what happens to the queue.
+        Assert.Contains($"href=\"/settings/webhooks/{id}/disable\"", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
+        var confirm = await browser.GetPageAsync($"/settings/webhooks/{id}/disable");
+        Assert.Contains("Disable this webhook?", confirm, StringComparison.Ordinal);
+        Assert.Contains("1 delivery is waiting to be sent or retried. They are paused", confirm, StringComparison.Ordinal);
+        Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+
+        var disabled = await browser.SubmitAsync($"/settings/webhooks/{id}/disable");
+        Assert.Equal($"/settings/webhooks/{id}", disabled.Headers.Location!.OriginalString);
+        var page = await (await browser.FollowAsync(disabled)).Content.ReadAsStringAsync();
+        Assert.Contains("Webhook disabled. 1 queued delivery is paused and resume when you enable it.", page, StringComparison.Ordinal);
+        Assert.Contains("Paused while disabled", page, StringComparison.Ordinal);
+        // The message is shown once.
+        Assert.DoesNotContain("Webhook disabled.", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
+        var paused = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().SingleAsync(d => d.Id == delivery));
+        Assert.Equal(("retrying", 1, 503, "HTTP 503 (first failure)", (DateTime?)null), (paused.Status, paused.AttemptCount, paused.LastStatusCode, paused.LastError, paused.NextAttemptAt));
+
+        // Its retry time passes: nothing is sent, and the original error stays.
+        fx.Clock.Advance(TimeSpan.FromMinutes(10));
+        fx.WakeWorker();
+        await Task.Yield();
+        Assert.Empty(receiver.At("/paused"));
+        Assert.Equal("HTTP 503 (first failure)", await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == delivery).Select(d => d.LastError).SingleAsync()));
+
+        var enabled = await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Enable");
+        Assert.Contains("Webhook enabled. Paused deliveries are being sent now.", await (await browser.FollowAsync(enabled)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var sent = (await receiver.WaitForAsync("/paused", 1)).Single();
+        Assert.Equal(delivery.ToString(), sent.Header("webhook-id"));
+        var done = await fx.WaitForDeliveryAsync(id, d => d.Id == delivery && d.Status == "delivered", "the resumed retry delivered");
+        Assert.Equal((2, 200), (done.AttemptCount, done.LastStatusCode));
+    }
+
+    [Fact]
+    public async Task A_second_webhook_to_the_same_url_is_warned_about_and_created_only_when_confirmed()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (first, _) = await CreateAsync(browser, "https://hooks.example.com/same");
+        var warned = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/same"));
+        Assert.Equal(HttpStatusCode.OK, warned.StatusCode);
+        var html = await warned.Content.ReadAsStringAsync();
+        Assert.Contains("already has <a href=\"/settings/webhooks/" + first + "\">a webhook sending to this URL</a>", html, StringComparison.Ordinal);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
+        var confirmed = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/same"), ("Input.ConfirmDuplicate", "true"));
+        Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
+        Assert.Equal(2, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
+
+        // Editing another webhook to that URL warns too; keeping a webhook's own URL does not.
+        var (other, _) = await CreateAsync(browser, "https://hooks.example.com/other");
+        Assert.Contains("a webhook sending to this URL", await (await browser.SubmitAsync($"/settings/webhooks/{other}/edit", ("Input.Url", "https://hooks.example.com/same"))).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{other}/edit", ("Input.Url", "https://hooks.example.com/other"), ("Input.Events", "lead.created"))).StatusCode);
+    }
+
+    [Fact]
+    public async Task Event_picker_groups_events_offers_all_events_and_folds_gympoint_names_into_their_event()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var form = await browser.GetPageAsync("/settings/webhooks/new");
+        Assert.Contains("<label for=\"events-all\">All events</label>", form, StringComparison.Ordinal);
+        foreach (var group in new[] { "Members", "Memberships", "Payments", "Training and attendance", "Classes", "Leads", "Contracts" })
+        {
+            Assert.Contains($"<legend>{group}</legend>", form, StringComparison.Ordinal);
+        }
+        // GymPoint's names are not events of their own in the picker: each is an option under its event.
+        Assert.DoesNotContain("<code>member.created</code></label><span class=\"hint\"", form, StringComparison.Ordinal);
+        Assert.Contains("Send it as GymPoint's <code>member.created</code>", form, StringComparison.Ordinal);
+
+        // Checking the alias under member.joined subscribes to the alias name only; payment.received stays canonical.
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/alias", "member.joined", "member.created", "payment.received");
+        Assert.Equal(["member.created", "payment.received"], await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.Events).SingleAsync()));
+        var edit = await browser.GetPageAsync($"/settings/webhooks/{id}/edit");
+        Assert.Matches("id=\"event-member-joined\"[^>]*checked", edit);
+        Assert.Matches("id=\"event-member-created\"[^>]*checked", edit);
+
+        // "Only the events I choose" with none chosen is explained, not saved as all events.
+        var none = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/none"), ("Input.AllEvents", "false"));
+        Assert.Contains("Choose at least one event, or All events.", await none.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var all = await browser.FollowAsync(await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/all"), ("Input.AllEvents", "true")));
+        Assert.Equal(HttpStatusCode.OK, all.StatusCode);
+        Assert.Empty(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.GymId == gym.GymId && s.Url == "https://hooks.example.com/all").Select(s => s.Events).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task New_webhook_redirects_so_a_reload_creates_no_second_one_and_the_secret_is_shown_once()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var post = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/prg"));
+        Assert.Equal("/settings/webhooks/new?created=true", post.Headers.Location!.OriginalString);
+        var secret = Secret(await (await browser.FollowAsync(post)).Content.ReadAsStringAsync());
+        Assert.StartsWith("whsec_", secret, StringComparison.Ordinal);
+        var reload = await browser.GetPageAsync("/settings/webhooks/new?created=true");
+        Assert.DoesNotContain(secret, reload, StringComparison.Ordinal);
+        Assert.Contains("The signing secret was shown once", reload, StringComparison.Ordinal);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
+    }
+
     private static string Secret(string html) => WebUtility.HtmlDecode(SecretPattern().Match(html).Groups[1].Value);
 }

@@ -63,6 +63,18 @@ public abstract class CliTests(GymwireFixture fx)
             var list = await (await owner.GetAsync(url)).AssertStatusAsync(HttpStatusCode.OK);
             Assert.True(list.GetProperty(key).GetArrayLength() > 0, url);
         }
+
+        // Integrations that look used: a webhook with delivered, retried and failed deliveries, and a key used recently.
+        var hook = Assert.Single((await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray());
+        Assert.True(hook.GetProperty("is_active").GetBoolean());
+        var deliveries = (await (await owner.GetAsync($"/api/gym/webhooks/{hook.GetProperty("id").GetGuid()}/deliveries?limit=100")).AssertStatusAsync(HttpStatusCode.OK))
+            .GetProperty("deliveries").EnumerateArray().Select(d => (Status: d.GetProperty("status").GetString(), Attempts: d.GetProperty("attempt_count").GetInt32())).ToList();
+        Assert.Contains(deliveries, d => d is ("delivered", 1));
+        Assert.Contains(deliveries, d => d is ("delivered", 2));
+        Assert.Contains(deliveries, d => d is ("undeliverable", 4));
+        Assert.DoesNotContain(deliveries, d => d.Status is "pending" or "retrying");
+        var keys = (await (await owner.GetAsync("/api/gym/api-keys")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("keys").EnumerateArray().ToList();
+        Assert.Contains(keys, k => k.GetProperty("last_used").ValueKind == JsonValueKind.String);
     }
 
     [Fact]

@@ -610,7 +610,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task Deactivating_a_webhook_ends_its_queued_deliveries_at_once_by_patch_delete_or_410()
+    public async Task Disabling_a_webhook_pauses_its_queued_retries_with_their_errors_and_enabling_resumes_them_while_a_410_ends_them()
     {
         await using var receiver = await TestReceiver.StartAsync();
         receiver.On("/gone", new Reply(410, "gone"));
@@ -620,7 +620,8 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var gone = await gym.CreateWebhookAsync(receiver.Url("/gone"), "lead.created");
         var kept = await gym.CreateWebhookAsync(receiver.Url("/kept"), "lead.created");
         var now = fx.Clock.GetUtcNow().UtcDateTime;
-        // Each has retries queued for an hour from now (no worker touches them before then) and one delivered.
+        // Each has retries queued for an hour from now (no worker touches them before then), with the error of their
+        // last attempt, and one delivered.
         await fx.WithDbAsync(async db =>
         {
             foreach (var hook in new[] { patched, deleted, gone, kept })
@@ -628,7 +629,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
                 for (var i = 0; i < 5; i++)
                 {
                     var d = Parked(gym.GymId, hook.Id, now);
-                    (d.Status, d.AttemptCount, d.NextAttemptAt) = (DeliveryStatus.Retrying, 1, now.AddHours(1));
+                    (d.Status, d.AttemptCount, d.NextAttemptAt, d.LastStatusCode, d.LastError) = (DeliveryStatus.Retrying, 1, now.AddHours(1), 503, "HTTP 503 from the endpoint");
                     db.WebhookDeliveries.Add(d);
                 }
                 var done = Parked(gym.GymId, hook.Id, now);
@@ -654,24 +655,46 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         fx.WakeWorker();
         await fx.WaitForDeliveryAsync(gone.Id, d => d.LastStatusCode == 410, "the 410 recorded");
 
-        // No clock moved: the queued retries ended with their webhooks, unsent, and the delivered ones kept their state.
+        // The owner's disable paused the queued retries: same status, attempts and error, no due time.
         foreach (var hook in new[] { patched, deleted })
         {
-            Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Undeliverable] = 5, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(hook));
+            Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Retrying] = 5, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(hook));
+            Assert.All((await fx.DeliveriesAsync(hook.Id)).Where(d => d.Status == DeliveryStatus.Retrying),
+                d => Assert.Equal((1, 503, "HTTP 503 from the endpoint", (DateTime?)null), (d.AttemptCount, d.LastStatusCode, d.LastError, d.NextAttemptAt)));
         }
+        // Gymwire's own deactivation (the 410) ended them.
         Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Undeliverable] = 6, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(gone));
-        var ended = (await fx.DeliveriesAsync(patched.Id)).Concat(await fx.DeliveriesAsync(deleted.Id)).Concat(await fx.DeliveriesAsync(gone.Id))
-            .Where(d => d.Status == DeliveryStatus.Undeliverable && d.LastStatusCode is null).ToList();
-        Assert.Equal(15, ended.Count);
+        var ended = (await fx.DeliveriesAsync(gone.Id)).Where(d => d.Status == DeliveryStatus.Undeliverable && d.LastStatusCode == 503).ToList();
+        Assert.Equal(5, ended.Count);
         Assert.All(ended, d => Assert.Equal(("The webhook is inactive", (DateTime?)null, 1), (d.LastError, d.NextAttemptAt, d.AttemptCount)));
         Assert.Equal(new Dictionary<string, int> { [DeliveryStatus.Retrying] = 5, [DeliveryStatus.Delivered] = 1 }, await StatusesAsync(kept));
         Assert.Empty(receiver.At("/patched"));
         Assert.Empty(receiver.At("/deleted"));
         Assert.Single(receiver.At("/gone"));
+
+        // Hours later, still paused: the clock passing their old due time sends nothing.
+        fx.Clock.Advance(TimeSpan.FromHours(2));
+        fx.WakeWorker();
+        await receiver.WaitForAsync("/kept", 5);
+        Assert.Empty(receiver.At("/patched"));
+        Assert.Empty(receiver.At("/deleted"));
+
+        // Enabling resumes them at once, each as the next attempt of its retry schedule.
+        foreach (var hook in new[] { patched, deleted })
+        {
+            await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        }
+        await receiver.WaitForAsync("/patched", 5);
+        await receiver.WaitForAsync("/deleted", 5);
+        foreach (var hook in new[] { patched, deleted })
+        {
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "the resumed retries delivered");
+            Assert.All((await fx.DeliveriesAsync(hook.Id)).Where(d => d.LastStatusCode is not null && d.AttemptCount == 2), d => Assert.Equal(200, d.LastStatusCode));
+        }
         // Redelivery still works on an ended delivery once the webhook is active again.
-        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{patched.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
-        var redo = ended.First(d => d.SubscriptionId == patched.Id);
-        await (await owner.PostAsync($"/api/gym/webhooks/{patched.Id}/deliveries/{redo.Id}/redeliver", null)).AssertStatusAsync(System.Net.HttpStatusCode.Accepted);
-        await receiver.WaitForAsync("/patched", 1);
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{gone.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        receiver.On("/gone", new Reply(200, "ok"));
+        await (await owner.PostAsync($"/api/gym/webhooks/{gone.Id}/deliveries/{ended[0].Id}/redeliver", null)).AssertStatusAsync(System.Net.HttpStatusCode.Accepted);
+        await receiver.WaitForAsync("/gone", 2);
     }
 }

@@ -1,4 +1,5 @@
 using Gymwire.Data;
+using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
@@ -9,6 +10,7 @@ using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Training;
+using Gymwire.Features.Webhooks;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 
@@ -18,10 +20,15 @@ public sealed record DemoGym(Guid GymId, string GymName, string OwnerEmail, stri
 
 /// <summary>
 /// A demo gym with a plausible month of data, every record made through the same code paths (and so
-/// with the same events) as the API's. Idempotent: a second run finds the demo owner and returns it.
+/// with the same events) as the API's, and integrations that look used: a webhook with a mixed delivery history and
+/// an API key that was used minutes ago. Idempotent: a second run finds the demo owner and returns it.
 /// </summary>
-public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning, UserManager<Owner> users, TimeProvider clock)
+public sealed class DemoSeeder(
+    GymwireDbContext db, GymProvisioning provisioning, UserManager<Owner> users, ApiKeyService keys, WebhookSecretProtector protector, TimeProvider clock)
 {
+    /// <summary>Where the demo webhook points: a reserved example domain (RFC 2606), so the demo never posts a gym's data anywhere real.</summary>
+    public const string WebhookUrl = "https://example.com/gymwire-demo/webhook";
+
     public const string GymName = "Demo Jiu-Jitsu Academy";
     public const string OwnerEmail = "owner@demo.gymwire.local";
     public const string OwnerPassword = "demo-owner-password";
@@ -138,7 +145,72 @@ public sealed class DemoSeeder(GymwireDbContext db, GymProvisioning provisioning
         {
             entry.Entity.DispatchedAt = today;
         }
+        AddWebhookHistory(gym.GymId, start, random);
         await db.SaveChangesAsync(ct);
+        await AddUsedKeyAsync(gym.GymId, today, ct);
         return new DemoGym(gym.GymId, GymName, OwnerEmail, OwnerPassword, Created: true);
+    }
+
+    /// <summary>
+    /// A webhook that received the seed's latest member and payment events, as rows the delivery engine would have
+    /// written: most delivered at once, some after a failed first attempt (retried), and two undeliverable after
+    /// the whole retry schedule. Nothing is queued, so the engine sends nothing on the demo's behalf.
+    /// </summary>
+    private void AddWebhookHistory(Guid gymId, DateTime start, Random random)
+    {
+        string[] types = [EventCatalog.MemberJoined, EventCatalog.PaymentReceived, EventCatalog.PaymentFailed];
+        var hook = new WebhookSubscription
+        {
+            Id = Guid.CreateVersion7(start), GymId = gymId, Url = WebhookUrl, Events = [.. types], IsActive = true, CreatedAt = start, UpdatedAt = start,
+            SecretProtected = protector.Protect(WebhookSigner.NewSecret()),
+        };
+        db.WebhookSubscriptions.Add(hook);
+        var events = db.ChangeTracker.Entries<OutboxEvent>().Select(e => e.Entity).Where(e => types.Contains(e.Type))
+            .OrderBy(e => e.OccurredAt).TakeLast(24).ToList();
+        TimeSpan[] retries = [TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(30), TimeSpan.FromHours(2)];
+        for (var i = 0; i < events.Count; i++)
+        {
+            var e = events[i];
+            // The last one is delivered, so the webhook is healthy now; two earlier ones failed for good.
+            var outcome = i == events.Count - 1 ? "delivered" : i % 11 == 4 ? "failed" : i % 4 == 1 ? "retried" : "delivered";
+            var delivery = new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(e.OccurredAt), GymId = gymId, SubscriptionId = hook.Id, EventId = e.Id, Event = e.Type,
+                Status = outcome == "failed" ? DeliveryStatus.Undeliverable : DeliveryStatus.Delivered, CreatedAt = e.OccurredAt,
+            };
+            var at = e.OccurredAt.AddSeconds(1);
+            var attempts = outcome switch { "failed" => 1 + retries.Length, "retried" => 2, _ => 1 };
+            for (var n = 1; n <= attempts; n++)
+            {
+                var ok = outcome != "failed" && n == attempts;
+                var timeout = !ok && outcome == "failed" && n % 2 == 0;
+                var attempt = new WebhookAttempt
+                {
+                    Id = Guid.CreateVersion7(at), GymId = gymId, DeliveryId = delivery.Id, Number = n, AttemptedAt = at, Trigger = "scheduled",
+                    StatusCode = ok ? 200 : timeout ? null : 503, DurationMs = ok ? 80 + random.Next(400) : timeout ? 10_000 : 30 + random.Next(100),
+                    Error = ok ? null : timeout ? "Timed out after 10 s" : "HTTP 503",
+                    ResponseBody = ok ? """{"status":"success"}""" : timeout ? null : "Service Unavailable",
+                };
+                db.WebhookAttempts.Add(attempt);
+                (delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError) = (n, at, attempt.StatusCode, attempt.Error);
+                if (n <= retries.Length)
+                {
+                    at += retries[n - 1];
+                }
+            }
+            db.WebhookDeliveries.Add(delivery);
+        }
+    }
+
+    /// <summary>A Read/Write key for Zapier that was used a few minutes ago, as a connected Zap's polling would.</summary>
+    private async Task AddUsedKeyAsync(Guid gymId, DateTime now, CancellationToken ct)
+    {
+        var (key, error) = await keys.CreateAsync(gymId, "Zapier (demo)", [Infrastructure.Auth.Scopes.Read, Infrastructure.Auth.Scopes.Write], null, ct);
+        if (key is null)
+        {
+            throw new InvalidOperationException(error);
+        }
+        var usedAt = now.AddMinutes(-7);
+        await db.ApiKeys.Where(k => k.Id == key.Id).ExecuteUpdateAsync(k => k.SetProperty(x => x.LastUsedAt, usedAt), ct);
     }
 }

@@ -43,23 +43,28 @@ public static class EmailEndpoints
         {
             return ApiErrors.Conflict("Email is not configured on this server (Email:Smtp:Host), so reports cannot be emailed");
         }
-        var gymId = user.GetGymId();
+        return TypedResults.Ok(Map(await SaveScheduleAsync(user.GetGymId(), request.Frequency!, db, clock, signal, ct)));
+    }
+
+    /// <summary>Sets a gym's report frequency (validated by the caller): the API's PUT and the dashboard's form.</summary>
+    internal static async Task<ReportSchedule> SaveScheduleAsync(Guid gymId, string frequency, GymwireDbContext db, TimeProvider clock, ReportSignal signal, CancellationToken ct)
+    {
         var now = clock.GetUtcNow().UtcDateTime;
         var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
         if (schedule is null)
         {
-            schedule = new ReportSchedule { GymId = gymId, Frequency = request.Frequency!, CreatedAt = now };
+            schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
             db.ReportSchedules.Add(schedule);
         }
-        if (schedule.Frequency != request.Frequency || schedule.ReportedThrough == default)
+        if (schedule.Frequency != frequency || schedule.ReportedThrough == default)
         {
             // The first report covers the period in progress, sent when it ends.
-            schedule.Frequency = request.Frequency!;
+            schedule.Frequency = frequency;
             schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now);
         }
         await db.SaveChangesAsync(ct);
         signal.Notify();
-        return TypedResults.Ok(Map(schedule));
+        return schedule;
     }
 
     internal static async Task<NoContent> DeleteSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)

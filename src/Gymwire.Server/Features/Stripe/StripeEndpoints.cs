@@ -202,17 +202,23 @@ public static partial class StripeEndpoints
     internal static async Task<Results<Ok<StripeConnectionDto>, BadRequest<ErrorResponse>>> SetSecret(
         SetStripeSecretRequest request, ClaimsPrincipal user, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
     {
+        var gymId = user.GetGymId();
+        var (account, invalid) = await SaveSecretAsync(gymId, request.EndpointSecret, db, secrets, clock, ct);
+        return account is null ? ApiErrors.BadRequest(invalid!) : TypedResults.Ok(Map(gymId, account));
+    }
+
+    /// <summary>Validates and stores (encrypted) a gym's endpoint secret: the API's PUT and the dashboard's form.</summary>
+    internal static async Task<(StripeAccount? Account, string? Error)> SaveSecretAsync(
+        Guid gymId, string? secret, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
+    {
         var v = new RequestValidator()
-            .Required(request.EndpointSecret, "endpoint_secret", 200)
-            .Check(request.EndpointSecret is null || (request.EndpointSecret.StartsWith("whsec_", StringComparison.Ordinal)
-                                                      && request.EndpointSecret.Length >= 16 && !request.EndpointSecret.Any(char.IsWhiteSpace)),
+            .Required(secret, "endpoint_secret", 200)
+            .Check(secret is null || (secret.StartsWith("whsec_", StringComparison.Ordinal) && secret.Length >= 16 && !secret.Any(char.IsWhiteSpace)),
                 "'endpoint_secret' must be the webhook endpoint's signing secret from Stripe (it starts with 'whsec_')");
         if (v.Error is { } invalid)
         {
-            return ApiErrors.BadRequest(invalid);
+            return (null, invalid);
         }
-        var gymId = user.GetGymId();
-        var secret = request.EndpointSecret!;
         var now = clock.GetUtcNow().UtcDateTime;
         var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
         if (account is null)
@@ -220,13 +226,13 @@ public static partial class StripeEndpoints
             account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
             db.StripeAccounts.Add(account);
         }
-        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret);
-        account.SecretHint = StripeSecrets.Hint(secret);
+        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret!);
+        account.SecretHint = StripeSecrets.Hint(secret!);
         account.ConfiguredAt = now;
         account.LastFailure = null;
         account.LastFailureAt = null;
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(Map(gymId, account));
+        return (account, null);
     }
 
     internal static async Task<NoContent> Disconnect(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)

@@ -67,3 +67,67 @@ document.querySelectorAll("[data-poll-url]").forEach((root) => {
   };
   setTimeout(tick, pollEvery);
 });
+
+// Forms: the pressed button says its request is running ("Sending test…"), a second press sends nothing more, and a
+// request still running after the button's data-slow-after milliseconds says so in the status line beside it.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement)) return;
+  if (form.dataset.submitting === "true") {
+    event.preventDefault();
+    return;
+  }
+  form.dataset.submitting = "true";
+  const button = event.submitter instanceof HTMLButtonElement ? event.submitter : form.querySelector("button[type=submit]");
+  if (!button) return;
+  button.dataset.label = button.textContent;
+  button.setAttribute("aria-busy", "true");
+  button.classList.add("busy");
+  if (button.dataset.busy) button.textContent = button.dataset.busy;
+  // Disabled after the browser has read the form, so the button's own name and value still go with it.
+  setTimeout(() => { button.disabled = true; }, 0);
+  const status = form.parentElement && form.parentElement.querySelector("[data-progress-for]");
+  if (status) status.textContent = button.dataset.busy || "Working…";
+  const slowAfter = Number(button.dataset.slowAfter);
+  if (slowAfter > 0 && button.dataset.slow) {
+    setTimeout(() => {
+      button.classList.add("slow");
+      if (status) status.textContent = button.dataset.slow;
+    }, slowAfter);
+  }
+});
+// Back to a page kept in the browser's cache: its buttons are idle again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  document.querySelectorAll("form[data-submitting]").forEach((form) => { delete form.dataset.submitting; });
+  document.querySelectorAll("button[aria-busy]").forEach((button) => {
+    button.removeAttribute("aria-busy");
+    button.classList.remove("busy", "slow");
+    button.disabled = false;
+    if (button.dataset.label) button.textContent = button.dataset.label;
+  });
+  document.querySelectorAll("[data-progress-for]").forEach((status) => { status.textContent = ""; });
+});
+
+// The event picker: choosing an event means "Only the events I choose"; "All events" clears the choice; each
+// category has a select-all button.
+document.querySelectorAll("[data-event-picker]").forEach((picker) => {
+  const all = picker.querySelector("#events-all");
+  const chosen = picker.querySelector("#events-chosen");
+  const boxes = () => picker.querySelectorAll("input[type=checkbox]");
+  picker.querySelectorAll("button[data-select-group]").forEach((button) => { button.hidden = false; });
+  picker.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement)) return;
+    if (input.type === "checkbox" && input.checked && chosen) chosen.checked = true;
+    if (input === all && all.checked) boxes().forEach((box) => { box.checked = false; });
+  });
+  picker.addEventListener("click", (event) => {
+    const button = event.target instanceof Element ? event.target.closest("button[data-select-group]") : null;
+    if (!button) return;
+    const group = picker.querySelector(`[data-event-group="${button.dataset.selectGroup}"]`);
+    if (!group) return;
+    group.querySelectorAll("input[type=checkbox]:not([data-alias-of])").forEach((box) => { box.checked = true; });
+    if (chosen) chosen.checked = true;
+  });
+});

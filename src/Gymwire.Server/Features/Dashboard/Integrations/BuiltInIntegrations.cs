@@ -61,8 +61,8 @@ public sealed class AccountingExportIntegration : ConnectorNotInstalled
 
 /// <summary>
 /// Zapier, Make and similar platforms connect with API keys (polling triggers, actions) or webhooks. The tile is
-/// Connected when any registered <see cref="IAutomationConnectionSource"/> reports something active, Error when one
-/// reports a problem.
+/// Connected when any registered <see cref="IAutomationConnectionSource"/> reports something in use (recently used,
+/// not merely existing), Error when one reports a problem.
 /// </summary>
 public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSource> sources) : IIntegrationStatusProvider
 {
@@ -91,6 +91,6 @@ public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSourc
         var active = found.Where(f => f.Active > 0).Select(f => f.Summary).ToList();
         return active.Count > 0
             ? IntegrationStatus.Connected(string.Join(", ", active) + ".")
-            : IntegrationStatus.NotConnected("No API keys or webhooks yet: create one to connect Zapier or Make.");
+            : IntegrationStatus.NotConnected("Nothing has used an API key or a webhook in the last 30 days: create one and connect Zapier or Make with it.");
     }
 }

@@ -41,6 +41,7 @@ public sealed partial class DeleteWebhookModel(WebhookService webhooks, Dashboar
         if (outcome.Value is not null)
         {
             LogDeleted(logger, id, access.GymId);
+            TempData.SetFlash($"Deleted the webhook to {found.Url}.");
             return Redirect("/settings/webhooks");
         }
         await limits.ReleaseAsync(permit);

@@ -1,17 +1,20 @@
+using Gymwire.Data;
 using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Edit a webhook's URL and events (the secret changes only by rotation).</summary>
-public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
+public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext db) : PageModel
 {
     [BindProperty]
     public WebhookInput Input { get; set; } = new();
 
     public Guid Id { get; private set; }
+
+    /// <summary>Another webhook of the gym with the new URL, when the owner has not confirmed.</summary>
+    public Guid? Duplicate { get; private set; }
 
     public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
     {
@@ -20,7 +23,7 @@ public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
             return NotFound();
         }
         Id = id;
-        Input = new WebhookInput { Url = hook.Url, Events = hook.Events.ToList() };
+        Input = new WebhookInput { Url = hook.Url, Events = hook.Events.ToList(), AllEvents = hook.Events.Count == 0 };
         return Page();
     }
 
@@ -28,25 +31,35 @@ public sealed class EditWebhookModel(WebhookService webhooks) : PageModel
     {
         var access = WebhookAccess.Of(User);
         Id = id;
-        if (!ModelState.IsValid)
-        {
-            return await webhooks.GetAsync(access, id, ct) is null ? NotFound() : Page();
-        }
-        var outcome = await webhooks.UpdateAsync(access, id, Input.Url, Input.Events, null, ct);
-        if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
+        if (await webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return NotFound();
         }
+        var events = Input.ChosenEvents(out var eventsError);
+        if (eventsError is not null)
+        {
+            ModelState.AddModelError(string.Empty, eventsError);
+        }
+        if (!ModelState.IsValid || events is null)
+        {
+            return Page();
+        }
+        if (!Input.ConfirmDuplicate && Input.Url.Trim() != hook.Url && await DuplicateUrls.FindAsync(db, access.GymId, Input.Url, id, ct) is { } existing)
+        {
+            Duplicate = existing;
+            return Page();
+        }
+        var outcome = await webhooks.UpdateAsync(access, id, Input.Url, events, null, ct);
         if (outcome.Value is null)
         {
-            // A bad URL is reported before the webhook is looked up; a form for another gym's webhook is still a 404.
-            if (await webhooks.GetAsync(access, id, ct) is null)
+            if (outcome.Failure == WebhookFailure.NotFound)
             {
                 return NotFound();
             }
             ModelState.AddModelError(string.Empty, WebhookInput.Friendly(outcome.Error));
             return Page();
         }
+        TempData.SetFlash("Webhook saved.");
         return Redirect($"/settings/webhooks/{id}");
     }
 }

@@ -7,8 +7,9 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>
-/// Generate New Key. The key is rendered in the response to the POST that created it and nowhere else: not in
-/// TempData, a redirect or a log, so there is no page that can show it again.
+/// Generate New Key. The creating POST redirects (post/redirect/get), so reloading never creates a second key; the
+/// key travels to the page after the redirect in TempData (encrypted, read once), is shown there once, and is never
+/// logged or put in a URL. A reload of that page finds it gone.
 /// </summary>
 public sealed partial class NewApiKeyModel(ApiKeyService keys, ILogger<NewApiKeyModel> logger) : PageModel
 {
@@ -18,11 +19,18 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, ILogger<NewApiKey
     [BindProperty]
     public NewApiKeyInput Input { get; set; } = new();
 
-    /// <summary>Set only in the response to a successful POST.</summary>
+    private const string ShownOnce = "api-key";
+
+    /// <summary>Set only on the first GET after a successful POST.</summary>
     public CreatedApiKeyDto? Created { get; private set; }
 
-    public void OnGet()
+    /// <summary>The page after the redirect, reloaded: the key was shown and is gone.</summary>
+    public bool AlreadyShown { get; private set; }
+
+    public void OnGet(bool created = false)
     {
+        Created = TempData.TakeOnce<CreatedApiKeyDto>(ShownOnce);
+        AlreadyShown = created && Created is null;
     }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
@@ -40,8 +48,8 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, ILogger<NewApiKey
             return Page();
         }
         LogKeyCreated(logger, created.Id, gymId);
-        Created = created;
-        return Page();
+        TempData.PutOnce(ShownOnce, created);
+        return Redirect("/settings/api-keys/new?created=true");
     }
 
     [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Dashboard created API key {KeyId} for gym {GymId}")]

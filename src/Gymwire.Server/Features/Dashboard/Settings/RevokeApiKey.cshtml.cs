@@ -28,11 +28,12 @@ public sealed partial class RevokeApiKeyModel(ApiKeyService keys, ILogger<Revoke
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
         var gymId = User.GetGymId();
-        if (await keys.RevokeAsync(gymId, id, ct) is null)
+        if (await keys.RevokeAsync(gymId, id, ct) is not { } revoked)
         {
             return NotFound();
         }
         LogKeyRevoked(logger, id, gymId);
+        TempData.SetFlash($"Revoked the key “{revoked.Name}” ({revoked.KeyPrefix}…). Integrations using it now get 401 Unauthorized.");
         return Redirect("/settings/api-keys");
     }
 

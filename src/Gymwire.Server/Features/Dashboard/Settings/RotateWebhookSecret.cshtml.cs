@@ -6,9 +6,12 @@ using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 
-/// <summary>Rotate secret: a confirmation, then the new secret in the response to that POST only. Limited like the API's.</summary>
+/// <summary>
+/// Rotate secret: a confirmation, then (post/redirect/get) the new secret shown once on the page after the redirect,
+/// with until when the previous one still signs. Limited like the API's.
+/// </summary>
 public sealed partial class RotateWebhookSecretModel(
-    WebhookService webhooks, DashboardRateLimits limits, IOptions<WebhookOptions> options, ILogger<RotateWebhookSecretModel> logger)
+    WebhookService webhooks, DashboardRateLimits limits, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<RotateWebhookSecretModel> logger)
     : PageModel
 {
     public WebhookDto Webhook { get; private set; } = null!;
@@ -18,16 +21,31 @@ public sealed partial class RotateWebhookSecretModel(
     /// <summary>Why the rotation was refused (the destructive limit).</summary>
     public string? Problem { get; private set; }
 
-    /// <summary>Set only in the response to the rotating POST.</summary>
+    private const string ShownOnce = "rotated-secret";
+
+    /// <summary>Set only on the first GET after the rotating POST.</summary>
     public RotatedSecret? Rotated { get; private set; }
 
-    public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
+    /// <summary>The page after the redirect, reloaded: the secret was shown and is gone.</summary>
+    public bool AlreadyShown { get; private set; }
+
+    /// <summary>Until when the previous secret still signs (from the webhook, so it shows after a reload too).</summary>
+    public DateTime? PreviousSecretSignsUntil { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync(Guid id, bool rotated, CancellationToken ct)
     {
-        if (await webhooks.GetAsync(WebhookAccess.Of(User), id, ct) is not { } hook)
+        var access = WebhookAccess.Of(User);
+        if (await webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return NotFound();
         }
         Webhook = hook;
+        Rotated = TempData.TakeOnce<RotatedSecret>(ShownOnce) is { } shown && shown.Id == id ? shown : null;
+        AlreadyShown = rotated && Rotated is null;
+        if (rotated && await webhooks.FindAsync(access, id, ct) is { PreviousSecretExpiresAt: { } until } && until > clock.GetUtcNow().UtcDateTime)
+        {
+            PreviousSecretSignsUntil = until;
+        }
         return Page();
     }
 
@@ -52,9 +70,11 @@ public sealed partial class RotateWebhookSecretModel(
             return NotFound();
         }
         LogRotated(logger, id, access.GymId);
-        Rotated = rotated;
-        Webhook = (await webhooks.GetAsync(access, id, ct))!;
-        return Page();
+        TempData.PutOnce(ShownOnce, rotated);
+        TempData.SetFlash(rotated.PreviousSecretExpiresAt is { } until
+            ? $"Secret rotated. The previous secret still signs until {WebhookViews.Time(until)}."
+            : "Secret rotated. The previous secret no longer signs.");
+        return Redirect($"/settings/webhooks/{id}/rotate-secret?rotated=true");
     }
 
     [LoggerMessage(EventId = 7032, Level = LogLevel.Information, Message = "Dashboard rotated the secret of webhook {WebhookId} of gym {GymId}")]

@@ -44,6 +44,8 @@ public sealed partial class WebhookModel(
 
     public IReadOnlyList<TimeSpan> RetrySchedule => options.Value.EffectiveRetrySchedule;
 
+    public TimeSpan Timeout => options.Value.Timeout;
+
     public DateTime Now { get; private set; }
 
     /// <summary>"You (owner)", or the API key that created the webhook (which alone, besides the owner, sees it).</summary>
@@ -91,11 +93,24 @@ public sealed partial class WebhookModel(
     public async Task<IActionResult> OnPostEnableAsync(Guid id, CancellationToken ct)
     {
         var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(User), id, null, null, isActive: true, ct);
-        return outcome.Value is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
+        if (outcome.Value is null)
+        {
+            return NotFound();
+        }
+        TempData.SetFlash("Webhook enabled. Paused deliveries are being sent now.");
+        return Redirect($"/settings/webhooks/{id}");
     }
 
-    public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct) =>
-        await webhooks.DeactivateAsync(WebhookAccess.Of(User), id, ct) is null ? NotFound() : Redirect($"/settings/webhooks/{id}");
+    /// <summary>The page's own Disable goes through /disable, which confirms first; this handler stays for forms posted straight here.</summary>
+    public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct)
+    {
+        if (await webhooks.DeactivateAsync(WebhookAccess.Of(User), id, ct) is null)
+        {
+            return NotFound();
+        }
+        TempData.SetFlash("Webhook disabled. Queued deliveries are paused and resume when you enable it.");
+        return Redirect($"/settings/webhooks/{id}");
+    }
 
     public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)
     {
@@ -109,6 +124,7 @@ public sealed partial class WebhookModel(
             Problem = outcome.Error;
             return await LoadAsync(id, ct) ? Page() : NotFound();
         }
+        TempData.SetFlash($"Redelivery of {outcome.Value.Event} queued: it is sent now, with the retry schedule again if it fails.");
         return Redirect($"/settings/webhooks/{id}#activity");
     }
 

@@ -6,6 +6,11 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// <summary>How the webhook pages word statuses, times and schedules.</summary>
 public static class WebhookViews
 {
+    /// <summary>A test send slower than this is flagged: receivers should answer at once and work afterwards.</summary>
+    public const int SlowTestMs = 5000;
+
+    public static string Seconds(int ms) => (ms / 1000.0).ToString("0.0", CultureInfo.InvariantCulture);
+
     public static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC";
 
     public static string Events(IReadOnlyCollection<string> events) => events.Count == 0 ? "All events" : string.Join(", ", events);

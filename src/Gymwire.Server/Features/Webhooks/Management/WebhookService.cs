@@ -129,6 +129,7 @@ public sealed class WebhookService(
             subscription.Description = description;
         }
         var deactivated = isActive == false && subscription.IsActive;
+        var reactivated = isActive == true && !subscription.IsActive;
         if (isActive is { } active && active != subscription.IsActive)
         {
             subscription.IsActive = active;
@@ -137,7 +138,7 @@ public sealed class WebhookService(
             subscription.FailingSince = null;
         }
         subscription.UpdatedAt = now;
-        await SaveAsync(subscription, deactivated, now, ct);
+        await SaveAsync(subscription, deactivated, reactivated, now, ct);
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
@@ -155,20 +156,34 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
-            await SaveAsync(subscription, deactivated: true, now, ct);
+            await SaveAsync(subscription, deactivated: true, reactivated: false, now, ct);
         }
         return ToDto(subscription);
     }
 
-    /// <summary>Saves the subscription; when it was just deactivated, its queued deliveries end with it (one transaction).</summary>
-    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, DateTime now, CancellationToken ct)
+    /// <summary>
+    /// Saves the subscription. When the owner just deactivated it, its queued deliveries pause with it (one
+    /// transaction): they keep their status, attempt count and last error, and lose only their due time, so no worker
+    /// claims them. Reactivating makes the paused ones due at once. (Gymwire's own deactivations, after a 410 or days
+    /// of failures, and a revoked key's, end the queue instead: see <see cref="DeliveryRows.DropQueuedAsync"/>.)
+    /// </summary>
+    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
     {
-        await using var tx = deactivated ? await db.Database.BeginTransactionAsync(ct) : null;
+        await using var tx = deactivated || reactivated ? await db.Database.BeginTransactionAsync(ct) : null;
         await db.SaveChangesAsync(ct);
-        if (tx is not null)
+        if (tx is null)
         {
-            await DeliveryRows.DropQueuedAsync(db, [subscription.Id], now, ct);
-            await tx.CommitAsync(ct);
+            return;
+        }
+        var queued = db.WebhookDeliveries.Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id
+            && !d.IsTest && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && (d.LockedUntil == null || d.LockedUntil <= now));
+        var changed = deactivated
+            ? await queued.Where(d => d.NextAttemptAt != null).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, (DateTime?)null), ct)
+            : await queued.Where(d => d.NextAttemptAt == null).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now), ct);
+        await tx.CommitAsync(ct);
+        if (reactivated && changed > 0)
+        {
+            signal.Notify();
         }
     }
 

@@ -1,0 +1,32 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Mvc.ViewFeatures;
+
+namespace Gymwire.Features.Dashboard;
+
+/// <summary>
+/// Post/redirect/get for the dashboard's forms. A POST that changes something redirects, and what its answer has to
+/// say travels in TempData (a Data Protection-encrypted cookie, read once): a message for the next page, or a
+/// shown-once secret. Reloading the page after the redirect repeats only the GET, never the change.
+/// </summary>
+public static class Flash
+{
+    private const string MessageKey = "gymwire.flash";
+    private const string ShownOncePrefix = "gymwire.once.";
+
+    /// <summary>A message the next page shows once ("Webhook disabled.").</summary>
+    public static void SetFlash(this ITempDataDictionary tempData, string message) => tempData[MessageKey] = message;
+
+    /// <summary>The message, removed as it is read.</summary>
+    public static string? TakeFlash(this ITempDataDictionary tempData) => tempData[MessageKey] as string;
+
+    /// <summary>
+    /// Keeps <paramref name="value"/> for the next request only: the page the POST redirects to shows it and it is
+    /// gone (a new key, a webhook's signing secret). Never logged, never in a URL.
+    /// </summary>
+    public static void PutOnce<T>(this ITempDataDictionary tempData, string name, T value) =>
+        tempData[ShownOncePrefix + name] = JsonSerializer.Serialize(value);
+
+    /// <summary>The value kept by <see cref="PutOnce{T}"/>, removed as it is read; null when already shown.</summary>
+    public static T? TakeOnce<T>(this ITempDataDictionary tempData, string name) where T : class =>
+        tempData[ShownOncePrefix + name] is string json ? JsonSerializer.Deserialize<T>(json) : null;
+}

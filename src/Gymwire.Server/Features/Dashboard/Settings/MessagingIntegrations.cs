@@ -1,0 +1,56 @@
+using Gymwire.Data;
+using Gymwire.Features.Email;
+using Gymwire.Features.Sms;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+/// <summary>
+/// SMS: a server-level connector. The page says in plain words whether this server sends text messages, what the
+/// owner can do, and the gym's last messages with their outcome; never a configuration key or credential.
+/// </summary>
+public sealed class SmsIntegrationModel(GymwireDbContext db, IOptions<SmsOptions> options) : PageModel
+{
+    public sealed record Row(DateTime CreatedAt, string To, string Message, string Status, string? Error, DateTime? SentAt);
+
+    /// <summary><c>twilio</c>, <c>log</c>, or empty (no provider).</summary>
+    public string Provider => options.Value.Provider;
+
+    public int Queued { get; private set; }
+
+    public IReadOnlyList<Row> Messages { get; private set; } = [];
+
+    public async Task OnGetAsync(CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        Queued = await db.SmsMessages.CountAsync(m => m.GymId == gymId && m.Status == SmsStatuses.Queued, ct);
+        var rows = await db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId).OrderByDescending(m => m.CreatedAt).ThenByDescending(m => m.Id).Take(10)
+            .Select(m => new { m.CreatedAt, m.Phone, m.Message, m.Status, m.Error, m.SentAt }).ToListAsync(ct);
+        Messages = rows.Select(m => new Row(m.CreatedAt, SmsLog.MaskPhone(m.Phone), WebhookViews.Excerpt(m.Message, 80), m.Status, m.Error, m.SentAt)).ToList();
+    }
+
+    public static string StatusCss(string status) => status switch
+    {
+        SmsStatuses.Sent => "connected",
+        SmsStatuses.Failed => "error",
+        _ => "not-connected",
+    };
+}
+
+/// <summary>Email: server-level, like SMS. Whether this server sends email, what it sends the owner, and the last emails.</summary>
+public sealed class EmailIntegrationModel(GymwireDbContext db, IEmailSender sender) : PageModel
+{
+    public bool Configured => sender.IsConfigured;
+
+    public IReadOnlyList<EmailDelivery> Emails { get; private set; } = [];
+
+    public async Task OnGetAsync(CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        Emails = await db.EmailDeliveries.AsNoTracking().Where(d => d.GymId == gymId).OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
+            .Take(10).ToListAsync(ct);
+    }
+}

@@ -1,0 +1,80 @@
+using Gymwire.Data;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Stripe;
+using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Features.Dashboard.Settings;
+
+/// <summary>
+/// Payments: the gym's Stripe endpoint URL to copy, the signing secret form (validated and stored encrypted as the
+/// API's PUT does), Disconnect, and the last events received with what became of each.
+/// </summary>
+public sealed partial class PaymentsIntegrationModel(
+    GymwireDbContext db, StripeSecrets secrets, IntegrationTiles tiles, TimeProvider clock, ILogger<PaymentsIntegrationModel> logger) : PageModel
+{
+    public StripeAccount? Account { get; private set; }
+
+    public IntegrationStatus Status { get; private set; } = null!;
+
+    public string EndpointUrl { get; private set; } = "";
+
+    public IReadOnlyList<StripeEventDto> Events { get; private set; } = [];
+
+    [BindProperty]
+    public string? Secret { get; set; }
+
+    public Task OnGetAsync(CancellationToken ct) => LoadAsync(ct);
+
+    public async Task<IActionResult> OnPostSaveAsync(CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        var (account, error) = await StripeEndpoints.SaveSecretAsync(gymId, Secret?.Trim(), db, secrets, clock, ct);
+        if (account is null)
+        {
+            ModelState.AddModelError(string.Empty, error!.Replace("'endpoint_secret'", "The signing secret", StringComparison.Ordinal));
+            await LoadAsync(ct);
+            return Page();
+        }
+        LogSaved(logger, gymId);
+        TempData.SetFlash($"Stripe signing secret saved (ending …{account.SecretHint}). Stripe's events to your endpoint are now verified with it.");
+        return Redirect("/settings/integrations/payments");
+    }
+
+    public async Task<IActionResult> OnPostRemoveAsync(CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        await db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct);
+        LogRemoved(logger, gymId);
+        TempData.SetFlash("Stripe disconnected: the signing secret is forgotten, and Stripe's events are rejected until you save one again.");
+        return Redirect("/settings/integrations/payments");
+    }
+
+    public static string OutcomeCss(string outcome) => outcome switch
+    {
+        StripeOutcomes.Recorded or StripeOutcomes.AlreadyRecorded => "connected",
+        StripeOutcomes.UnknownMember or StripeOutcomes.UnknownPayment or StripeOutcomes.UnknownSubscription => "error",
+        _ => "not-connected",
+    };
+
+    private async Task LoadAsync(CancellationToken ct)
+    {
+        var gymId = User.GetGymId();
+        Account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
+        Status = tiles.Find("payments") is { } provider
+            ? await tiles.StatusAsync(provider, gymId, ct)
+            : IntegrationStatus.NotConnected("Stripe is not set up.");
+        EndpointUrl = $"{Request.Scheme}://{Request.Host}{StripeEndpoints.WebhookPath}/{gymId}";
+        Events = await db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId)
+            .OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Take(10)
+            .Select(e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email)).ToListAsync(ct);
+    }
+
+    [LoggerMessage(EventId = 7040, Level = LogLevel.Information, Message = "Dashboard saved the Stripe endpoint secret of gym {GymId}")]
+    private static partial void LogSaved(ILogger logger, Guid gymId);
+
+    [LoggerMessage(EventId = 7041, Level = LogLevel.Information, Message = "Dashboard removed the Stripe endpoint secret of gym {GymId}")]
+    private static partial void LogRemoved(ILogger logger, Guid gymId);
+}

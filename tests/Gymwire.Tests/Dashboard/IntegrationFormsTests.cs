@@ -1,0 +1,136 @@
+using System.Net;
+using Gymwire.Features.Stripe;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Dashboard;
+
+/// <summary>The integration pages' forms through real HTTP: Stripe's secret, the scheduled report, SMS and email, the Zapier tile.</summary>
+public abstract class IntegrationFormsTests(GymwireFixture fx)
+{
+    public sealed class Sqlite(SqliteGymwire f) : IntegrationFormsTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : IntegrationFormsTests(f), IClassFixture<PostgresGymwire>;
+
+    private async Task<(TestGym Gym, DashboardClient Browser)> SignedInAsync()
+    {
+        var gym = await fx.CreateGymAsync();
+        var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        return (gym, browser);
+    }
+
+    [Fact]
+    public async Task Stripe_secret_is_validated_stored_encrypted_shown_by_its_last_four_and_removed()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var page = await browser.GetPageAsync("/settings/integrations/payments");
+        Assert.Contains($"{fx.BaseAddress.GetLeftPart(UriPartial.Authority)}/api/integrations/stripe/webhook/{gym.GymId}", page, StringComparison.Ordinal);
+        Assert.Contains("No Stripe events received yet.", page, StringComparison.Ordinal);
+
+        var bad = await browser.SubmitAsync("/settings/integrations/payments?handler=Save", ("Secret", "sk_live_not_a_signing_secret"));
+        Assert.Equal(HttpStatusCode.OK, bad.StatusCode);
+        Assert.Contains("The signing secret must be the webhook endpoint&#x27;s signing secret from Stripe", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
+
+        const string secret = "whsec_dashboardFormSecret1234";
+        var saved = await browser.SubmitAsync("/settings/integrations/payments?handler=Save", ("Secret", secret));
+        Assert.Equal("/settings/integrations/payments", saved.Headers.Location!.OriginalString);
+        var after = WebUtility.HtmlDecode(await (await browser.FollowAsync(saved)).Content.ReadAsStringAsync());
+        Assert.Contains("Stripe signing secret saved (ending …1234)", after, StringComparison.Ordinal);
+        Assert.Contains("<code>…1234</code>", after, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, after, StringComparison.Ordinal);
+        var account = await fx.WithDbAsync(db => db.StripeAccounts.AsNoTracking().SingleAsync(a => a.GymId == gym.GymId));
+        Assert.DoesNotContain(secret, account.ProtectedEndpointSecret, StringComparison.Ordinal);
+        Assert.Equal(secret, fx.Services.GetRequiredService<StripeSecrets>().Unprotect(gym.GymId, account.ProtectedEndpointSecret));
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(secret, StringComparison.Ordinal));
+        using (var owner = gym.Owner())
+        {
+            var api = await (await owner.GetAsync("/api/gym/integrations/stripe")).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.True(api.GetProperty("configured").GetBoolean());
+        }
+
+        var removed = await browser.SubmitAsync("/settings/integrations/payments?handler=Remove");
+        Assert.Contains("Stripe disconnected", await (await browser.FollowAsync(removed)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Scheduled_report_form_explains_that_the_server_cannot_email_and_turns_off()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var page = await browser.GetPageAsync("/settings/integrations/accounting");
+        Assert.Contains("This server cannot send email yet, so scheduled reports are not available.", page, StringComparison.Ordinal);
+        var refused = await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "weekly"));
+        Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        Assert.Contains("This server cannot send email, so reports cannot be emailed.", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.ReportSchedules.AnyAsync(s => s.GymId == gym.GymId)));
+        var bogus = await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "hourly"));
+        Assert.Contains("Choose daily, weekly, monthly or off.", await bogus.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        await fx.WithDbAsync(db =>
+        {
+            db.ReportSchedules.Add(new Gymwire.Features.Email.ReportSchedule { GymId = gym.GymId, Frequency = "monthly", ReportedThrough = new DateTime(2026, 4, 1, 0, 0, 0, DateTimeKind.Utc) });
+            return db.SaveChangesAsync();
+        });
+        Assert.Contains("id=\"frequency-monthly\" name=\"Frequency\" value=\"monthly\" checked", await browser.GetPageAsync("/settings/integrations/accounting"), StringComparison.Ordinal);
+        var off = await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "off"));
+        Assert.Contains("Scheduled reports are off.", await (await browser.FollowAsync(off)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.ReportSchedules.AnyAsync(s => s.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Sms_and_email_pages_say_plainly_what_the_server_has_and_show_no_configuration_keys()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(db =>
+        {
+            db.SmsMessages.Add(new Gymwire.Features.Sms.SmsMessage { Id = Guid.CreateVersion7(), GymId = gym.GymId, Phone = "+15550100199", Message = "Class moved to 7pm", Status = "queued", CreatedAt = now });
+            return db.SaveChangesAsync();
+        });
+        var sms = await browser.GetPageAsync("/settings/integrations/sms");
+        Assert.Contains("No: this Gymwire server has no text-message provider yet", sms, StringComparison.Ordinal);
+        Assert.Contains("Class moved to 7pm", sms, StringComparison.Ordinal);
+        Assert.DoesNotContain("+15550100199", sms, StringComparison.Ordinal);
+        var email = await browser.GetPageAsync("/settings/integrations/email");
+        Assert.Contains("No: this Gymwire server cannot send email yet", email, StringComparison.Ordinal);
+        foreach (var html in new[] { sms, email })
+        {
+            Assert.DoesNotContain("Sms:", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("Email:", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("Twilio:", html, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Zapier_tile_is_connected_only_once_a_key_has_been_used_recently()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        string key;
+        using (var owner = gym.Owner())
+        {
+            key = (await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Zap", scopes = new[] { "read" } })).AssertStatusAsync(HttpStatusCode.Created))
+                .GetProperty("key").GetString()!;
+        }
+        var unused = await browser.GetPageAsync("/settings/integrations/automation");
+        Assert.Contains("<span class=\"badge not-connected\">Not Connected</span>", unused, StringComparison.Ordinal);
+        Assert.Contains("Nothing has used an API key or a webhook in the last 30 days", unused, StringComparison.Ordinal);
+
+        using (var zapier = fx.Client(key))
+        {
+            await (await zapier.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var used = await browser.GetPageAsync("/settings/integrations/automation");
+        Assert.Contains("<span class=\"badge connected\">Connected</span>", used, StringComparison.Ordinal);
+        Assert.Contains("1 API key used in the last 30 days.", used, StringComparison.Ordinal);
+
+        // Last used 31 days ago: no longer connected.
+        var monthAgo = fx.Clock.GetUtcNow().UtcDateTime.AddDays(-31);
+        await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.GymId == gym.GymId).ExecuteUpdateAsync(k => k.SetProperty(x => x.LastUsedAt, monthAgo)));
+        Assert.Contains("<span class=\"badge not-connected\">Not Connected</span>", await browser.GetPageAsync("/settings/integrations/automation"), StringComparison.Ordinal);
+    }
+}
