@@ -60,6 +60,13 @@ public static class DashboardSetup
             o.Cookie.Name = AntiforgeryCookieName;
             o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
+        // The one-time messages and shown-once secrets after a redirect (Flash.cs) travel in this cookie: Secure
+        // behind TLS like the others, deletion included.
+        services.Configure<Microsoft.AspNetCore.Mvc.CookieTempDataProviderOptions>(o =>
+        {
+            o.Cookie.Name = "gymwire_flash";
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
         services.AddAuthorizationBuilder().AddPolicy(DashboardPolicies.Owner, p => p
             .AddAuthenticationSchemes(IdentityConstants.ApplicationScheme)
             .RequireAuthenticatedUser()
