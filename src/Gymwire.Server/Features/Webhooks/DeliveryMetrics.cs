@@ -16,6 +16,7 @@ public sealed class DeliveryMetrics
     public const string OutcomeTag = GymwireInstruments.OutcomeTag;
     public const string TriggerTag = "gymwire.webhook.trigger";
     public const string SubscriptionTag = "gymwire.webhook.subscription_id";
+    public const string DeliveryTag = "gymwire.webhook.delivery_id";
 
     /// <summary>Spans of the delivery engine (one per attempt), under the same name as the meter.</summary>
     public static readonly ActivitySource ActivitySource = new(MeterName);
@@ -60,6 +61,10 @@ public sealed class DeliveryMetrics
     private readonly Histogram<double> _latency;
     private readonly Counter<long> _undeliverable;
     private readonly Histogram<double> _dispatchLag;
+    private readonly ObservableGauge<long> _depth;
+    private readonly ObservableGauge<double> _oldestAge;
+    private readonly ObservableGauge<long> _paused;
+    private readonly ObservableGauge<long> _failing;
 
     // Replaced whole (immutable records), so a reader always sees one consistent snapshot without a lock.
     private volatile QueueSnapshot? _queue;
@@ -90,20 +95,26 @@ public sealed class DeliveryMetrics
         _dispatchLag = meter.CreateHistogram("gymwire.webhook.dispatcher.lag", "s",
             "Time from an event's commit to the dispatcher creating its deliveries.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
-        meter.CreateObservableGauge("gymwire.webhook.queue.depth", () => Observe(_queue, q => q.Due), "{delivery}",
+        _depth = meter.CreateObservableGauge("gymwire.webhook.queue.depth", () => Observe(_queue, q => q.Due), "{delivery}",
             "Deliveries due now (pending, or retrying with next_attempt_at passed), as last read by the delivery worker.");
-        meter.CreateObservableGauge("gymwire.webhook.queue.oldest_age", () => Observe(_queue, q => q.OldestDueAge.TotalSeconds), "s",
+        _oldestAge = meter.CreateObservableGauge("gymwire.webhook.queue.oldest_age", () => Observe(_queue, q => q.OldestDueAge.TotalSeconds), "s",
             "How long the oldest due delivery has been due, as last read by the delivery worker.");
-        meter.CreateObservableGauge("gymwire.webhook.endpoints.paused", () => Observe(_endpoints, e => e.Paused), "{endpoint}",
+        _paused = meter.CreateObservableGauge("gymwire.webhook.endpoints.paused", () => Observe(_endpoints, e => e.Paused), "{endpoint}",
             "Endpoints whose deliveries are held (paused after repeated failures).");
-        meter.CreateObservableGauge("gymwire.webhook.endpoints.failing", () => Observe(_endpoints, e => e.Failing), "{endpoint}",
+        _failing = meter.CreateObservableGauge("gymwire.webhook.endpoints.failing", () => Observe(_endpoints, e => e.Failing), "{endpoint}",
             "Endpoints whose latest attempt failed but are not paused.");
     }
+
+    /// <summary>Whether anyone listens to the queue and endpoint gauges: the worker reads the queue for them only then.</summary>
+    public bool GaugesEnabled => _depth.Enabled || _oldestAge.Enabled || _paused.Enabled || _failing.Enabled;
+
+    /// <summary>Whether anyone listens to the attempt instruments (so the engine skips working out what to record).</summary>
+    public bool AttemptsEnabled => _attempts.Enabled || _attemptDuration.Enabled;
 
     /// <summary><paramref name="count"/> deliveries were created (by the dispatcher's fan-out, a test send or a redelivery).</summary>
     public void RecordDeliveriesCreated(long count, string trigger = Triggers.Initial)
     {
-        if (count > 0)
+        if (count > 0 && _created.Enabled)
         {
             _created.Add(count, new KeyValuePair<string, object?>(TriggerTag, Known(trigger)));
         }
@@ -115,6 +126,10 @@ public sealed class DeliveryMetrics
     /// </summary>
     public void RecordAttempt(string outcome, string trigger, TimeSpan duration, Guid? subscriptionId = null)
     {
+        if (!AttemptsEnabled)
+        {
+            return;
+        }
         var tags = new TagList { { OutcomeTag, outcome }, { TriggerTag, Known(trigger) } };
         if (_perSubscription && subscriptionId is { } id)
         {
@@ -125,12 +140,18 @@ public sealed class DeliveryMetrics
     }
 
     /// <summary>A delivery succeeded: <paramref name="sinceCommit"/> is the time from its event's commit to this 2xx.</summary>
-    public void RecordDelivered(TimeSpan sinceCommit) => _latency.Record(Math.Max(0, sinceCommit.TotalSeconds));
+    public void RecordDelivered(TimeSpan sinceCommit)
+    {
+        if (_latency.Enabled)
+        {
+            _latency.Record(Math.Max(0, sinceCommit.TotalSeconds));
+        }
+    }
 
     /// <summary>A delivery became undeliverable.</summary>
     public void RecordUndeliverable(long count = 1)
     {
-        if (count > 0)
+        if (count > 0 && _undeliverable.Enabled)
         {
             _undeliverable.Add(count);
         }

@@ -20,6 +20,7 @@ public sealed partial class Attempt(
     WebhookSecretProtector secrets,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
+    DeliveryMetrics metrics,
     ILogger<Attempt> logger)
 {
     public const string HttpClientName = "Gymwire.Webhooks";
@@ -51,7 +52,25 @@ public sealed partial class Attempt(
             AttemptedAt = now,
             Trigger = TriggerOf(delivery),
         };
-        var retryAfter = await PostAsync(delivery, attempt, ct);
+        // One span per attempt, so the HttpClient's span nests under it; only ids as tags (never the URL or a secret).
+        using var activity = DeliveryMetrics.ActivitySource.StartActivity("webhook attempt", ActivityKind.Internal);
+        if (activity is not null)
+        {
+            activity.SetTag(DeliveryMetrics.SubscriptionTag, delivery.SubscriptionId.ToString());
+            activity.SetTag(DeliveryMetrics.DeliveryTag, delivery.Id.ToString());
+            activity.SetTag(DeliveryMetrics.TriggerTag, attempt.Trigger);
+            activity.SetTag("gymwire.webhook.attempt", attempt.Number);
+        }
+        var (retryAfter, outcome, duration) = await PostAsync(delivery, attempt, ct);
+        metrics.RecordAttempt(outcome, attempt.Trigger, duration, delivery.SubscriptionId);
+        if (activity is not null)
+        {
+            activity.SetTag(DeliveryMetrics.OutcomeTag, outcome);
+            if (outcome != DeliveryMetrics.Outcomes.Success)
+            {
+                activity.SetStatus(ActivityStatusCode.Error, outcome);
+            }
+        }
         // Retries count from the end of the failed attempt.
         return new AttemptRecord(delivery, attempt, retryAfter, clock.GetUtcNow().UtcDateTime);
     }
@@ -63,19 +82,23 @@ public sealed partial class Attempt(
     private static string TriggerOf(ClaimedDelivery delivery) =>
         delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is not null ? "redeliver" : delivery.IsTest ? "test" : "initial";
 
-    /// <summary>POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any.</summary>
-    private async Task<TimeSpan?> PostAsync(ClaimedDelivery delivery, WebhookAttempt attempt, CancellationToken ct)
+    /// <summary>
+    /// POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any, the
+    /// attempt's outcome (<see cref="DeliveryMetrics.Outcomes"/>) and its duration.
+    /// </summary>
+    private async Task<(TimeSpan? RetryAfter, string Outcome, TimeSpan Duration)> PostAsync(ClaimedDelivery delivery, WebhookAttempt attempt, CancellationToken ct)
     {
         if (!_options.AllowHttp && !delivery.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
             // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
             attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
-            return null;
+            return (null, DeliveryMetrics.Outcomes.EgressRefused, TimeSpan.Zero);
         }
         if (delivery.Payload is null)
         {
             attempt.Error = "The delivery's event is missing from outbox_events (deleted by hand?): there is no body to send";
-            return null;
+            // Nothing reached the receiver; of the outcomes, the closest.
+            return (null, DeliveryMetrics.Outcomes.ConnectionError, TimeSpan.Zero);
         }
         var body = Encoding.UTF8.GetBytes(delivery.Payload);
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
@@ -96,11 +119,13 @@ public sealed partial class Attempt(
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
         var started = Stopwatch.GetTimestamp();
         TimeSpan? retryAfter = null;
+        var outcome = DeliveryMetrics.Outcomes.ConnectionError;
         try
         {
             using var client = httpClients.CreateClient(HttpClientName);
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
             attempt.StatusCode = (int)response.StatusCode;
+            outcome = DeliveryMetrics.Outcomes.OfStatus(attempt.StatusCode.Value);
             attempt.ResponseHeaders = SelectHeaders(response);
             retryAfter = response.Headers.RetryAfter switch
             {
@@ -126,31 +151,36 @@ public sealed partial class Attempt(
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
         {
             attempt.Error = $"Timed out after {_options.Timeout.TotalSeconds:0.###} s";
+            outcome = DeliveryMetrics.Outcomes.Timeout;
         }
         catch (HttpRequestException e)
         {
             attempt.Error = Describe(e);
             if (e.InnerException is EgressRefusedException)
             {
+                outcome = DeliveryMetrics.Outcomes.EgressRefused;
                 LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
             }
         }
         catch (EgressRefusedException e)
         {
             attempt.Error = e.Message;
+            outcome = DeliveryMetrics.Outcomes.EgressRefused;
             LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             // A connect-level timeout can surface before the attempt's own token reports it.
             attempt.Error = $"Timed out after {_options.Timeout.TotalSeconds:0.###} s";
+            outcome = DeliveryMetrics.Outcomes.Timeout;
         }
         catch (Exception e) when (!ct.IsCancellationRequested && e is InvalidOperationException or UriFormatException or NotSupportedException or IOException)
         {
             attempt.Error = "The request could not be sent: " + e.Message;
         }
-        attempt.DurationMs = (int)Math.Min(int.MaxValue, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return retryAfter;
+        var duration = Stopwatch.GetElapsedTime(started);
+        attempt.DurationMs = (int)Math.Min(int.MaxValue, duration.TotalMilliseconds);
+        return (retryAfter, outcome, duration);
     }
 
     private static string Describe(HttpRequestException e)

@@ -22,11 +22,12 @@ public sealed partial class AttemptRecorder : IDisposable
     private readonly IServiceScopeFactory _scopes;
     private readonly WebhookOptions _options;
     private readonly ILogger<AttemptRecorder> _logger;
+    private readonly DeliveryMetrics _metrics;
     private readonly Channel<Pending> _pending = Channel.CreateUnbounded<Pending>();
 
-    public AttemptRecorder(IDeliveryQueue queue, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, ILogger<AttemptRecorder> logger)
+    public AttemptRecorder(IDeliveryQueue queue, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, DeliveryMetrics metrics, ILogger<AttemptRecorder> logger)
     {
-        (_queue, _scopes, _options, _logger) = (queue, scopes, options.Value, logger);
+        (_queue, _scopes, _options, _metrics, _logger) = (queue, scopes, options.Value, metrics, logger);
         // Each writer takes what is waiting when it is free, so an attempt's slot is freed when its own batch commits.
         for (var i = 0; i < queue.RecordWriters; i++)
         {
@@ -107,6 +108,24 @@ public sealed partial class AttemptRecorder : IDisposable
         {
             batch[i].Done.TrySetResult(recorded.Outcomes[i]);
         }
+        // Counted once committed: a batch that fails is written again one by one, and would count twice.
+        long undeliverable = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var record = batch[i].Record;
+            switch (recorded.Outcomes[i]?.DeliveryStatus)
+            {
+                // Latency from the delivery's creation (its event's commit, give or take the dispatch lag); a redelivery's
+                // or test send's 2xx is not a first delivery of a committed event.
+                case DeliveryStatus.Delivered when record.Attempt?.Trigger is DeliveryMetrics.Triggers.Initial or DeliveryMetrics.Triggers.Retry:
+                    _metrics.RecordDelivered(record.Finished - record.Delivery.CreatedAt);
+                    break;
+                case DeliveryStatus.Undeliverable:
+                    undeliverable++;
+                    break;
+            }
+        }
+        _metrics.RecordUndeliverable(undeliverable);
         // After the commit and outside the batch's failure handling: a failed notification must not write the batch again.
         foreach (var subscription in recorded.Deactivated)
         {

@@ -17,8 +17,14 @@ public sealed partial class DeliveryWorker(
     DeliverySignal signal,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
+    DeliveryMetrics metrics,
     ILogger<DeliveryWorker> logger) : BackgroundService
 {
+    /// <summary>How often at most the worker reads the queue's depth for the gauges (and only while someone listens).</summary>
+    public static readonly TimeSpan GaugeInterval = TimeSpan.FromSeconds(5);
+
+    private DateTime _gaugesReadAt = DateTime.MinValue;
+
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
     // While busy, claim only once a few slots are free rather than one at a time: each claim is a write.
@@ -31,6 +37,7 @@ public sealed partial class DeliveryWorker(
         {
             try
             {
+                await ReportGaugesAsync(stoppingToken);
                 if (!await ClaimAndStartAsync(stoppingToken))
                 {
                     await WaitAsync(stoppingToken);
@@ -55,6 +62,25 @@ public sealed partial class DeliveryWorker(
         }
         // Shutdown: in-flight attempts see the cancellation, give their claims back and end.
         await Task.WhenAll(_inFlight.Values);
+    }
+
+    /// <summary>
+    /// Pushes the queue's depth and the endpoints' state into the gauges, at most every <see cref="GaugeInterval"/>, so
+    /// that a scrape never queries the database and a busy worker does not read the queue per claim.
+    /// </summary>
+    private async Task ReportGaugesAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (!metrics.GaugesEnabled || now - _gaugesReadAt < GaugeInterval)
+        {
+            return;
+        }
+        _gaugesReadAt = now;
+        var depth = await queue.DepthAsync(ct);
+        metrics.ReportQueue(depth.Due, depth.OldestDueAt is { } oldest ? now - oldest : TimeSpan.Zero);
+        var paused = policy.PausedCount();
+        // Failing subscriptions (failing_since set) include paused ones; the gauge counts those not paused on this node.
+        metrics.ReportEndpoints(paused, Math.Max(0, depth.FailingSubscriptions - paused));
     }
 
     /// <summary>Claims what there is room for, admits and starts each; true when the claim was full (more may be waiting).</summary>

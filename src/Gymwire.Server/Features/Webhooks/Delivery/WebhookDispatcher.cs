@@ -16,6 +16,7 @@ public sealed partial class WebhookDispatcher(
     DeliverySignal deliverySignal,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
+    DeliveryMetrics metrics,
     ILogger<WebhookDispatcher> logger) : BackgroundService
 {
     private const int BatchSize = 200;
@@ -60,7 +61,23 @@ public sealed partial class WebhookDispatcher(
     /// <summary>Dispatches one batch of events, oldest first; returns how many events it handled.</summary>
     public async Task<int> DispatchBatchAsync(CancellationToken ct)
     {
-        var (events, deliveries) = await queue.EnqueueAsync(BatchSize, FanOutAsync, ct);
+        // The events fanned out, recorded once their deliveries are committed.
+        List<DateTime> occurred = [];
+        var (events, deliveries) = await queue.EnqueueAsync(BatchSize, async (db, batch, token) =>
+        {
+            var fanned = await FanOutAsync(db, batch, token);
+            occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
+            return fanned;
+        }, ct);
+        if (occurred.Count > 0)
+        {
+            var now = clock.GetUtcNow().UtcDateTime;
+            foreach (var at in occurred)
+            {
+                metrics.RecordDispatchLag(now - at);
+            }
+        }
+        metrics.RecordDeliveriesCreated(deliveries, DeliveryMetrics.Triggers.Initial);
         if (deliveries > 0)
         {
             LogDispatched(logger, events, deliveries);

@@ -39,7 +39,7 @@ public readonly record struct WebhookAccess(Guid GymId, Guid? ApiKeyId)
 /// </summary>
 public sealed class WebhookService(
     GymwireDbContext db, WebhookSecretProtector protector, EgressGuard guard, IOptions<WebhookOptions> options,
-    IDeliveryQueue queue, Attempt attempt, AttemptRecorder recorder, DeliverySignal signal, TimeProvider clock)
+    IDeliveryQueue queue, Attempt attempt, AttemptRecorder recorder, DeliverySignal signal, TimeProvider clock, DeliveryMetrics metrics)
 {
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
@@ -255,6 +255,7 @@ public sealed class WebhookService(
         };
         db.WebhookDeliveries.Add(delivery);
         await db.SaveChangesAsync(ct);
+        metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Test);
         // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
         if (await queue.ReadUnfinishedAsync(delivery.Id, CancellationToken.None) is { } unsent)
         {
@@ -306,6 +307,7 @@ public sealed class WebhookService(
         delivery.AttemptCount = 0;
         delivery.NextAttemptAt = now;
         await db.SaveChangesAsync(ct);
+        metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Redeliver);
         signal.Notify();
         return WebhookOutcome<DeliveryDto>.Ok(ToDto(delivery));
     }
@@ -345,6 +347,7 @@ public sealed class WebhookService(
                 .SetProperty(d => d.NextAttemptAt, now), ct);
         if (retried > 0)
         {
+            metrics.RecordDeliveriesCreated(retried, DeliveryMetrics.Triggers.Redeliver);
             signal.Notify();
         }
         return WebhookOutcome<RetryFailedResult>.Ok(new RetryFailedResult(retried, from));

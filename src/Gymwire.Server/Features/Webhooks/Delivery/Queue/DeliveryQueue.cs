@@ -118,6 +118,18 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         return new RecordedBatch(outcomes, deactivated);
     }
 
+    public async Task<QueueDepth> DepthAsync(CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = Clock.GetUtcNow().UtcDateTime;
+        var due = db.WebhookDeliveries.AsNoTracking()
+            .Where(d => (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && d.NextAttemptAt <= now);
+        var count = await due.LongCountAsync(ct);
+        var oldest = count == 0 ? null : await due.MinAsync(d => d.NextAttemptAt, ct);
+        var failing = await db.WebhookSubscriptions.AsNoTracking().LongCountAsync(s => s.IsActive && s.FailingSince != null, ct);
+        return new QueueDepth(count, oldest, failing);
+    }
+
     public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
@@ -153,7 +165,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt),
             d.IsTest, d.AttemptCount, d.LastAttemptAt,
             db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
-            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt);
+            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt) { CreatedAt = d.CreatedAt };
 
     /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>
     protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? turn = null) : IAsyncDisposable

@@ -40,6 +40,13 @@ public interface IDeliveryQueue
     /// <summary>When the next delivery that could be claimed (the given ones left out) is due, if any.</summary>
     Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
+    /// <summary>
+    /// How many deliveries are due now (pending or retrying, due time passed; a claimed one is due at its lease's end),
+    /// the oldest due time among them, and how many active subscriptions are failing. Two counts on indexed columns:
+    /// read by the worker every few seconds for the gauges, never per scrape or per claim.
+    /// </summary>
+    Task<QueueDepth> DepthAsync(CancellationToken ct);
+
     /// <summary>Reads an unfinished delivery as a claim would, without claiming it (a test send has no due time).</summary>
     Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct);
 }
@@ -83,10 +90,16 @@ public sealed record ClaimedDelivery(
     /// attempted without a claim): a claim given back without an attempt is due at this time again.
     /// </summary>
     public DateTime? DueAt { get; init; }
+
+    /// <summary>When the delivery was created (the dispatcher's fan-out, a moment after its event's commit).</summary>
+    public DateTime CreatedAt { get; init; }
 }
 
 /// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
 public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Attempt, TimeSpan? RetryAfter, DateTime Finished);
+
+/// <summary>The due queue as <see cref="IDeliveryQueue.DepthAsync"/> read it.</summary>
+public sealed record QueueDepth(long Due, DateTime? OldestDueAt, long FailingSubscriptions);
 
 /// <summary>What one recorded attempt produced.</summary>
 public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus);
