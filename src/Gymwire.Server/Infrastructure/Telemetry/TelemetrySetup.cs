@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Hosting;
 using Gymwire.Features.Webhooks;
 using Gymwire.Features.Zapier;
@@ -29,7 +30,8 @@ public static class TelemetrySetup
             .Validate(o => o.Prometheus.Path.StartsWith('/'), "Metrics:Prometheus:Path must start with '/'.")
             .ValidateOnStart();
         // The instruments of the features without a setup method of their own.
-        services.TryAddSingleton<DeliveryMetrics>();
+        // A factory: its two constructors (options, or a bool with a default) are ambiguous to the container.
+        services.TryAddSingleton(sp => new DeliveryMetrics(sp.GetRequiredService<IMeterFactory>(), sp.GetRequiredService<IOptions<MetricsOptions>>()));
         services.TryAddSingleton<ZapierMetrics>();
 
         services.ConfigureOpenTelemetryMeterProvider(metrics => metrics
