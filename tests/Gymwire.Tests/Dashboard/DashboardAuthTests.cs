@@ -124,7 +124,7 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         var response = await browser.SubmitAsync("/login", ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword));
         Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
         Assert.NotNull(response.Headers.RetryAfter?.Delta);
-        Assert.Contains("Try again later", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Contains("Too many attempts, try again in", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -277,13 +277,13 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         using var browser = new DashboardClient(fx);
         await browser.LoginAsync(mine.OwnerEmail, mine.OwnerPassword);
         var html = await browser.GetPageAsync("/activity");
-        Assert.Contains("user_first", html, StringComparison.Ordinal);
-        Assert.DoesNotContain("user_other", html, StringComparison.Ordinal);
+        Assert.Contains("First Member", html, StringComparison.Ordinal);
+        Assert.DoesNotContain("Other Member", html, StringComparison.Ordinal);
         var table = html[html.IndexOf("<table", StringComparison.Ordinal)..];
         Assert.True(table.IndexOf("lead.created", StringComparison.Ordinal) < table.IndexOf("member.joined", StringComparison.Ordinal), "newest first");
 
         var filtered = await browser.GetPageAsync("/activity?type=member.created");
-        Assert.Contains("user_first", filtered, StringComparison.Ordinal);
+        Assert.Contains("First Member", filtered, StringComparison.Ordinal);
         Assert.DoesNotContain("<code>lead.created</code>", filtered, StringComparison.Ordinal);
     }
 

@@ -100,7 +100,7 @@ public abstract class InputValidationTests(GymwireFixture fx)
         Assert.Equal("members 0, leads 0, webhooks 0, keys 0, events 0", await RowsAsync(gym.GymId));
         // The same forms with clean text still work.
         response = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier"), ("Input.Permissions", "read"));
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
         Assert.Equal("members 0, leads 0, webhooks 0, keys 1, events 0", await RowsAsync(gym.GymId));
     }
 

@@ -57,6 +57,9 @@ public sealed class OpenApiRequiredFieldsTests(OpenApiRequiredFieldsTests.Fixtur
         ["POST /api/gym/webhooks/{id}/test"] = async g =>
             ($"/api/gym/webhooks/{(await CreateAsync(g, "/api/gym/webhooks", new { url = "https://receiver.example.com/doc", events = new[] { "member.joined" } })).GetProperty("id").GetGuid()}/test",
              new() { ["event"] = "member.joined" }),
+        ["POST /api/gym/webhooks/{id}/retry-failed"] = async g =>
+            ($"/api/gym/webhooks/{(await CreateAsync(g, "/api/gym/webhooks", new { url = "https://receiver.example.com/doc", events = new[] { "member.joined" } })).GetProperty("id").GetGuid()}/retry-failed",
+             new() { ["since"] = "2026-01-01T00:00:00Z" }),
     };
 
     private static Task<(string, JsonObject)> Ok(string path, JsonObject body) => Task.FromResult((path, body));

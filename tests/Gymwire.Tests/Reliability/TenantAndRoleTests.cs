@@ -197,6 +197,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         ["POST /api/gym/webhooks"] = _ => new() { ["url"] = "https://receiver.example.com/forged" },
         ["PATCH /api/gym/webhooks/{id}"] = _ => new() { ["url"] = "https://receiver.example.com/forged-2" },
         ["POST /api/gym/webhooks/{id}/test"] = _ => new() { ["event"] = "member.joined" },
+        ["POST /api/gym/webhooks/{id}/retry-failed"] = _ => new() { ["since"] = "2026-01-01T00:00:00Z" },
         // The fixture's owners all have this password; changing it to itself keeps this session (it ends the others).
         ["POST /api/auth/password"] = _ => new() { ["current_password"] = "correct-horse-battery", ["new_password"] = "correct-horse-battery" },
     };
