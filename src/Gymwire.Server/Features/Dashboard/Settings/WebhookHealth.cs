@@ -39,7 +39,7 @@ public sealed record LastDelivery(Guid Id, string Status, DateTime At);
 /// <summary>
 /// The dashboard's delivery health, read from the delivery and attempt rows. Windows are cut by a delivery's creation
 /// time: 24 h is the current UTC hour and the 23 before it, 7 days the current UTC day and the 6 before it. Every
-/// query walks the (gym_id, subscription_id, created_at) index over its window only, grouped in the database, so
+/// query walks the (gym_id, subscription_id, created_at, status) index over its window only, without reading the rows, so
 /// the cost follows the window's deliveries, not the table's (docs/webhooks.md has the measurement).
 /// </summary>
 public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock)
@@ -58,26 +58,21 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
     {
         var deliveries = Deliveries(gymId, subscriptionIds);
         var weekStart = DayStart;
-        var groups = await deliveries.Where(d => d.CreatedAt >= weekStart)
-            .GroupBy(d => new { d.CreatedAt.Date, d.CreatedAt.Hour, d.Status })
-            .Select(g => new { g.Key.Date, g.Key.Hour, g.Key.Status, Count = g.Count() })
-            .ToListAsync(ct);
         var hourStart = HourStart;
-        var hours = Enumerable.Range(0, 24).Select(i => hourStart.AddHours(i)).ToDictionary(h => h, _ => HealthCounts.None);
-        var days = Enumerable.Range(0, 7).Select(i => weekStart.AddDays(i)).ToDictionary(d => d, _ => HealthCounts.None);
-        foreach (var g in groups)
+        // One count per bar, each a range of the (gym_id, subscription_id, created_at, status) index read without the
+        // rows. Grouping the window by an hour computed from created_at instead costs a date function and a sort per
+        // delivery, about ten times as much.
+        var hours = new List<ChartBar>(24);
+        for (var i = 0; i < 24; i++)
         {
-            var counts = HealthCounts.Of(g.Status, g.Count);
-            var day = DateTime.SpecifyKind(g.Date, DateTimeKind.Utc);
-            if (days.TryGetValue(day, out var d))
-            {
-                days[day] = d.Add(counts);
-            }
-            var hour = day.AddHours(g.Hour);
-            if (hours.TryGetValue(hour, out var h))
-            {
-                hours[hour] = h.Add(counts);
-            }
+            var start = hourStart.AddHours(i);
+            hours.Add(new ChartBar(start, await CountAsync(deliveries, start, start.AddHours(1), ct)));
+        }
+        var days = new List<ChartBar>(7);
+        for (var i = 0; i < 7; i++)
+        {
+            var start = weekStart.AddDays(i);
+            days.Add(new ChartBar(start, await CountAsync(deliveries, start, start.AddDays(1), ct)));
         }
         // Response times of the last 24 hours' attempts that got an answer: a timeout or refused connection has none.
         // A sample of the latest deliveries at most, so the cost is bounded on a busy webhook; the attempts are looked up
@@ -88,11 +83,9 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             .Select(a => a.DurationMs).ToListAsync(ct);
         durations.Sort();
         return new WebhookHealth(
-            hours.Values.Aggregate(HealthCounts.None, (s, c) => s.Add(c)),
-            days.Values.Aggregate(HealthCounts.None, (s, c) => s.Add(c)),
-            Percentile(durations, 0.5), Percentile(durations, 0.95), durations.Count,
-            hours.Select(h => new ChartBar(h.Key, h.Value)).ToList(),
-            days.Select(d => new ChartBar(d.Key, d.Value)).ToList());
+            hours.Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts)),
+            days.Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts)),
+            Percentile(durations, 0.5), Percentile(durations, 0.95), durations.Count, hours, days);
     }
 
     /// <summary>The webhook list: each subscription with its state, last delivery and 24-hour success rate.</summary>
@@ -107,9 +100,7 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             // Per webhook, so each is one short walk of the index from its newest entry.
             var last = await Deliveries(access.GymId, [hook.Id]).OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
                 .Select(d => new LastDelivery(d.Id, d.Status, d.LastAttemptAt ?? d.CreatedAt)).FirstOrDefaultAsync(ct);
-            var day = (await Deliveries(access.GymId, [hook.Id]).Where(d => d.CreatedAt >= hourStart)
-                    .GroupBy(d => d.Status).Select(g => new { Status = g.Key, Count = g.Count() }).ToListAsync(ct))
-                .Aggregate(HealthCounts.None, (s, g) => s.Add(HealthCounts.Of(g.Status, g.Count)));
+            var day = await CountAsync(Deliveries(access.GymId, [hook.Id]), hourStart, hourStart.AddHours(24), ct);
             rows.Add(new WebhookListRow(hook, WebhookStates.Of(hook), last, day.SuccessRate, day.Total));
         }
         return rows;
@@ -133,6 +124,23 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             return query.Where(d => d.SubscriptionId == id);
         }
         return query.Where(d => subscriptionIds.Contains(d.SubscriptionId));
+    }
+
+    /// <summary>The deliveries created in [from, to), by status.</summary>
+    // Conditional counts in one pass, rather than a GROUP BY status, which sorts the window's entries first.
+    private static async Task<HealthCounts> CountAsync(IQueryable<WebhookDelivery> deliveries, DateTime from, DateTime to, CancellationToken ct)
+    {
+        var c = await deliveries.Where(d => d.CreatedAt >= from && d.CreatedAt < to)
+            .GroupBy(d => 1)
+            .Select(g => new
+            {
+                Delivered = g.Count(d => d.Status == DeliveryStatus.Delivered),
+                Retrying = g.Count(d => d.Status == DeliveryStatus.Retrying),
+                Undeliverable = g.Count(d => d.Status == DeliveryStatus.Undeliverable),
+                All = g.Count(),
+            })
+            .FirstOrDefaultAsync(ct);
+        return c is null ? HealthCounts.None : new(c.Delivered, c.Retrying, c.Undeliverable, c.All - c.Delivered - c.Retrying - c.Undeliverable);
     }
 
     /// <summary>Nearest-rank percentile of sorted values.</summary>
