@@ -109,7 +109,7 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
                 using var request = new HttpRequestMessage(new HttpMethod(op.Method), url);
                 if (op.Method is "POST" or "PATCH" or "PUT")
                 {
-                    request.Content = new StringContent("{\"name\":\"hijack\",\"url\":\"https://example.com/x\",\"is_active\":false,\"event\":\"member.joined\"}", System.Text.Encoding.UTF8, "application/json");
+                    request.Content = new StringContent("{\"name\":\"hijack\",\"url\":\"https://example.com/x\",\"is_active\":false,\"event\":\"member.joined\",\"since\":\"2026-01-01T00:00:00Z\"}", System.Text.Encoding.UTF8, "application/json");
                 }
                 var response = await client.SendAsync(request);
                 var expected = who == "key A" && op.OwnerOnly ? HttpStatusCode.Forbidden : HttpStatusCode.NotFound;
