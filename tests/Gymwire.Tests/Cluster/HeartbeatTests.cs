@@ -21,9 +21,14 @@ public abstract class HeartbeatTests(GymwireFixture fx)
         var id = fx.Services.GetRequiredService<ClusterHeartbeat>().NodeId;
         var options = fx.Services.GetRequiredService<IOptions<ClusterOptions>>().Value;
         await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.ClusterNodes.AnyAsync(n => n.Id == id)), what: "the first heartbeat");
-        fx.Clock.Advance(options.HeartbeatInterval);
-        var now = fx.Clock.GetUtcNow().UtcDateTime;
-        await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.ClusterNodes.AnyAsync(n => n.Id == id && n.LastSeenAt == now)), what: "the next heartbeat");
+        // The heartbeat may not be waiting on the clock yet when it is advanced, so advance until the next one comes.
+        var first = fx.Clock.GetUtcNow().UtcDateTime;
+        await Eventually.TrueAsync(async () =>
+        {
+            fx.Clock.Advance(options.HeartbeatInterval);
+            return await fx.WithDbAsync(db => db.ClusterNodes.AnyAsync(n => n.Id == id && n.LastSeenAt > first));
+        }, what: "the next heartbeat");
+        var now = await fx.WithDbAsync(db => db.ClusterNodes.Where(n => n.Id == id).Select(n => n.LastSeenAt).SingleAsync());
         var node = Assert.Single(await fx.WithDbAsync(db => ClusterHeartbeat.StatusAsync(db, now, options, CancellationToken.None)), n => n.Id == id);
         Assert.Equal("live", node.State);
         Assert.Equal(ClusterHeartbeat.CurrentVersion, node.Version);
