@@ -138,15 +138,15 @@ public abstract class DeliveryInstrumentationTests(DeliveryTelemetryFixture fx)
         var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
 
         Activity? span = null;
-        await Eventually.TrueAsync(() => Task.FromResult((span = fx.Spans.ToArray().FirstOrDefault(a => a.Source.Name == DeliveryMetrics.MeterName
+        await Eventually.TrueAsync(() => Task.FromResult((span = fx.Spans.Snapshot().FirstOrDefault(a => a.Source.Name == DeliveryMetrics.MeterName
             && (string?)a.GetTagItem(DeliveryMetrics.DeliveryTag) == delivery.Id.ToString())) is not null), what: "the attempt span");
         Assert.Equal(hook.Id.ToString(), span!.GetTagItem(DeliveryMetrics.SubscriptionTag));
         Assert.Equal("initial", span.GetTagItem(DeliveryMetrics.TriggerTag));
         Assert.Equal("2xx", span.GetTagItem(DeliveryMetrics.OutcomeTag));
         Assert.DoesNotContain(span.TagObjects, t => t.Value?.ToString()?.Contains("secret-in-query", StringComparison.Ordinal) == true);
-        await Eventually.TrueAsync(() => Task.FromResult(fx.Spans.ToArray().Any(a => a.Kind == ActivityKind.Client && a.ParentSpanId == span.SpanId)),
+        await Eventually.TrueAsync(() => Task.FromResult(fx.Spans.Snapshot().Any(a => a.Kind == ActivityKind.Client && a.ParentSpanId == span.SpanId)),
             what: "the HTTP client span under the attempt");
-        var http = fx.Spans.ToArray().First(a => a.Kind == ActivityKind.Client && a.ParentSpanId == span.SpanId);
+        var http = fx.Spans.Snapshot().First(a => a.Kind == ActivityKind.Client && a.ParentSpanId == span.SpanId);
         Assert.Equal(span.TraceId, http.TraceId);
     }
 }
