@@ -5,24 +5,11 @@ using Npgsql;
 namespace Gymwire.Infrastructure;
 
 /// <summary>
-/// <see cref="IRateLimitStore"/> in PostgreSQL, so that every node of a cluster counts against one sliding window per
-/// key: the same exact rule as <see cref="InMemoryRateLimitStore"/>, for the whole cluster. Each check is one round
-/// trip, a call of <c>gymwire_rate_limit_acquire</c> (created by the <c>ClusterNodes</c> migration): it locks the key's
-/// row in <c>rate_limit_keys</c>, forgets the key's permits older than the window, and admits (inserting a row in
-/// <c>rate_limit_permits</c>) when fewer than the limit remain, else answers the oldest permit's time for
-/// <c>Retry-After</c>. Both tables are UNLOGGED: no WAL, so a check costs no disk flush; after a database crash the
-/// windows start empty, which admits at most one extra window's worth once.
-/// <para>
-/// Time is this node's <see cref="TimeProvider"/> wall clock, sent with every check (not the database's <c>now()</c>),
-/// so that tests move every node's windows with one fake clock; nodes need synchronised clocks (NTP), and a skew
-/// between them moves a permit's expiry by that skew.
-/// </para>
-/// <para>
-/// When the database refuses or fails a check (an error, or no answer within <see cref="CommandTimeoutSeconds"/>),
-/// the request is counted by this node's <see cref="InMemoryRateLimitStore"/> instead (fail open to the per-node
-/// limit: each node then admits the documented limit on its own), the shared store is not asked again for
-/// <see cref="RetryAfterFailure"/>, and the switch is logged once each way, not per request.
-/// </para>
+/// <see cref="IRateLimitStore"/> in PostgreSQL, so every node counts against one sliding window per key: one call of
+/// <c>gymwire_rate_limit_acquire</c> (the <c>ClusterNodes</c> migration) per check, over UNLOGGED tables since losing
+/// the windows in a crash costs at most one extra window. Time is the node's <see cref="TimeProvider"/>, so one fake
+/// clock drives every node in tests. When the database fails a check, this node's <see cref="InMemoryRateLimitStore"/>
+/// counts instead for <see cref="RetryAfterFailure"/> (fail open to the per-node limit), logged once each way.
 /// </summary>
 public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisposable
 {

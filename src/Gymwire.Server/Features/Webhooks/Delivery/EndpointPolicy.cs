@@ -22,10 +22,9 @@ public readonly record struct EndpointDecision(int Cap, DateTime? PausedUntil);
 /// <item>at most <c>Webhooks:MaxConcurrentPerEndpoint</c>, so one endpoint cannot take every slot of the worker;</item>
 /// <item>one while its last attempt was slow (<c>Webhooks:SlowAttempt</c>, or timed out), so a few hanging endpoints
 /// cannot hold the worker's slots for whole timeouts;</item>
-/// <item>none while it is paused: after <c>Webhooks:FailingEndpointThreshold</c> failed attempts in a row it pauses for
-/// a second, then one attempt (a probe) goes; each failed probe doubles the pause, up to
-/// <c>Webhooks:FailingEndpointMaxPause</c>; the first success ends it. An endpoint that is down gets a probe now and
-/// then instead of every event's attempt; its deliveries are not failed, only left waiting in the queue.</item>
+/// <item>none while it is paused (after <c>Webhooks:FailingEndpointThreshold</c> failures in a row), but for one probe
+/// per pause; each failed probe doubles the pause up to <c>Webhooks:FailingEndpointMaxPause</c>, the first success
+/// ends it. Its deliveries wait in the queue meanwhile.</item>
 /// </list>
 /// Driven by the clock alone (no HTTP, no database), and thread-safe.
 /// </summary>
