@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Gymwire.Features.Dashboard;
 using Gymwire.Tests.Email;
 using Gymwire.Tests.Foundation;
 using Gymwire.Tests.Infrastructure;
@@ -119,6 +120,53 @@ public abstract partial class PasswordResetTests(SmtpFixture fx)
         var response = await browser.SubmitAsync("/forgot-password", ("Email", $"nobody-{Guid.NewGuid():N}@example.com"));
         Assert.Contains("a link to reset its password is on its way", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal(before, fx.Smtp.Messages.Count);
+    }
+
+    [Fact]
+    public async Task Reset_links_are_limited_per_email_address_whether_or_not_it_has_an_account()
+    {
+        // A window later every earlier request of this class has aged out.
+        fx.Clock.Advance(ForgotPasswordModel.Window);
+        var gym = await fx.CreateGymAsync();
+        for (var i = 0; i < ForgotPasswordModel.PerEmail; i++)
+        {
+            await RequestLinkAsync(gym.OwnerEmail);
+        }
+        var before = fx.Smtp.Messages.Count;
+        using var browser = new DashboardClient(fx);
+        // The same address in other letters is the same address.
+        var refused = await browser.SubmitAsync("/forgot-password", ("Email", gym.OwnerEmail.ToUpperInvariant()));
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal("3600", refused.Headers.GetValues("Retry-After").Single());
+        Assert.Contains("Too many reset requests. Try again in 60 minutes.", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(before, fx.Smtp.Messages.Count);
+
+        // An address without an account is limited alike, so the limit tells nothing about accounts.
+        var unknown = $"nobody-{Guid.NewGuid():N}@example.com";
+        for (var i = 0; i < ForgotPasswordModel.PerEmail; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await browser.SubmitAsync("/forgot-password", ("Email", unknown))).StatusCode);
+        }
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await browser.SubmitAsync("/forgot-password", ("Email", unknown))).StatusCode);
+
+        // An hour later the owner may ask again.
+        fx.Clock.Advance(ForgotPasswordModel.Window);
+        await RequestLinkAsync(gym.OwnerEmail);
+    }
+
+    [Fact]
+    public async Task Reset_requests_are_limited_per_client_address()
+    {
+        fx.Clock.Advance(ForgotPasswordModel.Window);
+        using var browser = new DashboardClient(fx);
+        for (var i = 0; i < ForgotPasswordModel.PerClient; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await browser.SubmitAsync("/forgot-password", ("Email", $"nobody-{Guid.NewGuid():N}@example.com"))).StatusCode);
+        }
+        var refused = await browser.SubmitAsync("/forgot-password", ("Email", $"nobody-{Guid.NewGuid():N}@example.com"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Contains("Too many reset requests.", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        fx.Clock.Advance(ForgotPasswordModel.Window);
     }
 
     [Fact]
