@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Gymwire.Data;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -6,10 +7,18 @@ namespace Gymwire.Infrastructure;
 
 /// <summary>
 /// <see cref="IRateLimitStore"/> in PostgreSQL, so every node counts against one sliding window per key: one call of
-/// <c>gymwire_rate_limit_acquire</c> (the <c>ClusterNodes</c> migration) per check, over UNLOGGED tables since losing
+/// <c>gymwire_rate_limit_acquire</c> (the <c>RateLimitLeases</c> migration) per check, over UNLOGGED tables since losing
 /// the windows in a crash costs at most one extra window. Time is the node's <see cref="TimeProvider"/>, so one fake
 /// clock drives every node in tests. When the database fails a check, this node's <see cref="InMemoryRateLimitStore"/>
 /// counts instead for <see cref="RetryAfterFailure"/> (fail open to the per-node limit), logged once each way.
+/// <para>
+/// A limit of at least <see cref="LeaseFrom"/> a window is leased: a node takes up to a thousandth of it (at most
+/// <see cref="MaxLease"/>) in one call and admits from that lease for <see cref="LeaseTime"/>, so a busy key costs one
+/// round trip per lease instead of one per request. The lease is counted in full when taken and stamped at the end of
+/// its time, so the cluster never admits more than the limit; a node's unused rest of a lease is given back when it
+/// takes the next one (until then it counts, stricter). The documented limits are far below that, so they are checked
+/// one request at a time and exact.
+/// </para>
 /// </summary>
 public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisposable
 {
@@ -25,8 +34,17 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     /// <summary>How long opening a connection may take before the shared store counts as unreachable.</summary>
     public const int ConnectTimeoutSeconds = 5;
 
-    private const string AcquireSql = "SELECT admitted, oldest FROM gymwire_rate_limit_acquire($1, $2, $3, $4, $5)";
-    private const string ReleaseSql = "SELECT gymwire_rate_limit_release($1, $2)";
+    /// <summary>The smallest limit that is leased; below it every request is one check.</summary>
+    public const int LeaseFrom = 2000;
+
+    /// <summary>The most permits one lease takes.</summary>
+    public const int MaxLease = 256;
+
+    /// <summary>How long a node admits from a lease before it asks again.</summary>
+    public static readonly TimeSpan LeaseTime = TimeSpan.FromSeconds(1);
+
+    private const string AcquireSql = "SELECT granted, oldest FROM gymwire_rate_limit_acquire($1, $2, $3, $4, $5, $6, $7)";
+    private const string ReleaseSql = "SELECT gymwire_rate_limit_release($1, $2, $3)";
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly InMemoryRateLimitStore _local;
@@ -35,6 +53,31 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     private readonly Lock _state = new();
     private DateTimeOffset? _localUntil;
     private volatile bool _fallenBack;
+    private readonly ConcurrentDictionary<string, Lease> _leases = new(StringComparer.Ordinal);
+
+    /// <summary>Permits a node took for one key in one call and admits from until <see cref="Until"/>.</summary>
+    private sealed class Lease
+    {
+        public readonly SemaphoreSlim Renewal = new(1, 1);
+        public readonly Lock Gate = new();
+        public long Permit;
+        public int Left;
+        public int Size = 1;
+        public DateTimeOffset Until;
+
+        public bool TryTake(DateTimeOffset now)
+        {
+            lock (Gate)
+            {
+                if (Left <= 0 || now >= Until)
+                {
+                    return false;
+                }
+                Left--;
+                return true;
+            }
+        }
+    }
 
     public PostgresRateLimitStore(IConfiguration configuration, TimeProvider clock, ILogger<PostgresRateLimitStore> logger)
     {
@@ -60,26 +103,9 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         {
             return Local(await _local.TryAcquireAsync(key, limit, window, ct));
         }
-        var permit = Random.Shared.NextInt64(1, long.MaxValue);
         try
         {
-            await using var command = _dataSource.CreateCommand(AcquireSql);
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
-            command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = now.UtcDateTime });
-            command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window });
-            command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = permit });
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            await reader.ReadAsync(ct);
-            var admitted = reader.GetBoolean(0);
-            Recovered();
-            if (admitted)
-            {
-                return new RateLimitDecision(true, key, permit, TimeSpan.Zero);
-            }
-            var oldest = reader.IsDBNull(1) ? now.UtcDateTime : reader.GetFieldValue<DateTime>(1);
-            var retryAfter = oldest + window - now.UtcDateTime;
-            return new RateLimitDecision(false, key, 0, retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.Zero);
+            return limit < LeaseFrom ? await AcquireOneAsync(key, limit, window, now, ct) : await AcquireLeasedAsync(key, limit, window, now, ct);
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -87,6 +113,105 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
             return Local(await _local.TryAcquireAsync(key, limit, window, ct));
         }
     }
+
+    private async Task<RateLimitDecision> AcquireOneAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
+    {
+        var permit = NewPermit();
+        var (granted, retryAfter) = await CallAcquireAsync(key, limit, window, now, now, permit, 1, ct);
+        return granted > 0 ? new RateLimitDecision(true, key, permit, TimeSpan.Zero) : new RateLimitDecision(false, key, 0, retryAfter);
+    }
+
+    private async Task<RateLimitDecision> AcquireLeasedAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
+    {
+        var lease = _leases.GetOrAdd(key, _ => new Lease());
+        if (lease.TryTake(now))
+        {
+            return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+        }
+        await lease.Renewal.WaitAsync(ct);
+        try
+        {
+            // Another request may have renewed it while this one waited.
+            now = _clock.GetUtcNow();
+            if (lease.TryTake(now))
+            {
+                return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+            }
+            int unused;
+            lock (lease.Gate)
+            {
+                unused = Math.Max(0, lease.Left);
+                lease.Left = 0;
+            }
+            if (unused > 0)
+            {
+                await CallReleaseAsync(key, lease.Permit, unused, ct);
+            }
+            // A lease used up within its time doubles the next one; one that ran out of time halves it.
+            if (lease.Until != default)
+            {
+                lease.Size = unused == 0 ? Math.Min(lease.Size * 2, MaxLease) : Math.Max(1, lease.Size / 2);
+            }
+            var wanted = Math.Clamp(Math.Min(lease.Size, limit / 1000), 1, MaxLease);
+            var permit = NewPermit();
+            var until = now + LeaseTime;
+            var (granted, retryAfter) = await CallAcquireAsync(key, limit, window, now, until, permit, wanted, ct);
+            if (granted == 0)
+            {
+                return new RateLimitDecision(false, key, 0, retryAfter);
+            }
+            lock (lease.Gate)
+            {
+                lease.Permit = permit;
+                lease.Left = granted - 1;
+                lease.Until = until;
+            }
+            return new RateLimitDecision(true, key, permit, TimeSpan.Zero);
+        }
+        finally
+        {
+            lease.Renewal.Release();
+        }
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="wanted"/> permits stamped <paramref name="stamp"/>; returns how many were granted, or
+    /// none and the time until the oldest permit of the window is free.
+    /// </summary>
+    private async Task<(int Granted, TimeSpan RetryAfter)> CallAcquireAsync(
+        string key, int limit, TimeSpan window, DateTimeOffset now, DateTimeOffset stamp, long permit, int wanted, CancellationToken ct)
+    {
+        await using var command = _dataSource.CreateCommand(AcquireSql);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
+        command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = now.UtcDateTime });
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = permit });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = wanted });
+        command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = stamp.UtcDateTime });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        var granted = reader.GetInt32(0);
+        Recovered();
+        if (granted > 0)
+        {
+            return (granted, TimeSpan.Zero);
+        }
+        var oldest = reader.IsDBNull(1) ? now.UtcDateTime : reader.GetFieldValue<DateTime>(1);
+        var retryAfter = oldest + window - now.UtcDateTime;
+        return (0, retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.Zero);
+    }
+
+    private async Task CallReleaseAsync(string key, long permit, int count, CancellationToken ct)
+    {
+        await using var command = _dataSource.CreateCommand(ReleaseSql);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = permit });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = count });
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    private static long NewPermit() => Random.Shared.NextInt64(1, long.MaxValue);
 
     public async ValueTask ReleaseAsync(string key, long permit, CancellationToken ct)
     {
@@ -98,10 +223,7 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         }
         try
         {
-            await using var command = _dataSource.CreateCommand(ReleaseSql);
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = permit });
-            await command.ExecuteNonQueryAsync(ct);
+            await CallReleaseAsync(key, permit, 1, ct);
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -116,6 +238,15 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     /// </summary>
     public async Task SweepAsync(CancellationToken ct)
     {
+        var idle = _clock.GetUtcNow() - TimeSpan.FromMinutes(1);
+        foreach (var (key, lease) in _leases)
+        {
+            // An idle key's lease: its unused rest stays counted until it ages out of the window (stricter).
+            if (lease.Until < idle)
+            {
+                _leases.TryRemove(new KeyValuePair<string, Lease>(key, lease));
+            }
+        }
         await using var command = _dataSource.CreateCommand("SELECT gymwire_rate_limit_sweep($1)");
         command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = _clock.GetUtcNow().UtcDateTime });
         await command.ExecuteNonQueryAsync(ct);

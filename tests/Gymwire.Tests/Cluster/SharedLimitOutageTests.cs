@@ -33,7 +33,7 @@ public sealed class SharedLimitOutageTests(PostgresGymwire fx) : IClassFixture<P
             await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
         }
         await fx.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(
-            "ALTER FUNCTION gymwire_rate_limit_acquire(text, timestamptz, interval, integer, bigint) RENAME TO gymwire_rate_limit_acquire_broken"));
+            "ALTER FUNCTION gymwire_rate_limit_acquire(text, timestamptz, interval, integer, bigint, integer, timestamptz) RENAME TO gymwire_rate_limit_acquire_broken"));
         try
         {
             // Fail open to this node's own sliding window: 60 admitted (it never saw the first 10), then 429.
@@ -55,7 +55,7 @@ public sealed class SharedLimitOutageTests(PostgresGymwire fx) : IClassFixture<P
         finally
         {
             await fx.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(
-                "ALTER FUNCTION gymwire_rate_limit_acquire_broken(text, timestamptz, interval, integer, bigint) RENAME TO gymwire_rate_limit_acquire"));
+                "ALTER FUNCTION gymwire_rate_limit_acquire_broken(text, timestamptz, interval, integer, bigint, integer, timestamptz) RENAME TO gymwire_rate_limit_acquire"));
         }
 
         // Back on the shared store at the next retry: it holds the 10 from before the outage, so 50 more are admitted.
