@@ -191,6 +191,7 @@ internal sealed class OutboxEventConfiguration : IEntityTypeConfiguration<Outbox
         b.HasKey(x => x.Sequence);
         b.Property(x => x.Sequence).ValueGeneratedOnAdd();
         b.Property(x => x.Type).HasMaxLength(64);
+        b.Property(x => x.TraceContext).HasMaxLength(EventTrace.MaxLength);
         b.HasIndex(x => x.Id).IsUnique();
         b.HasIndex(x => new { x.GymId, x.Sequence });
         // The dispatcher's work list: small, because dispatched rows leave it.

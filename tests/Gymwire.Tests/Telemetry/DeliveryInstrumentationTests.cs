@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
@@ -148,5 +149,77 @@ public abstract class DeliveryInstrumentationTests(DeliveryTelemetryFixture fx)
             what: "the HTTP client span under the attempt");
         var http = fx.Spans.Snapshot().First(a => a.Kind == ActivityKind.Client && a.ParentSpanId == span.SpanId);
         Assert.Equal(span.TraceId, http.TraceId);
+    }
+
+    [Fact]
+    public async Task The_attempt_span_links_to_the_traced_create_lead_request_that_wrote_its_event()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/leads"), "lead.created");
+        string key;
+        using (var owner = gym.Owner())
+        {
+            key = (await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "zapier", scopes = new[] { "read", "write" } }))
+                .AssertStatusAsync(HttpStatusCode.Created)).GetProperty("key").GetString()!;
+        }
+
+        // The caller's trace (sampled, with a tracestate): the request continues it, so the event keeps its trace id.
+        using var caller = new Activity("zapier caller");
+        caller.SetIdFormat(ActivityIdFormat.W3C);
+        caller.ActivityTraceFlags = ActivityTraceFlags.Recorded;
+        caller.TraceStateString = "zapier=t61rcWkgMzE";
+        caller.Start();
+        Assert.True(caller.Recorded);
+        using (var zapier = fx.Client(key))
+        {
+            await (await zapier.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Traced", source = "zapier" })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        caller.Stop();
+        Activity.Current = null;
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+
+        var stored = await fx.WithDbAsync(db => db.OutboxEvents.AsNoTracking().Where(e => e.Id == delivery.EventId).Select(e => e.TraceContext).SingleAsync());
+        Assert.NotNull(stored);
+        // The flags are the sampled bit, and .NET 10's random-trace-id bit when the caller's id was random.
+        Assert.Matches($"^00-{caller.TraceId}-[0-9a-f]{{16}}-0[13] zapier=t61rcWkgMzE$", stored);
+        var span = await AttemptSpanAsync(delivery.Id);
+        var link = Assert.Single(span.Links);
+        Assert.Equal(caller.TraceId, link.Context.TraceId);
+        Assert.Equal("zapier=t61rcWkgMzE", link.Context.TraceState);
+        Assert.True(link.Context.IsRemote);
+        // A link, not a parent: the attempt is the root of a trace of its own.
+        Assert.NotEqual(caller.TraceId, span.TraceId);
+        Assert.Equal(default, span.ParentSpanId);
+    }
+
+    [Fact]
+    public async Task An_event_written_outside_a_trace_stores_no_context_and_its_attempt_span_has_no_link()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/untraced"), "lead.created");
+
+        // As background work writes one: no activity around the write.
+        Activity.Current = null;
+        await fx.WithDbAsync(db =>
+        {
+            db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), first_name = "Untraced" }, fx.Clock.GetUtcNow().UtcDateTime);
+            return db.SaveChangesAsync();
+        });
+        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+
+        Assert.Null(await fx.WithDbAsync(db => db.OutboxEvents.AsNoTracking().Where(e => e.Id == delivery.EventId).Select(e => e.TraceContext).SingleAsync()));
+        var span = await AttemptSpanAsync(delivery.Id);
+        Assert.Empty(span.Links);
+        Assert.Equal(default, span.ParentSpanId);
+    }
+
+    private async Task<Activity> AttemptSpanAsync(Guid deliveryId)
+    {
+        Activity? span = null;
+        await Eventually.TrueAsync(() => Task.FromResult((span = fx.Spans.Snapshot().FirstOrDefault(a => a.Source.Name == DeliveryMetrics.MeterName
+            && (string?)a.GetTagItem(DeliveryMetrics.DeliveryTag) == deliveryId.ToString())) is not null), what: "the attempt span");
+        return span!;
     }
 }

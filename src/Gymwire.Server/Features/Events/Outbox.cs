@@ -24,6 +24,7 @@ public static class Outbox
             Type = type,
             Data = JsonSerializer.Serialize(data, GymwireJson.Options),
             OccurredAt = occurredAt,
+            TraceContext = EventTrace.Current(),
         };
         db.OutboxEvents.Add(evt);
         return evt;

@@ -16,4 +16,9 @@ public sealed class OutboxEvent
     public DateTime OccurredAt { get; set; }
     /// <summary>Set when the dispatcher has created the deliveries for this event.</summary>
     public DateTime? DispatchedAt { get; set; }
+    /// <summary>
+    /// The W3C trace context of the traced operation that wrote the event (<see cref="EventTrace"/>), which its delivery
+    /// attempts' spans link to; null when it was written outside a recorded trace.
+    /// </summary>
+    public string? TraceContext { get; set; }
 }

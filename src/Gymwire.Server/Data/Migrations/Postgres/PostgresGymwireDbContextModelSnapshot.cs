@@ -386,6 +386,11 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("occurred_at");
 
+                    b.Property<string>("TraceContext")
+                        .HasMaxLength(568)
+                        .HasColumnType("character varying(568)")
+                        .HasColumnName("trace_context");
+
                     b.Property<string>("Type")
                         .IsRequired()
                         .HasMaxLength(64)

@@ -379,6 +379,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("occurred_at");
 
+                    b.Property<string>("TraceContext")
+                        .HasMaxLength(568)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("trace_context");
+
                     b.Property<string>("Type")
                         .IsRequired()
                         .HasMaxLength(64)

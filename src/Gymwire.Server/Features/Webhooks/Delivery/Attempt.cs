@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Unicode;
 using System.Text.Json;
+using Gymwire.Features.Events;
 using Gymwire.Infrastructure;
 using Microsoft.Extensions.Options;
 
@@ -53,7 +54,10 @@ public sealed partial class Attempt(
             Trigger = TriggerOf(delivery),
         };
         // One span per attempt, so the HttpClient's span nests under it; only ids as tags (never the URL or a secret).
-        using var activity = DeliveryMetrics.ActivitySource.StartActivity("webhook attempt", ActivityKind.Internal);
+        // It links to the request that wrote the event: a link, not a parent, since the attempt runs later in a trace of its own.
+        using var activity = DeliveryMetrics.ActivitySource.HasListeners() && EventTrace.Parse(delivery.TraceContext) is { } origin
+            ? DeliveryMetrics.ActivitySource.StartActivity("webhook attempt", ActivityKind.Internal, parentContext: default, links: [new ActivityLink(origin)])
+            : DeliveryMetrics.ActivitySource.StartActivity("webhook attempt", ActivityKind.Internal);
         if (activity is not null)
         {
             activity.SetTag(DeliveryMetrics.SubscriptionTag, delivery.SubscriptionId.ToString());

@@ -155,7 +155,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
 
     /// <summary>
     /// The deliveries with their bodies (stored, or built from the outbox event, found by its unique id), their
-    /// subscriptions and recorded attempt counts (the last number, by index).
+    /// events' trace contexts, their subscriptions and recorded attempt counts (the last number, by index).
     /// </summary>
     private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
         from d in deliveries.AsNoTracking()
@@ -165,7 +165,11 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt),
             d.IsTest, d.AttemptCount, d.LastAttemptAt,
             db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
-            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt) { CreatedAt = d.CreatedAt };
+            s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt)
+        {
+            CreatedAt = d.CreatedAt,
+            TraceContext = e == null ? null : e.TraceContext,
+        };
 
     /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>
     protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? turn = null) : IAsyncDisposable

@@ -93,6 +93,12 @@ public sealed record ClaimedDelivery(
 
     /// <summary>When the delivery was created (the dispatcher's fan-out, a moment after its event's commit).</summary>
     public DateTime CreatedAt { get; init; }
+
+    /// <summary>
+    /// The trace context of the operation that wrote the delivery's event (<see cref="OutboxEvent.TraceContext"/>),
+    /// read with the claim; the attempt's span links to it. Null for a test send and for events written outside a trace.
+    /// </summary>
+    public string? TraceContext { get; init; }
 }
 
 /// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
