@@ -17,7 +17,7 @@ public sealed record ApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] 
 public sealed record CreatedApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt, string Key);
 
 /// <summary>Creating and revoking keys: shared by the API, the dashboard and the command line.</summary>
-public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKeyCache cache)
+public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKeyCache cache, DeliveryMetrics deliveryMetrics)
 {
     public const string DefaultName = "Default";
 
@@ -76,9 +76,10 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
             // The notification is sent by the commit itself, so other nodes never hear of a revocation that rolled back.
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
             await db.SaveChangesAsync(ct);
-            await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
+            var ended = await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
             await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
             await transaction.CommitAsync(ct);
+            deliveryMetrics.RecordUndeliverable(ended);
         }
         // Evicted even when already revoked: a cached entry must never outlive the answer given here.
         cache.Evict(key.Id);

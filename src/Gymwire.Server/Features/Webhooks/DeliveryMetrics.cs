@@ -91,7 +91,7 @@ public sealed class DeliveryMetrics
             "Time from the event's commit to its successful delivery (first 2xx).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400] });
         _undeliverable = meter.CreateCounter<long>("gymwire.webhook.deliveries.undeliverable", "{delivery}",
-            "Deliveries given up (every scheduled attempt failed, or the subscription went away).");
+            "Deliveries ended without success: every scheduled attempt failed, a test send failed, the endpoint answered 410, or the subscription was deactivated (410, failing too long, its API key revoked) or deleted with the delivery queued.");
         _dispatchLag = meter.CreateHistogram("gymwire.webhook.dispatcher.lag", "s",
             "Time from an event's commit to the dispatcher creating its deliveries.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
@@ -148,7 +148,7 @@ public sealed class DeliveryMetrics
         }
     }
 
-    /// <summary>A delivery became undeliverable.</summary>
+    /// <summary><paramref name="count"/> deliveries ended without success (undeliverable, or deleted unsent with their subscription).</summary>
     public void RecordUndeliverable(long count = 1)
     {
         if (count > 0 && _undeliverable.Enabled)

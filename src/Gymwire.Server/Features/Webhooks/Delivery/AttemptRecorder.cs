@@ -109,23 +109,20 @@ public sealed partial class AttemptRecorder : IDisposable
             batch[i].Done.TrySetResult(recorded.Outcomes[i]);
         }
         // Counted once committed: a batch that fails is written again one by one, and would count twice.
-        long undeliverable = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             var record = batch[i].Record;
-            switch (recorded.Outcomes[i]?.DeliveryStatus)
+            // Latency from the delivery's creation (its event's commit, give or take the dispatch lag); a redelivery's
+            // or test send's 2xx is not a first delivery of a committed event.
+            if (recorded.Outcomes[i]?.DeliveryStatus == DeliveryStatus.Delivered
+                && record.Attempt?.Trigger is DeliveryMetrics.Triggers.Initial or DeliveryMetrics.Triggers.Retry)
             {
-                // Latency from the delivery's creation (its event's commit, give or take the dispatch lag); a redelivery's
-                // or test send's 2xx is not a first delivery of a committed event.
-                case DeliveryStatus.Delivered when record.Attempt?.Trigger is DeliveryMetrics.Triggers.Initial or DeliveryMetrics.Triggers.Retry:
-                    _metrics.RecordDelivered(record.Finished - record.Delivery.CreatedAt);
-                    break;
-                case DeliveryStatus.Undeliverable:
-                    undeliverable++;
-                    break;
+                _metrics.RecordDelivered(record.Finished - record.Delivery.CreatedAt);
             }
         }
-        _metrics.RecordUndeliverable(undeliverable);
+        // Every delivery the batch ended: its schedule or test send failed, a 410, an inactive subscription's claimed
+        // delivery (no attempt), and the queued deliveries of the subscriptions the batch deactivated.
+        _metrics.RecordUndeliverable(recorded.Undeliverable);
         // After the commit and outside the batch's failure handling: a failed notification must not write the batch again.
         foreach (var subscription in recorded.Deactivated)
         {

@@ -189,7 +189,8 @@ public sealed class WebhookService(
 
     /// <summary>
     /// Deletes the subscription with its deliveries and attempts (the database cascades). Refused while a
-    /// delivery of it is being attempted, so a worker never records an attempt for a row that is gone.
+    /// delivery of it is being attempted, so a worker never records an attempt for a row that is gone. Its queued
+    /// deliveries (paused ones included) end unsent with it, and are counted as undeliverable.
     /// </summary>
     public async Task<WebhookOutcome<WebhookDto>> DeleteAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
@@ -202,8 +203,11 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, "A delivery to this webhook is being attempted right now; try again in a moment");
         }
+        var queued = await db.WebhookDeliveries.CountAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id
+            && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying), ct);
         db.WebhookSubscriptions.Remove(subscription);
         await db.SaveChangesAsync(ct);
+        metrics.RecordUndeliverable(queued);
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
@@ -489,14 +493,15 @@ public static class WebhookKeyRevocation
 {
     /// <summary>
     /// Deactivates the active subscriptions the key created, with the reason the owner sees, and ends their queued
-    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction.
+    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns how
+    /// many deliveries it ended (undeliverable), for the caller to count once the transaction commits.
     /// </summary>
-    public static async Task DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct)
+    public static async Task<int> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct)
     {
         var owned = await db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive).ToListAsync(ct);
         if (owned.Count == 0)
         {
-            return;
+            return 0;
         }
         var reason = $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked";
         foreach (var subscription in owned)
@@ -508,6 +513,6 @@ public static class WebhookKeyRevocation
             subscription.UpdatedAt = now;
         }
         await db.SaveChangesAsync(ct);
-        await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
+        return await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
     }
 }

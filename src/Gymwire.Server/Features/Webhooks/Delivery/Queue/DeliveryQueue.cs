@@ -113,9 +113,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await db.SaveChangesAsync(ct);
         var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
-        await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);
+        var dropped = await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);
         await write.CommitAsync(ct);
-        return new RecordedBatch(outcomes, deactivated);
+        return new RecordedBatch(outcomes, deactivated, changed.Count(c => c.Status == DeliveryStatus.Undeliverable) + dropped);
     }
 
     public async Task<QueueDepth> DepthAsync(CancellationToken ct)

@@ -58,8 +58,11 @@ public delegate Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<l
 /// <summary>One finished attempt's effect, or null when its delivery is gone or already finished.</summary>
 public delegate (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? DecideOutcome(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription);
 
-/// <summary>What a batch of records produced: each record's outcome (in order), and the subscriptions it deactivated.</summary>
-public sealed record RecordedBatch(AttemptOutcome?[] Outcomes, IReadOnlyList<WebhookSubscription> Deactivated);
+/// <summary>
+/// What a batch of records produced: each record's outcome (in order), the subscriptions it deactivated, and how many
+/// deliveries it ended undeliverable (those recorded so, attempted or not, and the deactivated subscriptions' queued ones).
+/// </summary>
+public sealed record RecordedBatch(AttemptOutcome?[] Outcomes, IReadOnlyList<WebhookSubscription> Deactivated, int Undeliverable);
 
 /// <summary>What recording an attempt needs of a delivery's stored state (not its payload).</summary>
 public sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, DateTime? LastAttemptAt, int? LastStatusCode);
