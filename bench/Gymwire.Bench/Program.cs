@@ -39,6 +39,8 @@ namespace Gymwire.Bench
         Polling,
         Actions,
         Delivery,
+        /// <summary>M1 and M4 with the Prometheus endpoint on and scraped, paired with runs with metrics off.</summary>
+        Metrics,
     }
 
     public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command, BenchPart[] Parts)
@@ -49,7 +51,7 @@ namespace Gymwire.Bench
         public bool HostileShared => Environment.GetEnvironmentVariable("BENCH_HOSTILE_SHARED") == "1";
 
         public int Runs => Quick ? 1 : 3;
-        /// <summary>M6 isolation and R3: pairs of a baseline and a measured run (their spread is wider than M4's).</summary>
+        /// <summary>M6 isolation, R3 and the metrics' cost: pairs of a baseline and a measured run (their spread is wider than M4's).</summary>
         public int PairedRuns => Quick ? 1 : 7;
         public TimeSpan Duration => TimeSpan.FromSeconds(Quick ? 2 : 3);
         public int[] Connections => Quick ? [4, 16] : [2, 8, 32];

@@ -38,7 +38,12 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
     private const string LeadBody = """{"first_name":"Bench","last_name":"Lead","email":"lead@example.com","source":"bench"}""";
 
     private WebApplication _app = null!;
+    private string _connectionString = "";
+    // One for the whole run: a restarted server (the metrics' cost) must read the key ring, and the webhooks' secrets, again.
+    private readonly string _dataProtectionKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
     private string _base = "";
+    /// <summary>M1's best connection count, when M1 ran: the metrics' cost polls at it.</summary>
+    private int? _m1Connections;
     private byte[] _triggerJson = [];
     private ClaimsPrincipal _m1Principal = new();
     private Guid _actionsGym;
@@ -51,8 +56,8 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
 
     public async Task RunAsync()
     {
-        var connectionString = await CreateDatabaseAsync();
-        _app = await StartAsync(connectionString);
+        _connectionString = await CreateDatabaseAsync();
+        _app = await StartAsync(metrics: false);
         try
         {
             var m1 = await CreateGymAsync("m1");
@@ -62,13 +67,19 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             var hooks = await CreateGymAsync("hooks");
             _actionsGym = actions.GymId;
             var seed = Stopwatch.StartNew();
-            if (o.Includes(BenchPart.Polling))
+            var seeded = 0;
+            if (o.Includes(BenchPart.Polling) || o.Includes(BenchPart.Metrics))
             {
                 await SeedMembersAsync(m1.GymId, o.M1Members, 1);
+                seeded += o.M1Members;
+            }
+            if (o.Includes(BenchPart.Polling))
+            {
                 await SeedMembersAsync(small.GymId, o.ScaleSmall, 2);
                 await SeedMembersAsync(large.GymId, o.ScaleLarge, 3);
+                seeded += o.ScaleSmall + o.ScaleLarge;
             }
-            Console.WriteLine($"seeded {o.M1Members + o.ScaleSmall + o.ScaleLarge:N0} members in {seed.Elapsed.TotalSeconds:0.0} s");
+            Console.WriteLine($"seeded {seeded:N0} members in {seed.Elapsed.TotalSeconds:0.0} s");
 
             if (o.Includes(BenchPart.Polling))
             {
@@ -81,6 +92,10 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             if (o.Includes(BenchPart.Delivery))
             {
                 await DeliveryAsync(hooks);
+            }
+            if (o.Includes(BenchPart.Metrics))
+            {
+                await MetricsCostAsync(m1, hooks, await CreateGymAsync("metrics"));
             }
         }
         finally
@@ -144,6 +159,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         var perPoll = (_commands.Count - before) / (double)counted.Requests;
         var ceiling = Best(runs["ceiling"]);
         var subject = Best(runs["subject"]);
+        _m1Connections = subject.Connections;
         // M2 compares like with like: the same handler without auth and limiter, at the subject's connection count.
         var open = runs["open"].First(p => p.Connections == subject.Connections);
         report.Add(store, "M1 polling (100k members)", Describe(subject), Describe(ceiling), subject.Result.Rps / ceiling.Result.Rps, 0.5,
@@ -688,6 +704,110 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         Timeout = TimeSpan.FromSeconds(30),
     };
 
+    // ---------------------------------------------------------------- the metrics' cost (issue 28)
+
+    /// <summary>
+    /// M1's poll and M4's delivery run with the Prometheus endpoint on and scraped every second, each paired with the
+    /// same run with metrics off. Metrics are switched on when the server starts, so every run has a server of its
+    /// own, started afresh and warmed up the same way; the order within a pair alternates, so that neither side is
+    /// always the one that runs second.
+    /// </summary>
+    private async Task MetricsCostAsync(BenchGym m1, BenchGym hooks, BenchGym gym)
+    {
+        // R3's endpoints (when the delivery part ran) are paused, so their retries do not run beside these runs.
+        if (_unsettled.Count > 0)
+        {
+            using var hooksOwner = Client(hooks.Key);
+            await SetActiveAsync(hooksOwner, active: false);
+        }
+        using (var owner = Client(gym.Key))
+        {
+            for (var i = 0; i < Subscriptions; i++)
+            {
+                using var created = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url = receivers.Url(i), events = new[] { EventCatalog.LeadCreated } });
+                created.EnsureSuccessStatusCode();
+            }
+        }
+        _pad = PadFor(gym.GymId);
+        var connections = _m1Connections ?? 8;
+        var pollScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + m1.Key });
+        async Task<double> PollAsync(TimeSpan duration)
+        {
+            var result = await Wrk.RunAsync($"{_base}/api/zapier/triggers?type=new_member", connections, duration, pollScript);
+            Check(result, "metrics cost, M1");
+            return result.Rps;
+        }
+
+        var poll = await MetricsPairsAsync("M1", before: () => Task.CompletedTask,
+            warmUp: () => PollAsync(TimeSpan.FromSeconds(1)), run: () => PollAsync(o.Duration));
+        var warmUpEvents = Math.Max(10, o.EventsPerRun / 5);
+        var delivery = await MetricsPairsAsync("M4", before: () => ResetQueueAsync(gym.GymId),
+            warmUp: () => GymwireRateAsync(gym.GymId, warmUpEvents), run: () => GymwireRateAsync(gym.GymId, o.EventsPerRun));
+
+        var common = $"each run on a server started afresh and warmed up, {(o.PairedRuns + 1) * 2} starts per figure; ratio: the median of the {o.PairedRuns} pairs' ratios after one warm-up pair";
+        report.Add(store, "Metrics cost: M1 on/off", $"{poll.Result.Measured:N0} req/s with metrics on", $"{poll.Result.Baseline:N0} req/s with them off",
+            poll.Result.Ratio, 0.97, $"M1's poll at {connections} conn, {o.Duration.TotalSeconds:0} s per run, Prometheus endpoint on and scraped every second ({poll.Scrapes} scrapes, {poll.Failures} failed, last {poll.Bytes / 1024.0:N0} KiB) against off; {common}; target: lose <= 3%");
+        report.Add(store, "Metrics cost: M4 on/off", $"{delivery.Result.Measured:N0} deliveries/s with metrics on", $"{delivery.Result.Baseline:N0}/s with them off",
+            delivery.Result.Ratio, 0.97, $"M4's run ({o.EventsPerRun * Subscriptions:N0} deliveries to {Subscriptions} receivers, on a gym of its own), Prometheus endpoint on and scraped every second ({delivery.Scrapes} scrapes, {delivery.Failures} failed, last {delivery.Bytes / 1024.0:N0} KiB) against off; {common}; target: lose <= 3%");
+    }
+
+    private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes);
+
+    /// <summary>
+    /// Pairs of runs, one with metrics on (and scraped from the server's start to the run's end) and one with them off,
+    /// back to back, off-on then on-off; pair 0 warms up and is not counted. Before each run the server is restarted with
+    /// the run's setting, then <paramref name="before"/> and <paramref name="warmUp"/> run on it.
+    /// </summary>
+    private async Task<MetricsPairs> MetricsPairsAsync(string name, Func<Task> before, Func<Task> warmUp, Func<Task<double>> run)
+    {
+        var on = new List<double>();
+        var off = new List<double>();
+        var ratios = new List<double>();
+        var (scrapes, failures, bytes) = (0, 0, 0L);
+        for (var r = 0; r <= o.PairedRuns; r++)
+        {
+            var rates = new Dictionary<bool, double>();
+            foreach (var metrics in r % 2 == 0 ? new[] { false, true } : [true, false])
+            {
+                await RestartAsync(metrics);
+                await before();
+                await using var scraper = metrics ? new Scraper($"{_base}/metrics") : null;
+                await warmUp();
+                rates[metrics] = await run();
+                if (scraper is not null)
+                {
+                    var (count, failed, size) = await scraper.StopAsync();
+                    if (count == 0 || !scraper.SawGymwire)
+                    {
+                        throw new InvalidOperationException($"metrics cost, {name}: /metrics was never scraped with Gymwire's instruments in it ({failed} scrapes failed)");
+                    }
+                    (scrapes, failures, bytes) = (scrapes + count, failures + failed, size);
+                }
+            }
+            Console.WriteLine($"  metrics cost {name} {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
+                $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00})");
+            if (r == 0)
+            {
+                continue;
+            }
+            on.Add(rates[true]);
+            off.Add(rates[false]);
+            ratios.Add(rates[true] / rates[false]);
+        }
+        return new MetricsPairs(new PairedResult(Stats.Median(on), Stats.Median(off), Stats.Median(ratios)), scrapes, failures, bytes);
+    }
+
+    /// <summary>Stops the server and starts another on the same database, with metrics on or off.</summary>
+    private async Task RestartAsync(bool metrics)
+    {
+        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            await _app.StopAsync(stop.Token);
+        }
+        await _app.DisposeAsync();
+        _app = await StartAsync(metrics);
+    }
+
     // ---------------------------------------------------------------- set-up
 
     private async Task<string> CreateDatabaseAsync()
@@ -703,21 +823,25 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         return $"Data Source={Path.Combine(_sqliteDirectory, "gymwire.db")}";
     }
 
-    private async Task<WebApplication> StartAsync(string connectionString)
+    private async Task<WebApplication> StartAsync(bool metrics)
     {
         const string unlimited = "1000000000";
         string[] args =
         [
             "--urls=http://127.0.0.1:0",
             $"--Database:Provider={store}",
-            $"--ConnectionStrings:Gymwire={connectionString}",
+            $"--ConnectionStrings:Gymwire={_connectionString}",
             // PostgreSQL needs the key that encrypts the key ring given (SQLite makes one beside its file).
-            $"--DataProtection:Key={Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32))}",
+            $"--DataProtection:Key={_dataProtectionKey}",
+            // The Prometheus endpoint on the API's port (the metrics' cost); off, as by default, everywhere else.
+            $"--Metrics:Prometheus:Enabled={(metrics ? "true" : "false")}",
             "--Logging:LogLevel:Default=Warning",
             // wrk ends each run by closing connections mid-request: the server logs those aborted requests
             // (and their rolled-back EF transactions) as errors. Failed requests are counted by wrk instead.
             "--Logging:LogLevel:Microsoft.AspNetCore.Diagnostics=None",
             "--Logging:LogLevel:Microsoft.EntityFrameworkCore=None",
+            // The metrics' cost restarts the server for every run: not a start-up banner each time.
+            "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Warning",
             "--Webhooks:AllowHttp=true",
             "--Webhooks:AllowedNetworks:0=127.0.0.0/8",
             "--Webhooks:Timeout=00:00:15",
@@ -872,5 +996,81 @@ internal sealed class RssSampler : IDisposable
             Stop();
         }
         _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// GETs a Prometheus endpoint every second (Prometheus' default is every 15 s) until stopped, counting the scrapes
+/// that answered 200 in the text format and those that did not.
+/// </summary>
+internal sealed class Scraper : IAsyncDisposable
+{
+    private readonly HttpClient _client = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _scrapes;
+    private int _failures;
+    private long _bytes;
+
+    public Scraper(string url) => _loop = Task.Run(() => LoopAsync(url));
+
+    /// <summary>Whether a scrape held one of Gymwire's own instruments.</summary>
+    public bool SawGymwire { get; private set; }
+
+    private async Task LoopAsync(string url)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            do
+            {
+                try
+                {
+                    using var response = await _client.GetAsync(url, _stop.Token);
+                    var body = await response.Content.ReadAsStringAsync(_stop.Token);
+                    if (response.IsSuccessStatusCode && body.Contains("# TYPE ", StringComparison.Ordinal))
+                    {
+                        _scrapes++;
+                        _bytes = body.Length;
+                        SawGymwire |= body.Contains("gymwire_", StringComparison.Ordinal);
+                    }
+                    else
+                    {
+                        _failures++;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    _failures++;
+                }
+                catch (TaskCanceledException) when (!_stop.IsCancellationRequested)
+                {
+                    // The client's timeout.
+                    _failures++;
+                }
+            }
+            while (await timer.WaitForNextTickAsync(_stop.Token));
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Stops scraping; returns the scrapes that succeeded, those that failed, and the size of the last one.</summary>
+    public async Task<(int Scrapes, int Failures, long Bytes)> StopAsync()
+    {
+        await _stop.CancelAsync();
+        await _loop;
+        return (_scrapes, _failures, _bytes);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            await StopAsync();
+        }
+        _stop.Dispose();
+        _client.Dispose();
     }
 }
