@@ -39,7 +39,8 @@ public static class TelemetrySetup
             .AddAspNetCoreInstrumentation()
             .AddHttpClientInstrumentation()
             .AddRuntimeInstrumentation()
-            .AddProcessInstrumentation());
+            .AddProcessInstrumentation()
+            .AddView(WithoutPeerTags));
         services.ConfigureOpenTelemetryTracerProvider(tracing => tracing
             .AddSource(GymwireInstruments.AllMeters)
             .AddAspNetCoreInstrumentation(o => o.Filter = http => !IsScrape(http))
@@ -103,6 +104,23 @@ public static class TelemetrySetup
             ? ApiErrors.WriteAsync(http, StatusCodes.Status404NotFound, "Not found")
             : next(http));
     }
+
+    /// <summary>The tags HttpClient's instruments keep: none that names the server (see <see cref="WithoutPeerTags"/>).</summary>
+    private static readonly string[] HttpClientTags =
+        ["http.request.method", "http.response.status_code", "error.type", "url.scheme", "network.protocol.version", "http.connection.state"];
+
+    /// <summary>
+    /// HttpClient's and DNS's instruments tag every measurement with the server's name, port and address (DNS: the name
+    /// looked up), so each webhook receiver would get series of its own, as many as anyone with a key cares to create
+    /// webhooks for (a hundred receivers made the scrape 800 KiB). They are kept without those tags; per-endpoint
+    /// figures are Gymwire's own instruments', with <c>Metrics:PerSubscription</c>.
+    /// </summary>
+    internal static MetricStreamConfiguration? WithoutPeerTags(Instrument instrument) => instrument.Meter.Name switch
+    {
+        "System.Net.Http" => new MetricStreamConfiguration { TagKeys = HttpClientTags },
+        "System.Net.NameResolution" => new MetricStreamConfiguration { TagKeys = ["error.type"] },
+        _ => null,
+    };
 
     private static bool IsScrape(HttpContext http) =>
         http.RequestServices.GetService<IOptions<MetricsOptions>>()?.Value.Prometheus is { Enabled: true } p && http.Request.Path == p.Path;
