@@ -23,6 +23,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(x => x.SecretProtected).HasMaxLength(2000);
         b.Property(x => x.PreviousSecretProtected).HasMaxLength(2000);
         b.Property(x => x.DisabledReason).HasMaxLength(500);
+        b.Ignore(x => x.Health);
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
     }

@@ -490,6 +490,8 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // The clock stands still unless the test moves it, so every time below is exact.
         DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
         var policy = fx.Services.GetRequiredService<EndpointPolicy>();
+        // The pause is the subscription's stored health, which every node's claim reads.
+        Task<DateTime?> PausedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.PausedUntil).SingleAsync());
         async Task QueuedAsync(string what, int count) =>
             await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
                 .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= Now()) == count, what: what);
@@ -508,14 +510,16 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         await receiver.WaitForAsync("/held", 5);
         await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Any(l => l.Contains($"{hook.Id} failed 5 attempts in a row", StringComparison.Ordinal))),
             what: "the endpoint to be paused");
-        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(1)), what: "a pause of 1 s");
+        await Eventually.TrueAsync(async () => await PausedUntilAsync() == Now() + TimeSpan.FromSeconds(1), what: "a pause of 1 s");
+        // The node that recorded it wakes when it ends.
+        Assert.Equal(Now() + TimeSpan.FromSeconds(1), policy.NextProbeAt());
 
         // The four retries come due inside the pause, and an event arrives: they wait in the queue, unsent and unfailed.
         fx.AdvanceAndWake(TimeSpan.FromMilliseconds(500));
         await EventAsync();
         await QueuedAsync("the retries and the new delivery to wait, due", 5);
         Assert.Equal(5, receiver.At("/held").Count);
-        Assert.Contains(hook.Id, policy.Closed());
+        Assert.True(await PausedUntilAsync() > Now());
 
         // The pause ends and one probe goes; while it is out, the others wait. It fails: the pause doubles to 2 s.
         Interlocked.Exchange(ref armed, 1);
@@ -526,13 +530,13 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         await QueuedAsync("the others to wait while the probe is out", 4);
         Assert.Equal(1, receiver.Active("/held"));
         probe.SetResult();
-        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(2)), what: "the pause doubled to 2 s");
+        await Eventually.TrueAsync(async () => await PausedUntilAsync() == Now() + TimeSpan.FromSeconds(2), what: "the pause doubled to 2 s");
         Assert.Equal(6, receiver.At("/held").Count);
 
         // The next probe fails too, and the pause doubles again.
         fx.AdvanceAndWake(TimeSpan.FromSeconds(2));
         await receiver.WaitForAsync("/held", 7);
-        await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(4)), what: "the pause doubled to 4 s");
+        await Eventually.TrueAsync(async () => await PausedUntilAsync() == Now() + TimeSpan.FromSeconds(4), what: "the pause doubled to 4 s");
         await QueuedAsync("three to wait for the next probe", 3);
 
         // The endpoint is back: the probe at the end of the pause succeeds, and the two still due go at once, and so
@@ -541,6 +545,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         fx.AdvanceAndWake(TimeSpan.FromSeconds(4));
         await receiver.WaitForAsync("/held", 10);
         Assert.Contains(fx.Logs.Lines, l => l.Contains($"{hook.Id} answered a probe", StringComparison.Ordinal));
+        Assert.Null(await PausedUntilAsync());
         Assert.Null(policy.NextProbeAt());
         await EventAsync();
         await receiver.WaitForAsync("/held", 11);

@@ -28,6 +28,25 @@ public sealed class WebhookSubscription
     /// <summary>Why Gymwire deactivated the subscription (410 Gone, failing too long, or the API key that created it was revoked); null when the owner did.</summary>
     public string? DisabledReason { get; set; }
     public DateTime? DisabledAt { get; set; }
+
+    // The endpoint's health for the whole cluster (EndpointPolicy decides it, the attempt recorder stores it): every
+    // node reads it with its claims, so a failing endpoint has one pause and one probe at a time, not one per node.
+
+    /// <summary>Failed worker attempts in a row since the last success, counted up to <c>Webhooks:FailingEndpointThreshold</c>.</summary>
+    public int ConsecutiveFailures { get; set; }
+    /// <summary>Until then no node attempts the subscription's deliveries; afterwards one node at a time probes it.</summary>
+    public DateTime? PausedUntil { get; set; }
+    /// <summary>The last pause's length, doubled by each failed probe; null once a success ends the run of failures.</summary>
+    public TimeSpan? PauseLength { get; set; }
+    /// <summary>The node that won the probe of a failing endpoint holds it until then (its claim lease); the others leave the endpoint out.</summary>
+    public DateTime? ProbeClaimedUntil { get; set; }
+
+    /// <summary>The four health columns together, as <see cref="EndpointPolicy"/> reads and writes them.</summary>
+    public EndpointHealth Health
+    {
+        get => new(ConsecutiveFailures, PausedUntil, PauseLength, ProbeClaimedUntil);
+        set => (ConsecutiveFailures, PausedUntil, PauseLength, ProbeClaimedUntil) = (value.ConsecutiveFailures, value.PausedUntil, value.PauseLength, value.ProbeClaimedUntil);
+    }
 }
 
 public static class DeliveryStatus

@@ -61,7 +61,8 @@ public sealed class WebhookOptions
     /// After this many failed attempts in a row to one subscription, its deliveries pause (its circuit opens): one
     /// second at first, doubling with every failed probe up to <see cref="FailingEndpointMaxPause"/>, then one
     /// delivery at a time probes it; the first success resumes it at full rate. Paused deliveries are not failed, they
-    /// wait in the queue; an endpoint that is down gets a probe now and then instead of every event's attempt. 0 turns this off.
+    /// wait in the queue; an endpoint that is down gets a probe now and then instead of every event's attempt. The
+    /// count, the pause and the probe are stored with the subscription, so they hold for the whole cluster. 0 turns this off.
     /// </summary>
     public int FailingEndpointThreshold { get; set; } = 5;
 

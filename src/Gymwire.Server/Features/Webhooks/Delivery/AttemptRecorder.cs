@@ -7,7 +7,8 @@ namespace Gymwire.Features.Webhooks;
 
 /// <summary>
 /// Records finished attempts through the queue (<see cref="IDeliveryQueue.CompleteAsync"/>): the attempt row, the
-/// delivery's next state (delivered, retry at, undeliverable) and the subscription's health. Attempts that finish
+/// delivery's next state (delivered, retry at, undeliverable) and the subscription's health (failing since, and the
+/// endpoint's pause as <see cref="EndpointPolicy.Next"/> works it out). Attempts that finish
 /// while a batch is being written are written together by the next one (group commit), so a busy worker spends one
 /// transaction on many attempts; an idle one writes each at once. A caller's task completes when its attempt is
 /// committed, so a delivery keeps its worker slot (and its claim) until then, and the bound on duplicates after a
@@ -19,15 +20,17 @@ public sealed partial class AttemptRecorder : IDisposable
     public const int MaxBatch = 256;
 
     private readonly IDeliveryQueue _queue;
+    private readonly EndpointPolicy _policy;
     private readonly IServiceScopeFactory _scopes;
     private readonly WebhookOptions _options;
     private readonly ILogger<AttemptRecorder> _logger;
     private readonly DeliveryMetrics _metrics;
     private readonly Channel<Pending> _pending = Channel.CreateUnbounded<Pending>();
 
-    public AttemptRecorder(IDeliveryQueue queue, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, DeliveryMetrics metrics, ILogger<AttemptRecorder> logger)
+    public AttemptRecorder(IDeliveryQueue queue, EndpointPolicy policy, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, DeliveryMetrics metrics,
+        ILogger<AttemptRecorder> logger)
     {
-        (_queue, _scopes, _options, _metrics, _logger) = (queue, scopes, options.Value, metrics, logger);
+        (_queue, _policy, _scopes, _options, _metrics, _logger) = (queue, policy, scopes, options.Value, metrics, logger);
         // Each writer takes what is waiting when it is free, so an attempt's slot is freed when its own batch commits.
         for (var i = 0; i < queue.RecordWriters; i++)
         {
@@ -158,7 +161,11 @@ public sealed partial class AttemptRecorder : IDisposable
         }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;
-        var succeeded = attempt.StatusCode is >= 200 and < 300;
+        var succeeded = record.Succeeded;
+        if (record.CountsForHealth)
+        {
+            subscription.Health = _policy.Next(subscription.Id, subscription.Health, succeeded);
+        }
         var attemptCount = delivery.AttemptCount + 1;
         var schedule = _options.EffectiveRetrySchedule;
         string status;

@@ -5,9 +5,10 @@ namespace Gymwire.Features.Webhooks;
 
 /// <summary>
 /// Delivers due deliveries, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once on this node. Each goes
-/// claim (<see cref="IDeliveryQueue"/>) → admit (<see cref="EndpointPolicy"/>) → attempt (<see cref="Attempt"/>) →
-/// record (<see cref="AttemptRecorder"/>) → observe (<see cref="EndpointPolicy"/>). Between claims it sleeps until
-/// woken (<see cref="DeliverySignal"/>), until the next delivery or probe is due, or for the poll interval.
+/// claim (<see cref="IDeliveryQueue"/>) → admit (<see cref="EndpointPolicy"/>; a failing endpoint's probe is won in
+/// the queue first) → attempt (<see cref="Attempt"/>) → record (<see cref="AttemptRecorder"/>) → observe
+/// (<see cref="EndpointPolicy"/>). Between claims it sleeps until woken (<see cref="DeliverySignal"/>), until the next
+/// delivery or probe is due, or for the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(
     IDeliveryQueue queue,
@@ -78,9 +79,7 @@ public sealed partial class DeliveryWorker(
         _gaugesReadAt = now;
         var depth = await queue.DepthAsync(ct);
         metrics.ReportQueue(depth.Due, depth.OldestDueAt is { } oldest ? now - oldest : TimeSpan.Zero);
-        var paused = policy.PausedCount();
-        // Failing subscriptions (failing_since set) include paused ones; the gauge counts those not paused on this node.
-        metrics.ReportEndpoints(paused, Math.Max(0, depth.FailingSubscriptions - paused));
+        metrics.ReportEndpoints(depth.PausedSubscriptions, depth.FailingSubscriptions);
     }
 
     /// <summary>Claims what there is room for, admits and starts each; true when the claim was full (more may be waiting).</summary>
@@ -95,7 +94,12 @@ public sealed partial class DeliveryWorker(
         var refused = new List<ClaimedDelivery>();
         foreach (var delivery in claimed)
         {
-            if (policy.Admit(delivery.SubscriptionId) != Admission.Go)
+            var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
+            if (admission == Admission.Probe && !await ClaimProbeAsync(delivery.SubscriptionId, ct))
+            {
+                admission = Admission.Paused;
+            }
+            if (admission is not (Admission.Go or Admission.Probe))
             {
                 refused.Add(delivery);
                 continue;
@@ -111,6 +115,27 @@ public sealed partial class DeliveryWorker(
         return claimed.Count == free && refused.Count == 0;
     }
 
+    /// <summary>
+    /// Whether this node probes the failing endpoint (one node in the cluster does); if not (another node probes it, or
+    /// it paused or recovered meanwhile), the slot <see cref="EndpointPolicy.Admit"/> took is freed.
+    /// </summary>
+    private async Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        var won = false;
+        try
+        {
+            won = await queue.ClaimProbeAsync(subscriptionId, ct);
+            return won;
+        }
+        finally
+        {
+            if (!won)
+            {
+                policy.Release(subscriptionId);
+            }
+        }
+    }
+
     /// <summary>One delivery's attempt, from its admission to its endpoint's next state.</summary>
     private async Task DeliverAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
     {
@@ -122,7 +147,7 @@ public sealed partial class DeliveryWorker(
             var record = await attempt.SendAsync(delivery, ct);
             if (await recorder.RecordAsync(record) is { } outcome)
             {
-                policy.Observe(delivery.SubscriptionId, outcome.DeliveryStatus == DeliveryStatus.Delivered, TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
+                policy.Observe(delivery.SubscriptionId, outcome.Health, TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
                 observed = true;
             }
         }

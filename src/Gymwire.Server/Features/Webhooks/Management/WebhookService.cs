@@ -135,7 +135,9 @@ public sealed class WebhookService(
             subscription.IsActive = active;
             subscription.DisabledReason = null;
             subscription.DisabledAt = active ? null : now;
+            // Switched on or off, the endpoint starts afresh: no failures counted, no pause.
             subscription.FailingSince = null;
+            subscription.Health = EndpointHealth.Healthy;
         }
         subscription.UpdatedAt = now;
         await SaveAsync(subscription, deactivated, reactivated, now, ct);

@@ -29,6 +29,13 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// <summary>Begins a write transaction (on SQLite, after taking the process's write turn).</summary>
     protected abstract ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct);
 
+    /// <summary>
+    /// Inside a record's write transaction, before its subscriptions are read: locks those whose health the batch
+    /// changes (a failed attempt's, and a success's of an endpoint that is not healthy), in key order, so that two
+    /// nodes' batches change an endpoint's health one after the other, each from the other's result.
+    /// </summary>
+    protected abstract Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct);
+
     /// <summary>Reads up to <paramref name="limit"/> undispatched events and begins the transaction that dispatches them (none when there are none).</summary>
     protected abstract Task<(List<Events.OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct);
 
@@ -74,9 +81,26 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await write.CommitAsync(ct);
     }
 
+    public async Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = clock.GetUtcNow().UtcDateTime;
+        var threshold = options.Value.FailingEndpointThreshold;
+        var until = now + Lease;
+        await using var write = await BeginWriteAsync(db, ct);
+        var won = await db.WebhookSubscriptions
+            .Where(s => s.Id == subscriptionId && s.ConsecutiveFailures >= threshold
+                && (s.PausedUntil == null || s.PausedUntil <= now) && (s.ProbeClaimedUntil == null || s.ProbeClaimedUntil <= now))
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.ProbeClaimedUntil, until), ct);
+        await write.CommitAsync(ct);
+        return won == 1;
+    }
+
     /// <summary>
-    /// A subscription's health is tracked and saved by EF Core, and only when it changes: a save orders its updates by
-    /// key, so two batches changing the same subscriptions wait for each other instead of deadlocking.
+    /// A subscription's health (failing since, endpoint health) is tracked and saved by EF Core, and only when it
+    /// changes, so a healthy endpoint's successes write nothing to it. When the batch has failures, the subscriptions
+    /// it changes are locked first (<see cref="LockHealthAsync"/>); a save orders its updates by key, so two batches
+    /// changing the same subscriptions wait for each other instead of deadlocking.
     /// </summary>
     public async Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct)
     {
@@ -85,6 +109,11 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await using var write = await BeginWriteAsync(db, ct);
         var deliveryIds = records.Select(r => r.Delivery.Id).Distinct().ToList();
         var subscriptionIds = records.Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
+        var failed = records.Where(r => r.Attempt is not null && !r.Succeeded).Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
+        if (failed.Count > 0)
+        {
+            await LockHealthAsync(db, failed, [.. records.Where(r => r.Succeeded).Select(r => r.Delivery.SubscriptionId).Distinct()], ct);
+        }
         var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
             .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode)).ToDictionaryAsync(d => d.Id, ct);
         var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
@@ -105,7 +134,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             if (change.Attempt is { } attempt)
             {
                 attempts.Add(attempt);
-                outcomes[i] = new AttemptOutcome(attempt, change.Delivery.Status);
+                outcomes[i] = new AttemptOutcome(attempt, change.Delivery.Status, subscription.Health);
             }
         }
         await DeliveryRows.UpdateOutcomesAsync(db, changed, ct);
@@ -126,8 +155,10 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             .Where(d => (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && d.NextAttemptAt <= now);
         var count = await due.LongCountAsync(ct);
         var oldest = count == 0 ? null : await due.MinAsync(d => d.NextAttemptAt, ct);
-        var failing = await db.WebhookSubscriptions.AsNoTracking().LongCountAsync(s => s.IsActive && s.FailingSince != null, ct);
-        return new QueueDepth(count, oldest, failing);
+        var active = db.WebhookSubscriptions.AsNoTracking().Where(s => s.IsActive);
+        var paused = await active.LongCountAsync(s => s.PausedUntil > now, ct);
+        var failing = await active.LongCountAsync(s => s.FailingSince != null && !(s.PausedUntil > now), ct);
+        return new QueueDepth(count, oldest, paused, failing);
     }
 
     public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)
@@ -155,7 +186,8 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
 
     /// <summary>
     /// The deliveries with their bodies (stored, or built from the outbox event, found by its unique id), their
-    /// events' trace contexts, their subscriptions and recorded attempt counts (the last number, by index).
+    /// events' trace contexts, their subscriptions (with their health) and recorded attempt counts (the last number,
+    /// by index).
     /// </summary>
     private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
         from d in deliveries.AsNoTracking()
@@ -169,6 +201,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         {
             CreatedAt = d.CreatedAt,
             TraceContext = e == null ? null : e.TraceContext,
+            Health = new EndpointHealth(s.ConsecutiveFailures, s.PausedUntil, s.PauseLength, s.ProbeClaimedUntil),
         };
 
     /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>

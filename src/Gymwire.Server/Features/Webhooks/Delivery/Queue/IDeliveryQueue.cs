@@ -22,13 +22,22 @@ public interface IDeliveryQueue
 
     /// <summary>
     /// Claims up to <paramref name="limit"/> due deliveries, oldest first, for <see cref="WebhookOptions.EffectiveClaimLease"/>,
-    /// leaving out the given endpoints and deliveries, and reads them with their subscriptions. A claim moves a
-    /// delivery's due time to the end of its lease, so an attempt that dies with its worker is due again then.
+    /// leaving out the given endpoints and deliveries and the endpoints paused or being probed (their stored
+    /// <see cref="EndpointHealth"/>), and reads them with their subscriptions. A claim moves a delivery's due time to
+    /// the end of its lease, so an attempt that dies with its worker is due again then.
     /// </summary>
     Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
     /// <summary>Gives claims back without an attempt (shutdown, or over an endpoint's cap): each is due again at its due time before the claim.</summary>
     Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct);
+
+    /// <summary>
+    /// Takes the probe of a failing endpoint whose pause has ended, until the claim lease ends: one conditional update
+    /// of its subscription, true for exactly one caller in the cluster; the others leave the endpoint out. The probe's
+    /// recorded outcome ends it (a success, or a failure that pauses the endpoint again); a probe not recorded (its
+    /// node stopped or died mid-attempt) lapses with its lease, like its delivery's claim.
+    /// </summary>
+    Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
     /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
@@ -37,13 +46,13 @@ public interface IDeliveryQueue
     /// </summary>
     Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct);
 
-    /// <summary>When the next delivery that could be claimed (the given ones left out) is due, if any.</summary>
+    /// <summary>When the next delivery that could be claimed (the given ones, and paused or probed endpoints, left out) is due, if any.</summary>
     Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
     /// <summary>
     /// How many deliveries are due now (pending or retrying, due time passed; a claimed one is due at its lease's end),
-    /// the oldest due time among them, and how many active subscriptions are failing. Two counts on indexed columns:
-    /// read by the worker every few seconds for the gauges, never per scrape or per claim.
+    /// the oldest due time among them, and how many active subscriptions are paused, and failing but not paused. Read
+    /// by the worker every few seconds for the gauges, never per scrape or per claim.
     /// </summary>
     Task<QueueDepth> DepthAsync(CancellationToken ct);
 
@@ -55,7 +64,10 @@ public interface IDeliveryQueue
 public delegate Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOut(
     GymwireDbContext db, IReadOnlyList<OutboxEvent> events, CancellationToken ct);
 
-/// <summary>One finished attempt's effect, or null when its delivery is gone or already finished.</summary>
+/// <summary>
+/// One finished attempt's effect, or null when its delivery is gone or already finished; it may change the tracked
+/// <paramref name="subscription"/> (its health), which is then saved with the batch.
+/// </summary>
 public delegate (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? DecideOutcome(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription);
 
 /// <summary>
@@ -102,13 +114,26 @@ public sealed record ClaimedDelivery(
     /// read with the claim; the attempt's span links to it. Null for a test send and for events written outside a trace.
     /// </summary>
     public string? TraceContext { get; init; }
+
+    /// <summary>The subscription's stored health, read with the claim.</summary>
+    public EndpointHealth Health { get; init; }
 }
 
 /// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
-public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Attempt, TimeSpan? RetryAfter, DateTime Finished);
+public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Attempt, TimeSpan? RetryAfter, DateTime Finished)
+{
+    /// <summary>The receiver answered 2xx.</summary>
+    public bool Succeeded => Attempt?.StatusCode is >= 200 and < 300;
+
+    /// <summary>
+    /// A worker's attempt (claimed, so it has a due time), which moves its endpoint's <see cref="EndpointHealth"/>; a
+    /// test send is not admitted by the endpoint policy and leaves it as it is.
+    /// </summary>
+    public bool CountsForHealth => Attempt is not null && Delivery.DueAt is not null;
+}
 
 /// <summary>The due queue as <see cref="IDeliveryQueue.DepthAsync"/> read it.</summary>
-public sealed record QueueDepth(long Due, DateTime? OldestDueAt, long FailingSubscriptions);
+public sealed record QueueDepth(long Due, DateTime? OldestDueAt, long PausedSubscriptions, long FailingSubscriptions);
 
-/// <summary>What one recorded attempt produced.</summary>
-public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus);
+/// <summary>What one recorded attempt produced, and its endpoint's stored health after it.</summary>
+public sealed record AttemptOutcome(WebhookAttempt Attempt, string DeliveryStatus, EndpointHealth Health);

@@ -34,6 +34,17 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         return (events, write);
     }
 
+    /// <summary>Row locks, taken in key order: a node's batch waits for another's that changes the same endpoints' health.</summary>
+    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct) =>
+        db.Database.ExecuteSqlAsync($"""
+            SELECT id FROM webhook_subscriptions
+            WHERE id = ANY({failed.ToArray()})
+               OR (id = ANY({succeeded.ToArray()})
+                   AND (consecutive_failures > 0 OR paused_until IS NOT NULL OR probe_claimed_until IS NOT NULL OR failing_since IS NOT NULL))
+            ORDER BY id
+            FOR UPDATE
+            """, ct);
+
     /// <summary>
     /// Locks, leases and reads in one transaction, so that the planner settings hold for the read too (<c>SET LOCAL</c>
     /// outside a transaction block also has PostgreSQL log a warning).
@@ -50,8 +61,8 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
     }
 
     /// <summary>
-    /// Locks and leases the oldest due deliveries no other node holds, moves them to the lease's end, and returns
-    /// their ids with their due times before it.
+    /// Locks and leases the oldest due deliveries no other node holds and whose endpoint is neither paused nor being
+    /// probed, moves them to the lease's end, and returns their ids with their due times before it.
     /// </summary>
     internal static FormattableString Claim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries) => $"""
         UPDATE webhook_deliveries AS d SET locked_until = {until}, next_attempt_at = {until}
@@ -60,6 +71,8 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
               AND (locked_until IS NULL OR locked_until <= {now})
               AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+              AND NOT EXISTS (SELECT 1 FROM webhook_subscriptions AS s
+                              WHERE s.id = webhook_deliveries.subscription_id AND (s.paused_until > {now} OR s.probe_claimed_until > {now}))
             ORDER BY next_attempt_at
             LIMIT {limit}
             FOR UPDATE SKIP LOCKED) AS due
@@ -78,6 +91,8 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
             WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL
               AND (locked_until IS NULL OR locked_until <= {now})
               AND NOT (subscription_id = ANY({skipSubscriptions})) AND NOT (id = ANY({skipDeliveries}))
+              AND NOT EXISTS (SELECT 1 FROM webhook_subscriptions AS s
+                              WHERE s.id = webhook_deliveries.subscription_id AND (s.paused_until > {now} OR s.probe_claimed_until > {now}))
             ORDER BY next_attempt_at
             LIMIT 1
             """)).ToListAsync(ct)).FirstOrDefault();

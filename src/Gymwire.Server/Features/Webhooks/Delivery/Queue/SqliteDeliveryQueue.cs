@@ -37,6 +37,9 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
         return events.Count == 0 ? ([], null) : (events, await BeginWriteAsync(db, ct));
     }
 
+    /// <summary>Nothing to lock: every record batch holds the process's write turn, and the database's one write lock.</summary>
+    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct) => Task.CompletedTask;
+
     public override async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
@@ -65,14 +68,17 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
         return await db.WebhookDeliveries.AsNoTracking()
             .Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying) && x.NextAttemptAt != null
                 && (x.LockedUntil == null || x.LockedUntil <= now)
-                && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id))
+                && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id)
+                && !db.WebhookSubscriptions.Any(s => s.Id == x.SubscriptionId && (s.PausedUntil > now || s.ProbeClaimedUntil > now)))
             .OrderBy(x => x.NextAttemptAt)
             .Select(x => x.NextAttemptAt)
             .FirstOrDefaultAsync(ct);
     }
 
+    /// <summary>Due, unclaimed, not left out, and of an endpoint neither paused nor being probed (its stored health).</summary>
     private static IQueryable<WebhookDelivery> Due(GymwireDbContext db, DateTime now, Guid[] skipSubscriptions, Guid[] skipDeliveries) =>
         db.WebhookDeliveries.Where(x => (x.Status == DeliveryStatus.Pending || x.Status == DeliveryStatus.Retrying)
             && x.NextAttemptAt <= now && (x.LockedUntil == null || x.LockedUntil <= now)
-            && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id));
+            && !skipSubscriptions.Contains(x.SubscriptionId) && !skipDeliveries.Contains(x.Id)
+            && !db.WebhookSubscriptions.Any(s => s.Id == x.SubscriptionId && (s.PausedUntil > now || s.ProbeClaimedUntil > now)));
 }

@@ -1,0 +1,118 @@
+using Gymwire.Data;
+using Gymwire.Features.Events;
+using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Webhooks;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Tests.Cluster;
+
+/// <summary>
+/// Three nodes on one PostgreSQL share a failing endpoint's health (stored with its subscription): its failures count
+/// toward one threshold whichever node made them, a pause holds on every node, each pause ends in one probe for the
+/// cluster, and one successful probe resumes deliveries on every node.
+/// </summary>
+public sealed class EndpointHealthTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
+{
+    private DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+
+    /// <summary>Wakes every node's delivery worker, as a moved clock would after their poll interval.</summary>
+    private void AdvanceAndWakeAll(TimeSpan by)
+    {
+        fx.Clock.Advance(by);
+        foreach (var node in fx.Nodes)
+        {
+            node.Services.GetRequiredService<DeliverySignal>().Notify();
+        }
+    }
+
+    [Fact]
+    public async Task A_receiver_that_is_down_gets_one_probe_per_pause_from_the_whole_cluster_and_a_healed_one_is_resumed_by_every_node()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var down = 1;
+        receiver.On("/down", _ => Volatile.Read(ref down) == 1 ? new Reply(503) : new Reply());
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/down"), "lead.created");
+        // A second webhook gets every event too: once it has one, a worker has claimed since that event's deliveries
+        // were made, and the failing endpoint's was left out only if it is paused.
+        await gym.CreateWebhookAsync(receiver.Url("/witness"), "lead.created");
+        var events = 0;
+        // Written on the given node: its dispatcher fans the event out and wakes its own worker (the others sleep on
+        // the fake clock), so the nodes take turns claiming.
+        async Task EventOnAsync(Node node)
+        {
+            await using (var scope = node.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+                db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), n = ++events }, Now());
+                await db.SaveChangesAsync();
+            }
+            await receiver.WaitForAsync("/witness", events);
+        }
+        async Task OnEveryNodeAsync()
+        {
+            foreach (var node in fx.Nodes)
+            {
+                await EventOnAsync(node);
+            }
+        }
+        Task<WebhookSubscription> StoredAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook.Id));
+        async Task PausedForAsync(int seconds) => await Eventually.TrueAsync(async () => (await StoredAsync()).PausedUntil == Now() + TimeSpan.FromSeconds(seconds),
+            what: $"a pause of {seconds} s");
+
+        // Five failures, made by the three nodes in turn: one count for the cluster, which pauses the endpoint for 1 s.
+        for (var n = 0; n < 5; n++)
+        {
+            await EventOnAsync(fx.Nodes[n % 3]);
+            await receiver.WaitForAsync("/down", n + 1);
+        }
+        await PausedForAsync(1);
+        var stored = await StoredAsync();
+        Assert.Equal((5, TimeSpan.FromSeconds(1), (DateTime?)null), (stored.ConsecutiveFailures, stored.PauseLength, stored.ProbeClaimedUntil));
+
+        // Paused on every node: two events written on each are not attempted.
+        await OnEveryNodeAsync();
+        await OnEveryNodeAsync();
+        Assert.Equal(5, receiver.At("/down").Count);
+
+        // Each pause: nothing is sent until it ends, on any node; then the three nodes race for the probe, and exactly
+        // one is sent. It fails, and the pause doubles.
+        var sent = 5;
+        foreach (var pause in new[] { 1, 2, 4 })
+        {
+            AdvanceAndWakeAll(TimeSpan.FromSeconds(pause) - TimeSpan.FromMilliseconds(1));
+            await OnEveryNodeAsync();
+            Assert.Equal(sent, receiver.At("/down").Count);
+
+            AdvanceAndWakeAll(TimeSpan.FromMilliseconds(1));
+            await receiver.WaitForAsync("/down", ++sent);
+            await PausedForAsync(pause * 2);
+            await OnEveryNodeAsync();
+            Assert.Equal(sent, receiver.At("/down").Count);
+        }
+        var queued = (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Status == DeliveryStatus.Pending);
+        // Two events per node while paused, six per pause period, three of them probed.
+        Assert.Equal(2 * 3 + 3 * 6 - 3, queued);
+
+        // The receiver is back: the next probe succeeds, the health is cleared for every node, and the queued
+        // deliveries go at once, without the clock moving again.
+        Interlocked.Exchange(ref down, 0);
+        AdvanceAndWakeAll(TimeSpan.FromSeconds(8));
+        await receiver.WaitForAsync("/down", sent += queued);
+        stored = await StoredAsync();
+        Assert.Equal((0, (DateTime?)null, (TimeSpan?)null, (DateTime?)null), (stored.ConsecutiveFailures, stored.PausedUntil, stored.PauseLength, stored.ProbeClaimedUntil));
+        foreach (var node in fx.Nodes)
+        {
+            await EventOnAsync(node);
+            await receiver.WaitForAsync("/down", ++sent);
+        }
+
+        // The first five and the three failed probes at their scheduled retry: everything delivered, once each.
+        AdvanceAndWakeAll(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
+        var deliveries = await fx.DeliveriesAsync(hook.Id);
+        Assert.Equal(events, deliveries.Count);
+        Assert.Equal(sent + 8, receiver.At("/down").Count);
+        Assert.Equal(events, receiver.At("/down").Select(r => r.Header("webhook-id")).Distinct().Count());
+    }
+}
