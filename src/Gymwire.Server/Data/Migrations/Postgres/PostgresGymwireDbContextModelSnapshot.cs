@@ -1303,6 +1303,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("api_key_id");
 
+                    b.Property<int>("ConsecutiveFailures")
+                        .HasColumnType("integer")
+                        .HasColumnName("consecutive_failures");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -1339,6 +1343,14 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("boolean")
                         .HasColumnName("is_active");
 
+                    b.Property<TimeSpan?>("PauseLength")
+                        .HasColumnType("interval")
+                        .HasColumnName("pause_length");
+
+                    b.Property<DateTime?>("PausedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("paused_until");
+
                     b.Property<DateTime?>("PreviousSecretExpiresAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("previous_secret_expires_at");
@@ -1347,6 +1359,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasMaxLength(2000)
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("previous_secret_protected");
+
+                    b.Property<DateTime?>("ProbeClaimedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("probe_claimed_until");
 
                     b.Property<string>("SecretProtected")
                         .IsRequired()

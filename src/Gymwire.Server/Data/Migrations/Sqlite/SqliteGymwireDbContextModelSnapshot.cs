@@ -1296,6 +1296,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("api_key_id");
 
+                    b.Property<int>("ConsecutiveFailures")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("consecutive_failures");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
@@ -1332,6 +1336,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("is_active");
 
+                    b.Property<TimeSpan?>("PauseLength")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("pause_length");
+
+                    b.Property<DateTime?>("PausedUntil")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("paused_until");
+
                     b.Property<DateTime?>("PreviousSecretExpiresAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("previous_secret_expires_at");
@@ -1340,6 +1352,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")
                         .HasColumnName("previous_secret_protected");
+
+                    b.Property<DateTime?>("ProbeClaimedUntil")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("probe_claimed_until");
 
                     b.Property<string>("SecretProtected")
                         .IsRequired()
