@@ -540,7 +540,7 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
         // The worker's own claim statement with its planner settings (rolled back below), the subscriptions the bench
         // holds back skipped; EF binds the arguments as it does for the worker.
         var now = DateTime.UtcNow;
-        var claim = PostgresDeliveryQueue.Claim(now, now.AddMinutes(1), 16, [.. _unsettled], []);
+        var claim = PostgresDeliveryQueue.Claim(now, now.AddMinutes(1), 16, [.. _unsettled], [], Guid.NewGuid());
         await using var command = db.Database.SqlQuery<string>(PostgresDeliveryQueue.WithPlannerSettings(
             FormattableStringFactory.Create("EXPLAIN (ANALYZE, BUFFERS) " + claim.Format, claim.GetArguments()))).CreateDbCommand();
         await using (var reader = await command.ExecuteReaderAsync())

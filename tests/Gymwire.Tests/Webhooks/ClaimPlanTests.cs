@@ -31,7 +31,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
             return 0;
         });
 
-        DbCommand Claim(GymwireDbContext db) => db.Database.SqlQuery<string>(PostgresDeliveryQueue.Claim(now, now.AddMinutes(1), 32, [], [])).CreateDbCommand();
+        DbCommand Claim(GymwireDbContext db) => db.Database.SqlQuery<string>(PostgresDeliveryQueue.Claim(now, now.AddMinutes(1), 32, [], [], Guid.NewGuid())).CreateDbCommand();
         var unguided = await PlanAsync(Claim, walk: false);
         // The stale estimate this test is about (if the planner stops making it, this test has lost its point).
         Assert.Contains("Sort", unguided);

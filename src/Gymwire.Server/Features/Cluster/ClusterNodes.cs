@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.ComponentModel.DataAnnotations;
+using System.Diagnostics.Metrics;
 using System.Reflection;
 using Gymwire.Data;
 using Gymwire.Features.Webhooks;
@@ -60,6 +61,43 @@ public sealed class ClusterOptions
 [OptionsValidator]
 public sealed partial class ClusterOptionsValidator : IValidateOptions<ClusterOptions>;
 
+/// <summary>
+/// This process's node id: new at every start, recorded in <c>cluster_nodes</c> by the heartbeat and on every delivery
+/// this process claims (<see cref="WebhookDelivery.ClaimedBy"/>).
+/// </summary>
+public sealed class ThisNode
+{
+    public Guid Id { get; } = Guid.CreateVersion7();
+}
+
+/// <summary>The <c>Gymwire.Cluster</c> meter: live nodes as this node's heartbeat last counted them (a scrape never queries).</summary>
+public sealed class ClusterMetrics
+{
+    public const string MeterName = "Gymwire.Cluster";
+
+    private readonly ObservableGauge<long> _nodes;
+    // -1 until the first count: the gauge then has no value rather than a misleading zero.
+    private long _live = -1;
+
+    public ClusterMetrics(IMeterFactory meters)
+    {
+        var meter = meters.Create(MeterName);
+        _nodes = meter.CreateObservableGauge("gymwire.cluster.nodes", Observe, "{node}",
+            "Live nodes (seen within Cluster:HeartbeatInterval x DeadAfterMissedHeartbeats, not stopped), as this node's heartbeat last counted them.");
+    }
+
+    /// <summary>Whether anyone listens: the heartbeat counts the live nodes only then.</summary>
+    public bool Enabled => _nodes.Enabled;
+
+    public void ReportLive(long live) => Interlocked.Exchange(ref _live, live);
+
+    private IEnumerable<Measurement<long>> Observe()
+    {
+        var live = Interlocked.Read(ref _live);
+        return live < 0 ? [] : [new Measurement<long>(live)];
+    }
+}
+
 /// <summary>A node as <c>gymwire cluster status</c> prints it.</summary>
 public sealed record ClusterNodeStatus(Guid Id, string Host, string Version, IReadOnlyList<string> Roles, DateTime StartedAt, DateTime LastSeenAt,
     DateTime? StoppedAt, string State);
@@ -67,23 +105,29 @@ public sealed record ClusterNodeStatus(Guid Id, string Host, string Version, IRe
 /// <summary>
 /// This process's identity in <c>cluster_nodes</c>, and its heartbeat: a row written at start, its <c>last_seen_at</c>
 /// moved every <see cref="ClusterOptions.HeartbeatInterval"/> (on the injected clock), <c>stopped_at</c> set on a clean
-/// stop. Each beat also deletes the rows of nodes gone for longer than <see cref="ClusterOptions.ForgetAfter"/> and,
-/// when limits are shared, the rate-limit windows nobody used within their window.
+/// stop. Each beat also releases the claimed deliveries of nodes it finds dead (<see cref="ReleaseDeadNodesClaimsAsync"/>),
+/// counts the live nodes for the <c>gymwire.cluster.nodes</c> gauge, deletes the rows of nodes gone for longer than
+/// <see cref="ClusterOptions.ForgetAfter"/> and, when limits are shared, the rate-limit windows nobody used within their window.
 /// </summary>
 public sealed partial class ClusterHeartbeat(
     IServiceScopeFactory scopes,
     TimeProvider clock,
     IOptions<ClusterOptions> options,
     IOptions<WebhookOptions> webhooks,
+    ThisNode node,
+    IDeliveryQueue queue,
+    ClusterMetrics metrics,
     ILogger<ClusterHeartbeat> logger,
     PostgresRateLimitStore? sharedLimits = null) : BackgroundService
 {
     private static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(1);
 
-    public Guid NodeId { get; } = Guid.CreateVersion7();
+    public Guid NodeId => node.Id;
 
     private bool _failing;
     private DateTimeOffset _nextSweep;
+    // Dead nodes whose claims this node has released: each is released once per node, not at every beat.
+    private readonly HashSet<Guid> _released = [];
 
     public static string CurrentVersion =>
         typeof(ClusterHeartbeat).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
@@ -165,6 +209,12 @@ public sealed partial class ClusterHeartbeat(
             });
             await db.SaveChangesAsync(ct);
         }
+        await ReleaseDeadNodesClaimsAsync(db, now, ct);
+        if (metrics.Enabled)
+        {
+            var liveSince = now - options.Value.DeadAfter;
+            metrics.ReportLive(await db.ClusterNodes.LongCountAsync(n => n.StoppedAt == null && n.LastSeenAt >= liveSince, ct));
+        }
         if (clock.GetUtcNow() >= _nextSweep)
         {
             _nextSweep = clock.GetUtcNow() + SweepInterval;
@@ -173,6 +223,31 @@ public sealed partial class ClusterHeartbeat(
             if (sharedLimits is not null)
             {
                 await sharedLimits.SweepAsync(ct);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Gives back the claims of every node not seen for <see cref="ClusterOptions.DeadAfter"/> (killed, or cut off from
+    /// the database), so that their deliveries are due again now instead of when their lease ends. Only nodes that died
+    /// within the last lease can still hold a claim, so older ones are not looked at. The release is conditional (claims
+    /// still held by that node), so several live nodes noticing the same death at once release each claim once.
+    /// </summary>
+    private async Task ReleaseDeadNodesClaimsAsync(GymwireDbContext db, DateTime now, CancellationToken ct)
+    {
+        var deadBefore = now - options.Value.DeadAfter;
+        var claimsEndedBefore = deadBefore - webhooks.Value.EffectiveClaimLease - options.Value.HeartbeatInterval;
+        var dead = await db.ClusterNodes.AsNoTracking()
+            .Where(n => n.Id != node.Id && n.LastSeenAt < deadBefore && n.LastSeenAt >= claimsEndedBefore)
+            .Select(n => n.Id).ToListAsync(ct);
+        _released.IntersectWith(dead);
+        foreach (var id in dead.Where(id => !_released.Contains(id)))
+        {
+            var count = await queue.ReleaseClaimsOfAsync(id, ct);
+            _released.Add(id);
+            if (count > 0)
+            {
+                LogReleasedDeadNodeClaims(logger, id, count, options.Value.DeadAfter);
             }
         }
     }
@@ -207,6 +282,10 @@ public sealed partial class ClusterHeartbeat(
 
     [LoggerMessage(EventId = 1402, Level = LogLevel.Information, Message = "This node's heartbeat is recorded again")]
     private static partial void LogRecovered(ILogger logger);
+
+    [LoggerMessage(EventId = 1403, Level = LogLevel.Warning,
+        Message = "Node {DeadNodeId} is dead (no heartbeat for {DeadAfter}): released its {Count} claimed deliveries, due again now")]
+    private static partial void LogReleasedDeadNodeClaims(ILogger logger, Guid deadNodeId, int count, TimeSpan deadAfter);
 }
 
 public static class ClusterSetup
@@ -215,6 +294,8 @@ public static class ClusterSetup
     {
         services.AddOptions<ClusterOptions>().BindConfiguration(ClusterOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ClusterOptions>, ClusterOptionsValidator>();
+        services.AddSingleton<ThisNode>();
+        services.AddSingleton<ClusterMetrics>();
         services.AddSingleton<ClusterHeartbeat>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterHeartbeat>());
         return services;

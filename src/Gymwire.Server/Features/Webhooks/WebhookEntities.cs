@@ -90,6 +90,13 @@ public sealed class WebhookDelivery
     public string? LastError { get; set; }
     /// <summary>A worker's claim: until this instant no other worker takes the delivery.</summary>
     public DateTime? LockedUntil { get; set; }
+    /// <summary>
+    /// The node (<c>cluster_nodes.id</c>) holding the claim; cleared when the attempt is recorded or the claim given
+    /// back. When that node is known dead its claims are released before their lease ends.
+    /// </summary>
+    public Guid? ClaimedBy { get; set; }
+    /// <summary>The due time before the claim moved it to the lease's end (meaningful while <see cref="ClaimedBy"/> is set): a released claim is due at it again.</summary>
+    public DateTime? DueBeforeClaim { get; set; }
 }
 
 /// <summary>One HTTP attempt of a delivery, whatever its outcome.</summary>

@@ -1209,9 +1209,17 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("integer")
                         .HasColumnName("attempt_count");
 
+                    b.Property<Guid?>("ClaimedBy")
+                        .HasColumnType("uuid")
+                        .HasColumnName("claimed_by");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
+
+                    b.Property<DateTime?>("DueBeforeClaim")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("due_before_claim");
 
                     b.Property<string>("Event")
                         .IsRequired()

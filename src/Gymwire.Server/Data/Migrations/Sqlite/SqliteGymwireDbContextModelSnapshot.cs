@@ -1202,9 +1202,17 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("attempt_count");
 
+                    b.Property<Guid?>("ClaimedBy")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("claimed_by");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
+
+                    b.Property<DateTime?>("DueBeforeClaim")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("due_before_claim");
 
                     b.Property<string>("Event")
                         .IsRequired()

@@ -34,6 +34,7 @@ public sealed partial class DeliveryWorker(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
+        await ReleaseLeftoverClaimsAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -63,6 +64,28 @@ public sealed partial class DeliveryWorker(
         }
         // Shutdown: in-flight attempts see the cancellation, give their claims back and end.
         await Task.WhenAll(_inFlight.Values);
+    }
+
+    /// <summary>
+    /// Before the first claim: on SQLite, claims a killed process left are given back, so they are sent now rather
+    /// than when their lease ends. If that fails, they still come due at the lease's end.
+    /// </summary>
+    private async Task ReleaseLeftoverClaimsAsync(CancellationToken ct)
+    {
+        try
+        {
+            if (await queue.ReleaseLeftoverClaimsAsync(ct) is > 0 and var released)
+            {
+                LogReleasedLeftoverClaims(logger, released);
+            }
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            LogWorkerFailed(logger, e);
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     /// <summary>
@@ -200,6 +223,9 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
     private static partial void LogWorkerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5210, Level = LogLevel.Warning, Message = "Released {Count} claimed deliveries left by a previous process (killed before recording them); they are sent again now")]
+    private static partial void LogReleasedLeftoverClaims(ILogger logger, int count);
 
     [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]
     private static partial void LogAttemptFailed(ILogger logger, Guid deliveryId, Exception exception);

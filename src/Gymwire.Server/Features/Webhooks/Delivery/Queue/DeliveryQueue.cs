@@ -1,4 +1,5 @@
 using Gymwire.Data;
+using Gymwire.Features.Cluster;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -8,7 +9,7 @@ namespace Gymwire.Features.Webhooks;
 /// What both stores' queues share: the statements EF Core writes the same way for both, around the few that differ
 /// (how a write transaction begins, how events and deliveries are claimed, how the due index is read).
 /// </summary>
-public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock) : IDeliveryQueue
+public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock, ThisNode node) : IDeliveryQueue
 {
     /// <summary>The queue for the store <c>Database:Provider</c> names.</summary>
     public static IDeliveryQueue ForConfiguredStore(IServiceProvider services) =>
@@ -19,6 +20,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     protected TimeProvider Clock => clock;
 
     protected TimeSpan Lease => options.Value.EffectiveClaimLease;
+
+    /// <summary>This process's node id, recorded on every claim it makes.</summary>
+    protected Guid Node => node.Id;
 
     public abstract int RecordWriters { get; }
 
@@ -75,8 +79,8 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             var ids = group.Select(d => d.Id).ToList();
             var released = db.WebhookDeliveries.Where(d => ids.Contains(d.Id));
             _ = group.Key is { } due
-                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.NextAttemptAt, due), ct)
-                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null), ct);
+                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null).SetProperty(d => d.NextAttemptAt, due), ct)
+                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null), ct);
         }
         await write.CommitAsync(ct);
     }
@@ -95,6 +99,38 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await write.CommitAsync(ct);
         return won == 1;
     }
+
+    public Task<int> ReleaseClaimsOfAsync(Guid node, CancellationToken ct) => ReleaseHeldAsync(node, ct);
+
+    public abstract Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct);
+
+    /// <summary>
+    /// One statement: the claims still held (lease not ended) by <paramref name="node"/>, or by any node when null, are
+    /// due again at their due time before the claim (now for a claim made before that was recorded). A held claim's due
+    /// time is its lease's end, so the due index finds them (<see cref="WalkDueIndexAsync"/>).
+    /// </summary>
+    private protected async Task<int> ReleaseHeldAsync(Guid? node, CancellationToken ct)
+    {
+        await using var scope = CreateScope(out var db);
+        var now = clock.GetUtcNow().UtcDateTime;
+        await using var write = await BeginWriteAsync(db, ct);
+        await WalkDueIndexAsync(db, ct);
+        var held = db.WebhookDeliveries.Where(d => (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying)
+            && d.NextAttemptAt > now && d.LockedUntil > now && d.ClaimedBy != null);
+        if (node is { } id)
+        {
+            held = held.Where(d => d.ClaimedBy == id);
+        }
+        var released = await held.ExecuteUpdateAsync(s => s
+            .SetProperty(d => d.NextAttemptAt, d => d.DueBeforeClaim ?? (DateTime?)now)
+            .SetProperty(d => d.LockedUntil, (DateTime?)null)
+            .SetProperty(d => d.ClaimedBy, (Guid?)null), ct);
+        await write.CommitAsync(ct);
+        return released;
+    }
+
+    /// <summary>Inside a write transaction, before a statement that should find its rows through the due index.</summary>
+    protected virtual Task WalkDueIndexAsync(GymwireDbContext db, CancellationToken ct) => Task.CompletedTask;
 
     /// <summary>
     /// A subscription's health (failing since, endpoint health) is tracked and saved by EF Core, and only when it

@@ -63,6 +63,7 @@ internal static class DeliveryRows
         (nameof(WebhookDelivery.LastError), o => o.LastError),
         (nameof(WebhookDelivery.NextAttemptAt), o => o.NextAttemptAt),
         (nameof(WebhookDelivery.LockedUntil), _ => null),
+        (nameof(WebhookDelivery.ClaimedBy), _ => null),
     ];
 
     /// <summary>Inserts new deliveries.</summary>

@@ -40,6 +40,20 @@ public interface IDeliveryQueue
     Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
+    /// Gives back every claim still held by a node known to be dead (<see cref="Cluster.ClusterHeartbeat"/>), in one
+    /// conditional statement: each is due again at its due time before the claim. Several nodes running it at once
+    /// release each claim once. Returns how many were released.
+    /// </summary>
+    Task<int> ReleaseClaimsOfAsync(Guid node, CancellationToken ct);
+
+    /// <summary>
+    /// Run by the worker at start, before its first claim. On SQLite (one node) every claim still held was left by a
+    /// previous process (killed), and is given back so that a restart redelivers at once; on PostgreSQL other nodes'
+    /// claims may be live, so nothing is (a dead node's are released by the heartbeat). Returns how many were released.
+    /// </summary>
+    Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct);
+
+    /// <summary>
     /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
     /// delivery's stored state and its (tracked) subscription; the attempt rows and the deliveries' next states are
     /// written, and the queued deliveries of subscriptions the batch deactivated are ended.

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Gymwire.Data;
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Events;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -11,8 +12,8 @@ namespace Gymwire.Features.Webhooks;
 /// other node holds (<c>FOR UPDATE SKIP LOCKED</c>), and the queue's reads run with planner settings that keep them
 /// on the due index (<see cref="PlannerSettings"/>).
 /// </summary>
-public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock)
-    : DeliveryQueue(scopes, options, clock)
+public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<WebhookOptions> options, TimeProvider clock, ThisNode node)
+    : DeliveryQueue(scopes, options, clock, node)
 {
     /// <summary>A few: a batch's time is mostly round trips, and the batches touch different rows.</summary>
     public override int RecordWriters => 4;
@@ -54,7 +55,7 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         await using var scope = CreateScope(out var db);
         var now = Clock.GetUtcNow().UtcDateTime;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var claimed = await db.Database.SqlQuery<ClaimedId>(WithPlannerSettings(Claim(now, now + Lease, limit, skipSubscriptions, skipDeliveries))).ToListAsync(ct);
+        var claimed = await db.Database.SqlQuery<ClaimedId>(WithPlannerSettings(Claim(now, now + Lease, limit, skipSubscriptions, skipDeliveries, Node))).ToListAsync(ct);
         var read = claimed.Count == 0 ? [] : await ReadClaimed(db, [.. claimed.Select(c => c.Id)]).ToListAsync(ct);
         await tx.CommitAsync(ct);
         return InOrder(read, claimed);
@@ -62,10 +63,12 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
 
     /// <summary>
     /// Locks and leases the oldest due deliveries no other node holds and whose endpoint is neither paused nor being
-    /// probed, moves them to the lease's end, and returns their ids with their due times before it.
+    /// probed, moves them to the lease's end, records the claiming node and the due time before the claim, and returns
+    /// their ids with that due time.
     /// </summary>
-    internal static FormattableString Claim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries) => $"""
+    internal static FormattableString Claim(DateTime now, DateTime until, int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, Guid node) => $"""
         UPDATE webhook_deliveries AS d SET locked_until = {until}, next_attempt_at = {until}
+            , claimed_by = {node}, due_before_claim = due.next_attempt_at
         FROM (
             SELECT id, next_attempt_at FROM webhook_deliveries
             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now}
@@ -79,6 +82,11 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         WHERE d.id = due.id
         RETURNING d.id, due.next_attempt_at
         """;
+
+    /// <summary>Other nodes' claims may be live: a dead node's are released by the heartbeat (<see cref="IDeliveryQueue.ReleaseClaimsOfAsync"/>).</summary>
+    public override Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => Task.FromResult(0);
+
+    protected override Task WalkDueIndexAsync(GymwireDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync(PlannerSettings, ct);
 
     /// <summary>It walks the due index in order, so it costs the rows in front (in flight, or left out), not the whole queue.</summary>
     public override async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)

@@ -1,4 +1,5 @@
 using Gymwire.Data;
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Events;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -11,8 +12,8 @@ namespace Gymwire.Features.Webhooks;
 /// the dispatcher reads before it takes a turn (most wake-ups find one event or none, and a transaction takes the
 /// database's only write lock at <c>BEGIN</c>).
 /// </summary>
-public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWriteGate gate, IOptions<WebhookOptions> options, TimeProvider clock)
-    : DeliveryQueue(scopes, options, clock)
+public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWriteGate gate, IOptions<WebhookOptions> options, TimeProvider clock, ThisNode node)
+    : DeliveryQueue(scopes, options, clock, node)
 {
     /// <summary>One: SQLite has one write lock.</summary>
     public override int RecordWriters => 1;
@@ -54,12 +55,16 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
             {
                 var ids = due.Select(c => c.Id).ToList();
                 await db.WebhookDeliveries.Where(d => ids.Contains(d.Id))
-                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.NextAttemptAt, until), ct);
+                    .ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, until).SetProperty(d => d.NextAttemptAt, until)
+                        .SetProperty(d => d.ClaimedBy, Node).SetProperty(d => d.DueBeforeClaim, d => d.NextAttemptAt), ct);
             }
             await write.CommitAsync(ct);
         }
         return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, [.. due.Select(c => c.Id)]).ToListAsync(ct), due);
     }
+
+    /// <summary>One node: whatever is still claimed when the worker starts was claimed by a process that is gone.</summary>
+    public override Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => ReleaseHeldAsync(null, ct);
 
     public override async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
