@@ -24,7 +24,7 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
         [Fact]
         public async Task Killing_one_of_two_nodes_mid_burst_releases_its_claims_at_the_dead_threshold_and_delivers_every_event()
         {
-            const int events = 150;
+            const int events = 80;
             await using var receiver = await TestReceiver.StartAsync();
             var gate = HoldAttempts(receiver);
             var a = await StartAsync(_fx);
@@ -44,10 +44,8 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
 
                 await Eventually.TrueAsync(async () => await HeldByAsync(_fx, a.Id) == 0, TimeSpan.FromSeconds(15), "the killed node's claims released");
                 var released = killed.Elapsed;
-                await Eventually.TrueAsync(() => Task.FromResult(DeliveryCrashTests.Count(receiver).Unique >= events * Endpoints), TimeSpan.FromSeconds(20),
-                    $"every (event, endpoint) pair delivered (got {DeliveryCrashTests.Count(receiver).Unique} of {events * Endpoints})");
+                await AssertAllDeliveredAsync(_fx, gym.GymId, TimeSpan.FromSeconds(20));
                 var delivered = killed.Elapsed;
-                await AssertAllRecordedAsync(_fx, gym.GymId);
                 var (unique, total) = DeliveryCrashTests.Count(receiver);
                 Assert.Equal(events * Endpoints, unique);
                 Assert.True(total - unique <= MaxInFlight, $"{total - unique} duplicates, more than the killed node had in flight");
@@ -118,10 +116,14 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
         return fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.ClaimedBy == node && d.LockedUntil > now));
     }
 
-    private static async Task AssertAllRecordedAsync(GymwireFixture fx, Guid gymId)
+    /// <summary>
+    /// Every delivery recorded as delivered (a 2xx answered and recorded: the receiver also counts requests that the
+    /// killed node sent and never heard back from).
+    /// </summary>
+    private static async Task AssertAllDeliveredAsync(GymwireFixture fx, Guid gymId, TimeSpan within)
     {
         await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gymId && d.Status != "delivered")) == 0,
-            TimeSpan.FromSeconds(10), "every delivery recorded as delivered");
+            within, "every delivery recorded as delivered");
         // A recorded delivery lets its claim go.
         Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gymId && (d.ClaimedBy != null || d.LockedUntil != null))));
     }
@@ -129,7 +131,7 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
     [Fact]
     public async Task A_node_killed_mid_burst_and_restarted_sends_its_in_flight_deliveries_within_seconds_not_at_the_lease_end()
     {
-        const int events = 150;
+        const int events = 80;
         await using var receiver = await TestReceiver.StartAsync();
         var gate = HoldAttempts(receiver);
         var (node, id) = await StartAsync(fx);
@@ -152,10 +154,8 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
 
         await using var restarted = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, Settings(fx.Store));
         var started = Stopwatch.StartNew();
-        await Eventually.TrueAsync(() => Task.FromResult(DeliveryCrashTests.Count(receiver).Unique >= events * Endpoints), TimeSpan.FromSeconds(15),
-            $"every (event, endpoint) pair delivered (got {DeliveryCrashTests.Count(receiver).Unique} of {events * Endpoints})");
+        await AssertAllDeliveredAsync(fx, gym.GymId, TimeSpan.FromSeconds(15));
         var delivered = started.Elapsed;
-        await AssertAllRecordedAsync(fx, gym.GymId);
         var (unique, total) = DeliveryCrashTests.Count(receiver);
         Assert.Equal(events * Endpoints, unique);
         Assert.True(total - unique <= MaxInFlight, $"{total - unique} duplicates, more than the killed node had in flight");
