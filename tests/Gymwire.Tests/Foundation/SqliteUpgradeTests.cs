@@ -188,8 +188,12 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
         await db.Database.ExecuteSqlRawAsync(
             "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', 1, {2}, {2}, 'x')",
             subscriptionId.ToString().ToUpperInvariant(), gymId.ToString().ToUpperInvariant(), now);
-        db.WebhookDeliveries.Add(delivery);
-        await db.SaveChangesAsync();
+        // The delivery by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
+        await using (var tx = await db.Database.BeginTransactionAsync())
+        {
+            await DeliveryRows.InsertAsync(db, [delivery], CancellationToken.None);
+            await tx.CommitAsync();
+        }
         return delivery;
     }
 

@@ -579,8 +579,10 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             await db.Database.ExecuteSqlRawAsync(
                 "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', {2}, {3}, {3}, 'x')",
                 Id(subscriptionId), Id(gymId), true, now);
-            db.WebhookDeliveries.AddRange(deliveries);
-            await db.SaveChangesAsync();
+            // The deliveries by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await DeliveryRows.InsertAsync(db, deliveries, CancellationToken.None);
+            await tx.CommitAsync();
         }
 
         await DatabaseSetup.MigrateAsync(app.Services);
