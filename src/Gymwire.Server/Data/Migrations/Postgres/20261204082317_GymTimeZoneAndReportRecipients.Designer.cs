@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Gymwire.Data.Migrations.Postgres
 {
     [DbContext(typeof(PostgresGymwireDbContext))]
-    [Migration("20261204080410_GymTimeZoneAndReportRecipients")]
+    [Migration("20261204082317_GymTimeZoneAndReportRecipients")]
     partial class GymTimeZoneAndReportRecipients
     {
         /// <inheritdoc />

@@ -11,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace Gymwire.Data.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteGymwireDbContext))]
-    [Migration("20261204080025_GymTimeZoneAndReportRecipients")]
+    [Migration("20261204082059_GymTimeZoneAndReportRecipients")]
     partial class GymTimeZoneAndReportRecipients
     {
         /// <inheritdoc />
