@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Gymwire.Data.Migrations.Postgres
 {
     [DbContext(typeof(PostgresGymwireDbContext))]
-    [Migration("20261204082317_GymTimeZoneAndReportRecipients")]
+    [Migration("20261204083659_GymTimeZoneAndReportRecipients")]
     partial class GymTimeZoneAndReportRecipients
     {
         /// <inheritdoc />
@@ -401,6 +401,11 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.Property<DateTime>("OccurredAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("occurred_at");
+
+                    b.Property<string>("TraceContext")
+                        .HasMaxLength(568)
+                        .HasColumnType("character varying(568)")
+                        .HasColumnName("trace_context");
 
                     b.Property<string>("Type")
                         .IsRequired()

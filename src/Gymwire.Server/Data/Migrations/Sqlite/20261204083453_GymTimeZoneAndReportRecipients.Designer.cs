@@ -11,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace Gymwire.Data.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteGymwireDbContext))]
-    [Migration("20261204082059_GymTimeZoneAndReportRecipients")]
+    [Migration("20261204083453_GymTimeZoneAndReportRecipients")]
     partial class GymTimeZoneAndReportRecipients
     {
         /// <inheritdoc />
@@ -394,6 +394,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.Property<DateTime>("OccurredAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("occurred_at");
+
+                    b.Property<string>("TraceContext")
+                        .HasMaxLength(568)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("trace_context");
 
                     b.Property<string>("Type")
                         .IsRequired()
