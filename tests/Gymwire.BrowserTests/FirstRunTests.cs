@@ -1,4 +1,5 @@
 using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Playwright;
 
 namespace Gymwire.BrowserTests;
@@ -28,9 +29,11 @@ public sealed class FirstRunTests(Chromium chromium, SqliteGymwire fx) : IClassF
 
         await page.GetByLabel("Password", new() { Exact = true }).FillAsync("riverside-owner-1");
         await page.GetByLabel("Confirm password").FillAsync("riverside-owner-1");
+        await page.GetByLabel("Time zone").SelectOptionAsync("Europe/Lisbon");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create gym" }).ClickAsync();
         await browser.ExpectPathAsync("/settings/integrations");
         await Assertions.Expect(page.Locator(".gym-name")).ToHaveTextAsync("Riverside Jiu-Jitsu");
+        Assert.Equal("Europe/Lisbon", await fx.WithDbAsync(db => db.Gyms.Select(g => g.TimeZone).SingleAsync()));
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Log out" }).ClickAsync();
         await browser.ExpectPathAsync("/login");

@@ -27,6 +27,8 @@ internal sealed class ReportScheduleConfiguration : IEntityTypeConfiguration<Rep
         b.ToTable("report_schedules");
         b.HasKey(x => x.GymId);
         b.Property(x => x.Frequency).HasMaxLength(16);
+        b.Property(x => x.Recipients).HasMaxLength(ReportRecipients.MaxLength);
+        b.Property(x => x.Format).HasMaxLength(16).HasDefaultValue(ReportFormats.Csv);
         b.Property(x => x.LastFailure).HasMaxLength(1000);
         b.HasOne<Gym>().WithOne().HasForeignKey<ReportSchedule>(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }

@@ -23,6 +23,8 @@ internal sealed class GymConfiguration : IEntityTypeConfiguration<Gym>
     {
         b.ToTable("gyms");
         b.Property(x => x.Name).HasMaxLength(200);
+        // Existing gyms were UTC in everything they showed and exported.
+        b.Property(x => x.TimeZone).HasMaxLength(GymTimeZones.MaxLength).HasDefaultValue(GymTimeZones.Utc);
     }
 }
 

@@ -35,11 +35,12 @@ public static class GymwireCli
         var name = new Option<string>("--name") { Description = "The gym's name.", Required = true };
         var email = new Option<string>("--owner-email") { Description = "The owner's email (their login).", Required = true };
         var password = new Option<string>("--owner-password") { Description = "The owner's password (at least 10 characters).", Required = true };
-        var create = new Command("create", "Create a gym and its owner account.") { name, email, password };
+        var timeZone = new Option<string?>("--time-zone") { Description = "The gym's time zone, an IANA name such as Europe/Berlin (default UTC)." };
+        var create = new Command("create", "Create a gym and its owner account.") { name, email, password, timeZone };
         create.SetAction((parse, ct) => AdminAsync(args, async (services, ct2) =>
         {
             var (gym, _, error) = await services.GetRequiredService<GymProvisioning>()
-                .CreateAsync(parse.GetValue(name), parse.GetValue(email), parse.GetValue(password), ct2);
+                .CreateAsync(parse.GetValue(name), parse.GetValue(email), parse.GetValue(password), parse.GetValue(timeZone), ct2);
             return gym is null ? Fail(error!) : Ok(new { gym_id = gym.GymId, owner_id = gym.OwnerId, owner_email = gym.OwnerEmail });
         }, ct));
         gyms.Subcommands.Add(create);

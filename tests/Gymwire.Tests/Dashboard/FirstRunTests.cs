@@ -22,9 +22,16 @@ public abstract class FirstRunTests(GymwireFixture fx)
         Assert.Equal(HttpStatusCode.OK, mismatch.StatusCode);
         Assert.Contains("The passwords do not match.", await mismatch.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
+        var badZone = await browser.SubmitAsync("/setup", ("Input.GymName", "First Gym"), ("Input.Email", "first@example.com"),
+            ("Input.Password", "first-password-1"), ("Input.ConfirmPassword", "first-password-1"), ("Input.TimeZone", "Atlantis/Capital"));
+        Assert.Equal(HttpStatusCode.OK, badZone.StatusCode);
+        Assert.Contains("is not a known time zone", await badZone.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Gyms.CountAsync()));
+
         var created = await browser.SubmitAsync("/setup", ("Input.GymName", "First Gym"), ("Input.Email", "first@example.com"),
-            ("Input.Password", "first-password-1"), ("Input.ConfirmPassword", "first-password-1"));
+            ("Input.Password", "first-password-1"), ("Input.ConfirmPassword", "first-password-1"), ("Input.TimeZone", "Asia/Tokyo"));
         Assert.Equal(HttpStatusCode.Redirect, created.StatusCode);
+        Assert.Equal("Asia/Tokyo", await fx.WithDbAsync(db => db.Gyms.Select(g => g.TimeZone).SingleAsync()));
         Assert.Equal("/settings/integrations", created.Headers.Location!.OriginalString);
         Assert.Contains("First Gym", await browser.GetPageAsync("/settings/integrations"), StringComparison.Ordinal);
 

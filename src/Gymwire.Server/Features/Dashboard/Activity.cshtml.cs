@@ -14,7 +14,7 @@ public sealed record ActivityRow(long Sequence, Guid Id, string Type, DateTime O
 public sealed record EventDelivery(Guid SubscriptionId, Guid DeliveryId, string Status, string Endpoint);
 
 /// <summary>The gym's outbox, newest first, a page at a time (keyset on the sequence, so paging stays cheap).</summary>
-public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock) : PageModel
+public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTime time) : PageModel
 {
     public const int PageSize = 25;
 
@@ -24,11 +24,11 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock) : Pag
     [BindProperty(SupportsGet = true)]
     public string? Type { get; set; }
 
-    /// <summary>Only events on or after this day (UTC).</summary>
+    /// <summary>Only events on or after this day (in the gym's time zone).</summary>
     [BindProperty(SupportsGet = true)]
     public DateOnly? From { get; set; }
 
-    /// <summary>Only events on or before this day (UTC).</summary>
+    /// <summary>Only events on or before this day (in the gym's time zone).</summary>
     [BindProperty(SupportsGet = true)]
     public DateOnly? To { get; set; }
 
@@ -54,12 +54,12 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock) : Pag
         }
         if (From is { } from)
         {
-            var start = from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
+            var start = Gyms.GymTimeZones.StartOfDayUtc(from, time.Zone);
             query = query.Where(e => e.OccurredAt >= start);
         }
         if (To is { } to)
         {
-            var end = to.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc).AddDays(1);
+            var end = to == DateOnly.MaxValue ? DateTime.SpecifyKind(DateTime.MaxValue, DateTimeKind.Utc) : Gyms.GymTimeZones.StartOfDayUtc(to.AddDays(1), time.Zone);
             query = query.Where(e => e.OccurredAt < end);
         }
         if (Before is { } before)

@@ -11,6 +11,7 @@ public static class DashboardNav
     public const string Webhooks = "webhooks";
     public const string Activity = "activity";
     public const string Exports = "exports";
+    public const string Gym = "gym";
     public const string Security = "security";
 
     public static readonly IReadOnlyList<NavItem> Items =
@@ -20,6 +21,7 @@ public static class DashboardNav
         new(Webhooks, "Webhooks", "/settings/webhooks"),
         new(Activity, "Activity", "/activity"),
         new(Exports, "Exports", "/exports"),
+        new(Gym, "Gym", "/settings/gym"),
         new(Security, "Security", "/settings/security"),
     ];
 }

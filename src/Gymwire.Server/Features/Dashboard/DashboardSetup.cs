@@ -54,6 +54,7 @@ public static class DashboardSetup
         services.AddOptions<CookieAuthenticationOptions>(IdentityConstants.ApplicationScheme)
             .Configure<IOptions<AuthOptions>>((o, auth) => o.ExpireTimeSpan = auth.Value.DashboardIdleTimeout);
         services.AddScoped<DashboardSessions>();
+        services.AddScoped<GymTime>();
         services.AddScoped<Settings.WebhookHealthQueries>();
         services.AddAntiforgery(o =>
         {
@@ -82,6 +83,7 @@ public static class DashboardSetup
             o.Conventions.AllowAnonymousToPage("/ResetPassword");
             o.Conventions.AllowAnonymousToPage("/NotFound");
             o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
+            o.Conventions.ConfigureFilter(new GymTimeFilter());
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();
         services.AddSingleton<DashboardRateLimits>();

@@ -9,9 +9,9 @@ namespace Gymwire.Features.Dashboard;
 
 /// <summary>
 /// The accounting exports for the signed-in owner. The API's export endpoints take bearer tokens only (the dashboard
-/// cookie never reaches the API), so the page streams the same CSV itself.
+/// cookie never reaches the API), so the page streams the same CSV itself. Dates are days of the gym's time zone.
 /// </summary>
-public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock) : PageModel
+public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock, GymTime time) : PageModel
 {
     [BindProperty(SupportsGet = true)]
     public string? From { get; set; }
@@ -28,7 +28,7 @@ public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock) : Page
             ModelState.AddModelError(string.Empty, "Choose payments, refunds or members.");
             return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
         }
-        if (ExportRange.TryParse(From, To, out var range) is { } error)
+        if (ExportRange.TryParse(From, To, time.Zone, out var range) is { } error)
         {
             // The form again with the reason, as a 400: the range is checked before anything is written.
             ModelState.AddModelError(string.Empty, error.Replace("'from'", "From", StringComparison.Ordinal).Replace("'to'", "To", StringComparison.Ordinal) + ".");
@@ -42,7 +42,7 @@ public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock) : Page
 
     private void DefaultToLastMonth()
     {
-        var today = DateOnly.FromDateTime(clock.GetUtcNow().UtcDateTime);
+        var today = time.Today(clock);
         var firstOfThisMonth = new DateOnly(today.Year, today.Month, 1);
         From ??= firstOfThisMonth.AddMonths(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
         To ??= firstOfThisMonth.AddDays(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);

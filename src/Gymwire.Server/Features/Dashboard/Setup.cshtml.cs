@@ -21,6 +21,11 @@ public sealed partial class SetupModel(GymProvisioning gyms, UserManager<Owner> 
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
     {
+        if (GymTimeZones.TryFind(Input.TimeZone, out var zoneError) is null)
+        {
+            ModelState.AddModelError("Input.TimeZone", zoneError + ".");
+            Input.TimeZone = GymTimeZones.Utc;
+        }
         if (!ModelState.IsValid)
         {
             return await gyms.AnyGymAsync(ct) ? RedirectToPage("/Login") : Page();
@@ -32,7 +37,7 @@ public sealed partial class SetupModel(GymProvisioning gyms, UserManager<Owner> 
             {
                 return RedirectToPage("/Login");
             }
-            var (gym, _, error) = await gyms.CreateAsync(Input.GymName, Input.Email, Input.Password, ct);
+            var (gym, _, error) = await gyms.CreateAsync(Input.GymName, Input.Email, Input.Password, Input.TimeZone, ct);
             if (gym is null)
             {
                 ModelState.AddModelError(string.Empty, error ?? "The gym could not be created.");
@@ -59,6 +64,9 @@ public sealed class SetupInput
     [StringLength(200, ErrorMessage = "The gym's name must be at most 200 characters.")]
     [Display(Name = "Gym name")]
     public string GymName { get; set; } = "";
+
+    /// <summary>An IANA id (<see cref="GymTimeZones"/>); the page preselects the browser's.</summary>
+    public string TimeZone { get; set; } = GymTimeZones.Utc;
 
     [Required(ErrorMessage = "Enter the owner's email.")]
     [EmailAddress(ErrorMessage = "Enter a valid email address.")]

@@ -1,7 +1,7 @@
-using System.Globalization;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Gyms;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -20,7 +20,7 @@ public static class EmailEndpoints
         var group = app.MapGroup("/api/gym/exports/schedule").WithTags("Exports").RequireAuthorization(Policies.Owner);
         group.MapGet("/", GetSchedule).WithSummary("The scheduled accounting report (CSV exports emailed to the owners)");
         group.MapPut("/", SetSchedule).RequireRateLimiting(RateLimitPolicies.Mutations)
-            .WithSummary("Email the owners the CSV exports of each day, week (from Monday) or month, at the period's end (UTC)");
+            .WithSummary("Email the owners the CSV exports of each day, week (from Monday) or month, at the period's end (the gym's midnight)");
         group.MapDelete("/", DeleteSchedule).RequireRateLimiting(RateLimitPolicies.Destructive).WithSummary("Stop the scheduled report");
         return app;
     }
@@ -28,7 +28,7 @@ public static class EmailEndpoints
     internal static async Task<Ok<ReportScheduleDto>> GetSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
     {
         var gymId = user.GetGymId();
-        return TypedResults.Ok(Map(await db.ReportSchedules.AsNoTracking().FirstOrDefaultAsync(s => s.GymId == gymId, ct)));
+        return TypedResults.Ok(Map(await db.ReportSchedules.AsNoTracking().FirstOrDefaultAsync(s => s.GymId == gymId, ct), await GymTimeZones.OfGymAsync(db, gymId, ct)));
     }
 
     internal static async Task<Results<Ok<ReportScheduleDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> SetSchedule(
@@ -43,11 +43,16 @@ public static class EmailEndpoints
         {
             return ApiErrors.Conflict("Email is not configured on this server (Email:Smtp:Host), so reports cannot be emailed");
         }
-        return TypedResults.Ok(Map(await SaveScheduleAsync(user.GetGymId(), request.Frequency!, db, clock, signal, ct)));
+        var gymId = user.GetGymId();
+        return TypedResults.Ok(Map(await SaveScheduleAsync(gymId, request.Frequency!, null, null, db, clock, signal, ct), await GymTimeZones.OfGymAsync(db, gymId, ct)));
     }
 
-    /// <summary>Sets a gym's report frequency (validated by the caller): the API's PUT and the dashboard's form.</summary>
-    internal static async Task<ReportSchedule> SaveScheduleAsync(Guid gymId, string frequency, GymwireDbContext db, TimeProvider clock, ReportSignal signal, CancellationToken ct)
+    /// <summary>
+    /// Sets a gym's report frequency, and its recipients and format where given (validated by the caller; null keeps
+    /// what is stored): the API's PUT and the dashboard's form.
+    /// </summary>
+    internal static async Task<ReportSchedule> SaveScheduleAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format,
+        GymwireDbContext db, TimeProvider clock, ReportSignal signal, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
         var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
@@ -58,9 +63,17 @@ public static class EmailEndpoints
         }
         if (schedule.Frequency != frequency || schedule.ReportedThrough == default)
         {
-            // The first report covers the period in progress, sent when it ends.
+            // The first report covers the period in progress (in the gym's time zone), sent when it ends.
             schedule.Frequency = frequency;
-            schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now);
+            schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
+        }
+        if (recipients is not null)
+        {
+            schedule.Recipients = ReportRecipients.Join(recipients);
+        }
+        if (format is not null)
+        {
+            schedule.Format = format;
         }
         await db.SaveChangesAsync(ct);
         signal.Notify();
@@ -74,11 +87,12 @@ public static class EmailEndpoints
         return TypedResults.NoContent();
     }
 
-    private static ReportScheduleDto Map(ReportSchedule? s) => s is null
+    private static ReportScheduleDto Map(ReportSchedule? s, TimeZoneInfo zone) => s is null
         ? new(false, null, null, null, null, null)
-        : new(true, s.Frequency, ReportFrequencies.Next(s.Frequency, s.ReportedThrough), s.LastSentAt, s.LastFailureAt, s.LastFailure);
+        : new(true, s.Frequency, ReportFrequencies.Next(s.Frequency, s.ReportedThrough, zone), s.LastSentAt, s.LastFailureAt, s.LastFailure);
 
-    internal static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
+    /// <summary>"2026-03-08 23:30 America/New_York": a time in the gym's zone, named.</summary>
+    internal static string Time(DateTime t, TimeZoneInfo zone) => GymTimeZones.Minutes(t, zone);
 }
 
 /// <summary>The Email tile: the SMTP server, and the gym's last failed email with its time.</summary>
@@ -103,11 +117,12 @@ public sealed class EmailStatus(GymwireDbContext db, IEmailSender sender) : IInt
             .Select(d => new { d.Status, d.Error, d.CreatedAt }).FirstOrDefaultAsync(ct);
         if (last is { Status: "failed" })
         {
-            return IntegrationStatus.Error($"{sender.Describe()}. The last email failed at {EmailEndpoints.Time(last.CreatedAt)} UTC: {last.Error}");
+            var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
+            return IntegrationStatus.Error($"{sender.Describe()}. The last email failed at {EmailEndpoints.Time(last.CreatedAt, zone)}: {last.Error}");
         }
         return IntegrationStatus.Connected(last is null
             ? $"{sender.Describe()}."
-            : $"{sender.Describe()}. Last email sent {EmailEndpoints.Time(last.CreatedAt)} UTC.");
+            : $"{sender.Describe()}. Last email sent {EmailEndpoints.Time(last.CreatedAt, await GymTimeZones.OfGymAsync(db, gymId, ct))}.");
     }
 }
 
@@ -131,11 +146,13 @@ public sealed class AccountingReportStatus(GymwireDbContext db) : IIntegrationSt
         {
             return IntegrationStatus.NotConnected("No scheduled report is set up. CSV exports of payments, refunds and members can be downloaded from the Exports page at any time.");
         }
+        var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
         if (s.LastFailureAt is { } failed && (s.LastSentAt is null || s.LastSentAt < failed))
         {
-            return IntegrationStatus.Error($"The {s.Frequency} report could not be emailed at {EmailEndpoints.Time(failed)} UTC: {s.LastFailure} It will be retried.");
+            return IntegrationStatus.Error($"The {s.Frequency} report could not be emailed at {EmailEndpoints.Time(failed, zone)}: {s.LastFailure} It will be retried.");
         }
-        var next = ReportFrequencies.Next(s.Frequency, s.ReportedThrough);
-        return IntegrationStatus.Connected($"A {s.Frequency} report is emailed to the owners; next after {EmailEndpoints.Time(next)} UTC.");
+        var next = ReportFrequencies.Next(s.Frequency, s.ReportedThrough, zone);
+        var to = s.Recipients is null ? "the owners" : string.Join(", ", ReportRecipients.Split(s.Recipients));
+        return IntegrationStatus.Connected($"A {s.Frequency} report is emailed to {to}; next after {EmailEndpoints.Time(next, zone)}.");
     }
 }

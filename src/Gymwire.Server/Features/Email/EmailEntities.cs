@@ -1,3 +1,5 @@
+using Gymwire.Features.Gyms;
+
 namespace Gymwire.Features.Email;
 
 /// <summary>One email Gymwire tried to send for a gym, with its outcome: the Email tile's source and the owner's trail.</summary>
@@ -15,20 +17,31 @@ public sealed class EmailDelivery
     public DateTime CreatedAt { get; set; }
 }
 
-/// <summary>A gym's scheduled accounting report: the CSV exports of each past period, emailed to the owners.</summary>
+/// <summary>A gym's scheduled accounting report: the exports of each past period, emailed to its recipients.</summary>
 public sealed class ReportSchedule
 {
     public Guid GymId { get; set; }
-    /// <summary><c>daily</c>, <c>weekly</c> (periods start Monday) or <c>monthly</c>; UTC.</summary>
+    /// <summary><c>daily</c>, <c>weekly</c> (periods start Monday) or <c>monthly</c>, in the gym's time zone.</summary>
     public required string Frequency { get; set; }
-    /// <summary>The end of the last period reported (a period boundary); the next report covers the period after it.</summary>
+    /// <summary>
+    /// The end of the last period reported (a period boundary: the gym's midnight, in UTC); the next report covers the
+    /// period after it.
+    /// </summary>
     public DateTime ReportedThrough { get; set; }
+    /// <summary>Comma-separated addresses (<see cref="ReportRecipients"/>); null sends to the gym's owners.</summary>
+    public string? Recipients { get; set; }
+    /// <summary><see cref="ReportFormats"/>.</summary>
+    public string Format { get; set; } = ReportFormats.Csv;
     public DateTime CreatedAt { get; set; }
     public DateTime? LastSentAt { get; set; }
     public DateTime? LastFailureAt { get; set; }
     public string? LastFailure { get; set; }
 }
 
+/// <summary>
+/// Report periods are whole days of the gym's time zone: they start at its midnight (a 23- or 25-hour day where the
+/// clocks change), stored as the UTC instant.
+/// </summary>
 public static class ReportFrequencies
 {
     public const string Daily = "daily";
@@ -36,22 +49,92 @@ public static class ReportFrequencies
     public const string Monthly = "monthly";
     public static readonly string[] All = [Daily, Weekly, Monthly];
 
-    /// <summary>The start of the period that contains <paramref name="at"/>.</summary>
-    public static DateTime PeriodStart(string frequency, DateTime at)
+    /// <summary>The start (UTC) of the period that contains <paramref name="at"/>.</summary>
+    public static DateTime PeriodStart(string frequency, DateTime at, TimeZoneInfo zone) =>
+        GymTimeZones.StartOfDayUtc(StartDay(frequency, GymTimeZones.LocalDate(at, zone)), zone);
+
+    /// <summary>
+    /// The end (UTC) of the period that starts at <paramref name="periodStart"/>. A start that is not the zone's
+    /// midnight (the gym changed its time zone) counts from the local day it falls on, so no day is ever skipped.
+    /// </summary>
+    public static DateTime Next(string frequency, DateTime periodStart, TimeZoneInfo zone) =>
+        GymTimeZones.StartOfDayUtc(NextDay(frequency, GymTimeZones.LocalDate(periodStart, zone)), zone);
+
+    private static DateOnly StartDay(string frequency, DateOnly day) => frequency switch
     {
-        var day = at.Date;
-        return frequency switch
+        Weekly => day.AddDays(-(((int)day.DayOfWeek + 6) % 7)),
+        Monthly => new DateOnly(day.Year, day.Month, 1),
+        _ => day,
+    };
+
+    private static DateOnly NextDay(string frequency, DateOnly start) => frequency switch
+    {
+        Weekly => start.AddDays(7),
+        Monthly => start.AddMonths(1),
+        _ => start.AddDays(1),
+    };
+}
+
+public static class ReportFormats
+{
+    /// <summary>The payments, refunds and members CSV files attached, the totals in the text.</summary>
+    public const string Csv = "csv";
+    /// <summary>The totals as an HTML email (with a plain-text part), no attachments.</summary>
+    public const string Html = "html";
+    public static readonly string[] All = [Csv, Html];
+}
+
+/// <summary>A report's recipients: one or more email addresses, stored comma-separated.</summary>
+public static class ReportRecipients
+{
+    public const int MaxLength = 2000;
+    public const int MaxCount = 20;
+
+    /// <summary>
+    /// Splits what the owner typed (commas, semicolons, spaces or lines between addresses), checks each address, and
+    /// returns them without duplicates; or null with the reason.
+    /// </summary>
+    public static IReadOnlyList<string>? Parse(string? input, out string? error)
+    {
+        error = null;
+        var parts = (input ?? "").Split([',', ';', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0)
         {
-            Weekly => day.AddDays(-(((int)day.DayOfWeek + 6) % 7)),
-            Monthly => new DateTime(day.Year, day.Month, 1, 0, 0, 0, DateTimeKind.Utc),
-            _ => day,
-        };
+            error = "Enter at least one email address to send the report to.";
+            return null;
+        }
+        var addresses = new List<string>();
+        foreach (var part in parts)
+        {
+            if (!IsAddress(part))
+            {
+                error = $"'{(part.Length > 80 ? part[..80] + "…" : part)}' is not an email address.";
+                return null;
+            }
+            if (!addresses.Contains(part, StringComparer.OrdinalIgnoreCase))
+            {
+                addresses.Add(part);
+            }
+        }
+        if (addresses.Count > MaxCount)
+        {
+            error = $"A report may go to at most {MaxCount} addresses.";
+            return null;
+        }
+        if (string.Join(", ", addresses).Length > MaxLength)
+        {
+            error = $"The addresses may total at most {MaxLength} characters.";
+            return null;
+        }
+        return addresses;
     }
 
-    public static DateTime Next(string frequency, DateTime periodStart) => frequency switch
-    {
-        Weekly => periodStart.AddDays(7),
-        Monthly => periodStart.AddMonths(1),
-        _ => periodStart.AddDays(1),
-    };
+    public static IReadOnlyList<string> Split(string? stored) =>
+        stored is null ? [] : stored.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public static string Join(IEnumerable<string> addresses) => string.Join(", ", addresses);
+
+    // The API's check for emails, and one MimeKit parses into exactly that mailbox, so the sender never fails on it.
+    private static bool IsAddress(string value) =>
+        Gymwire.Infrastructure.RequestValidator.IsEmail(value) && MimeKit.MailboxAddress.TryParse(value, out var mailbox) && mailbox.Address == value;
 }

@@ -7,7 +7,8 @@ namespace Gymwire.Features.Email;
 
 public sealed record EmailAttachment(string FileName, string ContentType, byte[] Content);
 
-public sealed record EmailMessage(IReadOnlyList<string> To, string Subject, string TextBody, IReadOnlyList<EmailAttachment>? Attachments = null);
+/// <param name="HtmlBody">An HTML alternative to the text (the text stays, for mail programs that show only text).</param>
+public sealed record EmailMessage(IReadOnlyList<string> To, string Subject, string TextBody, IReadOnlyList<EmailAttachment>? Attachments = null, string? HtmlBody = null);
 
 /// <summary>Sends one email. Throws <see cref="EmailException"/> with an owner-readable reason when it cannot.</summary>
 public interface IEmailSender
@@ -45,7 +46,7 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
             mime.To.Add(MailboxAddress.Parse(to));
         }
         mime.Subject = message.Subject;
-        var body = new BodyBuilder { TextBody = message.TextBody };
+        var body = new BodyBuilder { TextBody = message.TextBody, HtmlBody = message.HtmlBody };
         foreach (var a in message.Attachments ?? [])
         {
             body.Attachments.Add(a.FileName, a.Content, ContentType.Parse(a.ContentType));

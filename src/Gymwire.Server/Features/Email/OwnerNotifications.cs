@@ -31,9 +31,16 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
     internal async Task<bool> SendToOwnersAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct)
     {
         var owners = await db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).Select(o => o.Email!).ToListAsync(ct);
+        return await SendAsync(gymId, kind, message with { To = owners }, ct);
+    }
+
+    /// <summary>Sends to the message's own recipients (a scheduled report's chosen addresses), recorded as every email is.</summary>
+    internal async Task<bool> SendAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct)
+    {
+        var recipients = message.To;
         var now = clock.GetUtcNow().UtcDateTime;
         string? error = null;
-        if (owners.Count == 0)
+        if (recipients.Count == 0)
         {
             error = "The gym has no owner with an email address.";
         }
@@ -41,7 +48,7 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         {
             try
             {
-                await sender.SendAsync(message with { To = owners }, ct);
+                await sender.SendAsync(message, ct);
             }
             catch (EmailException e)
             {
@@ -50,13 +57,13 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         }
         db.EmailDeliveries.Add(new EmailDelivery
         {
-            Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = Truncate(string.Join(", ", owners), 2000),
+            Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = Truncate(string.Join(", ", recipients), 2000),
             Subject = Truncate(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : Truncate(error, 1000), CreatedAt = now,
         });
         await db.SaveChangesAsync(ct);
         if (error is null)
         {
-            LogSent(logger, kind, gymId, owners.Count);
+            LogSent(logger, kind, gymId, recipients.Count);
         }
         else
         {
@@ -67,9 +74,9 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
 
     private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
 
-    [LoggerMessage(EventId = 8301, Level = LogLevel.Information, Message = "Emailed a {Kind} to {Count} owner(s) of gym {GymId}")]
+    [LoggerMessage(EventId = 8301, Level = LogLevel.Information, Message = "Emailed a {Kind} of gym {GymId} to {Count} recipient(s)")]
     private static partial void LogSent(ILogger logger, string kind, Guid gymId, int count);
 
-    [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} to the owners of gym {GymId}: {Error}")]
+    [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} of gym {GymId}: {Error}")]
     private static partial void LogFailed(ILogger logger, string kind, Guid gymId, string error);
 }

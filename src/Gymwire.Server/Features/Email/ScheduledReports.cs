@@ -1,7 +1,9 @@
 using System.Globalization;
+using System.Net;
 using System.Text;
 using Gymwire.Data;
 using Gymwire.Features.Exports;
+using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -25,8 +27,8 @@ public sealed class ReportsOptions
 public sealed class ReportSignal : WakeSignal;
 
 /// <summary>
-/// At each period boundary (UTC midnight, Monday, the 1st, on <see cref="TimeProvider"/>), emails each scheduled gym's
-/// owners the CSV exports of the period that ended. A period is claimed with a conditional update of
+/// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
+/// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; a failed send gives
 /// the claim back, and the next pass retries. A server that was down catches up one period per pass.
 /// </summary>
@@ -71,11 +73,13 @@ public sealed partial class ScheduledReports(
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         var notifications = scope.ServiceProvider.GetRequiredService<OwnerNotifications>();
         var now = clock.GetUtcNow().UtcDateTime;
-        var schedules = await db.ReportSchedules.AsNoTracking().ToListAsync(ct);
-        foreach (var schedule in schedules)
+        var schedules = await (from s in db.ReportSchedules.AsNoTracking()
+                                join g in db.Gyms on s.GymId equals g.Id
+                                select new { Schedule = s, g.TimeZone }).ToListAsync(ct);
+        foreach (var (schedule, zone) in schedules.Select(x => (x.Schedule, GymTimeZones.Find(x.TimeZone))))
         {
             var start = schedule.ReportedThrough;
-            var end = ReportFrequencies.Next(schedule.Frequency, start);
+            var end = ReportFrequencies.Next(schedule.Frequency, start, zone);
             if (end > now)
             {
                 continue;
@@ -87,8 +91,12 @@ public sealed partial class ScheduledReports(
             {
                 continue;
             }
-            var message = await BuildAsync(db, schedule.GymId, schedule.Frequency, new ExportRange(DateOnly.FromDateTime(start), DateOnly.FromDateTime(end.AddDays(-1))), ct);
-            var sent = await notifications.SendToOwnersAsync(schedule.GymId, "report", message, ct);
+            var range = new ExportRange(GymTimeZones.LocalDate(start, zone), GymTimeZones.LocalDate(end, zone).AddDays(-1), zone);
+            var message = await BuildAsync(db, schedule.GymId, schedule.Frequency, schedule.Format, range, ct);
+            var recipients = ReportRecipients.Split(schedule.Recipients);
+            var sent = recipients.Count == 0
+                ? await notifications.SendToOwnersAsync(schedule.GymId, "report", message, ct)
+                : await notifications.SendAsync(schedule.GymId, "report", message with { To = recipients }, ct);
             var at = clock.GetUtcNow().UtcDateTime;
             if (sent)
             {
@@ -107,33 +115,66 @@ public sealed partial class ScheduledReports(
         }
     }
 
-    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, Guid gymId, string frequency, ExportRange range, CancellationToken ct)
+    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, Guid gymId, string frequency, string format, ExportRange range, CancellationToken ct)
     {
         var attachments = new List<EmailAttachment>();
-        foreach (var kind in new[] { ExportKind.Payments, ExportKind.Refunds, ExportKind.Members })
+        ExportKind[] kinds = format == ReportFormats.Html ? [] : [ExportKind.Payments, ExportKind.Refunds, ExportKind.Members];
+        foreach (var kind in kinds)
         {
             using var buffer = new MemoryStream();
             await AccountingExports.WriteAsync(db, gymId, kind, range, buffer, ct);
             attachments.Add(new EmailAttachment(AccountingExports.FileName(kind, range), "text/csv; charset=utf-8", buffer.ToArray()));
         }
         var gym = await db.Gyms.AsNoTracking().Where(g => g.Id == gymId).Select(g => g.Name).FirstOrDefaultAsync(ct) ?? "your gym";
+        var (start, end) = (range.Start, range.EndExclusive);
         var received = await db.Payments.AsNoTracking()
-            .Where(p => p.GymId == gymId && p.Status != PaymentStatuses.Failed && p.CreatedAt >= range.Start && p.CreatedAt < range.EndExclusive)
+            .Where(p => p.GymId == gymId && p.Status != PaymentStatuses.Failed && p.CreatedAt >= start && p.CreatedAt < end)
             .GroupBy(p => p.Currency).Select(g => new { Currency = g.Key, Count = g.Count(), Cents = g.Sum(p => (long)p.AmountCents) }).ToListAsync(ct);
         var refunded = await db.Payments.AsNoTracking()
-            .Where(p => p.GymId == gymId && p.Status == PaymentStatuses.Refunded && p.RefundedAt >= range.Start && p.RefundedAt < range.EndExclusive)
+            .Where(p => p.GymId == gymId && p.Status == PaymentStatuses.Refunded && p.RefundedAt >= start && p.RefundedAt < end)
             .GroupBy(p => p.Currency).Select(g => new { Currency = g.Key, Count = g.Count(), Cents = g.Sum(p => (long)p.AmountCents) }).ToListAsync(ct);
         var period = range.From == range.To ? $"{range.From:yyyy-MM-dd}" : $"{range.From:yyyy-MM-dd} to {range.To:yyyy-MM-dd}";
+        var zone = GymTimeZones.Name(range.Zone);
+        var receivedLine = received.Count == 0 ? "none" : string.Join("; ", received.Select(r =>
+            $"{r.Count} totalling {AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
+        var refundedLine = refunded.Count == 0 ? "none" : string.Join("; ", refunded.Select(r =>
+            $"{r.Count} totalling -{AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
         var body = new StringBuilder();
-        body.AppendLine(CultureInfo.InvariantCulture, $"Your {frequency} accounting report for {gym}, {period} (UTC).");
+        body.AppendLine(CultureInfo.InvariantCulture, $"Your {frequency} accounting report for {gym}, {period} ({zone}).");
         body.AppendLine();
-        body.AppendLine(received.Count == 0 ? "Payments received: none." : "Payments received: " + string.Join("; ", received.Select(r =>
-            $"{r.Count} totalling {AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}")) + ".");
-        body.AppendLine(refunded.Count == 0 ? "Refunds: none." : "Refunds: " + string.Join("; ", refunded.Select(r =>
-            $"{r.Count} totalling -{AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}")) + ".");
+        body.AppendLine(CultureInfo.InvariantCulture, $"Payments received: {receivedLine}.");
+        body.AppendLine(CultureInfo.InvariantCulture, $"Refunds: {refundedLine}.");
         body.AppendLine();
-        body.AppendLine("The attached CSV files (payments, refunds, members) import into QuickBooks, Xero or a spreadsheet.");
-        return new EmailMessage([], $"Gymwire {frequency} report: {period}", body.ToString(), attachments);
+        string? html = null;
+        if (format == ReportFormats.Html)
+        {
+            body.AppendLine("Download the payments, refunds and members of any range as CSV from the dashboard's Exports page.");
+            html = Html(gym, frequency, period, zone, receivedLine, refundedLine);
+        }
+        else
+        {
+            body.AppendLine("The attached CSV files (payments, refunds, members) import into QuickBooks, Xero or a spreadsheet.");
+        }
+        return new EmailMessage([], $"Gymwire {frequency} report: {period}", body.ToString(), attachments, html);
+    }
+
+    // The same figures as the text part, as a small HTML document (every value encoded).
+    private static string Html(string gym, string frequency, string period, string zone, string received, string refunded)
+    {
+        static string E(string s) => WebUtility.HtmlEncode(s);
+        return $"""
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>{E($"Gymwire {frequency} report: {period}")}</title></head>
+            <body style="font-family: sans-serif; color: #1a1a1a;">
+            <h1 style="font-size: 1.25em;">{E($"Your {frequency} accounting report for {gym}")}</h1>
+            <p>{E($"{period} ({zone})")}</p>
+            <table style="border-collapse: collapse;">
+            <tr><th scope="row" style="text-align: left; padding: 4px 12px 4px 0;">Payments received</th><td style="padding: 4px 0;">{E(received)}</td></tr>
+            <tr><th scope="row" style="text-align: left; padding: 4px 12px 4px 0;">Refunds</th><td style="padding: 4px 0;">{E(refunded)}</td></tr>
+            </table>
+            <p>Download the payments, refunds and members of any range as CSV from the dashboard's Exports page.</p>
+            </body></html>
+            """;
     }
 
     [LoggerMessage(EventId = 8311, Level = LogLevel.Error, Message = "A scheduled-report pass failed; trying again later")]

@@ -1,21 +1,31 @@
 using System.Globalization;
 using CsvHelper;
 using Gymwire.Data;
+using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Exports;
 
-/// <summary>A date range of whole UTC days, both ends included.</summary>
-public readonly record struct ExportRange(DateOnly From, DateOnly To)
+/// <summary>
+/// A date range of whole days of the gym's time zone, both ends included: it starts at the gym's midnight on
+/// <see cref="From"/> and ends at its midnight after <see cref="To"/> (a day where the clocks change has 23 or 25 hours).
+/// </summary>
+public readonly record struct ExportRange(DateOnly From, DateOnly To, TimeZoneInfo Zone)
 {
     public const int MaxDays = 366;
 
-    public DateTime Start => From.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
-    public DateTime EndExclusive => To.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
+    /// <summary>The range's first instant, UTC.</summary>
+    public DateTime Start => GymTimeZones.StartOfDayUtc(From, Zone);
 
-    /// <summary>Parses <c>from</c> and <c>to</c> (YYYY-MM-DD), or says what is wrong with them.</summary>
-    public static string? TryParse(string? from, string? to, out ExportRange range)
+    /// <summary>The instant after the range, UTC.</summary>
+    public DateTime EndExclusive => GymTimeZones.StartOfDayUtc(To.AddDays(1), Zone);
+
+    /// <summary>The local date of an instant, as the export's Date columns show it.</summary>
+    public DateOnly LocalDate(DateTime utc) => GymTimeZones.LocalDate(utc, Zone);
+
+    /// <summary>Parses <c>from</c> and <c>to</c> (YYYY-MM-DD, days in <paramref name="zone"/>), or says what is wrong with them.</summary>
+    public static string? TryParse(string? from, string? to, TimeZoneInfo zone, out ExportRange range)
     {
         range = default;
         if (string.IsNullOrEmpty(from) || string.IsNullOrEmpty(to))
@@ -43,7 +53,7 @@ public readonly record struct ExportRange(DateOnly From, DateOnly To)
         {
             return $"The range may cover at most {MaxDays} days; export longer periods in parts";
         }
-        range = new ExportRange(f, t);
+        range = new ExportRange(f, t, zone);
         return null;
     }
 }
@@ -57,7 +67,7 @@ public enum ExportKind
 
 /// <summary>
 /// CSV exports in the columns QuickBooks and Xero import (one row per transaction, a date, a contact, a description,
-/// a signed amount in major units): RFC 4180 (CRLF, quoted where needed), UTF-8 with a byte-order mark so spreadsheet
+/// a signed amount in major units; dates are the gym's local dates): RFC 4180 (CRLF, quoted where needed), UTF-8 with a byte-order mark so spreadsheet
 /// programs read names correctly, invariant culture, ISO dates.
 /// </summary>
 public static class AccountingExports
@@ -89,11 +99,12 @@ public static class AccountingExports
     {
         csv.WriteHeader(PaymentColumns);
         var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId);
+        var (start, end) = (range.Start, range.EndExclusive);
         // Payments: money received in the range (a later refund is its own row in the refunds export).
         // Refunds: refunds made in the range, as negative amounts.
         payments = refunds
-            ? payments.Where(p => p.Status == PaymentStatuses.Refunded && p.RefundedAt >= range.Start && p.RefundedAt < range.EndExclusive)
-            : payments.Where(p => p.Status != PaymentStatuses.Failed && p.CreatedAt >= range.Start && p.CreatedAt < range.EndExclusive);
+            ? payments.Where(p => p.Status == PaymentStatuses.Refunded && p.RefundedAt >= start && p.RefundedAt < end)
+            : payments.Where(p => p.Status != PaymentStatuses.Failed && p.CreatedAt >= start && p.CreatedAt < end);
         var rows = from p in payments
                    join m in db.Members.Where(m => m.GymId == gymId) on p.UserId equals m.UserId into members
                    from m in members.DefaultIfEmpty()
@@ -105,10 +116,10 @@ public static class AccountingExports
         {
             var date = refunds ? r.RefundedAt!.Value : r.CreatedAt;
             var description = r.Plan is null ? "Membership payment" : $"Membership payment: {r.Plan}";
-            csv.WriteField(Date(date));
+            csv.WriteField(Date(range.LocalDate(date)));
             csv.WriteField(Text(r.Name ?? r.UserId));
             csv.WriteField(Text(r.Email ?? ""));
-            csv.WriteField(Text(refunds ? $"Refund: {description} of {Date(r.CreatedAt)}" : description));
+            csv.WriteField(Text(refunds ? $"Refund: {description} of {Date(range.LocalDate(r.CreatedAt))}" : description));
             csv.WriteField((refunds ? -r.AmountCents : r.AmountCents) / 100m, "0.00");
             csv.WriteField(r.Currency.ToUpperInvariant());
             csv.WriteField(r.Status);
@@ -121,8 +132,9 @@ public static class AccountingExports
     {
         csv.WriteHeader(MemberColumns);
         // Everyone who was a member at some point in the range.
+        var (start, end) = (range.Start, range.EndExclusive);
         var members = db.Members.AsNoTracking()
-            .Where(m => m.GymId == gymId && m.JoinedAt < range.EndExclusive && (m.LeftAt == null || m.LeftAt >= range.Start))
+            .Where(m => m.GymId == gymId && m.JoinedAt < end && (m.LeftAt == null || m.LeftAt >= start))
             .OrderBy(m => m.JoinedAt).ThenBy(m => m.Id)
             .Select(m => new { m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt });
         await foreach (var m in members.AsAsyncEnumerable().WithCancellation(ct))
@@ -131,8 +143,8 @@ public static class AccountingExports
             csv.WriteField(Text(m.Email ?? ""));
             csv.WriteField(m.Phone is { } phone && IsPhone(phone) ? phone : Text(m.Phone ?? ""));
             csv.WriteField(m.Role);
-            csv.WriteField(Date(m.JoinedAt));
-            csv.WriteField(m.LeftAt is { } left ? Date(left) : "");
+            csv.WriteField(Date(range.LocalDate(m.JoinedAt)));
+            csv.WriteField(m.LeftAt is { } left ? Date(range.LocalDate(left)) : "");
             await csv.EndRecordAsync(ct);
         }
     }
@@ -146,6 +158,6 @@ public static class AccountingExports
 
     private static bool IsPhone(string value) => value.Length > 1 && value[0] == '+' && value.AsSpan(1).IndexOfAnyExceptInRange('0', '9') < 0;
 
-    private static string Date(DateTime at) => at.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+    private static string Date(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
 }

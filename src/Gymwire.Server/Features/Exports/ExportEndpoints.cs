@@ -1,5 +1,6 @@
 using System.Security.Claims;
 using Gymwire.Data;
+using Gymwire.Features.Gyms;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -23,22 +24,24 @@ public static class ExportEndpoints
         return app;
     }
 
-    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Payments(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+    internal static Task<Results<PushStreamHttpResult, BadRequest<ErrorResponse>>> Payments(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         Export(ExportKind.Payments, from, to, user, db, ct);
 
-    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Refunds(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+    internal static Task<Results<PushStreamHttpResult, BadRequest<ErrorResponse>>> Refunds(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         Export(ExportKind.Refunds, from, to, user, db, ct);
 
-    internal static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Members(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+    internal static Task<Results<PushStreamHttpResult, BadRequest<ErrorResponse>>> Members(string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         Export(ExportKind.Members, from, to, user, db, ct);
 
-    private static Results<PushStreamHttpResult, BadRequest<ErrorResponse>> Export(ExportKind kind, string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
+    private static async Task<Results<PushStreamHttpResult, BadRequest<ErrorResponse>>> Export(ExportKind kind, string? from, string? to, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
     {
-        if (ExportRange.TryParse(from, to, out var range) is { } error)
+        var gymId = user.GetGymId();
+        // Days are the gym's: from its midnight on 'from' to its midnight after 'to'.
+        var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
+        if (ExportRange.TryParse(from, to, zone, out var range) is { } error)
         {
             return ApiErrors.BadRequest(error);
         }
-        var gymId = user.GetGymId();
         return TypedResults.Stream(stream => AccountingExports.WriteAsync(db, gymId, kind, range, stream, ct),
             CsvContentType, AccountingExports.FileName(kind, range));
     }

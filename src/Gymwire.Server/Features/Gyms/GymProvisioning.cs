@@ -11,7 +11,12 @@ public sealed record ProvisionedGym(Guid GymId, Guid OwnerId, string OwnerEmail)
 public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> users, TimeProvider clock)
 {
     /// <summary>Returns the new gym, or a client-facing error with its status (400 invalid input, 409 email taken).</summary>
-    public async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, CancellationToken ct)
+    public Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, CancellationToken ct) =>
+        CreateAsync(name, email, password, null, ct);
+
+    /// <param name="timeZone">An IANA id; UTC when not given.</param>
+    public async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, string? timeZone,
+        CancellationToken ct)
     {
         var v = new RequestValidator()
             .Required(name, "name")
@@ -20,6 +25,15 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
         if (v.Error is { } invalid)
         {
             return (null, 400, invalid);
+        }
+        var zone = GymTimeZones.Utc;
+        if (timeZone is not null)
+        {
+            if (GymTimeZones.TryFind(timeZone, out var zoneError) is not { } found)
+            {
+                return (null, 400, zoneError);
+            }
+            zone = GymTimeZones.Name(found);
         }
         if (await users.FindByEmailAsync(email!) is not null)
         {
@@ -31,7 +45,7 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
         return await strategy.ExecuteAsync(async () =>
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
-            var gym = new Gym { Id = Guid.CreateVersion7(now), Name = name!.Trim(), CreatedAt = now };
+            var gym = new Gym { Id = Guid.CreateVersion7(now), Name = name!.Trim(), CreatedAt = now, TimeZone = zone };
             db.Gyms.Add(gym);
             await db.SaveChangesAsync(ct);
             var owner = new Owner { Id = Guid.CreateVersion7(now), GymId = gym.Id, Email = email, UserName = email, CreatedAt = now };

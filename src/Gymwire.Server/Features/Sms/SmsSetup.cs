@@ -1,4 +1,3 @@
-using System.Globalization;
 using Gymwire.Data;
 using Gymwire.Infrastructure;
 using Gymwire.Features.Dashboard.Integrations;
@@ -59,8 +58,8 @@ public sealed class SmsConnectorStatus(GymwireDbContext db, IOptions<SmsOptions>
             .OrderByDescending(m => m.LastAttemptAt).Select(m => new { m.Status, m.Error, m.LastAttemptAt }).FirstOrDefaultAsync(ct);
         if (last is { Error: not null } && last.Status != SmsStatuses.Sent)
         {
-            var when = last.LastAttemptAt!.Value.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
-            return IntegrationStatus.Error($"{provider.Describe()}. Last send failed at {when} UTC: {last.Error}");
+            var when = Gyms.GymTimeZones.Minutes(last.LastAttemptAt!.Value, await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct));
+            return IntegrationStatus.Error($"{provider.Describe()}. Last send failed at {when}: {last.Error}");
         }
         return IntegrationStatus.Connected($"{provider.Describe()}.{(queued > 0 ? $" {queued} message(s) queued." : "")}");
     }

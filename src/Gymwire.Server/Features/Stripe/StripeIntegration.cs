@@ -1,6 +1,6 @@
-using System.Globalization;
 using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Gyms;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Stripe;
@@ -27,14 +27,12 @@ public sealed class StripeIntegration(GymwireDbContext db) : IIntegrationStatusP
         }
         if (account.LastFailureAt is { } failedAt && (account.LastEventAt is null || account.LastEventAt < failedAt))
         {
-            return IntegrationStatus.Error($"{account.LastFailure} ({Time(failedAt)} UTC)");
+            return IntegrationStatus.Error($"{account.LastFailure} ({GymTimeZones.Minutes(failedAt, await GymTimeZones.OfGymAsync(db, gymId, ct))})");
         }
         var unknown = await db.StripeEvents.CountAsync(e => e.GymId == gymId && e.Outcome == StripeOutcomes.UnknownMember, ct);
-        var last = account.LastEventAt is { } at ? $"last event {Time(at)} UTC" : "no events received yet";
+        var last = account.LastEventAt is { } at ? $"last event {GymTimeZones.Minutes(at, await GymTimeZones.OfGymAsync(db, gymId, ct))}" : "no events received yet";
         return IntegrationStatus.Connected(unknown == 0
             ? $"Stripe connected (secret …{account.SecretHint}); {last}."
             : $"Stripe connected (secret …{account.SecretHint}); {last}. {unknown} event(s) matched no member: see GET /api/gym/integrations/stripe/events?outcome=unknown_member.");
     }
-
-    private static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
 }

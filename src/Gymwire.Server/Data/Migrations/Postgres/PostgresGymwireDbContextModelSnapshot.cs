@@ -327,6 +327,14 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<string>("Format")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasDefaultValue("csv")
+                        .HasColumnName("format");
+
                     b.Property<string>("Frequency")
                         .IsRequired()
                         .HasMaxLength(16)
@@ -345,6 +353,11 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.Property<DateTime?>("LastSentAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_sent_at");
+
+                    b.Property<string>("Recipients")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("recipients");
 
                     b.Property<DateTime>("ReportedThrough")
                         .HasColumnType("timestamp with time zone")
@@ -430,6 +443,14 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasMaxLength(200)
                         .HasColumnType("character varying(200)")
                         .HasColumnName("name");
+
+                    b.Property<string>("TimeZone")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasDefaultValue("UTC")
+                        .HasColumnName("time_zone");
 
                     b.HasKey("Id")
                         .HasName("pk_gyms");

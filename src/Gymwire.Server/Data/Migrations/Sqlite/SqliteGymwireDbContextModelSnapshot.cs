@@ -322,6 +322,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
 
+                    b.Property<string>("Format")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("csv")
+                        .HasColumnName("format");
+
                     b.Property<string>("Frequency")
                         .IsRequired()
                         .HasMaxLength(16)
@@ -340,6 +348,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.Property<DateTime?>("LastSentAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("last_sent_at");
+
+                    b.Property<string>("Recipients")
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("recipients");
 
                     b.Property<DateTime>("ReportedThrough")
                         .HasColumnType("TEXT")
@@ -423,6 +436,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasMaxLength(200)
                         .HasColumnType("TEXT")
                         .HasColumnName("name");
+
+                    b.Property<string>("TimeZone")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("UTC")
+                        .HasColumnName("time_zone");
 
                     b.HasKey("Id")
                         .HasName("pk_gyms");

@@ -131,3 +131,15 @@ document.querySelectorAll("[data-event-picker]").forEach((picker) => {
     if (chosen) chosen.checked = true;
   });
 });
+
+// Set-up: preselect the browser's own time zone where the server knows it; the owner can still choose another.
+document.querySelectorAll("select[data-detect-time-zone='true']").forEach((select) => {
+  let zone = "";
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return;
+  }
+  if (zone === "UTC" || zone === "Etc/UTC") return;
+  if (select.value === "UTC" && [...select.options].some((o) => o.value === zone)) select.value = zone;
+});

@@ -7,9 +7,9 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 
-/// <summary>Accounting export: the scheduled report's form (how often, or off) and the last reports emailed.</summary>
+/// <summary>Accounting export: the scheduled report's form (how often or off, to whom, in which format) and the last reports emailed.</summary>
 public sealed partial class AccountingIntegrationModel(
-    GymwireDbContext db, IEmailSender email, TimeProvider clock, ReportSignal signal, ILogger<AccountingIntegrationModel> logger) : PageModel
+    GymwireDbContext db, IEmailSender email, TimeProvider clock, ReportSignal signal, GymTime time, ILogger<AccountingIntegrationModel> logger) : PageModel
 {
     public const string Off = "off";
 
@@ -22,10 +22,23 @@ public sealed partial class AccountingIntegrationModel(
     [BindProperty]
     public string Frequency { get; set; } = Off;
 
+    /// <summary>The addresses as typed: commas, semicolons or lines between them.</summary>
+    [BindProperty]
+    public string? Recipients { get; set; }
+
+    [BindProperty]
+    public string Format { get; set; } = ReportFormats.Csv;
+
     public async Task OnGetAsync(CancellationToken ct)
     {
         await LoadAsync(ct);
         Frequency = Schedule?.Frequency ?? Off;
+        Format = Schedule?.Format ?? ReportFormats.Csv;
+        // A schedule without chosen recipients goes to the owners: show who that is.
+        var gymId = User.GetGymId();
+        Recipients = Schedule?.Recipients is { } chosen
+            ? string.Join("\n", ReportRecipients.Split(chosen))
+            : string.Join("\n", await db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).OrderBy(o => o.CreatedAt).Select(o => o.Email!).ToListAsync(ct));
     }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
@@ -37,6 +50,8 @@ public sealed partial class AccountingIntegrationModel(
             TempData.SetFlash("Scheduled reports are off. CSV exports can still be downloaded from the Exports page.");
             return Redirect("/settings/integrations/accounting");
         }
+        // Errors are shown in the form with what the owner typed, and nothing is saved.
+        var recipients = ReportRecipients.Parse(Recipients, out var recipientsError);
         if (!ReportFrequencies.All.Contains(Frequency))
         {
             ModelState.AddModelError(string.Empty, "Choose daily, weekly, monthly or off.");
@@ -45,14 +60,23 @@ public sealed partial class AccountingIntegrationModel(
         {
             ModelState.AddModelError(string.Empty, "This server cannot send email, so reports cannot be emailed.");
         }
+        if (recipientsError is not null)
+        {
+            ModelState.AddModelError(nameof(Recipients), recipientsError);
+        }
+        if (!ReportFormats.All.Contains(Format))
+        {
+            ModelState.AddModelError(nameof(Format), "Choose CSV files or an HTML summary.");
+        }
         if (!ModelState.IsValid)
         {
             await LoadAsync(ct);
             return Page();
         }
-        var schedule = await EmailEndpoints.SaveScheduleAsync(gymId, Frequency, db, clock, signal, ct);
-        LogSaved(logger, gymId, Frequency);
-        TempData.SetFlash($"Saved: a {Frequency} report is emailed after {WebhookViews.Time(ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough))}.");
+        var schedule = await EmailEndpoints.SaveScheduleAsync(gymId, Frequency, recipients, Format, db, clock, signal, ct);
+        LogSaved(logger, gymId, Frequency, recipients!.Count, Format);
+        var next = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, time.Zone);
+        TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {string.Join(", ", recipients)} after {time.Time(next)}.");
         return Redirect("/settings/integrations/accounting");
     }
 
@@ -64,6 +88,7 @@ public sealed partial class AccountingIntegrationModel(
             .OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Take(5).ToListAsync(ct);
     }
 
-    [LoggerMessage(EventId = 7042, Level = LogLevel.Information, Message = "Dashboard set the scheduled report of gym {GymId} to {Frequency}")]
-    private static partial void LogSaved(ILogger logger, Guid gymId, string frequency);
+    // The addresses are personal data: the log says how many, not which.
+    [LoggerMessage(EventId = 7042, Level = LogLevel.Information, Message = "Dashboard set the scheduled report of gym {GymId} to {Frequency}, {Count} recipient(s), {Format}")]
+    private static partial void LogSaved(ILogger logger, Guid gymId, string frequency, int count, string format);
 }

@@ -11,7 +11,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// with until when the previous one still signs. Limited like the API's.
 /// </summary>
 public sealed partial class RotateWebhookSecretModel(
-    WebhookService webhooks, DashboardRateLimits limits, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<RotateWebhookSecretModel> logger)
+    WebhookService webhooks, DashboardRateLimits limits, IOptions<WebhookOptions> options, TimeProvider clock, GymTime time, ILogger<RotateWebhookSecretModel> logger)
     : PageModel
 {
     public WebhookDto Webhook { get; private set; } = null!;
@@ -72,7 +72,7 @@ public sealed partial class RotateWebhookSecretModel(
         LogRotated(logger, id, access.GymId);
         TempData.PutOnce(ShownOnce, rotated);
         TempData.SetFlash(rotated.PreviousSecretExpiresAt is { } until
-            ? $"Secret rotated. The previous secret still signs until {WebhookViews.Time(until)}."
+            ? $"Secret rotated. The previous secret still signs until {time.Time(until)}."
             : "Secret rotated. The previous secret no longer signs.");
         return Redirect($"/settings/webhooks/{id}/rotate-secret?rotated=true");
     }

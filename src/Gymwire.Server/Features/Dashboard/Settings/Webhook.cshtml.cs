@@ -17,7 +17,7 @@ public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt, 
 /// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
 public sealed partial class WebhookModel(
     WebhookService webhooks, ApiKeyService keys, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger,
-    WebhookHealthQueries health, GymwireDbContext db)
+    WebhookHealthQueries health, GymwireDbContext db, GymTime time)
     : PageModel
 {
     public const int PageSize = 25;
@@ -37,8 +37,11 @@ public sealed partial class WebhookModel(
     [BindProperty(SupportsGet = true)]
     public int? Retried { get; set; }
 
-    /// <summary>The default of "Retry all failed since": 24 hours ago, as the datetime-local input wants it.</summary>
-    public string DefaultRetrySince => (Now - TimeSpan.FromHours(24)).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>The default of "Retry all failed since": 24 hours ago in the gym's time zone, as the datetime-local input wants it.</summary>
+    public string DefaultRetrySince => time.Local(Now - TimeSpan.FromHours(24)).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Now in the gym's time zone, the latest "since" the input offers.</summary>
+    public string LocalNow => time.Local(Now).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
 
     public IReadOnlyList<DeliveryRow> Deliveries { get; private set; } = [];
 
@@ -131,7 +134,9 @@ public sealed partial class WebhookModel(
     /// <summary>"Retry all failed since …": every failed delivery since then gets a fresh round of attempts.</summary>
     public async Task<IActionResult> OnPostRetryFailedAsync(Guid id, DateTime? since, CancellationToken ct)
     {
-        var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(User), id, since, ct);
+        // The form's "since" is a wall-clock time in the gym's zone.
+        var sinceUtc = since is { } local ? Gymwire.Features.Gyms.GymTimeZones.ToUtc(local, time.Zone) : (DateTime?)null;
+        var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(User), id, sinceUtc, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
             return NotFound();

@@ -1,4 +1,5 @@
 using Gymwire.Data;
+using Gymwire.Features.Gyms;
 using Gymwire.Features.Webhooks;
 using Microsoft.EntityFrameworkCore;
 
@@ -25,8 +26,8 @@ public sealed record HealthCounts(int Delivered, int Retrying, int Undeliverable
     };
 }
 
-/// <summary>One bar of the chart: the deliveries created in [Start, Start + width).</summary>
-public sealed record ChartBar(DateTime Start, HealthCounts Counts);
+/// <summary>One bar of the chart: the deliveries created in [Start, End) (UTC; a day is the gym's local day).</summary>
+public sealed record ChartBar(DateTime Start, DateTime End, HealthCounts Counts);
 
 /// <summary>The health panel's figures: one webhook, or all of a gym's.</summary>
 public sealed record WebhookHealth(HealthCounts Day, HealthCounts Week, int? MedianMs, int? P95Ms, int Answered, IReadOnlyList<ChartBar> Hours, IReadOnlyList<ChartBar> Days);
@@ -38,26 +39,43 @@ public sealed record LastDelivery(Guid Id, string Status, DateTime At);
 
 /// <summary>
 /// The dashboard's delivery health, read from the delivery and attempt rows. Windows are cut by a delivery's creation
-/// time: 24 h is the current UTC hour and the 23 before it, 7 days the current UTC day and the 6 before it. Every
+/// time: 24 h is the current hour and the 23 before it, 7 days the current day and the 6 before it, hours and days of
+/// the gym's time zone (a day where the clocks change has 23 or 25 hours; the bars stay whole local days). Every
 /// query walks the (gym_id, subscription_id, created_at, status) index over its window only, without reading the rows, so
 /// the cost follows the window's deliveries, not the table's (docs/webhooks.md has the measurement).
 /// </summary>
-public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock)
+public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock, GymTime time)
 {
     /// <summary>Response times are those of the attempts of at most this many of the last 24 hours' latest deliveries.</summary>
     public const int LatencySample = 10_000;
 
     public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
 
-    private DateTime HourStart => new DateTime(Now.Year, Now.Month, Now.Day, Now.Hour, 0, 0, DateTimeKind.Utc).AddHours(-23);
+    // The start of the current local hour (a zone may be a half or quarter hour off UTC), then 23 real hours back.
+    private DateTime HourStart
+    {
+        get
+        {
+            var local = time.Local(Now);
+            var offset = local - Now;
+            return new DateTime(local.Year, local.Month, local.Day, local.Hour, 0, 0, DateTimeKind.Utc).Add(-offset).AddHours(-23);
+        }
+    }
 
-    private DateTime DayStart => Now.Date.AddDays(-6);
+    /// <summary>The gym's last 7 local days (today last), as UTC bounds.</summary>
+    private IEnumerable<(DateTime Start, DateTime End)> Days()
+    {
+        var today = time.Today(clock);
+        for (var i = -6; i <= 0; i++)
+        {
+            yield return (GymTimeZones.StartOfDayUtc(today.AddDays(i), time.Zone), GymTimeZones.StartOfDayUtc(today.AddDays(i + 1), time.Zone));
+        }
+    }
 
     /// <summary>The health of the gym's given webhooks, together.</summary>
     public async Task<WebhookHealth> HealthAsync(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds, CancellationToken ct)
     {
         var deliveries = Deliveries(gymId, subscriptionIds);
-        var weekStart = DayStart;
         var hourStart = HourStart;
         // One count per bar, each a range of the (gym_id, subscription_id, created_at, status) index read without the
         // rows. Grouping the window by an hour computed from created_at instead costs a date function and a sort per
@@ -66,13 +84,12 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
         for (var i = 0; i < 24; i++)
         {
             var start = hourStart.AddHours(i);
-            hours.Add(new ChartBar(start, await CountAsync(deliveries, start, start.AddHours(1), ct)));
+            hours.Add(new ChartBar(start, start.AddHours(1), await CountAsync(deliveries, start, start.AddHours(1), ct)));
         }
         var days = new List<ChartBar>(7);
-        for (var i = 0; i < 7; i++)
+        foreach (var (start, end) in Days())
         {
-            var start = weekStart.AddDays(i);
-            days.Add(new ChartBar(start, await CountAsync(deliveries, start, start.AddDays(1), ct)));
+            days.Add(new ChartBar(start, end, await CountAsync(deliveries, start, end, ct)));
         }
         // Response times of the last 24 hours' attempts that got an answer: a timeout or refused connection has none.
         // A sample of the latest deliveries at most, so the cost is bounded on a busy webhook; the attempts are looked up

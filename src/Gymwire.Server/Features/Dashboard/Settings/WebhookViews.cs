@@ -11,6 +11,7 @@ public static class WebhookViews
 
     public static string Seconds(int ms) => (ms / 1000.0).ToString("0.0", CultureInfo.InvariantCulture);
 
+    /// <summary>A time in UTC, named. Pages show times in the gym's zone with <see cref="GymTime.Time"/>.</summary>
     public static string Time(DateTime t) => t.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC";
 
     public static string Events(IReadOnlyCollection<string> events) => events.Count == 0 ? "All events" : string.Join(", ", events);

@@ -27,6 +27,7 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
         var active = hooks.Count(h => h.IsActive && h.Used);
         var problems = new List<string>();
         var links = new List<StatusLink>();
+        TimeZoneInfo? zone = null;
         foreach (var hook in hooks)
         {
             var host = Uri.TryCreate(hook.Url, UriKind.Absolute, out var uri) ? uri.Authority : hook.Url;
@@ -38,7 +39,8 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
             }
             else if (WebhookStates.Of(hook.IsActive, hook.FailingSince) == WebhookState.Failing)
             {
-                problems.Add($"Deliveries to {host} have been failing since {hook.FailingSince:yyyy-MM-dd HH:mm} UTC.");
+                zone ??= await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct);
+                problems.Add($"Deliveries to {host} have been failing since {Gyms.GymTimeZones.Minutes(hook.FailingSince!.Value, zone)}.");
                 links.Add(new StatusLink($"Failing: {name}", $"/settings/webhooks/{hook.Id}"));
             }
         }

@@ -1,0 +1,179 @@
+using System.Net;
+using System.Net.Http.Json;
+using Gymwire.Features.Email;
+using Gymwire.Features.Gyms;
+using Gymwire.Features.Payments;
+using Gymwire.Tests.Dashboard;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using MimeKit;
+
+namespace Gymwire.Tests.Email;
+
+/// <summary>
+/// The scheduled report's form (frequency, recipients, format) and what the sender does with it: periods cut at the
+/// gym's midnight, the chosen addresses, CSV files or an HTML summary.
+/// </summary>
+public abstract class ReportScheduleTests(SmtpFixture fx)
+{
+    public sealed class Sqlite(SqliteSmtpManualReports f) : ReportScheduleTests(f), IClassFixture<SqliteSmtpManualReports>;
+    public sealed class Postgres(PostgresSmtpManualReports f) : ReportScheduleTests(f), IClassFixture<PostgresSmtpManualReports>;
+
+    private const string Form = "/settings/integrations/accounting";
+
+    private Task RunReportsAsync() =>
+        fx.Services.GetServices<IHostedService>().OfType<ScheduledReports>().Single().RunOnceAsync(CancellationToken.None);
+
+    private List<MimeMessage> MessagesTo(string email) =>
+        fx.Smtp.Messages.Where(m => m.To.Mailboxes.Any(a => a.Address == email)).ToList();
+
+    private Task<ReportSchedule?> ScheduleAsync(Guid gymId) =>
+        fx.WithDbAsync(db => db.ReportSchedules.AsNoTracking().SingleOrDefaultAsync(s => s.GymId == gymId));
+
+    private async Task<(TestGym Gym, DashboardClient Browser)> SignedInAsync(string zone)
+    {
+        var gym = await fx.CreateGymAsync("Harbor Gym");
+        await fx.WithDbAsync(db => db.Gyms.Where(g => g.Id == gym.GymId).ExecuteUpdateAsync(s => s.SetProperty(g => g.TimeZone, zone)));
+        var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        return (gym, browser);
+    }
+
+    private Task AddPaymentAsync(Guid gymId, DateTime at, int cents) => fx.WithDbAsync(db =>
+    {
+        db.Payments.Add(new Payment
+        {
+            Id = Guid.CreateVersion7(), GymId = gymId, UserId = "user_ana", AmountCents = cents, Currency = "usd", Status = PaymentStatuses.Paid, CreatedAt = at,
+        });
+        return db.SaveChangesAsync();
+    });
+
+    [Fact]
+    public async Task A_daily_report_covers_the_gyms_local_day_and_goes_to_the_chosen_recipients_only()
+    {
+        var (gym, browser) = await SignedInAsync("America/New_York");
+        using var _ = browser;
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        var coach = $"coach-{Guid.NewGuid():N}@example.com";
+
+        var saved = await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", $"{books},\n{coach}; {books.ToUpperInvariant()}"), ("Format", "csv"));
+        Assert.Equal(Form, saved.Headers.Location!.OriginalString);
+        var page = WebUtility.HtmlDecode(await (await browser.FollowAsync(saved)).Content.ReadAsStringAsync());
+        Assert.Contains($"Saved: a daily report (CSV files) is emailed to {books}, {coach} after ", page, StringComparison.Ordinal);
+        Assert.Contains("America/New_York", page, StringComparison.Ordinal);
+
+        var zone = GymTimeZones.Find("America/New_York");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var today = GymTimeZones.LocalDate(now, zone);
+        var end = GymTimeZones.StartOfDayUtc(today.AddDays(1), zone);
+        var schedule = (await ScheduleAsync(gym.GymId))!;
+        Assert.Equal($"{books}, {coach}", schedule.Recipients); // the duplicate (in capitals) is dropped
+        Assert.Equal(ReportFormats.Csv, schedule.Format);
+        Assert.Equal(GymTimeZones.StartOfDayUtc(today, zone), schedule.ReportedThrough);
+        using (var owner = gym.Owner())
+        {
+            var api = await (await owner.GetAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal(end, api.GetProperty("next_report_at").GetDateTime().ToUniversalTime());
+            // The API's PUT sets the frequency and keeps the recipients and format chosen on the page.
+            await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal($"{books}, {coach}", (await ScheduleAsync(gym.GymId))!.Recipients);
+        }
+
+        // 23:30 local is the gym's day (UTC says the next day); 00:30 local is the next one.
+        await AddPaymentAsync(gym.GymId, end.AddMinutes(-30), 9900);
+        await AddPaymentAsync(gym.GymId, end.AddMinutes(30), 111);
+        await RunReportsAsync();
+        Assert.Empty(MessagesTo(books)); // the local day has not ended
+
+        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        await RunReportsAsync();
+        var report = Assert.Single(MessagesTo(books));
+        Assert.Equal([books, coach], report.To.Mailboxes.Select(m => m.Address));
+        Assert.Empty(MessagesTo(gym.OwnerEmail));
+        Assert.Equal($"Gymwire daily report: {today:yyyy-MM-dd}", report.Subject);
+        Assert.Contains($"{today:yyyy-MM-dd} (America/New_York)", report.TextBody, StringComparison.Ordinal);
+        Assert.Contains("Payments received: 1 totalling 99.00 USD.", report.TextBody, StringComparison.Ordinal);
+        var payments = report.Attachments.OfType<MimePart>().Single(a => a.FileName == $"payments-{today:yyyy-MM-dd}-to-{today:yyyy-MM-dd}.csv");
+        using var content = new MemoryStream();
+        await payments.Content!.DecodeToAsync(content);
+        using var csv = CsvHelper.CsvReader.Create(new MemoryStream(content.ToArray()), new CsvHelper.CsvReaderOptions { Separator = ',' }, leaveOpen: false);
+        Assert.True(csv.Read());
+        Assert.Equal($"{today:yyyy-MM-dd}", csv.GetString("Date"));
+        Assert.Equal("99.00", csv.GetString("Amount"));
+        Assert.False(csv.Read());
+        var recorded = await fx.WithDbAsync(db => db.EmailDeliveries.AsNoTracking().SingleAsync(d => d.GymId == gym.GymId && d.Kind == "report"));
+        Assert.Equal($"{books}, {coach}", recorded.Recipients);
+        Assert.Equal(end, (await ScheduleAsync(gym.GymId))!.ReportedThrough);
+    }
+
+    [Fact]
+    public async Task Bad_recipients_or_format_are_refused_in_the_form_and_change_nothing()
+    {
+        var (gym, browser) = await SignedInAsync("Europe/Berlin");
+        using var _ = browser;
+        // With no schedule yet, the form offers the owners' addresses.
+        Assert.Contains($">{gym.OwnerEmail}</textarea>", await browser.GetPageAsync(Form), StringComparison.Ordinal);
+
+        foreach (var (recipients, format, expected) in new[]
+                 {
+                     ("books@example.com, not-an-email", "csv", "'not-an-email' is not an email address."),
+                     ("books@example.com, Books <books@example.com>", "csv", "is not an email address."),
+                     ("books@example.com\r\nBcc: evil@example.com", "csv", "'Bcc:' is not an email address."), // no header of our own
+                     ("books@localhost", "csv", "'books@localhost' is not an email address."),
+                     ("", "csv", "Enter at least one email address to send the report to."),
+                     (string.Join(",", Enumerable.Range(1, 21).Select(i => $"r{i}@example.com")), "csv", "at most 20 addresses"),
+                     ("books@example.com", "pdf", "Choose CSV files or an HTML summary."),
+                 })
+        {
+            var refused = await browser.SubmitAsync(Form, ("Frequency", "weekly"), ("Recipients", recipients), ("Format", format));
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            var html = WebUtility.HtmlDecode(await refused.Content.ReadAsStringAsync());
+            Assert.Contains(expected, html, StringComparison.Ordinal);
+            Assert.Contains("id=\"form-errors\"", html, StringComparison.Ordinal);
+            Assert.Null(await ScheduleAsync(gym.GymId));
+        }
+
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", books), ("Format", "html")));
+        var before = (await ScheduleAsync(gym.GymId))!;
+        Assert.Equal((books, ReportFormats.Html, ReportFrequencies.Daily), (before.Recipients, before.Format, before.Frequency));
+        var again = await browser.SubmitAsync(Form, ("Frequency", "monthly"), ("Recipients", "x@"), ("Format", "csv"));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        var after = (await ScheduleAsync(gym.GymId))!;
+        Assert.Equal((before.Recipients, before.Format, before.Frequency, before.ReportedThrough), (after.Recipients, after.Format, after.Frequency, after.ReportedThrough));
+        var page = await browser.GetPageAsync(Form);
+        Assert.Contains($">{books}</textarea>", page, StringComparison.Ordinal);
+        Assert.Contains("id=\"format-html\" name=\"Format\" value=\"html\" checked", page, StringComparison.Ordinal);
+
+        // The HTML summary: the totals in the email, no attachments.
+        var zone = GymTimeZones.Find("Europe/Berlin");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var end = GymTimeZones.StartOfDayUtc(GymTimeZones.LocalDate(now, zone).AddDays(1), zone);
+        await AddPaymentAsync(gym.GymId, end.AddMinutes(-30), 4200);
+        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        await RunReportsAsync();
+        var report = Assert.Single(MessagesTo(books));
+        Assert.Empty(report.Attachments);
+        Assert.Contains("<th scope=\"row\" style=\"text-align: left; padding: 4px 12px 4px 0;\">Payments received</th><td style=\"padding: 4px 0;\">1 totalling 42.00 USD</td>",
+            report.HtmlBody, StringComparison.Ordinal);
+        Assert.Contains("(Europe/Berlin)", report.HtmlBody, StringComparison.Ordinal);
+        Assert.Contains("Payments received: 1 totalling 42.00 USD.", report.TextBody, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Report_periods_are_local_days_of_23_and_25_hours_where_the_clocks_change()
+    {
+        var newYork = GymTimeZones.Find("America/New_York");
+        var start = ReportFrequencies.PeriodStart(ReportFrequencies.Daily, new DateTime(2026, 3, 9, 3, 30, 0, DateTimeKind.Utc), newYork); // 23:30 on the 8th
+        Assert.Equal(new DateTime(2026, 3, 8, 5, 0, 0, DateTimeKind.Utc), start);
+        Assert.Equal(new DateTime(2026, 3, 9, 4, 0, 0, DateTimeKind.Utc), ReportFrequencies.Next(ReportFrequencies.Daily, start, newYork));
+        var berlin = GymTimeZones.Find("Europe/Berlin");
+        var week = ReportFrequencies.PeriodStart(ReportFrequencies.Weekly, new DateTime(2026, 10, 25, 22, 30, 0, DateTimeKind.Utc), berlin); // Sunday 23:30
+        Assert.Equal(new DateTime(2026, 10, 18, 22, 0, 0, DateTimeKind.Utc), week); // Monday 19th, 00:00 CEST
+        Assert.Equal(new DateTime(2026, 10, 25, 23, 0, 0, DateTimeKind.Utc), ReportFrequencies.Next(ReportFrequencies.Weekly, week, berlin)); // Monday 26th, 00:00 CET
+        // A boundary left from another zone counts from the local day it falls on: nothing is skipped.
+        var utcMidnight = new DateTime(2026, 4, 16, 0, 0, 0, DateTimeKind.Utc); // 20:00 on the 15th in New York
+        Assert.Equal(new DateTime(2026, 4, 16, 4, 0, 0, DateTimeKind.Utc), ReportFrequencies.Next(ReportFrequencies.Daily, utcMidnight, newYork));
+    }
+}
