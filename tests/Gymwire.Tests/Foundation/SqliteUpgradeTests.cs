@@ -1,6 +1,5 @@
 using System.Data.Common;
 using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
@@ -182,9 +181,8 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
             Id = Guid.CreateVersion7(now), GymId = gymId, SubscriptionId = subscriptionId, Event = "lead.created",
             Payload = """{"event":"lead.created"}""", Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
         };
-        db.Add(new Gym { Id = gymId, Name = "Old", CreatedAt = now });
-        await db.SaveChangesAsync();
-        // In SQL: today's model has columns (api_key_id) that this old schema does not. SQLite keeps ids as upper-case text.
+        // In SQL: today's model has columns (gyms.time_zone, api_key_id) that this old schema does not. SQLite keeps ids as upper-case text.
+        await db.Database.ExecuteSqlRawAsync("INSERT INTO gyms (id, name, created_at) VALUES ({0}, 'Old', {1})", gymId.ToString().ToUpperInvariant(), now);
         await db.Database.ExecuteSqlRawAsync(
             "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', 1, {2}, {2}, 'x')",
             subscriptionId.ToString().ToUpperInvariant(), gymId.ToString().ToUpperInvariant(), now);
