@@ -63,6 +63,8 @@ public static class DatabaseSetup
                 ValidateSqlite(connectionString);
                 services.AddDbContextPool<GymwireDbContext, SqliteGymwireDbContext>(
                     (sp, b) => ConfigureSqlite(b, connectionString, sp));
+                var held = connectionString;
+                services.AddHostedService(_ => new SqliteConnectionHold(held));
                 break;
         }
         return services;
