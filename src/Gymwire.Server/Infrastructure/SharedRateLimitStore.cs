@@ -6,8 +6,8 @@ using Npgsql;
 namespace Gymwire.Infrastructure;
 
 /// <summary>
-/// <see cref="IRateLimitStore"/> in PostgreSQL, so every node counts against one sliding window per key: one call of
-/// <c>gymwire_rate_limit_acquire</c> (the <c>RateLimitLeases</c> migration) per check, over UNLOGGED tables since losing
+/// <see cref="IRateLimitStore"/> in PostgreSQL, so every node counts against one sliding window per key, counted by
+/// <c>gymwire_rate_limit_acquire</c> (the <c>RateLimitLeases</c> migration) over UNLOGGED tables since losing
 /// the windows in a crash costs at most one extra window. Time is the node's <see cref="TimeProvider"/>, so one fake
 /// clock drives every node in tests. When the database fails a check, this node's <see cref="InMemoryRateLimitStore"/>
 /// counts instead for <see cref="RetryAfterFailure"/> (fail open to the per-node limit), logged once each way.
@@ -16,8 +16,13 @@ namespace Gymwire.Infrastructure;
 /// <see cref="MaxLease"/>) in one call and admits from that lease for <see cref="LeaseTime"/>, so a busy key costs one
 /// round trip per lease instead of one per request. The lease is counted in full when taken and stamped at the end of
 /// its time, so the cluster never admits more than the limit; a node's unused rest of a lease is given back when it
-/// takes the next one (until then it counts, stricter). The documented limits are far below that, so they are checked
-/// one request at a time and exact.
+/// takes the next one (until then it counts, stricter). The documented limits are far below that, so each of their
+/// permits is taken when a request asks for it, and they are exact.
+/// </para>
+/// <para>
+/// Checks of one key wait for each other in the database anyway (the key's row is locked), so a node makes one call
+/// per key at a time, for every check of it that arrived meanwhile: a burst of a hundred requests of one gym costs a
+/// few calls and one connection, not a hundred connections queued on one row lock.
 /// </para>
 /// </summary>
 public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisposable
@@ -54,6 +59,15 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     private DateTimeOffset? _localUntil;
     private volatile bool _fallenBack;
     private readonly ConcurrentDictionary<string, Lease> _leases = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, KeyChecks> _checks = new(StringComparer.Ordinal);
+
+    /// <summary>The checks of one key waiting for this node's next call, and whether a call is running.</summary>
+    private sealed class KeyChecks
+    {
+        public readonly Lock Gate = new();
+        public List<TaskCompletionSource<RateLimitDecision>> Waiting = [];
+        public bool Calling;
+    }
 
     /// <summary>Permits a node took for one key in one call and admits from until <see cref="Until"/>.</summary>
     private sealed class Lease
@@ -105,7 +119,7 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         }
         try
         {
-            return limit < LeaseFrom ? await AcquireOneAsync(key, limit, window, now, ct) : await AcquireLeasedAsync(key, limit, window, now, ct);
+            return limit < LeaseFrom ? await AcquireOneAsync(key, limit, window, ct) : await AcquireLeasedAsync(key, limit, window, now, ct);
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -114,11 +128,77 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         }
     }
 
-    private async Task<RateLimitDecision> AcquireOneAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
+    private async Task<RateLimitDecision> AcquireOneAsync(string key, int limit, TimeSpan window, CancellationToken ct)
     {
-        var permit = NewPermit();
-        var (granted, retryAfter) = await CallAcquireAsync(key, limit, window, now, now, permit, 1, ct);
-        return granted > 0 ? new RateLimitDecision(true, key, permit, TimeSpan.Zero) : new RateLimitDecision(false, key, 0, retryAfter);
+        var checks = _checks.GetOrAdd(key, _ => new KeyChecks());
+        var done = new TaskCompletionSource<RateLimitDecision>(TaskCreationOptions.RunContinuationsAsynchronously);
+        bool call;
+        lock (checks.Gate)
+        {
+            checks.Waiting.Add(done);
+            call = !checks.Calling;
+            checks.Calling = true;
+        }
+        if (call)
+        {
+            _ = CallForWaitingAsync(key, limit, window, checks);
+        }
+        return await done.Task.WaitAsync(ct);
+    }
+
+    /// <summary>
+    /// Asks for as many permits as checks wait, until none waits. All granted permits are one row, stamped now (each
+    /// admitted request releases one of them); checks beyond the grant wait for the next call, which denies them with
+    /// the window's Retry-After unless permits were given back meanwhile.
+    /// </summary>
+    private async Task CallForWaitingAsync(string key, int limit, TimeSpan window, KeyChecks checks)
+    {
+        while (true)
+        {
+            List<TaskCompletionSource<RateLimitDecision>> batch;
+            lock (checks.Gate)
+            {
+                if (checks.Waiting.Count == 0)
+                {
+                    checks.Calling = false;
+                    return;
+                }
+                batch = checks.Waiting;
+                checks.Waiting = [];
+            }
+            try
+            {
+                var permit = NewPermit();
+                var now = _clock.GetUtcNow();
+                // Not the requests' tokens: the call serves every check in the batch; CommandTimeout bounds it.
+                var (granted, retryAfter) = await CallAcquireAsync(key, limit, window, now, now, permit, batch.Count, CancellationToken.None);
+                for (var i = 0; i < granted; i++)
+                {
+                    batch[i].TrySetResult(new RateLimitDecision(true, key, permit, TimeSpan.Zero));
+                }
+                if (granted == 0)
+                {
+                    foreach (var done in batch)
+                    {
+                        done.TrySetResult(new RateLimitDecision(false, key, 0, retryAfter));
+                    }
+                }
+                else if (granted < batch.Count)
+                {
+                    lock (checks.Gate)
+                    {
+                        checks.Waiting.InsertRange(0, batch.Skip(granted));
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                foreach (var done in batch)
+                {
+                    done.TrySetException(e);
+                }
+            }
+        }
     }
 
     private async Task<RateLimitDecision> AcquireLeasedAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
@@ -245,6 +325,17 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
             if (lease.Until < idle)
             {
                 _leases.TryRemove(new KeyValuePair<string, Lease>(key, lease));
+            }
+        }
+        foreach (var (key, checks) in _checks)
+        {
+            lock (checks.Gate)
+            {
+                if (!checks.Calling)
+                {
+                    // A check holding this entry still works on it; the next one of the key makes a new entry.
+                    _checks.TryRemove(new KeyValuePair<string, KeyChecks>(key, checks));
+                }
             }
         }
         await using var command = _dataSource.CreateCommand("SELECT gymwire_rate_limit_sweep($1)");

@@ -85,6 +85,21 @@ public sealed class ClusterTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
     }
 
     [Fact]
+    public async Task A_burst_of_one_key_is_checked_over_one_connection_per_node()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (key, _) = await KeyAsync(gym);
+        AssertAdmitted(await BurstAsync(key, 90, (c, _) => c.GetAsync("/api/zapier/triggers?type=new_member")), HttpStatusCode.OK, 60);
+
+        // Pooled connections stay open after use, so this counts the most each node opened at once. Checks queued one
+        // connection each on the key's row lock before, and a cluster's bursts ran the database out of connections.
+        var connections = await fx.WithDbAsync(db => db.Database
+            .SqlQuery<long>($"SELECT count(*) AS \"Value\" FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'gymwire rate limits'")
+            .SingleAsync());
+        Assert.InRange(connections, 1, 2 * fx.Nodes.Count);
+    }
+
+    [Fact]
     public async Task A_window_nobody_used_for_its_length_is_deleted_by_the_nodes_sweep()
     {
         var gym = await fx.CreateGymAsync();
