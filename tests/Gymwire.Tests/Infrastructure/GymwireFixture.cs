@@ -49,6 +49,12 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
             await _app.StopAsync();
             await _app.DisposeAsync();
         }
+        if (Store == Store.Postgres && ConnectionString.Length > 0)
+        {
+            // Its pooled connections would stay open for minutes after the fixture ends; a full run's fixtures
+            // together then exhaust the cluster's max_connections and fail later tests' requests.
+            await (await PostgresCluster.InstanceAsync()).DropDatabaseAsync(ConnectionString);
+        }
         if (_sqliteDirectory is not null)
         {
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
