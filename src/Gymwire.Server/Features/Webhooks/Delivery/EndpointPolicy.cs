@@ -123,6 +123,14 @@ public sealed partial class EndpointPolicy(IOptions<WebhookOptions> options, Tim
     }
 
     /// <summary>
+    /// Until when the endpoint's queued deliveries that are due may be held out of the claims' way
+    /// (<c>Webhooks:HoldPausedDeliveries</c>): the end of its pause, when it is paused, since no node attempts it
+    /// before then. Null when holds are off or the endpoint is not paused (a probe's outcome is not known in advance).
+    /// </summary>
+    public DateTime? HoldUntil(EndpointHealth health) =>
+        _options.HoldPausedDeliveries && health.PausedUntil is { } until && until > Now ? until : null;
+
+    /// <summary>
     /// An admitted attempt's end, with its endpoint's stored health after it: frees its slot and updates the endpoint's
     /// slowness on this node. Returns how many attempts the endpoint may now have in flight here.
     /// </summary>
