@@ -69,18 +69,26 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         }
     }
 
-    /// <summary>One statement per due time (a claim's deliveries of one event share theirs), in one write transaction.</summary>
+    /// <summary>
+    /// One statement per due time (a claim's deliveries of one event share theirs), in one write transaction. With
+    /// <c>Webhooks:HoldPausedDeliveries</c>, a delivery whose endpoint paused meanwhile is due at the pause's end instead
+    /// (its hold ran while it was claimed, and passed it by).
+    /// </summary>
     public async Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
         await using var write = await BeginWriteAsync(db, ct);
+        var hold = options.Value.HoldPausedDeliveries;
         foreach (var group in deliveries.GroupBy(d => d.DueAt))
         {
             var ids = group.Select(d => d.Id).ToList();
             var released = db.WebhookDeliveries.Where(d => ids.Contains(d.Id));
-            _ = group.Key is { } due
-                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null).SetProperty(d => d.NextAttemptAt, due), ct)
-                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null), ct);
+            _ = group.Key is not { } due
+                ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null), ct)
+                : hold
+                    ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null)
+                        .SetProperty(d => d.NextAttemptAt, d => db.WebhookSubscriptions.Where(x => x.Id == d.SubscriptionId && x.PausedUntil > due).Select(x => x.PausedUntil).FirstOrDefault() ?? due), ct)
+                    : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null).SetProperty(d => d.NextAttemptAt, due), ct);
         }
         await write.CommitAsync(ct);
     }
