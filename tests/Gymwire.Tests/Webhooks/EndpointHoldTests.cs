@@ -1,6 +1,7 @@
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -107,5 +108,43 @@ public abstract class EndpointHoldTests(WebhookFixture fx)
         await receiver.WaitForAsync("/down", 3 + 8);
         await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Status == DeliveryStatus.Delivered) == 8, what: "the held deliveries delivered");
         Assert.Equal(pausedUntil, fx.Clock.GetUtcNow().UtcDateTime);
+    }
+    [Fact]
+    public async Task A_claim_given_back_after_its_endpoint_paused_is_due_at_the_pauses_end_and_one_of_a_running_endpoint_at_its_own_time()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var paused = await gym.CreateWebhookAsync(receiver.Url("/paused"), "lead.created");
+        var running = await gym.CreateWebhookAsync(receiver.Url("/running"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // This node's worker leaves both endpoints out while the test holds their slot; the test's claim leaves out nothing.
+        var policy = fx.Services.GetRequiredService<EndpointPolicy>();
+        Assert.Equal(Admission.Go, policy.Admit(paused.Id, EndpointHealth.Healthy));
+        Assert.Equal(Admission.Go, policy.Admit(running.Id, EndpointHealth.Healthy));
+        var rows = new[] { Row(gym.GymId, paused.Id, now, now.AddSeconds(-2)), Row(gym.GymId, running.Id, now, now.AddSeconds(-1)) };
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.AddRange(rows);
+            return await db.SaveChangesAsync();
+        });
+        var queue = fx.Queue();
+        var claimed = await queue.ClaimAsync(100, [], [], CancellationToken.None);
+        var mine = claimed.Where(c => c.GymId == gym.GymId).ToList();
+        await queue.ReleaseAsync(claimed.Except(mine).ToList(), CancellationToken.None);
+        Assert.Equal(2, mine.Count);
+
+        // The endpoint pauses while its delivery is claimed (its hold passed the claim by); then the claim is given back.
+        var pausedUntil = now.AddSeconds(20);
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == paused.Id)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.PausedUntil, pausedUntil).SetProperty(s => s.ConsecutiveFailures, 3)));
+        await queue.ReleaseAsync(mine, CancellationToken.None);
+        policy.Release(paused.Id);
+        policy.Release(running.Id);
+
+        Assert.Equal(pausedUntil, Assert.Single(await fx.DeliveriesAsync(paused.Id)).NextAttemptAt);
+        Assert.Equal(rows[1].NextAttemptAt, Assert.Single(await fx.DeliveriesAsync(running.Id)).NextAttemptAt);
+        fx.WakeWorker();
+        await receiver.WaitForAsync("/running", 1);
+        Assert.Empty(receiver.At("/paused"));
     }
 }
