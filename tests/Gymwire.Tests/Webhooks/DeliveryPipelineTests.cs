@@ -711,4 +711,98 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         await (await owner.PostAsync($"/api/gym/webhooks/{gone.Id}/deliveries/{ended[0].Id}/redeliver", null)).AssertStatusAsync(System.Net.HttpStatusCode.Accepted);
         await receiver.WaitForAsync("/gone", 2);
     }
+    [Theory]
+    [InlineData(500)]
+    [InlineData(200)]
+    public async Task A_delivery_in_flight_when_its_webhook_is_disabled_keeps_its_own_outcome_and_a_failed_one_resumes_on_enable(int answer)
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.On("/inflight", n => n == 1 ? new Reply(answer, "first") { Gate = gate.Task } : new Reply(200, "ok"));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/inflight"), "lead.created");
+        var sentinel = await gym.CreateWebhookAsync(receiver.Url("/sentinel"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var id = (await ParkAsync(gym.GymId, hook.Id, 1, now))[0];
+        var later = (await ParkAsync(gym.GymId, sentinel.Id, 1, now))[0];
+        await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
+        await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == later).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now.AddHours(1))));
+        fx.WakeWorker();
+
+        // The attempt is in flight (the receiver holds it) when the owner disables the webhook; then it answers.
+        await receiver.WaitForAsync("/inflight", 1);
+        using var owner = gym.Owner();
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = false })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        gate.SetResult();
+        var recorded = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "the in-flight attempt recorded");
+        var attempt = Assert.Single(await fx.AttemptsAsync(id));
+        Assert.Equal(answer, attempt.StatusCode);
+        if (answer == 200)
+        {
+            // It reached the receiver: delivered, whatever happened to the webhook meanwhile.
+            Assert.Equal((DeliveryStatus.Delivered, 200, (DateTime?)null), (recorded.Status, recorded.LastStatusCode, recorded.NextAttemptAt));
+            return;
+        }
+        // Failed: recorded with its own error, and paused like the queued ones (no due time), not ended as inactive.
+        Assert.Equal((DeliveryStatus.Retrying, 500, attempt.Error, (DateTime?)null, (DateTime?)null),
+            (recorded.Status, recorded.LastStatusCode, recorded.LastError, recorded.NextAttemptAt, recorded.LockedUntil));
+        Assert.NotEqual(DeliveryRows.InactiveError, recorded.LastError);
+        // The disabled webhook stays as its owner left it: no failure counted, not failing.
+        var subscription = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook.Id));
+        Assert.Equal((false, (string?)null, (DateTime?)null, 0), (subscription.IsActive, subscription.DisabledReason, subscription.FailingSince, subscription.ConsecutiveFailures));
+
+        // Past its retry's time (the sentinel, due later, is sent first), nothing is sent to the disabled webhook.
+        fx.Clock.Advance(TimeSpan.FromHours(2));
+        fx.WakeWorker();
+        await receiver.WaitForAsync("/sentinel", 1);
+        Assert.Single(receiver.At("/inflight"));
+        var waiting = Assert.Single(await fx.DeliveriesAsync(hook.Id));
+        Assert.Equal((DeliveryStatus.Retrying, 1, (DateTime?)null), (waiting.Status, waiting.AttemptCount, waiting.NextAttemptAt));
+
+        // Enabling resumes it, as its next attempt.
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        await receiver.WaitForAsync("/inflight", 2);
+        var resumed = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "the resumed delivery delivered");
+        Assert.Equal((2, 200), (resumed.AttemptCount, resumed.LastStatusCode));
+    }
+
+    [Fact]
+    public async Task A_delivery_claimed_before_its_webhook_is_disabled_and_read_after_is_paused_with_its_error_unless_Gymwire_deactivated_it()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var byOwner = await gym.CreateWebhookAsync(receiver.Url("/owner"), "lead.created");
+        var byGymwire = await gym.CreateWebhookAsync(receiver.Url("/gymwire"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // A retry due now of each webhook, whose subscription is already inactive when the worker reads its claim: the
+        // state a disable committed between a claim and its read leaves (the disable pauses only unclaimed rows).
+        var ids = new List<Guid>();
+        foreach (var (hook, reason) in new[] { (byOwner, (string?)null), (byGymwire, "The endpoint answered 410 Gone") })
+        {
+            var d = Parked(gym.GymId, hook.Id, now);
+            (d.Status, d.AttemptCount, d.NextAttemptAt, d.LastStatusCode, d.LastError) = (DeliveryStatus.Retrying, 1, now, 503, "HTTP 503 from the endpoint");
+            ids.Add(d.Id);
+            await fx.WithDbAsync(async db =>
+            {
+                db.WebhookDeliveries.Add(d);
+                await db.SaveChangesAsync();
+                return await db.WebhookSubscriptions.Where(s => s.Id == hook.Id)
+                    .ExecuteUpdateAsync(u => u.SetProperty(s => s.IsActive, false).SetProperty(s => s.DisabledReason, reason).SetProperty(s => s.DisabledAt, now));
+            });
+        }
+        fx.WakeWorker();
+
+        var paused = await fx.WaitForDeliveryAsync(byOwner.Id, d => d.NextAttemptAt is null, "the owner-disabled one handled");
+        Assert.Equal((DeliveryStatus.Retrying, 1, 503, "HTTP 503 from the endpoint", (DateTime?)null),
+            (paused.Status, paused.AttemptCount, paused.LastStatusCode, paused.LastError, paused.LockedUntil));
+        var ended = await fx.WaitForDeliveryAsync(byGymwire.Id, d => d.Status == DeliveryStatus.Undeliverable, "the Gymwire-deactivated one ended");
+        Assert.Equal((DeliveryRows.InactiveError, 1), (ended.LastError, ended.AttemptCount));
+        Assert.Empty(receiver.Requests);
+
+        using var owner = gym.Owner();
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{byOwner.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        await receiver.WaitForAsync("/owner", 1);
+        var resumed = await fx.WaitForDeliveryAsync(byOwner.Id, d => d.Status == DeliveryStatus.Delivered, "the resumed delivery delivered");
+        Assert.Equal(2, resumed.AttemptCount);
+    }
 }

@@ -148,23 +148,36 @@ public sealed partial class AttemptRecorder : IDisposable
     /// its attempt row, and applies the subscription's health to the tracked subscription (the caller saves).
     /// Null when the delivery is gone or finished meanwhile; the attempt is null when nothing was sent.
     /// </summary>
-    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt, DateTime? HoldUntil)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
     {
         if (delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
         {
             return null;
         }
+        // Disabled by its owner while claimed (the disable pauses only unclaimed deliveries): paused like the others.
+        var ownerDisabled = !subscription.IsActive && subscription.DisabledReason is null;
         if (record.Attempt is not { } attempt)
         {
-            return (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
-                DeliveryRows.InactiveError, null), null);
+            // Claimed before the disable, read after it: nothing was sent, and the delivery keeps its last error.
+            return ownerDisabled && !record.Delivery.IsTest
+                ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, null), null, null)
+                : (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
+                    DeliveryRows.InactiveError, null), null, null);
         }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;
         var succeeded = record.Succeeded;
+        if (ownerDisabled && !succeeded)
+        {
+            return DecidePaused(record, delivery, attempt);
+        }
+        DateTime? holdUntil = null;
         if (record.CountsForHealth)
         {
-            subscription.Health = _policy.Next(subscription.Id, subscription.Health, succeeded);
+            var before = subscription.Health;
+            subscription.Health = _policy.Next(subscription.Id, before, succeeded);
+            // A pause this attempt began (or lengthened after a failed probe) holds the endpoint's queued deliveries.
+            holdUntil = subscription.PausedUntil != before.PausedUntil ? _policy.HoldUntil(subscription.Health) : null;
         }
         var attemptCount = delivery.AttemptCount + 1;
         var schedule = _options.EffectiveRetrySchedule;
@@ -201,7 +214,22 @@ public sealed partial class AttemptRecorder : IDisposable
                     $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
-        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt, holdUntil);
+    }
+
+    /// <summary>
+    /// A failed attempt that was in flight when the owner disabled its webhook: recorded with its own error, and the
+    /// delivery paused (no due time) instead of scheduled, so enabling the webhook resumes it. It changes nothing on
+    /// the disabled subscription (no failure counted, no pause, no deactivation); a 410 or the end of the retry
+    /// schedule still ends the delivery.
+    /// </summary>
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt, DateTime? HoldUntil) DecidePaused(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt)
+    {
+        var attemptCount = delivery.AttemptCount + 1;
+        var ended = attempt.StatusCode == StatusCodes.Status410Gone || record.Delivery.IsTest || attemptCount > _options.EffectiveRetrySchedule.Count;
+        var status = ended ? DeliveryStatus.Undeliverable : DeliveryStatus.Retrying;
+        LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, Truncate(attempt.Error, 1000), null), attempt, null);
     }
 
     private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
@@ -231,6 +259,9 @@ public sealed partial class AttemptRecorder : IDisposable
 
     [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
     private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
+
+    [LoggerMessage(EventId = 5107, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}) after its webhook was disabled: {Status}, with no due time (a retrying one resumes when the webhook is enabled)")]
+    private static partial void LogPausedAttempt(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, string status);
 
     [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
     private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);

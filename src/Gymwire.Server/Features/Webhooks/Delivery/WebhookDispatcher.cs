@@ -12,6 +12,7 @@ namespace Gymwire.Features.Webhooks;
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IDeliveryQueue queue,
+    EndpointPolicy policy,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
     IOptions<WebhookOptions> options,
@@ -96,7 +97,7 @@ public sealed partial class WebhookDispatcher(
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
-            .Select(s => new { s.Id, s.GymId, s.Events })
+            .Select(s => new { s.Id, s.GymId, s.Events, Health = new EndpointHealth(s.ConsecutiveFailures, s.PausedUntil, s.PauseLength, s.ProbeClaimedUntil) })
             .ToListAsync(ct)).ToLookup(s => s.GymId);
         var now = clock.GetUtcNow().UtcDateTime;
         var deliveries = new List<WebhookDelivery>();
@@ -122,7 +123,8 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    NextAttemptAt = now,
+                    // A paused endpoint's new delivery is due when the pause ends (Webhooks:HoldPausedDeliveries).
+                    NextAttemptAt = policy.HoldUntil(subscription.Health) ?? now,
                 });
             }
             dispatched.Add(evt.Sequence);
