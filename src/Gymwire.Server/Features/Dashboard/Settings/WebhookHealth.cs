@@ -47,7 +47,7 @@ public sealed record LastDelivery(Guid Id, string Status, DateTime At);
 public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock, GymTime time)
 {
     /// <summary>Response times are those of the attempts of at most this many of the last 24 hours' latest deliveries.</summary>
-    public const int LatencySample = 10_000;
+    public const int LatencySample = 2_000;
 
     public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
 
