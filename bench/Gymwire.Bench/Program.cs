@@ -41,6 +41,8 @@ namespace Gymwire.Bench
         Delivery,
         /// <summary>M1 and M4 with the Prometheus endpoint on and scraped, paired with runs with metrics off.</summary>
         Metrics,
+        /// <summary>D1: the owner dashboard's webhook pages with a million deliveries (SQLite).</summary>
+        Dashboard,
     }
 
     public sealed record BenchOptions(bool Quick, string[] Stores, string? Output, string Command, BenchPart[] Parts)

@@ -25,7 +25,7 @@ namespace Gymwire.Bench;
 internal sealed record BenchGym(Guid GymId, string Key);
 
 /// <summary>Every figure on one store: Gymwire in-process on Kestrel over loopback, its ceilings beside it in the same run.</summary>
-internal sealed class StoreBench(string store, BenchOptions o, Receivers receivers, Receivers hostile, Report report)
+internal sealed partial class StoreBench(string store, BenchOptions o, Receivers receivers, Receivers hostile, Report report)
 {
     private const double P99Bound = 5.0;
     private const int Subscriptions = 100;
@@ -92,6 +92,10 @@ internal sealed class StoreBench(string store, BenchOptions o, Receivers receive
             if (o.Includes(BenchPart.Delivery))
             {
                 await DeliveryAsync(hooks);
+            }
+            if (o.Includes(BenchPart.Dashboard))
+            {
+                await DashboardAsync();
             }
             if (o.Includes(BenchPart.Metrics))
             {

@@ -124,6 +124,24 @@ public sealed class SafeFormsTests(Chromium chromium, WebhookGymwire fx) : IClas
     }
 
     [Fact]
+    public async Task A_test_answered_at_once_shows_the_answer_and_no_slow_flag()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/hooks/fast", new Reply(200, "fast"));
+        var gym = await fx.CreateGymAsync("Fast Academy");
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/hooks/fast"), "member.joined");
+        await using var browser = await DashboardPage.OpenAsync(chromium, fx);
+        var page = browser.Page;
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        await page.GotoAsync($"/settings/webhooks/{hook.Id}");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Send Test" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#test-status-code")).ToHaveTextAsync("200");
+        await Assertions.Expect(page.Locator("#test-result")).Not.ToContainTextAsync("no answer");
+        await Assertions.Expect(page.Locator("#test-slow")).ToHaveCountAsync(0);
+        browser.AssertClean();
+    }
+
+    [Fact]
     public async Task Stripe_form_saves_the_secret_shows_the_endpoint_and_removes_it()
     {
         var gym = await fx.CreateGymAsync("Stripe Academy");

@@ -196,6 +196,8 @@ internal sealed class OutboxEventConfiguration : IEntityTypeConfiguration<Outbox
         b.Property(x => x.TraceContext).HasMaxLength(EventTrace.MaxLength);
         b.HasIndex(x => x.Id).IsUnique();
         b.HasIndex(x => new { x.GymId, x.Sequence });
+        // The Activity page: a gym's events newest first by when they happened (the sequence breaks ties).
+        b.HasIndex(x => new { x.GymId, x.OccurredAt, x.Sequence });
         // The dispatcher's work list: small, because dispatched rows leave it.
         b.HasIndex(x => x.Sequence).HasFilter("dispatched_at IS NULL").HasDatabaseName("ix_outbox_events_undispatched");
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);

@@ -48,6 +48,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<WebhookSubscription> WebhookSubscriptions => Set<WebhookSubscription>();
     public DbSet<WebhookDelivery> WebhookDeliveries => Set<WebhookDelivery>();
     public DbSet<WebhookAttempt> WebhookAttempts => Set<WebhookAttempt>();
+    public DbSet<DeliveryCount> DeliveryCounts => Set<DeliveryCount>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
     public DbSet<StripeAccount> StripeAccounts => Set<StripeAccount>();
     public DbSet<StripeEventRecord> StripeEvents => Set<StripeEventRecord>();

@@ -34,7 +34,15 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
     public void Configure(EntityTypeBuilder<WebhookDelivery> b)
     {
         // A delivery is sent its stored body, or its outbox event's: it has one or the other.
-        b.ToTable("webhook_deliveries", t => t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL"));
+        // Its triggers keep webhook_delivery_counts (DeliveryCountTriggers); naming them tells EF Core not to read
+        // inserted rows back with RETURNING, which SQLite does not allow on a table with triggers.
+        b.ToTable("webhook_deliveries", t =>
+        {
+            t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL");
+            t.HasTrigger(DeliveryCountTriggers.Insert);
+            t.HasTrigger(DeliveryCountTriggers.Update);
+            t.HasTrigger(DeliveryCountTriggers.Delete);
+        });
         // PostgreSQL: a queue table. Every delivery row is updated when it is claimed and when its attempt is recorded,
         // and the claim walks the due index, through the dead entries those updates leave until a vacuum removes
         // them. So vacuum it once 2% of its rows (not the default 20%) are dead, and without cost throttling.
@@ -58,6 +66,16 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.HasIndex(x => new { x.SubscriptionId, x.EventId }).IsUnique();
         // The workers' work list.
         b.HasIndex(x => x.NextAttemptAt).HasFilter("status IN ('pending', 'retrying')").HasDatabaseName("ix_webhook_deliveries_due");
+    }
+}
+
+internal sealed class DeliveryCountConfiguration : IEntityTypeConfiguration<DeliveryCount>
+{
+    public void Configure(EntityTypeBuilder<DeliveryCount> b)
+    {
+        // No foreign keys: the triggers write it while the deliveries of a deleted gym or subscription are deleted.
+        b.ToTable("webhook_delivery_counts");
+        b.HasKey(x => new { x.GymId, x.SubscriptionId, x.Bucket, x.Slot });
     }
 }
 

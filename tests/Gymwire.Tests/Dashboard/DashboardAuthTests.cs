@@ -317,6 +317,36 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Activity_sorts_by_when_events_happened_not_when_they_were_recorded()
+    {
+        var gym = await fx.CreateGymAsync();
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // Recorded in one order, happened in the reverse one (each later record happened a minute earlier), with two
+        // events at the same instant at the page boundary.
+        for (var i = 0; i < 27; i++)
+        {
+            var occurred = now - TimeSpan.FromMinutes(i == 25 ? 24 : i);
+            await fx.WithDbAsync(async db =>
+            {
+                db.OutboxEvents.Add(new Gymwire.Features.Events.OutboxEvent
+                {
+                    Id = Guid.NewGuid(), GymId = gym.GymId, Type = "member.joined", Data = $$"""{"user_id":"user_time_{{i:D2}}"}""", OccurredAt = occurred,
+                });
+                return await db.SaveChangesAsync();
+            });
+        }
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var first = await browser.GetPageAsync("/activity");
+        var shown = System.Text.RegularExpressions.Regex.Matches(first, "user_time_(\\d\\d)").Select(m => m.Groups[1].Value).Distinct().ToList();
+        // 24 and 25 happened at the same instant: the later record first.
+        Assert.Equal([.. Enumerable.Range(0, 24).Select(i => i.ToString("D2", System.Globalization.CultureInfo.InvariantCulture)), "25"], shown);
+        var older = System.Text.RegularExpressions.Regex.Match(first, "href=\"(/activity\\?before=\\d+)\" rel=\"next\"").Groups[1].Value;
+        var second = await browser.GetPageAsync(older);
+        Assert.Equal(["24", "26"], System.Text.RegularExpressions.Regex.Matches(second, "user_time_(\\d\\d)").Select(m => m.Groups[1].Value).Distinct().ToList());
+    }
+
+    [Fact]
     public async Task Pages_carry_security_headers_and_load_only_local_assets()
     {
         await fx.CreateGymAsync();

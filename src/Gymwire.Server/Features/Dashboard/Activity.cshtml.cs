@@ -13,7 +13,7 @@ public sealed record ActivityRow(long Sequence, Guid Id, string Type, DateTime O
 /// <summary>A delivery an event caused, for the link from the event to it.</summary>
 public sealed record EventDelivery(Guid SubscriptionId, Guid DeliveryId, string Status, string Endpoint);
 
-/// <summary>The gym's outbox, newest first, a page at a time (keyset on the sequence, so paging stays cheap).</summary>
+/// <summary>The gym's events, latest occurred first, a page at a time (keyset on (occurred_at, sequence), so paging stays cheap).</summary>
 public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTime time) : PageModel
 {
     public const int PageSize = 25;
@@ -62,11 +62,17 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTi
             var end = to == DateOnly.MaxValue ? DateTime.SpecifyKind(DateTime.MaxValue, DateTimeKind.Utc) : Gyms.GymTimeZones.StartOfDayUtc(to.AddDays(1), time.Zone);
             query = query.Where(e => e.OccurredAt < end);
         }
+        // Keyset paging on (occurred_at, sequence): "before" names the last event of the previous page.
         if (Before is { } before)
         {
-            query = query.Where(e => e.Sequence < before);
+            var last = await db.OutboxEvents.AsNoTracking().Where(e => e.GymId == gymId && e.Sequence == before).Select(e => (DateTime?)e.OccurredAt).FirstOrDefaultAsync(ct);
+            query = last is { } at
+                ? query.Where(e => e.OccurredAt < at || (e.OccurredAt == at && e.Sequence < before))
+                : query.Where(e => e.Sequence < before);
         }
-        var rows = await query.OrderByDescending(e => e.Sequence).Take(PageSize + 1)
+        // By when the event happened (an event recorded late, e.g. a check-in synced from a door, takes its place in
+        // time), the sequence breaking ties.
+        var rows = await query.OrderByDescending(e => e.OccurredAt).ThenByDescending(e => e.Sequence).Take(PageSize + 1)
             .Select(e => new { e.Sequence, e.Id, e.Type, e.OccurredAt, e.Data })
             .ToListAsync(ct);
         var page = rows.Take(PageSize).ToList();

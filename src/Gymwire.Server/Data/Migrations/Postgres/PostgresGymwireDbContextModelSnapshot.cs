@@ -424,6 +424,9 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.HasIndex("GymId", "Sequence")
                         .HasDatabaseName("ix_outbox_events_gym_id_sequence");
 
+                    b.HasIndex("GymId", "OccurredAt", "Sequence")
+                        .HasDatabaseName("ix_outbox_events_gym_id_occurred_at_sequence");
+
                     b.ToTable("outbox_events", (string)null);
                 });
 
@@ -1152,6 +1155,46 @@ namespace Gymwire.Data.Migrations.Postgres
                     b.ToTable("training_sessions", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Webhooks.DeliveryCount", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("gym_id");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<DateTime>("Bucket")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket");
+
+                    b.Property<int>("Slot")
+                        .HasColumnType("integer")
+                        .HasColumnName("slot");
+
+                    b.Property<int>("Delivered")
+                        .HasColumnType("integer")
+                        .HasColumnName("delivered");
+
+                    b.Property<int>("Pending")
+                        .HasColumnType("integer")
+                        .HasColumnName("pending");
+
+                    b.Property<int>("Retrying")
+                        .HasColumnType("integer")
+                        .HasColumnName("retrying");
+
+                    b.Property<int>("Undeliverable")
+                        .HasColumnType("integer")
+                        .HasColumnName("undeliverable");
+
+                    b.HasKey("GymId", "SubscriptionId", "Bucket", "Slot")
+                        .HasName("pk_webhook_delivery_counts");
+
+                    b.ToTable("webhook_delivery_counts", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookAttempt", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1311,6 +1354,12 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {
+                            t.HasTrigger("webhook_delivery_counts_delete");
+
+                            t.HasTrigger("webhook_delivery_counts_insert");
+
+                            t.HasTrigger("webhook_delivery_counts_update");
+
                             t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL");
                         });
 

@@ -417,6 +417,9 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.HasIndex("GymId", "Sequence")
                         .HasDatabaseName("ix_outbox_events_gym_id_sequence");
 
+                    b.HasIndex("GymId", "OccurredAt", "Sequence")
+                        .HasDatabaseName("ix_outbox_events_gym_id_occurred_at_sequence");
+
                     b.ToTable("outbox_events", (string)null);
                 });
 
@@ -1145,6 +1148,46 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.ToTable("training_sessions", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Webhooks.DeliveryCount", b =>
+                {
+                    b.Property<Guid>("GymId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("gym_id");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<DateTime>("Bucket")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("bucket");
+
+                    b.Property<int>("Slot")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("slot");
+
+                    b.Property<int>("Delivered")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("delivered");
+
+                    b.Property<int>("Pending")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("pending");
+
+                    b.Property<int>("Retrying")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("retrying");
+
+                    b.Property<int>("Undeliverable")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("undeliverable");
+
+                    b.HasKey("GymId", "SubscriptionId", "Bucket", "Slot")
+                        .HasName("pk_webhook_delivery_counts");
+
+                    b.ToTable("webhook_delivery_counts", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookAttempt", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1304,6 +1347,12 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {
+                            t.HasTrigger("webhook_delivery_counts_delete");
+
+                            t.HasTrigger("webhook_delivery_counts_insert");
+
+                            t.HasTrigger("webhook_delivery_counts_update");
+
                             t.HasCheckConstraint("ck_webhook_deliveries_body", "payload IS NOT NULL OR event_id IS NOT NULL");
                         });
 

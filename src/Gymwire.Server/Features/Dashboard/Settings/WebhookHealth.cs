@@ -38,16 +38,16 @@ public sealed record WebhookListRow(WebhookSubscription Webhook, WebhookState St
 public sealed record LastDelivery(Guid Id, string Status, DateTime At);
 
 /// <summary>
-/// The dashboard's delivery health, read from the delivery and attempt rows. Windows are cut by a delivery's creation
-/// time: 24 h is the current hour and the 23 before it, 7 days the current day and the 6 before it, hours and days of
-/// the gym's time zone (a day where the clocks change has 23 or 25 hours; the bars stay whole local days). Every
-/// query walks the (gym_id, subscription_id, created_at, status) index over its window only, without reading the rows, so
-/// the cost follows the window's deliveries, not the table's (docs/webhooks.md has the measurement).
+/// The dashboard's delivery health. Windows are cut by a delivery's creation time: 24 h is the current hour and the 23
+/// before it, 7 days the current day and the 6 before it, hours and days of the gym's time zone (a day where the clocks
+/// change has 23 or 25 hours; the bars stay whole local days). The counts come from the quarter-hour roll-up
+/// <c>webhook_delivery_counts</c> (<see cref="DeliveryCount"/>), a few hundred rows a week however many deliveries;
+/// response times from the attempts of a bounded sample of deliveries (docs/webhooks.md has the measurement).
 /// </summary>
 public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock, GymTime time)
 {
     /// <summary>Response times are those of the attempts of at most this many of the last 24 hours' latest deliveries.</summary>
-    public const int LatencySample = 10_000;
+    public const int LatencySample = 2_000;
 
     public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
 
@@ -75,34 +75,48 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
     /// <summary>The health of the gym's given webhooks, together.</summary>
     public async Task<WebhookHealth> HealthAsync(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds, CancellationToken ct)
     {
-        var deliveries = Deliveries(gymId, subscriptionIds);
         var hourStart = HourStart;
-        // One count per bar, each a range of the (gym_id, subscription_id, created_at, status) index read without the
-        // rows. Grouping the window by an hour computed from created_at instead costs a date function and a sort per
-        // delivery, about ten times as much.
-        var hours = new List<ChartBar>(24);
-        for (var i = 0; i < 24; i++)
-        {
-            var start = hourStart.AddHours(i);
-            hours.Add(new ChartBar(start, start.AddHours(1), await CountAsync(deliveries, start, start.AddHours(1), ct)));
-        }
-        var days = new List<ChartBar>(7);
-        foreach (var (start, end) in Days())
-        {
-            days.Add(new ChartBar(start, end, await CountAsync(deliveries, start, end, ct)));
-        }
+        var days = Days().ToList();
+        // The quarter-hour roll-up of the whole span (at most 672 rows per webhook), summed into bars here.
+        var buckets = await CountsAsync(gymId, subscriptionIds, Min(hourStart, days[0].Start), Max(hourStart.AddHours(24), days[^1].End), ct);
+        HealthCounts Sum(DateTime from, DateTime to) => buckets.Where(b => b.Start >= from && b.Start < to).Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts));
+        var hours = Enumerable.Range(0, 24).Select(i => hourStart.AddHours(i)).Select(start => new ChartBar(start, start.AddHours(1), Sum(start, start.AddHours(1)))).ToList();
+        var dayBars = days.Select(d => new ChartBar(d.Start, d.End, Sum(d.Start, d.End))).ToList();
         // Response times of the last 24 hours' attempts that got an answer: a timeout or refused connection has none.
         // A sample of the latest deliveries at most, so the cost is bounded on a busy webhook; the attempts are looked up
         // by (gym_id, delivery_id) from that list, never by walking the gym's attempts.
-        var sample = deliveries.Where(d => d.CreatedAt >= hourStart).OrderByDescending(d => d.CreatedAt).Take(LatencySample).Select(d => d.Id);
+        var sample = Deliveries(gymId, subscriptionIds).Where(d => d.CreatedAt >= hourStart).OrderByDescending(d => d.CreatedAt).Take(LatencySample).Select(d => d.Id);
         var durations = await db.WebhookAttempts.AsNoTracking()
             .Where(a => a.GymId == gymId && sample.Contains(a.DeliveryId) && a.StatusCode != null)
             .Select(a => a.DurationMs).ToListAsync(ct);
         durations.Sort();
         return new WebhookHealth(
             hours.Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts)),
-            days.Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts)),
-            Percentile(durations, 0.5), Percentile(durations, 0.95), durations.Count, hours, days);
+            dayBars.Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts)),
+            Percentile(durations, 0.5), Percentile(durations, 0.95), durations.Count, hours, dayBars);
+    }
+
+    private static DateTime Min(DateTime a, DateTime b) => a < b ? a : b;
+
+    private static DateTime Max(DateTime a, DateTime b) => a > b ? a : b;
+
+    /// <summary>The roll-up's quarter hours in [from, to) of the given webhooks, each summed over webhooks and slots.</summary>
+    private async Task<List<(DateTime Start, HealthCounts Counts)>> CountsAsync(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds, DateTime from, DateTime to, CancellationToken ct)
+    {
+        var rows = db.DeliveryCounts.AsNoTracking().Where(c => c.GymId == gymId && c.Bucket >= from && c.Bucket < to);
+        if (subscriptionIds.Count == 1)
+        {
+            var id = subscriptionIds.First();
+            rows = rows.Where(c => c.SubscriptionId == id);
+        }
+        else
+        {
+            rows = rows.Where(c => subscriptionIds.Contains(c.SubscriptionId));
+        }
+        var sums = await rows.GroupBy(c => c.Bucket)
+            .Select(g => new { Start = g.Key, Delivered = g.Sum(c => c.Delivered), Retrying = g.Sum(c => c.Retrying), Undeliverable = g.Sum(c => c.Undeliverable), Pending = g.Sum(c => c.Pending) })
+            .ToListAsync(ct);
+        return sums.Select(s => (DateTime.SpecifyKind(s.Start, DateTimeKind.Utc), new HealthCounts(s.Delivered, s.Retrying, s.Undeliverable, s.Pending))).ToList();
     }
 
     /// <summary>The webhook list: each subscription with its state, last delivery and 24-hour success rate.</summary>
@@ -117,7 +131,7 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             // Per webhook, so each is one short walk of the index from its newest entry.
             var last = await Deliveries(access.GymId, [hook.Id]).OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
                 .Select(d => new LastDelivery(d.Id, d.Status, d.LastAttemptAt ?? d.CreatedAt)).FirstOrDefaultAsync(ct);
-            var day = await CountAsync(Deliveries(access.GymId, [hook.Id]), hourStart, hourStart.AddHours(24), ct);
+            var day = (await CountsAsync(access.GymId, [hook.Id], hourStart, hourStart.AddHours(24), ct)).Aggregate(HealthCounts.None, (s, b) => s.Add(b.Counts));
             rows.Add(new WebhookListRow(hook, WebhookStates.Of(hook), last, day.SuccessRate, day.Total));
         }
         return rows;
@@ -141,23 +155,6 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             return query.Where(d => d.SubscriptionId == id);
         }
         return query.Where(d => subscriptionIds.Contains(d.SubscriptionId));
-    }
-
-    /// <summary>The deliveries created in [from, to), by status.</summary>
-    // Conditional counts in one pass, rather than a GROUP BY status, which sorts the window's entries first.
-    private static async Task<HealthCounts> CountAsync(IQueryable<WebhookDelivery> deliveries, DateTime from, DateTime to, CancellationToken ct)
-    {
-        var c = await deliveries.Where(d => d.CreatedAt >= from && d.CreatedAt < to)
-            .GroupBy(d => 1)
-            .Select(g => new
-            {
-                Delivered = g.Count(d => d.Status == DeliveryStatus.Delivered),
-                Retrying = g.Count(d => d.Status == DeliveryStatus.Retrying),
-                Undeliverable = g.Count(d => d.Status == DeliveryStatus.Undeliverable),
-                All = g.Count(),
-            })
-            .FirstOrDefaultAsync(ct);
-        return c is null ? HealthCounts.None : new(c.Delivered, c.Retrying, c.Undeliverable, c.All - c.Delivered - c.Retrying - c.Undeliverable);
     }
 
     /// <summary>Nearest-rank percentile of sorted values.</summary>

@@ -1,0 +1,148 @@
+namespace Gymwire.Features.Webhooks;
+
+/// <summary>
+/// How many of a subscription's deliveries created in one quarter hour are in each status now: the roll-up the
+/// dashboard's health panel reads (a week is at most 672 rows per webhook, however many deliveries it had).
+/// Database triggers on <c>webhook_deliveries</c> keep it (<see cref="DeliveryCountTriggers"/>): every insert, status
+/// change and delete, whoever makes it (fan-out, the recorder, redelivery, retention, a cascade), adjusts it in the
+/// same statement, so it cannot drift from the rows. Quarter hours because every time zone's hours and days start on one.
+/// </summary>
+public sealed class DeliveryCount
+{
+    public Guid GymId { get; set; }
+    public Guid SubscriptionId { get; set; }
+    /// <summary>The start of the quarter hour (UTC) in which the deliveries were created.</summary>
+    public DateTime Bucket { get; set; }
+    /// <summary>
+    /// PostgreSQL: the server process (connection) that wrote the row, so concurrent transactions each add to a row of
+    /// their own and never wait on (or deadlock over) a shared counter; a bucket's figures are the sum over its slots,
+    /// and a slot may hold negative numbers. SQLite has one writer at a time: always 0.
+    /// </summary>
+    public int Slot { get; set; }
+    public int Delivered { get; set; }
+    public int Retrying { get; set; }
+    public int Undeliverable { get; set; }
+    public int Pending { get; set; }
+}
+
+/// <summary>The triggers that keep <c>webhook_delivery_counts</c> (<see cref="DeliveryCount"/>), per provider.</summary>
+public static class DeliveryCountTriggers
+{
+    public const string Insert = "webhook_delivery_counts_insert";
+    public const string Update = "webhook_delivery_counts_update";
+    public const string Delete = "webhook_delivery_counts_delete";
+
+    private const string Columns = "gym_id, subscription_id, bucket, slot, delivered, retrying, undeliverable, pending";
+
+    private const string AddOnConflict = """
+        ON CONFLICT (gym_id, subscription_id, bucket, slot) DO UPDATE SET
+            delivered = webhook_delivery_counts.delivered + excluded.delivered,
+            retrying = webhook_delivery_counts.retrying + excluded.retrying,
+            undeliverable = webhook_delivery_counts.undeliverable + excluded.undeliverable,
+            pending = webhook_delivery_counts.pending + excluded.pending
+        """;
+
+    // SQLite stores times as text 'yyyy-MM-dd HH:mm:ss.fffffff': the bucket keeps the hour and floors the minutes.
+    private static string SqliteBucket(string row) =>
+        $"substr({row}.created_at, 1, 14) || printf('%02d', (CAST(substr({row}.created_at, 15, 2) AS INTEGER) / 15) * 15) || ':00'";
+
+    private static string SqliteFigures(string row, int sign) =>
+        $"{sign} * ({row}.status = 'delivered'), {sign} * ({row}.status = 'retrying'), {sign} * ({row}.status = 'undeliverable'), "
+        + $"{sign} * ({row}.status NOT IN ('delivered', 'retrying', 'undeliverable'))";
+
+    /// <summary>Creates the table's triggers and fills it from the existing deliveries.</summary>
+    public static readonly string Sqlite = $"""
+        INSERT INTO webhook_delivery_counts ({Columns})
+        SELECT gym_id, subscription_id, {SqliteBucket("d")}, 0,
+               sum(d.status = 'delivered'), sum(d.status = 'retrying'), sum(d.status = 'undeliverable'),
+               sum(d.status NOT IN ('delivered', 'retrying', 'undeliverable'))
+        FROM webhook_deliveries AS d GROUP BY 1, 2, 3;
+
+        CREATE TRIGGER {Insert} AFTER INSERT ON webhook_deliveries BEGIN
+            INSERT INTO webhook_delivery_counts ({Columns})
+            VALUES (NEW.gym_id, NEW.subscription_id, {SqliteBucket("NEW")}, 0, {SqliteFigures("NEW", 1)})
+            {AddOnConflict};
+        END;
+
+        CREATE TRIGGER {Update} AFTER UPDATE OF status ON webhook_deliveries WHEN OLD.status <> NEW.status BEGIN
+            UPDATE webhook_delivery_counts SET
+                delivered = delivered - (OLD.status = 'delivered') + (NEW.status = 'delivered'),
+                retrying = retrying - (OLD.status = 'retrying') + (NEW.status = 'retrying'),
+                undeliverable = undeliverable - (OLD.status = 'undeliverable') + (NEW.status = 'undeliverable'),
+                pending = pending - (OLD.status NOT IN ('delivered', 'retrying', 'undeliverable')) + (NEW.status NOT IN ('delivered', 'retrying', 'undeliverable'))
+            WHERE gym_id = OLD.gym_id AND subscription_id = OLD.subscription_id AND bucket = {SqliteBucket("OLD")} AND slot = 0;
+        END;
+
+        -- An emptied bucket goes, so old buckets leave with the deliveries retention deletes.
+        CREATE TRIGGER {Delete} AFTER DELETE ON webhook_deliveries BEGIN
+            UPDATE webhook_delivery_counts SET
+                delivered = delivered - (OLD.status = 'delivered'),
+                retrying = retrying - (OLD.status = 'retrying'),
+                undeliverable = undeliverable - (OLD.status = 'undeliverable'),
+                pending = pending - (OLD.status NOT IN ('delivered', 'retrying', 'undeliverable'))
+            WHERE gym_id = OLD.gym_id AND subscription_id = OLD.subscription_id AND bucket = {SqliteBucket("OLD")} AND slot = 0;
+            DELETE FROM webhook_delivery_counts
+            WHERE gym_id = OLD.gym_id AND subscription_id = OLD.subscription_id AND bucket = {SqliteBucket("OLD")} AND slot = 0
+                AND delivered = 0 AND retrying = 0 AND undeliverable = 0 AND pending = 0;
+        END;
+        """;
+
+    public static readonly string DropSqlite = $"""
+        DROP TRIGGER IF EXISTS {Insert};
+        DROP TRIGGER IF EXISTS {Update};
+        DROP TRIGGER IF EXISTS {Delete};
+        """;
+
+    private static string PgBucket(string row) => $"to_timestamp(floor(extract(epoch FROM {row}.created_at) / 900) * 900)";
+
+    private static string PgFigures(string row, int sign) =>
+        $"{sign} * ({row}.status = 'delivered')::int, {sign} * ({row}.status = 'retrying')::int, {sign} * ({row}.status = 'undeliverable')::int, "
+        + $"{sign} * ({row}.status NOT IN ('delivered', 'retrying', 'undeliverable'))::int";
+
+    /// <summary>Creates the table's trigger function and triggers and fills it from the existing deliveries.</summary>
+    public static readonly string Postgres = $$"""
+        INSERT INTO webhook_delivery_counts ({{Columns}})
+        SELECT d.gym_id, d.subscription_id, {{PgBucket("d")}}, 0,
+               count(*) FILTER (WHERE d.status = 'delivered'), count(*) FILTER (WHERE d.status = 'retrying'),
+               count(*) FILTER (WHERE d.status = 'undeliverable'), count(*) FILTER (WHERE d.status NOT IN ('delivered', 'retrying', 'undeliverable'))
+        FROM webhook_deliveries AS d GROUP BY 1, 2, 3;
+
+        CREATE FUNCTION webhook_delivery_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                INSERT INTO webhook_delivery_counts ({{Columns}})
+                VALUES (OLD.gym_id, OLD.subscription_id, {{PgBucket("OLD")}}, pg_backend_pid(), {{PgFigures("OLD", -1)}})
+                {{AddOnConflict}};
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                INSERT INTO webhook_delivery_counts ({{Columns}})
+                VALUES (NEW.gym_id, NEW.subscription_id, {{PgBucket("NEW")}}, pg_backend_pid(), {{PgFigures("NEW", 1)}})
+                {{AddOnConflict}};
+            END IF;
+            -- An emptied bucket goes (every slot), so old buckets leave with the deliveries retention deletes.
+            IF TG_OP = 'DELETE' AND NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries AS d
+                WHERE d.gym_id = OLD.gym_id AND d.subscription_id = OLD.subscription_id
+                    AND d.created_at >= {{PgBucket("OLD")}} AND d.created_at < {{PgBucket("OLD")}} + interval '15 minutes') THEN
+                DELETE FROM webhook_delivery_counts
+                WHERE gym_id = OLD.gym_id AND subscription_id = OLD.subscription_id AND bucket = {{PgBucket("OLD")}};
+            END IF;
+            RETURN NULL;
+        END
+        $fn$;
+
+        CREATE TRIGGER {{Insert}} AFTER INSERT ON webhook_deliveries
+            FOR EACH ROW EXECUTE FUNCTION webhook_delivery_counts_apply();
+        CREATE TRIGGER {{Update}} AFTER UPDATE OF status ON webhook_deliveries
+            FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION webhook_delivery_counts_apply();
+        CREATE TRIGGER {{Delete}} AFTER DELETE ON webhook_deliveries
+            FOR EACH ROW EXECUTE FUNCTION webhook_delivery_counts_apply();
+        """;
+
+    public static readonly string DropPostgres = $"""
+        DROP TRIGGER IF EXISTS {Insert} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {Update} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {Delete} ON webhook_deliveries;
+        DROP FUNCTION IF EXISTS webhook_delivery_counts_apply();
+        """;
+}
