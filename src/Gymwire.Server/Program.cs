@@ -51,6 +51,7 @@ namespace Gymwire
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
             builder.Services.AddApiKeys();
+            builder.Services.AddTriggerCache();
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
             builder.Services.AddOidcSignIn(builder.Configuration);

@@ -22,6 +22,7 @@ public sealed record NewCheckinItem(Guid Id, string UserId, Guid? ClassScheduleI
 /// Zapier's dedupe by <c>id</c> holds; the four queries are compiled once because polls are frequent. <c>limit</c>
 /// changes only how many; <c>after_sequence</c> returns the items whose creating event comes after that position of the
 /// gym's event log (commit order, see <see cref="Data.PostgresOutboxOrder"/>), oldest first, so nothing is passed over.
+/// Answers without <c>after_sequence</c> are kept in <see cref="TriggerCache"/>, keyed by gym, type and limit.
 /// </summary>
 public static class ZapierTriggers
 {
@@ -60,7 +61,7 @@ public static class ZapierTriggers
 
     internal static async Task<Results<Ok<IReadOnlyList<object>>, BadRequest<ErrorResponse>>> Poll(
         string? type, int? limit, [FromQuery(Name = "after_sequence")] long? afterSequence,
-        ClaimsPrincipal user, GymwireDbContext db, HttpResponse response, CancellationToken ct)
+        ClaimsPrincipal user, GymwireDbContext db, TriggerCache cache, HttpResponse response, CancellationToken ct)
     {
         if (type is null || !Types.Contains(type))
         {
@@ -84,6 +85,12 @@ public static class ZapierTriggers
             response.Headers[NextAfterSequenceHeader] = next.ToString(CultureInfo.InvariantCulture);
             return TypedResults.Ok(items);
         }
+        // The stamp is read before the query: a commit after it moves it, so what the query read is served only until then.
+        var stamp = cache.Current(gymId);
+        if (stamp is { } fresh && cache.TryGet(gymId, type, take, fresh, out var cached))
+        {
+            return TypedResults.Ok(cached);
+        }
         IReadOnlyList<object> latest = type switch
         {
             "new_member" => await ReadAsync(NewMembers.For(db)(db, gymId, take), take, ct),
@@ -91,6 +98,10 @@ public static class ZapierTriggers
             "new_session" => await ReadAsync(NewSessions.For(db)(db, gymId, take), take, ct),
             _ => await ReadAsync(NewCheckins.For(db)(db, gymId, take), take, ct),
         };
+        if (stamp is { } read)
+        {
+            cache.Set(gymId, type, take, read, latest);
+        }
         return TypedResults.Ok(latest);
     }
 
