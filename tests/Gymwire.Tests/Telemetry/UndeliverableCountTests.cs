@@ -117,7 +117,7 @@ public abstract class UndeliverableCountTests(DeliveryTelemetryFixture fx)
     }
 
     [Fact]
-    public async Task A_failed_test_send_and_a_delivery_claimed_after_its_webhook_was_disabled_are_counted()
+    public async Task A_failed_test_send_and_a_delivery_claimed_after_Gymwire_deactivated_its_webhook_are_counted()
     {
         using var undeliverable = Undeliverable();
         await using var receiver = await TestReceiver.StartAsync();
@@ -131,11 +131,12 @@ public abstract class UndeliverableCountTests(DeliveryTelemetryFixture fx)
         Assert.Equal(DeliveryStatus.Undeliverable, test.GetProperty("status").GetString());
         await CountReachesAsync(undeliverable, 1);
 
-        // An attempt in flight while the owner disabled the webhook failed and was queued for a retry (the disable pauses
-        // only what is not in flight): when that retry is claimed, it ends without an attempt.
+        // A retry still queued when another node deactivated the webhook (a 410, failing too long) ends without an
+        // attempt when it is claimed. An owner's disable pauses it instead (DeliveryPipelineTests), which counts nothing.
         var id = Assert.Single(await QueueAsync(gym, disabled.Id, retrying: 1));
-        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{disabled.Id}", new { is_active = false })).AssertStatusAsync(HttpStatusCode.OK);
         var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == disabled.Id)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.IsActive, false).SetProperty(s => s.DisabledReason, "The endpoint answered 410 Gone").SetProperty(s => s.DisabledAt, now)));
         await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == id).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now)));
         fx.WakeWorker();
         var ended = await fx.WaitForDeliveryAsync(disabled.Id, d => d.Status == DeliveryStatus.Undeliverable, "ended as inactive");
