@@ -18,18 +18,10 @@ public sealed class TriggerCacheOptions
 }
 
 /// <summary>
-/// The latest items of each gym's polling triggers, kept so that a poll finding nothing new is answered without the
-/// database. An answer is stored with the <see cref="Stamp"/> read before its query and served only while the stamp
-/// is unchanged; the stamp moves after any commit that may have changed the gym's trigger data:
-/// <list type="bullet">
-/// <item>this node's EF Core writes, at commit (<see cref="TriggerCacheInterceptor"/>);</item>
-/// <item>on PostgreSQL, every write to the four tables by anyone (raw SQL, other nodes, the CLI): the tables' triggers
-/// send <c>NOTIFY</c> in the writing transaction and <see cref="TriggerCacheListener"/> hears it; while it is not
-/// listening nothing is served from the cache;</item>
-/// <item>on SQLite, <c>PRAGMA data_version</c> on a connection of the cache's own, which changes when any other
-/// connection (this process's or another's) commits anything to the file.</item>
-/// </list>
-/// Stale items are never served; at worst a poll reads the database when it did not need to.
+/// Each gym's latest trigger items, so a poll finding nothing new skips the database. An answer is served only while
+/// the gym's <see cref="Stamp"/>, read before its query, is unchanged; this node's commits
+/// (<see cref="TriggerCacheInterceptor"/>), PostgreSQL NOTIFY from the tables' triggers (<see cref="TriggerCacheListener"/>)
+/// and SQLite's <c>PRAGMA data_version</c> move it. Stale items are never served (docs/polling.md).
 /// </summary>
 public sealed class TriggerCache : IDisposable
 {

@@ -6,12 +6,9 @@ using Npgsql;
 namespace Gymwire.Features.Zapier;
 
 /// <summary>
-/// On PostgreSQL, listens on <see cref="Channel"/>, where the triggers of members, payments, training_sessions and
-/// attendance (the <c>TriggerPollNotify</c> migration) name the gym of every row written, from inside the writing
-/// transaction, so a notification arrives only if it commits, whoever wrote (any node, raw SQL, the CLI). The
-/// connection handling is <see cref="ApiKeys.ApiKeyRevocationListener"/>'s: one unpooled connection with keepalives,
-/// reconnecting every 2 s; while it is not listening <see cref="TriggerCache"/> serves nothing, and every
-/// (re)connection invalidates everything, since notifications sent meanwhile were lost.
+/// On PostgreSQL, hears the gyms the <c>TriggerPollNotify</c> triggers name from inside each committed write, whoever
+/// wrote, with <see cref="ApiKeys.ApiKeyRevocationListener"/>'s connection handling. While not listening the cache serves
+/// nothing, and each (re)connection invalidates everything, since notifications sent meanwhile were lost.
 /// </summary>
 public sealed partial class TriggerCacheListener(
     IServiceProvider services,
