@@ -17,7 +17,14 @@ public sealed class FirstRunTests(Chromium chromium, SqliteGymwire fx) : IClassF
         await page.GotoAsync("/");
         Assert.Equal("/setup", browser.CurrentPath);
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Set up Gymwire" })).ToBeVisibleAsync();
-        await browser.ScreenshotAsync("01-setup");
+        await Accessibility.CheckAsync(browser, "01-setup");
+        await using (var phone = await DashboardPage.OpenAsync(chromium, fx, width: 375, height: 812))
+        {
+            await phone.Page.GotoAsync("/setup");
+            var widths = await phone.Page.EvaluateAsync<int[]>("[document.documentElement.scrollWidth, window.innerWidth]");
+            Assert.True(widths[0] <= widths[1], $"/setup: {widths[0]}px wide in a {widths[1]}px viewport");
+            await Accessibility.CheckAsync(phone, "01-phone-setup");
+        }
 
         await page.GetByLabel("Gym name").FillAsync("Riverside Jiu-Jitsu");
         await page.GetByLabel("Owner email").FillAsync("owner@riverside.example");
@@ -25,7 +32,7 @@ public sealed class FirstRunTests(Chromium chromium, SqliteGymwire fx) : IClassF
         await page.GetByLabel("Confirm password").FillAsync("riverside-owner-2");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create gym" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToHaveTextAsync("The passwords do not match.");
-        await browser.ScreenshotAsync("02-setup-error");
+        await Accessibility.CheckAsync(browser, "02-setup-error");
 
         await page.GetByLabel("Password", new() { Exact = true }).FillAsync("riverside-owner-1");
         await page.GetByLabel("Confirm password").FillAsync("riverside-owner-1");

@@ -99,14 +99,20 @@ public static class DeliveryCountTriggers
         $"{sign} * ({row}.status = 'delivered')::int, {sign} * ({row}.status = 'retrying')::int, {sign} * ({row}.status = 'undeliverable')::int, "
         + $"{sign} * ({row}.status NOT IN ('delivered', 'retrying', 'undeliverable'))::int";
 
-    /// <summary>Creates the table's trigger function and triggers and fills it from the existing deliveries.</summary>
-    public static readonly string Postgres = $$"""
+    private static readonly string PostgresFill = $$"""
         INSERT INTO webhook_delivery_counts ({{Columns}})
         SELECT d.gym_id, d.subscription_id, {{PgBucket("d")}}, 0,
                count(*) FILTER (WHERE d.status = 'delivered'), count(*) FILTER (WHERE d.status = 'retrying'),
                count(*) FILTER (WHERE d.status = 'undeliverable'), count(*) FILTER (WHERE d.status NOT IN ('delivered', 'retrying', 'undeliverable'))
         FROM webhook_deliveries AS d GROUP BY 1, 2, 3;
+        """;
 
+    /// <summary>
+    /// Row triggers. A statement that changes many deliveries of one webhook in one quarter hour updated the same count
+    /// row once per delivery in one transaction, and PostgreSQL keeps every version of a row until the transaction ends,
+    /// so the statement's time grew with the square of its rows (20,000 took 9 s; a large retry-all or cleanup timed out).
+    /// </summary>
+    public static readonly string PostgresByRow = $$"""
         CREATE FUNCTION webhook_delivery_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
         BEGIN
             IF TG_OP IN ('UPDATE', 'DELETE') THEN
@@ -138,6 +144,89 @@ public static class DeliveryCountTriggers
         CREATE TRIGGER {{Delete}} AFTER DELETE ON webhook_deliveries
             FOR EACH ROW EXECUTE FUNCTION webhook_delivery_counts_apply();
         """;
+
+    /// <summary>
+    /// The first version on PostgreSQL (migration DeliveryCountsAndActivityOrder): fills the table and adds row triggers.
+    /// Kept as it was, since a migration must not change; <see cref="PostgresByStatement"/> replaces its triggers.
+    /// </summary>
+    // Declared after the two parts: static fields are initialized in the order they are written.
+    public static readonly string Postgres = PostgresFill + PostgresByRow;
+
+    private static string PgSums(string rows) =>
+        $"sum({rows}.sign * ({rows}.status = 'delivered')::int), sum({rows}.sign * ({rows}.status = 'retrying')::int), "
+        + $"sum({rows}.sign * ({rows}.status = 'undeliverable')::int), sum({rows}.sign * ({rows}.status NOT IN ('delivered', 'retrying', 'undeliverable'))::int)";
+
+    private static string PgAdd(string changes) => $"""
+        INSERT INTO webhook_delivery_counts ({Columns})
+        SELECT x.gym_id, x.subscription_id, {PgBucket("x")}, pg_backend_pid(), {PgSums("x")}
+        FROM ({changes}) AS x
+        GROUP BY 1, 2, 3
+        {AddOnConflict};
+        """;
+
+    // Each updated row whose status changed: out of its old status, into its new one.
+    private const string StatusChanges = """
+        SELECT o.gym_id, o.subscription_id, o.created_at, o.status, -1 AS sign
+        FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id WHERE o.status IS DISTINCT FROM n.status
+        UNION ALL
+        SELECT n.gym_id, n.subscription_id, n.created_at, n.status, 1
+        FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id WHERE o.status IS DISTINCT FROM n.status
+        """;
+
+    /// <summary>
+    /// Statement triggers over transition tables: one grouped insert per statement, whatever its number of rows, so
+    /// bulk changes (fan-out, the recorder's group commit, retry-all, retention) cost time in proportion to their rows.
+    /// An UPDATE trigger cannot both name a column and keep transition tables, so it sees every update and counts the
+    /// rows whose status changed.
+    /// </summary>
+    public static readonly string PostgresByStatement = $$"""
+        DROP TRIGGER IF EXISTS {{Insert}} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {{Update}} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {{Delete}} ON webhook_deliveries;
+        DROP FUNCTION IF EXISTS webhook_delivery_counts_apply();
+        CREATE FUNCTION webhook_delivery_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            {{PgAdd("SELECT gym_id, subscription_id, created_at, status, 1 AS sign FROM new_rows")}}
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            {{PgAdd(StatusChanges)}}
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE FUNCTION webhook_delivery_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            {{PgAdd("SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows")}}
+            -- An emptied bucket goes (every slot), so old buckets leave with the deliveries retention deletes.
+            DELETE FROM webhook_delivery_counts AS c
+            USING (SELECT DISTINCT o.gym_id, o.subscription_id, {{PgBucket("o")}} AS bucket FROM old_rows AS o) AS g
+            WHERE c.gym_id = g.gym_id AND c.subscription_id = g.subscription_id AND c.bucket = g.bucket
+                AND NOT EXISTS (
+                    SELECT 1 FROM webhook_deliveries AS d
+                    WHERE d.gym_id = g.gym_id AND d.subscription_id = g.subscription_id
+                        AND d.created_at >= g.bucket AND d.created_at < g.bucket + interval '15 minutes');
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER {{Insert}} AFTER INSERT ON webhook_deliveries
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_inserted();
+        CREATE TRIGGER {{Update}} AFTER UPDATE ON webhook_deliveries
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_updated();
+        CREATE TRIGGER {{Delete}} AFTER DELETE ON webhook_deliveries
+            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_deleted();
+        """;
+
+    /// <summary>Puts <see cref="PostgresByRow"/> back (the migration's Down).</summary>
+    public static readonly string PostgresByStatementDown = $"""
+        DROP TRIGGER IF EXISTS {Insert} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {Update} ON webhook_deliveries;
+        DROP TRIGGER IF EXISTS {Delete} ON webhook_deliveries;
+        DROP FUNCTION IF EXISTS webhook_delivery_counts_inserted();
+        DROP FUNCTION IF EXISTS webhook_delivery_counts_updated();
+        DROP FUNCTION IF EXISTS webhook_delivery_counts_deleted();
+        """ + PostgresByRow;
 
     public static readonly string DropPostgres = $"""
         DROP TRIGGER IF EXISTS {Insert} ON webhook_deliveries;
