@@ -735,49 +735,59 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         _pad = PadFor(gym.GymId);
         var connections = _m1Connections ?? 8;
         var pollScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + m1.Key });
-        async Task<double> PollAsync(TimeSpan duration)
+        async Task<(double Rate, long Units)> PollAsync(TimeSpan duration)
         {
             var result = await Wrk.RunAsync($"{_base}/api/zapier/triggers?type=new_member", connections, duration, pollScript);
             Check(result, "metrics cost, M1");
-            return result.Rps;
+            return (result.Rps, result.Requests);
         }
 
         var poll = await MetricsPairsAsync("M1", before: () => Task.CompletedTask,
             warmUp: () => PollAsync(TimeSpan.FromSeconds(1)), run: () => PollAsync(o.Duration));
         var warmUpEvents = Math.Max(10, o.EventsPerRun / 5);
         var delivery = await MetricsPairsAsync("M4", before: () => ResetQueueAsync(gym.GymId),
-            warmUp: () => GymwireRateAsync(gym.GymId, warmUpEvents), run: () => GymwireRateAsync(gym.GymId, o.EventsPerRun));
+            warmUp: () => GymwireRateAsync(gym.GymId, warmUpEvents),
+            run: async () => (await GymwireRateAsync(gym.GymId, o.EventsPerRun), (long)o.EventsPerRun * Subscriptions));
 
         var common = $"each run on a server started afresh and warmed up, {(o.PairedRuns + 1) * 2} starts per figure; ratio: the median of the {o.PairedRuns} pairs' ratios after one warm-up pair";
         report.Add(store, "Metrics cost: M1 on/off", $"{poll.Result.Measured:N0} req/s with metrics on", $"{poll.Result.Baseline:N0} req/s with them off",
-            poll.Result.Ratio, 0.97, $"M1's poll at {connections} conn, {o.Duration.TotalSeconds:0} s per run, Prometheus endpoint on and scraped every second ({poll.Scrapes} scrapes, {poll.Failures} failed, last {poll.Bytes / 1024.0:N0} KiB) against off; {common}; target: lose <= 3%");
+            poll.Result.Ratio, 0.97, $"M1's poll at {connections} conn, {o.Duration.TotalSeconds:0} s per run, Prometheus endpoint on and scraped every second ({poll.Scrapes} scrapes, {poll.Failures} failed, last {poll.Bytes / 1024.0:N0} KiB) against off; {Cpu(poll, "request")}; {common}; target: lose <= 3%");
         report.Add(store, "Metrics cost: M4 on/off", $"{delivery.Result.Measured:N0} deliveries/s with metrics on", $"{delivery.Result.Baseline:N0}/s with them off",
-            delivery.Result.Ratio, 0.97, $"M4's run ({o.EventsPerRun * Subscriptions:N0} deliveries to {Subscriptions} receivers, on a gym of its own), Prometheus endpoint on and scraped every second ({delivery.Scrapes} scrapes, {delivery.Failures} failed, last {delivery.Bytes / 1024.0:N0} KiB) against off; {common}; target: lose <= 3%");
+            delivery.Result.Ratio, 0.97, $"M4's run ({o.EventsPerRun * Subscriptions:N0} deliveries to {Subscriptions} receivers, on a gym of its own), Prometheus endpoint on and scraped every second ({delivery.Scrapes} scrapes, {delivery.Failures} failed, last {delivery.Bytes / 1024.0:N0} KiB) against off; {Cpu(delivery, "delivery")}; {common}; target: lose <= 3%");
     }
 
-    private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes);
+    private static string Cpu(MetricsPairs pairs, string unit) =>
+        $"server CPU per {unit} {pairs.CpuOn:N1} µs on, {pairs.CpuOff:N1} µs off (medians; {pairs.CpuOn / pairs.CpuOff:0.00})";
+
+    /// <summary>The pairs' throughput, and the median CPU time this process (the server; wrk and the receivers run apart) spent per unit of work, on and off.</summary>
+    private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes, double CpuOn, double CpuOff);
 
     /// <summary>
     /// Pairs of runs, one with metrics on (and scraped from the server's start to the run's end) and one with them off,
     /// back to back, off-on then on-off; pair 0 warms up and is not counted. Before each run the server is restarted with
     /// the run's setting, then <paramref name="before"/> and <paramref name="warmUp"/> run on it.
     /// </summary>
-    private async Task<MetricsPairs> MetricsPairsAsync(string name, Func<Task> before, Func<Task> warmUp, Func<Task<double>> run)
+    private async Task<MetricsPairs> MetricsPairsAsync(string name, Func<Task> before, Func<Task> warmUp, Func<Task<(double Rate, long Units)>> run)
     {
         var on = new List<double>();
         var off = new List<double>();
         var ratios = new List<double>();
+        var cpu = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
         var (scrapes, failures, bytes) = (0, 0, 0L);
         for (var r = 0; r <= o.PairedRuns; r++)
         {
             var rates = new Dictionary<bool, double>();
+            var perUnit = new Dictionary<bool, double>();
             foreach (var metrics in r % 2 == 0 ? new[] { false, true } : [true, false])
             {
                 await RestartAsync(metrics);
                 await before();
                 await using var scraper = metrics ? new Scraper($"{_base}/metrics") : null;
                 await warmUp();
-                rates[metrics] = await run();
+                // CPU time of this process: the server, and the bench's own idle waiting (the load comes from other processes).
+                var cpuBefore = Environment.CpuUsage.TotalTime;
+                (rates[metrics], var units) = await run();
+                perUnit[metrics] = (Environment.CpuUsage.TotalTime - cpuBefore).TotalMicroseconds / Math.Max(1, units);
                 if (scraper is not null)
                 {
                     var (count, failed, size) = await scraper.StopAsync();
@@ -789,16 +799,20 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 }
             }
             Console.WriteLine($"  metrics cost {name} {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
-                $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00})");
+                $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00}); " +
+                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00})");
             if (r == 0)
             {
                 continue;
             }
+            cpu[true].Add(perUnit[true]);
+            cpu[false].Add(perUnit[false]);
             on.Add(rates[true]);
             off.Add(rates[false]);
             ratios.Add(rates[true] / rates[false]);
         }
-        return new MetricsPairs(new PairedResult(Stats.Median(on), Stats.Median(off), Stats.Median(ratios)), scrapes, failures, bytes);
+        return new MetricsPairs(new PairedResult(Stats.Median(on), Stats.Median(off), Stats.Median(ratios)), scrapes, failures, bytes,
+            Stats.Median(cpu[true]), Stats.Median(cpu[false]));
     }
 
     /// <summary>Stops the server and starts another on the same database, with metrics on or off.</summary>

@@ -1,5 +1,7 @@
 using System.Net;
 using Gymwire.Features.Webhooks;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 
@@ -45,5 +47,40 @@ public abstract class ScrapeSeriesTests(ScrapedWebhookFixture fx)
         }
         // The kept tags are still there.
         Assert.Contains(lines, l => l.StartsWith("http_client_request_duration_seconds_count", StringComparison.Ordinal) && l.Contains("http_response_status_code=\"200\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Instruments_measured_per_request_that_nobody_reads_are_not_exported()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/trimmed"), "member.joined");
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_trimmed"));
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+        await (await gym.Owner().GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK);
+
+        using var client = fx.Client();
+        var text = "";
+        await Eventually.TrueAsync(async () => (text = await client.GetStringAsync("/metrics")).Contains("http_client_request_duration_seconds_count", StringComparison.Ordinal),
+            what: "HttpClient's request duration in the scrape");
+        // What operators read stays: HTTP requests served and sent, connections, the runtime and the process.
+        Assert.Contains("http_server_request_duration_seconds_count{", text);
+        Assert.Contains("\nkestrel_", text);
+        Assert.Contains("\ndotnet_", text);
+        Assert.Contains("\nprocess_", text);
+        // Measured several times per request or delivery, read by nobody (TelemetrySetup.AspNetCoreMeters, DroppedHttpClientInstruments).
+        foreach (var series in new[] { "aspnetcore_memory_pool_", "aspnetcore_routing_", "aspnetcore_authentication_", "aspnetcore_authorization_", "http_client_open_connections", "http_client_active_requests" })
+        {
+            Assert.DoesNotContain("\n" + series, text);
+        }
+    }
+
+    [Fact]
+    public void Without_a_trace_exporter_no_tracer_provider_is_built()
+    {
+        // Only the Prometheus endpoint is on: metrics are collected, and no span is (no listener, so no request,
+        // SQL command or HTTP call records one).
+        Assert.NotNull(fx.Services.GetService<MeterProvider>());
+        Assert.Null(fx.Services.GetService<TracerProvider>());
     }
 }

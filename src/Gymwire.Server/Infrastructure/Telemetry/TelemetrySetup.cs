@@ -36,11 +36,11 @@ public static class TelemetrySetup
 
         services.ConfigureOpenTelemetryMeterProvider(metrics => metrics
             .AddMeter(GymwireInstruments.AllMeters)
-            .AddAspNetCoreInstrumentation()
+            .AddMeter(AspNetCoreMeters)
             .AddHttpClientInstrumentation()
             .AddRuntimeInstrumentation()
             .AddProcessInstrumentation()
-            .AddView(WithoutPeerTags));
+            .AddView(Trimmed));
         services.ConfigureOpenTelemetryTracerProvider(tracing => tracing
             .AddSource(GymwireInstruments.AllMeters)
             .AddAspNetCoreInstrumentation(o => o.Filter = http => !IsScrape(http))
@@ -105,18 +105,36 @@ public static class TelemetrySetup
             : next(http));
     }
 
-    /// <summary>The tags HttpClient's instruments keep: none that names the server (see <see cref="WithoutPeerTags"/>).</summary>
+    /// <summary>
+    /// ASP.NET Core's meters that are exported: HTTP requests, connections, unhandled exceptions, rate limiting.
+    /// <c>AddAspNetCoreInstrumentation()</c> would add all its built-in meters, among them the memory pool's (nine
+    /// measurements per API request), routing's, authentication's and authorization's (one each): 12 of the 17
+    /// measurements an authenticated poll made, for figures nobody runs Gymwire by.
+    /// </summary>
+    internal static readonly string[] AspNetCoreMeters =
+        ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "Microsoft.AspNetCore.Diagnostics", "Microsoft.AspNetCore.RateLimiting"];
+
+    /// <summary>
+    /// HttpClient's instruments measured per request but not exported: its open-connection and active-request counts
+    /// take six measurements per webhook delivery (each state change of a pooled connection), more than everything
+    /// else a delivery records; the deliveries in flight are bounded by <c>Webhooks:MaxConcurrentDeliveries</c> anyway.
+    /// </summary>
+    internal static readonly string[] DroppedHttpClientInstruments = ["http.client.open_connections", "http.client.active_requests"];
+
+    /// <summary>The tags HttpClient's instruments keep: none that names the server (see <see cref="Trimmed"/>).</summary>
     private static readonly string[] HttpClientTags =
-        ["http.request.method", "http.response.status_code", "error.type", "url.scheme", "network.protocol.version", "http.connection.state"];
+        ["http.request.method", "http.response.status_code", "error.type", "url.scheme", "network.protocol.version"];
 
     /// <summary>
     /// HttpClient's and DNS's instruments tag every measurement with the server's name, port and address (DNS: the name
     /// looked up), so each webhook receiver would get series of its own, as many as anyone with a key cares to create
     /// webhooks for (a hundred receivers made the scrape 800 KiB). They are kept without those tags; per-endpoint
-    /// figures are Gymwire's own instruments', with <c>Metrics:PerSubscription</c>.
+    /// figures are Gymwire's own instruments', with <c>Metrics:PerSubscription</c>. A dropped instrument is not
+    /// enabled at all, so HttpClient skips its measurements.
     /// </summary>
-    internal static MetricStreamConfiguration? WithoutPeerTags(Instrument instrument) => instrument.Meter.Name switch
+    internal static MetricStreamConfiguration? Trimmed(Instrument instrument) => instrument.Meter.Name switch
     {
+        "System.Net.Http" when DroppedHttpClientInstruments.Contains(instrument.Name) => MetricStreamConfiguration.Drop,
         "System.Net.Http" => new MetricStreamConfiguration { TagKeys = HttpClientTags },
         "System.Net.NameResolution" => new MetricStreamConfiguration { TagKeys = ["error.type"] },
         _ => null,
