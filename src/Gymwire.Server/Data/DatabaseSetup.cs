@@ -126,8 +126,8 @@ public static class DatabaseSetup
     {
         if (services is not null)
         {
-            // The wake-ups after commit, plus any interceptor a deployment or test registers.
-            builder.AddInterceptors(services.GetRequiredService<WakeAfterCommitInterceptor>());
+            // What features do after commit (wake-ups, cache invalidation), plus any interceptor a deployment or test registers.
+            builder.AddInterceptors(services.GetRequiredService<AfterCommitInterceptor>());
             builder.AddInterceptors(services.GetServices<IInterceptor>());
         }
     }

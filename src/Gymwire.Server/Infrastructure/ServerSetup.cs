@@ -43,7 +43,6 @@ public static class ServerSetup
             var metrics = sp.GetRequiredService<EventMetrics>();
             return row => metrics.Written(row.Type);
         });
-        services.AddSingleton<WakeAfterCommitInterceptor>();
         return services;
     }
 

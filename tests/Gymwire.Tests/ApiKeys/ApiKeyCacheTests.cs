@@ -241,7 +241,7 @@ public sealed class ApiKeyMultiNodeTests(ApiKeyPostgres fx) : IClassFixture<ApiK
         await second.StartAsync();
         try
         {
-            var listener = second.Services.GetRequiredService<ApiKeyRevocationListener>();
+            var listener = second.Services.GetRequiredService<PostgresNotifications>();
             await Eventually.TrueAsync(() => Task.FromResult(listener.Listening), TimeSpan.FromSeconds(20), "the second node to listen");
             var address = second.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
                 .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
@@ -264,7 +264,7 @@ public sealed class ApiKeyMultiNodeTests(ApiKeyPostgres fx) : IClassFixture<ApiK
     [Fact]
     public async Task The_revocation_listener_reconnects_after_losing_its_connection()
     {
-        var listener = fx.Services.GetRequiredService<ApiKeyRevocationListener>();
+        var listener = fx.Services.GetRequiredService<PostgresNotifications>();
         await Eventually.TrueAsync(() => Task.FromResult(listener.Listening), TimeSpan.FromSeconds(20), "the node to listen");
         var gym = await fx.CreateGymAsync();
         var (key, id) = await ApiKeyCacheTests.CreateKeyWithIdAsync(gym);
@@ -272,7 +272,7 @@ public sealed class ApiKeyMultiNodeTests(ApiKeyPostgres fx) : IClassFixture<ApiK
 
         // Kill the listening backend, as a database restart or a network cut would.
         await fx.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gymwire api-key revocations' AND datname = current_database()"));
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gymwire notifications' AND datname = current_database()"));
         await Eventually.TrueAsync(() => Task.FromResult(!listener.Listening), TimeSpan.FromSeconds(20), "the listener to notice");
         await Eventually.TrueAsync(() => Task.FromResult(listener.Listening), TimeSpan.FromSeconds(20), "the listener to reconnect");
 

@@ -1,6 +1,6 @@
 using System.Net.Http.Headers;
-using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Cluster;
+using Gymwire.Infrastructure;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -50,7 +50,7 @@ public sealed class ThreeNodes() : WebhookFixture(Store.Postgres), IAsyncLifetim
         }
         Nodes = nodes;
         // Revocations reach the other nodes by NOTIFY once each node LISTENs.
-        await Eventually.TrueAsync(() => Task.FromResult(Nodes.All(n => n.Services.GetRequiredService<ApiKeyRevocationListener>().Listening)),
+        await Eventually.TrueAsync(() => Task.FromResult(Nodes.All(n => n.Services.GetRequiredService<PostgresNotifications>().Listening)),
             what: "every node listening for revocations");
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json;
 using Gymwire.Data;
@@ -6,6 +7,7 @@ using Gymwire.Features.Zapier;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Options;
 using Xunit.Abstractions;
 
@@ -15,7 +17,8 @@ namespace Gymwire.Tests.Zapier;
 /// The trigger cache (docs/polling.md): a poll is answered from memory only while nothing it shows can have changed.
 /// A committed write is in the next poll, a rolled-back one never; a write by another connection that bypasses the
 /// server (the CLI, a second process) is seen at once on SQLite and within <see cref="NotifyReach"/> on PostgreSQL;
-/// answers are byte-identical to uncached ones and never cross gyms; the entry bound holds.
+/// answers are byte-identical to uncached ones and never cross gyms; the byte bound and the bound on gym versions hold,
+/// and lookups are counted.
 /// </summary>
 public abstract class TriggerCacheTests(GymwireFixture fx, ITestOutputHelper output)
 {
@@ -172,27 +175,164 @@ public abstract class TriggerCacheTests(GymwireFixture fx, ITestOutputHelper out
         Assert.Equal(["user_of_a2", "user_of_a"], UserIds(await PollAsync(clientA)));
     }
 
-    [Fact]
-    public void The_entry_bound_holds_and_an_entry_is_small()
+    /// <summary>A cache apart from the server's, on the fixture's database, with its own bound.</summary>
+    private TriggerCache NewCache(long bytes, int maxTrackedGyms = 100_000)
     {
-        const int bound = 50;
-        var database = fx.Services.GetRequiredService<IOptions<DatabaseOptions>>();
-        using var cache = new TriggerCache(Options.Create(new TriggerCacheOptions { TriggerCacheSize = bound }), database,
-            fx.Services.GetRequiredService<IServiceScopeFactory>());
-        var stamp = new TriggerCache.Stamp(0, 0, 0);
-        var now = Now;
-        GC.Collect();
-        var before = GC.GetTotalMemory(forceFullCollection: true);
-        for (var gym = 0; gym < 10 * bound; gym++)
+        var cache = new TriggerCache(Options.Create(new TriggerCacheOptions { TriggerCacheBytes = bytes }),
+            fx.Services.GetRequiredService<IOptions<DatabaseOptions>>(), fx.Services.GetRequiredService<IServiceScopeFactory>(),
+            fx.Services.GetRequiredService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>(), fx.Services.GetRequiredService<ZapierMetrics>())
         {
-            var items = Enumerable.Range(0, ZapierTriggers.Limit)
-                .Select(i => (object)new NewMemberItem(Guid.NewGuid(), $"user_{gym:D6}_{i:D2}", MemberRoles.Member, now)).ToList();
-            cache.Set(Guid.NewGuid(), "new_member", ZapierTriggers.Limit, stamp, items);
-            Assert.True(cache.Count <= bound, $"{cache.Count} entries held, bound {bound}");
+            MaxTrackedGyms = maxTrackedGyms,
+        };
+        // On PostgreSQL nothing is cached unless listening; this cache hears nothing, and the tests below write nothing.
+        cache.SetListening(true);
+        return cache;
+    }
+
+    private List<object> Members(int count, string prefix) =>
+        [.. Enumerable.Range(0, count).Select(i => (object)new NewMemberItem(Guid.NewGuid(), $"{prefix}_{i:D3}", MemberRoles.Member, Now))];
+
+    [Fact]
+    public void The_byte_bound_holds_for_answers_of_every_size_and_an_entry_costs_about_what_it_counts()
+    {
+        const long bound = 256 * 1024;
+        using var cache = NewCache(bound);
+        var stamp = new TriggerCache.Stamp(0, 0);
+        var random = new Random(31);
+        for (var gym = 0; gym < 2_000; gym++)
+        {
+            // 1 to 100 items, with user ids of different lengths: answers from about 150 bytes to 20 KB.
+            var answer = cache.Answer(Members(random.Next(1, ZapierTriggers.MaxLimit + 1), $"user_{new string('x', random.Next(1, 60))}"));
+            cache.Set(Guid.NewGuid(), "new_member", ZapierTriggers.Limit, stamp, answer);
+            Assert.True(cache.Bytes <= bound, $"{cache.Bytes} bytes held, bound {bound}");
         }
-        var held = cache.Count;
-        var bytes = GC.GetTotalMemory(forceFullCollection: true) - before;
-        output.WriteLine($"{held} entries of 20 new_member items: {bytes} bytes, {(held == 0 ? 0 : bytes / held)} per entry");
-        Assert.InRange(held, 1, bound);
+        Assert.InRange(cache.Count, 10, 2_000);
+        Assert.InRange(cache.Bytes, bound / 2, bound);
+
+        // One answer larger than the whole bound is not kept, and what is held stays within it.
+        var huge = cache.Answer(Members(ZapierTriggers.MaxLimit, new string('y', 4_000)));
+        Assert.True(huge.Json.Length > bound);
+        var hugeGym = Guid.NewGuid();
+        cache.Set(hugeGym, "new_member", ZapierTriggers.MaxLimit, stamp, huge);
+        Assert.False(cache.TryGet(hugeGym, "new_member", ZapierTriggers.MaxLimit, stamp, out _));
+        Assert.True(cache.Bytes <= bound);
+
+        // What an entry takes on the heap beyond its JSON, against TriggerCache.EntryOverhead (printed: the server
+        // allocates in the background, so the figure is indicative).
+        const int entries = 5_000;
+        using var big = NewCache(1024L * 1024 * 1024);
+        var answers = Enumerable.Range(0, entries).Select(_ => big.Answer(Members(ZapierTriggers.Limit, "user_m"))).ToList();
+        var before = GC.GetTotalMemory(forceFullCollection: true);
+        foreach (var answer in answers)
+        {
+            big.Set(Guid.NewGuid(), "new_member", ZapierTriggers.Limit, stamp, answer);
+        }
+        var grown = GC.GetTotalMemory(forceFullCollection: true) - before;
+        output.WriteLine($"{entries} entries of {answers[0].Json.Length} bytes of JSON: {grown / entries} bytes each on the heap beyond it, " +
+            $"{TriggerCache.EntryOverhead} counted");
+        GC.KeepAlive(answers);
+    }
+
+    [Fact]
+    public void The_gym_versions_are_bounded_and_a_forgotten_gym_never_serves_an_answer_read_before_its_last_write()
+    {
+        const int tracked = 8;
+        using var cache = NewCache(1024 * 1024, tracked);
+        var answer = cache.Answer(Members(3, "user_p"));
+        // Versions are compared rather than answers looked up where an answer should be served: on SQLite a
+        // background write to the file (the dispatcher's) would move the data version and make the lookup miss.
+        long VersionOf(Guid gym) => cache.Current(gym)!.Value.GymVersion;
+
+        // Gym A's answer stamped before any write to A, when A has no version of its own; then A is written.
+        var a = Guid.NewGuid();
+        var beforeWrite = cache.Current(a)!.Value;
+        cache.Set(a, "new_member", ZapierTriggers.Limit, beforeWrite, answer);
+        cache.Invalidate(a);
+        Assert.False(cache.TryGet(a, "new_member", ZapierTriggers.Limit, cache.Current(a), out _));
+
+        // Gym B's answer read after its write.
+        var b = Guid.NewGuid();
+        cache.Invalidate(b);
+        var afterWrite = VersionOf(b);
+
+        // Writes to many other gyms push A and B out of the versions kept.
+        for (var i = 0; i < 10 * tracked; i++)
+        {
+            cache.Invalidate(Guid.NewGuid());
+            Assert.InRange(cache.TrackedGyms, 1, tracked);
+            // A's answer from before its write is never served again, however its version is forgotten.
+            Assert.NotEqual(beforeWrite.GymVersion, VersionOf(a));
+            Assert.False(cache.TryGet(a, "new_member", ZapierTriggers.Limit, cache.Current(a), out _));
+        }
+        // B was forgotten too: its answer is read again once (never stale), under a version that then holds.
+        Assert.NotEqual(afterWrite, VersionOf(b));
+        Assert.Equal(VersionOf(b), VersionOf(b));
+
+        // A gym among the most recently written keeps its version, so its answer, through a pruning.
+        while (cache.TrackedGyms != tracked - 1)
+        {
+            cache.Invalidate(Guid.NewGuid());
+        }
+        var c = Guid.NewGuid();
+        cache.Invalidate(c);
+        var ofC = VersionOf(c);
+        cache.Invalidate(Guid.NewGuid());
+        Assert.True(cache.TrackedGyms < tracked, "a pruning ran");
+        Assert.Equal(ofC, VersionOf(c));
+
+        // Everything invalidated (notifications missed): every gym's version moves.
+        cache.InvalidateAll();
+        Assert.Equal(0, cache.TrackedGyms);
+        Assert.NotEqual(ofC, VersionOf(c));
+        Assert.NotEqual(beforeWrite.GymVersion, VersionOf(a));
+    }
+
+    [Fact]
+    public async Task Lookups_are_counted_as_hit_miss_stale_or_bypass()
+    {
+        using var lookups = new MetricCollector<long>(fx.Services.GetRequiredService<IMeterFactory>(), ZapierMetrics.MeterName,
+            "gymwire.zapier.trigger_cache.lookups");
+        var (gym, client) = await GymWithReadKeyAsync();
+        long Count(string outcome) => lookups.GetMeasurementSnapshot()
+            .Where(m => Equals(m.Tags[ZapierMetrics.TypeTag], "new_session") && Equals(m.Tags[ZapierMetrics.OutcomeTag], outcome)).Sum(m => m.Value);
+
+        long All() => lookups.GetMeasurementSnapshot().Where(m => Equals(m.Tags[ZapierMetrics.TypeTag], "new_session")).Sum(m => m.Value);
+
+        await PollAsync(client, "type=new_session");
+        Assert.Equal(1, Count(ZapierMetrics.CacheMiss));
+        // Served from memory (on SQLite a background write to the file, such as the dispatcher's, can make one stale).
+        await Eventually.TrueAsync(async () => { await PollAsync(client, "type=new_session"); return Count(ZapierMetrics.CacheHit) >= 1; },
+            what: "a poll served from the cache");
+        var before = All();
+        var staleBefore = Count(ZapierMetrics.CacheStale);
+        await fx.WithDbAsync(db =>
+        {
+            db.TrainingSessions.Add(new Gymwire.Features.Training.TrainingSession
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = "user_s", SessionType = "boxing",
+                Date = DateOnly.FromDateTime(Now), DurationMins = 60, CreatedAt = Now,
+            });
+            return db.SaveChangesAsync();
+        });
+        // The answer kept is older than the write: one stale lookup, and the write is in the answer.
+        Assert.Contains("user_s", await PollAsync(client, "type=new_session"));
+        Assert.Equal(staleBefore + 1, Count(ZapierMetrics.CacheStale));
+        Assert.Equal(before + 1, All());
+        // Cursor polls never look the cache up.
+        await PollAsync(client, "type=new_session&after_sequence=0");
+        Assert.Equal(before + 1, All());
+        // No stamp to compare (PostgreSQL not listening, SQLite's data_version unreadable): counted as bypass.
+        Assert.False(Cache.TryGet(gym.GymId, "new_session", ZapierTriggers.Limit, null, out _));
+        Assert.Equal(1, Count(ZapierMetrics.CacheBypass));
+    }
+
+    [Fact]
+    public async Task The_former_count_bound_setting_stops_the_server_at_start_naming_its_replacement()
+    {
+        var builder = GymwireApp.CreateBuilder([.. fx.Arguments(fx.ConnectionString), "--Zapier:TriggerCacheSize=10000"],
+            b => b.Logging.ClearProviders());
+        await using var app = GymwireApp.Build(builder);
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains("Zapier:TriggerCacheBytes", e.Message, StringComparison.Ordinal);
     }
 }

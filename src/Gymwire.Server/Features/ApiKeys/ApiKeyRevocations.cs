@@ -1,13 +1,14 @@
 using Gymwire.Data;
+using Gymwire.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
-using Npgsql;
 
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>
 /// Revocations made anywhere reach every node's <see cref="ApiKeyCache"/> on PostgreSQL: the revoking
-/// transaction sends <c>NOTIFY</c> (delivered only if it commits), and every serving node <c>LISTEN</c>s.
+/// transaction sends <c>NOTIFY</c> (delivered only if it commits), and every serving node <c>LISTEN</c>s
+/// (<see cref="ApiKeyRevocationChannel"/>).
 /// On SQLite there is no such channel: <see cref="ApiKeyRevocationPoller"/> finds a revocation made by another process.
 /// </summary>
 public static class ApiKeyRevocations
@@ -22,84 +23,16 @@ public static class ApiKeyRevocations
 }
 
 /// <summary>
-/// Holds one dedicated PostgreSQL connection that listens for revocations and evicts the keys they name.
-/// Whenever it (re)connects it clears the cache, since revocations sent while it was not listening were lost.
+/// The revocation channel on <see cref="PostgresNotifications"/>' connection: evicts the keys notifications name, and
+/// clears the cache whenever listening stops or starts again, since revocations sent meanwhile were lost.
 /// </summary>
-public sealed partial class ApiKeyRevocationListener(
-    IServiceProvider services,
-    ApiKeyCache cache,
-    IOptions<DatabaseOptions> database,
-    ILogger<ApiKeyRevocationListener> logger) : BackgroundService
+public sealed class ApiKeyRevocationChannel(ApiKeyCache cache) : INotificationChannel
 {
-    private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(2);
+    public string Name => ApiKeyRevocations.Channel;
 
-    private volatile bool _listening;
+    public bool Enabled => cache.Enabled;
 
-    /// <summary>True while LISTEN is in effect (tests wait for it before relying on notifications).</summary>
-    public bool Listening => _listening;
-
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (database.Value.ProviderKind != DatabaseProvider.Postgres || !cache.Enabled)
-        {
-            return;
-        }
-        string connectionString;
-        await using (var scope = services.CreateAsyncScope())
-        {
-            connectionString = scope.ServiceProvider.GetRequiredService<GymwireDbContext>().Database.GetConnectionString()!;
-        }
-        var builder = new NpgsqlConnectionStringBuilder(connectionString)
-        {
-            // Not from the pool: this connection lives as long as the node. Keepalives make a silently dead
-            // connection fail WaitAsync instead of leaving this node deaf with a full cache.
-            Pooling = false,
-            KeepAlive = 15,
-            ApplicationName = "gymwire api-key revocations",
-        };
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await using var connection = new NpgsqlConnection(builder.ConnectionString);
-                connection.Notification += (_, e) => OnNotification(e.Payload);
-                await connection.OpenAsync(stoppingToken);
-                await using (var listen = new NpgsqlCommand($"LISTEN {ApiKeyRevocations.Channel}", connection))
-                {
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
-                }
-                cache.Clear();
-                _listening = true;
-                LogListening(logger);
-                while (true)
-                {
-                    await connection.WaitAsync(stoppingToken);
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                // Whatever broke, keep listening: an exception here would stop the whole host.
-                _listening = false;
-                cache.Clear();
-                LogConnectionLost(logger, ReconnectDelay, e);
-            }
-            try
-            {
-                // Real time, not the injected clock: reconnecting must not wait for a test's frozen clock.
-                await Task.Delay(ReconnectDelay, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
-    }
-
-    private void OnNotification(string payload)
+    public void Received(string payload)
     {
         if (Guid.TryParse(payload, out var keyId))
         {
@@ -111,11 +44,7 @@ public sealed partial class ApiKeyRevocationListener(
         }
     }
 
-    [LoggerMessage(EventId = 2010, Level = LogLevel.Debug, Message = "Listening for API-key revocations")]
-    private static partial void LogListening(ILogger logger);
-
-    [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "API-key revocation listener lost its connection; cache cleared, reconnecting in {Delay}")]
-    private static partial void LogConnectionLost(ILogger logger, TimeSpan delay, Exception exception);
+    public void ListeningChanged(bool listening) => cache.Clear();
 }
 
 /// <summary>

@@ -1,17 +1,17 @@
 using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 
 namespace Gymwire.Features.ApiKeys;
 
-/// <summary>API keys: options, the key cache and its revocation listener, and the bearer-token validator.</summary>
+/// <summary>API keys: options, the key cache and its revocation channel, and the bearer-token validator.</summary>
 public static class ApiKeySetup
 {
     public static IServiceCollection AddApiKeys(this IServiceCollection services)
     {
         services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ApiKeyCache>();
-        services.AddSingleton<ApiKeyRevocationListener>();
-        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocationListener>());
+        services.AddNotificationChannel<ApiKeyRevocationChannel>();
         services.AddHostedService<ApiKeyRevocationPoller>();
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();

@@ -4,6 +4,6 @@ namespace Gymwire.Features.Events;
 
 /// <summary>
 /// Wakes whoever waits for new outbox events (the webhook dispatcher) as soon as a write that added events commits
-/// (<see cref="WakeAfterCommitInterceptor"/>), so delivery does not wait for a polling interval.
+/// (<see cref="AfterCommitInterceptor"/>), so delivery does not wait for a polling interval.
 /// </summary>
 public sealed class OutboxSignal : WakeSignal;

@@ -4,20 +4,36 @@ using Microsoft.AspNetCore.Http.Metadata;
 
 namespace Gymwire.Features.Zapier;
 
-/// <summary>Trigger polls and actions by type and HTTP status (meter <c>Gymwire.Zapier</c>).</summary>
+/// <summary>Trigger polls and actions by type and HTTP status, and trigger cache lookups (meter <c>Gymwire.Zapier</c>).</summary>
 public sealed class ZapierMetrics
 {
     public const string MeterName = "Gymwire.Zapier";
     public const string TypeTag = "gymwire.zapier.type";
+    public const string OutcomeTag = "gymwire.outcome";
+
+    /// <summary>The <see cref="TriggerCache"/> lookup outcomes: served from memory; nothing kept; kept but changed since; cache unusable now.</summary>
+    public const string CacheHit = "hit", CacheMiss = "miss", CacheStale = "stale", CacheBypass = "bypass";
 
     private readonly Counter<long> _polls;
     private readonly Counter<long> _actions;
+    private readonly Counter<long> _cacheLookups;
 
     public ZapierMetrics(IMeterFactory meters)
     {
         var meter = meters.Create(MeterName);
         _polls = meter.CreateCounter<long>("gymwire.zapier.trigger.polls", "{poll}", "Polls of the Zapier triggers, by trigger type and HTTP status code.");
         _actions = meter.CreateCounter<long>("gymwire.zapier.actions", "{action}", "Zapier actions run, by action type and HTTP status code.");
+        _cacheLookups = meter.CreateCounter<long>("gymwire.zapier.trigger_cache.lookups", "{lookup}",
+            "Newest-first trigger polls looked up in the trigger cache, by trigger type and outcome (hit, miss, stale, bypass).");
+    }
+
+    /// <summary>Called only with a known trigger type (the poll validated it) and one of the Cache* outcomes.</summary>
+    public void CacheLookup(string type, string outcome)
+    {
+        if (_cacheLookups.Enabled)
+        {
+            _cacheLookups.Add(1, new KeyValuePair<string, object?>(TypeTag, type), new KeyValuePair<string, object?>(OutcomeTag, outcome));
+        }
     }
 
     public void Poll(string? type, int status)

@@ -59,7 +59,7 @@ public static class ZapierTriggers
             .OrderByDescending(a => a.CheckedInAt).ThenByDescending(a => a.Id).Take(take)
             .Select(a => new NewCheckinItem(a.Id, a.UserId, a.ClassScheduleId, a.Status))));
 
-    internal static async Task<Results<Ok<IReadOnlyList<object>>, BadRequest<ErrorResponse>>> Poll(
+    internal static async Task<Results<Ok<IReadOnlyList<object>>, TriggerAnswer, BadRequest<ErrorResponse>>> Poll(
         string? type, int? limit, [FromQuery(Name = "after_sequence")] long? afterSequence,
         ClaimsPrincipal user, GymwireDbContext db, TriggerCache cache, HttpResponse response, CancellationToken ct)
     {
@@ -87,9 +87,9 @@ public static class ZapierTriggers
         }
         // The stamp is read before the query: a commit after it moves it, so what the query read is served only until then.
         var stamp = cache.Current(gymId);
-        if (stamp is { } fresh && cache.TryGet(gymId, type, take, fresh, out var cached))
+        if (cache.TryGet(gymId, type, take, stamp, out var cached))
         {
-            return TypedResults.Ok(cached);
+            return cached;
         }
         IReadOnlyList<object> latest = type switch
         {
@@ -98,11 +98,12 @@ public static class ZapierTriggers
             "new_session" => await ReadAsync(NewSessions.For(db)(db, gymId, take), take, ct),
             _ => await ReadAsync(NewCheckins.For(db)(db, gymId, take), take, ct),
         };
+        var answer = cache.Answer(latest);
         if (stamp is { } read)
         {
-            cache.Set(gymId, type, take, read, latest);
+            cache.Set(gymId, type, take, read, answer);
         }
-        return TypedResults.Ok(latest);
+        return answer;
     }
 
     private static async Task<IReadOnlyList<object>> ReadAsync<T>(IAsyncEnumerable<T> query, int take, CancellationToken ct) where T : class

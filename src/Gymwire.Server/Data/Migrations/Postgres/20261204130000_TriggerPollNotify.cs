@@ -8,7 +8,7 @@ namespace Gymwire.Data.Migrations.Postgres
     /// <summary>
     /// Every write to the polling triggers' tables names its gym on the <c>gymwire_trigger_data</c> channel, from inside
     /// the writing transaction (delivered only if it commits; PostgreSQL folds a transaction's repeats into one), so
-    /// every node's trigger cache (TriggerCacheListener) hears of it, whoever wrote. PostgreSQL only: SQLite's cache
+    /// every node's trigger cache (TriggerCacheChannel) hears of it, whoever wrote. PostgreSQL only: SQLite's cache
     /// watches <c>PRAGMA data_version</c> instead. No model change, hence no designer file.
     /// </summary>
     [DbContext(typeof(PostgresGymwireDbContext))]
