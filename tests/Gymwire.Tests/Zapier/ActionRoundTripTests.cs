@@ -35,9 +35,9 @@ public abstract class ActionRoundTripTests(RoundTripFixture fx)
             [
                 // The shared limiter: one call per request for the documented 30 a minute, so the cluster counts exactly.
                 "SELECT granted, oldest FROM gymwire_rate_limit_acquire",
-                // One batch, BEGIN sent with it; the outbox row takes the gym's event-order lock in its insert trigger.
+                // One batch, which PostgreSQL runs as one implicit transaction, committed with its answer; the outbox row
+                // takes the gym's event-order lock in its insert trigger.
                 "INSERT INTO leads | INSERT INTO outbox_events",
-                "COMMIT",
             ]
             :
             [
@@ -73,8 +73,10 @@ public abstract class RoundTripFixture(Store store) : GymwireFixture(store), IAs
             _npgsql = new ActivityListener
             {
                 ShouldListenTo = source => source.Name == "Npgsql",
-                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-                ActivityStarted = activity =>
+                // Only the recorded requests' commands: other tests' (in this process) stay untraced, as they were.
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => Request.Value is null ? ActivitySamplingResult.None : ActivitySamplingResult.AllDataAndRecorded,
+                // At its end: Npgsql tags the command's text after starting the activity.
+                ActivityStopped = activity =>
                 {
                     if (Request.Value is { } trips && QueryText(activity) is { } text)
                     {
