@@ -14,7 +14,7 @@ namespace Gymwire.Data.Migrations.Postgres
     /// No model change, hence no designer file.
     /// </summary>
     [DbContext(typeof(PostgresGymwireDbContext))]
-    [Migration("20261204160000_OutboxOrderTrigger")]
+    [Migration("20261204161000_OutboxOrderTrigger")]
     public partial class OutboxOrderTrigger : Migration
     {
         /// <inheritdoc />
