@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using Gymwire.Features.Events;
 using Microsoft.EntityFrameworkCore;
@@ -10,79 +11,82 @@ namespace Gymwire.Data;
 /// <summary>
 /// Makes a gym's outbox sequence numbers follow commit order on PostgreSQL, which assigns identity values at INSERT:
 /// without it a reader going forward from a sequence number could pass over an event that commits late with a lower one.
-/// A transaction writing a gym's events takes that gym's transaction-level advisory lock first, released at commit.
+/// Each event row is numbered under its gym's transaction-level advisory lock, released at commit: the insert trigger of
+/// the <c>OutboxOrderTrigger</c> migration takes the lock and then draws the number, inside the insert, so it costs no
+/// round trip. This interceptor only covers a save whose events belong to several gyms: it takes their locks first, in
+/// a fixed order, so that two such transactions cannot deadlock by taking them in opposite orders.
 /// </summary>
 internal sealed class PostgresOutboxOrder : ISaveChangesInterceptor, IDbTransactionInterceptor
 {
     public static readonly PostgresOutboxOrder Instance = new();
 
-    /// <summary>The first key of the two-key advisory locks ("Gw" + 1); the second is derived from the gym id.</summary>
-    private const int LockSpace = 0x4777_0001;
+    /// <summary>The first key of the two-key advisory locks ("Gw" + 1); the second is <see cref="LockKey"/>. The trigger uses both.</summary>
+    internal const int LockSpace = 0x4777_0001;
 
-    // Gyms whose lock the context's next EF-started transaction must take before it writes.
-    private static readonly ConditionalWeakTable<DbContext, Guid[]> Pending = [];
+    // Lock keys the context's next EF-started transaction must take before it writes.
+    private static readonly ConditionalWeakTable<DbContext, int[]> Pending = [];
 
     public async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
     {
-        if (LockNow(eventData.Context) is var (transaction, gyms))
+        if (LockNow(eventData.Context) is var (transaction, keys))
         {
-            await LockAsync(transaction, gyms, cancellationToken);
+            await LockAsync(transaction, keys, cancellationToken);
         }
         return result;
     }
 
     public InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
     {
-        if (LockNow(eventData.Context) is var (transaction, gyms))
+        if (LockNow(eventData.Context) is var (transaction, keys))
         {
-            LockAsync(transaction, gyms, CancellationToken.None, sync: true).GetAwaiter().GetResult();
+            LockAsync(transaction, keys, CancellationToken.None, sync: true).GetAwaiter().GetResult();
         }
         return result;
     }
 
     public async ValueTask<DbTransaction> TransactionStartedAsync(DbConnection connection, TransactionEndEventData eventData, DbTransaction result, CancellationToken cancellationToken = default)
     {
-        if (TakePending(eventData.Context) is { } gyms)
+        if (TakePending(eventData.Context) is { } keys)
         {
-            await LockAsync(result, gyms, cancellationToken);
+            await LockAsync(result, keys, cancellationToken);
         }
         return result;
     }
 
     public DbTransaction TransactionStarted(DbConnection connection, TransactionEndEventData eventData, DbTransaction result)
     {
-        if (TakePending(eventData.Context) is { } gyms)
+        if (TakePending(eventData.Context) is { } keys)
         {
-            LockAsync(result, gyms, CancellationToken.None, sync: true).GetAwaiter().GetResult();
+            LockAsync(result, keys, CancellationToken.None, sync: true).GetAwaiter().GetResult();
         }
         return result;
     }
 
     /// <summary>
     /// Inside a transaction the save's gyms are locked at once; otherwise they are remembered for the transaction EF
-    /// starts for the save (made to start one even for a single statement: the lock must be held until commit).
+    /// starts for the save. A save of one gym's events needs nothing: its insert trigger takes the one lock.
     /// </summary>
-    private static (DbTransaction, Guid[])? LockNow(DbContext? context)
+    private static (DbTransaction, int[])? LockNow(DbContext? context)
     {
-        if (context is null || GymsWithNewEvents(context) is not { Length: > 0 } gyms)
+        if (context is null || LockKeysOfNewEvents(context) is not { Length: > 1 } keys)
         {
             return null;
         }
         if (context.Database.CurrentTransaction is { } transaction)
         {
-            return (transaction.GetDbTransaction(), gyms);
+            return (transaction.GetDbTransaction(), keys);
         }
         context.Database.AutoTransactionBehavior = AutoTransactionBehavior.Always;
-        Pending.AddOrUpdate(context, gyms);
+        Pending.AddOrUpdate(context, keys);
         return null;
     }
 
-    private static Guid[]? TakePending(DbContext? context)
+    private static int[]? TakePending(DbContext? context)
     {
-        if (context is not null && Pending.TryGetValue(context, out var gyms))
+        if (context is not null && Pending.TryGetValue(context, out var keys))
         {
             Pending.Remove(context);
-            return gyms;
+            return keys;
         }
         return null;
     }
@@ -115,17 +119,18 @@ internal sealed class PostgresOutboxOrder : ISaveChangesInterceptor, IDbTransact
         }
     }
 
-    private static Guid[] GymsWithNewEvents(DbContext context) =>
-        [.. context.ChangeTracker.Entries<OutboxEvent>().Where(e => e.State == EntityState.Added).Select(e => e.Entity.GymId).Distinct().Order()];
+    /// <summary>The lock keys of the gyms the save adds events to, in the fixed order they are taken in.</summary>
+    private static int[] LockKeysOfNewEvents(DbContext context) =>
+        [.. context.ChangeTracker.Entries<OutboxEvent>().Where(e => e.State == EntityState.Added).Select(e => LockKey(e.Entity.GymId)).Distinct().Order()];
 
-    /// <summary>Takes the gyms' locks in a fixed order (by id), so two transactions that write several gyms cannot deadlock on them.</summary>
-    private static async Task LockAsync(DbTransaction transaction, Guid[] gyms, CancellationToken ct, bool sync = false)
+    /// <summary>Takes the locks in a fixed order (by key), so two transactions that write several gyms cannot deadlock on them.</summary>
+    private static async Task LockAsync(DbTransaction transaction, int[] keys, CancellationToken ct, bool sync = false)
     {
-        foreach (var gymId in gyms)
+        foreach (var key in keys)
         {
             using var command = transaction.Connection!.CreateCommand();
             command.Transaction = transaction;
-            command.CommandText = $"SELECT pg_advisory_xact_lock({LockSpace}, {LockKey(gymId)})";
+            command.CommandText = $"SELECT pg_advisory_xact_lock({LockSpace}, {key})";
             if (sync)
             {
                 command.ExecuteNonQuery();
@@ -137,16 +142,10 @@ internal sealed class PostgresOutboxOrder : ISaveChangesInterceptor, IDbTransact
         }
     }
 
-    /// <summary>A gym's lock key: its id folded to 32 bits. Two gyms that share a key only wait for each other.</summary>
-    internal static int LockKey(Guid gymId)
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        gymId.TryWriteBytes(bytes);
-        var key = 0;
-        for (var i = 0; i < 16; i += 4)
-        {
-            key ^= BitConverter.ToInt32(bytes[i..(i + 4)]);
-        }
-        return key;
-    }
+    /// <summary>
+    /// A gym's lock key: the last 32 bits of its id (random in version 4 and 7 ids), as the trigger computes it
+    /// (<c>('x' || right(gym_id::text, 8))::bit(32)::int</c>). Two gyms that share a key only wait for each other.
+    /// </summary>
+    internal static int LockKey(Guid gymId) =>
+        unchecked((int)uint.Parse(gymId.ToString("N").AsSpan(24), NumberStyles.HexNumber, CultureInfo.InvariantCulture));
 }

@@ -95,7 +95,7 @@ public static class ZapierActions
         try
         {
             // The action, its event and the idempotency record commit together, or not at all.
-            await db.SaveChangesAsync(ct);
+            await SaveInOneBatchAsync(db, ct);
         }
         catch (DbUpdateException) when (idempotencyKey is not null)
         {
@@ -108,6 +108,30 @@ public static class ZapierActions
             throw;
         }
         return Results.Content(json, "application/json; charset=utf-8", Encoding.UTF8, outcome.Status);
+    }
+
+    /// <summary>
+    /// On PostgreSQL the action's few inserts of new rows go as one batch, which PostgreSQL runs as one implicit
+    /// transaction (if one fails, none stays) and commits before it answers: no COMMIT round trip after it.
+    /// <c>ActionRoundTripTests</c> pins the single batch. SQLite runs statements one by one, so it keeps its transaction.
+    /// </summary>
+    private static async Task SaveInOneBatchAsync(GymwireDbContext db, CancellationToken ct)
+    {
+        if (db.Provider != DatabaseProvider.Postgres)
+        {
+            await db.SaveChangesAsync(ct);
+            return;
+        }
+        var behavior = db.Database.AutoTransactionBehavior;
+        db.Database.AutoTransactionBehavior = AutoTransactionBehavior.Never;
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        finally
+        {
+            db.Database.AutoTransactionBehavior = behavior;
+        }
     }
 
     private static async Task<IResult?> ReplayAsync(GymwireDbContext db, Guid gymId, string key, byte[] requestHash, DateTime now, CancellationToken ct)

@@ -1,0 +1,42 @@
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace Gymwire.Data.Migrations.Postgres
+{
+    /// <summary>
+    /// Numbers each outbox event under its gym's transaction-level advisory lock, in the insert itself: the trigger takes
+    /// the lock (held until the writing transaction ends), then gives the row the next sequence number, so a gym's
+    /// numbers follow commit order (<see cref="PostgresOutboxOrder"/>, docs/polling.md). The lock used to be a statement
+    /// of its own before the insert, one more round trip per write. The identity default is still drawn first (and then
+    /// replaced): PostgreSQL fills defaults before BEFORE triggers run. PostgreSQL only: SQLite has one writer at a time.
+    /// No model change, hence no designer file.
+    /// </summary>
+    [DbContext(typeof(PostgresGymwireDbContext))]
+    [Migration("20261204161000_OutboxOrderTrigger")]
+    public partial class OutboxOrderTrigger : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            // The lock's keys are PostgresOutboxOrder's: LockSpace (0x47770001), and the gym id's last 32 bits as a signed int.
+            migrationBuilder.Sql("""
+                CREATE FUNCTION gymwire_outbox_order() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(1198981121, ('x' || right(NEW.gym_id::text, 8))::bit(32)::int);
+                    NEW.sequence := nextval('outbox_events_sequence_seq');
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER outbox_events_order BEFORE INSERT ON outbox_events
+                FOR EACH ROW EXECUTE FUNCTION gymwire_outbox_order();
+                """);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.Sql("DROP TRIGGER outbox_events_order ON outbox_events; DROP FUNCTION gymwire_outbox_order();");
+        }
+    }
+}
