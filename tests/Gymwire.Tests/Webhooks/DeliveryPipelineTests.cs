@@ -28,6 +28,14 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     };
 
     /// <summary>Saves <paramref name="count"/> <see cref="Parked"/> deliveries and returns their ids, in order.</summary>
+    /// <summary>
+    /// Moves every other subscription's queued deliveries in this fixture a day out, so that a test's claims across the
+    /// whole queue (oldest due first) take only its own rows, not those earlier tests left due.
+    /// </summary>
+    private Task PostponeOthersAsync(Guid subscriptionId, DateTime now) => fx.WithDbAsync(db => db.WebhookDeliveries
+        .Where(d => d.SubscriptionId != subscriptionId && d.NextAttemptAt != null && d.NextAttemptAt <= now.AddDays(1))
+        .ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now.AddDays(1))));
+
     private Task<List<Guid>> ParkAsync(Guid gymId, Guid subscriptionId, int count, DateTime now) => fx.WithDbAsync(async db =>
     {
         var list = Enumerable.Range(0, count).Select(_ => Parked(gymId, subscriptionId, now)).ToList();
@@ -298,6 +306,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var hook = await gym.CreateWebhookAsync(receiver.Url("/lease"), "lead.created");
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var ids = await ParkAsync(gym.GymId, hook.Id, 4, now);
+        await PostponeOthersAsync(hook.Id, now);
         // This node's worker leaves the endpoint out while the test holds all its slots (a wake from an earlier test's
         // events could otherwise let it claim what the test makes due); the test's own claims leave out nothing.
         var policy = fx.Services.GetRequiredService<EndpointPolicy>();
@@ -354,6 +363,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var hook = await gym.CreateWebhookAsync(receiver.Url("/vanish"), "lead.created");
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var ids = await ParkAsync(gym.GymId, hook.Id, 6, now);
+        await PostponeOthersAsync(hook.Id, now);
         var queue = fx.Queue();
         // Read them as a claim would, then delete one before its attempt is recorded (retention, or a deleted webhook).
         var loaded = new List<ClaimedDelivery>();
