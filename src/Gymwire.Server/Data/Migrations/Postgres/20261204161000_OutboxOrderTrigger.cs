@@ -6,12 +6,9 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace Gymwire.Data.Migrations.Postgres
 {
     /// <summary>
-    /// Numbers each outbox event under its gym's transaction-level advisory lock, in the insert itself: the trigger takes
-    /// the lock (held until the writing transaction ends), then gives the row the next sequence number, so a gym's
-    /// numbers follow commit order (<see cref="PostgresOutboxOrder"/>, docs/polling.md). The lock used to be a statement
-    /// of its own before the insert, one more round trip per write. The identity default is still drawn first (and then
-    /// replaced): PostgreSQL fills defaults before BEFORE triggers run. PostgreSQL only: SQLite has one writer at a time.
-    /// No model change, hence no designer file.
+    /// Numbers each outbox event under its gym's advisory lock in the insert itself, so a gym's numbers follow commit
+    /// order without a lock statement of its own (<see cref="PostgresOutboxOrder"/>, docs/polling.md). PostgreSQL only;
+    /// no model change, hence no designer file.
     /// </summary>
     [DbContext(typeof(PostgresGymwireDbContext))]
     [Migration("20261204161000_OutboxOrderTrigger")]
