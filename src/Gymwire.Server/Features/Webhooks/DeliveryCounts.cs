@@ -108,9 +108,8 @@ public static class DeliveryCountTriggers
         """;
 
     /// <summary>
-    /// Row triggers. A statement that changes many deliveries of one webhook in one quarter hour updated the same count
-    /// row once per delivery in one transaction, and PostgreSQL keeps every version of a row until the transaction ends,
-    /// so the statement's time grew with the square of its rows (20,000 took 9 s; a large retry-all or cleanup timed out).
+    /// Row triggers, replaced by <see cref="PostgresByStatement"/>: they update one count row once per delivery of a
+    /// statement, in time growing with the square of its rows (docs/benchmark-findings.md).
     /// </summary>
     public static readonly string PostgresByRow = $$"""
         CREATE FUNCTION webhook_delivery_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
