@@ -114,7 +114,7 @@ public abstract class DeliveryInstrumentationTests(DeliveryTelemetryFixture fx)
             .SetProperty(d => d.Status, DeliveryStatus.Pending)
             .SetProperty(d => d.NextAttemptAt, now.AddMinutes(-10))
             .SetProperty(d => d.LockedUntil, now.AddHours(1))));
-        fx.AdvanceAndWake(DeliveryWorker.GaugeInterval);
+        fx.AdvanceAndWake(DeliveryGauges.Interval);
 
         await Eventually.TrueAsync(() =>
         {

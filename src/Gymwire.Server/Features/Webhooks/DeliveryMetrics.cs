@@ -7,8 +7,8 @@ namespace Gymwire.Features.Webhooks;
 
 /// <summary>
 /// The delivery engine's instruments (meter <c>Gymwire.Webhooks</c>) and its activity source. The engine calls the
-/// <c>Record…</c> methods where things happen; the gauges read the last values the engine <c>Report…</c>ed (it reads
-/// the due queue anyway), so a scrape never queries the database.
+/// <c>Record…</c> methods where things happen; the gauges read the last values <see cref="DeliveryGauges"/>
+/// <c>Report…</c>ed, so a scrape never queries the database.
 /// </summary>
 public sealed class DeliveryMetrics
 {
@@ -96,16 +96,16 @@ public sealed class DeliveryMetrics
             "Time from an event's commit to the dispatcher creating its deliveries.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _depth = meter.CreateObservableGauge("gymwire.webhook.queue.depth", () => Observe(_queue, q => q.Due), "{delivery}",
-            "Deliveries due now (pending, or retrying with next_attempt_at passed), as last read by the delivery worker.");
+            "Deliveries due now (pending, or retrying with next_attempt_at passed), as last read (every 5 s while metrics are collected).");
         _oldestAge = meter.CreateObservableGauge("gymwire.webhook.queue.oldest_age", () => Observe(_queue, q => q.OldestDueAge.TotalSeconds), "s",
-            "How long the oldest due delivery has been due, as last read by the delivery worker.");
+            "How long the oldest due delivery has been due, as last read (every 5 s while metrics are collected).");
         _paused = meter.CreateObservableGauge("gymwire.webhook.endpoints.paused", () => Observe(_endpoints, e => e.Paused), "{endpoint}",
             "Endpoints whose deliveries are held (paused after repeated failures).");
         _failing = meter.CreateObservableGauge("gymwire.webhook.endpoints.failing", () => Observe(_endpoints, e => e.Failing), "{endpoint}",
             "Endpoints whose latest attempt failed but are not paused.");
     }
 
-    /// <summary>Whether anyone listens to the queue and endpoint gauges: the worker reads the queue for them only then.</summary>
+    /// <summary>Whether anyone listens to the queue and endpoint gauges: <see cref="DeliveryGauges"/> reads the queue for them only then.</summary>
     public bool GaugesEnabled => _depth.Enabled || _oldestAge.Enabled || _paused.Enabled || _failing.Enabled;
 
     /// <summary>Whether anyone listens to the attempt instruments (so the engine skips working out what to record).</summary>
@@ -160,7 +160,7 @@ public sealed class DeliveryMetrics
     /// <summary>The dispatcher fanned out an event <paramref name="sinceCommit"/> after it committed.</summary>
     public void RecordDispatchLag(TimeSpan sinceCommit) => _dispatchLag.Record(Math.Max(0, sinceCommit.TotalSeconds));
 
-    /// <summary>The due queue as the worker last read it: how many deliveries are due, and for how long the oldest has been.</summary>
+    /// <summary>The due queue as last read: how many deliveries are due, and for how long the oldest has been.</summary>
     public void ReportQueue(long due, TimeSpan oldestDueAge) =>
         _queue = new QueueSnapshot(due, oldestDueAge < TimeSpan.Zero ? TimeSpan.Zero : oldestDueAge);
 

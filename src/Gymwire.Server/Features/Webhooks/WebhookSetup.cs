@@ -60,6 +60,7 @@ public static class WebhookSetup
         if (options.WorkerEnabled)
         {
             services.AddHostedService<DeliveryWorker>();
+            services.AddHostedService<DeliveryGauges>();
         }
         return services;
     }

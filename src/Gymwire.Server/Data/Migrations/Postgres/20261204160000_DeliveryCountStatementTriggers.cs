@@ -1,4 +1,3 @@
-using Gymwire.Features.Webhooks;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 

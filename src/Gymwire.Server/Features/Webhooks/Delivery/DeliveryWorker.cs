@@ -18,14 +18,8 @@ public sealed partial class DeliveryWorker(
     DeliverySignal signal,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
-    DeliveryMetrics metrics,
     ILogger<DeliveryWorker> logger) : BackgroundService
 {
-    /// <summary>How often at most the worker reads the queue's depth for the gauges (and only while someone listens).</summary>
-    public static readonly TimeSpan GaugeInterval = TimeSpan.FromSeconds(5);
-
-    private DateTime _gaugesReadAt = DateTime.MinValue;
-
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
     // While busy, claim only once a few slots are free rather than one at a time: each claim is a write.
@@ -39,7 +33,6 @@ public sealed partial class DeliveryWorker(
         {
             try
             {
-                await ReportGaugesAsync(stoppingToken);
                 if (!await ClaimAndStartAsync(stoppingToken))
                 {
                     await WaitAsync(stoppingToken);
@@ -67,8 +60,9 @@ public sealed partial class DeliveryWorker(
     }
 
     /// <summary>
-    /// Before the first claim: on SQLite, claims a killed process left are given back, so they are sent now rather
-    /// than when their lease ends. If that fails, they still come due at the lease's end.
+    /// Before the first claim: claims a killed process left are given back where the queue can tell they are
+    /// (<see cref="IDeliveryQueue.ReleaseLeftoverClaimsAsync"/>), so they are sent now rather than when their lease ends.
+    /// If that fails, they still come due at the lease's end.
     /// </summary>
     private async Task ReleaseLeftoverClaimsAsync(CancellationToken ct)
     {
@@ -86,23 +80,6 @@ public sealed partial class DeliveryWorker(
         catch (OperationCanceledException)
         {
         }
-    }
-
-    /// <summary>
-    /// Pushes the queue's depth and the endpoints' state into the gauges, at most every <see cref="GaugeInterval"/>, so
-    /// that a scrape never queries the database and a busy worker does not read the queue per claim.
-    /// </summary>
-    private async Task ReportGaugesAsync(CancellationToken ct)
-    {
-        var now = clock.GetUtcNow().UtcDateTime;
-        if (!metrics.GaugesEnabled || now - _gaugesReadAt < GaugeInterval)
-        {
-            return;
-        }
-        _gaugesReadAt = now;
-        var depth = await queue.DepthAsync(ct);
-        metrics.ReportQueue(depth.Due, depth.OldestDueAt is { } oldest ? now - oldest : TimeSpan.Zero);
-        metrics.ReportEndpoints(depth.PausedSubscriptions, depth.FailingSubscriptions);
     }
 
     /// <summary>Claims what there is room for, admits and starts each; true when the claim was full (more may be waiting).</summary>
