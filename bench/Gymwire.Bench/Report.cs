@@ -69,10 +69,6 @@ public sealed class Report(BenchOptions options)
         b.AppendLine("## This run");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{options.Command}`{(options.Quick ? " (quick: one run per point, shorter durations, smaller tables)" : "")}");
-        if (Environment.GetEnvironmentVariable("BENCH_HOLD") is { } hold && hold is "1" or "0")
-        {
-            b.AppendLine(CultureInfo.InvariantCulture, $"- `BENCH_HOLD={hold}`: `Webhooks:HoldPausedDeliveries` {(hold == "1" ? "on" : "off")}");
-        }
         b.AppendLine(CultureInfo.InvariantCulture, $"- Date: {_started:yyyy-MM-dd HH:mm} UTC; took {_elapsed.TotalMinutes:0.0} min");
         b.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {MemoryGiB()} GiB; {RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
         b.AppendLine(CultureInfo.InvariantCulture, $"- Load average (1, 5, 15 min) at start: {_loadBefore}; at end: {_loadAfter}. The machine is shared: absolute figures move with its load, ratios taken in the same run much less.");

@@ -920,11 +920,6 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             $"--RateLimiting:Mutations:PermitLimit={unlimited}",
             $"--RateLimiting:Destructive:PermitLimit={unlimited}",
         ];
-        // BENCH_HOLD=1 / 0: Webhooks:HoldPausedDeliveries on / off, for A/B runs of the hold (unset: the server's default).
-        if (Environment.GetEnvironmentVariable("BENCH_HOLD") is "1" or "0")
-        {
-            args = [.. args, $"--Webhooks:HoldPausedDeliveries={(Environment.GetEnvironmentVariable("BENCH_HOLD") == "1" ? "true" : "false")}"];
-        }
         var builder = GymwireApp.CreateBuilder(args, b => b.Services.AddSingleton<Microsoft.EntityFrameworkCore.Diagnostics.IInterceptor>(_commands));
         var app = GymwireApp.Build(builder);
 

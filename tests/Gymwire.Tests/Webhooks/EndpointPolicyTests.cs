@@ -16,9 +16,8 @@ public sealed class EndpointPolicyTests
     private readonly Guid _endpoint = Guid.NewGuid();
     private static readonly EndpointHealth Healthy = EndpointHealth.Healthy;
 
-    private EndpointPolicy Policy(int perEndpoint = 8, int threshold = 5, bool hold = false) => new(Options.Create(new WebhookOptions
+    private EndpointPolicy Policy(int perEndpoint = 8, int threshold = 5) => new(Options.Create(new WebhookOptions
     {
-        HoldPausedDeliveries = hold,
         MaxConcurrentPerEndpoint = perEndpoint,
         FailingEndpointThreshold = threshold,
         FailingEndpointMaxPause = TimeSpan.FromSeconds(4),
@@ -232,37 +231,5 @@ public sealed class EndpointPolicyTests
                 Assert.Equal(Admission.Go, n.Admit(_endpoint, stored));
             }
         });
-    }
-    [Fact]
-    public void A_paused_endpoint_is_held_until_its_pause_ends_and_no_later_and_never_while_probed_or_with_holds_off()
-    {
-        var policy = Policy(perEndpoint: 1, threshold: 2, hold: true);
-        var health = Healthy;
-        Assert.Null(policy.HoldUntil(health));
-        Admit(policy, 1);
-        Outcome(policy, ref health, delivered: false);
-        // Failing but not yet paused: nothing to hold.
-        Assert.Null(policy.HoldUntil(health));
-        Admit(policy, 1);
-        Outcome(policy, ref health, delivered: false);
-        var pausedUntil = health.PausedUntil!.Value;
-        Assert.Equal(pausedUntil, policy.HoldUntil(health));
-        Assert.Null(Policy(perEndpoint: 1, threshold: 2).HoldUntil(health));
-        Assert.Equal(Admission.Paused, policy.Admit(_endpoint, health));
-
-        // The hold ends exactly when the policy lets the probe go.
-        _clock.Advance(pausedUntil - Now - TimeSpan.FromTicks(1));
-        Assert.Equal(pausedUntil, policy.HoldUntil(health));
-        Assert.Equal(Admission.Paused, policy.Admit(_endpoint, health));
-        _clock.Advance(TimeSpan.FromTicks(1));
-        Assert.Null(policy.HoldUntil(health));
-        Assert.Equal(Admission.Probe, policy.Admit(_endpoint, health));
-        // Probed by a node: its outcome is not known in advance, so nothing is held meanwhile.
-        var probed = health with { ProbeClaimedUntil = Now + TimeSpan.FromMinutes(1) };
-        Assert.Null(policy.HoldUntil(probed));
-        // The failed probe pauses it again, for twice as long: held until then.
-        Outcome(policy, ref health, delivered: false);
-        Assert.Equal(Now + TimeSpan.FromSeconds(2), health.PausedUntil);
-        Assert.Equal(health.PausedUntil, policy.HoldUntil(health));
     }
 }

@@ -37,25 +37,6 @@ public sealed class SqlitePipeline() : PipelineFixture(Store.Sqlite);
 
 public sealed class PostgresPipeline() : PipelineFixture(Store.Postgres);
 
-/// <summary>
-/// <see cref="WebhookFixture"/> with <c>Webhooks:HoldPausedDeliveries</c> on, one attempt per endpoint at a time (so a
-/// pause begins with the endpoint's other deliveries still queued) and a pause after 3 failures in a row.
-/// </summary>
-public abstract class HoldFixture(Store store) : WebhookFixture(store)
-{
-    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
-    [
-        .. base.Settings(),
-        new("Webhooks:HoldPausedDeliveries", "true"),
-        new("Webhooks:MaxConcurrentPerEndpoint", "1"),
-        new("Webhooks:FailingEndpointThreshold", "3"),
-    ];
-}
-
-public sealed class SqliteHolds() : HoldFixture(Store.Sqlite);
-
-public sealed class PostgresHolds() : HoldFixture(Store.Postgres);
-
 /// <summary>Gymwire with the default egress policy: HTTPS only, no private or reserved networks.</summary>
 public sealed class SqliteEgress() : GymwireFixture(Store.Sqlite);
 

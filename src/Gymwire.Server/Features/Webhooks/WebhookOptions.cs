@@ -69,14 +69,6 @@ public sealed class WebhookOptions
     /// <summary>The longest pause between probes of a failing endpoint.</summary>
     public TimeSpan FailingEndpointMaxPause { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>
-    /// While a failing subscription is paused, its queued deliveries that are due are moved to the end of the pause
-    /// (when the pause begins, and when a claim meets one), and new ones are created due then, so that claims do not
-    /// walk past them at the head of the due index for the whole outage. They are never due later than the pause lets
-    /// them go. Off: they stay due and every claim leaves them out.
-    /// </summary>
-    public bool HoldPausedDeliveries { get; set; }
-
     /// <summary>Run the dispatcher (outbox → deliveries) on this node.</summary>
     public bool DispatcherEnabled { get; set; } = true;
 

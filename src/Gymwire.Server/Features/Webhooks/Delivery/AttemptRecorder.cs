@@ -148,7 +148,7 @@ public sealed partial class AttemptRecorder : IDisposable
     /// its attempt row, and applies the subscription's health to the tracked subscription (the caller saves).
     /// Null when the delivery is gone or finished meanwhile; the attempt is null when nothing was sent.
     /// </summary>
-    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt, DateTime? HoldUntil)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
     {
         if (delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
         {
@@ -160,9 +160,9 @@ public sealed partial class AttemptRecorder : IDisposable
         {
             // Claimed before the disable, read after it: nothing was sent, and the delivery keeps its last error.
             return ownerDisabled && !record.Delivery.IsTest
-                ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, null), null, null)
+                ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, null), null)
                 : (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
-                    DeliveryRows.InactiveError, null), null, null);
+                    DeliveryRows.InactiveError, null), null);
         }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;
@@ -171,13 +171,9 @@ public sealed partial class AttemptRecorder : IDisposable
         {
             return DecidePaused(record, delivery, attempt);
         }
-        DateTime? holdUntil = null;
         if (record.CountsForHealth)
         {
-            var before = subscription.Health;
-            subscription.Health = _policy.Next(subscription.Id, before, succeeded);
-            // A pause this attempt began (or lengthened after a failed probe) holds the endpoint's queued deliveries.
-            holdUntil = subscription.PausedUntil != before.PausedUntil ? _policy.HoldUntil(subscription.Health) : null;
+            subscription.Health = _policy.Next(subscription.Id, subscription.Health, succeeded);
         }
         var attemptCount = delivery.AttemptCount + 1;
         var schedule = _options.EffectiveRetrySchedule;
@@ -214,7 +210,7 @@ public sealed partial class AttemptRecorder : IDisposable
                     $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
-        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt, holdUntil);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt);
     }
 
     /// <summary>
@@ -223,13 +219,13 @@ public sealed partial class AttemptRecorder : IDisposable
     /// the disabled subscription (no failure counted, no pause, no deactivation); a 410 or the end of the retry
     /// schedule still ends the delivery.
     /// </summary>
-    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt, DateTime? HoldUntil) DecidePaused(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt) DecidePaused(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt)
     {
         var attemptCount = delivery.AttemptCount + 1;
         var ended = attempt.StatusCode == StatusCodes.Status410Gone || record.Delivery.IsTest || attemptCount > _options.EffectiveRetrySchedule.Count;
         var status = ended ? DeliveryStatus.Undeliverable : DeliveryStatus.Retrying;
         LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status);
-        return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, Truncate(attempt.Error, 1000), null), attempt, null);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, Truncate(attempt.Error, 1000), null), attempt);
     }
 
     private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)

@@ -92,7 +92,6 @@ public sealed partial class DeliveryWorker(
         }
         var claimed = await queue.ClaimAsync(free, policy.Closed(), [.. _inFlight.Keys], ct);
         var refused = new List<ClaimedDelivery>();
-        var holds = new Dictionary<Guid, DateTime>();
         foreach (var delivery in claimed)
         {
             var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
@@ -103,10 +102,6 @@ public sealed partial class DeliveryWorker(
             if (admission is not (Admission.Go or Admission.Probe))
             {
                 refused.Add(delivery);
-                if (admission == Admission.Paused && policy.HoldUntil(delivery.Health) is { } until)
-                {
-                    holds[delivery.SubscriptionId] = until;
-                }
                 continue;
             }
             var started = new TaskCompletionSource();
@@ -116,12 +111,6 @@ public sealed partial class DeliveryWorker(
         if (refused.Count > 0)
         {
             await queue.ReleaseAsync(refused, CancellationToken.None);
-        }
-        // Claimed as its pause began elsewhere: the paused endpoint's due deliveries (the ones just given back
-        // included) wait for the pause's end out of the claims' way.
-        foreach (var (subscriptionId, until) in holds)
-        {
-            await queue.HoldAsync(subscriptionId, until, CancellationToken.None);
         }
         return claimed.Count == free && refused.Count == 0;
     }

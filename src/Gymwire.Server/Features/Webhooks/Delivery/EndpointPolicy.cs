@@ -36,8 +36,7 @@ public readonly record struct EndpointHealth(int ConsecutiveFailures, DateTime? 
 /// hanging endpoints cannot hold the worker's slots for whole timeouts;</item>
 /// <item>none in the cluster while it is paused (after <c>Webhooks:FailingEndpointThreshold</c> failures in a row), but
 /// for one probe per pause; each failed probe doubles the pause up to <c>Webhooks:FailingEndpointMaxPause</c>, the first
-/// success ends it. Its deliveries wait in the queue meanwhile, and with <c>Webhooks:HoldPausedDeliveries</c> are
-/// held until the pause's end (<see cref="HoldUntil"/>), out of the claims' way.</item>
+/// success ends it. Its deliveries wait in the queue meanwhile, due, and every claim leaves them out.</item>
 /// </list>
 /// The caps are this node's, in memory. The pause is the subscription's <see cref="EndpointHealth"/>: this class works
 /// out its next value (<see cref="Next"/>), the attempt recorder stores it, and every node's claim leaves paused
@@ -122,14 +121,6 @@ public sealed partial class EndpointPolicy(IOptions<WebhookOptions> options, Tim
         // A new pause ends the probe: the next one goes when this pause does.
         return new EndpointHealth(failures, now + pause, pause, ProbeClaimedUntil: null);
     }
-
-    /// <summary>
-    /// Until when the endpoint's queued deliveries that are due may be held out of the claims' way
-    /// (<c>Webhooks:HoldPausedDeliveries</c>): the end of its pause, when it is paused, since no node attempts it
-    /// before then. Null when holds are off or the endpoint is not paused (a probe's outcome is not known in advance).
-    /// </summary>
-    public DateTime? HoldUntil(EndpointHealth health) =>
-        _options.HoldPausedDeliveries && health.PausedUntil is { } until && until > Now ? until : null;
 
     /// <summary>
     /// An admitted attempt's end, with its endpoint's stored health after it: frees its slot and updates the endpoint's

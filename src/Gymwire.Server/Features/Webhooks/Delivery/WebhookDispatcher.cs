@@ -12,7 +12,6 @@ namespace Gymwire.Features.Webhooks;
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IDeliveryQueue queue,
-    EndpointPolicy policy,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
     IOptions<WebhookOptions> options,
@@ -123,8 +122,7 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    // A paused endpoint's new delivery is due when the pause ends (Webhooks:HoldPausedDeliveries).
-                    NextAttemptAt = policy.HoldUntil(subscription.Health) ?? now,
+                    NextAttemptAt = now,
                 });
             }
             dispatched.Add(evt.Sequence);

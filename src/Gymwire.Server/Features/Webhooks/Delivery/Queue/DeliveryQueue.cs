@@ -70,25 +70,19 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     }
 
     /// <summary>
-    /// One statement per due time (a claim's deliveries of one event share theirs), in one write transaction. With
-    /// <c>Webhooks:HoldPausedDeliveries</c>, a delivery whose endpoint paused meanwhile is due at the pause's end instead
-    /// (its hold ran while it was claimed, and passed it by).
+    /// One statement per due time (a claim's deliveries of one event share theirs), in one write transaction.
     /// </summary>
     public async Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
         await using var write = await BeginWriteAsync(db, ct);
-        var hold = options.Value.HoldPausedDeliveries;
         foreach (var group in deliveries.GroupBy(d => d.DueAt))
         {
             var ids = group.Select(d => d.Id).ToList();
             var released = db.WebhookDeliveries.Where(d => ids.Contains(d.Id));
             _ = group.Key is not { } due
                 ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null), ct)
-                : hold
-                    ? await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null)
-                        .SetProperty(d => d.NextAttemptAt, d => db.WebhookSubscriptions.Where(x => x.Id == d.SubscriptionId && x.PausedUntil > due).Select(x => x.PausedUntil).FirstOrDefault() ?? due), ct)
-                    : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null).SetProperty(d => d.NextAttemptAt, due), ct);
+                : await released.ExecuteUpdateAsync(s => s.SetProperty(d => d.LockedUntil, (DateTime?)null).SetProperty(d => d.ClaimedBy, (Guid?)null).SetProperty(d => d.NextAttemptAt, due), ct);
         }
         await write.CommitAsync(ct);
     }
@@ -107,22 +101,6 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await write.CommitAsync(ct);
         return won == 1;
     }
-
-    public async Task<int> HoldAsync(Guid subscriptionId, DateTime until, CancellationToken ct)
-    {
-        await using var scope = CreateScope(out var db);
-        await using var write = await BeginWriteAsync(db, ct);
-        var moved = await HoldDueAsync(db, subscriptionId, until, clock.GetUtcNow().UtcDateTime, ct);
-        await write.CommitAsync(ct);
-        return moved;
-    }
-
-    /// <summary>
-    /// Inside a write transaction, one statement: the subscription's deliveries that are queued, due at
-    /// <paramref name="now"/> and not claimed are due at <paramref name="until"/>. It finds them through the due index
-    /// (the queue's head), never through the subscription's whole delivery log.
-    /// </summary>
-    protected abstract Task<int> HoldDueAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct);
 
     public Task<int> ReleaseClaimsOfAsync(Guid node, CancellationToken ct) => ReleaseHeldAsync(node, ct);
 
@@ -180,7 +158,6 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
         var changed = new List<DeliveryOutcome>(records.Count);
         var attempts = new List<WebhookAttempt>(records.Count);
-        var holds = new Dictionary<Guid, DateTime>();
         for (var i = 0; i < records.Count; i++)
         {
             var d = records[i].Delivery;
@@ -192,10 +169,6 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             // A delivery recorded twice in one batch (it cannot be claimed twice, but be safe) counts on from the first.
             deliveries[d.Id] = stored with { Status = change.Delivery.Status, AttemptCount = change.Delivery.AttemptCount, LastAttemptAt = change.Delivery.LastAttemptAt, LastStatusCode = change.Delivery.LastStatusCode, LastError = change.Delivery.LastError };
             changed.Add(change.Delivery);
-            if (change.HoldUntil is { } until)
-            {
-                holds[d.SubscriptionId] = holds.TryGetValue(d.SubscriptionId, out var held) && held > until ? held : until;
-            }
             if (change.Attempt is { } attempt)
             {
                 attempts.Add(attempt);
@@ -208,15 +181,6 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
         var dropped = await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);
-        // A subscription this batch paused: its queued due deliveries wait for the pause's end out of the claims' way.
-        var now = clock.GetUtcNow().UtcDateTime;
-        foreach (var (subscriptionId, until) in holds)
-        {
-            if (subscriptions[subscriptionId].IsActive)
-            {
-                await HoldDueAsync(db, subscriptionId, until, now, ct);
-            }
-        }
         await write.CommitAsync(ct);
         return new RecordedBatch(outcomes, deactivated, changed.Count(c => c.Status == DeliveryStatus.Undeliverable) + dropped);
     }

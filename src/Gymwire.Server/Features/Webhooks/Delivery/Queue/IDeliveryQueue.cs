@@ -40,13 +40,6 @@ public interface IDeliveryQueue
     Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
-    /// Holds a paused endpoint's queued deliveries (<see cref="EndpointPolicy.HoldUntil"/>): in one statement, those of
-    /// <paramref name="subscriptionId"/> that are due now and not claimed are due at <paramref name="until"/> instead,
-    /// out of the head of the due index. Claimed ones are left to their attempt. Returns how many were moved.
-    /// </summary>
-    Task<int> HoldAsync(Guid subscriptionId, DateTime until, CancellationToken ct);
-
-    /// <summary>
     /// Gives back every claim still held by a node known to be dead (<see cref="Cluster.ClusterHeartbeat"/>), in one
     /// conditional statement: each is due again at its due time before the claim. Several nodes running it at once
     /// release each claim once. Returns how many were released.
@@ -63,8 +56,7 @@ public interface IDeliveryQueue
     /// <summary>
     /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
     /// delivery's stored state and its (tracked) subscription; the attempt rows and the deliveries' next states are
-    /// written, the queued deliveries of subscriptions the batch deactivated are ended, and those of subscriptions it
-    /// paused are held until the pause's end when <paramref name="decide"/> says so (<see cref="HoldAsync"/>).
+    /// written, and the queued deliveries of subscriptions the batch deactivated are ended.
     /// </summary>
     Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct);
 
@@ -88,10 +80,9 @@ public delegate Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<l
 
 /// <summary>
 /// One finished attempt's effect, or null when its delivery is gone or already finished; it may change the tracked
-/// <paramref name="subscription"/> (its health), which is then saved with the batch. <c>HoldUntil</c>: the attempt
-/// paused the endpoint, and its queued due deliveries are held until then (<see cref="IDeliveryQueue.HoldAsync"/>).
+/// <paramref name="subscription"/> (its health), which is then saved with the batch.
 /// </summary>
-public delegate (DeliveryOutcome Delivery, WebhookAttempt? Attempt, DateTime? HoldUntil)? DecideOutcome(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription);
+public delegate (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? DecideOutcome(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription);
 
 /// <summary>
 /// What a batch of records produced: each record's outcome (in order), the subscriptions it deactivated, and how many

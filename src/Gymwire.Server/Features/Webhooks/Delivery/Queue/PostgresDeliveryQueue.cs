@@ -83,19 +83,6 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         RETURNING d.id, due.next_attempt_at
         """;
 
-    /// <summary>
-    /// Never waits for a row lock (<c>SKIP LOCKED</c>): a locked row is being claimed, given back or recorded by
-    /// another transaction, which sets its due time itself.
-    /// </summary>
-    protected override Task<int> HoldDueAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct) =>
-        db.Database.ExecuteSqlAsync($"""
-            UPDATE webhook_deliveries SET next_attempt_at = {until}
-            WHERE id IN (SELECT id FROM webhook_deliveries
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now} AND subscription_id = {subscriptionId}
-                  AND (locked_until IS NULL OR locked_until <= {now})
-                FOR UPDATE SKIP LOCKED)
-            """, ct);
-
     /// <summary>Other nodes' claims may be live: a dead node's are released by the heartbeat (<see cref="IDeliveryQueue.ReleaseClaimsOfAsync"/>).</summary>
     public override Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => Task.FromResult(0);
 

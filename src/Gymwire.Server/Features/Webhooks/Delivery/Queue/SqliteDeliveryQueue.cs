@@ -63,15 +63,6 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
         return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, [.. due.Select(c => c.Id)]).ToListAsync(ct), due);
     }
 
-    /// <summary>Named index: for a range of due times SQLite would otherwise pick the subscription's index and read its whole log.</summary>
-    protected override Task<int> HoldDueAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct) =>
-        db.Database.ExecuteSqlAsync($"""
-            UPDATE webhook_deliveries SET next_attempt_at = {until}
-            WHERE id IN (SELECT id FROM webhook_deliveries INDEXED BY ix_webhook_deliveries_due
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now} AND subscription_id = {subscriptionId}
-                  AND (locked_until IS NULL OR locked_until <= {now}))
-            """, ct);
-
     /// <summary>One node: whatever is still claimed when the worker starts was claimed by a process that is gone.</summary>
     public override Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => ReleaseHeldAsync(null, ct);
 
