@@ -69,7 +69,7 @@ public abstract class ScrapeSeriesTests(ScrapedWebhookFixture fx)
         Assert.Contains("\ndotnet_", text);
         Assert.Contains("\nprocess_", text);
         // Measured several times per request or delivery, read by nobody (TelemetrySetup.AspNetCoreMeters, DroppedHttpClientInstruments).
-        foreach (var series in new[] { "aspnetcore_memory_pool_", "aspnetcore_routing_", "aspnetcore_authentication_", "aspnetcore_authorization_", "http_client_open_connections", "http_client_active_requests" })
+        foreach (var series in new[] { "http_server_active_requests", "aspnetcore_memory_pool_", "aspnetcore_routing_", "aspnetcore_authentication_", "aspnetcore_authorization_", "http_client_open_connections", "http_client_active_requests" })
         {
             Assert.DoesNotContain("\n" + series, text);
         }

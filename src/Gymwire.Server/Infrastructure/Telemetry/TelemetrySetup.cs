@@ -121,6 +121,12 @@ public static class TelemetrySetup
     /// </summary>
     internal static readonly string[] DroppedHttpClientInstruments = ["http.client.open_connections", "http.client.active_requests"];
 
+    /// <summary>
+    /// ASP.NET Core's in-flight request count is measured twice per request (up and down), a third of what an API
+    /// request records; the request rate and duration, and Kestrel's connection counts, are what operators read.
+    /// </summary>
+    internal const string DroppedHostingInstrument = "http.server.active_requests";
+
     /// <summary>The tags HttpClient's instruments keep: none that names the server (see <see cref="Trimmed"/>).</summary>
     private static readonly string[] HttpClientTags =
         ["http.request.method", "http.response.status_code", "error.type", "url.scheme", "network.protocol.version"];
@@ -135,6 +141,7 @@ public static class TelemetrySetup
     internal static MetricStreamConfiguration? Trimmed(Instrument instrument) => instrument.Meter.Name switch
     {
         "System.Net.Http" when DroppedHttpClientInstruments.Contains(instrument.Name) => MetricStreamConfiguration.Drop,
+        "Microsoft.AspNetCore.Hosting" when instrument.Name == DroppedHostingInstrument => MetricStreamConfiguration.Drop,
         "System.Net.Http" => new MetricStreamConfiguration { TagKeys = HttpClientTags },
         "System.Net.NameResolution" => new MetricStreamConfiguration { TagKeys = ["error.type"] },
         _ => null,
