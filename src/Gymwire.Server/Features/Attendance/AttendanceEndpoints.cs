@@ -39,12 +39,8 @@ public static class AttendanceEndpoints
         return TypedResults.Ok(new AttendanceList(items));
     }
 
-    internal static async Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.Attendance.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Check-in not found") : TypedResults.Ok(AttendanceService.Map(item));
-    }
+    internal static Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Attendance.GetInGymAsync(id, user.GetGymId(), AttendanceService.Map, "Check-in not found", ct);
 
     internal static async Task<Results<Created<AttendanceDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> CheckIn(
         CheckInRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)

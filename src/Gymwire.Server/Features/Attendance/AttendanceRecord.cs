@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Attendance;
 
 /// <summary>A check-in (kiosk, manual or through the API).</summary>
-public sealed class AttendanceRecord
+public sealed class AttendanceRecord : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

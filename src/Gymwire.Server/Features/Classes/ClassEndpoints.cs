@@ -33,12 +33,8 @@ public static class ClassEndpoints
         return TypedResults.Ok(new ClassList(items.Select(Map).ToList()));
     }
 
-    internal static async Task<Results<Ok<ClassDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.ClassSchedules.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Class not found") : TypedResults.Ok(Map(item));
-    }
+    internal static Task<Results<Ok<ClassDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.ClassSchedules.GetInGymAsync(id, user.GetGymId(), Map, "Class not found", ct);
 
     internal static async Task<Results<Created<ClassDto>, BadRequest<ErrorResponse>>> Schedule(
         ScheduleClassRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)

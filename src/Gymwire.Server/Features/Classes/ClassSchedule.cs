@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Classes;
 
 /// <summary>A recurring class on the weekly schedule.</summary>
-public sealed class ClassSchedule
+public sealed class ClassSchedule : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Contracts;
 
 /// <summary>A membership contract a member signed.</summary>
-public sealed class Contract
+public sealed class Contract : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

@@ -39,12 +39,8 @@ public static class ContractEndpoints
         return TypedResults.Ok(new ContractList(items));
     }
 
-    internal static async Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.Contracts.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Contract not found") : TypedResults.Ok(new ContractDto(item.Id, item.UserId, item.Title, item.SignedAt));
-    }
+    internal static Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Contracts.GetInGymAsync(id, user.GetGymId(), Map, "Contract not found", ct);
 
     internal static async Task<Results<Created<ContractDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Sign(
         SignContractRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -64,6 +60,8 @@ public static class ContractEndpoints
         db.Contracts.Add(contract);
         db.AddEvent(gymId, EventCatalog.ContractSigned, new { contract_id = contract.Id, user_id = contract.UserId }, now);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/contracts/{contract.Id}", new ContractDto(contract.Id, contract.UserId, contract.Title, contract.SignedAt));
+        return TypedResults.Created($"/api/gym/contracts/{contract.Id}", Map(contract));
     }
+
+    private static ContractDto Map(Contract c) => new(c.Id, c.UserId, c.Title, c.SignedAt);
 }

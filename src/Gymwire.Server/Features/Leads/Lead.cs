@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Leads;
 
 /// <summary>A prospective member in the gym's CRM.</summary>
-public sealed class Lead
+public sealed class Lead : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

@@ -40,12 +40,8 @@ public static class LeadEndpoints
         return TypedResults.Ok(new LeadList(items));
     }
 
-    internal static async Task<Results<Ok<LeadDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.Leads.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Lead not found") : TypedResults.Ok(LeadService.Map(item));
-    }
+    internal static Task<Results<Ok<LeadDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Leads.GetInGymAsync(id, user.GetGymId(), LeadService.Map, "Lead not found", ct);
 
     internal static async Task<Results<Created<LeadDto>, BadRequest<ErrorResponse>>> Create(
         CreateLeadRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)

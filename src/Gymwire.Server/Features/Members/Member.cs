@@ -1,6 +1,8 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Members;
 
-public sealed class Member
+public sealed class Member : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

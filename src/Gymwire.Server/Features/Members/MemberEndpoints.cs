@@ -56,12 +56,8 @@ public static class MemberEndpoints
         return TypedResults.Ok(new MemberList(members));
     }
 
-    internal static async Task<Results<Ok<MemberDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var member = await db.Members.AsNoTracking().Where(m => m.Id == id && m.GymId == gymId).Select(ToDto).FirstOrDefaultAsync(ct);
-        return member is null ? ApiErrors.NotFound("Member not found") : TypedResults.Ok(member);
-    }
+    internal static Task<Results<Ok<MemberDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Members.GetInGymAsync(id, user.GetGymId(), Map, "Member not found", ct);
 
     internal static async Task<Results<Created<MemberDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> Create(
         CreateMemberRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -129,7 +125,7 @@ public static class MemberEndpoints
             return ApiErrors.BadRequest(invalid);
         }
         var gymId = user.GetGymId();
-        var member = await db.Members.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        var member = await db.Members.FindInGymAsync(id, gymId, ct);
         if (member is null)
         {
             return ApiErrors.NotFound("Member not found");
@@ -168,7 +164,7 @@ public static class MemberEndpoints
         Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
         var gymId = user.GetGymId();
-        var member = await db.Members.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        var member = await db.Members.FindInGymAsync(id, gymId, ct);
         if (member is null)
         {
             return ApiErrors.NotFound("Member not found");

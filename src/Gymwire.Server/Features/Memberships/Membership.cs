@@ -1,6 +1,8 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Memberships;
 
-public sealed class MembershipPlan
+public sealed class MembershipPlan : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }
@@ -11,7 +13,7 @@ public sealed class MembershipPlan
     public DateTime CreatedAt { get; set; }
 }
 
-public sealed class Membership
+public sealed class Membership : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

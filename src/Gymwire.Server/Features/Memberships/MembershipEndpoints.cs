@@ -43,12 +43,8 @@ public static class MembershipEndpoints
         return TypedResults.Ok(new PlanList(plans));
     }
 
-    internal static async Task<Results<Ok<PlanDto>, NotFound<ErrorResponse>>> GetPlan(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.MembershipPlans.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Plan not found") : TypedResults.Ok(new PlanDto(item.Id, item.Name, item.PriceCents, item.Interval, item.CreatedAt));
-    }
+    internal static Task<Results<Ok<PlanDto>, NotFound<ErrorResponse>>> GetPlan(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.MembershipPlans.GetInGymAsync(id, user.GetGymId(), MapPlan, "Plan not found", ct);
 
     internal static async Task<Results<Created<PlanDto>, BadRequest<ErrorResponse>>> CreatePlan(
         CreatePlanRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -71,7 +67,7 @@ public static class MembershipEndpoints
         };
         db.MembershipPlans.Add(plan);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/plans/{plan.Id}", new PlanDto(plan.Id, plan.Name, plan.PriceCents, plan.Interval, plan.CreatedAt));
+        return TypedResults.Created($"/api/gym/plans/{plan.Id}", MapPlan(plan));
     }
 
     internal static async Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
@@ -88,12 +84,8 @@ public static class MembershipEndpoints
         return TypedResults.Ok(new MembershipList(items));
     }
 
-    internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.Memberships.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Membership not found") : TypedResults.Ok(Map(item));
-    }
+    internal static Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Memberships.GetInGymAsync(id, user.GetGymId(), Map, "Membership not found", ct);
 
     internal static async Task<Results<Created<MembershipDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Activate(
         CreateMembershipRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -121,8 +113,7 @@ public static class MembershipEndpoints
     internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Cancel(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
-        var gymId = user.GetGymId();
-        var membership = await db.Memberships.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        var membership = await db.Memberships.FindInGymAsync(id, user.GetGymId(), ct);
         if (membership is null)
         {
             return ApiErrors.NotFound("Membership not found");
@@ -135,6 +126,8 @@ public static class MembershipEndpoints
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(Map(membership));
     }
+
+    private static PlanDto MapPlan(MembershipPlan p) => new(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt);
 
     private static MembershipDto Map(Membership m) => new(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
 }

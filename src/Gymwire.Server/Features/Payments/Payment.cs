@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Payments;
 
 /// <summary>A payment (invoice). Amounts are integer cents.</summary>
-public sealed class Payment
+public sealed class Payment : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

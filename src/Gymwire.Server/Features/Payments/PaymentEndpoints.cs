@@ -43,12 +43,8 @@ public static class PaymentEndpoints
         return TypedResults.Ok(new PaymentList(items));
     }
 
-    internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.Payments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Payment not found") : TypedResults.Ok(Map(item));
-    }
+    internal static Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Payments.GetInGymAsync(id, user.GetGymId(), Map, "Payment not found", ct);
 
     internal static async Task<Results<Created<PaymentDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Record(
         RecordPaymentRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -90,8 +86,7 @@ public static class PaymentEndpoints
     internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Refund(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
-        var gymId = user.GetGymId();
-        var payment = await db.Payments.FirstOrDefaultAsync(p => p.Id == id && p.GymId == gymId, ct);
+        var payment = await db.Payments.FindInGymAsync(id, user.GetGymId(), ct);
         if (payment is null)
         {
             return ApiErrors.NotFound("Payment not found");

@@ -50,8 +50,7 @@ public static class SmsEndpoints
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, SmsSignal signal, CancellationToken ct)
     {
-        var gymId = user.GetGymId();
-        var message = await db.SmsMessages.FirstOrDefaultAsync(m => m.Id == id && m.GymId == gymId, ct);
+        var message = await db.SmsMessages.FindInGymAsync(id, user.GetGymId(), ct);
         if (message is null)
         {
             return ApiErrors.NotFound("SMS message not found");

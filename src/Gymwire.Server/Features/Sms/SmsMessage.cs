@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Sms;
 
 /// <summary>An outbound SMS. Queued by the <c>send_sms</c> action; the SMS connector sends it.</summary>
-public sealed class SmsMessage
+public sealed class SmsMessage : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

@@ -1,7 +1,9 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Training;
 
 /// <summary>A training session a member logged (gi, no-gi, open mat…).</summary>
-public sealed class TrainingSession
+public sealed class TrainingSession : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

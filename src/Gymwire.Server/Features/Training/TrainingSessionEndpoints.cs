@@ -39,12 +39,8 @@ public static class TrainingSessionEndpoints
         return TypedResults.Ok(new TrainingSessionList(items));
     }
 
-    internal static async Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
-    {
-        var gymId = user.GetGymId();
-        var item = await db.TrainingSessions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id && x.GymId == gymId, ct);
-        return item is null ? ApiErrors.NotFound("Training session not found") : TypedResults.Ok(new TrainingSessionDto(item.Id, item.UserId, item.SessionType, item.Date, item.DurationMins, item.CreatedAt));
-    }
+    internal static Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.TrainingSessions.GetInGymAsync(id, user.GetGymId(), Map, "Training session not found", ct);
 
     internal static async Task<Results<Created<TrainingSessionDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Log(
         LogSessionRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -72,7 +68,8 @@ public static class TrainingSessionEndpoints
         };
         TrainingSessionService.AddSession(db, session);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/sessions/{session.Id}",
-            new TrainingSessionDto(session.Id, session.UserId, session.SessionType, session.Date, session.DurationMins, session.CreatedAt));
+        return TypedResults.Created($"/api/gym/sessions/{session.Id}", Map(session));
     }
+
+    private static TrainingSessionDto Map(TrainingSession s) => new(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
 }

@@ -1,0 +1,27 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Gymwire.Infrastructure;
+
+/// <summary>A row that belongs to one gym: owner endpoints read it only for a caller of that gym.</summary>
+public interface IGymRow
+{
+    Guid Id { get; }
+    Guid GymId { get; }
+}
+
+/// <summary>Finding one row of the caller's gym, shared by the owner endpoints so that each answers a missing row alike.</summary>
+public static class GymRows
+{
+    /// <summary>The row with this id if it belongs to this gym, else null: another gym's row is as unknown as an id that does not exist.</summary>
+    public static Task<T?> FindInGymAsync<T>(this IQueryable<T> rows, Guid id, Guid gymId, CancellationToken ct) where T : class, IGymRow =>
+        rows.FirstOrDefaultAsync(r => r.Id == id && r.GymId == gymId, ct);
+
+    /// <summary>A GET by id: 200 with the row as <paramref name="toDto"/> makes it, or 404 with <paramref name="notFound"/>.</summary>
+    public static async Task<Results<Ok<TDto>, NotFound<ErrorResponse>>> GetInGymAsync<T, TDto>(
+        this IQueryable<T> rows, Guid id, Guid gymId, Func<T, TDto> toDto, string notFound, CancellationToken ct) where T : class, IGymRow
+    {
+        var item = await rows.AsNoTracking().FindInGymAsync(id, gymId, ct);
+        return item is null ? ApiErrors.NotFound(notFound) : TypedResults.Ok(toDto(item));
+    }
+}
