@@ -1,3 +1,5 @@
+using System.Linq.Expressions;
+
 namespace Gymwire.Infrastructure;
 
 /// <summary><c>?limit=&amp;offset=</c> on owner list endpoints.</summary>
@@ -15,4 +17,11 @@ public readonly record struct Paging(int Limit, int Offset)
         }
         return paging.Offset < 0 ? "'offset' must be 0 or more" : null;
     }
+
+    /// <summary>
+    /// This page of <paramref name="rows"/>, newest first. The id breaks ties between equal times, so the order is the
+    /// same on every request and no row shows on two pages or on none.
+    /// </summary>
+    public IQueryable<T> NewestFirst<T, TTime>(IQueryable<T> rows, Expression<Func<T, TTime>> newest) where T : class, IGymRow =>
+        rows.OrderByDescending(newest).ThenByDescending(r => r.Id).Skip(Offset).Take(Limit);
 }

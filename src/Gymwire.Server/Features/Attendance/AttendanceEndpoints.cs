@@ -33,8 +33,7 @@ public static class AttendanceEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.Attendance.AsNoTracking().Where(a => a.GymId == gymId)
-            .OrderByDescending(a => a.CheckedInAt).ThenByDescending(a => a.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.Attendance.AsNoTracking().Where(a => a.GymId == gymId), a => a.CheckedInAt)
             .Select(a => new AttendanceDto(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt)).ToListAsync(ct);
         return TypedResults.Ok(new AttendanceList(items));
     }

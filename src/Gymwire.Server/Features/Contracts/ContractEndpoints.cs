@@ -33,8 +33,7 @@ public static class ContractEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.Contracts.AsNoTracking().Where(c => c.GymId == gymId)
-            .OrderByDescending(c => c.SignedAt).ThenByDescending(c => c.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.Contracts.AsNoTracking().Where(c => c.GymId == gymId), c => c.SignedAt)
             .Select(c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt)).ToListAsync(ct);
         return TypedResults.Ok(new ContractList(items));
     }

@@ -34,8 +34,7 @@ public static class LeadEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.Leads.AsNoTracking().Where(l => l.GymId == gymId)
-            .OrderByDescending(l => l.CreatedAt).ThenByDescending(l => l.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.Leads.AsNoTracking().Where(l => l.GymId == gymId), l => l.CreatedAt)
             .Select(l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt)).ToListAsync(ct);
         return TypedResults.Ok(new LeadList(items));
     }

@@ -51,8 +51,7 @@ public static class MemberEndpoints
         {
             query = query.Where(m => m.LeftAt == null);
         }
-        var members = await query.OrderByDescending(m => m.JoinedAt).ThenByDescending(m => m.Id)
-            .Skip(page.Offset).Take(page.Limit).Select(ToDto).ToListAsync(ct);
+        var members = await page.NewestFirst(query, m => m.JoinedAt).Select(ToDto).ToListAsync(ct);
         return TypedResults.Ok(new MemberList(members));
     }
 

@@ -78,8 +78,7 @@ public static class MembershipEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.Memberships.AsNoTracking().Where(m => m.GymId == gymId)
-            .OrderByDescending(m => m.StartedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.Memberships.AsNoTracking().Where(m => m.GymId == gymId), m => m.StartedAt)
             .Select(m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt)).ToListAsync(ct);
         return TypedResults.Ok(new MembershipList(items));
     }

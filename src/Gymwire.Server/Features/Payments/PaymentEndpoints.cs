@@ -36,8 +36,7 @@ public static class PaymentEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.Payments.AsNoTracking().Where(p => p.GymId == gymId)
-            .OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.Payments.AsNoTracking().Where(p => p.GymId == gymId), p => p.CreatedAt)
             .Select(p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt))
             .ToListAsync(ct);
         return TypedResults.Ok(new PaymentList(items));

@@ -42,7 +42,7 @@ public static class SmsEndpoints
         {
             query = query.Where(m => m.Status == status);
         }
-        var items = await query.OrderByDescending(m => m.CreatedAt).ThenByDescending(m => m.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(query, m => m.CreatedAt)
             .Select(m => new SmsDto(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt)).ToListAsync(ct);
         return TypedResults.Ok(new SmsList(items));
     }

@@ -259,7 +259,7 @@ public static partial class StripeEndpoints
         {
             query = query.Where(e => e.Outcome == outcome);
         }
-        var items = await query.OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(query, e => e.ReceivedAt)
             .Select(e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email))
             .ToListAsync(ct);
         return TypedResults.Ok(new StripeEventList(items));

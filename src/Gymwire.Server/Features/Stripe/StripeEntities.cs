@@ -1,3 +1,5 @@
+using Gymwire.Infrastructure;
+
 namespace Gymwire.Features.Stripe;
 
 /// <summary>A gym's Stripe connection: the webhook endpoint's signing secret (encrypted) and what happened last.</summary>
@@ -15,7 +17,7 @@ public sealed class StripeAccount
 }
 
 /// <summary>One verified Stripe event, as received: unique per gym on Stripe's id, which makes Stripe's retries no-ops.</summary>
-public sealed class StripeEventRecord
+public sealed class StripeEventRecord : IGymRow
 {
     public Guid Id { get; set; }
     public Guid GymId { get; set; }

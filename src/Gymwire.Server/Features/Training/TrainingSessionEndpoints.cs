@@ -33,8 +33,7 @@ public static class TrainingSessionEndpoints
             return ApiErrors.BadRequest(error);
         }
         var gymId = user.GetGymId();
-        var items = await db.TrainingSessions.AsNoTracking().Where(s => s.GymId == gymId)
-            .OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Skip(page.Offset).Take(page.Limit)
+        var items = await page.NewestFirst(db.TrainingSessions.AsNoTracking().Where(s => s.GymId == gymId), s => s.CreatedAt)
             .Select(s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt)).ToListAsync(ct);
         return TypedResults.Ok(new TrainingSessionList(items));
     }
