@@ -6,15 +6,12 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Delete: a confirmation, then the webhook and its activity log are gone. Limited like the API's destructive calls.</summary>
-public sealed partial class DeleteWebhookModel(WebhookService webhooks, DashboardRateLimits limits, ILogger<DeleteWebhookModel> logger) : PageModel
+public sealed partial class DeleteWebhookModel(WebhookService webhooks, DashboardRateLimits limits, ILogger<DeleteWebhookModel> logger)
+    : DestructiveWebhookPage(webhooks, limits)
 {
-    public WebhookDto Webhook { get; private set; } = null!;
-
-    public string? Problem { get; private set; }
-
     public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
     {
-        if (await webhooks.GetAsync(WebhookAccess.Of(User), id, ct) is not { } hook)
+        if (await Webhooks.GetAsync(WebhookAccess.Of(User), id, ct) is not { } hook)
         {
             return NotFound();
         }
@@ -25,27 +22,20 @@ public sealed partial class DeleteWebhookModel(WebhookService webhooks, Dashboar
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.GetAsync(access, id, ct) is not { } found)
+        var (refused, permit) = await FindAndTakePermitAsync(access, id, ct);
+        if (refused is not null)
         {
-            // Found nothing: no permit is taken, as in the API.
-            return NotFound();
+            return refused;
         }
-        var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
-        if (limited is not null)
-        {
-            Webhook = found;
-            Problem = limited;
-            return Page();
-        }
-        var outcome = await webhooks.DeleteAsync(access, id, ct);
+        var outcome = await Webhooks.DeleteAsync(access, id, ct);
         if (outcome.Value is not null)
         {
             LogDeleted(logger, id, access.GymId);
-            TempData.SetFlash($"Deleted the webhook to {found.Url}.");
+            TempData.SetFlash($"Deleted the webhook to {Webhook.Url}.");
             return Redirect("/settings/webhooks");
         }
-        await limits.ReleaseAsync(permit);
-        if (outcome.Failure == WebhookFailure.NotFound || await webhooks.GetAsync(access, id, ct) is not { } hook)
+        await Limits.ReleaseAsync(permit);
+        if (outcome.Failure == WebhookFailure.NotFound || await Webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return NotFound();
         }

@@ -12,14 +12,9 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// </summary>
 public sealed partial class RotateWebhookSecretModel(
     WebhookService webhooks, DashboardRateLimits limits, IOptions<WebhookOptions> options, TimeProvider clock, GymTime time, ILogger<RotateWebhookSecretModel> logger)
-    : PageModel
+    : DestructiveWebhookPage(webhooks, limits)
 {
-    public WebhookDto Webhook { get; private set; } = null!;
-
     public TimeSpan Overlap => options.Value.SecretRotationOverlap;
-
-    /// <summary>Why the rotation was refused (the destructive limit).</summary>
-    public string? Problem { get; private set; }
 
     private const string ShownOnce = "rotated-secret";
 
@@ -35,14 +30,14 @@ public sealed partial class RotateWebhookSecretModel(
     public async Task<IActionResult> OnGetAsync(Guid id, bool rotated, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.GetAsync(access, id, ct) is not { } hook)
+        if (await Webhooks.GetAsync(access, id, ct) is not { } hook)
         {
             return NotFound();
         }
         Webhook = hook;
         Rotated = TempData.TakeOnce<RotatedSecret>(ShownOnce) is { } shown && shown.Id == id ? shown : null;
         AlreadyShown = rotated && Rotated is null;
-        if (rotated && await webhooks.FindAsync(access, id, ct) is { PreviousSecretExpiresAt: { } until } && until > clock.GetUtcNow().UtcDateTime)
+        if (rotated && await Webhooks.FindAsync(access, id, ct) is { PreviousSecretExpiresAt: { } until } && until > clock.GetUtcNow().UtcDateTime)
         {
             PreviousSecretSignsUntil = until;
         }
@@ -52,21 +47,14 @@ public sealed partial class RotateWebhookSecretModel(
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.GetAsync(access, id, ct) is not { } found)
+        var (refused, permit) = await FindAndTakePermitAsync(access, id, ct);
+        if (refused is not null)
         {
-            // Found nothing: no permit is taken, as in the API.
-            return NotFound();
+            return refused;
         }
-        var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
-        if (limited is not null)
+        if (await Webhooks.RotateSecretAsync(access, id, ct) is not { } rotated)
         {
-            Webhook = found;
-            Problem = limited;
-            return Page();
-        }
-        if (await webhooks.RotateSecretAsync(access, id, ct) is not { } rotated)
-        {
-            await limits.ReleaseAsync(permit);
+            await Limits.ReleaseAsync(permit);
             return NotFound();
         }
         LogRotated(logger, id, access.GymId);
