@@ -7,10 +7,10 @@ public enum IntegrationState
     Error,
 }
 
-/// <summary>A tile's status and, always, the reason for it in words an owner understands.</summary>
 /// <summary>A link under a tile's reason, e.g. to the failing webhook it names.</summary>
 public sealed record StatusLink(string Text, string Href);
 
+/// <summary>A tile's status and, always, the reason for it in words an owner understands.</summary>
 public sealed record IntegrationStatus(IntegrationState State, string Reason)
 {
     /// <summary>Where the owner fixes what the reason names (each failing webhook's page, say).</summary>
