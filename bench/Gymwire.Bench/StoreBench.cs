@@ -139,16 +139,29 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             await Wrk.RunAsync(url, 8, TimeSpan.FromSeconds(1), script);
         }
 
+        await HoldForProfilingAsync(subjectUrl, m1.Key, openUrl);
+
         // Interleaved, so that a change in the machine's load hits all three alike.
         var runs = new Dictionary<string, List<SweepPoint>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
+        // This process's CPU time and allocated bytes per request, summed over every run of each (Gymwire and the idle
+        // harness; wrk is a process of its own): steadier than throughput on a shared machine.
+        var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
+        async Task<LoadResult> MeasuredAsync(string name, string url, int c, string? script)
+        {
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            var result = await Wrk.RunAsync(url, c, o.Duration, script);
+            var sum = cost.GetValueOrDefault(name);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
+            return result;
+        }
         foreach (var c in o.Connections)
         {
             var raw = new Dictionary<string, List<LoadResult>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
             for (var r = 0; r < o.Runs; r++)
             {
-                raw["ceiling"].Add(await Wrk.RunAsync(ceilingUrl, c, o.Duration));
-                raw["subject"].Add(await Wrk.RunAsync(subjectUrl, c, o.Duration, subjectScript));
-                raw["open"].Add(await Wrk.RunAsync(openUrl, c, o.Duration));
+                raw["ceiling"].Add(await MeasuredAsync("ceiling", ceilingUrl, c, null));
+                raw["subject"].Add(await MeasuredAsync("subject", subjectUrl, c, subjectScript));
+                raw["open"].Add(await MeasuredAsync("open", openUrl, c, null));
             }
             foreach (var (name, list) in raw)
             {
@@ -174,6 +187,10 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         {
             report.Detail(store, $"M1/M2 sweep, {name}", string.Join("; ", list.Select(p => $"c={p.Connections}: {Describe(p.Result)}")));
         }
+        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
+        var perRequest = $"{PerRequest("subject")}; {PerRequest("open")}; {PerRequest("ceiling")} (every run of the sweep; Gymwire's process, wrk not counted)";
+        Console.WriteLine($"  M1/M2 per request: {perRequest}");
+        report.Detail(store, "M1/M2 per request", perRequest);
 
         // Scale: the same poll on a gym of 10k members and one of 1M, at the subject's best connection count.
         var smallScript = Wrk.Script("GET", null, new Dictionary<string, string> { ["Authorization"] = "Bearer " + small.Key });
@@ -191,6 +208,28 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         Check(l, "scale large");
         report.Add(store, $"Scale: M1 p99 at {Count(o.ScaleLarge)} vs {Count(o.ScaleSmall)} members", Describe(l, subject.Connections), Describe(s, subject.Connections),
             l.P99Ms / s.P99Ms, 1.2, $"ratio of p99 latencies (lower is better; target <= 1.2); p50 ratio {l.P50Ms / s.P50Ms:0.00}", lowerIsBetter: true);
+    }
+
+    /// <summary>
+    /// BENCH_M2_HOLD=SECONDS: after M1/M2's warm-up, writes the process id, the URLs and the key to gymwire-m2-hold.env in
+    /// the temporary directory and keeps the server up for that long (or until that file is deleted), so that a profiler
+    /// can be attached under load driven from outside.
+    /// </summary>
+    private static async Task HoldForProfilingAsync(string subjectUrl, string key, string openUrl)
+    {
+        if (!int.TryParse(Environment.GetEnvironmentVariable("BENCH_M2_HOLD"), out var seconds) || seconds <= 0)
+        {
+            return;
+        }
+        var file = Path.Combine(Path.GetTempPath(), "gymwire-m2-hold.env");
+        await File.WriteAllTextAsync(file, $"PID={Environment.ProcessId}\nSUBJECT={subjectUrl}\nKEY={key}\nOPEN={openUrl}\n");
+        Console.WriteLine($"  M1/M2 holding for {seconds} s (delete {file} to go on)");
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (DateTime.UtcNow < until && File.Exists(file))
+        {
+            await Task.Delay(1000);
+        }
+        File.Delete(file);
     }
 
     private static SweepPoint Best(List<SweepPoint> points) =>
