@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
 using Gymwire.Data;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
@@ -30,10 +33,15 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
             metrics.Authenticated(ApiKeyMetrics.Outcomes.Malformed);
             return BearerValidation.Fail("Invalid API key");
         }
-        var hash = Secrets.Sha256(token);
+        // On the stack (a well-formed key is ASCII of a fixed length): a cache hit allocates nothing for its lookup.
+        Span<byte> hashed = stackalloc byte[SHA256.HashSizeInBytes];
+        Span<byte> utf8 = stackalloc byte[ApiKeyFormat.Length];
+        SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(token, utf8)], hashed);
         GymwireDbContext? db = null;
-        if (!cache.TryGet(hash, out var key))
+        var cached = cache.TryGet(hashed, out var key);
+        if (!cached)
         {
+            var hash = hashed.ToArray();
             var generation = cache.Generation;
             db = context.RequestServices.GetRequiredService<GymwireDbContext>();
             var found = await FindByHash.For(db)(db, hash, context.RequestAborted);
@@ -65,6 +73,18 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
             await usage.RecordAsync(db, key.Id, now, context.RequestAborted);
         }
 
+        metrics.Authenticated(ApiKeyMetrics.Outcomes.Success);
+        return BearerValidation.Success(cached ? _principals.GetValue(key, Principal) : Principal(key));
+    }
+
+    // The principal of a key served by the cache is built once and reused by its later requests, which then build no
+    // claims, identity or principal of their own (docs/benchmark-findings.md, M2). It belongs to the cached row's
+    // instance: a revocation, a reload or an expired entry brings a new instance, checked above before its principal is
+    // used. Concurrent requests share it, so nothing may change it (nothing in Gymwire does: no claims transformation).
+    private readonly ConditionalWeakTable<CachedApiKey, ClaimsPrincipal> _principals = new();
+
+    private static ClaimsPrincipal Principal(CachedApiKey key)
+    {
         var claims = new List<Claim>(6)
         {
             new(GymwireClaims.ActorId, key.Id.ToString()),
@@ -76,8 +96,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         {
             claims.Add(new Claim(GymwireClaims.Scope, scope));
         }
-        metrics.Authenticated(ApiKeyMetrics.Outcomes.Success);
-        return BearerValidation.Success(new ClaimsPrincipal(new ClaimsIdentity(claims, BearerAuthenticationHandler.SchemeName)));
+        return new ClaimsPrincipal(new ClaimsIdentity(claims, BearerAuthenticationHandler.SchemeName));
     }
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "API key {KeyId} rejected: {Reason}")]

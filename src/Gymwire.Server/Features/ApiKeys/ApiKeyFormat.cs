@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -37,9 +38,14 @@ public static class ApiKeyFormat
                 return false;
             }
         }
-        return CryptographicOperations.FixedTimeEquals(
-            Encoding.ASCII.GetBytes(Checksum(hex[..RandomHexDigits].ToString())),
-            Encoding.ASCII.GetBytes(hex[RandomHexDigits..].ToString()));
+        // On the stack: every authenticated request checks its key.
+        Span<byte> random = stackalloc byte[RandomHexDigits];
+        Encoding.ASCII.GetBytes(hex[..RandomHexDigits], random);
+        Span<byte> crc = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.HashToUInt32(random));
+        Span<char> expected = stackalloc char[8];
+        Convert.TryToHexStringLower(crc, expected, out _);
+        return CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(expected), MemoryMarshal.AsBytes(hex[RandomHexDigits..]));
     }
 
     /// <summary>The listed form: <c>cs_</c> + the first 8 hex digits.</summary>

@@ -114,7 +114,8 @@ public sealed class GymwireAuthorizationHandler : IAuthorizationHandler
     public Task HandleAsync(AuthorizationHandlerContext context)
     {
         var user = context.User;
-        foreach (var requirement in context.PendingRequirements.ToList())
+        // The policy's requirements, not PendingRequirements (which Succeed changes): no copy per request.
+        foreach (var requirement in context.Requirements)
         {
             switch (requirement)
             {
