@@ -964,7 +964,9 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
 
         // Bench-only endpoints: the ceilings.
         app.MapGet("/bench/ceiling", () => Results.Bytes(_triggerJson, "application/json; charset=utf-8"));
-        app.MapGet("/bench/triggers-open", (string? type, GymwireDbContext db, TriggerCache cache, HttpResponse response, CancellationToken ct) => ZapierTriggers.Poll(type, null, null, _m1Principal, db, cache, response, ct));
+        app.MapGet("/bench/triggers-open", (string? type, GymwireDbContext db, TriggerCache cache, HttpResponse response, CancellationToken ct) => ZapierTriggers.Poll(type, null, null, _m1Principal, db, cache, response, ct))
+            // The poll counter the real endpoint has: M2 compares authentication and the limiter, not the metrics.
+            .AddEndpointFilter(ZapierMetrics.Counting(polls: true));
         app.MapPost("/bench/raw-lead", async (GymwireDbContext db, CancellationToken ct) =>
         {
             var now = DateTime.UtcNow;
