@@ -36,9 +36,10 @@ public abstract class MeasurementsPerRequestTests(ScrapedWebhookFixture fx)
                 }
             },
         };
-        listener.SetMeasurementEventCallback<long>((i, _, _, _) => counts.AddOrUpdate(i.Name, 1, (_, n) => n + 1));
-        listener.SetMeasurementEventCallback<int>((i, _, _, _) => counts.AddOrUpdate(i.Name, 1, (_, n) => n + 1));
-        listener.SetMeasurementEventCallback<double>((i, _, _, _) => counts.AddOrUpdate(i.Name, 1, (_, n) => n + 1));
+        void Count(Instrument instrument) => counts.AddOrUpdate(instrument.Name, 1, (_, n) => n + 1);
+        listener.SetMeasurementEventCallback<long>((i, _, _, _) => Count(i));
+        listener.SetMeasurementEventCallback<int>((i, _, _, _) => Count(i));
+        listener.SetMeasurementEventCallback<double>((i, _, _, _) => Count(i));
         listener.Start();
 
         const int polls = 20;

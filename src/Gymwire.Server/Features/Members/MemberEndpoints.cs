@@ -186,5 +186,6 @@ public static class MemberEndpoints
     private static readonly System.Linq.Expressions.Expression<Func<Member, MemberDto>> ToDto =
         m => new MemberDto(m.Id, m.UserId, m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt);
 
-    private static MemberDto Map(Member m) => new(m.Id, m.UserId, m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt);
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Member, MemberDto> Map = ToDto.Compile();
 }
