@@ -16,6 +16,7 @@ public static class ApiKeyFormat
     public const string Prefix = "cs_";
     public const int Length = 3 + 64;
     private const int RandomHexDigits = 56;
+    private const int ChecksumDigits = 8;
 
     public static string Generate()
     {
@@ -39,12 +40,8 @@ public static class ApiKeyFormat
             }
         }
         // On the stack: every authenticated request checks its key.
-        Span<byte> random = stackalloc byte[RandomHexDigits];
-        Encoding.ASCII.GetBytes(hex[..RandomHexDigits], random);
-        Span<byte> crc = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.HashToUInt32(random));
-        Span<char> expected = stackalloc char[8];
-        Convert.TryToHexStringLower(crc, expected, out _);
+        Span<char> expected = stackalloc char[ChecksumDigits];
+        WriteChecksum(hex[..RandomHexDigits], expected);
         return CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(expected), MemoryMarshal.AsBytes(hex[RandomHexDigits..]));
     }
 
@@ -53,8 +50,17 @@ public static class ApiKeyFormat
 
     internal static string Checksum(string randomHex)
     {
+        Span<char> checksum = stackalloc char[ChecksumDigits];
+        WriteChecksum(randomHex, checksum);
+        return checksum.ToString();
+    }
+
+    /// <summary>The CRC-32 of the random part's ASCII, as 8 lowercase hex digits.</summary>
+    private static void WriteChecksum(ReadOnlySpan<char> randomHex, Span<char> destination)
+    {
+        Span<byte> ascii = stackalloc byte[RandomHexDigits];
         Span<byte> crc = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.HashToUInt32(Encoding.ASCII.GetBytes(randomHex)));
-        return Convert.ToHexStringLower(crc);
+        BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.HashToUInt32(ascii[..Encoding.ASCII.GetBytes(randomHex, ascii)]));
+        Convert.TryToHexStringLower(crc, destination, out _);
     }
 }
