@@ -25,18 +25,10 @@ public static class ContractEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Contracts.AsNoTracking().Where(c => c.GymId == gymId), c => c.SignedAt)
-            .Select(c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new ContractList(items));
-    }
+    internal static Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Contracts.ListInGymAsync(user.GetGymId(), limit, offset, c => c.SignedAt,
+            c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt), items => new ContractList(items), ct);
 
     internal static Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Contracts.GetInGymAsync(id, user.GetGymId(), Map, "Contract not found", ct);

@@ -70,18 +70,10 @@ public static class MembershipEndpoints
         return TypedResults.Created($"/api/gym/plans/{plan.Id}", MapPlan(plan));
     }
 
-    internal static async Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Memberships.AsNoTracking().Where(m => m.GymId == gymId), m => m.StartedAt)
-            .Select(m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt)).ToListAsync(ct);
-        return TypedResults.Ok(new MembershipList(items));
-    }
+    internal static Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Memberships.ListInGymAsync(user.GetGymId(), limit, offset, m => m.StartedAt,
+            m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt), items => new MembershipList(items), ct);
 
     internal static Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Memberships.GetInGymAsync(id, user.GetGymId(), Map, "Membership not found", ct);

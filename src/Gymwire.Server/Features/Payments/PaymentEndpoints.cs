@@ -28,19 +28,10 @@ public static class PaymentEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Payments.AsNoTracking().Where(p => p.GymId == gymId), p => p.CreatedAt)
-            .Select(p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt))
-            .ToListAsync(ct);
-        return TypedResults.Ok(new PaymentList(items));
-    }
+    internal static Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Payments.ListInGymAsync(user.GetGymId(), limit, offset, p => p.CreatedAt,
+            p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt), items => new PaymentList(items), ct);
 
     internal static Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Payments.GetInGymAsync(id, user.GetGymId(), Map, "Payment not found", ct);

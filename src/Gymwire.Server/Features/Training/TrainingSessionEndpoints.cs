@@ -25,18 +25,10 @@ public static class TrainingSessionEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.TrainingSessions.AsNoTracking().Where(s => s.GymId == gymId), s => s.CreatedAt)
-            .Select(s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new TrainingSessionList(items));
-    }
+    internal static Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.TrainingSessions.ListInGymAsync(user.GetGymId(), limit, offset, s => s.CreatedAt,
+            s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt), items => new TrainingSessionList(items), ct);
 
     internal static Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.TrainingSessions.GetInGymAsync(id, user.GetGymId(), Map, "Training session not found", ct);
