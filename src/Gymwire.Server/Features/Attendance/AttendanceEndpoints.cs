@@ -28,7 +28,7 @@ public static class AttendanceEndpoints
     internal static Task<Results<Ok<AttendanceList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
         db.Attendance.ListInGymAsync(user.GetGymId(), limit, offset, a => a.CheckedInAt,
-            a => new AttendanceDto(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt), items => new AttendanceList(items), ct);
+            AttendanceService.ToDto, items => new AttendanceList(items), ct);
 
     internal static Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Attendance.GetInGymAsync(id, user.GetGymId(), AttendanceService.Map, "Check-in not found", ct);

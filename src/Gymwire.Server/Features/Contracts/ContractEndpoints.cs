@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -27,8 +28,7 @@ public static class ContractEndpoints
 
     internal static Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Contracts.ListInGymAsync(user.GetGymId(), limit, offset, c => c.SignedAt,
-            c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt), items => new ContractList(items), ct);
+        db.Contracts.ListInGymAsync(user.GetGymId(), limit, offset, c => c.SignedAt, ToDto, items => new ContractList(items), ct);
 
     internal static Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Contracts.GetInGymAsync(id, user.GetGymId(), Map, "Contract not found", ct);
@@ -54,5 +54,8 @@ public static class ContractEndpoints
         return TypedResults.Created($"/api/gym/contracts/{contract.Id}", Map(contract));
     }
 
-    private static ContractDto Map(Contract c) => new(c.Id, c.UserId, c.Title, c.SignedAt);
+    private static readonly Expression<Func<Contract, ContractDto>> ToDto = c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Contract, ContractDto> Map = ToDto.Compile();
 }

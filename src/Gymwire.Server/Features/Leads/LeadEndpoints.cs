@@ -28,8 +28,7 @@ public static class LeadEndpoints
 
     internal static Task<Results<Ok<LeadList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Leads.ListInGymAsync(user.GetGymId(), limit, offset, l => l.CreatedAt,
-            l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt), items => new LeadList(items), ct);
+        db.Leads.ListInGymAsync(user.GetGymId(), limit, offset, l => l.CreatedAt, LeadService.ToDto, items => new LeadList(items), ct);
 
     internal static Task<Results<Ok<LeadDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Leads.GetInGymAsync(id, user.GetGymId(), LeadService.Map, "Lead not found", ct);

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -72,8 +73,7 @@ public static class MembershipEndpoints
 
     internal static Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Memberships.ListInGymAsync(user.GetGymId(), limit, offset, m => m.StartedAt,
-            m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt), items => new MembershipList(items), ct);
+        db.Memberships.ListInGymAsync(user.GetGymId(), limit, offset, m => m.StartedAt, ToDto, items => new MembershipList(items), ct);
 
     internal static Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Memberships.GetInGymAsync(id, user.GetGymId(), Map, "Membership not found", ct);
@@ -120,5 +120,9 @@ public static class MembershipEndpoints
 
     private static PlanDto MapPlan(MembershipPlan p) => new(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt);
 
-    private static MembershipDto Map(Membership m) => new(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
+    private static readonly Expression<Func<Membership, MembershipDto>> ToDto =
+        m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Membership, MembershipDto> Map = ToDto.Compile();
 }

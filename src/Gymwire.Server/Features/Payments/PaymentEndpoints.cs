@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -30,8 +31,7 @@ public static class PaymentEndpoints
 
     internal static Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Payments.ListInGymAsync(user.GetGymId(), limit, offset, p => p.CreatedAt,
-            p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt), items => new PaymentList(items), ct);
+        db.Payments.ListInGymAsync(user.GetGymId(), limit, offset, p => p.CreatedAt, ToDto, items => new PaymentList(items), ct);
 
     internal static Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Payments.GetInGymAsync(id, user.GetGymId(), Map, "Payment not found", ct);
@@ -90,6 +90,9 @@ public static class PaymentEndpoints
         return TypedResults.Ok(Map(payment));
     }
 
-    private static PaymentDto Map(Payment p) =>
-        new(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
+    private static readonly Expression<Func<Payment, PaymentDto>> ToDto =
+        p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Payment, PaymentDto> Map = ToDto.Compile();
 }

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -27,8 +28,7 @@ public static class TrainingSessionEndpoints
 
     internal static Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.TrainingSessions.ListInGymAsync(user.GetGymId(), limit, offset, s => s.CreatedAt,
-            s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt), items => new TrainingSessionList(items), ct);
+        db.TrainingSessions.ListInGymAsync(user.GetGymId(), limit, offset, s => s.CreatedAt, ToDto, items => new TrainingSessionList(items), ct);
 
     internal static Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.TrainingSessions.GetInGymAsync(id, user.GetGymId(), Map, "Training session not found", ct);
@@ -62,5 +62,9 @@ public static class TrainingSessionEndpoints
         return TypedResults.Created($"/api/gym/sessions/{session.Id}", Map(session));
     }
 
-    private static TrainingSessionDto Map(TrainingSession s) => new(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
+    private static readonly Expression<Func<TrainingSession, TrainingSessionDto>> ToDto =
+        s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<TrainingSession, TrainingSessionDto> Map = ToDto.Compile();
 }
