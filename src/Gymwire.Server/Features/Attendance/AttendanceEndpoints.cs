@@ -45,7 +45,7 @@ public static class AttendanceEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (request.ClassScheduleId is { } classId && !await db.ClassSchedules.AnyAsync(c => c.Id == classId && c.GymId == gymId, ct))
         {

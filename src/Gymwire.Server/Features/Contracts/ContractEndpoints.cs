@@ -44,7 +44,7 @@ public static class ContractEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var contract = new Contract { Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, Title = request.Title!.Trim(), SignedAt = now };

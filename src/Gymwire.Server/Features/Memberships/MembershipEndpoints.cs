@@ -89,7 +89,7 @@ public static class MembershipEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (!await db.MembershipPlans.AnyAsync(p => p.Id == request.PlanId && p.GymId == gymId, ct))
         {

@@ -2,6 +2,7 @@ using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
+using Gymwire.Features.Members;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -55,7 +56,7 @@ public static class PaymentEndpoints
         var gymId = user.GetGymId();
         if (!await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == request.UserId, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (request.PlanId is { } planId && !await db.MembershipPlans.AnyAsync(p => p.Id == planId && p.GymId == gymId, ct))
         {

@@ -49,7 +49,7 @@ public static class TrainingSessionEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var session = new TrainingSession
