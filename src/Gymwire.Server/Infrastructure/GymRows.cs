@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -10,7 +11,7 @@ public interface IGymRow
     Guid GymId { get; }
 }
 
-/// <summary>Finding one row of the caller's gym, shared by the owner endpoints so that each answers a missing row alike.</summary>
+/// <summary>Reading the caller's gym's rows (one by id, or a page), shared by the owner endpoints so that each answers alike.</summary>
 public static class GymRows
 {
     /// <summary>The row with this id if it belongs to this gym, else null: another gym's row is as unknown as an id that does not exist.</summary>
@@ -23,5 +24,21 @@ public static class GymRows
     {
         var item = await rows.AsNoTracking().FindInGymAsync(id, gymId, ct);
         return item is null ? ApiErrors.NotFound(notFound) : TypedResults.Ok(toDto(item));
+    }
+
+    /// <summary>
+    /// A list endpoint with <c>?limit=&amp;offset=</c>: 400 for a bad limit or offset, else one page of this gym's rows,
+    /// newest first, made DTOs by <paramref name="toDto"/> in the query (so only those columns are read).
+    /// </summary>
+    public static async Task<Results<Ok<TList>, BadRequest<ErrorResponse>>> ListInGymAsync<T, TTime, TDto, TList>(
+        this IQueryable<T> rows, Guid gymId, int? limit, int? offset, Expression<Func<T, TTime>> newest,
+        Expression<Func<T, TDto>> toDto, Func<List<TDto>, TList> toList, CancellationToken ct) where T : class, IGymRow
+    {
+        if (Paging.TryCreate(limit, offset, out var page) is { } error)
+        {
+            return ApiErrors.BadRequest(error);
+        }
+        var items = await page.NewestFirst(rows.AsNoTracking().Where(r => r.GymId == gymId), newest).Select(toDto).ToListAsync(ct);
+        return TypedResults.Ok(toList(items));
     }
 }

@@ -4,7 +4,9 @@ using Gymwire.Infrastructure.Telemetry;
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>API-key authentications by outcome (meter <c>Gymwire.ApiKeys</c>).</summary>
-public sealed class ApiKeyMetrics
+public sealed class ApiKeyMetrics(IMeterFactory meters) : OneCounterMetrics(meters, MeterName, GymwireInstruments.OutcomeTag,
+    name: "gymwire.api_key.authentications", unit: "{authentication}",
+    description: "Requests that presented an API key, by outcome (success, malformed, unknown, revoked, expired).")
 {
     public const string MeterName = "Gymwire.ApiKeys";
 
@@ -18,14 +20,5 @@ public sealed class ApiKeyMetrics
         public const string Expired = "expired";
     }
 
-    private readonly Counter<long> _authentications;
-
-    public ApiKeyMetrics(IMeterFactory meters)
-    {
-        var meter = meters.Create(MeterName);
-        _authentications = meter.CreateCounter<long>("gymwire.api_key.authentications", "{authentication}",
-            "Requests that presented an API key, by outcome (success, malformed, unknown, revoked, expired).");
-    }
-
-    public void Authenticated(string outcome) => _authentications.Add(1, new KeyValuePair<string, object?>(GymwireInstruments.OutcomeTag, outcome));
+    public void Authenticated(string outcome) => Count(outcome);
 }

@@ -25,18 +25,10 @@ public static class AttendanceEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<AttendanceList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Attendance.AsNoTracking().Where(a => a.GymId == gymId), a => a.CheckedInAt)
-            .Select(a => new AttendanceDto(a.Id, a.UserId, a.ClassScheduleId, a.Status, a.Source, a.CheckedInAt)).ToListAsync(ct);
-        return TypedResults.Ok(new AttendanceList(items));
-    }
+    internal static Task<Results<Ok<AttendanceList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Attendance.ListInGymAsync(user.GetGymId(), limit, offset, a => a.CheckedInAt,
+            AttendanceService.ToDto, items => new AttendanceList(items), ct);
 
     internal static Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Attendance.GetInGymAsync(id, user.GetGymId(), AttendanceService.Map, "Check-in not found", ct);
@@ -53,7 +45,7 @@ public static class AttendanceEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (request.ClassScheduleId is { } classId && !await db.ClassSchedules.AnyAsync(c => c.Id == classId && c.GymId == gymId, ct))
         {

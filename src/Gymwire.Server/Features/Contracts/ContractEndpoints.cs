@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -25,18 +26,9 @@ public static class ContractEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Contracts.AsNoTracking().Where(c => c.GymId == gymId), c => c.SignedAt)
-            .Select(c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new ContractList(items));
-    }
+    internal static Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Contracts.ListInGymAsync(user.GetGymId(), limit, offset, c => c.SignedAt, ToDto, items => new ContractList(items), ct);
 
     internal static Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Contracts.GetInGymAsync(id, user.GetGymId(), Map, "Contract not found", ct);
@@ -52,7 +44,7 @@ public static class ContractEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var contract = new Contract { Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, Title = request.Title!.Trim(), SignedAt = now };
@@ -62,5 +54,8 @@ public static class ContractEndpoints
         return TypedResults.Created($"/api/gym/contracts/{contract.Id}", Map(contract));
     }
 
-    private static ContractDto Map(Contract c) => new(c.Id, c.UserId, c.Title, c.SignedAt);
+    private static readonly Expression<Func<Contract, ContractDto>> ToDto = c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Contract, ContractDto> Map = ToDto.Compile();
 }

@@ -26,18 +26,9 @@ public static class LeadEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<LeadList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Leads.AsNoTracking().Where(l => l.GymId == gymId), l => l.CreatedAt)
-            .Select(l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new LeadList(items));
-    }
+    internal static Task<Results<Ok<LeadList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Leads.ListInGymAsync(user.GetGymId(), limit, offset, l => l.CreatedAt, LeadService.ToDto, items => new LeadList(items), ct);
 
     internal static Task<Results<Ok<LeadDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Leads.GetInGymAsync(id, user.GetGymId(), LeadService.Map, "Lead not found", ct);

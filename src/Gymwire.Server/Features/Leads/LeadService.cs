@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using Gymwire.Data;
 using Gymwire.Features.Events;
 using Gymwire.Infrastructure;
@@ -30,5 +31,9 @@ public static class LeadService
         return lead;
     }
 
-    public static LeadDto Map(Lead l) => new(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt);
+    public static readonly Expression<Func<Lead, LeadDto>> ToDto =
+        l => new LeadDto(l.Id, l.FirstName, l.LastName, l.Email, l.Phone, l.Source, l.CreatedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    public static readonly Func<Lead, LeadDto> Map = ToDto.Compile();
 }

@@ -32,27 +32,21 @@ public static class MemberEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<MemberList>, BadRequest<ErrorResponse>>> List(
+    internal static Task<Results<Ok<MemberList>, BadRequest<ErrorResponse>>> List(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, [FromQuery(Name = "include_left")] bool? includeLeft,
         [FromQuery(Name = "user_id")] string? userId, CancellationToken ct)
     {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var query = db.Members.AsNoTracking().Where(m => m.GymId == gymId);
+        IQueryable<Member> members = db.Members;
         if (userId is not null)
         {
             // Events and other records name a member by user_id: this finds its record (left or not).
-            query = query.Where(m => m.UserId == userId);
+            members = members.Where(m => m.UserId == userId);
         }
         else if (includeLeft != true)
         {
-            query = query.Where(m => m.LeftAt == null);
+            members = members.Where(m => m.LeftAt == null);
         }
-        var members = await page.NewestFirst(query, m => m.JoinedAt).Select(ToDto).ToListAsync(ct);
-        return TypedResults.Ok(new MemberList(members));
+        return members.ListInGymAsync(user.GetGymId(), limit, offset, m => m.JoinedAt, ToDto, items => new MemberList(items), ct);
     }
 
     internal static Task<Results<Ok<MemberDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -70,18 +71,9 @@ public static class MembershipEndpoints
         return TypedResults.Created($"/api/gym/plans/{plan.Id}", MapPlan(plan));
     }
 
-    internal static async Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Memberships.AsNoTracking().Where(m => m.GymId == gymId), m => m.StartedAt)
-            .Select(m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt)).ToListAsync(ct);
-        return TypedResults.Ok(new MembershipList(items));
-    }
+    internal static Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Memberships.ListInGymAsync(user.GetGymId(), limit, offset, m => m.StartedAt, ToDto, items => new MembershipList(items), ct);
 
     internal static Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Memberships.GetInGymAsync(id, user.GetGymId(), Map, "Membership not found", ct);
@@ -97,7 +89,7 @@ public static class MembershipEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (!await db.MembershipPlans.AnyAsync(p => p.Id == request.PlanId && p.GymId == gymId, ct))
         {
@@ -128,5 +120,9 @@ public static class MembershipEndpoints
 
     private static PlanDto MapPlan(MembershipPlan p) => new(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt);
 
-    private static MembershipDto Map(Membership m) => new(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
+    private static readonly Expression<Func<Membership, MembershipDto>> ToDto =
+        m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Membership, MembershipDto> Map = ToDto.Compile();
 }

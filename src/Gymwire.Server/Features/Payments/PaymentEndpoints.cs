@@ -1,6 +1,8 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
+using Gymwire.Features.Members;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -28,19 +30,9 @@ public static class PaymentEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.Payments.AsNoTracking().Where(p => p.GymId == gymId), p => p.CreatedAt)
-            .Select(p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt))
-            .ToListAsync(ct);
-        return TypedResults.Ok(new PaymentList(items));
-    }
+    internal static Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Payments.ListInGymAsync(user.GetGymId(), limit, offset, p => p.CreatedAt, ToDto, items => new PaymentList(items), ct);
 
     internal static Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.Payments.GetInGymAsync(id, user.GetGymId(), Map, "Payment not found", ct);
@@ -64,7 +56,7 @@ public static class PaymentEndpoints
         var gymId = user.GetGymId();
         if (!await db.Members.AnyAsync(m => m.GymId == gymId && m.UserId == request.UserId, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         if (request.PlanId is { } planId && !await db.MembershipPlans.AnyAsync(p => p.Id == planId && p.GymId == gymId, ct))
         {
@@ -99,6 +91,9 @@ public static class PaymentEndpoints
         return TypedResults.Ok(Map(payment));
     }
 
-    private static PaymentDto Map(Payment p) =>
-        new(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
+    private static readonly Expression<Func<Payment, PaymentDto>> ToDto =
+        p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<Payment, PaymentDto> Map = ToDto.Compile();
 }

@@ -42,8 +42,7 @@ public static class SmsEndpoints
         {
             query = query.Where(m => m.Status == status);
         }
-        var items = await page.NewestFirst(query, m => m.CreatedAt)
-            .Select(m => new SmsDto(m.Id, m.Phone, m.Message, m.Status, m.ProviderMessageId, m.Error, m.CreatedAt, m.SentAt)).ToListAsync(ct);
+        var items = await page.NewestFirst(query, m => m.CreatedAt).Select(SmsService.ToDto).ToListAsync(ct);
         return TypedResults.Ok(new SmsList(items));
     }
 

@@ -4,7 +4,9 @@ using Gymwire.Infrastructure.Telemetry;
 namespace Gymwire.Features.Sms;
 
 /// <summary>SMS send attempts by outcome (meter <c>Gymwire.Sms</c>).</summary>
-public sealed class SmsMetrics
+public sealed class SmsMetrics(IMeterFactory meters) : OneCounterMetrics(meters, MeterName, GymwireInstruments.OutcomeTag,
+    name: "gymwire.sms.sends", unit: "{attempt}",
+    description: "Attempts to send an SMS through the provider, by outcome (sent, retrying, failed).")
 {
     public const string MeterName = "Gymwire.Sms";
 
@@ -16,13 +18,5 @@ public sealed class SmsMetrics
         public const string Failed = "failed";
     }
 
-    private readonly Counter<long> _sends;
-
-    public SmsMetrics(IMeterFactory meters)
-    {
-        var meter = meters.Create(MeterName);
-        _sends = meter.CreateCounter<long>("gymwire.sms.sends", "{attempt}", "Attempts to send an SMS through the provider, by outcome (sent, retrying, failed).");
-    }
-
-    public void Sent(string outcome) => _sends.Add(1, new KeyValuePair<string, object?>(GymwireInstruments.OutcomeTag, outcome));
+    public void Sent(string outcome) => Count(outcome);
 }

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using System.Text;
 using System.Text.Json;
@@ -259,11 +260,13 @@ public static partial class StripeEndpoints
         {
             query = query.Where(e => e.Outcome == outcome);
         }
-        var items = await page.NewestFirst(query, e => e.ReceivedAt)
-            .Select(e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email))
-            .ToListAsync(ct);
+        var items = await page.NewestFirst(query, e => e.ReceivedAt).Select(ToEventDto).ToListAsync(ct);
         return TypedResults.Ok(new StripeEventList(items));
     }
+
+    /// <summary>A recorded event as the API and the dashboard's payments page show it, made in the query.</summary>
+    internal static readonly Expression<Func<StripeEventRecord, StripeEventDto>> ToEventDto =
+        e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email);
 
     private static StripeConnectionDto Map(Guid gymId, StripeAccount? a) =>
         new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);

@@ -4,7 +4,9 @@ using Gymwire.Infrastructure.Telemetry;
 namespace Gymwire.Features.Stripe;
 
 /// <summary>Stripe webhook events received, by outcome (meter <c>Gymwire.Stripe</c>).</summary>
-public sealed class StripeMetrics
+public sealed class StripeMetrics(IMeterFactory meters) : OneCounterMetrics(meters, MeterName, GymwireInstruments.OutcomeTag,
+    name: "gymwire.stripe.events", unit: "{event}",
+    description: "Stripe webhook calls received, by outcome (rejected, invalid, duplicate, or what the event became: recorded, ignored, unknown_member...).")
 {
     public const string MeterName = "Gymwire.Stripe";
 
@@ -19,14 +21,5 @@ public sealed class StripeMetrics
         public const string Duplicate = "duplicate";
     }
 
-    private readonly Counter<long> _events;
-
-    public StripeMetrics(IMeterFactory meters)
-    {
-        var meter = meters.Create(MeterName);
-        _events = meter.CreateCounter<long>("gymwire.stripe.events", "{event}",
-            "Stripe webhook calls received, by outcome (rejected, invalid, duplicate, or what the event became: recorded, ignored, unknown_member...).");
-    }
-
-    public void Received(string outcome) => _events.Add(1, new KeyValuePair<string, object?>(GymwireInstruments.OutcomeTag, outcome));
+    public void Received(string outcome) => Count(outcome);
 }

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Security.Claims;
 using Gymwire.Data;
 using Gymwire.Features.Events;
@@ -25,18 +26,9 @@ public static class TrainingSessionEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        var gymId = user.GetGymId();
-        var items = await page.NewestFirst(db.TrainingSessions.AsNoTracking().Where(s => s.GymId == gymId), s => s.CreatedAt)
-            .Select(s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new TrainingSessionList(items));
-    }
+    internal static Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.TrainingSessions.ListInGymAsync(user.GetGymId(), limit, offset, s => s.CreatedAt, ToDto, items => new TrainingSessionList(items), ct);
 
     internal static Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
         db.TrainingSessions.GetInGymAsync(id, user.GetGymId(), Map, "Training session not found", ct);
@@ -57,7 +49,7 @@ public static class TrainingSessionEndpoints
         var gymId = user.GetGymId();
         if (!await db.IsActiveMemberAsync(gymId, request.UserId!, ct))
         {
-            return ApiErrors.NotFound($"No member with user_id '{request.UserId}' in this gym");
+            return ApiErrors.NotFound(MemberService.NotAMember(request.UserId));
         }
         var now = clock.GetUtcNow().UtcDateTime;
         var session = new TrainingSession
@@ -70,5 +62,9 @@ public static class TrainingSessionEndpoints
         return TypedResults.Created($"/api/gym/sessions/{session.Id}", Map(session));
     }
 
-    private static TrainingSessionDto Map(TrainingSession s) => new(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
+    private static readonly Expression<Func<TrainingSession, TrainingSessionDto>> ToDto =
+        s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
+
+    // The same mapping in memory, for rows already loaded.
+    private static readonly Func<TrainingSession, TrainingSessionDto> Map = ToDto.Compile();
 }

@@ -187,7 +187,7 @@ public static class ZapierActions
         }
         if (!await db.IsActiveMemberAsync(gymId, body.UserId!, ct))
         {
-            return new Outcome(404, new ErrorResponse($"No member with user_id '{body.UserId}' in this gym"));
+            return new Outcome(404, new ErrorResponse(MemberService.NotAMember(body.UserId)));
         }
         var record = AttendanceService.AddCheckIn(db, gymId, body.UserId!, null, AttendanceStatuses.Approved, "api", now);
         return new Outcome(201, AttendanceService.Map(record));

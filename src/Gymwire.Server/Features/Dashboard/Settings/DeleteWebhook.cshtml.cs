@@ -1,4 +1,5 @@
 using Gymwire.Features.Webhooks;
+using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -19,14 +20,8 @@ public sealed partial class DeleteWebhookModel(WebhookService webhooks, Dashboar
         return Page();
     }
 
-    public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
+    protected override async Task<IActionResult> ActAsync(WebhookAccess access, Guid id, RateLimitDecision permit, CancellationToken ct)
     {
-        var access = WebhookAccess.Of(User);
-        var (refused, permit) = await FindAndTakePermitAsync(access, id, ct);
-        if (refused is not null)
-        {
-            return refused;
-        }
         var outcome = await Webhooks.DeleteAsync(access, id, ct);
         if (outcome.Value is not null)
         {

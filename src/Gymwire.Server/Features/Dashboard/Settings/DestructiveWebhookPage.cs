@@ -7,7 +7,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>
 /// A confirmation page for a destructive webhook action (delete, rotate the secret): its POST is limited like the
-/// API's destructive calls, and both pages must start it the same way to keep that promise.
+/// API's destructive calls. The POST handler is here, so both pages start it the same way and keep that promise.
 /// </summary>
 public abstract class DestructiveWebhookPage(WebhookService webhooks, DashboardRateLimits limits) : PageModel
 {
@@ -21,24 +21,27 @@ public abstract class DestructiveWebhookPage(WebhookService webhooks, DashboardR
     public string? Problem { get; protected set; }
 
     /// <summary>
-    /// Finds the webhook, then takes a destructive permit. Returns the answer when the action must not go ahead (404,
-    /// or this page with the limit's problem); otherwise no answer, <see cref="Webhook"/> set, and the permit to give
-    /// back if the action then changes nothing.
+    /// Finds the webhook, then takes a destructive permit: 404, or this page with the limit's problem, when the action
+    /// must not go ahead; otherwise <see cref="Webhook"/> is set and <see cref="ActAsync"/> answers.
     /// </summary>
-    protected async Task<(IActionResult? Refused, RateLimitDecision Permit)> FindAndTakePermitAsync(WebhookAccess access, Guid id, CancellationToken ct)
+    public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
+        var access = WebhookAccess.Of(User);
         if (await webhooks.GetAsync(access, id, ct) is not { } found)
         {
             // Found nothing: no permit is taken, as in the API.
-            return (NotFound(), default);
+            return NotFound();
         }
         Webhook = found;
         var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
         if (limited is not null)
         {
             Problem = limited;
-            return (Page(), permit);
+            return Page();
         }
-        return (null, permit);
+        return await ActAsync(access, id, permit, ct);
     }
+
+    /// <summary>The action itself, once allowed; it gives <paramref name="permit"/> back if it then changes nothing.</summary>
+    protected abstract Task<IActionResult> ActAsync(WebhookAccess access, Guid id, RateLimitDecision permit, CancellationToken ct);
 }

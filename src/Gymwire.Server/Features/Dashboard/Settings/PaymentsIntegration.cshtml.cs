@@ -69,7 +69,7 @@ public sealed partial class PaymentsIntegrationModel(
         EndpointUrl = $"{Request.Scheme}://{Request.Host}{StripeEndpoints.WebhookPath}/{gymId}";
         Events = await db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId)
             .OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Take(10)
-            .Select(e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email)).ToListAsync(ct);
+            .Select(StripeEndpoints.ToEventDto).ToListAsync(ct);
     }
 
     [LoggerMessage(EventId = 7040, Level = LogLevel.Information, Message = "Dashboard saved the Stripe endpoint secret of gym {GymId}")]

@@ -1,4 +1,5 @@
 using Gymwire.Features.Webhooks;
+using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -44,14 +45,8 @@ public sealed partial class RotateWebhookSecretModel(
         return Page();
     }
 
-    public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
+    protected override async Task<IActionResult> ActAsync(WebhookAccess access, Guid id, RateLimitDecision permit, CancellationToken ct)
     {
-        var access = WebhookAccess.Of(User);
-        var (refused, permit) = await FindAndTakePermitAsync(access, id, ct);
-        if (refused is not null)
-        {
-            return refused;
-        }
         if (await Webhooks.RotateSecretAsync(access, id, ct) is not { } rotated)
         {
             await Limits.ReleaseAsync(permit);
