@@ -493,9 +493,13 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var policy = fx.Services.GetRequiredService<EndpointPolicy>();
         // The pause is the subscription's stored health, which every node's claim reads.
         Task<DateTime?> PausedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.PausedUntil).SingleAsync());
-        async Task QueuedAsync(string what, int count) =>
+        // Waiting: queued, unclaimed, and due now or, while the endpoint is paused, at its pause's end.
+        async Task QueuedAsync(string what, int count)
+        {
+            var by = await PausedUntilAsync() is { } until && until > Now() ? until : Now();
             await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
-                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= Now()) == count, what: what);
+                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= by) == count, what: what);
+        }
 
         // Four failures, retried in 5 minutes; half a second before that, a fifth pauses the endpoint for 1 s.
         for (var n = 1; n <= 4; n++)
@@ -517,12 +521,15 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // The node that recorded it wakes when it ends (the worker observes the outcome after the recorder stores it).
         await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(1)), what: "the worker to wake at the pause's end");
 
-        // The four retries come due inside the pause, and an event arrives: they wait in the queue, unsent and unfailed.
+        // The four retries would come due inside the pause, and an event arrives: they wait in the queue, unsent and
+        // unfailed, due at the pause's end (out of the way of every claim meanwhile).
         fx.AdvanceAndWake(TimeSpan.FromMilliseconds(500));
         await EventAsync();
-        await QueuedAsync("the retries and the new delivery to wait, due", 5);
+        await QueuedAsync("the retries and the new delivery to wait", 5);
         Assert.Equal(5, receiver.At("/held").Count);
-        Assert.True(await PausedUntilAsync() > Now());
+        var pauseEnd = await PausedUntilAsync();
+        Assert.True(pauseEnd > Now());
+        Assert.Equal(5, (await fx.DeliveriesAsync(hook.Id)).Count(d => d.NextAttemptAt == pauseEnd));
 
         // The pause ends and one probe goes; while it is out, the others wait. It fails: the pause doubles to 2 s.
         Interlocked.Exchange(ref armed, 1);

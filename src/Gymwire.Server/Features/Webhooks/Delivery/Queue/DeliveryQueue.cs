@@ -40,6 +40,14 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// </summary>
     protected abstract Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct);
 
+    /// <summary>
+    /// Inside a record's write transaction: the paused endpoint's queued deliveries that are not claimed and due before
+    /// <paramref name="until"/> (its pause's end) are due then instead. Left due, they would stay at the head of the due
+    /// index for the whole outage, and every claim on every node would walk past each of them. Never waits for a row
+    /// another transaction holds: one it skips stays due, and the claims leave it out as before.
+    /// </summary>
+    protected abstract Task HoldPausedAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct);
+
     /// <summary>Reads up to <paramref name="limit"/> undispatched events and begins the transaction that dispatches them (none when there are none).</summary>
     protected abstract Task<(List<Events.OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct);
 
@@ -156,6 +164,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError)).ToDictionaryAsync(d => d.Id, ct);
         var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
         var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+        var pausedUntil = failed.Count == 0 ? null : subscriptions.Values.ToDictionary(s => s.Id, s => s.PausedUntil);
         var changed = new List<DeliveryOutcome>(records.Count);
         var attempts = new List<WebhookAttempt>(records.Count);
         for (var i = 0; i < records.Count; i++)
@@ -178,6 +187,18 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await DeliveryRows.UpdateOutcomesAsync(db, changed, ct);
         await DeliveryRows.InsertAttemptsAsync(db, attempts, ct);
         await db.SaveChangesAsync(ct);
+        if (pausedUntil is not null)
+        {
+            // Only a failure pauses an endpoint or lengthens its pause.
+            var now = Clock.GetUtcNow().UtcDateTime;
+            foreach (var subscription in subscriptions.Values)
+            {
+                if (subscription.IsActive && subscription.PausedUntil is { } until && until > now && until > (pausedUntil[subscription.Id] ?? DateTime.MinValue))
+                {
+                    await HoldPausedAsync(db, subscription.Id, until, now, ct);
+                }
+            }
+        }
         var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
         var dropped = await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);

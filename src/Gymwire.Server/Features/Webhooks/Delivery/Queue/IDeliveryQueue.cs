@@ -56,7 +56,8 @@ public interface IDeliveryQueue
     /// <summary>
     /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
     /// delivery's stored state and its (tracked) subscription; the attempt rows and the deliveries' next states are
-    /// written, and the queued deliveries of subscriptions the batch deactivated are ended.
+    /// written, and the queued deliveries of subscriptions the batch deactivated are ended; those of an endpoint the batch
+    /// paused, or paused for longer, are due at the pause's end.
     /// </summary>
     Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct);
 

@@ -47,6 +47,19 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
             """, ct);
 
     /// <summary>
+    /// Skips rows other transactions hold: claims, releases and records lock their rows in another order than this
+    /// walk, and waiting for them could deadlock.
+    /// </summary>
+    protected override Task HoldPausedAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct) =>
+        db.Database.ExecuteSqlAsync(WithPlannerSettings($"""
+            UPDATE webhook_deliveries SET next_attempt_at = {until}
+            WHERE id IN (SELECT id FROM webhook_deliveries
+                WHERE status IN ('pending', 'retrying') AND next_attempt_at < {until} AND subscription_id = {subscriptionId}
+                  AND (locked_until IS NULL OR locked_until <= {now})
+                FOR UPDATE SKIP LOCKED)
+            """), ct);
+
+    /// <summary>
     /// Locks, leases and reads in one transaction, so that the planner settings hold for the read too (<c>SET LOCAL</c>
     /// outside a transaction block also has PostgreSQL log a warning).
     /// </summary>
