@@ -493,13 +493,15 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var policy = fx.Services.GetRequiredService<EndpointPolicy>();
         // The pause is the subscription's stored health, which every node's claim reads.
         Task<DateTime?> PausedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.PausedUntil).SingleAsync());
-        // Waiting: queued, unclaimed, and due now or, while the endpoint is paused, at its pause's end.
-        async Task QueuedAsync(string what, int count)
-        {
-            var by = await PausedUntilAsync() is { } until && until > Now() ? until : Now();
-            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
-                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= by) == count, what: what);
-        }
+        Task<DateTime?> ProbeClaimedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.ProbeClaimedUntil).SingleAsync());
+        // Waiting: queued, unclaimed, and due now or, while the endpoint is paused or probed, at the pause's or the probe's end.
+        async Task QueuedAsync(string what, int count) =>
+            await Eventually.TrueAsync(async () =>
+            {
+                var by = new[] { Now(), await PausedUntilAsync() ?? Now(), await ProbeClaimedUntilAsync() ?? Now() }.Max();
+                return (await fx.DeliveriesAsync(hook.Id))
+                    .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= by) == count;
+            }, what: what);
 
         // Four failures, retried in 5 minutes; half a second before that, a fifth pauses the endpoint for 1 s.
         for (var n = 1; n <= 4; n++)
@@ -539,6 +541,9 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         fx.WakeWorker();
         await QueuedAsync("the others to wait while the probe is out", 4);
         Assert.Equal(1, receiver.Active("/held"));
+        var probeEnd = await ProbeClaimedUntilAsync();
+        Assert.True(probeEnd > Now());
+        Assert.Equal(4, (await fx.DeliveriesAsync(hook.Id)).Count(d => d.NextAttemptAt == probeEnd && d.LockedUntil == null));
         probe.SetResult();
         await Eventually.TrueAsync(async () => await PausedUntilAsync() == Now() + TimeSpan.FromSeconds(2), what: "the pause doubled to 2 s");
         Assert.Equal(6, receiver.At("/held").Count);

@@ -50,12 +50,12 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
     /// Skips rows other transactions hold: claims, releases and records lock their rows in another order than this
     /// walk, and waiting for them could deadlock.
     /// </summary>
-    protected override Task HoldPausedAsync(GymwireDbContext db, Guid subscriptionId, DateTime until, DateTime now, CancellationToken ct) =>
+    protected override Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct) =>
         db.Database.ExecuteSqlAsync(WithPlannerSettings($"""
-            UPDATE webhook_deliveries SET next_attempt_at = {until}
+            UPDATE webhook_deliveries SET next_attempt_at = {to}
             WHERE id IN (SELECT id FROM webhook_deliveries
-                WHERE status IN ('pending', 'retrying') AND next_attempt_at < {until} AND subscription_id = {subscriptionId}
-                  AND (locked_until IS NULL OR locked_until <= {now})
+                WHERE status IN ('pending', 'retrying') AND subscription_id = {subscriptionId}
+                  AND (next_attempt_at < {before} OR next_attempt_at = {at}) AND (locked_until IS NULL OR locked_until <= {now})
                 FOR UPDATE SKIP LOCKED)
             """), ct);
 
