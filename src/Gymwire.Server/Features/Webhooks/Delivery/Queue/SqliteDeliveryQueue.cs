@@ -44,10 +44,9 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
     /// <summary>Names the due index: for a range of due times SQLite would otherwise read the subscription's whole delivery log.</summary>
     protected override Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct) =>
         db.Database.ExecuteSqlAsync($"""
-            UPDATE webhook_deliveries SET next_attempt_at = {to}
-            WHERE id IN (SELECT id FROM webhook_deliveries INDEXED BY ix_webhook_deliveries_due
-                WHERE status IN ('pending', 'retrying') AND subscription_id = {subscriptionId}
-                  AND (next_attempt_at < {before} OR next_attempt_at = {at}) AND (locked_until IS NULL OR locked_until <= {now}))
+            UPDATE webhook_deliveries INDEXED BY ix_webhook_deliveries_due SET next_attempt_at = {to}
+            WHERE status IN ('pending', 'retrying') AND subscription_id = {subscriptionId}
+              AND (next_attempt_at < {before} OR next_attempt_at = {at}) AND (locked_until IS NULL OR locked_until <= {now})
             """, ct);
 
     public override async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
