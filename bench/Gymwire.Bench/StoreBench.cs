@@ -447,6 +447,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         for (var r = 0; r <= o.PairedRuns; r++)
         {
             await SetActiveAsync(owner, [dead], false);
+            await DropOutageAsync(dead);
             await ResetQueueAsync(gymId);
             var b = await GymwireRateAsync(gymId, o.EventsPerRun);
             await SetActiveAsync(owner, [dead], true);
@@ -461,7 +462,20 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             }
         }
         await SetActiveAsync(owner, [dead], false);
+        await DropOutageAsync(dead);
         return new PairedResult(Stats.Median(measured), Stats.Median(baseline), Stats.Median(measured.Zip(baseline, (m, b) => m / b)));
+    }
+
+    /// <summary>
+    /// Deletes the dead endpoint's deliveries: disabling it only takes their due times away (enabling it again would
+    /// resume them), and each pair starts from the same backlog.
+    /// </summary>
+    private async Task DropOutageAsync(Guid dead)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        db.Database.SetCommandTimeout(TimeSpan.FromMinutes(5));
+        await db.WebhookDeliveries.Where(d => d.SubscriptionId == dead).ExecuteDeleteAsync();
     }
 
     /// <summary>How long the dead endpoint's pause must have grown to before a measured run: a few failed probes.</summary>
