@@ -62,6 +62,8 @@ namespace Gymwire.Bench
         public int ScaleLarge => Quick ? 200_000 : 1_000_000;
         public int EventsPerRun => Quick ? 50 : 100;
         public int Backlog => Quick ? 10_000 : 100_000;
+        /// <summary>An hour's outage at 10 events a second.</summary>
+        public int OutageBacklog => Quick ? 10_000 : 36_000;
         public TimeSpan LatencyDuration => TimeSpan.FromSeconds(Quick ? 4 : 10);
 
         public static BenchOptions Parse(string[] args)

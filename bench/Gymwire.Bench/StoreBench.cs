@@ -371,6 +371,12 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             report.Add(store, "R3 hostile receivers (hang, trickle, 1 GiB, redirect, 410)", $"{h.Measured:N0} deliveries/s", $"{h.Baseline:N0}/s with them paused", h.Ratio, 0.9,
                 $"throughput to the 100 healthy endpoints while 5 hostile ones (and the 10 s one) get every event too (issue 10: keep >= 90%); each run paired with a baseline run just before it, the 6 paused, after one warm-up pair; ratio: the median of the {o.PairedRuns} pairs' ratios (of the medians: {h.Measured / h.Baseline:0.00}); peak RSS {rss / 1048576.0:N0} MiB (M4: {peakRss / 1048576.0:N0} MiB)");
         }
+
+        // M6 outage: an endpoint down for an hour leaves its deliveries queued ahead of everyone else's.
+        await SetActiveAsync(owner, false);
+        var outage = await OutageAsync(owner, hooks.GymId);
+        report.Add(store, $"M6 outage ({Count(o.OutageBacklog)} queued to a dead endpoint)", $"{outage.Measured:N0} deliveries/s", $"{outage.Baseline:N0}/s without it", outage.Ratio, 0.9,
+            $"throughput to the 100 healthy endpoints while a 101st refuses connections with {o.OutageBacklog:N0} deliveries queued before theirs (an hour's outage at 10 events/s; target: lose <= 10%), paused after failing as the worker does it; each run paired with a baseline run just before it without that endpoint, after one warm-up pair; ratio: the median of the {o.PairedRuns} pairs' ratios (of the medians: {outage.Measured / outage.Baseline:0.00})");
     }
 
     /// <summary>
@@ -423,6 +429,90 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     }
 
     private readonly record struct PairedRun(double Rate, double Gymwire, double Receivers, int Gen2, double JitMs);
+
+    /// <summary>
+    /// Pairs of runs: a baseline with the dead endpoint inactive, then, after <see cref="BenchOptions.OutageBacklog"/> of
+    /// its deliveries are queued (due a minute ago, ahead of the run's) and the worker has paused it for at least
+    /// <see cref="OutagePause"/> (failed attempts, then failed probes), a run with it active and paused.
+    /// </summary>
+    private async Task<PairedResult> OutageAsync(HttpClient owner, Guid gymId)
+    {
+        // Port 9 (discard) on loopback: nothing listens, so every attempt is refused at once.
+        var created = await owner.PostAsJsonAsync("/api/gym/webhooks", new { url = "http://127.0.0.1:9/down", events = new[] { EventCatalog.LeadCreated } });
+        created.EnsureSuccessStatusCode();
+        var dead = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        _unsettled.Add(dead);
+        var measured = new List<double>();
+        var baseline = new List<double>();
+        for (var r = 0; r <= o.PairedRuns; r++)
+        {
+            await SetActiveAsync(owner, [dead], false);
+            await DropOutageAsync(dead);
+            await ResetQueueAsync(gymId);
+            var b = await GymwireRateAsync(gymId, o.EventsPerRun);
+            await SetActiveAsync(owner, [dead], true);
+            var paused = await QueueOutageAsync(gymId, dead);
+            await ResetQueueAsync(gymId);
+            var m = await GymwireRateAsync(gymId, o.EventsPerRun);
+            Console.WriteLine($"  M6 outage {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")}: {m:N0}/s with the dead endpoint's backlog queued (paused for {paused.TotalSeconds:0} s), {b:N0}/s without ({m / b:0.00})");
+            if (r > 0)
+            {
+                measured.Add(m);
+                baseline.Add(b);
+            }
+        }
+        await SetActiveAsync(owner, [dead], false);
+        await DropOutageAsync(dead);
+        return new PairedResult(Stats.Median(measured), Stats.Median(baseline), Stats.Median(measured.Zip(baseline, (m, b) => m / b)));
+    }
+
+    /// <summary>
+    /// Deletes the dead endpoint's deliveries: disabling it only takes their due times away (enabling it again would
+    /// resume them), and each pair starts from the same backlog.
+    /// </summary>
+    private async Task DropOutageAsync(Guid dead)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        db.Database.SetCommandTimeout(TimeSpan.FromMinutes(5));
+        await db.WebhookDeliveries.Where(d => d.SubscriptionId == dead).ExecuteDeleteAsync();
+    }
+
+    /// <summary>How long the dead endpoint's pause must have grown to before a measured run: a few failed probes.</summary>
+    private static readonly TimeSpan OutagePause = TimeSpan.FromSeconds(4);
+
+    /// <summary>Queues the dead endpoint's backlog as fan-out leaves it and waits until the worker has paused it for <see cref="OutagePause"/>.</summary>
+    private async Task<TimeSpan> QueueOutageAsync(Guid gymId, Guid dead)
+    {
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            db.Database.SetCommandTimeout(TimeSpan.FromMinutes(5));
+            var due = DateTime.UtcNow.AddMinutes(-1);
+            var payload = JsonSerializer.Serialize(Data(null), GymwireJson.Options);
+            // Each row carries its body, so it needs no outbox event of its own.
+            db.ChangeTracker.AutoDetectChangesEnabled = false;
+            db.WebhookDeliveries.AddRange(Enumerable.Range(0, o.OutageBacklog).Select(_ => new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gymId, SubscriptionId = dead, EventId = Guid.CreateVersion7(), Event = EventCatalog.LeadCreated,
+                Payload = payload, Status = DeliveryStatus.Pending, CreatedAt = due, NextAttemptAt = due,
+            }));
+            await db.SaveChangesAsync();
+        }
+        _app.Services.GetRequiredService<DeliverySignal>().Notify();
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            await using var scope = _app.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            if (await db.WebhookSubscriptions.Where(s => s.Id == dead).Select(s => s.PauseLength).FirstAsync() >= OutagePause)
+            {
+                break;
+            }
+            await Task.Delay(100);
+        }
+        return clock.Elapsed;
+    }
 
     /// <summary>
     /// The medians of the measured and of the baseline runs (the absolute figures), and the median of the pairs' own
@@ -480,9 +570,11 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             : await db.Database.SqlQuery<long>($"SELECT (p.page_count - f.freelist_count) * s.page_size AS \"Value\" FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s").SingleAsync();
     }
 
-    private async Task SetActiveAsync(HttpClient owner, bool active)
+    private Task SetActiveAsync(HttpClient owner, bool active) => SetActiveAsync(owner, _unsettled, active);
+
+    private static async Task SetActiveAsync(HttpClient owner, IEnumerable<Guid> subscriptions, bool active)
     {
-        foreach (var id in _unsettled)
+        foreach (var id in subscriptions)
         {
             using var patched = await owner.PatchAsJsonAsync($"/api/gym/webhooks/{id}", new { is_active = active });
             patched.EnsureSuccessStatusCode();

@@ -11,6 +11,9 @@ public static class DeliveryCountTriggers
 
     private const string Columns = "gym_id, subscription_id, bucket, slot, delivered, retrying, undeliverable, pending";
 
+    // The four counted states on PostgreSQL, in the table's column order; first, as the statements below are built from it.
+    private static readonly string[] PgStates = ["= 'delivered'", "= 'retrying'", "= 'undeliverable'", "NOT IN ('delivered', 'retrying', 'undeliverable')"];
+
     private const string AddOnConflict = """
         ON CONFLICT (gym_id, subscription_id, bucket, slot) DO UPDATE SET
             delivered = webhook_delivery_counts.delivered + excluded.delivered,
@@ -128,9 +131,9 @@ public static class DeliveryCountTriggers
     // Declared after the two parts: static fields are initialized in the order they are written.
     public static readonly string Postgres = PostgresFill + PostgresByRow;
 
-    private static string PgSums(string rows) =>
-        $"sum({rows}.sign * ({rows}.status = 'delivered')::int), sum({rows}.sign * ({rows}.status = 'retrying')::int), "
-        + $"sum({rows}.sign * ({rows}.status = 'undeliverable')::int), sum({rows}.sign * ({rows}.status NOT IN ('delivered', 'retrying', 'undeliverable'))::int)";
+    private static string PgSums(string rows) => string.Join(", ", PgStates.Select(state => $"sum({rows}.sign * ({rows}.status {state})::int)"));
+
+    private static string PgAnyChanged(string rows) => string.Join(" OR ", PgStates.Select(state => $"sum({rows}.sign * ({rows}.status {state})::int) <> 0"));
 
     private static string PgAdd(string changes) => $"""
         INSERT INTO webhook_delivery_counts ({Columns})
@@ -192,6 +195,39 @@ public static class DeliveryCountTriggers
             REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_updated();
         CREATE TRIGGER {{Delete}} AFTER DELETE ON webhook_deliveries
             REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_deleted();
+        """;
+
+    /// <summary>
+    /// The update trigger without a join: each statement's old rows count out and its new rows count in, grouped, and
+    /// only the groups whose counts changed are written. Joining the old rows to the new by id, the function's cached
+    /// plan (made for the first, small statement of a session: a claim) was a nested loop, so a statement over many
+    /// rows (a paused endpoint's backlog moved, an owner's disable) took time in the square of its rows and outlasted
+    /// the command timeout at 10,000 (docs/benchmark-findings.md).
+    /// </summary>
+    public static readonly string PostgresUpdateWithoutJoin = $$"""
+        CREATE OR REPLACE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            INSERT INTO webhook_delivery_counts ({{Columns}})
+            SELECT x.gym_id, x.subscription_id, {{PgBucket("x")}}, pg_backend_pid(), {{PgSums("x")}}
+            FROM (SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows
+                  UNION ALL
+                  SELECT gym_id, subscription_id, created_at, status, 1 FROM new_rows) AS x
+            GROUP BY 1, 2, 3
+            HAVING {{PgAnyChanged("x")}}
+            {{AddOnConflict}};
+            RETURN NULL;
+        END
+        $fn$;
+        """;
+
+    /// <summary>Puts the joined update trigger of <see cref="PostgresByStatement"/> back (the migration's Down).</summary>
+    public static readonly string PostgresUpdateWithoutJoinDown = $$"""
+        CREATE OR REPLACE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            {{PgAdd(StatusChanges)}}
+            RETURN NULL;
+        END
+        $fn$;
         """;
 
     /// <summary>Puts <see cref="PostgresByRow"/> back (the migration's Down).</summary>

@@ -85,6 +85,32 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
         Assert.Matches("Index (Only )?Scan (Backward )?using ix_webhook_attempts_[a-z_]+ on webhook_attempts", plan);
     }
 
+    [Fact]
+    public async Task Moving_a_paused_endpoints_queued_deliveries_locks_them_in_one_walk_and_updates_each_by_key()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/moved"), "lead.created");
+        var dueAt = fx.Clock.GetUtcNow().UtcDateTime.AddYears(5);
+        await fx.WithDbAsync(async db =>
+        {
+            await InsertAsync(db, Burst(gym, hook, dueAt));
+            await db.Database.ExecuteSqlRawAsync("ANALYZE webhook_deliveries");
+            return 0;
+        });
+
+        var pauseEnd = dueAt.AddMinutes(1);
+        DbCommand Move(GymwireDbContext db) => db.Database.SqlQuery<string>(PostgresDeliveryQueue.MoveQueued(hook.Id, pauseEnd, DateTime.MinValue, pauseEnd, dueAt)).CreateDbCommand();
+        var plan = await PlanAsync(Move, walk: true);
+        // The locking walk runs once (an InitPlan), whatever the statistics, and the rows it locked are updated by key:
+        // joined to it, or as "id IN (...)", the planner may walk it again for each row.
+        Assert.Contains("InitPlan", plan);
+        Assert.DoesNotContain("SubPlan", plan);
+        Assert.DoesNotContain("Join", plan);
+        Assert.DoesNotContain("Seq Scan", plan);
+        Assert.Contains("Index Scan using pk_webhook_deliveries", plan);
+    }
+
     /// <summary>5,000 pending deliveries of one webhook, due a millisecond apart from <paramref name="dueAt"/>.</summary>
     private static WebhookDelivery[] Burst(TestGym gym, CreatedHook hook, DateTime dueAt) => [.. Enumerable.Range(0, 5_000).Select(i => new WebhookDelivery
     {

@@ -493,9 +493,15 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var policy = fx.Services.GetRequiredService<EndpointPolicy>();
         // The pause is the subscription's stored health, which every node's claim reads.
         Task<DateTime?> PausedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.PausedUntil).SingleAsync());
+        Task<DateTime?> ProbeClaimedUntilAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.Id == hook.Id).Select(s => s.ProbeClaimedUntil).SingleAsync());
+        // Waiting: queued, unclaimed, and due now or, while the endpoint is paused or probed, at the pause's or the probe's end.
         async Task QueuedAsync(string what, int count) =>
-            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
-                .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= Now()) == count, what: what);
+            await Eventually.TrueAsync(async () =>
+            {
+                var by = new[] { Now(), await PausedUntilAsync() ?? Now(), await ProbeClaimedUntilAsync() ?? Now() }.Max();
+                return (await fx.DeliveriesAsync(hook.Id))
+                    .Count(d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying && d.LockedUntil == null && d.NextAttemptAt <= by) == count;
+            }, what: what);
 
         // Four failures, retried in 5 minutes; half a second before that, a fifth pauses the endpoint for 1 s.
         for (var n = 1; n <= 4; n++)
@@ -517,12 +523,15 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // The node that recorded it wakes when it ends (the worker observes the outcome after the recorder stores it).
         await Eventually.TrueAsync(() => Task.FromResult(policy.NextProbeAt() == Now() + TimeSpan.FromSeconds(1)), what: "the worker to wake at the pause's end");
 
-        // The four retries come due inside the pause, and an event arrives: they wait in the queue, unsent and unfailed.
+        // The four retries would come due inside the pause, and an event arrives: they wait in the queue, unsent and
+        // unfailed, due at the pause's end (out of the way of every claim meanwhile).
         fx.AdvanceAndWake(TimeSpan.FromMilliseconds(500));
         await EventAsync();
-        await QueuedAsync("the retries and the new delivery to wait, due", 5);
+        await QueuedAsync("the retries and the new delivery to wait", 5);
         Assert.Equal(5, receiver.At("/held").Count);
-        Assert.True(await PausedUntilAsync() > Now());
+        var pauseEnd = await PausedUntilAsync();
+        Assert.True(pauseEnd > Now());
+        Assert.Equal(5, (await fx.DeliveriesAsync(hook.Id)).Count(d => d.NextAttemptAt == pauseEnd));
 
         // The pause ends and one probe goes; while it is out, the others wait. It fails: the pause doubles to 2 s.
         Interlocked.Exchange(ref armed, 1);
@@ -532,6 +541,9 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         fx.WakeWorker();
         await QueuedAsync("the others to wait while the probe is out", 4);
         Assert.Equal(1, receiver.Active("/held"));
+        var probeEnd = await ProbeClaimedUntilAsync();
+        Assert.True(probeEnd > Now());
+        Assert.Equal(4, (await fx.DeliveriesAsync(hook.Id)).Count(d => d.NextAttemptAt == probeEnd && d.LockedUntil == null));
         probe.SetResult();
         await Eventually.TrueAsync(async () => await PausedUntilAsync() == Now() + TimeSpan.FromSeconds(2), what: "the pause doubled to 2 s");
         Assert.Equal(6, receiver.At("/held").Count);

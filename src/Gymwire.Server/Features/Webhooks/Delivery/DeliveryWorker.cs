@@ -92,36 +92,61 @@ public sealed partial class DeliveryWorker(
         }
         var claimed = await queue.ClaimAsync(free, policy.Closed(), [.. _inFlight.Keys], ct);
         var refused = new List<ClaimedDelivery>();
+        // A failing endpoint's probe, tried once per claim: the end of the probe this node won, or null when it lost it.
+        Dictionary<Guid, DateTime?>? probes = null;
+        TaskCompletionSource? afterRelease = null;
         foreach (var delivery in claimed)
         {
-            var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
-            if (admission == Admission.Probe && !await ClaimProbeAsync(delivery.SubscriptionId, ct))
+            if (probes is not null && probes.TryGetValue(delivery.SubscriptionId, out var probeEnd))
             {
-                admission = Admission.Paused;
+                // Its other deliveries wait for the probe's outcome, due when the probe ends, as its queued ones do.
+                refused.Add(probeEnd is { } end ? delivery with { DueAt = end } : delivery);
+                continue;
+            }
+            var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
+            if (admission == Admission.Probe)
+            {
+                (probes ??= [])[delivery.SubscriptionId] = probeEnd = await ClaimProbeAsync(delivery.SubscriptionId, ct);
+                admission = probeEnd is null ? Admission.Paused : Admission.Probe;
             }
             if (admission is not (Admission.Go or Admission.Probe))
             {
                 refused.Add(delivery);
                 continue;
             }
+            if (admission == Admission.Probe)
+            {
+                // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
+                // on (to its next pause's end, or now), and must find these among them.
+                afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
+                continue;
+            }
             var started = new TaskCompletionSource();
             _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
             started.SetResult();
         }
-        if (refused.Count > 0)
+        try
         {
-            await queue.ReleaseAsync(refused, CancellationToken.None);
+            if (refused.Count > 0)
+            {
+                await queue.ReleaseAsync(refused, CancellationToken.None);
+            }
+        }
+        finally
+        {
+            afterRelease?.SetResult();
         }
         return claimed.Count == free && refused.Count == 0;
     }
 
     /// <summary>
-    /// Whether this node probes the failing endpoint (one node in the cluster does); if not (another node probes it, or
-    /// it paused or recovered meanwhile), the slot <see cref="EndpointPolicy.Admit"/> took is freed.
+    /// The probe's end if this node probes the failing endpoint (one node in the cluster does); if not (another node
+    /// probes it, or it paused or recovered meanwhile), null, and the slot <see cref="EndpointPolicy.Admit"/> took is freed.
     /// </summary>
-    private async Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
+    private async Task<DateTime?> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
     {
-        var won = false;
+        DateTime? won = null;
         try
         {
             won = await queue.ClaimProbeAsync(subscriptionId, ct);
@@ -129,7 +154,7 @@ public sealed partial class DeliveryWorker(
         }
         finally
         {
-            if (!won)
+            if (won is null)
             {
                 policy.Release(subscriptionId);
             }

@@ -36,7 +36,7 @@ public readonly record struct EndpointHealth(int ConsecutiveFailures, DateTime? 
 /// hanging endpoints cannot hold the worker's slots for whole timeouts;</item>
 /// <item>none in the cluster while it is paused (after <c>Webhooks:FailingEndpointThreshold</c> failures in a row), but
 /// for one probe per pause; each failed probe doubles the pause up to <c>Webhooks:FailingEndpointMaxPause</c>, the first
-/// success ends it. Its deliveries wait in the queue meanwhile, due, and every claim leaves them out.</item>
+/// success ends it. Its deliveries wait in the queue meanwhile, due at the pause's end (<see cref="IDeliveryQueue.CompleteAsync"/>).</item>
 /// </list>
 /// The caps are this node's, in memory. The pause is the subscription's <see cref="EndpointHealth"/>: this class works
 /// out its next value (<see cref="Next"/>), the attempt recorder stores it, and every node's claim leaves paused

@@ -96,7 +96,7 @@ public sealed partial class WebhookDispatcher(
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
-            .Select(s => new { s.Id, s.GymId, s.Events, Health = new EndpointHealth(s.ConsecutiveFailures, s.PausedUntil, s.PauseLength, s.ProbeClaimedUntil) })
+            .Select(s => new { s.Id, s.GymId, s.Events, s.PausedUntil })
             .ToListAsync(ct)).ToLookup(s => s.GymId);
         var now = clock.GetUtcNow().UtcDateTime;
         var deliveries = new List<WebhookDelivery>();
@@ -122,7 +122,8 @@ public sealed partial class WebhookDispatcher(
                     Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
-                    NextAttemptAt = now,
+                    // A paused endpoint's new delivery waits for the pause's end, as its queued ones do (IDeliveryQueue.CompleteAsync).
+                    NextAttemptAt = subscription.PausedUntil > now ? subscription.PausedUntil : now,
                 });
             }
             dispatched.Add(evt.Sequence);

@@ -40,6 +40,13 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// </summary>
     protected abstract Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct);
 
+    /// <summary>
+    /// Inside a write transaction: the endpoint's queued, unclaimed deliveries due before <paramref name="before"/> or at
+    /// exactly <paramref name="at"/> (<see cref="DateTime.MinValue"/> for neither) are due at <paramref name="to"/>
+    /// instead. Never waits for a row another transaction holds: one it skips stays where it is.
+    /// </summary>
+    protected abstract Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct);
+
     /// <summary>Reads up to <paramref name="limit"/> undispatched events and begins the transaction that dispatches them (none when there are none).</summary>
     protected abstract Task<(List<Events.OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct);
 
@@ -87,7 +94,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await write.CommitAsync(ct);
     }
 
-    public async Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
+    public async Task<DateTime?> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
         var now = clock.GetUtcNow().UtcDateTime;
@@ -97,9 +104,15 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         var won = await db.WebhookSubscriptions
             .Where(s => s.Id == subscriptionId && s.ConsecutiveFailures >= threshold
                 && (s.PausedUntil == null || s.PausedUntil <= now) && (s.ProbeClaimedUntil == null || s.ProbeClaimedUntil <= now))
-            .ExecuteUpdateAsync(u => u.SetProperty(s => s.ProbeClaimedUntil, until), ct);
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.ProbeClaimedUntil, until), ct) == 1;
+        if (won)
+        {
+            // While the probe is out (up to the attempt's timeout), the endpoint's other deliveries wait for its end out
+            // of the claims' way, as during a pause; its record moves them on (CompleteAsync).
+            await MoveQueuedAsync(db, subscriptionId, before: until, at: DateTime.MinValue, to: until, now, ct);
+        }
         await write.CommitAsync(ct);
-        return won == 1;
+        return won ? until : null;
     }
 
     public Task<int> ReleaseClaimsOfAsync(Guid node, CancellationToken ct) => ReleaseHeldAsync(node, ct);
@@ -156,6 +169,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
             .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError)).ToDictionaryAsync(d => d.Id, ct);
         var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
         var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
+        // The health before this batch of the endpoints that are paused or probed, or may become so (a failure).
+        var before = subscriptions.Values.Where(s => failed.Contains(s.Id) || s.ProbeClaimedUntil is not null)
+            .Select(s => (Subscription: s, s.PausedUntil, s.ProbeClaimedUntil)).ToList();
         var changed = new List<DeliveryOutcome>(records.Count);
         var attempts = new List<WebhookAttempt>(records.Count);
         for (var i = 0; i < records.Count; i++)
@@ -178,11 +194,39 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await DeliveryRows.UpdateOutcomesAsync(db, changed, ct);
         await DeliveryRows.InsertAttemptsAsync(db, attempts, ct);
         await db.SaveChangesAsync(ct);
+        await MoveHeldAsync(db, before, ct);
         var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
         // A subscription this batch deactivated (410, or failing too long) gets none of its queued deliveries sent.
         var dropped = await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), records.Max(r => r.Finished), ct);
         await write.CommitAsync(ct);
         return new RecordedBatch(outcomes, deactivated, changed.Count(c => c.Status == DeliveryStatus.Undeliverable) + dropped);
+    }
+
+    /// <summary>
+    /// After a batch's health changes: an endpoint that was paused, or paused for longer, has its queued deliveries due
+    /// before the pause's end (and those its probe held) due at that end; one whose probe succeeded has those its probe
+    /// held due now. Left due, an outage's backlog would sit at the head of the due index, and every claim on every node
+    /// would walk past all of it for as long as the outage lasts.
+    /// </summary>
+    private async Task MoveHeldAsync(GymwireDbContext db, List<(WebhookSubscription Subscription, DateTime? PausedUntil, DateTime? ProbeClaimedUntil)> before, CancellationToken ct)
+    {
+        var now = Clock.GetUtcNow().UtcDateTime;
+        foreach (var (subscription, pausedUntil, probeClaimedUntil) in before)
+        {
+            var probeHeld = probeClaimedUntil ?? DateTime.MinValue;
+            if (!subscription.IsActive)
+            {
+                continue;
+            }
+            if (subscription.PausedUntil is { } until && until > now && until > (pausedUntil ?? DateTime.MinValue))
+            {
+                await MoveQueuedAsync(db, subscription.Id, before: until, at: probeHeld, to: until, now, ct);
+            }
+            else if (subscription.ProbeClaimedUntil is null && subscription.PausedUntil is null && probeHeld > now)
+            {
+                await MoveQueuedAsync(db, subscription.Id, before: DateTime.MinValue, at: probeHeld, to: now, now, ct);
+            }
+        }
     }
 
     public async Task<QueueDepth> DepthAsync(CancellationToken ct)

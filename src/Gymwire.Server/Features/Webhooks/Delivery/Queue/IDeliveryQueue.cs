@@ -35,9 +35,11 @@ public interface IDeliveryQueue
     /// Takes the probe of a failing endpoint whose pause has ended, until the claim lease ends: one conditional update
     /// of its subscription, true for exactly one caller in the cluster; the others leave the endpoint out. The probe's
     /// recorded outcome ends it (a success, or a failure that pauses the endpoint again); a probe not recorded (its
-    /// node stopped or died mid-attempt) lapses with its lease, like its delivery's claim.
+    /// node stopped or died mid-attempt) lapses with its lease, like its delivery's claim. Returns the probe's end for
+    /// the caller that won it (the endpoint's other queued deliveries are due then, out of the claims' way, until the
+    /// probe's record moves them on), null for the others.
     /// </summary>
-    Task<bool> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct);
+    Task<DateTime?> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
     /// Gives back every claim still held by a node known to be dead (<see cref="Cluster.ClusterHeartbeat"/>), in one
@@ -56,7 +58,8 @@ public interface IDeliveryQueue
     /// <summary>
     /// Records finished attempts in one transaction: <paramref name="decide"/> works out each one's effect from its
     /// delivery's stored state and its (tracked) subscription; the attempt rows and the deliveries' next states are
-    /// written, and the queued deliveries of subscriptions the batch deactivated are ended.
+    /// written, and the queued deliveries of subscriptions the batch deactivated are ended; those of an endpoint the batch
+    /// paused, or paused for longer, are due at the pause's end.
     /// </summary>
     Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct);
 

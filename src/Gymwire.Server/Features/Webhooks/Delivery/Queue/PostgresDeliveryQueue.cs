@@ -47,6 +47,23 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
             """, ct);
 
     /// <summary>
+    /// Locks only rows no other transaction holds (<c>SKIP LOCKED</c>): the worker's release of refused claims and the
+    /// recorder lock theirs in other orders, and waiting for them deadlocked. The locked ids are collected once (an
+    /// <c>InitPlan</c>) and updated by key, so no plan can walk the backlog again for each of its rows.
+    /// </summary>
+    protected override Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct) =>
+        db.Database.ExecuteSqlAsync(WithPlannerSettings(MoveQueued(subscriptionId, before, at, to, now)), ct);
+
+    internal static FormattableString MoveQueued(Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now) => $"""
+        UPDATE webhook_deliveries SET next_attempt_at = {to}
+        WHERE id = ANY(ARRAY(
+            SELECT id FROM webhook_deliveries
+            WHERE status IN ('pending', 'retrying') AND subscription_id = {subscriptionId}
+              AND (next_attempt_at < {before} OR next_attempt_at = {at}) AND (locked_until IS NULL OR locked_until <= {now})
+            FOR UPDATE SKIP LOCKED))
+        """;
+
+    /// <summary>
     /// Locks, leases and reads in one transaction, so that the planner settings hold for the read too (<c>SET LOCAL</c>
     /// outside a transaction block also has PostgreSQL log a warning).
     /// </summary>

@@ -41,6 +41,14 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
     /// <summary>Nothing to lock: every record batch holds the process's write turn, and the database's one write lock.</summary>
     protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct) => Task.CompletedTask;
 
+    /// <summary>Names the due index: for a range of due times SQLite would otherwise read the subscription's whole delivery log.</summary>
+    protected override Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct) =>
+        db.Database.ExecuteSqlAsync($"""
+            UPDATE webhook_deliveries INDEXED BY ix_webhook_deliveries_due SET next_attempt_at = {to}
+            WHERE status IN ('pending', 'retrying') AND subscription_id = {subscriptionId}
+              AND (next_attempt_at < {before} OR next_attempt_at = {at}) AND (locked_until IS NULL OR locked_until <= {now})
+            """, ct);
+
     public override async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
