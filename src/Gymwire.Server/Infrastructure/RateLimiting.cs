@@ -230,15 +230,15 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
         {
             return ValueTask.FromResult(RateLimitDecision.Unlimited);
         }
-        var (limit, partition) = policy switch
+        var (limit, key) = policy switch
         {
-            RateLimitPolicies.Triggers => (o.Triggers, PerGym(user)),
-            RateLimitPolicies.Actions => (o.Actions, PerGym(user)),
-            RateLimitPolicies.Mutations => (o.Mutations, PerUser(user)),
-            RateLimitPolicies.Destructive => (o.Destructive, PerUser(user)),
+            RateLimitPolicies.Triggers => (o.Triggers, PerGym(policy, user)),
+            RateLimitPolicies.Actions => (o.Actions, PerGym(policy, user)),
+            RateLimitPolicies.Mutations => (o.Mutations, PerUser(policy, user)),
+            RateLimitPolicies.Destructive => (o.Destructive, PerUser(policy, user)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
-        var decision = store.TryAcquireAsync(policy + "|" + partition, limit.PermitLimit, limit.Window, ct);
+        var decision = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
         if (decision.IsCompletedSuccessfully)
         {
             Count(policy, decision.Result);
@@ -268,10 +268,12 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 
     public static string Message(RateLimitDecision decision) => $"Rate limit exceeded; retry after {decision.RetryAfterSeconds} seconds";
 
-    private static string PerGym(ClaimsPrincipal user) => "gym:" + user.FindFirstValue(GymwireClaims.GymId);
+    // The store's key, "policy|gym:ID" or "policy|ACTOR:ID", built in one string: the same text the shared store's rows
+    // are keyed by, so nodes of different versions count in the same windows.
+    private static string PerGym(string policy, ClaimsPrincipal user) => string.Concat(policy, "|gym:", user.FindFirstValue(GymwireClaims.GymId));
 
-    private static string PerUser(ClaimsPrincipal user) =>
-        user.FindFirstValue(GymwireClaims.Actor) + ":" + user.FindFirstValue(GymwireClaims.ActorId);
+    private static string PerUser(string policy, ClaimsPrincipal user) =>
+        string.Concat(policy, "|", user.FindFirstValue(GymwireClaims.Actor), ":", user.FindFirstValue(GymwireClaims.ActorId));
 }
 
 /// <summary>
