@@ -283,16 +283,26 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 /// </summary>
 public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
 {
-    public async Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context)
     {
         var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
         if (policy is null || context.User.Identity?.IsAuthenticated != true)
         {
             // Unauthenticated requests never reach a handler (authorization answers first).
-            await next(context);
-            return;
+            return next(context);
         }
-        var decision = await limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        var pending = limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        // Most requests are admitted at once and give nothing back: they go on with no async frame of this middleware.
+        if (pending.IsCompletedSuccessfully && pending.Result.Admitted && policy != RateLimitPolicies.Destructive)
+        {
+            return next(context);
+        }
+        return LimitAsync(context, policy, pending);
+    }
+
+    private async Task LimitAsync(HttpContext context, string policy, ValueTask<RateLimitDecision> pending)
+    {
+        var decision = await pending;
         if (!decision.Admitted)
         {
             context.Response.Headers.RetryAfter = decision.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);

@@ -85,7 +85,13 @@ public sealed class JsonAuthorizationResultHandler : IAuthorizationMiddlewareRes
 {
     private readonly AuthorizationMiddlewareResultHandler _default = new();
 
-    public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
+    // An authorized request goes straight on, as the default handler would send it: no async frame of this handler
+    // around the rest of the pipeline, and no call into the default handler, which allocates its failure path's
+    // closure on every call.
+    public Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult) =>
+        authorizeResult.Succeeded ? next(context) : RefuseAsync(next, context, policy, authorizeResult);
+
+    private async Task RefuseAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
         if (policy.AuthenticationSchemes.Count > 0 && !policy.AuthenticationSchemes.Contains(BearerAuthenticationHandler.SchemeName))
         {
