@@ -238,13 +238,15 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
             RateLimitPolicies.Destructive => (o.Destructive, PerUser(policy, user)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
-        var decision = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
-        if (decision.IsCompletedSuccessfully)
+        var pending = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
+        if (pending.IsCompletedSuccessfully)
         {
-            Count(policy, decision.Result);
-            return decision;
+            // Read once and handed on as a plain result: a value task's result may be taken only once.
+            var decision = pending.Result;
+            Count(policy, decision);
+            return new ValueTask<RateLimitDecision>(decision);
         }
-        return CountAsync(policy, decision);
+        return CountAsync(policy, pending);
     }
 
     private async ValueTask<RateLimitDecision> CountAsync(string policy, ValueTask<RateLimitDecision> pending)
@@ -292,17 +294,21 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
             return next(context);
         }
         var pending = limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
-        // Most requests are admitted at once and give nothing back: they go on with no async frame of this middleware.
-        if (pending.IsCompletedSuccessfully && pending.Result.Admitted && policy != RateLimitPolicies.Destructive)
+        if (!pending.IsCompletedSuccessfully)
         {
-            return next(context);
+            return AcquiredAsync(context, policy, pending);
         }
-        return LimitAsync(context, policy, pending);
+        // Read once: a value task's result may be taken only once.
+        var decision = pending.Result;
+        // Most requests are admitted at once and give nothing back: they go on with no async frame of this middleware.
+        return decision.Admitted && policy != RateLimitPolicies.Destructive ? next(context) : LimitAsync(context, policy, decision);
     }
 
-    private async Task LimitAsync(HttpContext context, string policy, ValueTask<RateLimitDecision> pending)
+    private async Task AcquiredAsync(HttpContext context, string policy, ValueTask<RateLimitDecision> pending) =>
+        await LimitAsync(context, policy, await pending);
+
+    private async Task LimitAsync(HttpContext context, string policy, RateLimitDecision decision)
     {
-        var decision = await pending;
         if (!decision.Admitted)
         {
             context.Response.Headers.RetryAfter = decision.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
