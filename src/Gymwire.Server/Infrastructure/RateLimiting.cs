@@ -230,21 +230,23 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
         {
             return ValueTask.FromResult(RateLimitDecision.Unlimited);
         }
-        var (limit, partition) = policy switch
+        var (limit, key) = policy switch
         {
-            RateLimitPolicies.Triggers => (o.Triggers, PerGym(user)),
-            RateLimitPolicies.Actions => (o.Actions, PerGym(user)),
-            RateLimitPolicies.Mutations => (o.Mutations, PerUser(user)),
-            RateLimitPolicies.Destructive => (o.Destructive, PerUser(user)),
+            RateLimitPolicies.Triggers => (o.Triggers, PerGym(policy, user)),
+            RateLimitPolicies.Actions => (o.Actions, PerGym(policy, user)),
+            RateLimitPolicies.Mutations => (o.Mutations, PerUser(policy, user)),
+            RateLimitPolicies.Destructive => (o.Destructive, PerUser(policy, user)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
-        var decision = store.TryAcquireAsync(policy + "|" + partition, limit.PermitLimit, limit.Window, ct);
-        if (decision.IsCompletedSuccessfully)
+        var pending = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
+        if (pending.IsCompletedSuccessfully)
         {
-            Count(policy, decision.Result);
-            return decision;
+            // Read once and handed on as a plain result: a value task's result may be taken only once.
+            var decision = pending.Result;
+            Count(policy, decision);
+            return new ValueTask<RateLimitDecision>(decision);
         }
-        return CountAsync(policy, decision);
+        return CountAsync(policy, pending);
     }
 
     private async ValueTask<RateLimitDecision> CountAsync(string policy, ValueTask<RateLimitDecision> pending)
@@ -268,10 +270,12 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 
     public static string Message(RateLimitDecision decision) => $"Rate limit exceeded; retry after {decision.RetryAfterSeconds} seconds";
 
-    private static string PerGym(ClaimsPrincipal user) => "gym:" + user.FindFirstValue(GymwireClaims.GymId);
+    // The store's key, "policy|gym:ID" or "policy|ACTOR:ID", built in one string: the same text the shared store's rows
+    // are keyed by, so nodes of different versions count in the same windows.
+    private static string PerGym(string policy, ClaimsPrincipal user) => string.Concat(policy, "|gym:", user.FindFirstValue(GymwireClaims.GymId));
 
-    private static string PerUser(ClaimsPrincipal user) =>
-        user.FindFirstValue(GymwireClaims.Actor) + ":" + user.FindFirstValue(GymwireClaims.ActorId);
+    private static string PerUser(string policy, ClaimsPrincipal user) =>
+        string.Concat(policy, "|", user.FindFirstValue(GymwireClaims.Actor), ":", user.FindFirstValue(GymwireClaims.ActorId));
 }
 
 /// <summary>
@@ -281,16 +285,30 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 /// </summary>
 public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
 {
-    public async Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context)
     {
         var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
         if (policy is null || context.User.Identity?.IsAuthenticated != true)
         {
             // Unauthenticated requests never reach a handler (authorization answers first).
-            await next(context);
-            return;
+            return next(context);
         }
-        var decision = await limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        var pending = limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        if (!pending.IsCompletedSuccessfully)
+        {
+            return AcquiredAsync(context, policy, pending);
+        }
+        // Read once: a value task's result may be taken only once.
+        var decision = pending.Result;
+        // Most requests are admitted at once and give nothing back: they go on with no async frame of this middleware.
+        return decision.Admitted && policy != RateLimitPolicies.Destructive ? next(context) : LimitAsync(context, policy, decision);
+    }
+
+    private async Task AcquiredAsync(HttpContext context, string policy, ValueTask<RateLimitDecision> pending) =>
+        await LimitAsync(context, policy, await pending);
+
+    private async Task LimitAsync(HttpContext context, string policy, RateLimitDecision decision)
+    {
         if (!decision.Admitted)
         {
             context.Response.Headers.RetryAfter = decision.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);

@@ -6,6 +6,7 @@ using System.Text;
 using Gymwire.Data;
 using Gymwire.Infrastructure;
 using Gymwire.Infrastructure.Auth;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.ApiKeys;
@@ -25,10 +26,10 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
 
     public string Prefix => ApiKeyFormat.Prefix;
 
-    public async Task<BearerValidation> ValidateAsync(string token, HttpContext context)
+    public async ValueTask<BearerValidation> ValidateAsync(ReadOnlyMemory<char> token, HttpContext context)
     {
         // Typos, truncations and made-up keys fail here, before the database is asked anything.
-        if (!ApiKeyFormat.IsWellFormed(token))
+        if (!ApiKeyFormat.IsWellFormed(token.Span))
         {
             metrics.Authenticated(ApiKeyMetrics.Outcomes.Malformed);
             return BearerValidation.Fail("Invalid API key");
@@ -36,7 +37,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         // On the stack (a well-formed key is ASCII of a fixed length): a cache hit allocates nothing for its lookup.
         Span<byte> hashed = stackalloc byte[SHA256.HashSizeInBytes];
         Span<byte> utf8 = stackalloc byte[ApiKeyFormat.Length];
-        SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(token, utf8)], hashed);
+        SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(token.Span, utf8)], hashed);
         GymwireDbContext? db = null;
         var cached = cache.TryGet(hashed, out var key);
         if (!cached)
@@ -74,14 +75,17 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         }
 
         metrics.Authenticated(ApiKeyMetrics.Outcomes.Success);
-        return BearerValidation.Success(cached ? _principals.GetValue(key, Principal) : Principal(key));
+        return BearerValidation.Success(cached ? _tickets.GetValue(key, Ticket) : Ticket(key));
     }
 
-    // The principal of a key served by the cache is built once and reused by its later requests, which then build no
-    // claims, identity or principal of their own (docs/benchmark-findings.md, M2). It belongs to the cached row's
-    // instance: a revocation, a reload or an expired entry brings a new instance, checked above before its principal is
-    // used. Concurrent requests share it, so nothing may change it (nothing in Gymwire does: no claims transformation).
-    private readonly ConditionalWeakTable<CachedApiKey, ClaimsPrincipal> _principals = new();
+    // The ticket (principal and properties) of a key served by the cache is built once and reused by its later requests,
+    // which then build no claims, identity, principal or ticket of their own (docs/benchmark-findings.md, M2). It belongs
+    // to the cached row's instance: a revocation, a reload or an expired entry brings a new instance, checked above before
+    // its ticket is used. Concurrent requests share it, so nothing may change it (nothing in Gymwire does: no claims
+    // transformation, no authentication properties on the API).
+    private readonly ConditionalWeakTable<CachedApiKey, AuthenticationTicket> _tickets = new();
+
+    private static AuthenticationTicket Ticket(CachedApiKey key) => new(Principal(key), BearerAuthenticationHandler.SchemeName);
 
     private static ClaimsPrincipal Principal(CachedApiKey key)
     {
@@ -96,7 +100,7 @@ public sealed partial class ApiKeyValidator(TimeProvider clock, ApiKeyCache cach
         {
             claims.Add(new Claim(GymwireClaims.Scope, scope));
         }
-        return new ClaimsPrincipal(new ClaimsIdentity(claims, BearerAuthenticationHandler.SchemeName));
+        return new ClaimsPrincipal(new GymwireIdentity(claims, BearerAuthenticationHandler.SchemeName));
     }
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "API key {KeyId} rejected: {Reason}")]

@@ -25,13 +25,13 @@ public static class ApiKeyFormat
     }
 
     /// <summary>Shape and checksum only; says nothing about whether the key exists.</summary>
-    public static bool IsWellFormed(string key)
+    public static bool IsWellFormed(ReadOnlySpan<char> key)
     {
         if (key.Length != Length || !key.StartsWith(Prefix, StringComparison.Ordinal))
         {
             return false;
         }
-        var hex = key.AsSpan(Prefix.Length);
+        var hex = key[Prefix.Length..];
         foreach (var c in hex)
         {
             if (!char.IsAsciiDigit(c) && c is not (>= 'a' and <= 'f'))

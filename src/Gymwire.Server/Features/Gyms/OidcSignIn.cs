@@ -194,7 +194,7 @@ public sealed class OidcJwtValidator : IBearerTokenValidator
 {
     public string Prefix => "eyJ";
 
-    public async Task<BearerValidation> ValidateAsync(string token, HttpContext context)
+    public async ValueTask<BearerValidation> ValidateAsync(ReadOnlyMemory<char> token, HttpContext context)
     {
         var result = await context.AuthenticateAsync(OidcSetup.JwtScheme);
         if (!result.Succeeded || result.Principal is null)

@@ -14,13 +14,13 @@ public sealed class OwnerSessionValidator(TimeProvider clock) : IBearerTokenVali
 
     public string Prefix => TokenPrefix;
 
-    public async Task<BearerValidation> ValidateAsync(string token, HttpContext context)
+    public async ValueTask<BearerValidation> ValidateAsync(ReadOnlyMemory<char> token, HttpContext context)
     {
         if (token.Length != TokenPrefix.Length + 64)
         {
             return BearerValidation.Fail("Invalid session token");
         }
-        var hash = Secrets.Sha256(token);
+        var hash = Secrets.Sha256(token.ToString());
         var db = context.RequestServices.GetRequiredService<GymwireDbContext>();
         var session = await db.OwnerSessions.AsNoTracking()
             .Where(s => s.TokenHash == hash)
@@ -34,7 +34,7 @@ public sealed class OwnerSessionValidator(TimeProvider clock) : IBearerTokenVali
         {
             return BearerValidation.Fail("Session token expired; log in again");
         }
-        var identity = new ClaimsIdentity(
+        var identity = new GymwireIdentity(
         [
             new Claim(GymwireClaims.ActorId, session.OwnerId.ToString()),
             new Claim(GymwireClaims.GymId, session.GymId.ToString()),

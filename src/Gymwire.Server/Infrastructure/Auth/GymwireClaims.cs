@@ -30,6 +30,50 @@ public static class GymwireClaims
     public static bool HasScope(this ClaimsPrincipal user, string scope) => user.IsOwner() || user.HasClaim(Scope, scope);
 }
 
+/// <summary>
+/// The identity of the principals Gymwire's bearer validators build. <see cref="ClaimsIdentity"/>'s own lookups walk
+/// <see cref="ClaimsIdentity.Claims"/> as an <see cref="IEnumerable{T}"/>, a boxed enumerator per call, and every API
+/// request makes several (authorization, the rate limit's partition, the handler's gym); these walk the list itself,
+/// with the same comparisons (claim type ignoring case, value ordinal).
+/// </summary>
+public sealed class GymwireIdentity(IEnumerable<Claim> claims, string authenticationType) : ClaimsIdentity(claims, authenticationType)
+{
+    public override Claim? FindFirst(string type)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        if (Claims is not List<Claim> claims)
+        {
+            return base.FindFirst(type);
+        }
+        foreach (var claim in claims)
+        {
+            if (string.Equals(claim.Type, type, StringComparison.OrdinalIgnoreCase))
+            {
+                return claim;
+            }
+        }
+        return null;
+    }
+
+    public override bool HasClaim(string type, string value)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        ArgumentNullException.ThrowIfNull(value);
+        if (Claims is not List<Claim> claims)
+        {
+            return base.HasClaim(type, value);
+        }
+        foreach (var claim in claims)
+        {
+            if (string.Equals(claim.Type, type, StringComparison.OrdinalIgnoreCase) && string.Equals(claim.Value, value, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+}
+
 public static class Scopes
 {
     public const string Read = "read";
