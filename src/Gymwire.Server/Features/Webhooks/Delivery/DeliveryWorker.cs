@@ -107,19 +107,18 @@ public sealed partial class DeliveryWorker(
             if (admission == Admission.Probe)
             {
                 (probes ??= [])[delivery.SubscriptionId] = probeEnd = await ClaimProbeAsync(delivery.SubscriptionId, ct);
-                admission = probeEnd is null ? Admission.Paused : Admission.Probe;
+                if (probeEnd is not null)
+                {
+                    // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
+                    // on (to its next pause's end, or now), and must find these among them.
+                    afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
+                    continue;
+                }
             }
-            if (admission is not (Admission.Go or Admission.Probe))
+            if (admission != Admission.Go)
             {
                 refused.Add(delivery);
-                continue;
-            }
-            if (admission == Admission.Probe)
-            {
-                // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
-                // on (to its next pause's end, or now), and must find these among them.
-                afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
                 continue;
             }
             var started = new TaskCompletionSource();

@@ -211,13 +211,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     private async Task MoveHeldAsync(GymwireDbContext db, List<(WebhookSubscription Subscription, DateTime? PausedUntil, DateTime? ProbeClaimedUntil)> before, CancellationToken ct)
     {
         var now = Clock.GetUtcNow().UtcDateTime;
-        foreach (var (subscription, pausedUntil, probeClaimedUntil) in before)
+        foreach (var (subscription, pausedUntil, probeClaimedUntil) in before.Where(b => b.Subscription.IsActive))
         {
             var probeHeld = probeClaimedUntil ?? DateTime.MinValue;
-            if (!subscription.IsActive)
-            {
-                continue;
-            }
             if (subscription.PausedUntil is { } until && until > now && until > (pausedUntil ?? DateTime.MinValue))
             {
                 await MoveQueuedAsync(db, subscription.Id, before: until, at: probeHeld, to: until, now, ct);
