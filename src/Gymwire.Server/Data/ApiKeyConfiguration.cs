@@ -1,6 +1,4 @@
 using Gymwire.Features.ApiKeys;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;

@@ -1,6 +1,4 @@
 using Gymwire.Features.Email;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;

@@ -1,15 +1,12 @@
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
-using Gymwire.Features.Events;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
 using Gymwire.Features.Training;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;

@@ -1,6 +1,3 @@
-using Gymwire.Features.Gyms;
-using Gymwire.Features.Webhooks;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 

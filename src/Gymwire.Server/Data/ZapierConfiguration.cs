@@ -1,6 +1,4 @@
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Zapier;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;

@@ -1,8 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
-using Gymwire.Data;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 

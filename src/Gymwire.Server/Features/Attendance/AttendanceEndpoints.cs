@@ -1,11 +1,4 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Attendance;
 

@@ -1,12 +1,3 @@
-using System.Globalization;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Classes;
 
 public sealed record ClassDto(Guid Id, string Title, string Discipline, int DayOfWeek, string StartTime, int DurationMins, DateTime CreatedAt);

@@ -1,12 +1,5 @@
 using System.Linq.Expressions;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Contracts;
 

@@ -1,11 +1,4 @@
-using System.Security.Claims;
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Email;
 

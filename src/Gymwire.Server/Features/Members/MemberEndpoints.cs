@@ -1,12 +1,4 @@
-using System.Security.Claims;
 using System.Security.Cryptography;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Members;
 

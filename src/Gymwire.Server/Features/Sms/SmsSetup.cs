@@ -1,9 +1,5 @@
-using Gymwire.Data;
-using Gymwire.Infrastructure;
 using Gymwire.Features.Dashboard.Integrations;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Sms;
 

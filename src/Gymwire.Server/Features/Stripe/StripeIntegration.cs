@@ -1,7 +1,4 @@
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Stripe;
 
