@@ -11,10 +11,7 @@ public static class AttendanceEndpoints
 {
     public static IEndpointRouteBuilder MapAttendance(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/checkins").WithTags("Attendance");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", CheckIn).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/checkins", "Attendance", List, Get, CheckIn);
         return app;
     }
 

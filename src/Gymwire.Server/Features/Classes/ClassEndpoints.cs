@@ -9,10 +9,7 @@ public static class ClassEndpoints
 {
     public static IEndpointRouteBuilder MapClasses(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/classes").WithTags("Classes");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Schedule).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/classes", "Classes", List, Get, Schedule);
         return app;
     }
 

@@ -12,10 +12,7 @@ public static class ContractEndpoints
 {
     public static IEndpointRouteBuilder MapContracts(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/contracts").WithTags("Contracts");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Sign).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/contracts", "Contracts", List, Get, Sign);
         return app;
     }
 

@@ -15,10 +15,7 @@ public static class PaymentEndpoints
 
     public static IEndpointRouteBuilder MapPayments(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/payments").WithTags("Payments");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Record).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        var group = app.MapListGetCreate("/api/gym/payments", "Payments", List, Get, Record);
         group.MapPost("/{id:guid}/refund", Refund).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }
