@@ -111,10 +111,10 @@ public static class IntegrationSetup
     internal static IServiceCollection AddIntegrationStatuses(this IServiceCollection services)
     {
         services.AddScoped<IntegrationTiles>();
-        services.AddIntegrationStatus<PaymentsIntegration>();
-        services.AddIntegrationStatus<SmsIntegration>();
-        services.AddIntegrationStatus<EmailIntegration>();
-        services.AddIntegrationStatus<AccountingExportIntegration>();
+        foreach (var tile in ConnectorNotInstalled.BuiltIn)
+        {
+            services.AddSingleton<IIntegrationStatusProvider>(tile);
+        }
         services.AddIntegrationStatus<AutomationIntegration>();
         return services;
     }
