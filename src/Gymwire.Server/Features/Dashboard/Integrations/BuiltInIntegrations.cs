@@ -5,16 +5,10 @@ namespace Gymwire.Features.Dashboard.Integrations;
 /// replaces the tile by registering a provider with the same key.
 /// </summary>
 public sealed class ConnectorNotInstalled(string key, string name, string description, int order, string reason, string guidance)
-    : IIntegrationStatusProvider
+    : IntegrationTile(key, name, description, order, guidance)
 {
-    public string Key => key;
-    public string Name => name;
-    public string Description => description;
-    public int Order => order;
-    public string? ConfigureUrl => null;
-    public string Guidance => guidance;
-
-    public Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct) => Task.FromResult(IntegrationStatus.NotConnected(reason));
+    public override Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct) =>
+        Task.FromResult(IntegrationStatus.NotConnected(reason));
 
     /// <summary>The built-in tiles, one per kind of connector an owner may look for.</summary>
     public static readonly IReadOnlyList<ConnectorNotInstalled> BuiltIn =
@@ -39,17 +33,13 @@ public sealed class ConnectorNotInstalled(string key, string name, string descri
 /// Connected when any registered <see cref="IAutomationConnectionSource"/> reports something in use (recently used,
 /// not merely existing), Error when one reports a problem.
 /// </summary>
-public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSource> sources) : IIntegrationStatusProvider
+public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSource> sources) : IntegrationTile(
+    "automation", "Zapier / Make webhooks", "Connect hundreds of apps through Zapier, Make and similar platforms, without writing code.", 50,
+    guidance:
+        "Zapier and Make connect to Gymwire with an API key (for triggers and actions) or a webhook (for real-time events). Create one for each platform you use.",
+    configureUrl: "/settings/webhooks")
 {
-    public string Key => "automation";
-    public string Name => "Zapier / Make webhooks";
-    public string Description => "Connect hundreds of apps through Zapier, Make and similar platforms, without writing code.";
-    public int Order => 50;
-    public string? ConfigureUrl => "/settings/webhooks";
-    public string Guidance =>
-        "Zapier and Make connect to Gymwire with an API key (for triggers and actions) or a webhook (for real-time events). Create one for each platform you use.";
-
-    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         var found = new List<AutomationConnections>();
         foreach (var source in sources)
