@@ -1,8 +1,5 @@
 using System.Text;
 using System.Text.Encodings.Web;
-using System.Text.Json;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Webhooks;
 
