@@ -1,5 +1,4 @@
 using Gymwire;
-using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
@@ -8,9 +7,7 @@ using Gymwire.Features.Contracts;
 using Gymwire.Features.Dashboard;
 using Gymwire.Features.Demo;
 using Gymwire.Features.Email;
-using Gymwire.Features.Events;
 using Gymwire.Features.Exports;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
@@ -19,9 +16,6 @@ using Gymwire.Features.Sms;
 using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
 using Gymwire.Infrastructure.OpenApi;
 using Gymwire.Infrastructure.Telemetry;
 

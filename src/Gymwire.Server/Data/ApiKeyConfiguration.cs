@@ -1,6 +1,4 @@
 using Gymwire.Features.ApiKeys;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
@@ -9,13 +7,12 @@ internal sealed class ApiKeyConfiguration : IEntityTypeConfiguration<ApiKey>
 {
     public void Configure(EntityTypeBuilder<ApiKey> b)
     {
-        b.ToTable("api_keys");
+        b.ToGymTable("api_keys");
         b.Property(x => x.Name).HasMaxLength(100);
         b.Property(x => x.KeyPrefix).HasMaxLength(11);
         b.Property(x => x.Scopes).HasMaxLength(32);
         // Authentication looks keys up by hash: unique, so a lookup is one index probe.
         b.HasIndex(x => x.KeyHash).IsUnique();
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }

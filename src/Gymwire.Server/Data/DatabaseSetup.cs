@@ -1,13 +1,9 @@
 using System.ComponentModel.DataAnnotations;
 using System.Data.Common;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
 using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Data;
 

@@ -1,5 +1,3 @@
-using Gymwire.Features.Webhooks;
-
 namespace Gymwire.Data;
 
 /// <summary>The triggers that keep <c>webhook_delivery_counts</c> (<see cref="DeliveryCount"/>), per provider.</summary>

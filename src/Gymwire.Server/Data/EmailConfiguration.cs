@@ -1,6 +1,4 @@
 using Gymwire.Features.Email;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
@@ -9,14 +7,13 @@ internal sealed class EmailDeliveryConfiguration : IEntityTypeConfiguration<Emai
 {
     public void Configure(EntityTypeBuilder<EmailDelivery> b)
     {
-        b.ToTable("email_deliveries");
+        b.ToGymTable("email_deliveries");
         b.Property(x => x.Kind).HasMaxLength(16);
         b.Property(x => x.Recipients).HasMaxLength(2000);
         b.Property(x => x.Subject).HasMaxLength(500);
         b.Property(x => x.Status).HasMaxLength(16);
         b.Property(x => x.Error).HasMaxLength(1000);
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }
 

@@ -1,21 +1,32 @@
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
-using Gymwire.Features.Events;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
 using Gymwire.Features.Training;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
 
 // Gym data's tables. Every tenant-owned table has a foreign key to gyms and an index that starts with
 // gym_id, so every per-gym query (and the "20 newest" triggers) is an index range scan whatever the table size.
+
+internal static class GymTableBuilder
+{
+    /// <summary>
+    /// Names a tenant-owned table and gives it the foreign key to gyms: deleting a gym deletes its rows. By name, as not
+    /// every such entity is an <see cref="IGymRow"/>; EF refuses a model whose entity has no <c>GymId</c>.
+    /// </summary>
+    public static EntityTypeBuilder<T> ToGymTable<T>(this EntityTypeBuilder<T> b, string name) where T : class
+    {
+        b.ToTable(name);
+        b.HasOne<Gym>().WithMany().HasForeignKey(nameof(IGymRow.GymId)).OnDelete(DeleteBehavior.Cascade);
+        return b;
+    }
+}
 
 internal sealed class GymConfiguration : IEntityTypeConfiguration<Gym>
 {
@@ -51,13 +62,12 @@ internal sealed class MemberConfiguration : IEntityTypeConfiguration<Member>
 {
     public void Configure(EntityTypeBuilder<Member> b)
     {
-        b.ToTable("members");
+        b.ToGymTable("members");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Name).HasMaxLength(200);
         b.Property(x => x.Email).HasMaxLength(320);
         b.Property(x => x.Phone).HasMaxLength(32);
         b.Property(x => x.Role).HasMaxLength(16);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.UserId }).IsUnique();
         b.HasIndex(x => new { x.GymId, x.JoinedAt, x.Id });
     }
@@ -67,10 +77,9 @@ internal sealed class MembershipPlanConfiguration : IEntityTypeConfiguration<Mem
 {
     public void Configure(EntityTypeBuilder<MembershipPlan> b)
     {
-        b.ToTable("membership_plans");
+        b.ToGymTable("membership_plans");
         b.Property(x => x.Name).HasMaxLength(200);
         b.Property(x => x.Interval).HasMaxLength(16);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => x.GymId);
     }
 }
@@ -79,10 +88,9 @@ internal sealed class MembershipConfiguration : IEntityTypeConfiguration<Members
 {
     public void Configure(EntityTypeBuilder<Membership> b)
     {
-        b.ToTable("memberships");
+        b.ToGymTable("memberships");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Status).HasMaxLength(16);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<MembershipPlan>().WithMany().HasForeignKey(x => x.PlanId).OnDelete(DeleteBehavior.Restrict);
         b.HasIndex(x => new { x.GymId, x.UserId });
     }
@@ -92,12 +100,11 @@ internal sealed class PaymentConfiguration : IEntityTypeConfiguration<Payment>
 {
     public void Configure(EntityTypeBuilder<Payment> b)
     {
-        b.ToTable("payments");
+        b.ToGymTable("payments");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Currency).HasMaxLength(3);
         b.Property(x => x.Status).HasMaxLength(16);
         b.Property(x => x.FailureReason).HasMaxLength(500);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
     }
 }
@@ -106,10 +113,9 @@ internal sealed class TrainingSessionConfiguration : IEntityTypeConfiguration<Tr
 {
     public void Configure(EntityTypeBuilder<TrainingSession> b)
     {
-        b.ToTable("training_sessions");
+        b.ToGymTable("training_sessions");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.SessionType).HasMaxLength(50);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
     }
 }
@@ -118,11 +124,10 @@ internal sealed class AttendanceConfiguration : IEntityTypeConfiguration<Attenda
 {
     public void Configure(EntityTypeBuilder<AttendanceRecord> b)
     {
-        b.ToTable("attendance");
+        b.ToGymTable("attendance");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Status).HasMaxLength(16);
         b.Property(x => x.Source).HasMaxLength(16);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<ClassSchedule>().WithMany().HasForeignKey(x => x.ClassScheduleId).OnDelete(DeleteBehavior.SetNull);
         b.HasIndex(x => new { x.GymId, x.CheckedInAt, x.Id });
     }
@@ -132,10 +137,9 @@ internal sealed class ClassScheduleConfiguration : IEntityTypeConfiguration<Clas
 {
     public void Configure(EntityTypeBuilder<ClassSchedule> b)
     {
-        b.ToTable("class_schedules");
+        b.ToGymTable("class_schedules");
         b.Property(x => x.Title).HasMaxLength(200);
         b.Property(x => x.Discipline).HasMaxLength(50);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
     }
 }
@@ -144,13 +148,12 @@ internal sealed class LeadConfiguration : IEntityTypeConfiguration<Lead>
 {
     public void Configure(EntityTypeBuilder<Lead> b)
     {
-        b.ToTable("leads");
+        b.ToGymTable("leads");
         b.Property(x => x.FirstName).HasMaxLength(200);
         b.Property(x => x.LastName).HasMaxLength(200);
         b.Property(x => x.Email).HasMaxLength(320);
         b.Property(x => x.Phone).HasMaxLength(32);
         b.Property(x => x.Source).HasMaxLength(100);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
     }
 }
@@ -159,10 +162,9 @@ internal sealed class ContractConfiguration : IEntityTypeConfiguration<Contract>
 {
     public void Configure(EntityTypeBuilder<Contract> b)
     {
-        b.ToTable("contracts");
+        b.ToGymTable("contracts");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Title).HasMaxLength(200);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.SignedAt });
     }
 }
@@ -171,13 +173,12 @@ internal sealed class SmsMessageConfiguration : IEntityTypeConfiguration<SmsMess
 {
     public void Configure(EntityTypeBuilder<SmsMessage> b)
     {
-        b.ToTable("sms_messages");
+        b.ToGymTable("sms_messages");
         b.Property(x => x.Phone).HasMaxLength(32);
         b.Property(x => x.Message).HasMaxLength(1600);
         b.Property(x => x.Status).HasMaxLength(16);
         b.Property(x => x.ProviderMessageId).HasMaxLength(100);
         b.Property(x => x.Error).HasMaxLength(1000);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
         b.HasIndex(x => new { x.Status, x.CreatedAt });
         // The SMS sender's work list: queued messages by due time.
@@ -189,7 +190,7 @@ internal sealed class OutboxEventConfiguration : IEntityTypeConfiguration<Outbox
 {
     public void Configure(EntityTypeBuilder<OutboxEvent> b)
     {
-        b.ToTable("outbox_events");
+        b.ToGymTable("outbox_events");
         b.HasKey(x => x.Sequence);
         b.Property(x => x.Sequence).ValueGeneratedOnAdd();
         b.Property(x => x.Type).HasMaxLength(64);
@@ -200,6 +201,5 @@ internal sealed class OutboxEventConfiguration : IEntityTypeConfiguration<Outbox
         b.HasIndex(x => new { x.GymId, x.OccurredAt, x.Sequence });
         // The dispatcher's work list: small, because dispatched rows leave it.
         b.HasIndex(x => x.Sequence).HasFilter("dispatched_at IS NULL").HasDatabaseName("ix_outbox_events_undispatched");
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }

@@ -4,8 +4,6 @@ using Gymwire.Features.Classes;
 using Gymwire.Features.Cluster;
 using Gymwire.Features.Contracts;
 using Gymwire.Features.Email;
-using Gymwire.Features.Events;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
@@ -14,10 +12,8 @@ using Gymwire.Features.Sms;
 using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
 using Gymwire.Features.Zapier;
-using Gymwire.Features.Webhooks;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Data;
 

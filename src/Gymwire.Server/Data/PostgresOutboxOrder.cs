@@ -1,8 +1,5 @@
 using System.Data.Common;
-using System.Globalization;
 using System.Runtime.CompilerServices;
-using Gymwire.Features.Events;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Storage;
 

@@ -1,6 +1,4 @@
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Stripe;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
@@ -22,7 +20,7 @@ internal sealed class StripeEventRecordConfiguration : IEntityTypeConfiguration<
 {
     public void Configure(EntityTypeBuilder<StripeEventRecord> b)
     {
-        b.ToTable("stripe_events");
+        b.ToGymTable("stripe_events");
         b.Property(x => x.StripeEventId).HasMaxLength(255);
         b.Property(x => x.Type).HasMaxLength(100);
         b.Property(x => x.Outcome).HasMaxLength(32);
@@ -33,7 +31,6 @@ internal sealed class StripeEventRecordConfiguration : IEntityTypeConfiguration<
         // two deliveries race.
         b.HasIndex(x => new { x.GymId, x.StripeEventId }).IsUnique();
         b.HasIndex(x => new { x.GymId, x.ReceivedAt });
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }
 
@@ -41,11 +38,10 @@ internal sealed class StripeLinkConfiguration : IEntityTypeConfiguration<StripeL
 {
     public void Configure(EntityTypeBuilder<StripeLink> b)
     {
-        b.ToTable("stripe_links");
+        b.ToGymTable("stripe_links");
         b.Property(x => x.StripeId).HasMaxLength(255);
         b.Property(x => x.Kind).HasMaxLength(16);
         b.Property(x => x.TargetId).HasMaxLength(100);
         b.HasIndex(x => new { x.GymId, x.Kind, x.StripeId }).IsUnique();
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }

@@ -1,6 +1,3 @@
-using Gymwire.Features.Gyms;
-using Gymwire.Features.Webhooks;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -13,7 +10,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
 {
     public void Configure(EntityTypeBuilder<WebhookSubscription> b)
     {
-        b.ToTable("webhook_subscriptions");
+        b.ToGymTable("webhook_subscriptions");
         b.Property(x => x.Url).HasMaxLength(2048);
         b.Property(x => x.Description).HasMaxLength(WebhookService.MaxDescription);
         b.Property(x => x.Events).HasMaxLength(2000).HasConversion(
@@ -24,7 +21,6 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(x => x.PreviousSecretProtected).HasMaxLength(2000);
         b.Property(x => x.DisabledReason).HasMaxLength(500);
         b.Ignore(x => x.Health);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.CreatedAt });
     }
 }
@@ -83,11 +79,10 @@ internal sealed class WebhookAttemptConfiguration : IEntityTypeConfiguration<Web
 {
     public void Configure(EntityTypeBuilder<WebhookAttempt> b)
     {
-        b.ToTable("webhook_attempts");
+        b.ToGymTable("webhook_attempts");
         b.Property(x => x.Error).HasMaxLength(1000);
         b.Property(x => x.ResponseHeaders).HasMaxLength(4000);
         b.Property(x => x.Trigger).HasMaxLength(16);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookDelivery>().WithMany().HasForeignKey(x => x.DeliveryId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number });
     }

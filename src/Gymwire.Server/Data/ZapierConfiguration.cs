@@ -1,6 +1,4 @@
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Zapier;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
@@ -9,11 +7,10 @@ internal sealed class IdempotencyRecordConfiguration : IEntityTypeConfiguration<
 {
     public void Configure(EntityTypeBuilder<IdempotencyRecord> b)
     {
-        b.ToTable("idempotency_records");
+        b.ToGymTable("idempotency_records");
         b.Property(x => x.Key).HasMaxLength(255);
         // One outcome per key per gym: the unique index is what makes concurrent retries safe.
         b.HasIndex(x => new { x.GymId, x.Key }).IsUnique();
         b.HasIndex(x => x.CreatedAt);
-        b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }
 }

@@ -1,8 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
-using Gymwire.Data;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 
@@ -105,10 +102,7 @@ public static class DatabaseBackup
             using (var source = Open(database.File, SqliteOpenMode.ReadWrite))
             using (var copy = Open(partial, SqliteOpenMode.ReadWrite))
             {
-                source.BackupDatabase(copy);
-                // One self-contained file: no write-ahead log beside it.
-                Scalar(copy, "PRAGMA journal_mode=DELETE;");
-                var integrity = Scalar(copy, "PRAGMA integrity_check;");
+                var integrity = CopyInto(source, copy);
                 if (integrity != "ok")
                 {
                     return GymwireCli.Fail($"the copy failed its integrity check: {integrity}");
@@ -194,12 +188,11 @@ public static class DatabaseBackup
                 {
                     return GymwireCli.Fail($"{database.File} is in use (is the server running?): stop every process using it, then restore");
                 }
+                string integrity;
                 using (var backup = Open(source, SqliteOpenMode.ReadOnly))
                 {
-                    backup.BackupDatabase(target);
+                    integrity = CopyInto(backup, target);
                 }
-                Scalar(target, "PRAGMA journal_mode=DELETE;");
-                var integrity = Scalar(target, "PRAGMA integrity_check;");
                 if (integrity != "ok")
                 {
                     return GymwireCli.Fail($"the restored database failed its integrity check: {integrity}");
@@ -234,6 +227,17 @@ public static class DatabaseBackup
         }.ToString());
         connection.Open();
         return connection;
+    }
+
+    /// <summary>
+    /// Copies the database <paramref name="from"/> into <paramref name="to"/>, leaves <paramref name="to"/> one
+    /// self-contained file (no write-ahead log beside it), and returns its integrity check's answer ("ok" when sound).
+    /// </summary>
+    private static string CopyInto(SqliteConnection from, SqliteConnection to)
+    {
+        from.BackupDatabase(to);
+        Scalar(to, "PRAGMA journal_mode=DELETE;");
+        return Scalar(to, "PRAGMA integrity_check;");
     }
 
     private static string Scalar(SqliteConnection connection, string sql, int timeoutSeconds = 30)

@@ -1,6 +1,4 @@
 using System.Linq.Expressions;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Infrastructure;
 

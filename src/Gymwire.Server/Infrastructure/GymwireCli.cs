@@ -1,11 +1,7 @@
 using System.CommandLine;
-using System.Text.Json;
-using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Cluster;
 using Gymwire.Features.Demo;
-using Gymwire.Features.Gyms;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 

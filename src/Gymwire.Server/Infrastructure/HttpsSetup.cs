@@ -1,6 +1,5 @@
 using System.ComponentModel.DataAnnotations;
 using Microsoft.AspNetCore.HttpsPolicy;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 

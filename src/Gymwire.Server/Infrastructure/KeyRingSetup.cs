@@ -1,10 +1,7 @@
 using System.Security.Cryptography;
 using System.Xml.Linq;
-using Gymwire.Data;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 

@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Gymwire.Infrastructure;

@@ -1,12 +1,8 @@
 using System.ComponentModel.DataAnnotations;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Features.Gyms;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Infrastructure;
 

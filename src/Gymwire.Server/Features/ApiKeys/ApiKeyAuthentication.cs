@@ -1,13 +1,8 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Authentication;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.ApiKeys;
 

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.ComponentModel.DataAnnotations;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.ApiKeys;
 

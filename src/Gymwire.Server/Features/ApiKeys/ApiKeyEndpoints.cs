@@ -1,8 +1,4 @@
 using System.CommandLine;
-using System.Security.Claims;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Gymwire.Features.ApiKeys;
 

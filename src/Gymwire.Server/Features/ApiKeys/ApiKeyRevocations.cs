@@ -1,8 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
-
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>

@@ -1,9 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>An API key as listed: never the key itself.</summary>

@@ -1,6 +1,4 @@
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
 
 namespace Gymwire.Features.ApiKeys;
 

@@ -1,11 +1,4 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Attendance;
 
@@ -18,10 +11,7 @@ public static class AttendanceEndpoints
 {
     public static IEndpointRouteBuilder MapAttendance(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/checkins").WithTags("Attendance");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", CheckIn).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/checkins", "Attendance", List, Get, CheckIn);
         return app;
     }
 

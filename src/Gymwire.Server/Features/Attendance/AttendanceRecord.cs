@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Attendance;
 
 /// <summary>A check-in (kiosk, manual or through the API).</summary>

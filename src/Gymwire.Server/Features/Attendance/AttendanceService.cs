@@ -1,6 +1,4 @@
 using System.Linq.Expressions;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 
 namespace Gymwire.Features.Attendance;
 

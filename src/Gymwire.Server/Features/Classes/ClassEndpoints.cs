@@ -1,12 +1,3 @@
-using System.Globalization;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Classes;
 
 public sealed record ClassDto(Guid Id, string Title, string Discipline, int DayOfWeek, string StartTime, int DurationMins, DateTime CreatedAt);
@@ -18,10 +9,7 @@ public static class ClassEndpoints
 {
     public static IEndpointRouteBuilder MapClasses(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/classes").WithTags("Classes");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Schedule).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/classes", "Classes", List, Get, Schedule);
         return app;
     }
 

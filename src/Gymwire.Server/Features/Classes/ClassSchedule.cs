@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Classes;
 
 /// <summary>A recurring class on the weekly schedule.</summary>

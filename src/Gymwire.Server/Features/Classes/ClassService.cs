@@ -1,7 +1,3 @@
-using System.Globalization;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-
 namespace Gymwire.Features.Classes;
 
 /// <summary>Scheduling classes: used by the API and the demo.</summary>

@@ -2,12 +2,7 @@ using System.CommandLine;
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics.Metrics;
 using System.Reflection;
-using Gymwire.Data;
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Cluster;
 

@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Contracts;
 
 /// <summary>A membership contract a member signed.</summary>

@@ -1,10 +1,5 @@
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.AspNetCore.WebUtilities;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard;
 

@@ -1,8 +1,5 @@
-using System.Globalization;
 using Gymwire.Features.Dashboard.Settings;
-using Gymwire.Infrastructure;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard;
 

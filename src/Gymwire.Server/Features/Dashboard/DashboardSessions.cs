@@ -1,11 +1,6 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard;
 

@@ -1,13 +1,9 @@
-using System.Security.Claims;
 using System.Security.Cryptography;
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc.ApplicationParts;
 using Microsoft.AspNetCore.Mvc.Filters;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard;
 

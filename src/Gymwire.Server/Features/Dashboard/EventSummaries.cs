@@ -1,8 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
-using Gymwire.Data;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Dashboard;
 
 /// <summary>

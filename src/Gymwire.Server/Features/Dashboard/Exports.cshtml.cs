@@ -1,8 +1,4 @@
-using System.Globalization;
-using Gymwire.Data;
 using Gymwire.Features.Exports;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;

@@ -1,8 +1,4 @@
 using System.ComponentModel.DataAnnotations;
-using System.Globalization;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;

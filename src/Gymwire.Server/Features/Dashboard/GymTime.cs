@@ -1,9 +1,4 @@
-using System.Globalization;
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc.Filters;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard;
 

@@ -1,10 +1,6 @@
 using System.ComponentModel.DataAnnotations;
-using System.Globalization;
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;

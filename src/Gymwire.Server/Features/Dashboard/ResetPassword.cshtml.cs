@@ -1,5 +1,3 @@
-using Gymwire.Features.Gyms;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard;

@@ -1,18 +1,13 @@
-using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Classes;
 using Gymwire.Features.Contracts;
-using Gymwire.Features.Events;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Members;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Training;
-using Gymwire.Features.Webhooks;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Demo;
 

@@ -1,11 +1,4 @@
-using System.Security.Claims;
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Email;
 
@@ -96,18 +89,13 @@ public static class EmailEndpoints
 }
 
 /// <summary>The Email tile: the SMTP server, and the gym's last failed email with its time.</summary>
-public sealed class EmailStatus(GymwireDbContext db, IEmailSender sender) : IIntegrationStatusProvider
-{
-    public string Key => "email";
-    public string Name => "Email";
-    public string Description => "Owner notifications and scheduled reports, sent through your SMTP server.";
-    public int Order => 30;
-    public string? ConfigureUrl => null;
-    public string Guidance =>
+public sealed class EmailStatus(GymwireDbContext db, IEmailSender sender) : IntegrationTile(
+    "email", "Email", "Owner notifications and scheduled reports, sent through your SMTP server.", 30,
+    guidance:
         "Email is set in the server's configuration: Email:Smtp:Host, Port, Username, Password, From and UseTls. Gymwire emails the gym's owners " +
-        "when a webhook is disabled for failing, and the scheduled accounting reports.";
-
-    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+        "when a webhook is disabled for failing, and the scheduled accounting reports.")
+{
+    public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         if (!sender.IsConfigured)
         {

@@ -1,5 +1,3 @@
-using Gymwire.Features.Gyms;
-
 namespace Gymwire.Features.Email;
 
 /// <summary>One email Gymwire tried to send for a gym, with its outcome: the Email tile's source and the owner's trail.</summary>

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace Gymwire.Features.Email;
 
 /// <summary>The <c>Email</c> configuration section: the SMTP server Gymwire sends owner notifications and reports through.</summary>

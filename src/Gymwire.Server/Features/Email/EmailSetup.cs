@@ -1,5 +1,4 @@
 using Gymwire.Features.Dashboard.Integrations;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Email;
 

@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Email;
 
 /// <summary>

@@ -1,13 +1,7 @@
-using System.Globalization;
 using System.Net;
 using System.Text;
-using Gymwire.Data;
 using Gymwire.Features.Exports;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
-using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Email;
 

@@ -1,9 +1,5 @@
-using System.Globalization;
 using CsvHelper;
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Exports;
 

@@ -1,10 +1,3 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-
 namespace Gymwire.Features.Exports;
 
 /// <summary>Accounting exports: CSV of payments, refunds and members for a date range, for QuickBooks, Xero and spreadsheets.</summary>

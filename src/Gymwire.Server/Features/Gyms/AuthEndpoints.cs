@@ -1,12 +1,4 @@
-using System.Globalization;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Gyms;
 

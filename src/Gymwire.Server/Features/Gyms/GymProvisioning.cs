@@ -1,7 +1,4 @@
-using Gymwire.Data;
-using Gymwire.Infrastructure;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Gyms;
 

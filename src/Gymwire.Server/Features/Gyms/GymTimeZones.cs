@@ -1,7 +1,4 @@
 using System.Collections.Concurrent;
-using System.Globalization;
-using Gymwire.Data;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Gyms;
 

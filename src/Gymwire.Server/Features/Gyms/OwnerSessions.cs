@@ -1,9 +1,3 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Gyms;
 
 /// <summary>Owner API sessions: <c>gws_</c> + 64 hex, stored as SHA-256, revoked on logout.</summary>

@@ -1,15 +1,11 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using System.Text;
-using Gymwire.Data;
 using Gymwire.Features.Email;
-using Gymwire.Infrastructure;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Gyms;
 

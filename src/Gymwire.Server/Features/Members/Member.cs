@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Members;
 
 public sealed class Member : IGymRow

@@ -1,12 +1,4 @@
-using System.Security.Claims;
 using System.Security.Cryptography;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Members;
 
@@ -23,10 +15,7 @@ public static class MemberEndpoints
 {
     public static IEndpointRouteBuilder MapMembers(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/members").WithTags("Members");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Create).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        var group = app.MapListGetCreate("/api/gym/members", "Members", List, Get, Create);
         group.MapPatch("/{id:guid}", Update).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         group.MapDelete("/{id:guid}", Remove).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;

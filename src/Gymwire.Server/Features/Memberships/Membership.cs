@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Memberships;
 
 public sealed class MembershipPlan : IGymRow

@@ -1,12 +1,5 @@
 using System.Linq.Expressions;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Memberships;
 
@@ -23,15 +16,9 @@ public static class MembershipEndpoints
 {
     public static IEndpointRouteBuilder MapMemberships(this IEndpointRouteBuilder app)
     {
-        var plans = app.MapGroup("/api/gym/plans").WithTags("Memberships");
-        plans.MapGet("/", ListPlans).RequireAuthorization(Policies.Read);
-        plans.MapGet("/{id:guid}", GetPlan).RequireAuthorization(Policies.Read);
-        plans.MapPost("/", CreatePlan).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/plans", "Memberships", ListPlans, GetPlan, CreatePlan);
 
-        var memberships = app.MapGroup("/api/gym/memberships").WithTags("Memberships");
-        memberships.MapGet("/", List).RequireAuthorization(Policies.Read);
-        memberships.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        memberships.MapPost("/", Activate).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        var memberships = app.MapListGetCreate("/api/gym/memberships", "Memberships", List, Get, Activate);
         memberships.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }

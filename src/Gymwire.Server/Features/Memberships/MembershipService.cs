@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Events;
-
 namespace Gymwire.Features.Memberships;
 
 /// <summary>Activating and canceling memberships: used by the API, the Stripe connector and the demo.</summary>

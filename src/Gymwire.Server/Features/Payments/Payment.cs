@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Payments;
 
 /// <summary>A payment (invoice). Amounts are integer cents.</summary>

@@ -1,12 +1,5 @@
 using System.Linq.Expressions;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Payments;
 
@@ -22,10 +15,7 @@ public static class PaymentEndpoints
 
     public static IEndpointRouteBuilder MapPayments(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/payments").WithTags("Payments");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Record).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        var group = app.MapListGetCreate("/api/gym/payments", "Payments", List, Get, Record);
         group.MapPost("/{id:guid}/refund", Refund).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }

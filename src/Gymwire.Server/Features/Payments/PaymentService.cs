@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Events;
-
 namespace Gymwire.Features.Payments;
 
 /// <summary>Recording and refunding payments: used by the API, the Stripe connector and the demo.</summary>

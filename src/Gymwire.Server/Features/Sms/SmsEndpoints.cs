@@ -1,10 +1,3 @@
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Sms;
 
 public sealed record SmsDto(Guid Id, string Phone, string Message, string Status, string? ProviderMessageId, string? Error, DateTime CreatedAt, DateTime? SentAt);

@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Sms;
 
 /// <summary>An outbound SMS. Queued by the <c>send_sms</c> action; the SMS connector sends it.</summary>

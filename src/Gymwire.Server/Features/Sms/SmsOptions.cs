@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace Gymwire.Features.Sms;
 
 /// <summary>The <c>Sms</c> configuration section: which provider sends the SMS queue, and how.</summary>

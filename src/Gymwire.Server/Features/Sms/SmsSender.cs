@@ -1,8 +1,4 @@
-using Gymwire.Data;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using Microsoft.Extensions.Options;
-using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Sms;
 

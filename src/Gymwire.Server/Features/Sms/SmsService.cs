@@ -1,6 +1,4 @@
 using System.Linq.Expressions;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Sms;
 

@@ -1,9 +1,5 @@
-using Gymwire.Data;
-using Gymwire.Infrastructure;
 using Gymwire.Features.Dashboard.Integrations;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Sms;
 
@@ -33,18 +29,13 @@ public static class SmsSetup
 }
 
 /// <summary>The SMS tile: the configured provider, and the gym's last send error with its time.</summary>
-public sealed class SmsConnectorStatus(GymwireDbContext db, IOptions<SmsOptions> options, IServiceProvider services) : IIntegrationStatusProvider
-{
-    public string Key => "sms";
-    public string Name => "SMS";
-    public string Description => "Text messages to members and leads (the send_sms action).";
-    public int Order => 20;
-    public string? ConfigureUrl => null;
-    public string Guidance =>
+public sealed class SmsConnectorStatus(GymwireDbContext db, IOptions<SmsOptions> options, IServiceProvider services) : IntegrationTile(
+    "sms", "SMS", "Text messages to members and leads (the send_sms action).", 20,
+    guidance:
         "The SMS provider is set in the server's configuration (Sms:Provider = twilio with Sms:Twilio:AccountSid, AuthToken and From). " +
-        "Until one is, messages from the send_sms action stay queued; none are lost. GET /api/gym/sms lists them with their status.";
-
-    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+        "Until one is, messages from the send_sms action stay queued; none are lost. GET /api/gym/sms lists them with their status.")
+{
+    public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         var queued = await db.SmsMessages.CountAsync(m => m.GymId == gymId && m.Status == SmsStatuses.Queued, ct);
         if (options.Value.Provider.Length == 0)

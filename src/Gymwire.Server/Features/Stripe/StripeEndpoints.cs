@@ -1,14 +1,5 @@
 using System.Linq.Expressions;
-using System.Security.Claims;
 using System.Text;
-using System.Text.Json;
-using Gymwire.Data;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 using StripeEvents = global::Stripe.EventUtility;
 using StripeException = global::Stripe.StripeException;
 

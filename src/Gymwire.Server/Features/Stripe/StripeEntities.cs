@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Stripe;
 
 /// <summary>A gym's Stripe connection: the webhook endpoint's signing secret (encrypted) and what happened last.</summary>

@@ -1,9 +1,5 @@
-using System.Globalization;
-using System.Text.Json;
-using Gymwire.Data;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Stripe;
 

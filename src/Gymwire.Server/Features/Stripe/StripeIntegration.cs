@@ -1,24 +1,16 @@
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Features.Gyms;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Stripe;
 
 /// <summary>The Payments tile: Connected once the owner set a Stripe secret, Error when the latest webhook was rejected.</summary>
-public sealed class StripeIntegration(GymwireDbContext db) : IIntegrationStatusProvider
-{
-    public string Key => "payments";
-    public string Name => "Payments";
-    public string Description => "Membership payments, failures, refunds and subscriptions from Stripe.";
-    public int Order => 10;
-    public string? ConfigureUrl => null;
-    public string Guidance =>
+public sealed class StripeIntegration(GymwireDbContext db) : IntegrationTile(
+    "payments", "Payments", "Membership payments, failures, refunds and subscriptions from Stripe.", 10,
+    guidance:
         "In Stripe's dashboard (Developers → Webhooks) add an endpoint with your gym's URL, /api/integrations/stripe/webhook/{your gym id}, " +
         "for invoice.paid, invoice.payment_failed, charge.refunded, customer.subscription.created and customer.subscription.deleted. " +
-        "Then give Gymwire the endpoint's signing secret (whsec_…) with PUT /api/gym/integrations/stripe.";
-
-    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+        "Then give Gymwire the endpoint's signing secret (whsec_…) with PUT /api/gym/integrations/stripe.")
+{
+    public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         var account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
         if (account is null)

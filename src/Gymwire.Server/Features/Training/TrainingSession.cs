@@ -1,5 +1,3 @@
-using Gymwire.Infrastructure;
-
 namespace Gymwire.Features.Training;
 
 /// <summary>A training session a member logged (gi, no-gi, open mat…).</summary>

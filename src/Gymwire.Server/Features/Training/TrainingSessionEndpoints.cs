@@ -1,12 +1,5 @@
 using System.Linq.Expressions;
-using System.Security.Claims;
-using Gymwire.Data;
-using Gymwire.Features.Events;
 using Gymwire.Features.Members;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Training;
 
@@ -19,10 +12,7 @@ public static class TrainingSessionEndpoints
 {
     public static IEndpointRouteBuilder MapTrainingSessions(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/gym/sessions").WithTags("Training sessions");
-        group.MapGet("/", List).RequireAuthorization(Policies.Read);
-        group.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.Read);
-        group.MapPost("/", Log).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        app.MapListGetCreate("/api/gym/sessions", "Training sessions", List, Get, Log);
         return app;
     }
 

@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Events;
-
 namespace Gymwire.Features.Training;
 
 /// <summary>Logging training sessions: used by the API and the demo.</summary>

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Gymwire.Infrastructure.Telemetry;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
 

@@ -1,9 +1,6 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
-using System.Text.Json;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
 
 namespace Gymwire.Features.Webhooks;
 

@@ -1,8 +1,6 @@
 using System.Net;
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
 using Microsoft.AspNetCore.DataProtection;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
 

@@ -1,5 +1,3 @@
-using System.Security.Claims;
-
 namespace Gymwire.Infrastructure.Auth;
 
 /// <summary>The claims every authenticated Gymwire principal carries.</summary>

@@ -1,6 +1,4 @@
 using System.Text.Json.Nodes;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.AspNetCore.RateLimiting;

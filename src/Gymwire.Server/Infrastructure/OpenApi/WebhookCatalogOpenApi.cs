@@ -1,6 +1,4 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Gymwire.Features.Events;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 

@@ -4,59 +4,28 @@ namespace Gymwire.Features.Dashboard.Integrations;
 /// A connector that this server does not have yet. It says so rather than pretending; the connector's feature
 /// replaces the tile by registering a provider with the same key.
 /// </summary>
-public abstract class ConnectorNotInstalled : IIntegrationStatusProvider
+public sealed class ConnectorNotInstalled(string key, string name, string description, int order, string reason, string guidance)
+    : IntegrationTile(key, name, description, order, guidance)
 {
-    public abstract string Key { get; }
-    public abstract string Name { get; }
-    public abstract string Description { get; }
-    public abstract int Order { get; }
-    public string? ConfigureUrl => null;
-    public abstract string Guidance { get; }
-    protected abstract string Reason { get; }
+    public override Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct) =>
+        Task.FromResult(IntegrationStatus.NotConnected(reason));
 
-    public Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct) => Task.FromResult(IntegrationStatus.NotConnected(Reason));
-}
-
-public sealed class PaymentsIntegration : ConnectorNotInstalled
-{
-    public override string Key => "payments";
-    public override string Name => "Payments";
-    public override string Description => "Card and bank payments from your payment processor.";
-    public override int Order => 10;
-    protected override string Reason => "No payment processor is configured on this server.";
-    public override string Guidance =>
-        "A payment processor is connected in the server's configuration by whoever runs Gymwire. This server has no payments connector configured, so payments are only recorded through the API.";
-}
-
-public sealed class SmsIntegration : ConnectorNotInstalled
-{
-    public override string Key => "sms";
-    public override string Name => "SMS";
-    public override string Description => "Text messages to members and leads.";
-    public override int Order => 20;
-    protected override string Reason => "No SMS provider is configured on this server; messages stay queued.";
-    public override string Guidance =>
-        "An SMS provider is connected in the server's configuration. Until one is, messages sent with the send_sms action are queued and not delivered.";
-}
-
-public sealed class EmailIntegration : ConnectorNotInstalled
-{
-    public override string Key => "email";
-    public override string Name => "Email";
-    public override string Description => "Transactional email from your email service provider.";
-    public override int Order => 30;
-    protected override string Reason => "No email service provider is configured on this server.";
-    public override string Guidance => "An email service provider is connected in the server's configuration. This server has none configured.";
-}
-
-public sealed class AccountingExportIntegration : ConnectorNotInstalled
-{
-    public override string Key => "accounting";
-    public override string Name => "Accounting export";
-    public override string Description => "CSV exports and scheduled reports for QuickBooks, Xero and other accounting platforms.";
-    public override int Order => 40;
-    protected override string Reason => "Accounting exports are not set up on this server.";
-    public override string Guidance => "Accounting exports are set up in the server's configuration. This server has none configured.";
+    /// <summary>The built-in tiles, one per kind of connector an owner may look for.</summary>
+    public static readonly IReadOnlyList<ConnectorNotInstalled> BuiltIn =
+    [
+        new("payments", "Payments", "Card and bank payments from your payment processor.", 10,
+            reason: "No payment processor is configured on this server.",
+            guidance: "A payment processor is connected in the server's configuration by whoever runs Gymwire. This server has no payments connector configured, so payments are only recorded through the API."),
+        new("sms", "SMS", "Text messages to members and leads.", 20,
+            reason: "No SMS provider is configured on this server; messages stay queued.",
+            guidance: "An SMS provider is connected in the server's configuration. Until one is, messages sent with the send_sms action are queued and not delivered."),
+        new("email", "Email", "Transactional email from your email service provider.", 30,
+            reason: "No email service provider is configured on this server.",
+            guidance: "An email service provider is connected in the server's configuration. This server has none configured."),
+        new("accounting", "Accounting export", "CSV exports and scheduled reports for QuickBooks, Xero and other accounting platforms.", 40,
+            reason: "Accounting exports are not set up on this server.",
+            guidance: "Accounting exports are set up in the server's configuration. This server has none configured."),
+    ];
 }
 
 /// <summary>
@@ -64,17 +33,13 @@ public sealed class AccountingExportIntegration : ConnectorNotInstalled
 /// Connected when any registered <see cref="IAutomationConnectionSource"/> reports something in use (recently used,
 /// not merely existing), Error when one reports a problem.
 /// </summary>
-public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSource> sources) : IIntegrationStatusProvider
+public sealed class AutomationIntegration(IEnumerable<IAutomationConnectionSource> sources) : IntegrationTile(
+    "automation", "Zapier / Make webhooks", "Connect hundreds of apps through Zapier, Make and similar platforms, without writing code.", 50,
+    guidance:
+        "Zapier and Make connect to Gymwire with an API key (for triggers and actions) or a webhook (for real-time events). Create one for each platform you use.",
+    configureUrl: "/settings/webhooks")
 {
-    public string Key => "automation";
-    public string Name => "Zapier / Make webhooks";
-    public string Description => "Connect hundreds of apps through Zapier, Make and similar platforms, without writing code.";
-    public int Order => 50;
-    public string? ConfigureUrl => "/settings/webhooks";
-    public string Guidance =>
-        "Zapier and Make connect to Gymwire with an API key (for triggers and actions) or a webhook (for real-time events). Create one for each platform you use.";
-
-    public async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
+    public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         var found = new List<AutomationConnections>();
         foreach (var source in sources)

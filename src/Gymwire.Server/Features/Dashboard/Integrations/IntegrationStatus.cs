@@ -47,6 +47,20 @@ public interface IIntegrationStatusProvider
     Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct);
 }
 
+/// <summary>A tile's fixed texts, given once to the constructor; a subclass says only how to read its status.</summary>
+public abstract class IntegrationTile(string key, string name, string description, int order, string guidance, string? configureUrl = null)
+    : IIntegrationStatusProvider
+{
+    public string Key => key;
+    public string Name => name;
+    public string Description => description;
+    public int Order => order;
+    public string? ConfigureUrl => configureUrl;
+    public string Guidance => guidance;
+
+    public abstract Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct);
+}
+
 /// <summary>
 /// Something a gym uses to connect Zapier, Make or similar platforms: API keys, webhook subscriptions. The API-key
 /// and webhook features each register one (<see cref="IntegrationSetup.AddAutomationConnectionSource{T}"/>), and
@@ -111,10 +125,10 @@ public static class IntegrationSetup
     internal static IServiceCollection AddIntegrationStatuses(this IServiceCollection services)
     {
         services.AddScoped<IntegrationTiles>();
-        services.AddIntegrationStatus<PaymentsIntegration>();
-        services.AddIntegrationStatus<SmsIntegration>();
-        services.AddIntegrationStatus<EmailIntegration>();
-        services.AddIntegrationStatus<AccountingExportIntegration>();
+        foreach (var tile in ConnectorNotInstalled.BuiltIn)
+        {
+            services.AddSingleton<IIntegrationStatusProvider>(tile);
+        }
         services.AddIntegrationStatus<AutomationIntegration>();
         return services;
     }

@@ -1,9 +1,5 @@
-using Gymwire.Data;
 using Gymwire.Features.Email;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

@@ -1,11 +1,5 @@
 using System.Text;
-using System.Text.Json;
-using Gymwire.Data;
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

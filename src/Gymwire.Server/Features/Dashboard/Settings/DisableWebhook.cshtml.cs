@@ -1,8 +1,4 @@
-using Gymwire.Data;
-using Gymwire.Features.Webhooks;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

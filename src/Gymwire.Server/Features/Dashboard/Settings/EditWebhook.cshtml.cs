@@ -1,6 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Webhooks;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;

@@ -1,9 +1,4 @@
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

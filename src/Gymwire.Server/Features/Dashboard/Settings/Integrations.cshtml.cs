@@ -1,5 +1,4 @@
 using Gymwire.Features.Dashboard.Integrations;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;

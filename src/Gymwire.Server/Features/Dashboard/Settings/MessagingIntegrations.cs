@@ -1,10 +1,6 @@
-using Gymwire.Data;
 using Gymwire.Features.Email;
 using Gymwire.Features.Sms;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

@@ -1,7 +1,5 @@
 using System.ComponentModel.DataAnnotations;
 using Gymwire.Features.ApiKeys;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;

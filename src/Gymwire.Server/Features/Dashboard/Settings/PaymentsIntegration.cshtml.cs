@@ -1,10 +1,6 @@
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Stripe;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

@@ -1,9 +1,4 @@
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

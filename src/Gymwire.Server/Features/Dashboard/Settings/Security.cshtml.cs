@@ -1,8 +1,4 @@
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;

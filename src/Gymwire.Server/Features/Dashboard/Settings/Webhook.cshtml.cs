@@ -1,12 +1,5 @@
-using Gymwire.Data;
 using Gymwire.Features.ApiKeys;
-using Gymwire.Features.Events;
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

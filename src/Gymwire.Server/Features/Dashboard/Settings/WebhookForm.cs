@@ -1,7 +1,4 @@
 using System.ComponentModel.DataAnnotations;
-using Gymwire.Data;
-using Gymwire.Features.Events;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Dashboard.Settings;
 

@@ -1,8 +1,3 @@
-using Gymwire.Data;
-using Gymwire.Features.Gyms;
-using Gymwire.Features.Webhooks;
-using Microsoft.EntityFrameworkCore;
-
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Deliveries of a window by their status now.</summary>

@@ -1,6 +1,3 @@
-using System.Globalization;
-using Gymwire.Features.Webhooks;
-
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>How the webhook pages word statuses, times and schedules.</summary>

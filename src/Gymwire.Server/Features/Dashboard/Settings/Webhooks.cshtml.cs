@@ -1,5 +1,3 @@
-using Gymwire.Features.Webhooks;
-using Gymwire.Infrastructure.Auth;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;

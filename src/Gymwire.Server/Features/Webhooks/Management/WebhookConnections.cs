@@ -1,6 +1,4 @@
-using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
-using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Webhooks;
 

@@ -1,11 +1,3 @@
-using System.Security.Claims;
-using System.Text.Json;
-using Gymwire.Features.Events;
-using Gymwire.Infrastructure;
-using Gymwire.Infrastructure.Auth;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
-
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>A subscription; <c>api_key_id</c> is the key that created it (null: the owner did).</summary>

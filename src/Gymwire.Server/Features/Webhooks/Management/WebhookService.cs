@@ -1,11 +1,3 @@
-using System.Security.Claims;
-using System.Text.Json;
-using Gymwire.Data;
-using Gymwire.Infrastructure.Auth;
-using Gymwire.Features.Events;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
-
 namespace Gymwire.Features.Webhooks;
 
 public enum WebhookFailure
