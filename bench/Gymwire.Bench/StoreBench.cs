@@ -247,16 +247,38 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         const int connections = 16;
         await Wrk.RunAsync(ceilingUrl, connections, TimeSpan.FromSeconds(1), ceilingScript);
         await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
-        var before = _commands.Count;
+        var (before, transactionsBefore) = (_commands.Count, _commands.Transactions);
+        _commands.StartAttributing();
         var counted = await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
+        // The dispatcher's pass for the last requests may still be running: let it finish, so its commands are counted.
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        var byKind = _commands.StopAttributing();
         var perWrite = (_commands.Count - before) / (double)counted.Requests;
+        var transactionsPerWrite = (_commands.Transactions - transactionsBefore) / (double)counted.Requests;
+        var commandKinds = string.Join(", ", byKind.OrderByDescending(k => k.Value).Select(k => $"{k.Key} {k.Value / (double)counted.Requests:0.00}"));
+        Console.WriteLine($"  M3 commands per create_lead: {perWrite:0.00} ({commandKinds}); {transactionsPerWrite:0.00} explicit transactions");
         var ceilingRuns = new List<LoadResult>();
         var subjectRuns = new List<LoadResult>();
+        // This process's CPU time and allocated bytes per request, as for M1/M2 (Gymwire, its dispatcher and delivery
+        // worker; wrk and PostgreSQL not counted).
+        var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
+        async Task<LoadResult> MeasuredAsync(string name, string url, string script)
+        {
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            var result = await Wrk.RunAsync(url, connections, o.Duration, script);
+            var sum = cost.GetValueOrDefault(name);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
+            return result;
+        }
         for (var r = 0; r < o.Runs; r++)
         {
-            ceilingRuns.Add(await Wrk.RunAsync(ceilingUrl, connections, o.Duration, ceilingScript));
-            subjectRuns.Add(await Wrk.RunAsync(subjectUrl, connections, o.Duration, subjectScript));
+            ceilingRuns.Add(await MeasuredAsync("ceiling", ceilingUrl, ceilingScript));
+            subjectRuns.Add(await MeasuredAsync("create_lead", subjectUrl, subjectScript));
         }
+        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
+        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (every measured run; Gymwire's process, wrk not counted)";
+        Console.WriteLine($"  M3 per request: {perRequest}");
+        report.Detail(store, "M3 per request", $"{perRequest}; SQL commands per create_lead {perWrite:0.00} ({commandKinds}), {transactionsPerWrite:0.00} explicit transactions");
         var ceiling = LoadResult.Median(ceilingRuns);
         var subject = LoadResult.Median(subjectRuns);
         Check(ceiling, "raw insert");
