@@ -139,7 +139,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             await Wrk.RunAsync(url, 8, TimeSpan.FromSeconds(1), script);
         }
 
-        await HoldForProfilingAsync(subjectUrl, m1.Key, openUrl);
+        await HoldForProfilingAsync(subjectUrl, m1.Key, openUrl, "BENCH_M2_HOLD", "gymwire-m2-hold.env");
 
         // Interleaved, so that a change in the machine's load hits all three alike.
         var runs = new Dictionary<string, List<SweepPoint>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
@@ -215,15 +215,15 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     /// the temporary directory and keeps the server up for that long (or until that file is deleted), so that a profiler
     /// can be attached under load driven from outside.
     /// </summary>
-    private static async Task HoldForProfilingAsync(string subjectUrl, string key, string openUrl)
+    private static async Task HoldForProfilingAsync(string subjectUrl, string key, string openUrl, string variable, string fileName)
     {
-        if (!int.TryParse(Environment.GetEnvironmentVariable("BENCH_M2_HOLD"), out var seconds) || seconds <= 0)
+        if (!int.TryParse(Environment.GetEnvironmentVariable(variable), out var seconds) || seconds <= 0)
         {
             return;
         }
-        var file = Path.Combine(Path.GetTempPath(), "gymwire-m2-hold.env");
+        var file = Path.Combine(Path.GetTempPath(), fileName);
         await File.WriteAllTextAsync(file, $"PID={Environment.ProcessId}\nSUBJECT={subjectUrl}\nKEY={key}\nOPEN={openUrl}\n");
-        Console.WriteLine($"  M1/M2 holding for {seconds} s (delete {file} to go on)");
+        Console.WriteLine($"  {variable}: holding for {seconds} s (delete {file} to go on)");
         var until = DateTime.UtcNow.AddSeconds(seconds);
         while (DateTime.UtcNow < until && File.Exists(file))
         {
@@ -245,6 +245,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var subjectUrl = $"{_base}/api/zapier/actions?type=create_lead";
         var ceilingUrl = $"{_base}/bench/raw-lead";
         const int connections = 16;
+        await HoldForProfilingAsync(subjectUrl, actions.Key, ceilingUrl, "BENCH_M3_HOLD", "gymwire-m3-hold.env");
         await Wrk.RunAsync(ceilingUrl, connections, TimeSpan.FromSeconds(1), ceilingScript);
         await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
         var (before, transactionsBefore) = (_commands.Count, _commands.Transactions);
