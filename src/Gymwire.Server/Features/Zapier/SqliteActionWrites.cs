@@ -9,7 +9,8 @@ namespace Gymwire.Features.Zapier;
 /// anyway; the first in the queue writes the batch while the others wait, and hands the next batch to the first action
 /// still waiting. Each action's rows are in one transaction, so they commit together or not at all; when a batch fails
 /// (one action's idempotency key taken by a concurrent retry, say), each of its actions is written again on its own, so
-/// only the failing one sees its error.
+/// only the failing one sees its error. Not on PostgreSQL: there writers run side by side, and a batch would make every
+/// action on the node wait for the slowest (one gym's event-order lock, say).
 /// </summary>
 public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
 {
