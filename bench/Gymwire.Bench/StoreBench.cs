@@ -139,7 +139,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             await Wrk.RunAsync(url, 8, TimeSpan.FromSeconds(1), script);
         }
 
-        await HoldForProfilingAsync(subjectUrl, m1.Key, openUrl);
+        await HoldForProfilingAsync(subjectUrl, m1.Key, openUrl, "BENCH_M2_HOLD", "gymwire-m2-hold.env");
 
         // Interleaved, so that a change in the machine's load hits all three alike.
         var runs = new Dictionary<string, List<SweepPoint>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
@@ -215,15 +215,15 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     /// the temporary directory and keeps the server up for that long (or until that file is deleted), so that a profiler
     /// can be attached under load driven from outside.
     /// </summary>
-    private static async Task HoldForProfilingAsync(string subjectUrl, string key, string openUrl)
+    private static async Task HoldForProfilingAsync(string subjectUrl, string key, string openUrl, string variable, string fileName)
     {
-        if (!int.TryParse(Environment.GetEnvironmentVariable("BENCH_M2_HOLD"), out var seconds) || seconds <= 0)
+        if (!int.TryParse(Environment.GetEnvironmentVariable(variable), out var seconds) || seconds <= 0)
         {
             return;
         }
-        var file = Path.Combine(Path.GetTempPath(), "gymwire-m2-hold.env");
+        var file = Path.Combine(Path.GetTempPath(), fileName);
         await File.WriteAllTextAsync(file, $"PID={Environment.ProcessId}\nSUBJECT={subjectUrl}\nKEY={key}\nOPEN={openUrl}\n");
-        Console.WriteLine($"  M1/M2 holding for {seconds} s (delete {file} to go on)");
+        Console.WriteLine($"  {variable}: holding for {seconds} s (delete {file} to go on)");
         var until = DateTime.UtcNow.AddSeconds(seconds);
         while (DateTime.UtcNow < until && File.Exists(file))
         {
@@ -245,18 +245,41 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var subjectUrl = $"{_base}/api/zapier/actions?type=create_lead";
         var ceilingUrl = $"{_base}/bench/raw-lead";
         const int connections = 16;
+        await HoldForProfilingAsync(subjectUrl, actions.Key, ceilingUrl, "BENCH_M3_HOLD", "gymwire-m3-hold.env");
         await Wrk.RunAsync(ceilingUrl, connections, TimeSpan.FromSeconds(1), ceilingScript);
         await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
-        var before = _commands.Count;
+        var (before, transactionsBefore) = (_commands.Count, _commands.Transactions);
+        _commands.StartAttributing();
         var counted = await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
+        // The dispatcher's pass for the last requests may still be running: let it finish, so its commands are counted.
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        var byKind = _commands.StopAttributing();
         var perWrite = (_commands.Count - before) / (double)counted.Requests;
+        var transactionsPerWrite = (_commands.Transactions - transactionsBefore) / (double)counted.Requests;
+        var commandKinds = string.Join(", ", byKind.OrderByDescending(k => k.Value).Select(k => $"{k.Key} {k.Value / (double)counted.Requests:0.00}"));
+        Console.WriteLine($"  M3 commands per create_lead: {perWrite:0.00} ({commandKinds}); {transactionsPerWrite:0.00} explicit transactions");
         var ceilingRuns = new List<LoadResult>();
         var subjectRuns = new List<LoadResult>();
+        // This process's CPU time and allocated bytes per request, as for M1/M2 (Gymwire, its dispatcher and delivery
+        // worker; wrk and PostgreSQL not counted).
+        var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
+        async Task<LoadResult> MeasuredAsync(string name, string url, string script)
+        {
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            var result = await Wrk.RunAsync(url, connections, o.Duration, script);
+            var sum = cost.GetValueOrDefault(name);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
+            return result;
+        }
         for (var r = 0; r < o.Runs; r++)
         {
-            ceilingRuns.Add(await Wrk.RunAsync(ceilingUrl, connections, o.Duration, ceilingScript));
-            subjectRuns.Add(await Wrk.RunAsync(subjectUrl, connections, o.Duration, subjectScript));
+            ceilingRuns.Add(await MeasuredAsync("ceiling", ceilingUrl, ceilingScript));
+            subjectRuns.Add(await MeasuredAsync("create_lead", subjectUrl, subjectScript));
         }
+        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
+        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (every measured run; Gymwire's process, wrk not counted)";
+        Console.WriteLine($"  M3 per request: {perRequest}");
+        report.Detail(store, "M3 per request", $"{perRequest}; SQL commands per create_lead {perWrite:0.00} ({commandKinds}), {transactionsPerWrite:0.00} explicit transactions");
         var ceiling = LoadResult.Median(ceilingRuns);
         var subject = LoadResult.Median(subjectRuns);
         Check(ceiling, "raw insert");

@@ -46,6 +46,7 @@ namespace Gymwire
             builder.Services.AddGymwireAuth();
             builder.Services.AddApiKeys();
             builder.Services.AddTriggerCache();
+            builder.Services.AddSingleton<SqliteActionWrites>();
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
             builder.Services.AddOidcSignIn(builder.Configuration);

@@ -158,4 +158,35 @@ public abstract class ZapierActionTests(GymwireFixture fx)
         var afterExpiry = await (await client.SendAsync(Request("zap-1", new { first_name = "Once" }))).AssertStatusAsync(HttpStatusCode.Created);
         Assert.NotEqual(firstBody.GetProperty("id").GetString(), afterExpiry.GetProperty("id").GetString());
     }
+
+    [Fact]
+    public async Task Concurrent_actions_each_commit_their_lead_with_its_event_and_a_failing_one_fails_alone()
+    {
+        var (gym, client) = await GymWithWriteKeyAsync();
+        HttpRequestMessage Request(string? key, string name)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/api/zapier/actions?type=create_lead") { Content = System.Net.Http.Json.JsonContent.Create(new { first_name = name }) };
+            if (key is not null)
+            {
+                request.Headers.Add("Idempotency-Key", key);
+            }
+            return request;
+        }
+        // On SQLite concurrent actions share a transaction; the same-key racers make such a batch fail, and the others
+        // must still be written, each once (25 requests: within the documented limit of 30 a minute).
+        var sends = Enumerable.Range(0, 20).Select(i => Request(null, $"Lead {i}"))
+            .Concat(Enumerable.Range(0, 5).Select(_ => Request("same", "Keyed")))
+            .Select(client.SendAsync);
+        var responses = await Task.WhenAll(sends);
+        var created = new HashSet<Guid>();
+        foreach (var response in responses)
+        {
+            created.Add((await response.AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid());
+        }
+        Assert.Equal(21, created.Count);
+        var leadIds = await fx.WithDbAsync(db => db.Leads.Where(l => l.GymId == gym.GymId).Select(l => l.Id).ToListAsync());
+        Assert.Equal(created.Order(), leadIds.Order());
+        var events = await fx.WithDbAsync(db => db.OutboxEvents.Where(e => e.GymId == gym.GymId).Select(e => e.Data).ToListAsync());
+        Assert.Equal(created.Order(), events.Select(d => JsonDocument.Parse(d).RootElement.GetProperty("lead_id").GetGuid()).Order());
+    }
 }

@@ -95,7 +95,7 @@ public static class ZapierActions
         try
         {
             // The action, its event and the idempotency record commit together, or not at all.
-            await SaveInOneBatchAsync(db, ct);
+            await SaveAsync(db, request.HttpContext.RequestServices, ct);
         }
         catch (DbUpdateException) when (idempotencyKey is not null)
         {
@@ -111,15 +111,29 @@ public static class ZapierActions
     }
 
     /// <summary>
+    /// On SQLite the action's new rows are written with those of the actions waiting beside it, in one transaction
+    /// (<see cref="SqliteActionWrites"/>).
     /// On PostgreSQL the action's few inserts of new rows go as one batch, which PostgreSQL runs as one implicit
     /// transaction (if one fails, none stays) and commits before it answers: no COMMIT round trip after it.
     /// <c>ActionRoundTripTests</c> pins the single batch. SQLite runs statements one by one, so it keeps its transaction.
     /// </summary>
-    private static async Task SaveInOneBatchAsync(GymwireDbContext db, CancellationToken ct)
+    private static async Task SaveAsync(GymwireDbContext db, IServiceProvider services, CancellationToken ct)
     {
         if (db.Provider != DatabaseProvider.Postgres)
         {
-            await db.SaveChangesAsync(ct);
+            // SQLite: with the new rows of the other actions waiting for the one writer (SqliteActionWrites).
+            List<object> rows = [];
+            foreach (var entry in db.ChangeTracker.Entries())
+            {
+                if (entry.State != EntityState.Added)
+                {
+                    await db.SaveChangesAsync(ct);
+                    return;
+                }
+                rows.Add(entry.Entity);
+            }
+            db.ChangeTracker.Clear();
+            await services.GetRequiredService<SqliteActionWrites>().SaveAsync(rows);
             return;
         }
         var behavior = db.Database.AutoTransactionBehavior;
