@@ -16,8 +16,7 @@ namespace Gymwire.Infrastructure;
 /// <see cref="MaxLease"/>) in one call and admits from that lease for <see cref="LeaseTime"/>, so a busy key costs one
 /// round trip per lease instead of one per request. The lease is counted in full when taken and stamped at the end of
 /// its time, so the cluster never admits more than the limit; a node's unused rest of a lease is given back when it
-/// takes the next one (until then it counts, stricter). The next lease is taken while half of the current one is left,
-/// so a busy key's requests do not queue behind the call. The documented limits are far below that, so each of their
+/// takes the next one (until then it counts, stricter). The documented limits are far below that, so each of their
 /// permits is taken when a request asks for it, and they are exact.
 /// </para>
 /// <para>
@@ -80,28 +79,18 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         public int Size = 1;
         public DateTimeOffset Until;
 
-        /// <summary>The renewal started ahead of this lease's end (<see cref="RenewAheadAsync"/>), for tests to await.</summary>
-        public Task Ahead = Task.CompletedTask;
-
-        public bool TryTake(DateTimeOffset now) => TryTake(now, out _, out _);
-
-        /// <summary>
-        /// Takes a permit of the lease (<paramref name="permit"/> names it for a release); <paramref name="low"/> says
-        /// half of it is used, time to take the next one.
-        /// </summary>
-        public bool TryTake(DateTimeOffset now, out long permit, out bool low)
+        /// <summary>Takes a permit of the lease; <paramref name="permit"/> names it for a release.</summary>
+        public bool TryTake(DateTimeOffset now, out long permit)
         {
             lock (Gate)
             {
                 if (Left <= 0 || now >= Until)
                 {
                     permit = 0;
-                    low = false;
                     return false;
                 }
                 Left--;
                 permit = Permit;
-                low = Left <= Size / 2 && Size > 1;
                 return true;
             }
         }
@@ -127,78 +116,12 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct)
     {
         // Most checks of a leased limit take a permit of this node's lease: answered here, with no call and no task.
-        if (limit >= LeaseFrom && !_fallenBack && _leases.TryGetValue(key, out var lease) && lease.TryTake(_clock.GetUtcNow(), out var permit, out var low))
+        if (limit >= LeaseFrom && !_fallenBack && _leases.TryGetValue(key, out var lease) && lease.TryTake(_clock.GetUtcNow(), out var permit))
         {
-            if (low && lease.Renewal.Wait(0))
-            {
-                lease.Ahead = RenewAheadAsync(key, limit, window, lease);
-            }
+            // The permit read with the take: a renewal may replace the lease's permit right after it.
             return ValueTask.FromResult(new RateLimitDecision(true, key, permit, TimeSpan.Zero));
         }
         return AcquireAsync(key, limit, window, ct);
-    }
-
-    /// <summary>The renewal of <paramref name="key"/>'s lease under way, if any (tests await it).</summary>
-    internal Task RenewalAheadOf(string key) => _leases.TryGetValue(key, out var lease) ? lease.Ahead : Task.CompletedTask;
-
-    /// <summary>
-    /// Takes the next lease while half of this one is left, so a busy key's requests go on taking permits during the
-    /// call instead of queueing behind it. The rest of the old lease is given back once the new one is in place.
-    /// </summary>
-    private async Task RenewAheadAsync(string key, int limit, TimeSpan window, Lease lease)
-    {
-        // The caller holds lease.Renewal: one renewal of a key at a time on this node.
-        try
-        {
-            var now = _clock.GetUtcNow();
-            int size;
-            lock (lease.Gate)
-            {
-                if (lease.Left > lease.Size / 2 || now >= lease.Until)
-                {
-                    // Renewed meanwhile, or expired: the next check takes a lease the usual way.
-                    return;
-                }
-                // Half used within its time: the next lease is twice as large.
-                size = Math.Min(lease.Size * 2, MaxLease);
-            }
-            var wanted = Math.Clamp(Math.Min(size, limit / 1000), 1, MaxLease);
-            var permit = NewPermit();
-            var until = now + LeaseTime;
-            var (granted, _) = await CallAcquireAsync(key, limit, window, now, until, permit, wanted, CancellationToken.None);
-            if (granted == 0)
-            {
-                // The window is full: the rest of this lease is all this node may admit for now.
-                return;
-            }
-            int unused;
-            long old;
-            lock (lease.Gate)
-            {
-                unused = Math.Max(0, lease.Left);
-                old = lease.Permit;
-                lease.Permit = permit;
-                lease.Left = granted;
-                lease.Until = until;
-                lease.Size = size;
-            }
-            if (unused > 0)
-            {
-                await CallReleaseAsync(key, old, unused, CancellationToken.None);
-            }
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException)
-        {
-            Failed(_clock.GetUtcNow(), e);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The node is stopping; the lease's rest ages out of its window.
-        }
-        finally
-        {
-            lease.Renewal.Release();
-        }
     }
 
     private async ValueTask<RateLimitDecision> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct)
@@ -295,18 +218,18 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     private async Task<RateLimitDecision> AcquireLeasedAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
     {
         var lease = _leases.GetOrAdd(key, _ => new Lease());
-        if (lease.TryTake(now))
+        if (lease.TryTake(now, out var taken))
         {
-            return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+            return new RateLimitDecision(true, key, taken, TimeSpan.Zero);
         }
         await lease.Renewal.WaitAsync(ct);
         try
         {
             // Another request may have renewed it while this one waited.
             now = _clock.GetUtcNow();
-            if (lease.TryTake(now))
+            if (lease.TryTake(now, out taken))
             {
-                return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+                return new RateLimitDecision(true, key, taken, TimeSpan.Zero);
             }
             int unused;
             lock (lease.Gate)

@@ -98,44 +98,6 @@ public sealed class SharedLimitLeaseTests(PostgresGymwire fx) : IClassFixture<Po
     }
 
     [Fact]
-    public async Task A_lease_half_used_is_renewed_ahead_so_the_next_checks_make_no_call_and_its_rest_goes_back()
-    {
-        const int limit = 100_000;
-        var key = $"lease-test|{Guid.NewGuid()}";
-        await using var node = NewNode();
-
-        // Leases of one and then two permits, each taken by the check that found none left.
-        Assert.True((await node.TryAcquireAsync(key, limit, Window, CancellationToken.None)).Admitted);
-        Assert.True((await node.TryAcquireAsync(key, limit, Window, CancellationToken.None)).Admitted);
-        Assert.Equal(3, (await CountsAsync(key)).Permits);
-
-        // The third check takes the second lease's last permit at once and starts the next lease (four) behind it.
-        var third = node.TryAcquireAsync(key, limit, Window, CancellationToken.None);
-        Assert.True(third.IsCompletedSuccessfully);
-        Assert.True((await third).Admitted);
-        await node.RenewalAheadOf(key);
-        Assert.Equal(7, (await CountsAsync(key)).Permits);
-
-        // Two checks from that lease, answered at once; the second leaves half of it and starts a lease of eight.
-        for (var i = 0; i < 2; i++)
-        {
-            var check = node.TryAcquireAsync(key, limit, Window, CancellationToken.None);
-            Assert.True(check.IsCompletedSuccessfully);
-            Assert.True((await check).Admitted);
-        }
-        await node.RenewalAheadOf(key);
-        // Five admitted, the new lease's eight counted, the old lease's two unused permits given back.
-        Assert.Equal(5 + 8, (await CountsAsync(key)).Permits);
-        for (var i = 0; i < 4; i++)
-        {
-            var check = node.TryAcquireAsync(key, limit, Window, CancellationToken.None);
-            Assert.True(check.IsCompletedSuccessfully);
-            Assert.True((await check).Admitted);
-        }
-        await node.RenewalAheadOf(key);
-    }
-
-    [Fact]
     public async Task A_documented_limit_is_not_leased_each_request_is_one_permit()
     {
         var key = $"lease-test|{Guid.NewGuid()}";
