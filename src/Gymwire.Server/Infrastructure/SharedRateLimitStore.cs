@@ -79,15 +79,18 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         public int Size = 1;
         public DateTimeOffset Until;
 
-        public bool TryTake(DateTimeOffset now)
+        /// <summary>Takes a permit of the lease; <paramref name="permit"/> names it for a release.</summary>
+        public bool TryTake(DateTimeOffset now, out long permit)
         {
             lock (Gate)
             {
                 if (Left <= 0 || now >= Until)
                 {
+                    permit = 0;
                     return false;
                 }
                 Left--;
+                permit = Permit;
                 return true;
             }
         }
@@ -113,9 +116,10 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct)
     {
         // Most checks of a leased limit take a permit of this node's lease: answered here, with no call and no task.
-        if (limit >= LeaseFrom && !_fallenBack && _leases.TryGetValue(key, out var lease) && lease.TryTake(_clock.GetUtcNow()))
+        if (limit >= LeaseFrom && !_fallenBack && _leases.TryGetValue(key, out var lease) && lease.TryTake(_clock.GetUtcNow(), out var permit))
         {
-            return ValueTask.FromResult(new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero));
+            // The permit read with the take: a renewal may replace the lease's permit right after it.
+            return ValueTask.FromResult(new RateLimitDecision(true, key, permit, TimeSpan.Zero));
         }
         return AcquireAsync(key, limit, window, ct);
     }
@@ -214,18 +218,18 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     private async Task<RateLimitDecision> AcquireLeasedAsync(string key, int limit, TimeSpan window, DateTimeOffset now, CancellationToken ct)
     {
         var lease = _leases.GetOrAdd(key, _ => new Lease());
-        if (lease.TryTake(now))
+        if (lease.TryTake(now, out var taken))
         {
-            return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+            return new RateLimitDecision(true, key, taken, TimeSpan.Zero);
         }
         await lease.Renewal.WaitAsync(ct);
         try
         {
             // Another request may have renewed it while this one waited.
             now = _clock.GetUtcNow();
-            if (lease.TryTake(now))
+            if (lease.TryTake(now, out taken))
             {
-                return new RateLimitDecision(true, key, lease.Permit, TimeSpan.Zero);
+                return new RateLimitDecision(true, key, taken, TimeSpan.Zero);
             }
             int unused;
             lock (lease.Gate)

@@ -63,6 +63,40 @@ public abstract class RetryFailedTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Retried_and_redelivered_deliveries_of_a_paused_webhook_are_due_at_its_pauses_end_and_sent_then()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var start = fx.Clock.GetUtcNow();
+        var (gym, hook, failed) = await OutageAsync(receiver, "/paused");
+        using var owner = gym.Owner();
+        // The endpoint paused after failing, as the worker records it: no node attempts it before the pause ends.
+        var pauseEnd = fx.Clock.GetUtcNow().UtcDateTime + TimeSpan.FromMinutes(10);
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).ExecuteUpdateAsync(u => u
+            .SetProperty(s => s.ConsecutiveFailures, 5)
+            .SetProperty(s => s.PausedUntil, pauseEnd)
+            .SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(10))));
+
+        var body = await (await owner.PostJsonAsync($"/api/gym/webhooks/{hook.Id}/retry-failed", new { since = Since(start) })).AssertStatusAsync(HttpStatusCode.Accepted);
+        Assert.Equal(2, body.GetProperty("retried").GetInt32());
+        var redelivered = await (await owner.PostJsonAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{failed[0]}/redeliver", new { })).AssertStatusAsync(HttpStatusCode.Accepted);
+        Assert.Equal(pauseEnd, redelivered.GetProperty("next_attempt_at").GetDateTime().ToUniversalTime());
+        var rows = await fx.DeliveriesAsync(hook.Id);
+        Assert.All(rows.Where(r => failed.Contains(r.Id)), r =>
+        {
+            Assert.Equal(DeliveryStatus.Pending, r.Status);
+            Assert.Equal(pauseEnd, r.NextAttemptAt);
+        });
+
+        // The pause ends: one probe, which succeeds, and then the other.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(10));
+        foreach (var id in failed)
+        {
+            await fx.WaitForDeliveryAsync(hook.Id, d => d.Id == id && d.Status == DeliveryStatus.Delivered, "the retried delivery after the pause");
+        }
+        Assert.Equal(4, receiver.At("/paused").Count);
+    }
+
+    [Fact]
     public async Task Deliveries_before_since_and_delivered_ones_are_left_alone()
     {
         await using var receiver = await TestReceiver.StartAsync();

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 
@@ -34,9 +35,14 @@ public static class WebhookPayloads
     /// <c>{"id","event","gym_id","data","timestamp"}</c>, with <c>data</c> written verbatim from the outbox. A test send
     /// adds <c>"test": true</c> last, so a receiver can tell it from a real event by the body as well as by the header.
     /// </summary>
-    public static string Build(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp, bool test = false)
+    public static string Build(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp, bool test = false) =>
+        Encoding.UTF8.GetString(BuildUtf8(id, eventName, gymId, dataJson, timestamp, test));
+
+    /// <summary><see cref="Build"/>'s body as the UTF-8 bytes that are sent.</summary>
+    public static byte[] BuildUtf8(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp, bool test = false)
     {
-        using var buffer = new MemoryStream();
+        // Room for ASCII data and the envelope around it, so that it rarely grows.
+        var buffer = new ArrayBufferWriter<byte>(dataJson.Length + 256);
         using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             writer.WriteStartObject();
@@ -52,7 +58,7 @@ public static class WebhookPayloads
             }
             writer.WriteEndObject();
         }
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        return buffer.WrittenSpan.ToArray();
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
@@ -41,11 +42,21 @@ public static class WebhookSigner
     public static string StandardSignature(string secret, string messageId, long timestamp, ReadOnlySpan<byte> body)
     {
         var key = DecodeKey(secret) ?? throw new ArgumentException("Not a whsec_ secret.", nameof(secret));
-        var prefix = Encoding.UTF8.GetBytes($"{messageId}.{timestamp.ToString(CultureInfo.InvariantCulture)}.");
-        var signed = new byte[prefix.Length + body.Length];
-        prefix.CopyTo(signed, 0);
-        body.CopyTo(signed.AsSpan(prefix.Length));
-        return "v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed));
+        var prefix = $"{messageId}.{timestamp.ToString(CultureInfo.InvariantCulture)}.";
+        // The signed content is "id.timestamp.body": assembled in a pooled buffer, not a new copy of the body per attempt.
+        var signed = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetByteCount(prefix) + body.Length);
+        try
+        {
+            var length = Encoding.UTF8.GetBytes(prefix, signed);
+            body.CopyTo(signed.AsSpan(length));
+            Span<byte> hash = stackalloc byte[HMACSHA256.HashSizeInBytes];
+            HMACSHA256.HashData(key, signed.AsSpan(0, length + body.Length), hash);
+            return "v1," + Convert.ToBase64String(hash);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(signed);
+        }
     }
 
     /// <summary>The signature headers for one attempt. <paramref name="secrets"/> is the current secret first, then any still-valid previous one.</summary>

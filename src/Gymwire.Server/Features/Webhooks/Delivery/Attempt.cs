@@ -98,13 +98,12 @@ public sealed partial class Attempt(
             attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
             return (null, DeliveryMetrics.Outcomes.EgressRefused, TimeSpan.Zero);
         }
-        if (delivery.Payload is null)
+        if (delivery.Body is not { } body)
         {
             attempt.Error = "The delivery's event is missing from outbox_events (deleted by hand?): there is no body to send";
             // Nothing reached the receiver; of the outcomes, the closest.
             return (null, DeliveryMetrics.Outcomes.ConnectionError, TimeSpan.Zero);
         }
-        var body = Encoding.UTF8.GetBytes(delivery.Payload);
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         request.Headers.TryAddWithoutValidation("X-CombatScore-Event", delivery.Event);

@@ -119,7 +119,7 @@ public sealed partial class WebhookDispatcher(
                     GymId = evt.GymId,
                     SubscriptionId = subscription.Id,
                     EventId = evt.Id,
-                    Event = name, // the body is built from the event at each attempt (WebhookPayloads.For)
+                    Event = name, // the body is built from the event when the delivery is claimed (DeliveryQueue.WithEventsAsync)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
                     // A paused endpoint's new delivery waits for the pause's end, as its queued ones do (IDeliveryQueue.CompleteAsync).

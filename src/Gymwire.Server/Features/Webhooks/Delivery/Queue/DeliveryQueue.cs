@@ -1,3 +1,4 @@
+using System.Text;
 using Gymwire.Data;
 using Gymwire.Features.Cluster;
 using Microsoft.EntityFrameworkCore;
@@ -242,45 +243,76 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
-        return await Read(db, db.WebhookDeliveries.Where(d => d.Id == deliveryId
-            && d.Status != DeliveryStatus.Delivered && d.Status != DeliveryStatus.Undeliverable)).FirstOrDefaultAsync(ct);
+        var read = await Read(db, db.WebhookDeliveries.Where(d => d.Id == deliveryId
+            && d.Status != DeliveryStatus.Delivered && d.Status != DeliveryStatus.Undeliverable)).ToListAsync(ct);
+        return (await WithEventsAsync(db, read, due: null, ct)).FirstOrDefault();
     }
 
     /// <summary>A claimed delivery's id and its due time before the claim.</summary>
     internal sealed record ClaimedId(Guid Id, DateTime NextAttemptAt);
 
     /// <summary>
-    /// The claimed deliveries read by id (<see cref="Read"/>), unordered: sorting them is done in memory
-    /// (<see cref="InOrder"/>), so that the read never needs a sort step.
+    /// The claimed deliveries (<see cref="Read"/>, then <see cref="WithEventsAsync"/>) in due order, each with its due
+    /// time before the claim. Sorted in memory, so that the read never needs a sort step.
     /// </summary>
-    internal static IQueryable<ClaimedDelivery> ReadClaimed(GymwireDbContext db, List<Guid> ids) => Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)));
-
-    /// <summary>The claimed deliveries in due order, each with its due time before the claim.</summary>
-    private protected static List<ClaimedDelivery> InOrder(List<ClaimedDelivery> read, List<ClaimedId> claimed)
+    private protected static async Task<List<ClaimedDelivery>> ReadClaimedAsync(GymwireDbContext db, List<ClaimedId> claimed, CancellationToken ct)
     {
+        var read = await ReadClaimed(db, [.. claimed.Select(c => c.Id)]).ToListAsync(ct);
         var due = claimed.ToDictionary(c => c.Id, c => c.NextAttemptAt);
-        return [.. read.Select(d => d with { DueAt = due[d.Id] }).OrderBy(d => d.DueAt)];
+        var deliveries = await WithEventsAsync(db, read, due, ct);
+        deliveries.Sort((a, b) => Nullable.Compare(a.DueAt, b.DueAt));
+        return deliveries;
     }
 
+    /// <summary>The claimed deliveries' rows, read by id (<see cref="Read"/>).</summary>
+    internal static IQueryable<ClaimedDelivery> ReadClaimed(GymwireDbContext db, List<Guid> ids) => Read(db, db.WebhookDeliveries.Where(d => ids.Contains(d.Id)));
+
     /// <summary>
-    /// The deliveries with their bodies (stored, or built from the outbox event, found by its unique id), their
-    /// events' trace contexts, their subscriptions (with their health) and recorded attempt counts (the last number,
-    /// by index).
+    /// The deliveries with their stored bodies (test sends), their subscriptions (with their health) and recorded
+    /// attempt counts (the last number, by index); an event's delivery gets its body from <see cref="WithEventsAsync"/>.
     /// </summary>
     private static IQueryable<ClaimedDelivery> Read(GymwireDbContext db, IQueryable<WebhookDelivery> deliveries) =>
         from d in deliveries.AsNoTracking()
         join s in db.WebhookSubscriptions on d.SubscriptionId equals s.Id
-        from e in db.OutboxEvents.Where(e => e.Id == d.EventId && e.GymId == d.GymId).DefaultIfEmpty()
-        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event,
-            WebhookPayloads.For(d.Payload, d.EventId, d.Event, d.GymId, e == null ? null : e.Data, e == null ? null : e.OccurredAt),
+        select new ClaimedDelivery(d.Id, d.GymId, d.SubscriptionId, d.Event, d.Payload,
             d.IsTest, d.AttemptCount, d.LastAttemptAt,
             db.WebhookAttempts.Where(a => a.GymId == d.GymId && a.DeliveryId == d.Id).Max(a => (int?)a.Number) ?? 0,
             s.Url, s.IsActive, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt)
         {
             CreatedAt = d.CreatedAt,
-            TraceContext = e == null ? null : e.TraceContext,
+            EventId = d.EventId,
             Health = new EndpointHealth(s.ConsecutiveFailures, s.PausedUntil, s.PauseLength, s.ProbeClaimedUntil),
         };
+
+    /// <summary>
+    /// Each delivery of an outbox event gets the event's envelope under the name its subscription receives it by, and
+    /// the event's trace context; with <paramref name="due"/>, its due time before the claim. Each event is read once,
+    /// and each body built once, for the whole batch: an event's fan-out claimed together shares one body. A delivery
+    /// whose event row is gone (deleted by hand) keeps a null body.
+    /// </summary>
+    private static async Task<List<ClaimedDelivery>> WithEventsAsync(GymwireDbContext db, List<ClaimedDelivery> read, Dictionary<Guid, DateTime>? due, CancellationToken ct)
+    {
+        var eventIds = read.Where(d => d.StoredPayload is null && d.EventId is not null).Select(d => d.EventId!.Value).Distinct().ToList();
+        var events = eventIds.Count == 0 ? [] : await db.OutboxEvents.AsNoTracking().Where(e => eventIds.Contains(e.Id))
+            .Select(e => new { e.Id, e.GymId, e.Data, e.OccurredAt, e.TraceContext }).ToDictionaryAsync(e => e.Id, ct);
+        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
+        var result = new List<ClaimedDelivery>(read.Count);
+        foreach (var d in read)
+        {
+            var body = d.StoredPayload is { } stored ? Encoding.UTF8.GetBytes(stored) : null;
+            string? traceContext = null;
+            if (d.EventId is { } id && events.TryGetValue(id, out var e) && e.GymId == d.GymId)
+            {
+                traceContext = e.TraceContext;
+                if (body is null && !bodies.TryGetValue((id, d.Event), out body))
+                {
+                    bodies[(id, d.Event)] = body = WebhookPayloads.BuildUtf8(id, d.Event, d.GymId, e.Data, e.OccurredAt);
+                }
+            }
+            result.Add(d with { Body = body, TraceContext = traceContext, DueAt = due is null ? d.DueAt : due[d.Id] });
+        }
+        return result;
+    }
 
     /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>
     protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? turn = null) : IAsyncDisposable

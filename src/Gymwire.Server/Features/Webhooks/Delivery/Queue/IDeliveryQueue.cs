@@ -98,15 +98,16 @@ public sealed record StoredDelivery(Guid Id, string Status, int AttemptCount, Da
 
 /// <summary>
 /// A delivery a worker has claimed, with everything its attempt needs: the delivery, its body, its subscription and
-/// the number of attempts already recorded, read together with the claim (one query for a whole batch). The body is
-/// null only when the delivery's outbox event has been deleted by hand.
+/// the number of attempts already recorded, read together with the claim (a few queries for a whole batch).
+/// <see cref="StoredPayload"/> is the body stored with a test send (null for an event's delivery, whose body is built
+/// from its outbox event).
 /// </summary>
 public sealed record ClaimedDelivery(
     Guid Id,
     Guid GymId,
     Guid SubscriptionId,
     string Event,
-    string? Payload,
+    string? StoredPayload,
     bool IsTest,
     int AttemptCount,
     DateTime? LastAttemptAt,
@@ -125,6 +126,15 @@ public sealed record ClaimedDelivery(
 
     /// <summary>When the delivery was created (the dispatcher's fan-out, a moment after its event's commit).</summary>
     public DateTime CreatedAt { get; init; }
+
+    /// <summary>The outbox event the delivery sends (null for a test send, whose body is stored with it).</summary>
+    public Guid? EventId { get; init; }
+
+    /// <summary>
+    /// The body to send, UTF-8 (the deliveries of one event claimed together share one array: never write to it).
+    /// Null only when the delivery's outbox event has been deleted by hand.
+    /// </summary>
+    public byte[]? Body { get; init; }
 
     /// <summary>
     /// The trace context of the operation that wrote the delivery's event (<see cref="OutboxEvent.TraceContext"/>),

@@ -73,9 +73,9 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         var now = Clock.GetUtcNow().UtcDateTime;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         var claimed = await db.Database.SqlQuery<ClaimedId>(WithPlannerSettings(Claim(now, now + Lease, limit, skipSubscriptions, skipDeliveries, Node))).ToListAsync(ct);
-        var read = claimed.Count == 0 ? [] : await ReadClaimed(db, [.. claimed.Select(c => c.Id)]).ToListAsync(ct);
+        var read = claimed.Count == 0 ? [] : await ReadClaimedAsync(db, claimed, ct);
         await tx.CommitAsync(ct);
-        return InOrder(read, claimed);
+        return read;
     }
 
     /// <summary>

@@ -68,7 +68,7 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
             }
             await write.CommitAsync(ct);
         }
-        return due.Count == 0 ? [] : InOrder(await ReadClaimed(db, [.. due.Select(c => c.Id)]).ToListAsync(ct), due);
+        return due.Count == 0 ? [] : await ReadClaimedAsync(db, due, ct);
     }
 
     /// <summary>One node: whatever is still claimed when the worker starts was claimed by a process that is gone.</summary>
