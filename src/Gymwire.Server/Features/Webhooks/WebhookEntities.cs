@@ -41,6 +41,12 @@ public sealed class WebhookSubscription
     /// <summary>The node that won the probe of a failing endpoint holds it until then (its claim lease); the others leave the endpoint out.</summary>
     public DateTime? ProbeClaimedUntil { get; set; }
 
+    /// <summary>
+    /// When a new or redelivered delivery is first due: now, or the end of the pause while the endpoint is paused after
+    /// failing, since no node attempts it before then and a due row of a paused endpoint stands in every claim's way.
+    /// </summary>
+    public static DateTime FirstDueAt(DateTime? pausedUntil, DateTime now) => pausedUntil is { } until && until > now ? until : now;
+
     /// <summary>The four health columns together, as <see cref="EndpointPolicy"/> reads and writes them.</summary>
     public EndpointHealth Health
     {

@@ -4,13 +4,9 @@ using Gymwire.Data;
 namespace Gymwire.Features.Zapier;
 
 /// <summary>
-/// On SQLite, the new rows of actions that arrive together are written together: one write turn, one transaction and
-/// one commit for every action waiting, instead of one each. SQLite has one writer, so concurrent actions queue for it
-/// anyway; the first in the queue writes the batch while the others wait, and hands the next batch to the first action
-/// still waiting. Each action's rows are in one transaction, so they commit together or not at all; when a batch fails
-/// (one action's idempotency key taken by a concurrent retry, say), each of its actions is written again on its own, so
-/// only the failing one sees its error. Not on PostgreSQL: there writers run side by side, and a batch would make every
-/// action on the node wait for the slowest (one gym's event-order lock, say).
+/// On SQLite, the new rows of actions waiting together for the one writer go in one transaction and one commit, not
+/// one each; a failed batch is written again action by action, so only the failing action sees its error. Not on
+/// PostgreSQL, where writers run side by side and a batch would make every action wait for the slowest.
 /// </summary>
 public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
 {

@@ -123,7 +123,7 @@ public sealed partial class WebhookDispatcher(
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
                     // A paused endpoint's new delivery waits for the pause's end, as its queued ones do (IDeliveryQueue.CompleteAsync).
-                    NextAttemptAt = subscription.PausedUntil > now ? subscription.PausedUntil : now,
+                    NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now),
                 });
             }
             dispatched.Add(evt.Sequence);

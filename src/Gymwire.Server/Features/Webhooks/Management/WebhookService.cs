@@ -303,7 +303,7 @@ public sealed class WebhookService(
         // A fresh round: the whole retry schedule again, under the same webhook-id so receivers can dedupe.
         delivery.Status = DeliveryStatus.Pending;
         delivery.AttemptCount = 0;
-        delivery.NextAttemptAt = FirstAttemptAt(subscription, now);
+        delivery.NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
         await db.SaveChangesAsync(ct);
         metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Redeliver);
         signal.Notify();
@@ -335,7 +335,7 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before retrying its failed deliveries");
         }
-        var due = FirstAttemptAt(subscription, now);
+        var due = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
         var retried = await db.WebhookDeliveries
             .Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id && d.CreatedAt >= from
                 && (d.Status == DeliveryStatus.Undeliverable || d.Status == DeliveryStatus.Retrying)
@@ -351,13 +351,6 @@ public sealed class WebhookService(
         }
         return WebhookOutcome<RetryFailedResult>.Ok(new RetryFailedResult(retried, from));
     }
-
-    /// <summary>
-    /// When a redelivered delivery is first due: now, or the end of the webhook's pause if it is paused after failing,
-    /// as fan-out does, since no node attempts it before then and a due row of a paused endpoint stands in every claim's way.
-    /// </summary>
-    private static DateTime FirstAttemptAt(WebhookSubscription subscription, DateTime now) =>
-        subscription.PausedUntil is { } until && until > now ? until : now;
 
     /// <summary>A delivery with its payload and attempts (the receiver's answers); null when the caller may not see its webhook.</summary>
     public async Task<DeliveryDetail?> LoadDetailAsync(WebhookAccess access, Guid subscriptionId, Guid deliveryId, CancellationToken ct)
