@@ -55,9 +55,9 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(x => x.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
         // The delivery log, and retention (which walks it subscription by subscription: every index here is one
-        // more B-tree insert per fanned-out delivery, so there is none for retention alone). Status is in it so the
-        // dashboard's health counts read the index alone, never the rows (WebhookHealthQueries).
-        b.HasIndex(x => new { x.GymId, x.SubscriptionId, x.CreatedAt, x.Status });
+        // more B-tree insert per fanned-out delivery, so there is none for retention alone). Status stays out of it:
+        // then recording an attempt's outcome leaves this index alone.
+        b.HasIndex(x => new { x.GymId, x.SubscriptionId, x.CreatedAt });
         // Fan-out is idempotent: one delivery per (subscription, event).
         b.HasIndex(x => new { x.SubscriptionId, x.EventId }).IsUnique();
         // The workers' work list.

@@ -1349,8 +1349,8 @@ namespace Gymwire.Data.Migrations.Postgres
                         .IsUnique()
                         .HasDatabaseName("ix_webhook_deliveries_subscription_id_event_id");
 
-                    b.HasIndex("GymId", "SubscriptionId", "CreatedAt", "Status")
-                        .HasDatabaseName("ix_webhook_deliveries_gym_id_subscription_id_created_at_status");
+                    b.HasIndex("GymId", "SubscriptionId", "CreatedAt")
+                        .HasDatabaseName("ix_webhook_deliveries_gym_id_subscription_id_created_at");
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {
