@@ -266,7 +266,12 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         async Task<LoadResult> MeasuredAsync(string name, string url, string script)
         {
             var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             var result = await Wrk.RunAsync(url, connections, o.Duration, script);
+            if (types is not null)
+            {
+                Console.WriteLine($"  M3 {name}, allocated by type:{Environment.NewLine}{types.Top(30, Math.Max(1, result.Requests), "request")}");
+            }
             var sum = cost.GetValueOrDefault(name);
             cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
             return result;
