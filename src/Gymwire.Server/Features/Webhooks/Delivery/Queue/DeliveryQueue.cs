@@ -150,7 +150,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
 
     /// <summary>
     /// A subscription's health (failing since, endpoint health) is tracked and saved by EF Core, and only when it
-    /// changes, so a healthy endpoint's successes write nothing to it. When the batch has failures, the subscriptions
+    /// changes, so a healthy endpoint's successes write nothing to it (nor is it tracked). When the batch has failures, the subscriptions
     /// it changes are locked first (<see cref="LockHealthAsync"/>); a save orders its updates by key, so two batches
     /// changing the same subscriptions wait for each other instead of deadlocking.
     /// </summary>
@@ -168,7 +168,13 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         }
         var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
             .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError)).ToDictionaryAsync(d => d.Id, ct);
-        var subscriptions = await db.WebhookSubscriptions.Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
+        var subscriptions = await db.WebhookSubscriptions.AsNoTracking().Where(s => subscriptionIds.Contains(s.Id)).ToDictionaryAsync(s => s.Id, ct);
+        // Tracked, so that what the batch changes is saved, only where the batch can change something: an endpoint with
+        // a failure in it, or one not healthy now. A success leaves a healthy endpoint as it was, and most batches are that.
+        foreach (var subscription in subscriptions.Values.Where(s => failed.Contains(s.Id) || s.Health != EndpointHealth.Healthy || s.FailingSince is not null))
+        {
+            db.Attach(subscription);
+        }
         var wasActive = subscriptions.Values.Where(s => s.IsActive).Select(s => s.Id).ToHashSet();
         // The health before this batch of the endpoints that are paused or probed, or may become so (a failure).
         var before = subscriptions.Values.Where(s => failed.Contains(s.Id) || s.ProbeClaimedUntil is not null)
