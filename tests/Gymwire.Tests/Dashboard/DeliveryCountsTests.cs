@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
@@ -67,6 +68,20 @@ public abstract partial class DeliveryCountsTests(WebhookFixture fx)
             return db.SaveChangesAsync();
         });
         await AssertCountsMatchRowsAsync(gym.GymId, "after inserting history");
+
+        // Events fanned out to both webhooks (the dispatcher's bulk insert), and their first attempts failed (the recorder).
+        await fx.WithDbAsync(db =>
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_{i}" }, now);
+            }
+            return db.SaveChangesAsync();
+        });
+        fx.Services.GetRequiredService<OutboxSignal>().Notify();
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Concat(await fx.DeliveriesAsync(other.Id))
+            .Count(d => d.EventId is not null && d.AttemptCount == 1 && d.Status == DeliveryStatus.Retrying) == 6, what: "the events' first attempts recorded");
+        await AssertCountsMatchRowsAsync(gym.GymId, "after fan-out and failed first attempts");
 
         // Test sends against a failing endpoint: each is created pending and ends undeliverable.
         using var owner = gym.Owner();
