@@ -58,3 +58,24 @@ public static class GymRows
 /// </summary>
 public sealed record ListFilter<T>(string Name, string PluralName, string? Value, IReadOnlyCollection<string> Known,
     Expression<Func<T, bool>> Matches);
+
+/// <summary>
+/// The read side of an owner collection whose list is one page of the gym's rows, newest first, and whose get is one
+/// row by id: <see cref="List"/> and <see cref="Get"/> are its two GET handlers, so a feature states only its rows, its
+/// DTO and its not-found message. The handlers are named <c>List</c> and <c>Get</c> because the OpenAPI operation
+/// ids and summaries are made from a handler's name.
+/// </summary>
+public sealed class GymCollection<T, TDto, TList>(
+    Expression<Func<T, DateTime>> newest, Expression<Func<T, TDto>> toDto, Func<List<TDto>, TList> toList, string notFound)
+    where T : class, IGymRow
+{
+    /// <summary>The DTO of a row already loaded (the query's projection, compiled once).</summary>
+    public Func<T, TDto> Map { get; } = toDto.Compile();
+
+    internal Task<Results<Ok<TList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
+        db.Set<T>().ListInGymAsync(user.GetGymId(), limit, offset, newest, toDto, toList, ct);
+
+    internal Task<Results<Ok<TDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
+        db.Set<T>().GetInGymAsync(id, user.GetGymId(), Map, notFound, ct);
+}
