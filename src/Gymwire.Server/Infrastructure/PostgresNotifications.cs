@@ -114,15 +114,9 @@ public sealed partial class PostgresNotifications(
                 SetListening(enabled.Values, false);
                 LogConnectionLost(logger, ReconnectDelay, e);
             }
-            try
-            {
-                // Real time, not the injected clock: reconnecting must not wait for a test's frozen clock.
-                await Task.Delay(ReconnectDelay, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            // Real time, not the injected clock: reconnecting must not wait for a test's frozen clock. A stop ends the
+            // wait without an exception; the loop's condition then ends the service.
+            await Task.Delay(ReconnectDelay, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

@@ -64,7 +64,7 @@ public sealed partial class ApiKeyRevocationPoller(
         }
         await Task.Yield();
         (int Count, DateTime? Latest)? seen = null;
-        while (true)
+        while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
@@ -87,14 +87,8 @@ public sealed partial class ApiKeyRevocationPoller(
                 seen = null;
                 LogPollFailed(logger, e);
             }
-            try
-            {
-                await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            // A stop ends the wait without an exception; the loop's condition then ends the service.
+            await Task.Delay(options.Value.RevocationPollInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

@@ -9,19 +9,14 @@ public sealed record CheckInRequest(string? UserId, Guid? ClassScheduleId = null
 /// <summary>Check-ins (<c>attendance.checked_in</c>): kiosk and manual.</summary>
 public static class AttendanceEndpoints
 {
+    private static readonly GymCollection<AttendanceRecord, AttendanceDto, AttendanceList> Rows = new(
+        a => a.CheckedInAt, AttendanceService.ToDto, items => new AttendanceList(items), "Check-in not found");
+
     public static IEndpointRouteBuilder MapAttendance(this IEndpointRouteBuilder app)
     {
-        app.MapListGetCreate("/api/gym/checkins", "Attendance", List, Get, CheckIn);
+        app.MapListGetCreate("/api/gym/checkins", "Attendance", Rows.List, Rows.Get, CheckIn);
         return app;
     }
-
-    internal static Task<Results<Ok<AttendanceList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Attendance.ListInGymAsync(user.GetGymId(), limit, offset, a => a.CheckedInAt,
-            AttendanceService.ToDto, items => new AttendanceList(items), ct);
-
-    internal static Task<Results<Ok<AttendanceDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
-        db.Attendance.GetInGymAsync(id, user.GetGymId(), AttendanceService.Map, "Check-in not found", ct);
 
     internal static async Task<Results<Created<AttendanceDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> CheckIn(
         CheckInRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)

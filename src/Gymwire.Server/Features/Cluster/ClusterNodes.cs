@@ -155,14 +155,8 @@ public sealed partial class ClusterHeartbeat(
                     LogBeatFailed(logger, e);
                 }
             }
-            try
-            {
-                await Task.Delay(options.Value.HeartbeatInterval, clock, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            // A stop ends the wait without an exception; the loop's condition then ends the service.
+            await Task.Delay(options.Value.HeartbeatInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using Gymwire.Features.Members;
 
 namespace Gymwire.Features.Contracts;
@@ -10,18 +9,14 @@ public sealed record SignContractRequest(string? UserId, string? Title);
 /// <summary>Membership contracts (<c>contract.signed</c>).</summary>
 public static class ContractEndpoints
 {
+    private static readonly GymCollection<Contract, ContractDto, ContractList> Rows = new(
+        c => c.SignedAt, c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt), items => new ContractList(items), "Contract not found");
+
     public static IEndpointRouteBuilder MapContracts(this IEndpointRouteBuilder app)
     {
-        app.MapListGetCreate("/api/gym/contracts", "Contracts", List, Get, Sign);
+        app.MapListGetCreate("/api/gym/contracts", "Contracts", Rows.List, Rows.Get, Sign);
         return app;
     }
-
-    internal static Task<Results<Ok<ContractList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Contracts.ListInGymAsync(user.GetGymId(), limit, offset, c => c.SignedAt, ToDto, items => new ContractList(items), ct);
-
-    internal static Task<Results<Ok<ContractDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
-        db.Contracts.GetInGymAsync(id, user.GetGymId(), Map, "Contract not found", ct);
 
     internal static async Task<Results<Created<ContractDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Sign(
         SignContractRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -41,11 +36,6 @@ public static class ContractEndpoints
         db.Contracts.Add(contract);
         db.AddEvent(gymId, EventCatalog.ContractSigned, new { contract_id = contract.Id, user_id = contract.UserId }, now);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/contracts/{contract.Id}", Map(contract));
+        return TypedResults.Created($"/api/gym/contracts/{contract.Id}", Rows.Map(contract));
     }
-
-    private static readonly Expression<Func<Contract, ContractDto>> ToDto = c => new ContractDto(c.Id, c.UserId, c.Title, c.SignedAt);
-
-    // The same mapping in memory, for rows already loaded.
-    private static readonly Func<Contract, ContractDto> Map = ToDto.Compile();
 }

@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using Gymwire.Features.Members;
 
 namespace Gymwire.Features.Memberships;
@@ -14,11 +13,15 @@ public sealed record CreateMembershipRequest(string? UserId, Guid? PlanId);
 /// <summary>Membership plans, and memberships that activate (<c>membership.activated</c>) and cancel (<c>membership.canceled</c>).</summary>
 public static class MembershipEndpoints
 {
+    private static readonly GymCollection<Membership, MembershipDto, MembershipList> Rows = new(
+        m => m.StartedAt, m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt),
+        items => new MembershipList(items), "Membership not found");
+
     public static IEndpointRouteBuilder MapMemberships(this IEndpointRouteBuilder app)
     {
         app.MapListGetCreate("/api/gym/plans", "Memberships", ListPlans, GetPlan, CreatePlan);
 
-        var memberships = app.MapListGetCreate("/api/gym/memberships", "Memberships", List, Get, Activate);
+        var memberships = app.MapListGetCreate("/api/gym/memberships", "Memberships", Rows.List, Rows.Get, Activate);
         memberships.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }
@@ -58,13 +61,6 @@ public static class MembershipEndpoints
         return TypedResults.Created($"/api/gym/plans/{plan.Id}", MapPlan(plan));
     }
 
-    internal static Task<Results<Ok<MembershipList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Memberships.ListInGymAsync(user.GetGymId(), limit, offset, m => m.StartedAt, ToDto, items => new MembershipList(items), ct);
-
-    internal static Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
-        db.Memberships.GetInGymAsync(id, user.GetGymId(), Map, "Membership not found", ct);
-
     internal static async Task<Results<Created<MembershipDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Activate(
         CreateMembershipRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
     {
@@ -85,7 +81,7 @@ public static class MembershipEndpoints
         var now = clock.GetUtcNow().UtcDateTime;
         var membership = MembershipService.ActivateMembership(db, gymId, request.UserId!, request.PlanId!.Value, now);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/memberships/{membership.Id}", Map(membership));
+        return TypedResults.Created($"/api/gym/memberships/{membership.Id}", Rows.Map(membership));
     }
 
     internal static async Task<Results<Ok<MembershipDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Cancel(
@@ -102,14 +98,8 @@ public static class MembershipEndpoints
         }
         MembershipService.CancelMembership(db, membership, clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(Map(membership));
+        return TypedResults.Ok(Rows.Map(membership));
     }
 
     private static PlanDto MapPlan(MembershipPlan p) => new(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt);
-
-    private static readonly Expression<Func<Membership, MembershipDto>> ToDto =
-        m => new MembershipDto(m.Id, m.UserId, m.PlanId, m.Status, m.StartedAt, m.CanceledAt);
-
-    // The same mapping in memory, for rows already loaded.
-    private static readonly Func<Membership, MembershipDto> Map = ToDto.Compile();
 }

@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using Gymwire.Features.Members;
 
 namespace Gymwire.Features.Payments;
@@ -13,19 +12,16 @@ public static class PaymentEndpoints
 {
     private static readonly string[] RecordableStatuses = [PaymentStatuses.Paid, PaymentStatuses.Failed];
 
+    private static readonly GymCollection<Payment, PaymentDto, PaymentList> Rows = new(
+        p => p.CreatedAt, p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt),
+        items => new PaymentList(items), "Payment not found");
+
     public static IEndpointRouteBuilder MapPayments(this IEndpointRouteBuilder app)
     {
-        var group = app.MapListGetCreate("/api/gym/payments", "Payments", List, Get, Record);
+        var group = app.MapListGetCreate("/api/gym/payments", "Payments", Rows.List, Rows.Get, Record);
         group.MapPost("/{id:guid}/refund", Refund).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         return app;
     }
-
-    internal static Task<Results<Ok<PaymentList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.Payments.ListInGymAsync(user.GetGymId(), limit, offset, p => p.CreatedAt, ToDto, items => new PaymentList(items), ct);
-
-    internal static Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
-        db.Payments.GetInGymAsync(id, user.GetGymId(), Map, "Payment not found", ct);
 
     internal static async Task<Results<Created<PaymentDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Record(
         RecordPaymentRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -61,7 +57,7 @@ public static class PaymentEndpoints
         };
         PaymentService.AddPayment(db, payment);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/payments/{payment.Id}", Map(payment));
+        return TypedResults.Created($"/api/gym/payments/{payment.Id}", Rows.Map(payment));
     }
 
     internal static async Task<Results<Ok<PaymentDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Refund(
@@ -78,12 +74,6 @@ public static class PaymentEndpoints
         }
         PaymentService.RefundPayment(db, payment, clock.GetUtcNow().UtcDateTime);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(Map(payment));
+        return TypedResults.Ok(Rows.Map(payment));
     }
-
-    private static readonly Expression<Func<Payment, PaymentDto>> ToDto =
-        p => new PaymentDto(p.Id, p.UserId, p.PlanId, p.AmountCents, p.Currency, p.Status, p.FailureReason, p.CreatedAt, p.RefundedAt);
-
-    // The same mapping in memory, for rows already loaded.
-    private static readonly Func<Payment, PaymentDto> Map = ToDto.Compile();
 }

@@ -18,26 +18,10 @@ public static class SmsEndpoints
         return app;
     }
 
-    internal static async Task<Results<Ok<SmsList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? status, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        if (status is not null && !SmsStatuses.All.Contains(status))
-        {
-            return ApiErrors.BadRequest($"Unknown status '{status}'. Valid statuses: {string.Join(", ", SmsStatuses.All)}");
-        }
-        var gymId = user.GetGymId();
-        var query = db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId);
-        if (status is not null)
-        {
-            query = query.Where(m => m.Status == status);
-        }
-        var items = await page.NewestFirst(query, m => m.CreatedAt).Select(SmsService.ToDto).ToListAsync(ct);
-        return TypedResults.Ok(new SmsList(items));
-    }
+    internal static Task<Results<Ok<SmsList>, BadRequest<ErrorResponse>>> List(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? status, CancellationToken ct) =>
+        db.SmsMessages.ListInGymAsync(user.GetGymId(), limit, offset, m => m.CreatedAt, SmsService.ToDto, items => new SmsList(items), ct,
+            new("status", "statuses", status, SmsStatuses.All, m => m.Status == status));
 
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, SmsSignal signal, CancellationToken ct)

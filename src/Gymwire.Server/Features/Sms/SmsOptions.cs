@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace Gymwire.Features.Sms;
 
 /// <summary>The <c>Sms</c> configuration section: which provider sends the SMS queue, and how.</summary>
@@ -14,15 +16,19 @@ public sealed class SmsOptions
     public bool SenderEnabled { get; set; } = true;
 
     /// <summary>Tries per message before it is <c>failed</c> (transient failures only; permanent ones fail at once).</summary>
+    [Range(1, 100, ErrorMessage = "Sms:MaxAttempts must be between 1 and 100.")]
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>Wait after the first transient failure; doubles each attempt, at most an hour.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "Sms:RetryDelay must be between 1 second and 1 hour.")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Timeout of one provider request.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:02:00", ErrorMessage = "Sms:RequestTimeout must be between 1 second and 2 minutes.")]
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How often the sender looks for work when nothing wakes it (messages queued by another node).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "Sms:PollInterval must be between 1 second and 1 hour.")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
@@ -44,6 +50,7 @@ public sealed class TwilioOptions
     public string From { get; set; } = "";
 }
 
+/// <summary>The <see cref="SmsOptions"/> ranges and the rules that depend on the provider.</summary>
 public sealed class SmsOptionsValidator : IValidateOptions<SmsOptions>
 {
     public ValidateOptionsResult Validate(string? name, SmsOptions o)
@@ -53,22 +60,11 @@ public sealed class SmsOptionsValidator : IValidateOptions<SmsOptions>
         {
             errors.Add("Sms:Provider must be empty (messages stay queued), 'twilio' or 'log'.");
         }
-        if (o.MaxAttempts is < 1 or > 100)
-        {
-            errors.Add("Sms:MaxAttempts must be between 1 and 100.");
-        }
-        if (o.RetryDelay < TimeSpan.FromSeconds(1) || o.RetryDelay > TimeSpan.FromHours(1))
-        {
-            errors.Add("Sms:RetryDelay must be between 1 second and 1 hour.");
-        }
-        if (o.RequestTimeout < TimeSpan.FromSeconds(1) || o.RequestTimeout > TimeSpan.FromMinutes(2))
-        {
-            errors.Add("Sms:RequestTimeout must be between 1 second and 2 minutes.");
-        }
-        if (o.PollInterval < TimeSpan.FromSeconds(1) || o.PollInterval > TimeSpan.FromHours(1))
-        {
-            errors.Add("Sms:PollInterval must be between 1 second and 1 hour.");
-        }
+        // The ranges are the [Range] attributes above; their messages are kept as they are (not the framework's
+        // "DataAnnotation validation failed" wording), in the order of the properties.
+        var ranges = new List<ValidationResult>();
+        Validator.TryValidateObject(o, new ValidationContext(o), ranges, validateAllProperties: true);
+        errors.AddRange(ranges.Select(r => r.ErrorMessage ?? "invalid"));
         if (o.Provider == SmsOptions.TwilioProvider)
         {
             var t = o.Twilio;

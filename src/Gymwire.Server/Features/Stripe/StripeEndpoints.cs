@@ -234,26 +234,10 @@ public static partial class StripeEndpoints
         return TypedResults.NoContent();
     }
 
-    internal static async Task<Results<Ok<StripeEventList>, BadRequest<ErrorResponse>>> ListEvents(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? outcome, CancellationToken ct)
-    {
-        if (Paging.TryCreate(limit, offset, out var page) is { } error)
-        {
-            return ApiErrors.BadRequest(error);
-        }
-        if (outcome is not null && !StripeOutcomes.All.Contains(outcome))
-        {
-            return ApiErrors.BadRequest($"Unknown outcome '{outcome}'. Valid outcomes: {string.Join(", ", StripeOutcomes.All)}");
-        }
-        var gymId = user.GetGymId();
-        var query = db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId);
-        if (outcome is not null)
-        {
-            query = query.Where(e => e.Outcome == outcome);
-        }
-        var items = await page.NewestFirst(query, e => e.ReceivedAt).Select(ToEventDto).ToListAsync(ct);
-        return TypedResults.Ok(new StripeEventList(items));
-    }
+    internal static Task<Results<Ok<StripeEventList>, BadRequest<ErrorResponse>>> ListEvents(
+        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? outcome, CancellationToken ct) =>
+        db.StripeEvents.ListInGymAsync(user.GetGymId(), limit, offset, e => e.ReceivedAt, ToEventDto, items => new StripeEventList(items), ct,
+            new("outcome", "outcomes", outcome, StripeOutcomes.All, e => e.Outcome == outcome));
 
     /// <summary>A recorded event as the API and the dashboard's payments page show it, made in the query.</summary>
     internal static readonly Expression<Func<StripeEventRecord, StripeEventDto>> ToEventDto =

@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using Gymwire.Features.Members;
 
 namespace Gymwire.Features.Training;
@@ -10,18 +9,15 @@ public sealed record LogSessionRequest(string? UserId, string? SessionType, Date
 /// <summary>Training sessions members log (<c>session.logged</c>).</summary>
 public static class TrainingSessionEndpoints
 {
+    private static readonly GymCollection<TrainingSession, TrainingSessionDto, TrainingSessionList> Rows = new(
+        s => s.CreatedAt, s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt),
+        items => new TrainingSessionList(items), "Training session not found");
+
     public static IEndpointRouteBuilder MapTrainingSessions(this IEndpointRouteBuilder app)
     {
-        app.MapListGetCreate("/api/gym/sessions", "Training sessions", List, Get, Log);
+        app.MapListGetCreate("/api/gym/sessions", "Training sessions", Rows.List, Rows.Get, Log);
         return app;
     }
-
-    internal static Task<Results<Ok<TrainingSessionList>, BadRequest<ErrorResponse>>> List(
-        ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, CancellationToken ct) =>
-        db.TrainingSessions.ListInGymAsync(user.GetGymId(), limit, offset, s => s.CreatedAt, ToDto, items => new TrainingSessionList(items), ct);
-
-    internal static Task<Results<Ok<TrainingSessionDto>, NotFound<ErrorResponse>>> Get(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>
-        db.TrainingSessions.GetInGymAsync(id, user.GetGymId(), Map, "Training session not found", ct);
 
     internal static async Task<Results<Created<TrainingSessionDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Log(
         LogSessionRequest request, ClaimsPrincipal user, GymwireDbContext db, TimeProvider clock, CancellationToken ct)
@@ -49,12 +45,6 @@ public static class TrainingSessionEndpoints
         };
         TrainingSessionService.AddSession(db, session);
         await db.SaveChangesAsync(ct);
-        return TypedResults.Created($"/api/gym/sessions/{session.Id}", Map(session));
+        return TypedResults.Created($"/api/gym/sessions/{session.Id}", Rows.Map(session));
     }
-
-    private static readonly Expression<Func<TrainingSession, TrainingSessionDto>> ToDto =
-        s => new TrainingSessionDto(s.Id, s.UserId, s.SessionType, s.Date, s.DurationMins, s.CreatedAt);
-
-    // The same mapping in memory, for rows already loaded.
-    private static readonly Func<TrainingSession, TrainingSessionDto> Map = ToDto.Compile();
 }
