@@ -150,9 +150,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
 
     /// <summary>
     /// A subscription's health (failing since, endpoint health) is tracked and saved by EF Core, and only when it
-    /// changes, so a healthy endpoint's successes write nothing to it (nor is it tracked). When the batch has failures, the subscriptions
-    /// it changes are locked first (<see cref="LockHealthAsync"/>); a save orders its updates by key, so two batches
-    /// changing the same subscriptions wait for each other instead of deadlocking.
+    /// changes, so a healthy endpoint's successes write nothing to it (nor is it tracked). When the batch has failures,
+    /// the subscriptions it changes are locked first (<see cref="LockHealthAsync"/>); a save orders its updates by key,
+    /// so two batches changing the same subscriptions wait for each other instead of deadlocking.
     /// </summary>
     public async Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct)
     {
