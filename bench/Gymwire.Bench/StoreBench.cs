@@ -369,13 +369,13 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
 
         // M5: latency at half of M4's rate.
         var rate = Math.Max(100, gw / 2);
-        var (gwCount, gwP50, gwP99) = await GymwireLatencyAsync(hooks.GymId, rate);
+        var (gwCount, gwP50, gwP99, gwStages) = await GymwireLatencyAsync(hooks.GymId, rate);
         var (rawP50, rawP99) = await RawLatencyAsync(rawPayload, rate);
         var (burstP50, burstP99) = await RawBurstLatencyAsync(hooks.GymId, rate);
-        Console.WriteLine($"  M5: gymwire p50 {gwP50:0.0} ms, p99 {gwP99:0.0} ms; raw POSTs one by one p50 {rawP50:0.0} ms, p99 {rawP99:0.0} ms; raw POSTs in bursts of {Subscriptions} p50 {burstP50:0.0} ms, p99 {burstP99:0.0} ms");
+        Console.WriteLine($"  M5: gymwire p50 {gwP50:0.0} ms, p99 {gwP99:0.0} ms; raw POSTs one by one p50 {rawP50:0.0} ms, p99 {rawP99:0.0} ms; raw POSTs in bursts of {Subscriptions} p50 {burstP50:0.0} ms, p99 {burstP99:0.0} ms; stages: {gwStages}");
         var met = gwP50 - rawP50 < 5 && gwP99 - rawP99 < 50;
         report.Add(store, "M5 delivery latency (commit to receiver)", $"p50 {gwP50:0.0} ms, p99 {gwP99:0.0} ms", $"raw POST p50 {rawP50:0.0} ms, p99 {rawP99:0.0} ms",
-            double.NaN, double.NaN, $"at {rate:N0} deliveries/s (half of M4), {gwCount:N0} deliveries; target p50 < raw + 5 ms, p99 < raw + 50 ms; each event fans out to {Subscriptions} endpoints at once; raw POSTs sent in the same bursts of {Subscriptions} (send to arrival): p50 {burstP50:0.0} ms, p99 {burstP99:0.0} ms",
+            double.NaN, double.NaN, $"at {rate:N0} deliveries/s (half of M4), {gwCount:N0} deliveries; target p50 < raw + 5 ms, p99 < raw + 50 ms; each event fans out to {Subscriptions} endpoints at once; raw POSTs sent in the same bursts of {Subscriptions} (send to arrival): p50 {burstP50:0.0} ms, p99 {burstP99:0.0} ms; Gymwire's stages: {gwStages}",
             extraMet: met);
 
         // M6: a backlog drains.
@@ -756,9 +756,10 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         }
     }
 
-    private async Task<(int Count, double P50, double P99)> GymwireLatencyAsync(Guid gymId, double deliveriesPerSecond)
+    private async Task<(int Count, double P50, double P99, string Stages)> GymwireLatencyAsync(Guid gymId, double deliveriesPerSecond)
     {
         await receivers.ResetAsync();
+        using var stages = new InstrumentSamples(DeliveryMetrics.MeterName, DispatcherLag, AttemptDuration);
         var eventsPerSecond = deliveriesPerSecond / Subscriptions;
         var total = Math.Max(5, (int)(eventsPerSecond * o.LatencyDuration.TotalSeconds));
         var clock = Stopwatch.StartNew();
@@ -777,8 +778,13 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         }
         await receivers.WaitForAsync((long)total * Subscriptions, clock, o.LatencyDuration + TimeSpan.FromMinutes(1));
         await SettleAsync(gymId);
-        return await receivers.LatencyAsync();
+        var (count, p50, p99) = await receivers.LatencyAsync();
+        return (count, p50, p99,
+            $"{stages.Milliseconds(DispatcherLag, "commit to fan-out committed (per event)")}; {stages.Milliseconds(AttemptDuration, "attempt (send to response read)")}");
     }
+
+    private const string DispatcherLag = "gymwire.webhook.dispatcher.lag";
+    private const string AttemptDuration = "gymwire.webhook.attempt.duration";
 
     private async Task<(double P50, double P99)> RawLatencyAsync(byte[] payload, double perSecond)
     {
