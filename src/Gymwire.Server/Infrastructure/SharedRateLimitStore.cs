@@ -43,7 +43,7 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
     public const int LeaseFrom = 2000;
 
     /// <summary>The most permits one lease takes.</summary>
-    public const int MaxLease = 256;
+    public const int MaxLease = 4096;
 
     /// <summary>How long a node admits from a lease before it asks again.</summary>
     public static readonly TimeSpan LeaseTime = TimeSpan.FromSeconds(1);
