@@ -29,7 +29,7 @@ internal sealed class InstrumentSamples : IDisposable
         _listener.Start();
     }
 
-    /// <summary>"name p50 x ms, p99 y ms (n values)" for a histogram recorded in seconds.</summary>
+    /// <summary>"label p50 x ms, p99 y ms" for a histogram recorded in seconds.</summary>
     public string Milliseconds(string instrument, string label)
     {
         var sorted = _values[instrument].Select(v => v * 1000).Order().ToArray();

@@ -783,8 +783,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             $"{stages.Milliseconds(DispatcherLag, "commit to fan-out committed (per event)")}; {stages.Milliseconds(AttemptDuration, "attempt (send to response read)")}");
     }
 
-    private const string DispatcherLag = "gymwire.webhook.dispatcher.lag";
-    private const string AttemptDuration = "gymwire.webhook.attempt.duration";
+    private const string DispatcherLag = DeliveryMetrics.DispatchLagName;
+    private const string AttemptDuration = DeliveryMetrics.AttemptDurationName;
 
     private async Task<(double P50, double P99)> RawLatencyAsync(byte[] payload, double perSecond)
     {

@@ -12,6 +12,10 @@ namespace Gymwire.Features.Webhooks;
 public sealed class DeliveryMetrics
 {
     public const string MeterName = "Gymwire.Webhooks";
+
+    /// <summary>The histograms' names, for readers in process (the bench splits M5's latency by them).</summary>
+    public const string AttemptDurationName = "gymwire.webhook.attempt.duration";
+    public const string DispatchLagName = "gymwire.webhook.dispatcher.lag";
     public const string OutcomeTag = GymwireInstruments.OutcomeTag;
     public const string TriggerTag = "gymwire.webhook.trigger";
     public const string SubscriptionTag = "gymwire.webhook.subscription_id";
@@ -83,7 +87,7 @@ public sealed class DeliveryMetrics
             "Deliveries created (one per event and matching subscription, and per test or redelivery).");
         _attempts = meter.CreateCounter<long>("gymwire.webhook.attempts", "{attempt}",
             "HTTP attempts to deliver a webhook, by outcome (2xx, 4xx, 5xx, other_status, timeout, connection_error, egress_refused) and trigger (initial, retry, redeliver, test).");
-        _attemptDuration = meter.CreateHistogram("gymwire.webhook.attempt.duration", "s",
+        _attemptDuration = meter.CreateHistogram(AttemptDurationName, "s",
             "Duration of one delivery attempt, from sending the request to the end of reading the response excerpt.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
         _latency = meter.CreateHistogram("gymwire.webhook.delivery.latency", "s",
@@ -91,7 +95,7 @@ public sealed class DeliveryMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400] });
         _undeliverable = meter.CreateCounter<long>("gymwire.webhook.deliveries.undeliverable", "{delivery}",
             "Deliveries ended without success: every scheduled attempt failed, a test send failed, the endpoint answered 410, or the subscription was deactivated (410, failing too long, its API key revoked) or deleted with the delivery queued.");
-        _dispatchLag = meter.CreateHistogram("gymwire.webhook.dispatcher.lag", "s",
+        _dispatchLag = meter.CreateHistogram(DispatchLagName, "s",
             "Time from an event's commit to the dispatcher creating its deliveries.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _depth = meter.CreateObservableGauge("gymwire.webhook.queue.depth", () => Observe(_queue, q => q.Due), "{delivery}",
