@@ -157,6 +157,17 @@ public abstract class ZapierActionTests(GymwireFixture fx)
         fx.Clock.Advance(TimeSpan.FromHours(25));
         var afterExpiry = await (await client.SendAsync(Request("zap-1", new { first_name = "Once" }))).AssertStatusAsync(HttpStatusCode.Created);
         Assert.NotEqual(firstBody.GetProperty("id").GetString(), afterExpiry.GetProperty("id").GetString());
+
+        // Concurrent retries of an expired key: each finds the old record and removes it, one creates, all answer with its result.
+        var expiredRacers = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => client.SendAsync(Request("zap-race", new { first_name = "Race again" }))));
+        var renewed = new HashSet<string?>();
+        foreach (var r in expiredRacers)
+        {
+            renewed.Add((await r.AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetString());
+        }
+        Assert.Single(renewed);
+        Assert.DoesNotContain(renewed.Single(), ids);
+        Assert.Equal(4, await fx.WithDbAsync(db => db.Leads.CountAsync(l => l.GymId == gym.GymId)));
     }
 
     [Fact]

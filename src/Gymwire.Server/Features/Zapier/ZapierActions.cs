@@ -150,16 +150,16 @@ public static class ZapierActions
 
     private static async Task<IResult?> ReplayAsync(GymwireDbContext db, Guid gymId, string key, byte[] requestHash, DateTime now, CancellationToken ct)
     {
-        var record = await db.IdempotencyRecords.FirstOrDefaultAsync(r => r.GymId == gymId && r.Key == key, ct);
+        var record = await db.IdempotencyRecords.AsNoTracking().FirstOrDefaultAsync(r => r.GymId == gymId && r.Key == key, ct);
         if (record is null)
         {
             return null;
         }
         if (record.CreatedAt < now - IdempotencyWindow)
         {
-            // Expired: the key may be used afresh.
-            db.IdempotencyRecords.Remove(record);
-            await db.SaveChangesAsync(ct);
+            // Expired: the key may be used afresh. Concurrent retries may all find it; one statement each deletes it at
+            // most once, and the unique key then lets one of them create.
+            await db.IdempotencyRecords.Where(r => r.Id == record.Id).ExecuteDeleteAsync(ct);
             return null;
         }
         if (!CryptographicOperations.FixedTimeEquals(record.RequestHash, requestHash))
