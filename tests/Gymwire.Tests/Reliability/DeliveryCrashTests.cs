@@ -141,6 +141,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
             // First kill: wherever the process happens to be at 20 % of the deliveries (sending, claiming, recording).
             await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 5 || node.HasExited), TimeSpan.FromSeconds(180),
                 "20 % of the deliveries before the first kill");
+            Assert.False(node.HasExited, $"the node exited before the first kill: {node.Output}");
             await node.KillAsync();
             await node.DisposeAsync();
             node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
@@ -149,6 +150,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
             // so deliveries the receiver answers 2xx from then on cannot be recorded; the process dies with them unrecorded.
             await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 2 || node.HasExited), TimeSpan.FromSeconds(180),
                 "50 % of the deliveries before the second kill");
+            Assert.False(node.HasExited, $"the restarted node exited before the second kill: {node.Output}");
             unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
             Assert.NotEmpty(unrecorded);
             output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
@@ -157,7 +159,8 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
         }
         catch
         {
-            // A failed wait must not leave the node running past the test.
+            // A failed wait must not leave the node running past the test; what the node logged explains most failures.
+            output.WriteLine($"node output (exited: {node.HasExited}):\n{node.Output}");
             await node.DisposeAsync();
             throw;
         }
