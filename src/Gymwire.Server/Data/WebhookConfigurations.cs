@@ -51,7 +51,7 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.HasStorageParameter("fillfactor", 80);
         b.Property(x => x.Event).HasMaxLength(64);
         b.Property(x => x.Status).HasMaxLength(16);
-        b.Property(x => x.LastError).HasMaxLength(1000);
+        b.Property(x => x.LastError).HasMaxLength(WebhookAttempt.MaxErrorLength);
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(x => x.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
         // The delivery log, and retention (which walks it subscription by subscription: every index here is one
@@ -80,8 +80,8 @@ internal sealed class WebhookAttemptConfiguration : IEntityTypeConfiguration<Web
     public void Configure(EntityTypeBuilder<WebhookAttempt> b)
     {
         b.ToGymTable("webhook_attempts");
-        b.Property(x => x.Error).HasMaxLength(1000);
-        b.Property(x => x.ResponseHeaders).HasMaxLength(4000);
+        b.Property(x => x.Error).HasMaxLength(WebhookAttempt.MaxErrorLength);
+        b.Property(x => x.ResponseHeaders).HasMaxLength(WebhookAttempt.MaxResponseHeadersLength);
         b.Property(x => x.Trigger).HasMaxLength(16);
         b.HasOne<WebhookDelivery>().WithMany().HasForeignKey(x => x.DeliveryId).OnDelete(DeleteBehavior.Cascade);
         b.HasIndex(x => new { x.GymId, x.DeliveryId, x.Number });

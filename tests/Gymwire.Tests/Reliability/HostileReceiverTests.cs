@@ -1,4 +1,8 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using Gymwire.Features.Events;
+using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
@@ -69,6 +73,125 @@ public abstract class HostileReceiverTests(GymwireFixture fx)
             await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.WebhookAttempts.AnyAsync(a => a.GymId == gym.GymId && a.Error != null && a.DurationMs < 10_000 &&
                     db.WebhookDeliveries.Any(d => d.Id == a.DeliveryId && d.SubscriptionId == subscription))),
                 TimeSpan.FromSeconds(60), $"a timed-out attempt for {path}");
+        }
+    }
+
+    [Fact]
+    public async Task A_malformed_answer_is_recorded_as_a_failed_attempt_that_fits_its_row()
+    {
+        // Not HTTP: a status line without a reason phrase, followed by 3,000 characters, which .NET quotes in its error.
+        await using var receiver = await RawReceiver.StartAsync("HTTP/1.1 200" + new string('x', 3000) + "\r\n\r\n");
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync($"http://127.0.0.1:{receiver.Port}/malformed");
+        await fx.WithDbAsync(db =>
+        {
+            db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), first_name = "M", last_name = (string?)null, source = "r3" }, fx.Clock.GetUtcNow().UtcDateTime);
+            return db.SaveChangesAsync();
+        });
+
+        // Recorded once, as a failure with the receiver's text cut to the column, and the delivery scheduled for a retry.
+        await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.WebhookDeliveries.AnyAsync(d => d.SubscriptionId == hook.Id && d.Status == DeliveryStatus.Retrying)),
+            TimeSpan.FromSeconds(30), "the malformed answer recorded as a failed attempt");
+        var attempt = await fx.WithDbAsync(db => db.WebhookAttempts.SingleAsync(a => a.GymId == gym.GymId));
+        Assert.Null(attempt.StatusCode);
+        Assert.NotNull(attempt.Error);
+        Assert.True(attempt.Error.Length <= WebhookAttempt.MaxErrorLength, $"a {attempt.Error.Length}-character error");
+        Assert.Equal(1, receiver.Connections);
+    }
+
+    [Fact]
+    public void Kept_response_headers_fit_their_column_however_much_their_values_escape()
+    {
+        using var response = new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) { Content = new ByteArrayContent([]) };
+        // Quotes and backslashes escape to two characters each, C1 control characters to six.
+        response.Headers.TryAddWithoutValidation("Server", new string('"', 600));
+        response.Headers.TryAddWithoutValidation("Location", new string('\\', 600));
+        response.Headers.TryAddWithoutValidation("Retry-After", new string('\u0085', 600));
+        response.Headers.TryAddWithoutValidation("Date", new string('"', 600));
+        response.Content.Headers.TryAddWithoutValidation("Content-Type", new string('\u0090', 600));
+        var json = Attempt.SelectHeaders(response);
+        Assert.True(json.Length <= WebhookAttempt.MaxResponseHeadersLength, $"{json.Length} characters of headers");
+        var kept = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(json)!;
+        Assert.Equal(["content-type", "date", "location", "retry-after", "server"], kept.Keys.Order());
+        Assert.All(kept.Values, v => Assert.InRange(v.Length, 100, 500));
+
+        // Ordinary headers are kept whole.
+        using var plain = new HttpResponseMessage(HttpStatusCode.OK) { Content = new ByteArrayContent([]) };
+        plain.Headers.TryAddWithoutValidation("Server", "nginx/1.27.0");
+        Assert.Equal("""{"server":"nginx/1.27.0"}""", Attempt.SelectHeaders(plain));
+    }
+
+    /// <summary>A TCP listener on loopback that answers every request with the same bytes, whatever they are, and closes.</summary>
+    private sealed class RawReceiver : IAsyncDisposable
+    {
+        private readonly TcpListener _listener;
+        private readonly byte[] _answer;
+        private readonly CancellationTokenSource _stop = new();
+        private Task _accepting = Task.CompletedTask;
+        private int _connections;
+
+        private RawReceiver(TcpListener listener, byte[] answer)
+        {
+            _listener = listener;
+            _answer = answer;
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public int Connections => Volatile.Read(ref _connections);
+
+        public static Task<RawReceiver> StartAsync(string answer)
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var receiver = new RawReceiver(listener, Encoding.Latin1.GetBytes(answer));
+            receiver._accepting = receiver.AcceptAsync();
+            return Task.FromResult(receiver);
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    Interlocked.Increment(ref _connections);
+                    _ = AnswerAsync(client);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        private async Task AnswerAsync(TcpClient client)
+        {
+            using (client)
+            {
+                var stream = client.GetStream();
+                // Reads the request's head (the body may follow; it is not needed to answer).
+                var buffer = new byte[64 * 1024];
+                var read = 0;
+                while (read < buffer.Length && !Encoding.Latin1.GetString(buffer, 0, read).Contains("\r\n\r\n", StringComparison.Ordinal))
+                {
+                    var n = await stream.ReadAsync(buffer.AsMemory(read), _stop.Token);
+                    if (n == 0)
+                    {
+                        return;
+                    }
+                    read += n;
+                }
+                await stream.WriteAsync(_answer, _stop.Token);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accepting;
+            _stop.Dispose();
         }
     }
 }

@@ -108,6 +108,12 @@ public sealed class WebhookDelivery
 /// <summary>One HTTP attempt of a delivery, whatever its outcome.</summary>
 public sealed class WebhookAttempt
 {
+    /// <summary>The longest <see cref="Error"/> (and a delivery's last error) stored; longer ones are cut.</summary>
+    public const int MaxErrorLength = 1000;
+
+    /// <summary>The longest <see cref="ResponseHeaders"/> JSON stored.</summary>
+    public const int MaxResponseHeadersLength = 4000;
+
     public Guid Id { get; set; }
     public Guid GymId { get; set; }
     public Guid DeliveryId { get; set; }

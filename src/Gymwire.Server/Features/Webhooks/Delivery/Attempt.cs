@@ -66,6 +66,9 @@ public sealed partial class Attempt(
             activity.SetTag("gymwire.webhook.attempt", attempt.Number);
         }
         var (retryAfter, outcome, duration) = await PostAsync(delivery, attempt, ct);
+        // An error can quote the receiver (a malformed status line, up to 64 KiB): stored whole, a row too long for its
+        // column would fail to be recorded at every attempt, and the delivery be sent again after every claim.
+        attempt.Error = Truncate(attempt.Error, WebhookAttempt.MaxErrorLength);
         metrics.RecordAttempt(outcome, attempt.Trigger, duration, delivery.SubscriptionId);
         if (activity is not null)
         {
@@ -215,18 +218,31 @@ public sealed partial class Attempt(
         };
     }
 
-    private static string SelectHeaders(HttpResponseMessage response)
+    /// <summary>
+    /// The kept headers as a JSON object that fits its column: each value is cut to 500 characters and, if escaping
+    /// still makes the whole too long, to an equal share that fits even if every character were escaped (six each).
+    /// </summary>
+    internal static string SelectHeaders(HttpResponseMessage response)
     {
-        var kept = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
+        var values = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, header) in response.Headers.Concat(response.Content.Headers))
         {
             var lower = name.ToLowerInvariant();
             if (KeptResponseHeaders.Contains(lower))
             {
-                kept[lower] = Truncate(string.Join(", ", values), 500)!;
+                values[lower] = string.Join(", ", header);
             }
         }
-        return JsonSerializer.Serialize(kept, GymwireJson.Options);
+        var json = Serialize(500);
+        if (json.Length > WebhookAttempt.MaxResponseHeadersLength)
+        {
+            // The names and the JSON punctuation take at most 20 characters a header.
+            json = Serialize((WebhookAttempt.MaxResponseHeadersLength / values.Count - 20) / 6);
+        }
+        return json;
+
+        string Serialize(int maxValue) =>
+            JsonSerializer.Serialize(values.ToDictionary(v => v.Key, v => Truncate(v.Value, maxValue)), GymwireJson.Options);
     }
 
     /// <summary>

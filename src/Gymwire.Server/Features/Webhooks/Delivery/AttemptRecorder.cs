@@ -210,7 +210,7 @@ public sealed partial class AttemptRecorder : IDisposable
                     $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
             }
         }
-        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, Truncate(attempt.Error, 1000), next), attempt);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, attempt.Error, next), attempt);
     }
 
     /// <summary>
@@ -225,7 +225,7 @@ public sealed partial class AttemptRecorder : IDisposable
         var ended = attempt.StatusCode == StatusCodes.Status410Gone || record.Delivery.IsTest || attemptCount > _options.EffectiveRetrySchedule.Count;
         var status = ended ? DeliveryStatus.Undeliverable : DeliveryStatus.Retrying;
         LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status);
-        return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, Truncate(attempt.Error, 1000), null), attempt);
+        return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, attempt.Error, null), attempt);
     }
 
     private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
@@ -261,8 +261,6 @@ public sealed partial class AttemptRecorder : IDisposable
 
     [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
     private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
-
-    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
 
     [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Could not notify the owner that webhook subscription {SubscriptionId} was deactivated")]
     private static partial void LogNotifyFailed(ILogger logger, Guid subscriptionId, Exception exception);
