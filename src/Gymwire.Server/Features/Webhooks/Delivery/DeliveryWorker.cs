@@ -95,46 +95,61 @@ public sealed partial class DeliveryWorker(
         // A failing endpoint's probe, tried once per claim: the end of the probe this node won, or null when it lost it.
         Dictionary<Guid, DateTime?>? probes = null;
         TaskCompletionSource? afterRelease = null;
-        foreach (var delivery in claimed)
-        {
-            if (probes is not null && probes.TryGetValue(delivery.SubscriptionId, out var probeEnd))
-            {
-                // Its other deliveries wait for the probe's outcome, due when the probe ends, as its queued ones do.
-                refused.Add(probeEnd is { } end ? delivery with { DueAt = end } : delivery);
-                continue;
-            }
-            var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
-            if (admission == Admission.Probe)
-            {
-                (probes ??= [])[delivery.SubscriptionId] = probeEnd = await ClaimProbeAsync(delivery.SubscriptionId, ct);
-                if (probeEnd is not null)
-                {
-                    // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
-                    // on (to its next pause's end, or now), and must find these among them.
-                    afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
-                    continue;
-                }
-            }
-            if (admission != Admission.Go)
-            {
-                refused.Add(delivery);
-                continue;
-            }
-            var started = new TaskCompletionSource();
-            _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
-            started.SetResult();
-        }
+        var next = 0;
         try
         {
-            if (refused.Count > 0)
+            for (; next < claimed.Count; next++)
             {
-                await queue.ReleaseAsync(refused, CancellationToken.None);
+                var delivery = claimed[next];
+                if (probes is not null && probes.TryGetValue(delivery.SubscriptionId, out var probeEnd))
+                {
+                    // Its other deliveries wait for the probe's outcome, due when the probe ends, as its queued ones do.
+                    refused.Add(probeEnd is { } end ? delivery with { DueAt = end } : delivery);
+                    continue;
+                }
+                var admission = policy.Admit(delivery.SubscriptionId, delivery.Health);
+                if (admission == Admission.Probe)
+                {
+                    (probes ??= [])[delivery.SubscriptionId] = probeEnd = await ClaimProbeAsync(delivery.SubscriptionId, ct);
+                    if (probeEnd is not null)
+                    {
+                        // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
+                        // on (to its next pause's end, or now), and must find these among them.
+                        afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
+                        continue;
+                    }
+                }
+                if (admission != Admission.Go)
+                {
+                    refused.Add(delivery);
+                    continue;
+                }
+                var started = new TaskCompletionSource();
+                _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
+                started.SetResult();
             }
+        }
+        catch
+        {
+            // A probe's claim failed (the database, or shutdown): the claims not started yet go back with the refused ones.
+            refused.AddRange(claimed.Skip(next));
+            throw;
         }
         finally
         {
-            afterRelease?.SetResult();
+            try
+            {
+                if (refused.Count > 0)
+                {
+                    await queue.ReleaseAsync(refused, CancellationToken.None);
+                }
+            }
+            finally
+            {
+                // Probes started above wait for this, whatever happened since.
+                afterRelease?.SetResult();
+            }
         }
         return claimed.Count == free && refused.Count == 0;
     }
