@@ -7,8 +7,9 @@ using Microsoft.EntityFrameworkCore;
 namespace Gymwire.Tests.Dashboard;
 
 /// <summary>
-/// Issue #25: the dashboard's destructive actions (deleting a webhook, rotating its secret) spend the same per-owner
-/// budget as the API's (5 an hour), while revoking a key and disabling a webhook are never limited.
+/// Issue #25: the dashboard's destructive actions (deleting a webhook, rotating its secret, disconnecting Stripe,
+/// stopping the scheduled report) spend the same per-owner budget as the API's (5 an hour), while revoking a key and
+/// disabling a webhook are never limited.
 /// </summary>
 public abstract class DashboardRateLimitTests(WebhookFixture fx)
 {
@@ -68,5 +69,54 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         // An hour later the budget is back.
         fx.Clock.Advance(TimeSpan.FromHours(1));
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{spare.Id}/delete")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Disconnecting_Stripe_and_stopping_the_scheduled_report_in_the_dashboard_spend_the_destructive_limit()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        Task ConnectAsync() => fx.WithDbAsync(db =>
+        {
+            db.StripeAccounts.Add(new Gymwire.Features.Stripe.StripeAccount { GymId = gym.GymId, ProtectedEndpointSecret = "not read here", SecretHint = "1234" });
+            return db.SaveChangesAsync();
+        });
+        Task ScheduleAsync() => fx.WithDbAsync(db =>
+        {
+            db.ReportSchedules.Add(new Gymwire.Features.Email.ReportSchedule { GymId = gym.GymId, Frequency = "monthly", ReportedThrough = new DateTime(2026, 4, 1, 0, 0, 0, DateTimeKind.Utc) });
+            return db.SaveChangesAsync();
+        });
+
+        // With nothing connected or scheduled, nothing changes and nothing is spent.
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/settings/integrations/payments?handler=Remove")).StatusCode);
+            Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "off"))).StatusCode);
+        }
+        // Three disconnections and two stops spend the owner's five.
+        for (var i = 0; i < 3; i++)
+        {
+            await ConnectAsync();
+            Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/settings/integrations/payments?handler=Remove")).StatusCode);
+        }
+        for (var i = 0; i < 2; i++)
+        {
+            await ScheduleAsync();
+            Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "off"))).StatusCode);
+        }
+        await ConnectAsync();
+        await ScheduleAsync();
+        var refusedDisconnect = await browser.SubmitAsync("/settings/integrations/payments?handler=Remove");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refusedDisconnect.StatusCode);
+        Assert.InRange(int.Parse(refusedDisconnect.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture), 3599, 3600);
+        Assert.Contains("limit of 5 deletions and secret rotations per 1 hour", await refusedDisconnect.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.True(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
+        var refusedStop = await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "off"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, refusedStop.StatusCode);
+        Assert.True(await fx.WithDbAsync(db => db.ReportSchedules.AnyAsync(s => s.GymId == gym.GymId)));
+        // The same budget as the API's.
+        await (await owner.DeleteAsync("/api/gym/integrations/stripe")).AssertErrorAsync(HttpStatusCode.TooManyRequests);
     }
 }

@@ -5,7 +5,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Accounting export: the scheduled report's form (how often or off, to whom, in which format) and the last reports emailed.</summary>
 public sealed partial class AccountingIntegrationModel(
-    GymwireDbContext db, IEmailSender email, TimeProvider clock, ReportSignal signal, GymTime time, ILogger<AccountingIntegrationModel> logger) : PageModel
+    GymwireDbContext db, IEmailSender email, DashboardRateLimits limits, TimeProvider clock, ReportSignal signal, GymTime time, ILogger<AccountingIntegrationModel> logger) : PageModel
 {
     public const string Off = "off";
 
@@ -42,7 +42,19 @@ public sealed partial class AccountingIntegrationModel(
         var gymId = User.GetGymId();
         if (Frequency == Off)
         {
-            await db.ReportSchedules.Where(s => s.GymId == gymId).ExecuteDeleteAsync(ct);
+            // Stopping the schedule is destructive, limited as the API's DELETE /api/gym/exports/schedule is.
+            var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
+            if (limited is not null)
+            {
+                ModelState.AddModelError(string.Empty, limited);
+                await LoadAsync(ct);
+                return Page();
+            }
+            if (await db.ReportSchedules.Where(s => s.GymId == gymId).ExecuteDeleteAsync(ct) == 0)
+            {
+                // There was no schedule: nothing changed, so nothing is spent.
+                await limits.ReleaseAsync(permit);
+            }
             TempData.SetFlash("Scheduled reports are off. CSV exports can still be downloaded from the Exports page.");
             return Redirect("/settings/integrations/accounting");
         }

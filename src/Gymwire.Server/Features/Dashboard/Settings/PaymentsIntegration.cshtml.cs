@@ -9,7 +9,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// API's PUT does), Disconnect, and the last events received with what became of each.
 /// </summary>
 public sealed partial class PaymentsIntegrationModel(
-    GymwireDbContext db, StripeSecrets secrets, IntegrationTiles tiles, TimeProvider clock, ILogger<PaymentsIntegrationModel> logger) : PageModel
+    GymwireDbContext db, StripeSecrets secrets, IntegrationTiles tiles, DashboardRateLimits limits, TimeProvider clock, ILogger<PaymentsIntegrationModel> logger) : PageModel
 {
     public StripeAccount? Account { get; private set; }
 
@@ -39,10 +39,22 @@ public sealed partial class PaymentsIntegrationModel(
         return Redirect("/settings/integrations/payments");
     }
 
+    /// <summary>A destructive action, limited as the API's <c>DELETE /api/gym/integrations/stripe</c> is.</summary>
     public async Task<IActionResult> OnPostRemoveAsync(CancellationToken ct)
     {
         var gymId = User.GetGymId();
-        await db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct);
+        var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
+        if (limited is not null)
+        {
+            ModelState.AddModelError(string.Empty, limited);
+            await LoadAsync(ct);
+            return Page();
+        }
+        if (await db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct) == 0)
+        {
+            // Nothing was connected: nothing changed, so nothing is spent.
+            await limits.ReleaseAsync(permit);
+        }
         LogRemoved(logger, gymId);
         TempData.SetFlash("Stripe disconnected: the signing secret is forgotten, and Stripe's events are rejected until you save one again.");
         return Redirect("/settings/integrations/payments");
