@@ -96,11 +96,15 @@ public abstract class KeyRingTests(GymwireFixture fx)
             var (gym, stripe, hookId, hookSecret) = await GymWithSecretsAsync(Address(old), () => CreateGymAsync(old, anonymous));
             (gymId, stripeSecret, webhookId, webhookSecret) = (gym.GymId, stripe, hookId, hookSecret);
             cookie = await DashboardCookieAsync(Address(old), gym.OwnerEmail, gym.OwnerPassword);
+            // A ring of several keys (one every 90 days), as an installation a year old has: on SQLite a ring of more
+            // than a page, whose rows' old bytes an update leaves in the page's free space.
+            await AddOldFormatKeysAsync(old, 4);
             before = await KeyRingAsync(old);
-            Assert.NotEmpty(before);
+            Assert.Equal(5, before.Count);
             Assert.All(before, xml => Assert.Contains("requiresEncryption=\"true\"", xml, StringComparison.Ordinal)); // as the old code stored them
             await old.StopAsync();
         }
+        var plainMasterKeys = before.Select(xml => XElement.Parse(xml).Descendants("value").Single().Value).ToList();
 
         await using var upgraded = await StartAsync(connectionString, []);
         var after = await KeyRingAsync(upgraded);
@@ -121,6 +125,17 @@ public abstract class KeyRingTests(GymwireFixture fx)
         var request = new HttpRequestMessage(HttpMethod.Post, $"/api/integrations/stripe/webhook/{gymId}") { Content = new StringContent(payload, System.Text.Encoding.UTF8, "application/json") };
         request.Headers.TryAddWithoutValidation("Stripe-Signature", StripeSigner.Sign(payload, stripeSecret, fx.Clock.GetUtcNow()));
         await (await stripeClient.SendAsync(request)).AssertStatusAsync(HttpStatusCode.OK);
+
+        // No unencrypted master key is left anywhere in the database's files, free space and write-ahead log included.
+        if (fx.Store == Store.Sqlite)
+        {
+            var file = new SqliteConnectionStringBuilder(connectionString).DataSource;
+            foreach (var path in new[] { file, file + "-wal" }.Where(File.Exists))
+            {
+                var bytes = System.Text.Encoding.Latin1.GetString(await File.ReadAllBytesAsync(path));
+                Assert.All(plainMasterKeys, key => Assert.DoesNotContain(key, bytes, StringComparison.Ordinal));
+            }
+        }
 
         // And the copy of the upgraded database no longer gives them away.
         var attacker = Attacker.Provider(copy.KeyRing, kek: null);
@@ -232,6 +247,23 @@ public abstract class KeyRingTests(GymwireFixture fx)
     }
 
     private static string KeyId(string xml) => (string)XElement.Parse(xml).Attribute("id")!;
+
+    /// <summary>Copies of the ring's first key as the old code stored them (master key unencrypted), each with an id and a master key of its own.</summary>
+    private static async Task AddOldFormatKeysAsync(WebApplication app, int count)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var template = await db.DataProtectionKeys.OrderBy(k => k.Id).Select(k => k.Xml!).FirstAsync();
+        for (var i = 0; i < count; i++)
+        {
+            var key = XElement.Parse(template);
+            var id = Guid.NewGuid();
+            key.SetAttributeValue("id", id);
+            key.Descendants("value").Single().Value = Convert.ToBase64String(RandomNumberGenerator.GetBytes(64));
+            db.DataProtectionKeys.Add(new Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey { FriendlyName = $"key-{id}", Xml = key.ToString(SaveOptions.DisableFormatting) });
+        }
+        await db.SaveChangesAsync();
+    }
 
     /// <summary>The dashboard session cookie of a sign-in through the login form.</summary>
     private static async Task<string> DashboardCookieAsync(Uri server, string email, string password)
