@@ -69,10 +69,14 @@ public sealed partial class ApiKeyRevocationPoller(
             try
             {
                 var now = await ReadAsync(stoppingToken);
-                if (seen is { } before && before != now)
+                // The first read clears too: keys cached before it (at start) were checked against a state it has not seen.
+                if (seen != now)
                 {
                     cache.Clear();
-                    LogCleared(logger);
+                    if (seen is not null)
+                    {
+                        LogCleared(logger);
+                    }
                 }
                 seen = now;
             }
@@ -82,9 +86,9 @@ public sealed partial class ApiKeyRevocationPoller(
             }
             catch (Exception e)
             {
-                // The database is unreachable or busy: trust nothing cached meanwhile, and try again.
+                // The database is unreachable or busy: trust nothing cached meanwhile, and try again. The last state read
+                // stays: a revocation made meanwhile changes it, so the next read that succeeds clears what was cached since.
                 cache.Clear();
-                seen = null;
                 LogPollFailed(logger, e);
             }
             // A stop ends the wait without an exception; the loop's condition then ends the service.
