@@ -135,12 +135,19 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
         {
             return limit < LeaseFrom ? await AcquireOneAsync(key, limit, window, ct) : await AcquireLeasedAsync(key, limit, window, now, ct);
         }
+        catch (StoreFailedMeanwhileException)
+        {
+            return Local(await _local.TryAcquireAsync(key, limit, window, ct));
+        }
         catch (Exception e) when (e is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
             Failed(now, e);
             return Local(await _local.TryAcquireAsync(key, limit, window, ct));
         }
     }
+
+    /// <summary>A check that waited for a call to the store while another call found it failing: it goes to the local limiter.</summary>
+    private sealed class StoreFailedMeanwhileException() : Exception("The shared rate-limit store failed while this check waited");
 
     private async Task<RateLimitDecision> AcquireOneAsync(string key, int limit, TimeSpan window, CancellationToken ct)
     {
@@ -180,6 +187,16 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
                 batch = checks.Waiting;
                 checks.Waiting = [];
             }
+            if (!UseShared(_clock.GetUtcNow()))
+            {
+                // The call before this one failed (a timeout, say): the checks that queued behind it go to the local
+                // limiter now, as the documented fail-open promises, rather than wait out a call of their own.
+                foreach (var done in batch)
+                {
+                    done.TrySetException(new StoreFailedMeanwhileException());
+                }
+                continue;
+            }
             try
             {
                 var permit = NewPermit();
@@ -207,6 +224,11 @@ public sealed partial class PostgresRateLimitStore : IRateLimitStore, IAsyncDisp
             }
             catch (Exception e)
             {
+                if (e is NpgsqlException or TimeoutException)
+                {
+                    // Here, not only in the checks' own handlers (which run later): the next pass must see it.
+                    Failed(_clock.GetUtcNow(), e);
+                }
                 foreach (var done in batch)
                 {
                     done.TrySetException(e);

@@ -23,6 +23,7 @@ public sealed class SharedLimitOutageTests(PostgresGymwire fx) : IClassFixture<P
     {
         var store = fx.Services.GetRequiredService<IRateLimitStore>();
         var shared = Assert.IsType<PostgresRateLimitStore>(store);
+        var (fellBackBefore, recoveredBefore) = (Count(FellBack), Count(Recovered));
         var gym = await fx.CreateGymAsync();
         var key = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read" } })).AssertStatusAsync(HttpStatusCode.Created))
             .GetProperty("key").GetString()!;
@@ -49,8 +50,8 @@ public sealed class SharedLimitOutageTests(PostgresGymwire fx) : IClassFixture<P
             // Retried after 5 s, and failing again: still one log line for the whole outage.
             fx.Clock.Advance(PostgresRateLimitStore.RetryAfterFailure);
             await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertErrorAsync(HttpStatusCode.TooManyRequests);
-            Assert.Equal(1, Count(FellBack));
-            Assert.Equal(0, Count(Recovered));
+            Assert.Equal(fellBackBefore + 1, Count(FellBack));
+            Assert.Equal(recoveredBefore, Count(Recovered));
         }
         finally
         {
@@ -68,8 +69,54 @@ public sealed class SharedLimitOutageTests(PostgresGymwire fx) : IClassFixture<P
         }
         Assert.Equal(50, admitted);
         Assert.False(shared.FallenBack);
-        Assert.Equal(1, Count(FellBack));
-        Assert.Equal(1, Count(Recovered));
+        Assert.Equal(fellBackBefore + 1, Count(FellBack));
+        Assert.Equal(recoveredBefore + 1, Count(Recovered));
+    }
+
+    [Fact]
+    public async Task Checks_queued_behind_a_call_that_times_out_fall_back_with_it_not_a_timeout_later()
+    {
+        var gym = await fx.CreateGymAsync();
+        var key = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read" } })).AssertStatusAsync(HttpStatusCode.Created))
+            .GetProperty("key").GetString()!;
+        using var client = fx.Client(key);
+        await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
+        // The store hangs: every check's call waits for this lock until its command timeout.
+        await using var hang = new Npgsql.NpgsqlConnection(fx.ConnectionString);
+        await hang.OpenAsync();
+        await using (var command = new Npgsql.NpgsqlCommand("BEGIN; LOCK TABLE rate_limit_keys IN ACCESS EXCLUSIVE MODE", hang))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+        try
+        {
+            var since = System.Diagnostics.Stopwatch.StartNew();
+            var first = Timed(client.GetAsync("/api/zapier/triggers?type=new_member"), since);
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            var queued = Timed(client.GetAsync("/api/zapier/triggers?type=new_member"), since);
+            var (firstResponse, firstDone) = await first;
+            var (queuedResponse, queuedDone) = await queued;
+            await firstResponse.AssertStatusAsync(HttpStatusCode.OK);
+            await queuedResponse.AssertStatusAsync(HttpStatusCode.OK);
+            Assert.InRange(firstDone, TimeSpan.FromSeconds(PostgresRateLimitStore.CommandTimeoutSeconds - 1), TimeSpan.FromSeconds(PostgresRateLimitStore.CommandTimeoutSeconds + 5));
+            // Answered with the first, from the local limiter, not after a second timeout of its own.
+            Assert.True(queuedDone - firstDone < TimeSpan.FromSeconds(3), $"the queued check answered {queuedDone - firstDone} after the first");
+        }
+        finally
+        {
+            await using var rollback = new Npgsql.NpgsqlCommand("ROLLBACK", hang);
+            await rollback.ExecuteNonQueryAsync();
+            fx.Clock.Advance(PostgresRateLimitStore.RetryAfterFailure);
+        }
+        // The store answers again at the next check.
+        await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.False(Assert.IsType<PostgresRateLimitStore>(fx.Services.GetRequiredService<IRateLimitStore>()).FallenBack);
+
+        static async Task<(HttpResponseMessage Response, TimeSpan At)> Timed(Task<HttpResponseMessage> request, System.Diagnostics.Stopwatch since)
+        {
+            var response = await request;
+            return (response, since.Elapsed);
+        }
     }
 
     [Fact]
