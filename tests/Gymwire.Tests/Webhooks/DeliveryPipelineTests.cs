@@ -815,4 +815,42 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         var resumed = await fx.WaitForDeliveryAsync(byOwner.Id, d => d.Status == DeliveryStatus.Delivered, "the resumed delivery delivered");
         Assert.Equal(2, resumed.AttemptCount);
     }
+
+    [Fact]
+    public async Task A_delivery_read_while_its_webhook_was_off_and_recorded_after_it_was_enabled_again_is_due_at_once()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/enabled-again"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // A retry claimed by a worker (its lease running), whose webhook the owner disabled before the worker read it.
+        var d = Parked(gym.GymId, hook.Id, now);
+        (d.Status, d.AttemptCount, d.NextAttemptAt, d.LockedUntil, d.LastStatusCode, d.LastError) =
+            (DeliveryStatus.Retrying, 1, now.AddMinutes(1), now.AddMinutes(1), 503, "HTTP 503 from the endpoint");
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(d);
+            await db.SaveChangesAsync();
+            return await db.WebhookSubscriptions.Where(s => s.Id == hook.Id).ExecuteUpdateAsync(u => u.SetProperty(s => s.IsActive, false).SetProperty(s => s.DisabledAt, now));
+        });
+        var read = await fx.Queue().ReadUnfinishedAsync(d.Id, CancellationToken.None);
+        Assert.False(read!.SubscriptionActive);
+        var record = await fx.Services.GetRequiredService<Attempt>().SendAsync(read with { DueAt = now }, CancellationToken.None);
+        Assert.Null(record.Attempt);
+
+        // The owner enables it again before the worker records: the claimed delivery is not among those the enable resumes.
+        using var owner = gym.Owner();
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        await fx.Services.GetRequiredService<AttemptRecorder>().RecordAsync(record);
+
+        // Neither ended as if its webhook were off nor paused with no due time: due now, its state kept, and then sent.
+        var recorded = (await fx.DeliveriesAsync(hook.Id)).Single();
+        Assert.Equal((DeliveryStatus.Retrying, 1, 503, "HTTP 503 from the endpoint", (DateTime?)null),
+            (recorded.Status, recorded.AttemptCount, recorded.LastStatusCode, recorded.LastError, recorded.LockedUntil));
+        Assert.Equal(record.Finished, recorded.NextAttemptAt);
+        fx.WakeWorker();
+        await receiver.WaitForAsync("/enabled-again", 1);
+        var delivered = await fx.WaitForDeliveryAsync(hook.Id, x => x.Status == DeliveryStatus.Delivered, "the delivery sent once enabled");
+        Assert.Equal(2, delivered.AttemptCount);
+    }
 }

@@ -158,7 +158,13 @@ public sealed partial class AttemptRecorder : IDisposable
         var ownerDisabled = !subscription.IsActive && subscription.DisabledReason is null;
         if (record.Attempt is not { } attempt)
         {
-            // Claimed before the disable, read after it: nothing was sent, and the delivery keeps its last error.
+            // Read while its webhook was off: nothing was sent, and the delivery keeps its last error. Its webhook's
+            // state now decides: on again (enabled since the read), it is due now; disabled by the owner, paused with
+            // the others; deactivated by Gymwire, it ends.
+            if (subscription.IsActive && !record.Delivery.IsTest)
+            {
+                return (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, record.Finished), null);
+            }
             return ownerDisabled && !record.Delivery.IsTest
                 ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, null), null)
                 : (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,

@@ -35,11 +35,12 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     protected abstract ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct);
 
     /// <summary>
-    /// Inside a record's write transaction, before its subscriptions are read: locks those whose health the batch
-    /// changes (a failed attempt's, and a success's of an endpoint that is not healthy), in key order, so that two
-    /// nodes' batches change an endpoint's health one after the other, each from the other's result.
+    /// Inside a record's write transaction, before its subscriptions are read: locks <paramref name="always"/> (a failed
+    /// attempt's endpoint, whose health the batch changes, and one whose delivery was not sent because it was off when
+    /// read, whose state now decides that delivery's) and those of <paramref name="ifNotHealthy"/> that are not healthy,
+    /// in key order, so that two nodes' batches, or a batch and the owner's enable, change an endpoint one after the other.
     /// </summary>
-    protected abstract Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct);
+    protected abstract Task LockHealthAsync(GymwireDbContext db, List<Guid> always, List<Guid> ifNotHealthy, CancellationToken ct);
 
     /// <summary>
     /// Inside a write transaction: the endpoint's queued, unclaimed deliveries due before <paramref name="before"/> or at
@@ -162,9 +163,10 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         var deliveryIds = records.Select(r => r.Delivery.Id).Distinct().ToList();
         var subscriptionIds = records.Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
         var failed = records.Where(r => r.Attempt is not null && !r.Succeeded).Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
-        if (failed.Count > 0)
+        var unsent = records.Where(r => r.Attempt is null).Select(r => r.Delivery.SubscriptionId).Distinct().ToList();
+        if (failed.Count > 0 || unsent.Count > 0)
         {
-            await LockHealthAsync(db, failed, [.. records.Where(r => r.Succeeded).Select(r => r.Delivery.SubscriptionId).Distinct()], ct);
+            await LockHealthAsync(db, [.. failed.Union(unsent)], [.. records.Where(r => r.Succeeded).Select(r => r.Delivery.SubscriptionId).Distinct()], ct);
         }
         var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => deliveryIds.Contains(d.Id))
             .Select(d => new StoredDelivery(d.Id, d.Status, d.AttemptCount, d.LastAttemptAt, d.LastStatusCode, d.LastError)).ToDictionaryAsync(d => d.Id, ct);

@@ -36,11 +36,11 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
     }
 
     /// <summary>Row locks, taken in key order: a node's batch waits for another's that changes the same endpoints' health.</summary>
-    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct) =>
+    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> always, List<Guid> ifNotHealthy, CancellationToken ct) =>
         db.Database.ExecuteSqlAsync($"""
             SELECT id FROM webhook_subscriptions
-            WHERE id = ANY({failed.ToArray()})
-               OR (id = ANY({succeeded.ToArray()})
+            WHERE id = ANY({always.ToArray()})
+               OR (id = ANY({ifNotHealthy.ToArray()})
                    AND (consecutive_failures > 0 OR paused_until IS NOT NULL OR probe_claimed_until IS NOT NULL OR failing_since IS NOT NULL))
             ORDER BY id
             FOR UPDATE

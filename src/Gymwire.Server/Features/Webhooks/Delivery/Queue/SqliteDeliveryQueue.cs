@@ -39,7 +39,7 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
     }
 
     /// <summary>Nothing to lock: every record batch holds the process's write turn, and the database's one write lock.</summary>
-    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> failed, List<Guid> succeeded, CancellationToken ct) => Task.CompletedTask;
+    protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> always, List<Guid> ifNotHealthy, CancellationToken ct) => Task.CompletedTask;
 
     /// <summary>Names the due index: for a range of due times SQLite would otherwise read the subscription's whole delivery log.</summary>
     protected override Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct) =>
