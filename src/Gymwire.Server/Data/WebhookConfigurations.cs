@@ -47,7 +47,7 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.HasStorageParameter("autovacuum_vacuum_cost_delay", 0);
         // Room on each page for a row's next versions (claimed, then recorded), so they stay on its page. Neither is a
         // HOT update: a claim moves next_attempt_at to the end of its lease (out of the due index's head), and the
-        // recorder sets it again; the claims' shorter walk of the due index was measured to be worth the index entries.
+        // recorder sets it again (docs/benchmark-findings.md, M4).
         b.HasStorageParameter("fillfactor", 80);
         b.Property(x => x.Event).HasMaxLength(64);
         b.Property(x => x.Status).HasMaxLength(16);

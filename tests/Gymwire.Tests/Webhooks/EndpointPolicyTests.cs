@@ -49,14 +49,14 @@ public sealed class EndpointPolicyTests
         var health = Healthy;
         Admit(policy, 3);
         Assert.Equal(Admission.AtCap, policy.Admit(_endpoint, health));
-        Assert.Equal(new[] { _endpoint }, policy.Closed());
+        Assert.Equal(new[] { _endpoint }, policy.AtCapacity());
         // Other endpoints are not limited by it.
         Assert.Equal(Admission.Go, policy.Admit(Guid.NewGuid(), Healthy));
 
         Assert.Equal(3, Outcome(policy, ref health, delivered: true));
         // A healthy endpoint's success leaves nothing to store.
         Assert.Equal(Healthy, health);
-        Assert.DoesNotContain(_endpoint, policy.Closed());
+        Assert.DoesNotContain(_endpoint, policy.AtCapacity());
         Admit(policy, 1);
         policy.Release(_endpoint);
         Admit(policy, 1);
@@ -176,7 +176,7 @@ public sealed class EndpointPolicyTests
         Assert.Equal(Admission.AtCap, policy.Admit(_endpoint, health));
         policy.Release(_endpoint);
         _clock.Advance(EndpointPolicy.ForgetAfter + TimeSpan.FromSeconds(1));
-        Assert.Empty(policy.Closed());
+        Assert.Empty(policy.AtCapacity());
         // Its slow attempt an hour ago no longer limits it.
         Admit(policy, 8);
     }

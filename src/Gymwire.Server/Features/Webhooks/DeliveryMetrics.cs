@@ -13,7 +13,7 @@ public sealed class DeliveryMetrics
 {
     public const string MeterName = "Gymwire.Webhooks";
 
-    /// <summary>The histograms' names, for readers in process (the bench splits M5's latency by them).</summary>
+    /// <summary>The histograms' names, for readers in process (a <c>MeterListener</c>, as the bench's).</summary>
     public const string AttemptDurationName = "gymwire.webhook.attempt.duration";
     public const string DispatchLagName = "gymwire.webhook.dispatcher.lag";
     public const string OutcomeTag = GymwireInstruments.OutcomeTag;

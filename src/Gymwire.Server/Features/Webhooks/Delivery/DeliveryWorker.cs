@@ -90,7 +90,7 @@ public sealed partial class DeliveryWorker(
         {
             return false;
         }
-        var claimed = await queue.ClaimAsync(free, policy.Closed(), [.. _inFlight.Keys], ct);
+        var claimed = await queue.ClaimAsync(free, policy.AtCapacity(), [.. _inFlight.Keys], ct);
         var refused = new List<ClaimedDelivery>();
         // A failing endpoint's probe, tried once per claim: the end of the probe this node won, or null when it lost it.
         Dictionary<Guid, DateTime?>? probes = null;
@@ -222,7 +222,7 @@ public sealed partial class DeliveryWorker(
         // While many are in flight a completion wakes the worker anyway: ask for the next due time only when it could claim.
         if (askQueue && (_options.MaxConcurrentDeliveries - _inFlight.Count >= _claimBatch || _inFlight.IsEmpty))
         {
-            var next = await queue.NextDueAsync(policy.Closed(), [.. _inFlight.Keys], stoppingToken);
+            var next = await queue.NextDueAsync(policy.AtCapacity(), [.. _inFlight.Keys], stoppingToken);
             foreach (var due in new[] { next, policy.NextProbeAt() })
             {
                 if (due is { } at)

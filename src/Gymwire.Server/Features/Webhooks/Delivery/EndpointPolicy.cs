@@ -159,7 +159,7 @@ public sealed partial class EndpointPolicy(IOptions<WebhookOptions> options, Tim
     /// The endpoints this node's claim should leave out: those with every slot here taken. (Paused endpoints are left
     /// out by the claim itself, from their stored health, on every node.)
     /// </summary>
-    public Guid[] Closed()
+    public Guid[] AtCapacity()
     {
         lock (_lock)
         {

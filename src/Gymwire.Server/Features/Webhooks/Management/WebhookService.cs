@@ -183,8 +183,9 @@ public sealed class WebhookService(
 
     /// <summary>
     /// Deletes the subscription with its deliveries and attempts (the database cascades). Refused while a
-    /// delivery of it is being attempted, so a worker never records an attempt for a row that is gone. Its queued
-    /// deliveries (paused ones included) end unsent with it, and are counted as undeliverable.
+    /// delivery of it is being attempted, so that its log is not deleted under an attempt the owner may want to see
+    /// (an attempt whose delivery is gone all the same is dropped by the recorder). Its queued deliveries (paused ones
+    /// included) end unsent with it, and are counted as undeliverable.
     /// </summary>
     public async Task<WebhookOutcome<WebhookDto>> DeleteAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {

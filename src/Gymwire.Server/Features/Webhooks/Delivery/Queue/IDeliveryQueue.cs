@@ -28,7 +28,11 @@ public interface IDeliveryQueue
     /// </summary>
     Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
-    /// <summary>Gives claims back without an attempt (shutdown, or over an endpoint's cap): each is due again at its due time before the claim.</summary>
+    /// <summary>
+    /// Gives claims back without an attempt (shutdown, an endpoint at its cap or paused, a probe lost to another node): each
+    /// is due again at its <see cref="ClaimedDelivery.DueAt"/>, its due time before the claim unless the caller moved it
+    /// (those held behind a won probe are due at the probe's end).
+    /// </summary>
     Task ReleaseAsync(IReadOnlyCollection<ClaimedDelivery> deliveries, CancellationToken ct);
 
     /// <summary>
@@ -69,7 +73,7 @@ public interface IDeliveryQueue
     /// <summary>
     /// How many deliveries are due now (pending or retrying, due time passed; a claimed one is due at its lease's end),
     /// the oldest due time among them, and how many active subscriptions are paused, and failing but not paused. Read
-    /// by the worker every few seconds for the gauges, never per scrape or per claim.
+    /// by <see cref="DeliveryGauges"/> every few seconds, never per scrape or per claim.
     /// </summary>
     Task<QueueDepth> DepthAsync(CancellationToken ct);
 
