@@ -26,4 +26,23 @@ public sealed class DashboardRateLimits(RateLimits limits, IOptions<RateLimiting
 
     /// <summary>Gives the permit back: the action changed nothing.</summary>
     public ValueTask ReleaseAsync(RateLimitDecision decision) => limits.ReleaseAsync(decision);
+
+    /// <summary>
+    /// A destructive delete: runs <paramref name="delete"/> with a permit, and gives it back when it removed nothing.
+    /// False when the limit refused it: the page then carries the problem as a form error and a 429 status.
+    /// </summary>
+    public async Task<bool> TryDeleteAsync(PageModel page, Func<Task<int>> delete, CancellationToken ct)
+    {
+        var (permit, limited) = await TryDestructiveAsync(page, ct);
+        if (limited is not null)
+        {
+            page.ModelState.AddModelError(string.Empty, limited);
+            return false;
+        }
+        if (await delete() == 0)
+        {
+            await ReleaseAsync(permit);
+        }
+        return true;
+    }
 }

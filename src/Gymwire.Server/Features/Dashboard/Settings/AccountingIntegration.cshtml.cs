@@ -43,17 +43,10 @@ public sealed partial class AccountingIntegrationModel(
         if (Frequency == Off)
         {
             // Stopping the schedule is destructive, limited as the API's DELETE /api/gym/exports/schedule is.
-            var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
-            if (limited is not null)
+            if (!await limits.TryDeleteAsync(this, () => db.ReportSchedules.Where(s => s.GymId == gymId).ExecuteDeleteAsync(ct), ct))
             {
-                ModelState.AddModelError(string.Empty, limited);
                 await LoadAsync(ct);
                 return Page();
-            }
-            if (await db.ReportSchedules.Where(s => s.GymId == gymId).ExecuteDeleteAsync(ct) == 0)
-            {
-                // There was no schedule: nothing changed, so nothing is spent.
-                await limits.ReleaseAsync(permit);
             }
             TempData.SetFlash("Scheduled reports are off. CSV exports can still be downloaded from the Exports page.");
             return Redirect("/settings/integrations/accounting");

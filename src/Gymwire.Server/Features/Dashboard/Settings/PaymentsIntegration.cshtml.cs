@@ -43,17 +43,10 @@ public sealed partial class PaymentsIntegrationModel(
     public async Task<IActionResult> OnPostRemoveAsync(CancellationToken ct)
     {
         var gymId = User.GetGymId();
-        var (permit, limited) = await limits.TryDestructiveAsync(this, ct);
-        if (limited is not null)
+        if (!await limits.TryDeleteAsync(this, () => db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct), ct))
         {
-            ModelState.AddModelError(string.Empty, limited);
             await LoadAsync(ct);
             return Page();
-        }
-        if (await db.StripeAccounts.Where(a => a.GymId == gymId).ExecuteDeleteAsync(ct) == 0)
-        {
-            // Nothing was connected: nothing changed, so nothing is spent.
-            await limits.ReleaseAsync(permit);
         }
         LogRemoved(logger, gymId);
         TempData.SetFlash("Stripe disconnected: the signing secret is forgotten, and Stripe's events are rejected until you save one again.");
