@@ -574,7 +574,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task Retention_deletes_finished_deliveries_and_their_attempts_past_the_retention_period_only()
+    public async Task Retention_deletes_finished_deliveries_and_test_sends_and_their_attempts_past_the_retention_period_only()
     {
         var gym = await fx.CreateGymAsync();
         var first = await gym.CreateWebhookAsync("http://127.0.0.1:9/retention-a", "member.joined");
@@ -585,12 +585,12 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var expected = new Dictionary<Guid, bool>(); // delivery id -> kept
         await fx.WithDbAsync(async db =>
         {
-            WebhookDelivery Add(Guid hook, DateTime created, string status, bool kept)
+            WebhookDelivery Add(Guid hook, DateTime created, string status, bool kept, bool test = false)
             {
                 var d = new WebhookDelivery
                 {
                     Id = Guid.CreateVersion7(created), GymId = gym.GymId, SubscriptionId = hook, Event = "member.joined", Payload = "{}",
-                    Status = status, CreatedAt = created, AttemptCount = 1, LastAttemptAt = created,
+                    Status = status, CreatedAt = created, AttemptCount = 1, LastAttemptAt = created, IsTest = test,
                     NextAttemptAt = status == DeliveryStatus.Retrying ? now + TimeSpan.FromDays(1) : null,
                 };
                 db.WebhookDeliveries.Add(d);
@@ -607,6 +607,9 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             {
                 Add(hook, old, DeliveryStatus.Undeliverable, kept: false);
                 Add(hook, old, DeliveryStatus.Retrying, kept: true); // not finished: kept whatever its age
+                // A test send is never due: one left pending (its server stopped before recording it) goes at retention too.
+                Add(hook, old, DeliveryStatus.Pending, kept: false, test: true);
+                Add(hook, recent, DeliveryStatus.Pending, kept: true, test: true);
                 Add(hook, recent, DeliveryStatus.Delivered, kept: true);
                 Add(hook, recent, DeliveryStatus.Undeliverable, kept: true);
             }

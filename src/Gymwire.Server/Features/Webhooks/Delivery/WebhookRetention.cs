@@ -37,7 +37,8 @@ public sealed partial class WebhookRetention(
     }
 
     /// <summary>
-    /// Deletes what is past retention; returns how many deliveries went. It walks one subscription at a time, by the
+    /// Deletes what is past retention: finished deliveries, and test sends whatever their status (one is never due, so a
+    /// test send left pending by a server stopped mid-send would stay forever); returns how many deliveries went. It walks one subscription at a time, by the
     /// delivery log's own index (gym, subscription, created_at): a separate index on created_at for this hourly job
     /// would cost every fanned-out delivery one more B-tree insert.
     /// </summary>
@@ -61,7 +62,7 @@ public sealed partial class WebhookRetention(
                 var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
                 var batch = db.WebhookDeliveries
                     .Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && d.CreatedAt < cutoff
-                        && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable))
+                        && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable || d.IsTest))
                     .OrderBy(d => d.CreatedAt).Take(BatchSize).Select(d => d.Id);
                 deleted = await db.WebhookDeliveries.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct);
                 total += deleted;
