@@ -224,25 +224,27 @@ public sealed partial class Attempt(
     /// </summary>
     internal static string SelectHeaders(HttpResponseMessage response)
     {
-        var values = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, header) in response.Headers.Concat(response.Content.Headers))
+        var kept = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
         {
             var lower = name.ToLowerInvariant();
             if (KeptResponseHeaders.Contains(lower))
             {
-                values[lower] = string.Join(", ", header);
+                kept[lower] = Truncate(string.Join(", ", values), 500)!;
             }
         }
-        var json = Serialize(500);
+        var json = JsonSerializer.Serialize(kept, GymwireJson.Options);
         if (json.Length > WebhookAttempt.MaxResponseHeadersLength)
         {
             // The names and the JSON punctuation take at most 20 characters a header.
-            json = Serialize((WebhookAttempt.MaxResponseHeadersLength / values.Count - 20) / 6);
+            var share = (WebhookAttempt.MaxResponseHeadersLength / kept.Count - 20) / 6;
+            foreach (var name in kept.Keys.ToList())
+            {
+                kept[name] = Truncate(kept[name], share)!;
+            }
+            json = JsonSerializer.Serialize(kept, GymwireJson.Options);
         }
         return json;
-
-        string Serialize(int maxValue) =>
-            JsonSerializer.Serialize(values.ToDictionary(v => v.Key, v => Truncate(v.Value, maxValue)), GymwireJson.Options);
     }
 
     /// <summary>
