@@ -86,9 +86,23 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
     /// attempt writes are seen queued behind the lock, then SIGKILLs the process. Returns the deliveries (webhook-ids)
     /// the receiver answered that were not recorded as delivered when the process died.
     /// </summary>
-    internal static async Task<List<Guid>> KillDuringAttemptLoggingAsync(GymwireFixture fx, TestReceiver receiver, GymwireProcess node)
+    internal static async Task<List<Guid>> KillDuringAttemptLoggingAsync(GymwireFixture fx, TestReceiver receiver, GymwireProcess node, string[] paths)
     {
+        // The receiver holds its answers first: the node's slots fill with sends in flight and its writes stop, so the
+        // lock is taken at once, and the held sends, answered after it, cannot be recorded. Taken while the node writes
+        // flat out, SQLite's lock could wait in its busy handler until the node had sent and recorded everything.
+        var answers = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var path in paths)
+        {
+            receiver.On(path, new Reply { Gate = answers.Task });
+        }
+        await Eventually.TrueAsync(() => Task.FromResult(paths.Sum(receiver.Active) > 0), TimeSpan.FromSeconds(30), "sends held at the receiver");
         await using var block = await AttemptLogBlock.TakeAsync(fx);
+        foreach (var path in paths)
+        {
+            receiver.On(path, new Reply());
+        }
+        answers.SetResult();
         async Task<List<Guid>> AnsweredUnrecordedAsync()
         {
             var answered = receiver.Requests.Select(r => Guid.Parse(r.Header("webhook-id"))).Distinct().ToList();
@@ -124,9 +138,10 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
         await using var receiver = await TestReceiver.StartAsync();
         var node = await GymwireProcess.StartAsync(fx.Store, fx.ConnectionString, NodeSettings);
         TestGym gym;
+        string[] paths;
         try
         {
-            (gym, _) = await SubscribeAsync(fx, receiver, node, endpoints);
+            (gym, paths) = await SubscribeAsync(fx, receiver, node, endpoints);
             await IngestAsync(fx, gym.GymId, events);
         }
         catch
@@ -151,7 +166,7 @@ public abstract class DeliveryCrashTests(GymwireFixture fx, ITestOutputHelper ou
             await Eventually.TrueAsync(() => Task.FromResult(receiver.Requests.Count >= events * endpoints / 2 || node.HasExited), TimeSpan.FromSeconds(180),
                 "50 % of the deliveries before the second kill");
             Assert.False(node.HasExited, $"the restarted node exited before the second kill: {node.Output}");
-            unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node);
+            unrecorded = await KillDuringAttemptLoggingAsync(fx, receiver, node, paths);
             Assert.NotEmpty(unrecorded);
             output.WriteLine($"{fx.Store}: killed during attempt logging with {unrecorded.Count} answered deliveries unrecorded");
             await node.DisposeAsync();
