@@ -161,12 +161,9 @@ public sealed partial class AttemptRecorder : IDisposable
             // Read while its webhook was off: nothing was sent, and the delivery keeps its last error. Its webhook's
             // state now decides: on again (enabled since the read), it is due now; disabled by the owner, paused with
             // the others; deactivated by Gymwire, it ends.
-            if (subscription.IsActive && !record.Delivery.IsTest)
-            {
-                return (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, record.Finished), null);
-            }
-            return ownerDisabled && !record.Delivery.IsTest
-                ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError, null), null)
+            return (subscription.IsActive || ownerDisabled) && !record.Delivery.IsTest
+                ? (new DeliveryOutcome(delivery.Id, delivery.Status, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode, delivery.LastError,
+                    subscription.IsActive ? record.Finished : null), null)
                 : (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
                     DeliveryRows.InactiveError, null), null);
         }
