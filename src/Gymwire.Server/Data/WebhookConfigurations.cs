@@ -54,12 +54,17 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.Property(x => x.LastError).HasMaxLength(WebhookAttempt.MaxErrorLength);
         b.HasOne<Gym>().WithMany().HasForeignKey(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
         b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(x => x.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
-        // The delivery log, and retention (which walks it subscription by subscription: every index here is one
-        // more B-tree insert per fanned-out delivery, so there is none for retention alone). Status stays out of it:
-        // then recording an attempt's outcome leaves this index alone.
-        b.HasIndex(x => new { x.GymId, x.SubscriptionId, x.CreatedAt });
-        // Fan-out is idempotent: one delivery per (subscription, event).
-        b.HasIndex(x => new { x.SubscriptionId, x.EventId }).IsUnique();
+        // Every index here is one more B-tree insert per fanned-out delivery, so there are as few as the queries need,
+        // and only one is led by the subscription: an event's fan-out writes one entry per subscription, each on a page
+        // of its own in such an index, and SQLite's commit writes every page it changed.
+        // The delivery log, retention (which walks it subscription by subscription) and the subscription's cascade. The
+        // gym is in it because every query names both: without it, each row's gym is checked in the table, and with
+        // statistics SQLite's planner then prefers scanning the table. Status stays out of it, so recording an attempt's
+        // outcome leaves this index alone.
+        b.HasIndex(x => new { x.SubscriptionId, x.GymId, x.CreatedAt });
+        // Fan-out is idempotent: one delivery per (event, subscription). Led by the gym and then the event, whose ids
+        // grow with time, an event's fan-out lands on one page; it is also the gym's cascade and the activity page's lookup.
+        b.HasIndex(x => new { x.GymId, x.EventId, x.SubscriptionId }).IsUnique();
         // The workers' work list.
         b.HasIndex(x => x.NextAttemptAt).HasFilter("status IN ('pending', 'retrying')").HasDatabaseName("ix_webhook_deliveries_due");
     }

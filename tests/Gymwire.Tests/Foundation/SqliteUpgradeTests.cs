@@ -49,7 +49,7 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
         Assert.Empty(await NamesAsync(db, "table", "ef\\_temp\\_%"));
         Assert.Equal(0, await db.Database.SqlQuery<int>($"SELECT count(*) AS \"Value\" FROM pragma_table_info('webhook_deliveries') WHERE name = 'claim_token'").SingleAsync());
         Assert.Equal(
-            ["ix_webhook_deliveries_due", "ix_webhook_deliveries_gym_id_subscription_id_created_at", "ix_webhook_deliveries_subscription_id_event_id"],
+            ["ix_webhook_deliveries_due", "ix_webhook_deliveries_gym_id_event_id_subscription_id", "ix_webhook_deliveries_subscription_id_gym_id_created_at"],
             await NamesAsync(db, "index", "ix\\_webhook\\_deliveries\\_%"));
         var stored = await db.WebhookDeliveries.AsNoTracking().SingleAsync();
         Assert.Equal((delivery.Id, delivery.Payload, delivery.Status, delivery.NextAttemptAt), (stored.Id, stored.Payload, stored.Status, stored.NextAttemptAt));

@@ -72,7 +72,7 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTi
             .ToListAsync(ct);
         var page = rows.Take(PageSize).ToList();
         var names = await EventSummaries.MemberNamesAsync(db, gymId, page.Select(e => e.Data), ct);
-        // The deliveries each event caused, through the (subscription_id, event_id) index: one lookup per pair.
+        // The deliveries each event caused, through the (gym_id, event_id, subscription_id) index: one lookup per pair.
         var hooks = await db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gymId).Select(s => new { s.Id, s.Url, s.Description }).ToListAsync(ct);
         var hookIds = hooks.Select(h => h.Id).ToList();
         var eventIds = page.Select(e => (Guid?)e.Id).ToList();

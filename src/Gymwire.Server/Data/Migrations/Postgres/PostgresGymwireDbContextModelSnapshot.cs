@@ -1345,12 +1345,12 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasDatabaseName("ix_webhook_deliveries_due")
                         .HasFilter("status IN ('pending', 'retrying')");
 
-                    b.HasIndex("SubscriptionId", "EventId")
+                    b.HasIndex("GymId", "EventId", "SubscriptionId")
                         .IsUnique()
-                        .HasDatabaseName("ix_webhook_deliveries_subscription_id_event_id");
+                        .HasDatabaseName("ix_webhook_deliveries_gym_id_event_id_subscription_id");
 
-                    b.HasIndex("GymId", "SubscriptionId", "CreatedAt")
-                        .HasDatabaseName("ix_webhook_deliveries_gym_id_subscription_id_created_at");
+                    b.HasIndex("SubscriptionId", "GymId", "CreatedAt")
+                        .HasDatabaseName("ix_webhook_deliveries_subscription_id_gym_id_created_at");
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {

@@ -140,7 +140,7 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
             .Select(s => new ValueTuple<Guid, string>(s.Id, s.Url))
             .ToListAsync(ct);
 
-    /// <summary>By subscription, never the whole gym at once: the index is (gym_id, subscription_id, created_at).</summary>
+    /// <summary>By subscription, never the whole gym at once: the index is (subscription_id, gym_id, created_at).</summary>
     private IQueryable<WebhookDelivery> Deliveries(Guid gymId, IReadOnlyCollection<Guid> subscriptionIds)
     {
         var query = db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gymId);
