@@ -19,7 +19,8 @@ public sealed partial class WebhookDispatcher(
     DeliveryMetrics metrics,
     ILogger<WebhookDispatcher> logger) : BackgroundService
 {
-    private const int BatchSize = 200;
+    /// <summary>Events read per pass at most.</summary>
+    public const int BatchSize = 200;
 
     /// <summary>Deliveries written per transaction at most, so that workers start on a burst while the rest is fanned out (an event is never split across two).</summary>
     public const int MaxDeliveriesPerBatch = 250;
@@ -31,12 +32,14 @@ public sealed partial class WebhookDispatcher(
         {
             try
             {
-                int dispatched;
+                // A pass that read less than a full batch and fanned all of it out left nothing behind: an event
+                // committed since then has woken the signal, so waiting on it costs no extra read of the outbox.
+                DispatchedBatch pass;
                 do
                 {
-                    dispatched = await DispatchBatchAsync(stoppingToken);
+                    pass = await DispatchBatchAsync(stoppingToken);
                 }
-                while (dispatched > 0);
+                while (pass.MayHaveMore);
                 await outboxSignal.WaitAsync(options.Value.PollInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -58,14 +61,19 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>Dispatches one batch of events, oldest first; returns how many events it handled.</summary>
-    public async Task<int> DispatchBatchAsync(CancellationToken ct)
+    /// <summary>How many events a pass dispatched, and whether undispatched ones may be left (the pass read a full batch, or fanned out only part of what it read).</summary>
+    public readonly record struct DispatchedBatch(int Events, bool MayHaveMore);
+
+    /// <summary>Dispatches one batch of events, oldest first.</summary>
+    public async Task<DispatchedBatch> DispatchBatchAsync(CancellationToken ct)
     {
         // The events fanned out, recorded once their deliveries are committed.
         List<DateTime> occurred = [];
+        var read = 0;
         var (events, deliveries) = await queue.EnqueueAsync(BatchSize, async (db, batch, token) =>
         {
             var fanned = await FanOutAsync(db, batch, token);
+            read = batch.Count;
             occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
             return fanned;
         }, ct);
@@ -83,7 +91,7 @@ public sealed partial class WebhookDispatcher(
             LogDispatched(logger, events, deliveries);
             deliverySignal.Notify();
         }
-        return events;
+        return new DispatchedBatch(events, read == BatchSize || events < read);
     }
 
     /// <summary>
