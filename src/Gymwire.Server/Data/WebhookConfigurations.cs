@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
 
-// Webhook tables. Per-gym reads use indexes that start with gym_id; the workers' claim uses a partial
+// Webhook tables. Per-gym reads use indexes that hold gym_id beside what they filter on; the workers' claim uses a partial
 // index that holds only deliveries still waiting for an attempt, so it stays small however much history accumulates.
 
 internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguration<WebhookSubscription>

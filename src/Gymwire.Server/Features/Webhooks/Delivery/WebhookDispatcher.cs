@@ -32,8 +32,8 @@ public sealed partial class WebhookDispatcher(
         {
             try
             {
-                // A pass that read less than a full batch and fanned all of it out left nothing behind: an event
-                // committed since then has woken the signal, so waiting on it costs no extra read of the outbox.
+                // A pass that read less than a full batch and fanned all of it out left nothing behind: an event this
+                // process committed since then has woken the signal (other nodes' are found by the poll, as before).
                 DispatchedBatch pass;
                 do
                 {

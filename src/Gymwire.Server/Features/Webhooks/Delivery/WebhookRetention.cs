@@ -39,7 +39,7 @@ public sealed partial class WebhookRetention(
     /// <summary>
     /// Deletes what is past retention: finished deliveries, and test sends whatever their status (one is never due, so a
     /// test send left pending by a server stopped mid-send would stay forever); returns how many deliveries went. It
-    /// walks one subscription at a time, by the delivery log's own index (gym, subscription, created_at): a separate
+    /// walks one subscription at a time, by the delivery log's own index (subscription, gym, created_at): a separate
     /// index on created_at for this hourly job would cost every fanned-out delivery one more B-tree insert.
     /// </summary>
     public async Task<int> PurgeAsync(CancellationToken ct)
