@@ -215,6 +215,68 @@ public sealed class ClusterTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
     }
 
     [Fact]
+    public async Task An_owner_session_ended_on_one_node_is_refused_by_every_node_at_once()
+    {
+        var gym = await fx.CreateGymAsync();
+        async Task<string> LoginAsync(Node node)
+        {
+            using var anonymous = node.Client();
+            var login = await (await anonymous.PostAsJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword }))
+                .AssertStatusAsync(HttpStatusCode.OK);
+            return login.GetProperty("token").GetString()!;
+        }
+        async Task AssertEveryNodeAsync(string token, HttpStatusCode expected)
+        {
+            foreach (var node in fx.Nodes)
+            {
+                using var client = node.Client(token);
+                Assert.Equal(expected, (await client.GetAsync("/api/me")).StatusCode);
+            }
+        }
+        var ended = await LoginAsync(fx.Nodes[1]);
+        var kept = await LoginAsync(fx.Nodes[2]);
+        await AssertEveryNodeAsync(ended, HttpStatusCode.OK);
+
+        // Sessions are read from the database on every request: no node keeps one after it ends, and the clock stays put.
+        using (var client = fx.Nodes[0].Client(ended))
+        {
+            await (await client.PostAsync("/api/auth/logout", null)).AssertStatusAsync(HttpStatusCode.NoContent);
+        }
+        await AssertEveryNodeAsync(ended, HttpStatusCode.Unauthorized);
+        await AssertEveryNodeAsync(kept, HttpStatusCode.OK);
+
+        using (var client = fx.Nodes[2].Client(kept))
+        {
+            await (await client.PostAsync("/api/auth/logout-everywhere", null)).AssertStatusAsync(HttpStatusCode.NoContent);
+        }
+        await AssertEveryNodeAsync(kept, HttpStatusCode.Unauthorized);
+        await AssertEveryNodeAsync(gym.OwnerToken, HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task An_idempotency_key_used_on_one_node_replays_and_conflicts_on_every_other()
+    {
+        var gym = await fx.CreateGymAsync();
+        HttpRequestMessage Post(object body)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/api/gym/leads") { Content = JsonContent.Create(body) };
+            request.Headers.Add("Idempotency-Key", "cluster-lead");
+            return request;
+        }
+        using var first = fx.Nodes[0].Client(gym.OwnerToken);
+        var created = await (await first.SendAsync(Post(new { first_name = "Lee" }))).AssertStatusAsync(HttpStatusCode.Created);
+        foreach (var node in fx.Nodes.Skip(1))
+        {
+            using var client = node.Client(gym.OwnerToken);
+            var retry = await client.SendAsync(Post(new { first_name = "Lee" }));
+            Assert.Equal(created.GetRawText(), (await retry.AssertStatusAsync(HttpStatusCode.Created)).GetRawText());
+            Assert.Equal("true", retry.Headers.GetValues("Idempotent-Replayed").Single());
+            await (await client.SendAsync(Post(new { first_name = "Lou" }))).AssertErrorAsync(HttpStatusCode.Conflict);
+        }
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Leads.CountAsync(l => l.GymId == gym.GymId)));
+    }
+
+    [Fact]
     public async Task A_Stripe_secret_changed_on_one_node_verifies_on_every_node_at_once()
     {
         var gym = await fx.CreateGymAsync();

@@ -22,7 +22,7 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
         private readonly ITestOutputHelper _output = o;
 
         [Fact]
-        public async Task Killing_one_of_two_nodes_mid_burst_releases_its_claims_at_the_dead_threshold_and_delivers_every_event()
+        public async Task Killing_one_of_three_nodes_mid_burst_releases_its_claims_at_the_dead_threshold_and_delivers_every_event()
         {
             const int events = 80;
             await using var receiver = await TestReceiver.StartAsync();
@@ -30,13 +30,15 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
             var a = await StartAsync(_fx);
             var b = await StartAsync(_fx);
             await using var survivor = b.Node;
+            var c = await StartAsync(_fx);
+            await using var other = c.Node;
             try
             {
                 var (gym, _) = await DeliveryCrashTests.SubscribeAsync(_fx, receiver, a.Node, Endpoints);
                 await DeliveryCrashTests.IngestAsync(_fx, gym.GymId, events);
-                // Both nodes hold claims: every attempt waits at the receiver.
-                await Eventually.TrueAsync(async () => await HeldByAsync(_fx, a.Id) > 0 && await HeldByAsync(_fx, b.Id) > 0, TimeSpan.FromSeconds(30),
-                    "both nodes holding claims");
+                // Every node holds claims: every attempt waits at the receiver.
+                await Eventually.TrueAsync(async () => await HeldByAsync(_fx, a.Id) > 0 && await HeldByAsync(_fx, b.Id) > 0 && await HeldByAsync(_fx, c.Id) > 0,
+                    TimeSpan.FromSeconds(30), "all three nodes holding claims");
                 var held = await HeldByAsync(_fx, a.Id);
                 await a.Node.KillAsync();
                 var killed = Stopwatch.StartNew();
@@ -49,8 +51,8 @@ public abstract class KilledNodeTests(GymwireFixture fx, ITestOutputHelper outpu
                 var (unique, total) = DeliveryCrashTests.Count(receiver);
                 Assert.Equal(events * Endpoints, unique);
                 Assert.True(total - unique <= MaxInFlight, $"{total - unique} duplicates, more than the killed node had in flight");
-                // The survivor logged the release, with the dead node's id.
-                Assert.Contains(a.Id.ToString(), b.Node.Output, StringComparison.Ordinal);
+                // A survivor logged the release, with the dead node's id.
+                Assert.Contains(a.Id.ToString(), b.Node.Output + c.Node.Output, StringComparison.Ordinal);
                 _output.WriteLine($"killed with {held} claims: released {released.TotalSeconds:0.0} s after the kill, all delivered after {delivered.TotalSeconds:0.0} s (lease {Lease}); {total - unique} duplicates");
             }
             finally
