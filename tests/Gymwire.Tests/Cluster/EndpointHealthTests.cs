@@ -25,6 +25,70 @@ public sealed class EndpointHealthTests(ThreeNodes fx) : IClassFixture<ThreeNode
         }
     }
 
+    /// <summary>
+    /// Writes the <paramref name="n"/>th lead.created event on the given node and waits until the witness endpoint has
+    /// it: that node's dispatcher fans the event out and wakes its own worker (the others sleep on the fake clock), so
+    /// the nodes take turns claiming.
+    /// </summary>
+    private async Task EventOnNodeAsync(Node node, Guid gymId, TestReceiver receiver, string witness, int n)
+    {
+        await using (var scope = node.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            db.AddEvent(gymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), n }, Now());
+            await db.SaveChangesAsync();
+        }
+        await receiver.WaitForAsync(witness, n);
+    }
+
+    private Task<WebhookSubscription> SubscriptionAsync(Guid subscriptionId) =>
+        fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == subscriptionId));
+
+    [Fact]
+    public async Task The_auto_disable_clock_runs_for_the_cluster_from_the_first_failure_and_one_probe_past_it_disables_the_endpoint_everywhere()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/dead", _ => new Reply(503));
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/dead"), "lead.created");
+        await gym.CreateWebhookAsync(receiver.Url("/alive"), "lead.created");
+        var events = 0;
+
+        // Failures made by the three nodes in turn, a second apart: one clock, started by the first of them.
+        var firstFailure = Now();
+        for (var n = 0; n < 5; n++)
+        {
+            await EventOnNodeAsync(fx.Nodes[n % 3], gym.GymId, receiver, "/alive", ++events);
+            await receiver.WaitForAsync("/dead", n + 1);
+            await Eventually.TrueAsync(async () => (await SubscriptionAsync(hook.Id)).ConsecutiveFailures == n + 1, what: $"failure {n + 1} recorded");
+            if (n < 4)
+            {
+                fx.Clock.Advance(TimeSpan.FromMilliseconds(200));
+            }
+        }
+        var stored = await SubscriptionAsync(hook.Id);
+        Assert.Equal((firstFailure, true), (stored.FailingSince, stored.PausedUntil is not null));
+
+        // Past Webhooks:AutoDisableAfter (5 days) from the first failure: the pause's one probe fails and disables the
+        // endpoint; its queued deliveries are dropped, and no node sends it anything again.
+        fx.Clock.Advance(TimeSpan.FromDays(5));
+        foreach (var node in fx.Nodes)
+        {
+            node.Services.GetRequiredService<DeliverySignal>().Notify();
+        }
+        await receiver.WaitForAsync("/dead", 6);
+        await Eventually.TrueAsync(async () => !(await SubscriptionAsync(hook.Id)).IsActive, what: "the endpoint disabled");
+        stored = await SubscriptionAsync(hook.Id);
+        Assert.Equal(firstFailure, stored.FailingSince);
+        Assert.StartsWith("Every delivery attempt has failed since", stored.DisabledReason, StringComparison.Ordinal);
+        foreach (var node in fx.Nodes)
+        {
+            await EventOnNodeAsync(node, gym.GymId, receiver, "/alive", ++events);
+        }
+        Assert.Equal(6, receiver.At("/dead").Count);
+        Assert.DoesNotContain(await fx.DeliveriesAsync(hook.Id), d => d.Status is DeliveryStatus.Pending or DeliveryStatus.Retrying);
+    }
+
     [Fact]
     public async Task A_receiver_that_is_down_gets_one_probe_per_pause_from_the_whole_cluster_and_a_healed_one_is_resumed_by_every_node()
     {
@@ -37,18 +101,7 @@ public sealed class EndpointHealthTests(ThreeNodes fx) : IClassFixture<ThreeNode
         // were made, and the failing endpoint's was left out only if it is paused.
         await gym.CreateWebhookAsync(receiver.Url("/witness"), "lead.created");
         var events = 0;
-        // Written on the given node: its dispatcher fans the event out and wakes its own worker (the others sleep on
-        // the fake clock), so the nodes take turns claiming.
-        async Task EventOnAsync(Node node)
-        {
-            await using (var scope = node.Services.CreateAsyncScope())
-            {
-                var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-                db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = Guid.NewGuid(), n = ++events }, Now());
-                await db.SaveChangesAsync();
-            }
-            await receiver.WaitForAsync("/witness", events);
-        }
+        Task EventOnAsync(Node node) => EventOnNodeAsync(node, gym.GymId, receiver, "/witness", ++events);
         async Task OnEveryNodeAsync()
         {
             foreach (var node in fx.Nodes)
@@ -56,7 +109,7 @@ public sealed class EndpointHealthTests(ThreeNodes fx) : IClassFixture<ThreeNode
                 await EventOnAsync(node);
             }
         }
-        Task<WebhookSubscription> StoredAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook.Id));
+        Task<WebhookSubscription> StoredAsync() => SubscriptionAsync(hook.Id);
         async Task PausedForAsync(int seconds) => await Eventually.TrueAsync(async () => (await StoredAsync()).PausedUntil == Now() + TimeSpan.FromSeconds(seconds),
             what: $"a pause of {seconds} s");
 
