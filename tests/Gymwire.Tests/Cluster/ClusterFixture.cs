@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using Gymwire.Features.Cluster;
 using Gymwire.Infrastructure;
+using Gymwire.Tests.Email;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -34,6 +35,11 @@ public sealed class Node(IServiceProvider services)
 public sealed class ThreeNodes() : WebhookFixture(Store.Postgres), IAsyncLifetime
 {
     private readonly List<WebApplication> _extra = [];
+
+    /// <summary>Every node can send email (the report schedule needs it), to a stand-in SMTP server on loopback.</summary>
+    public SmtpStandIn Smtp { get; } = new();
+
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), .. Smtp.Settings()];
 
 
     public IReadOnlyList<Node> Nodes { get; private set; } = [];
@@ -76,5 +82,6 @@ public sealed class ThreeNodes() : WebhookFixture(Store.Postgres), IAsyncLifetim
             await app.DisposeAsync();
         }
         await DisposeAsync();
+        Smtp.Dispose();
     }
 }

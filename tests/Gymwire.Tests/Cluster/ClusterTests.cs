@@ -277,6 +277,37 @@ public sealed class ClusterTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
     }
 
     [Fact]
+    public async Task A_report_schedule_set_and_stopped_on_one_node_reads_the_same_on_every_node_at_once()
+    {
+        var gym = await fx.CreateGymAsync();
+        async Task AssertEveryNodeAsync(bool enabled, string? frequency)
+        {
+            foreach (var node in fx.Nodes)
+            {
+                using var client = node.Client(gym.OwnerToken);
+                var schedule = await (await client.GetAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.OK);
+                Assert.Equal(enabled, schedule.GetProperty("enabled").GetBoolean());
+                Assert.Equal(frequency, schedule.GetProperty("frequency").GetString());
+            }
+        }
+        using (var owner = fx.Nodes[0].Client(gym.OwnerToken))
+        {
+            await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "weekly" })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        await AssertEveryNodeAsync(true, "weekly");
+        using (var owner = fx.Nodes[1].Client(gym.OwnerToken))
+        {
+            await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        await AssertEveryNodeAsync(true, "daily");
+        using (var owner = fx.Nodes[2].Client(gym.OwnerToken))
+        {
+            await (await owner.DeleteAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.NoContent);
+        }
+        await AssertEveryNodeAsync(false, null);
+    }
+
+    [Fact]
     public async Task A_Stripe_secret_changed_on_one_node_verifies_on_every_node_at_once()
     {
         var gym = await fx.CreateGymAsync();

@@ -13,13 +13,7 @@ public abstract class SmtpFixture(Store store) : GymwireFixture(store), IAsyncLi
 {
     public SmtpStandIn Smtp { get; } = new();
 
-    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
-    [
-        new("Email:Smtp:Host", "127.0.0.1"),
-        new("Email:Smtp:Port", Smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        new("Email:Smtp:From", "Gymwire <reports@gymwire.test>"),
-        new("Email:Smtp:UseTls", "false"),
-    ];
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => Smtp.Settings();
 
     async Task IAsyncLifetime.DisposeAsync()
     {

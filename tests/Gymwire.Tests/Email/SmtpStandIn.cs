@@ -18,6 +18,15 @@ public sealed class SmtpStandIn : IDisposable
     /// <summary>How many coming MAIL FROM commands are refused with 554.</summary>
     public int RejectNext;
 
+    /// <summary>Gymwire's configuration for sending through this server.</summary>
+    public KeyValuePair<string, string>[] Settings() =>
+    [
+        new("Email:Smtp:Host", "127.0.0.1"),
+        new("Email:Smtp:Port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("Email:Smtp:From", "Gymwire <reports@gymwire.test>"),
+        new("Email:Smtp:UseTls", "false"),
+    ];
+
     public SmtpStandIn()
     {
         _listener.Start();
