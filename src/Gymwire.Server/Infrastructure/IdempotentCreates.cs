@@ -133,17 +133,26 @@ public static class IdempotentCreates
         return SHA256.HashData([.. Encoding.UTF8.GetBytes($"{request.Method} {request.Path}\n"), .. body.ToArray()]);
     }
 
-    private static async Task<IResult?> ReplayAsync(HttpContext http, GymwireDbContext db, Guid gymId, string key, byte[] hash, DateTime now, CancellationToken ct)
+    /// <summary>
+    /// The gym's record of <paramref name="key"/> within the idempotency window, or null. An expired one is deleted, so
+    /// the key may be used afresh: concurrent retries may all find it, and one statement each deletes it at most once;
+    /// the unique key then lets one of them create. Shared by these creates and the Zapier actions.
+    /// </summary>
+    public static async Task<IdempotencyRecord?> FindLiveAsync(GymwireDbContext db, Guid gymId, string key, DateTime now, CancellationToken ct)
     {
         var record = await db.IdempotencyRecords.AsNoTracking().FirstOrDefaultAsync(r => r.GymId == gymId && r.Key == key, ct);
-        if (record is null)
+        if (record is not null && record.CreatedAt < now - ZapierActions.IdempotencyWindow)
         {
+            await db.IdempotencyRecords.Where(r => r.Id == record.Id).ExecuteDeleteAsync(ct);
             return null;
         }
-        if (record.CreatedAt < now - ZapierActions.IdempotencyWindow)
+        return record;
+    }
+
+    private static async Task<IResult?> ReplayAsync(HttpContext http, GymwireDbContext db, Guid gymId, string key, byte[] hash, DateTime now, CancellationToken ct)
+    {
+        if (await FindLiveAsync(db, gymId, key, now, ct) is not { } record)
         {
-            // Expired: the key may be used afresh.
-            await db.IdempotencyRecords.Where(r => r.Id == record.Id).ExecuteDeleteAsync(ct);
             return null;
         }
         if (!CryptographicOperations.FixedTimeEquals(record.RequestHash, hash))

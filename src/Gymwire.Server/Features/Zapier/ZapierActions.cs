@@ -150,16 +150,8 @@ public static class ZapierActions
 
     private static async Task<IResult?> ReplayAsync(GymwireDbContext db, Guid gymId, string key, byte[] requestHash, DateTime now, CancellationToken ct)
     {
-        var record = await db.IdempotencyRecords.AsNoTracking().FirstOrDefaultAsync(r => r.GymId == gymId && r.Key == key, ct);
-        if (record is null)
+        if (await IdempotentCreates.FindLiveAsync(db, gymId, key, now, ct) is not { } record)
         {
-            return null;
-        }
-        if (record.CreatedAt < now - IdempotencyWindow)
-        {
-            // Expired: the key may be used afresh. Concurrent retries may all find it; one statement each deletes it at
-            // most once, and the unique key then lets one of them create.
-            await db.IdempotencyRecords.Where(r => r.Id == record.Id).ExecuteDeleteAsync(ct);
             return null;
         }
         if (!CryptographicOperations.FixedTimeEquals(record.RequestHash, requestHash))
