@@ -70,9 +70,8 @@ public static class DatabaseSetup
     /// A list in a query (<c>ids.Contains(x.Id)</c>) is bound as one parameter: PostgreSQL <c>= ANY(@ids)</c>, SQLite
     /// <c>IN (SELECT value FROM json_each(@ids))</c>. EF Core 10's default binds one parameter per element, and the
     /// delivery pipeline's lists are long (a claim skips every delivery in flight, up to 256): SQLite then parses and
-    /// binds hundreds of named parameters per claim, each bind a linear search of the statement's names (3-4 % of the
-    /// process's CPU in the delivery benchmark, in <c>strncmp</c>), and every list length is another statement text
-    /// for PostgreSQL's prepared-statement cache to plan and hold.
+    /// binds hundreds of named parameters per claim, each bind a linear search of the statement's names, and every
+    /// list length is another statement text for PostgreSQL's prepared-statement cache to plan and hold.
     /// </summary>
     private const ParameterTranslationMode CollectionsAsOneParameter = ParameterTranslationMode.Parameter;
 
@@ -104,8 +103,7 @@ public static class DatabaseSetup
     /// <summary>
     /// Npgsql settings Gymwire relies on unless the connection string says otherwise. Auto-preparation: the
     /// hot statements (trigger polls, key lookups, action inserts) are few and repeated, and PostgreSQL spent
-    /// longer planning the poll (40-70 µs) than running it (20-30 µs); prepared once per connection, they are
-    /// not planned per request.
+    /// longer planning the poll than running it; prepared once per connection, they are not planned per request.
     /// </summary>
     internal static string WithPostgresDefaults(string connectionString)
     {

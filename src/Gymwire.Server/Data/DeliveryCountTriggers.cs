@@ -199,8 +199,8 @@ public static class DeliveryCountTriggers
     /// The update trigger without a join: each statement's old rows count out and its new rows count in, grouped, and
     /// only the groups whose counts changed are written. Joining the old rows to the new by id, the function's cached
     /// plan (made for the first, small statement of a session: a claim) was a nested loop, so a statement over many
-    /// rows (a paused endpoint's backlog moved, an owner's disable) took time in the square of its rows and outlasted
-    /// the command timeout at 10,000 (docs/benchmark-findings.md).
+    /// rows (a paused endpoint's backlog moved, an owner's disable) took time in the square of its rows
+    /// (docs/benchmark-findings.md).
     /// </summary>
     public static readonly string PostgresUpdateWithoutJoin = $$"""
         CREATE OR REPLACE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$

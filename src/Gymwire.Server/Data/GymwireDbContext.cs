@@ -53,23 +53,23 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<ReportSchedule> ReportSchedules => Set<ReportSchedule>();
     public DbSet<ClusterNode> ClusterNodes => Set<ClusterNode>();
 
-    /// <summary>Whether, and for what, this context holds <see cref="SqliteWriteGate"/>'s turn.</summary>
-    internal WriteTurn WriteTurn { get; set; }
+    /// <summary>Whether, and for what, this context holds <see cref="SqliteWriteGate"/>'s lock.</summary>
+    internal WriteLockState WriteLockState { get; set; }
 
-    /// <summary>The gate whose turn a <c>SaveChanges</c> of this context holds; see <see cref="Dispose"/>.</summary>
-    internal SqliteWriteGate? SaveTurnGate { get; set; }
+    /// <summary>The gate whose lock a <c>SaveChanges</c> of this context holds; see <see cref="Dispose"/>.</summary>
+    internal SqliteWriteGate? SaveLockGate { get; set; }
 
-    /// <summary>Gives back a write turn a save took and never returned (it threw before it began writing).</summary>
+    /// <summary>Gives back a write lock a save took and never returned (it threw before it began writing).</summary>
     public override void Dispose()
     {
-        SaveTurnGate?.LeaveSave(this);
+        SaveLockGate?.LeaveSave(this);
         base.Dispose();
     }
 
     /// <inheritdoc cref="Dispose"/>
     public override ValueTask DisposeAsync()
     {
-        SaveTurnGate?.LeaveSave(this);
+        SaveLockGate?.LeaveSave(this);
         return base.DisposeAsync();
     }
 

@@ -72,7 +72,7 @@ public static class IdempotentCreates
             return replay;
         }
 
-        using var turn = await services.GetRequiredService<SqliteWriteGate>().EnterAsync(db, ct);
+        using var writeLock = await services.GetRequiredService<SqliteWriteGate>().EnterAsync(db, ct);
         await using var transaction = await db.Database.BeginTransactionAsync(ct);
         var record = new IdempotencyRecord
         {

@@ -189,7 +189,7 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
         // The delivery by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
         await using (var tx = await db.Database.BeginTransactionAsync())
         {
-            await DeliveryRows.InsertAsync(db, [delivery], CancellationToken.None);
+            await DeliveryRows.InsertAsync(db, Webhooks.TestDeliveryRows.PerStatement(db), [delivery], CancellationToken.None);
             await tx.CommitAsync();
         }
         return delivery;

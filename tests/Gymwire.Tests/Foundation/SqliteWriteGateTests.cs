@@ -8,9 +8,9 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Gymwire.Tests.Foundation;
 
 /// <summary>
-/// On SQLite every <c>SaveChanges</c> that opens its own transaction takes a turn at the process's write gate, so
+/// On SQLite every <c>SaveChanges</c> that opens its own transaction takes the process's write lock, so
 /// concurrent writers queue in process instead of sleeping in SQLite's busy handler. A save that fails or is
-/// cancelled gives back only a turn it took; a save inside a turn or a transaction the caller holds does not wait.
+/// cancelled gives back only a lock it took; a save inside a held lock or a transaction the caller holds does not wait.
 /// The "not completed" checks are exact: Microsoft.Data.Sqlite runs synchronously, so a save that is not waiting
 /// for the gate has finished when <c>SaveChangesAsync</c> returns.
 /// </summary>
@@ -46,12 +46,12 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         }
     }
 
-    /// <summary>The holder still holds its turn: another writer waits until the holder gives it back, then gets it.</summary>
-    private async Task AssertStillHeldAsync(SqliteWriteGate.WriteLock turn, GymwireDbContext other)
+    /// <summary>The holder still holds the lock: another writer waits until the holder gives it back, then gets it.</summary>
+    private async Task AssertStillHeldAsync(SqliteWriteGate.WriteLock held, GymwireDbContext other)
     {
         var next = Gate.EnterAsync(other, CancellationToken.None).AsTask();
         Assert.False(next.IsCompleted);
-        turn.Dispose();
+        held.Dispose();
         (await next.WaitAsync(Patience)).Dispose();
     }
 
@@ -64,16 +64,16 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await using var contexts = new Contexts(fx.Services);
         var (holder, writer) = (contexts.New(), contexts.New());
 
-        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        var held = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         writer.Leads.Add(NewLead(gym.GymId, "Waiting"));
         var save = writer.SaveChangesAsync();
         Assert.False(save.IsCompleted);
         Assert.Equal(0, await LeadsAsync(gym.GymId));
 
-        turn.Dispose();
+        held.Dispose();
         Assert.Equal(1, await save.WaitAsync(Patience));
         Assert.Equal(1, await LeadsAsync(gym.GymId));
-        // The save gave its turn back.
+        // The save gave the lock back.
         (await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience)).Dispose();
     }
 
@@ -117,7 +117,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
             var lead = NewLead(gym.GymId, "Rekeyed");
             db.Leads.Add(lead);
             await db.SaveChangesAsync();
-            // A key changed on a tracked entity: change detection throws after the turn was taken and before EF's
+            // A key changed on a tracked entity: change detection throws after the lock was taken and before EF's
             // save begins, where EF reports neither failure nor cancellation to the interceptors.
             lead.Id = Guid.CreateVersion7();
             await Assert.ThrowsAsync<InvalidOperationException>(() => db.SaveChangesAsync());
@@ -138,7 +138,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await using var contexts = new Contexts(fx.Services);
         var (holder, writer, third) = (contexts.New(), contexts.New(), contexts.New());
 
-        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        var held = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         using var cancel = new CancellationTokenSource();
         writer.Leads.Add(NewLead(gym.GymId, "Cancelled"));
         var save = writer.SaveChangesAsync(cancel.Token);
@@ -146,7 +146,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => save.WaitAsync(Patience));
 
-        await AssertStillHeldAsync(turn, third);
+        await AssertStillHeldAsync(held, third);
         Assert.Equal(0, await LeadsAsync(gym.GymId));
     }
 
@@ -157,7 +157,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await using var contexts = new Contexts(fx.Services);
         var (holder, writer, third) = (contexts.New(), contexts.New(), contexts.New());
 
-        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        var held = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         writer.Leads.Add(NewLead(gym.GymId, "Timed out"));
         var save = writer.SaveChangesAsync();
         fx.Clock.Advance(SqliteWriteGate.SaveTimeout - TimeSpan.FromSeconds(1));
@@ -165,7 +165,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         fx.Clock.Advance(TimeSpan.FromSeconds(1));
         await Assert.ThrowsAsync<TimeoutException>(() => save.WaitAsync(Patience));
 
-        await AssertStillHeldAsync(turn, third);
+        await AssertStillHeldAsync(held, third);
         Assert.Equal(0, await LeadsAsync(gym.GymId));
     }
 
@@ -176,16 +176,16 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
         await using var contexts = new Contexts(fx.Services);
         var (holder, other) = (contexts.New(), contexts.New());
 
-        var turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        var held = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         holder.Leads.Add(NewLead(gym.GymId, "Holder"));
         var own = holder.SaveChangesAsync();
         Assert.True(own.IsCompleted);
         Assert.Equal(1, await own);
-        // ... and that save did not give the holder's turn away.
-        await AssertStillHeldAsync(turn, other);
+        // ... and that save did not give the holder's lock away.
+        await AssertStillHeldAsync(held, other);
 
         // A transaction the caller began holds SQLite's write lock already; its saves do not queue for the gate.
-        turn = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
+        held = await Gate.EnterAsync(holder, CancellationToken.None).AsTask().WaitAsync(Patience);
         await using (var tx = await other.Database.BeginTransactionAsync())
         {
             other.Leads.Add(NewLead(gym.GymId, "In a transaction"));
@@ -194,7 +194,7 @@ public sealed class SqliteWriteGateTests(SqliteGymwire fx) : IClassFixture<Sqlit
             await inTransaction;
             await tx.CommitAsync();
         }
-        turn.Dispose();
+        held.Dispose();
         Assert.Equal(2, await LeadsAsync(gym.GymId));
     }
 

@@ -9,7 +9,7 @@ namespace Gymwire.Tests.OpenApi;
 /// <summary>
 /// The served OpenAPI document is generated from the code; the committed copy (docs/openapi.json) must match
 /// it, so API changes show in review. Regenerate with: GYMWIRE_UPDATE_OPENAPI=1 scripts/test --filter OpenApi.
-/// <c>/openapi.json</c> is OpenAPI 3.0 (the reference's promise); <c>/openapi/v1-3.1.json</c> is the same API in 3.1.
+/// <c>/openapi.json</c> is OpenAPI 3.0 (the contract's promise, docs/design.md); <c>/openapi/v1-3.1.json</c> is the same API in 3.1.
 /// </summary>
 public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<SqliteGymwire>
 {

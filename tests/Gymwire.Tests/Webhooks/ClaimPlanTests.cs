@@ -121,7 +121,7 @@ public sealed class ClaimPlanTests(PostgresPipeline fx) : IClassFixture<Postgres
     private static async Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows)
     {
         await using var tx = await db.Database.BeginTransactionAsync();
-        await DeliveryRows.InsertAsync(db, rows, CancellationToken.None);
+        await DeliveryRows.InsertAsync(db, TestDeliveryRows.PerStatement(db), rows, CancellationToken.None);
         await tx.CommitAsync();
     }
 

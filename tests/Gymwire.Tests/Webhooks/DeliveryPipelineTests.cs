@@ -64,7 +64,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             db.WebhookDeliveries.Add(viaEf);
             await db.SaveChangesAsync();
             await using var tx = await db.Database.BeginTransactionAsync();
-            await DeliveryRows.InsertAsync(db, viaBulk, CancellationToken.None);
+            await DeliveryRows.InsertAsync(db, TestDeliveryRows.PerStatement(db), viaBulk, CancellationToken.None);
             await tx.CommitAsync();
             return 0;
         });
@@ -128,8 +128,8 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             }
             await db.SaveChangesAsync();
             await using var tx = await db.Database.BeginTransactionAsync();
-            await DeliveryRows.UpdateOutcomesAsync(db, outcomes.Skip(2).ToList(), CancellationToken.None);
-            await DeliveryRows.InsertAttemptsAsync(db, attempts.Skip(2).ToList(), CancellationToken.None);
+            await DeliveryRows.UpdateOutcomesAsync(db, TestDeliveryRows.PerStatement(db), outcomes.Skip(2).ToList(), CancellationToken.None);
+            await DeliveryRows.InsertAttemptsAsync(db, TestDeliveryRows.PerStatement(db), attempts.Skip(2).ToList(), CancellationToken.None);
             await tx.CommitAsync();
             return 0;
         });
@@ -603,7 +603,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
                 Id(subscriptionId), Id(gymId), true, now);
             // The deliveries by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
             await using var tx = await db.Database.BeginTransactionAsync();
-            await DeliveryRows.InsertAsync(db, deliveries, CancellationToken.None);
+            await DeliveryRows.InsertAsync(db, TestDeliveryRows.PerStatement(db), deliveries, CancellationToken.None);
             await tx.CommitAsync();
         }
 

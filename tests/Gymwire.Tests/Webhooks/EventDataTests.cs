@@ -7,7 +7,7 @@ namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// Every event's <c>data</c> names the records a receiver needs to fetch and act on (docs/webhooks.md, "Event data"):
-/// the documented keys as the reference has them, then the ids (and the currency of amounts) Gymwire adds. The
+/// the documented keys as the contract has them (docs/webhooks.md, "Event data"), then the ids (and the currency of amounts) Gymwire adds. The
 /// catalog's samples carry the same keys as the real events.
 /// </summary>
 public abstract class EventDataTests(GymwireFixture fx)

@@ -37,7 +37,7 @@ public abstract class LocalReceiverTests(GymwireFixture fx)
     }
 }
 
-/// <summary><see cref="WebhookFixture"/> with an empty retry schedule: the CombatScore reference's "not retried automatically".</summary>
+/// <summary><see cref="WebhookFixture"/> with an empty retry schedule: the contract's "not retried automatically" (docs/webhooks.md).</summary>
 public abstract class NoRetryFixture(Store store) : WebhookFixture(store)
 {
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Webhooks:RetrySchedule", "")];

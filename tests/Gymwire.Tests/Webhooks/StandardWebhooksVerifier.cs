@@ -39,7 +39,7 @@ public static class StandardWebhooksVerifier
         return false;
     }
 
-    /// <summary>The CombatScore reference receiver (Express.js), line for line: hex HMAC-SHA256 of the raw body keyed by the secret string.</summary>
+    /// <summary>The contract's Express.js receiver (docs/webhooks.md, "Node.js"), line for line: hex HMAC-SHA256 of the raw body keyed by the secret string.</summary>
     public static bool VerifyCombatScore(string secret, IReadOnlyDictionary<string, string> headers, byte[] rawBody)
     {
         if (!headers.TryGetValue("x-combatscore-signature", out var signature))

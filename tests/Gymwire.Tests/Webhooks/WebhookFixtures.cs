@@ -93,3 +93,10 @@ public static class WebhookTestHelpers
 
     public static JsonElement Json(this ReceivedRequest request) => JsonDocument.Parse(request.Body).RootElement.Clone();
 }
+
+/// <summary>The bulk writes' rows per statement that the store's own queue uses, for tests that call <see cref="DeliveryRows"/> directly.</summary>
+public static class TestDeliveryRows
+{
+    public static int PerStatement(Gymwire.Data.GymwireDbContext db) =>
+        db.Provider == Gymwire.Data.DatabaseProvider.Postgres ? PostgresDeliveryQueue.StatementRows : SqliteDeliveryQueue.StatementRows;
+}

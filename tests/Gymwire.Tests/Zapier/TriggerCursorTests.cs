@@ -143,7 +143,7 @@ public abstract class TriggerCursorTests(GymwireFixture fx)
         var logged = await (await fx.Client(writeKey).PostJsonAsync("/api/zapier/actions?type=log_attendance", new { user_id = "user_ada" })).AssertStatusAsync(HttpStatusCode.Created);
         Assert.Equal("api", logged.GetProperty("source").GetString());
 
-        // new_checkin: the reference's "kiosk check-ins" only, in both modes; the API's check-in is in the event feed and GET /api/gym/checkins.
+        // new_checkin: the contract's "kiosk check-ins" only (docs/polling.md), in both modes; the API's check-in is in the event feed and GET /api/gym/checkins.
         var checkins = (await (await client.GetAsync("/api/zapier/triggers?type=new_checkin")).AssertStatusAsync(HttpStatusCode.OK)).EnumerateArray().ToList();
         Assert.Equal(kiosk.GetProperty("id").GetGuid(), Assert.Single(checkins).GetProperty("id").GetGuid());
         var (cursorCheckins, _) = await PollAsync(client, "new_checkin", 0);

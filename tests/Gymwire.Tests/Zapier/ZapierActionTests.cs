@@ -101,7 +101,7 @@ public abstract class ZapierActionTests(GymwireFixture fx)
 
         Assert.Equal(["member.joined", "attendance.checked_in"], await EventTypesAsync(gym.GymId));
         Assert.Equal(["member.joined"], await EventTypesAsync(other.GymId));
-        // new_checkin holds kiosk check-ins (the reference's words); an API check-in is in the gym's list and the event feed.
+        // new_checkin holds kiosk check-ins (the contract's words, docs/polling.md); an API check-in is in the gym's list and the event feed.
         var trigger = await (await client.GetAsync("/api/zapier/triggers?type=new_checkin")).AssertStatusAsync(HttpStatusCode.OK);
         Assert.Empty(trigger.EnumerateArray());
         var listed = await (await gym.Owner().GetAsync("/api/gym/checkins")).AssertStatusAsync(HttpStatusCode.OK);

@@ -181,7 +181,7 @@ public sealed class DemoSeeder(
                 var timeout = !ok && outcome == "failed" && n % 2 == 0;
                 var attempt = new WebhookAttempt
                 {
-                    Id = Guid.CreateVersion7(at), GymId = gymId, DeliveryId = delivery.Id, Number = n, AttemptedAt = at, Trigger = "scheduled",
+                    Id = Guid.CreateVersion7(at), GymId = gymId, DeliveryId = delivery.Id, Number = n, AttemptedAt = at, Trigger = n == 1 ? DeliveryMetrics.Triggers.Initial : DeliveryMetrics.Triggers.Retry,
                     StatusCode = ok ? 200 : timeout ? null : 503, DurationMs = ok ? 80 + random.Next(400) : timeout ? 10_000 : 30 + random.Next(100),
                     Error = ok ? null : timeout ? "Timed out after 10 s" : "HTTP 503",
                     ResponseBody = ok ? """{"status":"success"}""" : timeout ? null : "Service Unavailable",

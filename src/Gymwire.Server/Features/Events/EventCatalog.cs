@@ -32,7 +32,7 @@ public static class EventCatalog
     public const string LeadCreated = "lead.created";
     public const string ContractSigned = "contract.signed";
 
-    // Samples keep the reference's documented keys and values; the keys Gymwire adds (the records' ids, the currency)
+    // Samples keep the contract's documented keys and values (docs/webhooks.md, "Event data"); the keys Gymwire adds (the records' ids, the currency)
     // follow them, with realistic values.
     private const string SampleMemberId = "0190b3c8-5a4e-7c2e-9d6b-2f1a3c4d5e63";
     private const string SamplePaymentId = "0190b3c8-5a4e-7c2e-9d6b-2f1a3c4d5e62";

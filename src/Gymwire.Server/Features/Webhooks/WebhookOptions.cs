@@ -21,7 +21,7 @@ public sealed class WebhookOptions
     /// <summary>
     /// Delays before each retry after a failed attempt. Null means the default (5 min, 30 min, 2 h); the
     /// configuration binder appends to a pre-filled list, hence the null default. Empty means no retries: a failed
-    /// attempt makes the delivery undeliverable at once (the CombatScore reference's behaviour).
+    /// attempt makes the delivery undeliverable at once (the contract's own behaviour: docs/webhooks.md, "Answering, retries and failures").
     /// </summary>
     public List<TimeSpan>? RetrySchedule { get; set; }
 

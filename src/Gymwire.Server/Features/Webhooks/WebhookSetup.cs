@@ -11,8 +11,8 @@ public static class WebhookSetup
         services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateOnStart()
             .PostConfigure(o =>
             {
-                // An empty schedule ("RetrySchedule": [] in JSON, or an empty Webhooks__RetrySchedule) means no retries, as the
-                // CombatScore reference has it. The binder leaves an empty list null (the default schedule), so it is read here.
+                // An empty schedule ("RetrySchedule": [] in JSON, or an empty Webhooks__RetrySchedule) means no retries, the contract's own
+                // behaviour (docs/webhooks.md). The binder leaves an empty list null (the default schedule), so it is read here.
                 var schedule = configuration.GetSection(WebhookOptions.Section).GetSection(nameof(WebhookOptions.RetrySchedule));
                 if (schedule.Value == "" && !schedule.GetChildren().Any())
                 {

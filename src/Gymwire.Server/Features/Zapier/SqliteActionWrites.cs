@@ -23,7 +23,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
         public IReadOnlyList<object> Rows { get; } = rows;
 
         /// <summary>True: written by another action's batch. False: this action writes the next batch.</summary>
-        public TaskCompletionSource<bool> Turn { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<bool> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     /// <summary>Inserts <paramref name="rows"/> (new entities) in one transaction, with those of other actions waiting.</summary>
@@ -37,7 +37,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
             lead = !_writing;
             _writing = true;
         }
-        if (!lead && await mine.Turn.Task)
+        if (!lead && await mine.Outcome.Task)
         {
             return;
         }
@@ -80,7 +80,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
                         }
                         catch (Exception e) when (pending != mine)
                         {
-                            pending.Turn.TrySetException(e);
+                            pending.Outcome.TrySetException(e);
                         }
                         catch (Exception e)
                         {
@@ -97,7 +97,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
             {
                 if (pending != mine)
                 {
-                    pending.Turn.TrySetException(e);
+                    pending.Outcome.TrySetException(e);
                 }
             }
         }
@@ -107,7 +107,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
             {
                 if (pending != mine)
                 {
-                    pending.Turn.TrySetResult(true);
+                    pending.Outcome.TrySetResult(true);
                 }
             }
             Pending? head = null;
@@ -118,7 +118,7 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
                     _writing = false;
                 }
             }
-            head?.Turn.TrySetResult(false);
+            head?.Outcome.TrySetResult(false);
         }
         if (own is not null)
         {

@@ -31,7 +31,7 @@ public static class ZapierTriggers
     public const string NextAfterSequenceHeader = "X-Gymwire-Next-After-Sequence";
     public static readonly string[] Types = ["new_member", "new_payment", "new_session", "new_checkin"];
 
-    /// <summary>The source of the check-ins <c>new_checkin</c> returns: the reference's "kiosk check-ins".</summary>
+    /// <summary>The source of the check-ins <c>new_checkin</c> returns: the contract's "kiosk check-ins" (docs/polling.md).</summary>
     public const string CheckinSource = "kiosk";
 
     // A cursor poll reads the event log a page at a time; check-ins from elsewhere than the kiosk are passed over,

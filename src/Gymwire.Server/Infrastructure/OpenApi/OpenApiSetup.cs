@@ -9,7 +9,7 @@ namespace Gymwire.Infrastructure.OpenApi;
 
 /// <summary>
 /// The OpenAPI description, generated from the endpoints (never written by hand): <c>/openapi.json</c> is
-/// OpenAPI 3.0 (what the CombatScore reference promises, and what every client generator reads; the webhook
+/// OpenAPI 3.0 (what the wire contract promises, docs/design.md, and what every client generator reads; the webhook
 /// catalog is under <c>x-webhooks</c>), <c>/openapi/v1-3.1.json</c> the same API as OpenAPI 3.1 (catalog under
 /// <c>webhooks</c>), and <c>/docs</c> a readable reference of the 3.1 document (Scalar, served from the server: no CDN).
 /// </summary>

@@ -105,23 +105,23 @@ public static class TelemetrySetup
 
     /// <summary>
     /// ASP.NET Core's meters that are exported: HTTP requests, connections, unhandled exceptions, rate limiting.
-    /// <c>AddAspNetCoreInstrumentation()</c> would add all its built-in meters, among them the memory pool's (nine
-    /// measurements per API request), routing's, authentication's and authorization's (one each): 12 of the 17
-    /// measurements an authenticated poll made, for figures nobody runs Gymwire by.
+    /// <c>AddAspNetCoreInstrumentation()</c> would add all its built-in meters, among them the memory pool's (several
+    /// measurements per API request), routing's, authentication's and authorization's: most of the measurements an
+    /// authenticated poll would make, for figures nobody runs Gymwire by.
     /// </summary>
     internal static readonly string[] AspNetCoreMeters =
         ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "Microsoft.AspNetCore.Diagnostics", "Microsoft.AspNetCore.RateLimiting"];
 
     /// <summary>
     /// HttpClient's instruments measured per request but not exported: its open-connection and active-request counts
-    /// take six measurements per webhook delivery (each state change of a pooled connection), more than everything
+    /// take a measurement at each state change of a pooled connection, several per webhook delivery, more than everything
     /// else a delivery records; the deliveries in flight are bounded by <c>Webhooks:MaxConcurrentDeliveries</c> anyway.
     /// </summary>
     internal static readonly string[] DroppedHttpClientInstruments = ["http.client.open_connections", "http.client.active_requests"];
 
     /// <summary>
-    /// ASP.NET Core's in-flight request count is measured twice per request (up and down), a third of what an API
-    /// request records; the request rate and duration, and Kestrel's connection counts, are what operators read.
+    /// ASP.NET Core's in-flight request count is measured twice per request (up and down); the request rate and
+    /// duration, and Kestrel's connection counts, are what operators read.
     /// </summary>
     internal const string DroppedHostingInstrument = "http.server.active_requests";
 
@@ -132,7 +132,7 @@ public static class TelemetrySetup
     /// <summary>
     /// HttpClient's and DNS's instruments tag every measurement with the server's name, port and address (DNS: the name
     /// looked up), so each webhook receiver would get series of its own, as many as anyone with a key cares to create
-    /// webhooks for (a hundred receivers made the scrape 800 KiB). They are kept without those tags; per-endpoint
+    /// webhooks for, and the scrape would grow with them. They are kept without those tags; per-endpoint
     /// figures are Gymwire's own instruments', with <c>Metrics:PerSubscription</c>. A dropped instrument is not
     /// enabled at all, so HttpClient skips its measurements.
     /// </summary>

@@ -111,13 +111,13 @@ public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtecto
         }
     }
 
-    /// <summary>"initial", "retry", "redeliver", "test" in an owner's words.</summary>
+    /// <summary>An attempt's <see cref="DeliveryMetrics.Triggers"/> in an owner's words.</summary>
     public static string TriggerLabel(string trigger) => trigger switch
     {
-        "initial" => "Initial attempt",
-        "retry" or "scheduled" => "Scheduled retry",
-        "redeliver" => "Redelivery",
-        "test" => "Test send",
+        DeliveryMetrics.Triggers.Initial => "Initial attempt",
+        DeliveryMetrics.Triggers.Retry => "Scheduled retry",
+        DeliveryMetrics.Triggers.Redeliver => "Redelivery",
+        DeliveryMetrics.Triggers.Test => "Test send",
         _ => trigger,
     };
 }

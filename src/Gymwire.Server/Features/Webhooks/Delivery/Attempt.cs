@@ -87,7 +87,10 @@ public sealed partial class Attempt(
     /// owner resent a finished delivery (its count reset, its last attempt kept), <c>test</c> for a test send, else <c>initial</c>.
     /// </summary>
     private static string TriggerOf(ClaimedDelivery delivery) =>
-        delivery.AttemptCount > 0 ? "retry" : delivery.LastAttemptAt is not null ? "redeliver" : delivery.IsTest ? "test" : "initial";
+        delivery.AttemptCount > 0 ? DeliveryMetrics.Triggers.Retry
+        : delivery.LastAttemptAt is not null ? DeliveryMetrics.Triggers.Redeliver
+        : delivery.IsTest ? DeliveryMetrics.Triggers.Test
+        : DeliveryMetrics.Triggers.Initial;
 
     /// <summary>
     /// POSTs the delivery and fills in <paramref name="attempt"/>; returns the receiver's Retry-After, if any, the

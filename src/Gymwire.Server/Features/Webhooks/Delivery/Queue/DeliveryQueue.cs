@@ -27,11 +27,14 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
 
     public abstract int RecordWriters { get; }
 
+    /// <summary>Rows per statement in the bulk writes (<see cref="DeliveryRows"/>).</summary>
+    public abstract int RowsPerStatement { get; }
+
     public abstract Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
     public abstract Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct);
 
-    /// <summary>Begins a write transaction (on SQLite, after taking the process's write turn).</summary>
+    /// <summary>Begins a write transaction (after the store's own lock, if it has one).</summary>
     protected abstract ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct);
 
     /// <summary>
@@ -71,7 +74,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         {
             var (deliveries, dispatched) = await fanOut(db, events, ct);
             var now = clock.GetUtcNow().UtcDateTime;
-            await DeliveryRows.InsertAsync(db, deliveries, ct);
+            await DeliveryRows.InsertAsync(db, RowsPerStatement, deliveries, ct);
             await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
             await write.CommitAsync(ct);
             return (dispatched.Count, deliveries.Count);
@@ -124,14 +127,14 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// <summary>
     /// One statement: the claims still held (lease not ended) by <paramref name="node"/>, or by any node when null, are
     /// due again at their due time before the claim (now for a claim made before that was recorded). A held claim's due
-    /// time is its lease's end, so the due index finds them (<see cref="WalkDueIndexAsync"/>).
+    /// time is its lease's end, so the due index finds them (<see cref="ApplyPlannerSettingsAsync"/>).
     /// </summary>
     private protected async Task<int> ReleaseHeldAsync(Guid? node, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
         var now = clock.GetUtcNow().UtcDateTime;
         await using var write = await BeginWriteAsync(db, ct);
-        await WalkDueIndexAsync(db, ct);
+        await ApplyPlannerSettingsAsync(db, ct);
         var held = db.WebhookDeliveries.Where(d => (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying)
             && d.NextAttemptAt > now && d.LockedUntil > now && d.ClaimedBy != null);
         if (node is { } id)
@@ -146,8 +149,8 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         return released;
     }
 
-    /// <summary>Inside a write transaction, before a statement that should find its rows through the due index.</summary>
-    protected virtual Task WalkDueIndexAsync(GymwireDbContext db, CancellationToken ct) => Task.CompletedTask;
+    /// <summary>Inside a write transaction, before a statement that should find its rows through the due index: the store's planner settings for it, if any.</summary>
+    protected virtual Task ApplyPlannerSettingsAsync(GymwireDbContext db, CancellationToken ct) => Task.CompletedTask;
 
     /// <summary>
     /// A subscription's health (failing since, endpoint health) is tracked and saved by EF Core, and only when it
@@ -200,8 +203,8 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
                 outcomes[i] = new AttemptOutcome(attempt, change.Delivery.Status, subscription.Health);
             }
         }
-        await DeliveryRows.UpdateOutcomesAsync(db, changed, ct);
-        await DeliveryRows.InsertAttemptsAsync(db, attempts, ct);
+        await DeliveryRows.UpdateOutcomesAsync(db, RowsPerStatement, changed, ct);
+        await DeliveryRows.InsertAttemptsAsync(db, RowsPerStatement, attempts, ct);
         await db.SaveChangesAsync(ct);
         await MoveHeldAsync(db, before, ct);
         var deactivated = subscriptions.Values.Where(s => !s.IsActive && wasActive.Contains(s.Id)).ToList();
@@ -322,15 +325,15 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         return result;
     }
 
-    /// <summary>A write transaction, and on SQLite the write turn held for it; disposing it rolls back what was not committed.</summary>
-    protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? turn = null) : IAsyncDisposable
+    /// <summary>A write transaction, and the store's lock held for it if any; disposing it rolls back what was not committed.</summary>
+    protected sealed class WriteTransaction(Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction transaction, IDisposable? writeLock = null) : IAsyncDisposable
     {
         public Task CommitAsync(CancellationToken ct) => transaction.CommitAsync(ct);
 
         public async ValueTask DisposeAsync()
         {
             await transaction.DisposeAsync();
-            turn?.Dispose();
+            writeLock?.Dispose();
         }
     }
 }

@@ -13,14 +13,12 @@ public sealed record DeliveryOutcome(Guid Id, string Status, int AttemptCount, D
 /// The delivery pipeline's bulk writes, inside the caller's transaction and without tracking entities: a burst fans
 /// out into thousands of delivery rows, and every attempt adds a row and changes one, so tracking each costs more
 /// than sending it. Values are bound through EF Core's own type mappings (the model's columns), so every column is
-/// stored exactly as <c>SaveChanges</c> would store it. PostgreSQL gets multi-row statements (one round trip per
-/// 100 rows); SQLite, in process, gets one prepared single-row statement executed per row, its fastest bulk path
-/// (it binds parameters by name, so a statement of hundreds of parameters costs more than it saves).
+/// stored exactly as <c>SaveChanges</c> would store it. Each store's queue says how many rows a statement takes
+/// (<see cref="DeliveryQueue.RowsPerStatement"/>); a statement is prepared once and executed again while its row
+/// count stays the same.
 /// </summary>
 internal static class DeliveryRows
 {
-    private const int RowsPerStatement = 100;
-
     private static readonly (string Property, Func<WebhookDelivery, object?> Value)[] DeliveryColumns =
     [
         (nameof(WebhookDelivery.Id), d => d.Id),
@@ -67,16 +65,16 @@ internal static class DeliveryRows
     ];
 
     /// <summary>Inserts new deliveries.</summary>
-    public static Task InsertAsync(GymwireDbContext db, IReadOnlyList<WebhookDelivery> rows, CancellationToken ct) =>
-        WriteAsync(db, typeof(WebhookDelivery), rows, DeliveryColumns, Insert, ct);
+    public static Task InsertAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<WebhookDelivery> rows, CancellationToken ct) =>
+        WriteAsync(db, rowsPerStatement, typeof(WebhookDelivery), rows, DeliveryColumns, Insert, ct);
 
     /// <summary>Inserts attempt rows.</summary>
-    public static Task InsertAttemptsAsync(GymwireDbContext db, IReadOnlyList<WebhookAttempt> rows, CancellationToken ct) =>
-        WriteAsync(db, typeof(WebhookAttempt), rows, AttemptColumns, Insert, ct);
+    public static Task InsertAttemptsAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<WebhookAttempt> rows, CancellationToken ct) =>
+        WriteAsync(db, rowsPerStatement, typeof(WebhookAttempt), rows, AttemptColumns, Insert, ct);
 
     /// <summary>Writes each delivery's outcome (its state after an attempt) by id, and lets its claim go.</summary>
-    public static Task UpdateOutcomesAsync(GymwireDbContext db, IReadOnlyList<DeliveryOutcome> rows, CancellationToken ct) =>
-        WriteAsync(db, typeof(WebhookDelivery), rows, OutcomeColumns, UpdateByKey, ct);
+    public static Task UpdateOutcomesAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<DeliveryOutcome> rows, CancellationToken ct) =>
+        WriteAsync(db, rowsPerStatement, typeof(WebhookDelivery), rows, OutcomeColumns, UpdateByKey, ct);
 
     /// <summary>What a delivery records when its webhook is no longer active.</summary>
     public const string InactiveError = "The webhook is inactive";
@@ -84,8 +82,7 @@ internal static class DeliveryRows
     /// <summary>
     /// Ends the queued deliveries of deactivated subscriptions (undeliverable, unsent; the owner can redeliver them)
     /// in one statement, inside the caller's transaction. Deliveries in flight (claimed) are left to their attempt.
-    /// One by one, each would cost a claim and a record, and on SQLite a turn at the write lock each, behind the
-    /// endpoint's concurrency cap.
+    /// One by one, each would cost a claim, a record and a write transaction, behind the endpoint's concurrency cap.
     /// </summary>
     public static Task<int> DropQueuedAsync(GymwireDbContext db, IReadOnlyCollection<Guid> subscriptionIds, DateTime now, CancellationToken ct) =>
         subscriptionIds.Count == 0 ? Task.FromResult(0) : db.WebhookDeliveries
@@ -103,7 +100,7 @@ internal static class DeliveryRows
     }
 
     /// <summary>
-    /// One row: <c>UPDATE t SET b = @p0_1 WHERE a = @p0_0</c>; several (PostgreSQL):
+    /// One row: <c>UPDATE t SET b = @p0_1 WHERE a = @p0_0</c>; several:
     /// <c>UPDATE t SET b = v.b FROM (VALUES (@p0_0, @p0_1), …) AS v (a, b) WHERE t.a = v.a</c>.
     /// </summary>
     private static string UpdateByKey(string table, string[] columns, int rows)
@@ -124,14 +121,14 @@ internal static class DeliveryRows
             sql.Append(r == 0 ? "(" : ", (");
             for (var c = 0; c < columns; c++)
             {
-                // Both providers take '@name' placeholders (Npgsql rewrites them to positional parameters).
+                // Both stores' providers take '@name' placeholders.
                 sql.Append(c == 0 ? "@" : ", @").Append($"p{r}_{c}");
             }
             sql.Append(')');
         }
     }
 
-    private static async Task WriteAsync<TRow>(GymwireDbContext db, Type entityType, IReadOnlyList<TRow> rows, (string Property, Func<TRow, object?> Value)[] values,
+    private static async Task WriteAsync<TRow>(GymwireDbContext db, int perStatement, Type entityType, IReadOnlyList<TRow> rows, (string Property, Func<TRow, object?> Value)[] values,
         Func<string, string[], int, string> statement, CancellationToken ct)
     {
         if (rows.Count == 0)
@@ -144,7 +141,6 @@ internal static class DeliveryRows
         var entity = db.Model.FindEntityType(entityType)!;
         var columns = values.Select(c => entity.FindProperty(c.Property)!).Select(p => (Name: p.GetColumnName(), Mapping: p.GetRelationalTypeMapping())).ToArray();
         var names = columns.Select(c => c.Name).ToArray();
-        var perStatement = db.Provider == DatabaseProvider.Postgres ? RowsPerStatement : 1;
         await using var command = transaction.Connection!.CreateCommand();
         command.Transaction = transaction;
         for (var start = 0; start < rows.Count; start += perStatement)
@@ -152,13 +148,13 @@ internal static class DeliveryRows
             var count = Math.Min(perStatement, rows.Count - start);
             if (command.Parameters.Count != count * columns.Length)
             {
-                // (Re)shaped only when the row count changes: SQLite's single-row statement is prepared once.
+                // (Re)shaped only when the row count changes: a single-row statement is prepared once.
                 command.Parameters.Clear();
                 for (var r = 0; r < count; r++)
                 {
                     for (var c = 0; c < columns.Length; c++)
                     {
-                        // Named as in the SQL, "@" included: Microsoft.Data.Sqlite otherwise tries each prefix in turn, a search of the statement's names each.
+                        // Named as in the SQL, "@" included, so that binding it needs no search of the statement's names.
                         command.Parameters.Add(columns[c].Mapping.CreateParameter(command, $"@p{r}_{c}", values[c].Value(rows[start + r]), nullable: true));
                     }
                 }

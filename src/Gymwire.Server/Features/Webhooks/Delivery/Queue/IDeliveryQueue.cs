@@ -53,9 +53,9 @@ public interface IDeliveryQueue
     Task<int> ReleaseClaimsOfAsync(Guid node, CancellationToken ct);
 
     /// <summary>
-    /// Run by the worker at start, before its first claim. On SQLite (one node) every claim still held was left by a
-    /// previous process (killed), and is given back so that a restart redelivers at once; on PostgreSQL other nodes'
-    /// claims may be live, so nothing is (a dead node's are released by the heartbeat). Returns how many were released.
+    /// Run by the worker at start, before its first claim: gives back the claims no live process can hold (a killed
+    /// previous process's, where the store serves one node), so that a restart redelivers at once. Where other nodes'
+    /// claims may be live nothing is released here (a dead node's are released by the heartbeat). Returns how many.
     /// </summary>
     Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct);
 

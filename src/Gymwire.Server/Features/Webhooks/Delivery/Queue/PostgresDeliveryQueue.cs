@@ -18,6 +18,11 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
     /// <summary>A few: a batch's time is mostly round trips, and the batches touch different rows.</summary>
     public override int RecordWriters => 4;
 
+    /// <summary>A hundred: one round trip per 100 rows (Npgsql rewrites the <c>@name</c> placeholders to positional ones).</summary>
+    public override int RowsPerStatement => StatementRows;
+
+    internal const int StatementRows = 100;
+
     protected override async ValueTask<WriteTransaction> BeginWriteAsync(GymwireDbContext db, CancellationToken ct) =>
         new(await db.Database.BeginTransactionAsync(ct));
 
@@ -103,7 +108,7 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
     /// <summary>Other nodes' claims may be live: a dead node's are released by the heartbeat (<see cref="IDeliveryQueue.ReleaseClaimsOfAsync"/>).</summary>
     public override Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => Task.FromResult(0);
 
-    protected override Task WalkDueIndexAsync(GymwireDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync(PlannerSettings, ct);
+    protected override Task ApplyPlannerSettingsAsync(GymwireDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync(PlannerSettings, ct);
 
     /// <summary>It walks the due index in order, so it costs the rows in front (in flight, or left out), not the whole queue.</summary>
     public override async Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
