@@ -45,8 +45,7 @@ namespace Gymwire
             builder.Services.AddOwners();
             builder.Services.AddGymwireAuth();
             builder.Services.AddApiKeys();
-            builder.Services.AddTriggerCache();
-            builder.Services.AddSingleton<SqliteActionWrites>();
+            builder.Services.AddZapier();
             builder.Services.AddGymwireDataProtection();
             builder.Services.AddDashboard();
             builder.Services.AddOidcSignIn(builder.Configuration);
@@ -56,7 +55,7 @@ namespace Gymwire
             builder.Services.AddGymwireRateLimiting(builder.Configuration);
             builder.Services.AddWebhooks(builder.Configuration);
             builder.Services.AddCluster();
-            builder.Services.AddScoped<DemoSeeder>();
+            builder.Services.AddDemo();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
             builder.AddGymwireTelemetry();

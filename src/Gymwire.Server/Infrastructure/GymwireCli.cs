@@ -61,7 +61,7 @@ public static class GymwireCli
         root.Subcommands.Add(migrate);
         root.Subcommands.Add(gyms);
         root.Subcommands.Add(demo);
-        root.Subcommands.Add(ApiKeyEndpoints.CliCommand(args));
+        root.Subcommands.Add(ApiKeySetup.CliCommand(args));
         root.Subcommands.Add(PasswordResets.CliCommand(args));
         foreach (var command in DatabaseBackup.CliCommands(args))
         {

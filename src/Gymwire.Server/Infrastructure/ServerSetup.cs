@@ -1,5 +1,4 @@
 using System.ComponentModel.DataAnnotations;
-using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -27,41 +26,6 @@ public static class ServerSetup
             RequestGuard.RaiseKestrelLimits(kestrel.Limits);
             kestrel.AddServerHeader = false;
         });
-        return services;
-    }
-
-    public static IServiceCollection AddOutbox(this IServiceCollection services)
-    {
-        services.AddSingleton<OutboxSignal>();
-        services.AddSingleton<EventMetrics>();
-        services.AddWakeAfterCommit<OutboxEvent, OutboxSignal>(sp =>
-        {
-            var metrics = sp.GetRequiredService<EventMetrics>();
-            return row => metrics.Written(row.Type);
-        });
-        return services;
-    }
-
-    public static IServiceCollection AddOwners(this IServiceCollection services)
-    {
-        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddIdentityCore<Owner>(o =>
-            {
-                o.User.RequireUniqueEmail = true;
-                o.Password.RequiredLength = 10;
-                o.Password.RequireNonAlphanumeric = false;
-                o.Password.RequireUppercase = false;
-                o.Password.RequireDigit = false;
-                o.Password.RequireLowercase = false;
-                o.Lockout.AllowedForNewUsers = false;
-            })
-            .AddEntityFrameworkStores<GymwireDbContext>();
-        // Lockout is OwnerSignIn's (atomic counters in sign_in_throttles), not Identity's per-owner columns.
-        services.AddScoped<OwnerSignIn>();
-        services.AddSingleton<PasswordCheckLimiter>();
-        services.AddScoped<GymProvisioning>();
-        services.AddScoped<PasswordResets>();
-        services.AddSingleton<Auth.IBearerTokenValidator, OwnerSessionValidator>();
         return services;
     }
 

@@ -1,5 +1,3 @@
-using System.CommandLine;
-
 namespace Gymwire.Features.ApiKeys;
 
 public sealed record ApiKeyList(IReadOnlyList<ApiKeyDto> Keys);
@@ -42,35 +40,5 @@ public static class ApiKeyEndpoints
     {
         var revoked = await keys.RevokeAsync(user.GetGymId(), id, ct);
         return revoked is null ? ApiErrors.NotFound("API key not found") : TypedResults.Ok(revoked);
-    }
-
-    /// <summary><c>gymwire api-keys create|revoke</c>, for headless set-up and scripts.</summary>
-    public static Command CliCommand(string[] args)
-    {
-        var gym = new Option<Guid>("--gym") { Description = "The gym's id.", Required = true };
-        var name = new Option<string>("--name") { Description = "Display name.", DefaultValueFactory = _ => ApiKeyService.DefaultName };
-        var scopes = new Option<string>("--scopes") { Description = "Comma-separated: read, write.", DefaultValueFactory = _ => Scopes.Read };
-        var expires = new Option<DateTime?>("--expires-at") { Description = "Optional expiry (ISO-8601, UTC)." };
-        var create = new Command("create", "Create an API key; prints it once.") { gym, name, scopes, expires };
-        create.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
-        {
-            var requested = parse.GetValue(scopes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-            var expiry = parse.GetValue(expires) is { } e ? DateTime.SpecifyKind(e.ToUniversalTime(), DateTimeKind.Utc) : (DateTime?)null;
-            var (created, error) = await services.GetRequiredService<ApiKeyService>()
-                .CreateAsync(parse.GetValue(gym), parse.GetValue(name), requested, expiry, ct2);
-            return created is null ? GymwireCli.Fail(error!) : GymwireCli.Ok(created);
-        }, ct));
-
-        var id = new Option<Guid>("--id") { Description = "The key's id.", Required = true };
-        var revoke = new Command("revoke", "Revoke an API key; it stops working at once.") { gym, id };
-        revoke.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
-        {
-            var revoked = await services.GetRequiredService<ApiKeyService>().RevokeAsync(parse.GetValue(gym), parse.GetValue(id), ct2);
-            return revoked is null ? GymwireCli.Fail("API key not found") : GymwireCli.Ok(revoked);
-        }, ct));
-
-        create.TreatUnmatchedTokensAsErrors = false;
-        revoke.TreatUnmatchedTokensAsErrors = false;
-        return new Command("api-keys", "Manage API keys.") { create, revoke };
     }
 }
