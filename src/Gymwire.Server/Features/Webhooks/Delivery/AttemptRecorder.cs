@@ -32,6 +32,8 @@ public sealed partial class AttemptRecorder : IDisposable
     {
         (_queue, _policy, _scopes, _options, _metrics, _logger) = (queue, policy, scopes, options.Value, metrics, logger);
         // Each writer takes what is waiting when it is free, so an attempt's slot is freed when its own batch commits.
+        // Nothing awaits the writers: each ends when Dispose completes the channel, and a failure is its records' own
+        // (every record's task carries it to the attempt that waits for it).
         for (var i = 0; i < queue.RecordWriters; i++)
         {
             _ = Task.Run(WriteAsync);

@@ -125,6 +125,7 @@ public sealed partial class DeliveryWorker(
                     refused.Add(delivery);
                     continue;
                 }
+                // The attempt waits until it is registered in flight, since its end removes it from there.
                 var started = new TaskCompletionSource();
                 _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
                 started.SetResult();
@@ -175,7 +176,10 @@ public sealed partial class DeliveryWorker(
         }
     }
 
-    /// <summary>One delivery's attempt, from its admission to its endpoint's next state.</summary>
+    /// <summary>
+    /// One delivery's attempt, from its admission to its endpoint's next state: attempt, record, observe. It starts when
+    /// <paramref name="registered"/> completes (it is in flight, and a probe's fellow claims are given back).
+    /// </summary>
     private async Task DeliverAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
     {
         await registered;
