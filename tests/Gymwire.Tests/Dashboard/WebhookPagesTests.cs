@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Gymwire.Features.Dashboard.Settings;
+using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
@@ -326,6 +327,35 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         var all = await browser.FollowAsync(await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/all"), ("Input.AllEvents", "true")));
         Assert.Equal(HttpStatusCode.OK, all.StatusCode);
         Assert.Empty(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.GymId == gym.GymId && s.Url == "https://hooks.example.com/all").Select(s => s.Events).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task Saving_an_edit_keeps_an_api_subscription_to_an_event_and_its_alias_delivered_under_the_event()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        // Through the API a subscription may name both; it is delivered under the event's own name.
+        var id = await fx.WithDbAsync(async db =>
+        {
+            var hook = new WebhookSubscription
+            {
+                Id = Guid.NewGuid(), GymId = gym.GymId, Url = "https://hooks.example.com/both", Events = ["member.joined", "member.created"],
+                IsActive = true, SecretProtected = "x", CreatedAt = DateTime.UtcNow, UpdatedAt = DateTime.UtcNow,
+            };
+            db.WebhookSubscriptions.Add(hook);
+            await db.SaveChangesAsync();
+            return hook.Id;
+        });
+        Assert.Equal("member.joined", WebhookPayloads.SubscribedName(["member.joined", "member.created"], "member.joined"));
+        var edit = await browser.GetPageAsync($"/settings/webhooks/{id}/edit");
+        Assert.Matches("id=\"event-member-joined\"[^>]*checked", edit);
+        Assert.DoesNotMatch("id=\"event-member-created\"[^>]*checked", edit);
+
+        // The owner changes only the URL and saves the events as the form shows them.
+        var saved = await browser.SubmitAsync($"/settings/webhooks/{id}/edit", ("Input.Url", "https://hooks.example.com/moved"), ("Input.AllEvents", "false"), ("Input.Events", "member.joined"));
+        Assert.Equal(HttpStatusCode.Redirect, saved.StatusCode);
+        var events = await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.Events).SingleAsync());
+        Assert.Equal("member.joined", WebhookPayloads.SubscribedName(events, "member.joined"));
     }
 
     [Fact]

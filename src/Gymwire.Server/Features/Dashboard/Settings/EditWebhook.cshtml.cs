@@ -20,7 +20,7 @@ public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext d
             return NotFound();
         }
         Id = id;
-        Input = new WebhookInput { Url = hook.Url, Events = hook.Events.ToList(), AllEvents = hook.Events.Count == 0 };
+        Input = new WebhookInput { Url = hook.Url, Events = WebhookInput.CheckedFor(hook.Events), AllEvents = hook.Events.Count == 0 };
         return Page();
     }
 

@@ -42,6 +42,14 @@ public sealed class WebhookInput
         return picked.Where(e => !aliased.Contains(e)).ToList();
     }
 
+    /// <summary>
+    /// The form's checked events for a stored list. A list naming both an event and its alias (possible through the API)
+    /// is delivered under the event's own name, so the alias is shown unchecked: checked, saving the form would switch
+    /// the webhook to the alias.
+    /// </summary>
+    public static List<string> CheckedFor(IReadOnlyCollection<string> stored) =>
+        stored.Where(e => EventCatalog.ByName.GetValueOrDefault(e)?.AliasOf is not { } canonical || !stored.Contains(canonical)).ToList();
+
     /// <summary>The service words its errors for API clients ('url' …); on a form, name the field as the owner sees it.</summary>
     public static string Friendly(string error) =>
         error.Replace("'url'", "The endpoint URL", StringComparison.Ordinal)
