@@ -9,7 +9,8 @@ namespace Gymwire.Tests.Dashboard;
 /// <summary>
 /// Issue #25: the dashboard's destructive actions (deleting a webhook, rotating its secret, disconnecting Stripe,
 /// stopping the scheduled report) spend the same per-owner budget as the API's (5 an hour), while revoking a key and
-/// disabling a webhook are never limited.
+/// disabling a webhook are never limited; its changes (creates, edits, enabling, test sends, redeliveries) spend the
+/// API's mutation budget (30 a minute).
 /// </summary>
 public abstract class DashboardRateLimitTests(WebhookFixture fx)
 {
@@ -69,6 +70,53 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         // An hour later the budget is back.
         fx.Clock.Advance(TimeSpan.FromHours(1));
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{spare.Id}/delete")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Dashboard_changes_share_the_APIs_mutation_limit_both_ways()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var hook = await gym.CreateWebhookAsync("https://hooks.example.com/m", "lead.created");
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        // A fresh window: the set-up's calls are a minute old.
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+
+        // The API spends the owner's budget; then every dashboard change is refused and changes nothing.
+        var admitted = 0;
+        while ((await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).StatusCode == HttpStatusCode.OK)
+        {
+            Assert.InRange(++admitted, 1, 30);
+        }
+        Assert.Equal(30, admitted);
+        var keysBefore = await fx.WithDbAsync(db => db.ApiKeys.CountAsync(k => k.GymId == gym.GymId));
+        var hooksBefore = await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId));
+        foreach (var refused in new[]
+                 {
+                     await browser.SubmitAsync($"/settings/webhooks/{hook.Id}?handler=Enable"),
+                     await browser.SubmitAsync($"/settings/webhooks/{hook.Id}?handler=Test"),
+                     await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/edit", ("Input.Url", "https://hooks.example.com/moved")),
+                     await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/new")),
+                     await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier"), ("Input.Permissions", "read")),
+                 })
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.InRange(int.Parse(refused.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture), 1, 60);
+            Assert.Contains("limit of 30 changes per 1 minute", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        Assert.Equal(keysBefore, await fx.WithDbAsync(db => db.ApiKeys.CountAsync(k => k.GymId == gym.GymId)));
+        Assert.Equal(hooksBefore, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
+        Assert.Equal("https://hooks.example.com/m", await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).Select(s => s.Url).SingleAsync()));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id)));
+
+        // A minute later the dashboard spends the budget, and then the API is refused.
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        for (var i = 0; i < 30; i++)
+        {
+            Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{hook.Id}?handler=Enable")).StatusCode);
+        }
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{hook.Id}", new { is_active = true })).AssertErrorAsync(HttpStatusCode.TooManyRequests);
     }
 
     [Fact]

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Edit a webhook's URL and events (the secret changes only by rotation).</summary>
-public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext db) : PageModel
+public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext db, DashboardRateLimits limits) : PageModel
 {
     [BindProperty]
     public WebhookInput Input { get; set; } = new();
@@ -44,6 +44,11 @@ public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext d
         if (!Input.ConfirmDuplicate && Input.Url.Trim() != hook.Url && await DuplicateUrls.FindAsync(db, access.GymId, Input.Url, id, ct) is { } existing)
         {
             Duplicate = existing;
+            return Page();
+        }
+        if (await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            ModelState.AddModelError(string.Empty, limited);
             return Page();
         }
         var outcome = await webhooks.UpdateAsync(access, id, Input.Url, events, null, ct);

@@ -9,7 +9,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// key travels to the page after the redirect in TempData (encrypted, read once), is shown there once, and is never
 /// logged or put in a URL. A reload of that page finds it gone.
 /// </summary>
-public sealed partial class NewApiKeyModel(ApiKeyService keys, ILogger<NewApiKeyModel> logger) : PageModel
+public sealed partial class NewApiKeyModel(ApiKeyService keys, DashboardRateLimits limits, ILogger<NewApiKeyModel> logger) : PageModel
 {
     public const string ReadOnly = "read";
     public const string ReadWrite = "read-write";
@@ -39,6 +39,11 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, ILogger<NewApiKey
         }
         string[] scopes = Input.Permissions == ReadWrite ? [Scopes.Read, Scopes.Write] : [Scopes.Read];
         var gymId = User.GetGymId();
+        if (await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            ModelState.AddModelError(string.Empty, limited);
+            return Page();
+        }
         var (created, error) = await keys.CreateAsync(gymId, Input.Label, scopes, null, ct);
         if (created is null)
         {

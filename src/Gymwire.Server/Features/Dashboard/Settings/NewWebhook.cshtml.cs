@@ -7,7 +7,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// redirect in TempData (encrypted, read once) and is shown there once. A URL the gym already sends to gets a warning
 /// first, and a second Save creates it anyway.
 /// </summary>
-public sealed partial class NewWebhookModel(WebhookService webhooks, GymwireDbContext db, ILogger<NewWebhookModel> logger) : PageModel
+public sealed partial class NewWebhookModel(WebhookService webhooks, GymwireDbContext db, DashboardRateLimits limits, ILogger<NewWebhookModel> logger) : PageModel
 {
     private const string ShownOnce = "webhook";
 
@@ -43,6 +43,11 @@ public sealed partial class NewWebhookModel(WebhookService webhooks, GymwireDbCo
         if (!Input.ConfirmDuplicate && await DuplicateUrls.FindAsync(db, access.GymId, Input.Url, null, ct) is { } existing)
         {
             Duplicate = existing;
+            return Page();
+        }
+        if (await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            ModelState.AddModelError(string.Empty, limited);
             return Page();
         }
         var outcome = await webhooks.CreateAsync(access, Input.Url, events, Input.Secret, ct);

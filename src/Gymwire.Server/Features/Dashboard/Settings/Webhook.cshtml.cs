@@ -10,7 +10,7 @@ public sealed record DeliveryRow(DeliveryDto Delivery, AttemptDto? LastAttempt, 
 /// <summary>One webhook: its settings, Send Test, enable/disable, and its activity log with Redeliver.</summary>
 public sealed partial class WebhookModel(
     WebhookService webhooks, ApiKeyService keys, IOptions<WebhookOptions> options, TimeProvider clock, ILogger<WebhookModel> logger,
-    WebhookHealthQueries health, GymwireDbContext db, GymTime time)
+    WebhookHealthQueries health, GymwireDbContext db, GymTime time, DashboardRateLimits limits)
     : PageModel
 {
     public const int PageSize = 25;
@@ -66,6 +66,10 @@ public sealed partial class WebhookModel(
 
     public async Task<IActionResult> OnPostTestAsync(Guid id, CancellationToken ct)
     {
+        if (await LimitedAsync(id, ct) is { } limited)
+        {
+            return limited;
+        }
         var access = WebhookAccess.Of(User);
         var name = TestEvent is { Length: > 0 } chosen ? chosen : null;
         var outcome = await webhooks.SendTestAsync(access, id, name, ct);
@@ -88,6 +92,10 @@ public sealed partial class WebhookModel(
 
     public async Task<IActionResult> OnPostEnableAsync(Guid id, CancellationToken ct)
     {
+        if (await LimitedAsync(id, ct) is { } limited)
+        {
+            return limited;
+        }
         var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(User), id, null, null, isActive: true, ct);
         if (outcome.Value is null)
         {
@@ -110,6 +118,10 @@ public sealed partial class WebhookModel(
 
     public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)
     {
+        if (await LimitedAsync(id, ct) is { } limited)
+        {
+            return limited;
+        }
         var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(User), id, deliveryId, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
@@ -127,6 +139,10 @@ public sealed partial class WebhookModel(
     /// <summary>"Retry all failed since …": every failed delivery since then gets a fresh round of attempts.</summary>
     public async Task<IActionResult> OnPostRetryFailedAsync(Guid id, DateTime? since, CancellationToken ct)
     {
+        if (await LimitedAsync(id, ct) is { } limited)
+        {
+            return limited;
+        }
         // The form's "since" is a wall-clock time in the gym's zone.
         var sinceUtc = since is { } local ? Gymwire.Features.Gyms.GymTimeZones.ToUtc(local, time.Zone) : (DateTime?)null;
         var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(User), id, sinceUtc, ct);
@@ -140,6 +156,20 @@ public sealed partial class WebhookModel(
             return await LoadAsync(id, ct) ? Page() : NotFound();
         }
         return Redirect($"/settings/webhooks/{id}?retried={result.Retried}#activity");
+    }
+
+    /// <summary>
+    /// The page with the problem and a 429 when the owner's mutation budget (the API's) is spent; null when the action
+    /// may go on. Enabling, a test send, a redelivery and retry-all are mutations in the API as well.
+    /// </summary>
+    private async Task<IActionResult?> LimitedAsync(Guid id, CancellationToken ct)
+    {
+        if (await limits.TryMutationAsync(this, ct) is not { } limited)
+        {
+            return null;
+        }
+        Problem = limited;
+        return await LoadAsync(id, ct) ? Page() : NotFound();
     }
 
     /// <summary>The current state of the given deliveries, for the refresh script (JSON).</summary>
