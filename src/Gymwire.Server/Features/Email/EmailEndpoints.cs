@@ -54,12 +54,14 @@ public static class EmailEndpoints
             schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
             db.ReportSchedules.Add(schedule);
         }
-        if (schedule.Frequency != frequency || schedule.ReportedThrough == default)
+        if (schedule.ReportedThrough == default)
         {
             // The first report covers the period in progress (in the gym's time zone), sent when it ends.
-            schedule.Frequency = frequency;
-            schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
+            schedule.ReportedThrough = ReportFrequencies.PeriodStart(frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
         }
+        // A new frequency keeps ReportedThrough: the next report starts where the last one ended, so a change never
+        // skips a day or reports one twice (ReportFrequencies.Next ends it at the new frequency's boundary).
+        schedule.Frequency = frequency;
         if (recipients is not null)
         {
             schedule.Recipients = ReportRecipients.Join(recipients);
