@@ -123,6 +123,30 @@ public abstract partial class PasswordResetTests(SmtpFixture fx)
     }
 
     [Fact]
+    public async Task A_server_that_wants_a_login_gets_the_same_answer_for_a_known_and_an_unknown_email()
+    {
+        fx.Clock.Advance(ForgotPasswordModel.Window);
+        var gym = await fx.CreateGymAsync();
+        using var browser = new DashboardClient(fx);
+        Interlocked.Exchange(ref fx.Smtp.RequireLoginNext, 1);
+        try
+        {
+            foreach (var email in new[] { gym.OwnerEmail, $"nobody-{Guid.NewGuid():N}@example.com" })
+            {
+                var response = await browser.SubmitAsync("/forgot-password", ("Email", email));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Contains("a link to reset its password is on its way", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+            Assert.Equal(0, fx.Smtp.RequireLoginNext); // the owner's link met the 530
+            Assert.DoesNotContain(fx.Smtp.Messages, m => m.To.Mailboxes.Any(a => a.Address == gym.OwnerEmail));
+        }
+        finally
+        {
+            Interlocked.Exchange(ref fx.Smtp.RequireLoginNext, 0);
+        }
+    }
+
+    [Fact]
     public async Task Reset_links_are_limited_per_email_address_whether_or_not_it_has_an_account()
     {
         // A window later every earlier request of this class has aged out.

@@ -1,10 +1,13 @@
+using System.Data.Common;
 using System.Net;
 using System.Net.Http.Json;
 using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Email;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using MimeKit;
 
 namespace Gymwire.Tests.Email;
@@ -78,6 +81,49 @@ public abstract class EmailTests(SmtpFixture fx)
         var tile = await TileAsync("email", gym.GymId);
         Assert.Equal(IntegrationState.Error, tile.State);
         Assert.Contains("554", tile.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_server_that_wants_a_login_is_recorded_shown_on_the_tile_and_never_thrown_at_the_caller()
+    {
+        var gym = await fx.CreateGymAsync();
+        Interlocked.Exchange(ref fx.Smtp.RequireLoginNext, 1);
+        Assert.False(await WithNotificationsAsync(n => n.NotifyAsync(gym.GymId, "Hello", "Body", CancellationToken.None)));
+        Assert.Empty(MessagesTo(gym.OwnerEmail));
+        var delivery = await fx.WithDbAsync(db => db.EmailDeliveries.SingleAsync(d => d.GymId == gym.GymId));
+        Assert.Equal("failed", delivery.Status);
+        Assert.Contains("530", delivery.Error, StringComparison.Ordinal);
+        var tile = await TileAsync("email", gym.GymId);
+        Assert.Equal(IntegrationState.Error, tile.State);
+        Assert.Contains("Email:Smtp:Username", tile.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Set_up_mistakes_the_server_shows_are_email_failures_with_a_reason()
+    {
+        var message = new EmailMessage(["someone@example.com"], "Hello", "Body");
+        // TLS asked for where the server offers no STARTTLS; a username where it offers no AUTH.
+        foreach (var (set, expected) in new (Action<SmtpOptions>, string)[]
+                 {
+                     (o => o.UseTls = true, "STARTTLS"),
+                     (o => (o.Username, o.Password) = ("gymwire", "secret-password"), "authentication"),
+                 })
+        {
+            var failure = await Assert.ThrowsAsync<EmailException>(() => Sender(set).SendAsync(message, CancellationToken.None));
+            Assert.Contains(expected, failure.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("secret-password", failure.Message, StringComparison.Ordinal);
+        }
+        // The caller's own cancellation stays a cancellation.
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Sender(_ => { }).SendAsync(message, cancelled.Token));
+    }
+
+    private SmtpEmailSender Sender(Action<SmtpOptions> set)
+    {
+        var smtp = new SmtpOptions { Host = "127.0.0.1", Port = fx.Smtp.Port, From = "reports@gymwire.test", UseTls = false, Timeout = TimeSpan.FromSeconds(20) };
+        set(smtp);
+        return new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>());
     }
 
     [Fact]
@@ -163,16 +209,17 @@ public sealed class EmailNotConfiguredTests(SqliteGymwire fx) : IClassFixture<Sq
 }
 
 /// <summary>
-/// A rejected report is retried on the next pass. The worker's own loop is off here (Reports:Enabled=false), so the
-/// test's passes are the only ones: the background pass, woken by the fake clock, would otherwise race them.
+/// A report that cannot be sent or prepared is given back and retried on the next pass. The worker's own loop is off
+/// here (Reports:Enabled=false), so the test's passes are the only ones: the background pass, woken by the fake clock,
+/// would otherwise race them.
 /// </summary>
-public abstract class ReportRetryTests(SmtpFixture fx)
+public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
 {
     public sealed class Sqlite(SqliteSmtpManualReports f) : ReportRetryTests(f), IClassFixture<SqliteSmtpManualReports>;
     public sealed class Postgres(PostgresSmtpManualReports f) : ReportRetryTests(f), IClassFixture<PostgresSmtpManualReports>;
 
-    private Task RunReportsAsync() =>
-        fx.Services.GetServices<IHostedService>().OfType<ScheduledReports>().Single().RunOnceAsync(CancellationToken.None);
+    private Task RunReportsAsync(CancellationToken ct = default) =>
+        fx.Services.GetServices<IHostedService>().OfType<ScheduledReports>().Single().RunOnceAsync(ct);
 
     private async Task<IntegrationStatus> TileAsync(string key, Guid gymId)
     {
@@ -184,12 +231,31 @@ public abstract class ReportRetryTests(SmtpFixture fx)
     private List<MimeMessage> MessagesTo(string email) =>
         fx.Smtp.Messages.Where(m => m.To.Mailboxes.Any(a => a.Address == email)).ToList();
 
+    private Task<DateTime> ReportedThroughAsync(Guid gymId) =>
+        fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gymId).Select(s => s.ReportedThrough).SingleAsync());
+
+    /// <summary>
+    /// Gives these gyms a daily report and makes its first day end. Only they have a schedule in this class's
+    /// database, so a refusal meant for their reports cannot fall on another test's.
+    /// </summary>
+    private async Task<DateTime> DailyReportsDueAsync(params TestGym[] gyms)
+    {
+        var ids = gyms.Select(g => g.GymId).ToList();
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => !ids.Contains(s.GymId)).ExecuteDeleteAsync());
+        foreach (var gym in gyms)
+        {
+            await (await gym.Owner().PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var start = await ReportedThroughAsync(gyms[0].GymId);
+        fx.Clock.Advance(TimeSpan.FromDays(1));
+        return start;
+    }
+
     [Fact]
     public async Task A_report_that_cannot_be_sent_is_retried_on_the_next_pass()
     {
         var gym = await fx.CreateGymAsync();
-        await (await gym.Owner().PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
-        fx.Clock.Advance(TimeSpan.FromDays(1));
+        await DailyReportsDueAsync(gym);
         Interlocked.Exchange(ref fx.Smtp.RejectNext, 1);
         await RunReportsAsync();
         Assert.Empty(MessagesTo(gym.OwnerEmail));
@@ -200,13 +266,115 @@ public abstract class ReportRetryTests(SmtpFixture fx)
         Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(gym.OwnerEmail)).Subject, StringComparison.Ordinal);
         Assert.Equal(IntegrationState.Connected, (await TileAsync("accounting", gym.GymId)).State);
     }
+
+    [Fact]
+    public async Task A_report_the_server_wants_a_login_for_is_retried_and_the_other_gyms_still_get_theirs()
+    {
+        var (first, second) = (await fx.CreateGymAsync(), await fx.CreateGymAsync());
+        await DailyReportsDueAsync(first, second);
+        Interlocked.Exchange(ref fx.Smtp.RequireLoginNext, 1);
+        await RunReportsAsync();
+        // Whichever gym came first met the 530; the other was sent.
+        var refused = MessagesTo(first.OwnerEmail).Count == 0 ? first : second;
+        var sent = refused == first ? second : first;
+        Assert.Empty(MessagesTo(refused.OwnerEmail));
+        Assert.Single(MessagesTo(sent.OwnerEmail));
+        var tile = await TileAsync("accounting", refused.GymId);
+        Assert.Equal(IntegrationState.Error, tile.State);
+        Assert.Contains("530", tile.Reason, StringComparison.Ordinal);
+        Assert.Equal("failed", (await fx.WithDbAsync(db => db.EmailDeliveries.SingleAsync(d => d.GymId == refused.GymId))).Status);
+
+        await RunReportsAsync();
+        Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(refused.OwnerEmail)).Subject, StringComparison.Ordinal);
+        Assert.Single(MessagesTo(sent.OwnerEmail));
+        Assert.Equal(IntegrationState.Connected, (await TileAsync("accounting", refused.GymId)).State);
+    }
+
+    [Fact]
+    public async Task A_report_that_fails_to_be_prepared_is_given_back_and_the_other_gyms_still_get_theirs()
+    {
+        var (failing, other) = (await fx.CreateGymAsync(), await fx.CreateGymAsync());
+        var start = await DailyReportsDueAsync(failing, other);
+        fx.PaymentReads.FailFor = failing.GymId;
+        try
+        {
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.PaymentReads.FailFor = null;
+        }
+        Assert.Empty(MessagesTo(failing.OwnerEmail));
+        Assert.Single(MessagesTo(other.OwnerEmail));
+        Assert.Equal(start, await ReportedThroughAsync(failing.GymId));
+        Assert.Equal(IntegrationState.Error, (await TileAsync("accounting", failing.GymId)).State);
+
+        await RunReportsAsync();
+        Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(failing.OwnerEmail)).Subject, StringComparison.Ordinal);
+        Assert.Single(MessagesTo(other.OwnerEmail));
+    }
+
+    [Fact]
+    public async Task A_report_cut_off_by_shutdown_is_given_back()
+    {
+        var gym = await fx.CreateGymAsync();
+        var start = await DailyReportsDueAsync(gym);
+        var (arrived, release) = fx.Smtp.HoldNextMail();
+        using var stopping = new CancellationTokenSource();
+        var pass = RunReportsAsync(stopping.Token);
+        await arrived.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotEqual(start, await ReportedThroughAsync(gym.GymId)); // claimed while it is being sent
+        await stopping.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pass);
+        release.SetResult();
+        Assert.Equal(start, await ReportedThroughAsync(gym.GymId));
+        Assert.Empty(MessagesTo(gym.OwnerEmail));
+
+        await RunReportsAsync();
+        Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(gym.OwnerEmail)).Subject, StringComparison.Ordinal);
+    }
 }
 
+/// <summary>Email with the report worker's loop off (the tests run its passes), and a way to fail one gym's reads of payments.</summary>
 public abstract class SmtpManualReportsFixture(Store store) : SmtpFixture(store)
 {
+    public PaymentReadFailure PaymentReads { get; } = new();
+
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Reports:Enabled", "false")];
+
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(PaymentReads);
 }
 
 public sealed class SqliteSmtpManualReports() : SmtpManualReportsFixture(Store.Sqlite);
 
 public sealed class PostgresSmtpManualReports() : SmtpManualReportsFixture(Store.Postgres);
+
+/// <summary>While <see cref="FailFor"/> names a gym, every query of the payments table for that gym fails, as a database error would.</summary>
+public sealed class PaymentReadFailure : DbCommandInterceptor
+{
+    public Guid? FailFor { get; set; }
+
+    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    {
+        Check(command);
+        return result;
+    }
+
+    public override ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(
+        DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
+    {
+        Check(command);
+        return ValueTask.FromResult(result);
+    }
+
+    private void Check(DbCommand command)
+    {
+        if (FailFor is { } gym && command.CommandText.Contains("payments", StringComparison.OrdinalIgnoreCase)
+            && command.Parameters.Cast<DbParameter>().Any(p => string.Equals(p.Value?.ToString(), gym.ToString(), StringComparison.OrdinalIgnoreCase)))
+        {
+            throw new TestDbException();
+        }
+    }
+
+    private sealed class TestDbException() : DbException("The test database failed the query.");
+}

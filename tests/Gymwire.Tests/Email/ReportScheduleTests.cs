@@ -1,5 +1,7 @@
 using System.Net;
+using System.Globalization;
 using System.Net.Http.Json;
+using System.Text.RegularExpressions;
 using Gymwire.Features.Email;
 using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
@@ -15,7 +17,7 @@ namespace Gymwire.Tests.Email;
 /// The scheduled report's form (frequency, recipients, format) and what the sender does with it: periods cut at the
 /// gym's midnight, the chosen addresses, CSV files or an HTML summary.
 /// </summary>
-public abstract class ReportScheduleTests(SmtpFixture fx)
+public abstract partial class ReportScheduleTests(SmtpFixture fx)
 {
     public sealed class Sqlite(SqliteSmtpManualReports f) : ReportScheduleTests(f), IClassFixture<SqliteSmtpManualReports>;
     public sealed class Postgres(PostgresSmtpManualReports f) : ReportScheduleTests(f), IClassFixture<PostgresSmtpManualReports>;
@@ -160,6 +162,79 @@ public abstract class ReportScheduleTests(SmtpFixture fx)
         Assert.Contains("(Europe/Berlin)", report.HtmlBody, StringComparison.Ordinal);
         Assert.Contains("Payments received: 1 totalling 42.00 USD.", report.TextBody, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Changing_the_frequency_mid_period_reports_every_day_exactly_once()
+    {
+        var gym = await fx.CreateGymAsync();
+        await fx.WithDbAsync(db => db.Gyms.Where(g => g.Id == gym.GymId).ExecuteUpdateAsync(s => s.SetProperty(g => g.TimeZone, "America/New_York")));
+        var zone = GymTimeZones.Find("America/New_York");
+        DateOnly Today() => GymTimeZones.LocalDate(fx.Clock.GetUtcNow().UtcDateTime, zone);
+        // Logged in afresh each time: the weeks this test steps through outlast a session.
+        async Task SetAsync(string frequency)
+        {
+            using var anonymous = fx.Client();
+            var login = await (await anonymous.PostAsJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword })).AssertStatusAsync(HttpStatusCode.OK);
+            using var owner = fx.Client(login.GetProperty("token").GetString());
+            await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        // A day later, and as many passes as send something (a report behind catches up one period per pass).
+        async Task StepUntilAsync(Func<DateOnly, bool> done)
+        {
+            do
+            {
+                fx.Clock.Advance(TimeSpan.FromDays(1));
+                for (var before = -1; before != MessagesTo(gym.OwnerEmail).Count;)
+                {
+                    before = MessagesTo(gym.OwnerEmail).Count;
+                    await RunReportsAsync();
+                }
+            }
+            while (!done(Today()));
+        }
+
+        await SetAsync(ReportFrequencies.Weekly);
+        var first = Today().AddDays(-(((int)Today().DayOfWeek + 6) % 7));
+        await StepUntilAsync(d => d.DayOfWeek == DayOfWeek.Thursday && d > first.AddDays(1));
+        await SetAsync(ReportFrequencies.Daily); // Monday to Wednesday are not reported yet
+        await StepUntilAsync(d => d.DayOfWeek == DayOfWeek.Saturday);
+        await SetAsync(ReportFrequencies.Weekly); // a week that began with daily reports
+        await StepUntilAsync(d => d.Day == 12);
+        await SetAsync(ReportFrequencies.Monthly); // from a Monday to the month's end
+        await StepUntilAsync(d => d.Day == 1);
+        await StepUntilAsync(d => d.Day == 17);
+        await SetAsync(ReportFrequencies.Weekly); // since the 1st, so the earlier weeks of the month are still to come
+        await StepUntilAsync(d => d.Day == 24);
+        await SetAsync(ReportFrequencies.Daily);
+        await StepUntilAsync(d => d.Day == 27);
+
+        var reports = MessagesTo(gym.OwnerEmail).Select(m => Period().Match(m.Subject ?? "")).ToList();
+        Assert.All(reports, r => Assert.True(r.Success));
+        var days = new List<DateOnly>();
+        foreach (var r in reports)
+        {
+            var from = DateOnly.Parse(r.Groups["from"].Value, CultureInfo.InvariantCulture);
+            var to = r.Groups["to"].Success ? DateOnly.Parse(r.Groups["to"].Value, CultureInfo.InvariantCulture) : from;
+            // Whatever the change, a weekly report ends on a Sunday and a monthly one at the month's end.
+            if (r.Groups["frequency"].Value == ReportFrequencies.Weekly)
+            {
+                Assert.Equal(DayOfWeek.Sunday, to.DayOfWeek);
+            }
+            if (r.Groups["frequency"].Value == ReportFrequencies.Monthly)
+            {
+                Assert.Equal(1, to.AddDays(1).Day);
+            }
+            for (var d = from; d <= to; d = d.AddDays(1))
+            {
+                days.Add(d);
+            }
+        }
+        var everyDay = Enumerable.Range(0, Today().DayNumber - first.DayNumber).Select(first.AddDays).ToList();
+        Assert.Equal(everyDay, days.Order());
+    }
+
+    [GeneratedRegex(@"^Gymwire (?<frequency>\w+) report: (?<from>\d{4}-\d{2}-\d{2})( to (?<to>\d{4}-\d{2}-\d{2}))?$")]
+    private static partial Regex Period();
 
     [Fact]
     public void Report_periods_are_local_days_of_23_and_25_hours_where_the_clocks_change()

@@ -18,6 +18,24 @@ public sealed class SmtpStandIn : IDisposable
     /// <summary>How many coming MAIL FROM commands are refused with 554.</summary>
     public int RejectNext;
 
+    /// <summary>How many coming MAIL FROM commands are answered 530 (authentication required), as a server that wants a login does.</summary>
+    public int RequireLoginNext;
+
+    private sealed record Hold(TaskCompletionSource Arrived, TaskCompletionSource Release);
+
+    private Hold? _hold;
+
+    /// <summary>
+    /// Makes the next MAIL FROM wait for an answer until <c>Release</c> completes; <c>Arrived</c> completes when it
+    /// comes, so a test can act while a message is in flight.
+    /// </summary>
+    public (Task Arrived, TaskCompletionSource Release) HoldNextMail()
+    {
+        var hold = new Hold(new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        Volatile.Write(ref _hold, hold);
+        return (hold.Arrived.Task, hold.Release);
+    }
+
     /// <summary>Gymwire's configuration for sending through this server.</summary>
     public KeyValuePair<string, string>[] Settings() =>
     [
@@ -64,17 +82,24 @@ public sealed class SmtpStandIn : IDisposable
                 while (await reader.ReadLineAsync() is { } line)
                 {
                     var verb = line.Split(' ', 2)[0].ToUpperInvariant();
+                    if (verb == "MAIL" && Interlocked.Exchange(ref _hold, null) is { } hold)
+                    {
+                        hold.Arrived.TrySetResult();
+                        await hold.Release.Task;
+                    }
                     switch (verb)
                     {
                         case "EHLO":
                             await writer.WriteLineAsync("250-localhost");
                             await writer.WriteLineAsync("250 8BITMIME");
                             break;
-                        case "MAIL" when Interlocked.Decrement(ref RejectNext) >= 0:
+                        case "MAIL" when Take(ref RejectNext):
                             await writer.WriteLineAsync("554 5.7.1 Rejected by the test server");
                             break;
+                        case "MAIL" when Take(ref RequireLoginNext):
+                            await writer.WriteLineAsync("530 5.7.0 Authentication required");
+                            break;
                         case "MAIL":
-                            Interlocked.Exchange(ref RejectNext, 0);
                             await writer.WriteLineAsync("250 OK");
                             break;
                         case "HELO" or "RCPT" or "RSET" or "NOOP":
@@ -103,6 +128,22 @@ public sealed class SmtpStandIn : IDisposable
             {
             }
         }
+    }
+
+    // Counts one down if it is above zero, so a counter never goes negative while another is being used.
+    private static bool Take(ref int count)
+    {
+        var seen = Volatile.Read(ref count);
+        while (seen > 0)
+        {
+            var was = Interlocked.CompareExchange(ref count, seen - 1, seen);
+            if (was == seen)
+            {
+                return true;
+            }
+            seen = was;
+        }
+        return false;
     }
 
     public void Dispose()

@@ -25,7 +25,7 @@ public static class EmailEndpoints
     }
 
     internal static async Task<Results<Ok<ReportScheduleDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> SetSchedule(
-        SetReportScheduleRequest request, ClaimsPrincipal user, GymwireDbContext db, IEmailSender email, TimeProvider clock, ReportSignal signal, CancellationToken ct)
+        SetReportScheduleRequest request, ClaimsPrincipal user, GymwireDbContext db, IEmailSender email, ReportScheduleService schedules, CancellationToken ct)
     {
         var v = new RequestValidator().Required(request.Frequency, "frequency", 16).OneOf(request.Frequency, "frequency", ReportFrequencies.All);
         if (v.Error is { } invalid)
@@ -37,40 +37,7 @@ public static class EmailEndpoints
             return ApiErrors.Conflict("Email is not configured on this server (Email:Smtp:Host), so reports cannot be emailed");
         }
         var gymId = user.GetGymId();
-        return TypedResults.Ok(Map(await SaveScheduleAsync(gymId, request.Frequency!, null, null, db, clock, signal, ct), await GymTimeZones.OfGymAsync(db, gymId, ct)));
-    }
-
-    /// <summary>
-    /// Sets a gym's report frequency, and its recipients and format where given (validated by the caller; null keeps
-    /// what is stored): the API's PUT and the dashboard's form.
-    /// </summary>
-    internal static async Task<ReportSchedule> SaveScheduleAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format,
-        GymwireDbContext db, TimeProvider clock, ReportSignal signal, CancellationToken ct)
-    {
-        var now = clock.GetUtcNow().UtcDateTime;
-        var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
-        if (schedule is null)
-        {
-            schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
-            db.ReportSchedules.Add(schedule);
-        }
-        if (schedule.Frequency != frequency || schedule.ReportedThrough == default)
-        {
-            // The first report covers the period in progress (in the gym's time zone), sent when it ends.
-            schedule.Frequency = frequency;
-            schedule.ReportedThrough = ReportFrequencies.PeriodStart(schedule.Frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
-        }
-        if (recipients is not null)
-        {
-            schedule.Recipients = ReportRecipients.Join(recipients);
-        }
-        if (format is not null)
-        {
-            schedule.Format = format;
-        }
-        await db.SaveChangesAsync(ct);
-        signal.Notify();
-        return schedule;
+        return TypedResults.Ok(Map(await schedules.SaveAsync(gymId, request.Frequency!, null, null, ct), await GymTimeZones.OfGymAsync(db, gymId, ct)));
     }
 
     internal static async Task<NoContent> DeleteSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)

@@ -52,11 +52,13 @@ public static class ReportFrequencies
         GymTimeZones.StartOfDayUtc(StartDay(frequency, GymTimeZones.LocalDate(at, zone)), zone);
 
     /// <summary>
-    /// The end (UTC) of the period that starts at <paramref name="periodStart"/>. A start that is not the zone's
-    /// midnight (the gym changed its time zone) counts from the local day it falls on, so no day is ever skipped.
+    /// The end (UTC) of the period that starts at <paramref name="periodStart"/>: the end of the day, week or month
+    /// its local day falls in. A start that is not a boundary of the frequency (it changed mid-period) or not the
+    /// zone's midnight (the gym changed its time zone) makes a shorter first report, so no day is ever skipped and
+    /// the reports after it keep to calendar weeks and months.
     /// </summary>
     public static DateTime Next(string frequency, DateTime periodStart, TimeZoneInfo zone) =>
-        GymTimeZones.StartOfDayUtc(NextDay(frequency, GymTimeZones.LocalDate(periodStart, zone)), zone);
+        GymTimeZones.StartOfDayUtc(NextDay(frequency, StartDay(frequency, GymTimeZones.LocalDate(periodStart, zone))), zone);
 
     private static DateOnly StartDay(string frequency, DateOnly day) => frequency switch
     {

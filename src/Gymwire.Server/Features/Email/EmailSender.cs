@@ -65,8 +65,9 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
             await client.DisconnectAsync(quit: true, ct);
             metrics.Sent(EmailMetrics.Outcomes.Sent);
         }
-        catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or AuthenticationException or SslHandshakeException
-                                       or System.Net.Sockets.SocketException or IOException or TimeoutException)
+        // MailKit reports set-up mistakes with many exception types (a 530 as ServiceNotAuthenticatedException, no STARTTLS
+        // or AUTH offered as NotSupportedException, and so on): every one is a mail failure, except the caller's cancellation.
+        catch (Exception e) when (!(e is OperationCanceledException && ct.IsCancellationRequested))
         {
             metrics.Sent(EmailMetrics.Outcomes.Failed);
             throw new EmailException(Describe(e), e);
@@ -78,9 +79,11 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
     {
         SmtpCommandException c => $"The SMTP server refused the message ({(int)c.StatusCode}): {c.Message}",
         AuthenticationException => "The SMTP server refused the username or password (Email:Smtp:Username/Password).",
+        MailKit.ServiceNotAuthenticatedException => $"The SMTP server requires a login (530 {e.Message}); set Email:Smtp:Username and Password.",
+        NotSupportedException => $"{e.Message} (Email:Smtp:UseTls, Email:Smtp:Port, Email:Smtp:Username)",
         SslHandshakeException => "TLS with the SMTP server failed (Email:Smtp:UseTls, Email:Smtp:Port).",
         System.Net.Sockets.SocketException s => $"Could not connect to the SMTP server: {s.SocketErrorCode}.",
-        TimeoutException => "The SMTP server did not answer in time.",
+        TimeoutException or OperationCanceledException => "The SMTP server did not answer in time.",
         _ => $"The SMTP conversation failed: {e.Message}",
     };
 }

@@ -15,6 +15,7 @@ public static class EmailSetup
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
         services.AddSingleton<EmailMetrics>();
         services.AddScoped<OwnerNotifications>();
+        services.AddScoped<ReportScheduleService>();
         services.AddSingleton<ReportSignal>();
         services.AddHostedService<ScheduledReports>();
         services.AddIntegrationStatus<EmailStatus>();

@@ -23,8 +23,9 @@ public sealed class ReportSignal : WakeSignal;
 /// <summary>
 /// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
 /// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
-/// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; a failed send gives
-/// the claim back, and the next pass retries. A server that was down catches up one period per pass.
+/// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
+/// claim (the send, a database error, shutdown) gives it back, and the next pass retries. One gym's failure does not
+/// stop the others' reports. A server that was down catches up one period per pass.
 /// </summary>
 public sealed partial class ScheduledReports(
     IServiceScopeFactory scopes, ReportSignal signal, TimeProvider clock, IOptions<ReportsOptions> options, ILogger<ScheduledReports> logger)
@@ -42,7 +43,7 @@ public sealed partial class ScheduledReports(
             {
                 await RunOnceAsync(stoppingToken);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 LogPassFailed(logger, e);
             }
@@ -63,27 +64,43 @@ public sealed partial class ScheduledReports(
 
     internal async Task RunOnceAsync(CancellationToken ct)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-        var notifications = scope.ServiceProvider.GetRequiredService<OwnerNotifications>();
-        var now = clock.GetUtcNow().UtcDateTime;
-        var schedules = await (from s in db.ReportSchedules.AsNoTracking()
+        List<(ReportSchedule Schedule, string TimeZone)> schedules;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            schedules = (await (from s in db.ReportSchedules.AsNoTracking()
                                 join g in db.Gyms on s.GymId equals g.Id
-                                select new { Schedule = s, g.TimeZone }).ToListAsync(ct);
+                                select new { Schedule = s, g.TimeZone }).ToListAsync(ct))
+                .ConvertAll(x => (x.Schedule, x.TimeZone));
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
         foreach (var (schedule, zone) in schedules.Select(x => (x.Schedule, GymTimeZones.Find(x.TimeZone))))
         {
             var start = schedule.ReportedThrough;
             var end = ReportFrequencies.Next(schedule.Frequency, start, zone);
-            if (end > now)
+            if (end <= now)
             {
-                continue;
+                await ReportAsync(schedule, zone, start, end, ct);
             }
-            var claimed = await db.ReportSchedules
+        }
+    }
+
+    // One gym's report in its own scope, so what one gym's failure leaves behind (a tracked row, a broken
+    // connection) cannot reach the next gym's.
+    private async Task ReportAsync(ReportSchedule schedule, TimeZoneInfo zone, DateTime start, DateTime end, CancellationToken ct)
+    {
+        var claimed = false;
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var notifications = scope.ServiceProvider.GetRequiredService<OwnerNotifications>();
+            claimed = await db.ReportSchedules
                 .Where(s => s.GymId == schedule.GymId && s.ReportedThrough == start && s.Frequency == schedule.Frequency)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, end), ct);
-            if (claimed == 0)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, end), ct) > 0;
+            if (!claimed)
             {
-                continue;
+                return;
             }
             var range = new ExportRange(GymTimeZones.LocalDate(start, zone), GymTimeZones.LocalDate(end, zone).AddDays(-1), zone);
             var message = await BuildAsync(db, schedule.GymId, schedule.Frequency, schedule.Format, range, ct);
@@ -102,10 +119,51 @@ public sealed partial class ScheduledReports(
                 var error = await db.EmailDeliveries.Where(d => d.GymId == schedule.GymId).OrderByDescending(d => d.CreatedAt)
                     .Select(d => d.Error).FirstOrDefaultAsync(ct);
                 // Give the period back, so the next pass sends it again.
-                await db.ReportSchedules.Where(s => s.GymId == schedule.GymId && s.ReportedThrough == end)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, start).SetProperty(x => x.LastFailureAt, at)
-                        .SetProperty(x => x.LastFailure, error), ct);
+                await GiveBackAsync(db, schedule.GymId, start, end, error, ct);
+                claimed = false;
             }
+        }
+        catch (Exception e)
+        {
+            var stopping = e is OperationCanceledException && ct.IsCancellationRequested;
+            if (claimed)
+            {
+                // Whatever went wrong after the claim (a database error, or shutdown in the middle of sending), the
+                // period goes back so the next pass sends it; otherwise nothing would ever send it again.
+                await GiveBackAfterFailureAsync(schedule.GymId, start, end, stopping ? null : ServerError);
+            }
+            if (stopping)
+            {
+                throw;
+            }
+            LogReportFailed(logger, schedule.GymId, e);
+        }
+    }
+
+    private const string ServerError = "Gymwire could not prepare the report (a server error, in the server's log).";
+
+    private Task GiveBackAsync(GymwireDbContext db, Guid gymId, DateTime start, DateTime end, string? failure, CancellationToken ct)
+    {
+        var at = clock.GetUtcNow().UtcDateTime;
+        return failure is null
+            ? db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, start), ct)
+            : db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, start).SetProperty(x => x.LastFailureAt, at)
+                    .SetProperty(x => x.LastFailure, failure), ct);
+    }
+
+    // A fresh scope, and no cancellation: the give-back must happen even while the server is stopping.
+    private async Task GiveBackAfterFailureAsync(Guid gymId, DateTime start, DateTime end, string? failure)
+    {
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            await GiveBackAsync(scope.ServiceProvider.GetRequiredService<GymwireDbContext>(), gymId, start, end, failure, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            LogGiveBackFailed(logger, gymId, start, end, e);
         }
     }
 
@@ -173,6 +231,12 @@ public sealed partial class ScheduledReports(
 
     [LoggerMessage(EventId = 8311, Level = LogLevel.Error, Message = "A scheduled-report pass failed; trying again later")]
     private static partial void LogPassFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 8312, Level = LogLevel.Error, Message = "The scheduled report of gym {GymId} failed; the next pass tries again")]
+    private static partial void LogReportFailed(ILogger logger, Guid gymId, Exception exception);
+
+    [LoggerMessage(EventId = 8313, Level = LogLevel.Error, Message = "Could not give back the report period {Start:u} to {End:u} of gym {GymId}; it will not be sent")]
+    private static partial void LogGiveBackFailed(ILogger logger, Guid gymId, DateTime start, DateTime end, Exception exception);
 }
 
 internal static class AccountingExportsFormat

@@ -5,7 +5,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Accounting export: the scheduled report's form (how often or off, to whom, in which format) and the last reports emailed.</summary>
 public sealed partial class AccountingIntegrationModel(
-    GymwireDbContext db, IEmailSender email, DashboardRateLimits limits, TimeProvider clock, ReportSignal signal, GymTime time, ILogger<AccountingIntegrationModel> logger) : PageModel
+    GymwireDbContext db, IEmailSender email, DashboardRateLimits limits, ReportScheduleService schedules, GymTime time, ILogger<AccountingIntegrationModel> logger) : PageModel
 {
     public const string Off = "off";
 
@@ -74,7 +74,7 @@ public sealed partial class AccountingIntegrationModel(
             await LoadAsync(ct);
             return Page();
         }
-        var schedule = await EmailEndpoints.SaveScheduleAsync(gymId, Frequency, recipients, Format, db, clock, signal, ct);
+        var schedule = await schedules.SaveAsync(gymId, Frequency, recipients, Format, ct);
         LogSaved(logger, gymId, Frequency, recipients!.Count, Format);
         var next = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, time.Zone);
         TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {string.Join(", ", recipients)} after {time.Time(next)}.");

@@ -1,0 +1,42 @@
+namespace Gymwire.Features.Email;
+
+/// <summary>
+/// Saves a gym's scheduled report: what the API's PUT and the dashboard's form share, kept in the feature rather than
+/// its endpoints so other features call it here.
+/// </summary>
+public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider clock, ReportSignal signal)
+{
+    /// <summary>
+    /// Sets a gym's report frequency, and its recipients and format where given (validated by the caller; null keeps
+    /// what is stored): the API's PUT and the dashboard's form.
+    /// </summary>
+    public async Task<ReportSchedule> SaveAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
+        if (schedule is null)
+        {
+            schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
+            db.ReportSchedules.Add(schedule);
+        }
+        if (schedule.ReportedThrough == default)
+        {
+            // The first report covers the period in progress (in the gym's time zone), sent when it ends.
+            schedule.ReportedThrough = ReportFrequencies.PeriodStart(frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
+        }
+        // A new frequency keeps ReportedThrough: the next report starts where the last one ended, so a change never
+        // skips a day or reports one twice (ReportFrequencies.Next ends it at the new frequency's boundary).
+        schedule.Frequency = frequency;
+        if (recipients is not null)
+        {
+            schedule.Recipients = ReportRecipients.Join(recipients);
+        }
+        if (format is not null)
+        {
+            schedule.Format = format;
+        }
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+        return schedule;
+    }
+}
