@@ -21,6 +21,40 @@ public sealed class SmtpStandIn : IDisposable
     /// <summary>How many coming MAIL FROM commands are answered 530 (authentication required), as a server that wants a login does.</summary>
     public int RequireLoginNext;
 
+    private readonly Lock _waitersLock = new();
+    private readonly List<(Func<MimeMessage, bool> Match, TaskCompletionSource<MimeMessage> Done)> _waiters = [];
+
+    /// <summary>Completes with the first message accepted from now on that <paramref name="match"/> accepts.</summary>
+    public Task<MimeMessage> NextAsync(Func<MimeMessage, bool> match)
+    {
+        var done = new TaskCompletionSource<MimeMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitersLock)
+        {
+            _waiters.Add((match, done));
+        }
+        return done.Task;
+    }
+
+    private void Accepted(MimeMessage message)
+    {
+        Messages.Enqueue(message);
+        lock (_waitersLock)
+        {
+            foreach (var waiter in _waiters.Where(w => w.Match(message)).ToList())
+            {
+                _waiters.Remove(waiter);
+                waiter.Done.TrySetResult(message);
+            }
+        }
+    }
+
+    private TaskCompletionSource _refused = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the stand-in next refuses a MAIL FROM (554 or 530).</summary>
+    public Task NextRefusalAsync() => Volatile.Read(ref _refused).Task;
+
+    private void RefusedOne() => Interlocked.Exchange(ref _refused, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
     private sealed record Hold(TaskCompletionSource Arrived, TaskCompletionSource Release);
 
     private Hold? _hold;
@@ -95,9 +129,11 @@ public sealed class SmtpStandIn : IDisposable
                             break;
                         case "MAIL" when Take(ref RejectNext):
                             await writer.WriteLineAsync("554 5.7.1 Rejected by the test server");
+                            RefusedOne();
                             break;
                         case "MAIL" when Take(ref RequireLoginNext):
                             await writer.WriteLineAsync("530 5.7.0 Authentication required");
+                            RefusedOne();
                             break;
                         case "MAIL":
                             await writer.WriteLineAsync("250 OK");
@@ -112,7 +148,7 @@ public sealed class SmtpStandIn : IDisposable
                             {
                                 data.Append(d.StartsWith("..", StringComparison.Ordinal) ? d[1..] : d).Append("\r\n");
                             }
-                            Messages.Enqueue(await MimeMessage.LoadAsync(new MemoryStream(Encoding.UTF8.GetBytes(data.ToString()))));
+                            Accepted(await MimeMessage.LoadAsync(new MemoryStream(Encoding.UTF8.GetBytes(data.ToString()))));
                             await writer.WriteLineAsync("250 OK queued");
                             break;
                         case "QUIT":

@@ -50,8 +50,9 @@ public sealed class ForgotPasswordModel(PasswordResets resets, IRateLimitStore l
             return Page();
         }
         var email = Email.Trim();
-        var client = HttpContext.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var byClient = await limits.TryAcquireAsync("forgot-password|client:" + client, PerClient, Window, ct);
+        // By the client's address as sign-in counts it (an IPv6 client by its /64, which it can fill with addresses).
+        var client = OwnerSignIn.ClientSubject(HttpContext.Connection.RemoteIpAddress);
+        var byClient = await limits.TryAcquireAsync("forgot-password|" + client, PerClient, Window, ct);
         if (!byClient.Admitted)
         {
             return Refused(byClient);

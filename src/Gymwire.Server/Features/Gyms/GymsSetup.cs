@@ -24,6 +24,8 @@ public static class GymsSetup
         services.AddSingleton<PasswordCheckLimiter>();
         services.AddScoped<GymProvisioning>();
         services.AddScoped<PasswordResets>();
+        services.AddSingleton<PasswordResetMailer>();
+        services.AddHostedService(sp => sp.GetRequiredService<PasswordResetMailer>());
         services.AddSingleton<IBearerTokenValidator, OwnerSessionValidator>();
         return services;
     }

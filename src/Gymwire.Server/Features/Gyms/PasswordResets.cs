@@ -16,7 +16,7 @@ namespace Gymwire.Features.Gyms;
 /// </summary>
 public sealed partial class PasswordResets(
     GymwireDbContext db, UserManager<Owner> users, IDataProtectionProvider protection, TimeProvider clock, IOptions<AuthOptions> options,
-    IOptions<EmailOptions> email, IEmailSender sender, IServer server, ILogger<PasswordResets> logger)
+    IOptions<EmailOptions> email, PasswordResetMailer mailer, IServer server, ILogger<PasswordResets> logger)
 {
     public const string Path = "/reset-password";
     private const string Purpose = "Gymwire.PasswordReset.v1";
@@ -54,7 +54,11 @@ public sealed partial class PasswordResets(
         return Protector.Protect($"{owner.Id:N}|{expires}|{owner.SecurityStamp}");
     }
 
-    /// <summary>Sends a link if an owner has this email; says nothing either way, so the page cannot be used to find accounts.</summary>
+    /// <summary>
+    /// Sends a link if an owner has this email; says nothing either way, so the page cannot be used to find accounts.
+    /// The mail goes out after the request is answered (<see cref="PasswordResetMailer"/>): a known address must not
+    /// take the SMTP exchange's time longer to answer than an unknown one.
+    /// </summary>
     public async Task RequestAsync(string emailAddress, CancellationToken ct)
     {
         var owner = await users.FindByEmailAsync(emailAddress);
@@ -69,18 +73,10 @@ public sealed partial class PasswordResets(
         }
         var link = $"{linkBase}{Path}?token={Uri.EscapeDataString(CreateToken(owner))}";
         var minutes = (int)Lifetime.TotalMinutes;
-        try
-        {
-            await sender.SendAsync(new EmailMessage([owner.Email!], "Reset your Gymwire password",
-                $"Someone (we hope you) asked to reset the password of the Gymwire owner account {owner.Email}.\n\n" +
-                $"Choose a new password here (the link works once, for {minutes} minutes):\n{link}\n\n" +
-                "If it was not you, ignore this email: your password stays as it is."), ct);
-            LogSent(logger, owner.Id);
-        }
-        catch (EmailException e)
-        {
-            LogSendFailed(logger, owner.Id, e.Message);
-        }
+        mailer.Enqueue(owner.Id, new EmailMessage([owner.Email!], "Reset your Gymwire password",
+            $"Someone (we hope you) asked to reset the password of the Gymwire owner account {owner.Email}.\n\n" +
+            $"Choose a new password here (the link works once, for {minutes} minutes):\n{link}\n\n" +
+            "If it was not you, ignore this email: your password stays as it is."));
     }
 
     /// <summary>The owner a token names, if it is genuine, unexpired and unused; otherwise null.</summary>
@@ -224,14 +220,8 @@ public sealed partial class PasswordResets(
         return command;
     }
 
-    [LoggerMessage(EventId = 7050, Level = LogLevel.Information, Message = "Password reset link sent to owner {OwnerId}")]
-    private static partial void LogSent(ILogger logger, Guid ownerId);
-
     [LoggerMessage(EventId = 7051, Level = LogLevel.Information, Message = "Password reset asked for an email no owner has")]
     private static partial void LogNoSuchOwner(ILogger logger);
-
-    [LoggerMessage(EventId = 7052, Level = LogLevel.Warning, Message = "Password reset link for owner {OwnerId} not sent: {Reason}")]
-    private static partial void LogSendFailed(ILogger logger, Guid ownerId, string reason);
 
     [LoggerMessage(EventId = 7053, Level = LogLevel.Information, Message = "Owner {OwnerId} reset their password; every session ended")]
     private static partial void LogReset(ILogger logger, Guid ownerId);
