@@ -15,7 +15,7 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public TwilioStandIn Twilio { get; } = new();
 
-    public SmsReadBarrier ReadBarrier { get; } = new();
+    public ReadBarrier ReadBarrier { get; } = new();
 
     protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
 
@@ -231,7 +231,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         });
         // Both requests read the failed message before either writes, and the provider is slow: the first retry's
         // send is still in flight when the second retry would queue the message again.
-        fx.ReadBarrier.Arm(id, readers: 2);
+        fx.ReadBarrier.Arm("sms_messages", id, readers: 2);
         fx.Twilio.HoldAnswers();
         try
         {

@@ -1,36 +1,39 @@
 using System.Data.Common;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
-namespace Gymwire.Tests.Sms;
+namespace Gymwire.Tests.Infrastructure;
 
 /// <summary>
-/// Once armed, holds the reads of one SMS message until a given number of them have arrived, so that concurrent
-/// requests all read the message before any of them writes it: the interleaving a lucky schedule gives only sometimes.
+/// Once armed, holds the reads of one table that carry one parameter value (a row's id, say) until a given number of
+/// them have run, so that concurrent requests all read before any of them writes: the interleaving a lucky schedule
+/// gives only sometimes. Unarmed, it lets everything through.
 /// </summary>
-public sealed class SmsReadBarrier : DbCommandInterceptor
+public sealed class ReadBarrier : DbCommandInterceptor
 {
     private readonly Lock _lock = new();
-    private Guid _id;
+    private string _table = "";
+    private object? _value;
     private int _remaining;
     private TaskCompletionSource _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public void Arm(Guid id, int readers)
+    public void Arm(string table, object value, int readers)
     {
         lock (_lock)
         {
-            _id = id;
+            _table = table;
+            _value = value;
             _remaining = readers;
             _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
     }
 
-    // After the command ran, so each reader has its row in hand before any request may go on to write.
+    // After the command ran, so each reader has its rows in hand before any request may go on to write.
     public override async ValueTask<DbDataReader> ReaderExecutedAsync(
         DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
     {
         if (Join(command) is { } arrived)
         {
-            // Bounded, so that code which reads the message fewer times fails its test instead of hanging it.
+            // Bounded, so that code which reads fewer times fails its test instead of hanging it.
             await arrived.WaitAsync(TimeSpan.FromSeconds(20), cancellationToken);
         }
         return result;
@@ -40,8 +43,8 @@ public sealed class SmsReadBarrier : DbCommandInterceptor
     {
         lock (_lock)
         {
-            if (_remaining == 0 || !command.CommandText.Contains("sms_messages", StringComparison.Ordinal)
-                || !command.Parameters.Cast<DbParameter>().Any(p => p.Value is Guid g && g == _id || p.Value is string s && Guid.TryParse(s, out var parsed) && parsed == _id))
+            if (_remaining == 0 || !command.CommandText.Contains(_table, StringComparison.Ordinal)
+                || !command.Parameters.Cast<DbParameter>().Any(p => Equals(p.Value, _value)))
             {
                 return null;
             }
