@@ -136,34 +136,64 @@ public static partial class StripeEndpoints
         var obj = document.RootElement.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
                   && data.TryGetProperty("object", out var o) ? o : default;
         var at = now.UtcDateTime;
-        var mapping = obj.ValueKind == JsonValueKind.Object
-            ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
-            : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
-        db.StripeEvents.Add(new StripeEventRecord
+        for (var attempt = 1; ; attempt++)
         {
-            Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
-            Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
-            Email = Truncate(mapping.Email, 320), Payload = json,
-        });
-        account.LastEventAt = at;
-        try
-        {
-            // The event row, the payment (or membership) and its outbox event commit together.
-            await db.SaveChangesAsync(ct);
-        }
-        catch (DbUpdateException)
-        {
-            // Stripe retried while the first delivery was still being processed; the unique index let one win.
-            db.ChangeTracker.Clear();
-            if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+            var mapping = obj.ValueKind == JsonValueKind.Object
+                ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
+                : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
+            db.StripeEvents.Add(new StripeEventRecord
             {
-                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
-                    StripeMetrics.Outcomes.Duplicate);
+                Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
+                Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
+                Email = Truncate(mapping.Email, 320), Payload = json,
+            });
+            if (attempt == 1)
+            {
+                account.LastEventAt = at;
             }
-            throw;
+            else
+            {
+                // The cleared context forgot the account; its LastEventAt is already set, so mark it to be written.
+                db.StripeAccounts.Attach(account).Property(a => a.LastEventAt).IsModified = true;
+            }
+            var links = db.ChangeTracker.Entries<StripeLink>().Where(e => e.State == EntityState.Added)
+                .Select(e => (e.Entity.Kind, e.Entity.StripeId)).ToList();
+            try
+            {
+                // The event row, the payment (or membership) and its outbox event commit together.
+                await db.SaveChangesAsync(ct);
+                LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
+                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
+            }
+            catch (DbUpdateException)
+            {
+                db.ChangeTracker.Clear();
+                // Stripe retried while the first delivery was still being processed; the unique index let one win.
+                if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+                {
+                    return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
+                        StripeMetrics.Outcomes.Duplicate);
+                }
+                // Another event about the same invoice, customer or price (invoice.paid and invoice.payment_succeeded
+                // come together) committed a link this one also added. Mapped again, this event sees it, and ends as
+                // if it had arrived second; each round one of the racing events commits, so a burst needs a few.
+                if (attempt == MaxMappings || !await AnyLinkCommittedAsync(db, account.GymId, links, ct))
+                {
+                    throw;
+                }
+            }
         }
-        LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
-        return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
+    }
+
+    /// <summary>How many times one delivery is mapped while other events about the same Stripe objects commit first.</summary>
+    private const int MaxMappings = 5;
+
+    private static async Task<bool> AnyLinkCommittedAsync(GymwireDbContext db, Guid gymId, List<(string Kind, string StripeId)> links, CancellationToken ct)
+    {
+        var stripeIds = links.Select(l => l.StripeId).Distinct().ToList();
+        var committed = await db.StripeLinks.AsNoTracking().Where(l => l.GymId == gymId && stripeIds.Contains(l.StripeId))
+            .Select(l => new { l.Kind, l.StripeId }).ToListAsync(ct);
+        return committed.Any(l => links.Contains((l.Kind, l.StripeId)));
     }
 
     private static Task<string> OutcomeAsync(GymwireDbContext db, Guid gymId, string eventId, CancellationToken ct) =>
