@@ -129,6 +129,24 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task A_price_nickname_longer_than_a_plan_name_makes_a_plan_with_the_name_cut_to_fit()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        // The cut falls inside the emoji (two UTF-16 units): the whole character goes, not half of it.
+        var nickname = new string('a', 192) + "\U0001F3CB" + new string('b', 60);
+        var subscription = """
+            {"id":"sub_long","object":"subscription","customer":"cus_long","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_long","price":{"id":"price_long","nickname":NICK,"unit_amount":4900,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """.Replace("NICK", JsonSerializer.Serialize(nickname), StringComparison.Ordinal);
+        var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_long", "customer.subscription.created", subscription, fx.Clock.GetUtcNow()), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", ack.GetProperty("outcome").GetString());
+        var plan = await fx.WithDbAsync(db => db.MembershipPlans.SingleAsync(p => p.GymId == gym.GymId));
+        Assert.Equal("Stripe " + new string('a', 192), plan.Name);
+        Assert.Equal(["membership.activated"], await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
     public async Task Tampered_missing_stale_or_foreign_signatures_are_refused_with_400_and_nothing_is_recorded()
     {
         var (gym, secret) = await ConnectedGymAsync();
