@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using System.Text;
 using StripeEvents = global::Stripe.EventUtility;
 using StripeException = global::Stripe.StripeException;
@@ -225,36 +224,8 @@ public static partial class StripeEndpoints
         SetStripeSecretRequest request, ClaimsPrincipal user, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
     {
         var gymId = user.GetGymId();
-        var (account, invalid) = await SaveSecretAsync(gymId, request.EndpointSecret, db, secrets, clock, ct);
+        var (account, invalid) = await StripeService.SaveSecretAsync(gymId, request.EndpointSecret, db, secrets, clock, ct);
         return account is null ? ApiErrors.BadRequest(invalid!) : TypedResults.Ok(Map(gymId, account));
-    }
-
-    /// <summary>Validates and stores (encrypted) a gym's endpoint secret: the API's PUT and the dashboard's form.</summary>
-    internal static async Task<(StripeAccount? Account, string? Error)> SaveSecretAsync(
-        Guid gymId, string? secret, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
-    {
-        var v = new RequestValidator()
-            .Required(secret, "endpoint_secret", 200)
-            .Check(secret is null || (secret.StartsWith("whsec_", StringComparison.Ordinal) && secret.Length >= 16 && !secret.Any(char.IsWhiteSpace)),
-                "'endpoint_secret' must be the webhook endpoint's signing secret from Stripe (it starts with 'whsec_')");
-        if (v.Error is { } invalid)
-        {
-            return (null, invalid);
-        }
-        var now = clock.GetUtcNow().UtcDateTime;
-        var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
-        if (account is null)
-        {
-            account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
-            db.StripeAccounts.Add(account);
-        }
-        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret!);
-        account.SecretHint = StripeSecrets.Hint(secret!);
-        account.ConfiguredAt = now;
-        account.LastFailure = null;
-        account.LastFailureAt = null;
-        await db.SaveChangesAsync(ct);
-        return (account, null);
     }
 
     internal static async Task<NoContent> Disconnect(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
@@ -266,12 +237,8 @@ public static partial class StripeEndpoints
 
     internal static Task<Results<Ok<StripeEventList>, BadRequest<ErrorResponse>>> ListEvents(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? outcome, CancellationToken ct) =>
-        db.StripeEvents.ListInGymAsync(user.GetGymId(), limit, offset, e => e.ReceivedAt, ToEventDto, items => new StripeEventList(items), ct,
+        db.StripeEvents.ListInGymAsync(user.GetGymId(), limit, offset, e => e.ReceivedAt, StripeService.ToEventDto, items => new StripeEventList(items), ct,
             new("outcome", "outcomes", outcome, StripeOutcomes.All, e => e.Outcome == outcome));
-
-    /// <summary>A recorded event as the API and the dashboard's payments page show it, made in the query.</summary>
-    internal static readonly Expression<Func<StripeEventRecord, StripeEventDto>> ToEventDto =
-        e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email);
 
     private static StripeConnectionDto Map(Guid gymId, StripeAccount? a) =>
         new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);
