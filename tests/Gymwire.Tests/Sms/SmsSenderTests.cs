@@ -4,6 +4,7 @@ using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Tests.Sms;
 
@@ -13,6 +14,10 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
     public const string AuthToken = "twilio-test-auth-token-0001";
 
     public TwilioStandIn Twilio { get; } = new();
+
+    public ReadBarrier ReadBarrier { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
@@ -208,6 +213,44 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
         var other = await fx.CreateGymAsync();
         await (await other.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Two_concurrent_retries_of_a_failed_message_queue_it_once_and_it_is_sent_once()
+    {
+        var (gym, _) = await GymAsync();
+        var body = $"Double click {Guid.NewGuid():N}";
+        var id = await fx.WithDbAsync(async db =>
+        {
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), fx.Clock.GetUtcNow().UtcDateTime);
+            m.Status = SmsStatuses.Failed;
+            m.Attempts = 1;
+            m.Error = "Attempt 1: Twilio 400";
+            await db.SaveChangesAsync();
+            return m.Id;
+        });
+        // Both requests read the failed message before either writes, and the provider is slow: the first retry's
+        // send is still in flight when the second retry would queue the message again.
+        fx.ReadBarrier.Arm("sms_messages", id, readers: 2);
+        fx.Twilio.HoldAnswers();
+        try
+        {
+            var responses = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)));
+            var won = Assert.Single(responses, r => r.StatusCode == HttpStatusCode.OK);
+            Assert.Equal("queued", (await won.AssertStatusAsync(HttpStatusCode.OK)).GetProperty("status").GetString());
+            var lost = Assert.Single(responses, r => r != won);
+            Assert.Contains("Only failed messages can be retried", await lost.AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
+            fx.Services.GetRequiredService<SmsSignal>().Notify();
+            await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            fx.Twilio.ReleaseAnswers();
+        }
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(1, sent.Attempts);
+        Assert.Equal(1, RequestsWith(body));
     }
 }
 

@@ -9,13 +9,16 @@ public sealed record TwilioRequest(string Path, string? Authorization, IReadOnly
 
 /// <summary>
 /// A local Twilio-compatible Messages API on loopback: records each request and answers 201 with a message sid,
-/// or whatever failures a test queued first.
+/// or whatever failures a test queued first. It can also hold its answers, as a slow provider would, so that a test
+/// can act while a send is in flight.
 /// </summary>
 public sealed class TwilioStandIn : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ConcurrentQueue<(int Status, string Body)> _failures = new();
     private int _count;
+    private TaskCompletionSource _answer = Answered();
+    private TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public ConcurrentQueue<TwilioRequest> Requests { get; } = new();
     public Uri BaseAddress { get; }
@@ -33,10 +36,32 @@ public sealed class TwilioStandIn : IAsyncDisposable
     /// <summary>The next request gets this answer instead of success.</summary>
     public void FailNext(int status, string body) => _failures.Enqueue((status, body));
 
+    /// <summary>Requests from now on are recorded but not answered until <see cref="ReleaseAnswers"/>.</summary>
+    public void HoldAnswers()
+    {
+        _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        _answer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Completes when a request is waiting for its answer (after <see cref="HoldAnswers"/>).</summary>
+    public Task Held => _held.Task;
+
+    public void ReleaseAnswers() => _answer.TrySetResult();
+
+    private static TaskCompletionSource Answered()
+    {
+        var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        answered.SetResult();
+        return answered;
+    }
+
     private async Task<IResult> HandleAsync(HttpContext context)
     {
         var form = await context.Request.ReadFormAsync();
         Requests.Enqueue(new TwilioRequest(context.Request.Path, context.Request.Headers.Authorization, form.ToDictionary(f => f.Key, f => f.Value.ToString())));
+        var answer = _answer.Task;
+        _held.TrySetResult();
+        await answer;
         if (_failures.TryDequeue(out var failure))
         {
             return Results.Content(failure.Body, "application/json", null, failure.Status);

@@ -6,13 +6,26 @@ using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Stripe;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Tests.Stripe;
 
-public abstract class StripeWebhookTests(GymwireFixture fx)
+/// <summary>A Gymwire whose reads a test can hold, to make two Stripe deliveries race.</summary>
+public abstract class StripeFixture(Store store) : GymwireFixture(store)
 {
-    public sealed class Sqlite(SqliteGymwire f) : StripeWebhookTests(f), IClassFixture<SqliteGymwire>;
-    public sealed class Postgres(PostgresGymwire f) : StripeWebhookTests(f), IClassFixture<PostgresGymwire>;
+    public ReadBarrier ReadBarrier { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
+}
+
+public sealed class SqliteStripe() : StripeFixture(Store.Sqlite);
+
+public sealed class PostgresStripe() : StripeFixture(Store.Postgres);
+
+public abstract class StripeWebhookTests(StripeFixture fx)
+{
+    public sealed class Sqlite(SqliteStripe f) : StripeWebhookTests(f), IClassFixture<SqliteStripe>;
+    public sealed class Postgres(PostgresStripe f) : StripeWebhookTests(f), IClassFixture<PostgresStripe>;
 
     private async Task<(TestGym Gym, string Secret)> ConnectedGymAsync()
     {
@@ -95,6 +108,42 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
         Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
         Assert.Equal(["payment.received"], await EventTypesAsync(gym.GymId));
+
+        // Stripe sends invoice.paid and invoice.payment_succeeded (two events) for one payment at nearly the same moment,
+        // here for a customer not seen before. Both look the invoice up before either records it, so both add the
+        // invoice's and the customer's links; the second to commit must end as if it had come after the first.
+        var invoice = StripeSigner.PaidInvoice("in_race_2", "cus_r2", "ana@example.com", 700, "pi_race_2");
+        var paid = StripeSigner.Event("evt_race_paid", "invoice.paid", invoice, fx.Clock.GetUtcNow());
+        var succeeded = StripeSigner.Event("evt_race_succeeded", "invoice.payment_succeeded", invoice, fx.Clock.GetUtcNow());
+        fx.ReadBarrier.Arm("stripe_links", "in_race_2", readers: 2);
+        var both = await Task.WhenAll(new[] { paid, succeeded }.Select(p => DeliverAsync(gym.GymId, p, secret)));
+        var acks = await Task.WhenAll(both.Select(r => r.AssertStatusAsync(HttpStatusCode.OK)));
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId && p.AmountCents == 700)));
+        Assert.Equal(["payment.received", "payment.received"], await EventTypesAsync(gym.GymId));
+        var outcomes = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.StripeEventId.StartsWith("evt_race_"))
+            .OrderBy(e => e.Outcome).Select(e => e.Outcome).ToListAsync());
+        Assert.Equal(["already_recorded", "recorded"], outcomes);
+        Assert.All(acks, a => Assert.Contains(a.GetProperty("outcome").GetString(), outcomes));
+        Assert.Equal("user_ana", await fx.WithDbAsync(db => db.StripeLinks
+            .Where(l => l.GymId == gym.GymId && l.Kind == "customer" && l.StripeId == "cus_r2").Select(l => l.TargetId).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task A_price_nickname_longer_than_a_plan_name_makes_a_plan_with_the_name_cut_to_fit()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        // The cut falls inside the emoji (two UTF-16 units): the whole character goes, not half of it.
+        var nickname = new string('a', 192) + "\U0001F3CB" + new string('b', 60);
+        var subscription = """
+            {"id":"sub_long","object":"subscription","customer":"cus_long","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_long","price":{"id":"price_long","nickname":NICK,"unit_amount":4900,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """.Replace("NICK", JsonSerializer.Serialize(nickname), StringComparison.Ordinal);
+        var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_long", "customer.subscription.created", subscription, fx.Clock.GetUtcNow()), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", ack.GetProperty("outcome").GetString());
+        var plan = await fx.WithDbAsync(db => db.MembershipPlans.SingleAsync(p => p.GymId == gym.GymId));
+        Assert.Equal("Stripe " + new string('a', 192), plan.Name);
+        Assert.Equal(["membership.activated"], await EventTypesAsync(gym.GymId));
     }
 
     [Fact]

@@ -24,23 +24,14 @@ public static class SmsEndpoints
             new("status", "statuses", status, SmsStatuses.All, m => m.Status == status));
 
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
-        Guid id, ClaimsPrincipal user, GymwireDbContext db, SmsSignal signal, CancellationToken ct)
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, CancellationToken ct)
     {
-        var message = await db.SmsMessages.FindInGymAsync(id, user.GetGymId(), ct);
-        if (message is null)
+        var outcome = await SmsService.RetryAsync(db, gate, signal, user.GetGymId(), id, ct);
+        return outcome switch
         {
-            return ApiErrors.NotFound("SMS message not found");
-        }
-        if (message.Status != SmsStatuses.Failed)
-        {
-            return ApiErrors.Conflict($"Only failed messages can be retried; this one is {message.Status}");
-        }
-        // A deliberate owner decision: the attempt counter starts again; the last error stays until the next attempt.
-        message.Status = SmsStatuses.Queued;
-        message.Attempts = 0;
-        message.NextAttemptAt = null;
-        await db.SaveChangesAsync(ct);
-        signal.Notify();
-        return TypedResults.Ok(SmsService.Map(message));
+            { Message: { } message } => TypedResults.Ok(SmsService.Map(message)),
+            { Failure: SmsRetryFailure.NotFound } => ApiErrors.NotFound(outcome.Error),
+            _ => ApiErrors.Conflict(outcome.Error),
+        };
     }
 }

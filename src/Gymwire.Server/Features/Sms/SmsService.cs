@@ -2,7 +2,19 @@ using System.Linq.Expressions;
 
 namespace Gymwire.Features.Sms;
 
-/// <summary>Queueing messages for the SMS connector: used by the Zapier <c>send_sms</c> action.</summary>
+public enum SmsRetryFailure
+{
+    NotFound = 1,
+    Conflict,
+}
+
+/// <summary>What a retry did: the message, queued again, or why it was not (in words fit for an owner).</summary>
+public sealed record SmsRetryOutcome(SmsMessage? Message, SmsRetryFailure? Failure = null, string Error = "")
+{
+    public static SmsRetryOutcome Fail(SmsRetryFailure failure, string error) => new(null, failure, error);
+}
+
+/// <summary>Queueing messages for the SMS connector: used by the Zapier <c>send_sms</c> action and the owner's retry.</summary>
 public static class SmsService
 {
     public const int MaxLength = 1600;
@@ -23,6 +35,48 @@ public static class SmsService
         };
         db.SmsMessages.Add(message);
         return message;
+    }
+
+    /// <summary>
+    /// Queues a failed message of this gym again. The update only applies while the message is still failed, so of two
+    /// retries at once (a double click) one queues it and the other gets a conflict, instead of queueing it a second
+    /// time while the sender is already sending it.
+    /// </summary>
+    public static async Task<SmsRetryOutcome> RetryAsync(
+        GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, Guid gymId, Guid id, CancellationToken ct)
+    {
+        var message = await db.SmsMessages.AsNoTracking().FindInGymAsync(id, gymId, ct);
+        if (message is null)
+        {
+            return SmsRetryOutcome.Fail(SmsRetryFailure.NotFound, "SMS message not found");
+        }
+        string? status = message.Status;
+        if (status == SmsStatuses.Failed)
+        {
+            int queued;
+            using (await gate.EnterAsync(db, ct))
+            {
+                // A deliberate owner decision: the attempt counter starts again; the last error stays until the next attempt.
+                queued = await db.SmsMessages.Where(m => m.Id == id && m.GymId == gymId && m.Status == SmsStatuses.Failed)
+                    .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Queued).SetProperty(m => m.Attempts, 0)
+                        .SetProperty(m => m.NextAttemptAt, (DateTime?)null), ct);
+            }
+            if (queued == 1)
+            {
+                message.Status = SmsStatuses.Queued;
+                message.Attempts = 0;
+                message.NextAttemptAt = null;
+                signal.Notify();
+                return new(message);
+            }
+            // Another retry queued it between the read and the update.
+            status = await db.SmsMessages.Where(m => m.Id == id && m.GymId == gymId).Select(m => m.Status).FirstOrDefaultAsync(ct);
+            if (status is null)
+            {
+                return SmsRetryOutcome.Fail(SmsRetryFailure.NotFound, "SMS message not found");
+            }
+        }
+        return SmsRetryOutcome.Fail(SmsRetryFailure.Conflict, $"Only failed messages can be retried; this one is {status}");
     }
 
     public static readonly Expression<Func<SmsMessage, SmsDto>> ToDto =

@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using System.Text;
 using StripeEvents = global::Stripe.EventUtility;
 using StripeException = global::Stripe.StripeException;
@@ -136,34 +135,64 @@ public static partial class StripeEndpoints
         var obj = document.RootElement.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
                   && data.TryGetProperty("object", out var o) ? o : default;
         var at = now.UtcDateTime;
-        var mapping = obj.ValueKind == JsonValueKind.Object
-            ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
-            : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
-        db.StripeEvents.Add(new StripeEventRecord
+        for (var attempt = 1; ; attempt++)
         {
-            Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
-            Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
-            Email = Truncate(mapping.Email, 320), Payload = json,
-        });
-        account.LastEventAt = at;
-        try
-        {
-            // The event row, the payment (or membership) and its outbox event commit together.
-            await db.SaveChangesAsync(ct);
-        }
-        catch (DbUpdateException)
-        {
-            // Stripe retried while the first delivery was still being processed; the unique index let one win.
-            db.ChangeTracker.Clear();
-            if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+            var mapping = obj.ValueKind == JsonValueKind.Object
+                ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
+                : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
+            db.StripeEvents.Add(new StripeEventRecord
             {
-                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
-                    StripeMetrics.Outcomes.Duplicate);
+                Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
+                Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
+                Email = Truncate(mapping.Email, 320), Payload = json,
+            });
+            if (attempt == 1)
+            {
+                account.LastEventAt = at;
             }
-            throw;
+            else
+            {
+                // The cleared context forgot the account; its LastEventAt is already set, so mark it to be written.
+                db.StripeAccounts.Attach(account).Property(a => a.LastEventAt).IsModified = true;
+            }
+            var links = db.ChangeTracker.Entries<StripeLink>().Where(e => e.State == EntityState.Added)
+                .Select(e => (e.Entity.Kind, e.Entity.StripeId)).ToList();
+            try
+            {
+                // The event row, the payment (or membership) and its outbox event commit together.
+                await db.SaveChangesAsync(ct);
+                LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
+                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
+            }
+            catch (DbUpdateException)
+            {
+                db.ChangeTracker.Clear();
+                // Stripe retried while the first delivery was still being processed; the unique index let one win.
+                if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
+                {
+                    return (TypedResults.Ok(new StripeWebhookAck(true, eventId, await OutcomeAsync(db, account.GymId, eventId, ct), Duplicate: true)),
+                        StripeMetrics.Outcomes.Duplicate);
+                }
+                // Another event about the same invoice, customer or price (invoice.paid and invoice.payment_succeeded
+                // come together) committed a link this one also added. Mapped again, this event sees it, and ends as
+                // if it had arrived second; each round one of the racing events commits, so a burst needs a few.
+                if (attempt == MaxMappings || !await AnyLinkCommittedAsync(db, account.GymId, links, ct))
+                {
+                    throw;
+                }
+            }
         }
-        LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
-        return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
+    }
+
+    /// <summary>How many times one delivery is mapped while other events about the same Stripe objects commit first.</summary>
+    private const int MaxMappings = 5;
+
+    private static async Task<bool> AnyLinkCommittedAsync(GymwireDbContext db, Guid gymId, List<(string Kind, string StripeId)> links, CancellationToken ct)
+    {
+        var stripeIds = links.Select(l => l.StripeId).Distinct().ToList();
+        var committed = await db.StripeLinks.AsNoTracking().Where(l => l.GymId == gymId && stripeIds.Contains(l.StripeId))
+            .Select(l => new { l.Kind, l.StripeId }).ToListAsync(ct);
+        return committed.Any(l => links.Contains((l.Kind, l.StripeId)));
     }
 
     private static Task<string> OutcomeAsync(GymwireDbContext db, Guid gymId, string eventId, CancellationToken ct) =>
@@ -195,36 +224,8 @@ public static partial class StripeEndpoints
         SetStripeSecretRequest request, ClaimsPrincipal user, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
     {
         var gymId = user.GetGymId();
-        var (account, invalid) = await SaveSecretAsync(gymId, request.EndpointSecret, db, secrets, clock, ct);
+        var (account, invalid) = await StripeService.SaveSecretAsync(gymId, request.EndpointSecret, db, secrets, clock, ct);
         return account is null ? ApiErrors.BadRequest(invalid!) : TypedResults.Ok(Map(gymId, account));
-    }
-
-    /// <summary>Validates and stores (encrypted) a gym's endpoint secret: the API's PUT and the dashboard's form.</summary>
-    internal static async Task<(StripeAccount? Account, string? Error)> SaveSecretAsync(
-        Guid gymId, string? secret, GymwireDbContext db, StripeSecrets secrets, TimeProvider clock, CancellationToken ct)
-    {
-        var v = new RequestValidator()
-            .Required(secret, "endpoint_secret", 200)
-            .Check(secret is null || (secret.StartsWith("whsec_", StringComparison.Ordinal) && secret.Length >= 16 && !secret.Any(char.IsWhiteSpace)),
-                "'endpoint_secret' must be the webhook endpoint's signing secret from Stripe (it starts with 'whsec_')");
-        if (v.Error is { } invalid)
-        {
-            return (null, invalid);
-        }
-        var now = clock.GetUtcNow().UtcDateTime;
-        var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
-        if (account is null)
-        {
-            account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
-            db.StripeAccounts.Add(account);
-        }
-        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret!);
-        account.SecretHint = StripeSecrets.Hint(secret!);
-        account.ConfiguredAt = now;
-        account.LastFailure = null;
-        account.LastFailureAt = null;
-        await db.SaveChangesAsync(ct);
-        return (account, null);
     }
 
     internal static async Task<NoContent> Disconnect(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
@@ -236,12 +237,8 @@ public static partial class StripeEndpoints
 
     internal static Task<Results<Ok<StripeEventList>, BadRequest<ErrorResponse>>> ListEvents(
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? outcome, CancellationToken ct) =>
-        db.StripeEvents.ListInGymAsync(user.GetGymId(), limit, offset, e => e.ReceivedAt, ToEventDto, items => new StripeEventList(items), ct,
+        db.StripeEvents.ListInGymAsync(user.GetGymId(), limit, offset, e => e.ReceivedAt, StripeService.ToEventDto, items => new StripeEventList(items), ct,
             new("outcome", "outcomes", outcome, StripeOutcomes.All, e => e.Outcome == outcome));
-
-    /// <summary>A recorded event as the API and the dashboard's payments page show it, made in the query.</summary>
-    internal static readonly Expression<Func<StripeEventRecord, StripeEventDto>> ToEventDto =
-        e => new StripeEventDto(e.Id, e.StripeEventId, e.Type, e.ReceivedAt, e.Outcome, e.Detail, e.CustomerId, e.Email);
 
     private static StripeConnectionDto Map(Guid gymId, StripeAccount? a) =>
         new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);

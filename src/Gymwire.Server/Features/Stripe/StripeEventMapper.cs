@@ -270,7 +270,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var plan = new MembershipPlan
         {
             Id = Guid.CreateVersion7(now), GymId = gymId,
-            Name = $"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}",
+            Name = PlanName($"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}"),
             PriceCents = Math.Max(price is { } a ? Int(a, "unit_amount") ?? 0 : 0, 0),
             Interval = interval is "year" ? "year" : interval is null ? "once" : "month",
             CreatedAt = now,
@@ -278,6 +278,20 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         db.MembershipPlans.Add(plan);
         AddLink(gymId, StripeLinkKinds.Plan, priceId, plan.Id.ToString(), now);
         return plan.Id;
+    }
+
+    /// <summary>
+    /// The name cut to the column's length: a price's nickname can be longer, and PostgreSQL would refuse the plan (and
+    /// with it every retry of the event). A character of two UTF-16 units that the cut would split is left out whole.
+    /// </summary>
+    private string PlanName(string name)
+    {
+        var max = db.Model.FindEntityType(typeof(MembershipPlan))!.FindProperty(nameof(MembershipPlan.Name))!.GetMaxLength() ?? name.Length;
+        if (name.Length <= max)
+        {
+            return name;
+        }
+        return name[..(char.IsHighSurrogate(name[max - 1]) ? max - 1 : max)];
     }
 
     private static JsonElement? FirstItemPrice(JsonElement subscription)

@@ -27,7 +27,7 @@ public sealed partial class PaymentsIntegrationModel(
     public async Task<IActionResult> OnPostSaveAsync(CancellationToken ct)
     {
         var gymId = User.GetGymId();
-        var (account, error) = await StripeEndpoints.SaveSecretAsync(gymId, Secret?.Trim(), db, secrets, clock, ct);
+        var (account, error) = await StripeService.SaveSecretAsync(gymId, Secret?.Trim(), db, secrets, clock, ct);
         if (account is null)
         {
             ModelState.AddModelError(string.Empty, error!.Replace("'endpoint_secret'", "The signing secret", StringComparison.Ordinal));
@@ -70,7 +70,7 @@ public sealed partial class PaymentsIntegrationModel(
         EndpointUrl = $"{Request.Scheme}://{Request.Host}{StripeEndpoints.WebhookPath}/{gymId}";
         Events = await db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId)
             .OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Take(10)
-            .Select(StripeEndpoints.ToEventDto).ToListAsync(ct);
+            .Select(StripeService.ToEventDto).ToListAsync(ct);
     }
 
     [LoggerMessage(EventId = 7040, Level = LogLevel.Information, Message = "Dashboard saved the Stripe endpoint secret of gym {GymId}")]
