@@ -99,6 +99,7 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
                      await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/edit", ("Input.Url", "https://hooks.example.com/moved")),
                      await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/new")),
                      await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier"), ("Input.Permissions", "read")),
+                     await browser.SubmitAsync("/settings/integrations/payments?handler=Save", ("Secret", "whsec_" + new string('a', 32))),
                  })
         {
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
@@ -109,6 +110,7 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         Assert.Equal(hooksBefore, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
         Assert.Equal("https://hooks.example.com/m", await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).Select(s => s.Url).SingleAsync()));
         Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id)));
+        Assert.False(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
 
         // A minute later the dashboard spends the budget, and then the API is refused.
         fx.Clock.Advance(TimeSpan.FromMinutes(1));

@@ -69,6 +69,10 @@ public sealed partial class AccountingIntegrationModel(
         {
             ModelState.AddModelError(nameof(Format), "Choose CSV files or an HTML summary.");
         }
+        if (ModelState.IsValid && await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            ModelState.AddModelError(string.Empty, limited);
+        }
         if (!ModelState.IsValid)
         {
             await LoadAsync(ct);

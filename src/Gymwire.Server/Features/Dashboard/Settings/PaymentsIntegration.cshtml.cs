@@ -27,6 +27,12 @@ public sealed partial class PaymentsIntegrationModel(
     public async Task<IActionResult> OnPostSaveAsync(CancellationToken ct)
     {
         var gymId = User.GetGymId();
+        if (await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            ModelState.AddModelError(string.Empty, limited);
+            await LoadAsync(ct);
+            return Page();
+        }
         var (account, error) = await StripeService.SaveSecretAsync(gymId, Secret?.Trim(), db, secrets, clock, ct);
         if (account is null)
         {
