@@ -1,3 +1,4 @@
+using Gymwire.Data;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
@@ -95,4 +96,11 @@ public sealed class ProbeFaultQueue(IDeliveryQueue queue) : IDeliveryQueue
     public Task<QueueDepth> DepthAsync(CancellationToken ct) => queue.DepthAsync(ct);
 
     public Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct) => queue.ReadUnfinishedAsync(deliveryId, ct);
+
+    public Task<int> HoldAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct) => queue.HoldAsync(db, gymId, subscriptionId, ct);
+
+    public Task<int> ResumeAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct) => queue.ResumeAsync(db, gymId, subscriptionId, ct);
+
+    public Task<int> RedeliverAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, Guid? deliveryId, DateTime createdSince, string[] statuses, DateTime due, CancellationToken ct) =>
+        queue.RedeliverAsync(db, gymId, subscriptionId, deliveryId, createdSince, statuses, due, ct);
 }

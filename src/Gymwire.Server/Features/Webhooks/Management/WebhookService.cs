@@ -132,7 +132,7 @@ public sealed class WebhookService(
             subscription.Health = EndpointHealth.Healthy;
         }
         subscription.UpdatedAt = now;
-        await SaveAsync(subscription, deactivated, reactivated, now, ct);
+        await SaveAsync(subscription, deactivated, reactivated, ct);
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
@@ -150,18 +150,17 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
-            await SaveAsync(subscription, deactivated: true, reactivated: false, now, ct);
+            await SaveAsync(subscription, deactivated: true, reactivated: false, ct);
         }
         return ToDto(subscription);
     }
 
     /// <summary>
-    /// Saves the subscription. When the owner just deactivated it, its queued deliveries pause with it (one
-    /// transaction): they keep their status, attempt count and last error, and lose only their due time, so no worker
-    /// claims them. Reactivating makes the paused ones due at once. (Gymwire's own deactivations, after a 410 or days
+    /// Saves the subscription. When the owner just deactivated it, its queued deliveries pause with it, in one
+    /// transaction (<see cref="IDeliveryQueue.HoldAsync"/>); reactivating makes them due at once. (Gymwire's own deactivations, after a 410 or days
     /// of failures, and a revoked key's, end the queue instead: see <see cref="DeliveryRows.DropQueuedAsync"/>.)
     /// </summary>
-    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
+    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, bool reactivated, CancellationToken ct)
     {
         await using var tx = deactivated || reactivated ? await db.Database.BeginTransactionAsync(ct) : null;
         await db.SaveChangesAsync(ct);
@@ -169,11 +168,9 @@ public sealed class WebhookService(
         {
             return;
         }
-        var queued = db.WebhookDeliveries.Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id
-            && !d.IsTest && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && (d.LockedUntil == null || d.LockedUntil <= now));
         var changed = deactivated
-            ? await queued.Where(d => d.NextAttemptAt != null).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, (DateTime?)null), ct)
-            : await queued.Where(d => d.NextAttemptAt == null).ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now), ct);
+            ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
+            : await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct);
         await tx.CommitAsync(ct);
         if (reactivated && changed > 0)
         {
@@ -287,7 +284,7 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
-        var delivery = await db.WebhookDeliveries.FirstOrDefaultAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id && d.Id == deliveryId, ct);
+        var delivery = await db.WebhookDeliveries.AsNoTracking().FirstOrDefaultAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id && d.Id == deliveryId, ct);
         if (delivery is null)
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.NotFound, DeliveryNotFound);
@@ -297,18 +294,16 @@ public sealed class WebhookService(
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before redelivering");
         }
         var now = clock.GetUtcNow().UtcDateTime;
-        if (delivery.LockedUntil > now)
+        // A fresh round under the same webhook-id, so receivers can dedupe; none while a worker attempts it.
+        if (await queue.RedeliverAsync(db, subscription.GymId, id, deliveryId, DateTime.MinValue, DeliveryStatus.All,
+                WebhookSubscription.FirstDueAt(subscription.PausedUntil, now), ct) == 0)
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This delivery is being attempted right now");
         }
-        // A fresh round: the whole retry schedule again, under the same webhook-id so receivers can dedupe.
-        delivery.Status = DeliveryStatus.Pending;
-        delivery.AttemptCount = 0;
-        delivery.NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
-        await db.SaveChangesAsync(ct);
         metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Redeliver);
         signal.Notify();
-        return WebhookOutcome<DeliveryDto>.Ok(ToDto(delivery));
+        var redelivered = await db.WebhookDeliveries.AsNoTracking().FirstAsync(d => d.GymId == subscription.GymId && d.Id == deliveryId, ct);
+        return WebhookOutcome<DeliveryDto>.Ok(ToDto(redelivered));
     }
 
     /// <summary>
@@ -337,14 +332,8 @@ public sealed class WebhookService(
             return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before retrying its failed deliveries");
         }
         var due = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
-        var retried = await db.WebhookDeliveries
-            .Where(d => d.GymId == subscription.GymId && d.SubscriptionId == subscription.Id && d.CreatedAt >= from
-                && (d.Status == DeliveryStatus.Undeliverable || d.Status == DeliveryStatus.Retrying)
-                && (d.LockedUntil == null || d.LockedUntil <= now))
-            .ExecuteUpdateAsync(u => u
-                .SetProperty(d => d.Status, DeliveryStatus.Pending)
-                .SetProperty(d => d.AttemptCount, 0)
-                .SetProperty(d => d.NextAttemptAt, due), ct);
+        var retried = await queue.RedeliverAsync(db, subscription.GymId, subscription.Id, deliveryId: null, from,
+            [DeliveryStatus.Undeliverable, DeliveryStatus.Retrying], due, ct);
         if (retried > 0)
         {
             metrics.RecordDeliveriesCreated(retried, DeliveryMetrics.Triggers.Redeliver);

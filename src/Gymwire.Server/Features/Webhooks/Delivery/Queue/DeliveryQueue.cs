@@ -251,6 +251,41 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         return new QueueDepth(count, oldest, paused, failing);
     }
 
+    public Task<int> HoldAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct) =>
+        Queued(db, gymId, subscriptionId).Where(d => d.NextAttemptAt != null)
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, (DateTime?)null), ct);
+
+    public Task<int> ResumeAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        return Queued(db, gymId, subscriptionId).Where(d => d.NextAttemptAt == null)
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.NextAttemptAt, now), ct);
+    }
+
+    /// <summary>A webhook's queued deliveries that no worker has claimed now; test sends are attempted once, inline, never queued.</summary>
+    private IQueryable<WebhookDelivery> Queued(GymwireDbContext db, Guid gymId, Guid subscriptionId)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        return db.WebhookDeliveries.Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && !d.IsTest
+            && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && (d.LockedUntil == null || d.LockedUntil <= now));
+    }
+
+    public Task<int> RedeliverAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, Guid? deliveryId, DateTime createdSince, string[] statuses,
+        DateTime due, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var rows = db.WebhookDeliveries.Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && d.CreatedAt >= createdSince
+            && statuses.Contains(d.Status) && (d.LockedUntil == null || d.LockedUntil <= now));
+        if (deliveryId is { } id)
+        {
+            rows = rows.Where(d => d.Id == id);
+        }
+        return rows.ExecuteUpdateAsync(u => u
+            .SetProperty(d => d.Status, DeliveryStatus.Pending)
+            .SetProperty(d => d.AttemptCount, 0)
+            .SetProperty(d => d.NextAttemptAt, due), ct);
+    }
+
     public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)
     {
         await using var scope = CreateScope(out var db);
