@@ -224,6 +224,103 @@ public abstract class StripeWebhookTests(StripeFixture fx)
         Assert.Equal("canceled", await fx.WithDbAsync(db => db.Memberships.Where(m => m.GymId == gym.GymId).Select(m => m.Status).SingleAsync()));
     }
 
+    private const string Basil = "2025-03-31.basil";
+
+    // From 2025-03-31.basil the invoice no longer names its payment intent or charge, nor the charge its invoice;
+    // invoice_payment.paid is what ties them, and Stripe may send it before or after invoice.paid.
+    [Theory]
+    [InlineData(false, "payment_intent")]
+    [InlineData(true, "payment_intent")]
+    [InlineData(true, "charge")]
+    public async Task On_basil_a_refund_finds_the_invoice_s_payment_through_invoice_payment_paid_in_either_order(bool invoicePaymentFirst, string paidWith)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var paid = StripeSigner.Event("evt_b_paid", "invoice.paid",
+            StripeSigner.BasilPaidInvoice("in_b", "cus_b", "ana@example.com", 4900, "sub_b", userId: "user_ana"), now, Basil);
+        var invoicePayment = StripeSigner.Event("evt_b_inpay", "invoice_payment.paid",
+            StripeSigner.InvoicePayment("inpay_b", "in_b", 4900, paidWith, paidWith == "charge" ? "ch_b" : "pi_b"), now, Basil);
+        var acks = new List<string?>();
+        foreach (var payload in invoicePaymentFirst ? new[] { invoicePayment, paid } : [paid, invoicePayment])
+        {
+            acks.Add((await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString());
+        }
+        // A charge made through a payment intent names it (the invoice payment then names the intent, not the charge).
+        var refund = """{"id":"ch_b","object":"charge","customer":"cus_b","payment_intent":PI,"amount":4900,"amount_refunded":4900,"refunded":true}"""
+            .Replace("PI", paidWith == "charge" ? "null" : "\"pi_b\"", StringComparison.Ordinal);
+        var refunded = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_b_refund", "charge.refunded", refund, now, Basil), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+
+        Assert.Equal("recorded", refunded.GetProperty("outcome").GetString());
+        Assert.Equal(["recorded", "recorded"], acks);
+        Assert.Equal("refunded", await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.Status).SingleAsync()));
+        Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task On_basil_invoice_paid_and_invoice_payment_paid_arriving_together_still_let_the_refund_find_the_payment()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var paid = StripeSigner.Event("evt_c_paid", "invoice.paid",
+            StripeSigner.BasilPaidInvoice("in_c", "cus_c", "ana@example.com", 4900, "sub_c", userId: "user_ana"), now, Basil);
+        var invoicePayment = StripeSigner.Event("evt_c_inpay", "invoice_payment.paid",
+            StripeSigner.InvoicePayment("inpay_c", "in_c", 4900, "payment_intent", "pi_c"), now, Basil);
+        // Both look the invoice up before either commits: neither sees what the other is about to write.
+        fx.ReadBarrier.Arm("stripe_links", "in_c", readers: 2);
+        var both = await Task.WhenAll(new[] { paid, invoicePayment }.Select(p => DeliverAsync(gym.GymId, p, secret)));
+        var acks = await Task.WhenAll(both.Select(r => r.AssertStatusAsync(HttpStatusCode.OK)));
+        Assert.All(acks, a => Assert.Equal("recorded", a.GetProperty("outcome").GetString()));
+
+        var refund = """{"id":"ch_c","object":"charge","customer":"cus_c","payment_intent":"pi_c","amount":4900,"amount_refunded":4900,"refunded":true}""";
+        var refunded = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_c_refund", "charge.refunded", refund, now, Basil), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", refunded.GetProperty("outcome").GetString());
+        Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        async Task<string?> OutcomeAsync(string eventId, string invoicePayment) =>
+            (await (await DeliverAsync(gym.GymId, StripeSigner.Event(eventId, "invoice_payment.paid", invoicePayment, now, Basil), secret))
+                .AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString();
+
+        Assert.Equal("recorded", await OutcomeAsync("evt_d1", StripeSigner.InvoicePayment("inpay_d", "in_d", 4900, "payment_intent", "pi_d")));
+        Assert.Equal("already_recorded", await OutcomeAsync("evt_d2", StripeSigner.InvoicePayment("inpay_d", "in_d", 4900, "payment_intent", "pi_d")));
+        // One payment intent can pay several invoices; a refund of it stays matched to the first.
+        Assert.Equal("ignored", await OutcomeAsync("evt_d3", StripeSigner.InvoicePayment("inpay_e", "in_e", 100, "payment_intent", "pi_d")));
+        // Paid outside Stripe (a payment record): nothing a charge.refunded could name.
+        Assert.Equal("ignored", await OutcomeAsync("evt_d4", StripeSigner.InvoicePayment("inpay_f", "in_f", 4900, "payment_record", "prec_f")));
+        Assert.Equal("ignored", await OutcomeAsync("evt_d5", """{"id":"inpay_g","object":"invoice_payment","payment":{"type":"payment_intent","payment_intent":"pi_g"}}"""));
+        // Longer than the link keeps (Stripe allows ids of up to 255 characters); stored, PostgreSQL would refuse it.
+        Assert.Equal("ignored", await OutcomeAsync("evt_d6", StripeSigner.InvoicePayment("inpay_h", "in_" + new string('h', 150), 4900, "payment_intent", "pi_h")));
+
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Empty(await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task On_2024_06_20_a_refund_is_still_matched_by_the_invoice_s_payment_intent_or_the_charge_s_invoice()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        foreach (var (invoice, refund) in new[]
+        {
+            ("in_o1", """{"id":"ch_o1","object":"charge","customer":"cus_o","payment_intent":"pi_o1","amount":1000,"amount_refunded":1000,"refunded":true}"""),
+            ("in_o2", """{"id":"ch_o2","object":"charge","customer":"cus_o","payment_intent":null,"invoice":"in_o2","amount":1000,"amount_refunded":1000,"refunded":true}"""),
+        })
+        {
+            await (await DeliverAsync(gym.GymId, StripeSigner.Event($"evt_{invoice}", "invoice.paid",
+                StripeSigner.PaidInvoice(invoice, "cus_o", "ana@example.com", 1000, "pi_" + invoice[3..]), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+            var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event($"evt_r_{invoice}", "charge.refunded", refund, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal("recorded", ack.GetProperty("outcome").GetString());
+        }
+        Assert.Equal(["refunded", "refunded"], await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.Status).ToListAsync()));
+    }
+
     [Fact]
     public async Task Unknown_members_and_unknown_event_types_are_recorded_and_visible_not_dropped()
     {

@@ -34,7 +34,8 @@ public sealed class StripeEventRecord : IGymRow
 
 /// <summary>
 /// Remembers which Gymwire record a Stripe object became: an invoice or payment intent → a payment, a subscription →
-/// a membership, a customer → a member's <c>user_id</c>, a price → a plan.
+/// a membership, a customer → a member's <c>user_id</c>, a price → a plan; and which invoice a payment intent or
+/// charge paid (kind <c>invoice</c>, the target a Stripe invoice id).
 /// </summary>
 public sealed class StripeLink
 {
@@ -65,4 +66,9 @@ public static class StripeLinkKinds
     public const string Membership = "membership";
     public const string Customer = "customer";
     public const string Plan = "plan";
+    /// <summary>
+    /// A payment intent or charge → the invoice it paid, from <c>invoice_payment.paid</c>: from API version
+    /// 2025-03-31.basil neither the invoice nor the charge names the other, and a refund names only the charge.
+    /// </summary>
+    public const string Invoice = "invoice";
 }

@@ -16,7 +16,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
 {
     public static readonly string[] HandledTypes =
     [
-        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "charge.refunded",
+        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice_payment.paid", "charge.refunded",
         "customer.created", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
     ];
 
@@ -24,6 +24,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     {
         "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, ct),
         "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, ct),
+        "invoice_payment.paid" => InvoicePaymentPaidAsync(gymId, obj, now, ct),
         "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, ct),
         "customer.created" or "customer.updated" => CustomerAsync(gymId, obj, now, ct),
         "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, ct),
@@ -93,25 +94,68 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
     }
 
+    /// <summary>
+    /// Remembers which invoice the payment intent or charge of an invoice payment paid, so that a refund, which names
+    /// only those, finds the invoice's payment. It needs nothing else to have arrived: the invoice's payment is looked
+    /// up when the refund comes, so this event and <c>invoice.paid</c> may come in either order, or together.
+    /// </summary>
+    private async Task<StripeMapping> InvoicePaymentPaidAsync(Guid gymId, JsonElement invoicePayment, DateTime now, CancellationToken ct)
+    {
+        var id = Str(invoicePayment, "id") ?? "";
+        var invoiceId = IdOf(invoicePayment, "invoice");
+        var paidBy = InvoicePaymentRefsOf(invoicePayment).ToList();
+        if (invoiceId is null || paidBy.Count == 0)
+        {
+            return new(StripeOutcomes.Ignored,
+                $"Invoice payment {id} names no invoice, or no payment intent or charge (it was paid outside Stripe, say); a refund could not name it, so nothing was linked.");
+        }
+        // Stripe allows ids longer than the link's columns; PostgreSQL would refuse such a link on every retry.
+        if (invoiceId.Length > LinkMaxLength(nameof(StripeLink.TargetId)) || paidBy.Any(r => r.Length > LinkMaxLength(nameof(StripeLink.StripeId))))
+        {
+            return new(StripeOutcomes.Ignored, $"Invoice payment {id} has an id longer than Gymwire keeps; nothing was linked.");
+        }
+        var added = new List<string>();
+        var elsewhere = new List<string>();
+        foreach (var paymentRef in paidBy)
+        {
+            var known = await FindLinkAsync(gymId, StripeLinkKinds.Invoice, paymentRef, ct);
+            if (known is null)
+            {
+                AddLink(gymId, StripeLinkKinds.Invoice, paymentRef, invoiceId, now);
+                added.Add(paymentRef);
+            }
+            else if (known != invoiceId)
+            {
+                elsewhere.Add($"{paymentRef} (already tied to invoice {known}, whose payment a refund of it finds)");
+            }
+        }
+        var conflicts = elsewhere.Count == 0 ? "" : $" Not linked: {string.Join(", ", elsewhere)}.";
+        if (added.Count == 0)
+        {
+            return elsewhere.Count == 0
+                ? new(StripeOutcomes.AlreadyRecorded, $"Invoice payment {id}: {string.Join(" and ", paidBy)} already tied to invoice {invoiceId}.")
+                : new(StripeOutcomes.Ignored, $"Invoice payment {id} for invoice {invoiceId}: nothing linked.{conflicts}");
+        }
+        var payment = await FindLinkAsync(gymId, StripeLinkKinds.Payment, invoiceId, ct);
+        var then = payment is null
+            ? "no payment is recorded from that invoice yet; a refund will find the one its invoice.paid records"
+            : $"a refund will refund payment {payment}";
+        return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}");
+    }
+
     private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, CancellationToken ct)
     {
         var chargeId = Str(charge, "id") ?? "";
         var customer = CustomerOf(charge);
         var email = EmailOf(charge);
-        Guid? paymentId = null;
-        foreach (var candidate in new[] { Str(charge, "payment_intent"), chargeId, Str(charge, "invoice") })
-        {
-            if (candidate is not null && await FindLinkAsync(gymId, StripeLinkKinds.Payment, candidate, ct) is { } link)
-            {
-                paymentId = Guid.Parse(link);
-                break;
-            }
-        }
+        var paymentId = await PaymentOfChargeAsync(gymId, charge, chargeId, ct);
         var payment = paymentId is null ? null : await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
         if (payment is null)
         {
             return new(StripeOutcomes.UnknownPayment,
-                $"Charge {chargeId} was refunded, but Gymwire has no payment recorded from it; nothing changed.", customer, email);
+                $"Charge {chargeId} was refunded, but Gymwire has no payment recorded from it; nothing changed. " +
+                "(From Stripe API version 2025-03-31.basil, a charge is tied to its invoice only by invoice_payment.paid: the endpoint needs that event too.)",
+                customer, email);
         }
         if (payment.Status == PaymentStatuses.Refunded)
         {
@@ -128,6 +172,32 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         }
         PaymentService.RefundPayment(db, payment, now);
         return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
+    }
+
+    /// <summary>
+    /// The payment a refunded charge paid: linked from its payment intent, itself or its invoice (before API version
+    /// 2025-03-31.basil the invoice names the first two and the charge its invoice), or else through the invoice an
+    /// <c>invoice_payment.paid</c> tied the payment intent or charge to.
+    /// </summary>
+    private async Task<Guid?> PaymentOfChargeAsync(Guid gymId, JsonElement charge, string chargeId, CancellationToken ct)
+    {
+        var paidBy = new[] { Str(charge, "payment_intent"), chargeId };
+        foreach (var candidate in paidBy.Append(Str(charge, "invoice")))
+        {
+            if (candidate is { Length: > 0 } && await FindLinkAsync(gymId, StripeLinkKinds.Payment, candidate, ct) is { } link)
+            {
+                return Guid.Parse(link);
+            }
+        }
+        foreach (var candidate in paidBy)
+        {
+            if (candidate is { Length: > 0 } && await FindLinkAsync(gymId, StripeLinkKinds.Invoice, candidate, ct) is { } invoiceId
+                && await FindLinkAsync(gymId, StripeLinkKinds.Payment, invoiceId, ct) is { } link)
+            {
+                return Guid.Parse(link);
+            }
+        }
+        return null;
     }
 
     private async Task<StripeMapping> CustomerAsync(Guid gymId, JsonElement customerObj, DateTime now, CancellationToken ct)
@@ -294,6 +364,9 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return name[..(char.IsHighSurrogate(name[max - 1]) ? max - 1 : max)];
     }
 
+    private int LinkMaxLength(string property) =>
+        db.Model.FindEntityType(typeof(StripeLink))!.FindProperty(property)!.GetMaxLength() ?? int.MaxValue;
+
     private static JsonElement? FirstItemPrice(JsonElement subscription)
     {
         if (subscription.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Object
@@ -342,6 +415,20 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             }
         }
     }
+
+    /// <summary>
+    /// The payment intent or charge under <c>payment</c> (by its <c>type</c>, one of the two is set); preview API
+    /// versions have put them at the top level instead, so those are read too.
+    /// </summary>
+    private static IEnumerable<string> InvoicePaymentRefsOf(JsonElement invoicePayment) =>
+        new[]
+        {
+            IdOf(invoicePayment, "payment", "payment_intent"), IdOf(invoicePayment, "payment", "charge"),
+            IdOf(invoicePayment, "payment_intent"), IdOf(invoicePayment, "charge"),
+        }.OfType<string>().Distinct(StringComparer.Ordinal);
+
+    /// <summary>An id at a path, or the id of the object there when Stripe expanded it.</summary>
+    private static string? IdOf(JsonElement obj, params string[] path) => Str(obj, path) ?? Str(obj, [.. path, "id"]);
 
     private static string? CustomerOf(JsonElement obj) => Str(obj, "customer") ?? Str(obj, "customer", "id");
 
