@@ -22,8 +22,6 @@ public sealed partial class DeliveryWorker(
 {
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
-    // While busy, claim only once a few slots are free rather than one at a time: each claim is a write.
-    private readonly int _claimBatch = Math.Max(1, options.Value.MaxConcurrentDeliveries / 8);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -86,7 +84,7 @@ public sealed partial class DeliveryWorker(
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
     {
         var free = _options.MaxConcurrentDeliveries - _inFlight.Count;
-        if (free <= 0 || (free < _claimBatch && !_inFlight.IsEmpty))
+        if (free <= 0)
         {
             return false;
         }
@@ -223,8 +221,8 @@ public sealed partial class DeliveryWorker(
     {
         using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var waits = new List<Task> { signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token) };
-        // While many are in flight a completion wakes the worker anyway: ask for the next due time only when it could claim.
-        if (askQueue && (_options.MaxConcurrentDeliveries - _inFlight.Count >= _claimBatch || _inFlight.IsEmpty))
+        // With every slot taken a completion wakes the worker anyway: ask for the next due time only when it could claim.
+        if (askQueue && _inFlight.Count < _options.MaxConcurrentDeliveries)
         {
             var next = await queue.NextDueAsync(policy.AtCapacity(), [.. _inFlight.Keys], stoppingToken);
             foreach (var due in new[] { next, policy.NextProbeAt() })
