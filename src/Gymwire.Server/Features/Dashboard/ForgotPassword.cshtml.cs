@@ -62,7 +62,7 @@ public sealed class ForgotPasswordModel(PasswordResets resets, IRateLimitStore l
         {
             return Refused(byEmail);
         }
-        await resets.RequestAsync(email, ct);
+        await resets.RequestAsync(email);
         Sent = true;
         return Page();
     }

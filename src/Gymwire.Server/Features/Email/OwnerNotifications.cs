@@ -54,8 +54,8 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         }
         db.EmailDeliveries.Add(new EmailDelivery
         {
-            Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = Truncate(string.Join(", ", recipients), 2000),
-            Subject = Truncate(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : Truncate(error, 1000), CreatedAt = now,
+            Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = ColumnText.Fit(string.Join(", ", recipients), 2000),
+            Subject = ColumnText.Fit(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : ColumnText.Fit(error, 1000), CreatedAt = now,
         });
         await db.SaveChangesAsync(ct);
         if (error is null)
@@ -69,7 +69,6 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         return error is null;
     }
 
-    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
 
     [LoggerMessage(EventId = 8301, Level = LogLevel.Information, Message = "Emailed a {Kind} of gym {GymId} to {Count} recipient(s)")]
     private static partial void LogSent(ILogger logger, string kind, Guid gymId, int count);

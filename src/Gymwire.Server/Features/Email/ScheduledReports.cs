@@ -145,12 +145,14 @@ public sealed partial class ScheduledReports(
     private Task GiveBackAsync(GymwireDbContext db, Guid gymId, DateTime start, DateTime end, string? failure, CancellationToken ct)
     {
         var at = clock.GetUtcNow().UtcDateTime;
-        return failure is null
-            ? db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, start), ct)
-            : db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, start).SetProperty(x => x.LastFailureAt, at)
-                    .SetProperty(x => x.LastFailure, failure), ct);
+        return db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end).ExecuteUpdateAsync(s =>
+        {
+            s.SetProperty(x => x.ReportedThrough, start);
+            if (failure is not null)
+            {
+                s.SetProperty(x => x.LastFailureAt, at).SetProperty(x => x.LastFailure, failure);
+            }
+        }, ct);
     }
 
     // A fresh scope, and no cancellation: the give-back must happen even while the server is stopping.

@@ -59,7 +59,7 @@ public sealed partial class PasswordResets(
     /// The mail goes out after the request is answered (<see cref="PasswordResetMailer"/>): a known address must not
     /// take the SMTP exchange's time longer to answer than an unknown one.
     /// </summary>
-    public async Task RequestAsync(string emailAddress, CancellationToken ct)
+    public async Task RequestAsync(string emailAddress)
     {
         var owner = await users.FindByEmailAsync(emailAddress);
         if (owner is null || LinkBase is not { } linkBase)

@@ -136,7 +136,7 @@ public sealed partial class SmsSender(
             metrics.Sent(SmsMetrics.Outcomes.Sent);
             return;
         }
-        var error = Truncate($"Attempt {message.Attempts}: {result.Error}");
+        var error = ColumnText.Fit($"Attempt {message.Attempts}: {result.Error}", 1000);
         var retry = result.Transient && (!result.Uncertain || Options.RetryUncertainFailures) && message.Attempts < Options.MaxAttempts;
         if (retry)
         {
@@ -159,7 +159,6 @@ public sealed partial class SmsSender(
         return delay > TimeSpan.FromHours(1) ? TimeSpan.FromHours(1) : delay;
     }
 
-    private static string Truncate(string s) => s.Length <= 1000 ? s : s[..1000];
 
     [LoggerMessage(EventId = 8201, Level = LogLevel.Information, Message = "SMS {MessageId} sent on attempt {Attempt}")]
     private static partial void LogSent(ILogger logger, Guid messageId, int attempt);

@@ -111,7 +111,7 @@ public static partial class StripeEndpoints
             if (gymId is not null && accounts.Count == 1)
             {
                 accounts[0].LastFailureAt = now.UtcDateTime;
-                accounts[0].LastFailure = Truncate($"Rejected a webhook: {failure}.", 500);
+                accounts[0].LastFailure = ColumnText.Fit($"Rejected a webhook: {failure}.", 500);
                 await db.SaveChangesAsync(ct);
             }
             LogRejected(logger, gymId, failure);
@@ -143,8 +143,8 @@ public static partial class StripeEndpoints
             db.StripeEvents.Add(new StripeEventRecord
             {
                 Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
-                Outcome = mapping.Outcome, Detail = Truncate(mapping.Detail, 1000), CustomerId = Truncate(mapping.CustomerId, 255),
-                Email = Truncate(mapping.Email, 320), Payload = json,
+                Outcome = mapping.Outcome, Detail = ColumnText.Fit(mapping.Detail, 1000), CustomerId = ColumnText.Fit(mapping.CustomerId, 255),
+                Email = ColumnText.Fit(mapping.Email, 320), Payload = json,
             });
             if (attempt == 1)
             {
@@ -243,7 +243,6 @@ public static partial class StripeEndpoints
     private static StripeConnectionDto Map(Guid gymId, StripeAccount? a) =>
         new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);
 
-    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
 
     [LoggerMessage(EventId = 8101, Level = LogLevel.Warning, Message = "Rejected a Stripe webhook for gym {GymId}: {Reason}")]
     private static partial void LogRejected(ILogger logger, Guid? gymId, string reason);

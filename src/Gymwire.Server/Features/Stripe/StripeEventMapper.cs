@@ -110,7 +110,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
                 $"Invoice payment {id} names no invoice, or no payment intent or charge (it was paid outside Stripe, say); a refund could not name it, so nothing was linked.");
         }
         // Stripe allows ids longer than the link's columns; PostgreSQL would refuse such a link on every retry.
-        if (invoiceId.Length > LinkMaxLength(nameof(StripeLink.TargetId)) || paidBy.Any(r => r.Length > LinkMaxLength(nameof(StripeLink.StripeId))))
+        if (invoiceId.Length > MaxLength<StripeLink>(nameof(StripeLink.TargetId)) || paidBy.Any(r => r.Length > MaxLength<StripeLink>(nameof(StripeLink.StripeId))))
         {
             return new(StripeOutcomes.Ignored, $"Invoice payment {id} has an id longer than Gymwire keeps; nothing was linked.");
         }
@@ -340,7 +340,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var plan = new MembershipPlan
         {
             Id = Guid.CreateVersion7(now), GymId = gymId,
-            Name = PlanName($"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}"),
+            Name = ColumnText.Fit($"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}", MaxLength<MembershipPlan>(nameof(MembershipPlan.Name))),
             PriceCents = Math.Max(price is { } a ? Int(a, "unit_amount") ?? 0 : 0, 0),
             Interval = interval is "year" ? "year" : interval is null ? "once" : "month",
             CreatedAt = now,
@@ -350,22 +350,9 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return plan.Id;
     }
 
-    /// <summary>
-    /// The name cut to the column's length: a price's nickname can be longer, and PostgreSQL would refuse the plan (and
-    /// with it every retry of the event). A character of two UTF-16 units that the cut would split is left out whole.
-    /// </summary>
-    private string PlanName(string name)
-    {
-        var max = db.Model.FindEntityType(typeof(MembershipPlan))!.FindProperty(nameof(MembershipPlan.Name))!.GetMaxLength() ?? name.Length;
-        if (name.Length <= max)
-        {
-            return name;
-        }
-        return name[..(char.IsHighSurrogate(name[max - 1]) ? max - 1 : max)];
-    }
-
-    private int LinkMaxLength(string property) =>
-        db.Model.FindEntityType(typeof(StripeLink))!.FindProperty(property)!.GetMaxLength() ?? int.MaxValue;
+    /// <summary>A column's length in the model: Stripe's values can be longer, and PostgreSQL would refuse them on every retry.</summary>
+    private int MaxLength<TEntity>(string property) =>
+        db.Model.FindEntityType(typeof(TEntity))!.FindProperty(property)!.GetMaxLength() ?? int.MaxValue;
 
     private static JsonElement? FirstItemPrice(JsonElement subscription)
     {
@@ -430,7 +417,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     /// <summary>An id at a path, or the id of the object there when Stripe expanded it.</summary>
     private static string? IdOf(JsonElement obj, params string[] path) => Str(obj, path) ?? Str(obj, [.. path, "id"]);
 
-    private static string? CustomerOf(JsonElement obj) => Str(obj, "customer") ?? Str(obj, "customer", "id");
+    private static string? CustomerOf(JsonElement obj) => IdOf(obj, "customer");
 
     private static string? EmailOf(JsonElement obj) =>
         Str(obj, "customer_email") ?? Str(obj, "email") ?? Str(obj, "receipt_email") ?? Str(obj, "billing_details", "email") ?? Str(obj, "customer", "email");

@@ -68,7 +68,7 @@ public sealed partial class Attempt(
         var (retryAfter, outcome, duration) = await PostAsync(delivery, attempt, ct);
         // An error can quote the receiver (a malformed status line, up to 64 KiB): stored whole, a row too long for its
         // column would fail to be recorded at every attempt, and the delivery be sent again after every claim.
-        attempt.Error = Truncate(attempt.Error, WebhookAttempt.MaxErrorLength);
+        attempt.Error = ColumnText.Fit(attempt.Error, WebhookAttempt.MaxErrorLength);
         metrics.RecordAttempt(outcome, attempt.Trigger, duration, delivery.SubscriptionId);
         if (activity is not null)
         {
@@ -233,7 +233,7 @@ public sealed partial class Attempt(
             var lower = name.ToLowerInvariant();
             if (KeptResponseHeaders.Contains(lower))
             {
-                kept[lower] = Truncate(string.Join(", ", values), 500)!;
+                kept[lower] = ColumnText.Fit(string.Join(", ", values), 500);
             }
         }
         var json = JsonSerializer.Serialize(kept, GymwireJson.Options);
@@ -243,7 +243,7 @@ public sealed partial class Attempt(
             var share = (WebhookAttempt.MaxResponseHeadersLength / kept.Count - 20) / 6;
             foreach (var name in kept.Keys.ToList())
             {
-                kept[name] = Truncate(kept[name], share)!;
+                kept[name] = ColumnText.Fit(kept[name], share);
             }
             json = JsonSerializer.Serialize(kept, GymwireJson.Options);
         }
@@ -308,7 +308,6 @@ public sealed partial class Attempt(
         }
     }
 
-    private static string? Truncate(string? value, int max) => value is null || value.Length <= max ? value : value[..max];
 
     [LoggerMessage(EventId = 5104, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} refused by the egress guard: {Reason}")]
     private static partial void LogEgressRefused(ILogger logger, Guid deliveryId, Guid subscriptionId, string reason);

@@ -80,21 +80,22 @@ public interface IDeliveryQueue
     /// <summary>Reads an unfinished delivery as a claim would, without claiming it (a test send has no due time).</summary>
     Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct);
 
-    // The owner's operations, in the caller's transaction on db. None touches a delivery a worker has claimed now.
+    // The owner's operations on db. None touches a delivery a worker has claimed now.
 
     /// <summary>
-    /// The owner turned the webhook off: its queued deliveries (test sends excepted) lose their due time, so no worker
-    /// claims them; they keep their status, attempt count and last error. Returns how many.
+    /// In the caller's transaction: the owner turned the webhook off, so its queued deliveries (test sends excepted)
+    /// lose their due time and no worker claims them; they keep their status, attempt count and last error. Returns how many.
     /// </summary>
     Task<int> HoldAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct);
 
-    /// <summary>The owner turned the webhook on again: the deliveries <see cref="HoldAsync"/> held are due now. Returns how many.</summary>
+    /// <summary>In the caller's transaction: the owner turned the webhook on again, so the deliveries <see cref="HoldAsync"/> held are due now. Returns how many.</summary>
     Task<int> ResumeAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
     /// A fresh round of attempts (the whole retry schedule again, under the same webhook-id) for the deliveries of the
     /// webhook created at or after <paramref name="createdSince"/> that are <paramref name="statuses"/> (one delivery
-    /// when <paramref name="deliveryId"/> is given), due at <paramref name="due"/>. Returns how many.
+    /// when <paramref name="deliveryId"/> is given), due at <paramref name="due"/>, in a write transaction of its own
+    /// (on SQLite after the write lock, as a save takes it). Returns how many.
     /// </summary>
     Task<int> RedeliverAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, Guid? deliveryId, DateTime createdSince, string[] statuses,
         DateTime due, CancellationToken ct);
