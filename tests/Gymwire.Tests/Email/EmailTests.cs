@@ -321,6 +321,27 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
         await RunReportsAsync();
         Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(gym.OwnerEmail)).Subject, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_report_the_server_accepted_is_not_sent_again_when_shutdown_comes_after()
+    {
+        var gym = await fx.CreateGymAsync();
+        var start = await DailyReportsDueAsync(gym);
+        var (arrived, release) = fx.Smtp.HoldNextQuit();
+        using var stopping = new CancellationTokenSource();
+        var pass = RunReportsAsync(stopping.Token);
+        await arrived.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Single(MessagesTo(gym.OwnerEmail)); // accepted; the QUIT's answer is held
+        await stopping.CancelAsync();
+        release.SetResult();
+        await pass;
+        Assert.NotEqual(start, await ReportedThroughAsync(gym.GymId));
+        Assert.Equal("sent", (await fx.WithDbAsync(db => db.EmailDeliveries.SingleAsync(d => d.GymId == gym.GymId))).Status);
+        Assert.NotNull(await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).Select(s => s.LastSentAt).SingleAsync()));
+
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+    }
 }
 
 /// <summary>Email with the report worker's loop off (the tests run its passes), and a way to fail one gym's reads of payments.</summary>

@@ -55,7 +55,7 @@ public sealed class SmtpStandIn : IDisposable
 
     private void RefusedOne() => Interlocked.Exchange(ref _refused, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
-    private sealed record Hold(TaskCompletionSource Arrived, TaskCompletionSource Release);
+    private sealed record Hold(string Verb, TaskCompletionSource Arrived, TaskCompletionSource Release);
 
     private Hold? _hold;
 
@@ -63,9 +63,14 @@ public sealed class SmtpStandIn : IDisposable
     /// Makes the next MAIL FROM wait for an answer until <c>Release</c> completes; <c>Arrived</c> completes when it
     /// comes, so a test can act while a message is in flight.
     /// </summary>
-    public (Task Arrived, TaskCompletionSource Release) HoldNextMail()
+    public (Task Arrived, TaskCompletionSource Release) HoldNextMail() => HoldNext("MAIL");
+
+    /// <summary>As <see cref="HoldNextMail"/>, for the QUIT that follows an accepted message.</summary>
+    public (Task Arrived, TaskCompletionSource Release) HoldNextQuit() => HoldNext("QUIT");
+
+    private (Task Arrived, TaskCompletionSource Release) HoldNext(string verb)
     {
-        var hold = new Hold(new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var hold = new Hold(verb, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         Volatile.Write(ref _hold, hold);
         return (hold.Arrived.Task, hold.Release);
     }
@@ -116,7 +121,7 @@ public sealed class SmtpStandIn : IDisposable
                 while (await reader.ReadLineAsync() is { } line)
                 {
                     var verb = line.Split(' ', 2)[0].ToUpperInvariant();
-                    if (verb == "MAIL" && Interlocked.Exchange(ref _hold, null) is { } hold)
+                    if (Volatile.Read(ref _hold) is { } hold && hold.Verb == verb && Interlocked.CompareExchange(ref _hold, null, hold) == hold)
                     {
                         hold.Arrived.TrySetResult();
                         await hold.Release.Task;
@@ -148,8 +153,10 @@ public sealed class SmtpStandIn : IDisposable
                             {
                                 data.Append(d.StartsWith("..", StringComparison.Ordinal) ? d[1..] : d).Append("\r\n");
                             }
-                            Accepted(await MimeMessage.LoadAsync(new MemoryStream(Encoding.UTF8.GetBytes(data.ToString()))));
+                            var message = await MimeMessage.LoadAsync(new MemoryStream(Encoding.UTF8.GetBytes(data.ToString())));
                             await writer.WriteLineAsync("250 OK queued");
+                            // Recorded once its acceptance is on the wire, so a test that sees it knows the client can too.
+                            Accepted(message);
                             break;
                         case "QUIT":
                             await writer.WriteLineAsync("221 Bye");

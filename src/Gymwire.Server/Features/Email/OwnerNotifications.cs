@@ -57,7 +57,8 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
             Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = ColumnText.Fit(string.Join(", ", recipients), 2000),
             Subject = ColumnText.Fit(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : ColumnText.Fit(error, 1000), CreatedAt = now,
         });
-        await db.SaveChangesAsync(ct);
+        // Not cancelled by shutdown: once the server accepted the message, its record must say so.
+        await db.SaveChangesAsync(CancellationToken.None);
         if (error is null)
         {
             LogSent(logger, kind, gymId, recipients.Count);

@@ -24,7 +24,7 @@ public sealed class ReportSignal : WakeSignal;
 /// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
 /// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
-/// claim (the send, a database error, shutdown) gives it back, and the next pass retries. One gym's failure does not
+/// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries. One gym's failure does not
 /// stop the others' reports. A server that was down catches up one period per pass.
 /// </summary>
 public sealed partial class ScheduledReports(
@@ -111,8 +111,10 @@ public sealed partial class ScheduledReports(
             var at = clock.GetUtcNow().UtcDateTime;
             if (sent)
             {
+                // Sent: the period stays claimed whatever happens next (shutdown included), or it would go out twice.
+                claimed = false;
                 await db.ReportSchedules.Where(s => s.GymId == schedule.GymId)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null), ct);
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null), CancellationToken.None);
             }
             else
             {
