@@ -437,12 +437,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         }
         using (var sampler = new RssSampler())
         {
-            var attemptsBefore = new Dictionary<string, int>();
-            var h = await PairedRunsAsync(owner, hooks.GymId, "R3 hostile", async () => attemptsBefore = await AttemptsPerSubscriptionAsync());
+            var h = await PairedRunsAsync(owner, hooks.GymId, "R3 hostile");
             var rss = sampler.Stop();
-            var attemptsAfter = await AttemptsPerSubscriptionAsync();
-            Console.WriteLine($"  R3 hostile: attempts per measured run: " +
-                string.Join(", ", attemptsAfter.Select(x => $"{x.Key} {(x.Value - attemptsBefore.GetValueOrDefault(x.Key)) / (double)o.PairedRuns:0.#}")));
             report.Add(store, "R3 hostile receivers (hang, trickle, 1 GiB, redirect, 410)", $"{h.Measured:N0} deliveries/s", $"{h.Baseline:N0}/s with them paused", h.Ratio, 0.9,
                 $"throughput to the 100 healthy endpoints while 5 hostile ones (and the 10 s one) get every event too (issue 10: keep >= 90%); each run paired with a baseline run just before it, the 6 paused, after one warm-up pair; ratio: the median of the {o.PairedRuns} pairs' ratios (of the medians: {h.Measured / h.Baseline:0.00}); peak RSS {rss / 1048576.0:N0} MiB (M4: {peakRss / 1048576.0:N0} MiB)");
         }
@@ -456,11 +452,25 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
 
     /// <summary>
     /// Runs with the extra endpoints (<see cref="_unsettled"/>) active, each after a baseline run with them
-    /// paused (<c>is_active</c> false: their queued deliveries are dropped unsent, so each measured run starts with
-    /// none of theirs queued).
+    /// paused (<c>is_active</c> false); before either run their queued deliveries are deleted, so each measured run
+    /// starts with none of theirs queued.
     /// </summary>
-    private async Task<PairedResult> PairedRunsAsync(HttpClient owner, Guid gymId, string name, Func<Task>? afterWarmUp = null)
+    private async Task<PairedResult> PairedRunsAsync(HttpClient owner, Guid gymId, string name)
     {
+        // Attempts to each extra endpoint after the warm-up pair, counted before their rows are deleted.
+        var attempts = new Dictionary<string, int>();
+        var counted = new Dictionary<string, int>();
+        var counting = false;
+        async Task CountAttemptsAsync()
+        {
+            if (counting)
+            {
+                foreach (var (url, count) in await AttemptsPerSubscriptionAsync())
+                {
+                    attempts[url] = attempts.GetValueOrDefault(url) + count - counted.GetValueOrDefault(url);
+                }
+            }
+        }
         // Per run: deliveries/s, and CPU seconds of this process (Gymwire and the harness) and of the receivers'
         // processes (the hostile ones' too, when they have their own): the machine's two cores are shared, so work done
         // for (and by) the extra receivers is taken from the healthy deliveries.
@@ -469,7 +479,16 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var baseline = new List<PairedRun>();
         async Task<PairedRun> RunAsync(bool active)
         {
-            await SetActiveAsync(owner, active);
+            // Every run starts with none of the extra endpoints' deliveries queued: turning a webhook off only holds
+            // its queue, and turning it on again would make the held rows of all earlier runs due at once.
+            await SetActiveAsync(owner, false);
+            await CountAttemptsAsync();
+            await DropQueuedAsync(gymId, _unsettled);
+            counted = await AttemptsPerSubscriptionAsync();
+            if (active)
+            {
+                await SetActiveAsync(owner, true);
+            }
             await ResetQueueAsync(gymId);
             var (self, theirs, gen2, jit) = (Process.GetCurrentProcess().TotalProcessorTime, ReceiversCpu(), GC.CollectionCount(2), JitInfo.GetCompilationTime());
             var rate = await GymwireRateAsync(gymId, o.EventsPerRun);
@@ -488,15 +507,14 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 $"CPU s (gymwire, receivers): {m.Gymwire:0.0}, {m.Receivers:0.0} against {b.Gymwire:0.0}, {b.Receivers:0.0}; gen 2 GCs {m.Gen2} against {b.Gen2}; JIT ms {m.JitMs:N0} against {b.JitMs:N0}");
             if (r == 0)
             {
-                if (afterWarmUp is not null)
-                {
-                    await afterWarmUp();
-                }
+                counting = true;
                 continue;
             }
             measured.Add(m);
             baseline.Add(b);
         }
+        await CountAttemptsAsync();
+        Console.WriteLine($"  {name}: attempts per measured run: " + string.Join(", ", attempts.Select(x => $"{x.Key} {x.Value / (double)o.PairedRuns:0.#}")));
         Console.WriteLine($"  {name}: median CPU s per run (gymwire, receivers): {Stats.Median(measured.Select(x => x.Gymwire)):0.00}, {Stats.Median(measured.Select(x => x.Receivers)):0.00} " +
             $"against {Stats.Median(baseline.Select(x => x.Gymwire)):0.00}, {Stats.Median(baseline.Select(x => x.Receivers)):0.00} with the others paused");
         return new PairedResult(Stats.Median(measured.Select(x => x.Rate)), Stats.Median(baseline.Select(x => x.Rate)),
@@ -539,6 +557,16 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         await SetActiveAsync(owner, [dead], false);
         await DropOutageAsync(dead);
         return new PairedResult(Stats.Median(measured), Stats.Median(baseline), Stats.Median(measured.Zip(baseline, (m, b) => m / b)));
+    }
+
+    /// <summary>The endpoints' queued deliveries that no attempt holds now (a claimed one is left to finish).</summary>
+    private async Task DropQueuedAsync(Guid gymId, IReadOnlyCollection<Guid> subscriptions)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var now = DateTime.UtcNow;
+        await db.WebhookDeliveries.Where(d => d.GymId == gymId && subscriptions.Contains(d.SubscriptionId)
+            && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying) && (d.LockedUntil == null || d.LockedUntil <= now)).ExecuteDeleteAsync();
     }
 
     /// <summary>
@@ -602,9 +630,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     /// Puts the queue table back in the same state before each paired run: the healthy endpoints' delivered rows of
     /// earlier runs (and, by cascade, their attempts) deleted, and on PostgreSQL the tables vacuumed. Without it each
     /// run meets a table larger than the last (on PostgreSQL, with the dead rows autovacuum has not reached yet), and
-    /// that drift between the two halves of a pair was larger than the effect being measured. The paused endpoints'
-    /// queued deliveries need no waiting for: the pause itself ends them, in one statement (a baseline used to pay for
-    /// dropping them one by one). The extra endpoints' rows stay: some of their attempts are still in flight.
+    /// that drift between the two halves of a pair was larger than the effect being measured. The extra endpoints' rows
+    /// stay: some of their attempts are still in flight.
     /// </summary>
     private async Task ResetQueueAsync(Guid gymId)
     {
