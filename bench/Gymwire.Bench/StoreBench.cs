@@ -508,6 +508,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             if (r == 0)
             {
                 counting = true;
+                counted = await AttemptsPerSubscriptionAsync();
                 continue;
             }
             measured.Add(m);

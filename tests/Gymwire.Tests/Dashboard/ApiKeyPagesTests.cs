@@ -116,8 +116,9 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
         var key = await GenerateAsync(browser, "Kept");
         var id = await fx.WithDbAsync(db => Task.FromResult(db.ApiKeys.Single(k => k.GymId == gym.GymId).Id));
 
-        Assert.Equal(HttpStatusCode.BadRequest, (await browser.PostFormAsync("/settings/api-keys/new", ("Input.Label", "Forged"), ("Input.Permissions", "read-write"))).StatusCode);
-        Assert.Equal(HttpStatusCode.BadRequest, (await browser.PostFormAsync($"/settings/api-keys/{id}/revoke")).StatusCode);
+        // Back to the form with a message; nothing is created or revoked.
+        Assert.Equal("/settings/api-keys/new", (await browser.PostFormAsync("/settings/api-keys/new", ("Input.Label", "Forged"), ("Input.Permissions", "read-write"))).Headers.Location?.OriginalString);
+        Assert.Equal($"/settings/api-keys/{id}/revoke", (await browser.PostFormAsync($"/settings/api-keys/{id}/revoke")).Headers.Location?.OriginalString);
         Assert.Equal(1, await fx.WithDbAsync(db => Task.FromResult(db.ApiKeys.Count(k => k.GymId == gym.GymId))));
         using var api = fx.Client(key);
         await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);

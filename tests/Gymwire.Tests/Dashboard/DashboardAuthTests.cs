@@ -237,14 +237,28 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Post_without_antiforgery_token_is_rejected()
+    public async Task A_post_without_its_antiforgery_token_signs_nobody_in_and_goes_back_to_the_form_with_a_message()
     {
         var gym = await fx.CreateGymAsync();
         using var browser = new DashboardClient(fx);
         await browser.GetPageAsync("/login"); // has the antiforgery cookie, but the form field is missing
         var response = await browser.PostFormAsync("/login", ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword));
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/login", response.Headers.Location!.OriginalString);
         Assert.False(response.Headers.Contains("Set-Cookie") && response.Headers.GetValues("Set-Cookie").Any(c => c.StartsWith("gymwire_session=", StringComparison.Ordinal)));
+        var page = await (await browser.FollowAsync(response)).Content.ReadAsStringAsync();
+        Assert.Contains("That form had expired, so nothing was saved.", page, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync("/settings/integrations")).StatusCode);
+
+        // A token that does not match the browser's cookie (replaced since the page was loaded) is as stale as none,
+        // and the form keeps its return URL.
+        var stale = DashboardClient.Token(await browser.GetPageAsync("/login"));
+        using var other = new DashboardClient(fx);
+        await other.GetPageAsync("/login");
+        response = await other.PostFormAsync("/login?returnUrl=%2Fsettings%2Fwebhooks", ("Input.Email", gym.OwnerEmail), ("Input.Password", gym.OwnerPassword), ("__RequestVerificationToken", stale));
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/login?returnUrl=%2Fsettings%2Fwebhooks", response.Headers.Location!.OriginalString);
+        Assert.Contains("That form had expired", await (await other.FollowAsync(response)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -254,7 +268,9 @@ public abstract class DashboardAuthTests(GymwireFixture fx)
         using var browser = new DashboardClient(fx);
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
 
-        Assert.Equal(HttpStatusCode.BadRequest, (await browser.PostFormAsync("/logout")).StatusCode);
+        var refused = await browser.PostFormAsync("/logout");
+        Assert.Equal(HttpStatusCode.Redirect, refused.StatusCode);
+        Assert.Equal("/logout", refused.Headers.Location!.OriginalString);
         await browser.GetPageAsync("/settings/integrations");
 
         var response = await browser.SubmitAsync("/logout");

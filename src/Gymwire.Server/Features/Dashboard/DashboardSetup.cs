@@ -2,8 +2,12 @@ using System.Security.Cryptography;
 using Gymwire.Features.Dashboard.Integrations;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Http.Extensions;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.ApplicationParts;
+using Microsoft.AspNetCore.Mvc.Core.Infrastructure;
 using Microsoft.AspNetCore.Mvc.Filters;
+using Microsoft.AspNetCore.Mvc.ViewFeatures;
 
 namespace Gymwire.Features.Dashboard;
 
@@ -80,6 +84,7 @@ public static class DashboardSetup
             o.Conventions.AllowAnonymousToPage("/NotFound");
             o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
             o.Conventions.ConfigureFilter(new GymTimeFilter());
+            o.Conventions.ConfigureFilter(new ExpiredFormFilter());
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();
         services.AddSingleton<DashboardRateLimits>();
@@ -136,6 +141,35 @@ internal sealed class DashboardHeadersFilter : IResultFilter
         headers.XContentTypeOptions = "nosniff";
         headers["Referrer-Policy"] = "same-origin";
         headers.CacheControl = "no-store";
+    }
+
+    public void OnResultExecuted(ResultExecutedContext context)
+    {
+    }
+}
+
+/// <summary>
+/// A form posted with a missing or stale antiforgery token (a tab left open past a restart, or across a sign-out and
+/// back in) goes back to its page with a message instead of a bare 400. The handler never ran, so nothing changed.
+/// </summary>
+internal sealed class ExpiredFormFilter : IAlwaysRunResultFilter
+{
+    public const string Message = "That form had expired, so nothing was saved. Please try again.";
+
+    public void OnResultExecuting(ResultExecutingContext context)
+    {
+        if (context.Result is not IAntiforgeryValidationFailedResult)
+        {
+            return;
+        }
+        var http = context.HttpContext;
+        var tempData = http.RequestServices.GetRequiredService<ITempDataDictionaryFactory>().GetTempData(http);
+        tempData.SetProblem(Message);
+        // Saved here: the antiforgery check stops the request before the filter that saves TempData runs.
+        tempData.Save();
+        var url = UriHelper.BuildRelative(http.Request.PathBase, http.Request.Path, http.Request.QueryString);
+        // A path that a browser would read as another host ("//host", "/\host") goes home instead.
+        context.Result = new RedirectResult(url.StartsWith("//", StringComparison.Ordinal) || url.StartsWith("/\\", StringComparison.Ordinal) ? "/" : url);
     }
 
     public void OnResultExecuted(ResultExecutedContext context)

@@ -10,6 +10,7 @@ namespace Gymwire.Features.Dashboard;
 public static class Flash
 {
     private const string MessageKey = "gymwire.flash";
+    private const string ProblemKey = "gymwire.flash.problem";
     private const string ShownOncePrefix = "gymwire.once.";
 
     /// <summary>A message the next page shows once ("Webhook disabled.").</summary>
@@ -17,6 +18,12 @@ public static class Flash
 
     /// <summary>The message, removed as it is read.</summary>
     public static string? TakeFlash(this ITempDataDictionary tempData) => tempData[MessageKey] as string;
+
+    /// <summary>A message the next page shows once as a problem ("That form had expired…").</summary>
+    public static void SetProblem(this ITempDataDictionary tempData, string message) => tempData[ProblemKey] = message;
+
+    /// <summary>The problem message, removed as it is read.</summary>
+    public static string? TakeProblem(this ITempDataDictionary tempData) => tempData[ProblemKey] as string;
 
     /// <summary>
     /// Keeps <paramref name="value"/> for the next request only: the page the POST redirects to shows it and it is
