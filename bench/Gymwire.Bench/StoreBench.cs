@@ -179,10 +179,10 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
         async Task<LoadResult> MeasuredAsync(string name, string url, int c, string? script)
         {
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
             var result = await Wrk.RunAsync(url, c, o.Duration, script);
             var sum = cost.GetValueOrDefault(name);
-            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
             return result;
         }
         foreach (var c in o.Connections)
@@ -300,7 +300,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
         async Task<LoadResult> MeasuredAsync(string name, string url, string script)
         {
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             var result = await Wrk.RunAsync(url, connections, o.Duration, script);
             if (types is not null)
@@ -308,7 +308,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 Console.WriteLine($"  M3 {name}, allocated by type:{Environment.NewLine}{types.Top(30, Math.Max(1, result.Requests), "request")}");
             }
             var sum = cost.GetValueOrDefault(name);
-            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes() - bytes, sum.Requests + result.Requests);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
             return result;
         }
         for (var r = 0; r < o.Runs; r++)
@@ -381,7 +381,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             rawRates.Add(await RawRateAsync(rawPayload, perRun));
             using var sampler = new RssSampler();
             var before = _commands.Count;
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
+            // Precise: the approximate count can stand still across a whole run.
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             gwRates.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
             if (types is not null)
@@ -389,7 +390,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 Console.WriteLine($"  M4 run {r + 1}, allocated by type:{Environment.NewLine}{types.Top(40, perRun, "delivery")}");
             }
             cpuPerDelivery.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / perRun);
-            bytesPerDelivery.Add((GC.GetTotalAllocatedBytes() - bytes) / (double)perRun);
+            bytesPerDelivery.Add((GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)perRun);
             perDelivery.Add((_commands.Count - before) / (double)perRun);
             peakRss = Math.Max(peakRss, sampler.Stop());
             Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU, {bytesPerDelivery[^1]:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
