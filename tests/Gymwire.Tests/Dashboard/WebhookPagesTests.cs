@@ -141,8 +141,12 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         foreach (var path in new[] { "/settings/webhooks/new", $"/settings/webhooks/{id}/delete", $"/settings/webhooks/{id}/rotate-secret",
                      $"/settings/webhooks/{id}/edit", $"/settings/webhooks/{id}?handler=Disable", $"/settings/webhooks/{id}?handler=Test" })
         {
-            // Back to the form with a message (DashboardAuthTests); nothing changes.
-            Assert.Equal(path, (await browser.PostFormAsync(path, ("Input.Url", "https://hooks.example.com/forged"))).Headers.Location?.OriginalString);
+            // Back to the form with a message; nothing changes.
+            var refused = await browser.PostFormAsync(path, ("Input.Url", "https://hooks.example.com/forged"));
+            Assert.Equal(path, refused.Headers.Location?.OriginalString);
+            var page = await browser.FollowAsync(refused);
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+            Assert.Contains("That form had expired", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
         var hook = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.GymId == gym.GymId));
         Assert.Equal("https://hooks.example.com/keep", hook.Url);

@@ -384,6 +384,43 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Attempts_of_deliveries_deleted_after_the_records_read_are_left_out_and_the_rest_written()
+    {
+        // The recorder reads its batch's deliveries, then writes their attempts. A delivery deleted in between (its
+        // webhook deleted, or retention) must not fail the foreign key, and with it every other attempt of the batch.
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/gone-meanwhile"), "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var deliveries = Enumerable.Range(0, 6).Select(_ => new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "lead.created",
+            Payload = "{}", Status = DeliveryStatus.Pending, CreatedAt = now,
+        }).ToList();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.AddRange(deliveries);
+            return await db.SaveChangesAsync();
+        });
+        await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.Id == deliveries[1].Id || d.Id == deliveries[4].Id).ExecuteDeleteAsync());
+        var attempts = deliveries.Select((d, i) => new WebhookAttempt
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, DeliveryId = d.Id, Number = 1, AttemptedAt = now, StatusCode = 200, DurationMs = i, Trigger = "initial",
+        }).ToList();
+
+        await fx.WithDbAsync(async db =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await DeliveryRows.InsertAttemptsAsync(db, TestDeliveryRows.PerStatement(db), attempts, CancellationToken.None);
+            await tx.CommitAsync();
+            return 0;
+        });
+
+        var stored = await fx.WithDbAsync(db => db.WebhookAttempts.AsNoTracking().Where(a => a.GymId == gym.GymId).Select(a => a.DeliveryId).ToListAsync());
+        Assert.Equal(new[] { 0, 2, 3, 5 }.Select(i => deliveries[i].Id).Order(), stored.Order());
+    }
+
+    [Fact]
     public async Task An_endpoint_whose_attempts_time_out_gets_one_attempt_in_flight_until_one_is_quick()
     {
         await using var receiver = await TestReceiver.StartAsync();

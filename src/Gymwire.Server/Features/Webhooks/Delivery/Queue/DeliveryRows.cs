@@ -68,9 +68,21 @@ internal static class DeliveryRows
     public static Task InsertAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<WebhookDelivery> rows, CancellationToken ct) =>
         WriteAsync(db, rowsPerStatement, typeof(WebhookDelivery), rows, DeliveryColumns, Insert, ct);
 
-    /// <summary>Inserts attempt rows.</summary>
-    public static Task InsertAttemptsAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<WebhookAttempt> rows, CancellationToken ct) =>
-        WriteAsync(db, rowsPerStatement, typeof(WebhookAttempt), rows, AttemptColumns, Insert, ct);
+    private static readonly int AttemptDeliveryColumn = Array.FindIndex(AttemptColumns, c => c.Property == nameof(WebhookAttempt.DeliveryId));
+
+    /// <summary>
+    /// Inserts attempt rows, leaving out those whose delivery no longer exists: one deleted while its attempt was in
+    /// flight (its webhook deleted, or retention) would otherwise fail the foreign key, and with it every record of the
+    /// batch. A delivery whose outcome the caller's transaction has just updated is locked by it, so it cannot go
+    /// between the check and the insert.
+    /// </summary>
+    public static Task InsertAttemptsAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<WebhookAttempt> rows, CancellationToken ct)
+    {
+        var deliveries = db.Model.FindEntityType(typeof(WebhookDelivery))!;
+        var (table, key) = (deliveries.GetTableName()!, deliveries.FindProperty(nameof(WebhookDelivery.Id))!.GetColumnName());
+        return WriteAsync(db, rowsPerStatement, typeof(WebhookAttempt), rows, AttemptColumns,
+            (attempts, columns, count) => InsertIfDeliveryExists(attempts, columns, count, table, key), ct);
+    }
 
     /// <summary>Writes each delivery's outcome (its state after an attempt) by id, and lets its claim go.</summary>
     public static Task UpdateOutcomesAsync(GymwireDbContext db, int rowsPerStatement, IReadOnlyList<DeliveryOutcome> rows, CancellationToken ct) =>
@@ -97,6 +109,23 @@ internal static class DeliveryRows
         var sql = new StringBuilder($"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ");
         AppendValues(sql, columns.Length, rows);
         return sql.ToString();
+    }
+
+    /// <summary>
+    /// One row: <c>INSERT INTO t (a, b) SELECT @p0_0, @p0_1 WHERE EXISTS (…)</c>; several:
+    /// <c>INSERT INTO t (a, b) SELECT v.a, v.b FROM (VALUES (@p0_0, @p0_1), …) AS v (a, b) WHERE EXISTS (…)</c>.
+    /// </summary>
+    private static string InsertIfDeliveryExists(string table, string[] columns, int rows, string deliveries, string key)
+    {
+        var names = string.Join(", ", columns);
+        if (rows == 1)
+        {
+            return $"INSERT INTO {table} ({names}) SELECT {string.Join(", ", columns.Select((_, c) => $"@p0_{c}"))} "
+                + $"WHERE EXISTS (SELECT 1 FROM {deliveries} WHERE {key} = @p0_{AttemptDeliveryColumn})";
+        }
+        var sql = new StringBuilder($"INSERT INTO {table} ({names}) SELECT {string.Join(", ", columns.Select(c => $"v.{c}"))} FROM (VALUES ");
+        AppendValues(sql, columns.Length, rows);
+        return sql.Append($") AS v ({names}) WHERE EXISTS (SELECT 1 FROM {deliveries} AS d WHERE d.{key} = v.{columns[AttemptDeliveryColumn]})").ToString();
     }
 
     /// <summary>
