@@ -186,12 +186,11 @@ public sealed class SqliteUpgradeTests(SqliteGymwire fx) : IClassFixture<SqliteG
         await db.Database.ExecuteSqlRawAsync(
             "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', 1, {2}, {2}, 'x')",
             subscriptionId.ToString().ToUpperInvariant(), gymId.ToString().ToUpperInvariant(), now);
-        // The delivery by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
-        await using (var tx = await db.Database.BeginTransactionAsync())
-        {
-            await DeliveryRows.InsertAsync(db, Webhooks.TestDeliveryRows.PerStatement(db), [delivery], CancellationToken.None);
-            await tx.CommitAsync();
-        }
+        await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
+            VALUES ({delivery.Id.ToString().ToUpperInvariant()}, {gymId.ToString().ToUpperInvariant()}, {subscriptionId.ToString().ToUpperInvariant()},
+                    {delivery.Event}, {delivery.Payload}, {false}, {delivery.Status}, {0}, {now}, {now})
+            """);
         return delivery;
     }
 

@@ -638,10 +638,14 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
             await db.Database.ExecuteSqlRawAsync(
                 "INSERT INTO webhook_subscriptions (id, gym_id, url, events, is_active, created_at, updated_at, secret_protected) VALUES ({0}, {1}, 'https://hooks.example.com/old', '', {2}, {3}, {3}, 'x')",
                 Id(subscriptionId), Id(gymId), true, now);
-            // The deliveries by the pipeline's bulk insert, which writes only the columns a new delivery sets (not the claim's).
-            await using var tx = await db.Database.BeginTransactionAsync();
-            await DeliveryRows.InsertAsync(db, TestDeliveryRows.PerStatement(db), deliveries, CancellationToken.None);
-            await tx.CommitAsync();
+            foreach (var d in deliveries)
+            {
+                var storedEventId = d.EventId is { } e ? Id(e) : null;
+                await db.Database.ExecuteSqlAsync($"""
+                    INSERT INTO webhook_deliveries (id, gym_id, subscription_id, event_id, event, payload, is_test, status, attempt_count, created_at, next_attempt_at)
+                    VALUES ({Id(d.Id)}, {Id(d.GymId)}, {Id(d.SubscriptionId)}, {storedEventId}, {d.Event}, {d.Payload}, {d.IsTest}, {d.Status}, {d.AttemptCount}, {d.CreatedAt}, {d.NextAttemptAt})
+                    """);
+            }
         }
 
         await DatabaseSetup.MigrateAsync(app.Services);

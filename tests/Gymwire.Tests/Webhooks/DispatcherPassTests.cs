@@ -1,7 +1,9 @@
+using Gymwire.Features.Cluster;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -53,6 +55,111 @@ public abstract class DispatcherPassTests(WebhookFixture fx)
 
         Assert.Equal((3 + perPass + 5) * subscriptions, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId)));
         Assert.Equal(0, await fx.WithDbAsync(db => db.OutboxEvents.CountAsync(e => e.DispatchedAt == null)));
+    }
+
+    [Fact]
+    public async Task A_pass_inserts_as_many_new_deliveries_claimed_as_the_worker_has_free_slots_and_hands_them_over_as_a_claim_reads_them()
+    {
+        await DrainOutboxAsync();
+        var gym = await fx.CreateGymAsync();
+        var hooks = new List<CreatedHook>();
+        for (var i = 0; i < 3; i++)
+        {
+            hooks.Add(await gym.CreateWebhookAsync($"http://127.0.0.1:9/handed/{i}", "lead.created"));
+        }
+        var paused = await gym.CreateWebhookAsync("http://127.0.0.1:9/handed/paused", "lead.created");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == paused.Id).ExecuteUpdateAsync(u => u
+            .SetProperty(s => s.ConsecutiveFailures, 5).SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(1))
+            .SetProperty(s => s.PausedUntil, now.AddMinutes(1)).SetProperty(s => s.FailingSince, now)));
+        await DrainOutboxAsync();
+        // A worker with four slots, two of them in use: two of the three claimable deliveries are handed over.
+        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
+        slots.Open();
+        Assert.Equal(2, slots.Take(2));
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots);
+
+        await AddEventsAsync(gym.GymId, 1);
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+
+        Assert.True(slots.TryTakeHandedOver(out var handed));
+        Assert.False(slots.TryTakeHandedOver(out _));
+        Assert.Equal(2, handed.Count);
+        Assert.Equal(0, slots.Free);
+        var rows = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToDictionaryAsync(d => d.Id));
+        Assert.Equal(4, rows.Count);
+        var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
+        var node = fx.Services.GetRequiredService<ThisNode>().Id;
+        foreach (var delivery in handed)
+        {
+            var row = rows[delivery.Id];
+            Assert.Equal(node, row.ClaimedBy);
+            Assert.Equal(now + lease, row.LockedUntil!.Value, TimeSpan.FromMilliseconds(1));
+            Assert.Equal(row.LockedUntil, row.NextAttemptAt);
+            Assert.Equal(now, row.DueBeforeClaim!.Value, TimeSpan.FromMilliseconds(1));
+            Assert.Equal(now, delivery.DueAt!.Value, TimeSpan.FromMilliseconds(1));
+            // What the worker gets is what reading the row with its subscription and event gives.
+            var read = await fx.Queue().ReadUnfinishedAsync(delivery.Id, CancellationToken.None);
+            Assert.NotNull(read);
+            Assert.Equal(read.Body, delivery.Body);
+            Assert.Equal(read with { Body = null, DueAt = null, CreatedAt = default }, delivery with { Body = null, DueAt = null, CreatedAt = default });
+            Assert.Equal(read.CreatedAt, delivery.CreatedAt, TimeSpan.FromMilliseconds(1));
+        }
+        // The third waits in the queue, due now; the paused endpoint's waits for the pause's end.
+        var queued = rows.Values.Where(r => !handed.Any(h => h.Id == r.Id)).OrderBy(r => r.NextAttemptAt).ToList();
+        Assert.All(queued, r => Assert.Null(r.ClaimedBy));
+        Assert.Equal([now, now.AddMinutes(1)], queued.Select(r => r.NextAttemptAt!.Value));
+        Assert.Equal(paused.Id, queued[1].SubscriptionId);
+
+        // A worker that has stopped takes no slot: nothing is claimed.
+        slots.Return(4);
+        slots.Close();
+        await AddEventsAsync(gym.GymId, 1);
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+        Assert.False(slots.TryTakeHandedOver(out _));
+        Assert.Equal(8, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId)));
+        Assert.Equal(2, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId && d.ClaimedBy != null)));
+    }
+
+    [Fact]
+    public async Task A_pass_whose_worker_stops_before_its_commit_gives_its_claims_and_slots_back()
+    {
+        await DrainOutboxAsync();
+        var gym = await fx.CreateGymAsync();
+        for (var i = 0; i < 3; i++)
+        {
+            await gym.CreateWebhookAsync($"http://127.0.0.1:9/stopping/{i}", "lead.created");
+        }
+        await DrainOutboxAsync();
+        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
+        slots.Open();
+        // The worker stops after the pass has claimed its deliveries and before they are handed over.
+        var queue = new WrappedQueue(fx.Queue()) { AfterFanOut = slots.Close };
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots, (IDeliveryQueue)queue);
+
+        await AddEventsAsync(gym.GymId, 1);
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+
+        Assert.False(slots.TryTakeHandedOver(out _));
+        Assert.Equal(4, slots.Free);
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var rows = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).ToListAsync());
+        Assert.Equal(3, rows.Count);
+        Assert.All(rows, r =>
+        {
+            Assert.Null(r.ClaimedBy);
+            Assert.Null(r.LockedUntil);
+            Assert.Equal(now, r.NextAttemptAt!.Value, TimeSpan.FromMilliseconds(1));
+        });
+    }
+
+    /// <summary>Fans out whatever earlier tests and set-up left in the outbox, with no worker to hand anything to.</summary>
+    private async Task DrainOutboxAsync()
+    {
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services);
+        while ((await dispatcher.DispatchBatchAsync(CancellationToken.None)).MayHaveMore)
+        {
+        }
     }
 
     private Task AddEventsAsync(Guid gymId, int count) => fx.WithDbAsync(async db =>

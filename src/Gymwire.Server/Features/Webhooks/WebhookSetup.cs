@@ -26,6 +26,7 @@ public static class WebhookSetup
         services.AddSingleton<EgressGuard>();
         services.AddSingleton<WebhookSecretProtector>();
         services.AddSingleton<DeliverySignal>();
+        services.AddSingleton<DeliverySlots>();
         services.AddSingleton<IDeliveryQueue>(DeliveryQueue.ForConfiguredStore);
         services.AddSingleton<EndpointPolicy>();
         services.AddSingleton<Attempt>();

@@ -4,17 +4,18 @@ using Microsoft.Extensions.Options;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// Delivers due deliveries, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once on this node. Each goes
-/// claim (<see cref="IDeliveryQueue"/>) → admit (<see cref="EndpointPolicy"/>; a failing endpoint's probe is won in
-/// the queue first) → attempt (<see cref="Attempt"/>) → record (<see cref="AttemptRecorder"/>) → observe
-/// (<see cref="EndpointPolicy"/>). Between claims it sleeps until woken (<see cref="DeliverySignal"/>), until the next
-/// delivery or probe is due, or for the poll interval.
+/// Delivers due deliveries, at most <c>Webhooks:MaxConcurrentDeliveries</c> at once on this node (<see cref="DeliverySlots"/>).
+/// Each goes claim (<see cref="IDeliveryQueue"/>, or the dispatcher's fan-out handed over) → admit
+/// (<see cref="EndpointPolicy"/>; a failing endpoint's probe is won in the queue first) → attempt (<see cref="Attempt"/>)
+/// → record (<see cref="AttemptRecorder"/>) → observe (<see cref="EndpointPolicy"/>). Between claims it sleeps until
+/// woken (<see cref="DeliverySignal"/>), until the next delivery or probe is due, or for the poll interval.
 /// </summary>
 public sealed partial class DeliveryWorker(
     IDeliveryQueue queue,
     EndpointPolicy policy,
     Attempt attempt,
     AttemptRecorder recorder,
+    DeliverySlots slots,
     DeliverySignal signal,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
@@ -27,10 +28,16 @@ public sealed partial class DeliveryWorker(
     {
         await Task.Yield();
         await ReleaseLeftoverClaimsAsync(stoppingToken);
+        // Only now may the dispatcher hand over claims: the release above would have let go of them.
+        slots.Open();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                while (slots.TryTakeHandedOver(out var handedOver))
+                {
+                    await StartAsync(handedOver, stoppingToken);
+                }
                 if (!await ClaimAndStartAsync(stoppingToken))
                 {
                     await WaitAsync(stoppingToken);
@@ -53,8 +60,28 @@ public sealed partial class DeliveryWorker(
                 }
             }
         }
-        // Shutdown: in-flight attempts see the cancellation, give their claims back and end.
+        // Shutdown: claims handed over and not started are given back; in-flight attempts see the cancellation, give
+        // their claims back and end.
+        slots.Close();
+        while (slots.TryTakeHandedOver(out var handedOver))
+        {
+            await GiveBackAsync(handedOver);
+            slots.Return(handedOver.Count);
+        }
         await Task.WhenAll(_inFlight.Values);
+    }
+
+    /// <summary>Gives claims back unattempted. If that fails, they come due when their lease ends.</summary>
+    private async Task GiveBackAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
+    {
+        try
+        {
+            await queue.ReleaseAsync(claimed, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            LogWorkerFailed(logger, e);
+        }
     }
 
     /// <summary>
@@ -80,15 +107,33 @@ public sealed partial class DeliveryWorker(
         }
     }
 
-    /// <summary>Claims what there is room for, admits and starts each; true when the claim was full (more may be waiting).</summary>
+    /// <summary>Claims what there is room for, then admits and starts each; true when the claim was full (more may be waiting).</summary>
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
     {
-        var free = _options.MaxConcurrentDeliveries - _inFlight.Count;
+        var free = slots.Free;
         if (free <= 0)
         {
             return false;
         }
         var claimed = await queue.ClaimAsync(free, policy.AtCapacity(), [.. _inFlight.Keys], ct);
+        var taken = slots.Take(claimed.Count);
+        if (taken < claimed.Count)
+        {
+            // The dispatcher took slots meanwhile for deliveries it handed over (or the worker is stopping): the claims
+            // there is no slot for go back.
+            await GiveBackAsync([.. claimed.Skip(taken)]);
+            claimed = [.. claimed.Take(taken)];
+        }
+        var started = await StartAsync(claimed, ct);
+        return claimed.Count == free && started == claimed.Count;
+    }
+
+    /// <summary>
+    /// Admits and starts claimed deliveries, each holding a slot; those refused (their endpoint at its cap, paused, or
+    /// probed by another node) are given back, with their slots. Returns how many started.
+    /// </summary>
+    private async Task<int> StartAsync(IReadOnlyList<ClaimedDelivery> claimed, CancellationToken ct)
+    {
         var refused = new List<ClaimedDelivery>();
         // A failing endpoint's probe, tried once per claim: the end of the probe this node won, or null when it lost it.
         Dictionary<Guid, DateTime?>? probes = null;
@@ -141,7 +186,8 @@ public sealed partial class DeliveryWorker(
             {
                 if (refused.Count > 0)
                 {
-                    await queue.ReleaseAsync(refused, CancellationToken.None);
+                    await GiveBackAsync(refused);
+                    slots.Return(refused.Count);
                 }
             }
             finally
@@ -150,7 +196,7 @@ public sealed partial class DeliveryWorker(
                 afterRelease?.SetResult();
             }
         }
-        return claimed.Count == free && refused.Count == 0;
+        return claimed.Count - refused.Count;
     }
 
     /// <summary>
@@ -209,6 +255,7 @@ public sealed partial class DeliveryWorker(
                 policy.Release(delivery.SubscriptionId);
             }
             _inFlight.TryRemove(delivery.Id, out _);
+            slots.Return(1);
             signal.Notify();
         }
     }
@@ -222,7 +269,7 @@ public sealed partial class DeliveryWorker(
         using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var waits = new List<Task> { signal.WaitAsync(wake.Token), Task.Delay(_options.PollInterval, clock, wake.Token) };
         // With every slot taken a completion wakes the worker anyway: ask for the next due time only when it could claim.
-        if (askQueue && _inFlight.Count < _options.MaxConcurrentDeliveries)
+        if (askQueue && slots.Free > 0)
         {
             var next = await queue.NextDueAsync(policy.AtCapacity(), [.. _inFlight.Keys], stoppingToken);
             foreach (var due in new[] { next, policy.NextProbeAt() })

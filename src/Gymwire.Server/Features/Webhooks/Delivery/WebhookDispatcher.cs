@@ -7,11 +7,15 @@ namespace Gymwire.Features.Webhooks;
 
 /// <summary>
 /// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription, enqueued in
-/// the same transaction that marks the event dispatched (<see cref="IDeliveryQueue.EnqueueAsync"/>). Woken by
-/// <see cref="OutboxSignal"/> when a local write commits; polls for events other nodes wrote.
+/// the same transaction that marks the event dispatched (<see cref="IDeliveryQueue.EnqueueAsync"/>). As many as this
+/// node's worker has free slots for are inserted already claimed and handed to it (<see cref="DeliverySlots"/>), so
+/// they are sent without waiting for a claim; the rest wait in the queue. Woken by <see cref="OutboxSignal"/> when a
+/// local write commits; polls for events other nodes wrote.
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IDeliveryQueue queue,
+    DeliverySlots slots,
+    EndpointPolicy policy,
     OutboxSignal outboxSignal,
     DeliverySignal deliverySignal,
     IOptions<WebhookOptions> options,
@@ -70,13 +74,36 @@ public sealed partial class WebhookDispatcher(
         // The events fanned out, recorded once their deliveries are committed.
         List<DateTime> occurred = [];
         var read = 0;
-        var (events, deliveries) = await queue.EnqueueAsync(BatchSize, async (db, batch, token) =>
+        List<ClaimedDelivery> handOver = [];
+        int events, deliveries;
+        try
         {
-            var fanned = await FanOutAsync(db, batch, token);
-            read = batch.Count;
-            occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
-            return fanned;
-        }, ct);
+            (events, deliveries) = await queue.EnqueueAsync(BatchSize, async (db, batch, token) =>
+            {
+                var fanned = await FanOutAsync(db, batch, handOver, token);
+                read = batch.Count;
+                occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
+                return fanned;
+            }, ct);
+        }
+        catch
+        {
+            // Not committed: nothing was claimed.
+            slots.Return(handOver.Count);
+            throw;
+        }
+        if (handOver.Count > 0 && !slots.HandOver(handOver))
+        {
+            // The worker has stopped: the claims go back to the queue.
+            try
+            {
+                await queue.ReleaseAsync(handOver, CancellationToken.None);
+            }
+            finally
+            {
+                slots.Return(handOver.Count);
+            }
+        }
         if (occurred.Count > 0)
         {
             var now = clock.GetUtcNow().UtcDateTime;
@@ -96,18 +123,20 @@ public sealed partial class WebhookDispatcher(
 
     /// <summary>
     /// One delivery per event and matching active subscription. A batch stops adding events once it holds
-    /// <see cref="MaxDeliveriesPerBatch"/> deliveries.
+    /// <see cref="MaxDeliveriesPerBatch"/> deliveries. Those due now of endpoints neither at their cap on this node nor
+    /// paused or probed are claimed for this node's worker, as many as it has free slots, and added to <paramref name="handOver"/>.
     /// </summary>
     private async Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOutAsync(
-        GymwireDbContext db, IReadOnlyList<OutboxEvent> events, CancellationToken ct)
+        GymwireDbContext db, IReadOnlyList<OutboxEvent> events, List<ClaimedDelivery> handOver, CancellationToken ct)
     {
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
-            .Select(s => new { s.Id, s.GymId, s.Events, s.PausedUntil })
             .ToListAsync(ct)).ToLookup(s => s.GymId);
         var now = clock.GetUtcNow().UtcDateTime;
+        var atCapacity = policy.AtCapacity();
         var deliveries = new List<WebhookDelivery>();
+        var claimable = new List<(WebhookDelivery Delivery, WebhookSubscription Subscription, OutboxEvent Event)>();
         var dispatched = new List<long>();
         foreach (var evt in events)
         {
@@ -121,20 +150,45 @@ public sealed partial class WebhookDispatcher(
                 {
                     continue;
                 }
-                deliveries.Add(new WebhookDelivery
+                var delivery = new WebhookDelivery
                 {
                     Id = Guid.CreateVersion7(now),
                     GymId = evt.GymId,
                     SubscriptionId = subscription.Id,
                     EventId = evt.Id,
-                    Event = name, // the body is built from the event when the delivery is claimed (DeliveryQueue.WithEventsAsync)
+                    Event = name, // the body is built from the event below if handed over, else when claimed (DeliveryQueue.WithEventsAsync)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
                     // A paused endpoint's new delivery waits for the pause's end, as its queued ones do (IDeliveryQueue.CompleteAsync).
                     NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now),
-                });
+                };
+                deliveries.Add(delivery);
+                if (delivery.NextAttemptAt == now && !(subscription.ProbeClaimedUntil > now) && !atCapacity.Contains(subscription.Id))
+                {
+                    claimable.Add((delivery, subscription, evt));
+                }
             }
             dispatched.Add(evt.Sequence);
+        }
+        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
+        foreach (var (delivery, subscription, evt) in claimable.Take(slots.Take(claimable.Count)))
+        {
+            queue.ClaimNew(delivery);
+            if (!bodies.TryGetValue((evt.Id, delivery.Event), out var body))
+            {
+                bodies[(evt.Id, delivery.Event)] = body = WebhookPayloads.BuildUtf8(evt.Id, delivery.Event, evt.GymId, evt.Data, evt.OccurredAt);
+            }
+            handOver.Add(new ClaimedDelivery(delivery.Id, delivery.GymId, delivery.SubscriptionId, delivery.Event, StoredPayload: null, IsTest: false,
+                AttemptCount: 0, LastAttemptAt: null, AttemptsRecorded: 0, subscription.Url, SubscriptionActive: true,
+                subscription.SecretProtected, subscription.PreviousSecretProtected, subscription.PreviousSecretExpiresAt)
+            {
+                DueAt = delivery.DueBeforeClaim,
+                CreatedAt = now,
+                EventId = evt.Id,
+                Body = body,
+                TraceContext = evt.TraceContext,
+                Health = subscription.Health,
+            });
         }
         return (deliveries, dispatched);
     }

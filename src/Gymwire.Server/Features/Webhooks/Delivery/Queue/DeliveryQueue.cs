@@ -81,6 +81,14 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         }
     }
 
+    public void ClaimNew(WebhookDelivery delivery)
+    {
+        var due = delivery.NextAttemptAt;
+        delivery.LockedUntil = delivery.NextAttemptAt = clock.GetUtcNow().UtcDateTime + Lease;
+        delivery.ClaimedBy = Node;
+        delivery.DueBeforeClaim = due;
+    }
+
     /// <summary>
     /// One statement per due time (a claim's deliveries of one event share theirs), in one write transaction.
     /// </summary>

@@ -32,6 +32,9 @@ internal static class DeliveryRows
         (nameof(WebhookDelivery.AttemptCount), d => d.AttemptCount),
         (nameof(WebhookDelivery.CreatedAt), d => d.CreatedAt),
         (nameof(WebhookDelivery.NextAttemptAt), d => d.NextAttemptAt),
+        (nameof(WebhookDelivery.LockedUntil), d => d.LockedUntil),
+        (nameof(WebhookDelivery.ClaimedBy), d => d.ClaimedBy),
+        (nameof(WebhookDelivery.DueBeforeClaim), d => d.DueBeforeClaim),
     ];
 
     private static readonly (string Property, Func<WebhookAttempt, object?> Value)[] AttemptColumns =

@@ -21,6 +21,13 @@ public interface IDeliveryQueue
     Task<(int Events, int Deliveries)> EnqueueAsync(int maxEvents, FanOut fanOut, CancellationToken ct);
 
     /// <summary>
+    /// Inside <see cref="EnqueueAsync"/>'s fan-out: the new delivery, due now, is inserted claimed by this node, as
+    /// <see cref="ClaimAsync"/> would claim it, for a worker on this node to attempt without a claim of its own
+    /// (<see cref="DeliverySlots.HandOver"/>).
+    /// </summary>
+    void ClaimNew(WebhookDelivery delivery);
+
+    /// <summary>
     /// Claims up to <paramref name="limit"/> due deliveries, oldest first, for <see cref="WebhookOptions.EffectiveClaimLease"/>,
     /// leaving out the given endpoints and deliveries and the endpoints paused or being probed (their stored
     /// <see cref="EndpointHealth"/>), and reads them with their subscriptions. A claim moves a delivery's due time to
