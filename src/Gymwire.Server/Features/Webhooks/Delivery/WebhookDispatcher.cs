@@ -74,13 +74,13 @@ public sealed partial class WebhookDispatcher(
         // The events fanned out, recorded once their deliveries are committed.
         List<DateTime> occurred = [];
         var read = 0;
-        List<ClaimedDelivery> handOver = [];
+        List<Claimable> claimed = [];
         int events, deliveries;
         try
         {
             (events, deliveries) = await queue.EnqueueAsync(BatchSize, async (db, batch, token) =>
             {
-                var fanned = await FanOutAsync(db, batch, handOver, token);
+                var fanned = await FanOutAsync(db, batch, claimed, token);
                 read = batch.Count;
                 occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
                 return fanned;
@@ -89,10 +89,10 @@ public sealed partial class WebhookDispatcher(
         catch
         {
             // Not committed: nothing was claimed.
-            slots.Return(handOver.Count);
+            slots.Return(claimed.Count);
             throw;
         }
-        if (handOver.Count > 0 && !slots.HandOver(handOver))
+        if (claimed.Count > 0 && HandOver(claimed) is var handOver && !slots.HandOver(handOver))
         {
             // The worker has stopped: the claims go back to the queue.
             try
@@ -121,22 +121,31 @@ public sealed partial class WebhookDispatcher(
         return new DispatchedBatch(events, read == BatchSize || events < read);
     }
 
+    /// <summary>What the fan-out reads of a subscription: where its deliveries go and, for those handed over, how they are sent.</summary>
+    private sealed record Subscription(Guid Id, Guid GymId, List<string> Events, EndpointHealth Health, string Url, string SecretProtected,
+        string? PreviousSecretProtected, DateTime? PreviousSecretExpiresAt);
+
+    /// <summary>A new delivery inserted claimed for this node's worker, with what it is sent from.</summary>
+    private sealed record Claimable(WebhookDelivery Delivery, Subscription Subscription, OutboxEvent Event);
+
     /// <summary>
     /// One delivery per event and matching active subscription. A batch stops adding events once it holds
     /// <see cref="MaxDeliveriesPerBatch"/> deliveries. Those due now of endpoints neither at their cap on this node nor
-    /// paused or probed are claimed for this node's worker, as many as it has free slots, and added to <paramref name="handOver"/>.
+    /// paused or probed are claimed for this node's worker, as many as it has free slots, and added to <paramref name="claimed"/>.
     /// </summary>
     private async Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOutAsync(
-        GymwireDbContext db, IReadOnlyList<OutboxEvent> events, List<ClaimedDelivery> handOver, CancellationToken ct)
+        GymwireDbContext db, IReadOnlyList<OutboxEvent> events, List<Claimable> claimed, CancellationToken ct)
     {
         var gymIds = events.Select(e => e.GymId).Distinct().ToList();
         var subscriptions = (await db.WebhookSubscriptions.AsNoTracking()
             .Where(s => gymIds.Contains(s.GymId) && s.IsActive)
+            .Select(s => new Subscription(s.Id, s.GymId, s.Events, new EndpointHealth(s.ConsecutiveFailures, s.PausedUntil, s.PauseLength, s.ProbeClaimedUntil),
+                s.Url, s.SecretProtected, s.PreviousSecretProtected, s.PreviousSecretExpiresAt))
             .ToListAsync(ct)).ToLookup(s => s.GymId);
         var now = clock.GetUtcNow().UtcDateTime;
         var atCapacity = policy.AtCapacity();
         var deliveries = new List<WebhookDelivery>();
-        var claimable = new List<(WebhookDelivery Delivery, WebhookSubscription Subscription, OutboxEvent Event)>();
+        var claimable = new List<Claimable>();
         var dispatched = new List<long>();
         foreach (var evt in events)
         {
@@ -156,24 +165,35 @@ public sealed partial class WebhookDispatcher(
                     GymId = evt.GymId,
                     SubscriptionId = subscription.Id,
                     EventId = evt.Id,
-                    Event = name, // the body is built from the event below if handed over, else when claimed (DeliveryQueue.WithEventsAsync)
+                    Event = name, // the body is built from the event when handed over or claimed (DeliveryQueue.WithEventsAsync)
                     Status = DeliveryStatus.Pending,
                     CreatedAt = now,
                     // A paused endpoint's new delivery waits for the pause's end, as its queued ones do (IDeliveryQueue.CompleteAsync).
-                    NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now),
+                    NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.Health.PausedUntil, now),
                 };
                 deliveries.Add(delivery);
-                if (delivery.NextAttemptAt == now && !(subscription.ProbeClaimedUntil > now) && !atCapacity.Contains(subscription.Id))
+                if (delivery.NextAttemptAt == now && !(subscription.Health.ProbeClaimedUntil > now) && !atCapacity.Contains(subscription.Id))
                 {
-                    claimable.Add((delivery, subscription, evt));
+                    claimable.Add(new Claimable(delivery, subscription, evt));
                 }
             }
             dispatched.Add(evt.Sequence);
         }
-        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
-        foreach (var (delivery, subscription, evt) in claimable.Take(slots.Take(claimable.Count)))
+        foreach (var c in claimable.Take(slots.Take(claimable.Count)))
         {
-            queue.ClaimNew(delivery);
+            queue.ClaimNew(c.Delivery);
+            claimed.Add(c);
+        }
+        return (deliveries, dispatched);
+    }
+
+    /// <summary>The committed claims as the worker gets them: what a claim would read, each event's body built once.</summary>
+    private static List<ClaimedDelivery> HandOver(List<Claimable> claimed)
+    {
+        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
+        var handOver = new List<ClaimedDelivery>(claimed.Count);
+        foreach (var (delivery, subscription, evt) in claimed)
+        {
             if (!bodies.TryGetValue((evt.Id, delivery.Event), out var body))
             {
                 bodies[(evt.Id, delivery.Event)] = body = WebhookPayloads.BuildUtf8(evt.Id, delivery.Event, evt.GymId, evt.Data, evt.OccurredAt);
@@ -183,14 +203,14 @@ public sealed partial class WebhookDispatcher(
                 subscription.SecretProtected, subscription.PreviousSecretProtected, subscription.PreviousSecretExpiresAt)
             {
                 DueAt = delivery.DueBeforeClaim,
-                CreatedAt = now,
+                CreatedAt = delivery.CreatedAt,
                 EventId = evt.Id,
                 Body = body,
                 TraceContext = evt.TraceContext,
                 Health = subscription.Health,
             });
         }
-        return (deliveries, dispatched);
+        return handOver;
     }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Dispatched {Events} outbox events into {Deliveries} webhook deliveries")]
