@@ -92,16 +92,20 @@ public sealed partial class WebhookDispatcher(
             slots.Return(claimed.Count);
             throw;
         }
-        if (claimed.Count > 0 && HandOver(claimed) is var handOver && !slots.HandOver(handOver))
+        if (claimed.Count > 0)
         {
-            // The worker has stopped: the claims go back to the queue.
-            try
+            var handOver = HandOver(claimed);
+            if (!slots.HandOver(handOver))
             {
-                await queue.ReleaseAsync(handOver, CancellationToken.None);
-            }
-            finally
-            {
-                slots.Return(handOver.Count);
+                // The worker has stopped: the claims go back to the queue.
+                try
+                {
+                    await queue.ReleaseAsync(handOver, CancellationToken.None);
+                }
+                finally
+                {
+                    slots.Return(handOver.Count);
+                }
             }
         }
         if (occurred.Count > 0)
