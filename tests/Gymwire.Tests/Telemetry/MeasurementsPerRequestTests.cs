@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Gymwire.Infrastructure.Telemetry;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
 
 namespace Gymwire.Tests.Telemetry;
 
@@ -22,7 +23,6 @@ public abstract class MeasurementsPerRequestTests(ScrapedWebhookFixture fx)
         var gym = await fx.CreateGymAsync();
         var key = (await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { scopes = new[] { "read" } })).JsonAsync()).GetProperty("key").GetString()!;
         using var client = fx.Client(key);
-        await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
 
         var factory = fx.Services.GetRequiredService<IMeterFactory>();
         var counts = new ConcurrentDictionary<string, int>();
@@ -41,17 +41,26 @@ public abstract class MeasurementsPerRequestTests(ScrapedWebhookFixture fx)
         listener.SetMeasurementEventCallback<int>((i, _, _, _) => Count(i));
         listener.SetMeasurementEventCallback<double>((i, _, _, _) => Count(i));
         listener.Start();
+        // A request's duration is recorded after its response has reached the client, and after every other measurement
+        // of that request: wait for it before counting starts and before it stops.
+        Task RequestsEndedAsync(int count) => Eventually.TrueAsync(() => Task.FromResult(counts.GetValueOrDefault(RequestDuration) >= count), what: $"{count} requests ended");
 
+        await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
+        await RequestsEndedAsync(1);
+        counts.Clear();
         const int polls = 20;
         for (var i = 0; i < polls; i++)
         {
             await (await client.GetAsync("/api/zapier/triggers?type=new_member")).AssertStatusAsync(HttpStatusCode.OK);
         }
+        await RequestsEndedAsync(polls);
         listener.Dispose();
         var perPoll = counts.ToDictionary(c => c.Key, c => c.Value / (double)polls);
         var total = perPoll.Values.Sum();
         Assert.True(total <= 4, "measurements per poll: " + string.Join(", ", perPoll.Select(p => $"{p.Key} {p.Value:0.##}")));
     }
+
+    private const string RequestDuration = "http.server.request.duration";
 
     // Kestrel measures connections, not requests (the polls share one kept-alive connection): another client's
     // connection closing meanwhile must not count against the poll.
