@@ -88,7 +88,8 @@ public sealed partial class WebhookDispatcher(
         }
         catch
         {
-            // Not committed: nothing was claimed.
+            // Not committed, so nothing was claimed (a commit whose answer was lost may have committed: its claims then
+            // lapse with their lease, as a crashed node's do).
             slots.Return(claimed.Count);
             throw;
         }
