@@ -40,16 +40,22 @@ public sealed class PostgresDeliveryQueue(IServiceScopeFactory scopes, IOptions<
         return (events, write);
     }
 
-    /// <summary>Row locks, taken in key order: a node's batch waits for another's that changes the same endpoints' health.</summary>
+    /// <summary>
+    /// Row locks, taken in key order: a node's batch waits for another's that changes the same endpoints' health.
+    /// <c>NO KEY UPDATE</c>, the lock an update of non-key columns takes, leaves the fan-out's inserts free: their foreign
+    /// key checks take <c>KEY SHARE</c> on the subscriptions in no particular order, and <c>FOR UPDATE</c> deadlocked with them.
+    /// </summary>
     protected override Task LockHealthAsync(GymwireDbContext db, List<Guid> always, List<Guid> ifNotHealthy, CancellationToken ct) =>
-        db.Database.ExecuteSqlAsync($"""
-            SELECT id FROM webhook_subscriptions
-            WHERE id = ANY({always.ToArray()})
-               OR (id = ANY({ifNotHealthy.ToArray()})
-                   AND (consecutive_failures > 0 OR paused_until IS NOT NULL OR probe_claimed_until IS NOT NULL OR failing_since IS NOT NULL))
-            ORDER BY id
-            FOR UPDATE
-            """, ct);
+        db.Database.ExecuteSqlAsync(LockHealth(always, ifNotHealthy), ct);
+
+    internal static FormattableString LockHealth(List<Guid> always, List<Guid> ifNotHealthy) => $"""
+        SELECT id FROM webhook_subscriptions
+        WHERE id = ANY({always.ToArray()})
+           OR (id = ANY({ifNotHealthy.ToArray()})
+               AND (consecutive_failures > 0 OR paused_until IS NOT NULL OR probe_claimed_until IS NOT NULL OR failing_since IS NOT NULL))
+        ORDER BY id
+        FOR NO KEY UPDATE
+        """;
 
     /// <summary>
     /// Locks only rows no other transaction holds (<c>SKIP LOCKED</c>): the worker's release of refused claims and the
