@@ -118,6 +118,10 @@ public static class DatabaseSetup
 
     private static void AddCommon(DbContextOptionsBuilder builder, IServiceProvider? services)
     {
+        // A failed command is not an error of its own: the code that runs it handles the exception (a unique index
+        // deciding a client's race answers 409) or lets it go to whoever logs it (the request pipeline, a background
+        // service). At Error, EF Core logged every lost race of a client's duplicates as a server error.
+        builder.ConfigureWarnings(w => w.Log((CoreEventId.SaveChangesFailed, LogLevel.Information), (RelationalEventId.CommandError, LogLevel.Information)));
         if (services is not null)
         {
             // What features do after commit (wake-ups, cache invalidation), plus any interceptor a deployment or test registers.

@@ -94,6 +94,7 @@ public abstract class IdempotentCreateTests(GymwireFixture fx)
     {
         var gym = await fx.CreateGymAsync();
         using var owner = gym.Owner();
+        var logStart = fx.Logs.Lines.Count;
         var racers = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => owner.SendAsync(Post("/api/gym/leads", "race-lead", new { first_name = "Race" }))));
         var ids = new HashSet<Guid>();
         foreach (var response in racers)
@@ -115,6 +116,15 @@ public abstract class IdempotentCreateTests(GymwireFixture fx)
         Assert.Equal(1, await CountAsync(gym.GymId, "members"));
         Assert.Equal(2, await CountAsync(gym.GymId, "events"));
         Assert.Equal(2, await fx.WithDbAsync(db => db.IdempotencyRecords.CountAsync(r => r.GymId == gym.GymId)));
+
+        // Without a key, the same user_id twice at once: the unique index decides, and the losers get 409.
+        racers = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => owner.PostJsonAsync("/api/gym/members", new { name = "Twin", user_id = "user_twin" })));
+        Assert.Equal([HttpStatusCode.Created], racers.Select(r => r.StatusCode).Where(s => s != HttpStatusCode.Conflict));
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Members.CountAsync(m => m.GymId == gym.GymId && m.UserId == "user_twin")));
+
+        // Lost races are the clients' duplicates, handled: nothing of them is logged as a server error.
+        var errors = fx.Logs.Lines.Skip(logStart).Where(l => l.StartsWith("Error", StringComparison.Ordinal) || l.StartsWith("Critical", StringComparison.Ordinal)).ToList();
+        Assert.True(errors.Count == 0, string.Join('\n', errors));
     }
 
     [Fact]
