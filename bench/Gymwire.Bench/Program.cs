@@ -8,6 +8,7 @@ if (args.Length > 0 && args[0] == "receivers")
 }
 
 var options = BenchOptions.Parse(args);
+PgStatements.Configure();
 var report = new Report(options);
 report.Begin();
 await using (var receivers = await Receivers.StartAsync(100))
@@ -39,6 +40,8 @@ namespace Gymwire.Bench
         Polling,
         Actions,
         Delivery,
+        /// <summary>M4 alone (the delivery part's throughput runs, without M5 and M6): for A/B pairs of the delivery path.</summary>
+        M4,
         /// <summary>M1 and M4 with the Prometheus endpoint on and scraped, paired with runs with metrics off.</summary>
         Metrics,
         /// <summary>D1: the owner dashboard's webhook pages with a million deliveries (SQLite).</summary>

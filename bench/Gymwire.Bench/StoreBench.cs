@@ -89,7 +89,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             {
                 await ActionsAsync(actions);
             }
-            if (o.Includes(BenchPart.Delivery))
+            if (o.Includes(BenchPart.Delivery) || o.Includes(BenchPart.M4))
             {
                 await DeliveryAsync(hooks);
             }
@@ -376,6 +376,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         // process of their own): steadier than throughput on a shared machine.
         var cpuPerDelivery = new List<double>();
         var bytesPerDelivery = new List<double>();
+        var statements = await PgStatements.StartAsync(_app.Services, store);
         for (var r = 0; r < o.Runs; r++)
         {
             rawRates.Add(await RawRateAsync(rawPayload, perRun));
@@ -398,6 +399,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             peakRss = Math.Max(peakRss, sampler.Stop());
             Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU, {bytesPerDelivery[^1]:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
         }
+        await statements.PrintAsync("M4's measured runs", o.Runs * perRun, "delivery");
         var raw = Stats.Median(rawRates);
         var gw = Stats.Median(gwRates);
         report.Add(store, "M4 delivery throughput", $"{gw:N0} deliveries/s", $"{raw:N0} POSTs/s", gw / raw, 0.3,
@@ -405,6 +407,11 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             extraMet: gw >= 10_000);
         report.Add(store, "Memory: peak RSS during M4", $"{peakRss / 1048576.0:N0} MiB", "-", double.NaN, double.NaN,
             "the bench process (Gymwire server in-process, plus the harness), sampled every 100 ms");
+
+        if (!o.Includes(BenchPart.Delivery))
+        {
+            return;
+        }
 
         // M5: latency at half of M4's rate.
         var rate = Math.Max(100, gw / 2);

@@ -76,7 +76,9 @@ public sealed class PostgresCluster
         var data = Path.Combine(directory, "data");
         await cluster.PgAsync("initdb", $"-D {data} -U postgres -A trust -E UTF8 --locale=C --no-sync");
         var settings = $"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " +
-                       "-c full_page_writes=off -c max_connections=500 -c shared_buffers=128MB";
+                       "-c full_page_writes=off -c max_connections=500 -c shared_buffers=128MB " +
+                       // For profiling (the bench's BENCH_PG_STATEMENTS loads pg_stat_statements this way).
+                       Environment.GetEnvironmentVariable(ExtraSettingsVariable);
         await cluster.PgAsync("pg_ctl", $"-D {data} -l {Path.Combine(directory, "server.log")} -w -t 60 -o \"{settings}\" start");
         AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Stop(data);
         return cluster;
@@ -103,6 +105,9 @@ public sealed class PostgresCluster
     }
 
     private const string DirectoryPrefix = "gymwire-pg-";
+
+    /// <summary>Extra server settings (<c>-c name=value ...</c>) for the cluster, read when it starts.</summary>
+    public const string ExtraSettingsVariable = "GYMWIRE_PG_SETTINGS";
     private const string OwnerFile = "owner";
 
     internal static string Owner(Process process) => $"{process.Id} {process.StartTime.ToUniversalTime().Ticks}";
