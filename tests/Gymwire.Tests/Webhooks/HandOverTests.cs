@@ -1,11 +1,13 @@
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
+using Microsoft.Extensions.Options;
 
 namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// The dispatcher hands a fresh event's deliveries to this node's worker already claimed (<see cref="DeliverySlots"/>):
-/// they are sent, recorded and signed as claimed ones are, and no claim of the queue ever returns them.
+/// they are sent, recorded and signed as claimed ones are, and no claim of the queue ever returns them. The worker's
+/// claims and the dispatcher's hand-overs share the node's slots without taking one another's.
 /// </summary>
 public abstract class HandOverTests(WrappedQueueFixture fx)
 {
@@ -39,5 +41,44 @@ public abstract class HandOverTests(WrappedQueueFixture fx)
             Assert.Equal((1, 200, DeliveryMetrics.Triggers.Initial), (attempt.Number, attempt.StatusCode, attempt.Trigger));
         }
         Assert.Equal(3, receiver.Requests.Count(r => r.Path.StartsWith("/handed-", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task While_a_claim_is_out_the_slots_it_may_fill_are_its_own_and_a_failed_claim_gives_them_back()
+    {
+        var slots = fx.Services.GetRequiredService<DeliverySlots>();
+        var capacity = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.MaxConcurrentDeliveries;
+        await Eventually.TrueAsync(() => Task.FromResult(slots.Free == capacity), what: "every slot free");
+
+        // A hand-over meanwhile finds no slot: taken after the claim, a slot the hand-over took left a claimed delivery
+        // with none, given back unattempted.
+        var duringClaim = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        fx.Queue.BeforeClaim = () =>
+        {
+            var taken = slots.Take(1);
+            slots.Return(taken);
+            duringClaim.SetResult(taken);
+        };
+        fx.WakeWorker();
+        Assert.Equal(0, await duringClaim.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        await Eventually.TrueAsync(() => Task.FromResult(slots.Free == capacity), what: "every slot free after the claim");
+
+        // A claim that fails (the database) holds none after it.
+        var failed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        fx.Queue.BeforeClaim = () =>
+        {
+            failed.SetResult();
+            throw new InvalidOperationException("The connection was lost (a test's injected failure)");
+        };
+        fx.WakeWorker();
+        await failed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await Eventually.TrueAsync(() => Task.FromResult(slots.Free == capacity), what: "every slot free after the failed claim");
+
+        // And the worker goes on: a fresh event is still delivered.
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        await gym.CreateWebhookAsync(receiver.Url("/after-failed-claim"), "member.joined");
+        await gym.AddMemberAsync("user_after_failed_claim");
+        Assert.Single(await receiver.WaitForAsync("/after-failed-claim", 1));
     }
 }

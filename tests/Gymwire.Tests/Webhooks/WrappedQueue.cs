@@ -20,9 +20,10 @@ public sealed class SqliteWrappedQueue() : WrappedQueueFixture(Store.Sqlite);
 public sealed class PostgresWrappedQueue() : WrappedQueueFixture(Store.Postgres);
 
 /// <summary>
-/// The real queue, watched: it records every delivery a claim returned, and runs <see cref="AfterFanOut"/> inside an
-/// enqueue's transaction, after its fan-out and before its commit. Claiming the probe of <see cref="FailProbeOf"/>
-/// fails once, as a dropped connection would.
+/// The real queue, watched: it records every delivery a claim returned, runs <see cref="AfterFanOut"/> inside an
+/// enqueue's transaction, after its fan-out and before its commit, and <see cref="BeforeClaim"/> once, when the next
+/// claim starts (an exception it throws is that claim's). Claiming the probe of <see cref="FailProbeOf"/> fails once,
+/// as a dropped connection would.
 /// </summary>
 public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
 {
@@ -36,6 +37,14 @@ public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
     public ConcurrentQueue<Guid> Claimed { get; } = new();
 
     public Action? AfterFanOut { get; set; }
+
+    private Action? _beforeClaim;
+
+    public Action? BeforeClaim
+    {
+        get => Volatile.Read(ref _beforeClaim);
+        set => Volatile.Write(ref _beforeClaim, value);
+    }
 
     public Task<DateTime?> ClaimProbeAsync(Guid subscriptionId, CancellationToken ct) =>
         subscriptionId == FailProbeOf && Interlocked.Exchange(ref _failed, 1) == 0
@@ -56,6 +65,10 @@ public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
 
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
+        if (Interlocked.Exchange(ref _beforeClaim, null) is { } before)
+        {
+            before();
+        }
         var claimed = await queue.ClaimAsync(limit, skipSubscriptions, skipDeliveries, ct);
         foreach (var delivery in claimed)
         {

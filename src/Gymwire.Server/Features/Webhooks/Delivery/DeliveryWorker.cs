@@ -110,22 +110,27 @@ public sealed partial class DeliveryWorker(
     /// <summary>Claims what there is room for, then admits and starts each; true when the claim was full (more may be waiting).</summary>
     private async Task<bool> ClaimAndStartAsync(CancellationToken ct)
     {
-        var free = slots.Free;
-        if (free <= 0)
+        // The slots are taken before the claim: taken after it, the dispatcher's hand-overs meanwhile left claims with
+        // no slot, claimed and given back for nothing.
+        var taken = slots.Take(int.MaxValue);
+        if (taken == 0)
         {
             return false;
         }
-        var claimed = await queue.ClaimAsync(free, policy.AtCapacity(), [.. _inFlight.Keys], ct);
-        var taken = slots.Take(claimed.Count);
-        if (taken < claimed.Count)
+        IReadOnlyList<ClaimedDelivery> claimed;
+        try
         {
-            // The dispatcher took slots meanwhile for deliveries it handed over (or the worker is stopping): the claims
-            // there is no slot for go back.
-            await GiveBackAsync([.. claimed.Skip(taken)]);
-            claimed = [.. claimed.Take(taken)];
+            claimed = await queue.ClaimAsync(taken, policy.AtCapacity(), [.. _inFlight.Keys], ct);
         }
+        catch
+        {
+            // Nothing was claimed (a commit whose answer was lost leaves claims that lapse with their lease).
+            slots.Return(taken);
+            throw;
+        }
+        slots.Return(taken - claimed.Count);
         var started = await StartAsync(claimed, ct);
-        return claimed.Count == free && started == claimed.Count;
+        return claimed.Count == taken && started == claimed.Count;
     }
 
     /// <summary>
