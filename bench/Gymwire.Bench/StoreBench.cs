@@ -376,6 +376,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         // process of their own): steadier than throughput on a shared machine.
         var cpuPerDelivery = new List<double>();
         var bytesPerDelivery = new List<double>();
+        var pgCpuPerDelivery = new List<double>();
         var statements = await PgStatements.StartAsync(_app.Services, store);
         for (var r = 0; r < o.Runs; r++)
         {
@@ -384,8 +385,13 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             var before = _commands.Count;
             // Precise: the approximate count can stand still across a whole run.
             var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+            var pgCpu = store == "postgres" ? PostgresCpu.Total() : TimeSpan.Zero;
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             gwRates.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
+            if (store == "postgres")
+            {
+                pgCpuPerDelivery.Add((PostgresCpu.Total() - pgCpu).TotalMicroseconds / perRun);
+            }
             if (types is not null)
             {
                 Console.WriteLine($"  M4 run {r + 1}, allocated by type:{Environment.NewLine}{types.Top(40, perRun, "delivery")}");
@@ -397,13 +403,13 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             bytesPerDelivery.Add(allocated >= 0 ? allocated / (double)perRun : double.NaN);
             perDelivery.Add((_commands.Count - before) / (double)perRun);
             peakRss = Math.Max(peakRss, sampler.Stop());
-            Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU, {bytesPerDelivery[^1]:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
+            Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU{(pgCpuPerDelivery.Count > 0 ? $", PostgreSQL {pgCpuPerDelivery[^1]:0.0} µs" : "")}, {bytesPerDelivery[^1]:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
         }
         await statements.PrintAsync("M4's measured runs", o.Runs * perRun, "delivery");
         var raw = Stats.Median(rawRates);
         var gw = Stats.Median(gwRates);
         report.Add(store, "M4 delivery throughput", $"{gw:N0} deliveries/s", $"{raw:N0} POSTs/s", gw / raw, 0.3,
-            $"{perRun:N0} deliveries of {rawPayload.Length} B per run ({o.EventsPerRun} events x {Subscriptions} receivers), {DeliveryConcurrency} in flight, after {warmups.Count} warm-up runs ({warmupRates}/s); {Stats.Median(perDelivery):0.0} SQL commands, {Stats.Median(cpuPerDelivery):0.0} µs of the server's CPU and {Stats.Median(bytesPerDelivery.Where(double.IsFinite)):N0} B allocated per delivery; absolute target 10,000/s: {(gw >= 10_000 ? "met" : "missed")}",
+            $"{perRun:N0} deliveries of {rawPayload.Length} B per run ({o.EventsPerRun} events x {Subscriptions} receivers), {DeliveryConcurrency} in flight, after {warmups.Count} warm-up runs ({warmupRates}/s); {Stats.Median(perDelivery):0.0} SQL commands, {Stats.Median(cpuPerDelivery):0.0} µs of the server's CPU{(pgCpuPerDelivery.Count > 0 ? $" (PostgreSQL's processes: {Stats.Median(pgCpuPerDelivery):0.0} µs)" : "")} and {Stats.Median(bytesPerDelivery.Where(double.IsFinite)):N0} B allocated per delivery; absolute target 10,000/s: {(gw >= 10_000 ? "met" : "missed")}",
             extraMet: gw >= 10_000);
         report.Add(store, "Memory: peak RSS during M4", $"{peakRss / 1048576.0:N0} MiB", "-", double.NaN, double.NaN,
             "the bench process (Gymwire server in-process, plus the harness), sampled every 100 ms");
