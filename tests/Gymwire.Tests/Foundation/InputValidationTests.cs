@@ -173,7 +173,7 @@ public abstract class InputValidationTests(GymwireFixture fx)
         await formResponse.AssertErrorAsync(HttpStatusCode.BadRequest);
 
         var lines = fx.Logs.Lines.Skip(start).ToList();
-        Assert.DoesNotContain(lines, l => l.StartsWith("Error", StringComparison.Ordinal) || l.StartsWith("Critical", StringComparison.Ordinal));
+        fx.Logs.AssertNoErrorsSince(start);
         Assert.DoesNotContain(lines, l => l.Contains("   at ", StringComparison.Ordinal) || l.Contains("Exception:", StringComparison.Ordinal));
         var clientErrors = lines.Where(l => l.Contains("Client error", StringComparison.Ordinal)).ToList();
         Assert.Equal(6, clientErrors.Count);

@@ -207,6 +207,21 @@ public sealed class TestLogSink : ILoggerProvider
 
     public IReadOnlyCollection<string> Lines => _lines;
 
+    /// <summary>
+    /// The lines logged at <c>Error</c> or <c>Critical</c>, from the <paramref name="start"/>th line on (a count of
+    /// <see cref="Lines"/> taken earlier), by categories that start with <paramref name="category"/>.
+    /// </summary>
+    public List<string> ErrorsSince(int start = 0, string category = "") =>
+        [.. _lines.Skip(start).Where(l => (l.StartsWith("Error ", StringComparison.Ordinal) || l.StartsWith("Critical ", StringComparison.Ordinal))
+            && l.AsSpan(l.IndexOf(' ') + 1).StartsWith(category, StringComparison.Ordinal))];
+
+    /// <summary>Asserts that <see cref="ErrorsSince"/> finds none, and shows them whole if it does.</summary>
+    public void AssertNoErrorsSince(int start = 0, string category = "")
+    {
+        var errors = ErrorsSince(start, category);
+        Assert.True(errors.Count == 0, string.Join('\n', errors));
+    }
+
     public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
 
     public void Dispose()

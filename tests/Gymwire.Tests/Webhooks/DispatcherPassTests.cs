@@ -12,7 +12,7 @@ namespace Gymwire.Tests.Webhooks;
 /// may have left events behind, and the dispatcher reads the outbox again only then: a wake-up that finds a few events
 /// costs one read of the outbox, not a second one that finds none.
 /// </summary>
-public abstract class DispatcherPassTests(WebhookFixture fx)
+public abstract class DispatcherPassTests(NoDispatcherFixture fx)
 {
     public sealed class Sqlite(SqliteNoDispatcher f) : DispatcherPassTests(f), IClassFixture<SqliteNoDispatcher>;
     public sealed class Postgres(PostgresNoDispatcher f) : DispatcherPassTests(f), IClassFixture<PostgresNoDispatcher>;
@@ -60,7 +60,7 @@ public abstract class DispatcherPassTests(WebhookFixture fx)
     [Fact]
     public async Task A_pass_inserts_as_many_new_deliveries_claimed_as_the_worker_has_free_slots_and_hands_them_over_as_a_claim_reads_them()
     {
-        await DrainOutboxAsync();
+        await fx.DrainOutboxAsync();
         var gym = await fx.CreateGymAsync();
         var hooks = new List<CreatedHook>();
         for (var i = 0; i < 3; i++)
@@ -72,7 +72,7 @@ public abstract class DispatcherPassTests(WebhookFixture fx)
         await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == paused.Id).ExecuteUpdateAsync(u => u
             .SetProperty(s => s.ConsecutiveFailures, 5).SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(1))
             .SetProperty(s => s.PausedUntil, now.AddMinutes(1)).SetProperty(s => s.FailingSince, now)));
-        await DrainOutboxAsync();
+        await fx.DrainOutboxAsync();
         // A worker with four slots, two of them in use: two of the three claimable deliveries are handed over.
         var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
         slots.Open();
@@ -124,13 +124,13 @@ public abstract class DispatcherPassTests(WebhookFixture fx)
     [Fact]
     public async Task A_pass_whose_worker_stops_before_its_commit_gives_its_claims_and_slots_back()
     {
-        await DrainOutboxAsync();
+        await fx.DrainOutboxAsync();
         var gym = await fx.CreateGymAsync();
         for (var i = 0; i < 3; i++)
         {
             await gym.CreateWebhookAsync($"http://127.0.0.1:9/stopping/{i}", "lead.created");
         }
-        await DrainOutboxAsync();
+        await fx.DrainOutboxAsync();
         var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
         slots.Open();
         // The worker stops after the pass has claimed its deliveries and before they are handed over.
@@ -154,14 +154,6 @@ public abstract class DispatcherPassTests(WebhookFixture fx)
     }
 
     /// <summary>Fans out whatever earlier tests and set-up left in the outbox, with no worker to hand anything to.</summary>
-    private async Task DrainOutboxAsync()
-    {
-        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services);
-        while ((await dispatcher.DispatchBatchAsync(CancellationToken.None)).MayHaveMore)
-        {
-        }
-    }
-
     private Task AddEventsAsync(Guid gymId, int count) => fx.WithDbAsync(async db =>
     {
         for (var i = 0; i < count; i++)
@@ -177,6 +169,15 @@ public abstract class NoDispatcherFixture(Store store) : WebhookFixture(store)
 {
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
         [.. base.Settings(), new("Webhooks:DispatcherEnabled", "false"), new("Webhooks:WorkerEnabled", "false")];
+
+    /// <summary>Fans out every undispatched event (earlier tests' too), so that a test's own pass sees only its own.</summary>
+    public async Task DrainOutboxAsync()
+    {
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(Services);
+        while ((await dispatcher.DispatchBatchAsync(CancellationToken.None)).MayHaveMore)
+        {
+        }
+    }
 }
 
 public sealed class SqliteNoDispatcher() : NoDispatcherFixture(Store.Sqlite);

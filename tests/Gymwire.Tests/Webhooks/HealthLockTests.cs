@@ -19,16 +19,14 @@ public sealed class HealthLockTests(PostgresNoDispatcher fx) : IClassFixture<Pos
         var gym = await fx.CreateGymAsync();
         var first = await gym.CreateWebhookAsync("http://127.0.0.1:9/lock/1", "lead.created");
         var second = await gym.CreateWebhookAsync("http://127.0.0.1:9/lock/2", "lead.created");
-        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services);
-        while ((await dispatcher.DispatchBatchAsync(CancellationToken.None)).MayHaveMore)
-        {
-        }
+        await fx.DrainOutboxAsync();
         await fx.WithDbAsync(db =>
         {
             db.AddEvent(gym.GymId, EventCatalog.LeadCreated, new { lead_id = "lead_locked" }, fx.Clock.GetUtcNow().UtcDateTime);
             return db.SaveChangesAsync();
         });
 
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services);
         await using var scope = fx.Services.CreateAsyncScope();
         var recording = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         await using (var transaction = await recording.Database.BeginTransactionAsync())

@@ -785,7 +785,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     private void AssertNoWorkerErrors() =>
-        Assert.DoesNotContain(fx.Logs.Lines, line => line.StartsWith("Error Gymwire.Features.Webhooks", StringComparison.Ordinal));
+        fx.Logs.AssertNoErrorsSince(category: "Gymwire.Features.Webhooks");
 
     [Fact]
     public async Task A_subscription_failing_for_five_days_is_deactivated()
