@@ -49,6 +49,10 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         // HOT update: a claim moves next_attempt_at to the end of its lease (out of the due index's head), and the
         // recorder sets it again (docs/benchmark-findings.md, M4).
         b.HasStorageParameter("fillfactor", 80);
+        // Vacuum never cuts the file down: a queue emptied and vacuumed to no pages made connections plan the attempts'
+        // foreign-key check as a table scan and keep that plan while the queue refilled (docs/benchmark-findings.md,
+        // M6 isolation). The cut also takes an exclusive lock that stalls every claim.
+        b.HasStorageParameter("vacuum_truncate", false);
         b.Property(x => x.Event).HasMaxLength(64);
         b.Property(x => x.Status).HasMaxLength(16);
         b.Property(x => x.LastError).HasMaxLength(WebhookAttempt.MaxErrorLength);

@@ -1367,7 +1367,8 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_cost_delay", 0)
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_scale_factor", 0.02)
                         .HasAnnotation("Npgsql:StorageParameter:autovacuum_vacuum_threshold", 1000)
-                        .HasAnnotation("Npgsql:StorageParameter:fillfactor", 80);
+                        .HasAnnotation("Npgsql:StorageParameter:fillfactor", 80)
+                        .HasAnnotation("Npgsql:StorageParameter:vacuum_truncate", false);
                 });
 
             modelBuilder.Entity("Gymwire.Features.Webhooks.WebhookSubscription", b =>
