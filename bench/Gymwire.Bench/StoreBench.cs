@@ -516,6 +516,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         // M4's warm-up never took (failed, redirected, cut-off and slow attempts; holds, pauses, deactivation) and
         // JIT-compiles them: in R3 that first pair's ratio was 0.70-0.81 in four delivery-only runs, against a median
         // of 0.93 for the pairs after it, with 0.7-1.2 s more of Gymwire's CPU than its baseline.
+        PgStatements? statements = null;
         for (var r = 0; r <= o.PairedRuns; r++)
         {
             var b = await RunAsync(active: false);
@@ -526,10 +527,15 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             {
                 counting = true;
                 counted = await AttemptsPerSubscriptionAsync();
+                statements = await PgStatements.StartAsync(_app.Services, store);
                 continue;
             }
             measured.Add(m);
             baseline.Add(b);
+        }
+        if (statements is not null)
+        {
+            await statements.PrintAsync($"{name}'s measured pairs (both runs of each, and the queue's reset before each)", 2 * o.PairedRuns * o.EventsPerRun * Subscriptions, "healthy delivery");
         }
         await CountAttemptsAsync();
         Console.WriteLine($"  {name}: attempts per measured run: " + string.Join(", ", attempts.Select(x => $"{x.Key} {x.Value / (double)o.PairedRuns:0.#}")));
