@@ -53,7 +53,7 @@ public sealed class PgStatements
             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             ORDER BY total_exec_time + total_plan_time DESC LIMIT 20
             """).ToListAsync();
-        Console.WriteLine($"  pg_stat_statements over {stretch} ({units:N0} {unit}s; µs per {unit}, calls, rows, statement):");
+        Console.WriteLine($"  pg_stat_statements over {stretch} ({unit}: {units:N0}; µs per {unit}, calls, rows, statement):");
         foreach (var r in rows)
         {
             Console.WriteLine($"    {(r.TotalMs + r.PlanMs) * 1000 / units,8:0.0} µs {r.Calls,8:N0} {r.Rows,8:N0}  {r.Query}");

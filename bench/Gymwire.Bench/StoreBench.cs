@@ -602,7 +602,20 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         await using var scope = _app.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
         db.Database.SetCommandTimeout(TimeSpan.FromMinutes(5));
-        await db.WebhookDeliveries.Where(d => d.SubscriptionId == dead).ExecuteDeleteAsync();
+        // The delete locks 36,000 rows in no particular order while the worker may still record or move a few of them:
+        // PostgreSQL can pick it as a deadlock's victim, and then it is simply run again.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await db.WebhookDeliveries.Where(d => d.SubscriptionId == dead).ExecuteDeleteAsync();
+                return;
+            }
+            catch (Exception e) when (attempt < 5 && e.GetBaseException() is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DeadlockDetected })
+            {
+                Console.WriteLine($"  dropping the dead endpoint's deliveries deadlocked (try {attempt}); trying again");
+            }
+        }
     }
 
     /// <summary>How long the dead endpoint's pause must have grown to before a measured run: a few failed probes.</summary>
