@@ -39,7 +39,7 @@ public static partial class ErrorHandling
             ExceptionHandler = HandleExceptionAsync,
             // A client's mistake (bad JSON, a value that does not bind, a body too large) is not a server fault:
             // HandleExceptionAsync logs it in one line; the middleware would log it as an unhandled error with its stack.
-            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException,
+            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException || IsConcurrencyConflict(c.Exception),
         });
         app.UseStatusCodePages(context =>
         {
@@ -71,8 +71,34 @@ public static partial class ErrorHandling
             return; // The client went away; nobody is listening.
         }
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
+        if (IsConcurrencyConflict(exception))
+        {
+            // Nothing of the request was applied (its transaction rolled back), and the same request can succeed now.
+            LogConflict(logger, context.Request.Method, context.Request.Path.ToUriComponent(), exception!.GetBaseException().Message);
+            context.Response.Headers.RetryAfter = "1";
+            await ApiErrors.WriteAsync(context, StatusCodes.Status503ServiceUnavailable,
+                "The request met a concurrent change to the same data and was not applied; retry it");
+            return;
+        }
         LogUnhandled(logger, context.Request.Method, context.Request.Path, exception);
         await ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError, "Internal server error");
+    }
+
+    /// <summary>
+    /// PostgreSQL broke a deadlock or a serialization conflict by rolling this request's transaction back: two writers
+    /// met on the same rows in different orders (an owner's bulk delete and the delivery worker, say). It is neither the
+    /// client's fault nor a server fault, and a retry succeeds.
+    /// </summary>
+    internal static bool IsConcurrencyConflict(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.SerializationFailure })
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>Answers a client error in the error shape and logs it in one line, below Error: the client erred, not the server.</summary>
@@ -235,6 +261,9 @@ public static partial class ErrorHandling
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Client error {StatusCode} for {Method} {Path}: {Reason}")]
     private static partial void LogClientError(ILogger logger, int statusCode, string method, string path, string reason);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Concurrent change for {Method} {Path}, answered 503 to be retried: {Reason}")]
+    private static partial void LogConflict(ILogger logger, string method, string path, string reason);
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, string method, string path, Exception? exception);

@@ -198,7 +198,17 @@ public sealed class WebhookService(
         var queued = await db.WebhookDeliveries.CountAsync(d => d.GymId == subscription.GymId && d.SubscriptionId == id
             && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying), ct);
         db.WebhookSubscriptions.Remove(subscription);
-        await db.SaveChangesAsync(ct);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
+        {
+            // EF Core's execution strategy wraps the DbUpdateException. The cascade met a writer holding the same deliveries in another order (retention, say), and PostgreSQL
+            // rolled the delete back: nothing is deleted, and trying again works.
+            db.ChangeTracker.Clear();
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, "Deliveries to this webhook changed while it was being deleted; try again in a moment");
+        }
         metrics.RecordUndeliverable(queued);
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
