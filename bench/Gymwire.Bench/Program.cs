@@ -59,6 +59,11 @@ namespace Gymwire.Bench
         /// <summary>M6 isolation, R3 and the metrics' cost: pairs of a baseline and a measured run (their spread is wider than M4's).</summary>
         public int PairedRuns => Quick ? 1 : 7;
         public TimeSpan Duration => TimeSpan.FromSeconds(Quick ? 2 : 3);
+        /// <summary>
+        /// M3's load on each side before it is measured: a create_lead runs far more of Gymwire's code than its ceiling,
+        /// and the runtime's tiered compilation takes seconds of load to finish optimizing it.
+        /// </summary>
+        public TimeSpan ActionsWarmUp => TimeSpan.FromSeconds(Quick ? 3 : 10);
         public int[] Connections => Quick ? [4, 16] : [2, 8, 32];
         public int M1Members => 100_000;
         public int ScaleSmall => 10_000;

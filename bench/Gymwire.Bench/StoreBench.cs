@@ -281,8 +281,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var ceilingUrl = $"{_base}/bench/raw-lead";
         const int connections = 16;
         await HoldForProfilingAsync(subjectUrl, actions.Key, ceilingUrl, "BENCH_M3_HOLD", "gymwire-m3-hold.env");
-        await Wrk.RunAsync(ceilingUrl, connections, TimeSpan.FromSeconds(1), ceilingScript);
-        await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
+        await Wrk.RunAsync(ceilingUrl, connections, o.ActionsWarmUp, ceilingScript);
+        await Wrk.RunAsync(subjectUrl, connections, o.ActionsWarmUp, subjectScript);
         var (before, transactionsBefore) = (_commands.Count, _commands.Transactions);
         _commands.StartAttributing();
         var counted = await Wrk.RunAsync(subjectUrl, connections, TimeSpan.FromSeconds(1), subjectScript);
@@ -296,11 +296,12 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var ceilingRuns = new List<LoadResult>();
         var subjectRuns = new List<LoadResult>();
         // This process's CPU time and allocated bytes per request, as for M1/M2 (Gymwire, its dispatcher and delivery
-        // worker; wrk and PostgreSQL not counted).
-        var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
+        // worker; wrk not counted), and on PostgreSQL its server processes' CPU time.
+        var cost = new Dictionary<string, (TimeSpan Cpu, TimeSpan PgCpu, long Bytes, long Requests)>();
         async Task<LoadResult> MeasuredAsync(string name, string url, string script)
         {
             var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+            var pgCpu = store == "postgres" ? PostgresCpu.Total() : TimeSpan.Zero;
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             var result = await Wrk.RunAsync(url, connections, o.Duration, script);
             if (types is not null)
@@ -308,16 +309,41 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 Console.WriteLine($"  M3 {name}, allocated by type:{Environment.NewLine}{types.Top(30, Math.Max(1, result.Requests), "request")}");
             }
             var sum = cost.GetValueOrDefault(name);
-            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu,
+                sum.PgCpu + (store == "postgres" ? PostgresCpu.Total() - pgCpu : TimeSpan.Zero),
+                sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
             return result;
         }
-        for (var r = 0; r < o.Runs; r++)
+        // Pairs back to back, the order alternating, as for M2: the machine's load moves between runs.
+        for (var r = 0; r < o.PairedRuns; r++)
         {
-            ceilingRuns.Add(await MeasuredAsync("ceiling", ceilingUrl, ceilingScript));
-            subjectRuns.Add(await MeasuredAsync("create_lead", subjectUrl, subjectScript));
+            if (r % 2 == 0)
+            {
+                ceilingRuns.Add(await MeasuredAsync("ceiling", ceilingUrl, ceilingScript));
+                subjectRuns.Add(await MeasuredAsync("create_lead", subjectUrl, subjectScript));
+            }
+            else
+            {
+                subjectRuns.Add(await MeasuredAsync("create_lead", subjectUrl, subjectScript));
+                ceilingRuns.Add(await MeasuredAsync("ceiling", ceilingUrl, ceilingScript));
+            }
         }
-        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
-        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (every measured run; Gymwire's process, wrk not counted)";
+        var ratio = Stats.Median(subjectRuns.Zip(ceilingRuns, (s, c) => s.Rps / c.Rps));
+        if (PgStatements.Enabled && store == "postgres")
+        {
+            // One more run of each on its own, so that their statements do not mix.
+            foreach (var (name, url, script) in new[] { ("create_lead", subjectUrl, subjectScript), ("raw insert", ceilingUrl, ceilingScript) })
+            {
+                var statements = await PgStatements.StartAsync(_app.Services, store);
+                var run = await Wrk.RunAsync(url, connections, o.Duration, script);
+                await Task.Delay(TimeSpan.FromMilliseconds(500));
+                await statements.PrintAsync($"a {name} run", (int)run.Requests, name);
+            }
+        }
+        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU"
+            + (store == "postgres" ? $" (PostgreSQL's processes {cost[name].PgCpu.TotalMicroseconds / cost[name].Requests:0.0} µs)" : "")
+            + $", {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
+        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (every measured run; Gymwire's process{(store == "postgres" ? " and PostgreSQL's" : "")}, wrk not counted)";
         Console.WriteLine($"  M3 per request: {perRequest}");
         report.Detail(store, "M3 per request", $"{perRequest}; SQL commands per create_lead {perWrite:0.00} ({commandKinds}), {transactionsPerWrite:0.00} explicit transactions");
         var ceiling = LoadResult.Median(ceilingRuns);
@@ -334,7 +360,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             Console.WriteLine($"  M3 check: {leads:N0} create_lead rows, {events:N0} lead.created events (equal: {leads == events})");
         }
         report.Add(store, "M3 create_lead (row + outbox event)", Describe(ceiling: false, subject, connections), Describe(ceiling: false, ceiling, connections),
-            subject.Rps / ceiling.Rps, 0.4, $"writes/s; ceiling: one raw INSERT of a lead row per request through the same HTTP stack; {perWrite:0.0} SQL commands per create_lead (dispatcher's included)");
+            ratio, 0.4, $"writes/s; ceiling: one raw INSERT of a lead row per request through the same HTTP stack, after {o.ActionsWarmUp.TotalSeconds:0} s of each; " +
+            $"ratio: the median of {o.PairedRuns} pairs' own ratios (absolute figures the medians of each side: {subject.Rps / ceiling.Rps:0.00}); {perWrite:0.0} SQL commands per create_lead (dispatcher's included)");
     }
 
     // ---------------------------------------------------------------- M4, M5, M6, memory
