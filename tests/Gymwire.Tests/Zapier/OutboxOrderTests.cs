@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Gymwire.Data;
 using Gymwire.Features.Events;
+using Gymwire.Features.Zapier;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Npgsql;
@@ -25,41 +26,25 @@ public sealed class OutboxOrderTests(PostgresGymwire fx) : IClassFixture<Postgre
         await (await writer.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Before" })).AssertStatusAsync(HttpStatusCode.Created);
         var baseline = (await EventsAfterAsync(owner, 0))[^1].GetProperty("sequence").GetInt64();
 
-        // A test trigger stalls the first write right after its event row is numbered, until the holder lets go.
-        const int StallKey = 424243;
-        await using var holder = new NpgsqlConnection(fx.ConnectionString);
-        await holder.OpenAsync();
-        await ExecAsync(holder, $"SELECT pg_advisory_lock({StallKey})");
-        await ExecAsync(holder, $"""
-            CREATE OR REPLACE FUNCTION test_stall_lead() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.data LIKE '%Late%' THEN PERFORM pg_advisory_xact_lock_shared({StallKey}); END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_stall_lead AFTER INSERT ON outbox_events FOR EACH ROW EXECUTE FUNCTION test_stall_lead();
-            """);
-        try
-        {
-            var late = writer.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Late" });
-            await WaitForLockWaitersAsync(holder, 1);
-            var early = writer.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Early" });
-            // Either the second write waits for the gym's lock (the order holds), or it commits meanwhile (the defect).
-            await Eventually.TrueAsync(async () => early.IsCompleted || await LockWaitersAsync(holder) >= 2, what: "the second write to commit or wait");
-            var during = await EventsAfterAsync(owner, baseline);
+        // The first write stalls right after its event row is numbered, until released.
+        await using var stall = await OutboxStall.StartAsync(fx.ConnectionString, 424243, "Late");
+        var late = writer.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Late" });
+        await stall.WaitForWaitersAsync(1);
+        var early = writer.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Early" });
+        // Either the second write waits (for the gym's lock, or queued behind the first write's batch for it: the
+        // order holds), or it commits meanwhile (the defect).
+        var writes = fx.Services.GetRequiredService<ActionWrites>();
+        await Eventually.TrueAsync(async () => early.IsCompleted || writes.Waiting >= 1 || await stall.WaitersAsync() >= 2, what: "the second write to commit or wait");
+        var during = await EventsAfterAsync(owner, baseline);
 
-            await ExecAsync(holder, $"SELECT pg_advisory_unlock({StallKey})");
-            await (await late).AssertStatusAsync(HttpStatusCode.Created);
-            await (await early).AssertStatusAsync(HttpStatusCode.Created);
+        await stall.ReleaseAsync();
+        await (await late).AssertStatusAsync(HttpStatusCode.Created);
+        await (await early).AssertStatusAsync(HttpStatusCode.Created);
 
-            var next = during.Count == 0 ? baseline : during[^1].GetProperty("sequence").GetInt64();
-            var names = during.Concat(await EventsAfterAsync(owner, next))
-                .Select(e => e.GetProperty("data").GetProperty("first_name").GetString()).ToList();
-            Assert.Equal(["Late", "Early"], names);
-        }
-        finally
-        {
-            await ExecAsync(holder, "SELECT pg_advisory_unlock_all(); DROP TRIGGER IF EXISTS test_stall_lead ON outbox_events; DROP FUNCTION IF EXISTS test_stall_lead();");
-        }
+        var next = during.Count == 0 ? baseline : during[^1].GetProperty("sequence").GetInt64();
+        var names = during.Concat(await EventsAfterAsync(owner, next))
+            .Select(e => e.GetProperty("data").GetProperty("first_name").GetString()).ToList();
+        Assert.Equal(["Late", "Early"], names);
     }
 
     [Fact]
@@ -93,6 +78,35 @@ public sealed class OutboxOrderTests(PostgresGymwire fx) : IClassFixture<Postgre
         }
     }
 
+    [Fact]
+    public async Task Actions_of_one_gym_wait_for_its_stalled_write_and_another_gyms_do_not()
+    {
+        async Task<HttpClient> WriterAsync()
+        {
+            var gym = await fx.CreateGymAsync();
+            using var owner = gym.Owner();
+            var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+            return fx.Client(key.GetProperty("key").GetString());
+        }
+        using var stalled = await WriterAsync();
+        using var other = await WriterAsync();
+        await using var stall = await OutboxStall.StartAsync(fx.ConnectionString, 424244, "Stalled");
+        var first = stalled.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Stalled" });
+        await stall.WaitForWaitersAsync(1);
+        // The same gym's next action queues behind the stalled batch (its writes would wait for the gym's lock anyway).
+        var writes = fx.Services.GetRequiredService<ActionWrites>();
+        var queued = stalled.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Queued" });
+        await Eventually.TrueAsync(() => Task.FromResult(writes.Waiting >= 1), what: "the gym's second action to queue");
+        // Another gym's action is written meanwhile.
+        await (await other.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Other gym" }).WaitAsync(TimeSpan.FromSeconds(30)))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        Assert.False(queued.IsCompleted);
+
+        await stall.ReleaseAsync();
+        await (await first).AssertStatusAsync(HttpStatusCode.Created);
+        await (await queued).AssertStatusAsync(HttpStatusCode.Created);
+    }
+
     private static async Task<List<JsonElement>> EventsAfterAsync(HttpClient owner, long after) =>
         (await (await owner.GetAsync($"/api/gym/events?after_sequence={after}&limit=200")).AssertStatusAsync(HttpStatusCode.OK))
             .GetProperty("events").EnumerateArray().Where(e => e.GetProperty("event").GetString() == EventCatalog.LeadCreated).ToList();
@@ -102,13 +116,4 @@ public sealed class OutboxOrderTests(PostgresGymwire fx) : IClassFixture<Postgre
         await using var command = new NpgsqlCommand(sql, connection);
         await command.ExecuteNonQueryAsync();
     }
-
-    private static async Task<long> LockWaitersAsync(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
-    private static Task WaitForLockWaitersAsync(NpgsqlConnection connection, int count) =>
-        Eventually.TrueAsync(async () => await LockWaitersAsync(connection) >= count, what: $"{count} transaction(s) waiting on an advisory lock");
 }

@@ -177,45 +177,27 @@ public abstract class TriggerCursorTests(GymwireFixture fx)
         await AddPaymentAsync(gym.GymId, "user_before", 1, t0);
         var (_, baseline) = await PollAsync(client, "new_payment", 0);
         var eventsBaseline = await LastEventSequenceAsync(owner);
-        const int StallKey = 424242;
-        await using var holder = new NpgsqlConnection(fx.ConnectionString);
-        await holder.OpenAsync();
-        await ExecAsync(holder, $"SELECT pg_advisory_lock({StallKey})");
-        await ExecAsync(holder, $"""
-            CREATE OR REPLACE FUNCTION test_stall_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.data LIKE '%user_late%' THEN PERFORM pg_advisory_xact_lock_shared({StallKey}); END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_stall_outbox AFTER INSERT ON outbox_events FOR EACH ROW EXECUTE FUNCTION test_stall_outbox();
-            """);
-        try
-        {
-            var late = AddPaymentAsync(gym.GymId, "user_late", 2, t0.AddMinutes(-10));
-            await WaitForLockWaitersAsync(holder, 1);
-            var early = AddPaymentAsync(gym.GymId, "user_early", 3, t0.AddMinutes(10));
-            // Either the second save waits for the first (the fix), or it commits meanwhile (the defect).
-            await Eventually.TrueAsync(async () => early.IsCompleted || await LockWaitersAsync(holder) >= 2, what: "the second save to commit or wait");
+        await using var stall = await OutboxStall.StartAsync(fx.ConnectionString, 424242, "user_late");
+        var late = AddPaymentAsync(gym.GymId, "user_late", 2, t0.AddMinutes(-10));
+        await stall.WaitForWaitersAsync(1);
+        var early = AddPaymentAsync(gym.GymId, "user_early", 3, t0.AddMinutes(10));
+        // Either the second save waits for the first (the fix), or it commits meanwhile (the defect).
+        await Eventually.TrueAsync(async () => early.IsCompleted || await stall.WaitersAsync() >= 2, what: "the second save to commit or wait");
 
-            var (during, next) = await PollAsync(client, "new_payment", baseline);
-            var eventsDuring = await EventsAfterAsync(owner, eventsBaseline);
+        var (during, next) = await PollAsync(client, "new_payment", baseline);
+        var eventsDuring = await EventsAfterAsync(owner, eventsBaseline);
 
-            await ExecAsync(holder, $"SELECT pg_advisory_unlock({StallKey})");
-            await Task.WhenAll(late, early);
+        await stall.ReleaseAsync();
+        await Task.WhenAll(late, early);
 
-            var (after, _) = await PollAsync(client, "new_payment", next);
-            var users = during.Concat(after).Select(p => p.GetProperty("user_id").GetString()).ToList();
-            Assert.Equal(["user_late", "user_early"], users);
+        var (after, _) = await PollAsync(client, "new_payment", next);
+        var users = during.Concat(after).Select(p => p.GetProperty("user_id").GetString()).ToList();
+        Assert.Equal(["user_late", "user_early"], users);
 
-            var eventsNext = eventsDuring.Count == 0 ? eventsBaseline : eventsDuring[^1].GetProperty("sequence").GetInt64();
-            var eventUsers = eventsDuring.Concat(await EventsAfterAsync(owner, eventsNext))
-                .Select(e => e.GetProperty("data").GetProperty("user_id").GetString()).ToList();
-            Assert.Equal(["user_late", "user_early"], eventUsers);
-        }
-        finally
-        {
-            await ExecAsync(holder, "SELECT pg_advisory_unlock_all(); DROP TRIGGER IF EXISTS test_stall_outbox ON outbox_events; DROP FUNCTION IF EXISTS test_stall_outbox();");
-        }
+        var eventsNext = eventsDuring.Count == 0 ? eventsBaseline : eventsDuring[^1].GetProperty("sequence").GetInt64();
+        var eventUsers = eventsDuring.Concat(await EventsAfterAsync(owner, eventsNext))
+            .Select(e => e.GetProperty("data").GetProperty("user_id").GetString()).ToList();
+        Assert.Equal(["user_late", "user_early"], eventUsers);
     }
 
     private static async Task<long> LastEventSequenceAsync(HttpClient owner)
@@ -227,19 +209,4 @@ public abstract class TriggerCursorTests(GymwireFixture fx)
     private static async Task<List<JsonElement>> EventsAfterAsync(HttpClient owner, long after) =>
         (await (await owner.GetAsync($"/api/gym/events?after_sequence={after}&limit=200")).AssertStatusAsync(HttpStatusCode.OK))
             .GetProperty("events").EnumerateArray().ToList();
-
-    private static async Task ExecAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<long> LockWaitersAsync(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
-    private static Task WaitForLockWaitersAsync(NpgsqlConnection connection, int count) =>
-        Eventually.TrueAsync(async () => await LockWaitersAsync(connection) >= count, what: $"{count} transaction(s) waiting on an advisory lock");
 }

@@ -95,7 +95,7 @@ public static class ZapierActions
         try
         {
             // The action, its event and the idempotency record commit together, or not at all.
-            await SaveAsync(db, request.HttpContext.RequestServices, ct);
+            await SaveAsync(db, gymId, request.HttpContext.RequestServices, ct);
         }
         catch (DbUpdateException) when (idempotencyKey is not null)
         {
@@ -111,41 +111,25 @@ public static class ZapierActions
     }
 
     /// <summary>
-    /// On SQLite the action's new rows are written with those of the actions waiting beside it, in one transaction
-    /// (<see cref="SqliteActionWrites"/>).
-    /// On PostgreSQL the action's few inserts of new rows go as one batch, which PostgreSQL runs as one implicit
-    /// transaction (if one fails, none stays) and commits before it answers: no COMMIT round trip after it.
-    /// <c>ActionRoundTripTests</c> pins the single batch. SQLite runs statements one by one, so it keeps its transaction.
+    /// The action's new rows are written with those of the actions waiting beside it, in one transaction
+    /// (<see cref="ActionWrites"/>): on SQLite all actions wait for the one writer, on PostgreSQL those of a gym wait
+    /// for its event-order lock. On PostgreSQL a batch of inserts is one round trip (<c>ActionRoundTripTests</c>).
     /// </summary>
-    private static async Task SaveAsync(GymwireDbContext db, IServiceProvider services, CancellationToken ct)
+    private static async Task SaveAsync(GymwireDbContext db, Guid gymId, IServiceProvider services, CancellationToken ct)
     {
-        if (db.Provider != DatabaseProvider.Postgres)
+        List<object> rows = [];
+        foreach (var entry in db.ChangeTracker.Entries())
         {
-            // SQLite: with the new rows of the other actions waiting for the one writer (SqliteActionWrites).
-            List<object> rows = [];
-            foreach (var entry in db.ChangeTracker.Entries())
+            if (entry.State != EntityState.Added)
             {
-                if (entry.State != EntityState.Added)
-                {
-                    await db.SaveChangesAsync(ct);
-                    return;
-                }
-                rows.Add(entry.Entity);
+                await db.SaveChangesAsync(ct);
+                return;
             }
-            db.ChangeTracker.Clear();
-            await services.GetRequiredService<SqliteActionWrites>().SaveAsync(rows);
-            return;
+            rows.Add(entry.Entity);
         }
-        var behavior = db.Database.AutoTransactionBehavior;
-        db.Database.AutoTransactionBehavior = AutoTransactionBehavior.Never;
-        try
-        {
-            await db.SaveChangesAsync(ct);
-        }
-        finally
-        {
-            db.Database.AutoTransactionBehavior = behavior;
-        }
+        db.ChangeTracker.Clear();
+        var queue = db.Provider == DatabaseProvider.Postgres ? gymId : Guid.Empty;
+        await services.GetRequiredService<ActionWrites>().SaveAsync(queue, rows);
     }
 
     private static async Task<IResult?> ReplayAsync(GymwireDbContext db, Guid gymId, string key, byte[] requestHash, DateTime now, CancellationToken ct)

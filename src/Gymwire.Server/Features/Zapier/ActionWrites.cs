@@ -1,22 +1,23 @@
 using System.Runtime.ExceptionServices;
 using Gymwire.Data;
+using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Features.Zapier;
 
 /// <summary>
-/// On SQLite, the new rows of actions waiting together for the one writer go in one transaction and one commit, not
-/// one each; a failed batch is written again action by action, so only the failing action sees its error. Not on
-/// PostgreSQL, where writers run side by side and a batch would make every action wait for the slowest.
+/// The new rows of actions waiting together go in one transaction and one commit, not one each; a failed batch is
+/// written again action by action, so only the failing action sees its error. Actions wait together where they would
+/// queue anyway: on SQLite for its one writer (one queue for all), on PostgreSQL for their gym's event-order lock (a
+/// queue per gym, so one gym's writes never wait for another's).
 /// </summary>
-public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
+public sealed class ActionWrites(IServiceScopeFactory scopes)
 {
     /// <summary>Actions written per transaction at most, so one commit stays short.</summary>
     public const int MaxActionsPerBatch = 32;
 
     private readonly Lock _lock = new();
-    private readonly Queue<Pending> _queue = new();
-    // True while an action writes a batch or has been handed the next; the queue is empty whenever this is false.
-    private bool _writing;
+    // A queue while an action writes a batch of it or has been handed the next; gone when empty.
+    private readonly Dictionary<Guid, Queue<Pending>> _queues = [];
 
     private sealed class Pending(IReadOnlyList<object> rows)
     {
@@ -26,32 +27,53 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
         public TaskCompletionSource<bool> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    /// <summary>Inserts <paramref name="rows"/> (new entities) in one transaction, with those of other actions waiting.</summary>
-    public async Task SaveAsync(IReadOnlyList<object> rows)
+    /// <summary>Actions queued behind a batch being written now, in every queue (for tests).</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queues.Values.Sum(q => q.Count);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="rows"/> (new entities) in one transaction, with those of other actions waiting in the
+    /// same <paramref name="queue"/>.
+    /// </summary>
+    public async Task SaveAsync(Guid queue, IReadOnlyList<object> rows)
     {
         var mine = new Pending(rows);
         bool lead;
         lock (_lock)
         {
-            _queue.Enqueue(mine);
-            lead = !_writing;
-            _writing = true;
+            lead = !_queues.TryGetValue(queue, out var waiting);
+            if (lead)
+            {
+                _queues[queue] = [];
+            }
+            else
+            {
+                waiting!.Enqueue(mine);
+            }
         }
         if (!lead && await mine.Outcome.Task)
         {
             return;
         }
-        await WriteBatchAsync(mine);
+        await WriteBatchAsync(queue, mine);
     }
 
-    // Called by the action at the head of the queue: the batch always holds its own rows.
-    private async Task WriteBatchAsync(Pending mine)
+    // Called by the action at the head of the queue, which is not in it: the batch always holds its own rows.
+    private async Task WriteBatchAsync(Guid queue, Pending mine)
     {
-        List<Pending> batch;
+        List<Pending> batch = [mine];
         lock (_lock)
         {
-            batch = new List<Pending>(Math.Min(_queue.Count, MaxActionsPerBatch));
-            while (batch.Count < MaxActionsPerBatch && _queue.TryDequeue(out var next))
+            var waiting = _queues[queue];
+            while (batch.Count < MaxActionsPerBatch && waiting.TryDequeue(out var next))
             {
                 batch.Add(next);
             }
@@ -110,12 +132,13 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
                     pending.Outcome.TrySetResult(true);
                 }
             }
+            // The next batch's writer leaves the queue; an empty queue goes, and the next action to come leads.
             Pending? head = null;
             lock (_lock)
             {
-                if (!_queue.TryPeek(out head))
+                if (!_queues[queue].TryDequeue(out head))
                 {
-                    _writing = false;
+                    _queues.Remove(queue);
                 }
             }
             head?.Outcome.TrySetResult(false);
@@ -130,6 +153,13 @@ public sealed class SqliteActionWrites(IServiceScopeFactory scopes)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            // The inserts go as one batch, which PostgreSQL runs as one implicit transaction (if one fails, none stays)
+            // and commits before it answers: no BEGIN or COMMIT round trip. SQLite runs statements one by one, so it
+            // keeps its transaction.
+            db.Database.AutoTransactionBehavior = AutoTransactionBehavior.Never;
+        }
         db.AddRange(rows);
         await db.SaveChangesAsync(CancellationToken.None);
     }
