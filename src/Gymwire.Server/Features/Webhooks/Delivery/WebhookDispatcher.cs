@@ -50,6 +50,12 @@ public sealed partial class WebhookDispatcher(
             {
                 break;
             }
+            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
+            {
+                // PostgreSQL rolled the pass back to break a deadlock with another writer (the fan-out's inserts lock the
+                // subscriptions they name): nothing is lost, and the pass runs again at once.
+                LogDispatchConflict(logger, e.GetBaseException().Message);
+            }
             catch (Exception e)
             {
                 LogDispatchFailed(logger, e);
@@ -220,6 +226,9 @@ public sealed partial class WebhookDispatcher(
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Dispatched {Events} outbox events into {Deliveries} webhook deliveries")]
     private static partial void LogDispatched(ILogger logger, int events, int deliveries);
+
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Webhook dispatch was rolled back by a concurrent change; running it again: {Reason}")]
+    private static partial void LogDispatchConflict(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 5002, Level = LogLevel.Error, Message = "Webhook dispatch failed; retrying after the poll interval")]
     private static partial void LogDispatchFailed(ILogger logger, Exception exception);
