@@ -31,7 +31,7 @@ public sealed class ConcurrentDeleteTests(PostgresNoDispatcher fx) : IClassFixtu
             await other.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET last_error = 'held' WHERE id = {delivery.Id}");
             // ...the request updates the subscription's row and waits for the delivery's, to pause it...
             var deleting = owner.DeleteAsync($"/api/gym/webhooks/{hook.Id}");
-            await WaitUntilWaitingForALockAsync("webhook_deliveries", deleting);
+            await fx.WaitForLockWaitAsync("webhook_deliveries", deleting);
             // ...and the other writer now wants the subscription's. Each backend looks for a cycle deadlock_timeout (1 s)
             // after it began to wait and, finding one, rolls its own transaction back: the request's waited first.
             await other.Database.ExecuteSqlAsync($"SELECT id FROM webhook_subscriptions WHERE id = {hook.Id} FOR NO KEY UPDATE");
@@ -71,7 +71,7 @@ public sealed class ConcurrentDeleteTests(PostgresNoDispatcher fx) : IClassFixtu
             await other.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET last_error = 'held' WHERE id = {delivery.Id}");
             await using var deleteScope = fx.Services.CreateAsyncScope();
             var deleting = deleteScope.ServiceProvider.GetRequiredService<WebhookService>().DeleteAsync(WebhookAccess.Owner(gym.GymId), hook.Id, CancellationToken.None);
-            await WaitUntilWaitingForALockAsync("webhook_subscriptions", deleting);
+            await fx.WaitForLockWaitAsync("webhook_subscriptions", deleting);
             await other.Database.ExecuteSqlAsync($"SELECT id FROM webhook_subscriptions WHERE id = {hook.Id} FOR NO KEY UPDATE");
             var outcome = await deleting.WaitAsync(TimeSpan.FromSeconds(30));
 
@@ -105,21 +105,5 @@ public sealed class ConcurrentDeleteTests(PostgresNoDispatcher fx) : IClassFixtu
             return db.SaveChangesAsync();
         });
         return delivery;
-    }
-
-    /// <summary>Until a session of this database waits for a lock in a statement on <paramref name="table"/>.</summary>
-    private async Task WaitUntilWaitingForALockAsync(string table, Task request)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        // Read outside the test's transaction: PostgreSQL keeps one snapshot of pg_stat_activity per transaction.
-        while (await fx.WithDbAsync(db => db.Database.SqlQuery<int>($"""
-            SELECT count(*)::int AS "Value" FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE {"%" + table + "%"}
-            """).SingleAsync()) == 0)
-        {
-            Assert.False(request.IsCompleted, "the request did not wait for the row the other writer holds");
-            Assert.True(DateTime.UtcNow < deadline, "the request never waited for the row the other writer holds");
-            await Task.Delay(20);
-        }
     }
 }

@@ -33,10 +33,7 @@ public sealed class DispatcherConflictTests(PostgresWebhooks fx) : IClassFixture
                 return added.Id;
             });
             // ...the dispatcher holds the event and waits for the subscription...
-            await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.Database.SqlQuery<int>($"""
-                SELECT count(*)::int AS "Value" FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO webhook_deliveries%'
-                """).SingleAsync()) > 0, what: "the fan-out to wait for the subscription");
+            await fx.WaitForLockWaitAsync("INSERT INTO webhook_deliveries");
             // ...and the other writer now wants the event: PostgreSQL rolls back the pass, whose wait began first.
             await other.Database.ExecuteSqlAsync($"SELECT id FROM outbox_events WHERE id = {eventId} FOR UPDATE");
             await transaction.RollbackAsync();

@@ -46,6 +46,25 @@ public sealed record CreatedHook(Guid Id, string Secret);
 
 public static class WebhookTestHelpers
 {
+    /// <summary>
+    /// PostgreSQL: until a session of the fixture's database waits for a lock in a statement that contains
+    /// <paramref name="statement"/>; fails at once if <paramref name="request"/>, which should be the one waiting, ends first.
+    /// Read outside any test transaction: PostgreSQL keeps one snapshot of pg_stat_activity per transaction.
+    /// </summary>
+    public static async Task WaitForLockWaitAsync(this GymwireFixture fx, string statement, Task? request = null)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await fx.WithDbAsync(db => db.Database.SqlQuery<int>($"""
+            SELECT count(*)::int AS "Value" FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE {"%" + statement + "%"}
+            """).SingleAsync()) == 0)
+        {
+            Assert.False(request?.IsCompleted == true, $"the request did not wait for a lock ({statement})");
+            Assert.True(DateTime.UtcNow < deadline, $"no statement like '{statement}' ever waited for a lock");
+            await Task.Delay(20);
+        }
+    }
+
     public static async Task<CreatedHook> CreateWebhookAsync(this TestGym gym, string url, params string[] events)
     {
         using var owner = gym.Owner();

@@ -204,8 +204,9 @@ public sealed class WebhookService(
         }
         catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
         {
-            // EF Core's execution strategy wraps the DbUpdateException. The cascade met a writer holding the same deliveries in another order (retention, say), and PostgreSQL
-            // rolled the delete back: nothing is deleted, and trying again works.
+            // The cascade met a writer holding the same deliveries in another order (retention, say), and PostgreSQL
+            // rolled the delete back: nothing is deleted, and trying again works. (EF Core's execution strategy wraps
+            // the DbUpdateException, hence the check of the whole exception chain.)
             db.ChangeTracker.Clear();
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, "Deliveries to this webhook changed while it was being deleted; try again in a moment");
         }
