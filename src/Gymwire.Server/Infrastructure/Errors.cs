@@ -84,6 +84,9 @@ public static partial class ErrorHandling
         await ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError, "Internal server error");
     }
 
+    /// <summary>How many times a background writer tries a write that <see cref="IsConcurrencyConflict"/> rolled back.</summary>
+    internal const int ConflictTries = 3;
+
     /// <summary>
     /// PostgreSQL broke a deadlock or a serialization conflict by rolling this request's transaction back: two writers
     /// met on the same rows in different orders (an owner's bulk delete and the delivery worker, say). It is neither the

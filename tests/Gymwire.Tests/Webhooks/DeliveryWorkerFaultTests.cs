@@ -1,12 +1,14 @@
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 
 namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// The worker when a queue call fails part way through a claim: what it already started still runs, and what it had not
-/// started goes back to the queue at once. The real queue is wrapped so that one call fails, as a dropped connection would.
+/// started goes back to the queue at once. The real queue is wrapped so that one call fails, as a dropped connection
+/// or a deadlock would.
 /// </summary>
 public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
 {
@@ -44,5 +46,37 @@ public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
             what: "both delivered");
         Assert.Single(receiver.At("/first"));
         Assert.Single(receiver.At("/second"));
+    }
+
+    [Fact]
+    public async Task A_claim_rolled_back_to_break_a_deadlock_is_a_warning_and_claimed_again_at_once()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/deadlock", attempt => attempt == 1 ? new Reply(500) : new Reply());
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/deadlock"), "member.joined");
+        await gym.AddMemberAsync("user_claim_conflict");
+        var retrying = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Retrying, "the first attempt failed");
+        var logStart = fx.Logs.Lines.Count;
+
+        // The first claim once the retry is due is rolled back, as PostgreSQL rolls back a deadlock's victim.
+        Action? rollBack = null;
+        rollBack = () =>
+        {
+            if (fx.Clock.GetUtcNow().UtcDateTime < retrying.NextAttemptAt)
+            {
+                fx.Queue.BeforeClaim = rollBack;
+                return;
+            }
+            throw new PostgresException("deadlock detected", "ERROR", "ERROR", PostgresErrorCodes.DeadlockDetected);
+        };
+        fx.Queue.BeforeClaim = rollBack;
+        // One wake-up and the clock standing still after it: a worker that waited for its poll interval would not claim again.
+        fx.AdvanceAndWake(retrying.NextAttemptAt!.Value - fx.Clock.GetUtcNow().UtcDateTime);
+
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "the retry delivered");
+        Assert.Equal(2, receiver.At("/deadlock").Count);
+        fx.Logs.AssertNoErrorsSince(logStart);
+        Assert.Contains(fx.Logs.Lines.Skip(logStart), l => l.StartsWith("Warning Gymwire.Features.Webhooks.DeliveryWorker: A webhook delivery worker's write was rolled back", StringComparison.Ordinal));
     }
 }

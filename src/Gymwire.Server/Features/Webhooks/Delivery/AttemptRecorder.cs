@@ -108,7 +108,21 @@ public sealed partial class AttemptRecorder : IDisposable
 
     private async Task CommitAsync(List<Pending> batch)
     {
-        var recorded = await _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None);
+        RecordedBatch recorded;
+        for (var tries = 1; ; tries++)
+        {
+            try
+            {
+                recorded = await _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None);
+                break;
+            }
+            catch (Exception e) when (tries < ErrorHandling.ConflictTries && ErrorHandling.IsConcurrencyConflict(e))
+            {
+                // Another writer met the batch's rows in another order, and nothing of the batch was written: written
+                // again, its attempts keep their slots and claims, rather than lapsing into a second send.
+                LogBatchConflict(_logger, batch.Count, e.GetBaseException().Message);
+            }
+        }
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Done.TrySetResult(recorded.Outcomes[i]);
@@ -269,6 +283,9 @@ public sealed partial class AttemptRecorder : IDisposable
 
     [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Could not notify the owner that webhook subscription {SubscriptionId} was deactivated")]
     private static partial void LogNotifyFailed(ILogger logger, Guid subscriptionId, Exception exception);
+
+    [LoggerMessage(EventId = 5108, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts was rolled back by a concurrent change; writing them again: {Reason}")]
+    private static partial void LogBatchConflict(ILogger logger, int count, string reason);
 
     [LoggerMessage(EventId = 5105, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts in one transaction failed; recording them one by one")]
     private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Gymwire.Infrastructure;
 using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
@@ -47,6 +48,12 @@ public sealed partial class DeliveryWorker(
             {
                 break;
             }
+            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
+            {
+                // PostgreSQL rolled a claim back to break a deadlock with another writer: nothing was claimed or lost,
+                // and the loop runs again at once.
+                LogWorkerConflict(logger, e.GetBaseException().Message);
+            }
             catch (Exception e)
             {
                 LogWorkerFailed(logger, e);
@@ -74,13 +81,22 @@ public sealed partial class DeliveryWorker(
     /// <summary>Gives claims back unattempted. If that fails, they come due when their lease ends.</summary>
     private async Task GiveBackAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
     {
-        try
+        for (var tries = 1; ; tries++)
         {
-            await queue.ReleaseAsync(claimed, CancellationToken.None);
-        }
-        catch (Exception e)
-        {
-            LogWorkerFailed(logger, e);
+            try
+            {
+                await queue.ReleaseAsync(claimed, CancellationToken.None);
+                return;
+            }
+            catch (Exception e) when (tries < ErrorHandling.ConflictTries && ErrorHandling.IsConcurrencyConflict(e))
+            {
+                LogWorkerConflict(logger, e.GetBaseException().Message);
+            }
+            catch (Exception e)
+            {
+                LogWorkerFailed(logger, e);
+                return;
+            }
         }
     }
 
@@ -293,6 +309,9 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5200, Level = LogLevel.Error, Message = "Webhook delivery worker failed; retrying after the poll interval")]
     private static partial void LogWorkerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5204, Level = LogLevel.Warning, Message = "A webhook delivery worker's write was rolled back by a concurrent change; running it again: {Reason}")]
+    private static partial void LogWorkerConflict(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 5210, Level = LogLevel.Warning, Message = "Released {Count} claimed deliveries left by a previous process (killed before recording them); they are sent again now")]
     private static partial void LogReleasedLeftoverClaims(ILogger logger, int count);
