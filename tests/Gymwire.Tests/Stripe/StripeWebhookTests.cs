@@ -158,6 +158,8 @@ public abstract class StripeWebhookTests(StripeFixture fx)
         Assert.Contains("Stripe-Signature", await (await PostAsync(url, payload, null)).AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
         await (await PostAsync(url, payload, "t=1,v1=00")).AssertErrorAsync(HttpStatusCode.BadRequest);
         await (await PostAsync(url, payload, StripeSigner.Sign(payload, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        // Rejections are written at most once a minute: the stale one below is the tile's after a minute.
+        fx.Clock.Advance(StripeEndpoints.FailureRecordInterval);
         var stale = await (await PostAsync(url, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow().AddMinutes(-10)))).AssertErrorAsync(HttpStatusCode.BadRequest);
         Assert.Contains("tolerance", stale, StringComparison.Ordinal);
 
@@ -176,6 +178,50 @@ public abstract class StripeWebhookTests(StripeFixture fx)
         await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
         Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
         Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(secret, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Once_an_event_verified_with_the_secret_a_forged_post_is_shown_on_the_tile_without_an_error_and_written_once_a_minute()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var url = $"/api/integrations/stripe/webhook/{gym.GymId}";
+        var paid = StripeSigner.Event("evt_verified", "invoice.paid", StripeSigner.PaidInvoice("in_verified", "cus_1", "ana@example.com", 9900, "pi_verified"), fx.Clock.GetUtcNow());
+        await (await DeliverAsync(gym.GymId, paid, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Task<StripeAccount> AccountAsync() => fx.WithDbAsync(db => db.StripeAccounts.AsNoTracking().SingleAsync(a => a.GymId == gym.GymId));
+
+        // Anyone who knows the URL can post a bad signature: it is refused and shown, and the tile stays connected.
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        var forged = StripeSigner.Event("evt_forged", "invoice.paid", StripeSigner.PaidInvoice("in_forged", "cus_1", "ana@example.com", 1, "pi_forged"), fx.Clock.GetUtcNow());
+        await (await PostAsync(url, forged, StripeSigner.Sign(forged, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        var tile = await TileAsync(gym.GymId);
+        Assert.Equal(IntegrationState.Connected, tile.State);
+        Assert.Contains("Rejected a webhook: the signature does not match", tile.Reason, StringComparison.Ordinal);
+        var firstRejection = await AccountAsync();
+
+        // Within the minute a rejection writes nothing; after it, the latest is written.
+        fx.Clock.Advance(TimeSpan.FromSeconds(10));
+        await (await PostAsync(url, forged, "t=1,v1=00")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        var unchanged = await AccountAsync();
+        Assert.Equal((firstRejection.LastFailureAt, firstRejection.LastFailure), (unchanged.LastFailureAt, unchanged.LastFailure));
+        fx.Clock.Advance(StripeEndpoints.FailureRecordInterval);
+        await (await PostAsync(url, forged, StripeSigner.Sign(forged, secret, fx.Clock.GetUtcNow().AddMinutes(-10)))).AssertErrorAsync(HttpStatusCode.BadRequest);
+        var later = await AccountAsync();
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, later.LastFailureAt);
+        Assert.Contains("timestamp", later.LastFailure, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId && p.AmountCents == 1)));
+
+        // A new secret has verified nothing yet: a rejection then is the owner's wrong secret, an error until an event verifies.
+        var rotated = StripeSigner.NewSecret();
+        await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = rotated })).AssertStatusAsync(HttpStatusCode.OK);
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        await (await DeliverAsync(gym.GymId, forged, secret)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Equal(IntegrationState.Error, (await TileAsync(gym.GymId)).State);
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        var next = StripeSigner.Event("evt_rotated", "invoice.paid", StripeSigner.PaidInvoice("in_rotated", "cus_1", "ana@example.com", 500, "pi_rotated"), fx.Clock.GetUtcNow());
+        await (await DeliverAsync(gym.GymId, next, rotated)).AssertStatusAsync(HttpStatusCode.OK);
+        tile = await TileAsync(gym.GymId);
+        Assert.Equal(IntegrationState.Connected, tile.State);
+        Assert.DoesNotContain("Rejected", tile.Reason, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -108,7 +108,10 @@ public static partial class StripeEndpoints
         if (account is null || stripeEvent is null)
         {
             failure ??= gymId is null ? "No gym's Stripe endpoint secret verifies this signature" : "Stripe is not connected for this gym";
-            if (gymId is not null && accounts.Count == 1)
+            // Anyone can post here, so a rejection is written at most once per FailureRecordInterval: forged posts
+            // cannot turn into a database write each.
+            if (gymId is not null && accounts.Count == 1
+                && !(accounts[0].LastFailureAt > now.UtcDateTime - FailureRecordInterval && accounts[0].LastFailureAt <= now.UtcDateTime))
             {
                 accounts[0].LastFailureAt = now.UtcDateTime;
                 accounts[0].LastFailure = ColumnText.Fit($"Rejected a webhook: {failure}.", 500);
@@ -183,6 +186,9 @@ public static partial class StripeEndpoints
             }
         }
     }
+
+    /// <summary>The least time between two rejections written to a gym's connection (the owner sees the latest).</summary>
+    public static readonly TimeSpan FailureRecordInterval = TimeSpan.FromMinutes(1);
 
     /// <summary>How many times one delivery is mapped while other events about the same Stripe objects commit first.</summary>
     private const int MaxMappings = 5;

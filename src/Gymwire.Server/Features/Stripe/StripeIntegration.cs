@@ -2,7 +2,10 @@ using Gymwire.Features.Dashboard.Integrations;
 
 namespace Gymwire.Features.Stripe;
 
-/// <summary>The Payments tile: Connected once the owner set a Stripe secret, Error when the latest webhook was rejected.</summary>
+/// <summary>
+/// The Payments tile: Connected once the owner set a Stripe secret; Error when the latest webhook was rejected and none
+/// has verified with the secret yet.
+/// </summary>
 public sealed class StripeIntegration(GymwireDbContext db) : IntegrationTile(
     "payments", "Payments", "Membership payments, failures, refunds and subscriptions from Stripe.", 10,
     guidance:
@@ -18,14 +21,24 @@ public sealed class StripeIntegration(GymwireDbContext db) : IntegrationTile(
         {
             return IntegrationStatus.NotConnected("No Stripe webhook secret is set for this gym; payments are only recorded through the API.");
         }
-        if (account.LastFailureAt is { } failedAt && (account.LastEventAt is null || account.LastEventAt < failedAt))
+        var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
+        // Anyone who knows the gym's URL can post a bad signature, so a rejection is an error only while no event has
+        // verified with this secret: that is a wrong secret. Once one has, a later rejection is shown beside the status.
+        var verified = account.LastEventAt >= account.ConfiguredAt;
+        var rejectedLast = account.LastFailureAt is { } failedAt && (account.LastEventAt is null || account.LastEventAt < failedAt);
+        if (rejectedLast && !verified)
         {
-            return IntegrationStatus.Error($"{account.LastFailure} ({GymTimeZones.Minutes(failedAt, await GymTimeZones.OfGymAsync(db, gymId, ct))})");
+            return IntegrationStatus.Error($"{account.LastFailure} ({GymTimeZones.Minutes(account.LastFailureAt!.Value, zone)})");
         }
         var unknown = await db.StripeEvents.CountAsync(e => e.GymId == gymId && e.Outcome == StripeOutcomes.UnknownMember, ct);
-        var last = account.LastEventAt is { } at ? $"last event {GymTimeZones.Minutes(at, await GymTimeZones.OfGymAsync(db, gymId, ct))}" : "no events received yet";
+        var last = account.LastEventAt is { } at ? $"last event {GymTimeZones.Minutes(at, zone)}" : "no events received yet";
+        var reason = $"Stripe connected (secret …{account.SecretHint}); {last}.";
+        if (rejectedLast)
+        {
+            reason += $" {account.LastFailure} ({GymTimeZones.Minutes(account.LastFailureAt!.Value, zone)}): if Stripe shows failed deliveries since then, set the endpoint's current signing secret.";
+        }
         return IntegrationStatus.Connected(unknown == 0
-            ? $"Stripe connected (secret …{account.SecretHint}); {last}."
-            : $"Stripe connected (secret …{account.SecretHint}); {last}. {unknown} event(s) matched no member: see GET /api/gym/integrations/stripe/events?outcome=unknown_member.");
+            ? reason
+            : $"{reason} {unknown} event(s) matched no member: see GET /api/gym/integrations/stripe/events?outcome=unknown_member.");
     }
 }
