@@ -195,7 +195,7 @@ public abstract class StripeWebhookTests(StripeFixture fx)
         await (await PostAsync(url, forged, StripeSigner.Sign(forged, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()))).AssertErrorAsync(HttpStatusCode.BadRequest);
         var tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Connected, tile.State);
-        Assert.Contains("Rejected a webhook: the signature does not match", tile.Reason, StringComparison.Ordinal);
+        Assert.Contains("Rejected a webhook: the signature does not match the body and the endpoint secret (", tile.Reason, StringComparison.Ordinal);
         var firstRejection = await AccountAsync();
 
         // Within the minute a rejection writes nothing; after it, the latest is written.
@@ -222,6 +222,22 @@ public abstract class StripeWebhookTests(StripeFixture fx)
         tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Connected, tile.State);
         Assert.DoesNotContain("Rejected", tile.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_stored_secret_that_no_longer_decrypts_puts_the_tile_in_error_even_after_verified_events()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var paid = StripeSigner.Event("evt_before_loss", "invoice.paid", StripeSigner.PaidInvoice("in_loss", "cus_1", "ana@example.com", 9900, "pi_loss"), fx.Clock.GetUtcNow());
+        await (await DeliverAsync(gym.GymId, paid, secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        // As after a lost key ring: the ciphertext is there, and nothing decrypts it.
+        await fx.WithDbAsync(db => db.StripeAccounts.Where(a => a.GymId == gym.GymId)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.ProtectedEndpointSecret, "CfDJ8-not-a-ciphertext")));
+
+        var tile = await TileAsync(gym.GymId);
+        Assert.Equal(IntegrationState.Error, tile.State);
+        Assert.Contains("cannot be decrypted", tile.Reason, StringComparison.Ordinal);
     }
 
     [Fact]

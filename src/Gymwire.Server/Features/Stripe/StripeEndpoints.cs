@@ -87,7 +87,7 @@ public static partial class StripeEndpoints
         {
             if (secrets.Unprotect(candidate.GymId, candidate.ProtectedEndpointSecret) is not { } secret)
             {
-                failure = "The stored endpoint secret cannot be decrypted (was the Data Protection key ring lost?); set it again";
+                failure = StripeSecrets.CannotDecrypt;
                 continue;
             }
             try

@@ -6,7 +6,7 @@ namespace Gymwire.Features.Stripe;
 /// The Payments tile: Connected once the owner set a Stripe secret; Error when the latest webhook was rejected and none
 /// has verified with the secret yet.
 /// </summary>
-public sealed class StripeIntegration(GymwireDbContext db) : IntegrationTile(
+public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets) : IntegrationTile(
     "payments", "Payments", "Membership payments, failures, refunds and subscriptions from Stripe.", 10,
     guidance:
         "In Stripe's dashboard (Developers → Webhooks) add an endpoint with your gym's URL, /api/integrations/stripe/webhook/{your gym id}, " +
@@ -21,21 +21,27 @@ public sealed class StripeIntegration(GymwireDbContext db) : IntegrationTile(
         {
             return IntegrationStatus.NotConnected("No Stripe webhook secret is set for this gym; payments are only recorded through the API.");
         }
+        if (secrets.Unprotect(gymId, account.ProtectedEndpointSecret) is null)
+        {
+            return IntegrationStatus.Error(StripeSecrets.CannotDecrypt + ".");
+        }
         var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
         // Anyone who knows the gym's URL can post a bad signature, so a rejection is an error only while no event has
         // verified with this secret: that is a wrong secret. Once one has, a later rejection is shown beside the status.
         var verified = account.LastEventAt >= account.ConfiguredAt;
-        var rejectedLast = account.LastFailureAt is { } failedAt && (account.LastEventAt is null || account.LastEventAt < failedAt);
+        var rejectedLast = account.LastFailureAt is { } failedAt && failedAt >= account.ConfiguredAt
+            && (account.LastEventAt is null || account.LastEventAt < failedAt);
+        var rejection = rejectedLast ? $"{account.LastFailure?.TrimEnd('.')} ({GymTimeZones.Minutes(account.LastFailureAt!.Value, zone)})" : null;
         if (rejectedLast && !verified)
         {
-            return IntegrationStatus.Error($"{account.LastFailure} ({GymTimeZones.Minutes(account.LastFailureAt!.Value, zone)})");
+            return IntegrationStatus.Error(rejection!);
         }
         var unknown = await db.StripeEvents.CountAsync(e => e.GymId == gymId && e.Outcome == StripeOutcomes.UnknownMember, ct);
         var last = account.LastEventAt is { } at ? $"last event {GymTimeZones.Minutes(at, zone)}" : "no events received yet";
         var reason = $"Stripe connected (secret …{account.SecretHint}); {last}.";
-        if (rejectedLast)
+        if (rejection is not null)
         {
-            reason += $" {account.LastFailure} ({GymTimeZones.Minutes(account.LastFailureAt!.Value, zone)}): if Stripe shows failed deliveries since then, set the endpoint's current signing secret.";
+            reason += $" {rejection}. If Stripe shows failed deliveries since then, set the endpoint's current signing secret.";
         }
         return IntegrationStatus.Connected(unknown == 0
             ? reason

@@ -11,6 +11,9 @@ public sealed class StripeSecrets(IDataProtectionProvider provider)
 {
     private const string Purpose = "Gymwire.Stripe.EndpointSecret.v1";
 
+    /// <summary>What the owner is told when the stored secret does not decrypt.</summary>
+    public const string CannotDecrypt = "The stored endpoint secret cannot be decrypted (was the Data Protection key ring lost?); set it again";
+
     public string Protect(Guid gymId, string secret) => provider.CreateProtector(Purpose, gymId.ToString()).Protect(secret);
 
     /// <summary>The secret, or null when it cannot be decrypted (for example, the key ring was lost).</summary>

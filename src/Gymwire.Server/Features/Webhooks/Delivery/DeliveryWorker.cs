@@ -31,6 +31,7 @@ public sealed partial class DeliveryWorker(
         await ReleaseLeftoverClaimsAsync(stoppingToken);
         // Only now may the dispatcher hand over claims: the release above would have let go of them.
         slots.Open();
+        var conflicts = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -43,12 +44,13 @@ public sealed partial class DeliveryWorker(
                 {
                     await WaitAsync(stoppingToken);
                 }
+                conflicts = 0;
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
             }
-            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
+            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e) && ++conflicts < ErrorHandling.ConflictTries)
             {
                 // PostgreSQL rolled a claim back to break a deadlock with another writer: nothing was claimed or lost,
                 // and the loop runs again at once.
@@ -56,6 +58,7 @@ public sealed partial class DeliveryWorker(
             }
             catch (Exception e)
             {
+                conflicts = 0;
                 LogWorkerFailed(logger, e);
                 try
                 {
@@ -262,7 +265,7 @@ public sealed partial class DeliveryWorker(
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             // Shutdown: the attempt is abandoned unrecorded, and another worker or the next start makes it again.
-            await queue.ReleaseAsync([delivery], CancellationToken.None);
+            await GiveBackAsync([delivery]);
         }
         catch (Exception e)
         {
