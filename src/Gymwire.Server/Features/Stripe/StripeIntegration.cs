@@ -3,8 +3,8 @@ using Gymwire.Features.Dashboard.Integrations;
 namespace Gymwire.Features.Stripe;
 
 /// <summary>
-/// The Payments tile: Connected once the owner set a Stripe secret; Error when the latest webhook was rejected and none
-/// has verified with the secret yet.
+/// The Payments tile: Connected once the owner set a Stripe secret; Error when the stored secret does not decrypt, or
+/// the latest webhook was rejected and none has verified with the secret yet or for a day.
 /// </summary>
 public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets) : IntegrationTile(
     "payments", "Payments", "Membership payments, failures, refunds and subscriptions from Stripe.", 10,
@@ -14,6 +14,9 @@ public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets
         "(invoice_payment.paid is what ties a refund to its invoice from Stripe API version 2025-03-31.basil). " +
         "Then give Gymwire the endpoint's signing secret (whsec_…) with PUT /api/gym/integrations/stripe.")
 {
+    /// <summary>How long after the last verified event rejected posts make the tile an error.</summary>
+    public static readonly TimeSpan RejectedForAnError = TimeSpan.FromDays(1);
+
     public override async Task<IntegrationStatus> GetStatusAsync(Guid gymId, CancellationToken ct)
     {
         var account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
@@ -27,7 +30,8 @@ public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets
         }
         var zone = await GymTimeZones.OfGymAsync(db, gymId, ct);
         // Anyone who knows the gym's URL can post a bad signature, so a rejection is an error only while no event has
-        // verified with this secret: that is a wrong secret. Once one has, a later rejection is shown beside the status.
+        // verified with this secret (a wrong secret), or when posts are still rejected a day after the last one verified
+        // (a secret rolled in Stripe and not here). Otherwise a rejection is shown beside the status.
         var verified = account.LastEventAt >= account.ConfiguredAt;
         var rejectedLast = account.LastFailureAt is { } failedAt && failedAt >= account.ConfiguredAt
             && (account.LastEventAt is null || account.LastEventAt < failedAt);
@@ -35,6 +39,11 @@ public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets
         if (rejectedLast && !verified)
         {
             return IntegrationStatus.Error(rejection!);
+        }
+        if (rejectedLast && account.LastFailureAt - account.LastEventAt > RejectedForAnError)
+        {
+            return IntegrationStatus.Error($"{rejection}, and no event has verified since {GymTimeZones.Minutes(account.LastEventAt!.Value, zone)}. " +
+                "If Stripe shows failed deliveries, set the endpoint's current signing secret.");
         }
         var unknown = await db.StripeEvents.CountAsync(e => e.GymId == gymId && e.Outcome == StripeOutcomes.UnknownMember, ct);
         var last = account.LastEventAt is { } at ? $"last event {GymTimeZones.Minutes(at, zone)}" : "no events received yet";
