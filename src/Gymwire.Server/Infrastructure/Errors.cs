@@ -88,6 +88,25 @@ public static partial class ErrorHandling
     internal const int ConflictTries = 3;
 
     /// <summary>
+    /// Runs a background write, and again (up to <see cref="ConflictTries"/> in all) when PostgreSQL rolled it back for a
+    /// concurrency conflict, telling <paramref name="onConflict"/> why each time; any other failure, or the last, is the caller's.
+    /// </summary>
+    internal static async Task<T> RetryConflictsAsync<T>(Func<Task<T>> write, Action<string> onConflict)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            try
+            {
+                return await write();
+            }
+            catch (Exception e) when (tries < ConflictTries && IsConcurrencyConflict(e))
+            {
+                onConflict(e.GetBaseException().Message);
+            }
+        }
+    }
+
+    /// <summary>
     /// PostgreSQL broke a deadlock or a serialization conflict by rolling this request's transaction back: two writers
     /// met on the same rows in different orders (an owner's bulk delete and the delivery worker, say). It is neither the
     /// client's fault nor a server fault, and a retry succeeds.

@@ -108,21 +108,11 @@ public sealed partial class AttemptRecorder : IDisposable
 
     private async Task CommitAsync(List<Pending> batch)
     {
-        RecordedBatch recorded;
-        for (var tries = 1; ; tries++)
-        {
-            try
-            {
-                recorded = await _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None);
-                break;
-            }
-            catch (Exception e) when (tries < ErrorHandling.ConflictTries && ErrorHandling.IsConcurrencyConflict(e))
-            {
-                // Another writer met the batch's rows in another order, and nothing of the batch was written: written
-                // again, its attempts keep their slots and claims, rather than lapsing into a second send.
-                LogBatchConflict(_logger, batch.Count, e.GetBaseException().Message);
-            }
-        }
+        // Another writer may meet the batch's rows in another order, and then nothing of the batch is written: written
+        // again, its attempts keep their slots and claims, rather than lapsing into a second send.
+        var recorded = await ErrorHandling.RetryConflictsAsync(
+            () => _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None),
+            reason => LogBatchConflict(_logger, batch.Count, reason));
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Done.TrySetResult(recorded.Outcomes[i]);

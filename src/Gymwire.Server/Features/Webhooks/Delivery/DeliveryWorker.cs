@@ -84,22 +84,17 @@ public sealed partial class DeliveryWorker(
     /// <summary>Gives claims back unattempted. If that fails, they come due when their lease ends.</summary>
     private async Task GiveBackAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
     {
-        for (var tries = 1; ; tries++)
+        try
         {
-            try
+            await ErrorHandling.RetryConflictsAsync(async () =>
             {
                 await queue.ReleaseAsync(claimed, CancellationToken.None);
-                return;
-            }
-            catch (Exception e) when (tries < ErrorHandling.ConflictTries && ErrorHandling.IsConcurrencyConflict(e))
-            {
-                LogWorkerConflict(logger, e.GetBaseException().Message);
-            }
-            catch (Exception e)
-            {
-                LogWorkerFailed(logger, e);
-                return;
-            }
+                return true;
+            }, reason => LogWorkerConflict(logger, reason));
+        }
+        catch (Exception e)
+        {
+            LogWorkerFailed(logger, e);
         }
     }
 
