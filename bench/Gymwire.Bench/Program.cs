@@ -42,6 +42,8 @@ namespace Gymwire.Bench
         Delivery,
         /// <summary>M4 alone (the delivery part's throughput runs, without M5 and M6): for A/B pairs of the delivery path.</summary>
         M4,
+        /// <summary>M4, then M5 at half of M4's rate (without M6): for A/B pairs of the delivery latency.</summary>
+        M5,
         /// <summary>M1 and M4 with the Prometheus endpoint on and scraped, paired with runs with metrics off.</summary>
         Metrics,
         /// <summary>D1: the owner dashboard's webhook pages with a million deliveries (SQLite).</summary>

@@ -89,7 +89,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             {
                 await ActionsAsync(actions);
             }
-            if (o.Includes(BenchPart.Delivery) || o.Includes(BenchPart.M4))
+            if (o.Includes(BenchPart.Delivery) || o.Includes(BenchPart.M4) || o.Includes(BenchPart.M5))
             {
                 await DeliveryAsync(hooks);
             }
@@ -441,7 +441,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         report.Add(store, "Memory: peak RSS during M4", $"{peakRss / 1048576.0:N0} MiB", "-", double.NaN, double.NaN,
             "the bench process (Gymwire server in-process, plus the harness), sampled every 100 ms");
 
-        if (!o.Includes(BenchPart.Delivery))
+        if (!o.Includes(BenchPart.Delivery) && !o.Includes(BenchPart.M5))
         {
             return;
         }
@@ -456,6 +456,10 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         report.Add(store, "M5 delivery latency (commit to receiver)", $"p50 {gwP50:0.0} ms, p99 {gwP99:0.0} ms", $"raw POST p50 {rawP50:0.0} ms, p99 {rawP99:0.0} ms",
             double.NaN, double.NaN, $"at {rate:N0} deliveries/s (half of M4), {gwCount:N0} deliveries; target p50 < raw + 5 ms, p99 < raw + 50 ms; each event fans out to {Subscriptions} endpoints at once; raw POSTs sent in the same bursts of {Subscriptions} (send to arrival): p50 {burstP50:0.0} ms, p99 {burstP99:0.0} ms; Gymwire's stages: {gwStages}",
             extraMet: met);
+        if (!o.Includes(BenchPart.Delivery))
+        {
+            return;
+        }
 
         // M6: a backlog drains.
         var backlog = await BacklogRateAsync(hooks.GymId, o.Backlog);
