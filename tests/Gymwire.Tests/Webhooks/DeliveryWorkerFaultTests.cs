@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
@@ -78,5 +79,111 @@ public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
         Assert.Equal(2, receiver.At("/deadlock").Count);
         fx.Logs.AssertNoErrorsSince(logStart);
         Assert.Contains(fx.Logs.Lines.Skip(logStart), l => l.StartsWith("Warning Gymwire.Features.Webhooks.DeliveryWorker: A webhook delivery worker's write was rolled back", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_delivery_sent_before_its_fan_out_was_rolled_back_is_sent_again_under_the_same_id_and_recorded_once()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/early"), "member.joined");
+        var logStart = fx.Logs.Lines.Count;
+        // The receiver has the delivery before its fan-out commits; then PostgreSQL rolls the fan-out back, as it rolls
+        // back a deadlock's victim, and the dispatcher runs it again.
+        var rolledBack = 0;
+        fx.Queue.AfterFanOut = async events =>
+        {
+            if (events.Any(e => e.GymId == gym.GymId) && Interlocked.Exchange(ref rolledBack, 1) == 0)
+            {
+                await receiver.WaitForAsync("/early", 1);
+                throw new PostgresException("deadlock detected", "ERROR", "ERROR", PostgresErrorCodes.DeadlockDetected);
+            }
+        };
+        try
+        {
+            await gym.AddMemberAsync("user_early_send");
+
+            var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+            var received = await receiver.WaitForAsync("/early", 2);
+            Assert.All(received, r => Assert.Equal(delivery.Id.ToString(), r.Header("webhook-id")));
+            Assert.Equal(1, delivery.AttemptCount);
+            Assert.Single(await fx.AttemptsAsync(delivery.Id));
+            Assert.Single(await fx.DeliveriesAsync(hook.Id));
+            fx.Logs.AssertNoErrorsSince(logStart);
+            var lines = fx.Logs.Lines.Skip(logStart).ToList();
+            Assert.Contains(lines, l => l.StartsWith("Warning Gymwire.Features.Webhooks.WebhookDispatcher: Webhook dispatch was rolled back", StringComparison.Ordinal));
+            await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Skip(logStart).Any(l => l.StartsWith(
+                $"Debug Gymwire.Features.Webhooks.DeliveryWorker: Webhook delivery {delivery.Id} was sent before its fan-out was rolled back", StringComparison.Ordinal))),
+                what: "the first attempt dropped");
+        }
+        finally
+        {
+            fx.Queue.AfterFanOut = null;
+        }
+    }
+
+    [Fact]
+    public async Task An_attempt_answered_before_its_fan_out_commits_is_recorded_once_it_commits()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/answered-early"), "member.joined");
+        // The fan-out commits only after the attempt has read the receiver's answer (its duration is measured then).
+        var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == DeliveryMetrics.MeterName && instrument.Name == DeliveryMetrics.AttemptDurationName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == DeliveryMetrics.SubscriptionTag && tag.Value as string == hook.Id.ToString())
+                {
+                    answered.TrySetResult();
+                }
+            }
+        });
+        listener.Start();
+        var recordedBeforeCommit = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        fx.Queue.OnComplete = records =>
+        {
+            if (records.Any(r => r.Delivery.SubscriptionId == hook.Id && r.Delivery.Committed is { IsCompleted: false }))
+            {
+                recordedBeforeCommit.TrySetResult();
+            }
+        };
+        fx.Queue.AfterFanOut = async events =>
+        {
+            if (events.Any(e => e.GymId == gym.GymId))
+            {
+                await answered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+                // A worker that recorded without waiting for the commit would do it now: a second lets that show. It is
+                // a bound on a wrong path, not a wait the right one needs.
+                await Task.WhenAny(recordedBeforeCommit.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+            }
+        };
+        try
+        {
+            await gym.AddMemberAsync("user_answered_early");
+
+            // The test clock stands still: a record lost before the commit would leave the delivery claimed.
+            var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+            Assert.True(answered.Task.IsCompleted);
+            Assert.False(recordedBeforeCommit.Task.IsCompleted, "the attempt was recorded before its fan-out committed");
+            Assert.Single(receiver.At("/answered-early"));
+            Assert.Equal(1, delivery.AttemptCount);
+            Assert.Null(delivery.ClaimedBy);
+            Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        }
+        finally
+        {
+            fx.Queue.AfterFanOut = null;
+            fx.Queue.OnComplete = null;
+        }
     }
 }

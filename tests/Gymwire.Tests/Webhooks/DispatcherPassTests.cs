@@ -102,7 +102,9 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
             var read = await fx.Queue().ReadUnfinishedAsync(delivery.Id, CancellationToken.None);
             Assert.NotNull(read);
             Assert.Equal(read.Body, delivery.Body);
-            Assert.Equal(read with { Body = null, DueAt = null, CreatedAt = default }, delivery with { Body = null, DueAt = null, CreatedAt = default });
+            Assert.Equal(read with { Body = null, DueAt = null, CreatedAt = default }, delivery with { Body = null, DueAt = null, CreatedAt = default, Committed = null });
+            Assert.True(await delivery.Committed!);
+            Assert.Equal(WebhookDelivery.IdFor(delivery.EventId!.Value, delivery.SubscriptionId), delivery.Id);
             Assert.Equal(read.CreatedAt, delivery.CreatedAt, TimeSpan.FromMilliseconds(1));
         }
         // The third waits in the queue, due now; the paused endpoint's waits for the pause's end.
@@ -134,7 +136,7 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
         var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
         slots.Open();
         // The worker stops after the pass has claimed its deliveries and before they are handed over.
-        var queue = new WrappedQueue(fx.Queue()) { AfterFanOut = slots.Close };
+        var queue = new WrappedQueue(fx.Queue()) { OnClaimNew = slots.Close };
         var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots, (IDeliveryQueue)queue);
 
         await AddEventsAsync(gym.GymId, 1);
@@ -151,6 +153,52 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
             Assert.Null(r.LockedUntil);
             Assert.Equal(now, r.NextAttemptAt!.Value, TimeSpan.FromMilliseconds(1));
         });
+    }
+
+    [Fact]
+    public async Task A_pass_hands_its_claims_over_before_its_commit_and_one_rolled_back_hands_the_same_deliveries_over_again()
+    {
+        await fx.DrainOutboxAsync();
+        var gym = await fx.CreateGymAsync();
+        for (var i = 0; i < 2; i++)
+        {
+            await gym.CreateWebhookAsync($"http://127.0.0.1:9/early/{i}", "lead.created");
+        }
+        await fx.DrainOutboxAsync();
+        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
+        slots.Open();
+        IReadOnlyList<ClaimedDelivery>? early = null;
+        var queue = new WrappedQueue(fx.Queue())
+        {
+            // Before the insert, the worker already has the claims, not yet committed; then the enqueue fails.
+            AfterFanOut = _ =>
+            {
+                Assert.True(slots.TryTakeHandedOver(out early));
+                Assert.All(early, d => Assert.False(d.Committed!.IsCompleted));
+                throw new InvalidOperationException("The connection was lost (a test's injected failure)");
+            },
+        };
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots, (IDeliveryQueue)queue);
+
+        await AddEventsAsync(gym.GymId, 1);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => dispatcher.DispatchBatchAsync(CancellationToken.None));
+
+        // Nothing was written, the worker is told so, and the claims handed over keep their slots until it drops them.
+        Assert.NotNull(early);
+        Assert.Equal(2, early.Count);
+        Assert.All(early, d => Assert.False(d.Committed!.Result));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId)));
+        Assert.Equal(2, slots.Free);
+        slots.Return(2);
+
+        // The next pass hands over the same deliveries under the same ids, and commits them.
+        queue.AfterFanOut = null;
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+        Assert.True(slots.TryTakeHandedOver(out var again));
+        Assert.Equal(early.Select(d => d.Id).Order(), again.Select(d => d.Id).Order());
+        Assert.All(again, d => Assert.True(d.Committed!.Result));
+        var rows = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).Select(d => d.Id).ToListAsync());
+        Assert.Equal(early.Select(d => d.Id).Order(), rows.Order());
     }
 
     /// <summary>Fans out whatever earlier tests and set-up left in the outbox, with no worker to hand anything to.</summary>

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Gymwire.Data;
+using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -11,6 +12,9 @@ public abstract class WrappedQueueFixture(Store store) : WebhookFixture(store)
 {
     public WrappedQueue Queue => (WrappedQueue)Services.GetRequiredService<IDeliveryQueue>();
 
+    /// <summary>Attempts are measured by subscription, so that a test can tell when its own attempt has ended.</summary>
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Metrics:PerSubscription", "true")];
+
     protected override void ConfigureServices(IServiceCollection services) =>
         services.Replace(ServiceDescriptor.Singleton<IDeliveryQueue>(sp => new WrappedQueue(DeliveryQueue.ForConfiguredStore(sp))));
 }
@@ -21,8 +25,10 @@ public sealed class PostgresWrappedQueue() : WrappedQueueFixture(Store.Postgres)
 
 /// <summary>
 /// The real queue, watched: it records every delivery a claim returned, runs <see cref="AfterFanOut"/> inside an
-/// enqueue's transaction, after its fan-out and before its commit, and <see cref="BeforeClaim"/> once, when the next
-/// claim starts (an exception it throws is that claim's). Claiming the probe of <see cref="FailProbeOf"/> fails once,
+/// enqueue's transaction, after its fan-out and before its insert and commit (an exception it throws rolls the enqueue
+/// back), <see cref="OnClaimNew"/> when the fan-out claims a new delivery, <see cref="OnComplete"/> before attempts are
+/// recorded, and <see cref="BeforeClaim"/> once, when the
+/// next claim starts (an exception it throws is that claim's). Claiming the probe of <see cref="FailProbeOf"/> fails once,
 /// as a dropped connection would.
 /// </summary>
 public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
@@ -36,7 +42,13 @@ public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
     /// <summary>Every delivery a claim (<see cref="ClaimAsync"/>) has returned.</summary>
     public ConcurrentQueue<Guid> Claimed { get; } = new();
 
-    public Action? AfterFanOut { get; set; }
+    /// <summary>Runs with the events the enqueue fans out.</summary>
+    public Func<IReadOnlyList<OutboxEvent>, Task>? AfterFanOut { get; set; }
+
+    public Action? OnClaimNew { get; set; }
+
+    /// <summary>Runs with each batch of attempts the recorder writes, before it is written.</summary>
+    public Action<IReadOnlyList<AttemptRecord>>? OnComplete { get; set; }
 
     private Action? _beforeClaim;
 
@@ -57,11 +69,18 @@ public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
         queue.EnqueueAsync(maxEvents, async (db, events, token) =>
         {
             var fanned = await fanOut(db, events, token);
-            AfterFanOut?.Invoke();
+            if (AfterFanOut is { } after)
+            {
+                await after(events);
+            }
             return fanned;
         }, ct);
 
-    public void ClaimNew(WebhookDelivery delivery) => queue.ClaimNew(delivery);
+    public void ClaimNew(WebhookDelivery delivery)
+    {
+        queue.ClaimNew(delivery);
+        OnClaimNew?.Invoke();
+    }
 
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(int limit, Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct)
     {
@@ -83,7 +102,11 @@ public sealed class WrappedQueue(IDeliveryQueue queue) : IDeliveryQueue
 
     public Task<int> ReleaseLeftoverClaimsAsync(CancellationToken ct) => queue.ReleaseLeftoverClaimsAsync(ct);
 
-    public Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct) => queue.CompleteAsync(records, decide, ct);
+    public Task<RecordedBatch> CompleteAsync(IReadOnlyList<AttemptRecord> records, DecideOutcome decide, CancellationToken ct)
+    {
+        OnComplete?.Invoke(records);
+        return queue.CompleteAsync(records, decide, ct);
+    }
 
     public Task<DateTime?> NextDueAsync(Guid[] skipSubscriptions, Guid[] skipDeliveries, CancellationToken ct) => queue.NextDueAsync(skipSubscriptions, skipDeliveries, ct);
 

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>A gym's webhook endpoint and the events it wants.</summary>
@@ -71,10 +73,33 @@ public static class DeliveryStatus
 /// <summary>One event for one subscription: the unit of delivery, retried until delivered or undeliverable.</summary>
 public sealed class WebhookDelivery
 {
-    /// <summary>Also the <c>webhook-id</c> header: stable across retries and redeliveries, so receivers dedupe on it.</summary>
+    /// <summary>
+    /// Also the <c>webhook-id</c> header: stable across retries and redeliveries, so receivers dedupe on it. A
+    /// fanned-out delivery's is <see cref="IdFor"/> its event and subscription.
+    /// </summary>
     public Guid Id { get; set; }
     public Guid GymId { get; set; }
     public Guid SubscriptionId { get; set; }
+
+    /// <summary>
+    /// The id of an event's delivery to a subscription, the same each time the event is fanned out: the dispatcher
+    /// hands deliveries to the worker before its transaction commits, so a fan-out rolled back and run again sends them
+    /// again under the same <c>webhook-id</c>. A UUIDv8 laid out as a v7: the event id's first 48 bits (its time in
+    /// milliseconds, so new rows go to the end of the primary key's index), then 74 bits of SHA-256 of the two ids.
+    /// </summary>
+    public static Guid IdFor(Guid eventId, Guid subscriptionId)
+    {
+        Span<byte> ids = stackalloc byte[32];
+        eventId.TryWriteBytes(ids[..16], bigEndian: true, out _);
+        subscriptionId.TryWriteBytes(ids[16..], bigEndian: true, out _);
+        Span<byte> id = stackalloc byte[32];
+        SHA256.HashData(ids, id);
+        ids[..6].CopyTo(id);
+        id[6] = (byte)(0x80 | (id[6] & 0x0F));
+        id[8] = (byte)(0x80 | (id[8] & 0x3F));
+        return new Guid(id[..16], bigEndian: true);
+    }
+
     /// <summary>The outbox event; null for test sends.</summary>
     public Guid? EventId { get; set; }
     /// <summary>The name sent in <c>event</c>: the alias when the subscription named one.</summary>

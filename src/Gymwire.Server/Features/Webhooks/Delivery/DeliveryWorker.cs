@@ -81,11 +81,19 @@ public sealed partial class DeliveryWorker(
         await Task.WhenAll(_inFlight.Values);
     }
 
-    /// <summary>Gives claims back unattempted. If that fails, they come due when their lease ends.</summary>
+    /// <summary>
+    /// Gives claims back unattempted, once those handed over are committed (a fan-out rolled back left none to give
+    /// back). If that fails, they come due when their lease ends.
+    /// </summary>
     private async Task GiveBackAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
     {
         try
         {
+            claimed = await CommittedAsync(claimed);
+            if (claimed.Count == 0)
+            {
+                return;
+            }
             await ErrorHandling.RetryConflictsAsync(async () =>
             {
                 await queue.ReleaseAsync(claimed, CancellationToken.None);
@@ -96,6 +104,16 @@ public sealed partial class DeliveryWorker(
         {
             LogWorkerFailed(logger, e);
         }
+    }
+
+    /// <summary>The deliveries whose rows are committed: all but those handed over by a fan-out that was not.</summary>
+    private static async Task<IReadOnlyCollection<ClaimedDelivery>> CommittedAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
+    {
+        foreach (var fanOut in claimed.Select(d => d.Committed).OfType<Task<bool>>().Distinct())
+        {
+            await fanOut;
+        }
+        return [.. claimed.Where(d => d.Committed is null || d.Committed.Result)];
     }
 
     /// <summary>
@@ -178,7 +196,7 @@ public sealed partial class DeliveryWorker(
                         // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
                         // on (to its next pause's end, or now), and must find these among them.
                         afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                        _inFlight[delivery.Id] = DeliverAsync(delivery, afterRelease.Task, ct);
+                        Start(delivery, afterRelease.Task, ct);
                         continue;
                     }
                 }
@@ -187,10 +205,7 @@ public sealed partial class DeliveryWorker(
                     refused.Add(delivery);
                     continue;
                 }
-                // The attempt waits until it is registered in flight, since its end removes it from there.
-                var started = new TaskCompletionSource();
-                _inFlight[delivery.Id] = DeliverAsync(delivery, started.Task, ct);
-                started.SetResult();
+                Start(delivery, Task.CompletedTask, ct);
             }
         }
         catch
@@ -239,19 +254,37 @@ public sealed partial class DeliveryWorker(
         }
     }
 
+    /// <summary>Starts an admitted delivery's attempt once <paramref name="after"/> completes, registered in flight.</summary>
+    private void Start(ClaimedDelivery delivery, Task after, CancellationToken ct)
+    {
+        // The attempt waits until it is registered, since its end removes it. A fan-out rolled back and run again can hand
+        // over a delivery whose first attempt is still out: each attempt removes only its own entry.
+        var registered = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var task = DeliverAsync(delivery, after, registered.Task, ct);
+        _inFlight[delivery.Id] = task;
+        registered.SetResult(task);
+    }
+
     /// <summary>
     /// One delivery's attempt, from its admission to its endpoint's next state: attempt, record, observe. It starts when
-    /// <paramref name="registered"/> completes (it is in flight, and a probe's fellow claims are given back).
+    /// <paramref name="after"/> (a probe's fellow claims are given back) and <paramref name="registered"/> (it is in flight) complete.
     /// </summary>
-    private async Task DeliverAsync(ClaimedDelivery delivery, Task registered, CancellationToken ct)
+    private async Task DeliverAsync(ClaimedDelivery delivery, Task after, Task<Task> registered, CancellationToken ct)
     {
-        await registered;
+        await after;
+        var self = await registered;
         await Task.Yield();
         var observed = false;
         try
         {
             var record = await attempt.SendAsync(delivery, ct);
-            if (await recorder.RecordAsync(record) is { } outcome)
+            if (delivery.Committed is { } committed && !await committed)
+            {
+                // Its fan-out was rolled back after the send: there is no row to record it in, and the event is fanned
+                // out again, so the delivery is sent again under the same webhook-id.
+                LogFanOutRolledBack(logger, delivery.Id);
+            }
+            else if (await recorder.RecordAsync(record) is { } outcome)
             {
                 policy.Observe(delivery.SubscriptionId, outcome.Health, TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
                 observed = true;
@@ -273,7 +306,7 @@ public sealed partial class DeliveryWorker(
             {
                 policy.Release(delivery.SubscriptionId);
             }
-            _inFlight.TryRemove(delivery.Id, out _);
+            _inFlight.TryRemove(KeyValuePair.Create(delivery.Id, self));
             slots.Return(1);
             signal.Notify();
         }
@@ -313,6 +346,9 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5210, Level = LogLevel.Warning, Message = "Released {Count} claimed deliveries left by a previous process (killed before recording them); they are sent again now")]
     private static partial void LogReleasedLeftoverClaims(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 5211, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} was sent before its fan-out was rolled back; it is sent again when the event is fanned out again")]
+    private static partial void LogFanOutRolledBack(ILogger logger, Guid deliveryId);
 
     [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]
     private static partial void LogAttemptFailed(ILogger logger, Guid deliveryId, Exception exception);

@@ -8,8 +8,8 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription, enqueued in
 /// the same transaction that marks the event dispatched (<see cref="IDeliveryQueue.EnqueueAsync"/>). As many as this
-/// node's worker has free slots for are inserted already claimed and handed to it (<see cref="DeliverySlots"/>), so
-/// they are sent without waiting for a claim; the rest wait in the queue. Woken by <see cref="OutboxSignal"/> when a
+/// node's worker has free slots for are inserted already claimed and handed to it (<see cref="DeliverySlots"/>) before
+/// the insert, so they are sent while it commits and without waiting for a claim; the rest wait in the queue. Woken by <see cref="OutboxSignal"/> when a
 /// local write commits; polls for events other nodes wrote.
 /// </summary>
 public sealed partial class WebhookDispatcher(
@@ -81,6 +81,11 @@ public sealed partial class WebhookDispatcher(
         List<DateTime> occurred = [];
         var read = 0;
         List<Claimable> claimed = [];
+        // The claims go to the worker before the fan-out's insert and commit, so that they are sent meanwhile; each
+        // attempt is recorded, or given back, only once this says the rows are there (ClaimedDelivery.Committed).
+        var committed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        List<ClaimedDelivery>? notHandedOver = null;
+        var handedOver = 0;
         int events, deliveries;
         try
         {
@@ -89,30 +94,42 @@ public sealed partial class WebhookDispatcher(
                 var fanned = await FanOutAsync(db, batch, claimed, token);
                 read = batch.Count;
                 occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
+                if (claimed.Count > 0)
+                {
+                    var handOver = HandOver(claimed, committed.Task);
+                    if (slots.HandOver(handOver))
+                    {
+                        handedOver = handOver.Count;
+                        deliverySignal.Notify();
+                    }
+                    else
+                    {
+                        notHandedOver = handOver;
+                    }
+                }
                 return fanned;
             }, ct);
         }
         catch
         {
-            // Not committed, so nothing was claimed (a commit whose answer was lost may have committed: its claims then
-            // lapse with their lease, as a crashed node's do).
-            slots.Return(claimed.Count);
+            // Not committed (a commit whose answer was lost may have committed: its claims then lapse with their lease,
+            // as a crashed node's do). Those handed over hold their slots until the worker drops their attempts; the
+            // event is fanned out again, and they are sent again under the same webhook-id (WebhookDelivery.IdFor).
+            committed.SetResult(false);
+            slots.Return(claimed.Count - handedOver);
             throw;
         }
-        if (claimed.Count > 0)
+        committed.SetResult(true);
+        if (notHandedOver is not null)
         {
-            var handOver = HandOver(claimed);
-            if (!slots.HandOver(handOver))
+            // The worker has stopped: the claims go back to the queue.
+            try
             {
-                // The worker has stopped: the claims go back to the queue.
-                try
-                {
-                    await queue.ReleaseAsync(handOver, CancellationToken.None);
-                }
-                finally
-                {
-                    slots.Return(handOver.Count);
-                }
+                await queue.ReleaseAsync(notHandedOver, CancellationToken.None);
+            }
+            finally
+            {
+                slots.Return(notHandedOver.Count);
             }
         }
         if (occurred.Count > 0)
@@ -172,7 +189,7 @@ public sealed partial class WebhookDispatcher(
                 }
                 var delivery = new WebhookDelivery
                 {
-                    Id = Guid.CreateVersion7(now),
+                    Id = WebhookDelivery.IdFor(evt.Id, subscription.Id),
                     GymId = evt.GymId,
                     SubscriptionId = subscription.Id,
                     EventId = evt.Id,
@@ -198,8 +215,8 @@ public sealed partial class WebhookDispatcher(
         return (deliveries, dispatched);
     }
 
-    /// <summary>The committed claims as the worker gets them: what a claim would read, each event's body built once.</summary>
-    private static List<ClaimedDelivery> HandOver(List<Claimable> claimed)
+    /// <summary>The claims as the worker gets them: what a claim would read, each event's body built once.</summary>
+    private static List<ClaimedDelivery> HandOver(List<Claimable> claimed, Task<bool> committed)
     {
         var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
         var handOver = new List<ClaimedDelivery>(claimed.Count);
@@ -219,6 +236,7 @@ public sealed partial class WebhookDispatcher(
                 Body = body,
                 TraceContext = evt.TraceContext,
                 Health = subscription.Health,
+                Committed = committed,
             });
         }
         return handOver;

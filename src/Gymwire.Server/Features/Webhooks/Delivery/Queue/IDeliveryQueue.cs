@@ -175,6 +175,13 @@ public sealed record ClaimedDelivery(
 
     /// <summary>The subscription's stored health, read with the claim.</summary>
     public EndpointHealth Health { get; init; }
+
+    /// <summary>
+    /// For a delivery the dispatcher handed over before its fan-out committed: true once the delivery's row is
+    /// committed, false if the fan-out was not (the event is fanned out again, and the delivery sent again under the
+    /// same id). Its attempt is recorded, or its claim given back, only after this. Null for one read from the queue.
+    /// </summary>
+    public Task<bool>? Committed { get; init; }
 }
 
 /// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>
