@@ -163,11 +163,9 @@ public sealed class EndpointHealthTests(ThreeNodes fx) : IClassFixture<ThreeNode
         // The first five and the three failed probes at their scheduled retry: everything delivered, once each. The
         // receiver counts a request before its attempt is recorded; a jump past the claim's lease before then would
         // let another node send that delivery again (at least once), so the jump waits for every claim to be recorded.
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.ClaimedBy is null), what: "every attempt recorded");
+        await fx.WaitForDeliveriesAsync(hook.Id, events, d => d.ClaimedBy is null, "every attempt recorded");
         AdvanceAndWakeAll(TimeSpan.FromMinutes(6));
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
-        var deliveries = await fx.DeliveriesAsync(hook.Id);
-        Assert.Equal(events, deliveries.Count);
+        var deliveries = await fx.WaitForDeliveriesAsync(hook.Id, events, d => d.Status == DeliveryStatus.Delivered, "every delivery delivered");
         Assert.Equal(sent + 8, receiver.At("/down").Count);
         Assert.Equal(events, receiver.At("/down").Select(r => r.Header("webhook-id")).Distinct().Count());
     }

@@ -37,8 +37,8 @@ public sealed class MultiNodeTests(PostgresWebhooks fx) : IClassFixture<Postgres
             }
             await receiver.WaitForAsync("/all", 60);
             await receiver.WaitForAsync("/some", 20);
-            await Eventually.TrueAsync(async () =>
-                (await fx.DeliveriesAsync(all.Id)).Concat(await fx.DeliveriesAsync(some.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered");
+            await fx.WaitForDeliveriesAsync(all.Id, 60, d => d.Status == DeliveryStatus.Delivered, "all delivered");
+            await fx.WaitForDeliveriesAsync(some.Id, 20, d => d.Status == DeliveryStatus.Delivered, "all delivered");
         }
         finally
         {

@@ -89,8 +89,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // Naming an event and its alias still yields one delivery, under the canonical name.
         var named = await receiver.WaitForAsync("/some", 2);
         Assert.Equal(["member.joined", "payment.received"], named.Select(r => r.Json().GetProperty("event").GetString()!).Order());
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(some.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "delivered");
-        Assert.Equal(2, (await fx.DeliveriesAsync(some.Id)).Count);
+        await fx.WaitForDeliveriesAsync(some.Id, 2, d => d.Status == DeliveryStatus.Delivered, "delivered");
         AssertNoWorkerErrors();
     }
 
@@ -413,9 +412,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         await fx.RestartAsync();
 
         await receiver.WaitForAsync("/restart", 6);
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "all delivered after restart");
-        var deliveries = await fx.DeliveriesAsync(hook.Id);
-        Assert.Equal(3, deliveries.Count);
+        await fx.WaitForDeliveriesAsync(hook.Id, 3, d => d.Status == DeliveryStatus.Delivered, "all delivered after restart");
         Assert.Equal(3, receiver.At("/restart").Skip(3).Select(r => r.Header("webhook-id")).Distinct().Count());
         AssertNoWorkerErrors();
     }
@@ -466,8 +463,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         await EventAsync(8);
         await receiver.WaitForAsync("/down", 8);
         fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
-        Assert.Equal(8, (await fx.DeliveriesAsync(hook.Id)).Count);
+        await fx.WaitForDeliveriesAsync(hook.Id, 8, d => d.Status == DeliveryStatus.Delivered, "every delivery delivered");
         Assert.Equal(14, receiver.At("/down").Count); // 5 + the failed probe + 2 at once + 6 retries
         AssertNoWorkerErrors();
     }
@@ -567,8 +563,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         // The fifth event's and the two failed probes' deliveries at their scheduled retries (5 or 30 minutes, by their
         // attempts): everything delivered.
         fx.AdvanceAndWake(TimeSpan.FromMinutes(31));
-        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).All(d => d.Status == DeliveryStatus.Delivered), what: "every delivery delivered");
-        Assert.Equal(7, (await fx.DeliveriesAsync(hook.Id)).Count);
+        await fx.WaitForDeliveriesAsync(hook.Id, 7, d => d.Status == DeliveryStatus.Delivered, "every delivery delivered");
         Assert.Equal(7, receiver.At("/held").Select(r => r.Header("webhook-id")).Distinct().Count());
         AssertNoWorkerErrors();
     }

@@ -103,6 +103,20 @@ public static class WebhookTestHelpers
         return found!;
     }
 
+    /// <summary>
+    /// Waits (bounded) until the subscription has <paramref name="count"/> deliveries, all satisfying
+    /// <paramref name="condition"/>, and returns them. A receiver can get a fresh delivery a moment before its row is
+    /// committed (the worker sends while the fan-out commits), so a test that reads the rows after the requests arrived
+    /// waits for every one of them.
+    /// </summary>
+    public static async Task<List<WebhookDelivery>> WaitForDeliveriesAsync(this GymwireFixture fx, Guid subscriptionId, int count, Func<WebhookDelivery, bool> condition, string what)
+    {
+        List<WebhookDelivery> found = [];
+        await Eventually.TrueAsync(async () => (found = await fx.DeliveriesAsync(subscriptionId)).Count >= count && found.All(condition), what: what);
+        Assert.Equal(count, found.Count);
+        return found;
+    }
+
     public static async Task<HttpStatusCode> AddMemberAsync(this TestGym gym, string userId)
     {
         using var owner = gym.Owner();
