@@ -110,9 +110,21 @@ public sealed partial class AttemptRecorder : IDisposable
     {
         // Another writer may meet the batch's rows in another order, and then nothing of the batch is written: written
         // again, its attempts keep their slots and claims, rather than lapsing into a second send.
+        // What each try decided is logged only once it is committed: a try rolled back, or a batch split after a
+        // failure, decides again, possibly otherwise.
+        List<Action> decisions = [];
         var recorded = await ErrorHandling.RetryConflictsAsync(
-            () => _queue.CompleteAsync([.. batch.Select(p => p.Record)], Decide, CancellationToken.None),
+            () =>
+            {
+                decisions = [];
+                var tried = decisions;
+                return _queue.CompleteAsync([.. batch.Select(p => p.Record)], (r, d, s) => Decide(r, d, s, tried), CancellationToken.None);
+            },
             reason => LogBatchConflict(_logger, batch.Count, reason));
+        foreach (var log in decisions)
+        {
+            log();
+        }
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Done.TrySetResult(recorded.Outcomes[i]);
@@ -154,7 +166,7 @@ public sealed partial class AttemptRecorder : IDisposable
     /// its attempt row, and applies the subscription's health to the tracked subscription (the caller saves).
     /// Null when the delivery is gone or finished meanwhile; the attempt is null when nothing was sent.
     /// </summary>
-    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt)? Decide(AttemptRecord record, StoredDelivery delivery, WebhookSubscription subscription, List<Action> logs)
     {
         if (delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Undeliverable)
         {
@@ -178,7 +190,7 @@ public sealed partial class AttemptRecorder : IDisposable
         var succeeded = record.Succeeded;
         if (ownerDisabled && !succeeded)
         {
-            return DecidePaused(record, delivery, attempt);
+            return DecidePaused(record, delivery, attempt, logs);
         }
         if (record.CountsForHealth)
         {
@@ -192,31 +204,35 @@ public sealed partial class AttemptRecorder : IDisposable
         {
             status = DeliveryStatus.Delivered;
             subscription.FailingSince = null;
-            LogDelivered(_logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs);
+            if (_logger.IsEnabled(LogLevel.Debug))
+            {
+                logs.Add(() => LogDelivered(_logger, delivery.Id, subscription.Id, attempt.StatusCode!.Value, attempt.DurationMs));
+            }
         }
         else
         {
             subscription.FailingSince ??= now;
             if (attempt.StatusCode == StatusCodes.Status410Gone)
             {
-                Deactivate(subscription, "The endpoint answered 410 Gone", finished);
+                Deactivate(subscription, "The endpoint answered 410 Gone", finished, logs);
                 status = DeliveryStatus.Undeliverable;
             }
             else if (record.Delivery.IsTest || attemptCount > schedule.Count)
             {
                 status = DeliveryStatus.Undeliverable;
-                LogUndeliverable(_logger, delivery.Id, subscription.Id, attemptCount);
+                logs.Add(() => LogUndeliverable(_logger, delivery.Id, subscription.Id, attemptCount));
             }
             else
             {
                 status = DeliveryStatus.Retrying;
                 next = finished + RetryDelay(schedule[attemptCount - 1], record.RetryAfter);
-                LogRetrying(_logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, next.Value);
+                var retryAt = next.Value;
+                logs.Add(() => LogRetrying(_logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, retryAt));
             }
             if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
             {
                 Deactivate(subscription,
-                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished);
+                    $"Every delivery attempt has failed since {GymwireJson.FormatTimestamp(subscription.FailingSince.Value)} (Webhooks:AutoDisableAfter is {_options.AutoDisableAfter})", finished, logs);
             }
         }
         return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, attempt.Error, next), attempt);
@@ -228,22 +244,22 @@ public sealed partial class AttemptRecorder : IDisposable
     /// the disabled subscription (no failure counted, no pause, no deactivation); a 410 or the end of the retry
     /// schedule still ends the delivery.
     /// </summary>
-    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt) DecidePaused(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt)
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt) DecidePaused(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt, List<Action> logs)
     {
         var attemptCount = delivery.AttemptCount + 1;
         var ended = attempt.StatusCode == StatusCodes.Status410Gone || record.Delivery.IsTest || attemptCount > _options.EffectiveRetrySchedule.Count;
         var status = ended ? DeliveryStatus.Undeliverable : DeliveryStatus.Retrying;
-        LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status);
+        logs.Add(() => LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status));
         return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, attempt.Error, null), attempt);
     }
 
-    private void Deactivate(WebhookSubscription subscription, string reason, DateTime now)
+    private void Deactivate(WebhookSubscription subscription, string reason, DateTime now, List<Action> logs)
     {
         subscription.IsActive = false;
         subscription.DisabledReason = reason;
         subscription.DisabledAt = now;
         subscription.UpdatedAt = now;
-        LogDeactivated(_logger, subscription.Id, reason);
+        logs.Add(() => LogDeactivated(_logger, subscription.Id, reason));
     }
 
     private TimeSpan RetryDelay(TimeSpan scheduled, TimeSpan? retryAfter)
