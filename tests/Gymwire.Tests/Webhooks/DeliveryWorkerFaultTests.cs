@@ -82,20 +82,28 @@ public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
     }
 
     [Fact]
-    public async Task A_delivery_sent_before_its_fan_out_was_rolled_back_is_sent_again_under_the_same_id_and_recorded_once()
+    public async Task A_delivery_sent_before_its_fan_out_was_rolled_back_is_sent_again_once_under_the_same_id_and_recorded_once()
     {
         await using var receiver = await TestReceiver.StartAsync();
         var gym = await fx.CreateGymAsync();
         var hook = await gym.CreateWebhookAsync(receiver.Url("/early"), "member.joined");
         var logStart = fx.Logs.Lines.Count;
         // The receiver has the delivery before its fan-out commits; then PostgreSQL rolls the fan-out back, as it rolls
-        // back a deadlock's victim, and the dispatcher runs it again.
+        // back a deadlock's victim, and does so twice more as the dispatcher runs it again at once.
         var rolledBack = 0;
         fx.Queue.AfterFanOut = async events =>
         {
-            if (events.Any(e => e.GymId == gym.GymId) && Interlocked.Exchange(ref rolledBack, 1) == 0)
+            if (!events.Any(e => e.GymId == gym.GymId))
+            {
+                return;
+            }
+            var pass = Interlocked.Increment(ref rolledBack);
+            if (pass == 1)
             {
                 await receiver.WaitForAsync("/early", 1);
+            }
+            if (pass <= 3)
+            {
                 throw new PostgresException("deadlock detected", "ERROR", "ERROR", PostgresErrorCodes.DeadlockDetected);
             }
         };
@@ -104,7 +112,11 @@ public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
             await gym.AddMemberAsync("user_early_send");
 
             var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered");
+            // Sent before the first rollback, and once more after the commit: the passes after a failed one hand over
+            // only once committed, so the rollbacks between send nothing.
             var received = await receiver.WaitForAsync("/early", 2);
+            Assert.Equal(2, received.Count);
+            Assert.Equal(4, rolledBack);
             Assert.All(received, r => Assert.Equal(delivery.Id.ToString(), r.Header("webhook-id")));
             Assert.Equal(1, delivery.AttemptCount);
             Assert.Single(await fx.AttemptsAsync(delivery.Id));
@@ -113,7 +125,7 @@ public abstract class DeliveryWorkerFaultTests(WrappedQueueFixture fx)
             var lines = fx.Logs.Lines.Skip(logStart).ToList();
             Assert.Contains(lines, l => l.StartsWith("Warning Gymwire.Features.Webhooks.WebhookDispatcher: Webhook dispatch was rolled back", StringComparison.Ordinal));
             await Eventually.TrueAsync(() => Task.FromResult(fx.Logs.Lines.Skip(logStart).Any(l => l.StartsWith(
-                $"Debug Gymwire.Features.Webhooks.DeliveryWorker: Webhook delivery {delivery.Id} was sent before its fan-out was rolled back", StringComparison.Ordinal))),
+                $"Debug Gymwire.Features.Webhooks.DeliveryWorker: Webhook delivery {delivery.Id} is dropped: its fan-out was rolled back", StringComparison.Ordinal))),
                 what: "the first attempt dropped");
         }
         finally

@@ -191,14 +191,55 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
         Assert.Equal(2, slots.Free);
         slots.Return(2);
 
-        // The next pass hands over the same deliveries under the same ids, and commits them.
-        queue.AfterFanOut = null;
+        // The next pass makes the same deliveries under the same ids, and, after a failed pass, hands them over only
+        // once committed: a fault that lasted would otherwise send them again at every pass.
+        var handedBeforeCommit = true;
+        queue.AfterFanOut = events =>
+        {
+            handedBeforeCommit = slots.TryTakeHandedOver(out _);
+            return Task.CompletedTask;
+        };
         Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+        Assert.False(handedBeforeCommit);
         Assert.True(slots.TryTakeHandedOver(out var again));
         Assert.Equal(early.Select(d => d.Id).Order(), again.Select(d => d.Id).Order());
         Assert.All(again, d => Assert.True(d.Committed!.Result));
         var rows = await fx.WithDbAsync(db => db.WebhookDeliveries.AsNoTracking().Where(d => d.GymId == gym.GymId).Select(d => d.Id).ToListAsync());
         Assert.Equal(early.Select(d => d.Id).Order(), rows.Order());
+        slots.Return(2);
+
+        // After a pass that committed, the next hands over before its commit again.
+        await AddEventsAsync(gym.GymId, 1);
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+        Assert.True(handedBeforeCommit);
+    }
+
+    [Fact]
+    public async Task A_pass_leaves_a_failing_endpoints_delivery_to_a_claim_which_takes_its_probe()
+    {
+        await fx.DrainOutboxAsync();
+        var gym = await fx.CreateGymAsync();
+        var healthy = await gym.CreateWebhookAsync("http://127.0.0.1:9/probe/healthy", "lead.created");
+        var failing = await gym.CreateWebhookAsync("http://127.0.0.1:9/probe/failing", "lead.created");
+        // Failing, its pause over: its next attempt is a probe.
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var threshold = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.FailingEndpointThreshold;
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == failing.Id).ExecuteUpdateAsync(u => u
+            .SetProperty(s => s.ConsecutiveFailures, threshold).SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(1))
+            .SetProperty(s => s.PausedUntil, now.AddMinutes(-1)).SetProperty(s => s.FailingSince, now.AddMinutes(-5))));
+        await fx.DrainOutboxAsync();
+        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
+        slots.Open();
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots);
+
+        await AddEventsAsync(gym.GymId, 1);
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+
+        Assert.True(slots.TryTakeHandedOver(out var handed));
+        Assert.Equal(healthy.Id, Assert.Single(handed).SubscriptionId);
+        var probe = Assert.Single(await fx.DeliveriesAsync(failing.Id));
+        Assert.Null(probe.ClaimedBy);
+        Assert.Equal(now, probe.NextAttemptAt!.Value, TimeSpan.FromMilliseconds(1));
     }
 
     /// <summary>Fans out whatever earlier tests and set-up left in the outbox, with no worker to hand anything to.</summary>

@@ -24,6 +24,9 @@ public sealed partial class DeliveryWorker(
 {
     private readonly WebhookOptions _options = options.Value;
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
+    // Every attempt until it ends, for shutdown to wait for: a fan-out rolled back and run again can hand over a delivery
+    // whose first attempt is still out, and _inFlight then holds only the second.
+    private readonly ConcurrentDictionary<Task, bool> _running = new();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -78,7 +81,7 @@ public sealed partial class DeliveryWorker(
             await GiveBackAsync(handedOver);
             slots.Return(handedOver.Count);
         }
-        await Task.WhenAll(_inFlight.Values);
+        await Task.WhenAll(_running.Keys);
     }
 
     /// <summary>
@@ -262,6 +265,7 @@ public sealed partial class DeliveryWorker(
         var registered = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = DeliverAsync(delivery, after, registered.Task, ct);
         _inFlight[delivery.Id] = task;
+        _running[task] = true;
         registered.SetResult(task);
     }
 
@@ -277,6 +281,12 @@ public sealed partial class DeliveryWorker(
         var observed = false;
         try
         {
+            if (delivery.Committed is { IsCompleted: true, Result: false })
+            {
+                // Its fan-out was rolled back before the attempt began: nothing to send or record.
+                LogFanOutRolledBack(logger, delivery.Id);
+                return;
+            }
             var record = await attempt.SendAsync(delivery, ct);
             if (delivery.Committed is { } committed && !await committed)
             {
@@ -307,6 +317,7 @@ public sealed partial class DeliveryWorker(
                 policy.Release(delivery.SubscriptionId);
             }
             _inFlight.TryRemove(KeyValuePair.Create(delivery.Id, self));
+            _running.TryRemove(self, out _);
             slots.Return(1);
             signal.Notify();
         }
@@ -347,7 +358,7 @@ public sealed partial class DeliveryWorker(
     [LoggerMessage(EventId = 5210, Level = LogLevel.Warning, Message = "Released {Count} claimed deliveries left by a previous process (killed before recording them); they are sent again now")]
     private static partial void LogReleasedLeftoverClaims(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 5211, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} was sent before its fan-out was rolled back; it is sent again when the event is fanned out again")]
+    [LoggerMessage(EventId = 5211, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} is dropped: its fan-out was rolled back, and it is sent again when the event is fanned out again")]
     private static partial void LogFanOutRolledBack(ILogger logger, Guid deliveryId);
 
     [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]

@@ -195,7 +195,8 @@ public sealed partial class EndpointPolicy(IOptions<WebhookOptions> options, Tim
 
     private DateTime Now => clock.GetUtcNow().UtcDateTime;
 
-    private bool IsFailing(EndpointHealth health) => _options.FailingEndpointThreshold > 0 && health.ConsecutiveFailures >= _options.FailingEndpointThreshold;
+    /// <summary>The endpoint failed <c>Webhooks:FailingEndpointThreshold</c> times in a row: its next attempt is a probe.</summary>
+    public bool IsFailing(EndpointHealth health) => _options.FailingEndpointThreshold > 0 && health.ConsecutiveFailures >= _options.FailingEndpointThreshold;
 
     /// <summary>One attempt at a time while slow, or while failing past the threshold (a probe); otherwise the configured cap.</summary>
     private int CapOf(State state) => state.Slow || state.Failing ? 1 : _options.MaxConcurrentPerEndpoint;

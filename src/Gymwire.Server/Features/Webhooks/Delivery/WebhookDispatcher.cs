@@ -29,6 +29,10 @@ public sealed partial class WebhookDispatcher(
     /// <summary>Deliveries written per transaction at most, so that workers start on a burst while the rest is fanned out (an event is never split across two).</summary>
     public const int MaxDeliveriesPerBatch = 250;
 
+    // After a pass that failed, the next hands its claims over only once committed: a fault that outlasts one pass (a
+    // full disk, a lock timeout) would otherwise send the same deliveries again at every pass.
+    private bool _lastPassFailed;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
@@ -84,6 +88,7 @@ public sealed partial class WebhookDispatcher(
         // The claims go to the worker before the fan-out's insert and commit, so that they are sent meanwhile; each
         // attempt is recorded, or given back, only once this says the rows are there (ClaimedDelivery.Committed).
         var committed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var early = !_lastPassFailed;
         List<ClaimedDelivery>? notHandedOver = null;
         var handedOver = 0;
         int events, deliveries;
@@ -94,18 +99,9 @@ public sealed partial class WebhookDispatcher(
                 var fanned = await FanOutAsync(db, batch, claimed, token);
                 read = batch.Count;
                 occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
-                if (claimed.Count > 0)
+                if (early && claimed.Count > 0)
                 {
-                    var handOver = HandOver(claimed, committed.Task);
-                    if (slots.HandOver(handOver))
-                    {
-                        handedOver = handOver.Count;
-                        deliverySignal.Notify();
-                    }
-                    else
-                    {
-                        notHandedOver = handOver;
-                    }
+                    handedOver = HandOverOrKeep(HandOver(claimed, committed.Task), ref notHandedOver);
                 }
                 return fanned;
             }, ct);
@@ -115,11 +111,17 @@ public sealed partial class WebhookDispatcher(
             // Not committed (a commit whose answer was lost may have committed: its claims then lapse with their lease,
             // as a crashed node's do). Those handed over hold their slots until the worker drops their attempts; the
             // event is fanned out again, and they are sent again under the same webhook-id (WebhookDelivery.IdFor).
+            _lastPassFailed = true;
             committed.SetResult(false);
             slots.Return(claimed.Count - handedOver);
             throw;
         }
+        _lastPassFailed = false;
         committed.SetResult(true);
+        if (!early && claimed.Count > 0)
+        {
+            HandOverOrKeep(HandOver(claimed, committed.Task), ref notHandedOver);
+        }
         if (notHandedOver is not null)
         {
             // The worker has stopped: the claims go back to the queue.
@@ -147,6 +149,18 @@ public sealed partial class WebhookDispatcher(
             deliverySignal.Notify();
         }
         return new DispatchedBatch(events, read == BatchSize || events < read);
+    }
+
+    /// <summary>Hands claims to the worker and wakes it; returns how many, none when the worker has stopped (kept for the caller to give back).</summary>
+    private int HandOverOrKeep(List<ClaimedDelivery> handOver, ref List<ClaimedDelivery>? notHandedOver)
+    {
+        if (!slots.HandOver(handOver))
+        {
+            notHandedOver = handOver;
+            return 0;
+        }
+        deliverySignal.Notify();
+        return handOver.Count;
     }
 
     /// <summary>What the fan-out reads of a subscription: where its deliveries go and, for those handed over, how they are sent.</summary>
@@ -200,7 +214,10 @@ public sealed partial class WebhookDispatcher(
                     NextAttemptAt = WebhookSubscription.FirstDueAt(subscription.Health.PausedUntil, now),
                 };
                 deliveries.Add(delivery);
-                if (delivery.NextAttemptAt == now && !(subscription.Health.ProbeClaimedUntil > now) && !atCapacity.Contains(subscription.Id))
+                // A failing endpoint's next attempt is a probe, which the worker takes in the queue first (ClaimProbeAsync):
+                // left to a claim, not handed over, so that a fan-out rolled back cannot strand a probe it took.
+                if (delivery.NextAttemptAt == now && !policy.IsFailing(subscription.Health) && !(subscription.Health.ProbeClaimedUntil > now)
+                    && !atCapacity.Contains(subscription.Id))
                 {
                     claimable.Add(new Claimable(delivery, subscription, evt));
                 }
