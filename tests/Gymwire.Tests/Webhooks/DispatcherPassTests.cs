@@ -74,8 +74,7 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
             .SetProperty(s => s.PausedUntil, now.AddMinutes(1)).SetProperty(s => s.FailingSince, now)));
         await fx.DrainOutboxAsync();
         // A worker with four slots, two of them in use: two of the three claimable deliveries are handed over.
-        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
-        slots.Open();
+        var slots = OpenSlots(4);
         Assert.Equal(2, slots.Take(2));
         var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots);
 
@@ -126,15 +125,8 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
     [Fact]
     public async Task A_pass_whose_worker_stops_before_its_commit_gives_its_claims_and_slots_back()
     {
-        await fx.DrainOutboxAsync();
-        var gym = await fx.CreateGymAsync();
-        for (var i = 0; i < 3; i++)
-        {
-            await gym.CreateWebhookAsync($"http://127.0.0.1:9/stopping/{i}", "lead.created");
-        }
-        await fx.DrainOutboxAsync();
-        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
-        slots.Open();
+        var gym = await GymWithWebhooksAsync("stopping", 3);
+        var slots = OpenSlots(4);
         // The worker stops after the pass has claimed its deliveries and before they are handed over.
         var queue = new WrappedQueue(fx.Queue()) { OnClaimNew = slots.Close };
         var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots, (IDeliveryQueue)queue);
@@ -158,15 +150,8 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
     [Fact]
     public async Task A_pass_hands_its_claims_over_before_its_commit_and_one_rolled_back_hands_the_same_deliveries_over_again()
     {
-        await fx.DrainOutboxAsync();
-        var gym = await fx.CreateGymAsync();
-        for (var i = 0; i < 2; i++)
-        {
-            await gym.CreateWebhookAsync($"http://127.0.0.1:9/early/{i}", "lead.created");
-        }
-        await fx.DrainOutboxAsync();
-        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
-        slots.Open();
+        var gym = await GymWithWebhooksAsync("early", 2);
+        var slots = OpenSlots(4);
         IReadOnlyList<ClaimedDelivery>? early = null;
         var queue = new WrappedQueue(fx.Queue())
         {
@@ -228,8 +213,7 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
             .SetProperty(s => s.ConsecutiveFailures, threshold).SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(1))
             .SetProperty(s => s.PausedUntil, now.AddMinutes(-1)).SetProperty(s => s.FailingSince, now.AddMinutes(-5))));
         await fx.DrainOutboxAsync();
-        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = 4 }));
-        slots.Open();
+        var slots = OpenSlots(4);
         var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots);
 
         await AddEventsAsync(gym.GymId, 1);
@@ -240,6 +224,27 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
         var probe = Assert.Single(await fx.DeliveriesAsync(failing.Id));
         Assert.Null(probe.ClaimedBy);
         Assert.Equal(now, probe.NextAttemptAt!.Value, TimeSpan.FromMilliseconds(1));
+    }
+
+    /// <summary>A worker's slots, open, none taken.</summary>
+    private static DeliverySlots OpenSlots(int capacity)
+    {
+        var slots = new DeliverySlots(Options.Create(new WebhookOptions { MaxConcurrentDeliveries = capacity }));
+        slots.Open();
+        return slots;
+    }
+
+    /// <summary>A gym with <paramref name="count"/> webhooks for lead.created, and an outbox left empty by them and earlier tests.</summary>
+    private async Task<TestGym> GymWithWebhooksAsync(string path, int count)
+    {
+        await fx.DrainOutboxAsync();
+        var gym = await fx.CreateGymAsync();
+        for (var i = 0; i < count; i++)
+        {
+            await gym.CreateWebhookAsync($"http://127.0.0.1:9/{path}/{i}", "lead.created");
+        }
+        await fx.DrainOutboxAsync();
+        return gym;
     }
 
     /// <summary>Fans out whatever earlier tests and set-up left in the outbox, with no worker to hand anything to.</summary>

@@ -82,12 +82,9 @@ public sealed class WebhookDelivery
     public Guid SubscriptionId { get; set; }
 
     /// <summary>
-    /// The id of an event's delivery to a subscription, the same each time the event is fanned out: the dispatcher
-    /// hands deliveries to the worker before its transaction commits, so a fan-out rolled back and run again sends them
-    /// again under the same <c>webhook-id</c>. A UUIDv8: the event id's first 64 bits (its time in milliseconds, then
-    /// its own random bits), then 62 bits of SHA-256 of the two ids. So an event's deliveries are neighbours in the
-    /// primary key's index, and a fan-out inserts them together in a range of their own even when many events share a
-    /// millisecond; wholly hashed ids would scatter them across the index, which cost M4 on SQLite 10-15 %.
+    /// The id of an event's delivery to a subscription, the same at every fan-out of the event, so that one rolled back
+    /// after its hand-over and run again sends under the same <c>webhook-id</c>. A UUIDv8: the event id's first 64 bits,
+    /// so an event's deliveries are neighbours in the primary key's index, then 62 bits of SHA-256 of the two ids.
     /// </summary>
     public static Guid IdFor(Guid eventId, Guid subscriptionId)
     {
