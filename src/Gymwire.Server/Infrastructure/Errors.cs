@@ -123,6 +123,23 @@ public static partial class ErrorHandling
         return false;
     }
 
+    /// <summary>A write named a row that is gone: one deleted after the writer read it (a webhook deleted while its event was fanned out).</summary>
+    internal static bool IsForeignKeyViolation(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.ForeignKeyViolation }
+                or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint })
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>SQLITE_CONSTRAINT_FOREIGNKEY.</summary>
+    private const int SqliteForeignKeyConstraint = 787;
+
     /// <summary>Answers a client error in the error shape and logs it in one line, below Error: the client erred, not the server.</summary>
     public static Task RefuseAsync(HttpContext context, int statusCode, string message)
     {

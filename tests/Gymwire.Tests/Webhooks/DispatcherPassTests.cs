@@ -1,6 +1,7 @@
 using Gymwire.Features.Cluster;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
+using Gymwire.Infrastructure;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -101,7 +102,7 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
             var read = await fx.Queue().ReadUnfinishedAsync(delivery.Id, CancellationToken.None);
             Assert.NotNull(read);
             Assert.Equal(read.Body, delivery.Body);
-            Assert.Equal(read with { Body = null, DueAt = null, CreatedAt = default }, delivery with { Body = null, DueAt = null, CreatedAt = default, Committed = null });
+            Assert.Equal(read with { Body = null, DueAt = null, CreatedAt = default }, delivery with { Body = null, DueAt = null, CreatedAt = default, Committed = null, Sends = null });
             Assert.True(await delivery.Committed!);
             Assert.Equal(WebhookDelivery.IdFor(delivery.EventId!.Value, delivery.SubscriptionId), delivery.Id);
             Assert.Equal(read.CreatedAt, delivery.CreatedAt, TimeSpan.FromMilliseconds(1));
@@ -224,6 +225,66 @@ public abstract class DispatcherPassTests(NoDispatcherFixture fx)
         var probe = Assert.Single(await fx.DeliveriesAsync(failing.Id));
         Assert.Null(probe.ClaimedBy);
         Assert.Equal(now, probe.NextAttemptAt!.Value, TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
+    public async Task A_pass_inserts_once_the_worker_has_sent_what_it_handed_over_and_holds_no_write_lock_while_it_waits()
+    {
+        var gym = await GymWithWebhooksAsync("sends", 2);
+        var slots = OpenSlots(4);
+        var options = Options.Create(new WebhookOptions { HandOverSendsWait = TimeSpan.FromMinutes(5) });
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, slots, options);
+        await AddEventsAsync(gym.GymId, 1);
+
+        var pass = dispatcher.DispatchBatchAsync(CancellationToken.None);
+        IReadOnlyList<ClaimedDelivery>? handed;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!slots.TryTakeHandedOver(out handed))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "nothing was handed over");
+            await Task.Delay(10);
+        }
+        Assert.Equal(2, handed.Count);
+
+        // While it waits, another write goes through (on SQLite, the pass has not taken the database's write lock), and
+        // nothing of the pass is written. (Half a second lets a pass that did not wait show it: a bound on a wrong path.)
+        await fx.WithDbAsync(db => db.Gyms.Where(g => g.Id == gym.GymId).ExecuteUpdateAsync(u => u.SetProperty(g => g.Name, "Renamed while the fan-out waits")));
+        await Task.WhenAny(pass, Task.Delay(TimeSpan.FromMilliseconds(500)));
+        Assert.False(pass.IsCompleted, "the pass did not wait for the sends");
+        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId)));
+        handed[0].MarkStarted();
+        handed[0].MarkStarted();
+        Assert.False(pass.IsCompleted);
+        Assert.False(handed[0].Committed!.IsCompleted);
+
+        // The last send on its way: the pass inserts and commits.
+        handed[1].MarkStarted();
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await pass.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(await handed[1].Committed!);
+        Assert.Equal(handed.Select(d => d.Id).Order(), await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.GymId == gym.GymId).Select(d => d.Id).OrderBy(id => id).ToListAsync()));
+    }
+
+    [Fact]
+    public async Task A_webhook_deleted_while_its_event_is_fanned_out_fails_the_pass_with_nothing_written_and_the_next_pass_leaves_it_out()
+    {
+        var gym = await GymWithWebhooksAsync("deleted", 2);
+        var ids = await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.GymId == gym.GymId).Select(s => s.Id).OrderBy(id => id).ToListAsync());
+        var queue = new WrappedQueue(fx.Queue())
+        {
+            AfterFanOut = _ => fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == ids[0]).ExecuteDeleteAsync()),
+        };
+        var dispatcher = ActivatorUtilities.CreateInstance<WebhookDispatcher>(fx.Services, (IDeliveryQueue)queue);
+        await AddEventsAsync(gym.GymId, 1);
+
+        // The dispatcher's loop runs such a pass again at once, as it does one PostgreSQL rolled back for a deadlock.
+        var failed = await Assert.ThrowsAnyAsync<Exception>(() => dispatcher.DispatchBatchAsync(CancellationToken.None));
+        Assert.True(ErrorHandling.IsForeignKeyViolation(failed), failed.ToString());
+        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.GymId == gym.GymId)));
+
+        queue.AfterFanOut = null;
+        Assert.Equal(new WebhookDispatcher.DispatchedBatch(1, false), await dispatcher.DispatchBatchAsync(CancellationToken.None));
+        var delivery = Assert.Single(await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.GymId == gym.GymId).ToListAsync()));
+        Assert.Equal(ids[1], delivery.SubscriptionId);
     }
 
     /// <summary>A worker's slots, open, none taken.</summary>

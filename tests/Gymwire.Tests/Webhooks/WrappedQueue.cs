@@ -15,8 +15,15 @@ public abstract class WrappedQueueFixture(Store store) : WebhookFixture(store)
     /// <summary>Attempts are measured by subscription, so that a test can tell when its own attempt has ended.</summary>
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Metrics:PerSubscription", "true")];
 
-    protected override void ConfigureServices(IServiceCollection services) =>
+    /// <summary>
+    /// A fan-out waits for its hand-over's sends as long as a test may take: a way out of the worker that forgot to tell
+    /// it would hold the fan-out's commit, and the test would fail instead of passing on the real-time bound.
+    /// </summary>
+    protected override void ConfigureServices(IServiceCollection services)
+    {
         services.Replace(ServiceDescriptor.Singleton<IDeliveryQueue>(sp => new WrappedQueue(DeliveryQueue.ForConfiguredStore(sp))));
+        services.PostConfigure<WebhookOptions>(o => o.HandOverSendsWait = TimeSpan.FromMinutes(5));
+    }
 }
 
 public sealed class SqliteWrappedQueue() : WrappedQueueFixture(Store.Sqlite);
@@ -24,9 +31,9 @@ public sealed class SqliteWrappedQueue() : WrappedQueueFixture(Store.Sqlite);
 public sealed class PostgresWrappedQueue() : WrappedQueueFixture(Store.Postgres);
 
 /// <summary>
-/// The real queue, watched: it records every delivery a claim returned, runs <see cref="AfterFanOut"/> inside an
-/// enqueue's transaction, after its fan-out and before its insert and commit (an exception it throws rolls the enqueue
-/// back), <see cref="OnClaimNew"/> when the fan-out claims a new delivery, <see cref="OnComplete"/> before attempts are
+/// The real queue, watched: it records every delivery a claim returned, runs <see cref="AfterFanOut"/> after an
+/// enqueue's fan-out and before its insert and commit (inside its transaction on PostgreSQL; an exception it throws
+/// fails the enqueue, which writes nothing), <see cref="OnClaimNew"/> when the fan-out claims a new delivery, <see cref="OnComplete"/> before attempts are
 /// recorded, and <see cref="BeforeClaim"/> once, when the
 /// next claim starts (an exception it throws is that claim's). Claiming the probe of <see cref="FailProbeOf"/> fails once,
 /// as a dropped connection would.

@@ -88,6 +88,12 @@ public sealed class WebhookOptions
 
     public TimeSpan EffectiveClaimLease => ClaimLease ?? Timeout * 2 + TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a fan-out waits at most for the worker to send what it handed over before inserting the rows (not a
+    /// setting: tests lengthen it). Real time, as the sends' CPU is; a worker busy elsewhere only delays the commit.
+    /// </summary>
+    internal TimeSpan HandOverSendsWait { get; set; } = TimeSpan.FromMilliseconds(20);
+
     internal IReadOnlyList<IPNetwork> ParsedAllowedNetworks => AllowedNetworks.Select(IPNetwork.Parse).ToList();
 }
 

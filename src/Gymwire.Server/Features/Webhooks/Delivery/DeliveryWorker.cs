@@ -90,6 +90,11 @@ public sealed partial class DeliveryWorker(
     /// </summary>
     private async Task GiveBackAsync(IReadOnlyCollection<ClaimedDelivery> claimed)
     {
+        // Set aside: the fan-out that handed them over need not wait for them (and cannot commit while it does).
+        foreach (var delivery in claimed)
+        {
+            delivery.MarkStarted();
+        }
         try
         {
             claimed = await CommittedAsync(claimed);
@@ -262,6 +267,11 @@ public sealed partial class DeliveryWorker(
     {
         // The attempt waits until it is registered, since its end removes it. A fan-out rolled back and run again can hand
         // over a delivery whose first attempt is still out: each attempt removes only its own entry.
+        if (!after.IsCompleted)
+        {
+            // A probe waits for its fellow claims to be given back, which waits for their fan-out's commit.
+            delivery.MarkStarted();
+        }
         var registered = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = DeliverAsync(delivery, after, registered.Task, ct);
         _inFlight[delivery.Id] = task;
@@ -287,7 +297,11 @@ public sealed partial class DeliveryWorker(
                 LogFanOutRolledBack(logger, delivery.Id);
                 return;
             }
-            var record = await attempt.SendAsync(delivery, ct);
+            // The send's first wait is usually for the response (a pooled connection takes the request at once): the
+            // fan-out that handed the delivery over may insert now.
+            var sending = attempt.SendAsync(delivery, ct);
+            delivery.MarkStarted();
+            var record = await sending;
             if (delivery.Committed is { } committed && !await committed)
             {
                 // Its fan-out was rolled back after the send: there is no row to record it in, and the event is fanned
@@ -312,6 +326,7 @@ public sealed partial class DeliveryWorker(
         }
         finally
         {
+            delivery.MarkStarted();
             if (!observed)
             {
                 policy.Release(delivery.SubscriptionId);

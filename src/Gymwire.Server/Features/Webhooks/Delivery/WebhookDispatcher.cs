@@ -9,8 +9,9 @@ namespace Gymwire.Features.Webhooks;
 /// Fans the outbox out: each undispatched event becomes one delivery per matching active subscription, enqueued in
 /// the same transaction that marks the event dispatched (<see cref="IDeliveryQueue.EnqueueAsync"/>). As many as this
 /// node's worker has free slots for are inserted already claimed and handed to it (<see cref="DeliverySlots"/>) before
-/// the insert, so they are sent while it commits and without waiting for a claim; the rest wait in the queue. Woken by <see cref="OutboxSignal"/> when a
-/// local write commits; polls for events other nodes wrote.
+/// the insert, so they are sent without waiting for a claim, and the insert waits until they are on their way
+/// (<see cref="HandOverSends"/>); the rest wait in the queue. Woken by <see cref="OutboxSignal"/> when a local write
+/// commits; polls for events other nodes wrote.
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IDeliveryQueue queue,
@@ -36,6 +37,7 @@ public sealed partial class WebhookDispatcher(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
+        var deletedMeanwhile = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -48,20 +50,23 @@ public sealed partial class WebhookDispatcher(
                     pass = await DispatchBatchAsync(stoppingToken);
                 }
                 while (pass.MayHaveMore);
+                deletedMeanwhile = 0;
                 await outboxSignal.WaitAsync(options.Value.PollInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
             }
-            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e))
+            catch (Exception e) when (ErrorHandling.IsConcurrencyConflict(e) || (ErrorHandling.IsForeignKeyViolation(e) && ++deletedMeanwhile < ErrorHandling.ConflictTries))
             {
                 // PostgreSQL rolled the pass back to break a deadlock with another writer (the fan-out's inserts lock the
-                // subscriptions they name): nothing is lost, and the pass runs again at once.
+                // subscriptions they name), or a webhook was deleted after the fan-out read it: nothing is written, and the
+                // pass runs again at once (without that webhook). A missing row that does not go away is an error below.
                 LogDispatchConflict(logger, e.GetBaseException().Message);
             }
             catch (Exception e)
             {
+                deletedMeanwhile = 0;
                 LogDispatchFailed(logger, e);
                 try
                 {
@@ -101,7 +106,12 @@ public sealed partial class WebhookDispatcher(
                 occurred = [.. batch.Take(fanned.Dispatched.Count).Select(e => e.OccurredAt)];
                 if (early && claimed.Count > 0)
                 {
-                    handedOver = HandOverOrKeep(HandOver(claimed, committed.Task), ref notHandedOver);
+                    var sends = new HandOverSends(claimed.Select(c => c.Delivery.Id));
+                    handedOver = HandOverOrKeep(HandOver(claimed, committed.Task, sends), ref notHandedOver);
+                    if (handedOver > 0)
+                    {
+                        await WaitForSendsAsync(sends, token);
+                    }
                 }
                 return fanned;
             }, ct);
@@ -120,7 +130,7 @@ public sealed partial class WebhookDispatcher(
         committed.SetResult(true);
         if (!early && claimed.Count > 0)
         {
-            HandOverOrKeep(HandOver(claimed, committed.Task), ref notHandedOver);
+            HandOverOrKeep(HandOver(claimed, committed.Task, sends: null), ref notHandedOver);
         }
         if (notHandedOver is not null)
         {
@@ -149,6 +159,22 @@ public sealed partial class WebhookDispatcher(
             deliverySignal.Notify();
         }
         return new DispatchedBatch(events, read == BatchSize || events < read);
+    }
+
+    /// <summary>
+    /// Until the worker has sent (or set aside) every delivery handed over, for at most <c>HandOverSendsWait</c>: on a
+    /// machine of few cores the insert and commit would otherwise take the CPU the sends need, and they would reach their
+    /// receivers later. Only the commit waits, and with it the attempts' records.
+    /// </summary>
+    private async Task WaitForSendsAsync(HandOverSends sends, CancellationToken ct)
+    {
+        try
+        {
+            await sends.All.WaitAsync(options.Value.HandOverSendsWait, TimeProvider.System, ct);
+        }
+        catch (TimeoutException)
+        {
+        }
     }
 
     /// <summary>Hands claims to the worker and wakes it; returns how many, none when the worker has stopped (kept for the caller to give back).</summary>
@@ -233,7 +259,7 @@ public sealed partial class WebhookDispatcher(
     }
 
     /// <summary>The claims as the worker gets them: what a claim would read, each event's body built once.</summary>
-    private static List<ClaimedDelivery> HandOver(List<Claimable> claimed, Task<bool> committed)
+    private static List<ClaimedDelivery> HandOver(List<Claimable> claimed, Task<bool> committed, HandOverSends? sends)
     {
         var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
         var handOver = new List<ClaimedDelivery>(claimed.Count);
@@ -254,6 +280,7 @@ public sealed partial class WebhookDispatcher(
                 TraceContext = evt.TraceContext,
                 Health = subscription.Health,
                 Committed = committed,
+                Sends = sends,
             });
         }
         return handOver;

@@ -52,7 +52,10 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// </summary>
     protected abstract Task MoveQueuedAsync(GymwireDbContext db, Guid subscriptionId, DateTime before, DateTime at, DateTime to, DateTime now, CancellationToken ct);
 
-    /// <summary>Reads up to <paramref name="limit"/> undispatched events and begins the transaction that dispatches them (none when there are none).</summary>
+    /// <summary>
+    /// Reads up to <paramref name="limit"/> undispatched events, and begins the transaction that dispatches them where it
+    /// must hold them while they are fanned out (none when there are none); where not (null), it begins after the fan-out.
+    /// </summary>
     protected abstract Task<(List<Events.OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct);
 
     protected AsyncServiceScope CreateScope(out GymwireDbContext db)
@@ -66,18 +69,26 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     {
         await using var scope = CreateScope(out var db);
         var (events, write) = await TakeUndispatchedAsync(db, maxEvents, ct);
-        if (write is null)
+        if (events.Count == 0)
         {
             return (0, 0);
         }
-        await using (write)
+        try
         {
             var (deliveries, dispatched) = await fanOut(db, events, ct);
+            write ??= await BeginWriteAsync(db, ct);
             var now = clock.GetUtcNow().UtcDateTime;
             await DeliveryRows.InsertAsync(db, RowsPerStatement, deliveries, ct);
             await db.OutboxEvents.Where(e => dispatched.Contains(e.Sequence)).ExecuteUpdateAsync(u => u.SetProperty(e => e.DispatchedAt, now), ct);
             await write.CommitAsync(ct);
             return (dispatched.Count, deliveries.Count);
+        }
+        finally
+        {
+            if (write is not null)
+            {
+                await write.DisposeAsync();
+            }
         }
     }
 

@@ -16,7 +16,9 @@ public interface IDeliveryQueue
     /// <summary>
     /// Fans out one batch of undispatched outbox events (at most <paramref name="maxEvents"/>, oldest first, none
     /// another node is fanning out): <paramref name="fanOut"/> makes their deliveries, which are inserted with the
-    /// events marked dispatched, in one transaction. Returns how many events and deliveries.
+    /// events marked dispatched, in one transaction. Returns how many events and deliveries. A delivery's subscription
+    /// deleted meanwhile fails the insert (<see cref="ErrorHandling.IsForeignKeyViolation"/>): nothing is written, and the next
+    /// fan-out leaves it out.
     /// </summary>
     Task<(int Events, int Deliveries)> EnqueueAsync(int maxEvents, FanOut fanOut, CancellationToken ct);
 
@@ -108,7 +110,10 @@ public interface IDeliveryQueue
         DateTime due, CancellationToken ct);
 }
 
-/// <summary>Makes the deliveries of a batch of outbox events; <paramref name="db"/> is inside the enqueue's transaction.</summary>
+/// <summary>
+/// Makes the deliveries of a batch of outbox events. On PostgreSQL <paramref name="db"/> is inside the enqueue's
+/// transaction, which holds the events; on SQLite the transaction begins after it, so that nothing waits for its work.
+/// </summary>
 public delegate Task<(IReadOnlyList<WebhookDelivery> Deliveries, IReadOnlyList<long> Dispatched)> FanOut(
     GymwireDbContext db, IReadOnlyList<OutboxEvent> events, CancellationToken ct);
 
@@ -182,6 +187,12 @@ public sealed record ClaimedDelivery(
     /// same id). Its attempt is recorded, or its claim given back, only after this. Null for one read from the queue.
     /// </summary>
     public Task<bool>? Committed { get; init; }
+
+    /// <summary>For a delivery handed over before its fan-out's insert: the worker marks it here once sent or set aside. Null otherwise.</summary>
+    public HandOverSends? Sends { get; init; }
+
+    /// <summary>Tells the dispatcher that waits for this handed-over delivery's send that it is on its way, or set aside.</summary>
+    public void MarkStarted() => Sends?.Started(Id);
 }
 
 /// <summary>A finished attempt waiting to be recorded; <see cref="Attempt"/> is null when the subscription was inactive and nothing was sent.</summary>

@@ -9,8 +9,8 @@ namespace Gymwire.Features.Webhooks;
 /// <summary>
 /// The delivery queue on SQLite. One process writes the database, and in it every writer takes the
 /// <see cref="SqliteWriteGate"/> lock, so a claim can read the due rows and claim them in one write transaction, and
-/// the dispatcher reads before it takes the lock (most wake-ups find one event or none, and a transaction takes the
-/// database's only write lock at <c>BEGIN</c>).
+/// the dispatcher reads and fans out before it takes the lock (most wake-ups find one event or none, a transaction takes
+/// the database's only write lock at <c>BEGIN</c>, and this process's dispatcher is the only one).
 /// </summary>
 public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWriteGate gate, IOptions<WebhookOptions> options, TimeProvider clock, ThisNode node)
     : DeliveryQueue(scopes, options, clock, node)
@@ -43,7 +43,7 @@ public sealed class SqliteDeliveryQueue(IServiceScopeFactory scopes, SqliteWrite
     protected override async Task<(List<OutboxEvent> Events, WriteTransaction? Write)> TakeUndispatchedAsync(GymwireDbContext db, int limit, CancellationToken ct)
     {
         var events = await db.OutboxEvents.AsNoTracking().Where(e => e.DispatchedAt == null).OrderBy(e => e.Sequence).Take(limit).ToListAsync(ct);
-        return events.Count == 0 ? ([], null) : (events, await BeginWriteAsync(db, ct));
+        return (events, null);
     }
 
     /// <summary>Nothing to lock: every record batch holds the process's write lock, and the database's one write lock.</summary>
