@@ -265,13 +265,13 @@ public sealed partial class DeliveryWorker(
     /// <summary>Starts an admitted delivery's attempt once <paramref name="after"/> completes, registered in flight.</summary>
     private void Start(ClaimedDelivery delivery, Task after, CancellationToken ct)
     {
-        // The attempt waits until it is registered, since its end removes it. A fan-out rolled back and run again can hand
-        // over a delivery whose first attempt is still out: each attempt removes only its own entry.
         if (!after.IsCompleted)
         {
             // A probe waits for its fellow claims to be given back, which waits for their fan-out's commit.
             delivery.MarkStarted();
         }
+        // The attempt waits until it is registered, since its end removes it. A fan-out rolled back and run again can hand
+        // over a delivery whose first attempt is still out: each attempt removes only its own entry.
         var registered = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = DeliverAsync(delivery, after, registered.Task, ct);
         _inFlight[delivery.Id] = task;
