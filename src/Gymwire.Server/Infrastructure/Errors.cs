@@ -111,25 +111,20 @@ public static partial class ErrorHandling
     /// met on the same rows in different orders (an owner's bulk delete and the delivery worker, say). It is neither the
     /// client's fault nor a server fault, and a retry succeeds.
     /// </summary>
-    internal static bool IsConcurrencyConflict(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.SerializationFailure })
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    internal static bool IsConcurrencyConflict(Exception? exception) => InChain(exception, e =>
+        e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.SerializationFailure });
 
     /// <summary>A write named a row that is gone: one deleted after the writer read it (a webhook deleted while its event was fanned out).</summary>
-    internal static bool IsForeignKeyViolation(Exception? exception)
+    internal static bool IsForeignKeyViolation(Exception? exception) => InChain(exception, e =>
+        e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.ForeignKeyViolation }
+            or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint });
+
+    /// <summary>Whether the exception or one it wraps matches (EF Core and its execution strategy wrap the provider's).</summary>
+    private static bool InChain(Exception? exception, Func<Exception, bool> matches)
     {
         for (var e = exception; e is not null; e = e.InnerException)
         {
-            if (e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.ForeignKeyViolation }
-                or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint })
+            if (matches(e))
             {
                 return true;
             }
