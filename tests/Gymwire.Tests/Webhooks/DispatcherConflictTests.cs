@@ -24,6 +24,8 @@ public sealed class DispatcherConflictTests(PostgresWebhooks fx) : IClassFixture
         {
             var other = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             await using var transaction = await other.Database.BeginTransactionAsync();
+            // The pass's deadlock check must run first, whatever the load: this writer's runs only after 10 s.
+            await other.Database.ExecuteSqlRawAsync("SET LOCAL deadlock_timeout = '10s'");
             // The other writer holds the subscription, which the fan-out's insert must reference...
             await other.Database.ExecuteSqlAsync($"SELECT id FROM webhook_subscriptions WHERE id = {hook.Id} FOR UPDATE");
             var eventId = await fx.WithDbAsync(async db =>
