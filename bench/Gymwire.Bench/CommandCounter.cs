@@ -14,7 +14,27 @@ internal sealed partial class CommandCounter : DbCommandInterceptor, IDbTransact
     // While attributing, commands by kind (verb and first table), so a per-request figure can say where its commands go.
     private volatile ConcurrentDictionary<string, long>? _byKind;
 
+    // While timing, each query read to its end: its text, parameters and time from execution to the reader's disposal.
+    private volatile ConcurrentQueue<TimedCommand>? _timed;
+
     public long Count => Interlocked.Read(ref _count);
+
+    /// <summary>Starts recording each query's time (execution and reading); <see cref="StopTiming"/> returns them.</summary>
+    public void StartTiming() => _timed = new ConcurrentQueue<TimedCommand>();
+
+    public IReadOnlyList<TimedCommand> StopTiming()
+    {
+        var timed = _timed?.ToList() ?? [];
+        _timed = null;
+        return timed;
+    }
+
+    public override InterceptionResult DataReaderDisposing(DbCommand command, DataReaderDisposingEventData eventData, InterceptionResult result)
+    {
+        _timed?.Enqueue(new TimedCommand(command.CommandText,
+            command.Parameters.Cast<DbParameter>().Select(p => (p.ParameterName, p.Value)).ToList(), eventData.Duration));
+        return result;
+    }
 
     /// <summary>Explicit transactions begun through EF Core (each a BEGIN and a COMMIT or ROLLBACK besides the commands).</summary>
     public long Transactions => Interlocked.Read(ref _transactions);
@@ -100,3 +120,6 @@ internal sealed partial class CommandCounter : DbCommandInterceptor, IDbTransact
         return result;
     }
 }
+
+/// <summary>A query Gymwire ran, and how long it took to execute and read.</summary>
+internal sealed record TimedCommand(string Sql, IReadOnlyList<(string Name, object? Value)> Parameters, TimeSpan Duration);
