@@ -525,6 +525,53 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task An_event_whose_data_was_changed_by_hand_into_no_JSON_fails_only_its_own_deliveries_and_polls_pass_over_it()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/after-bad"), "member.joined");
+        var logged = fx.Logs.Lines.Count;
+        // Gymwire writes event data with a JSON serializer: only a hand edit, or a damaged row, leaves text that is not JSON.
+        var bad = await fx.WithDbAsync(async db =>
+        {
+            var evt = new OutboxEvent
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, Type = EventCatalog.MemberJoined, Data = """{"user_id": """,
+                OccurredAt = fx.Clock.GetUtcNow().UtcDateTime,
+            };
+            db.OutboxEvents.Add(evt);
+            await db.SaveChangesAsync();
+            return evt;
+        });
+        Assert.Equal(System.Net.HttpStatusCode.Created, await gym.AddMemberAsync("user_after_bad"));
+
+        // The event behind it is fanned out and delivered as ever (the bad one was handed over with no body to send).
+        var delivered = (await receiver.WaitForAsync("/after-bad", 1)).Single();
+        Assert.Equal("user_after_bad", delivered.Json().GetProperty("data").GetProperty("user_id").GetString());
+        var failed = await fx.WaitForDeliveryAsync(hook.Id, d => d.EventId == bad.Id && d.AttemptCount == 1, "the bad event's first attempt recorded");
+        Assert.Equal(DeliveryStatus.Retrying, failed.Status);
+        Assert.Contains("not JSON", failed.LastError);
+
+        // Its retry is claimed from the queue, the other way a body is built, and fails the same way.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(5));
+        failed = await fx.WaitForDeliveryAsync(hook.Id, d => d.EventId == bad.Id && d.AttemptCount == 2, "the bad event's retry recorded");
+        Assert.Contains("not JSON", failed.LastError);
+        Assert.Single(await receiver.WaitForAsync("/after-bad", 1));
+
+        // Its log entry reads, with no payload to show.
+        using var owner = gym.Owner();
+        var detail = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{failed.Id}")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, detail.GetProperty("payload").ValueKind);
+
+        // A trigger poll that reads the event log passes over the event, as over one whose record is gone.
+        var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "poller", scopes = new[] { "read" } })).AssertStatusAsync(System.Net.HttpStatusCode.Created);
+        using var poller = fx.Client(key.GetProperty("key").GetString());
+        var items = await (await poller.GetAsync("/api/zapier/triggers?type=new_member&after_sequence=0")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
+        Assert.Equal("user_after_bad", items.EnumerateArray().Single().GetProperty("user_id").GetString());
+        fx.Logs.AssertNoErrorsSince(logged);
+    }
+
+    [Fact]
     public async Task A_delivery_with_a_stored_body_is_sent_that_body_as_an_older_Gymwire_wrote_it()
     {
         await using var receiver = await TestReceiver.StartAsync();

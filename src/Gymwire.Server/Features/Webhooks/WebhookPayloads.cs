@@ -62,11 +62,30 @@ public static class WebhookPayloads
     }
 
     /// <summary>
+    /// <see cref="BuildUtf8"/> for an event read back from the outbox: null when its data is not JSON (changed by hand), so
+    /// that only that event's deliveries fail, with an error that says so, instead of every fan-out and claim it is read by.
+    /// </summary>
+    public static byte[]? BuildUtf8FromOutbox(Guid id, string eventName, Guid gymId, string dataJson, DateTime timestamp)
+    {
+        try
+        {
+            return BuildUtf8(id, eventName, gymId, dataJson, timestamp);
+        }
+        catch (Exception e) when (e is ArgumentException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// The body a delivery is sent: its stored body if it has one, else its outbox event's envelope under the name the
-    /// subscription receives it by; null when neither exists (the event row was deleted by hand).
+    /// subscription receives it by; null when neither exists (the event row was deleted by hand) or the event's data is
+    /// not JSON (changed by hand).
     /// </summary>
     public static string? For(string? stored, Guid? eventId, string eventName, Guid gymId, string? data, DateTime? occurredAt) =>
-        stored ?? (eventId is { } id && data is not null && occurredAt is { } at ? Build(id, eventName, gymId, data, at) : null);
+        stored ?? (eventId is { } id && data is not null && occurredAt is { } at && BuildUtf8FromOutbox(id, eventName, gymId, data, at) is { } body
+            ? Encoding.UTF8.GetString(body)
+            : null);
 
     /// <summary>A realistic body for <paramref name="type"/>, as the catalog shows it (a real event's shape).</summary>
     public static string Sample(EventType type, Guid id, Guid gymId, DateTime timestamp) =>

@@ -185,8 +185,18 @@ public static class ZapierTriggers
 
     private static string? KeyOf(string data, string key)
     {
-        using var doc = JsonDocument.Parse(data);
-        return doc.RootElement.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        try
+        {
+            using var doc = JsonDocument.Parse(data);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.String
+                ? value.GetString()
+                : null;
+        }
+        catch (JsonException)
+        {
+            // Data changed by hand: the event has no item, as one whose record is gone.
+            return null;
+        }
     }
 
     private static List<Guid> ParseIds(List<string> keys) => [.. keys.Select(k => Guid.TryParse(k, out var id) ? id : Guid.Empty).Where(id => id != Guid.Empty)];

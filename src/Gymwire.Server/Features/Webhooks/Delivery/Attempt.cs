@@ -106,7 +106,7 @@ public sealed partial class Attempt(
         }
         if (delivery.Body is not { } body)
         {
-            attempt.Error = "The delivery's event is missing from outbox_events (deleted by hand?): there is no body to send";
+            attempt.Error = "The delivery's event is missing from outbox_events, or its data there is not JSON (changed by hand?): there is no body to send";
             // Nothing reached the receiver; of the outcomes, the closest.
             return (null, DeliveryMetrics.Outcomes.ConnectionError, TimeSpan.Zero);
         }

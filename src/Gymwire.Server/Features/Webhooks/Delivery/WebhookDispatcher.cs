@@ -261,13 +261,13 @@ public sealed partial class WebhookDispatcher(
     /// <summary>The claims as the worker gets them: what a claim would read, each event's body built once.</summary>
     private static List<ClaimedDelivery> HandOver(List<Claimable> claimed, Task<bool> committed, HandOverSends? sends)
     {
-        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
+        var bodies = new Dictionary<(Guid Event, string Name), byte[]?>();
         var handOver = new List<ClaimedDelivery>(claimed.Count);
         foreach (var (delivery, subscription, evt) in claimed)
         {
             if (!bodies.TryGetValue((evt.Id, delivery.Event), out var body))
             {
-                bodies[(evt.Id, delivery.Event)] = body = WebhookPayloads.BuildUtf8(evt.Id, delivery.Event, evt.GymId, evt.Data, evt.OccurredAt);
+                bodies[(evt.Id, delivery.Event)] = body = WebhookPayloads.BuildUtf8FromOutbox(evt.Id, delivery.Event, evt.GymId, evt.Data, evt.OccurredAt);
             }
             handOver.Add(new ClaimedDelivery(delivery.Id, delivery.GymId, delivery.SubscriptionId, delivery.Event, StoredPayload: null, IsTest: false,
                 AttemptCount: 0, LastAttemptAt: null, AttemptsRecorded: 0, subscription.Url, SubscriptionActive: true,

@@ -356,14 +356,14 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// Each delivery of an outbox event gets the event's envelope under the name its subscription receives it by, and
     /// the event's trace context; with <paramref name="due"/>, its due time before the claim. Each event is read once,
     /// and each body built once, for the whole batch: an event's fan-out claimed together shares one body. A delivery
-    /// whose event row is gone (deleted by hand) keeps a null body.
+    /// whose event row is gone (deleted by hand), or whose event's data is not JSON, keeps a null body.
     /// </summary>
     private static async Task<List<ClaimedDelivery>> WithEventsAsync(GymwireDbContext db, List<ClaimedDelivery> read, Dictionary<Guid, DateTime>? due, CancellationToken ct)
     {
         var eventIds = read.Where(d => d.StoredPayload is null && d.EventId is not null).Select(d => d.EventId!.Value).Distinct().ToList();
         var events = eventIds.Count == 0 ? [] : await db.OutboxEvents.AsNoTracking().Where(e => eventIds.Contains(e.Id))
             .Select(e => new { e.Id, e.GymId, e.Data, e.OccurredAt, e.TraceContext }).ToDictionaryAsync(e => e.Id, ct);
-        var bodies = new Dictionary<(Guid Event, string Name), byte[]>();
+        var bodies = new Dictionary<(Guid Event, string Name), byte[]?>();
         var result = new List<ClaimedDelivery>(read.Count);
         foreach (var d in read)
         {
@@ -374,7 +374,7 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
                 traceContext = e.TraceContext;
                 if (body is null && !bodies.TryGetValue((id, d.Event), out body))
                 {
-                    bodies[(id, d.Event)] = body = WebhookPayloads.BuildUtf8(id, d.Event, d.GymId, e.Data, e.OccurredAt);
+                    bodies[(id, d.Event)] = body = WebhookPayloads.BuildUtf8FromOutbox(id, d.Event, d.GymId, e.Data, e.OccurredAt);
                 }
             }
             result.Add(d with { Body = body, TraceContext = traceContext, DueAt = due is null ? d.DueAt : due[d.Id] });
