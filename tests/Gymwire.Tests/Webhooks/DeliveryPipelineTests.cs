@@ -548,18 +548,21 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         // The event behind it is fanned out and delivered as ever (the bad one was handed over with no body to send).
         var delivered = (await receiver.WaitForAsync("/after-bad", 1)).Single();
         Assert.Equal("user_after_bad", delivered.Json().GetProperty("data").GetProperty("user_id").GetString());
+        // It ends at its one attempt: no retry could send anything.
         var failed = await fx.WaitForDeliveryAsync(hook.Id, d => d.EventId == bad.Id && d.AttemptCount == 1, "the bad event's first attempt recorded");
-        Assert.Equal(DeliveryStatus.Retrying, failed.Status);
+        Assert.Equal(DeliveryStatus.Undeliverable, failed.Status);
         Assert.Contains("not JSON", failed.LastError);
 
-        // Its retry is claimed from the queue, the other way a body is built, and fails the same way.
-        fx.AdvanceAndWake(TimeSpan.FromMinutes(5));
-        failed = await fx.WaitForDeliveryAsync(hook.Id, d => d.EventId == bad.Id && d.AttemptCount == 2, "the bad event's retry recorded");
+        // Redelivered, it is claimed from the queue, the other way a body is built, and ends the same way.
+        using var owner = gym.Owner();
+        await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{failed.Id}/redeliver", null)).AssertStatusAsync(System.Net.HttpStatusCode.Accepted);
+        await Eventually.TrueAsync(async () => (await fx.AttemptsAsync(failed.Id)).Count == 2, what: "the bad event's redelivery recorded");
+        failed = await fx.WaitForDeliveryAsync(hook.Id, d => d.Id == failed.Id && d.Status == DeliveryStatus.Undeliverable, "the redelivery to end");
+        Assert.Equal(DeliveryMetrics.Triggers.Redeliver, (await fx.AttemptsAsync(failed.Id))[1].Trigger);
         Assert.Contains("not JSON", failed.LastError);
         Assert.Single(await receiver.WaitForAsync("/after-bad", 1));
 
         // Its log entry reads, with no payload to show.
-        using var owner = gym.Owner();
         var detail = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}/deliveries/{failed.Id}")).AssertStatusAsync(System.Net.HttpStatusCode.OK);
         Assert.Equal(System.Text.Json.JsonValueKind.Null, detail.GetProperty("payload").ValueKind);
 
@@ -623,7 +626,7 @@ public abstract class DeliveryPipelineTests(WebhookFixture fx)
         });
         fx.WakeWorker();
         var orphan = await fx.WaitForDeliveryAsync(orphanHook.Id, d => d.AttemptCount == 1, "the orphan's attempt recorded");
-        Assert.Equal((DeliveryStatus.Retrying, (int?)null), (orphan.Status, orphan.LastStatusCode));
+        Assert.Equal((DeliveryStatus.Undeliverable, (int?)null), (orphan.Status, orphan.LastStatusCode));
         Assert.Contains("missing from outbox_events", orphan.LastError);
         Assert.Empty(receiver.At("/orphan"));
         Assert.Equal(System.Net.HttpStatusCode.Created, await gym.AddMemberAsync("user_after_orphan"));

@@ -469,6 +469,74 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Deliveries_with_no_body_to_send_end_at_once_and_neither_pause_a_healthy_endpoint_nor_hold_up_its_probe()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/no-body"), "member.joined");
+        var threshold = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.FailingEndpointThreshold;
+        var logged = fx.Logs.Lines.Count;
+        // Deliveries whose outbox event was deleted by hand: their body is built from it, so there is nothing to send.
+        async Task<List<Guid>> OrphansAsync(int count, DateTime due, WebhookDelivery? with = null) => await fx.WithDbAsync(async db =>
+        {
+            var orphans = Enumerable.Range(0, count).Select(_ => new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                Status = DeliveryStatus.Pending, CreatedAt = due, NextAttemptAt = due,
+            }).ToList();
+            db.WebhookDeliveries.AddRange(orphans);
+            if (with is not null)
+            {
+                db.WebhookDeliveries.Add(with);
+            }
+            await db.SaveChangesAsync();
+            return orphans.Select(o => o.Id).ToList();
+        });
+        Task<(int Failures, DateTime? PausedUntil, DateTime? ProbeClaimedUntil, DateTime? FailingSince)> HealthAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions
+            .AsNoTracking().Where(s => s.Id == hook.Id)
+            .Select(s => new ValueTuple<int, DateTime?, DateTime?, DateTime?>(s.ConsecutiveFailures, s.PausedUntil, s.ProbeClaimedUntil, s.FailingSince)).SingleAsync());
+        async Task EndedAsync(List<Guid> ids, string what)
+        {
+            await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => ids.Contains(d.Id) && d.Status == DeliveryStatus.Undeliverable) == ids.Count, what: what);
+            Assert.All((await fx.DeliveriesAsync(hook.Id)).Where(d => ids.Contains(d.Id)), d =>
+            {
+                Assert.Equal((1, (int?)null), (d.AttemptCount, d.LastStatusCode));
+                Assert.Contains("no body to send", d.LastError);
+            });
+        }
+
+        // More than the failures that pause an endpoint: each ends at its one attempt, and the endpoint stays healthy.
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var first = await OrphansAsync(threshold + 1, now);
+        fx.WakeWorker();
+        await EndedAsync(first, "the orphans to end");
+        Assert.Equal((0, (DateTime?)null, (DateTime?)null, (DateTime?)null), await HealthAsync());
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_after_orphans"));
+        await receiver.WaitForAsync("/no-body", 1);
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "the new member's delivery recorded");
+
+        // Failing, its pause over: its next attempt is a probe, and the oldest due delivery, one with no body, is it; the
+        // other, claimed with it, waits for the probe's outcome. The probe is given up at once, so the other goes now
+        // as the next probe, not at the first one's lease end.
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).ExecuteUpdateAsync(u => u
+            .SetProperty(s => s.ConsecutiveFailures, threshold).SetProperty(s => s.PauseLength, TimeSpan.FromMinutes(1))
+            .SetProperty(s => s.PausedUntil, now.AddMinutes(-1)).SetProperty(s => s.FailingSince, now.AddMinutes(-5))));
+        var waiting = new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(), GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+            Payload = WebhookPayloads.Build(Guid.NewGuid(), "member.joined", gym.GymId, """{"user_id":"user_behind_probe"}""", now),
+            Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
+        };
+        var probe = await OrphansAsync(1, now.AddSeconds(-1), waiting);
+        fx.WakeWorker();
+        await EndedAsync(probe, "the probe with no body to end");
+        Assert.Equal("user_behind_probe", (await receiver.WaitForAsync("/no-body", 2))[1].Json().GetProperty("data").GetProperty("user_id").GetString());
+        await Eventually.TrueAsync(async () => await HealthAsync() == (0, null, null, null), what: "the endpoint to resume on the next probe's success");
+        Assert.Equal(2, receiver.At("/no-body").Count);
+        fx.Logs.AssertNoErrorsSince(logged);
+    }
+
+    [Fact]
     public async Task A_paused_endpoints_queued_deliveries_wait_for_its_probes_and_are_delivered_when_it_answers()
     {
         await using var receiver = await TestReceiver.StartAsync();

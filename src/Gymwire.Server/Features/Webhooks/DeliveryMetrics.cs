@@ -36,6 +36,8 @@ public sealed class DeliveryMetrics
         public const string ConnectionError = "connection_error";
         /// <summary>The egress guard refused the address (private network, not allowed).</summary>
         public const string EgressRefused = "egress_refused";
+        /// <summary>Nothing was sent: the delivery's outbox event is gone, or its data is not JSON (a hand edit).</summary>
+        public const string NoBody = "no_body";
 
         /// <summary>The outcome of an HTTP status code.</summary>
         public static string OfStatus(int status) => status switch
@@ -86,7 +88,7 @@ public sealed class DeliveryMetrics
         _created = meter.CreateCounter<long>("gymwire.webhook.deliveries.created", "{delivery}",
             "Deliveries created (one per event and matching subscription, and per test or redelivery).");
         _attempts = meter.CreateCounter<long>("gymwire.webhook.attempts", "{attempt}",
-            "HTTP attempts to deliver a webhook, by outcome (2xx, 4xx, 5xx, other_status, timeout, connection_error, egress_refused) and trigger (initial, retry, redeliver, test).");
+            "HTTP attempts to deliver a webhook, by outcome (2xx, 4xx, 5xx, other_status, timeout, connection_error, egress_refused, no_body) and trigger (initial, retry, redeliver, test).");
         _attemptDuration = meter.CreateHistogram(AttemptDurationName, "s",
             "Duration of one delivery attempt, from sending the request to the end of reading the response excerpt.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });

@@ -98,17 +98,16 @@ public sealed partial class Attempt(
     /// </summary>
     private async Task<(TimeSpan? RetryAfter, string Outcome, TimeSpan Duration)> PostAsync(ClaimedDelivery delivery, WebhookAttempt attempt, CancellationToken ct)
     {
+        if (delivery.Body is not { } body)
+        {
+            attempt.Error = AttemptRecord.NoBodyError;
+            return (null, DeliveryMetrics.Outcomes.NoBody, TimeSpan.Zero);
+        }
         if (!_options.AllowHttp && !delivery.Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
             // Saved while Webhooks:AllowHttp was on; the operator has since turned it off.
             attempt.Error = "Plain http:// is not allowed (Webhooks:AllowHttp is false): change the webhook URL to https://";
             return (null, DeliveryMetrics.Outcomes.EgressRefused, TimeSpan.Zero);
-        }
-        if (delivery.Body is not { } body)
-        {
-            attempt.Error = "The delivery's event is missing from outbox_events, or its data there is not JSON (changed by hand?): there is no body to send";
-            // Nothing reached the receiver; of the outcomes, the closest.
-            return (null, DeliveryMetrics.Outcomes.ConnectionError, TimeSpan.Zero);
         }
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");

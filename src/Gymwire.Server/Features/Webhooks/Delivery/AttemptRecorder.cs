@@ -185,6 +185,10 @@ public sealed partial class AttemptRecorder : IDisposable
                 : (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, delivery.AttemptCount, delivery.LastAttemptAt, delivery.LastStatusCode,
                     DeliveryRows.InactiveError, null), null);
         }
+        if (record.NoBody)
+        {
+            return DecideNoBody(record, delivery, attempt, subscription, logs);
+        }
         var now = attempt.AttemptedAt;
         var finished = record.Finished;
         var succeeded = record.Succeeded;
@@ -253,6 +257,24 @@ public sealed partial class AttemptRecorder : IDisposable
         return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, attempt.Error, null), attempt);
     }
 
+    /// <summary>
+    /// An attempt that had no body to send (<see cref="AttemptRecord.NoBody"/>): nothing reached the endpoint, and no
+    /// retry ever could, so the delivery ends at once and the endpoint's health is left as it is (such deliveries would
+    /// otherwise pause, or disable, a healthy endpoint). A probe that drew one is given up, so that the next probe goes
+    /// now instead of at this one's lease end.
+    /// </summary>
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt) DecideNoBody(AttemptRecord record, StoredDelivery delivery, WebhookAttempt attempt,
+        WebhookSubscription subscription, List<Action> logs)
+    {
+        if (record.Delivery.ProbeEnd is { } end && subscription.ProbeClaimedUntil == end)
+        {
+            subscription.Health = subscription.Health with { ProbeClaimedUntil = null };
+        }
+        var attemptCount = delivery.AttemptCount + 1;
+        logs.Add(() => LogNoBody(_logger, delivery.Id, record.Delivery.SubscriptionId));
+        return (new DeliveryOutcome(delivery.Id, DeliveryStatus.Undeliverable, attemptCount, attempt.AttemptedAt, null, attempt.Error, null), attempt);
+    }
+
     private void Deactivate(WebhookSubscription subscription, string reason, DateTime now, List<Action> logs)
     {
         subscription.IsActive = false;
@@ -280,6 +302,9 @@ public sealed partial class AttemptRecorder : IDisposable
 
     [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
     private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
+
+    [LoggerMessage(EventId = 5109, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable: its outbox event is missing, or its data is not JSON, so there is no body to send")]
+    private static partial void LogNoBody(ILogger logger, Guid deliveryId, Guid subscriptionId);
 
     [LoggerMessage(EventId = 5107, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}) after its webhook was disabled: {Status}, with no due time (a retrying one resumes when the webhook is enabled)")]
     private static partial void LogPausedAttempt(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, string status);

@@ -204,7 +204,7 @@ public sealed partial class DeliveryWorker(
                         // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
                         // on (to its next pause's end, or now), and must find these among them.
                         afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                        Start(delivery, afterRelease.Task, ct);
+                        Start(delivery with { ProbeEnd = probeEnd }, afterRelease.Task, ct);
                         continue;
                     }
                 }

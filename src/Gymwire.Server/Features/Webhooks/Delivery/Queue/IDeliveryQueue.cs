@@ -168,7 +168,7 @@ public sealed record ClaimedDelivery(
 
     /// <summary>
     /// The body to send, UTF-8 (the deliveries of one event claimed together share one array: never write to it).
-    /// Null only when the delivery's outbox event has been deleted by hand.
+    /// Null only when the delivery's outbox event has been deleted by hand, or its data made not JSON (<see cref="AttemptRecord.NoBody"/>).
     /// </summary>
     public byte[]? Body { get; init; }
 
@@ -188,6 +188,9 @@ public sealed record ClaimedDelivery(
     /// </summary>
     public Task<bool>? Committed { get; init; }
 
+    /// <summary>For a failing endpoint's probe: the probe's end, as <see cref="IDeliveryQueue.ClaimProbeAsync"/> stored it. Null otherwise.</summary>
+    public DateTime? ProbeEnd { get; init; }
+
     /// <summary>For a delivery handed over before its fan-out's insert: the worker marks it here once sent or set aside. Null otherwise.</summary>
     public HandOverSends? Sends { get; init; }
 
@@ -202,10 +205,17 @@ public sealed record AttemptRecord(ClaimedDelivery Delivery, WebhookAttempt? Att
     public bool Succeeded => Attempt?.StatusCode is >= 200 and < 300;
 
     /// <summary>
-    /// A worker's attempt (claimed, so it has a due time), which moves its endpoint's <see cref="EndpointHealth"/>; a
-    /// test send is not admitted by the endpoint policy and leaves it as it is.
+    /// A worker's attempt (claimed, so it has a due time) that reached for the endpoint, which moves its
+    /// <see cref="EndpointHealth"/>; a test send is not admitted by the endpoint policy, and an attempt with no body
+    /// sent nothing, so both leave it as it is.
     /// </summary>
-    public bool CountsForHealth => Attempt is not null && Delivery.DueAt is not null;
+    public bool CountsForHealth => Attempt is not null && Delivery.DueAt is not null && !NoBody;
+
+    /// <summary>The delivery had no body to send (<see cref="NoBodyError"/>): its attempt sent nothing, and none ever will.</summary>
+    public bool NoBody => Attempt is not null && Delivery.Body is null;
+
+    public const string NoBodyError = "The delivery's event is missing from outbox_events, or its data there is not JSON (changed by hand?): "
+        + "there is no body to send, so the delivery ends here; redeliver it once the event is back";
 }
 
 /// <summary>The due queue as <see cref="IDeliveryQueue.DepthAsync"/> read it.</summary>
