@@ -236,8 +236,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     /// <summary>
     /// After a batch's health changes: an endpoint that was paused, or paused for longer, has its queued deliveries due
     /// before the pause's end (and those its probe held) due at that end; one whose probe succeeded, or was given up
-    /// with no new pause (it had no body to send), has those its probe held due now. Left due, an outage's backlog would sit at the head of the due index, and every claim on every node
-    /// would walk past all of it for as long as the outage lasts.
+    /// with no new pause (it had no body to send), has those its probe held due now. Left due, an outage's backlog
+    /// would sit at the head of the due index, and every claim on every node would walk past all of it for as long as
+    /// the outage lasts.
     /// </summary>
     private async Task MoveHeldAsync(GymwireDbContext db, List<(WebhookSubscription Subscription, DateTime? PausedUntil, DateTime? ProbeClaimedUntil)> before, CancellationToken ct)
     {
