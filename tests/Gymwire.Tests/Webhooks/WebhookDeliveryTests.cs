@@ -528,12 +528,75 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             Status = DeliveryStatus.Pending, CreatedAt = now, NextAttemptAt = now,
         };
         var probe = await OrphansAsync(1, now.AddSeconds(-1), waiting);
-        fx.WakeWorker();
-        await EndedAsync(probe, "the probe with no body to end");
-        Assert.Equal("user_behind_probe", (await receiver.WaitForAsync("/no-body", 2))[1].Json().GetProperty("data").GetProperty("user_id").GetString());
-        await Eventually.TrueAsync(async () => await HealthAsync() == (0, null, null, null), what: "the endpoint to resume on the next probe's success");
+        // A real clock's time has 100 ns ticks, of which PostgreSQL keeps whole microseconds: the probe's end must still
+        // be recognised as the one stored.
+        fx.Clock.Advance(TimeSpan.FromTicks(3));
+        try
+        {
+            fx.WakeWorker();
+            await EndedAsync(probe, "the probe with no body to end");
+            Assert.Equal("user_behind_probe", (await receiver.WaitForAsync("/no-body", 2))[1].Json().GetProperty("data").GetProperty("user_id").GetString());
+            await Eventually.TrueAsync(async () => await HealthAsync() == (0, null, null, null), what: "the endpoint to resume on the next probe's success");
+        }
+        finally
+        {
+            // Whole microseconds again, as the class's other tests expect.
+            fx.Clock.Advance(TimeSpan.FromTicks(7));
+        }
         Assert.Equal(2, receiver.At("/no-body").Count);
         fx.Logs.AssertNoErrorsSince(logged);
+    }
+
+    [Fact]
+    public async Task A_delivery_with_no_body_to_send_leaves_a_slow_endpoint_at_one_attempt_at_a_time()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var answer = new TaskCompletionSource();
+        // The first attempt hangs until the 2 s timeout (slow: one attempt in flight at a time from then on); the next
+        // ones wait for the test.
+        receiver.On("/slow-no-body", n => n == 1 ? new Reply { Hang = true } : new Reply { Gate = answer.Task });
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/slow-no-body"), "member.joined");
+        DateTime Now() => fx.Clock.GetUtcNow().UtcDateTime;
+        await gym.AddMemberAsync("user_slow_no_body_1");
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Retrying, "the first attempt to time out");
+
+        // A delivery whose outbox event was deleted by hand: it ends at its attempt, which sent nothing and so measured
+        // nothing of the endpoint's speed.
+        var orphan = Guid.CreateVersion7();
+        await fx.WithDbAsync(async db =>
+        {
+            db.WebhookDeliveries.Add(new WebhookDelivery
+            {
+                Id = orphan, GymId = gym.GymId, SubscriptionId = hook.Id, EventId = Guid.NewGuid(), Event = "member.joined",
+                Status = DeliveryStatus.Pending, CreatedAt = Now(), NextAttemptAt = Now(),
+            });
+            return await db.SaveChangesAsync();
+        });
+        fx.WakeWorker();
+        await fx.WaitForDeliveryAsync(hook.Id, d => d.Id == orphan && d.Status == DeliveryStatus.Undeliverable, "the delivery with no body to end");
+
+        // Two events fanned out together: the endpoint is still slow, so one goes and the other waits behind it.
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var n in Enumerable.Range(2, 2))
+            {
+                db.AddEvent(gym.GymId, EventCatalog.MemberJoined, new { user_id = $"user_slow_no_body_{n}" }, Now());
+            }
+            return await db.SaveChangesAsync();
+        });
+        await receiver.WaitForAsync("/slow-no-body", 2);
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id))
+            .Count(d => d.Status == DeliveryStatus.Pending && d.LockedUntil == null && d.NextAttemptAt <= Now()) == 1, what: "one delivery to wait behind the attempt");
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.Active("/slow-no-body") == 1), what: "only the second attempt open at the receiver");
+        answer.SetResult();
+        await receiver.WaitForAsync("/slow-no-body", 3);
+        Assert.Equal(1, receiver.MaxConcurrentHeld("/slow-no-body"));
+
+        // The first one, at its retry: everything but the delivery with no body delivered.
+        fx.AdvanceAndWake(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async () => (await fx.DeliveriesAsync(hook.Id)).Count(d => d.Status == DeliveryStatus.Delivered) == 3, what: "the three events delivered");
+        AssertNoWorkerErrors();
     }
 
     [Fact]

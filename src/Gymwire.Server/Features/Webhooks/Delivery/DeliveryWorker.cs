@@ -310,7 +310,8 @@ public sealed partial class DeliveryWorker(
             }
             else if (await recorder.RecordAsync(record) is { } outcome)
             {
-                policy.Observe(delivery.SubscriptionId, outcome.Health, TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
+                // An attempt with no body sent nothing, so it says nothing of the endpoint's speed.
+                policy.Observe(delivery.SubscriptionId, outcome.Health, record.NoBody ? null : TimeSpan.FromMilliseconds(outcome.Attempt.DurationMs));
                 observed = true;
             }
         }

@@ -124,15 +124,19 @@ public sealed partial class EndpointPolicy(IOptions<WebhookOptions> options, Tim
 
     /// <summary>
     /// An admitted attempt's end, with its endpoint's stored health after it: frees its slot and updates the endpoint's
-    /// slowness on this node. Returns how many attempts the endpoint may now have in flight here.
+    /// slowness on this node from the attempt's <paramref name="duration"/> (null for an attempt that sent nothing,
+    /// which leaves it as it is). Returns how many attempts the endpoint may now have in flight here.
     /// </summary>
-    public int Observe(Guid endpoint, EndpointHealth health, TimeSpan duration)
+    public int Observe(Guid endpoint, EndpointHealth health, TimeSpan? duration)
     {
         lock (_lock)
         {
             var state = StateOf(endpoint);
             state.InFlight = Math.Max(0, state.InFlight - 1);
-            state.Slow = duration >= _slow;
+            if (duration is { } measured)
+            {
+                state.Slow = measured >= _slow;
+            }
             state.Failing = IsFailing(health);
             state.LastObserved = Now;
             state.PausedUntil = health.PausedUntil ?? DateTime.MinValue;

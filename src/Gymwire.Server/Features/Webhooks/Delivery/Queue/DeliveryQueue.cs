@@ -123,7 +123,9 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         await using var scope = CreateScope(out var db);
         var now = clock.GetUtcNow().UtcDateTime;
         var threshold = options.Value.FailingEndpointThreshold;
+        // In whole microseconds, as PostgreSQL stores it: the probe's record compares the stored end with this value.
         var until = now + Lease;
+        until = until.AddTicks(-(until.Ticks % TimeSpan.TicksPerMicrosecond));
         await using var write = await BeginWriteAsync(db, ct);
         var won = await db.WebhookSubscriptions
             .Where(s => s.Id == subscriptionId && s.ConsecutiveFailures >= threshold
