@@ -78,6 +78,18 @@ public abstract class WebhookManagementTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_secret_padded_with_whitespace_past_what_the_store_holds_is_400_on_both_stores()
+    {
+        var gym = await fx.CreateGymAsync();
+        // Base64 decoding skips the spaces, so only the length and the whitespace themselves can be checked.
+        var secret = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" + new string(' ', 3000);
+        var body = JsonSerializer.Serialize(new { url = "https://hooks.example.com/padded", secret });
+        var message = await (await gym.Owner().PostRawAsync("/api/gym/webhooks", body)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("secret", message, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
+    }
+
+    [Fact]
     public async Task A_custom_secret_is_accepted_and_signs_deliveries()
     {
         await using var receiver = await TestReceiver.StartAsync();

@@ -52,6 +52,10 @@ public sealed class WebhookSignerTests
     [InlineData("whsec_c2hvcnQ=", false)]
     [InlineData("whsec_not base64!", false)]
     [InlineData("whsec_", false)]
+    [InlineData("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw ", false)]
+    [InlineData("whsec_MfKQ9r8GKYqr\nTwjUPD8ILPZIo2LaLaSw", false)]
+    [InlineData("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==", true)] // 64 bytes
+    [InlineData("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw== ", false)]
     public void Custom_secrets_must_be_whsec_and_24_to_64_bytes(string secret, bool valid) =>
         Assert.Equal(valid, WebhookSigner.ValidateSecret(secret) is null);
 

@@ -25,9 +25,18 @@ public static class WebhookSigner
         {
             return "'secret' must start with 'whsec_'";
         }
-        var key = DecodeKey(secret);
-        return key is { Length: >= 24 and <= 64 } ? null : "'secret' must be 'whsec_' followed by the base64 of 24 to 64 bytes";
+        const string invalid = "'secret' must be 'whsec_' followed by the base64 of 24 to 64 bytes";
+        // Base64 decoding skips whitespace, but the CombatScore signature is keyed by the whole string as sent.
+        var encoded = secret.AsSpan(SecretPrefix.Length);
+        if (encoded.Length > MaxEncodedKeyLength || encoded.ContainsAny(" \t\r\n"))
+        {
+            return invalid;
+        }
+        return DecodeKey(secret) is { Length: >= 24 and <= 64 } ? null : invalid;
     }
+
+    /// <summary>The base64 of 64 bytes, padded.</summary>
+    private const int MaxEncodedKeyLength = 88;
 
     private static byte[]? DecodeKey(string secret)
     {
