@@ -233,6 +233,24 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task A_signed_event_with_a_control_character_is_refused_whatever_its_content_type_and_nothing_is_recorded()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var logged = fx.Logs.Lines.Count;
+        var payload = StripeSigner.Event("evt_\\u0000nul", "invoice.paid", StripeSigner.PaidInvoice("in_nul", "cus_1", "ana@example.com", 9900, "pi_nul"), fx.Clock.GetUtcNow());
+        Assert.Contains("\\u0000", payload, StringComparison.Ordinal);
+        foreach (var contentType in new[] { "text/plain", "application/json" })
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, $"/api/integrations/stripe/webhook/{gym.GymId}") { Content = new StringContent(payload, Encoding.UTF8, contentType) };
+            request.Headers.TryAddWithoutValidation("Stripe-Signature", StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()));
+            Assert.Contains("U+0000", await (await fx.Client().SendAsync(request)).AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        }
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        fx.Logs.AssertNoErrorsSince(logged);
+    }
+
+    [Fact]
     public async Task A_stored_secret_that_no_longer_decrypts_puts_the_tile_in_error_even_after_verified_events()
     {
         var (gym, secret) = await ConnectedGymAsync();

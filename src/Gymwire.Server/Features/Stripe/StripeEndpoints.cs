@@ -66,6 +66,12 @@ public static partial class StripeEndpoints
         {
             json = await reader.ReadToEndAsync(ct);
         }
+        // Read whatever its content type says, so checked here as JsonBodyGuard checks JSON bodies: a U+0000 in an id
+        // would fail PostgreSQL's insert and pass SQLite's.
+        if (JsonBodyGuard.FindForbidden(Encoding.UTF8.GetBytes(json)) is { } forbidden)
+        {
+            return (ApiErrors.BadRequest(forbidden), StripeMetrics.Outcomes.Invalid);
+        }
         string? header = request.Headers[SignatureHeader];
         if (string.IsNullOrWhiteSpace(header))
         {
