@@ -279,6 +279,19 @@ public abstract class AuthTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task An_owner_email_longer_than_the_accounts_table_holds_is_400_and_creates_nothing()
+    {
+        var email = "o@" + string.Join('.', Enumerable.Repeat(new string('a', 50), 5)) + ".example.com";
+        Assert.Equal(268, email.Length);
+        await using var scope = fx.Services.CreateAsyncScope();
+        var (created, status, error) = await scope.ServiceProvider.GetRequiredService<Gymwire.Features.Gyms.GymProvisioning>()
+            .CreateAsync("Long email gym", email, "long-email-password-1", CancellationToken.None);
+        Assert.Equal(((Gymwire.Features.Gyms.ProvisionedGym?)null, 400), (created, status));
+        Assert.Contains("owner_email", error, StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.Gyms.AnyAsync(g => g.Name == "Long email gym")));
+    }
+
+    [Fact]
     public async Task Passwords_and_session_tokens_are_not_stored_in_plain_text()
     {
         var gym = await fx.CreateGymAsync();

@@ -68,7 +68,7 @@ public sealed class SetupInput
 
     [Required(ErrorMessage = "Enter the owner's email.")]
     [EmailAddress(ErrorMessage = "Enter a valid email address.")]
-    [StringLength(320)]
+    [StringLength(GymProvisioning.OwnerEmailMaxLength)]
     [Display(Name = "Owner email")]
     public string Email { get; set; } = "";
 

@@ -12,12 +12,15 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
         CreateAsync(name, email, password, null, ct);
 
     /// <param name="timeZone">An IANA id; UTC when not given.</param>
+    /// <summary>What the owners' email and user name columns hold (ASP.NET Core Identity's schema), short of an address's 320.</summary>
+    public const int OwnerEmailMaxLength = 256;
+
     public async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, string? timeZone,
         CancellationToken ct)
     {
         var v = new RequestValidator()
             .Required(name, "name")
-            .Required(email, "owner_email", 320).Email(email, "owner_email")
+            .Required(email, "owner_email", OwnerEmailMaxLength).Email(email, "owner_email")
             .Required(password, "owner_password", 256);
         if (v.Error is { } invalid)
         {
