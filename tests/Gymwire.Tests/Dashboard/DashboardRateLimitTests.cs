@@ -78,6 +78,19 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         var gym = await fx.CreateGymAsync();
         using var owner = gym.Owner();
         var hook = await gym.CreateWebhookAsync("https://hooks.example.com/m", "lead.created");
+        // A delivered one, to redeliver from its own page.
+        var delivered = Guid.CreateVersion7();
+        await fx.WithDbAsync(async db =>
+        {
+            var now = fx.Clock.GetUtcNow().UtcDateTime;
+            db.WebhookDeliveries.Add(new Gymwire.Features.Webhooks.WebhookDelivery
+            {
+                Id = delivered, GymId = gym.GymId, SubscriptionId = hook.Id, Event = "lead.created", Status = Gymwire.Features.Webhooks.DeliveryStatus.Delivered,
+                Payload = Gymwire.Features.Webhooks.WebhookPayloads.Build(Guid.NewGuid(), "lead.created", gym.GymId, """{"lead_id":"l1"}""", now),
+                CreatedAt = now, AttemptCount = 1, LastAttemptAt = now, LastStatusCode = 200,
+            });
+            return await db.SaveChangesAsync();
+        });
         using var browser = new DashboardClient(fx);
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
         // A fresh window: the set-up's calls are a minute old.
@@ -96,6 +109,7 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
                  {
                      await browser.SubmitAsync($"/settings/webhooks/{hook.Id}?handler=Enable"),
                      await browser.SubmitAsync($"/settings/webhooks/{hook.Id}?handler=Test"),
+                     await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/deliveries/{delivered}?handler=Redeliver"),
                      await browser.SubmitAsync($"/settings/webhooks/{hook.Id}/edit", ("Input.Url", "https://hooks.example.com/moved")),
                      await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/new")),
                      await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Zapier"), ("Input.Permissions", "read")),
@@ -109,7 +123,9 @@ public abstract class DashboardRateLimitTests(WebhookFixture fx)
         Assert.Equal(keysBefore, await fx.WithDbAsync(db => db.ApiKeys.CountAsync(k => k.GymId == gym.GymId)));
         Assert.Equal(hooksBefore, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
         Assert.Equal("https://hooks.example.com/m", await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook.Id).Select(s => s.Url).SingleAsync()));
-        Assert.Equal(0, await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.SubscriptionId == hook.Id)));
+        // No test send, and the delivered one not queued again.
+        Assert.Equal([(delivered, Gymwire.Features.Webhooks.DeliveryStatus.Delivered)], await fx.WithDbAsync(db => db.WebhookDeliveries
+            .Where(d => d.SubscriptionId == hook.Id).Select(d => new ValueTuple<Guid, string>(d.Id, d.Status)).ToListAsync()));
         Assert.False(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
 
         // A minute later the dashboard spends the budget, and then the API is refused.

@@ -7,8 +7,8 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// One delivery, as GitHub's Recent Deliveries and Svix's attempt list show one: the request (headers and pretty-printed
 /// payload) and every attempt on a timeline, with the receiver's answer.
 /// </summary>
-public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtector protector, GymwireDbContext db, TimeProvider clock, IOptions<WebhookOptions> options)
-    : PageModel
+public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtector protector, GymwireDbContext db, TimeProvider clock, IOptions<WebhookOptions> options,
+    DashboardRateLimits limits) : PageModel
 {
     public WebhookSubscription Webhook { get; private set; } = null!;
 
@@ -39,6 +39,11 @@ public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtecto
 
     public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)
     {
+        if (await limits.TryMutationAsync(this, ct) is { } limited)
+        {
+            Problem = limited;
+            return await LoadAsync(id, deliveryId, ct) ? Page() : NotFound();
+        }
         var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(User), id, deliveryId, ct);
         if (outcome.Value is not null)
         {
