@@ -10,7 +10,7 @@ namespace Gymwire.Tests.Webhooks;
 /// <summary>
 /// Issue #25: a subscription created with an API key belongs to that key. The key sees and manages only its own
 /// (the owner's and other keys' are 404 for it, URLs, payloads and receivers' responses included), the owner sees and
-/// manages all, and revoking a key deactivates the subscriptions it created with a reason the owner sees.
+/// manages all, and revoking a key, or its expiry, deactivates the subscriptions it created with a reason the owner sees.
 /// </summary>
 public abstract class WebhookOwnershipTests(GymwireFixture fx)
 {
@@ -174,5 +174,53 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         Assert.Contains(reason, page, StringComparison.Ordinal);
         Assert.Contains("API key Zapier Production", page, StringComparison.Ordinal);
         Assert.Contains("Disabled by Gymwire", await browser.GetPageAsync("/settings/webhooks"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_keys_expiry_deactivates_the_subscriptions_it_created_and_leaves_one_the_owner_switched_back_on()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        // Its expiry comes before the failing delivery's first retry (5 minutes), which so stays queued.
+        var expiresAt = fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(2);
+        var created = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Trial", scopes = new[] { "read", "write" }, expires_at = expiresAt }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        using var trial = fx.Client(created.GetProperty("key").GetString()!);
+        var keyHook = await CreateWithAsync(trial, receiver.Url("/trial"), "member.joined");
+        var ownerHook = await CreateWithAsync(gym.Owner(), receiver.Url("/owner-expiry"), "member.joined");
+        // A delivery of the key's webhook still queued (its receiver fails) when the key expires.
+        receiver.On("/trial", new Reply(500, "down"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_before_expiry"));
+        await fx.WaitForDeliveryAsync(keyHook, d => d.Status == DeliveryStatus.Retrying, "the key's delivery retrying");
+        var expiry = fx.Services.GetRequiredService<Gymwire.Features.ApiKeys.ApiKeyExpiry>();
+        Assert.Equal(0, await expiry.SweepAsync(CancellationToken.None));
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await trial.GetAsync("/api/gym/webhooks")).StatusCode);
+        // The sweep (every minute; here at once): the key's webhook is off with the reason, its queue ended.
+        Assert.Equal(1, await expiry.SweepAsync(CancellationToken.None));
+        using var owner = gym.Owner();
+        async Task<Dictionary<Guid, JsonElement>> HooksAsync() => (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK))
+            .GetProperty("webhooks").EnumerateArray().ToDictionary(w => w.GetProperty("id").GetGuid());
+        var hooks = await HooksAsync();
+        Assert.False(hooks[keyHook].GetProperty("is_active").GetBoolean());
+        var reason = hooks[keyHook].GetProperty("disabled_reason").GetString()!;
+        Assert.Contains("'Trial'", reason, StringComparison.Ordinal);
+        Assert.Contains("expired", reason, StringComparison.Ordinal);
+        Assert.True(hooks[ownerHook].GetProperty("is_active").GetBoolean());
+        Assert.Equal(DeliveryStatus.Undeliverable, Assert.Single(await fx.DeliveriesAsync(keyHook)).Status);
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_after_expiry"));
+        await receiver.WaitForAsync("/owner-expiry", 2);
+        await fx.WaitForDeliveriesAsync(ownerHook, 2, _ => true, "the new event's deliveries committed");
+        Assert.Single(await fx.DeliveriesAsync(keyHook));
+
+        // The owner switches it back on: the owner's now, left on by every later sweep.
+        receiver.On("/trial", new Reply());
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{keyHook}", new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        fx.Clock.Advance(Gymwire.Features.ApiKeys.ApiKeyExpiry.Interval);
+        Assert.Equal(0, await expiry.SweepAsync(CancellationToken.None));
+        Assert.True((await HooksAsync())[keyHook].GetProperty("is_active").GetBoolean());
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_adopted"));
+        await receiver.WaitForAsync("/trial", 2);
     }
 }

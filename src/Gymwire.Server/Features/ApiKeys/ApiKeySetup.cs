@@ -12,6 +12,8 @@ public static class ApiKeySetup
         services.AddSingleton<ApiKeyCache>();
         services.AddNotificationChannel<ApiKeyRevocationChannel>();
         services.AddHostedService<ApiKeyRevocationPoller>();
+        services.AddSingleton<ApiKeyExpiry>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyExpiry>());
         services.AddSingleton<ApiKeyUsage>();
         services.AddSingleton<IBearerTokenValidator, ApiKeyValidator>();
         services.AddSingleton<ApiKeyMetrics>();

@@ -484,7 +484,7 @@ public sealed class WebhookService(
         $"Unknown event type(s): {string.Join(", ", unknown.Select(u => $"'{u}'"))}. Valid types: {string.Join(", ", EventCatalog.All.Select(e => e.Name))}";
 }
 
-/// <summary>What revoking an API key does to the webhook subscriptions that key created.</summary>
+/// <summary>What revoking an API key, or its expiry, does to the webhook subscriptions that key created.</summary>
 public static class WebhookKeyRevocation
 {
     /// <summary>
@@ -492,14 +492,27 @@ public static class WebhookKeyRevocation
     /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns how
     /// many deliveries it ended (undeliverable), for the caller to count once the transaction commits.
     /// </summary>
-    public static async Task<int> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct)
+    public static Task<int> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+        DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive),
+            $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked", now, ct);
+
+    /// <summary>
+    /// As <see cref="DeactivateOwnedAsync"/>, for a key past its expiry: only the subscriptions last changed before it
+    /// expired (the key can change nothing from then on, so a later change, such as the owner switching it back on, is
+    /// the owner's, and the subscription the owner's now).
+    /// </summary>
+    public static Task<int> DeactivateExpiredAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime expiredAt, DateTime now,
+        CancellationToken ct) =>
+        DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && s.UpdatedAt < expiredAt),
+            $"The API key '{keyName}' ({keyPrefix}…) that created this webhook expired", now, ct);
+
+    private static async Task<int> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now, CancellationToken ct)
     {
-        var owned = await db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive).ToListAsync(ct);
+        var owned = await subscriptions.ToListAsync(ct);
         if (owned.Count == 0)
         {
             return 0;
         }
-        var reason = $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked";
         foreach (var subscription in owned)
         {
             subscription.IsActive = false;

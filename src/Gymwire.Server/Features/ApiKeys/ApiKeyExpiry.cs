@@ -1,0 +1,65 @@
+using Gymwire.Features.Webhooks;
+
+namespace Gymwire.Features.ApiKeys;
+
+/// <summary>
+/// Every <see cref="Interval"/>, deactivates the webhook subscriptions created by API keys past their expiry, as
+/// revoking the key does: an expired key gets 401 at once, and its webhooks must not go on receiving the gym's events.
+/// Every node runs it; a second node finds nothing left to do.
+/// </summary>
+public sealed partial class ApiKeyExpiry(
+    IServiceScopeFactory scopes,
+    DeliveryMetrics deliveryMetrics,
+    TimeProvider clock,
+    ILogger<ApiKeyExpiry> logger) : BackgroundService
+{
+    /// <summary>How long an expired key's webhooks may still receive events (docs/webhooks.md).</summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(Interval, clock, stoppingToken);
+                await SweepAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogSweepFailed(logger, e);
+            }
+        }
+    }
+
+    /// <summary>Deactivates what expired keys created and nobody changed since; returns how many keys it found so.</summary>
+    public async Task<int> SweepAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var now = clock.GetUtcNow().UtcDateTime;
+        var expired = await db.ApiKeys.AsNoTracking()
+            .Where(k => k.RevokedAt == null && k.ExpiresAt <= now
+                && db.WebhookSubscriptions.Any(s => s.GymId == k.GymId && s.ApiKeyId == k.Id && s.IsActive && s.UpdatedAt < k.ExpiresAt))
+            .ToListAsync(ct);
+        foreach (var key in expired)
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            var ended = await WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, key.ExpiresAt!.Value, now, ct);
+            await transaction.CommitAsync(ct);
+            deliveryMetrics.RecordUndeliverable(ended);
+            LogDeactivated(logger, key.Id, ended);
+        }
+        return expired.Count;
+    }
+
+    [LoggerMessage(EventId = 2014, Level = LogLevel.Information, Message = "API key {KeyId} expired: the webhook subscriptions it created are deactivated, {Ended} queued deliveries ended")]
+    private static partial void LogDeactivated(ILogger logger, Guid keyId, int ended);
+
+    [LoggerMessage(EventId = 2015, Level = LogLevel.Warning, Message = "Deactivating the webhooks of expired API keys failed; retrying in a minute")]
+    private static partial void LogSweepFailed(ILogger logger, Exception exception);
+}
