@@ -283,14 +283,14 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     {
         var (failing, other) = (await fx.CreateGymAsync(), await fx.CreateGymAsync());
         var start = await DailyReportsDueAsync(failing, other);
-        fx.PaymentReads.FailFor = failing.GymId;
+        fx.Failures.FailFor = failing.GymId;
         try
         {
             await RunReportsAsync();
         }
         finally
         {
-            fx.PaymentReads.FailFor = null;
+            fx.Failures.FailFor = null;
         }
         Assert.Empty(MessagesTo(failing.OwnerEmail));
         Assert.Single(MessagesTo(other.OwnerEmail));
@@ -323,6 +323,28 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     }
 
     [Fact]
+    public async Task A_report_the_server_accepted_is_not_sent_again_when_its_record_cannot_be_written()
+    {
+        var gym = await fx.CreateGymAsync();
+        var start = await DailyReportsDueAsync(gym);
+        fx.Failures.FailEmailRecordFor = gym.GymId;
+        try
+        {
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.Failures.FailEmailRecordFor = null;
+        }
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        Assert.NotEqual(start, await ReportedThroughAsync(gym.GymId));
+        Assert.NotNull(await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).Select(s => s.LastSentAt).SingleAsync()));
+
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+    }
+
+    [Fact]
     public async Task A_report_the_server_accepted_is_not_sent_again_when_shutdown_comes_after()
     {
         var gym = await fx.CreateGymAsync();
@@ -344,14 +366,14 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     }
 }
 
-/// <summary>Email with the report worker's loop off (the tests run its passes), and a way to fail one gym's reads of payments.</summary>
+/// <summary>Email with the report worker's loop off (the tests run its passes), and a way to fail one gym's reads of payments or its email records.</summary>
 public abstract class SmtpManualReportsFixture(Store store) : SmtpFixture(store)
 {
-    public PaymentReadFailure PaymentReads { get; } = new();
+    public DbFailures Failures { get; } = new();
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Reports:Enabled", "false")];
 
-    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(PaymentReads);
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(Failures);
 }
 
 public sealed class SqliteSmtpManualReports() : SmtpManualReportsFixture(Store.Sqlite);
@@ -359,9 +381,13 @@ public sealed class SqliteSmtpManualReports() : SmtpManualReportsFixture(Store.S
 public sealed class PostgresSmtpManualReports() : SmtpManualReportsFixture(Store.Postgres);
 
 /// <summary>While <see cref="FailFor"/> names a gym, every query of the payments table for that gym fails, as a database error would.</summary>
-public sealed class PaymentReadFailure : DbCommandInterceptor
+public sealed class DbFailures : DbCommandInterceptor
 {
+    /// <summary>Fails this gym's reads of payments (preparing its report).</summary>
     public Guid? FailFor { get; set; }
+
+    /// <summary>Fails the record of this gym's sent emails (its insert into email_deliveries).</summary>
+    public Guid? FailEmailRecordFor { get; set; }
 
     public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
     {
@@ -376,14 +402,31 @@ public sealed class PaymentReadFailure : DbCommandInterceptor
         return ValueTask.FromResult(result);
     }
 
+    public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
+    {
+        Check(command);
+        return result;
+    }
+
+    public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(
+        DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        Check(command);
+        return ValueTask.FromResult(result);
+    }
+
     private void Check(DbCommand command)
     {
-        if (FailFor is { } gym && command.CommandText.Contains("payments", StringComparison.OrdinalIgnoreCase)
-            && command.Parameters.Cast<DbParameter>().Any(p => string.Equals(p.Value?.ToString(), gym.ToString(), StringComparison.OrdinalIgnoreCase)))
+        if ((FailFor is { } gym && command.CommandText.Contains("payments", StringComparison.OrdinalIgnoreCase) && Names(command, gym))
+            || (FailEmailRecordFor is { } sender && command.CommandText.Contains("INSERT INTO", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains("email_deliveries", StringComparison.OrdinalIgnoreCase) && Names(command, sender)))
         {
             throw new TestDbException();
         }
     }
+
+    private static bool Names(DbCommand command, Guid gym) =>
+        command.Parameters.Cast<DbParameter>().Any(p => string.Equals(p.Value?.ToString(), gym.ToString(), StringComparison.OrdinalIgnoreCase));
 
     private sealed class TestDbException() : DbException("The test database failed the query.");
 }

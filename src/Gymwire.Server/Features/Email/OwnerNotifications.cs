@@ -57,8 +57,16 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
             Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = ColumnText.Fit(string.Join(", ", recipients), 2000),
             Subject = ColumnText.Fit(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : ColumnText.Fit(error, 1000), CreatedAt = now,
         });
-        // Not cancelled by shutdown: once the server accepted the message, its record must say so.
-        await db.SaveChangesAsync(CancellationToken.None);
+        try
+        {
+            // Not cancelled by shutdown: once the server accepted the message, its record must say so.
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (error is null)
+        {
+            // Sent all the same: a caller that took it for a failure would send it again (a scheduled report would).
+            LogUnrecorded(logger, e, kind, gymId);
+        }
         if (error is null)
         {
             LogSent(logger, kind, gymId, recipients.Count);
@@ -73,6 +81,9 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
 
     [LoggerMessage(EventId = 8301, Level = LogLevel.Information, Message = "Emailed a {Kind} of gym {GymId} to {Count} recipient(s)")]
     private static partial void LogSent(ILogger logger, string kind, Guid gymId, int count);
+
+    [LoggerMessage(EventId = 8303, Level = LogLevel.Error, Message = "Emailed a {Kind} of gym {GymId}, but could not record it in email_deliveries")]
+    private static partial void LogUnrecorded(ILogger logger, Exception exception, string kind, Guid gymId);
 
     [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} of gym {GymId}: {Error}")]
     private static partial void LogFailed(ILogger logger, string kind, Guid gymId, string error);
