@@ -282,6 +282,23 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task An_event_whose_secret_two_gyms_hold_is_refused_on_the_path_without_a_gym_and_taken_on_each_gyms_own()
+    {
+        var (first, secret) = await ConnectedGymAsync();
+        var second = await fx.CreateGymAsync();
+        await (await second.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = secret })).AssertStatusAsync(HttpStatusCode.OK);
+        var payload = StripeSigner.Event("evt_shared", "invoice.paid", StripeSigner.PaidInvoice("in_shared", "cus_s", "ana@example.com", 1500, "pi_shared"), fx.Clock.GetUtcNow());
+        var refused = await (await PostAsync(StripeEndpoints.WebhookPath, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow())))
+            .AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("More than one gym", refused, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == first.GymId || e.GymId == second.GymId)));
+
+        await (await DeliverAsync(first.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(1500, await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == first.GymId).SumAsync(p => p.AmountCents)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == second.GymId)));
+    }
+
+    [Fact]
     public async Task Failure_refund_and_subscription_lifecycle_map_to_gymwire_events()
     {
         var (gym, secret) = await ConnectedGymAsync();

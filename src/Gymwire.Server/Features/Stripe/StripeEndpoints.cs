@@ -98,9 +98,19 @@ public static partial class StripeEndpoints
             }
             try
             {
-                stripeEvent = StripeEvents.ConstructEvent(json, header, secret, tolerance, now.ToUnixTimeSeconds(), throwOnApiVersionMismatch: false);
-                account = candidate;
-                break;
+                var verified = StripeEvents.ConstructEvent(json, header, secret, tolerance, now.ToUnixTimeSeconds(), throwOnApiVersionMismatch: false);
+                if (account is not null)
+                {
+                    // Matched by secret, and two gyms hold this one: recording it in either could be the wrong gym's.
+                    (account, stripeEvent) = (null, null);
+                    failure = $"More than one gym's Stripe endpoint secret verifies this signature: send each gym's events to {WebhookPath}/{{gym_id}}";
+                    break;
+                }
+                (account, stripeEvent) = (candidate, verified);
+                if (gymId is not null)
+                {
+                    break;
+                }
             }
             catch (StripeException e)
             {
