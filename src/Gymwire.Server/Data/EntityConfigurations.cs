@@ -90,7 +90,8 @@ internal sealed class MembershipConfiguration : IEntityTypeConfiguration<Members
     {
         b.ToGymTable("memberships");
         b.Property(x => x.UserId).HasMaxLength(100);
-        b.Property(x => x.Status).HasMaxLength(16);
+        // A concurrency token: of two cancels that both read it active (the API's and Stripe's), one commits.
+        b.Property(x => x.Status).HasMaxLength(16).IsConcurrencyToken();
         b.HasOne<MembershipPlan>().WithMany().HasForeignKey(x => x.PlanId).OnDelete(DeleteBehavior.Restrict);
         b.HasIndex(x => new { x.GymId, x.UserId });
     }
@@ -103,7 +104,8 @@ internal sealed class PaymentConfiguration : IEntityTypeConfiguration<Payment>
         b.ToGymTable("payments");
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Currency).HasMaxLength(3);
-        b.Property(x => x.Status).HasMaxLength(16);
+        // A concurrency token: of two refunds that both read it paid (the API's and Stripe's), one commits.
+        b.Property(x => x.Status).HasMaxLength(16).IsConcurrencyToken();
         b.Property(x => x.FailureReason).HasMaxLength(500);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
     }

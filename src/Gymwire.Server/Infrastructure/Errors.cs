@@ -39,7 +39,7 @@ public static partial class ErrorHandling
             ExceptionHandler = HandleExceptionAsync,
             // A client's mistake (bad JSON, a value that does not bind, a body too large) is not a server fault:
             // HandleExceptionAsync logs it in one line; the middleware would log it as an unhandled error with its stack.
-            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException || IsConcurrencyConflict(c.Exception),
+            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException || IsConcurrencyConflict(c.Exception) || IsLostRace(c.Exception),
         });
         app.UseStatusCodePages(context =>
         {
@@ -71,7 +71,7 @@ public static partial class ErrorHandling
             return; // The client went away; nobody is listening.
         }
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
-        if (IsConcurrencyConflict(exception))
+        if (IsConcurrencyConflict(exception) || IsLostRace(exception))
         {
             // Nothing of the request was applied (its transaction rolled back), and the same request can succeed now.
             LogConflict(logger, context.Request.Method, context.Request.Path.ToUriComponent(), exception!.GetBaseException().Message);
@@ -113,6 +113,12 @@ public static partial class ErrorHandling
     /// </summary>
     internal static bool IsConcurrencyConflict(Exception? exception) => InChain(exception, e =>
         e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.SerializationFailure });
+
+    /// <summary>
+    /// A save whose concurrency token no longer matched (a payment refunded, or a membership canceled, by another request
+    /// since this one read it): nothing of it was written, and the same request, run again, sees the change.
+    /// </summary>
+    internal static bool IsLostRace(Exception? exception) => InChain(exception, e => e is DbUpdateConcurrencyException);
 
     /// <summary>A write named a row that is gone: one deleted after the writer read it (a webhook deleted while its event was fanned out).</summary>
     internal static bool IsForeignKeyViolation(Exception? exception) => InChain(exception, e =>

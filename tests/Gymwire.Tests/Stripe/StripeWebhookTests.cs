@@ -129,6 +129,38 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task The_owner_and_Stripe_refunding_one_payment_at_once_refund_it_once()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_both_paid", "invoice.paid", StripeSigner.PaidInvoice("in_both", "cus_both", "ana@example.com", 4200, "pi_both"), now), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var paymentId = await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId && p.AmountCents == 4200).Select(p => p.Id).SingleAsync());
+        var charge = """{"id":"ch_both","object":"charge","customer":"cus_both","payment_intent":"pi_both","amount":4200,"amount_refunded":4200,"refunded":true}""";
+
+        // Both read the payment paid before either writes: one refund commits, and the other finds it refunded.
+        fx.ReadBarrier.Arm("payments", paymentId, readers: 2);
+        using var owner = gym.Owner();
+        var responses = await Task.WhenAll(owner.PostAsync($"/api/gym/payments/{paymentId}/refund", null),
+            DeliverAsync(gym.GymId, StripeSigner.Event("evt_both_refund", "charge.refunded", charge, now), secret));
+        var outcome = (await responses[1].AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString();
+        if (responses[0].StatusCode == HttpStatusCode.OK)
+        {
+            Assert.Equal("already_recorded", outcome);
+        }
+        else
+        {
+            // The owner's lost: a 503 to retry, and the retry says why it cannot be refunded.
+            Assert.Contains("concurrent change", await responses[0].AssertErrorAsync(HttpStatusCode.ServiceUnavailable), StringComparison.Ordinal);
+            Assert.Equal("recorded", outcome);
+            Assert.Contains("refunded", await (await owner.PostAsync($"/api/gym/payments/{paymentId}/refund", null)).AssertErrorAsync(HttpStatusCode.Conflict),
+                StringComparison.Ordinal);
+        }
+        Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+        Assert.Equal("refunded", await fx.WithDbAsync(db => db.Payments.Where(p => p.Id == paymentId).Select(p => p.Status).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_price_nickname_longer_than_a_plan_name_makes_a_plan_with_the_name_cut_to_fit()
     {
         var (gym, secret) = await ConnectedGymAsync();

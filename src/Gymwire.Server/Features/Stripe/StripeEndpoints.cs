@@ -183,9 +183,15 @@ public static partial class StripeEndpoints
                 LogReceived(logger, account.GymId, eventId, type, mapping.Outcome);
                 return (TypedResults.Ok(new StripeWebhookAck(true, eventId, mapping.Outcome, Duplicate: false)), mapping.Outcome);
             }
-            catch (DbUpdateException)
+            catch (DbUpdateException e)
             {
                 db.ChangeTracker.Clear();
+                // The payment or membership it changes was changed meanwhile (the owner refunded or canceled it through
+                // the API): mapped again, this event sees that.
+                if (e is DbUpdateConcurrencyException && attempt < MaxMappings)
+                {
+                    continue;
+                }
                 // Stripe retried while the first delivery was still being processed; the unique index let one win.
                 if (await db.StripeEvents.AnyAsync(e => e.GymId == account.GymId && e.StripeEventId == eventId, ct))
                 {

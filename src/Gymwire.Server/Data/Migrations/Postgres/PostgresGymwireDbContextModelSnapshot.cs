@@ -761,6 +761,7 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnName("started_at");
 
                     b.Property<string>("Status")
+                        .IsConcurrencyToken()
                         .IsRequired()
                         .HasMaxLength(16)
                         .HasColumnType("character varying(16)")
@@ -863,6 +864,7 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnName("refunded_at");
 
                     b.Property<string>("Status")
+                        .IsConcurrencyToken()
                         .IsRequired()
                         .HasMaxLength(16)
                         .HasColumnType("character varying(16)")

@@ -754,6 +754,7 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnName("started_at");
 
                     b.Property<string>("Status")
+                        .IsConcurrencyToken()
                         .IsRequired()
                         .HasMaxLength(16)
                         .HasColumnType("TEXT")
@@ -856,6 +857,7 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnName("refunded_at");
 
                     b.Property<string>("Status")
+                        .IsConcurrencyToken()
                         .IsRequired()
                         .HasMaxLength(16)
                         .HasColumnType("TEXT")
