@@ -161,6 +161,37 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task The_owner_and_Stripe_canceling_one_membership_at_once_cancel_it_once()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        const string subscription = """
+            {"id":"sub_both","object":"subscription","customer":"cus_both_m","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_both","price":{"id":"price_both","nickname":"Both","unit_amount":5000,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """;
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_both_sub", "customer.subscription.created", subscription, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var membershipId = await fx.WithDbAsync(db => db.Memberships.Where(m => m.GymId == gym.GymId).Select(m => m.Id).SingleAsync());
+
+        // Both read the membership active before either writes: one cancel commits, and the other finds it canceled.
+        fx.ReadBarrier.Arm("memberships", membershipId, readers: 2);
+        using var owner = gym.Owner();
+        var responses = await Task.WhenAll(owner.PostAsync($"/api/gym/memberships/{membershipId}/cancel", null),
+            DeliverAsync(gym.GymId, StripeSigner.Event("evt_both_del", "customer.subscription.deleted", subscription.Replace("active", "canceled", StringComparison.Ordinal), now), secret));
+        var outcome = (await responses[1].AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString();
+        if (responses[0].StatusCode == HttpStatusCode.OK)
+        {
+            Assert.Equal("already_recorded", outcome);
+        }
+        else
+        {
+            Assert.Contains("concurrent change", await responses[0].AssertErrorAsync(HttpStatusCode.ServiceUnavailable), StringComparison.Ordinal);
+            Assert.Equal("recorded", outcome);
+        }
+        Assert.Single(await EventTypesAsync(gym.GymId), "membership.canceled");
+        Assert.Equal("canceled", await fx.WithDbAsync(db => db.Memberships.Where(m => m.Id == membershipId).Select(m => m.Status).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_price_nickname_longer_than_a_plan_name_makes_a_plan_with_the_name_cut_to_fit()
     {
         var (gym, secret) = await ConnectedGymAsync();
