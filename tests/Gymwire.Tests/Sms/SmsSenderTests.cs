@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Net;
 using System.Text;
 using Gymwire.Features.Dashboard.Integrations;
@@ -5,6 +6,7 @@ using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.Hosting;
 
 namespace Gymwire.Tests.Sms;
 
@@ -17,7 +19,13 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public ReadBarrier ReadBarrier { get; } = new();
 
-    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
+    public AfterUpdate AfterUpdate { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services)
+    {
+        services.AddSingleton<IInterceptor>(ReadBarrier);
+        services.AddSingleton<IInterceptor>(AfterUpdate);
+    }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
@@ -216,6 +224,40 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     }
 
     [Fact]
+    public async Task Shutdown_right_after_a_message_is_claimed_still_sends_and_records_it()
+    {
+        var (gym, _) = await GymAsync();
+        var body = $"Claimed at shutdown {Guid.NewGuid():N}";
+        var id = await fx.WithDbAsync(async db =>
+        {
+            // Queued without waking the hosted sender, so the pass below is the one that claims it.
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), fx.Clock.GetUtcNow().UtcDateTime);
+            await db.SaveChangesAsync();
+            return m.Id;
+        });
+        using var stopping = new CancellationTokenSource();
+        fx.AfterUpdate.Arm("sms_messages", id, stopping.Cancel);
+        var sender = fx.Services.GetServices<IHostedService>().OfType<SmsSender>().Single();
+        try
+        {
+            await sender.RunOnceAsync(stopping.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // The pass stops at its next step; the claimed message must not be left behind.
+        }
+        finally
+        {
+            fx.AfterUpdate.Disarm();
+        }
+        Assert.True(stopping.IsCancellationRequested);
+        var message = await MessageAsync(id);
+        Assert.Equal(SmsStatuses.Sent, message.Status);
+        Assert.Null(message.ClaimedUntil);
+        Assert.Equal(1, RequestsWith(body));
+    }
+
+    [Fact]
     public async Task Two_concurrent_retries_of_a_failed_message_queue_it_once_and_it_is_sent_once()
     {
         var (gym, _) = await GymAsync();
@@ -320,5 +362,49 @@ public sealed class SmsProviderConfigurationTests
         {
             await fx.DisposeAsync();
         }
+    }
+}
+
+/// <summary>Once armed, runs an action after the first update of one table that carries one parameter value (a row's id).</summary>
+public sealed class AfterUpdate : DbCommandInterceptor
+{
+    private readonly Lock _lock = new();
+    private string _table = "";
+    private object? _value;
+    private Action? _action;
+
+    public void Arm(string table, object value, Action action)
+    {
+        lock (_lock)
+        {
+            (_table, _value, _action) = (table, value, action);
+        }
+    }
+
+    public void Disarm()
+    {
+        lock (_lock)
+        {
+            _action = null;
+        }
+    }
+
+    public override ValueTask<int> NonQueryExecutedAsync(
+        DbCommand command, CommandExecutedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        Action? action;
+        lock (_lock)
+        {
+            action = _action;
+            if (action is null || !command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+                || !command.CommandText.Contains(_table, StringComparison.Ordinal)
+                || !command.Parameters.Cast<DbParameter>().Any(p => Equals(p.Value, _value)))
+            {
+                return ValueTask.FromResult(result);
+            }
+            _action = null;
+        }
+        action();
+        return ValueTask.FromResult(result);
     }
 }

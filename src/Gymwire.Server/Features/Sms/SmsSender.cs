@@ -104,14 +104,17 @@ public sealed partial class SmsSender(
         var now = clock.GetUtcNow().UtcDateTime;
         // The lease outlives the provider's timeout by a margin, so a live sender is never mistaken for a dead one.
         var claimedUntil = now + Options.RequestTimeout + TimeSpan.FromMinutes(1);
+        // Shutdown stops the batch before a claim, never between a claim and its send: a claim left without its send
+        // would lapse into "may have been sent", the owner's to check, for a message that never left.
+        ct.ThrowIfCancellationRequested();
         var claimed = await db.SmsMessages.Where(m => m.Id == id && m.Status == SmsStatuses.Queued)
             .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sending).SetProperty(m => m.Attempts, m => m.Attempts + 1)
-                .SetProperty(m => m.ClaimedUntil, claimedUntil).SetProperty(m => m.LastAttemptAt, now), ct);
+                .SetProperty(m => m.ClaimedUntil, claimedUntil).SetProperty(m => m.LastAttemptAt, now), CancellationToken.None);
         if (claimed == 0)
         {
             return; // Another node took it.
         }
-        var message = await db.SmsMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
+        var message = await db.SmsMessages.AsNoTracking().FirstAsync(m => m.Id == id, CancellationToken.None);
         SmsSendResult result;
         try
         {
