@@ -24,7 +24,7 @@ module.exports = {
         { key: 'first_name', label: 'First Name', required: true },
         { key: 'last_name', label: 'Last Name' },
         { key: 'email', label: 'Email' },
-        { key: 'phone', label: 'Phone', helpText: 'E.164, e.g. +15551234567' },
+        { key: 'phone', label: 'Phone', helpText: 'As written, e.g. +15551234567 or (555) 123-4567' },
         { key: 'source', label: 'Source', helpText: 'Defaults to zapier' },
       ],
       perform: action('create_lead'),

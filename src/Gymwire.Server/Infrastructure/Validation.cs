@@ -54,6 +54,20 @@ public sealed class RequestValidator
         return IsE164(value) ? this : Fail($"'{field}' must be a valid phone number in E.164 format (e.g. +15551234567)");
     }
 
+    /// <summary>
+    /// A phone number as people write it: an optional leading plus sign, 7 to 15 digits, and spaces, dashes, dots or
+    /// parentheses between them, e.g. (555) 123-4567. For contact details kept as given; numbers Gymwire sends to are E.164.
+    /// </summary>
+    public RequestValidator PhoneAsWritten(string? value, string field)
+    {
+        if (value is null)
+        {
+            return this;
+        }
+        return IsPhoneAsWritten(value) ? this
+            : Fail($"'{field}' must be a phone number: 7 to 15 digits, optionally with a leading + and spaces, dashes, dots or parentheses (e.g. +15551234567 or (555) 123-4567), at most 32 characters");
+    }
+
     public RequestValidator OneOf(string? value, string field, IReadOnlyCollection<string> allowed)
     {
         if (value is null || allowed.Contains(value))
@@ -77,6 +91,28 @@ public sealed class RequestValidator
         && MailAddress.TryCreate(value, out var address)
         && address.Address == value
         && address.Host.Contains('.', StringComparison.Ordinal);
+
+    public static bool IsPhoneAsWritten(string value)
+    {
+        if (value.Length > 32)
+        {
+            return false;
+        }
+        var digits = 0;
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (char.IsAsciiDigit(c))
+            {
+                digits++;
+            }
+            else if (!(c is ' ' or '-' or '.' or '(' or ')' || (c == '+' && i == 0)))
+            {
+                return false;
+            }
+        }
+        return digits is >= 7 and <= 15;
+    }
 
     public static bool IsE164(string value)
     {

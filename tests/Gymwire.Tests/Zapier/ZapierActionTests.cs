@@ -42,12 +42,38 @@ public abstract class ZapierActionTests(GymwireFixture fx)
         Assert.Equal(["lead_id", "first_name", "last_name", "source"], payload.EnumerateObject().Select(p => p.Name));
     }
 
+    [Fact]
+    public async Task Create_lead_takes_a_phone_as_people_write_it_and_blank_optional_fields_as_not_given()
+    {
+        var (gym, client) = await GymWithWriteKeyAsync();
+        // The contract types a lead's phone as any "Phone number" (only send_sms asks for E.164), and form tools and
+        // Zapier's mappers send "" for a field left empty.
+        var lead = await (await client.PostJsonAsync("/api/zapier/actions?type=create_lead",
+            new { first_name = "Jane", last_name = "", email = "", phone = " (555) 123-4567 ", source = "" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.Equal("(555) 123-4567", lead.GetProperty("phone").GetString());
+        Assert.Equal("zapier", lead.GetProperty("source").GetString());
+        Assert.Equal(JsonValueKind.Null, lead.GetProperty("last_name").ValueKind);
+        Assert.Equal(JsonValueKind.Null, lead.GetProperty("email").ValueKind);
+
+        foreach (var phone in new[] { "+1 555.123.4567", "555-123-4567", "+15551234567", "020 7946 0958" })
+        {
+            var created = await (await client.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "Jane", phone })).AssertStatusAsync(HttpStatusCode.Created);
+            Assert.Equal(phone, created.GetProperty("phone").GetString());
+        }
+        var manual = await (await gym.Owner().PostJsonAsync("/api/gym/leads", new { first_name = "Jo", phone = "555 123 4567", source = " " })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.Equal("manual", manual.GetProperty("source").GetString());
+        Assert.Equal(6, await fx.WithDbAsync(db => db.Leads.CountAsync(l => l.GymId == gym.GymId)));
+    }
+
     [Theory]
     [InlineData("create_lead", """{"last_name":"Doe"}""", "'first_name' is required")]
     [InlineData("create_lead", """{"first_name":""}""", "'first_name' is required")]
     [InlineData("create_lead", """{"first_name":42}""", "'first_name' has the wrong type")]
     [InlineData("create_lead", """{"first_name":"J","email":"not-an-email"}""", "'email'")]
-    [InlineData("create_lead", """{"first_name":"J","phone":"5551234567"}""", "'phone'")]
+    [InlineData("create_lead", """{"first_name":"J","phone":"call me"}""", "'phone'")]
+    [InlineData("create_lead", """{"first_name":"J","phone":"555-123"}""", "7 to 15 digits")]
+    [InlineData("create_lead", """{"first_name":"J","phone":"555+1234567"}""", "'phone'")]
+    [InlineData("create_lead", """{"first_name":"J","phone":"+1 (555) 123-4567 0000000"}""", "'phone'")]
     [InlineData("send_sms", """{"message":"hi"}""", "'phone' is required")]
     [InlineData("send_sms", """{"phone":"+15551234567"}""", "'message' is required")]
     [InlineData("send_sms", """{"phone":"+15551234567","message":""}""", "'message' is required")]

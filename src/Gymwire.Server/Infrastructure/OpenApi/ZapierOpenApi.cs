@@ -74,7 +74,7 @@ internal static class ZapierOpenApi
                 operation.RequestBody = new OpenApiRequestBody
                 {
                     Required = true,
-                    Description = "`create_lead`: first_name required. `send_sms`: phone (E.164) and message (1..1600 chars) required. `log_attendance`: user_id required.",
+                    Description = "`create_lead`: first_name required; phone as people write it, e.g. (555) 123-4567; an empty optional field counts as not given. `send_sms`: phone (E.164) and message (1..1600 chars) required. `log_attendance`: user_id required.",
                     Content = Json(new OpenApiSchema
                     {
                         OneOf =
