@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Unicode;
+using Microsoft.Net.Http.Headers;
 
 namespace Gymwire.Infrastructure;
 
@@ -27,6 +28,12 @@ public sealed class JsonBodyGuard(RequestDelegate next)
             }
             if (request.HasJsonContentType())
             {
+                if (!AcceptCharset(request))
+                {
+                    await ErrorHandling.RefuseAsync(context, StatusCodes.Status415UnsupportedMediaType,
+                        "JSON request bodies must be UTF-8: send Content-Type application/json with charset=utf-8 or no charset");
+                    return;
+                }
                 request.EnableBuffering();
                 var (valid, escapes) = await IsValidUtf8Async(request.Body, context.RequestAborted);
                 if (!valid)
@@ -48,6 +55,30 @@ public sealed class JsonBodyGuard(RequestDelegate next)
             }
         }
         await next(context);
+    }
+
+    /// <summary>
+    /// JSON between systems is UTF-8 (RFC 8259), and the checks here read the body as UTF-8, so another charset is
+    /// refused: the platform's reader would transcode it past them. A quoted or differently spelled UTF-8 is rewritten
+    /// to the plain name, which is the only one the platform's reader knows (it throws on the others: a 500).
+    /// </summary>
+    private static bool AcceptCharset(HttpRequest request)
+    {
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type) || !type.Charset.HasValue)
+        {
+            return true;
+        }
+        var charset = HeaderUtilities.RemoveQuotes(type.Charset);
+        if (!charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+        if (type.Charset != "utf-8")
+        {
+            type.Charset = "utf-8";
+            request.ContentType = type.ToString();
+        }
+        return true;
     }
 
     /// <summary>Whether the body is valid UTF-8, and whether it has a backslash (so a JSON escape) anywhere.</summary>
@@ -132,9 +163,15 @@ public sealed class JsonBodyGuard(RequestDelegate next)
                 }
             }
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        catch (JsonException)
         {
-            // Malformed JSON (or an invalid escape such as a lone surrogate): the endpoint's own reading reports it.
+            // Malformed JSON: the endpoint's own reading reports it.
+        }
+        catch (InvalidOperationException)
+        {
+            // An escape that decodes to no character (a lone surrogate). Refused here, not left to the endpoint: the
+            // platform's reader skips unknown properties without decoding them, so the rest of the body would go unchecked.
+            return "A JSON string contains an escaped lone surrogate (\\uD800-\\uDFFF without its pair), which is not valid text";
         }
         return null;
     }

@@ -64,6 +64,55 @@ public abstract class InputValidationTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_control_character_cannot_pass_behind_a_lone_surrogate_or_another_charset()
+    {
+        var (gym, owner, writer) = await GymAsync();
+        var before = await RowsAsync(gym.GymId);
+        var start = fx.Logs.Lines.Count;
+        // The platform's reader skips an unknown property without decoding it, so a lone surrogate there stopped the
+        // guard's scan before the known field behind it.
+        foreach (var (client, url, body) in new[]
+        {
+            (owner, "/api/gym/members", """{"x":"\ud800","name":"a\u0000b"}"""),
+            (writer, "/api/zapier/actions?type=create_lead", """{"x":"\udc00","first_name":"Jo\u0000hn"}"""),
+        })
+        {
+            var message = await (await client.PostRawAsync(url, body)).AssertErrorAsync(HttpStatusCode.BadRequest);
+            Assert.Contains("lone surrogate", message, StringComparison.Ordinal);
+        }
+        // UTF-16 passes a UTF-8 check byte for byte, and the platform's reader would transcode it past the guard.
+        using var utf16 = new ByteArrayContent(Encoding.Unicode.GetBytes("""{"name":"a\u0000b"}"""));
+        utf16.Headers.TryAddWithoutValidation("Content-Type", "application/json; charset=utf-16");
+        Assert.Contains("UTF-8", await (await owner.PostAsync("/api/gym/members", utf16)).AssertErrorAsync(HttpStatusCode.UnsupportedMediaType), StringComparison.Ordinal);
+        // An unknown charset made the platform's reader throw (a 500), even where no sign-in is needed.
+        using var anonymous = fx.Client();
+        foreach (var (client, url, body) in new[]
+        {
+            (anonymous, "/api/auth/login", """{"email":"a@example.com","password":"whatever-password"}"""),
+            (owner, "/api/gym/members", """{"name":"Ana"}"""),
+        })
+        {
+            await (await client.PostAsync(url, Json(body, "application/json; charset=bogus"))).AssertErrorAsync(HttpStatusCode.UnsupportedMediaType);
+        }
+        Assert.Equal(before, await RowsAsync(gym.GymId));
+
+        // UTF-8 spelled with quotes or without its dash is UTF-8.
+        foreach (var contentType in new[] { "application/json; charset=\"utf-8\"", "application/json; charset=UTF8" })
+        {
+            await (await owner.PostAsync("/api/gym/members", Json("""{"name":"Ana"}""", contentType))).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        Assert.Equal(2, await fx.WithDbAsync(db => db.Members.CountAsync(m => m.GymId == gym.GymId)));
+        fx.Logs.AssertNoErrorsSince(start);
+    }
+
+    private static ByteArrayContent Json(string body, string contentType)
+    {
+        var content = new ByteArrayContent(Encoding.UTF8.GetBytes(body));
+        content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+        return content;
+    }
+
+    [Fact]
     public async Task Tab_cr_and_lf_are_accepted_in_free_text()
     {
         var (_, owner, writer) = await GymAsync();
