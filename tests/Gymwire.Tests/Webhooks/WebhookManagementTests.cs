@@ -105,6 +105,27 @@ public abstract class WebhookManagementTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Two_rotations_at_once_each_show_a_secret_that_signs()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var gym = await fx.CreateGymAsync();
+        var hook = await gym.CreateWebhookAsync(receiver.Url("/two-rotations"), "member.joined");
+        using var owner = gym.Owner();
+        // Both read the webhook's secret before either writes (two tabs confirming at once).
+        fx.ReadBarrier.Arm("webhook_subscriptions", hook.Id, readers: 2);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => owner.PostAsync($"/api/gym/webhooks/{hook.Id}/rotate-secret", null)));
+        var secrets = new List<string>();
+        foreach (var response in responses)
+        {
+            secrets.Add((await response.AssertStatusAsync(HttpStatusCode.OK)).GetProperty("secret").GetString()!);
+        }
+        await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/test", null)).AssertStatusAsync(HttpStatusCode.OK);
+        var request = Assert.Single(receiver.At("/two-rotations"));
+        Assert.All(secrets, secret => Assert.True(StandardWebhooksVerifier.Verify(secret, request.Headers, request.Body, fx.Clock.GetUtcNow()), secret));
+        Assert.False(StandardWebhooksVerifier.Verify(hook.Secret, request.Headers, request.Body, fx.Clock.GetUtcNow()));
+    }
+
+    [Fact]
     public async Task Urls_are_stored_with_the_host_as_delivery_will_resolve_it()
     {
         var gym = await fx.CreateGymAsync();

@@ -31,7 +31,8 @@ public readonly record struct WebhookAccess(Guid GymId, Guid? ApiKeyId)
 /// </summary>
 public sealed class WebhookService(
     GymwireDbContext db, WebhookSecretProtector protector, EgressGuard guard, IOptions<WebhookOptions> options,
-    IDeliveryQueue queue, Attempt attempt, AttemptRecorder recorder, DeliverySignal signal, TimeProvider clock, DeliveryMetrics metrics)
+    IDeliveryQueue queue, Attempt attempt, AttemptRecorder recorder, DeliverySignal signal, TimeProvider clock, DeliveryMetrics metrics,
+    SqliteWriteGate gate)
 {
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
@@ -217,19 +218,38 @@ public sealed class WebhookService(
     /// <summary>A new secret; the previous one keeps signing for <see cref="WebhookOptions.SecretRotationOverlap"/>.</summary>
     public async Task<RotatedSecret?> RotateSecretAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
-        if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
+        // Each rotation replaces the secret it read, or reads again: of two at once (two tabs), the second then rotates
+        // from the first's secret, so both secrets shown still sign. A plain save would let the second overwrite the
+        // first's, and the first tab would show a secret that never signs.
+        for (var tries = 1; ; tries++)
         {
-            return null;
+            if (await FindAsync(access, id, ct) is not { } subscription)
+            {
+                return null;
+            }
+            var now = clock.GetUtcNow().UtcDateTime;
+            var overlap = options.Value.SecretRotationOverlap;
+            var secret = WebhookSigner.NewSecret();
+            var read = subscription.SecretProtected;
+            var previous = overlap > TimeSpan.Zero ? read : null;
+            DateTime? previousExpiresAt = overlap > TimeSpan.Zero ? now + overlap : null;
+            var rotated = protector.Protect(secret);
+            int updated;
+            using (await gate.EnterAsync(db, ct))
+            {
+                updated = await db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
+                    .ExecuteUpdateAsync(u => u.SetProperty(s => s.SecretProtected, rotated).SetProperty(s => s.PreviousSecretProtected, previous)
+                        .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct);
+            }
+            if (updated == 1)
+            {
+                return new RotatedSecret(subscription.Id, secret, previousExpiresAt);
+            }
+            if (tries == ErrorHandling.ConflictTries)
+            {
+                throw new DbUpdateConcurrencyException("The webhook's secret kept changing while it was being rotated");
+            }
         }
-        var now = clock.GetUtcNow().UtcDateTime;
-        var overlap = options.Value.SecretRotationOverlap;
-        var secret = WebhookSigner.NewSecret();
-        subscription.PreviousSecretProtected = overlap > TimeSpan.Zero ? subscription.SecretProtected : null;
-        subscription.PreviousSecretExpiresAt = overlap > TimeSpan.Zero ? now + overlap : null;
-        subscription.SecretProtected = protector.Protect(secret);
-        subscription.UpdatedAt = now;
-        await db.SaveChangesAsync(ct);
-        return new RotatedSecret(subscription.Id, secret, subscription.PreviousSecretExpiresAt);
     }
 
     /// <summary>Sends a sample of <paramref name="eventName"/> (default: the first subscribed event) at once and returns the recorded attempt.</summary>
