@@ -125,6 +125,14 @@ public static partial class ErrorHandling
         e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.ForeignKeyViolation }
             or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint });
 
+    /// <summary>
+    /// A row's insert met one with the same key committed since the writer looked (two first saves of a gym's one-row
+    /// setting at once): the writer can apply its change to that row instead.
+    /// </summary>
+    internal static bool IsUniqueViolation(Exception? exception) => InChain(exception, e =>
+        e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation }
+            or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqlitePrimaryKeyConstraint or SqliteUniqueConstraint });
+
     /// <summary>Whether the exception or one it wraps matches (EF Core and its execution strategy wrap the provider's).</summary>
     private static bool InChain(Exception? exception, Func<Exception, bool> matches)
     {
@@ -140,6 +148,9 @@ public static partial class ErrorHandling
 
     /// <summary>SQLITE_CONSTRAINT_FOREIGNKEY.</summary>
     private const int SqliteForeignKeyConstraint = 787;
+
+    /// <summary>SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE.</summary>
+    private const int SqlitePrimaryKeyConstraint = 1555, SqliteUniqueConstraint = 2067;
 
     /// <summary>Answers a client error in the error shape and logs it in one line, below Error: the client erred, not the server.</summary>
     public static Task RefuseAsync(HttpContext context, int statusCode, string message)

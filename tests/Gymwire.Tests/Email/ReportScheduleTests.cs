@@ -52,6 +52,23 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
     });
 
     [Fact]
+    public async Task Two_first_saves_of_a_schedule_at_once_both_succeed_and_keep_one_schedule()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        // Both find no schedule before either inserts one (two tabs, or a double click).
+        ((SmtpManualReportsFixture)fx).ReadBarrier.Arm("report_schedules", gym.GymId, readers: 2);
+        var responses = await Task.WhenAll(new[] { "weekly", "monthly" }.Select(f => owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = f })));
+        foreach (var response in responses)
+        {
+            await response.AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var schedule = await ScheduleAsync(gym.GymId);
+        Assert.NotNull(schedule);
+        Assert.Contains(schedule.Frequency, new[] { "weekly", "monthly" });
+    }
+
+    [Fact]
     public async Task A_daily_report_covers_the_gyms_local_day_and_goes_to_the_chosen_recipients_only()
     {
         var (gym, browser) = await SignedInAsync("America/New_York");

@@ -62,6 +62,23 @@ public abstract class StripeWebhookTests(StripeFixture fx)
     }
 
     [Fact]
+    public async Task Two_first_saves_of_the_secret_at_once_both_succeed_and_keep_one_connection()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        // Both find no connection before either inserts one (two tabs, or a double click).
+        fx.ReadBarrier.Arm("stripe_accounts", gym.GymId, readers: 2);
+        var secrets = new[] { "whsec_first_tab_secret_0001", "whsec_second_tab_secret_002" };
+        var responses = await Task.WhenAll(secrets.Select(s => owner.PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = s })));
+        foreach (var response in responses)
+        {
+            await response.AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var hint = await fx.WithDbAsync(db => db.StripeAccounts.Where(a => a.GymId == gym.GymId).Select(a => a.SecretHint).SingleAsync());
+        Assert.Contains(hint, secrets.Select(StripeSecrets.Hint));
+    }
+
+    [Fact]
     public async Task A_signed_paid_invoice_records_a_payment_and_emits_payment_received_once_even_when_Stripe_sends_it_twice()
     {
         var (gym, secret) = await ConnectedGymAsync();

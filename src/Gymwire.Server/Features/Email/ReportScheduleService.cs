@@ -13,30 +13,42 @@ public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider cloc
     public async Task<ReportSchedule> SaveAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
-        var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
-        if (schedule is null)
+        for (var tries = 1; ; tries++)
         {
-            schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
-            db.ReportSchedules.Add(schedule);
+            var schedule = await db.ReportSchedules.FirstOrDefaultAsync(s => s.GymId == gymId, ct);
+            if (schedule is null)
+            {
+                schedule = new ReportSchedule { GymId = gymId, Frequency = frequency, CreatedAt = now };
+                db.ReportSchedules.Add(schedule);
+            }
+            if (schedule.ReportedThrough == default)
+            {
+                // The first report covers the period in progress (in the gym's time zone), sent when it ends.
+                schedule.ReportedThrough = ReportFrequencies.PeriodStart(frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
+            }
+            // A new frequency keeps ReportedThrough: the next report starts where the last one ended, so a change never
+            // skips a day or reports one twice (ReportFrequencies.Next ends it at the new frequency's boundary).
+            schedule.Frequency = frequency;
+            if (recipients is not null)
+            {
+                schedule.Recipients = ReportRecipients.Join(recipients);
+            }
+            if (format is not null)
+            {
+                schedule.Format = format;
+            }
+            try
+            {
+                await db.SaveChangesAsync(ct);
+            }
+            catch (DbUpdateException e) when (tries == 1 && ErrorHandling.IsUniqueViolation(e))
+            {
+                // Another request saved the gym's first schedule meanwhile (two tabs): this one is saved over it.
+                db.ChangeTracker.Clear();
+                continue;
+            }
+            signal.Notify();
+            return schedule;
         }
-        if (schedule.ReportedThrough == default)
-        {
-            // The first report covers the period in progress (in the gym's time zone), sent when it ends.
-            schedule.ReportedThrough = ReportFrequencies.PeriodStart(frequency, now, await GymTimeZones.OfGymAsync(db, gymId, ct));
-        }
-        // A new frequency keeps ReportedThrough: the next report starts where the last one ended, so a change never
-        // skips a day or reports one twice (ReportFrequencies.Next ends it at the new frequency's boundary).
-        schedule.Frequency = frequency;
-        if (recipients is not null)
-        {
-            schedule.Recipients = ReportRecipients.Join(recipients);
-        }
-        if (format is not null)
-        {
-            schedule.Format = format;
-        }
-        await db.SaveChangesAsync(ct);
-        signal.Notify();
-        return schedule;
     }
 }

@@ -18,19 +18,30 @@ public static class StripeService
             return (null, invalid);
         }
         var now = clock.GetUtcNow().UtcDateTime;
-        var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
-        if (account is null)
+        for (var tries = 1; ; tries++)
         {
-            account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
-            db.StripeAccounts.Add(account);
+            var account = await db.StripeAccounts.FirstOrDefaultAsync(a => a.GymId == gymId, ct);
+            if (account is null)
+            {
+                account = new StripeAccount { GymId = gymId, ProtectedEndpointSecret = "", SecretHint = "" };
+                db.StripeAccounts.Add(account);
+            }
+            account.ProtectedEndpointSecret = secrets.Protect(gymId, secret!);
+            account.SecretHint = StripeSecrets.Hint(secret!);
+            account.ConfiguredAt = now;
+            account.LastFailure = null;
+            account.LastFailureAt = null;
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                return (account, null);
+            }
+            catch (DbUpdateException e) when (tries == 1 && ErrorHandling.IsUniqueViolation(e))
+            {
+                // Another request saved the gym's first secret meanwhile (two tabs): this one is saved over it.
+                db.ChangeTracker.Clear();
+            }
         }
-        account.ProtectedEndpointSecret = secrets.Protect(gymId, secret!);
-        account.SecretHint = StripeSecrets.Hint(secret!);
-        account.ConfiguredAt = now;
-        account.LastFailure = null;
-        account.LastFailureAt = null;
-        await db.SaveChangesAsync(ct);
-        return (account, null);
     }
 
     /// <summary>A recorded event as the API and the dashboard's payments page show it, made in the query.</summary>
