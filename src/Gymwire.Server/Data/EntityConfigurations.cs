@@ -63,6 +63,8 @@ internal sealed class MemberConfiguration : IEntityTypeConfiguration<Member>
     public void Configure(EntityTypeBuilder<Member> b)
     {
         b.ToGymTable("members");
+        // Of two leaves at once, one commits and the other sees it: member.left fires once.
+        b.Property(x => x.LeftAt).IsConcurrencyToken();
         b.Property(x => x.UserId).HasMaxLength(100);
         b.Property(x => x.Name).HasMaxLength(200);
         b.Property(x => x.Email).HasMaxLength(320);

@@ -371,15 +371,9 @@ public abstract class SmtpManualReportsFixture(Store store) : SmtpFixture(store)
 {
     public DbFailures Failures { get; } = new();
 
-    public ReadBarrier ReadBarrier { get; } = new();
-
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Reports:Enabled", "false")];
 
-    protected override void ConfigureServices(IServiceCollection services)
-    {
-        services.AddSingleton<IInterceptor>(Failures);
-        services.AddSingleton<IInterceptor>(ReadBarrier);
-    }
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(Failures);
 }
 
 public sealed class SqliteSmtpManualReports() : SmtpManualReportsFixture(Store.Sqlite);

@@ -57,7 +57,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         var gym = await fx.CreateGymAsync();
         using var owner = gym.Owner();
         // Both find no schedule before either inserts one (two tabs, or a double click).
-        ((SmtpManualReportsFixture)fx).ReadBarrier.Arm("report_schedules", gym.GymId, readers: 2);
+        fx.ReadBarrier.Arm("report_schedules", gym.GymId, readers: 2);
         var responses = await Task.WhenAll(new[] { "weekly", "monthly" }.Select(f => owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = f })));
         foreach (var response in responses)
         {

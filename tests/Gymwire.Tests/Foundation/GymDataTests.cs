@@ -18,6 +18,27 @@ public abstract class GymDataTests(GymwireFixture fx)
     private static JsonElement Data(OutboxEvent e) => JsonDocument.Parse(e.Data).RootElement;
 
     [Fact]
+    public async Task Two_leaves_of_one_member_at_once_fire_member_left_once()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var id = (await (await owner.PostJsonAsync("/api/gym/members", new { name = "Bo Race" })).AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
+        // Both read the member still in the gym before either writes.
+        fx.ReadBarrier.Arm("members", id, readers: 2);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => owner.DeleteAsync($"/api/gym/members/{id}")));
+        // The one that lost the race was told to retry, and the retry finds the member gone already.
+        var lost = responses.Where(r => r.StatusCode != HttpStatusCode.OK).ToList();
+        Assert.True(lost.Count <= 1, "at most one leave lost the race");
+        foreach (var response in lost)
+        {
+            await response.AssertErrorAsync(HttpStatusCode.ServiceUnavailable);
+            Assert.NotNull(response.Headers.RetryAfter);
+            await (await owner.DeleteAsync($"/api/gym/members/{id}")).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        Assert.Equal(["member.joined", "member.left"], (await EventsAsync(gym.GymId)).Select(e => e.Type));
+    }
+
+    [Fact]
     public async Task Member_lifecycle_emits_joined_updated_left_in_order()
     {
         var gym = await fx.CreateGymAsync();

@@ -6,6 +6,7 @@ using Gymwire.Data;
 using Gymwire.Features.Gyms;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gymwire.Tests.Infrastructure;
@@ -29,6 +30,9 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
     public Store Store { get; } = store;
     public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 4, 16, 12, 0, 0, TimeSpan.Zero));
     public TestLogSink Logs { get; } = new();
+
+    /// <summary>Holds chosen reads until several requests have made them, for tests of requests racing on one row.</summary>
+    public ReadBarrier ReadBarrier { get; } = new();
     public Uri BaseAddress { get; private set; } = null!;
     public IServiceProvider Services => _app!.Services;
     public string ConnectionString { get; private set; } = "";
@@ -121,6 +125,7 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
         {
             b.Services.AddSingleton<TimeProvider>(Clock);
             b.Logging.AddProvider(Logs);
+            b.Services.AddSingleton<IInterceptor>(ReadBarrier);
             ConfigureServices(b.Services);
         });
         var app = GymwireApp.Build(builder);

@@ -17,13 +17,10 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public TwilioStandIn Twilio { get; } = new();
 
-    public ReadBarrier ReadBarrier { get; } = new();
-
     public AfterUpdate AfterUpdate { get; } = new();
 
     protected override void ConfigureServices(IServiceCollection services)
     {
-        services.AddSingleton<IInterceptor>(ReadBarrier);
         services.AddSingleton<IInterceptor>(AfterUpdate);
     }
 

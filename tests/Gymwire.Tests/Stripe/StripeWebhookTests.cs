@@ -6,26 +6,13 @@ using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Stripe;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Tests.Stripe;
 
-/// <summary>A Gymwire whose reads a test can hold, to make two Stripe deliveries race.</summary>
-public abstract class StripeFixture(Store store) : GymwireFixture(store)
+public abstract class StripeWebhookTests(GymwireFixture fx)
 {
-    public ReadBarrier ReadBarrier { get; } = new();
-
-    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
-}
-
-public sealed class SqliteStripe() : StripeFixture(Store.Sqlite);
-
-public sealed class PostgresStripe() : StripeFixture(Store.Postgres);
-
-public abstract class StripeWebhookTests(StripeFixture fx)
-{
-    public sealed class Sqlite(SqliteStripe f) : StripeWebhookTests(f), IClassFixture<SqliteStripe>;
-    public sealed class Postgres(PostgresStripe f) : StripeWebhookTests(f), IClassFixture<PostgresStripe>;
+    public sealed class Sqlite(SqliteGymwire f) : StripeWebhookTests(f), IClassFixture<SqliteGymwire>;
+    public sealed class Postgres(PostgresGymwire f) : StripeWebhookTests(f), IClassFixture<PostgresGymwire>;
 
     private async Task<(TestGym Gym, string Secret)> ConnectedGymAsync()
     {

@@ -3,7 +3,6 @@ using System.Text.Json;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Gymwire.Tests.Webhooks;
 
@@ -17,10 +16,6 @@ public abstract class WebhookFixture(Store store) : GymwireFixture(store)
         new("Webhooks:RetryJitter", "0"),
         new("Webhooks:Timeout", "00:00:02"),
     ];
-
-    public ReadBarrier ReadBarrier { get; } = new();
-
-    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<IInterceptor>(ReadBarrier);
 }
 
 public sealed class SqliteWebhooks() : WebhookFixture(Store.Sqlite);

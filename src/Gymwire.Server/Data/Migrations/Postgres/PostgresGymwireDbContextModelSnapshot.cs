@@ -698,6 +698,7 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnName("joined_at");
 
                     b.Property<DateTime?>("LeftAt")
+                        .IsConcurrencyToken()
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("left_at");
 

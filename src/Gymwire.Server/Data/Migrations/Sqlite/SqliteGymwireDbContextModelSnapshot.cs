@@ -691,6 +691,7 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnName("joined_at");
 
                     b.Property<DateTime?>("LeftAt")
+                        .IsConcurrencyToken()
                         .HasColumnType("TEXT")
                         .HasColumnName("left_at");
 
