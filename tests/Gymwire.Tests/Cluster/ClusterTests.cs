@@ -355,13 +355,16 @@ public sealed class ClusterTests(ThreeNodes fx) : IClassFixture<ThreeNodes>
         }, what: "three live heartbeats");
         Assert.All(status.Where(s => ids.Contains(s.Id)), s => Assert.Equal(["api", "dispatcher", "worker"], s.Roles));
 
-        // Heartbeats keep the nodes live as time passes (the beat runs on the injected clock).
-        fx.Clock.Advance(options.HeartbeatInterval * 2);
+        // Heartbeats keep the nodes live as time passes (the beat runs on the injected clock). A node may be between its
+        // beat and its wait on the clock when the clock moves, and then waits a whole interval from the new time, so the
+        // clock moves on until every node has beaten at a later time (as in HeartbeatTests).
+        var before = fx.Clock.GetUtcNow().UtcDateTime;
         await Eventually.TrueAsync(async () =>
         {
+            fx.Clock.Advance(options.HeartbeatInterval);
             status = await fx.WithDbAsync(db => ClusterHeartbeat.StatusAsync(db, fx.Clock.GetUtcNow().UtcDateTime, options, CancellationToken.None));
-            return ids.All(id => status.Any(s => s.Id == id && s.LastSeenAt == fx.Clock.GetUtcNow().UtcDateTime));
-        }, what: "every node beating at the new time");
+            return ids.All(id => status.Any(s => s.Id == id && s.LastSeenAt > before && s.State == "live"));
+        }, what: "every node beating at a later time");
 
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "cluster", "status");
         Assert.True(code == 0, stderr);
