@@ -25,6 +25,10 @@ public sealed class Chromium : IAsyncLifetime
         }
         Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
         Directory.CreateDirectory(ScreenshotDirectory);
+        // Expect's assertions wait as long as DashboardPage lets a navigation take, not Playwright's 5 s (less than an
+        // action's 10 s there): what they wait for often comes with a page after a click, and on two busy cores a
+        // login's redirect once took over 10 s.
+        Assertions.SetDefaultExpectTimeout(DashboardPage.NavigationTimeout);
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {

@@ -12,7 +12,7 @@ namespace Gymwire.BrowserTests;
 public sealed class DashboardPage : IAsyncDisposable
 {
     private readonly IBrowserContext _context;
-    private const int NavigationTimeout = 30_000;
+    public const int NavigationTimeout = 30_000;
     private readonly ConcurrentQueue<string> _problems = new();
     private readonly string _origin;
 

@@ -22,7 +22,8 @@ public sealed partial class DeadNodeClaimTests(ThreeNodes fx) : IClassFixture<Th
     {
         var cluster = fx.Services.GetRequiredService<IOptions<ClusterOptions>>().Value;
         var lease = fx.Services.GetRequiredService<IOptions<WebhookOptions>>().Value.EffectiveClaimLease;
-        Assert.True(cluster.DeadAfter + cluster.HeartbeatInterval < lease, "the test needs the dead threshold to end before the lease");
+        // The clock moves on by the dead threshold and up to three intervals (one, and a nudge in each wait below).
+        Assert.True(cluster.DeadAfter + cluster.HeartbeatInterval * 3 < lease, "the test needs the dead threshold to end before the lease");
         using var gauge = new MetricCollector<long>(fx.Services.GetRequiredService<IMeterFactory>(), ClusterMetrics.MeterName, "gymwire.cluster.nodes");
         await using var receiver = await TestReceiver.StartAsync();
         var gym = await fx.CreateGymAsync();
@@ -49,12 +50,25 @@ public sealed partial class DeadNodeClaimTests(ThreeNodes fx) : IClassFixture<Th
         });
         async Task<int> HeldAsync() => await fx.WithDbAsync(db => db.WebhookDeliveries.CountAsync(d => d.ClaimedBy == dead));
 
-        // Still live one interval on: nothing is released.
+        // Still live one interval on: nothing is released. A node may not be waiting on the clock yet when it is advanced
+        // (it then waits a whole interval from the new time); if not every node beats, one more interval, which still
+        // leaves the dead node short of the dead threshold.
+        Assert.True(cluster.HeartbeatInterval * 2 < cluster.DeadAfter, "the test needs two intervals to end before the dead threshold");
         fx.Clock.Advance(cluster.HeartbeatInterval);
         var beat = fx.Clock.GetUtcNow().UtcDateTime;
         var live = fx.Nodes.Select(n => n.Id).ToList();
-        await Eventually.TrueAsync(async () => await fx.WithDbAsync(db => db.ClusterNodes.CountAsync(n => live.Contains(n.Id) && n.LastSeenAt == beat)) == live.Count,
-            what: "the live nodes' next beat");
+        var beatDeadline = DateTime.UtcNow.AddSeconds(20);
+        var beatNudged = false;
+        while (await fx.WithDbAsync(db => db.ClusterNodes.CountAsync(n => live.Contains(n.Id) && n.LastSeenAt >= beat)) < live.Count)
+        {
+            Assert.True(DateTime.UtcNow < beatDeadline, "the live nodes' next beat did not come");
+            if (!beatNudged && DateTime.UtcNow > beatDeadline.AddSeconds(-15))
+            {
+                fx.Clock.Advance(cluster.HeartbeatInterval);
+                beatNudged = true;
+            }
+            await Task.Delay(20);
+        }
         Assert.Equal(claims, await HeldAsync());
 
         // Dead: the three live nodes' next beats (at the same instant) release its claims. A node may not be waiting on

@@ -16,6 +16,26 @@ public abstract class LoggingTests(GymwireFixture fx)
 
     private static readonly string[] SqlMarkers = ["Executed DbCommand", "SELECT ", "INSERT INTO", "UPDATE ", "PRAGMA ", "Microsoft.EntityFrameworkCore.Database.Command"];
 
+    private const string KestrelHeartbeatSlow = "warn: Microsoft.AspNetCore.Server.Kestrel[22]";
+
+    /// <summary>The console's log entries: each starts with its level and category and goes on over indented lines.</summary>
+    private static List<string> Entries(IEnumerable<string> lines)
+    {
+        var entries = new List<string>();
+        foreach (var line in lines)
+        {
+            if (entries.Count > 0 && line.StartsWith(' '))
+            {
+                entries[^1] += "\n" + line;
+            }
+            else
+            {
+                entries.Add(line);
+            }
+        }
+        return entries;
+    }
+
     private async Task<Dictionary<string, string>> DatabaseEnvironmentAsync()
     {
         var connectionString = await fx.CreateScratchDatabaseAsync();
@@ -60,8 +80,10 @@ public abstract class LoggingTests(GymwireFixture fx)
         {
             Assert.DoesNotContain(marker, log, StringComparison.Ordinal);
         }
-        // Quiet while idle: nothing is logged per poll.
-        Assert.True(idle.Count == 0, $"logged while idle:\n{string.Join("\n", idle)}");
+        // Quiet while idle: nothing is logged per poll. Kestrel's warning that its heartbeat ran late (event 22) is left
+        // out: it says the machine's cores were busy, as two shared ones can be, not that anything logs per poll.
+        var logged = Entries(idle).Where(e => !e.StartsWith(KestrelHeartbeatSlow, StringComparison.Ordinal)).ToList();
+        Assert.True(logged.Count == 0, $"logged while idle:\n{string.Join("\n", logged)}");
         Assert.DoesNotContain("fail:", log, StringComparison.Ordinal);
     }
 
