@@ -6,7 +6,7 @@ using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Gymwire.Tests.Sms;
 
@@ -123,7 +123,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
         Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
         Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(body, StringComparison.Ordinal) || l.Contains("+15551234567", StringComparison.Ordinal)
-                                                  || l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal));
+                                                  || l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal)
+                                                  || l.Contains(TwilioFixture.AccountSid, StringComparison.Ordinal));
     }
 
     [Fact]
@@ -225,16 +226,18 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     {
         var (gym, _) = await GymAsync();
         var body = $"Claimed at shutdown {Guid.NewGuid():N}";
+        var now = fx.Clock.GetUtcNow();
         var id = await fx.WithDbAsync(async db =>
         {
-            // Queued without waking the hosted sender, so the pass below is the one that claims it.
-            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), fx.Clock.GetUtcNow().UtcDateTime);
+            // Due only on the clock of the sender below, never on the hosted sender's, so the pass below claims it.
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now.UtcDateTime);
+            m.NextAttemptAt = now.UtcDateTime.AddDays(1);
             await db.SaveChangesAsync();
             return m.Id;
         });
         using var stopping = new CancellationTokenSource();
         fx.AfterUpdate.Arm("sms_messages", id, stopping.Cancel);
-        var sender = fx.Services.GetServices<IHostedService>().OfType<SmsSender>().Single();
+        var sender = ActivatorUtilities.CreateInstance<SmsSender>(fx.Services, new FakeTimeProvider(now.AddDays(2)));
         try
         {
             await sender.RunOnceAsync(stopping.Token);

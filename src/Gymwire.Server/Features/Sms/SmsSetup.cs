@@ -13,7 +13,9 @@ public static class SmsSetup
         services.AddSingleton<SmsSignal>();
         services.AddWakeAfterCommit<SmsMessage, SmsSignal>();
         services.AddHttpClient<TwilioSmsProvider>(c => c.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) });
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) })
+            // The default handler logs each request's URL at Information, and Twilio's carries the account SID.
+            .RemoveAllLoggers();
         services.AddScoped<LogSmsProvider>();
         services.AddScoped<ISmsProvider>(sp => sp.GetRequiredService<IOptions<SmsOptions>>().Value.Provider switch
         {
