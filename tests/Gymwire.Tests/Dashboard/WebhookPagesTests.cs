@@ -33,6 +33,9 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         return (id, secret);
     }
 
+    private void AssertLogged(string start) =>
+        Assert.True(fx.Logs.Lines.Any(l => l.StartsWith(start, StringComparison.Ordinal)), $"no log line starts with: {start}");
+
     [Fact]
     public async Task New_webhook_shows_its_secret_once_and_no_later_page_has_it()
     {
@@ -114,15 +117,20 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         var hook = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == id));
         Assert.Equal("https://hooks.example.com/new", hook.Url);
         Assert.Equal(["lead.created", "contract.signed"], hook.Events);
+        // Audited like create, rotate, disable and delete: the id, never the URL (it may carry credentials).
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.EditWebhookModel: Dashboard edited webhook {id} of gym {gym.GymId}");
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("hooks.example.com/new", StringComparison.Ordinal));
 
         var badUrl = await browser.SubmitAsync($"/settings/webhooks/{id}/edit", ("Input.Url", "ftp://nope"));
         Assert.Contains("The endpoint URL must be an absolute https:// URL", await badUrl.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Disable")).StatusCode);
         Assert.False(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard disabled webhook {id} of gym {gym.GymId}");
         Assert.Contains(">Disabled<", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Enable")).StatusCode);
         Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard enabled webhook {id} of gym {gym.GymId}");
 
         Assert.Contains("This cannot be undone", await browser.GetPageAsync($"/settings/webhooks/{id}/delete"), StringComparison.Ordinal);
         var deleted = await browser.SubmitAsync($"/settings/webhooks/{id}/delete");
