@@ -19,6 +19,9 @@ public sealed partial class DashboardClient : IDisposable
 
     public CookieContainer Cookies { get; }
 
+    /// <summary>From now on, sends the Accept header a browser sends with a page load or a form post.</summary>
+    public void AcceptHtml() => _http.DefaultRequestHeaders.Accept.ParseAdd("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
+
     public Task<HttpResponseMessage> GetAsync(string path) => _http.GetAsync(new Uri(_fx.BaseAddress, path));
 
     public async Task<string> GetPageAsync(string path)

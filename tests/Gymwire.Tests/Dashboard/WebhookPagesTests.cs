@@ -203,6 +203,42 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Forms_posted_for_a_webhook_deleted_meanwhile_get_the_html_not_found_page()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/gone");
+        await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Test", ("TestEvent", "member.joined"));
+        var delivery = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.SubscriptionId == id).Select(d => d.Id).SingleAsync());
+        // The token of the pages still open in this tab, then the webhook deleted in another.
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{id}"));
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}/delete")).StatusCode);
+
+        browser.AcceptHtml();
+        var logStart = fx.Logs.Lines.Count;
+        (string Path, (string, string)[] Fields)[] posts =
+        [
+            ($"/settings/webhooks/{id}?handler=Test", [("TestEvent", "member.joined")]),
+            ($"/settings/webhooks/{id}?handler=Enable", []),
+            ($"/settings/webhooks/{id}?handler=Disable", []),
+            ($"/settings/webhooks/{id}?handler=Redeliver", [("deliveryId", delivery.ToString())]),
+            ($"/settings/webhooks/{id}/edit", [("Input.Url", "https://hooks.example.com/gone"), ("Input.AllEvents", "true")]),
+            ($"/settings/webhooks/{id}/rotate-secret", []),
+            ($"/settings/webhooks/{id}/delete", []),
+            ($"/settings/webhooks/{id}/deliveries/{delivery}?handler=Redeliver", []),
+        ];
+        foreach (var (path, fields) in posts)
+        {
+            var response = await browser.PostFormAsync(path, [.. fields, ("__RequestVerificationToken", token)]);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"POST {path}: {(int)response.StatusCode} {html}");
+            Assert.Equal("text/html", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("Page not found", html, StringComparison.Ordinal);
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
     public async Task Zapier_tile_shows_active_webhooks_and_an_error_with_the_reason_when_gymwire_disabled_one()
     {
         var (gym, browser) = await SignedInAsync();
