@@ -43,6 +43,8 @@ public sealed partial class DashboardClient : IDisposable
         return await GetAsync(response.Headers.Location!.OriginalString);
     }
 
+    public Task<HttpResponseMessage> SendAsync(HttpRequestMessage request) => _http.SendAsync(request);
+
     public Task<HttpResponseMessage> PostFormAsync(string path, params (string Name, string Value)[] fields) =>
         _http.PostAsync(new Uri(_fx.BaseAddress, path), new FormUrlEncodedContent(fields.Select(f => KeyValuePair.Create(f.Name, f.Value))));
 

@@ -239,6 +239,41 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_request_a_page_has_no_handler_for_is_405_with_the_methods_it_has()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/methods");
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{id}"));
+        var logStart = fx.Logs.Lines.Count;
+        (HttpMethod Method, string Path, string Allow)[] requests =
+        [
+            (HttpMethod.Post, "/settings/integrations/zapier", "GET, HEAD"),
+            (HttpMethod.Patch, "/settings/integrations/zapier", "GET, HEAD"),
+            (HttpMethod.Post, $"/settings/webhooks/{id}", "GET, HEAD"),
+            (HttpMethod.Post, $"/settings/webhooks/{id}?handler=Bogus", "GET, HEAD"),
+            (HttpMethod.Put, $"/settings/webhooks/{id}?handler=Test", "GET, HEAD, POST"),
+            (HttpMethod.Delete, $"/settings/webhooks/{id}", "GET, HEAD"),
+            (HttpMethod.Options, $"/settings/webhooks/{id}", "GET, HEAD"),
+        ];
+        foreach (var (method, path, allow) in requests)
+        {
+            // With a valid antiforgery token, as the page's own forms send it, so that the request gets past that check.
+            using var request = new HttpRequestMessage(method, new Uri(fx.BaseAddress, path))
+            {
+                Content = new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", token), KeyValuePair.Create("TestEvent", "member.joined")]),
+            };
+            request.Headers.Add("RequestVerificationToken", token);
+            var response = await browser.SendAsync(request);
+            Assert.True(response.StatusCode == HttpStatusCode.MethodNotAllowed, $"{method} {path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.Equal(allow, string.Join(", ", response.Content.Headers.Allow));
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+        Assert.Empty(await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.SubscriptionId == id).ToListAsync()));
+        Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+    }
+
+    [Fact]
     public async Task Zapier_tile_shows_active_webhooks_and_an_error_with_the_reason_when_gymwire_disabled_one()
     {
         var (gym, browser) = await SignedInAsync();
