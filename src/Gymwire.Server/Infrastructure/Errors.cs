@@ -310,10 +310,10 @@ public static partial class ErrorHandling
         return parameter;
     }
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Client error {StatusCode} for {Method} {Path}: {Reason}")]
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "Client error {StatusCode} for {Method} {Path}: {Reason}")]
     private static partial void LogClientError(ILogger logger, int statusCode, string method, string path, string reason);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Concurrent change for {Method} {Path}, answered 503 to be retried: {Reason}")]
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Concurrent change for {Method} {Path}, answered 503 to be retried: {Reason}")]
     private static partial void LogConflict(ILogger logger, string method, string path, string reason);
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]

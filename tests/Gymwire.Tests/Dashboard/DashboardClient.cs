@@ -19,6 +19,9 @@ public sealed partial class DashboardClient : IDisposable
 
     public CookieContainer Cookies { get; }
 
+    /// <summary>From now on, sends the Accept header a browser sends with a page load or a form post.</summary>
+    public void AcceptHtml() => _http.DefaultRequestHeaders.Accept.ParseAdd("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
+
     public Task<HttpResponseMessage> GetAsync(string path) => _http.GetAsync(new Uri(_fx.BaseAddress, path));
 
     public async Task<string> GetPageAsync(string path)
@@ -39,6 +42,8 @@ public sealed partial class DashboardClient : IDisposable
         Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"expected a redirect: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         return await GetAsync(response.Headers.Location!.OriginalString);
     }
+
+    public Task<HttpResponseMessage> SendAsync(HttpRequestMessage request) => _http.SendAsync(request);
 
     public Task<HttpResponseMessage> PostFormAsync(string path, params (string Name, string Value)[] fields) =>
         _http.PostAsync(new Uri(_fx.BaseAddress, path), new FormUrlEncodedContent(fields.Select(f => KeyValuePair.Create(f.Name, f.Value))));

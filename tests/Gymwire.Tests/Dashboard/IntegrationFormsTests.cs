@@ -78,6 +78,9 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         var off = await browser.SubmitAsync("/settings/integrations/accounting", ("Frequency", "off"));
         Assert.Contains("Scheduled reports are off.", await (await browser.FollowAsync(off)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.False(await fx.WithDbAsync(db => db.ReportSchedules.AnyAsync(s => s.GymId == gym.GymId)));
+        // Audited like saving a schedule and disconnecting Stripe.
+        var logged = $"Information Gymwire.Features.Dashboard.Settings.AccountingIntegrationModel: Dashboard turned off the scheduled report of gym {gym.GymId}";
+        Assert.Contains(fx.Logs.Lines, l => l.StartsWith(logged, StringComparison.Ordinal));
     }
 
     [Fact]

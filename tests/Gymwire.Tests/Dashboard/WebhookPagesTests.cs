@@ -33,6 +33,9 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         return (id, secret);
     }
 
+    private void AssertLogged(string start) =>
+        Assert.True(fx.Logs.Lines.Any(l => l.StartsWith(start, StringComparison.Ordinal)), $"no log line starts with: {start}");
+
     [Fact]
     public async Task New_webhook_shows_its_secret_once_and_no_later_page_has_it()
     {
@@ -114,15 +117,20 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         var hook = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == id));
         Assert.Equal("https://hooks.example.com/new", hook.Url);
         Assert.Equal(["lead.created", "contract.signed"], hook.Events);
+        // Audited like create, rotate, disable and delete: the id, never the URL (it may carry credentials).
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.EditWebhookModel: Dashboard edited webhook {id} of gym {gym.GymId}");
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("hooks.example.com/new", StringComparison.Ordinal));
 
         var badUrl = await browser.SubmitAsync($"/settings/webhooks/{id}/edit", ("Input.Url", "ftp://nope"));
         Assert.Contains("The endpoint URL must be an absolute https:// URL", await badUrl.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Disable")).StatusCode);
         Assert.False(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard disabled webhook {id} of gym {gym.GymId}");
         Assert.Contains(">Disabled<", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Enable")).StatusCode);
         Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard enabled webhook {id} of gym {gym.GymId}");
 
         Assert.Contains("This cannot be undone", await browser.GetPageAsync($"/settings/webhooks/{id}/delete"), StringComparison.Ordinal);
         var deleted = await browser.SubmitAsync($"/settings/webhooks/{id}/delete");
@@ -192,6 +200,77 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         Assert.True(hook.IsActive);
         Assert.Null(hook.PreviousSecretProtected);
         Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookAttempts.CountAsync(a => a.DeliveryId == delivery)));
+    }
+
+    [Fact]
+    public async Task Forms_posted_for_a_webhook_deleted_meanwhile_get_the_html_not_found_page()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/gone");
+        await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Test", ("TestEvent", "member.joined"));
+        var delivery = await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.SubscriptionId == id).Select(d => d.Id).SingleAsync());
+        // The token of the pages still open in this tab, then the webhook deleted in another.
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{id}"));
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}/delete")).StatusCode);
+
+        browser.AcceptHtml();
+        var logStart = fx.Logs.Lines.Count;
+        (string Path, (string, string)[] Fields)[] posts =
+        [
+            ($"/settings/webhooks/{id}?handler=Test", [("TestEvent", "member.joined")]),
+            ($"/settings/webhooks/{id}?handler=Enable", []),
+            ($"/settings/webhooks/{id}?handler=Disable", []),
+            ($"/settings/webhooks/{id}?handler=Redeliver", [("deliveryId", delivery.ToString())]),
+            ($"/settings/webhooks/{id}/edit", [("Input.Url", "https://hooks.example.com/gone"), ("Input.AllEvents", "true")]),
+            ($"/settings/webhooks/{id}/rotate-secret", []),
+            ($"/settings/webhooks/{id}/delete", []),
+            ($"/settings/webhooks/{id}/deliveries/{delivery}?handler=Redeliver", []),
+        ];
+        foreach (var (path, fields) in posts)
+        {
+            var response = await browser.PostFormAsync(path, [.. fields, ("__RequestVerificationToken", token)]);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"POST {path}: {(int)response.StatusCode} {html}");
+            Assert.Equal("text/html", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("Page not found", html, StringComparison.Ordinal);
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
+    public async Task A_request_a_page_has_no_handler_for_is_405_with_the_methods_it_has()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/methods");
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{id}"));
+        var logStart = fx.Logs.Lines.Count;
+        (HttpMethod Method, string Path, string Allow)[] requests =
+        [
+            (HttpMethod.Post, "/settings/integrations/zapier", "GET, HEAD"),
+            (HttpMethod.Patch, "/settings/integrations/zapier", "GET, HEAD"),
+            (HttpMethod.Post, $"/settings/webhooks/{id}", "GET, HEAD"),
+            (HttpMethod.Post, $"/settings/webhooks/{id}?handler=Bogus", "GET, HEAD"),
+            (HttpMethod.Put, $"/settings/webhooks/{id}?handler=Test", "GET, HEAD, POST"),
+            (HttpMethod.Delete, $"/settings/webhooks/{id}", "GET, HEAD"),
+            (HttpMethod.Options, $"/settings/webhooks/{id}", "GET, HEAD"),
+        ];
+        foreach (var (method, path, allow) in requests)
+        {
+            // With a valid antiforgery token, as the page's own forms send it, so that the request gets past that check.
+            using var request = new HttpRequestMessage(method, new Uri(fx.BaseAddress, path))
+            {
+                Content = new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", token), KeyValuePair.Create("TestEvent", "member.joined")]),
+            };
+            request.Headers.Add("RequestVerificationToken", token);
+            var response = await browser.SendAsync(request);
+            Assert.True(response.StatusCode == HttpStatusCode.MethodNotAllowed, $"{method} {path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.Equal(allow, string.Join(", ", response.Content.Headers.Allow));
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+        Assert.Empty(await fx.WithDbAsync(db => db.WebhookDeliveries.Where(d => d.SubscriptionId == id).ToListAsync()));
+        Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
     }
 
     [Fact]

@@ -85,6 +85,7 @@ public static class DashboardSetup
             o.Conventions.ConfigureFilter(new DashboardHeadersFilter());
             o.Conventions.ConfigureFilter(new GymTimeFilter());
             o.Conventions.ConfigureFilter(new ExpiredFormFilter());
+            o.Conventions.ConfigureFilter(new NoHandlerFilter());
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();
         services.AddSingleton<DashboardRateLimits>();

@@ -17,8 +17,9 @@ public sealed class NotFoundModel : PageModel
 }
 
 /// <summary>
-/// Renders <c>/not-found</c> in place of the JSON 404 for a browser's page request: a GET or HEAD outside <c>/api/</c> that
-/// accepts HTML and not JSON. Everything else (API clients, curl's <c>*/*</c>) keeps <c>{"error": "Not found"}</c>.
+/// Renders <c>/not-found</c> in place of the JSON 404 for a browser: a request outside <c>/api/</c> that accepts HTML and
+/// not JSON, a page load or a form posted for a record deleted meanwhile (in another tab, say). Everything else (API
+/// clients, curl's <c>*/*</c>) keeps <c>{"error": "Not found"}</c>.
 /// </summary>
 public static class DashboardNotFound
 {
@@ -27,8 +28,7 @@ public static class DashboardNotFound
     public static bool Wants(HttpContext context)
     {
         var request = context.Request;
-        if (context.Response.StatusCode != StatusCodes.Status404NotFound || !(HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
-            || request.Path.StartsWithSegments("/api"))
+        if (context.Response.StatusCode != StatusCodes.Status404NotFound || request.Path.StartsWithSegments("/api"))
         {
             return false;
         }
@@ -36,12 +36,16 @@ public static class DashboardNotFound
         return accept.Contains("text/html", StringComparison.OrdinalIgnoreCase) && !accept.Contains("application/json", StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>Runs the rest of the pipeline again for <c>/not-found</c>, as <c>UseStatusCodePagesWithReExecute</c> does.</summary>
+    /// <summary>
+    /// Runs the rest of the pipeline again for <c>/not-found</c>, as <c>UseStatusCodePagesWithReExecute</c> does, but as a
+    /// GET (a HEAD stays one): the page answers GET only, and a re-executed POST would otherwise select no handler there.
+    /// </summary>
     public static async Task RenderAsync(StatusCodeContext status)
     {
         var context = status.HttpContext;
         var originalPath = context.Request.Path;
         var originalQuery = context.Request.QueryString;
+        var originalMethod = context.Request.Method;
         context.Features.Set<IStatusCodeReExecuteFeature>(new StatusCodeReExecuteFeature
         {
             OriginalPathBase = context.Request.PathBase.Value!,
@@ -52,6 +56,10 @@ public static class DashboardNotFound
         context.Features.Get<Microsoft.AspNetCore.Http.Features.IRouteValuesFeature>()?.RouteValues.Clear();
         context.Request.Path = PagePath;
         context.Request.QueryString = QueryString.Empty;
+        if (!HttpMethods.IsHead(originalMethod))
+        {
+            context.Request.Method = HttpMethods.Get;
+        }
         try
         {
             await status.Next(context);
@@ -60,6 +68,7 @@ public static class DashboardNotFound
         {
             context.Request.Path = originalPath;
             context.Request.QueryString = originalQuery;
+            context.Request.Method = originalMethod;
             context.Features.Set<IStatusCodeReExecuteFeature>(null);
         }
     }

@@ -48,6 +48,7 @@ public sealed partial class AccountingIntegrationModel(
                 await LoadAsync(ct);
                 return Page();
             }
+            LogTurnedOff(logger, gymId);
             TempData.SetFlash("Scheduled reports are off. CSV exports can still be downloaded from the Exports page.");
             return Redirect("/settings/integrations/accounting");
         }
@@ -96,4 +97,7 @@ public sealed partial class AccountingIntegrationModel(
     // The addresses are personal data: the log says how many, not which.
     [LoggerMessage(EventId = 7042, Level = LogLevel.Information, Message = "Dashboard set the scheduled report of gym {GymId} to {Frequency}, {Count} recipient(s), {Format}")]
     private static partial void LogSaved(ILogger logger, Guid gymId, string frequency, int count, string format);
+
+    [LoggerMessage(EventId = 7046, Level = LogLevel.Information, Message = "Dashboard turned off the scheduled report of gym {GymId}")]
+    private static partial void LogTurnedOff(ILogger logger, Guid gymId);
 }

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace Gymwire.Features.Dashboard.Settings;
 
 /// <summary>Edit a webhook's URL and events (the secret changes only by rotation).</summary>
-public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext db, DashboardRateLimits limits) : PageModel
+public sealed partial class EditWebhookModel(WebhookService webhooks, GymwireDbContext db, DashboardRateLimits limits, ILogger<EditWebhookModel> logger) : PageModel
 {
     [BindProperty]
     public WebhookInput Input { get; set; } = new();
@@ -61,7 +61,12 @@ public sealed class EditWebhookModel(WebhookService webhooks, GymwireDbContext d
             ModelState.AddModelError(string.Empty, WebhookInput.Friendly(outcome.Error));
             return Page();
         }
+        LogEdited(logger, id, access.GymId);
         TempData.SetFlash("Webhook saved.");
         return Redirect($"/settings/webhooks/{id}");
     }
+
+    // Like the other webhook lines, the id only: a URL may carry credentials in its query.
+    [LoggerMessage(EventId = 7035, Level = LogLevel.Information, Message = "Dashboard edited webhook {WebhookId} of gym {GymId}")]
+    private static partial void LogEdited(ILogger logger, Guid webhookId, Guid gymId);
 }

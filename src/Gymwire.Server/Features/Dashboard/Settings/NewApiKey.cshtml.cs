@@ -55,7 +55,7 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, DashboardRateLimi
         return Redirect("/settings/api-keys/new?created=true");
     }
 
-    [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Dashboard created API key {KeyId} for gym {GymId}")]
+    [LoggerMessage(EventId = 7060, Level = LogLevel.Information, Message = "Dashboard created API key {KeyId} for gym {GymId}")]
     private static partial void LogKeyCreated(ILogger logger, Guid keyId, Guid gymId);
 }
 

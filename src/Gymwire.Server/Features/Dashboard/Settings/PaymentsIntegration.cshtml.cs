@@ -79,9 +79,9 @@ public sealed partial class PaymentsIntegrationModel(
             .Select(StripeService.ToEventDto).ToListAsync(ct);
     }
 
-    [LoggerMessage(EventId = 7040, Level = LogLevel.Information, Message = "Dashboard saved the Stripe endpoint secret of gym {GymId}")]
+    [LoggerMessage(EventId = 7044, Level = LogLevel.Information, Message = "Dashboard saved the Stripe endpoint secret of gym {GymId}")]
     private static partial void LogSaved(ILogger logger, Guid gymId);
 
-    [LoggerMessage(EventId = 7041, Level = LogLevel.Information, Message = "Dashboard removed the Stripe endpoint secret of gym {GymId}")]
+    [LoggerMessage(EventId = 7045, Level = LogLevel.Information, Message = "Dashboard removed the Stripe endpoint secret of gym {GymId}")]
     private static partial void LogRemoved(ILogger logger, Guid gymId);
 }

@@ -35,6 +35,6 @@ public sealed partial class RevokeApiKeyModel(ApiKeyService keys, ILogger<Revoke
         return Redirect("/settings/api-keys");
     }
 
-    [LoggerMessage(EventId = 7021, Level = LogLevel.Information, Message = "Dashboard revoked API key {KeyId} of gym {GymId}")]
+    [LoggerMessage(EventId = 7061, Level = LogLevel.Information, Message = "Dashboard revoked API key {KeyId} of gym {GymId}")]
     private static partial void LogKeyRevoked(ILogger logger, Guid keyId, Guid gymId);
 }

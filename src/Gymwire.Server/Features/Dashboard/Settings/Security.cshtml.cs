@@ -48,9 +48,9 @@ public sealed partial class SecurityModel(
         return Redirect("/login");
     }
 
-    [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Owner {OwnerId} changed their password; other sessions revoked")]
+    [LoggerMessage(EventId = 7054, Level = LogLevel.Information, Message = "Owner {OwnerId} changed their password; other sessions revoked")]
     private static partial void LogPasswordChanged(ILogger logger, Guid ownerId);
 
-    [LoggerMessage(EventId = 7031, Level = LogLevel.Information, Message = "Owner {OwnerId} signed out everywhere")]
+    [LoggerMessage(EventId = 7055, Level = LogLevel.Information, Message = "Owner {OwnerId} signed out everywhere")]
     private static partial void LogSignedOutEverywhere(ILogger logger, Guid ownerId);
 }

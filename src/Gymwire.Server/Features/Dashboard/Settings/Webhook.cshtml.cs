@@ -96,11 +96,13 @@ public sealed partial class WebhookModel(
         {
             return limited;
         }
-        var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(User), id, null, null, isActive: true, ct);
+        var access = WebhookAccess.Of(User);
+        var outcome = await webhooks.UpdateAsync(access, id, null, null, isActive: true, ct);
         if (outcome.Value is null)
         {
             return NotFound();
         }
+        LogEnabled(logger, id, access.GymId);
         TempData.SetFlash("Webhook enabled. Paused deliveries are being sent now.");
         return Redirect($"/settings/webhooks/{id}");
     }
@@ -108,10 +110,12 @@ public sealed partial class WebhookModel(
     /// <summary>The page's own Disable goes through /disable, which confirms first; this handler stays for forms posted straight here.</summary>
     public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct)
     {
-        if (await webhooks.DeactivateAsync(WebhookAccess.Of(User), id, ct) is null)
+        var access = WebhookAccess.Of(User);
+        if (await webhooks.DeactivateAsync(access, id, ct) is null)
         {
             return NotFound();
         }
+        DisableWebhookModel.LogDisabled(logger, id, access.GymId);
         TempData.SetFlash("Webhook disabled. Queued deliveries are paused and resume when you enable it.");
         return Redirect($"/settings/webhooks/{id}");
     }
@@ -261,4 +265,7 @@ public sealed partial class WebhookModel(
 
     [LoggerMessage(EventId = 7031, Level = LogLevel.Information, Message = "Dashboard sent a test {Event} to webhook {WebhookId} of gym {GymId}: status {StatusCode}")]
     private static partial void LogTestSent(ILogger logger, Guid webhookId, Guid gymId, string @event, int? statusCode);
+
+    [LoggerMessage(EventId = 7036, Level = LogLevel.Information, Message = "Dashboard enabled webhook {WebhookId} of gym {GymId}")]
+    private static partial void LogEnabled(ILogger logger, Guid webhookId, Guid gymId);
 }
