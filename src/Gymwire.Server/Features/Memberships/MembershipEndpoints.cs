@@ -29,9 +29,11 @@ public static class MembershipEndpoints
     internal static async Task<Ok<PlanList>> ListPlans(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
     {
         var gymId = user.GetGymId();
-        var plans = await db.MembershipPlans.AsNoTracking().Where(p => p.GymId == gymId).OrderBy(p => p.Name)
+        var plans = await db.MembershipPlans.AsNoTracking().Where(p => p.GymId == gymId)
             .Select(p => new PlanDto(p.Id, p.Name, p.PriceCents, p.Interval, p.CreatedAt)).ToListAsync(ct);
-        return TypedResults.Ok(new PlanList(plans));
+        // Sorted here, not by the database: PostgreSQL orders text by the database's collation and SQLite by bytes, and
+        // the list must read the same on both. A gym has a handful of plans.
+        return TypedResults.Ok(new PlanList([.. plans.OrderBy(p => p.Name, StringComparer.OrdinalIgnoreCase).ThenBy(p => p.Name, StringComparer.Ordinal).ThenBy(p => p.Id)]));
     }
 
     internal static Task<Results<Ok<PlanDto>, NotFound<ErrorResponse>>> GetPlan(Guid id, ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct) =>

@@ -104,13 +104,14 @@ public static class TelemetrySetup
     }
 
     /// <summary>
-    /// ASP.NET Core's meters that are exported: HTTP requests, connections, unhandled exceptions, rate limiting.
+    /// ASP.NET Core's meters that are exported: HTTP requests, connections, unhandled exceptions. (Its rate-limiting meter
+    /// would stay empty: Gymwire's limits are its own middleware, measured as <c>gymwire.rate_limit.*</c>.)
     /// <c>AddAspNetCoreInstrumentation()</c> would add all its built-in meters, among them the memory pool's (several
     /// measurements per API request), routing's, authentication's and authorization's: most of the measurements an
     /// authenticated poll would make, for figures nobody runs Gymwire by.
     /// </summary>
     internal static readonly string[] AspNetCoreMeters =
-        ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "Microsoft.AspNetCore.Diagnostics", "Microsoft.AspNetCore.RateLimiting"];
+        ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "Microsoft.AspNetCore.Diagnostics"];
 
     /// <summary>
     /// HttpClient's instruments measured per request but not exported: its open-connection and active-request counts
