@@ -69,6 +69,41 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
     }
 
     [Fact]
+    public async Task A_period_claimed_by_a_node_that_died_before_sending_is_sent_once_its_claim_lapses()
+    {
+        var gym = await fx.CreateGymAsync();
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await fx.WithDbAsync(async db =>
+        {
+            var service = new ReportScheduleService(db, fx.Clock, fx.Services.GetRequiredService<ReportSignal>());
+            return await service.SaveAsync(gym.GymId, ReportFrequencies.Daily, [books], null, CancellationToken.None);
+        });
+        var zone = GymTimeZones.Find((await fx.WithDbAsync(db => db.Gyms.SingleAsync(g => g.Id == gym.GymId))).TimeZone);
+        var start = (await ScheduleAsync(gym.GymId))!.ReportedThrough;
+        var end = ReportFrequencies.Next(ReportFrequencies.Daily, start, zone);
+        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + TimeSpan.FromMinutes(1));
+        // As a node killed between its claim and the send leaves the schedule: the period taken, nothing sent.
+        var claimedUntil = fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.ClaimLease;
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).ExecuteUpdateAsync(s => s
+            .SetProperty(x => x.ReportedThrough, end).SetProperty(x => x.ClaimedFrom, start).SetProperty(x => x.ClaimedUntil, claimedUntil)));
+
+        // While the claim may still be a live node's, no other pass sends the period.
+        await RunReportsAsync();
+        Assert.Empty(MessagesTo(books));
+
+        fx.Clock.Advance(ScheduledReports.ClaimLease + TimeSpan.FromSeconds(1));
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(books));
+        var schedule = (await ScheduleAsync(gym.GymId))!;
+        Assert.Equal(end, schedule.ReportedThrough);
+        Assert.Null(schedule.ClaimedFrom);
+        Assert.Null(schedule.ClaimedUntil);
+        Assert.NotNull(schedule.LastSentAt);
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(books));
+    }
+
+    [Fact]
     public async Task A_daily_report_covers_the_gyms_local_day_and_goes_to_the_chosen_recipients_only()
     {
         var (gym, browser) = await SignedInAsync("America/New_York");

@@ -34,6 +34,10 @@ public sealed class ReportSchedule
     public DateTime? LastSentAt { get; set; }
     public DateTime? LastFailureAt { get; set; }
     public string? LastFailure { get; set; }
+    /// <summary>While a node sends a period's report: the period's start, given back if the node stops before it sent.</summary>
+    public DateTime? ClaimedFrom { get; set; }
+    /// <summary>Until when the node that claimed the period owns its send; past it, that node died mid-send.</summary>
+    public DateTime? ClaimedUntil { get; set; }
 }
 
 /// <summary>

@@ -24,8 +24,11 @@ public sealed class ReportSignal : WakeSignal;
 /// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
 /// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
-/// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries. One gym's failure does not
-/// stop the others' reports. A server that was down catches up one period per pass.
+/// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries.
+/// A claim carries a lease (<see cref="ClaimLease"/>): a node killed between claim and send cannot give the period back,
+/// so any node's pass does once the lease has lapsed, and the report is sent then (twice, if the node died in the moment
+/// between the mail server's acceptance and its record: a report sent twice beats one never sent). One gym's failure does
+/// not stop the others' reports. A server that was down catches up one period per pass.
 /// </summary>
 public sealed partial class ScheduledReports(
     IServiceScopeFactory scopes, ReportSignal signal, TimeProvider clock, IOptions<ReportsOptions> options, ILogger<ScheduledReports> logger)
@@ -62,12 +65,26 @@ public sealed partial class ScheduledReports(
         }
     }
 
+    /// <summary>How long a claimed period's send may take (building the files and the mail server's answer) before it is given back.</summary>
+    internal static readonly TimeSpan ClaimLease = TimeSpan.FromMinutes(15);
+
+    internal const string InterruptedError = "The server stopped while sending this report; it was sent again.";
+
     internal async Task RunOnceAsync(CancellationToken ct)
     {
         List<(ReportSchedule Schedule, string TimeZone)> schedules;
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var lapsedAt = clock.GetUtcNow().UtcDateTime;
+            var lapsed = await db.ReportSchedules.Where(s => s.ClaimedFrom != null && s.ClaimedUntil < lapsedAt)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, x => x.ClaimedFrom!.Value)
+                    .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null)
+                    .SetProperty(x => x.LastFailureAt, lapsedAt).SetProperty(x => x.LastFailure, InterruptedError), ct);
+            if (lapsed > 0)
+            {
+                LogClaimsLapsed(logger, lapsed);
+            }
             schedules = (await (from s in db.ReportSchedules.AsNoTracking()
                                 join g in db.Gyms on s.GymId equals g.Id
                                 select new { Schedule = s, g.TimeZone }).ToListAsync(ct))
@@ -95,9 +112,11 @@ public sealed partial class ScheduledReports(
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             var notifications = scope.ServiceProvider.GetRequiredService<OwnerNotifications>();
+            var leaseEnd = clock.GetUtcNow().UtcDateTime + ClaimLease;
             claimed = await db.ReportSchedules
-                .Where(s => s.GymId == schedule.GymId && s.ReportedThrough == start && s.Frequency == schedule.Frequency)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, end), ct) > 0;
+                .Where(s => s.GymId == schedule.GymId && s.ReportedThrough == start && s.Frequency == schedule.Frequency && s.ClaimedFrom == null)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ReportedThrough, end).SetProperty(x => x.ClaimedFrom, start)
+                    .SetProperty(x => x.ClaimedUntil, leaseEnd), ct) > 0;
             if (!claimed)
             {
                 return;
@@ -113,8 +132,9 @@ public sealed partial class ScheduledReports(
             {
                 // Sent: the period stays claimed whatever happens next (shutdown included), or it would go out twice.
                 claimed = false;
-                await db.ReportSchedules.Where(s => s.GymId == schedule.GymId)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null), CancellationToken.None);
+                await db.ReportSchedules.Where(s => s.GymId == schedule.GymId && s.ReportedThrough == end)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
+                        .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
             }
             else
             {
@@ -149,7 +169,7 @@ public sealed partial class ScheduledReports(
         var at = clock.GetUtcNow().UtcDateTime;
         return db.ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end).ExecuteUpdateAsync(s =>
         {
-            s.SetProperty(x => x.ReportedThrough, start);
+            s.SetProperty(x => x.ReportedThrough, start).SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null);
             if (failure is not null)
             {
                 s.SetProperty(x => x.LastFailureAt, at).SetProperty(x => x.LastFailure, failure);
@@ -233,13 +253,16 @@ public sealed partial class ScheduledReports(
             """;
     }
 
+    [LoggerMessage(EventId = 8316, Level = LogLevel.Warning, Message = "{Count} scheduled report(s) claimed by a node that stopped before sending; their periods go back to be sent")]
+    private static partial void LogClaimsLapsed(ILogger logger, int count);
+
     [LoggerMessage(EventId = 8311, Level = LogLevel.Error, Message = "A scheduled-report pass failed; trying again later")]
     private static partial void LogPassFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 8312, Level = LogLevel.Error, Message = "The scheduled report of gym {GymId} failed; the next pass tries again")]
     private static partial void LogReportFailed(ILogger logger, Guid gymId, Exception exception);
 
-    [LoggerMessage(EventId = 8313, Level = LogLevel.Error, Message = "Could not give back the report period {Start:u} to {End:u} of gym {GymId}; it will not be sent")]
+    [LoggerMessage(EventId = 8313, Level = LogLevel.Error, Message = "Could not give back the report period {Start:u} to {End:u} of gym {GymId}; it goes back when its claim lapses")]
     private static partial void LogGiveBackFailed(ILogger logger, Guid gymId, DateTime start, DateTime end, Exception exception);
 }
 

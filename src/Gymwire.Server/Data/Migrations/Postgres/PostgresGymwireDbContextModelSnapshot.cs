@@ -323,6 +323,14 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("ClaimedFrom")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("claimed_from");
+
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");

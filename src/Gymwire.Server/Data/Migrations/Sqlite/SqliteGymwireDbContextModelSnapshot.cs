@@ -318,6 +318,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("gym_id");
 
+                    b.Property<DateTime?>("ClaimedFrom")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("claimed_from");
+
+                    b.Property<DateTime?>("ClaimedUntil")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("claimed_until");
+
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("created_at");
