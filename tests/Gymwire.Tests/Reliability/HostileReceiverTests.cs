@@ -16,8 +16,8 @@ namespace Gymwire.Tests.Reliability;
 /// </summary>
 public abstract class HostileReceiverTests(GymwireFixture fx)
 {
-    public sealed class Sqlite(SqliteWebhooks f) : HostileReceiverTests(f), IClassFixture<SqliteWebhooks>;
-    public sealed class Postgres(PostgresWebhooks f) : HostileReceiverTests(f), IClassFixture<PostgresWebhooks>;
+    public sealed class Sqlite(SqliteShortTimeout f) : HostileReceiverTests(f), IClassFixture<SqliteShortTimeout>;
+    public sealed class Postgres(PostgresShortTimeout f) : HostileReceiverTests(f), IClassFixture<PostgresShortTimeout>;
 
     [Fact]
     public async Task Hostile_endpoints_are_cut_off_and_do_not_starve_a_healthy_one()

@@ -12,8 +12,8 @@ namespace Gymwire.Tests.Webhooks;
 /// <summary>Events reach real receivers over loopback, signed, with the documented retry and failure behaviour.</summary>
 public abstract class WebhookDeliveryTests(WebhookFixture fx)
 {
-    public sealed class Sqlite(SqliteWebhooks f) : WebhookDeliveryTests(f), IClassFixture<SqliteWebhooks>;
-    public sealed class Postgres(PostgresWebhooks f) : WebhookDeliveryTests(f), IClassFixture<PostgresWebhooks>;
+    public sealed class Sqlite(SqliteShortTimeout f) : WebhookDeliveryTests(f), IClassFixture<SqliteShortTimeout>;
+    public sealed class Postgres(PostgresShortTimeout f) : WebhookDeliveryTests(f), IClassFixture<PostgresShortTimeout>;
 
     private void AssertSigned(ReceivedRequest request, string secret)
     {

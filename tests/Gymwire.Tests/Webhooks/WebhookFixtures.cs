@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using Gymwire.Features.Webhooks;
@@ -6,15 +7,26 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Webhooks;
 
-/// <summary>Gymwire allowed to deliver to loopback over plain HTTP (the test receiver), with no retry jitter and a 2 s timeout.</summary>
-public abstract class WebhookFixture(Store store) : GymwireFixture(store)
+/// <summary>
+/// Gymwire allowed to deliver to loopback over plain HTTP (the test receiver), with no retry jitter and a per-attempt
+/// timeout (<c>Webhooks:Timeout</c>, real time) of 10 s unless the fixture asks for another. A loaded CI machine can
+/// take seconds to answer from a local receiver, and a timed-out attempt's retry waits on the fake clock, which most
+/// tests never move: only fixtures for tests of hanging, trickling or slow receivers pass <see cref="ShortTimeout"/>.
+/// </summary>
+public abstract class WebhookFixture(Store store, TimeSpan? timeout = null) : GymwireFixture(store)
 {
+    /// <summary>For tests whose receivers hang or trickle: their attempts time out in seconds and count as slow.</summary>
+    public static TimeSpan ShortTimeout { get; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>This fixture's <c>Webhooks:Timeout</c>; the claim lease (twice it plus 30 s) follows it.</summary>
+    public TimeSpan DeliveryTimeout { get; } = timeout ?? TimeSpan.FromSeconds(10);
+
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
         new("Webhooks:AllowHttp", "true"),
         new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
         new("Webhooks:RetryJitter", "0"),
-        new("Webhooks:Timeout", "00:00:02"),
+        new("Webhooks:Timeout", DeliveryTimeout.ToString("c", CultureInfo.InvariantCulture)),
     ];
 }
 
@@ -23,19 +35,29 @@ public sealed class SqliteWebhooks() : WebhookFixture(Store.Sqlite);
 public sealed class PostgresWebhooks() : WebhookFixture(Store.Postgres);
 
 /// <summary>
+/// <see cref="WebhookFixture"/> with the <see cref="WebhookFixture.ShortTimeout"/>, for the delivery and hostile-receiver
+/// tests: receivers that never answer or trickle must fail by the timeout within a test's wait, and an attempt that
+/// times out must count as slow for the one-attempt-at-a-time cap.
+/// </summary>
+public sealed class SqliteShortTimeout() : WebhookFixture(Store.Sqlite, ShortTimeout);
+
+public sealed class PostgresShortTimeout() : WebhookFixture(Store.Postgres, ShortTimeout);
+
+/// <summary>
 /// <see cref="WebhookFixture"/> with failing endpoints never paused (<c>Webhooks:FailingEndpointThreshold</c> 0), for the
 /// pipeline tests: they drive bursts of failures and timeouts at endpoints to exercise claiming, recording and the
 /// slow-endpoint cap, and claim by hand from a queue they expect to hold only their own due work. Pausing is tested
 /// in <see cref="WebhookDeliveryTests"/>.
 /// </summary>
-public abstract class PipelineFixture(Store store) : WebhookFixture(store)
+public abstract class PipelineFixture(Store store, TimeSpan? timeout = null) : WebhookFixture(store, timeout)
 {
     protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("Webhooks:FailingEndpointThreshold", "0")];
 }
 
-public sealed class SqlitePipeline() : PipelineFixture(Store.Sqlite);
+/// <summary>The pipeline fixture with the <see cref="WebhookFixture.ShortTimeout"/>: a pipeline test times out attempts to a hanging endpoint.</summary>
+public sealed class SqlitePipeline() : PipelineFixture(Store.Sqlite, ShortTimeout);
 
-public sealed class PostgresPipeline() : PipelineFixture(Store.Postgres);
+public sealed class PostgresPipeline() : PipelineFixture(Store.Postgres, ShortTimeout);
 
 /// <summary>Gymwire with the default egress policy: HTTPS only, no private or reserved networks.</summary>
 public sealed class SqliteEgress() : GymwireFixture(Store.Sqlite);
