@@ -27,13 +27,15 @@ public sealed class ConcurrentDeleteTests(PostgresNoDispatcher fx) : IClassFixtu
         {
             var other = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             await using var transaction = await other.Database.BeginTransactionAsync();
+            // The request's deadlock check must run first, whatever the load: this writer's runs only after 10 s.
+            await other.Database.ExecuteSqlRawAsync("SET LOCAL deadlock_timeout = '10s'");
             // The other writer holds the delivery's row...
             await other.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET last_error = 'held' WHERE id = {delivery.Id}");
             // ...the request updates the subscription's row and waits for the delivery's, to pause it...
             var deleting = owner.DeleteAsync($"/api/gym/webhooks/{hook.Id}");
             await fx.WaitForLockWaitAsync("webhook_deliveries", deleting);
-            // ...and the other writer now wants the subscription's. Each backend looks for a cycle deadlock_timeout (1 s)
-            // after it began to wait and, finding one, rolls its own transaction back: the request's waited first.
+            // ...and the other writer now wants the subscription's. Each backend looks for a cycle deadlock_timeout after it
+            // began to wait and, finding one, rolls its own transaction back: the request's (1 s) comes first.
             await other.Database.ExecuteSqlAsync($"SELECT id FROM webhook_subscriptions WHERE id = {hook.Id} FOR NO KEY UPDATE");
             var refused = await deleting.WaitAsync(TimeSpan.FromSeconds(30));
 
@@ -68,6 +70,8 @@ public sealed class ConcurrentDeleteTests(PostgresNoDispatcher fx) : IClassFixtu
         {
             var other = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             await using var transaction = await other.Database.BeginTransactionAsync();
+            // The request's deadlock check must run first, whatever the load: this writer's runs only after 10 s.
+            await other.Database.ExecuteSqlRawAsync("SET LOCAL deadlock_timeout = '10s'");
             await other.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET last_error = 'held' WHERE id = {delivery.Id}");
             await using var deleteScope = fx.Services.CreateAsyncScope();
             var deleting = deleteScope.ServiceProvider.GetRequiredService<WebhookService>().DeleteAsync(WebhookAccess.Owner(gym.GymId), hook.Id, CancellationToken.None);
