@@ -109,6 +109,38 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task An_expired_key_can_be_revoked_and_stays_listed_as_revoked()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        using var owner = gym.Owner();
+        var created = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Trial App", scopes = new[] { "read", "write" }, expires_at = fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(2) }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        var id = created.GetProperty("id").GetGuid();
+        using var api = fx.Client(created.GetProperty("key").GetString()!);
+        fx.Clock.Advance(TimeSpan.FromSeconds(2));
+        await (await api.GetAsync(Triggers)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+
+        var list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains(">Expired<", list, StringComparison.Ordinal);
+        Assert.Contains($"href=\"/settings/api-keys/{id}/revoke\" aria-label=\"Revoke Trial App\"", list, StringComparison.Ordinal);
+        var confirm = await browser.GetPageAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Contains("has expired", confirm, StringComparison.Ordinal);
+
+        var response = await browser.SubmitAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/settings/api-keys", response.Headers.Location!.OriginalString);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == id).Select(k => k.RevokedAt).SingleAsync()));
+        Assert.Contains(fx.Logs.Lines, l => l.StartsWith($"Information Gymwire.Features.Dashboard.Settings.RevokeApiKeyModel: Dashboard revoked API key {id} of gym {gym.GymId}", StringComparison.Ordinal));
+        // Still listed, now as revoked, with nothing more to do; its confirmation page leads back to the list.
+        list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains("Trial App", list, StringComparison.Ordinal);
+        Assert.Contains(">Revoked<", list, StringComparison.Ordinal);
+        Assert.DoesNotContain($"/settings/api-keys/{id}/revoke", list, StringComparison.Ordinal);
+        Assert.Equal("/settings/api-keys", (await browser.GetAsync($"/settings/api-keys/{id}/revoke")).Headers.Location?.OriginalString);
+    }
+
+    [Fact]
     public async Task Posts_without_an_antiforgery_token_are_rejected()
     {
         var (gym, browser) = await SignedInAsync();

@@ -1,10 +1,19 @@
+using System.Text.Json.Serialization;
+
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>An API key as listed: never the key itself.</summary>
 public sealed record ApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt)
 {
+    /// <summary>
+    /// For the dashboard, which tells a revoked key (nothing left to do) from an expired one (the owner may still revoke
+    /// it). Not in the API's JSON, whose clients already tell them apart by <c>expires_at</c>.
+    /// </summary>
+    [JsonIgnore]
+    public bool IsRevoked { get; init; }
+
     public static ApiKeyDto From(ApiKey k, DateTime now) =>
-        new(k.Id, k.Name, k.KeyPrefix, k.ScopeList, k.LastUsedAt, k.IsActiveAt(now), k.CreatedAt, k.ExpiresAt);
+        new(k.Id, k.Name, k.KeyPrefix, k.ScopeList, k.LastUsedAt, k.IsActiveAt(now), k.CreatedAt, k.ExpiresAt) { IsRevoked = k.RevokedAt is not null };
 }
 
 /// <summary>The creation response: the listed fields plus the full <c>key</c>, returned this once.</summary>
