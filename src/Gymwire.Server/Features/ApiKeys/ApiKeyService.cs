@@ -79,7 +79,11 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
             // The notification is sent by the commit itself, so other nodes never hear of a revocation that rolled back.
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
             await db.SaveChangesAsync(ct);
-            var ended = await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
+            // An expired key's webhooks are what its expiry would deactivate: the owner took over any changed since, and
+            // the expiry sweep skips revoked keys, so the ones it has not reached yet must end here.
+            var ended = key.ExpiresAt is { } expiredAt && expiredAt <= now
+                ? await WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, expiredAt, now, ct)
+                : await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
             await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
             await transaction.CommitAsync(ct);
             deliveryMetrics.RecordUndeliverable(ended);
