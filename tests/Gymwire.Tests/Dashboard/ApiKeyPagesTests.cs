@@ -109,6 +109,68 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task An_expired_key_can_be_revoked_and_stays_listed_as_revoked()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        using var owner = gym.Owner();
+        var created = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Trial App", scopes = new[] { "read", "write" }, expires_at = fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(2) }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        var id = created.GetProperty("id").GetGuid();
+        using var api = fx.Client(created.GetProperty("key").GetString()!);
+        fx.Clock.Advance(TimeSpan.FromSeconds(2));
+        await (await api.GetAsync(Triggers)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+
+        var list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains(">Expired<", list, StringComparison.Ordinal);
+        Assert.Contains($"href=\"/settings/api-keys/{id}/revoke\" aria-label=\"Revoke Trial App\"", list, StringComparison.Ordinal);
+        var confirm = await browser.GetPageAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Contains("has expired", confirm, StringComparison.Ordinal);
+
+        var response = await browser.SubmitAsync($"/settings/api-keys/{id}/revoke");
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/settings/api-keys", response.Headers.Location!.OriginalString);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == id).Select(k => k.RevokedAt).SingleAsync()));
+        Assert.Contains(fx.Logs.Lines, l => l.StartsWith($"Information Gymwire.Features.Dashboard.Settings.RevokeApiKeyModel: Dashboard revoked API key {id} of gym {gym.GymId}", StringComparison.Ordinal));
+        // Still listed, now as revoked, with nothing more to do; its confirmation page leads back to the list.
+        list = await browser.GetPageAsync("/settings/api-keys");
+        Assert.Contains("Trial App", list, StringComparison.Ordinal);
+        Assert.Contains(">Revoked<", list, StringComparison.Ordinal);
+        Assert.DoesNotContain($"/settings/api-keys/{id}/revoke", list, StringComparison.Ordinal);
+        Assert.Equal("/settings/api-keys", (await browser.GetAsync($"/settings/api-keys/{id}/revoke")).Headers.Location?.OriginalString);
+    }
+
+    [Fact]
+    public async Task Revoking_an_expired_key_ends_its_webhooks_as_its_expiry_would_and_leaves_one_the_owner_changed_since()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        using var owner = gym.Owner();
+        var created = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "Trial Zap", scopes = new[] { "read", "write" }, expires_at = fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(2) }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        var id = created.GetProperty("id").GetGuid();
+        using var api = fx.Client(created.GetProperty("key").GetString()!);
+        async Task<Guid> HookAsync(string path) => (await (await api.PostJsonAsync("/api/gym/webhooks", new { url = "https://hooks.example.com/" + path, events = new[] { "member.joined" } }))
+            .AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
+        var untouched = await HookAsync("untouched");
+        var adopted = await HookAsync("adopted");
+
+        // Revoked after its expiry but before the expiry sweep (every minute) reached it; the owner edited one webhook meanwhile.
+        fx.Clock.Advance(TimeSpan.FromSeconds(2));
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{adopted}", new { events = new[] { "member.joined", "lead.created" } })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/api-keys/{id}/revoke")).StatusCode);
+
+        var hooks = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToDictionaryAsync(s => s.Id));
+        Assert.False(hooks[untouched].IsActive);
+        Assert.Contains("'Trial Zap'", hooks[untouched].DisabledReason, StringComparison.Ordinal);
+        Assert.True(hooks[adopted].IsActive, "the webhook the owner changed after the key expired is the owner's, as the expiry sweep leaves it");
+        // Revoked keys are no longer swept: nothing of the key is left on for a later sweep to find.
+        fx.Clock.Advance(Gymwire.Features.ApiKeys.ApiKeyExpiry.Interval);
+        Assert.Equal(0, await fx.Services.GetRequiredService<Gymwire.Features.ApiKeys.ApiKeyExpiry>().SweepAsync(CancellationToken.None));
+        Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == adopted).Select(s => s.IsActive).SingleAsync()));
+    }
+
+    [Fact]
     public async Task Posts_without_an_antiforgery_token_are_rejected()
     {
         var (gym, browser) = await SignedInAsync();

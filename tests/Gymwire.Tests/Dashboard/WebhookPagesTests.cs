@@ -141,6 +141,43 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task Redeliver_and_retry_all_failed_are_audited_by_ids_only()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var url = receiver.Url("/audited-hook");
+        var (id, _) = await CreateAsync(browser, url, "lead.created");
+        // Two delivered deliveries, one for each Redeliver, and one given up on, as the worker would have left them.
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var (onDeliveryPage, onWebhookPage, givenUp) = (Guid.CreateVersion7(), Guid.CreateVersion7(), Guid.CreateVersion7());
+        await fx.WithDbAsync(async db =>
+        {
+            foreach (var (d, status) in new[] { (onDeliveryPage, DeliveryStatus.Delivered), (onWebhookPage, DeliveryStatus.Delivered), (givenUp, DeliveryStatus.Undeliverable) })
+            {
+                db.WebhookDeliveries.Add(new WebhookDelivery
+                {
+                    Id = d, GymId = gym.GymId, SubscriptionId = id, Event = "lead.created", Status = status, AttemptCount = 1, CreatedAt = now.AddHours(-1),
+                    Payload = WebhookPayloads.Build(d, "lead.created", gym.GymId, "{}", now.AddHours(-1)),
+                });
+            }
+            return await db.SaveChangesAsync();
+        });
+
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}/deliveries/{onDeliveryPage}?handler=Redeliver")).StatusCode);
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.DeliveryModel: Dashboard redelivered delivery {onDeliveryPage} of webhook {id} of gym {gym.GymId}");
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Redeliver", ("deliveryId", onWebhookPage.ToString()))).StatusCode);
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard redelivered delivery {onWebhookPage} of webhook {id} of gym {gym.GymId}");
+        // "Since" two days back in the form's wall-clock time: before the deliveries whatever the gym's time zone.
+        var since = now.AddDays(-2).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        var retried = await browser.SubmitAsync($"/settings/webhooks/{id}?handler=RetryFailed", ("since", since));
+        Assert.Equal($"/settings/webhooks/{id}?retried=1#activity", retried.Headers.Location?.OriginalString);
+        AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard retried 1 failed deliveries of webhook {id} of gym {gym.GymId} since ");
+        // The endpoint's URL may carry credentials: never in these lines.
+        Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains("Gymwire.Features.Dashboard", StringComparison.Ordinal) && l.Contains("audited-hook", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Posts_without_an_antiforgery_token_are_rejected()
     {
         var (gym, browser) = await SignedInAsync();

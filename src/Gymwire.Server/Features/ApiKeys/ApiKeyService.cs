@@ -1,10 +1,19 @@
+using System.Text.Json.Serialization;
+
 namespace Gymwire.Features.ApiKeys;
 
 /// <summary>An API key as listed: never the key itself.</summary>
 public sealed record ApiKeyDto(Guid Id, string Name, string KeyPrefix, string[] Scopes, DateTime? LastUsed, bool IsActive, DateTime CreatedAt, DateTime? ExpiresAt)
 {
+    /// <summary>
+    /// For the dashboard, which tells a revoked key (nothing left to do) from an expired one (the owner may still revoke
+    /// it). Not in the API's JSON, whose clients already tell them apart by <c>expires_at</c>.
+    /// </summary>
+    [JsonIgnore]
+    public bool IsRevoked { get; init; }
+
     public static ApiKeyDto From(ApiKey k, DateTime now) =>
-        new(k.Id, k.Name, k.KeyPrefix, k.ScopeList, k.LastUsedAt, k.IsActiveAt(now), k.CreatedAt, k.ExpiresAt);
+        new(k.Id, k.Name, k.KeyPrefix, k.ScopeList, k.LastUsedAt, k.IsActiveAt(now), k.CreatedAt, k.ExpiresAt) { IsRevoked = k.RevokedAt is not null };
 }
 
 /// <summary>The creation response: the listed fields plus the full <c>key</c>, returned this once.</summary>
@@ -70,7 +79,11 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
             // The notification is sent by the commit itself, so other nodes never hear of a revocation that rolled back.
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
             await db.SaveChangesAsync(ct);
-            var ended = await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
+            // An expired key's webhooks are what its expiry would deactivate: the owner took over any changed since, and
+            // the expiry sweep skips revoked keys, so the ones it has not reached yet must end here.
+            var ended = key.ExpiresAt is { } expiredAt && expiredAt <= now
+                ? await WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, expiredAt, now, ct)
+                : await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
             await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
             await transaction.CommitAsync(ct);
             deliveryMetrics.RecordUndeliverable(ended);

@@ -18,8 +18,12 @@ public sealed class ApiKeysModel(ApiKeyService keys, TimeProvider clock) : PageM
 
     public static string Permissions(IReadOnlyCollection<string> scopes) => scopes.Contains(Scopes.Write) ? "Read/Write" : "Read Only";
 
+    /// <summary>Revoked before Expired: a key revoked after it expired shows the owner's revocation, the later fact.</summary>
     public static (string Css, string Text) Status(ApiKeyDto key, DateTime now) =>
         key.IsActive ? ("connected", "Active")
-        : key.ExpiresAt <= now ? ("not-connected", "Expired")
-        : ("not-connected", "Revoked");
+        : key.IsRevoked ? ("not-connected", "Revoked")
+        : ("not-connected", "Expired");
+
+    /// <summary>An expired key can still be revoked: that records it, and ends the webhooks it created that are still on.</summary>
+    public static bool CanRevoke(ApiKeyDto key) => !key.IsRevoked;
 }

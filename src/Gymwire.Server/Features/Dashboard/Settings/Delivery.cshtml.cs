@@ -8,7 +8,7 @@ namespace Gymwire.Features.Dashboard.Settings;
 /// payload) and every attempt on a timeline, with the receiver's answer.
 /// </summary>
 public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtector protector, GymwireDbContext db, TimeProvider clock, IOptions<WebhookOptions> options,
-    DashboardRateLimits limits) : PageModel
+    DashboardRateLimits limits, ILogger<DeliveryModel> logger) : PageModel
 {
     public WebhookSubscription Webhook { get; private set; } = null!;
 
@@ -44,9 +44,11 @@ public sealed class DeliveryModel(WebhookService webhooks, WebhookSecretProtecto
             Problem = limited;
             return await LoadAsync(id, deliveryId, ct) ? Page() : NotFound();
         }
-        var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(User), id, deliveryId, ct);
+        var access = WebhookAccess.Of(User);
+        var outcome = await webhooks.RedeliverAsync(access, id, deliveryId, ct);
         if (outcome.Value is not null)
         {
+            WebhookModel.LogRedelivered(logger, deliveryId, id, access.GymId);
             return Redirect($"/settings/webhooks/{id}/deliveries/{deliveryId}");
         }
         if (outcome.Failure == WebhookFailure.NotFound)

@@ -15,7 +15,8 @@ public sealed partial class RevokeApiKeyModel(ApiKeyService keys, ILogger<Revoke
         {
             return NotFound();
         }
-        if (!key.IsActive)
+        // Only an already revoked key has nothing left to revoke; an expired one is listed with Revoke too.
+        if (!ApiKeysModel.CanRevoke(key))
         {
             return Redirect("/settings/api-keys");
         }
@@ -31,7 +32,7 @@ public sealed partial class RevokeApiKeyModel(ApiKeyService keys, ILogger<Revoke
             return NotFound();
         }
         LogKeyRevoked(logger, id, gymId);
-        TempData.SetFlash($"Revoked the key “{revoked.Name}” ({revoked.KeyPrefix}…). Integrations using it now get 401 Unauthorized.");
+        TempData.SetFlash($"Revoked the key “{revoked.Name}” ({revoked.KeyPrefix}…). Integrations using it get 401 Unauthorized.");
         return Redirect("/settings/api-keys");
     }
 

@@ -126,7 +126,8 @@ public sealed partial class WebhookModel(
         {
             return limited;
         }
-        var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(User), id, deliveryId, ct);
+        var access = WebhookAccess.Of(User);
+        var outcome = await webhooks.RedeliverAsync(access, id, deliveryId, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
             return NotFound();
@@ -136,6 +137,7 @@ public sealed partial class WebhookModel(
             Problem = outcome.Error;
             return await LoadAsync(id, ct) ? Page() : NotFound();
         }
+        LogRedelivered(logger, deliveryId, id, access.GymId);
         TempData.SetFlash($"Redelivery of {outcome.Value.Event} queued: it is sent now, with the retry schedule again if it fails.");
         return Redirect($"/settings/webhooks/{id}#activity");
     }
@@ -149,7 +151,8 @@ public sealed partial class WebhookModel(
         }
         // The form's "since" is a wall-clock time in the gym's zone.
         var sinceUtc = since is { } local ? Gymwire.Features.Gyms.GymTimeZones.ToUtc(local, time.Zone) : (DateTime?)null;
-        var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(User), id, sinceUtc, ct);
+        var access = WebhookAccess.Of(User);
+        var outcome = await webhooks.RetryFailedAsync(access, id, sinceUtc, ct);
         if (outcome.Failure == WebhookFailure.NotFound && outcome.Value is null)
         {
             return NotFound();
@@ -159,6 +162,7 @@ public sealed partial class WebhookModel(
             Problem = outcome.Error;
             return await LoadAsync(id, ct) ? Page() : NotFound();
         }
+        LogRetriedFailed(logger, result.Retried, id, access.GymId, result.Since);
         return Redirect($"/settings/webhooks/{id}?retried={result.Retried}#activity");
     }
 
@@ -268,4 +272,11 @@ public sealed partial class WebhookModel(
 
     [LoggerMessage(EventId = 7036, Level = LogLevel.Information, Message = "Dashboard enabled webhook {WebhookId} of gym {GymId}")]
     private static partial void LogEnabled(ILogger logger, Guid webhookId, Guid gymId);
+
+    /// <summary>Audited like the other webhook actions, by ids only; shared with the delivery page's Redeliver, the same action.</summary>
+    [LoggerMessage(EventId = 7037, Level = LogLevel.Information, Message = "Dashboard redelivered delivery {DeliveryId} of webhook {WebhookId} of gym {GymId}")]
+    internal static partial void LogRedelivered(ILogger logger, Guid deliveryId, Guid webhookId, Guid gymId);
+
+    [LoggerMessage(EventId = 7038, Level = LogLevel.Information, Message = "Dashboard retried {Count} failed deliveries of webhook {WebhookId} of gym {GymId} since {Since:o}")]
+    private static partial void LogRetriedFailed(ILogger logger, int count, Guid webhookId, Guid gymId, DateTime since);
 }
