@@ -66,6 +66,21 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_customer_email_in_other_capitals_finds_its_member_beyond_ascii_on_both_stores()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        await (await gym.Owner().PostJsonAsync("/api/gym/members", new { name = "Émile Zoë", email = "Émile.Zoë_😀@Example.com", user_id = "user_emile" }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        // SQLite's lower() folds only A-Z; PostgreSQL's folds by its collation: the match must not depend on either.
+        var payload = StripeSigner.Event("evt_accents_1", "invoice.paid",
+            StripeSigner.PaidInvoice("in_accents_1", "cus_accents_1", "ÉMILE.ZOË_😀@EXAMPLE.COM", 4200, "pi_accents_1"), fx.Clock.GetUtcNow());
+        var outcome = await (await DeliverAsync(gym.GymId, payload, secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", outcome.GetProperty("outcome").GetString());
+        var payment = await fx.WithDbAsync(db => db.Payments.AsNoTracking().SingleAsync(p => p.GymId == gym.GymId));
+        Assert.Equal("user_emile", payment.UserId);
+    }
+
+    [Fact]
     public async Task A_signed_paid_invoice_records_a_payment_and_emits_payment_received_once_even_when_Stripe_sends_it_twice()
     {
         var (gym, secret) = await ConnectedGymAsync();

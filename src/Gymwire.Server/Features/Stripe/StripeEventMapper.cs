@@ -1,3 +1,4 @@
+using System.Text;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 
@@ -282,9 +283,29 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         }
         if (EmailOf(obj) is { } email)
         {
-            var normalized = email.Trim().ToLowerInvariant();
-            return await db.Members.Where(m => m.GymId == gymId && m.Email != null && m.Email.ToLower() == normalized)
-                .OrderBy(m => m.LeftAt != null).ThenByDescending(m => m.JoinedAt).Select(m => m.UserId).FirstOrDefaultAsync(ct);
+            // The stores' lower() agree on A-Z only (SQLite folds nothing else, PostgreSQL by its collation), so the query
+            // matches ASCII letters ignoring case and any character elsewhere, and the match is made here as .NET ignores case.
+            email = email.Trim();
+            var pattern = new StringBuilder(email.Length + 8);
+            foreach (var rune in email.EnumerateRunes())
+            {
+                // One '_' per character as the stores count them (a code point), not per UTF-16 unit.
+                if (!rune.IsAscii)
+                {
+                    pattern.Append('_');
+                    continue;
+                }
+                var c = (char)rune.Value;
+                if (c is '%' or '_' or '\\')
+                {
+                    pattern.Append('\\');
+                }
+                pattern.Append(char.ToLowerInvariant(c));
+            }
+            var like = pattern.ToString();
+            var sameEmail = await db.Members.Where(m => m.GymId == gymId && m.Email != null && EF.Functions.Like(m.Email.ToLower(), like, "\\"))
+                .OrderBy(m => m.LeftAt != null).ThenByDescending(m => m.JoinedAt).Select(m => new { m.UserId, m.Email }).ToListAsync(ct);
+            return sameEmail.FirstOrDefault(m => string.Equals(m.Email, email, StringComparison.OrdinalIgnoreCase))?.UserId;
         }
         return null;
     }
