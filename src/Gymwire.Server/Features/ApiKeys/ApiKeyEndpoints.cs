@@ -15,7 +15,8 @@ public static class ApiKeyEndpoints
         group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
         // Never rate limited: revoking a leaked key must work however many other destructive calls came before.
         group.MapDelete("/{id:guid}", Revoke).WithDescription(
-            "Revokes the key at once and deactivates the webhook subscriptions it created (their `disabled_reason` says so). " +
+            "Revokes the key at once and deactivates the webhook subscriptions it created (their `disabled_reason` says so; " +
+            "for a key that has expired, those not changed since it expired). " +
             "Never rate limited: revoking a leaked key always works.");
         return app;
     }
