@@ -4,6 +4,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace Gymwire.Data;
 
@@ -184,6 +185,19 @@ public static class DatabaseSetup
         {
             Infrastructure.OwnerOnlyFile.Restrict(databaseFile + suffix);
         }
+    }
+
+    /// <summary>This version's migrations that the database lacks, oldest first.</summary>
+    public static async Task<IReadOnlyList<string>> PendingMigrationsAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        // A database that does not exist yet lacks them all; asking it would create an empty SQLite file, or fail on PostgreSQL.
+        if (!await db.GetService<IRelationalDatabaseCreator>().ExistsAsync(cancellationToken))
+        {
+            return [.. db.Database.GetMigrations()];
+        }
+        return [.. await db.Database.GetPendingMigrationsAsync(cancellationToken)];
     }
 
     private static async Task MigrateCoreAsync(GymwireDbContext db, CancellationToken cancellationToken)

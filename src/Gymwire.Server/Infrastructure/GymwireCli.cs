@@ -20,12 +20,12 @@ public static class GymwireCli
         root.SetAction((_, ct) => ServeAsync(args, ct));
 
         var migrate = new Command("migrate", "Apply database migrations and exit.");
-        // AdminAsync migrates before every command; this one only reports it.
+        // AdminAsync migrates before every command (with Database:MigrateOnStart, the default); this one always does.
         migrate.SetAction((_, ct) => AdminAsync(args, (services, _) =>
         {
             var provider = services.GetRequiredService<IOptions<DatabaseOptions>>().Value.ProviderKind;
             return Task.FromResult(Ok(new { migrated = true, provider = provider.ToString().ToLowerInvariant() }));
-        }, ct));
+        }, ct, alwaysMigrate: true));
 
         var gyms = new Command("gyms", "Manage gyms.");
         var name = new Option<string>("--name") { Description = "The gym's name.", Required = true };
@@ -74,12 +74,36 @@ public static class GymwireCli
     private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
     {
         var app = GymwireApp.Build(GymwireApp.CreateBuilder(args));
-        if (app.Services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart)
+        try
         {
-            await DatabaseSetup.MigrateAsync(app.Services, ct);
+            await PrepareDatabaseAsync(app.Services, migrate: false, ct);
+        }
+        catch (DatabaseBehindException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return 2;
         }
         await app.RunAsync();
         return 0;
+    }
+
+    /// <summary>
+    /// Migrates the database when Database:MigrateOnStart is on (or <paramref name="migrate"/> asks it); otherwise
+    /// refuses a database that lacks a migration of this version, whose queries would fail at their first use.
+    /// </summary>
+    private static async Task PrepareDatabaseAsync(IServiceProvider services, bool migrate, CancellationToken ct)
+    {
+        if (migrate || services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart)
+        {
+            await DatabaseSetup.MigrateAsync(services, ct);
+            return;
+        }
+        var pending = await DatabaseSetup.PendingMigrationsAsync(services, ct);
+        if (pending.Count > 0)
+        {
+            throw new DatabaseBehindException(
+                $"the database lacks {pending.Count} migration(s) of this version of Gymwire (the latest: {pending[^1]}), and Database:MigrateOnStart is false: run `gymwire migrate` first");
+        }
     }
 
     public readonly record struct CommandResult(int ExitCode, object? Output, string? Error);
@@ -88,8 +112,11 @@ public static class GymwireCli
 
     public static CommandResult Fail(string error) => new(1, null, error);
 
-    /// <summary>Runs an admin command against the configured database (migrated first) and prints its JSON.</summary>
-    public static async Task<int> AdminAsync(string[] args, Func<IServiceProvider, CancellationToken, Task<CommandResult>> action, CancellationToken ct)
+    /// <summary>
+    /// Runs an admin command against the configured database (migrated first, as <c>serve</c> does it) and prints its JSON.
+    /// </summary>
+    public static async Task<int> AdminAsync(string[] args, Func<IServiceProvider, CancellationToken, Task<CommandResult>> action, CancellationToken ct,
+        bool alwaysMigrate = false)
     {
         try
         {
@@ -99,7 +126,7 @@ public static class GymwireCli
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
             await using var app = builder.Build();
             app.Services.GetService<IStartupValidator>()?.Validate();
-            await DatabaseSetup.MigrateAsync(app.Services, ct);
+            await PrepareDatabaseAsync(app.Services, alwaysMigrate, ct);
             await KeyRingSetup.PrepareAsync(app.Services, ct);
             await using var scope = app.Services.CreateAsyncScope();
             var result = await action(scope.ServiceProvider, ct);
@@ -118,10 +145,13 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
             return 2;
         }
-        catch (KeyRingException e)
+        catch (Exception e) when (e is KeyRingException or DatabaseBehindException)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}");
             return 2;
         }
     }
 }
+
+/// <summary>The database lacks migrations of this version and may not be migrated here (Database:MigrateOnStart is false).</summary>
+public sealed class DatabaseBehindException(string message) : Exception(message);

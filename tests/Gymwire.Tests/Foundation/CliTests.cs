@@ -108,6 +108,33 @@ public abstract class CliTests(GymwireFixture fx)
         Assert.True(again == 0, againErr);
     }
 
+    [Fact]
+    public async Task With_migrate_on_start_off_commands_leave_a_database_behind_alone_and_say_to_migrate()
+    {
+        // An operator who migrates from a deploy step turns Database:MigrateOnStart off on every node; an admin command
+        // run there (or a new node started early) must neither migrate nor work against a schema it does not know.
+        var database = await NewDatabaseAsync();
+        string[] off = [$"--ConnectionStrings:Gymwire={database}", "--Database:MigrateOnStart=false"];
+        var (status, statusOut, statusErr) = await Cli.RunAsync(fx, ["cluster", "status", .. off]);
+        Assert.Equal(2, status);
+        Assert.Equal("", statusOut.Trim());
+        Assert.Contains("gymwire migrate", statusErr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", statusErr, StringComparison.Ordinal);
+        var (serve, _, serveErr) = await Cli.RunAsync(fx, ["serve", "--urls=http://127.0.0.1:0", .. off]);
+        Assert.Equal(2, serve);
+        Assert.Contains("gymwire migrate", serveErr, StringComparison.Ordinal);
+        var (keys, _, keysErr) = await Cli.RunAsync(fx, ["api-keys", "create", "--gym", Guid.NewGuid().ToString(), "--name", "early", .. off]);
+        Assert.Equal(2, keys);
+        Assert.Contains("gymwire migrate", keysErr, StringComparison.Ordinal);
+
+        // `migrate` migrates whatever the setting; then the same commands run.
+        var (migrated, _, migrateErr) = await Cli.RunAsync(fx, ["migrate", .. off]);
+        Assert.True(migrated == 0, migrateErr);
+        var (after, afterOut, afterErr) = await Cli.RunAsync(fx, ["cluster", "status", .. off]);
+        Assert.True(after == 0, afterErr);
+        JsonDocument.Parse(afterOut);
+    }
+
     /// <summary>A connection string to a database that does not exist yet (PostgreSQL: a new name; SQLite: a new file).</summary>
     private async Task<string> NewDatabaseAsync()
     {
