@@ -82,7 +82,7 @@ internal static class WebhookCatalogOpenApi
         Required = new HashSet<string> { "id", "event", "gym_id", "data", "timestamp" },
         Properties = new Dictionary<string, IOpenApiSchema>
         {
-            ["id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid", Description = "The event id (also `webhook-id`)." },
+            ["id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid", Description = "The event id: the same in every subscription's delivery of this event. Receivers deduplicate on the `webhook-id` header instead, which differs per subscription and stays the same on every retry." },
             ["event"] = new OpenApiSchema { Type = JsonSchemaType.String, Enum = [JsonValue.Create(type.Name)] },
             ["gym_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" },
             ["data"] = DataSchema(type.SampleData),
