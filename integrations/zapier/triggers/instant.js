@@ -4,9 +4,10 @@ const { baseUrl } = require('../lib');
 const { poll } = require('./polling');
 
 // Instant triggers through REST hooks: subscribing creates a Gymwire webhook for one event with the
-// connection's key; unsubscribing deletes it. Items have the webhook's shape: the event id as `id`, the
-// event name, the event's `data` fields, and its timestamp. performList turns the polling trigger's items
-// into that same shape, so sample data and live data map the same way in the Zap editor.
+// connection's key; unsubscribing deactivates it (DELETE /api/gym/webhooks/{id}). Items have the
+// webhook's shape: the event id as `id`, the event name, the event's `data` fields, and its timestamp.
+// performList turns the polling trigger's items into that same shape, so sample data and live data
+// map the same way in the Zap editor.
 const definitions = {
   member_joined: {
     event: 'member.joined', poll: 'new_member', noun: 'Member', label: 'Member Joined (Instant)',

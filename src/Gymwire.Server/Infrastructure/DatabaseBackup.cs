@@ -155,6 +155,10 @@ public static class DatabaseBackup
                 }
             }
 
+            if (Path.GetDirectoryName(Path.GetFullPath(database.File)) is { } directory && !Directory.Exists(directory))
+            {
+                return GymwireCli.Fail($"the directory {directory} does not exist: create it (owned by the user running Gymwire), then restore");
+            }
             // A server starting meanwhile waits for this lock before it touches the database (SqliteMigrationLock).
             FileStream migrationLock;
             try

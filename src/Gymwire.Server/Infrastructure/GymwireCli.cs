@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Data.Common;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Cluster;
 using Gymwire.Features.Demo;
@@ -68,7 +69,51 @@ public static class GymwireCli
             root.Subcommands.Add(command);
         }
         root.Subcommands.Add(ClusterSetup.CliCommand(args));
-        return await root.Parse(args).InvokeAsync();
+
+        // No response files: an argument starting with @ (a password, a gym's name) is the argument itself.
+        var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+        if (UnknownToken(parsed.UnmatchedTokens) is { } unknown)
+        {
+            await Console.Error.WriteLineAsync($"error: unknown command or option '{unknown}' (see gymwire --help; settings are given as --Section:Key=value)");
+            return 1;
+        }
+        // Without a termination timeout the host's own SIGTERM handling runs: a clean stop that lets requests and
+        // webhook attempts finish, instead of the parser ending the process 2 s after the signal.
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    // The host's own command-line settings (WebApplicationOptions and Kestrel's), besides --Section:Key overrides.
+    private static readonly HashSet<string> HostSettings = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "urls", "http_ports", "https_ports", "environment", "contentRoot", "applicationName", "webroot", "hostingStartupAssemblies",
+    };
+
+    /// <summary>
+    /// The first token neither a command nor an option knows and that is no configuration override (<c>--Section:Key=value</c>,
+    /// <c>--Section:Key value</c>, or a host setting such as <c>--urls</c>): a misspelt option would otherwise be ignored
+    /// (an API key created without its expiry) and a misspelt command would start the server.
+    /// </summary>
+    internal static string? UnknownToken(IReadOnlyList<string> unmatched)
+    {
+        for (var i = 0; i < unmatched.Count; i++)
+        {
+            var token = unmatched[i];
+            if (!token.StartsWith("--", StringComparison.Ordinal) || token.Length == 2)
+            {
+                return token;
+            }
+            var equals = token.IndexOf('=', StringComparison.Ordinal);
+            var key = equals < 0 ? token[2..] : token[2..equals];
+            if (!key.Contains(':', StringComparison.Ordinal) && !HostSettings.Contains(key))
+            {
+                return token;
+            }
+            if (equals < 0 && i + 1 < unmatched.Count && !unmatched[i + 1].StartsWith("--", StringComparison.Ordinal))
+            {
+                i++; // the override's value
+            }
+        }
+        return null;
     }
 
     private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
@@ -78,9 +123,9 @@ public static class GymwireCli
         {
             await PrepareDatabaseAsync(app.Services, migrate: false, ct);
         }
-        catch (DatabaseBehindException e)
+        catch (Exception e) when (e is DatabaseBehindException or KeyRingException || IsUnreachable(e))
         {
-            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            await Console.Error.WriteLineAsync($"error: {Describe(e)}");
             return 2;
         }
         await app.RunAsync();
@@ -124,6 +169,8 @@ public static class GymwireCli
             builder.Logging.ClearProviders();
             builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            // A failed connection or statement ends the command with its own error line; EF Core's log of it would repeat it with a stack trace.
+            builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database", LogLevel.Critical);
             await using var app = builder.Build();
             app.Services.GetService<IStartupValidator>()?.Validate();
             await PrepareDatabaseAsync(app.Services, alwaysMigrate, ct);
@@ -145,12 +192,17 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
             return 2;
         }
-        catch (Exception e) when (e is KeyRingException or DatabaseBehindException)
+        catch (Exception e) when (e is KeyRingException or DatabaseBehindException || IsUnreachable(e))
         {
-            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            await Console.Error.WriteLineAsync($"error: {Describe(e)}");
             return 2;
         }
     }
+
+    /// <summary>The database or a file it needs cannot be reached: an operator's setting to fix, not a defect to trace.</summary>
+    private static bool IsUnreachable(Exception e) => e is DbException or IOException or UnauthorizedAccessException;
+
+    private static string Describe(Exception e) => IsUnreachable(e) ? $"cannot open the database: {e.Message}" : e.Message;
 }
 
 /// <summary>The database lacks migrations of this version and may not be migrated here (Database:MigrateOnStart is false).</summary>

@@ -203,7 +203,16 @@ public static partial class KeyRingSetup
         {
             LogTooOpen(logger, path);
         }
-        return Decode(File.ReadAllText(path), source);
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new KeyRingException($"cannot read the key file {path} ({source}): {e.Message}; it must be readable by the user running Gymwire");
+        }
+        return Decode(text, source);
     }
 
     private static byte[] Decode(string base64, string source)

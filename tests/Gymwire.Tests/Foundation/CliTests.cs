@@ -135,6 +135,64 @@ public abstract class CliTests(GymwireFixture fx)
         JsonDocument.Parse(afterOut);
     }
 
+    [Fact]
+    public async Task Unknown_options_and_commands_are_refused_and_change_nothing()
+    {
+        // Settings pass through as --Section:Key=value; anything else unknown would be ignored: a key created without the expiry
+        // asked for, a gym in the wrong time zone, a misspelt command starting the server.
+        var email = $"cli-{Guid.NewGuid():N}@example.com";
+        var (gym, _, gymErr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "Typo", "--owner-email", email, "--owner-password", "cli-password-123", "--timezone", "Europe/Berlin");
+        Assert.Equal(1, gym);
+        Assert.Contains("--timezone", gymErr, StringComparison.Ordinal);
+        await (await fx.Client().PostAsJsonAsync("/api/auth/login", new { email, password = "cli-password-123" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
+
+        var (key, keyOut, keyErr) = await Cli.RunAsync(fx, "api-keys", "create", "--gym", Guid.NewGuid().ToString(), "--scope", "write", "--expires", "2027-01-01");
+        Assert.Equal(1, key);
+        Assert.Equal("", keyOut.Trim());
+        Assert.Contains("--scope", keyErr, StringComparison.Ordinal);
+
+        var (command, _, commandErr) = await Cli.RunAsync(fx, "bakup", "--to", Path.Combine(Path.GetTempPath(), $"gymwire-{Guid.NewGuid():N}.db"));
+        Assert.Equal(1, command);
+        Assert.Contains("bakup", commandErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_argument_starting_with_at_is_itself_not_a_file_to_read()
+    {
+        var email = $"cli-{Guid.NewGuid():N}@example.com";
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "@Home Gym", "--owner-email", email, "--owner-password", "@Secret-Pass-123");
+        Assert.True(code == 0, stderr);
+        Assert.DoesNotContain("Secret-Pass", stderr, StringComparison.Ordinal);
+        JsonDocument.Parse(stdout);
+        await (await fx.Client().PostAsJsonAsync("/api/auth/login", new { email, password = "@Secret-Pass-123" })).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task An_expiry_without_an_offset_is_utc_whatever_the_machines_time_zone()
+    {
+        var email = $"cli-{Guid.NewGuid():N}@example.com";
+        var (_, gymOut, gymErr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "Expiry", "--owner-email", email, "--owner-password", "cli-password-123");
+        var gymId = JsonDocument.Parse(gymOut.Length > 0 ? gymOut : throw new InvalidOperationException(gymErr)).RootElement.GetProperty("gym_id").GetString()!;
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, new Dictionary<string, string> { ["TZ"] = "Europe/Berlin" },
+            "api-keys", "create", "--gym", gymId, "--expires-at", "2027-01-01T00:00:00");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(new DateTime(2027, 1, 1, 0, 0, 0, DateTimeKind.Utc), JsonDocument.Parse(stdout).RootElement.GetProperty("expires_at").GetDateTime().ToUniversalTime());
+    }
+
+    [Fact]
+    public async Task A_database_it_cannot_reach_is_an_error_line_not_a_stack_trace()
+    {
+        var unreachable = fx.Store == Store.Postgres
+            ? new Npgsql.NpgsqlConnectionStringBuilder(fx.ConnectionString) { Port = 9, Timeout = 3 }.ConnectionString
+            : $"Data Source={Path.Combine(Path.GetTempPath(), $"gymwire-missing-{Guid.NewGuid():N}", "gymwire.db")}";
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={unreachable}");
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout.Trim());
+        Assert.StartsWith("error: cannot open the database", stderr.TrimStart(), StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
     /// <summary>A connection string to a database that does not exist yet (PostgreSQL: a new name; SQLite: a new file).</summary>
     private async Task<string> NewDatabaseAsync()
     {
@@ -170,7 +228,11 @@ public abstract class CliTests(GymwireFixture fx)
 public static class Cli
 {
     /// <summary>Runs the built gymwire executable against the fixture's database.</summary>
-    public static async Task<(int Code, string Stdout, string Stderr)> RunAsync(GymwireFixture fx, params string[] args)
+    public static Task<(int Code, string Stdout, string Stderr)> RunAsync(GymwireFixture fx, params string[] args) =>
+        RunAsync(fx, new Dictionary<string, string>(), args);
+
+    /// <summary>The same, with more environment variables for the process.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunAsync(GymwireFixture fx, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "gymwire.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -184,6 +246,10 @@ public static class Cli
         if (fx.Store == Store.Postgres)
         {
             start.Environment["DataProtection__Key"] = TestKeys.For(fx.ConnectionString);
+        }
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
         }
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();

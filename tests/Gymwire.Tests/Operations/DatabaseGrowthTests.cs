@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace Gymwire.Tests.Operations;
 
 /// <summary>
-/// How much the database grows per write and per delivered webhook (docs/operations.md quotes these figures): N leads
+/// How much the database grows per write and per delivered webhook: N leads
 /// created with no subscription (a lead row and its outbox event), then N more with one subscription whose receiver
 /// answers 200 (adding a delivery and its attempt). The difference is one delivered delivery with one attempt.
 /// The bounds only catch a regression of several times; the printed figures are the measurement.

@@ -88,6 +88,24 @@ public abstract class LoggingTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Sigterm_stops_it_cleanly_with_exit_code_zero_and_the_node_recorded_as_stopped()
+    {
+        // What systemctl stop and docker stop send. The command-line parser's own handler would end the process 2 s
+        // after it with exit code 143, before the host's shutdown (requests and attempts finishing, claims given back) ran.
+        var environment = await DatabaseEnvironmentAsync();
+        await using var server = await ServerProcess.StartAsync("/", environment);
+        Assert.Equal(0, await server.TerminateAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("Application is shutting down", server.Output, StringComparison.Ordinal);
+
+        string[] sameDatabase = ["--ConnectionStrings:Gymwire=" + environment["ConnectionStrings__Gymwire"],
+            .. environment.TryGetValue("DataProtection__Key", out var key) ? ["--DataProtection:Key=" + key] : Array.Empty<string>()];
+        var (code, stdout, stderr) = await Foundation.Cli.RunAsync(fx, ["cluster", "status", .. sameDatabase]);
+        Assert.True(code == 0, stderr);
+        var node = Assert.Single(JsonDocument.Parse(stdout).RootElement.GetProperty("nodes").EnumerateArray());
+        Assert.Equal("stopped", node.GetProperty("state").GetString());
+    }
+
+    [Fact]
     public async Task Json_console_logs_are_one_setting_away()
     {
         var environment = await DatabaseEnvironmentAsync();

@@ -88,6 +88,18 @@ public sealed class ServerProcess : IAsyncDisposable
         throw new TimeoutException($"gymwire did not become healthy: {node.Output}");
     }
 
+    /// <summary>Sends SIGTERM, as systemd's stop or docker stop does, and returns the exit code once the process has exited.</summary>
+    public async Task<int> TerminateAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync();
+        }
+        using var wait = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(wait.Token);
+        return _process.ExitCode;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)

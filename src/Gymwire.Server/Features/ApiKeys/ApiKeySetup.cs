@@ -33,7 +33,10 @@ public static class ApiKeySetup
         create.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
         {
             var requested = parse.GetValue(scopes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-            var expiry = parse.GetValue(expires) is { } e ? DateTime.SpecifyKind(e.ToUniversalTime(), DateTimeKind.Utc) : (DateTime?)null;
+            // A time without an offset is UTC, as the option says; not the machine's local time.
+            var expiry = parse.GetValue(expires) is { } e
+                ? e.Kind == DateTimeKind.Unspecified ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : e.ToUniversalTime()
+                : (DateTime?)null;
             var (created, error) = await services.GetRequiredService<ApiKeyService>()
                 .CreateAsync(parse.GetValue(gym), parse.GetValue(name), requested, expiry, ct2);
             return created is null ? GymwireCli.Fail(error!) : GymwireCli.Ok(created);
