@@ -77,6 +77,7 @@ public static class DashboardSetup
         {
             o.RootDirectory = "/Features/Dashboard";
             o.Conventions.AuthorizeFolder("/", DashboardPolicies.Owner);
+            // Until the first gym exists; from another machine than the server only with the set-up token (SetupToken).
             o.Conventions.AllowAnonymousToPage("/Setup");
             o.Conventions.AllowAnonymousToPage("/Login");
             o.Conventions.AllowAnonymousToPage("/ForgotPassword");
@@ -89,6 +90,9 @@ public static class DashboardSetup
         }).ConfigureApplicationPartManager(AddServerAssembly);
         services.AddIntegrationStatuses();
         services.AddSingleton<DashboardRateLimits>();
+        services.AddOptions<SetupOptions>().BindConfiguration(SetupOptions.Section);
+        services.AddSingleton<SetupToken>();
+        services.AddHostedService<SetupTokenAtStart>();
         return services;
     }
 

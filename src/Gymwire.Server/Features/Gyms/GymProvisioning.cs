@@ -15,8 +15,24 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
     /// <summary>What the owners' email and user name columns hold (ASP.NET Core Identity's schema), short of an address's 320.</summary>
     public const int OwnerEmailMaxLength = 256;
 
-    public async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, string? timeZone,
-        CancellationToken ct)
+    public Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, string? timeZone,
+        CancellationToken ct) =>
+        CreateAsync(name, email, password, timeZone, onlyIfFirst: false, ct);
+
+    /// <summary>What <see cref="CreateFirstAsync"/> answers (status 409) when a gym exists already.</summary>
+    public const string AlreadySetUp = "Gymwire is already set up";
+
+    /// <summary>
+    /// First-run set-up: creates the gym only if there is none, checked and created in one transaction that no other
+    /// gym creation can interleave with, on any node (SQLite: the transaction holds the database's write lock from its
+    /// start; PostgreSQL: it locks the gyms table against inserts first). Otherwise 409 <see cref="AlreadySetUp"/>.
+    /// </summary>
+    public Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateFirstAsync(string? name, string? email, string? password, string? timeZone,
+        CancellationToken ct) =>
+        CreateAsync(name, email, password, timeZone, onlyIfFirst: true, ct);
+
+    private async Task<(ProvisionedGym? Gym, int Status, string? Error)> CreateAsync(string? name, string? email, string? password, string? timeZone,
+        bool onlyIfFirst, CancellationToken ct)
     {
         var v = new RequestValidator()
             .Required(name, "name")
@@ -45,6 +61,19 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
         return await strategy.ExecuteAsync(async () =>
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
+            if (onlyIfFirst)
+            {
+                if (db.Provider == DatabaseProvider.Postgres)
+                {
+                    // Conflicts with itself and with every insert into gyms, so a concurrent first run waits and then sees this gym.
+                    await db.Database.ExecuteSqlRawAsync("LOCK TABLE gyms IN SHARE ROW EXCLUSIVE MODE", ct);
+                }
+                if (await db.Gyms.AnyAsync(ct))
+                {
+                    await tx.RollbackAsync(ct);
+                    return ((ProvisionedGym?)null, 409, (string?)AlreadySetUp);
+                }
+            }
             var gym = new Gym { Id = Guid.CreateVersion7(now), Name = name!.Trim(), CreatedAt = now, TimeZone = zone };
             db.Gyms.Add(gym);
             await db.SaveChangesAsync(ct);
