@@ -170,7 +170,7 @@ public static class OidcSetup
 /// email the provider says it has verified, which links the subject for next time. An unverified email never matches:
 /// anyone can put any address on an account at some providers.
 /// </summary>
-public sealed class OidcOwnerLinks(UserManager<Owner> users)
+public sealed class OidcOwnerLinks(UserManager<Owner> users, GymwireDbContext db)
 {
     public const string LinkDisplayName = "OpenID Connect";
 
@@ -199,15 +199,29 @@ public sealed class OidcOwnerLinks(UserManager<Owner> users)
         {
             return null;
         }
+        IdentityResult added;
         try
         {
-            await users.AddLoginAsync(owner, new UserLoginInfo(provider, subject.Value, LinkDisplayName));
+            added = await users.AddLoginAsync(owner, new UserLoginInfo(provider, subject.Value, LinkDisplayName));
         }
         catch (DbUpdateException)
         {
-            // A concurrent first sign-in linked it already: the same owner either way.
+            added = IdentityResult.Failed();
         }
-        return owner;
+        if (added.Succeeded)
+        {
+            return owner;
+        }
+        // A concurrent first sign-in linked it already (a duplicate key, or the owner row's concurrency stamp changed under
+        // us). The failed insert and owner update are still tracked by this request's context, and its next save would
+        // replay them; forget them, then trust only the link that is now stored.
+        foreach (var entry in db.ChangeTracker.Entries().Where(e =>
+                     e.Entity is IdentityUserLogin<Guid> || (e.Entity is Owner o && o.Id == owner.Id)).ToList())
+        {
+            entry.State = EntityState.Detached;
+        }
+        var stored = await users.FindByLoginAsync(provider, subject.Value);
+        return stored?.Id == owner.Id ? stored : null;
     }
 }
 
