@@ -22,7 +22,11 @@ public sealed class OidcOptions
 
     public string? ClientSecret { get; set; }
 
-    /// <summary>The <c>aud</c> the management API requires of a provider's JWT; the client id when not set.</summary>
+    /// <summary>
+    /// The <c>aud</c> the management API requires of a provider's JWT: an API (resource) registered at the provider for
+    /// Gymwire, never the client id, which is the audience of every ID token the provider issues to the dashboard. Unset,
+    /// the API accepts no provider JWTs at all; the dashboard's sign-in works either way.
+    /// </summary>
     public string? Audience { get; set; }
 
     /// <summary>The provider's name on the login page's button ("Sign in with …").</summary>
@@ -32,13 +36,25 @@ public sealed class OidcOptions
     public bool RequireHttpsMetadata { get; set; } = true;
 
     public bool Enabled => !string.IsNullOrWhiteSpace(Authority) && !string.IsNullOrWhiteSpace(ClientId);
+
+    /// <summary>Whether the management API accepts the provider's JWTs: only for an audience of its own.</summary>
+    public bool ApiEnabled => Enabled && !string.IsNullOrWhiteSpace(Audience);
+
+    /// <summary>An audience equal to the client id would let the provider's ID tokens through as API credentials.</summary>
+    public bool AudienceIsClientId =>
+        Enabled && !string.IsNullOrWhiteSpace(Audience) && string.Equals(Audience.Trim(), ClientId!.Trim(), StringComparison.Ordinal);
+
+    public const string AudienceIsClientIdError =
+        "Authentication:Oidc:Audience must not equal Authentication:Oidc:ClientId: every ID token the provider issues to the dashboard " +
+        "has the client id as its audience, so the management API would accept ID tokens. Set it to the audience (API identifier) " +
+        "the provider puts in access tokens for Gymwire's API, or leave it unset to accept no provider JWTs on the API.";
 }
 
 /// <summary>
 /// OpenID Connect sign-in. The browser flow (authorization code with PKCE) lands in Identity's external cookie, then
 /// <c>/login/oidc/complete</c> maps the identity to an owner and starts an ordinary dashboard session (a row in
-/// <c>owner_sessions</c>). The management API accepts the provider's JWTs in <c>Authorization: Bearer</c>, validated by
-/// JwtBearer (issuer, audience, signature, lifetime), as the owner's session.
+/// <c>owner_sessions</c>). With <see cref="OidcOptions.Audience"/> set, the management API accepts the provider's JWTs in
+/// <c>Authorization: Bearer</c>, validated by JwtBearer (issuer, audience, signature, lifetime), as the owner's session.
 /// </summary>
 public static class OidcSetup
 {
@@ -52,11 +68,14 @@ public static class OidcSetup
         var options = configuration.GetSection(OidcOptions.Section).Get<OidcOptions>() ?? new OidcOptions();
         services.AddSingleton(options);
         services.AddScoped<OidcOwnerLinks>();
+        services.AddOptions<OidcOptions>().BindConfiguration(OidcOptions.Section)
+            .Validate(o => !o.AudienceIsClientId, OidcOptions.AudienceIsClientIdError)
+            .ValidateOnStart();
         if (!options.Enabled)
         {
             return services;
         }
-        services.AddAuthentication()
+        var authentication = services.AddAuthentication()
             .AddOpenIdConnect(BrowserScheme, options.DisplayName, o =>
             {
                 o.Authority = options.Authority;
@@ -90,11 +109,17 @@ public static class OidcSetup
                     context.HandleResponse();
                     return Task.CompletedTask;
                 };
-            })
-            .AddJwtBearer(JwtScheme, o =>
+            });
+        if (!options.ApiEnabled || options.AudienceIsClientId)
+        {
+            // No audience of the API's own: a provider JWT on the API is refused, saying why, instead of validated.
+            services.AddSingleton<IBearerTokenValidator, OidcJwtRefusal>();
+            return services;
+        }
+        authentication.AddJwtBearer(JwtScheme, o =>
             {
                 o.Authority = options.Authority;
-                o.Audience = string.IsNullOrWhiteSpace(options.Audience) ? options.ClientId : options.Audience;
+                o.Audience = options.Audience;
                 o.RequireHttpsMetadata = options.RequireHttpsMetadata;
                 o.MapInboundClaims = false;
                 o.TimeProvider = TimeProvider.System;
@@ -145,7 +170,7 @@ public static class OidcSetup
 /// email the provider says it has verified, which links the subject for next time. An unverified email never matches:
 /// anyone can put any address on an account at some providers.
 /// </summary>
-public sealed class OidcOwnerLinks(UserManager<Owner> users)
+public sealed class OidcOwnerLinks(UserManager<Owner> users, GymwireDbContext db)
 {
     public const string LinkDisplayName = "OpenID Connect";
 
@@ -174,16 +199,40 @@ public sealed class OidcOwnerLinks(UserManager<Owner> users)
         {
             return null;
         }
+        IdentityResult added;
         try
         {
-            await users.AddLoginAsync(owner, new UserLoginInfo(provider, subject.Value, LinkDisplayName));
+            added = await users.AddLoginAsync(owner, new UserLoginInfo(provider, subject.Value, LinkDisplayName));
         }
         catch (DbUpdateException)
         {
-            // A concurrent first sign-in linked it already: the same owner either way.
+            added = IdentityResult.Failed();
         }
-        return owner;
+        if (added.Succeeded)
+        {
+            return owner;
+        }
+        // A concurrent first sign-in linked it already (a duplicate key, or the owner row's concurrency stamp changed under
+        // us). The failed insert and owner update are still tracked by this request's context, and its next save would
+        // replay them; forget them, then trust only the link that is now stored.
+        foreach (var entry in db.ChangeTracker.Entries().Where(e =>
+                     e.Entity is IdentityUserLogin<Guid> || (e.Entity is Owner o && o.Id == owner.Id)).ToList())
+        {
+            entry.State = EntityState.Detached;
+        }
+        var stored = await users.FindByLoginAsync(provider, subject.Value);
+        return stored?.Id == owner.Id ? stored : null;
     }
+}
+
+/// <summary>A provider's JWT on an API that takes none (no <c>Authentication:Oidc:Audience</c>): refused, saying so.</summary>
+public sealed class OidcJwtRefusal : IBearerTokenValidator
+{
+    public string Prefix => "eyJ";
+
+    public ValueTask<BearerValidation> ValidateAsync(ReadOnlyMemory<char> token, HttpContext context) =>
+        ValueTask.FromResult(BearerValidation.Fail(
+            "This server's API accepts no OpenID Connect tokens (Authentication:Oidc:Audience is not set); use a session token or an API key"));
 }
 
 /// <summary>A provider's JWT (a JWS always begins <c>eyJ</c>, the encoding of <c>{"</c>) as the owner's session on the API.</summary>

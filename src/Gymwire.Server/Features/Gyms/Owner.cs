@@ -22,4 +22,10 @@ public sealed class OwnerSession
     public DateTime CreatedAt { get; set; }
     public DateTime ExpiresAt { get; set; }
     public DateTime? RevokedAt { get; set; }
+
+    /// <summary>
+    /// The owner's security stamp when the session began: the session is valid only while the owner's stamp still equals
+    /// it, so the UPDATE that changes a password (and rotates the stamp) ends every session, even one saved a moment later.
+    /// </summary>
+    public string? SecurityStamp { get; set; }
 }

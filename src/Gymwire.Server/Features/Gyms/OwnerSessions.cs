@@ -16,11 +16,16 @@ public sealed class OwnerSessionValidator(TimeProvider clock) : IBearerTokenVali
         }
         var hash = Secrets.Sha256(token.ToString());
         var db = context.RequestServices.GetRequiredService<GymwireDbContext>();
+        // One query: the row, and whether the owner's security stamp is still the one the session was given.
         var session = await db.OwnerSessions.AsNoTracking()
             .Where(s => s.TokenHash == hash)
-            .Select(s => new { s.Id, s.OwnerId, s.GymId, s.ExpiresAt, s.RevokedAt })
+            .Select(s => new
+            {
+                s.Id, s.OwnerId, s.GymId, s.ExpiresAt, s.RevokedAt,
+                Current = db.Users.Any(u => u.Id == s.OwnerId && u.SecurityStamp == s.SecurityStamp),
+            })
             .FirstOrDefaultAsync(context.RequestAborted);
-        if (session is null || session.RevokedAt is not null)
+        if (session is null || session.RevokedAt is not null || !session.Current)
         {
             return BearerValidation.Fail("Invalid or revoked session token");
         }
@@ -55,6 +60,9 @@ public static class OwnerSessions
             TokenHash = Secrets.Sha256(token),
             CreatedAt = now,
             ExpiresAt = now + lifetime,
+            // The stamp of the row whose password was just checked: a password change between that check and this
+            // INSERT rotates the owner's stamp, so the session is born already ended.
+            SecurityStamp = owner.SecurityStamp,
         };
         db.OwnerSessions.Add(session);
         return session;
@@ -64,15 +72,23 @@ public static class OwnerSessions
     public static OwnerSession AddForCookie(GymwireDbContext db, Owner owner, DateTime now, TimeSpan lifetime) =>
         Add(db, owner, Secrets.NewHexToken("cookie_"), now, lifetime);
 
-    /// <summary>True while the session exists for that owner, is not revoked and has not reached its absolute expiry.</summary>
+    /// <summary>
+    /// True while the session exists for that owner, is not revoked, has not reached its absolute expiry and the owner's
+    /// security stamp is still the session's: every password change rotates the stamp in the UPDATE that sets the
+    /// password, so that UPDATE alone ends every session, even one saved just after it.
+    /// </summary>
     public static Task<bool> IsActiveAsync(GymwireDbContext db, Guid sessionId, Guid ownerId, DateTime now, CancellationToken ct) =>
-        db.OwnerSessions.AnyAsync(s => s.Id == sessionId && s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now, ct);
+        db.OwnerSessions.AnyAsync(s => s.Id == sessionId && s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now
+            && db.Users.Any(u => u.Id == s.OwnerId && u.SecurityStamp == s.SecurityStamp), ct);
 
     public static Task<int> RevokeAsync(GymwireDbContext db, Guid sessionId, DateTime now, CancellationToken ct) =>
         db.OwnerSessions.Where(s => s.Id == sessionId && s.RevokedAt == null)
             .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);
 
-    /// <summary>Revokes every live session of the owner, except <paramref name="keep"/> when given.</summary>
+    /// <summary>
+    /// Marks every live session of the owner revoked, except <paramref name="keep"/> when given. After a password change
+    /// this is bookkeeping: the rotated security stamp has ended those sessions already.
+    /// </summary>
     public static Task<int> RevokeAllAsync(GymwireDbContext db, Guid ownerId, Guid? keep, DateTime now, CancellationToken ct) =>
         db.OwnerSessions.Where(s => s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now && (keep == null || s.Id != keep.Value))
             .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);

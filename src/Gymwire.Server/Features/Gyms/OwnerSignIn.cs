@@ -126,12 +126,27 @@ public sealed class OwnerSignIn(
             http.Response.Headers.RetryAfter = check.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
             return (TooManyMessage(check), StatusCodes.Status429TooManyRequests);
         }
-        var changed = await users.ChangePasswordAsync(owner, current, next);
-        if (!changed.Succeeded)
+        var oldStamp = owner.SecurityStamp;
+        using (await gate.EnterAsync(db, ct))
         {
-            return (string.Join(" ", changed.Errors.Select(e => e.Description)), StatusCodes.Status400BadRequest);
+            // The new password and stamp (which ends every other session) and the kept session's new stamp commit together:
+            // an interruption in between must neither end the owner's own session nor leave any other alive.
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var changed = await users.ChangePasswordAsync(owner, current, next);
+            if (!changed.Succeeded)
+            {
+                await tx.RollbackAsync(ct);
+                return (string.Join(" ", changed.Errors.Select(e => e.Description)), StatusCodes.Status400BadRequest);
+            }
+            if (keepSession is { } keep)
+            {
+                // Only a session that was valid under the old stamp carries over.
+                await db.OwnerSessions.Where(s => s.Id == keep && s.OwnerId == owner.Id && s.RevokedAt == null && s.SecurityStamp == oldStamp)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.SecurityStamp, owner.SecurityStamp), ct);
+            }
+            await OwnerSessions.RevokeAllAsync(db, owner.Id, keepSession, clock.GetUtcNow().UtcDateTime, ct);
+            await tx.CommitAsync(ct);
         }
-        await OwnerSessions.RevokeAllAsync(db, owner.Id, keepSession, clock.GetUtcNow().UtcDateTime, ct);
         return (null, StatusCodes.Status204NoContent);
     }
 

@@ -155,7 +155,8 @@ public sealed partial class PasswordResets(
         {
             return false;
         }
-        // The reset proves the owner holds the mailbox (or the server): every old session ends, and failed sign-ins are forgotten.
+        // The reset proves the owner holds the mailbox (or the server): every old session ended with the stamp in the UPDATE
+        // above (marked revoked here too), and failed sign-ins are forgotten.
         await OwnerSessions.RevokeAllAsync(db, ownerId, keep: null, now, ct);
         var normalized = await db.Users.Where(u => u.Id == ownerId).Select(u => u.NormalizedEmail).FirstAsync(ct);
         var subject = OwnerSignIn.AccountSubject(normalized ?? "");
