@@ -42,7 +42,14 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
         mime.From.Add(MailboxAddress.Parse(Smtp.From));
         foreach (var to in message.To)
         {
-            mime.To.Add(MailboxAddress.Parse(to));
+            // An address stored before owners' emails were checked for MimeKit may not parse: that is this message's
+            // failure (recorded, shown), never an exception that escapes to a caller expecting only EmailException.
+            if (!MailboxAddress.TryParse(to, out var mailbox))
+            {
+                metrics.Sent(EmailMetrics.Outcomes.Failed);
+                throw new EmailException($"'{to}' is not an email address the message can be sent to.");
+            }
+            mime.To.Add(mailbox);
         }
         mime.Subject = message.Subject;
         var body = new BodyBuilder { TextBody = message.TextBody, HtmlBody = message.HtmlBody };
