@@ -111,7 +111,23 @@ public abstract class EmailTests(SmtpFixture fx)
     {
         var smtp = new SmtpOptions { Host = "127.0.0.1", Port = fx.Smtp.Port, From = "reports@gymwire.test", UseTls = false, Timeout = TimeSpan.FromSeconds(20) };
         set(smtp);
-        return new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>());
+        return new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>(), fx.Clock);
+    }
+
+    [Fact]
+    public async Task A_server_that_answers_each_command_within_the_timeout_is_cut_off_at_the_timeout_for_the_conversation()
+    {
+        // Each answer comes a second late, within MailKit's per-read timeout of two: the whole conversation takes six.
+        using var slow = new SmtpStandIn { AnswerDelay = TimeSpan.FromSeconds(1) };
+        var smtp = new SmtpOptions { Host = "127.0.0.1", Port = slow.Port, From = "reports@gymwire.test", UseTls = false, Timeout = TimeSpan.FromSeconds(2) };
+        // The real clock: the stand-in's delays are real socket time.
+        var sender = new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>(), TimeProvider.System);
+        var started = TimeProvider.System.GetTimestamp();
+        var failure = await Assert.ThrowsAsync<EmailException>(() => sender.SendAsync(new EmailMessage(["someone@example.com"], "Hello", "Body"), CancellationToken.None));
+        var took = TimeProvider.System.GetElapsedTime(started);
+        Assert.Contains("did not answer in time", failure.Message, StringComparison.Ordinal);
+        Assert.True(took < TimeSpan.FromSeconds(4), $"took {took}");
+        Assert.Empty(slow.Messages);
     }
 
     [Fact]

@@ -23,7 +23,7 @@ public interface IEmailSender
 public sealed class EmailException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>SMTP through MailKit: one connection per message (notifications and reports are rare).</summary>
-public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics metrics) : IEmailSender
+public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics metrics, TimeProvider clock) : IEmailSender
 {
     private SmtpOptions Smtp => options.Value.Smtp;
 
@@ -61,16 +61,19 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
 
         using var client = new SmtpClient { Timeout = (int)Smtp.Timeout.TotalMilliseconds };
         var security = !Smtp.UseTls ? SecureSocketOptions.None : Smtp.Port == 465 ? SecureSocketOptions.SslOnConnect : SecureSocketOptions.StartTls;
+        // MailKit's Timeout bounds each read and write only: a server that answers every command just in time would
+        // hold the conversation for many times it. Email:Smtp:Timeout is documented per conversation, so it is a deadline too.
+        using var deadline = new CancellationTokenSource(Smtp.Timeout, clock);
+        using var conversation = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+        var token = conversation.Token;
         try
         {
-            await client.ConnectAsync(Smtp.Host, Smtp.Port, security, ct);
+            await client.ConnectAsync(Smtp.Host, Smtp.Port, security, token);
             if (Smtp.Username.Length > 0)
             {
-                await client.AuthenticateAsync(Smtp.Username, Smtp.Password, ct);
+                await client.AuthenticateAsync(Smtp.Username, Smtp.Password, token);
             }
-            await client.SendAsync(mime, ct);
-            await client.DisconnectAsync(quit: true, ct);
-            metrics.Sent(EmailMetrics.Outcomes.Sent);
+            await client.SendAsync(mime, token);
         }
         // MailKit reports set-up mistakes with many exception types (a 530 as ServiceNotAuthenticatedException, no STARTTLS
         // or AUTH offered as NotSupportedException, and so on): every one is a mail failure, except the caller's cancellation.
@@ -78,6 +81,15 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
         {
             metrics.Sent(EmailMetrics.Outcomes.Failed);
             throw new EmailException(Describe(e), e);
+        }
+        metrics.Sent(EmailMetrics.Outcomes.Sent);
+        try
+        {
+            await client.DisconnectAsync(quit: true, token);
+        }
+        // Accepted already: a QUIT the deadline or the server cuts short does not unsend it (a report would go out twice).
+        catch (Exception e) when (!(e is OperationCanceledException && ct.IsCancellationRequested))
+        {
         }
     }
 
