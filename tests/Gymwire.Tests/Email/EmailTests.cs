@@ -361,6 +361,32 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     }
 
     [Fact]
+    public async Task A_refused_recipient_does_not_keep_the_report_from_the_others_and_the_period_is_not_sent_again()
+    {
+        var gym = await fx.CreateGymAsync();
+        await DailyReportsDueAsync(gym);
+        var (good, bad) = ($"good-{Guid.NewGuid():N}@example.com", $"bad-{Guid.NewGuid():N}@example.com");
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).ExecuteUpdateAsync(s => s.SetProperty(x => x.Recipients, $"{good}, {bad}")));
+        fx.Smtp.RefusedRecipients[bad] = true;
+        try
+        {
+            await RunReportsAsync();
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.Smtp.RefusedRecipients.TryRemove(bad, out _);
+        }
+        Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(good)).Subject, StringComparison.Ordinal);
+        var delivery = await fx.WithDbAsync(db => db.EmailDeliveries.SingleAsync(d => d.GymId == gym.GymId));
+        Assert.Equal("failed", delivery.Status);
+        Assert.Contains(bad, delivery.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain(good, delivery.Error, StringComparison.Ordinal);
+        Assert.Contains(bad, (await TileAsync("email", gym.GymId)).Reason, StringComparison.Ordinal);
+        Assert.NotNull(await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).Select(s => s.LastSentAt).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_report_the_server_accepted_is_not_sent_again_when_shutdown_comes_after()
     {
         var gym = await fx.CreateGymAsync();

@@ -15,6 +15,9 @@ public sealed class SmtpStandIn : IDisposable
     public ConcurrentQueue<MimeMessage> Messages { get; } = new();
     public int Port { get; }
 
+    /// <summary>Addresses every RCPT TO for which is refused with 550 (no such mailbox).</summary>
+    public ConcurrentDictionary<string, bool> RefusedRecipients { get; } = new(StringComparer.OrdinalIgnoreCase);
+
     /// <summary>How many coming MAIL FROM commands are refused with 554.</summary>
     public int RejectNext;
 
@@ -169,6 +172,9 @@ public sealed class SmtpStandIn : IDisposable
                             break;
                         case "MAIL":
                             await writer.WriteLineAsync("250 OK");
+                            break;
+                        case "RCPT" when RefusedRecipients.Keys.Any(a => line.Contains($"<{a}>", StringComparison.OrdinalIgnoreCase)):
+                            await writer.WriteLineAsync("550 5.1.1 No such mailbox here");
                             break;
                         case "HELO" or "RCPT" or "RSET" or "NOOP":
                             await writer.WriteLineAsync("250 OK");

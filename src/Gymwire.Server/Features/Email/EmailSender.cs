@@ -17,7 +17,11 @@ public interface IEmailSender
     /// <summary>The server and sender, for the Email tile (never a credential).</summary>
     string Describe();
 
-    Task SendAsync(EmailMessage message, CancellationToken ct);
+    /// <summary>
+    /// Sends the message to every recipient the server accepts, and returns those it refused (each with the server's
+    /// answer); throws when it went to none.
+    /// </summary>
+    Task<IReadOnlyList<string>> SendAsync(EmailMessage message, CancellationToken ct);
 }
 
 public sealed class EmailException(string message, Exception? inner = null) : Exception(message, inner);
@@ -31,7 +35,7 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
 
     public string Describe() => $"SMTP {Smtp.Host}:{Smtp.Port}{(Smtp.UseTls ? " (TLS)" : "")}, from {Smtp.From}";
 
-    public async Task SendAsync(EmailMessage message, CancellationToken ct)
+    public async Task<IReadOnlyList<string>> SendAsync(EmailMessage message, CancellationToken ct)
     {
         if (!IsConfigured)
         {
@@ -59,7 +63,7 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
         }
         mime.Body = body.ToMessageBody();
 
-        using var client = new SmtpClient { Timeout = (int)Smtp.Timeout.TotalMilliseconds };
+        using var client = new RefusalsKeepingClient { Timeout = (int)Smtp.Timeout.TotalMilliseconds };
         var security = !Smtp.UseTls ? SecureSocketOptions.None : Smtp.Port == 465 ? SecureSocketOptions.SslOnConnect : SecureSocketOptions.StartTls;
         // MailKit's Timeout bounds each read and write only: a server that answers every command just in time would
         // hold the conversation for many times it. Email:Smtp:Timeout is documented per conversation, so it is a deadline too.
@@ -91,6 +95,24 @@ public sealed class SmtpEmailSender(IOptions<EmailOptions> options, EmailMetrics
         catch (Exception e) when (!(e is OperationCanceledException && ct.IsCancellationRequested))
         {
         }
+        return client.Refused;
+    }
+
+    /// <summary>
+    /// Keeps the recipients the server refuses at RCPT and sends to the others: MailKit's default throws at the first
+    /// refusal, so one mistyped address (a 550) would keep a report from every other recipient, on every retry.
+    /// </summary>
+    private sealed class RefusalsKeepingClient : SmtpClient
+    {
+        public List<string> Refused { get; } = [];
+
+        protected override void OnRecipientNotAccepted(MimeMessage message, MailboxAddress mailbox, SmtpResponse response) =>
+            Refused.Add($"{mailbox.Address} ({(int)response.StatusCode} {response.Response})");
+
+        // Called when every recipient was refused: without a throw here MailKit would go on to send DATA to nobody.
+        protected override void OnNoRecipientsAccepted(MimeMessage message) =>
+            throw new SmtpCommandException(SmtpErrorCode.RecipientNotAccepted, SmtpStatusCode.MailboxUnavailable,
+                $"every recipient was refused: {string.Join(", ", Refused)}");
     }
 
     // The server's own words where it gave some; never the credentials.
