@@ -361,6 +361,33 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     }
 
     [Fact]
+    public async Task A_report_whose_sent_record_fails_once_is_recorded_on_a_retry_and_not_sent_again_when_the_claim_would_lapse()
+    {
+        var gym = await fx.CreateGymAsync();
+        var start = await DailyReportsDueAsync(gym);
+        fx.Failures.FailSentReportRecordFor = gym.GymId;
+        Interlocked.Exchange(ref fx.Failures.FailSentReportRecords, 1);
+        try
+        {
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.Failures.FailSentReportRecordFor = null;
+        }
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        Assert.True(Volatile.Read(ref fx.Failures.FailSentReportRecords) < 0, "the update recording the send was failed once");
+
+        fx.Clock.Advance(ScheduledReports.ClaimLease + TimeSpan.FromMinutes(1));
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        var schedule = await fx.WithDbAsync(db => db.ReportSchedules.SingleAsync(s => s.GymId == gym.GymId));
+        Assert.NotEqual(start, schedule.ReportedThrough);
+        Assert.Null(schedule.ClaimedFrom);
+        Assert.NotNull(schedule.LastSentAt);
+    }
+
+    [Fact]
     public async Task A_refused_recipient_does_not_keep_the_report_from_the_others_and_the_period_is_not_sent_again()
     {
         var gym = await fx.CreateGymAsync();
@@ -431,6 +458,11 @@ public sealed class DbFailures : DbCommandInterceptor
     /// <summary>Fails the record of this gym's sent emails (its insert into email_deliveries).</summary>
     public Guid? FailEmailRecordFor { get; set; }
 
+    /// <summary>Fails the next <see cref="FailSentReportRecords"/> updates that record this gym's report as sent.</summary>
+    public Guid? FailSentReportRecordFor { get; set; }
+
+    public int FailSentReportRecords;
+
     public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
     {
         Check(command);
@@ -461,7 +493,11 @@ public sealed class DbFailures : DbCommandInterceptor
     {
         if ((FailFor is { } gym && command.CommandText.Contains("payments", StringComparison.OrdinalIgnoreCase) && Names(command, gym))
             || (FailEmailRecordFor is { } sender && command.CommandText.Contains("INSERT INTO", StringComparison.OrdinalIgnoreCase)
-                && command.CommandText.Contains("email_deliveries", StringComparison.OrdinalIgnoreCase) && Names(command, sender)))
+                && command.CommandText.Contains("email_deliveries", StringComparison.OrdinalIgnoreCase) && Names(command, sender))
+            || (FailSentReportRecordFor is { } reported && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains("report_schedules", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains("last_sent_at", StringComparison.OrdinalIgnoreCase) && Names(command, reported)
+                && Interlocked.Decrement(ref FailSentReportRecords) >= 0))
         {
             throw new TestDbException();
         }

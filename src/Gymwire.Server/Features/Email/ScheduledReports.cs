@@ -132,9 +132,7 @@ public sealed partial class ScheduledReports(
             {
                 // Sent: the period stays claimed whatever happens next (shutdown included), or it would go out twice.
                 claimed = false;
-                await db.ReportSchedules.Where(s => s.GymId == schedule.GymId && s.ReportedThrough == end)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
-                        .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                await RecordSentAsync(schedule.GymId, end, at);
             }
             else
             {
@@ -161,6 +159,31 @@ public sealed partial class ScheduledReports(
             LogReportFailed(logger, schedule.GymId, e);
         }
     }
+
+    /// <summary>
+    /// Ends the claim of a period the mail server accepted. Tried again (a fresh scope, no cancellation) when the
+    /// database fails it: a claim left in place lapses after <see cref="ClaimLease"/> and the report goes out twice.
+    /// </summary>
+    private async Task RecordSentAsync(Guid gymId, DateTime end, DateTime at)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<GymwireDbContext>().ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
+                        .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                return;
+            }
+            catch (Exception e) when (tries < SentRecordTries)
+            {
+                LogSentRecordRetry(logger, gymId, tries, e);
+            }
+        }
+    }
+
+    private const int SentRecordTries = 5;
 
     private const string ServerError = "Gymwire could not prepare the report (a server error, in the server's log).";
 
@@ -252,6 +275,9 @@ public sealed partial class ScheduledReports(
             </body></html>
             """;
     }
+
+    [LoggerMessage(EventId = 8317, Level = LogLevel.Warning, Message = "Could not record the sent report of gym {GymId} (try {Try}); trying again")]
+    private static partial void LogSentRecordRetry(ILogger logger, Guid gymId, int @try, Exception exception);
 
     [LoggerMessage(EventId = 8316, Level = LogLevel.Warning, Message = "{Count} scheduled report(s) claimed by a node that stopped before sending; their periods go back to be sent")]
     private static partial void LogClaimsLapsed(ILogger logger, int count);
