@@ -149,7 +149,7 @@ public abstract class EmailTests(SmtpFixture fx)
         await RunReportsAsync();
         Assert.Empty(MessagesTo(gym.OwnerEmail)); // the week has not ended
 
-        fx.Clock.Advance(next - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(next - now + ScheduledReports.Grace);
         fx.Services.GetRequiredService<ReportSignal>().Notify();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (MessagesTo(gym.OwnerEmail).Count == 0)
@@ -411,6 +411,32 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
         Assert.DoesNotContain(good, delivery.Error, StringComparison.Ordinal);
         Assert.Contains(bad, (await TileAsync("email", gym.GymId)).Reason, StringComparison.Ordinal);
         Assert.NotNull(await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).Select(s => s.LastSentAt).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task A_payment_stamped_before_midnight_and_committed_after_it_is_in_the_report()
+    {
+        var gym = await fx.CreateGymAsync();
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId != gym.GymId).ExecuteDeleteAsync());
+        await (await gym.Owner().PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
+        var end = (await ReportedThroughAsync(gym.GymId)).AddDays(1); // the gym's zone is UTC
+        fx.Clock.Advance(end.AddSeconds(1) - fx.Clock.GetUtcNow().UtcDateTime);
+        await RunReportsAsync();
+        Assert.Empty(MessagesTo(gym.OwnerEmail));
+
+        // Stamped half a second before midnight by a request whose commit came after that pass.
+        await fx.WithDbAsync(db =>
+        {
+            db.Payments.Add(new Gymwire.Features.Payments.Payment
+            {
+                Id = Guid.NewGuid(), GymId = gym.GymId, UserId = "user_late", AmountCents = 4200, Currency = "usd",
+                Status = Gymwire.Features.Payments.PaymentStatuses.Paid, CreatedAt = end.AddMilliseconds(-500),
+            });
+            return db.SaveChangesAsync();
+        });
+        fx.Clock.Advance(ScheduledReports.Grace);
+        await RunReportsAsync();
+        Assert.Contains("Payments received: 1 totalling 42.00 USD.", Assert.Single(MessagesTo(gym.OwnerEmail)).TextBody, StringComparison.Ordinal);
     }
 
     [Fact]

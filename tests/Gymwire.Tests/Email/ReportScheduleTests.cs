@@ -81,7 +81,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         var zone = GymTimeZones.Find((await fx.WithDbAsync(db => db.Gyms.SingleAsync(g => g.Id == gym.GymId))).TimeZone);
         var start = (await ScheduleAsync(gym.GymId))!.ReportedThrough;
         var end = ReportFrequencies.Next(ReportFrequencies.Daily, start, zone);
-        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.Grace);
         // As a node killed between its claim and the send leaves the schedule: the period taken, nothing sent.
         var claimedUntil = fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.ClaimLease;
         await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).ExecuteUpdateAsync(s => s
@@ -140,7 +140,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         await RunReportsAsync();
         Assert.Empty(MessagesTo(books)); // the local day has not ended
 
-        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - now + ScheduledReports.Grace);
         await RunReportsAsync();
         var report = Assert.Single(MessagesTo(books));
         Assert.Equal([books, coach], report.To.Mailboxes.Select(m => m.Address));
@@ -205,7 +205,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var end = GymTimeZones.StartOfDayUtc(GymTimeZones.LocalDate(now, zone).AddDays(1), zone);
         await AddPaymentAsync(gym.GymId, end.AddMinutes(-30), 4200);
-        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - now + ScheduledReports.Grace);
         await RunReportsAsync();
         var report = Assert.Single(MessagesTo(books));
         Assert.Empty(report.Attachments);

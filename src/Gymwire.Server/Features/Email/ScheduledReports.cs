@@ -21,7 +21,7 @@ public sealed class ReportsOptions
 public sealed class ReportSignal : WakeSignal;
 
 /// <summary>
-/// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
+/// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>; <see cref="Grace"/> after it), emails
 /// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
 /// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries.
@@ -68,6 +68,13 @@ public sealed partial class ScheduledReports(
     /// <summary>How long a claimed period's send may take (building the files and the mail server's answer) before it is given back.</summary>
     internal static readonly TimeSpan ClaimLease = TimeSpan.FromMinutes(15);
 
+    /// <summary>
+    /// How long after a period's end its report waits: a payment is stamped when its request starts and committed a
+    /// moment later, so one stamped just before midnight may commit after it, and a report sent at once would miss it.
+    /// A write waits at most 30 s for the database (SQLite's busy timeout), well inside this.
+    /// </summary>
+    internal static readonly TimeSpan Grace = TimeSpan.FromMinutes(2);
+
     internal const string InterruptedError = "The server stopped while sending this report; it was sent again.";
 
     internal async Task RunOnceAsync(CancellationToken ct)
@@ -95,7 +102,7 @@ public sealed partial class ScheduledReports(
         {
             var start = schedule.ReportedThrough;
             var end = ReportFrequencies.Next(schedule.Frequency, start, zone);
-            if (end <= now)
+            if (now >= end + Grace)
             {
                 await ReportAsync(schedule, zone, start, end, ct);
             }
