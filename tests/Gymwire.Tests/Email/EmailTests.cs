@@ -376,7 +376,7 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
             fx.Failures.FailSentReportRecordFor = null;
         }
         Assert.Single(MessagesTo(gym.OwnerEmail));
-        Assert.True(Volatile.Read(ref fx.Failures.FailSentReportRecords) < 0, "the update recording the send was failed once");
+        Assert.True(Volatile.Read(ref fx.Failures.FailSentReportRecords) <= 0, "the update recording the send was failed once");
 
         fx.Clock.Advance(ScheduledReports.ClaimLease + TimeSpan.FromMinutes(1));
         await RunReportsAsync();

@@ -72,6 +72,8 @@ public abstract class SmtpWebhooksFixture(Store store) : SmtpFixture(store)
         new("Webhooks:AllowHttp", "true"),
         new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
         new("Webhooks:Timeout", "00:00:02"),
+        // Long, so that MailKit's own per-read timeout cannot end a conversation a test holds (the deadline is on the fake clock).
+        new("Email:Smtp:Timeout", "00:05:00"),
     ];
 }
 
