@@ -42,6 +42,22 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         return (gym, browser);
     }
 
+    [Fact]
+    public async Task Saving_the_form_without_a_frequency_keeps_the_schedule_and_asks_for_one()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using (browser)
+        {
+            var books = $"books-{Guid.NewGuid():N}@example.com";
+            await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "weekly"), ("Recipients", books), ("Format", "csv")));
+            // As a browser submits the form when the schedule's radio is disabled: no Frequency field at all.
+            var refused = await browser.SubmitAsync(Form, ("Recipients", books), ("Format", "csv"));
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            Assert.Contains("Choose daily, weekly, monthly or off.", WebUtility.HtmlDecode(await refused.Content.ReadAsStringAsync()), StringComparison.Ordinal);
+            Assert.Equal(ReportFrequencies.Weekly, (await ScheduleAsync(gym.GymId))?.Frequency);
+        }
+    }
+
     private Task AddPaymentAsync(Guid gymId, DateTime at, int cents) => fx.WithDbAsync(db =>
     {
         db.Payments.Add(new Payment
