@@ -242,9 +242,9 @@ public sealed partial class ScheduledReports(
         var period = range.From == range.To ? $"{range.From:yyyy-MM-dd}" : $"{range.From:yyyy-MM-dd} to {range.To:yyyy-MM-dd}";
         var zone = GymTimeZones.Name(range.Zone);
         var receivedLine = received.Count == 0 ? "none" : string.Join("; ", received.Select(r =>
-            $"{r.Count} totalling {AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
+            $"{r.Count} totalling {CurrencyAmounts.Format(r.Cents, r.Currency)} {r.Currency.ToUpperInvariant()}"));
         var refundedLine = refunded.Count == 0 ? "none" : string.Join("; ", refunded.Select(r =>
-            $"{r.Count} totalling -{AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
+            $"{r.Count} totalling -{CurrencyAmounts.Format(r.Cents, r.Currency)} {r.Currency.ToUpperInvariant()}"));
         var body = new StringBuilder();
         body.AppendLine(CultureInfo.InvariantCulture, $"Your {frequency} accounting report for {gym}, {period} ({zone}).");
         body.AppendLine();
@@ -297,9 +297,4 @@ public sealed partial class ScheduledReports(
 
     [LoggerMessage(EventId = 8313, Level = LogLevel.Error, Message = "Could not give back the report period {Start:u} to {End:u} of gym {GymId}; it goes back when its claim lapses")]
     private static partial void LogGiveBackFailed(ILogger logger, Guid gymId, DateTime start, DateTime end, Exception exception);
-}
-
-internal static class AccountingExportsFormat
-{
-    public static string Amount(long cents) => (cents / 100m).ToString("0.00", CultureInfo.InvariantCulture);
 }
