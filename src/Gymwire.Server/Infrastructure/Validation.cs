@@ -44,6 +44,16 @@ public sealed class RequestValidator
         return IsEmail(value) ? this : Fail($"'{field}' must be a valid email address");
     }
 
+    /// <summary>An address Gymwire will send mail to (an owner's): <see cref="IsMailbox"/>.</summary>
+    public RequestValidator Mailbox(string? value, string field)
+    {
+        if (value is null)
+        {
+            return this;
+        }
+        return IsMailbox(value) ? this : Fail($"'{field}' must be a valid email address that mail can be sent to");
+    }
+
     /// <summary>E.164: a plus sign, the country code and the number, e.g. +15551234567.</summary>
     public RequestValidator Phone(string? value, string field)
     {
@@ -91,6 +101,13 @@ public sealed class RequestValidator
         && MailAddress.TryCreate(value, out var address)
         && address.Address == value
         && address.Host.Contains('.', StringComparison.Ordinal);
+
+    /// <summary>
+    /// <see cref="IsEmail"/>, and one MimeKit (which sends Gymwire's mail) parses into exactly that mailbox: .NET accepts
+    /// some addresses MimeKit refuses (<c>john.@example.com</c>), and an address Gymwire mails must never fail to parse.
+    /// </summary>
+    public static bool IsMailbox(string value) =>
+        IsEmail(value) && MimeKit.MailboxAddress.TryParse(value, out var mailbox) && mailbox.Address == value;
 
     public static bool IsPhoneAsWritten(string value)
     {

@@ -111,7 +111,23 @@ public abstract class EmailTests(SmtpFixture fx)
     {
         var smtp = new SmtpOptions { Host = "127.0.0.1", Port = fx.Smtp.Port, From = "reports@gymwire.test", UseTls = false, Timeout = TimeSpan.FromSeconds(20) };
         set(smtp);
-        return new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>());
+        return new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>(), fx.Clock);
+    }
+
+    [Fact]
+    public async Task A_server_that_answers_each_command_within_the_timeout_is_cut_off_at_the_timeout_for_the_conversation()
+    {
+        // Each answer comes a second late, within MailKit's per-read timeout of two: the whole conversation takes six.
+        using var slow = new SmtpStandIn { AnswerDelay = TimeSpan.FromSeconds(1) };
+        var smtp = new SmtpOptions { Host = "127.0.0.1", Port = slow.Port, From = "reports@gymwire.test", UseTls = false, Timeout = TimeSpan.FromSeconds(2) };
+        // The real clock: the stand-in's delays are real socket time.
+        var sender = new SmtpEmailSender(Options.Create(new EmailOptions { Smtp = smtp }), fx.Services.GetRequiredService<EmailMetrics>(), TimeProvider.System);
+        var started = TimeProvider.System.GetTimestamp();
+        var failure = await Assert.ThrowsAsync<EmailException>(() => sender.SendAsync(new EmailMessage(["someone@example.com"], "Hello", "Body"), CancellationToken.None));
+        var took = TimeProvider.System.GetElapsedTime(started);
+        Assert.Contains("did not answer in time", failure.Message, StringComparison.Ordinal);
+        Assert.True(took < TimeSpan.FromSeconds(4), $"took {took}");
+        Assert.Empty(slow.Messages);
     }
 
     [Fact]
@@ -133,7 +149,7 @@ public abstract class EmailTests(SmtpFixture fx)
         await RunReportsAsync();
         Assert.Empty(MessagesTo(gym.OwnerEmail)); // the week has not ended
 
-        fx.Clock.Advance(next - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(next - now + ScheduledReports.Grace);
         fx.Services.GetRequiredService<ReportSignal>().Notify();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (MessagesTo(gym.OwnerEmail).Count == 0)
@@ -345,6 +361,85 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
     }
 
     [Fact]
+    public async Task A_report_whose_sent_record_fails_once_is_recorded_on_a_retry_and_not_sent_again_when_the_claim_would_lapse()
+    {
+        var gym = await fx.CreateGymAsync();
+        var start = await DailyReportsDueAsync(gym);
+        fx.Failures.FailSentReportRecordFor = gym.GymId;
+        Interlocked.Exchange(ref fx.Failures.FailSentReportRecords, 1);
+        try
+        {
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.Failures.FailSentReportRecordFor = null;
+        }
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        Assert.True(Volatile.Read(ref fx.Failures.FailSentReportRecords) <= 0, "the update recording the send was failed once");
+
+        fx.Clock.Advance(ScheduledReports.ClaimLease + TimeSpan.FromMinutes(1));
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        var schedule = await fx.WithDbAsync(db => db.ReportSchedules.SingleAsync(s => s.GymId == gym.GymId));
+        Assert.NotEqual(start, schedule.ReportedThrough);
+        Assert.Null(schedule.ClaimedFrom);
+        Assert.NotNull(schedule.LastSentAt);
+    }
+
+    [Fact]
+    public async Task A_refused_recipient_does_not_keep_the_report_from_the_others_and_the_period_is_not_sent_again()
+    {
+        var gym = await fx.CreateGymAsync();
+        await DailyReportsDueAsync(gym);
+        var (good, bad) = ($"good-{Guid.NewGuid():N}@example.com", $"bad-{Guid.NewGuid():N}@example.com");
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).ExecuteUpdateAsync(s => s.SetProperty(x => x.Recipients, $"{good}, {bad}")));
+        fx.Smtp.RefusedRecipients[bad] = true;
+        try
+        {
+            await RunReportsAsync();
+            await RunReportsAsync();
+        }
+        finally
+        {
+            fx.Smtp.RefusedRecipients.TryRemove(bad, out _);
+        }
+        Assert.StartsWith("Gymwire daily report:", Assert.Single(MessagesTo(good)).Subject, StringComparison.Ordinal);
+        var delivery = await fx.WithDbAsync(db => db.EmailDeliveries.SingleAsync(d => d.GymId == gym.GymId));
+        Assert.Equal("failed", delivery.Status);
+        Assert.Contains(bad, delivery.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain(good, delivery.Error, StringComparison.Ordinal);
+        Assert.Contains(bad, (await TileAsync("email", gym.GymId)).Reason, StringComparison.Ordinal);
+        Assert.NotNull(await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).Select(s => s.LastSentAt).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task A_payment_stamped_before_midnight_and_committed_after_it_is_in_the_report()
+    {
+        var gym = await fx.CreateGymAsync();
+        await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId != gym.GymId).ExecuteDeleteAsync());
+        await (await gym.Owner().PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily" })).AssertStatusAsync(HttpStatusCode.OK);
+        var end = (await ReportedThroughAsync(gym.GymId)).AddDays(1); // the gym's zone is UTC
+        fx.Clock.Advance(end.AddSeconds(1) - fx.Clock.GetUtcNow().UtcDateTime);
+        await RunReportsAsync();
+        Assert.Empty(MessagesTo(gym.OwnerEmail));
+
+        // Stamped half a second before midnight by a request whose commit came after that pass.
+        await fx.WithDbAsync(db =>
+        {
+            db.Payments.Add(new Gymwire.Features.Payments.Payment
+            {
+                Id = Guid.NewGuid(), GymId = gym.GymId, UserId = "user_late", AmountCents = 4200, Currency = "usd",
+                Status = Gymwire.Features.Payments.PaymentStatuses.Paid, CreatedAt = end.AddMilliseconds(-500),
+            });
+            return db.SaveChangesAsync();
+        });
+        fx.Clock.Advance(ScheduledReports.Grace);
+        await RunReportsAsync();
+        Assert.Contains("Payments received: 1 totalling 42.00 USD.", Assert.Single(MessagesTo(gym.OwnerEmail)).TextBody, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_report_the_server_accepted_is_not_sent_again_when_shutdown_comes_after()
     {
         var gym = await fx.CreateGymAsync();
@@ -389,6 +484,11 @@ public sealed class DbFailures : DbCommandInterceptor
     /// <summary>Fails the record of this gym's sent emails (its insert into email_deliveries).</summary>
     public Guid? FailEmailRecordFor { get; set; }
 
+    /// <summary>Fails the next <see cref="FailSentReportRecords"/> updates that record this gym's report as sent.</summary>
+    public Guid? FailSentReportRecordFor { get; set; }
+
+    public int FailSentReportRecords;
+
     public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
     {
         Check(command);
@@ -419,7 +519,11 @@ public sealed class DbFailures : DbCommandInterceptor
     {
         if ((FailFor is { } gym && command.CommandText.Contains("payments", StringComparison.OrdinalIgnoreCase) && Names(command, gym))
             || (FailEmailRecordFor is { } sender && command.CommandText.Contains("INSERT INTO", StringComparison.OrdinalIgnoreCase)
-                && command.CommandText.Contains("email_deliveries", StringComparison.OrdinalIgnoreCase) && Names(command, sender)))
+                && command.CommandText.Contains("email_deliveries", StringComparison.OrdinalIgnoreCase) && Names(command, sender))
+            || (FailSentReportRecordFor is { } reported && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains("report_schedules", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains("last_sent_at", StringComparison.OrdinalIgnoreCase) && Names(command, reported)
+                && Interlocked.Decrement(ref FailSentReportRecords) >= 0))
         {
             throw new TestDbException();
         }

@@ -42,6 +42,22 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         return (gym, browser);
     }
 
+    [Fact]
+    public async Task Saving_the_form_without_a_frequency_keeps_the_schedule_and_asks_for_one()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using (browser)
+        {
+            var books = $"books-{Guid.NewGuid():N}@example.com";
+            await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "weekly"), ("Recipients", books), ("Format", "csv")));
+            // As a browser submits the form when the schedule's radio is disabled: no Frequency field at all.
+            var refused = await browser.SubmitAsync(Form, ("Recipients", books), ("Format", "csv"));
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            Assert.Contains("Choose daily, weekly, monthly or off.", WebUtility.HtmlDecode(await refused.Content.ReadAsStringAsync()), StringComparison.Ordinal);
+            Assert.Equal(ReportFrequencies.Weekly, (await ScheduleAsync(gym.GymId))?.Frequency);
+        }
+    }
+
     private Task AddPaymentAsync(Guid gymId, DateTime at, int cents) => fx.WithDbAsync(db =>
     {
         db.Payments.Add(new Payment
@@ -81,7 +97,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         var zone = GymTimeZones.Find((await fx.WithDbAsync(db => db.Gyms.SingleAsync(g => g.Id == gym.GymId))).TimeZone);
         var start = (await ScheduleAsync(gym.GymId))!.ReportedThrough;
         var end = ReportFrequencies.Next(ReportFrequencies.Daily, start, zone);
-        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.Grace);
         // As a node killed between its claim and the send leaves the schedule: the period taken, nothing sent.
         var claimedUntil = fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.ClaimLease;
         await fx.WithDbAsync(db => db.ReportSchedules.Where(s => s.GymId == gym.GymId).ExecuteUpdateAsync(s => s
@@ -140,7 +156,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         await RunReportsAsync();
         Assert.Empty(MessagesTo(books)); // the local day has not ended
 
-        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - now + ScheduledReports.Grace);
         await RunReportsAsync();
         var report = Assert.Single(MessagesTo(books));
         Assert.Equal([books, coach], report.To.Mailboxes.Select(m => m.Address));
@@ -205,7 +221,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var end = GymTimeZones.StartOfDayUtc(GymTimeZones.LocalDate(now, zone).AddDays(1), zone);
         await AddPaymentAsync(gym.GymId, end.AddMinutes(-30), 4200);
-        fx.Clock.Advance(end - now + TimeSpan.FromMinutes(1));
+        fx.Clock.Advance(end - now + ScheduledReports.Grace);
         await RunReportsAsync();
         var report = Assert.Single(MessagesTo(books));
         Assert.Empty(report.Attachments);

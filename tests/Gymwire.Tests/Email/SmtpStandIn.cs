@@ -15,6 +15,9 @@ public sealed class SmtpStandIn : IDisposable
     public ConcurrentQueue<MimeMessage> Messages { get; } = new();
     public int Port { get; }
 
+    /// <summary>Addresses every RCPT TO for which is refused with 550 (no such mailbox).</summary>
+    public ConcurrentDictionary<string, bool> RefusedRecipients { get; } = new(StringComparer.OrdinalIgnoreCase);
+
     /// <summary>How many coming MAIL FROM commands are refused with 554.</summary>
     public int RejectNext;
 
@@ -75,6 +78,26 @@ public sealed class SmtpStandIn : IDisposable
         return (hold.Arrived.Task, hold.Release);
     }
 
+    private TaskCompletionSource? _mailGate;
+
+    /// <summary>
+    /// Makes every MAIL FROM from now on wait for an answer until the returned source completes (a hanging server),
+    /// counting each one that arrives in <see cref="HeldMail"/>.
+    /// </summary>
+    public TaskCompletionSource HoldEveryMail()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _mailGate, gate);
+        return gate;
+    }
+
+    private int _heldMail;
+
+    public int HeldMail => Volatile.Read(ref _heldMail);
+
+    /// <summary>A slow server: waits this long (real time, as a socket does) before the greeting and each answer.</summary>
+    public TimeSpan AnswerDelay { get; init; }
+
     /// <summary>Gymwire's configuration for sending through this server.</summary>
     public KeyValuePair<string, string>[] Settings() =>
     [
@@ -117,10 +140,17 @@ public sealed class SmtpStandIn : IDisposable
                 var stream = client.GetStream();
                 using var reader = new StreamReader(stream, Encoding.ASCII);
                 await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
+                await Task.Delay(AnswerDelay, _stop.Token);
                 await writer.WriteLineAsync("220 localhost test SMTP");
                 while (await reader.ReadLineAsync() is { } line)
                 {
                     var verb = line.Split(' ', 2)[0].ToUpperInvariant();
+                    await Task.Delay(AnswerDelay, _stop.Token);
+                    if (verb == "MAIL" && Volatile.Read(ref _mailGate) is { } gate)
+                    {
+                        Interlocked.Increment(ref _heldMail);
+                        await gate.Task.WaitAsync(_stop.Token);
+                    }
                     if (Volatile.Read(ref _hold) is { } hold && hold.Verb == verb && Interlocked.CompareExchange(ref _hold, null, hold) == hold)
                     {
                         hold.Arrived.TrySetResult();
@@ -142,6 +172,9 @@ public sealed class SmtpStandIn : IDisposable
                             break;
                         case "MAIL":
                             await writer.WriteLineAsync("250 OK");
+                            break;
+                        case "RCPT" when RefusedRecipients.Keys.Any(a => line.Contains($"<{a}>", StringComparison.OrdinalIgnoreCase)):
+                            await writer.WriteLineAsync("550 5.1.1 No such mailbox here");
                             break;
                         case "HELO" or "RCPT" or "RSET" or "NOOP":
                             await writer.WriteLineAsync("250 OK");
@@ -167,7 +200,7 @@ public sealed class SmtpStandIn : IDisposable
                     }
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or OperationCanceledException)
             {
             }
         }

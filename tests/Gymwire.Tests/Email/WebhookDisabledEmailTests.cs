@@ -1,5 +1,8 @@
+using System.Net;
+using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
+using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Email;
 
@@ -26,6 +29,39 @@ public abstract class WebhookDisabledEmailTests(SmtpFixture fx)
         Assert.Contains("410", message.TextBody, StringComparison.Ordinal);
         _ = hook;
     }
+
+    [Fact]
+    public async Task A_hanging_mail_server_does_not_hold_up_recording_other_gyms_deliveries()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/gone-hang", new Reply(410));
+        receiver.On("/ok-hang", new Reply(200));
+        var release = fx.Smtp.HoldEveryMail();
+        try
+        {
+            // As many deactivations as the recorder has writers (one on SQLite): a notice sent inline would hold each.
+            var writers = fx.Services.GetRequiredService<IDeliveryQueue>().RecordWriters;
+            for (var i = 0; i < writers; i++)
+            {
+                var gone = await fx.CreateGymAsync();
+                await gone.CreateWebhookAsync(receiver.Url("/gone-hang"));
+                await (await gone.Owner().PostJsonAsync("/api/gym/members", new { name = "Trigger", user_id = "user_trigger" })).AssertStatusAsync(HttpStatusCode.Created);
+                await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.WebhookSubscriptions.AnyAsync(s => s.GymId == gone.GymId && !s.IsActive)),
+                    TimeSpan.FromSeconds(30), "the webhook deactivated");
+            }
+            await Eventually.TrueAsync(() => Task.FromResult(fx.Smtp.HeldMail > 0), TimeSpan.FromSeconds(30), "a notice's conversation held by the mail server");
+
+            var other = await fx.CreateGymAsync();
+            await other.CreateWebhookAsync(receiver.Url("/ok-hang"));
+            await (await other.Owner().PostJsonAsync("/api/gym/members", new { name = "Other", user_id = "user_other" })).AssertStatusAsync(HttpStatusCode.Created);
+            await Eventually.TrueAsync(() => fx.WithDbAsync(db => db.WebhookDeliveries.AnyAsync(d => d.GymId == other.GymId && d.Status == DeliveryStatus.Delivered)),
+                TimeSpan.FromSeconds(30), "the other gym's delivery recorded while the mail server hangs");
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+    }
 }
 
 public abstract class SmtpWebhooksFixture(Store store) : SmtpFixture(store)
@@ -36,6 +72,8 @@ public abstract class SmtpWebhooksFixture(Store store) : SmtpFixture(store)
         new("Webhooks:AllowHttp", "true"),
         new("Webhooks:AllowedNetworks:0", "127.0.0.0/8"),
         new("Webhooks:Timeout", "00:00:02"),
+        // Long, so that MailKit's own per-read timeout cannot end a conversation a test holds (the deadline is on the fake clock).
+        new("Email:Smtp:Timeout", "00:05:00"),
     ];
 }
 

@@ -49,6 +49,20 @@ public abstract class ExportTests(GymwireFixture fx)
     private string Day(int offset) => fx.Clock.GetUtcNow().AddDays(offset).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
+    public async Task Amounts_of_zero_and_three_decimal_currencies_have_their_own_decimals()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Yui", user_id = "user_yui" })).AssertStatusAsync(HttpStatusCode.Created);
+        foreach (var (cents, currency) in new[] { (1000, "jpy"), (12345, "kwd"), (1050, "usd") })
+        {
+            await (await owner.PostJsonAsync("/api/gym/payments", new { user_id = "user_yui", amount_cents = cents, currency })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        var csv = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/payments.csv?from={Day(0)}&to={Day(0)}"));
+        Assert.Equal(["10.50 USD", "1000 JPY", "12.345 KWD"], csv.Rows.Select(r => $"{r["Amount"]} {r["Currency"]}").Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Payments_export_is_valid_csv_with_accounting_columns_and_totals()
     {
         var (_, owner) = await GymWithHistoryAsync();

@@ -138,7 +138,6 @@ public static class ReportRecipients
 
     public static string Join(IEnumerable<string> addresses) => string.Join(", ", addresses);
 
-    // The API's check for emails, and one MimeKit parses into exactly that mailbox, so the sender never fails on it.
-    private static bool IsAddress(string value) =>
-        Gymwire.Infrastructure.RequestValidator.IsEmail(value) && MimeKit.MailboxAddress.TryParse(value, out var mailbox) && mailbox.Address == value;
+    // The check owners' addresses get too, so the sender never fails to parse one.
+    private static bool IsAddress(string value) => Gymwire.Infrastructure.RequestValidator.IsMailbox(value);
 }

@@ -15,6 +15,8 @@ public static class EmailSetup
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
         services.AddSingleton<EmailMetrics>();
         services.AddScoped<OwnerNotifications>();
+        services.AddSingleton<OwnerNoticeQueue>();
+        services.AddHostedService(sp => sp.GetRequiredService<OwnerNoticeQueue>());
         services.AddScoped<ReportScheduleService>();
         services.AddSingleton<ReportSignal>();
         services.AddHostedService<ScheduledReports>();

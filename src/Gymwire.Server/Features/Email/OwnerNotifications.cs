@@ -37,6 +37,7 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         var recipients = message.To;
         var now = clock.GetUtcNow().UtcDateTime;
         string? error = null;
+        IReadOnlyList<string> refused = [];
         if (recipients.Count == 0)
         {
             error = "The gym has no owner with an email address.";
@@ -45,17 +46,20 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         {
             try
             {
-                await sender.SendAsync(message, ct);
+                refused = await sender.SendAsync(message, ct);
             }
             catch (EmailException e)
             {
                 error = e.Message;
             }
         }
+        // Sent to the others, but recorded as failed naming the refused ones, so the Email tile shows the owner what to fix.
+        var refusal = refused.Count == 0 ? null : $"Sent to the other recipients; the SMTP server refused {string.Join(", ", refused)}";
         db.EmailDeliveries.Add(new EmailDelivery
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, Kind = kind, Recipients = ColumnText.Fit(string.Join(", ", recipients), 2000),
-            Subject = ColumnText.Fit(message.Subject, 500), Status = error is null ? "sent" : "failed", Error = error is null ? null : ColumnText.Fit(error, 1000), CreatedAt = now,
+            Subject = ColumnText.Fit(message.Subject, 500), Status = error is null && refusal is null ? "sent" : "failed",
+            Error = (error ?? refusal) is { } reason ? ColumnText.Fit(reason, 1000) : null, CreatedAt = now,
         });
         try
         {
@@ -69,7 +73,11 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
         }
         if (error is null)
         {
-            LogSent(logger, kind, gymId, recipients.Count);
+            LogSent(logger, kind, gymId, recipients.Count - refused.Count);
+            if (refusal is not null)
+            {
+                LogFailed(logger, kind, gymId, refusal);
+            }
         }
         else
         {

@@ -21,7 +21,7 @@ public sealed class ReportsOptions
 public sealed class ReportSignal : WakeSignal;
 
 /// <summary>
-/// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>), emails
+/// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>; <see cref="Grace"/> after it), emails
 /// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
 /// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries.
@@ -68,6 +68,13 @@ public sealed partial class ScheduledReports(
     /// <summary>How long a claimed period's send may take (building the files and the mail server's answer) before it is given back.</summary>
     internal static readonly TimeSpan ClaimLease = TimeSpan.FromMinutes(15);
 
+    /// <summary>
+    /// How long after a period's end its report waits: a payment is stamped when its request starts and committed a
+    /// moment later, so one stamped just before midnight may commit after it, and a report sent at once would miss it.
+    /// A write waits at most 30 s for the database (SQLite's busy timeout), well inside this.
+    /// </summary>
+    internal static readonly TimeSpan Grace = TimeSpan.FromMinutes(2);
+
     internal const string InterruptedError = "The server stopped while sending this report; it was sent again.";
 
     internal async Task RunOnceAsync(CancellationToken ct)
@@ -95,7 +102,7 @@ public sealed partial class ScheduledReports(
         {
             var start = schedule.ReportedThrough;
             var end = ReportFrequencies.Next(schedule.Frequency, start, zone);
-            if (end <= now)
+            if (now >= end + Grace)
             {
                 await ReportAsync(schedule, zone, start, end, ct);
             }
@@ -132,9 +139,7 @@ public sealed partial class ScheduledReports(
             {
                 // Sent: the period stays claimed whatever happens next (shutdown included), or it would go out twice.
                 claimed = false;
-                await db.ReportSchedules.Where(s => s.GymId == schedule.GymId && s.ReportedThrough == end)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
-                        .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                await RecordSentAsync(schedule.GymId, end, at);
             }
             else
             {
@@ -161,6 +166,31 @@ public sealed partial class ScheduledReports(
             LogReportFailed(logger, schedule.GymId, e);
         }
     }
+
+    /// <summary>
+    /// Ends the claim of a period the mail server accepted. Tried again (a fresh scope, no cancellation) when the
+    /// database fails it: a claim left in place lapses after <see cref="ClaimLease"/> and the report goes out twice.
+    /// </summary>
+    private async Task RecordSentAsync(Guid gymId, DateTime end, DateTime at)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<GymwireDbContext>().ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
+                        .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                return;
+            }
+            catch (Exception e) when (tries < SentRecordTries)
+            {
+                LogSentRecordRetry(logger, gymId, tries, e);
+            }
+        }
+    }
+
+    private const int SentRecordTries = 5;
 
     private const string ServerError = "Gymwire could not prepare the report (a server error, in the server's log).";
 
@@ -212,9 +242,9 @@ public sealed partial class ScheduledReports(
         var period = range.From == range.To ? $"{range.From:yyyy-MM-dd}" : $"{range.From:yyyy-MM-dd} to {range.To:yyyy-MM-dd}";
         var zone = GymTimeZones.Name(range.Zone);
         var receivedLine = received.Count == 0 ? "none" : string.Join("; ", received.Select(r =>
-            $"{r.Count} totalling {AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
+            $"{r.Count} totalling {CurrencyAmounts.Format(r.Cents, r.Currency)} {r.Currency.ToUpperInvariant()}"));
         var refundedLine = refunded.Count == 0 ? "none" : string.Join("; ", refunded.Select(r =>
-            $"{r.Count} totalling -{AccountingExportsFormat.Amount(r.Cents)} {r.Currency.ToUpperInvariant()}"));
+            $"{r.Count} totalling -{CurrencyAmounts.Format(r.Cents, r.Currency)} {r.Currency.ToUpperInvariant()}"));
         var body = new StringBuilder();
         body.AppendLine(CultureInfo.InvariantCulture, $"Your {frequency} accounting report for {gym}, {period} ({zone}).");
         body.AppendLine();
@@ -253,6 +283,9 @@ public sealed partial class ScheduledReports(
             """;
     }
 
+    [LoggerMessage(EventId = 8317, Level = LogLevel.Warning, Message = "Could not record the sent report of gym {GymId} (try {Try}); trying again")]
+    private static partial void LogSentRecordRetry(ILogger logger, Guid gymId, int @try, Exception exception);
+
     [LoggerMessage(EventId = 8316, Level = LogLevel.Warning, Message = "{Count} scheduled report(s) claimed by a node that stopped before sending; their periods go back to be sent")]
     private static partial void LogClaimsLapsed(ILogger logger, int count);
 
@@ -264,9 +297,4 @@ public sealed partial class ScheduledReports(
 
     [LoggerMessage(EventId = 8313, Level = LogLevel.Error, Message = "Could not give back the report period {Start:u} to {End:u} of gym {GymId}; it goes back when its claim lapses")]
     private static partial void LogGiveBackFailed(ILogger logger, Guid gymId, DateTime start, DateTime end, Exception exception);
-}
-
-internal static class AccountingExportsFormat
-{
-    public static string Amount(long cents) => (cents / 100m).ToString("0.00", CultureInfo.InvariantCulture);
 }

@@ -116,7 +116,7 @@ public static class AccountingExports
             csv.WriteField(Text(r.Name ?? r.UserId));
             csv.WriteField(Text(r.Email ?? ""));
             csv.WriteField(Text(refunds ? $"Refund: {description} of {Date(range.LocalDate(r.CreatedAt))}" : description));
-            csv.WriteField((refunds ? -r.AmountCents : r.AmountCents) / 100m, "0.00");
+            csv.WriteField(CurrencyAmounts.Value(refunds ? -r.AmountCents : r.AmountCents, r.Currency), CurrencyAmounts.Pattern(r.Currency));
             csv.WriteField(r.Currency.ToUpperInvariant());
             csv.WriteField(r.Status);
             csv.WriteField(r.Id.ToString());

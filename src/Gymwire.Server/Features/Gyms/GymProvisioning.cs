@@ -36,7 +36,7 @@ public sealed class GymProvisioning(GymwireDbContext db, UserManager<Owner> user
     {
         var v = new RequestValidator()
             .Required(name, "name")
-            .Required(email, "owner_email", OwnerEmailMaxLength).Email(email, "owner_email")
+            .Required(email, "owner_email", OwnerEmailMaxLength).Mailbox(email, "owner_email")
             .Required(password, "owner_password", 256);
         if (v.Error is { } invalid)
         {

@@ -29,6 +29,12 @@ public sealed partial class PasswordResetMailer(IEmailSender sender, ILogger<Pas
                 {
                     LogSendFailed(logger, ownerId, e.Message);
                 }
+                // Anything else is this one link's failure too: a fault here would end the service, and the host's
+                // default (StopHost) would stop the whole server, from an anonymous form.
+                catch (Exception e) when (!(e is OperationCanceledException && stoppingToken.IsCancellationRequested))
+                {
+                    LogSendError(logger, e, ownerId);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -38,6 +44,9 @@ public sealed partial class PasswordResetMailer(IEmailSender sender, ILogger<Pas
 
     [LoggerMessage(EventId = 7050, Level = LogLevel.Information, Message = "Password reset link sent to owner {OwnerId}")]
     private static partial void LogSent(ILogger logger, Guid ownerId);
+
+    [LoggerMessage(EventId = 7056, Level = LogLevel.Error, Message = "Password reset link for owner {OwnerId} not sent: an unexpected error")]
+    private static partial void LogSendError(ILogger logger, Exception exception, Guid ownerId);
 
     [LoggerMessage(EventId = 7052, Level = LogLevel.Warning, Message = "Password reset link for owner {OwnerId} not sent: {Reason}")]
     private static partial void LogSendFailed(ILogger logger, Guid ownerId, string reason);

@@ -15,8 +15,12 @@ public sealed partial class AccountingIntegrationModel(
 
     public IReadOnlyList<EmailDelivery> Reports { get; private set; } = [];
 
+    /// <summary>
+    /// Null when the form sent none (a browser leaves a disabled radio out): a validation error, never "off", which
+    /// would delete the schedule.
+    /// </summary>
     [BindProperty]
-    public string Frequency { get; set; } = Off;
+    public string? Frequency { get; set; }
 
     /// <summary>The addresses as typed: commas, semicolons or lines between them.</summary>
     [BindProperty]
@@ -79,8 +83,10 @@ public sealed partial class AccountingIntegrationModel(
             await LoadAsync(ct);
             return Page();
         }
-        var schedule = await schedules.SaveAsync(gymId, Frequency, recipients, Format, ct);
-        LogSaved(logger, gymId, Frequency, recipients!.Count, Format);
+        // One of ReportFrequencies.All here: anything else, a missing one included, was an error above.
+        var frequency = Frequency!;
+        var schedule = await schedules.SaveAsync(gymId, frequency, recipients, Format, ct);
+        LogSaved(logger, gymId, frequency, recipients!.Count, Format);
         var next = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, time.Zone);
         TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {string.Join(", ", recipients)} after {time.Time(next)}.");
         return Redirect("/settings/integrations/accounting");

@@ -149,10 +149,11 @@ public sealed partial class AttemptRecorder : IDisposable
         {
             try
             {
-                // Tell the owner by email (when Email is configured).
+                // Tell the owner by email (when Email is configured), queued for a background sender: this writer records
+                // every gym's deliveries, and a slow or hanging mail server must not hold them up.
                 await using var scope = _scopes.CreateAsyncScope();
-                await scope.ServiceProvider.GetRequiredService<OwnerNotifications>()
-                    .WebhookDisabledAsync(subscription.GymId, subscription.Url, subscription.DisabledReason ?? "", CancellationToken.None);
+                scope.ServiceProvider.GetRequiredService<OwnerNoticeQueue>()
+                    .WebhookDisabled(subscription.GymId, subscription.Id, subscription.Url, subscription.DisabledReason ?? "");
             }
             catch (Exception e)
             {
