@@ -6,23 +6,28 @@ namespace Gymwire.Tests.Infrastructure;
 /// <summary>
 /// Once armed, holds the reads of one table that carry one parameter value (a row's id, say) until a given number of
 /// them have run, so that concurrent requests all read before any of them writes: the interleaving a lucky schedule
-/// gives only sometimes. Unarmed, it lets everything through.
+/// gives only sometimes. With more rounds, it does that again for each of the readers' next reads. Unarmed, it lets
+/// everything through.
 /// </summary>
 public sealed class ReadBarrier : DbCommandInterceptor
 {
     private readonly Lock _lock = new();
     private string _table = "";
     private object? _value;
+    private int _readers;
     private int _remaining;
+    private int _rounds;
     private TaskCompletionSource _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public void Arm(string table, object value, int readers)
+    public void Arm(string table, object value, int readers, int rounds = 1)
     {
         lock (_lock)
         {
             _table = table;
             _value = value;
+            _readers = readers;
             _remaining = readers;
+            _rounds = rounds;
             _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
     }
@@ -48,11 +53,17 @@ public sealed class ReadBarrier : DbCommandInterceptor
             {
                 return null;
             }
+            var arrived = _arrived.Task;
             if (--_remaining == 0)
             {
                 _arrived.TrySetResult();
+                if (--_rounds > 0)
+                {
+                    _remaining = _readers;
+                    _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
             }
-            return _arrived.Task;
+            return arrived;
         }
     }
 }
