@@ -32,7 +32,7 @@ public static class DatabaseBackup
         return [backup, restore];
     }
 
-    private sealed record Database(string File, string KeyFile);
+    private sealed record Database(string File, string KeyFile, string? ConfiguredKey);
 
     private static async Task<int> RunAsync(string[] args, Func<Database, GymwireCli.CommandResult> action)
     {
@@ -58,7 +58,7 @@ public static class DatabaseBackup
                     // SQLite resolves a relative Data Source against the working directory, as the server does.
                     var file = Path.GetFullPath(builder.DataSource);
                     var keyFile = configuration["DataProtection:KeyFile"] is { Length: > 0 } configured ? Path.GetFullPath(configured) : KeyRingSetup.DefaultKeyFile(file);
-                    result = action(new Database(file, keyFile));
+                    result = action(new Database(file, keyFile, configuration["DataProtection:Key"]));
                 }
             }
         }
@@ -71,6 +71,11 @@ public static class DatabaseBackup
         {
             // A file that is not a database, a full disk, a directory without permission: the message says which.
             result = GymwireCli.Fail(e.Message);
+        }
+        catch (KeyRingException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return 2;
         }
         if (result.Error is not null)
         {
@@ -133,6 +138,19 @@ public static class DatabaseBackup
         }
     }
 
+    private static List<string> KeyRing(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT xml FROM data_protection_keys WHERE xml IS NOT NULL";
+        using var reader = command.ExecuteReader();
+        var rows = new List<string>();
+        while (reader.Read())
+        {
+            rows.Add(reader.GetString(0));
+        }
+        return rows;
+    }
+
     private static GymwireCli.CommandResult Restore(Database database, string from)
     {
         var source = Path.GetFullPath(from);
@@ -152,6 +170,11 @@ public static class DatabaseBackup
                 if (Scalar(backup, "SELECT count(*) FROM sqlite_master WHERE name = '__ef_migrations_history';") != "1")
                 {
                     return GymwireCli.Fail($"{source} is not a Gymwire database");
+                }
+                // Before anything is replaced: a database the key here cannot decrypt would leave neither database usable.
+                if (KeyRingSetup.CannotDecrypt(KeyRing(backup), database.KeyFile, database.ConfiguredKey) is { } mismatch)
+                {
+                    return GymwireCli.Fail($"{mismatch}; nothing was restored");
                 }
             }
 

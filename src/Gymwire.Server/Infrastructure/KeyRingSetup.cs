@@ -231,6 +231,40 @@ public static partial class KeyRingSetup
         throw new KeyRingException($"{source} must hold a 256-bit key in base64 (32 bytes). {MakeOne}.");
     }
 
+    /// <summary>
+    /// Why the key in <paramref name="keyFile"/> or <paramref name="configuredKey"/> (DataProtection:Key) cannot decrypt a key
+    /// ring stored as <paramref name="keyRingXml"/>; null when it can, when nothing in it is encrypted, or when no key is
+    /// there yet (a new machine, where the backed-up key is put in place after the restore).
+    /// </summary>
+    public static string? CannotDecrypt(IReadOnlyList<string> keyRingXml, string keyFile, string? configuredKey)
+    {
+        var encrypted = keyRingXml.Select(XElement.Parse).SelectMany(x => x.Descendants(EncryptedSecret)).Where(IsOurs)
+            .Select(e => e.Elements().Single()).ToList();
+        string source;
+        byte[] key;
+        if (!string.IsNullOrWhiteSpace(configuredKey))
+        {
+            (source, key) = ("DataProtection:Key", Decode(configuredKey, "DataProtection:Key"));
+        }
+        else if (File.Exists(keyFile))
+        {
+            source = $"the key file {keyFile}";
+            key = Decode(File.ReadAllText(keyFile), source);
+        }
+        else
+        {
+            return null;
+        }
+        var candidate = KeyEncryptionKey.From(key);
+        if (encrypted.All(e => CanDecrypt(e, candidate)))
+        {
+            return null;
+        }
+        var encryptedWith = encrypted.Select(e => (string?)e.Attribute(KeyRingDecryptor.KeyIdAttribute) ?? "?").Distinct().Order();
+        return $"the backup's key ring was encrypted with the key-encryption key {string.Join(", ", encryptedWith)}, which {source} ({candidate.Id}) " +
+            "is not: put the backed-up server's key in its place first (the server would refuse to start otherwise)";
+    }
+
     private static bool IsOurs(XElement encryptedSecret) =>
         ((string?)encryptedSecret.Attribute("decryptorType"))?.StartsWith(typeof(KeyRingDecryptor).FullName + ",", StringComparison.Ordinal) == true;
 

@@ -117,6 +117,41 @@ public sealed class BackupTests(SqliteWriteLoadGymwire fx) : IClassFixture<Sqlit
     }
 
     [Fact]
+    public async Task Restore_refuses_a_backup_the_key_in_place_cannot_decrypt_and_restores_once_the_right_key_is_there()
+    {
+        // Restored under another key, the server would refuse to start, and the database it replaced would be gone too.
+        var copy = Path.Combine(Path.GetTempPath(), $"gymwire-backup-{Guid.NewGuid():N}.db");
+        var directory = Directory.CreateTempSubdirectory("gymwire-restore-key-");
+        try
+        {
+            var (code, _, stderr) = await Cli.RunAsync(fx, "backup", "--to", copy);
+            Assert.True(code == 0, stderr);
+            var restored = Path.Combine(directory.FullName, "gymwire.db");
+            var keyHere = Path.Combine(directory.FullName, "gymwire.key");
+            File.WriteAllText(keyHere, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
+            File.SetUnixFileMode(keyHere, OwnerOnly);
+
+            var (refused, refusedOut, refusal) = await Cli.RunAsync(fx, "restore", "--from", copy, $"--ConnectionStrings:Gymwire=Data Source={restored}");
+            Assert.Equal(1, refused);
+            Assert.Equal("", refusedOut.Trim());
+            Assert.Contains("key-encryption key", refusal, StringComparison.Ordinal);
+            Assert.Contains("nothing was restored", refusal, StringComparison.Ordinal);
+            Assert.False(File.Exists(restored));
+
+            File.Copy(Path.ChangeExtension(DatabaseFile, ".key"), keyHere, overwrite: true);
+            var (restoreCode, _, restoreErr) = await Cli.RunAsync(fx, "restore", "--from", copy, $"--ConnectionStrings:Gymwire=Data Source={restored}");
+            Assert.True(restoreCode == 0, restoreErr);
+            Assert.Equal("ok", Scalar(restored, "PRAGMA integrity_check;"));
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            File.Delete(copy);
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Backup_refuses_to_overwrite_and_restore_refuses_a_file_that_is_not_a_gymwire_database()
     {
         var existing = Path.GetTempFileName();
