@@ -187,6 +187,24 @@ public static class DatabaseSetup
         }
     }
 
+    /// <summary>
+    /// The SQLite database's file as SQLite resolved it (see <see cref="SqliteMigrationLock"/>), beside which the key
+    /// file and the set-up token go; null for an in-memory or temporary database.
+    /// </summary>
+    public static async Task<string?> SqliteFileAsync(GymwireDbContext db, CancellationToken cancellationToken = default)
+    {
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            var file = ((SqliteConnection)db.Database.GetDbConnection()).DataSource;
+            return string.IsNullOrEmpty(file) ? null : file;
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
     /// <summary>This version's migrations that the database lacks, oldest first.</summary>
     public static async Task<IReadOnlyList<string>> PendingMigrationsAsync(IServiceProvider services, CancellationToken cancellationToken = default)
     {

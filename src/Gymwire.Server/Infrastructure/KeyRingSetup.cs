@@ -2,7 +2,7 @@ using System.Data.Common;
 using System.Security.Cryptography;
 using System.Xml.Linq;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
-using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Gymwire.Infrastructure;
 
@@ -39,8 +39,8 @@ public static partial class KeyRingSetup
 
         var rows = await db.DataProtectionKeys.AsNoTracking().ToListAsync(cancellationToken);
         var keys = rows.Where(r => r.Xml is not null).Select(r => (Row: r, Xml: XElement.Parse(r.Xml!))).ToList();
-        var encrypted = keys.SelectMany(k => k.Xml.Descendants(EncryptedSecret)).Where(IsOurs).Select(e => e.Elements().Single()).ToList();
-        var encryptedWith = encrypted.Select(e => (string?)e.Attribute(KeyRingDecryptor.KeyIdAttribute) ?? "?").Distinct().Order().ToList();
+        var encrypted = EncryptedKeys(keys.Select(k => k.Xml));
+        var encryptedWith = KeyIds(encrypted);
 
         var (key, source) = await LoadOrCreateAsync(options, db, encryptedWith, logger);
         var candidate = KeyEncryptionKey.From(key);
@@ -125,7 +125,7 @@ public static partial class KeyRingSetup
                 "DataProtection:KeyFile or DataProtection:Key is required with PostgreSQL: the key that encrypts the Data Protection key ring " +
                 $"in the database, the same on every node. {MakeOne} and give every node that file (or its content as DataProtection__Key).");
         }
-        else if (await SqliteFileAsync(db) is { } database)
+        else if (await DatabaseSetup.SqliteFileAsync(db) is { } database)
         {
             path = DefaultKeyFile(database);
         }
@@ -170,24 +170,6 @@ public static partial class KeyRingSetup
         }
         LogCreated(logger, path, KeyEncryptionKey.IdOf(key));
         return (key, source);
-    }
-
-    /// <summary>
-    /// The SQLite database's file beside which the default key file goes, as SQLite resolved it (see
-    /// <see cref="SqliteMigrationLock"/>); null for an in-memory or temporary database.
-    /// </summary>
-    private static async Task<string?> SqliteFileAsync(GymwireDbContext db)
-    {
-        await db.Database.OpenConnectionAsync();
-        try
-        {
-            var file = ((SqliteConnection)db.Database.GetDbConnection()).DataSource;
-            return string.IsNullOrEmpty(file) ? null : file;
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
     }
 
     /// <summary><c>gymwire.db</c> → <c>gymwire.key</c>: beside the database, but not matched by <c>gymwire.db*</c>, which a backup of the database and its WAL would copy.</summary>
@@ -238,8 +220,7 @@ public static partial class KeyRingSetup
     /// </summary>
     public static string? CannotDecrypt(IReadOnlyList<string> keyRingXml, string keyFile, string? configuredKey)
     {
-        var encrypted = keyRingXml.Select(XElement.Parse).SelectMany(x => x.Descendants(EncryptedSecret)).Where(IsOurs)
-            .Select(e => e.Elements().Single()).ToList();
+        var encrypted = EncryptedKeys(keyRingXml.Select(XElement.Parse));
         string source;
         byte[] key;
         if (!string.IsNullOrWhiteSpace(configuredKey))
@@ -249,7 +230,7 @@ public static partial class KeyRingSetup
         else if (File.Exists(keyFile))
         {
             source = $"the key file {keyFile}";
-            key = Decode(File.ReadAllText(keyFile), source);
+            key = ReadKeyFile(keyFile, source, NullLogger.Instance);
         }
         else
         {
@@ -260,10 +241,17 @@ public static partial class KeyRingSetup
         {
             return null;
         }
-        var encryptedWith = encrypted.Select(e => (string?)e.Attribute(KeyRingDecryptor.KeyIdAttribute) ?? "?").Distinct().Order();
-        return $"the backup's key ring was encrypted with the key-encryption key {string.Join(", ", encryptedWith)}, which {source} ({candidate.Id}) " +
+        return $"the backup's key ring was encrypted with the key-encryption key {string.Join(", ", KeyIds(encrypted))}, which {source} ({candidate.Id}) " +
             "is not: put the backed-up server's key in its place first (the server would refuse to start otherwise)";
     }
+
+    /// <summary>The key ring's keys encrypted by Gymwire's key-encryption key (their encrypted elements).</summary>
+    private static List<XElement> EncryptedKeys(IEnumerable<XElement> keys) =>
+        [.. keys.SelectMany(k => k.Descendants(EncryptedSecret)).Where(IsOurs).Select(e => e.Elements().Single())];
+
+    /// <summary>The ids of the key-encryption keys those elements were encrypted with.</summary>
+    private static List<string> KeyIds(IEnumerable<XElement> encrypted) =>
+        [.. encrypted.Select(e => (string?)e.Attribute(KeyRingDecryptor.KeyIdAttribute) ?? "?").Distinct().Order()];
 
     private static bool IsOurs(XElement encryptedSecret) =>
         ((string?)encryptedSecret.Attribute("decryptorType"))?.StartsWith(typeof(KeyRingDecryptor).FullName + ",", StringComparison.Ordinal) == true;

@@ -1,7 +1,6 @@
 using System.Buffers.Text;
 using System.Net;
 using System.Security.Cryptography;
-using Microsoft.Data.Sqlite;
 
 namespace Gymwire.Features.Dashboard;
 
@@ -65,7 +64,7 @@ public sealed partial class SetupToken(IOptions<SetupOptions> options, ILogger<S
         {
             path = Path.GetFullPath(options.Value.TokenFile);
         }
-        else if (db.Provider == DatabaseProvider.Sqlite && await SqliteFileAsync(db, ct) is { } databaseFile)
+        else if (db.Provider == DatabaseProvider.Sqlite && await DatabaseSetup.SqliteFileAsync(db, ct) is { } databaseFile)
         {
             path = Path.Combine(Path.GetDirectoryName(databaseFile) ?? ".", FileName);
         }
@@ -143,20 +142,6 @@ public sealed partial class SetupToken(IOptions<SetupOptions> options, ILogger<S
     private static string NewToken() => Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
 
     /// <summary>The SQLite database's file as SQLite resolved it; null for an in-memory or temporary database.</summary>
-    private static async Task<string?> SqliteFileAsync(GymwireDbContext db, CancellationToken ct)
-    {
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            var file = ((SqliteConnection)db.Database.GetDbConnection()).DataSource;
-            return string.IsNullOrEmpty(file) ? null : file;
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
-    }
-
     [LoggerMessage(EventId = 7011, Level = LogLevel.Warning,
         Message = "No gym exists yet. Set-up (/setup) works from this machine as it is; from elsewhere it asks for the one-time set-up token in {Path}")]
     private static partial void LogWritten(ILogger logger, string path);

@@ -21,16 +21,16 @@ public sealed partial class AttemptRecorder : IDisposable
 
     private readonly IDeliveryQueue _queue;
     private readonly EndpointPolicy _policy;
-    private readonly IServiceScopeFactory _scopes;
+    private readonly OwnerNoticeQueue _notices;
     private readonly WebhookOptions _options;
     private readonly ILogger<AttemptRecorder> _logger;
     private readonly DeliveryMetrics _metrics;
     private readonly Channel<Pending> _pending = Channel.CreateUnbounded<Pending>();
 
-    public AttemptRecorder(IDeliveryQueue queue, EndpointPolicy policy, IServiceScopeFactory scopes, IOptions<WebhookOptions> options, DeliveryMetrics metrics,
+    public AttemptRecorder(IDeliveryQueue queue, EndpointPolicy policy, OwnerNoticeQueue notices, IOptions<WebhookOptions> options, DeliveryMetrics metrics,
         ILogger<AttemptRecorder> logger)
     {
-        (_queue, _policy, _scopes, _options, _metrics, _logger) = (queue, policy, scopes, options.Value, metrics, logger);
+        (_queue, _policy, _notices, _options, _metrics, _logger) = (queue, policy, notices, options.Value, metrics, logger);
         // Each writer takes what is waiting when it is free, so an attempt's slot is freed when its own batch commits.
         // Nothing awaits the writers: each ends when Dispose completes the channel, and a failure is its records' own
         // (every record's task carries it to the attempt that waits for it).
@@ -147,18 +147,9 @@ public sealed partial class AttemptRecorder : IDisposable
         // After the commit and outside the batch's failure handling: a failed notification must not write the batch again.
         foreach (var subscription in recorded.Deactivated)
         {
-            try
-            {
-                // Tell the owner by email (when Email is configured), queued for a background sender: this writer records
-                // every gym's deliveries, and a slow or hanging mail server must not hold them up.
-                await using var scope = _scopes.CreateAsyncScope();
-                scope.ServiceProvider.GetRequiredService<OwnerNoticeQueue>()
-                    .WebhookDisabled(subscription.GymId, subscription.Id, subscription.Url, subscription.DisabledReason ?? "");
-            }
-            catch (Exception e)
-            {
-                LogNotifyFailed(_logger, subscription.Id, e);
-            }
+            // Tell the owner by email (when Email is configured), queued for a background sender: this writer records
+            // every gym's deliveries, and a slow or hanging mail server must not hold them up.
+            _notices.WebhookDisabled(subscription.GymId, subscription.Id, subscription.Url, subscription.DisabledReason ?? "");
         }
     }
 
@@ -312,9 +303,6 @@ public sealed partial class AttemptRecorder : IDisposable
 
     [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
     private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);
-
-    [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Could not notify the owner that webhook subscription {SubscriptionId} was deactivated")]
-    private static partial void LogNotifyFailed(ILogger logger, Guid subscriptionId, Exception exception);
 
     [LoggerMessage(EventId = 5108, Level = LogLevel.Warning, Message = "Recording {Count} webhook attempts was rolled back by a concurrent change; writing them again: {Reason}")]
     private static partial void LogBatchConflict(ILogger logger, int count, string reason);
