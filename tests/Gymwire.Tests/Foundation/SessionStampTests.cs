@@ -77,6 +77,34 @@ public abstract class SessionStampTests(SessionInsertHoldGymwire fx)
     }
 
     [Fact]
+    public async Task A_login_whose_session_is_saved_around_a_password_change_gets_a_token_that_is_refused()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var current = gym.Owner();
+        var held = fx.Hold.Arm();
+        using var api = fx.Client();
+        var login = api.PostAsJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword });
+        await held.WaitAsync(TimeSpan.FromSeconds(30));
+        var change = current.PostJsonAsync("/api/auth/password", new { current_password = gym.OwnerPassword, new_password = NewPassword });
+        if (fx.Store == Store.Postgres)
+        {
+            // The change commits while the login's session is still unsaved.
+            Assert.Equal(HttpStatusCode.NoContent, (await change).StatusCode);
+        }
+        // On SQLite the held insert keeps the one write turn, so the change commits after it: the other order.
+        fx.Hold.Release();
+
+        var response = await login;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await change).StatusCode);
+        var token = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString()!;
+        using var late = fx.Client(token);
+        await (await late.GetAsync("/api/me")).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        // The session that made the change stays.
+        await (await current.GetAsync("/api/me")).AssertStatusAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
     public async Task A_session_from_before_the_upgrade_takes_its_owners_stamp_and_stays_valid()
     {
         var builder = GymwireApp.CreateBuilder(fx.Arguments(await fx.CreateScratchDatabaseAsync()), b => b.Logging.ClearProviders());
