@@ -5,6 +5,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
+const { randomUUID } = require('node:crypto');
 const zapier = require('zapier-platform-core');
 const App = require('../index');
 
@@ -186,4 +187,20 @@ test("a test send from Gymwire's dashboard starts no Zap", async () => {
   } finally {
     await appTester(trigger.performUnsubscribe, bundle({ subscribeData: subscription }));
   }
+});
+
+test('turning a Zap off succeeds when its webhook is gone, and still fails on other errors', async () => {
+  const trigger = App.triggers.member_joined.operation;
+  // An id Gymwire does not know for this key: a webhook the owner deleted, or one another key made, answers 404.
+  const gone = { id: randomUUID(), events: ['member.joined'] };
+  assert.equal((await gymwire('DELETE', `/api/gym/webhooks/${gone.id}`)).status, 404);
+  await appTester(trigger.performUnsubscribe, bundle({ subscribeData: gone }));
+
+  const subscription = await appTester(trigger.performSubscribe, bundle({ targetUrl: `${hookUrl}/unsubscribe` }));
+  await assert.rejects(
+    appTester(trigger.performUnsubscribe, { authData: { ...authData, api_key: 'cs_' + '0'.repeat(64) }, subscribeData: subscription }),
+    /Invalid API key/);
+  await appTester(trigger.performUnsubscribe, bundle({ subscribeData: subscription }));
+  const hooks = await (await gymwire('GET', '/api/gym/webhooks')).json();
+  assert.equal(hooks.webhooks.find((w) => w.id === subscription.id).is_active, false);
 });

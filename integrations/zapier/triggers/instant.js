@@ -1,6 +1,6 @@
 'use strict';
 
-const { baseUrl } = require('../lib');
+const { baseUrl, throwForError } = require('../lib');
 const { poll } = require('./polling');
 
 // Instant triggers through REST hooks: subscribing creates a Gymwire webhook for one event with the
@@ -63,8 +63,17 @@ const trigger = (key, d) => ({
       return subscription;
     },
     performUnsubscribe: async (z, bundle) => {
-      const response = await z.request({ url: `${baseUrl(bundle)}/api/gym/webhooks/${bundle.subscribeData.id}`, method: 'DELETE' });
-      return response.data || {};
+      const response = await z.request({
+        url: `${baseUrl(bundle)}/api/gym/webhooks/${bundle.subscribeData.id}`,
+        method: 'DELETE',
+        skipThrowForStatus: true,
+      });
+      // 404: the webhook is gone (the owner deleted it) or another key made it. This key has nothing to turn off,
+      // and an error would only tell the user the Zap failed to turn off.
+      if (response.status === 404) {
+        return {};
+      }
+      return throwForError(response, z).data || {};
     },
     perform: async (z, bundle) => itemsOf(bundle.cleanedRequest, d.accepts),
     performList: async (z, bundle) => (await poll(d.poll)(z, bundle)).map(d.fromPoll),
