@@ -11,7 +11,7 @@ const addApiKey = (request, z, bundle) => {
   return request;
 };
 
-const handleErrors = (response, z) => {
+const throwForError = (response, z) => {
   if (response.status >= 400) {
     let message = `Gymwire answered ${response.status}`;
     try {
@@ -33,4 +33,8 @@ const handleErrors = (response, z) => {
   return response;
 };
 
-module.exports = { baseUrl, addApiKey, handleErrors };
+// A request made with zapier-platform-core's skipThrowForStatus reads the status itself (and calls throwForError
+// for the statuses it does not expect).
+const handleErrors = (response, z) => (response.skipThrowForStatus ? response : throwForError(response, z));
+
+module.exports = { baseUrl, addApiKey, handleErrors, throwForError };

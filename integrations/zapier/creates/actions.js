@@ -2,15 +2,11 @@
 
 const { baseUrl } = require('../lib');
 
-// The three documented actions. Each Zapier task sends an Idempotency-Key, so Zapier's own retries of a
-// task create nothing twice.
+// The three documented actions. They send no Idempotency-Key: Zapier gives a create's perform nothing that names
+// the task and stays the same when the step is replayed, and a key made up per call would match nothing.
 const action = (type) => async (z, bundle) => {
   const body = Object.fromEntries(Object.entries(bundle.inputData).filter(([, v]) => v !== undefined && v !== ''));
-  const headers = {};
-  if (bundle.meta && bundle.meta.id) {
-    headers['Idempotency-Key'] = `zapier-${type}-${bundle.meta.id}`;
-  }
-  const response = await z.request({ url: `${baseUrl(bundle)}/api/zapier/actions`, method: 'POST', params: { type }, body, headers });
+  const response = await z.request({ url: `${baseUrl(bundle)}/api/zapier/actions`, method: 'POST', params: { type }, body });
   return response.data;
 };
 

@@ -1,13 +1,13 @@
 'use strict';
 
-const { baseUrl } = require('../lib');
+const { baseUrl, throwForError } = require('../lib');
 const { poll } = require('./polling');
 
 // Instant triggers through REST hooks: subscribing creates a Gymwire webhook for one event with the
 // connection's key; unsubscribing deactivates it (DELETE /api/gym/webhooks/{id}). Items have the
 // webhook's shape: the event id as `id`, the event name, the event's `data` fields, and its timestamp.
 // performList turns the polling trigger's items into that same shape, so sample data and live data
-// map the same way in the Zap editor.
+// map the same way in the Zap editor. `accepts` says which deliveries start the Zap (default: all).
 const definitions = {
   member_joined: {
     event: 'member.joined', poll: 'new_member', noun: 'Member', label: 'Member Joined (Instant)',
@@ -26,12 +26,25 @@ const definitions = {
   },
   checked_in: {
     event: 'attendance.checked_in', poll: 'new_checkin', noun: 'Check-in', label: 'Member Checked In (Instant)',
-    description: 'Triggers instantly when a member checks in.',
+    description: 'Triggers instantly when a member checks in at the kiosk.',
+    // Kiosk check-ins only, as the polling trigger (new_checkin): a check-in logged through the API
+    // (log_attendance, source "api") would let a Zap that logs attendance trigger itself.
+    accepts: (item) => item.source === 'kiosk',
     fromPoll: (c) => ({ id: c.id, event: 'attendance.checked_in', user_id: c.user_id, attendance_id: c.id, status: c.status, class_schedule_id: c.class_schedule_id ?? null, source: 'kiosk', timestamp: null }),
   },
 };
 
 const fromWebhook = (payload) => ({ id: payload.id, event: payload.event, ...payload.data, timestamp: payload.timestamp });
+
+// A test send (the dashboard's Send test, POST /api/gym/webhooks/{id}/test) carries "test": true and sample data:
+// acknowledged, it starts no Zap.
+const itemsOf = (payload, accepts = () => true) => {
+  if (payload.test === true) {
+    return [];
+  }
+  const item = fromWebhook(payload);
+  return accepts(item) ? [item] : [];
+};
 
 const trigger = (key, d) => ({
   key,
@@ -50,10 +63,19 @@ const trigger = (key, d) => ({
       return subscription;
     },
     performUnsubscribe: async (z, bundle) => {
-      const response = await z.request({ url: `${baseUrl(bundle)}/api/gym/webhooks/${bundle.subscribeData.id}`, method: 'DELETE' });
-      return response.data || {};
+      const response = await z.request({
+        url: `${baseUrl(bundle)}/api/gym/webhooks/${bundle.subscribeData.id}`,
+        method: 'DELETE',
+        skipThrowForStatus: true,
+      });
+      // 404: the webhook is gone (the owner deleted it) or another key made it. This key has nothing to turn off,
+      // and an error would only tell the user the Zap failed to turn off.
+      if (response.status === 404) {
+        return {};
+      }
+      return throwForError(response, z).data || {};
     },
-    perform: async (z, bundle) => [fromWebhook(bundle.cleanedRequest)],
+    perform: async (z, bundle) => itemsOf(bundle.cleanedRequest, d.accepts),
     performList: async (z, bundle) => (await poll(d.poll)(z, bundle)).map(d.fromPoll),
     sample: d.fromPoll({ id: '0190b3c8-5a4e-7c2e-9d6b-2f1a3c4d5e60', user_id: 'user_xyz789', joined_at: '2026-04-16T14:30:00.000Z', created_at: '2026-04-16T14:30:00.000Z', amount_cents: 9900, session_type: 'no-gi', date: '2026-04-16', duration_mins: 90, status: 'approved' }),
   },
