@@ -69,6 +69,7 @@ public static class GymwireCli
             root.Subcommands.Add(command);
         }
         root.Subcommands.Add(ClusterSetup.CliCommand(args));
+        root.Subcommands.Add(KeyRingSetup.CliCommand(args));
 
         // No response files: an argument starting with @ (a password, a gym's name) is the argument itself.
         var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
