@@ -5,11 +5,9 @@ using Gymwire.Features.Cluster;
 
 namespace Gymwire.Infrastructure;
 
-/// <summary>
-/// <c>gymwire key-ring rekey</c>: re-encrypts the key ring's master keys with a new key-encryption key, for an operator
-/// whose key file leaked. The master keys themselves stay the same, so every secret and session they protect still
-/// decrypts; afterwards only the new key opens the key ring.
-/// </summary>
+// `gymwire key-ring rekey`: re-encrypts the key ring's master keys with a new key-encryption key, for an operator whose
+// key file leaked. The master keys themselves stay the same, so every secret and session they protect still decrypts;
+// afterwards only the new key opens the key ring.
 public static partial class KeyRingSetup
 {
     public static Command CliCommand(string[] args)

@@ -77,9 +77,10 @@ public static partial class KeyRingSetup
     }
 
     /// <summary>
-    /// An updated row's old bytes (unencrypted, or encrypted with a replaced key) stay in the database's free space (and, on SQLite, in old frames of the write-ahead
-    /// log) until something overwrites them, and a copy of the file carries them. Rebuilding the table (PostgreSQL) or
-    /// the file (SQLite) leaves none. If that fails, the start goes on and the log says what to run.
+    /// An updated row's old bytes (unencrypted, or encrypted with a replaced key) stay in the database's free space (and,
+    /// on SQLite, in old frames of the write-ahead log) until something overwrites them, and a copy of the file carries
+    /// them. Rebuilding the table (PostgreSQL) or the file (SQLite) leaves none. If that fails, the command goes on and
+    /// the log says what to run.
     /// </summary>
     private static async Task RemoveOldCopiesAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
