@@ -31,21 +31,47 @@ public static class GymwireCli
         var gyms = new Command("gyms", "Manage gyms.");
         var name = new Option<string>("--name") { Description = "The gym's name.", Required = true };
         var email = new Option<string>("--owner-email") { Description = "The owner's email (their login).", Required = true };
-        var password = new Option<string>("--owner-password") { Description = "The owner's password (at least 10 characters).", Required = true };
-        var timeZone = new Option<string?>("--time-zone") { Description = "The gym's time zone, an IANA name such as Europe/Berlin (default UTC)." };
-        var create = new Command("create", "Create a gym and its owner account.") { name, email, password, timeZone };
-        create.SetAction((parse, ct) => AdminAsync(args, async (services, ct2) =>
+        var password = new Option<string?>("--owner-password")
         {
-            var (gym, _, error) = await services.GetRequiredService<GymProvisioning>()
-                .CreateAsync(parse.GetValue(name), parse.GetValue(email), parse.GetValue(password), parse.GetValue(timeZone), ct2);
-            return gym is null ? Fail(error!) : Ok(new { gym_id = gym.GymId, owner_id = gym.OwnerId, owner_email = gym.OwnerEmail });
-        }, ct));
+            Description = "The owner's password (at least 10 characters). Visible to every local user in ps: prefer --owner-password-stdin.",
+        };
+        var passwordStdin = new Option<bool>("--owner-password-stdin")
+        {
+            Description = "Read the owner's password from standard input: one line, or typed twice at a terminal (the default on a terminal).",
+        };
+        var timeZone = new Option<string?>("--time-zone") { Description = "The gym's time zone, an IANA name such as Europe/Berlin (default UTC)." };
+        var create = new Command("create", "Create a gym and its owner account.") { name, email, password, passwordStdin, timeZone };
+        create.SetAction(async (parse, ct) =>
+        {
+            var (ownerPassword, passwordError) = PasswordInput.From(parse.GetValue(password), parse.GetValue(passwordStdin), "--owner-password", required: true);
+            if (passwordError is not null)
+            {
+                return await RefuseAsync(passwordError);
+            }
+            return await AdminAsync(args, async (services, ct2) =>
+            {
+                var (gym, _, error) = await services.GetRequiredService<GymProvisioning>()
+                    .CreateAsync(parse.GetValue(name), parse.GetValue(email), ownerPassword!, parse.GetValue(timeZone), ct2);
+                return gym is null ? Fail(error!) : Ok(new { gym_id = gym.GymId, owner_id = gym.OwnerId, owner_email = gym.OwnerEmail });
+            }, ct);
+        });
         gyms.Subcommands.Add(create);
 
-        var demo = new Command("demo", "Create (once) a demo gym with a month of data; prints its id and the owner's login.");
-        demo.SetAction((_, ct) => AdminAsync(args, async (services, ct2) =>
+        var alongside = new Option<bool>("--alongside-other-gyms")
         {
-            var seeded = await services.GetRequiredService<DemoSeeder>().SeedAsync(ct2);
+            Description = "Add the demo gym to a database that holds other gyms too (its owner's password is published: never on a live server).",
+        };
+        var demo = new Command("demo", "Create (once) a demo gym with a month of data; prints its id and the owner's login.") { alongside };
+        demo.SetAction((parse, ct) => AdminAsync(args, async (services, ct2) =>
+        {
+            var seeder = services.GetRequiredService<DemoSeeder>();
+            // The demo owner's password is in the README: on a live database it would be a way in for anyone.
+            if (!parse.GetValue(alongside) && await seeder.OtherGymsAsync(ct2) is > 0 and var others)
+            {
+                return Fail($"this database holds {others} gym(s) besides the demo's, and the demo owner's password is public: " +
+                    "run demo on a database of its own (--ConnectionStrings:Gymwire=...), or give --alongside-other-gyms on a test server");
+            }
+            var seeded = await seeder.SeedAsync(ct2);
             return Ok(new
             {
                 gym_id = seeded.GymId, gym_name = seeded.GymName, created = seeded.Created,
@@ -69,6 +95,7 @@ public static class GymwireCli
             root.Subcommands.Add(command);
         }
         root.Subcommands.Add(ClusterSetup.CliCommand(args));
+        root.Subcommands.Add(KeyRingSetup.CliCommand(args));
 
         // No response files: an argument starting with @ (a password, a gym's name) is the argument itself.
         var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
@@ -156,6 +183,13 @@ public static class GymwireCli
     public static CommandResult Ok(object output) => new(0, output, null);
 
     public static CommandResult Fail(string error) => new(1, null, error);
+
+    /// <summary>A command refused before it opens the database: its <c>error:</c> line, exit code 1.</summary>
+    public static async Task<int> RefuseAsync(string error)
+    {
+        await Console.Error.WriteLineAsync($"error: {error}");
+        return 1;
+    }
 
     /// <summary>
     /// Runs an admin command against the configured database (migrated first, as <c>serve</c> does it) and prints its JSON.

@@ -77,9 +77,10 @@ public static partial class KeyRingSetup
     }
 
     /// <summary>
-    /// An updated row's old bytes stay in the database's free space (and, on SQLite, in old frames of the write-ahead
-    /// log) until something overwrites them, and a copy of the file carries them. Rebuilding the table (PostgreSQL) or
-    /// the file (SQLite) leaves none. If that fails, the start goes on and the log says what to run.
+    /// An updated row's old bytes (unencrypted, or encrypted with a replaced key) stay in the database's free space (and,
+    /// on SQLite, in old frames of the write-ahead log) until something overwrites them, and a copy of the file carries
+    /// them. Rebuilding the table (PostgreSQL) or the file (SQLite) leaves none. If that fails, the command goes on and
+    /// the log says what to run.
     /// </summary>
     private static async Task RemoveOldCopiesAsync(GymwireDbContext db, ILogger logger, CancellationToken cancellationToken)
     {
@@ -294,10 +295,10 @@ public static partial class KeyRingSetup
     [LoggerMessage(EventId = 1103, Level = LogLevel.Information, Message = "Encrypted {Count} Data Protection keys that were stored unencrypted; what they protect still decrypts")]
     private static partial void LogReprotected(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 1105, Level = LogLevel.Information, Message = "Rebuilt the database's storage so that no unencrypted copy of those keys remains in its free space")]
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Information, Message = "Rebuilt the database's storage so that no old copy of the re-encrypted keys remains in its free space")]
     private static partial void LogOldCopiesRemoved(ILogger logger);
 
-    [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "Could not rebuild the database's storage after encrypting the key ring: its free space may still hold the unencrypted keys. Run {Statement} on the database")]
+    [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "Could not rebuild the database's storage after encrypting the key ring: its free space may still hold the keys' old copies. Run {Statement} on the database")]
     private static partial void LogOldCopiesLeft(ILogger logger, Exception exception, string statement);
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "The key file {Path} can be read by other users than its owner; make it 0600 (chmod 600)")]

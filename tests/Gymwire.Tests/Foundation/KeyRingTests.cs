@@ -181,6 +181,91 @@ public abstract class KeyRingTests(GymwireFixture fx)
         Assert.DoesNotContain("c2hvcnQ=", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Rekey_leaves_a_key_ring_only_the_new_key_opens_and_every_secret_still_decrypts()
+    {
+        var connectionString = await fx.CreateScratchDatabaseAsync();
+        var newKeyFile = Path.Combine(Path.GetTempPath(), $"gymwire-new-{Guid.NewGuid():N}.key");
+        string[] rekey = ["key-ring", "rekey", "--new-key-file", newKeyFile, $"--ConnectionStrings:Gymwire={connectionString}",
+            .. fx.Arguments(connectionString).Where(a => a.StartsWith("--DataProtection:", StringComparison.Ordinal))];
+        Guid gymId, webhookId;
+        string stripeSecret, webhookSecret;
+        await using (var server = await StartAsync(connectionString, []))
+        {
+            using var anonymous = new HttpClient { BaseAddress = Address(server) };
+            TestGym gym;
+            (gym, stripeSecret, webhookId, webhookSecret) = await GymWithSecretsAsync(Address(server), () => CreateGymAsync(server, anonymous));
+            gymId = gym.GymId;
+            await server.StopAsync();
+
+            // A node that looks alive stops the rekey: it would go on encrypting new keys with the old key.
+            await using var scope = server.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var now = TimeProvider.System.GetUtcNow().UtcDateTime;
+            db.ClusterNodes.Add(new Gymwire.Features.Cluster.ClusterNode { Id = Guid.NewGuid(), Host = "other", Version = "test", Roles = "api", StartedAt = now, LastSeenAt = now });
+            await db.SaveChangesAsync();
+            var (refused, _, refusal) = await Cli.RunAsync(fx, rekey);
+            Assert.Equal(1, refused);
+            Assert.Contains("1 node(s) of this database are running", refusal, StringComparison.Ordinal);
+            Assert.False(File.Exists(newKeyFile));
+            await db.ClusterNodes.ExecuteDeleteAsync();
+        }
+        var oldKey = await KeyOfAsync(fx, connectionString);
+        var before = await DatabaseCopy.TakeAsync(fx.Store, connectionString, gymId, webhookId);
+        try
+        {
+            var (code, stdout, stderr) = await Cli.RunAsync(fx, rekey);
+            Assert.True(code == 0, stderr);
+            var newKey = Convert.FromBase64String(await File.ReadAllTextAsync(newKeyFile));
+            var output = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+            Assert.Equal(KeyEncryptionKey.IdOf(oldKey), output.GetProperty("old_key_id").GetString());
+            Assert.Equal(KeyEncryptionKey.IdOf(newKey), output.GetProperty("new_key_id").GetString());
+            Assert.True(output.GetProperty("new_key_file_created").GetBoolean());
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(newKeyFile));
+            }
+            Assert.Equal(oldKey, await KeyOfAsync(fx, connectionString)); // the old key is left for the operator to swap
+
+            // The same master keys, now opened by the new key and not by the old one.
+            var after = await DatabaseCopy.TakeAsync(fx.Store, connectionString, gymId, webhookId);
+            Assert.Equal(before.KeyRing.Select(KeyId).Order(), after.KeyRing.Select(KeyId).Order());
+            var withOld = Attacker.Provider(after.KeyRing, oldKey);
+            Assert.ThrowsAny<CryptographicException>(() => Attacker.WebhookProtector(withOld).Unprotect(after.WebhookSecret));
+            Assert.ThrowsAny<CryptographicException>(() => Attacker.StripeProtector(withOld, gymId).Unprotect(after.StripeSecret));
+            var withNew = Attacker.Provider(after.KeyRing, newKey);
+            Assert.Equal(webhookSecret, Attacker.WebhookProtector(withNew).Unprotect(after.WebhookSecret));
+            Assert.Equal(stripeSecret, Attacker.StripeProtector(withNew, gymId).Unprotect(after.StripeSecret));
+            // What the rekey cannot change: a copy taken before it opens with the old key (docs/operations.md says what to rotate).
+            Assert.Equal(webhookSecret, Attacker.WebhookProtector(Attacker.Provider(before.KeyRing, oldKey)).Unprotect(before.WebhookSecret));
+
+            if (fx.Store == Store.Sqlite)
+            {
+                // The rows' old versions, which the old key opens, are not left in the file's free space or its write-ahead log.
+                var file = new SqliteConnectionStringBuilder(connectionString).DataSource;
+                var oldElements = before.KeyRing.SelectMany(xml => XElement.Parse(xml).Descendants(KeyRingDecryptor.ElementName)).Select(e => e.Value).ToList();
+                foreach (var path in new[] { file, file + "-wal" }.Where(File.Exists))
+                {
+                    var bytes = System.Text.Encoding.Latin1.GetString(await File.ReadAllBytesAsync(path));
+                    Assert.All(oldElements, element => Assert.DoesNotContain(element, bytes, StringComparison.Ordinal));
+                }
+            }
+
+            // The server: refused with the old key alone; with the new key in its place, every secret decrypts.
+            var e = await Assert.ThrowsAsync<KeyRingException>(() => StartAsync(connectionString, []));
+            Assert.Contains(KeyEncryptionKey.IdOf(newKey), e.Message, StringComparison.Ordinal);
+            await using var rekeyed = await StartAsync(connectionString, ["--DataProtection:Key=", $"--DataProtection:KeyFile={newKeyFile}"]);
+            Assert.Equal(webhookSecret, rekeyed.Services.GetRequiredService<WebhookSecretProtector>().Unprotect(after.WebhookSecret));
+            Assert.Equal(stripeSecret, rekeyed.Services.GetRequiredService<StripeSecrets>().Unprotect(gymId, after.StripeSecret));
+            Assert.Equal(before.KeyRing.Count, (await KeyRingAsync(rekeyed)).Count); // no new key made
+            await rekeyed.StopAsync();
+        }
+        finally
+        {
+            File.Delete(newKeyFile);
+        }
+    }
+
     /// <summary>A gym whose owner set a Stripe endpoint secret and created a webhook (both stored encrypted).</summary>
     private static async Task<(TestGym Gym, string StripeSecret, Guid WebhookId, string WebhookSecret)> GymWithSecretsAsync(
         Uri server, Func<Task<TestGym>> createGym)

@@ -34,6 +34,13 @@ public sealed class DemoSeeder(
     private static readonly string[] LastNames = ["Silva", "Gracie", "Machado", "Costa", "Ribeiro", "Almeida", "Santos", "Oliveira", "Pereira", "Souza"];
     private static readonly string[] SessionTypes = ["gi", "no-gi", "open-mat", "drilling", "competition"];
 
+    /// <summary>How many gyms the database holds besides the demo's own.</summary>
+    public async Task<int> OtherGymsAsync(CancellationToken ct)
+    {
+        var demoGym = (await users.FindByEmailAsync(OwnerEmail))?.GymId;
+        return await db.Gyms.CountAsync(g => g.Id != demoGym, ct);
+    }
+
     public async Task<DemoGym> SeedAsync(CancellationToken ct)
     {
         if (await users.FindByEmailAsync(OwnerEmail) is { } existing)

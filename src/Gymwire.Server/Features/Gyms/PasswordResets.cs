@@ -196,28 +196,46 @@ public sealed partial class PasswordResets(
     public static Command CliCommand(string[] args)
     {
         var emailOption = new Option<string>("--email") { Description = "The owner's email (their login).", Required = true };
-        var passwordOption = new Option<string?>("--password") { Description = "The new password (at least 10 characters); a random one is made and printed when omitted." };
-        var command = new Command("reset-password", "Set a new password for an owner (ends their sessions); prints it when generated.") { emailOption, passwordOption };
-        command.TreatUnmatchedTokensAsErrors = false;
-        command.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
+        var passwordOption = new Option<string?>("--password")
         {
-            var address = parse.GetValue(emailOption)!;
-            var given = parse.GetValue(passwordOption);
-            var owner = await services.GetRequiredService<UserManager<Owner>>().FindByEmailAsync(address);
-            if (owner is null)
+            Description = "The new password (at least 10 characters). Visible to every local user in ps: prefer --password-stdin. " +
+                "Without either, a random one is made and printed.",
+        };
+        var stdinOption = new Option<bool>("--password-stdin")
+        {
+            Description = "Read the new password from standard input: one line, or typed twice at a terminal.",
+        };
+        var command = new Command("reset-password", "Set a new password for an owner (ends their sessions); prints it when generated.")
+        {
+            emailOption, passwordOption, stdinOption,
+        };
+        command.TreatUnmatchedTokensAsErrors = false;
+        command.SetAction(async (parse, ct) =>
+        {
+            var (given, passwordError) = PasswordInput.From(parse.GetValue(passwordOption), parse.GetValue(stdinOption), "--password", required: false);
+            if (passwordError is not null)
             {
-                return GymwireCli.Fail($"No owner has the email {address}");
+                return await GymwireCli.RefuseAsync(passwordError);
             }
-            var password = given ?? Secrets.NewHexToken("")[..24];
-            var error = await services.GetRequiredService<PasswordResets>().SetByOperatorAsync(owner, password, ct2);
-            if (error is not null)
+            return await GymwireCli.AdminAsync(args, async (services, ct2) =>
             {
-                return GymwireCli.Fail(error);
-            }
-            return GymwireCli.Ok(given is null
-                ? new { owner_email = owner.Email, password_reset = true, new_password = password }
-                : (object)new { owner_email = owner.Email, password_reset = true });
-        }, ct));
+                var address = parse.GetValue(emailOption)!;
+                var owner = await services.GetRequiredService<UserManager<Owner>>().FindByEmailAsync(address);
+                if (owner is null)
+                {
+                    return GymwireCli.Fail($"No owner has the email {address}");
+                }
+                var password = given ?? Secrets.NewHexToken("")[..24];
+                var error = await services.GetRequiredService<PasswordResets>().SetByOperatorAsync(owner, password, ct2);
+                if (error is not null)
+                {
+                    return GymwireCli.Fail(error);
+                }
+                return GymwireCli.Ok(given is null
+                    ? new { owner_email = owner.Email, password_reset = true, new_password = password }
+                    : (object)new { owner_email = owner.Email, password_reset = true });
+            }, ct);
+        });
         return command;
     }
 
