@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using CsvHelper;
 using Gymwire.Features.Exports;
+using Gymwire.Features.Members;
 using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Infrastructure;
 
@@ -126,6 +127,41 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Empty((await ReadCsvAsync(await other.Owner().GetAsync($"/api/gym/exports/members.csv?from={Day(-2)}&to={Day(0)}"))).Rows);
         _ = gym;
     }
+
+    [Fact]
+    public async Task Someone_who_left_at_the_ranges_first_instant_is_not_in_the_members_export()
+    {
+        var gym = await fx.CreateGymAsync(); // in UTC: the range 2026-03-10 is [00:00, next 00:00) UTC
+        var start = new DateTime(2026, 3, 10, 0, 0, 0, DateTimeKind.Utc);
+        var end = start.AddDays(1);
+        await fx.WithDbAsync(db =>
+        {
+            foreach (var (name, joined, left) in new (string, DateTime, DateTime?)[]
+                     {
+                         ("Left at the start", start.AddDays(-30), start),
+                         ("Left a second in", start.AddDays(-30), start.AddSeconds(1)),
+                         ("Joined at the start", start, null),
+                         ("Joined a second before the end", end.AddSeconds(-1), null),
+                         ("Joined at the end", end, null),
+                     })
+            {
+                db.Members.Add(new Member
+                {
+                    Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = $"user_{Guid.NewGuid():N}", Name = name, Role = MemberRoles.Member,
+                    JoinedAt = joined, LeftAt = left,
+                });
+            }
+            return db.SaveChangesAsync();
+        });
+        using var owner = gym.Owner();
+        // [start, end) as payments and refunds are cut: what happens at the end belongs to the next range, and leaving
+        // at the start ended the membership before the range began.
+        var csv = await ReadCsvAsync(await owner.GetAsync("/api/gym/exports/members.csv?from=2026-03-10&to=2026-03-10"));
+        Assert.Equal(["Left a second in", "Joined at the start", "Joined a second before the end"], csv.Rows.Select(r => r["Name"]));
+        var before = await ReadCsvAsync(await owner.GetAsync("/api/gym/exports/members.csv?from=2026-03-09&to=2026-03-09"));
+        Assert.Equal(["Left at the start", "Left a second in"], before.Rows.Select(r => r["Name"]));
+    }
+
 
     [Theory]
     [InlineData("", "'from' and 'to' are required")]

@@ -130,7 +130,9 @@ public static class AccountingExports
         // Everyone who was a member at some point in the range.
         var (start, end) = (range.Start, range.EndExclusive);
         var members = db.Members.AsNoTracking()
-            .Where(m => m.GymId == gymId && m.JoinedAt < end && (m.LeftAt == null || m.LeftAt >= start))
+            // Half-open as every other row of the exports: someone who left at the range's first instant was not a
+            // member during it, and someone who joined at the instant after it was not either.
+            .Where(m => m.GymId == gymId && m.JoinedAt < end && (m.LeftAt == null || m.LeftAt > start))
             .OrderBy(m => m.JoinedAt).ThenBy(m => m.Id)
             .Select(m => new { m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt });
         await foreach (var m in members.AsAsyncEnumerable().WithCancellation(ct))
