@@ -116,7 +116,7 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Equal(["Name", "Email", "Phone", "Role", "Joined", "Left"], csv.Headers);
         Assert.Equal(2, csv.Rows.Count);
         var ana = Assert.Single(csv.Rows, r => r["Name"] == "Ana Silva");
-        Assert.Equal("+15551234567", ana["Phone"]);
+        Assert.Equal("'+15551234567", ana["Phone"]); // text, as a spreadsheet shows it: see Phone_numbers_…
         Assert.Equal("member", ana["Role"]);
         Assert.Equal(Day(-2), ana["Joined"]);
         Assert.Equal("", ana["Left"]);
@@ -127,6 +127,33 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Empty((await ReadCsvAsync(await other.Owner().GetAsync($"/api/gym/exports/members.csv?from={Day(-2)}&to={Day(0)}"))).Rows);
         _ = gym;
     }
+
+    [Fact]
+    public async Task Phone_numbers_are_text_in_the_csv_so_a_spreadsheet_neither_runs_nor_rounds_them()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Ana", user_id = "user_ana", phone = "+15551234567" })).AssertStatusAsync(HttpStatusCode.Created);
+        // The API takes E.164 only; a number stored as written (an import, an older version) is text as well.
+        await fx.WithDbAsync(db =>
+        {
+            db.Members.Add(new Member
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = "user_bo", Name = "Bo", Phone = "07700900123", Role = MemberRoles.Member,
+                JoinedAt = fx.Clock.GetUtcNow().UtcDateTime,
+            });
+            return db.SaveChangesAsync();
+        });
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Cy", user_id = "user_cy" })).AssertStatusAsync(HttpStatusCode.Created);
+        var csv = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/members.csv?from={Day(0)}&to={Day(0)}"));
+        // The bytes as a spreadsheet program reads them: a leading + is a formula (shown as 1.56E+10), and digits a
+        // number (losing a leading zero); the apostrophe makes each cell text, as it does for formula-like names.
+        var text = Encoding.UTF8.GetString(csv.Bytes);
+        Assert.Contains($"\r\nAna,,'+15551234567,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\r\nBo,,'07700900123,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\r\nCy,,,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+    }
+
 
     [Fact]
     public async Task Someone_who_left_at_the_ranges_first_instant_is_not_in_the_members_export()

@@ -139,7 +139,7 @@ public static class AccountingExports
         {
             csv.WriteField(Text(m.Name));
             csv.WriteField(Text(m.Email ?? ""));
-            csv.WriteField(m.Phone is { } phone && IsPhone(phone) ? phone : Text(m.Phone ?? ""));
+            csv.WriteField(Phone(m.Phone));
             csv.WriteField(m.Role);
             csv.WriteField(Date(range.LocalDate(m.JoinedAt)));
             csv.WriteField(m.LeftAt is { } left ? Date(range.LocalDate(left)) : "");
@@ -149,12 +149,16 @@ public static class AccountingExports
 
     /// <summary>
     /// Spreadsheet programs run a cell starting with = + - @ as a formula (CSV injection); a leading apostrophe makes it
-    /// text. Free text gets this; amounts are numbers and E.164 phone numbers (+ and digits) cannot be formulas.
+    /// text. Free text gets this; amounts are numbers.
     /// </summary>
     private static string Text(string value) =>
         value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r' ? "'" + value : value;
 
-    private static bool IsPhone(string value) => value.Length > 1 && value[0] == '+' && value.AsSpan(1).IndexOfAnyExceptInRange('0', '9') < 0;
+    /// <summary>
+    /// A phone number is text to keep as written: a spreadsheet reads +15551234567 as a formula and shows it as
+    /// 1.56E+10, and drops the leading zero of 07700900123. Every phone gets the apostrophe, as formula text does.
+    /// </summary>
+    private static string Phone(string? value) => string.IsNullOrEmpty(value) ? "" : "'" + value;
 
     private static string Date(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
