@@ -154,7 +154,6 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Contains($"\r\nCy,,,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
     }
 
-
     [Fact]
     public async Task Someone_who_left_at_the_ranges_first_instant_is_not_in_the_members_export()
     {
@@ -189,6 +188,32 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Equal(["Left at the start", "Left a second in"], before.Rows.Select(r => r["Name"]));
     }
 
+    [Fact]
+    public async Task QuickBooks_export_has_the_three_columns_of_its_bank_upload_with_signed_amounts()
+    {
+        var (_, owner) = await GymWithHistoryAsync();
+        var response = await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}");
+        var csv = await ReadCsvAsync(response);
+        Assert.Equal($"quickbooks-{Day(-2)}-to-{Day(0)}.csv", response.Content.Headers.ContentDisposition?.FileNameStar ?? response.Content.Headers.ContentDisposition?.FileName?.Trim('"'));
+        // QuickBooks Online's three-column layout, and no other column; dates month first unless asked otherwise.
+        var text = Encoding.UTF8.GetString(csv.Bytes);
+        Assert.StartsWith("\uFEFFDate,Description,Amount\r\n", text, StringComparison.Ordinal);
+        static string Us(DateTimeOffset d) => d.ToString("MM/dd/yyyy", System.Globalization.CultureInfo.InvariantCulture);
+        static string Uk(DateTimeOffset d) => d.ToString("dd/MM/yyyy", System.Globalization.CultureInfo.InvariantCulture);
+        var now = fx.Clock.GetUtcNow();
+        Assert.Equal(
+            [
+                (Us(now.AddDays(-2)), "Ana Silva: Membership payment: Gold, \"unlimited\"", "99.00"),
+                (Us(now.AddDays(-1)), "'=HYPERLINK(\"x\"): Membership payment", "10.50"),
+                (Us(now), "Refund to Ana Silva: Membership payment: Gold, \"unlimited\"", "-99.00"),
+            ],
+            csv.Rows.Select(r => (r["Date"], r["Description"], r["Amount"])));
+
+        var dayFirst = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=dmy"));
+        Assert.Equal([Uk(now.AddDays(-2)), Uk(now.AddDays(-1)), Uk(now)], dayFirst.Rows.Select(r => r["Date"]));
+        var message = await (await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=ymd")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("'date_order' must be mdy", message, StringComparison.Ordinal);
+    }
 
     [Theory]
     [InlineData("", "'from' and 'to' are required")]
@@ -202,7 +227,7 @@ public abstract class ExportTests(GymwireFixture fx)
     public async Task Bad_ranges_are_400_in_the_error_shape(string query, string expected)
     {
         var gym = await fx.CreateGymAsync();
-        foreach (var kind in new[] { "payments", "refunds", "members" })
+        foreach (var kind in new[] { "payments", "refunds", "members", "quickbooks" })
         {
             var message = await (await gym.Owner().GetAsync($"/api/gym/exports/{kind}.csv{query}")).AssertErrorAsync(HttpStatusCode.BadRequest);
             Assert.Contains(expected, message, StringComparison.Ordinal);
@@ -214,7 +239,7 @@ public abstract class ExportTests(GymwireFixture fx)
     {
         var gym = await fx.CreateGymAsync();
         using var owner = gym.Owner();
-        foreach (var kind in new[] { "payments", "refunds", "members" })
+        foreach (var kind in new[] { "payments", "refunds", "members", "quickbooks" })
         {
             Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=9999-12-30&to=9999-12-30"))).Rows);
             Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=0001-01-01&to=0001-01-01"))).Rows);
@@ -241,6 +266,10 @@ public abstract class ExportTests(GymwireFixture fx)
         var fromPage = await ReadCsvAsync(await browser.GetAsync($"/exports{query}&kind=payments"));
         var fromApi = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/payments.csv?from={Day(-2)}&to={Day(0)}"));
         Assert.Equal(Encoding.UTF8.GetString(fromApi.Bytes), Encoding.UTF8.GetString(fromPage.Bytes));
+        Assert.Contains("Download QuickBooks CSV", page, StringComparison.Ordinal);
+        var quickBooksFromPage = await ReadCsvAsync(await browser.GetAsync($"/exports{query}&kind=quickbooks&date_order=dmy"));
+        var quickBooksFromApi = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=dmy"));
+        Assert.Equal(Encoding.UTF8.GetString(quickBooksFromApi.Bytes), Encoding.UTF8.GetString(quickBooksFromPage.Bytes));
         // A bad range answers 400 with the form and the reason, never a broken or empty download.
         var invalid = await browser.GetAsync($"/exports?handler=download&from={Day(0)}&to={Day(-2)}&kind=payments");
         Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);

@@ -259,7 +259,7 @@ public sealed partial class ScheduledReports(
         }
         else
         {
-            body.AppendLine("The attached CSV files (payments, refunds, members) import into QuickBooks, Xero or a spreadsheet.");
+            body.AppendLine("The attached CSV files (payments, refunds, members) import into Xero or a spreadsheet; for QuickBooks Online, download the QuickBooks file from the dashboard's Exports page.");
         }
         return new EmailMessage([], $"Gymwire {frequency} report: {period}", body.ToString(), attachments, html);
     }
