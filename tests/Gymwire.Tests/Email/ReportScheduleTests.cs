@@ -231,6 +231,55 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         Assert.Contains("Payments received: 1 totalling 42.00 USD.", report.TextBody, StringComparison.Ordinal);
     }
 
+    private async Task RunNextDailyReportAsync(Guid gymId)
+    {
+        var schedule = (await ScheduleAsync(gymId))!;
+        var end = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, TimeZoneInfo.Utc);
+        var wait = end + ScheduledReports.Grace - fx.Clock.GetUtcNow().UtcDateTime;
+        if (wait > TimeSpan.Zero)
+        {
+            fx.Clock.Advance(wait);
+        }
+        await RunReportsAsync();
+    }
+
+    [Fact]
+    public async Task A_report_sent_after_a_failed_one_leaves_no_failure_on_the_page()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using var signedIn = browser;
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", books), ("Format", "csv")));
+
+        // The only recipient refused: the send fails, and the period waits for the next pass.
+        fx.Smtp.RefusedRecipients[books] = true;
+        try
+        {
+            await RunNextDailyReportAsync(gym.GymId);
+        }
+        finally
+        {
+            fx.Smtp.RefusedRecipients.TryRemove(books, out _);
+        }
+        Assert.Empty(MessagesTo(books));
+        var failed = (await ScheduleAsync(gym.GymId))!;
+        Assert.NotNull(failed.LastFailureAt);
+        Assert.Contains(books, failed.LastFailure, StringComparison.Ordinal);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword); // the day that passed ended the session
+        Assert.Contains("<dt>Last failure</dt>", await browser.GetPageAsync(Form), StringComparison.Ordinal);
+
+        // The next pass sends the period: the failure is over, and the page says nothing of it (not a time without a reason).
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(books));
+        var sent = (await ScheduleAsync(gym.GymId))!;
+        Assert.NotNull(sent.LastSentAt);
+        Assert.Null(sent.LastFailureAt);
+        Assert.Null(sent.LastFailure);
+        var page = await browser.GetPageAsync(Form);
+        Assert.DoesNotContain("Last failure", page, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"badge connected\">Connected</span>", page, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Changing_the_frequency_mid_period_reports_every_day_exactly_once()
     {

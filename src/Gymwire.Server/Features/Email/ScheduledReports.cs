@@ -179,7 +179,8 @@ public sealed partial class ScheduledReports(
             {
                 await using var scope = scopes.CreateAsyncScope();
                 await scope.ServiceProvider.GetRequiredService<GymwireDbContext>().ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at)
+                        .SetProperty(x => x.LastFailureAt, (DateTime?)null).SetProperty(x => x.LastFailure, (string?)null)
                         .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
                 return;
             }
