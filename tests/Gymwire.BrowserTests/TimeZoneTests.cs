@@ -130,9 +130,13 @@ public sealed class TimeZoneTests(Chromium chromium, ReportsGymwire fx) : IClass
         var page = browser.Page;
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
         await page.GotoAsync("/settings/integrations/accounting");
-        var sendTo = page.GetByLabel("Send to");
-        await Assertions.Expect(sendTo).ToHaveValueAsync(gym.OwnerEmail);
+        // The owners are a choice of their own (whoever they are when a report goes out), ticked at first.
+        var owners = page.GetByLabel("The gym's owners");
+        await Assertions.Expect(owners).ToBeCheckedAsync();
+        var sendTo = page.GetByLabel("Other addresses");
+        await Assertions.Expect(sendTo).ToHaveValueAsync("");
 
+        await owners.UncheckAsync();
         await page.GetByLabel("Weekly").CheckAsync();
         await sendTo.FillAsync("books@example.com\nnot-an-email");
         await page.GetByLabel("HTML summary").CheckAsync();

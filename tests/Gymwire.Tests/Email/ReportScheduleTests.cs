@@ -7,6 +7,7 @@ using Gymwire.Features.Gyms;
 using Gymwire.Features.Payments;
 using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 using MimeKit;
@@ -182,8 +183,11 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
     {
         var (gym, browser) = await SignedInAsync("Europe/Berlin");
         using var _ = browser;
-        // With no schedule yet, the form offers the owners' addresses.
-        Assert.Contains($">{gym.OwnerEmail}</textarea>", await browser.GetPageAsync(Form), StringComparison.Ordinal);
+        // With no schedule yet, the form offers the owners (naming them), and no other address.
+        var blank = await browser.GetPageAsync(Form);
+        Assert.Contains("id=\"send-to-owners\" name=\"SendToOwners\" value=\"true\" checked", blank, StringComparison.Ordinal);
+        Assert.Contains(gym.OwnerEmail, blank, StringComparison.Ordinal);
+        Assert.Contains("></textarea>", blank, StringComparison.Ordinal);
 
         foreach (var (recipients, format, expected) in new[]
                  {
@@ -191,7 +195,7 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
                      ("books@example.com, Books <books@example.com>", "csv", "is not an email address."),
                      ("books@example.com\r\nBcc: evil@example.com", "csv", "'Bcc:' is not an email address."), // no header of our own
                      ("books@localhost", "csv", "'books@localhost' is not an email address."),
-                     ("", "csv", "Enter at least one email address to send the report to."),
+                     ("", "csv", "Choose the gym's owners or enter at least one email address to send the report to."),
                      (string.Join(",", Enumerable.Range(1, 21).Select(i => $"r{i}@example.com")), "csv", "at most 20 addresses"),
                      ("books@example.com", "pdf", "Choose CSV files or an HTML summary."),
                  })
@@ -229,6 +233,111 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
             report.HtmlBody, StringComparison.Ordinal);
         Assert.Contains("(Europe/Berlin)", report.HtmlBody, StringComparison.Ordinal);
         Assert.Contains("Payments received: 1 totalling 42.00 USD.", report.TextBody, StringComparison.Ordinal);
+    }
+
+    /// <summary>Submits the form as a browser does with what the page offers, changing only <paramref name="changes"/>.</summary>
+    private static async Task<HttpResponseMessage> SubmitAsOfferedAsync(DashboardClient browser, params (string Name, string Value)[] changes)
+    {
+        var page = await browser.GetPageAsync(Form);
+        var fields = new List<(string Name, string Value)>
+        {
+            ("Recipients", WebUtility.HtmlDecode(OfferedRecipients().Match(page).Groups["value"].Value)),
+            ("Format", ReportFormats.Csv),
+        };
+        if (OfferedOwners().IsMatch(page))
+        {
+            fields.Add(("SendToOwners", "true"));
+        }
+        fields.RemoveAll(f => changes.Any(c => c.Name == f.Name));
+        return await browser.SubmitAsync(Form, [.. fields, .. changes]);
+    }
+
+    [GeneratedRegex(@"<textarea id=""recipients""[^>]*>(?<value>[^<]*)</textarea>")]
+    private static partial Regex OfferedRecipients();
+
+    [GeneratedRegex(@"<input type=""checkbox"" id=""send-to-owners""[^>]*\bchecked")]
+    private static partial Regex OfferedOwners();
+
+    private async Task<string> AddOwnerAsync(TestGym gym)
+    {
+        var email = $"partner-{Guid.NewGuid():N}@example.com";
+        await using var scope = fx.Services.CreateAsyncScope();
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var created = await scope.ServiceProvider.GetRequiredService<UserManager<Owner>>().CreateAsync(
+            new Owner { Id = Guid.CreateVersion7(now), GymId = gym.GymId, Email = email, UserName = email, CreatedAt = now }, "a-partners-password-1");
+        Assert.True(created.Succeeded, string.Join("; ", created.Errors.Select(e => e.Description)));
+        return email;
+    }
+
+    private async Task RunNextDailyReportAsync(Guid gymId)
+    {
+        var schedule = (await ScheduleAsync(gymId))!;
+        var end = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, TimeZoneInfo.Utc);
+        var wait = end + ScheduledReports.Grace - fx.Clock.GetUtcNow().UtcDateTime;
+        if (wait > TimeSpan.Zero)
+        {
+            fx.Clock.Advance(wait);
+        }
+        await RunReportsAsync();
+    }
+
+    [Fact]
+    public async Task The_form_saved_as_offered_sends_to_the_owners_at_send_time_including_one_added_later()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using var _ = browser;
+        Assert.Equal(Form, (await SubmitAsOfferedAsync(browser, ("Frequency", "daily"))).Headers.Location!.OriginalString);
+        var partner = await AddOwnerAsync(gym);
+
+        await RunNextDailyReportAsync(gym.GymId);
+        Assert.Single(MessagesTo(gym.OwnerEmail));
+        Assert.Single(MessagesTo(partner)); // an owner since the save gets it: "the owners" stayed the owners
+
+        // Another address besides the owners: all of them, in one message.
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword); // the day that passed ended the session
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await browser.FollowAsync(await SubmitAsOfferedAsync(browser, ("Frequency", "daily"), ("Recipients", books)));
+        Assert.Contains($"The gym's owners and {books}", WebUtility.HtmlDecode(await browser.GetPageAsync(Form)), StringComparison.OrdinalIgnoreCase);
+        await RunNextDailyReportAsync(gym.GymId);
+        var report = Assert.Single(MessagesTo(books));
+        Assert.Equal(new[] { gym.OwnerEmail, partner, books }.Order(), report.To.Mailboxes.Select(m => m.Address).Order());
+    }
+
+    [Fact]
+    public async Task A_report_sent_after_a_failed_one_leaves_no_failure_on_the_page()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using var signedIn = browser;
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", books), ("Format", "csv")));
+
+        // The only recipient refused: the send fails, and the period waits for the next pass.
+        fx.Smtp.RefusedRecipients[books] = true;
+        try
+        {
+            await RunNextDailyReportAsync(gym.GymId);
+        }
+        finally
+        {
+            fx.Smtp.RefusedRecipients.TryRemove(books, out _);
+        }
+        Assert.Empty(MessagesTo(books));
+        var failed = (await ScheduleAsync(gym.GymId))!;
+        Assert.NotNull(failed.LastFailureAt);
+        Assert.Contains(books, failed.LastFailure, StringComparison.Ordinal);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword); // the day that passed ended the session
+        Assert.Contains("<dt>Last failure</dt>", await browser.GetPageAsync(Form), StringComparison.Ordinal);
+
+        // The next pass sends the period: the failure is over, and the page says nothing of it (not a time without a reason).
+        await RunReportsAsync();
+        Assert.Single(MessagesTo(books));
+        var sent = (await ScheduleAsync(gym.GymId))!;
+        Assert.NotNull(sent.LastSentAt);
+        Assert.Null(sent.LastFailureAt);
+        Assert.Null(sent.LastFailure);
+        var page = await browser.GetPageAsync(Form);
+        Assert.DoesNotContain("Last failure", page, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"badge connected\">Connected</span>", page, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using CsvHelper;
 using Gymwire.Features.Exports;
+using Gymwire.Features.Members;
 using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Infrastructure;
 
@@ -115,7 +116,7 @@ public abstract class ExportTests(GymwireFixture fx)
         Assert.Equal(["Name", "Email", "Phone", "Role", "Joined", "Left"], csv.Headers);
         Assert.Equal(2, csv.Rows.Count);
         var ana = Assert.Single(csv.Rows, r => r["Name"] == "Ana Silva");
-        Assert.Equal("+15551234567", ana["Phone"]);
+        Assert.Equal("'+15551234567", ana["Phone"]); // text, as a spreadsheet shows it: see Phone_numbers_…
         Assert.Equal("member", ana["Role"]);
         Assert.Equal(Day(-2), ana["Joined"]);
         Assert.Equal("", ana["Left"]);
@@ -125,6 +126,93 @@ public abstract class ExportTests(GymwireFixture fx)
         var other = await fx.CreateGymAsync();
         Assert.Empty((await ReadCsvAsync(await other.Owner().GetAsync($"/api/gym/exports/members.csv?from={Day(-2)}&to={Day(0)}"))).Rows);
         _ = gym;
+    }
+
+    [Fact]
+    public async Task Phone_numbers_are_text_in_the_csv_so_a_spreadsheet_neither_runs_nor_rounds_them()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Ana", user_id = "user_ana", phone = "+15551234567" })).AssertStatusAsync(HttpStatusCode.Created);
+        // The API takes E.164 only; a number stored as written (an import, an older version) is text as well.
+        await fx.WithDbAsync(db =>
+        {
+            db.Members.Add(new Member
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = "user_bo", Name = "Bo", Phone = "07700900123", Role = MemberRoles.Member,
+                JoinedAt = fx.Clock.GetUtcNow().UtcDateTime,
+            });
+            return db.SaveChangesAsync();
+        });
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Cy", user_id = "user_cy" })).AssertStatusAsync(HttpStatusCode.Created);
+        var csv = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/members.csv?from={Day(0)}&to={Day(0)}"));
+        // The bytes as a spreadsheet program reads them: a leading + is a formula (shown as 1.56E+10), and digits a
+        // number (losing a leading zero); the apostrophe makes each cell text, as it does for formula-like names.
+        var text = Encoding.UTF8.GetString(csv.Bytes);
+        Assert.Contains($"\r\nAna,,'+15551234567,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\r\nBo,,'07700900123,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\r\nCy,,,member,{Day(0)},\r\n", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Someone_who_left_at_the_ranges_first_instant_is_not_in_the_members_export()
+    {
+        var gym = await fx.CreateGymAsync(); // in UTC: the range 2026-03-10 is [00:00, next 00:00) UTC
+        var start = new DateTime(2026, 3, 10, 0, 0, 0, DateTimeKind.Utc);
+        var end = start.AddDays(1);
+        await fx.WithDbAsync(db =>
+        {
+            foreach (var (name, joined, left) in new (string, DateTime, DateTime?)[]
+                     {
+                         ("Left at the start", start.AddDays(-30), start),
+                         ("Left a second in", start.AddDays(-30), start.AddSeconds(1)),
+                         ("Joined at the start", start, null),
+                         ("Joined a second before the end", end.AddSeconds(-1), null),
+                         ("Joined at the end", end, null),
+                     })
+            {
+                db.Members.Add(new Member
+                {
+                    Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = $"user_{Guid.NewGuid():N}", Name = name, Role = MemberRoles.Member,
+                    JoinedAt = joined, LeftAt = left,
+                });
+            }
+            return db.SaveChangesAsync();
+        });
+        using var owner = gym.Owner();
+        // [start, end) as payments and refunds are cut: what happens at the end belongs to the next range, and leaving
+        // at the start ended the membership before the range began.
+        var csv = await ReadCsvAsync(await owner.GetAsync("/api/gym/exports/members.csv?from=2026-03-10&to=2026-03-10"));
+        Assert.Equal(["Left a second in", "Joined at the start", "Joined a second before the end"], csv.Rows.Select(r => r["Name"]));
+        var before = await ReadCsvAsync(await owner.GetAsync("/api/gym/exports/members.csv?from=2026-03-09&to=2026-03-09"));
+        Assert.Equal(["Left at the start", "Left a second in"], before.Rows.Select(r => r["Name"]));
+    }
+
+    [Fact]
+    public async Task QuickBooks_export_has_the_three_columns_of_its_bank_upload_with_signed_amounts()
+    {
+        var (_, owner) = await GymWithHistoryAsync();
+        var response = await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}");
+        var csv = await ReadCsvAsync(response);
+        Assert.Equal($"quickbooks-{Day(-2)}-to-{Day(0)}.csv", response.Content.Headers.ContentDisposition?.FileNameStar ?? response.Content.Headers.ContentDisposition?.FileName?.Trim('"'));
+        // QuickBooks Online's three-column layout, and no other column; dates month first unless asked otherwise.
+        var text = Encoding.UTF8.GetString(csv.Bytes);
+        Assert.StartsWith("\uFEFFDate,Description,Amount\r\n", text, StringComparison.Ordinal);
+        static string Us(DateTimeOffset d) => d.ToString("MM/dd/yyyy", System.Globalization.CultureInfo.InvariantCulture);
+        static string Uk(DateTimeOffset d) => d.ToString("dd/MM/yyyy", System.Globalization.CultureInfo.InvariantCulture);
+        var now = fx.Clock.GetUtcNow();
+        Assert.Equal(
+            [
+                (Us(now.AddDays(-2)), "Ana Silva: Membership payment: Gold, \"unlimited\"", "99.00"),
+                (Us(now.AddDays(-1)), "'=HYPERLINK(\"x\"): Membership payment", "10.50"),
+                (Us(now), "Refund to Ana Silva: Membership payment: Gold, \"unlimited\"", "-99.00"),
+            ],
+            csv.Rows.Select(r => (r["Date"], r["Description"], r["Amount"])));
+
+        var dayFirst = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=dmy"));
+        Assert.Equal([Uk(now.AddDays(-2)), Uk(now.AddDays(-1)), Uk(now)], dayFirst.Rows.Select(r => r["Date"]));
+        var message = await (await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=ymd")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("'date_order' must be mdy", message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -139,7 +227,7 @@ public abstract class ExportTests(GymwireFixture fx)
     public async Task Bad_ranges_are_400_in_the_error_shape(string query, string expected)
     {
         var gym = await fx.CreateGymAsync();
-        foreach (var kind in new[] { "payments", "refunds", "members" })
+        foreach (var kind in new[] { "payments", "refunds", "members", "quickbooks" })
         {
             var message = await (await gym.Owner().GetAsync($"/api/gym/exports/{kind}.csv{query}")).AssertErrorAsync(HttpStatusCode.BadRequest);
             Assert.Contains(expected, message, StringComparison.Ordinal);
@@ -151,7 +239,7 @@ public abstract class ExportTests(GymwireFixture fx)
     {
         var gym = await fx.CreateGymAsync();
         using var owner = gym.Owner();
-        foreach (var kind in new[] { "payments", "refunds", "members" })
+        foreach (var kind in new[] { "payments", "refunds", "members", "quickbooks" })
         {
             Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=9999-12-30&to=9999-12-30"))).Rows);
             Assert.Empty((await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/{kind}.csv?from=0001-01-01&to=0001-01-01"))).Rows);
@@ -178,6 +266,10 @@ public abstract class ExportTests(GymwireFixture fx)
         var fromPage = await ReadCsvAsync(await browser.GetAsync($"/exports{query}&kind=payments"));
         var fromApi = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/payments.csv?from={Day(-2)}&to={Day(0)}"));
         Assert.Equal(Encoding.UTF8.GetString(fromApi.Bytes), Encoding.UTF8.GetString(fromPage.Bytes));
+        Assert.Contains("Download QuickBooks CSV", page, StringComparison.Ordinal);
+        var quickBooksFromPage = await ReadCsvAsync(await browser.GetAsync($"/exports{query}&kind=quickbooks&date_order=dmy"));
+        var quickBooksFromApi = await ReadCsvAsync(await owner.GetAsync($"/api/gym/exports/quickbooks.csv?from={Day(-2)}&to={Day(0)}&date_order=dmy"));
+        Assert.Equal(Encoding.UTF8.GetString(quickBooksFromApi.Bytes), Encoding.UTF8.GetString(quickBooksFromPage.Bytes));
         // A bad range answers 400 with the form and the reason, never a broken or empty download.
         var invalid = await browser.GetAsync($"/exports?handler=download&from={Day(0)}&to={Day(-2)}&kind=payments");
         Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);

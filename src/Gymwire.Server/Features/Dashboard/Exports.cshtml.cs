@@ -17,11 +17,20 @@ public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock, GymTim
 
     public void OnGet() => DefaultToLastMonth();
 
+    /// <summary>The QuickBooks file's dates: <c>mdy</c> (MM/dd/yyyy, the default) or <c>dmy</c> (dd/MM/yyyy).</summary>
+    [BindProperty(SupportsGet = true, Name = "date_order")]
+    public string? DateOrder { get; set; }
+
     public async Task<IActionResult> OnGetDownloadAsync(string? kind, CancellationToken ct)
     {
         if (!Enum.TryParse<ExportKind>(kind, ignoreCase: true, out var exportKind) || !Enum.IsDefined(exportKind) || int.TryParse(kind, out _))
         {
-            ModelState.AddModelError(string.Empty, "Choose payments, refunds or members.");
+            ModelState.AddModelError(string.Empty, "Choose payments, refunds, members or QuickBooks.");
+            return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
+        }
+        if (AccountingExports.ParseDateOrder(DateOrder) is not { } dates)
+        {
+            ModelState.AddModelError(string.Empty, "Choose the QuickBooks dates as month first or day first.");
             return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
         }
         if (ExportRange.TryParse(From, To, time.Zone, out var range) is { } error)
@@ -31,7 +40,7 @@ public sealed class ExportsModel(GymwireDbContext db, TimeProvider clock, GymTim
             return new PageResult { StatusCode = StatusCodes.Status400BadRequest };
         }
         var buffer = new MemoryStream();
-        await AccountingExports.WriteAsync(db, User.GetGymId(), exportKind, range, buffer, ct);
+        await AccountingExports.WriteAsync(db, User.GetGymId(), exportKind, range, dates, buffer, ct);
         buffer.Position = 0;
         return File(buffer, ExportEndpoints.CsvContentType, AccountingExports.FileName(exportKind, range));
     }

@@ -107,7 +107,6 @@ public sealed class AccountingReportStatus(GymwireDbContext db) : IIntegrationSt
             return IntegrationStatus.Error($"The {s.Frequency} report could not be emailed at {EmailEndpoints.Time(failed, zone)}: {s.LastFailure} It will be retried.");
         }
         var next = ReportFrequencies.Next(s.Frequency, s.ReportedThrough, zone);
-        var to = s.Recipients is null ? "the owners" : string.Join(", ", ReportRecipients.Split(s.Recipients));
-        return IntegrationStatus.Connected($"A {s.Frequency} report is emailed to {to}; next after {EmailEndpoints.Time(next, zone)}.");
+        return IntegrationStatus.Connected($"A {s.Frequency} report is emailed to {ReportRecipients.Describe(s)}; next after {EmailEndpoints.Time(next, zone)}.");
     }
 }

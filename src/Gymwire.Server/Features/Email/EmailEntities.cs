@@ -26,7 +26,11 @@ public sealed class ReportSchedule
     /// period after it.
     /// </summary>
     public DateTime ReportedThrough { get; set; }
-    /// <summary>Comma-separated addresses (<see cref="ReportRecipients"/>); null sends to the gym's owners.</summary>
+    /// <summary>
+    /// Send to the gym's owners, whoever they are when the report goes out, so an owner added later gets it too.
+    /// </summary>
+    public bool SendToOwners { get; set; } = true;
+    /// <summary>Comma-separated addresses (<see cref="ReportRecipients"/>) that get the report besides the owners (or instead of them); null for none.</summary>
     public string? Recipients { get; set; }
     /// <summary><see cref="ReportFormats"/>.</summary>
     public string Format { get; set; } = ReportFormats.Csv;
@@ -135,6 +139,18 @@ public static class ReportRecipients
 
     public static IReadOnlyList<string> Split(string? stored) =>
         stored is null ? [] : stored.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>To whom a schedule sends, in words: "the gym's owners", "the gym's owners and a@example.com", "a@example.com".</summary>
+    public static string Describe(ReportSchedule schedule)
+    {
+        var others = string.Join(", ", Split(schedule.Recipients));
+        return (schedule.SendToOwners, others.Length > 0) switch
+        {
+            (true, true) => $"the gym's owners and {others}",
+            (true, false) => "the gym's owners",
+            _ => others,
+        };
+    }
 
     public static string Join(IEnumerable<string> addresses) => string.Join(", ", addresses);
 

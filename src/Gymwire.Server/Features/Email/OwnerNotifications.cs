@@ -25,11 +25,12 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
             (dashboard: Settings → Integrations → Webhooks, or PATCH /api/gym/webhooks/ID) and redeliver what it missed.
             """, ct);
 
-    internal async Task<bool> SendToOwnersAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct)
-    {
-        var owners = await db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).Select(o => o.Email!).ToListAsync(ct);
-        return await SendAsync(gymId, kind, message with { To = owners }, ct);
-    }
+    internal async Task<bool> SendToOwnersAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct) =>
+        await SendAsync(gymId, kind, message with { To = await OwnerAddresses(db, gymId).ToListAsync(ct) }, ct);
+
+    /// <summary>The addresses of the gym's owners now, in the order they were added.</summary>
+    internal static IQueryable<string> OwnerAddresses(GymwireDbContext db, Guid gymId) =>
+        db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).OrderBy(o => o.CreatedAt).Select(o => o.Email!);
 
     /// <summary>Sends to the message's own recipients (a scheduled report's chosen addresses), recorded as every email is.</summary>
     internal async Task<bool> SendAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct)

@@ -7,10 +7,18 @@ namespace Gymwire.Features.Email;
 public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider clock, ReportSignal signal)
 {
     /// <summary>
-    /// Sets a gym's report frequency, and its recipients and format where given (validated by the caller; null keeps
-    /// what is stored): the API's PUT and the dashboard's form.
+    /// Sets a gym's report frequency, and its recipients (exactly these addresses, the owners not among them unless
+    /// listed) and format where given (validated by the caller; null keeps what is stored).
     /// </summary>
-    public async Task<ReportSchedule> SaveAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format, CancellationToken ct)
+    public Task<ReportSchedule> SaveAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format, CancellationToken ct) =>
+        SaveAsync(gymId, frequency, recipients is null ? null : false, recipients, format, ct);
+
+    /// <summary>
+    /// Sets a gym's report frequency, whether it goes to the gym's owners, the other addresses it goes to, and its
+    /// format, where given (validated by the caller; null keeps what is stored): the API's PUT and the dashboard's form.
+    /// </summary>
+    public async Task<ReportSchedule> SaveAsync(
+        Guid gymId, string frequency, bool? sendToOwners, IReadOnlyList<string>? others, string? format, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
         for (var tries = 1; ; tries++)
@@ -29,9 +37,13 @@ public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider cloc
             // A new frequency keeps ReportedThrough: the next report starts where the last one ended, so a change never
             // skips a day or reports one twice (ReportFrequencies.Next ends it at the new frequency's boundary).
             schedule.Frequency = frequency;
-            if (recipients is not null)
+            if (sendToOwners is { } owners)
             {
-                schedule.Recipients = ReportRecipients.Join(recipients);
+                schedule.SendToOwners = owners;
+            }
+            if (others is not null)
+            {
+                schedule.Recipients = others.Count == 0 ? null : ReportRecipients.Join(others);
             }
             if (format is not null)
             {

@@ -22,7 +22,7 @@ public sealed class ReportSignal : WakeSignal;
 
 /// <summary>
 /// At each period boundary (the gym's midnight, Monday, the 1st, in its time zone, on <see cref="TimeProvider"/>; <see cref="Grace"/> after it), emails
-/// each scheduled report's recipients (the owners unless chosen) the exports of the period that ended, in its format. A period is claimed with a conditional update of
+/// each scheduled report's recipients (the gym's owners at the time, other addresses, or both) the exports of the period that ended, in its format. A period is claimed with a conditional update of
 /// <see cref="ReportSchedule.ReportedThrough"/> before sending, so two nodes never both send it; any failure after the
 /// claim and before the message is accepted (the send, a database error, shutdown) gives it back, and the next pass retries.
 /// A claim carries a lease (<see cref="ClaimLease"/>): a node killed between claim and send cannot give the period back,
@@ -130,10 +130,10 @@ public sealed partial class ScheduledReports(
             }
             var range = new ExportRange(GymTimeZones.LocalDate(start, zone), GymTimeZones.LocalDate(end, zone).AddDays(-1), zone);
             var message = await BuildAsync(db, schedule.GymId, schedule.Frequency, schedule.Format, range, ct);
-            var recipients = ReportRecipients.Split(schedule.Recipients);
-            var sent = recipients.Count == 0
-                ? await notifications.SendToOwnersAsync(schedule.GymId, "report", message, ct)
-                : await notifications.SendAsync(schedule.GymId, "report", message with { To = recipients }, ct);
+            // The owners as they are now, so one added since the schedule was saved gets the report too.
+            var owners = schedule.SendToOwners ? await OwnerNotifications.OwnerAddresses(db, schedule.GymId).ToListAsync(ct) : [];
+            var recipients = owners.Concat(ReportRecipients.Split(schedule.Recipients)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            var sent = await notifications.SendAsync(schedule.GymId, "report", message with { To = recipients }, ct);
             var at = clock.GetUtcNow().UtcDateTime;
             if (sent)
             {
@@ -179,7 +179,8 @@ public sealed partial class ScheduledReports(
             {
                 await using var scope = scopes.CreateAsyncScope();
                 await scope.ServiceProvider.GetRequiredService<GymwireDbContext>().ReportSchedules.Where(s => s.GymId == gymId && s.ReportedThrough == end)
-                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at).SetProperty(x => x.LastFailure, (string?)null)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSentAt, at)
+                        .SetProperty(x => x.LastFailureAt, (DateTime?)null).SetProperty(x => x.LastFailure, (string?)null)
                         .SetProperty(x => x.ClaimedFrom, (DateTime?)null).SetProperty(x => x.ClaimedUntil, (DateTime?)null), CancellationToken.None);
                 return;
             }
@@ -259,7 +260,7 @@ public sealed partial class ScheduledReports(
         }
         else
         {
-            body.AppendLine("The attached CSV files (payments, refunds, members) import into QuickBooks, Xero or a spreadsheet.");
+            body.AppendLine("The attached CSV files (payments, refunds, members) import into Xero or a spreadsheet; for QuickBooks Online, download the QuickBooks file from the dashboard's Exports page.");
         }
         return new EmailMessage([], $"Gymwire {frequency} report: {period}", body.ToString(), attachments, html);
     }

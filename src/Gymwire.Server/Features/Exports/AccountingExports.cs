@@ -59,22 +59,47 @@ public enum ExportKind
     Payments,
     Refunds,
     Members,
+    QuickBooks,
 }
 
 /// <summary>
-/// CSV exports in the columns QuickBooks and Xero import (one row per transaction, a date, a contact, a description,
-/// a signed amount in major units; dates are the gym's local dates): RFC 4180 (CRLF, quoted where needed), UTF-8 with a byte-order mark so spreadsheet
-/// programs read names correctly, invariant culture, ISO dates.
+/// The order of day and month in the QuickBooks file's dates: QuickBooks Online reads them as the company's region
+/// writes dates (MM/dd/yyyy in the US, dd/MM/yyyy in the UK and most other regions), and a date such as 01/04 fits both.
+/// </summary>
+public enum QuickBooksDates
+{
+    MonthFirst,
+    DayFirst,
+}
+
+/// <summary>
+/// CSV exports (one row per transaction, a date, a contact, a description, a signed amount in major units; dates are
+/// the gym's local dates): RFC 4180 (CRLF, quoted where needed), UTF-8 with a byte-order mark so spreadsheet programs
+/// read names correctly, invariant culture. The payments and refunds files (ISO dates) map onto Xero's bank statement
+/// import; the QuickBooks file has the three columns QuickBooks Online's bank upload reads, and no others.
 /// </summary>
 public static class AccountingExports
 {
     public static readonly string[] PaymentColumns = ["Date", "Customer", "Email", "Description", "Amount", "Currency", "Status", "Reference"];
     public static readonly string[] MemberColumns = ["Name", "Email", "Phone", "Role", "Joined", "Left"];
+    public static readonly string[] QuickBooksColumns = ["Date", "Description", "Amount"];
+
+    /// <summary>"mdy" or "dmy", as the API's <c>date_order</c> takes them; null for anything else.</summary>
+    public static QuickBooksDates? ParseDateOrder(string? value) => value switch
+    {
+        null or "" or "mdy" => QuickBooksDates.MonthFirst,
+        "dmy" => QuickBooksDates.DayFirst,
+        _ => null,
+    };
 
     public static string FileName(ExportKind kind, ExportRange range) =>
         $"{kind.ToString().ToLowerInvariant()}-{range.From:yyyy-MM-dd}-to-{range.To:yyyy-MM-dd}.csv";
 
-    public static async Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, Stream output, CancellationToken ct)
+    public static Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, Stream output, CancellationToken ct) =>
+        WriteAsync(db, gymId, kind, range, QuickBooksDates.MonthFirst, output, ct);
+
+    /// <param name="dates">The QuickBooks file's date order; the other files have ISO dates.</param>
+    public static async Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, QuickBooksDates dates, Stream output, CancellationToken ct)
     {
         // RFC 4180 is CsvHelper's default (CRLF, quotes where needed, same field count on every row).
         var options = new CsvWriterOptions { WriteByteOrderMark = true, FormatProvider = CultureInfo.InvariantCulture };
@@ -84,6 +109,9 @@ public static class AccountingExports
             case ExportKind.Members:
                 await WriteMembersAsync(db, gymId, range, csv, ct);
                 break;
+            case ExportKind.QuickBooks:
+                await WriteQuickBooksAsync(db, gymId, range, dates, csv, ct);
+                break;
             default:
                 await WritePaymentsAsync(db, gymId, range, kind == ExportKind.Refunds, csv, ct);
                 break;
@@ -91,13 +119,19 @@ public static class AccountingExports
         await csv.FlushAsync(ct);
     }
 
-    private static async Task WritePaymentsAsync(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds, CsvWriter csv, CancellationToken ct)
+    private sealed record PaymentRow(Guid Id, DateTime CreatedAt, DateTime? RefundedAt, int AmountCents, string Currency, string Status, string UserId, string? Name, string? Email, string? Plan)
     {
-        csv.WriteHeader(PaymentColumns);
+        public string Description => Plan is null ? "Membership payment" : $"Membership payment: {Plan}";
+    }
+
+    /// <summary>
+    /// Payments: money received in the range (a later refund is its own row in the refunds export). Refunds: refunds
+    /// made in the range. In the order they happened.
+    /// </summary>
+    private static IQueryable<PaymentRow> PaymentRows(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds)
+    {
         var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId);
         var (start, end) = (range.Start, range.EndExclusive);
-        // Payments: money received in the range (a later refund is its own row in the refunds export).
-        // Refunds: refunds made in the range, as negative amounts.
         payments = refunds
             ? payments.Where(p => p.Status == PaymentStatuses.Refunded && p.RefundedAt >= start && p.RefundedAt < end)
             : payments.Where(p => p.Status != PaymentStatuses.Failed && p.CreatedAt >= start && p.CreatedAt < end);
@@ -107,19 +141,50 @@ public static class AccountingExports
                    join plan in db.MembershipPlans.Where(x => x.GymId == gymId) on p.PlanId equals plan.Id into plans
                    from plan in plans.DefaultIfEmpty()
                    orderby refunds ? p.RefundedAt : p.CreatedAt, p.Id
-                   select new { p.Id, p.CreatedAt, p.RefundedAt, p.AmountCents, p.Currency, p.Status, p.UserId, Name = m == null ? null : m.Name, Email = m == null ? null : m.Email, Plan = plan == null ? null : plan.Name };
-        await foreach (var r in rows.AsAsyncEnumerable().WithCancellation(ct))
+                   select new PaymentRow(p.Id, p.CreatedAt, p.RefundedAt, p.AmountCents, p.Currency, p.Status, p.UserId,
+                       m == null ? null : m.Name, m == null ? null : m.Email, plan == null ? null : plan.Name);
+        return rows;
+    }
+
+    private static async Task WritePaymentsAsync(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds, CsvWriter csv, CancellationToken ct)
+    {
+        csv.WriteHeader(PaymentColumns);
+        await foreach (var r in PaymentRows(db, gymId, range, refunds).AsAsyncEnumerable().WithCancellation(ct))
         {
             var date = refunds ? r.RefundedAt!.Value : r.CreatedAt;
-            var description = r.Plan is null ? "Membership payment" : $"Membership payment: {r.Plan}";
             csv.WriteField(Date(range.LocalDate(date)));
             csv.WriteField(Text(r.Name ?? r.UserId));
             csv.WriteField(Text(r.Email ?? ""));
-            csv.WriteField(Text(refunds ? $"Refund: {description} of {Date(range.LocalDate(r.CreatedAt))}" : description));
+            csv.WriteField(Text(refunds ? $"Refund: {r.Description} of {Date(range.LocalDate(r.CreatedAt))}" : r.Description));
             csv.WriteField(CurrencyAmounts.Value(refunds ? -r.AmountCents : r.AmountCents, r.Currency), CurrencyAmounts.Pattern(r.Currency));
             csv.WriteField(r.Currency.ToUpperInvariant());
             csv.WriteField(r.Status);
             csv.WriteField(r.Id.ToString());
+            await csv.EndRecordAsync(ct);
+        }
+    }
+
+    /// <summary>
+    /// QuickBooks Online's three-column bank upload (Date, Description, Amount; "the only columns QuickBooks can
+    /// import"): the payments received in the range and the refunds made in it, one signed amount each, in date order.
+    /// It has no currency column, so the amounts are in each payment's own currency. A zero amount is left blank, as
+    /// QuickBooks asks.
+    /// </summary>
+    private static async Task WriteQuickBooksAsync(GymwireDbContext db, Guid gymId, ExportRange range, QuickBooksDates dates, CsvWriter csv, CancellationToken ct)
+    {
+        csv.WriteHeader(QuickBooksColumns);
+        var received = await PaymentRows(db, gymId, range, refunds: false).ToListAsync(ct);
+        var refunded = await PaymentRows(db, gymId, range, refunds: true).ToListAsync(ct);
+        var rows = received.Select(r => (At: r.CreatedAt, Row: r, Refund: false))
+            .Concat(refunded.Select(r => (At: r.RefundedAt!.Value, Row: r, Refund: true)))
+            .OrderBy(x => x.At).ThenBy(x => x.Row.Id).ThenBy(x => x.Refund);
+        var format = dates == QuickBooksDates.DayFirst ? "dd/MM/yyyy" : "MM/dd/yyyy";
+        foreach (var (at, r, refund) in rows)
+        {
+            var name = r.Name ?? r.UserId;
+            csv.WriteField(range.LocalDate(at).ToString(format, CultureInfo.InvariantCulture));
+            csv.WriteField(Text(refund ? $"Refund to {name}: {r.Description}" : $"{name}: {r.Description}"));
+            csv.WriteField(r.AmountCents == 0 ? "" : CurrencyAmounts.Format(refund ? -r.AmountCents : r.AmountCents, r.Currency));
             await csv.EndRecordAsync(ct);
         }
     }
@@ -130,14 +195,16 @@ public static class AccountingExports
         // Everyone who was a member at some point in the range.
         var (start, end) = (range.Start, range.EndExclusive);
         var members = db.Members.AsNoTracking()
-            .Where(m => m.GymId == gymId && m.JoinedAt < end && (m.LeftAt == null || m.LeftAt >= start))
+            // Half-open as every other row of the exports: someone who left at the range's first instant was not a
+            // member during it, and someone who joined at the instant after it was not either.
+            .Where(m => m.GymId == gymId && m.JoinedAt < end && (m.LeftAt == null || m.LeftAt > start))
             .OrderBy(m => m.JoinedAt).ThenBy(m => m.Id)
             .Select(m => new { m.Name, m.Email, m.Phone, m.Role, m.JoinedAt, m.LeftAt });
         await foreach (var m in members.AsAsyncEnumerable().WithCancellation(ct))
         {
             csv.WriteField(Text(m.Name));
             csv.WriteField(Text(m.Email ?? ""));
-            csv.WriteField(m.Phone is { } phone && IsPhone(phone) ? phone : Text(m.Phone ?? ""));
+            csv.WriteField(Phone(m.Phone));
             csv.WriteField(m.Role);
             csv.WriteField(Date(range.LocalDate(m.JoinedAt)));
             csv.WriteField(m.LeftAt is { } left ? Date(range.LocalDate(left)) : "");
@@ -147,12 +214,16 @@ public static class AccountingExports
 
     /// <summary>
     /// Spreadsheet programs run a cell starting with = + - @ as a formula (CSV injection); a leading apostrophe makes it
-    /// text. Free text gets this; amounts are numbers and E.164 phone numbers (+ and digits) cannot be formulas.
+    /// text. Free text gets this; amounts are numbers.
     /// </summary>
     private static string Text(string value) =>
         value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r' ? "'" + value : value;
 
-    private static bool IsPhone(string value) => value.Length > 1 && value[0] == '+' && value.AsSpan(1).IndexOfAnyExceptInRange('0', '9') < 0;
+    /// <summary>
+    /// A phone number is text to keep as written: a spreadsheet reads +15551234567 as a formula and shows it as
+    /// 1.56E+10, and drops the leading zero of 07700900123. Every phone gets the apostrophe, as formula text does.
+    /// </summary>
+    private static string Phone(string? value) => string.IsNullOrEmpty(value) ? "" : "'" + value;
 
     private static string Date(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 

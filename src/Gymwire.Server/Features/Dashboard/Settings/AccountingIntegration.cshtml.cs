@@ -22,9 +22,16 @@ public sealed partial class AccountingIntegrationModel(
     [BindProperty]
     public string? Frequency { get; set; }
 
-    /// <summary>The addresses as typed: commas, semicolons or lines between them.</summary>
+    /// <summary>Send to the gym's owners, whoever they are at the time (a checkbox: absent when unticked).</summary>
+    [BindProperty]
+    public bool SendToOwners { get; set; }
+
+    /// <summary>Other addresses, as typed: commas, semicolons or lines between them.</summary>
     [BindProperty]
     public string? Recipients { get; set; }
+
+    /// <summary>The owners' addresses now, to show who "the gym's owners" is.</summary>
+    public IReadOnlyList<string> Owners { get; private set; } = [];
 
     [BindProperty]
     public string Format { get; set; } = ReportFormats.Csv;
@@ -34,11 +41,9 @@ public sealed partial class AccountingIntegrationModel(
         await LoadAsync(ct);
         Frequency = Schedule?.Frequency ?? Off;
         Format = Schedule?.Format ?? ReportFormats.Csv;
-        // A schedule without chosen recipients goes to the owners: show who that is.
-        var gymId = User.GetGymId();
-        Recipients = Schedule?.Recipients is { } chosen
-            ? string.Join("\n", ReportRecipients.Split(chosen))
-            : string.Join("\n", await db.Users.AsNoTracking().Where(o => o.GymId == gymId && o.Email != null).OrderBy(o => o.CreatedAt).Select(o => o.Email!).ToListAsync(ct));
+        // The owners stay a choice of their own, never copied into the addresses, so an owner added later is included.
+        SendToOwners = Schedule?.SendToOwners ?? true;
+        Recipients = string.Join("\n", ReportRecipients.Split(Schedule?.Recipients));
     }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
@@ -57,7 +62,12 @@ public sealed partial class AccountingIntegrationModel(
             return Redirect("/settings/integrations/accounting");
         }
         // Errors are shown in the form with what the owner typed, and nothing is saved.
-        var recipients = ReportRecipients.Parse(Recipients, out var recipientsError);
+        string? recipientsError = null;
+        IReadOnlyList<string>? others = SendToOwners && string.IsNullOrWhiteSpace(Recipients) ? [] : ReportRecipients.Parse(Recipients, out recipientsError);
+        if (!SendToOwners && recipientsError is not null && string.IsNullOrWhiteSpace(Recipients))
+        {
+            recipientsError = "Choose the gym's owners or enter at least one email address to send the report to.";
+        }
         if (!ReportFrequencies.All.Contains(Frequency))
         {
             ModelState.AddModelError(string.Empty, "Choose daily, weekly, monthly or off.");
@@ -85,10 +95,10 @@ public sealed partial class AccountingIntegrationModel(
         }
         // One of ReportFrequencies.All here: anything else, a missing one included, was an error above.
         var frequency = Frequency!;
-        var schedule = await schedules.SaveAsync(gymId, frequency, recipients, Format, ct);
-        LogSaved(logger, gymId, frequency, recipients!.Count, Format);
+        var schedule = await schedules.SaveAsync(gymId, frequency, SendToOwners, others!, Format, ct);
+        LogSaved(logger, gymId, frequency, SendToOwners, others!.Count, Format);
         var next = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, time.Zone);
-        TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {string.Join(", ", recipients)} after {time.Time(next)}.");
+        TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {ReportRecipients.Describe(schedule)} after {time.Time(next)}.");
         return Redirect("/settings/integrations/accounting");
     }
 
@@ -96,13 +106,14 @@ public sealed partial class AccountingIntegrationModel(
     {
         var gymId = User.GetGymId();
         Schedule = await db.ReportSchedules.AsNoTracking().FirstOrDefaultAsync(s => s.GymId == gymId, ct);
+        Owners = await OwnerNotifications.OwnerAddresses(db, gymId).ToListAsync(ct);
         Reports = await db.EmailDeliveries.AsNoTracking().Where(d => d.GymId == gymId && d.Kind == "report")
             .OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Take(5).ToListAsync(ct);
     }
 
     // The addresses are personal data: the log says how many, not which.
-    [LoggerMessage(EventId = 7042, Level = LogLevel.Information, Message = "Dashboard set the scheduled report of gym {GymId} to {Frequency}, {Count} recipient(s), {Format}")]
-    private static partial void LogSaved(ILogger logger, Guid gymId, string frequency, int count, string format);
+    [LoggerMessage(EventId = 7042, Level = LogLevel.Information, Message = "Dashboard set the scheduled report of gym {GymId} to {Frequency}, owners {SendToOwners}, {Count} other recipient(s), {Format}")]
+    private static partial void LogSaved(ILogger logger, Guid gymId, string frequency, bool sendToOwners, int count, string format);
 
     [LoggerMessage(EventId = 7046, Level = LogLevel.Information, Message = "Dashboard turned off the scheduled report of gym {GymId}")]
     private static partial void LogTurnedOff(ILogger logger, Guid gymId);
