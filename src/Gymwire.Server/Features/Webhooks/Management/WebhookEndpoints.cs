@@ -87,16 +87,19 @@ public static class WebhookEndpoints
         return TypedResults.Ok(new EventTypeList(events));
     }
 
-    internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>>> Create(
+    internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Create(
         CreateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.CreateAsync(WebhookAccess.Of(user), request.Url, request.Events, request.Secret, ct, request.Description);
-        return outcome.Value is { } created
-            ? TypedResults.Created($"/api/gym/webhooks/{created.Id}", created)
-            : ApiErrors.BadRequest(outcome.Error);
+        return outcome switch
+        {
+            { Value: { } created } => TypedResults.Created($"/api/gym/webhooks/{created.Id}", created),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            _ => ApiErrors.BadRequest(outcome.Error),
+        };
     }
 
-    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Update(
+    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Update(
         Guid id, UpdateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct, request.Description);
@@ -104,6 +107,7 @@ public static class WebhookEndpoints
         {
             { Value: { } dto } => TypedResults.Ok(dto),
             { Failure: WebhookFailure.NotFound } => NotFound(),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
@@ -112,9 +116,14 @@ public static class WebhookEndpoints
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
         await webhooks.DeactivateAsync(WebhookAccess.Of(user), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
 
-    internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>>> RotateSecret(
+    internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> RotateSecret(
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.RotateSecretAsync(WebhookAccess.Of(user), id, ct) is { } rotated ? TypedResults.Ok(rotated) : NotFound();
+        await webhooks.RotateSecretAsync(WebhookAccess.Of(user), id, ct) switch
+        {
+            { Value: { } rotated } => TypedResults.Ok(rotated),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            _ => NotFound(),
+        };
 
     internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> SendTest(
         Guid id, TestSendRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
@@ -177,4 +186,7 @@ public static class WebhookEndpoints
     }
 
     private static NotFound<ErrorResponse> NotFound() => ApiErrors.NotFound(WebhookService.WebhookNotFound);
+
+    /// <summary>The request's key was revoked or expired after it authenticated: 401, as the key's next request gets.</summary>
+    private static JsonHttpResult<ErrorResponse> KeyInvalid() => ApiErrors.Status(StatusCodes.Status401Unauthorized, WebhookService.KeyInvalid);
 }
