@@ -49,7 +49,9 @@ public static class WebhookEndpoints
         group.MapGet("/{id:guid}/deliveries", Deliveries).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries/{delivery_id:guid}", Delivery).RequireAuthorization(Policies.Read);
 
-        var mutations = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        // A webhook receives the gym's events, so a key that may create or manage one needs `read` as well as `write`:
+        // a write-only key must not read through a webhook what GET refuses it.
+        var mutations = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         mutations.MapPost("/", Create);
         mutations.MapPatch("/{id:guid}", Update);
         mutations.MapPost("/{id:guid}/test", SendTest);
@@ -59,12 +61,13 @@ public static class WebhookEndpoints
                 "that is undeliverable or waiting for a retry gets a fresh round of attempts now, under its own webhook-id, as a redelivery does. " +
                 "Deliveries being attempted right now are left alone. 409 while the webhook is disabled.");
 
-        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
+        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work. Only `write`: stopping reveals
+        // nothing, and a write-only key may stop a webhook it created before management needed `read` too.
         var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
         disabling.MapDelete("/{id:guid}", Deactivate)
             .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.");
 
-        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
         return app;
     }
