@@ -145,4 +145,12 @@ public sealed class EgressGuardTests
         var e = await Assert.ThrowsAsync<EgressRefusedException>(async () => await Guard().ConnectAsync(new DnsEndPoint(host, 9), CancellationToken.None));
         Assert.StartsWith("Refused to connect", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_refusal_names_the_address_a_name_resolves_to_only_in_its_detail_for_the_log()
+    {
+        var e = await Assert.ThrowsAsync<EgressRefusedException>(async () => await Guard().ConnectAsync(new DnsEndPoint("localhost", 9), CancellationToken.None));
+        Assert.Equal("Refused to connect to 'localhost': it resolves to an address Gymwire may not reach (an operator can allow a network with Webhooks:AllowedNetworks)", e.Message);
+        Assert.Contains("loopback", e.Detail, StringComparison.Ordinal);
+    }
 }

@@ -3,8 +3,15 @@ using System.Net.Sockets;
 
 namespace Gymwire.Features.Webhooks;
 
-/// <summary>A delivery was refused because its host resolves only to addresses Gymwire may not reach.</summary>
-public sealed class EgressRefusedException(string message) : Exception(message);
+/// <summary>
+/// A delivery was refused because its host resolves only to addresses Gymwire may not reach. <see cref="Exception.Message"/>
+/// is what the attempt records and its webhook's owner or API key sees: it names no address, so that webhooks cannot map
+/// internal names to internal addresses. <see cref="Detail"/> names the address and its range, for the operator's log.
+/// </summary>
+public sealed class EgressRefusedException(string message, string detail) : Exception(message)
+{
+    public string Detail { get; } = detail;
+}
 
 /// <summary>
 /// Keeps deliveries off internal networks (SSRF): loopback, private, link-local (cloud metadata), CGNAT,
@@ -140,9 +147,14 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
         }
         if (allowed.Count == 0)
         {
-            throw new EgressRefusedException(firstRefusal is null
-                ? $"'{endpoint.Host}' did not resolve to any address"
-                : $"Refused to connect to '{endpoint.Host}': {firstRefusal} (allow it with Webhooks:AllowedNetworks)");
+            if (firstRefusal is null)
+            {
+                var none = $"'{endpoint.Host}' did not resolve to any address";
+                throw new EgressRefusedException(none, none);
+            }
+            throw new EgressRefusedException(
+                $"Refused to connect to '{endpoint.Host}': it resolves to an address Gymwire may not reach (an operator can allow a network with Webhooks:AllowedNetworks)",
+                $"Refused to connect to '{endpoint.Host}': {firstRefusal}");
         }
         Exception? last = null;
         foreach (var address in allowed)
