@@ -20,6 +20,7 @@ public abstract class EgressTests(GymwireFixture fx)
     [InlineData("https://localhost/hook", "loopback")]
     [InlineData("https://[::1]/hook", "loopback")]
     [InlineData("https://[::ffff:127.0.0.1]/hook", "IPv4-mapped")]
+    [InlineData("https://[::ffff:0:7f00:1]/hook", "IPv4-translated loopback")]
     [InlineData("https://169.254.169.254/latest/meta-data", "link-local")]
     [InlineData("https://10.1.2.3/", "private")]
     [InlineData("https://172.16.0.1/", "private")]

@@ -15,7 +15,7 @@ public sealed class EgressRefusedException(string message, string detail) : Exce
 
 /// <summary>
 /// Keeps deliveries off internal networks (SSRF): loopback, private, link-local (cloud metadata), CGNAT,
-/// unspecified, multicast, reserved, and their IPv6 forms, unless <c>Webhooks:AllowedNetworks</c> lets a
+/// unspecified, multicast, reserved, and their IPv6 forms (mapped, translated, NAT64, 6to4), unless <c>Webhooks:AllowedNetworks</c> lets a
 /// network through. The check runs on the resolved address inside the connection callback, so a name that
 /// resolves differently at delivery time than at creation time (DNS rebinding) still cannot pass.
 /// </summary>
@@ -55,6 +55,7 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
     ];
 
     private static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
+    private static readonly IPNetwork Ipv4Translated = IPNetwork.Parse("::ffff:0:0:0/96");
     private static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");
 
     private readonly IReadOnlyList<IPNetwork> _allowed = options.Value.ParsedAllowedNetworks;
@@ -94,6 +95,10 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
         if (Nat64.Contains(address))
         {
             return Classify(new IPAddress(address.GetAddressBytes()[12..16])) is { } embedded ? $"NAT64 of {embedded}" : null;
+        }
+        if (Ipv4Translated.Contains(address))
+        {
+            return Classify(new IPAddress(address.GetAddressBytes()[12..16])) is { } embedded ? $"IPv4-translated {embedded}" : null;
         }
         if (SixToFour.Contains(address))
         {
