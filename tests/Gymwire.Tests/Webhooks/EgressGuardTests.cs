@@ -42,6 +42,8 @@ public sealed class EgressGuardTests
     [InlineData("fec0::1", "site-local")]
     [InlineData("ff02::1", "multicast")]
     [InlineData("2001:db8::1", "documentation")]
+    [InlineData("::ffff:0:7f00:1", "IPv4-translated loopback")]
+    [InlineData("::ffff:0:a9fe:a9fe", "IPv4-translated link-local")]
     [InlineData("64:ff9b::7f00:1", "NAT64 of loopback")]
     [InlineData("64:ff9b::a9fe:a9fe", "NAT64 of link-local")]
     [InlineData("2002:7f00:1::", "6to4 of loopback")]
@@ -67,6 +69,7 @@ public sealed class EgressGuardTests
     [InlineData("2606:4700:4700::1111")]
     [InlineData("2a00:1450:4001:81b::200e")]
     [InlineData("::ffff:8.8.8.8")]
+    [InlineData("::ffff:0:808:808")]
     [InlineData("64:ff9b::808:808")]
     [InlineData("2002:808:808::1")]
     public void Public_addresses_are_allowed(string address)
@@ -144,5 +147,13 @@ public sealed class EgressGuardTests
     {
         var e = await Assert.ThrowsAsync<EgressRefusedException>(async () => await Guard().ConnectAsync(new DnsEndPoint(host, 9), CancellationToken.None));
         Assert.StartsWith("Refused to connect", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_refusal_names_the_address_a_name_resolves_to_only_in_its_detail_for_the_log()
+    {
+        var e = await Assert.ThrowsAsync<EgressRefusedException>(async () => await Guard().ConnectAsync(new DnsEndPoint("localhost", 9), CancellationToken.None));
+        Assert.Equal("Refused to connect to 'localhost': it resolves to an address Gymwire may not reach (an operator can allow a network with Webhooks:AllowedNetworks)", e.Message);
+        Assert.Contains("loopback", e.Detail, StringComparison.Ordinal);
     }
 }

@@ -20,6 +20,7 @@ public abstract class EgressTests(GymwireFixture fx)
     [InlineData("https://localhost/hook", "loopback")]
     [InlineData("https://[::1]/hook", "loopback")]
     [InlineData("https://[::ffff:127.0.0.1]/hook", "IPv4-mapped")]
+    [InlineData("https://[::ffff:0:7f00:1]/hook", "IPv4-translated loopback")]
     [InlineData("https://169.254.169.254/latest/meta-data", "link-local")]
     [InlineData("https://10.1.2.3/", "private")]
     [InlineData("https://172.16.0.1/", "private")]
@@ -84,15 +85,27 @@ public abstract class EgressTests(GymwireFixture fx)
             var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.AttemptCount == 1, "refused attempt");
             Assert.Equal(DeliveryStatus.Retrying, delivery.Status);
             Assert.StartsWith("Refused to connect", delivery.LastError, StringComparison.Ordinal);
-            Assert.Contains(hook == hooks[^1] ? "link-local" : "loopback", delivery.LastError, StringComparison.Ordinal);
+            Assert.Contains("resolves to an address Gymwire may not reach", delivery.LastError, StringComparison.Ordinal);
             Assert.Null(delivery.LastStatusCode);
+            // Which address and range only the operator's log says: the webhook's owner or key must not learn where
+            // an internal name leads.
+            var range = hook == hooks[^1] ? "link-local" : "loopback";
+            Assert.DoesNotContain(range, delivery.LastError, StringComparison.Ordinal);
+            Assert.Contains(fx.Logs.Lines, l => l.Contains($"Webhook delivery {delivery.Id}", StringComparison.Ordinal)
+                && l.Contains("refused by the egress guard", StringComparison.Ordinal) && l.Contains(range, StringComparison.Ordinal));
         }
+        var byName = await fx.WaitForDeliveryAsync(hooks[1].Id, d => d.AttemptCount == 1, "refused attempt");
+        Assert.DoesNotContain("127.0.0.1", byName.LastError, StringComparison.Ordinal);
+        Assert.DoesNotContain("::1", byName.LastError, StringComparison.Ordinal);
         Assert.Empty(receiver.Requests);
 
         // A test send reports the refusal to the owner at once.
         var sent = await (await gym.Owner().PostAsync($"/api/gym/webhooks/{hooks[1].Id}/test", null)).AssertStatusAsync(HttpStatusCode.OK);
         Assert.Equal("undeliverable", sent.GetProperty("status").GetString());
-        Assert.Contains("Webhooks:AllowedNetworks", sent.GetProperty("attempts")[0].GetProperty("error").GetString(), StringComparison.Ordinal);
+        var error = sent.GetProperty("attempts")[0].GetProperty("error").GetString()!;
+        Assert.Contains("Webhooks:AllowedNetworks", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("127.0.0.1", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("loopback", error, StringComparison.Ordinal);
         Assert.Empty(receiver.Requests);
     }
 }

@@ -223,4 +223,77 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_adopted"));
         await receiver.WaitForAsync("/trial", 2);
     }
+
+    [Fact]
+    public async Task A_key_revoked_after_it_authenticated_can_neither_create_nor_change_nor_switch_on_a_webhook()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/before", "member.joined");
+        using var owner = gym.Owner();
+        await (await owner.DeleteAsync($"/api/gym/api-keys/{keyId}")).AssertStatusAsync(HttpStatusCode.OK);
+        var before = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        Assert.False(before.IsActive);
+
+        // Requests the key authenticated before the revocation committed reach the service afterwards.
+        var access = new WebhookAccess(gym.GymId, keyId);
+        await using (var scope = fx.Services.CreateAsyncScope())
+        {
+            var webhooks = scope.ServiceProvider.GetRequiredService<WebhookService>();
+            var created = await webhooks.CreateAsync(access, "https://hooks.zapier.example/during", ["member.joined"], null, CancellationToken.None);
+            Assert.Equal((WebhookFailure.KeyInvalid, WebhookService.KeyInvalid), (created.Failure, created.Error));
+            var updated = await webhooks.UpdateAsync(access, hook, "https://hooks.zapier.example/moved", null, true, CancellationToken.None);
+            Assert.Equal(WebhookFailure.KeyInvalid, updated.Failure);
+            var rotated = await webhooks.RotateSecretAsync(access, hook, CancellationToken.None);
+            Assert.Equal(WebhookFailure.KeyInvalid, rotated.Failure);
+        }
+        var after = Assert.Single(await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToListAsync()));
+        Assert.Equal((before.Url, before.IsActive, before.SecretProtected, before.UpdatedAt), (after.Url, after.IsActive, after.SecretProtected, after.UpdatedAt));
+    }
+
+    [Fact]
+    public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_webhook_writes()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/cached", "member.joined");
+        // Revoked in the database only: this node has not yet evicted the key it cached, as between RevokeAsync's
+        // commit and its eviction, or before another node's revocation reaches this one.
+        await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == keyId)
+            .ExecuteUpdateAsync(u => u.SetProperty(k => k.RevokedAt, fx.Clock.GetUtcNow().UtcDateTime)));
+
+        await (await zapier.PostJsonAsync("/api/gym/webhooks", new { url = "https://hooks.zapier.example/new" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        await (await zapier.PatchJsonAsync($"/api/gym/webhooks/{hook}", new { url = "https://hooks.zapier.example/moved" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        await (await zapier.PostAsync($"/api/gym/webhooks/{hook}/rotate-secret", null)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        var only = Assert.Single(await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().Where(s => s.GymId == gym.GymId).ToListAsync()));
+        Assert.Equal("https://hooks.zapier.example/cached", only.Url);
+    }
+
+    [Fact]
+    public async Task A_change_the_key_makes_at_its_expiry_is_refused_and_the_sweep_still_deactivates_its_webhook()
+    {
+        var gym = await fx.CreateGymAsync();
+        var expiresAt = fx.Clock.GetUtcNow().UtcDateTime.AddSeconds(2);
+        var created = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Trial", scopes = new[] { "read", "write" }, expires_at = expiresAt }))
+            .AssertStatusAsync(HttpStatusCode.Created);
+        var keyId = created.GetProperty("id").GetGuid();
+        using var trial = fx.Client(created.GetProperty("key").GetString()!);
+        var hook = await CreateWithAsync(trial, "https://hooks.trial.example/a", "member.joined");
+
+        // A PATCH authenticated just before the expiry reaches the service at it.
+        fx.Clock.Advance(TimeSpan.FromSeconds(2));
+        await using (var scope = fx.Services.CreateAsyncScope())
+        {
+            var webhooks = scope.ServiceProvider.GetRequiredService<WebhookService>();
+            var updated = await webhooks.UpdateAsync(new WebhookAccess(gym.GymId, keyId), hook, null, ["member.joined", "lead.created"], null, CancellationToken.None);
+            Assert.Equal(WebhookFailure.KeyInvalid, updated.Failure);
+        }
+        var expiry = fx.Services.GetRequiredService<Gymwire.Features.ApiKeys.ApiKeyExpiry>();
+        Assert.Equal(1, await expiry.SweepAsync(CancellationToken.None));
+        var after = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        Assert.False(after.IsActive);
+        Assert.Equal(["member.joined"], after.Events);
+    }
 }

@@ -3,12 +3,19 @@ using System.Net.Sockets;
 
 namespace Gymwire.Features.Webhooks;
 
-/// <summary>A delivery was refused because its host resolves only to addresses Gymwire may not reach.</summary>
-public sealed class EgressRefusedException(string message) : Exception(message);
+/// <summary>
+/// A delivery was refused because its host resolves only to addresses Gymwire may not reach. <see cref="Exception.Message"/>
+/// is what the attempt records and its webhook's owner or API key sees: it names no address, so that webhooks cannot map
+/// internal names to internal addresses. <see cref="Detail"/> names the address and its range, for the operator's log.
+/// </summary>
+public sealed class EgressRefusedException(string message, string detail) : Exception(message)
+{
+    public string Detail { get; } = detail;
+}
 
 /// <summary>
 /// Keeps deliveries off internal networks (SSRF): loopback, private, link-local (cloud metadata), CGNAT,
-/// unspecified, multicast, reserved, and their IPv6 forms, unless <c>Webhooks:AllowedNetworks</c> lets a
+/// unspecified, multicast, reserved, and their IPv6 forms (mapped, translated, NAT64, 6to4), unless <c>Webhooks:AllowedNetworks</c> lets a
 /// network through. The check runs on the resolved address inside the connection callback, so a name that
 /// resolves differently at delivery time than at creation time (DNS rebinding) still cannot pass.
 /// </summary>
@@ -48,6 +55,7 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
     ];
 
     private static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
+    private static readonly IPNetwork Ipv4Translated = IPNetwork.Parse("::ffff:0:0:0/96");
     private static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");
 
     private readonly IReadOnlyList<IPNetwork> _allowed = options.Value.ParsedAllowedNetworks;
@@ -87,6 +95,10 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
         if (Nat64.Contains(address))
         {
             return Classify(new IPAddress(address.GetAddressBytes()[12..16])) is { } embedded ? $"NAT64 of {embedded}" : null;
+        }
+        if (Ipv4Translated.Contains(address))
+        {
+            return Classify(new IPAddress(address.GetAddressBytes()[12..16])) is { } embedded ? $"IPv4-translated {embedded}" : null;
         }
         if (SixToFour.Contains(address))
         {
@@ -140,9 +152,14 @@ public sealed class EgressGuard(IOptions<WebhookOptions> options)
         }
         if (allowed.Count == 0)
         {
-            throw new EgressRefusedException(firstRefusal is null
-                ? $"'{endpoint.Host}' did not resolve to any address"
-                : $"Refused to connect to '{endpoint.Host}': {firstRefusal} (allow it with Webhooks:AllowedNetworks)");
+            if (firstRefusal is null)
+            {
+                var none = $"'{endpoint.Host}' did not resolve to any address";
+                throw new EgressRefusedException(none, none);
+            }
+            throw new EgressRefusedException(
+                $"Refused to connect to '{endpoint.Host}': it resolves to an address Gymwire may not reach (an operator can allow a network with Webhooks:AllowedNetworks)",
+                $"Refused to connect to '{endpoint.Host}': {firstRefusal}");
         }
         Exception? last = null;
         foreach (var address in allowed)

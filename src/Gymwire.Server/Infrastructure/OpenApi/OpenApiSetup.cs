@@ -157,10 +157,11 @@ public static class OpenApiSetup
     private static Task DescribeSecurityAndErrors(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
     {
         var metadata = context.Description.ActionDescriptor.EndpointMetadata;
-        var policy = metadata.OfType<IAuthorizeData>().Select(a => a.Policy).LastOrDefault(p => p is not null);
+        // Every policy an endpoint names must pass (webhook management needs both `read` and `write`).
+        var policies = metadata.OfType<IAuthorizeData>().Select(a => a.Policy).OfType<string>().Distinct().ToList();
         var anonymous = metadata.OfType<IAllowAnonymous>().Any();
         operation.Responses ??= new OpenApiResponses();
-        if (policy is null || anonymous)
+        if (policies.Count == 0 || anonymous)
         {
             // Explicitly open: `security: [{}]`.
             operation.Security = [new OpenApiSecurityRequirement()];
@@ -170,16 +171,21 @@ public static class OpenApiSetup
             var document = context.Document!;
             operation.Security = [];
             operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(OwnerSessionScheme, document)] = [] });
-            if (policy != Policies.Owner)
+            var ownerOnly = policies.Contains(Policies.Owner);
+            if (!ownerOnly)
             {
-                operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(ApiKeyScheme, document)] = [policy] });
+                operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(ApiKeyScheme, document)] = policies });
             }
-            var scopeNote = policy == Policies.Owner
+            var scopes = string.Join(" and ", policies.Select(p => $"`{p}`"));
+            var scopeNote = ownerOnly
                 ? "Requires an owner session; API keys get 403 whatever their scopes."
-                : $"Requires scope `{policy}` (an API key with `{policy}`, or an owner session).";
+                : policies.Count == 1
+                    ? $"Requires scope {scopes} (an API key with {scopes}, or an owner session)."
+                    : $"Requires scopes {scopes} (an API key with all of them, or an owner session).";
             operation.Description = string.IsNullOrEmpty(operation.Description) ? scopeNote : operation.Description + "\n\n" + scopeNote;
             AddError(operation, context, "401", "Missing, malformed, unknown, revoked or expired credentials.");
-            AddError(operation, context, "403", policy == Policies.Owner ? "Not an owner session." : $"The API key lacks the `{policy}` scope.");
+            AddError(operation, context, "403", ownerOnly ? "Not an owner session."
+                : policies.Count == 1 ? $"The API key lacks the {scopes} scope." : $"The API key lacks the {string.Join(" or ", policies.Select(p => $"`{p}`"))} scope.");
         }
         if (metadata.OfType<EnableRateLimitingAttribute>().FirstOrDefault() is { } limit)
         {

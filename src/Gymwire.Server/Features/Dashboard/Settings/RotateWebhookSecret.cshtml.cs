@@ -42,7 +42,7 @@ public sealed partial class RotateWebhookSecretModel(
 
     protected override async Task<IActionResult> ActAsync(WebhookAccess access, Guid id, RateLimitDecision permit, CancellationToken ct)
     {
-        if (await Webhooks.RotateSecretAsync(access, id, ct) is not { } rotated)
+        if ((await Webhooks.RotateSecretAsync(access, id, ct)).Value is not { } rotated)
         {
             await Limits.ReleaseAsync(permit);
             return NotFound();

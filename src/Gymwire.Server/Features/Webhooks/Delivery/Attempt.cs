@@ -164,17 +164,17 @@ public sealed partial class Attempt(
         catch (HttpRequestException e)
         {
             attempt.Error = Describe(e);
-            if (e.InnerException is EgressRefusedException)
+            if (e.InnerException is EgressRefusedException refused)
             {
                 outcome = DeliveryMetrics.Outcomes.EgressRefused;
-                LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
+                LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, refused.Detail);
             }
         }
         catch (EgressRefusedException e)
         {
             attempt.Error = e.Message;
             outcome = DeliveryMetrics.Outcomes.EgressRefused;
-            LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, attempt.Error);
+            LogEgressRefused(logger, delivery.Id, delivery.SubscriptionId, e.Detail);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {

@@ -49,7 +49,9 @@ public static class WebhookEndpoints
         group.MapGet("/{id:guid}/deliveries", Deliveries).RequireAuthorization(Policies.Read);
         group.MapGet("/{id:guid}/deliveries/{delivery_id:guid}", Delivery).RequireAuthorization(Policies.Read);
 
-        var mutations = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
+        // A webhook receives the gym's events, so a key that may create or manage one needs `read` as well as `write`:
+        // a write-only key must not read through a webhook what GET refuses it.
+        var mutations = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         mutations.MapPost("/", Create);
         mutations.MapPatch("/{id:guid}", Update);
         mutations.MapPost("/{id:guid}/test", SendTest);
@@ -59,12 +61,13 @@ public static class WebhookEndpoints
                 "that is undeliverable or waiting for a retry gets a fresh round of attempts now, under its own webhook-id, as a redelivery does. " +
                 "Deliveries being attempted right now are left alone. 409 while the webhook is disabled.");
 
-        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work.
+        // Never rate limited: stopping deliveries (to a leaked URL, say) must always work. Only `write`: stopping reveals
+        // nothing, and a write-only key may stop a webhook it created before management needed `read` too.
         var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
         disabling.MapDelete("/{id:guid}", Deactivate)
             .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.");
 
-        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
+        var destructive = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
         return app;
     }
@@ -87,16 +90,19 @@ public static class WebhookEndpoints
         return TypedResults.Ok(new EventTypeList(events));
     }
 
-    internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>>> Create(
+    internal static async Task<Results<Created<CreatedWebhook>, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Create(
         CreateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.CreateAsync(WebhookAccess.Of(user), request.Url, request.Events, request.Secret, ct, request.Description);
-        return outcome.Value is { } created
-            ? TypedResults.Created($"/api/gym/webhooks/{created.Id}", created)
-            : ApiErrors.BadRequest(outcome.Error);
+        return outcome switch
+        {
+            { Value: { } created } => TypedResults.Created($"/api/gym/webhooks/{created.Id}", created),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            _ => ApiErrors.BadRequest(outcome.Error),
+        };
     }
 
-    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>>> Update(
+    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Update(
         Guid id, UpdateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct, request.Description);
@@ -104,6 +110,7 @@ public static class WebhookEndpoints
         {
             { Value: { } dto } => TypedResults.Ok(dto),
             { Failure: WebhookFailure.NotFound } => NotFound(),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
@@ -112,9 +119,14 @@ public static class WebhookEndpoints
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
         await webhooks.DeactivateAsync(WebhookAccess.Of(user), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
 
-    internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>>> RotateSecret(
+    internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> RotateSecret(
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.RotateSecretAsync(WebhookAccess.Of(user), id, ct) is { } rotated ? TypedResults.Ok(rotated) : NotFound();
+        await webhooks.RotateSecretAsync(WebhookAccess.Of(user), id, ct) switch
+        {
+            { Value: { } rotated } => TypedResults.Ok(rotated),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            _ => NotFound(),
+        };
 
     internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> SendTest(
         Guid id, TestSendRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
@@ -177,4 +189,7 @@ public static class WebhookEndpoints
     }
 
     private static NotFound<ErrorResponse> NotFound() => ApiErrors.NotFound(WebhookService.WebhookNotFound);
+
+    /// <summary>The request's key was revoked or expired after it authenticated: 401, as the key's next request gets.</summary>
+    private static JsonHttpResult<ErrorResponse> KeyInvalid() => ApiErrors.Status(StatusCodes.Status401Unauthorized, WebhookService.KeyInvalid);
 }

@@ -5,6 +5,8 @@ public enum WebhookFailure
     BadRequest,
     NotFound,
     Conflict,
+    /// <summary>The caller's API key was revoked or expired after it authenticated the request.</summary>
+    KeyInvalid,
 }
 
 /// <summary>The result of a webhook operation: a value, or why there is none (in words fit for an owner).</summary>
@@ -36,6 +38,7 @@ public sealed class WebhookService(
 {
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
+    public const string KeyInvalid = "This API key has been revoked or has expired";
     private const int MaxEvents = 50;
     public const int MaxDescription = 200;
 
@@ -87,7 +90,10 @@ public sealed class WebhookService(
             SecretProtected = protector.Protect(secret),
         };
         db.WebhookSubscriptions.Add(subscription);
-        await db.SaveChangesAsync(ct);
+        if (!await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct))
+        {
+            return WebhookOutcome<CreatedWebhook>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         var dto = ToDto(subscription);
         return WebhookOutcome<CreatedWebhook>.Ok(
             new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
@@ -133,7 +139,10 @@ public sealed class WebhookService(
             subscription.Health = EndpointHealth.Healthy;
         }
         subscription.UpdatedAt = now;
-        await SaveAsync(subscription, deactivated, reactivated, ct);
+        if (!await SaveAsync(access, subscription, deactivated, reactivated, now, ct))
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
@@ -151,7 +160,8 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
-            await SaveAsync(subscription, deactivated: true, reactivated: false, ct);
+            // Disabling always works, even for a key revoked since it authenticated: it only stops deliveries.
+            await SaveAsync(WebhookAccess.Owner(subscription.GymId), subscription, deactivated: true, reactivated: false, now, ct);
         }
         return ToDto(subscription);
     }
@@ -160,24 +170,50 @@ public sealed class WebhookService(
     /// Saves the subscription. When the owner just deactivated it, its queued deliveries pause with it, in one
     /// transaction (<see cref="IDeliveryQueue.HoldAsync"/>); reactivating makes them due at once. (Gymwire's own deactivations, after a 410 or days
     /// of failures, and a revoked key's, end the queue instead: see <see cref="DeliveryRows.DropQueuedAsync"/>.)
+    /// A change made with an API key is saved only if the key is still valid at <paramref name="now"/> (false otherwise,
+    /// and nothing is saved): see <see cref="KeyStillValidAsync"/>.
     /// </summary>
-    private async Task SaveAsync(WebhookSubscription subscription, bool deactivated, bool reactivated, CancellationToken ct)
+    private async Task<bool> SaveAsync(WebhookAccess access, WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
     {
-        await using var tx = deactivated || reactivated ? await db.Database.BeginTransactionAsync(ct) : null;
-        await db.SaveChangesAsync(ct);
-        if (tx is null)
+        if (access.ApiKeyId is null && !deactivated && !reactivated)
         {
-            return;
+            await db.SaveChangesAsync(ct);
+            return true;
         }
-        var changed = deactivated
-            ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
-            : await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct);
-        await tx.CommitAsync(ct);
-        if (reactivated && changed > 0)
+        using (await gate.EnterAsync(db, ct))
         {
-            signal.Notify();
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            if (!await KeyStillValidAsync(access, now, ct))
+            {
+                await tx.RollbackAsync(ct);
+                db.ChangeTracker.Clear();
+                return false;
+            }
+            await db.SaveChangesAsync(ct);
+            var changed = deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
+                : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
+                : 0;
+            await tx.CommitAsync(ct);
+            if (reactivated && changed > 0)
+            {
+                signal.Notify();
+            }
+            return true;
         }
     }
+
+    /// <summary>
+    /// In the caller's transaction: true when the request was not made with an API key, or its key is neither revoked
+    /// nor expired at <paramref name="now"/>. The key authenticated the request earlier, and a revocation or expiry since
+    /// then must not let it create or change a webhook that revoking or the expiry sweep would then miss. The check writes
+    /// the key's row (changing nothing), so on PostgreSQL it waits for a revocation in progress, and a revocation waits for
+    /// this transaction and then sees what it wrote. Checking with the <c>now</c> the change records as its
+    /// <c>UpdatedAt</c> keeps every change a key makes before its expiry, which the sweep relies on.
+    /// </summary>
+    private async Task<bool> KeyStillValidAsync(WebhookAccess access, DateTime now, CancellationToken ct) =>
+        access.ApiKeyId is not { } keyId
+        || await db.ApiKeys.Where(k => k.Id == keyId && k.GymId == access.GymId && k.RevokedAt == null && (k.ExpiresAt == null || k.ExpiresAt > now))
+            .ExecuteUpdateAsync(u => u.SetProperty(k => k.LastUsedAt, k => k.LastUsedAt), ct) == 1;
 
     /// <summary>
     /// Deletes the subscription with its deliveries and attempts (the database cascades). Refused while a
@@ -216,7 +252,7 @@ public sealed class WebhookService(
     }
 
     /// <summary>A new secret; the previous one keeps signing for <see cref="WebhookOptions.SecretRotationOverlap"/>.</summary>
-    public async Task<RotatedSecret?> RotateSecretAsync(WebhookAccess access, Guid id, CancellationToken ct)
+    public async Task<WebhookOutcome<RotatedSecret>> RotateSecretAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
         // Each rotation replaces the secret it read, or reads again: of two at once (two tabs), the second then rotates
         // from the first's secret, so both secrets shown still sign. A plain save would let the second overwrite the
@@ -225,7 +261,7 @@ public sealed class WebhookService(
         {
             if (await FindAsync(access, id, ct) is not { } subscription)
             {
-                return null;
+                return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.NotFound, WebhookNotFound);
             }
             var now = clock.GetUtcNow().UtcDateTime;
             var overlap = options.Value.SecretRotationOverlap;
@@ -237,13 +273,19 @@ public sealed class WebhookService(
             int updated;
             using (await gate.EnterAsync(db, ct))
             {
+                await using var tx = await db.Database.BeginTransactionAsync(ct);
+                if (!await KeyStillValidAsync(access, now, ct))
+                {
+                    return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+                }
                 updated = await db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
                     .ExecuteUpdateAsync(u => u.SetProperty(s => s.SecretProtected, rotated).SetProperty(s => s.PreviousSecretProtected, previous)
                         .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct);
+                await tx.CommitAsync(ct);
             }
             if (updated == 1)
             {
-                return new RotatedSecret(subscription.Id, secret, previousExpiresAt);
+                return WebhookOutcome<RotatedSecret>.Ok(new RotatedSecret(subscription.Id, secret, previousExpiresAt));
             }
             if (tries == ErrorHandling.ConflictTries)
             {
