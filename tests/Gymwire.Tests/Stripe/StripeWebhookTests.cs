@@ -466,6 +466,90 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
     }
 
+    // Stripe does not promise order: a refund can come before the invoice.paid (or invoice_payment.paid) that records
+    // what it refunds, and it is answered 200 and never sent again.
+    [Theory]
+    [InlineData("2024-06-20", "refund,paid")]
+    [InlineData(Basil, "refund,inpay,paid")]
+    [InlineData(Basil, "refund,paid,inpay")]
+    public async Task A_refund_received_before_the_payment_it_refunds_is_applied_when_the_payment_is_linked(string apiVersion, string order)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var charge = """{"id":"ch_6","object":"charge","customer":"cus_6","payment_intent":"pi_6","amount":4900,"amount_refunded":4900,"refunded":true}""";
+        var payloads = new Dictionary<string, string>
+        {
+            ["refund"] = StripeSigner.Event("evt_6_refund", "charge.refunded", charge, now, apiVersion),
+            ["paid"] = StripeSigner.Event("evt_6_paid", "invoice.paid", apiVersion == Basil
+                ? StripeSigner.BasilPaidInvoice("in_6", "cus_6", "ana@example.com", 4900, "sub_6", userId: "user_ana")
+                : StripeSigner.PaidInvoice("in_6", "cus_6", "ana@example.com", 4900, "pi_6"), now, apiVersion),
+            ["inpay"] = StripeSigner.Event("evt_6_inpay", "invoice_payment.paid", StripeSigner.InvoicePayment("inpay_6", "in_6", 4900, "payment_intent", "pi_6"), now, apiVersion),
+        };
+        var acks = new List<string?>();
+        foreach (var step in order.Split(','))
+        {
+            acks.Add((await (await DeliverAsync(gym.GymId, payloads[step], secret)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString());
+        }
+
+        Assert.Equal("unknown_payment", acks[0]);
+        Assert.Equal("refunded", await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.Status).SingleAsync()));
+        Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+        var kept = await fx.WithDbAsync(db => db.StripeEvents.AsNoTracking().SingleAsync(e => e.GymId == gym.GymId && e.StripeEventId == "evt_6_refund"));
+        Assert.Equal("recorded", kept.Outcome);
+        Assert.Contains("refunded", kept.Detail, StringComparison.Ordinal);
+        Assert.Contains("evt_6_refund", await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.Detail!.Contains("applied"))
+            .Select(e => e.Detail).SingleAsync()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_kept_event_that_matched_nothing_can_be_processed_again_by_the_owner_once_what_it_needs_is_there()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        using var owner = gym.Owner();
+        async Task<Guid> IdOfAsync(string eventId) =>
+            await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.StripeEventId == eventId).Select(e => e.Id).SingleAsync());
+
+        // A member not yet in Gymwire, added afterwards.
+        var stranger = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_member", "invoice.paid",
+            StripeSigner.PaidInvoice("in_late", "cus_late", "bo@example.com", 4200, "pi_late"), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_member", stranger.GetProperty("outcome").GetString());
+        var unmatched = await IdOfAsync("evt_late_member");
+        var still = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_member", still.GetProperty("outcome").GetString());
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Bo", email = "bo@example.com", user_id = "user_bo" })).AssertStatusAsync(HttpStatusCode.Created);
+        var done = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", done.GetProperty("outcome").GetString());
+        Assert.Equal("user_bo", await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.UserId).SingleAsync()));
+        Assert.Equal("recorded", await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.Id == unmatched).Select(e => e.Outcome).SingleAsync()));
+        // Done once: again is a conflict, and records nothing more.
+        Assert.Contains("recorded", await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null))
+            .AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+
+        // A cancellation before the subscription's creation.
+        const string subscription = """
+            {"id":"sub_late","object":"subscription","customer":"cus_ana_l","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_late","price":{"id":"price_late","nickname":"Late","unit_amount":5000,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """;
+        var deleted = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_del", "customer.subscription.deleted",
+            subscription.Replace("active", "canceled", StringComparison.Ordinal), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_subscription", deleted.GetProperty("outcome").GetString());
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_sub", "customer.subscription.created", subscription, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var canceled = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{await IdOfAsync("evt_late_del")}/reprocess", null))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", canceled.GetProperty("outcome").GetString());
+        Assert.Equal("canceled", await fx.WithDbAsync(db => db.Memberships.Where(m => m.GymId == gym.GymId).Select(m => m.Status).SingleAsync()));
+        Assert.Equal(["payment.received", "membership.activated", "membership.canceled"], await EventTypesAsync(gym.GymId));
+
+        // Owner only, this gym's events only.
+        var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "k", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await fx.Client(key.GetProperty("key").GetString()).PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null))
+            .AssertErrorAsync(HttpStatusCode.Forbidden);
+        var (other, _) = await ConnectedGymAsync();
+        await (await other.Owner().PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertErrorAsync(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
     {

@@ -70,7 +70,10 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             await LearnCustomerAsync(gymId, customer, userId, now, ct);
         }
-        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
+        // On 2025-03-31.basil a refund names the payment intent or charge, which invoice_payment.paid tied to this invoice.
+        var paidBy = await StripeIdsLinkedToAsync(gymId, StripeLinkKinds.Invoice, invoiceId, ct);
+        var refunds = await ApplyKeptRefundsAsync(gymId, [invoiceId, .. PaymentRefsOf(invoice), .. paidBy], now, ct);
+        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.{refunds}", customer, email);
     }
 
     private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
@@ -141,7 +144,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var then = payment is null
             ? "no payment is recorded from that invoice yet; a refund will find the one its invoice.paid records"
             : $"a refund will refund payment {payment}";
-        return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}");
+        var refunds = payment is null ? "" : await ApplyKeptRefundsAsync(gymId, added, now, ct);
+        return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}{refunds}");
     }
 
     private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, CancellationToken ct)
@@ -150,7 +154,10 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var customer = CustomerOf(charge);
         var email = EmailOf(charge);
         var paymentId = await PaymentOfChargeAsync(gymId, charge, chargeId, ct);
-        var payment = paymentId is null ? null : await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
+        // The payment may be one this unit of work is adding (a kept refund applied as its invoice.paid records it).
+        var payment = paymentId is null ? null
+            : db.Payments.Local.FirstOrDefault(p => p.Id == paymentId && p.GymId == gymId)
+              ?? await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
         if (payment is null)
         {
             return new(StripeOutcomes.UnknownPayment,
@@ -173,6 +180,52 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         }
         PaymentService.RefundPayment(db, payment, now);
         return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
+    }
+
+    /// <summary>
+    /// Applies the gym's kept <c>charge.refunded</c> events that found no payment (Stripe may send a refund before the
+    /// invoice it refunds, and does not send it again) and that name one of <paramref name="stripeIds"/>, now that a
+    /// link lets them find it; each kept event then records what it did. Returns words to add to the linking event's detail.
+    /// </summary>
+    private async Task<string> ApplyKeptRefundsAsync(Guid gymId, IReadOnlyCollection<string> stripeIds, DateTime now, CancellationToken ct)
+    {
+        var applied = new List<string>();
+        foreach (var stripeId in stripeIds.Where(i => i.Length > 0).Distinct(StringComparer.Ordinal))
+        {
+            // Narrowed in the query by the id's text in the payload; whether the refund is this payment's is the mapping's to say.
+            var quoted = $"\"{stripeId}\"";
+            var kept = await db.StripeEvents.Where(e => e.GymId == gymId && e.Type == "charge.refunded" && e.Outcome == StripeOutcomes.UnknownPayment
+                && e.Payload.Contains(quoted)).OrderBy(e => e.ReceivedAt).ToListAsync(ct);
+            foreach (var record in kept.Where(r => r.Outcome == StripeOutcomes.UnknownPayment))
+            {
+                using var document = JsonDocument.Parse(record.Payload);
+                if (DataObject(document.RootElement) is not { } charge)
+                {
+                    continue;
+                }
+                var mapping = await ChargeRefundedAsync(gymId, charge, now, ct);
+                if (mapping.Outcome != StripeOutcomes.UnknownPayment)
+                {
+                    record.Outcome = mapping.Outcome;
+                    record.Detail = ColumnText.Fit($"{mapping.Detail} (Applied when the payment it refunds arrived.)", MaxLength<StripeEventRecord>(nameof(StripeEventRecord.Detail)));
+                    applied.Add(record.StripeEventId);
+                }
+            }
+        }
+        return applied.Count == 0 ? "" : $" Refund events {string.Join(", ", applied)}, received before it, applied.";
+    }
+
+    /// <summary>The <c>data.object</c> of a Stripe event, or null when it has none.</summary>
+    public static JsonElement? DataObject(JsonElement stripeEvent) =>
+        stripeEvent.ValueKind == JsonValueKind.Object && stripeEvent.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
+        && data.TryGetProperty("object", out var obj) && obj.ValueKind == JsonValueKind.Object ? obj : null;
+
+    /// <summary>The Stripe ids linked, with <paramref name="kind"/>, to <paramref name="targetId"/>, saved or pending.</summary>
+    private async Task<List<string>> StripeIdsLinkedToAsync(Guid gymId, string kind, string targetId, CancellationToken ct)
+    {
+        var saved = await db.StripeLinks.AsNoTracking().Where(l => l.GymId == gymId && l.Kind == kind && l.TargetId == targetId).Select(l => l.StripeId).ToListAsync(ct);
+        var pending = db.ChangeTracker.Entries<StripeLink>().Select(e => e.Entity).Where(l => l.GymId == gymId && l.Kind == kind && l.TargetId == targetId).Select(l => l.StripeId);
+        return [.. saved.Union(pending, StringComparer.Ordinal)];
     }
 
     /// <summary>
