@@ -551,6 +551,26 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task An_amount_beyond_what_a_payment_stores_is_ignored_saying_so_not_as_a_zero_amount()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        // 2,500,000,000 rupiah: more than a 32-bit amount holds.
+        var invoice = StripeSigner.PaidInvoice("in_idr", "cus_idr", "ana@example.com", 1, "pi_idr")
+            .Replace("\"amount_due\":1,\"amount_paid\":1,\"currency\":\"usd\"", "\"amount_due\":2500000000,\"amount_paid\":2500000000,\"currency\":\"idr\"", StringComparison.Ordinal);
+        Assert.Contains("2500000000", invoice, StringComparison.Ordinal);
+        foreach (var (eventId, type) in new[] { ("evt_idr_paid", "invoice.paid"), ("evt_idr_failed", "invoice.payment_failed") })
+        {
+            var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event(eventId, type, invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal("ignored", ack.GetProperty("outcome").GetString());
+            var detail = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.StripeEventId == eventId).Select(e => e.Detail).SingleAsync());
+            Assert.Contains("exceeds what Gymwire stores", detail, StringComparison.Ordinal);
+            Assert.DoesNotContain("zero amount", detail, StringComparison.Ordinal);
+        }
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Empty(await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
     public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
     {
         var (gym, secret) = await ConnectedGymAsync();

@@ -44,11 +44,15 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.AlreadyRecorded, $"Invoice {invoiceId} is already recorded as a payment.", customer, email);
         }
-        var amount = Int(invoice, "amount_paid") ?? 0;
+        var amount = Long(invoice, "amount_paid") ?? 0;
         var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
         if (amount <= 0)
         {
             return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid with a zero amount (a trial or a credit); no payment recorded.", customer, email);
+        }
+        if (TooLarge(amount) is { } tooLarge)
+        {
+            return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid {tooLarge}; no payment recorded.", customer, email);
         }
         var userId = await ResolveMemberAsync(gymId, invoice, ct);
         if (userId is null)
@@ -58,7 +62,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
+            AmountCents = (int)amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
@@ -81,8 +85,12 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var invoiceId = Str(invoice, "id") ?? "";
         var customer = CustomerOf(invoice);
         var email = EmailOf(invoice);
-        var amount = Int(invoice, "amount_due") ?? 0;
+        var amount = Long(invoice, "amount_due") ?? 0;
         var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
+        if (TooLarge(amount) is { } tooLarge)
+        {
+            return new(StripeOutcomes.Ignored, $"A payment of invoice {invoiceId} failed: {tooLarge}; no payment recorded.", customer, email);
+        }
         var userId = await ResolveMemberAsync(gymId, invoice, ct);
         if (userId is null)
         {
@@ -92,7 +100,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
+            AmountCents = (int)Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
@@ -172,7 +180,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         if (charge.TryGetProperty("refunded", out var full) && full.ValueKind == JsonValueKind.False)
         {
             return new(StripeOutcomes.Ignored,
-                $"Charge {chargeId} was partially refunded ({Money(Int(charge, "amount_refunded") ?? 0, payment.Currency)}); Gymwire records full refunds only.", customer, email);
+                $"Charge {chargeId} was partially refunded ({Money(Long(charge, "amount_refunded") ?? 0, payment.Currency)}); Gymwire records full refunds only.", customer, email);
         }
         if (payment.Status != PaymentStatuses.Paid)
         {
@@ -415,7 +423,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             Id = Guid.CreateVersion7(now), GymId = gymId,
             Name = ColumnText.Fit($"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}", MaxLength<MembershipPlan>(nameof(MembershipPlan.Name))),
-            PriceCents = Math.Max(price is { } a ? Int(a, "unit_amount") ?? 0 : 0, 0),
+            // A price beyond what a plan stores is left 0 (unknown) rather than cut to a wrong one.
+            PriceCents = price is { } a && Long(a, "unit_amount") is { } unit && unit > 0 && TooLarge(unit) is null ? (int)unit : 0,
             Interval = interval is "year" ? "year" : interval is null ? "once" : "month",
             CreatedAt = now,
         };
@@ -513,6 +522,13 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return current.ValueKind == JsonValueKind.String && current.GetString() is { Length: > 0 } s ? s : null;
     }
 
-    private static int? Int(JsonElement obj, string name) =>
-        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : null;
+    private static long? Long(JsonElement obj, string name) =>
+        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var i) ? i : null;
+
+    /// <summary>
+    /// Why an amount cannot be recorded, or null: Gymwire's amounts are 32-bit (the API, the events and the Zapier
+    /// app's fields say so), and Stripe's go beyond that in currencies with large numbers (2,500,000,000 IDR).
+    /// </summary>
+    private static string? TooLarge(long amount) =>
+        amount > int.MaxValue ? $"{amount.ToString(CultureInfo.InvariantCulture)} in the currency's smallest unit, an amount that exceeds what Gymwire stores (at most {int.MaxValue.ToString(CultureInfo.InvariantCulture)})" : null;
 }
