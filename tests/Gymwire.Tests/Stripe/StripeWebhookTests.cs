@@ -571,6 +571,45 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_payment_and_a_refund_Stripe_delivers_late_are_dated_when_they_happened_and_still_come_first_in_the_next_poll()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "z", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        using var zapier = fx.Client(key.GetProperty("key").GetString());
+        // Payments recorded through the API while Gymwire could not take Stripe's events: a whole poll's worth.
+        for (var i = 0; i < 5; i++)
+        {
+            await (await zapier.PostJsonAsync("/api/gym/payments", new { user_id = "user_ana", amount_cents = 100 + i })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        var now = fx.Clock.GetUtcNow();
+        var paidAt = now.AddDays(-3);
+        var invoice = StripeSigner.PaidInvoice("in_late_1", "cus_late_1", "ana@example.com", 4900, "pi_late_1")
+            .Replace("\"status\":\"paid\"", $"\"status\":\"paid\",\"status_transitions\":{{\"paid_at\":{paidAt.ToUnixTimeSeconds()}}}", StringComparison.Ordinal);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_1", "invoice.paid", invoice, paidAt.AddMinutes(1)), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        // Without status_transitions (as some API versions send it), the event's own time.
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        var eventAt = now.AddDays(-1);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_2", "invoice.paid",
+            StripeSigner.BasilPaidInvoice("in_late_2", "cus_late_1", "ana@example.com", 5900, "sub_late_2", userId: "user_ana"), eventAt, Basil), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var refundAt = now.AddDays(-2);
+        var charge = """{"id":"ch_late_1","object":"charge","customer":"cus_late_1","payment_intent":"pi_late_1","amount":4900,"amount_refunded":4900,"refunded":true}""";
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_r", "charge.refunded", charge, refundAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        var first = await fx.WithDbAsync(db => db.Payments.AsNoTracking().SingleAsync(p => p.GymId == gym.GymId && p.AmountCents == 4900));
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(paidAt.ToUnixTimeSeconds()).UtcDateTime, first.CreatedAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(refundAt.ToUnixTimeSeconds()).UtcDateTime, first.RefundedAt);
+        var second = await fx.WithDbAsync(db => db.Payments.AsNoTracking().SingleAsync(p => p.GymId == gym.GymId && p.AmountCents == 5900));
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(eventAt.ToUnixTimeSeconds()).UtcDateTime, second.CreatedAt);
+
+        // The newest-first poll (Zapier's) orders by when Gymwire recorded them: the late ones come first, with their dates.
+        var latest = (await (await zapier.GetAsync("/api/zapier/triggers?type=new_payment&limit=5")).AssertStatusAsync(HttpStatusCode.OK)).EnumerateArray().ToList();
+        Assert.Equal([second.Id, first.Id], latest.Take(2).Select(p => p.GetProperty("id").GetGuid()));
+        Assert.Equal(first.CreatedAt, latest[1].GetProperty("created_at").GetDateTime().ToUniversalTime());
+    }
+
+    [Fact]
     public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
     {
         var (gym, secret) = await ConnectedGymAsync();

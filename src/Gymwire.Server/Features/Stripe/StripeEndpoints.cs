@@ -209,7 +209,7 @@ public static partial class StripeEndpoints
 
     private static async Task<StripeMapping> MapAsync(StripeEventMapper mapper, Guid gymId, string type, JsonElement stripeEvent, DateTime now, CancellationToken ct) =>
         StripeEventMapper.DataObject(stripeEvent) is { } obj
-            ? await mapper.MapAsync(gymId, type, obj, now, ct)
+            ? await mapper.MapAsync(gymId, type, obj, now, StripeEventMapper.CreatedOf(stripeEvent, now), ct)
             : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
 
     /// <summary>The outcomes of events that matched nothing in Gymwire, and may match once the member, payment or membership is there.</summary>

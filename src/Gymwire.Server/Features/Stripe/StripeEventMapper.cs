@@ -21,12 +21,16 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         "customer.created", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
     ];
 
-    public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, CancellationToken ct) => type switch
+    /// <summary>
+    /// Maps an event's object. <paramref name="now"/> is when Gymwire records it; <paramref name="created"/> the event's
+    /// own time, when what it tells happened (a payment's or refund's date in the accounting exports).
+    /// </summary>
+    public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, DateTime created, CancellationToken ct) => type switch
     {
-        "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, ct),
-        "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, ct),
+        "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, created, ct),
+        "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, created, ct),
         "invoice_payment.paid" => InvoicePaymentPaidAsync(gymId, obj, now, ct),
-        "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, ct),
+        "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, created, ct),
         "customer.created" or "customer.updated" => CustomerAsync(gymId, obj, now, ct),
         "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, ct),
         "customer.subscription.deleted" => SubscriptionDeletedAsync(gymId, obj, now, ct),
@@ -34,7 +38,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             $"Gymwire does not handle '{type}' events; it was recorded and nothing else changed.", CustomerOf(obj), EmailOf(obj))),
     };
 
-    private async Task<StripeMapping> InvoicePaidAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> InvoicePaidAsync(Guid gymId, JsonElement invoice, DateTime now, DateTime created, CancellationToken ct)
     {
         var invoiceId = Str(invoice, "id") ?? "";
         var customer = CustomerOf(invoice);
@@ -62,7 +66,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = (int)amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
+            AmountCents = (int)amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = UnixTime(invoice, now, "status_transitions", "paid_at") ?? created,
+            RecordedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
@@ -80,7 +85,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.{refunds}", customer, email);
     }
 
-    private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, DateTime created, CancellationToken ct)
     {
         var invoiceId = Str(invoice, "id") ?? "";
         var customer = CustomerOf(invoice);
@@ -100,7 +105,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = (int)Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
+            AmountCents = (int)Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = created,
+            RecordedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
@@ -156,7 +162,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}{refunds}");
     }
 
-    private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, DateTime created, CancellationToken ct)
     {
         var chargeId = Str(charge, "id") ?? "";
         var customer = CustomerOf(charge);
@@ -186,7 +192,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.Ignored, $"Charge {chargeId}: payment {payment.Id} is {payment.Status}, not paid; nothing changed.", customer, email);
         }
-        PaymentService.RefundPayment(db, payment, now);
+        PaymentService.RefundPayment(db, payment, now, refundedAt: created);
         return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
     }
 
@@ -211,7 +217,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
                 {
                     continue;
                 }
-                var mapping = await ChargeRefundedAsync(gymId, charge, now, ct);
+                var mapping = await ChargeRefundedAsync(gymId, charge, now, CreatedOf(document.RootElement, now), ct);
                 if (mapping.Outcome != StripeOutcomes.UnknownPayment)
                 {
                     record.Outcome = mapping.Outcome;
@@ -221,6 +227,31 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             }
         }
         return applied.Count == 0 ? "" : $" Refund events {string.Join(", ", applied)}, received before it, applied.";
+    }
+
+    /// <summary>An event's <c>created</c>, or <paramref name="now"/> when it has none.</summary>
+    public static DateTime CreatedOf(JsonElement stripeEvent, DateTime now) => UnixTime(stripeEvent, now, "created") ?? now;
+
+    /// <summary>
+    /// A Unix time (seconds) at a path, or null. One after <paramref name="now"/> (Stripe's clock ahead of ours) is
+    /// taken as now: a payment is not dated in the future.
+    /// </summary>
+    private static DateTime? UnixTime(JsonElement obj, DateTime now, params string[] path)
+    {
+        var current = obj;
+        foreach (var name in path)
+        {
+            if (current.ValueKind != JsonValueKind.Object || !current.TryGetProperty(name, out current))
+            {
+                return null;
+            }
+        }
+        if (current.ValueKind != JsonValueKind.Number || !current.TryGetInt64(out var seconds) || seconds <= 0 || seconds > DateTimeOffset.MaxValue.ToUnixTimeSeconds())
+        {
+            return null;
+        }
+        var at = DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime;
+        return at > now ? now : at;
     }
 
     /// <summary>The <c>data.object</c> of a Stripe event, or null when it has none.</summary>
