@@ -332,6 +332,21 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         fx.Logs.AssertNoErrorsSince(logged);
     }
 
+    [Theory]
+    [InlineData("[1,2]")]
+    [InlineData("42")]
+    [InlineData("\"evt\"")]
+    [InlineData("null")]
+    public async Task A_signed_body_that_is_not_an_event_object_is_400_and_not_logged_as_an_error(string body)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var logged = fx.Logs.Lines.Count;
+        var message = await (await DeliverAsync(gym.GymId, body, secret)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("The body is not a Stripe event", message, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
+        fx.Logs.AssertNoErrorsSince(logged);
+    }
+
     [Fact]
     public async Task A_stored_secret_that_no_longer_decrypts_puts_the_tile_in_error_even_after_verified_events()
     {

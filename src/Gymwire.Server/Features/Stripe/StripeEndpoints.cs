@@ -118,7 +118,9 @@ public static partial class StripeEndpoints
             {
                 failure = DescribeSignatureFailure(e);
             }
-            catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException)
+            // Stripe.net checks the signature before it reads the body, so these are a signed body that is not an event
+            // (a JSON array, a number): the sender's mistake. Its reader throws InvalidOperationException for a non-object.
+            catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException or InvalidOperationException)
             {
                 failure = "The body is not a Stripe event";
             }
