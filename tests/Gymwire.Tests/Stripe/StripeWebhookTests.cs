@@ -624,6 +624,20 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         Assert.Equal(first.CreatedAt, latest[1].GetProperty("created_at").GetDateTime().ToUniversalTime());
     }
 
+    [Theory]
+    [InlineData("jpy", 5000, "5000 jpy")]
+    [InlineData("kwd", 5000, "5.000 kwd")]
+    [InlineData("usd", 5000, "50.00 usd")]
+    public async Task An_amount_is_shown_with_its_currency_s_decimals(string currency, int amount, string shown)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var invoice = StripeSigner.PaidInvoice($"in_{currency}", "cus_stranger", "nobody@example.com", amount, $"pi_{currency}")
+            .Replace("\"currency\":\"usd\"", $"\"currency\":\"{currency}\"", StringComparison.Ordinal);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event($"evt_{currency}", "invoice.paid", invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var detail = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId).Select(e => e.Detail).SingleAsync());
+        Assert.Contains($"for {shown}:", detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
     {

@@ -1,4 +1,5 @@
 using System.Text;
+using Gymwire.Features.Exports;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 
@@ -536,8 +537,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     private static string? EmailOf(JsonElement obj) =>
         Str(obj, "customer_email") ?? Str(obj, "email") ?? Str(obj, "receipt_email") ?? Str(obj, "billing_details", "email") ?? Str(obj, "customer", "email");
 
-    private static string Money(long cents, string currency) =>
-        (cents / 100m).ToString("0.00", CultureInfo.InvariantCulture) + " " + currency;
+    private static string Money(long minorUnits, string currency) => CurrencyAmounts.Format(minorUnits, currency) + " " + currency;
 
     /// <summary>A string at a path, or null when any step is missing or not the right kind.</summary>
     private static string? Str(JsonElement obj, params string[] path)
