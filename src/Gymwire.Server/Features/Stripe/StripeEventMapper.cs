@@ -239,15 +239,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     /// </summary>
     private static DateTime? UnixTime(JsonElement obj, DateTime now, params string[] path)
     {
-        var current = obj;
-        foreach (var name in path)
-        {
-            if (current.ValueKind != JsonValueKind.Object || !current.TryGetProperty(name, out current))
-            {
-                return null;
-            }
-        }
-        if (current.ValueKind != JsonValueKind.Number || !current.TryGetInt64(out var seconds) || seconds <= 0 || seconds > DateTimeOffset.MaxValue.ToUnixTimeSeconds())
+        if (At(obj, path) is not { ValueKind: JsonValueKind.Number } value || !value.TryGetInt64(out var seconds)
+            || seconds <= 0 || seconds > DateTimeOffset.MaxValue.ToUnixTimeSeconds())
         {
             return null;
         }
@@ -540,7 +533,11 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     private static string Money(long minorUnits, string currency) => CurrencyAmounts.Format(minorUnits, currency) + " " + currency;
 
     /// <summary>A string at a path, or null when any step is missing or not the right kind.</summary>
-    private static string? Str(JsonElement obj, params string[] path)
+    private static string? Str(JsonElement obj, params string[] path) =>
+        At(obj, path) is { ValueKind: JsonValueKind.String } value && value.GetString() is { Length: > 0 } s ? s : null;
+
+    /// <summary>The value at a path, or null when any step is missing or not an object.</summary>
+    private static JsonElement? At(JsonElement obj, string[] path)
     {
         var current = obj;
         foreach (var name in path)
@@ -550,7 +547,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
                 return null;
             }
         }
-        return current.ValueKind == JsonValueKind.String && current.GetString() is { Length: > 0 } s ? s : null;
+        return current;
     }
 
     private static long? Long(JsonElement obj, string name) =>
