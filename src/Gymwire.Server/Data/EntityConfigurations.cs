@@ -110,6 +110,7 @@ internal sealed class PaymentConfiguration : IEntityTypeConfiguration<Payment>
         b.Property(x => x.Status).HasMaxLength(16).IsConcurrencyToken();
         b.Property(x => x.FailureReason).HasMaxLength(500);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
+        b.HasIndex(x => new { x.GymId, x.RecordedAt, x.Id });
     }
 }
 

@@ -1,8 +1,10 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
 
 namespace Gymwire.Tests.Foundation;
 
@@ -152,5 +154,22 @@ public abstract class IdempotentCreateTests(GymwireFixture fx)
         await (await owner.PostJsonAsync("/api/gym/leads", new { first_name = "Plain" })).AssertStatusAsync(HttpStatusCode.Created);
         await (await owner.PostJsonAsync("/api/gym/leads", new { first_name = "Plain" })).AssertStatusAsync(HttpStatusCode.Created);
         Assert.Equal(4, await CountAsync(gym.GymId, "leads"));
+    }
+
+    [Fact]
+    public async Task Records_past_24_hours_are_deleted_by_the_retention_run_and_younger_ones_kept()
+    {
+        var gym = await fx.CreateGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "r", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        using var client = fx.Client(key.GetProperty("key").GetString());
+        await (await client.SendAsync(Post("/api/gym/leads", "day-old", new { first_name = "Old" }))).AssertStatusAsync(HttpStatusCode.Created);
+        fx.Clock.Advance(TimeSpan.FromHours(23));
+        await (await client.SendAsync(Post("/api/gym/leads", "hour-old", new { first_name = "Young" }))).AssertStatusAsync(HttpStatusCode.Created);
+        fx.Clock.Advance(TimeSpan.FromHours(1) + TimeSpan.FromMinutes(1));
+
+        // Advancing the clock may already have run the hourly loop; either way the expired record is gone after this.
+        await fx.Services.GetServices<IHostedService>().OfType<WebhookRetention>().Single().PurgeIdempotencyRecordsAsync(CancellationToken.None);
+
+        Assert.Equal(["hour-old"], await fx.WithDbAsync(db => db.IdempotencyRecords.Where(r => r.GymId == gym.GymId).Select(r => r.Key).ToListAsync()));
     }
 }

@@ -189,6 +189,31 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     }
 
     [Fact]
+    public async Task Refused_credentials_keep_the_message_queued_past_max_attempts_and_it_is_sent_once_they_work()
+    {
+        var (_, writer) = await GymAsync();
+        const int refusals = 4; // more than the fixture's Sms:MaxAttempts
+        for (var i = 0; i < refusals; i++)
+        {
+            fx.Twilio.FailNext(i % 2 == 0 ? 401 : 403, """{"code":20003,"message":"Authenticate","status":401}""");
+        }
+        var body = $"Creds {Guid.NewGuid():N}";
+        var id = await QueueAsync(writer, body);
+        var attempts = 0;
+        while (attempts < refusals)
+        {
+            var message = await AwaitAsync(id, m => m.Attempts > attempts && m.Status != SmsStatuses.Sending);
+            attempts = message.Attempts;
+            Assert.Equal(SmsStatuses.Queued, message.Status);
+            Assert.Contains("AuthToken", message.Error, StringComparison.Ordinal);
+            fx.Clock.Advance(TimeSpan.FromHours(1));
+        }
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(refusals + 1, RequestsWith(body));
+    }
+
+    [Fact]
     public async Task A_message_interrupted_mid_send_is_marked_for_review_and_never_resent()
     {
         var (gym, _) = await GymAsync();

@@ -332,6 +332,21 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         fx.Logs.AssertNoErrorsSince(logged);
     }
 
+    [Theory]
+    [InlineData("[1,2]")]
+    [InlineData("42")]
+    [InlineData("\"evt\"")]
+    [InlineData("null")]
+    public async Task A_signed_body_that_is_not_an_event_object_is_400_and_not_logged_as_an_error(string body)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var logged = fx.Logs.Lines.Count;
+        var message = await (await DeliverAsync(gym.GymId, body, secret)).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("The body is not a Stripe event", message, StringComparison.Ordinal);
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
+        fx.Logs.AssertNoErrorsSince(logged);
+    }
+
     [Fact]
     public async Task A_stored_secret_that_no_longer_decrypts_puts_the_tile_in_error_even_after_verified_events()
     {
@@ -464,6 +479,163 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
             .AssertStatusAsync(HttpStatusCode.OK);
         Assert.Equal("recorded", refunded.GetProperty("outcome").GetString());
         Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+    }
+
+    // Stripe does not promise order: a refund can come before the invoice.paid (or invoice_payment.paid) that records
+    // what it refunds, and it is answered 200 and never sent again.
+    [Theory]
+    [InlineData("2024-06-20", "refund,paid")]
+    [InlineData(Basil, "refund,inpay,paid")]
+    [InlineData(Basil, "refund,paid,inpay")]
+    public async Task A_refund_received_before_the_payment_it_refunds_is_applied_when_the_payment_is_linked(string apiVersion, string order)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var charge = """{"id":"ch_6","object":"charge","customer":"cus_6","payment_intent":"pi_6","amount":4900,"amount_refunded":4900,"refunded":true}""";
+        var payloads = new Dictionary<string, string>
+        {
+            ["refund"] = StripeSigner.Event("evt_6_refund", "charge.refunded", charge, now, apiVersion),
+            ["paid"] = StripeSigner.Event("evt_6_paid", "invoice.paid", apiVersion == Basil
+                ? StripeSigner.BasilPaidInvoice("in_6", "cus_6", "ana@example.com", 4900, "sub_6", userId: "user_ana")
+                : StripeSigner.PaidInvoice("in_6", "cus_6", "ana@example.com", 4900, "pi_6"), now, apiVersion),
+            ["inpay"] = StripeSigner.Event("evt_6_inpay", "invoice_payment.paid", StripeSigner.InvoicePayment("inpay_6", "in_6", 4900, "payment_intent", "pi_6"), now, apiVersion),
+        };
+        var acks = new List<string?>();
+        foreach (var step in order.Split(','))
+        {
+            acks.Add((await (await DeliverAsync(gym.GymId, payloads[step], secret)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString());
+        }
+
+        Assert.Equal("unknown_payment", acks[0]);
+        Assert.Equal("refunded", await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.Status).SingleAsync()));
+        Assert.Equal(["payment.received", "payment.refunded"], await EventTypesAsync(gym.GymId));
+        var kept = await fx.WithDbAsync(db => db.StripeEvents.AsNoTracking().SingleAsync(e => e.GymId == gym.GymId && e.StripeEventId == "evt_6_refund"));
+        Assert.Equal("recorded", kept.Outcome);
+        Assert.Contains("refunded", kept.Detail, StringComparison.Ordinal);
+        Assert.Contains("evt_6_refund", await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.Detail!.Contains("applied"))
+            .Select(e => e.Detail).SingleAsync()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_kept_event_that_matched_nothing_can_be_processed_again_by_the_owner_once_what_it_needs_is_there()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        using var owner = gym.Owner();
+        async Task<Guid> IdOfAsync(string eventId) =>
+            await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.StripeEventId == eventId).Select(e => e.Id).SingleAsync());
+
+        // A member not yet in Gymwire, added afterwards.
+        var stranger = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_member", "invoice.paid",
+            StripeSigner.PaidInvoice("in_late", "cus_late", "bo@example.com", 4200, "pi_late"), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_member", stranger.GetProperty("outcome").GetString());
+        var unmatched = await IdOfAsync("evt_late_member");
+        var still = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_member", still.GetProperty("outcome").GetString());
+        await (await owner.PostJsonAsync("/api/gym/members", new { name = "Bo", email = "bo@example.com", user_id = "user_bo" })).AssertStatusAsync(HttpStatusCode.Created);
+        var done = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", done.GetProperty("outcome").GetString());
+        Assert.Equal("user_bo", await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId).Select(p => p.UserId).SingleAsync()));
+        Assert.Equal("recorded", await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.Id == unmatched).Select(e => e.Outcome).SingleAsync()));
+        // Done once: again is a conflict, and records nothing more.
+        Assert.Contains("recorded", await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null))
+            .AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
+        Assert.Equal(1, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+
+        // A cancellation before the subscription's creation.
+        const string subscription = """
+            {"id":"sub_late","object":"subscription","customer":"cus_ana_l","status":"active","metadata":{"user_id":"user_ana"},
+             "items":{"object":"list","data":[{"id":"si_late","price":{"id":"price_late","nickname":"Late","unit_amount":5000,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """;
+        var deleted = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_del", "customer.subscription.deleted",
+            subscription.Replace("active", "canceled", StringComparison.Ordinal), now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("unknown_subscription", deleted.GetProperty("outcome").GetString());
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_sub", "customer.subscription.created", subscription, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var canceled = await (await owner.PostAsync($"/api/gym/integrations/stripe/events/{await IdOfAsync("evt_late_del")}/reprocess", null))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", canceled.GetProperty("outcome").GetString());
+        Assert.Equal("canceled", await fx.WithDbAsync(db => db.Memberships.Where(m => m.GymId == gym.GymId).Select(m => m.Status).SingleAsync()));
+        Assert.Equal(["payment.received", "membership.activated", "membership.canceled"], await EventTypesAsync(gym.GymId));
+
+        // Owner only, this gym's events only.
+        var key = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "k", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        await (await fx.Client(key.GetProperty("key").GetString()).PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null))
+            .AssertErrorAsync(HttpStatusCode.Forbidden);
+        var (other, _) = await ConnectedGymAsync();
+        await (await other.Owner().PostAsync($"/api/gym/integrations/stripe/events/{unmatched}/reprocess", null)).AssertErrorAsync(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task An_amount_beyond_what_a_payment_stores_is_ignored_saying_so_not_as_a_zero_amount()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        // 2,500,000,000 rupiah: more than a 32-bit amount holds.
+        var invoice = StripeSigner.PaidInvoice("in_idr", "cus_idr", "ana@example.com", 1, "pi_idr")
+            .Replace("\"amount_due\":1,\"amount_paid\":1,\"currency\":\"usd\"", "\"amount_due\":2500000000,\"amount_paid\":2500000000,\"currency\":\"idr\"", StringComparison.Ordinal);
+        Assert.Contains("2500000000", invoice, StringComparison.Ordinal);
+        foreach (var (eventId, type) in new[] { ("evt_idr_paid", "invoice.paid"), ("evt_idr_failed", "invoice.payment_failed") })
+        {
+            var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event(eventId, type, invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal("ignored", ack.GetProperty("outcome").GetString());
+            var detail = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId && e.StripeEventId == eventId).Select(e => e.Detail).SingleAsync());
+            Assert.Contains("exceeds what Gymwire stores", detail, StringComparison.Ordinal);
+            Assert.DoesNotContain("zero amount", detail, StringComparison.Ordinal);
+        }
+        Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        Assert.Empty(await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
+    public async Task A_payment_and_a_refund_Stripe_delivers_late_are_dated_when_they_happened_and_still_come_first_in_the_next_poll()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "z", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        using var zapier = fx.Client(key.GetProperty("key").GetString());
+        // Payments recorded through the API while Gymwire could not take Stripe's events: a whole poll's worth.
+        for (var i = 0; i < 5; i++)
+        {
+            await (await zapier.PostJsonAsync("/api/gym/payments", new { user_id = "user_ana", amount_cents = 100 + i })).AssertStatusAsync(HttpStatusCode.Created);
+        }
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        var now = fx.Clock.GetUtcNow();
+        var paidAt = now.AddDays(-3);
+        var invoice = StripeSigner.PaidInvoice("in_late_1", "cus_late_1", "ana@example.com", 4900, "pi_late_1")
+            .Replace("\"status\":\"paid\"", $"\"status\":\"paid\",\"status_transitions\":{{\"paid_at\":{paidAt.ToUnixTimeSeconds()}}}", StringComparison.Ordinal);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_1", "invoice.paid", invoice, paidAt.AddMinutes(1)), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        // Without status_transitions (as some API versions send it), the event's own time.
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        var eventAt = now.AddDays(-1);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_2", "invoice.paid",
+            StripeSigner.BasilPaidInvoice("in_late_2", "cus_late_1", "ana@example.com", 5900, "sub_late_2", userId: "user_ana"), eventAt, Basil), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var refundAt = now.AddDays(-2);
+        var charge = """{"id":"ch_late_1","object":"charge","customer":"cus_late_1","payment_intent":"pi_late_1","amount":4900,"amount_refunded":4900,"refunded":true}""";
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_late_r", "charge.refunded", charge, refundAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        var first = await fx.WithDbAsync(db => db.Payments.AsNoTracking().SingleAsync(p => p.GymId == gym.GymId && p.AmountCents == 4900));
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(paidAt.ToUnixTimeSeconds()).UtcDateTime, first.CreatedAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(refundAt.ToUnixTimeSeconds()).UtcDateTime, first.RefundedAt);
+        var second = await fx.WithDbAsync(db => db.Payments.AsNoTracking().SingleAsync(p => p.GymId == gym.GymId && p.AmountCents == 5900));
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(eventAt.ToUnixTimeSeconds()).UtcDateTime, second.CreatedAt);
+
+        // The newest-first poll (Zapier's) orders by when Gymwire recorded them: the late ones come first, with their dates.
+        var latest = (await (await zapier.GetAsync("/api/zapier/triggers?type=new_payment&limit=5")).AssertStatusAsync(HttpStatusCode.OK)).EnumerateArray().ToList();
+        Assert.Equal([second.Id, first.Id], latest.Take(2).Select(p => p.GetProperty("id").GetGuid()));
+        Assert.Equal(first.CreatedAt, latest[1].GetProperty("created_at").GetDateTime().ToUniversalTime());
+    }
+
+    [Theory]
+    [InlineData("jpy", 5000, "5000 jpy")]
+    [InlineData("kwd", 5000, "5.000 kwd")]
+    [InlineData("usd", 5000, "50.00 usd")]
+    public async Task An_amount_is_shown_with_its_currency_s_decimals(string currency, int amount, string shown)
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var invoice = StripeSigner.PaidInvoice($"in_{currency}", "cus_stranger", "nobody@example.com", amount, $"pi_{currency}")
+            .Replace("\"currency\":\"usd\"", $"\"currency\":\"{currency}\"", StringComparison.Ordinal);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event($"evt_{currency}", "invoice.paid", invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var detail = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId).Select(e => e.Detail).SingleAsync());
+        Assert.Contains($"for {shown}:", detail, StringComparison.Ordinal);
     }
 
     [Fact]

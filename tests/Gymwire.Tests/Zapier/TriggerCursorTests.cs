@@ -35,7 +35,7 @@ public abstract class TriggerCursorTests(GymwireFixture fx)
             PaymentService.AddPayment(db, new Payment
             {
                 Id = Guid.CreateVersion7(at), GymId = gymId, UserId = userId, AmountCents = amountCents, Currency = "usd",
-                Status = PaymentStatuses.Paid, CreatedAt = at,
+                Status = PaymentStatuses.Paid, CreatedAt = at, RecordedAt = at,
             });
             return await db.SaveChangesAsync();
         });

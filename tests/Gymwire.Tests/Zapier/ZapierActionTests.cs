@@ -77,6 +77,7 @@ public abstract class ZapierActionTests(GymwireFixture fx)
     [InlineData("send_sms", """{"message":"hi"}""", "'phone' is required")]
     [InlineData("send_sms", """{"phone":"+15551234567"}""", "'message' is required")]
     [InlineData("send_sms", """{"phone":"+15551234567","message":""}""", "'message' is required")]
+    [InlineData("send_sms", """{"phone":"+15551234567","message":"  \n "}""", "'message' is required")]
     [InlineData("send_sms", """{"phone":"555-123","message":"hi"}""", "E.164")]
     [InlineData("send_sms", """{"phone":"+1555123456789012","message":"hi"}""", "E.164")]
     [InlineData("send_sms", """{"phone":["+15551234567"],"message":"hi"}""", "'phone' has the wrong type")]
@@ -93,6 +94,15 @@ public abstract class ZapierActionTests(GymwireFixture fx)
         Assert.Empty(await EventTypesAsync(gym.GymId));
         Assert.Equal(0, await fx.WithDbAsync(db => db.SmsMessages.CountAsync(m => m.GymId == gym.GymId)));
         Assert.Equal(0, await fx.WithDbAsync(db => db.Leads.CountAsync(m => m.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Sms_to_a_phone_written_with_spaces_around_it_is_queued_to_the_trimmed_number_as_create_lead_takes_it()
+    {
+        var (gym, client) = await GymWithWriteKeyAsync();
+        var sms = await (await client.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = " +15551234567 ", message = "hi" })).AssertStatusAsync(HttpStatusCode.Created);
+        Assert.Equal("+15551234567", sms.GetProperty("phone").GetString());
+        Assert.Equal("+15551234567", await fx.WithDbAsync(db => db.SmsMessages.Where(m => m.GymId == gym.GymId).Select(m => m.Phone).SingleAsync()));
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public abstract class ZapierTriggerTests(GymwireFixture fx)
                 var at = T0.AddHours(i == 11 ? 10 : i);
                 var userId = $"user_{i:D2}";
                 db.Members.Add(new Member { Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = userId, Name = $"M{i}", Role = i % 5 == 0 ? "coach" : "member", JoinedAt = at });
-                db.Payments.Add(new Payment { Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = userId, AmountCents = 1000 + i, Currency = "usd", Status = i == 3 ? "failed" : "paid", CreatedAt = at });
+                db.Payments.Add(new Payment { Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = userId, AmountCents = 1000 + i, Currency = "usd", Status = i == 3 ? "failed" : "paid", CreatedAt = at, RecordedAt = at });
                 db.TrainingSessions.Add(new TrainingSession { Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = userId, SessionType = "no-gi", Date = DateOnly.FromDateTime(at), DurationMins = 60 + i, CreatedAt = at });
                 db.Attendance.Add(new AttendanceRecord { Id = Guid.CreateVersion7(), GymId = gym.GymId, UserId = userId, Status = i == 24 ? "pending" : "approved", Source = "kiosk", CheckedInAt = at });
             }

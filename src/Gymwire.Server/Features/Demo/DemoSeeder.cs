@@ -106,7 +106,7 @@ public sealed class DemoSeeder(
                 {
                     Id = Guid.CreateVersion7(joined), GymId = gym.GymId, UserId = member.UserId, PlanId = plan.Id, AmountCents = plan.PriceCents,
                     Currency = "usd", Status = failed ? PaymentStatuses.Failed : PaymentStatuses.Paid,
-                    FailureReason = failed ? "card_declined" : null, CreatedAt = joined.AddMinutes(1),
+                    FailureReason = failed ? "card_declined" : null, CreatedAt = joined.AddMinutes(1), RecordedAt = joined.AddMinutes(1),
                 });
             }
         }

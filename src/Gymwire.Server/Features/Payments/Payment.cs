@@ -12,7 +12,13 @@ public sealed class Payment : IGymRow
     /// <summary><c>paid</c>, <c>failed</c> or <c>refunded</c>.</summary>
     public required string Status { get; set; }
     public string? FailureReason { get; set; }
+    /// <summary>When it was paid (or failed): for a payment from Stripe, Stripe's time, which can be before Gymwire heard of it.</summary>
     public DateTime CreatedAt { get; set; }
+    /// <summary>
+    /// When Gymwire recorded it, set by the server: the newest-first poll orders by it, so a payment that arrives late
+    /// (Stripe retrying after downtime) with an earlier <see cref="CreatedAt"/> still comes first in the next poll.
+    /// </summary>
+    public DateTime RecordedAt { get; set; }
     public DateTime? RefundedAt { get; set; }
 }
 

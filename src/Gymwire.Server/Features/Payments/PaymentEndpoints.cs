@@ -53,7 +53,7 @@ public static class PaymentEndpoints
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = request.UserId!, PlanId = request.PlanId,
             AmountCents = request.AmountCents!.Value, Currency = currency, Status = status,
-            FailureReason = status == PaymentStatuses.Failed ? request.FailureReason ?? "unknown" : null, CreatedAt = now,
+            FailureReason = status == PaymentStatuses.Failed ? request.FailureReason ?? "unknown" : null, CreatedAt = now, RecordedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         await db.SaveChangesAsync(ct);

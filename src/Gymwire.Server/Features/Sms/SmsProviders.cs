@@ -4,8 +4,12 @@ using System.Text;
 
 namespace Gymwire.Features.Sms;
 
-/// <summary>What became of one send. <see cref="Transient"/> failures may be retried; others are final.</summary>
-public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string? Error, bool Transient, bool Uncertain = false)
+/// <summary>
+/// What became of one send. <see cref="Transient"/> failures may be retried; others are final. A
+/// <see cref="Configuration"/> failure (the provider refused Gymwire's credentials) is no fault of the message: it is
+/// retried however many attempts it took, until the operator fixes the configuration.
+/// </summary>
+public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string? Error, bool Transient, bool Uncertain = false, bool Configuration = false)
 {
     public static SmsSendResult Success(string providerMessageId) => new(true, providerMessageId, null, false);
     public static SmsSendResult Permanent(string error) => new(false, null, error, false);
@@ -13,6 +17,8 @@ public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string?
     public static SmsSendResult Retry(string error) => new(false, null, error, true);
     /// <summary>The provider may have accepted it (5xx, timeout): retrying can duplicate.</summary>
     public static SmsSendResult RetryUncertain(string error) => new(false, null, error, true, Uncertain: true);
+    /// <summary>The provider refused the credentials (nothing was sent): every message would fail alike until they are fixed.</summary>
+    public static SmsSendResult Misconfigured(string error) => new(false, null, error, true, Configuration: true);
 }
 
 /// <summary>Sends one SMS. Implementations never log the full number or the body.</summary>
@@ -76,6 +82,8 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
             return response.StatusCode switch
             {
                 HttpStatusCode.TooManyRequests => SmsSendResult.Retry(error),
+                HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
+                    SmsSendResult.Misconfigured($"{error} (check Sms:Twilio's AccountSid and AuthToken; the message stays queued until they work)"),
                 _ when status >= 500 => SmsSendResult.RetryUncertain(error),
                 _ when response.IsSuccessStatusCode => SmsSendResult.Permanent($"Twilio answered {status} without a message sid"),
                 _ => SmsSendResult.Permanent(error),

@@ -140,7 +140,8 @@ public sealed partial class SmsSender(
             return;
         }
         var error = ColumnText.Fit($"Attempt {message.Attempts}: {result.Error}", 1000);
-        var retry = result.Transient && (!result.Uncertain || Options.RetryUncertainFailures) && message.Attempts < Options.MaxAttempts;
+        var retry = result.Configuration
+            || (result.Transient && (!result.Uncertain || Options.RetryUncertainFailures) && message.Attempts < Options.MaxAttempts);
         if (retry)
         {
             var delay = Backoff(message.Attempts);

@@ -19,9 +19,10 @@ public static class SmsService
 {
     public const int MaxLength = 1600;
 
+    // The phone is taken trimmed, as create_lead takes one; a message of only spaces would be sent as a blank text.
     public static string? Validate(SendSmsRequest request) => new RequestValidator()
-        .Required(request.Phone, "phone", 32).Phone(request.Phone, "phone")
-        .Check(!string.IsNullOrEmpty(request.Message), "'message' is required")
+        .Required(request.Phone, "phone", 32).Phone(request.Phone?.Trim(), "phone")
+        .Check(!string.IsNullOrWhiteSpace(request.Message), "'message' is required")
         .Check(request.Message is null || request.Message.Length <= MaxLength, $"'message' must be at most {MaxLength} characters")
         .Error;
 
@@ -30,7 +31,7 @@ public static class SmsService
     {
         var message = new SmsMessage
         {
-            Id = Guid.CreateVersion7(now), GymId = gymId, Phone = request.Phone!, Message = request.Message!,
+            Id = Guid.CreateVersion7(now), GymId = gymId, Phone = request.Phone!.Trim(), Message = request.Message!,
             Status = SmsStatuses.Queued, CreatedAt = now,
         };
         db.SmsMessages.Add(message);

@@ -34,6 +34,8 @@ public static partial class StripeEndpoints
         settings.MapPut("/", SetSecret).RequireRateLimiting(RateLimitPolicies.Mutations).WithSummary("Set the Stripe webhook endpoint's signing secret");
         settings.MapDelete("/", Disconnect).RequireRateLimiting(RateLimitPolicies.Destructive).WithSummary("Disconnect Stripe (forget the secret)");
         settings.MapGet("/events", ListEvents).WithSummary("Stripe events received, newest first, with what became of each");
+        settings.MapPost("/events/{id:guid}/reprocess", Reprocess).RequireRateLimiting(RateLimitPolicies.Mutations)
+            .WithSummary("Process a kept event that matched nothing (unknown_member, unknown_payment, unknown_subscription) again, once what it needs is in Gymwire");
         return app;
     }
 
@@ -116,7 +118,9 @@ public static partial class StripeEndpoints
             {
                 failure = DescribeSignatureFailure(e);
             }
-            catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException)
+            // Stripe.net checks the signature before it reads the body, so these are a signed body that is not an event
+            // (a JSON array, a number): the sender's mistake. Its reader throws InvalidOperationException for a non-object.
+            catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException or InvalidOperationException)
             {
                 failure = "The body is not a Stripe event";
             }
@@ -151,14 +155,10 @@ public static partial class StripeEndpoints
         }
 
         using var document = JsonDocument.Parse(json);
-        var obj = document.RootElement.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
-                  && data.TryGetProperty("object", out var o) ? o : default;
         var at = now.UtcDateTime;
         for (var attempt = 1; ; attempt++)
         {
-            var mapping = obj.ValueKind == JsonValueKind.Object
-                ? await mapper.MapAsync(account.GymId, type, obj, at, ct)
-                : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
+            var mapping = await MapAsync(mapper, account.GymId, type, document.RootElement, at, ct);
             db.StripeEvents.Add(new StripeEventRecord
             {
                 Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
@@ -207,6 +207,60 @@ public static partial class StripeEndpoints
                 }
             }
         }
+    }
+
+    private static async Task<StripeMapping> MapAsync(StripeEventMapper mapper, Guid gymId, string type, JsonElement stripeEvent, DateTime now, CancellationToken ct) =>
+        StripeEventMapper.DataObject(stripeEvent) is { } obj
+            ? await mapper.MapAsync(gymId, type, obj, now, StripeEventMapper.CreatedOf(stripeEvent, now), ct)
+            : new StripeMapping(StripeOutcomes.Ignored, "The event carries no data object.");
+
+    /// <summary>The outcomes of events that matched nothing in Gymwire, and may match once the member, payment or membership is there.</summary>
+    public static readonly string[] Reprocessable = [StripeOutcomes.UnknownMember, StripeOutcomes.UnknownPayment, StripeOutcomes.UnknownSubscription];
+
+    /// <summary>
+    /// Maps a kept event again, as if it arrived now: Stripe does not resend an event it was answered 200 for, so a
+    /// member added later, or a subscription whose creation came after its cancellation, needs the owner to say so.
+    /// </summary>
+    internal static async Task<Results<Ok<StripeEventDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Reprocess(
+        Guid id, ClaimsPrincipal user, GymwireDbContext db, StripeEventMapper mapper, SqliteWriteGate gate, TimeProvider clock, CancellationToken ct)
+    {
+        var gymId = user.GetGymId();
+        var record = await db.StripeEvents.AsNoTracking().FindInGymAsync(id, gymId, ct);
+        if (record is null)
+        {
+            return ApiErrors.NotFound("Stripe event not found");
+        }
+        if (!Reprocessable.Contains(record.Outcome, StringComparer.Ordinal))
+        {
+            return ApiErrors.Conflict($"Only events that matched nothing ({string.Join(", ", Reprocessable)}) can be processed again; this one is {record.Outcome}");
+        }
+        var now = clock.GetUtcNow().UtcDateTime;
+        StripeMapping mapping;
+        using (var document = JsonDocument.Parse(record.Payload))
+        {
+            mapping = await MapAsync(mapper, gymId, record.Type, document.RootElement, now, ct);
+        }
+        var detail = ColumnText.Fit($"{mapping.Detail} (Processed again on {now.ToString("u", CultureInfo.InvariantCulture)}.)", 1000);
+        using var writeLock = await gate.EnterAsync(db, ct);
+        await using var transaction = await db.Database.BeginTransactionAsync(ct);
+        // Only while it is still as read: of two at once (a double click), one applies what it maps to.
+        var claimed = await db.StripeEvents.Where(e => e.Id == id && e.GymId == gymId && e.Outcome == record.Outcome)
+            .ExecuteUpdateAsync(u => u.SetProperty(e => e.Outcome, mapping.Outcome).SetProperty(e => e.Detail, detail), ct);
+        if (claimed == 0)
+        {
+            return ApiErrors.Conflict("The event was processed again meanwhile; see its outcome in the list of events");
+        }
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (ErrorHandling.IsUniqueViolation(e))
+        {
+            // Another event about the same invoice, subscription or customer committed meanwhile: mapped again, this one sees it.
+            return ApiErrors.Conflict("Another Stripe event about the same object was recorded meanwhile; process this one again");
+        }
+        await transaction.CommitAsync(ct);
+        return TypedResults.Ok(new StripeEventDto(record.Id, record.StripeEventId, record.Type, record.ReceivedAt, mapping.Outcome, detail, record.CustomerId, record.Email));
     }
 
     /// <summary>The least time between two rejections written to a gym's connection (the owner sees the latest).</summary>

@@ -1,4 +1,5 @@
 using System.Text;
+using Gymwire.Features.Exports;
 using Gymwire.Features.Memberships;
 using Gymwire.Features.Payments;
 
@@ -21,12 +22,16 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         "customer.created", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
     ];
 
-    public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, CancellationToken ct) => type switch
+    /// <summary>
+    /// Maps an event's object. <paramref name="now"/> is when Gymwire records it; <paramref name="created"/> the event's
+    /// own time, when what it tells happened (a payment's or refund's date in the accounting exports).
+    /// </summary>
+    public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, DateTime created, CancellationToken ct) => type switch
     {
-        "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, ct),
-        "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, ct),
+        "invoice.paid" or "invoice.payment_succeeded" => InvoicePaidAsync(gymId, obj, now, created, ct),
+        "invoice.payment_failed" => InvoiceFailedAsync(gymId, obj, now, created, ct),
         "invoice_payment.paid" => InvoicePaymentPaidAsync(gymId, obj, now, ct),
-        "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, ct),
+        "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, created, ct),
         "customer.created" or "customer.updated" => CustomerAsync(gymId, obj, now, ct),
         "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, ct),
         "customer.subscription.deleted" => SubscriptionDeletedAsync(gymId, obj, now, ct),
@@ -34,7 +39,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             $"Gymwire does not handle '{type}' events; it was recorded and nothing else changed.", CustomerOf(obj), EmailOf(obj))),
     };
 
-    private async Task<StripeMapping> InvoicePaidAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> InvoicePaidAsync(Guid gymId, JsonElement invoice, DateTime now, DateTime created, CancellationToken ct)
     {
         var invoiceId = Str(invoice, "id") ?? "";
         var customer = CustomerOf(invoice);
@@ -44,11 +49,15 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.AlreadyRecorded, $"Invoice {invoiceId} is already recorded as a payment.", customer, email);
         }
-        var amount = Int(invoice, "amount_paid") ?? 0;
+        var amount = Long(invoice, "amount_paid") ?? 0;
         var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
         if (amount <= 0)
         {
             return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid with a zero amount (a trial or a credit); no payment recorded.", customer, email);
+        }
+        if (TooLarge(amount) is { } tooLarge)
+        {
+            return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid {tooLarge}; no payment recorded.", customer, email);
         }
         var userId = await ResolveMemberAsync(gymId, invoice, ct);
         if (userId is null)
@@ -58,7 +67,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = now,
+            AmountCents = (int)amount, Currency = currency, Status = PaymentStatuses.Paid, CreatedAt = UnixTime(invoice, now, "status_transitions", "paid_at") ?? created,
+            RecordedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
@@ -70,16 +80,23 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             await LearnCustomerAsync(gymId, customer, userId, now, ct);
         }
-        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
+        // On 2025-03-31.basil a refund names the payment intent or charge, which invoice_payment.paid tied to this invoice.
+        var paidBy = await StripeIdsLinkedToAsync(gymId, StripeLinkKinds.Invoice, invoiceId, ct);
+        var refunds = await ApplyKeptRefundsAsync(gymId, [invoiceId, .. PaymentRefsOf(invoice), .. paidBy], now, ct);
+        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.{refunds}", customer, email);
     }
 
-    private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, DateTime created, CancellationToken ct)
     {
         var invoiceId = Str(invoice, "id") ?? "";
         var customer = CustomerOf(invoice);
         var email = EmailOf(invoice);
-        var amount = Int(invoice, "amount_due") ?? 0;
+        var amount = Long(invoice, "amount_due") ?? 0;
         var currency = (Str(invoice, "currency") ?? "usd").ToLowerInvariant();
+        if (TooLarge(amount) is { } tooLarge)
+        {
+            return new(StripeOutcomes.Ignored, $"A payment of invoice {invoiceId} failed: {tooLarge}; no payment recorded.", customer, email);
+        }
         var userId = await ResolveMemberAsync(gymId, invoice, ct);
         if (userId is null)
         {
@@ -89,7 +106,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var payment = new Payment
         {
             Id = Guid.CreateVersion7(now), GymId = gymId, UserId = userId, PlanId = await PlanOfInvoiceAsync(gymId, invoice, ct),
-            AmountCents = Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = now,
+            AmountCents = (int)Math.Max(amount, 0), Currency = currency, Status = PaymentStatuses.Failed, FailureReason = reason, CreatedAt = created,
+            RecordedAt = now,
         };
         PaymentService.AddPayment(db, payment);
         return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: failed payment of {Money(amount, currency)} recorded for {userId}.", customer, email);
@@ -141,16 +159,20 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         var then = payment is null
             ? "no payment is recorded from that invoice yet; a refund will find the one its invoice.paid records"
             : $"a refund will refund payment {payment}";
-        return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}");
+        var refunds = payment is null ? "" : await ApplyKeptRefundsAsync(gymId, added, now, ct);
+        return new(StripeOutcomes.Recorded, $"Invoice payment {id}: {string.Join(" and ", added)} paid invoice {invoiceId}; {then}.{conflicts}{refunds}");
     }
 
-    private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> ChargeRefundedAsync(Guid gymId, JsonElement charge, DateTime now, DateTime created, CancellationToken ct)
     {
         var chargeId = Str(charge, "id") ?? "";
         var customer = CustomerOf(charge);
         var email = EmailOf(charge);
         var paymentId = await PaymentOfChargeAsync(gymId, charge, chargeId, ct);
-        var payment = paymentId is null ? null : await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
+        // The payment may be one this unit of work is adding (a kept refund applied as its invoice.paid records it).
+        var payment = paymentId is null ? null
+            : db.Payments.Local.FirstOrDefault(p => p.Id == paymentId && p.GymId == gymId)
+              ?? await db.Payments.FirstOrDefaultAsync(p => p.Id == paymentId && p.GymId == gymId, ct);
         if (payment is null)
         {
             return new(StripeOutcomes.UnknownPayment,
@@ -165,14 +187,78 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         if (charge.TryGetProperty("refunded", out var full) && full.ValueKind == JsonValueKind.False)
         {
             return new(StripeOutcomes.Ignored,
-                $"Charge {chargeId} was partially refunded ({Money(Int(charge, "amount_refunded") ?? 0, payment.Currency)}); Gymwire records full refunds only.", customer, email);
+                $"Charge {chargeId} was partially refunded ({Money(Long(charge, "amount_refunded") ?? 0, payment.Currency)}); Gymwire records full refunds only.", customer, email);
         }
         if (payment.Status != PaymentStatuses.Paid)
         {
             return new(StripeOutcomes.Ignored, $"Charge {chargeId}: payment {payment.Id} is {payment.Status}, not paid; nothing changed.", customer, email);
         }
-        PaymentService.RefundPayment(db, payment, now);
+        PaymentService.RefundPayment(db, payment, now, refundedAt: created);
         return new(StripeOutcomes.Recorded, $"Charge {chargeId}: payment {payment.Id} refunded.", customer, email);
+    }
+
+    /// <summary>
+    /// Applies the gym's kept <c>charge.refunded</c> events that found no payment (Stripe may send a refund before the
+    /// invoice it refunds, and does not send it again) and that name one of <paramref name="stripeIds"/>, now that a
+    /// link lets them find it; each kept event then records what it did. Returns words to add to the linking event's detail.
+    /// </summary>
+    private async Task<string> ApplyKeptRefundsAsync(Guid gymId, IReadOnlyCollection<string> stripeIds, DateTime now, CancellationToken ct)
+    {
+        var applied = new List<string>();
+        foreach (var stripeId in stripeIds.Where(i => i.Length > 0).Distinct(StringComparer.Ordinal))
+        {
+            // Narrowed in the query by the id's text in the payload; whether the refund is this payment's is the mapping's to say.
+            var quoted = $"\"{stripeId}\"";
+            var kept = await db.StripeEvents.Where(e => e.GymId == gymId && e.Type == "charge.refunded" && e.Outcome == StripeOutcomes.UnknownPayment
+                && e.Payload.Contains(quoted)).OrderBy(e => e.ReceivedAt).ToListAsync(ct);
+            foreach (var record in kept.Where(r => r.Outcome == StripeOutcomes.UnknownPayment))
+            {
+                using var document = JsonDocument.Parse(record.Payload);
+                if (DataObject(document.RootElement) is not { } charge)
+                {
+                    continue;
+                }
+                var mapping = await ChargeRefundedAsync(gymId, charge, now, CreatedOf(document.RootElement, now), ct);
+                if (mapping.Outcome != StripeOutcomes.UnknownPayment)
+                {
+                    record.Outcome = mapping.Outcome;
+                    record.Detail = ColumnText.Fit($"{mapping.Detail} (Applied when the payment it refunds arrived.)", MaxLength<StripeEventRecord>(nameof(StripeEventRecord.Detail)));
+                    applied.Add(record.StripeEventId);
+                }
+            }
+        }
+        return applied.Count == 0 ? "" : $" Refund events {string.Join(", ", applied)}, received before it, applied.";
+    }
+
+    /// <summary>An event's <c>created</c>, or <paramref name="now"/> when it has none.</summary>
+    public static DateTime CreatedOf(JsonElement stripeEvent, DateTime now) => UnixTime(stripeEvent, now, "created") ?? now;
+
+    /// <summary>
+    /// A Unix time (seconds) at a path, or null. One after <paramref name="now"/> (Stripe's clock ahead of ours) is
+    /// taken as now: a payment is not dated in the future.
+    /// </summary>
+    private static DateTime? UnixTime(JsonElement obj, DateTime now, params string[] path)
+    {
+        if (At(obj, path) is not { ValueKind: JsonValueKind.Number } value || !value.TryGetInt64(out var seconds)
+            || seconds <= 0 || seconds > DateTimeOffset.MaxValue.ToUnixTimeSeconds())
+        {
+            return null;
+        }
+        var at = DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime;
+        return at > now ? now : at;
+    }
+
+    /// <summary>The <c>data.object</c> of a Stripe event, or null when it has none.</summary>
+    public static JsonElement? DataObject(JsonElement stripeEvent) =>
+        stripeEvent.ValueKind == JsonValueKind.Object && stripeEvent.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Object
+        && data.TryGetProperty("object", out var obj) && obj.ValueKind == JsonValueKind.Object ? obj : null;
+
+    /// <summary>The Stripe ids linked, with <paramref name="kind"/>, to <paramref name="targetId"/>, saved or pending.</summary>
+    private async Task<List<string>> StripeIdsLinkedToAsync(Guid gymId, string kind, string targetId, CancellationToken ct)
+    {
+        var saved = await db.StripeLinks.AsNoTracking().Where(l => l.GymId == gymId && l.Kind == kind && l.TargetId == targetId).Select(l => l.StripeId).ToListAsync(ct);
+        var pending = db.ChangeTracker.Entries<StripeLink>().Select(e => e.Entity).Where(l => l.GymId == gymId && l.Kind == kind && l.TargetId == targetId).Select(l => l.StripeId);
+        return [.. saved.Union(pending, StringComparer.Ordinal)];
     }
 
     /// <summary>
@@ -362,7 +448,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             Id = Guid.CreateVersion7(now), GymId = gymId,
             Name = ColumnText.Fit($"Stripe {(price is { } n ? Str(n, "nickname") : null) ?? priceId}", MaxLength<MembershipPlan>(nameof(MembershipPlan.Name))),
-            PriceCents = Math.Max(price is { } a ? Int(a, "unit_amount") ?? 0 : 0, 0),
+            // A price beyond what a plan stores is left 0 (unknown) rather than cut to a wrong one.
+            PriceCents = price is { } a && Long(a, "unit_amount") is { } unit && unit > 0 && TooLarge(unit) is null ? (int)unit : 0,
             Interval = interval is "year" ? "year" : interval is null ? "once" : "month",
             CreatedAt = now,
         };
@@ -443,11 +530,14 @@ public sealed class StripeEventMapper(GymwireDbContext db)
     private static string? EmailOf(JsonElement obj) =>
         Str(obj, "customer_email") ?? Str(obj, "email") ?? Str(obj, "receipt_email") ?? Str(obj, "billing_details", "email") ?? Str(obj, "customer", "email");
 
-    private static string Money(long cents, string currency) =>
-        (cents / 100m).ToString("0.00", CultureInfo.InvariantCulture) + " " + currency;
+    private static string Money(long minorUnits, string currency) => CurrencyAmounts.Format(minorUnits, currency) + " " + currency;
 
     /// <summary>A string at a path, or null when any step is missing or not the right kind.</summary>
-    private static string? Str(JsonElement obj, params string[] path)
+    private static string? Str(JsonElement obj, params string[] path) =>
+        At(obj, path) is { ValueKind: JsonValueKind.String } value && value.GetString() is { Length: > 0 } s ? s : null;
+
+    /// <summary>The value at a path, or null when any step is missing or not an object.</summary>
+    private static JsonElement? At(JsonElement obj, string[] path)
     {
         var current = obj;
         foreach (var name in path)
@@ -457,9 +547,16 @@ public sealed class StripeEventMapper(GymwireDbContext db)
                 return null;
             }
         }
-        return current.ValueKind == JsonValueKind.String && current.GetString() is { Length: > 0 } s ? s : null;
+        return current;
     }
 
-    private static int? Int(JsonElement obj, string name) =>
-        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : null;
+    private static long? Long(JsonElement obj, string name) =>
+        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var i) ? i : null;
+
+    /// <summary>
+    /// Why an amount cannot be recorded, or null: Gymwire's amounts are 32-bit (the API, the events and the Zapier
+    /// app's fields say so), and Stripe's go beyond that in currencies with large numbers (2,500,000,000 IDR).
+    /// </summary>
+    private static string? TooLarge(long amount) =>
+        amount > int.MaxValue ? $"{amount.ToString(CultureInfo.InvariantCulture)} in the currency's smallest unit, an amount that exceeds what Gymwire stores (at most {int.MaxValue.ToString(CultureInfo.InvariantCulture)})" : null;
 }

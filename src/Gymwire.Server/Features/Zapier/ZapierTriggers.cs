@@ -45,7 +45,8 @@ public static class ZapierTriggers
 
     private static readonly PerProvider<Func<GymwireDbContext, Guid, int, IAsyncEnumerable<NewPaymentItem>>> NewPayments = new(() =>
         EF.CompileAsyncQuery((GymwireDbContext db, Guid gymId, int take) => db.Payments.AsNoTracking().Where(p => p.GymId == gymId)
-            .OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(take)
+            // By when Gymwire recorded it, not when it was paid: a payment Stripe delivers late still comes first.
+            .OrderByDescending(p => p.RecordedAt).ThenByDescending(p => p.Id).Take(take)
             .Select(p => new NewPaymentItem(p.Id, p.UserId, p.AmountCents, p.Status, p.CreatedAt))));
 
     private static readonly PerProvider<Func<GymwireDbContext, Guid, int, IAsyncEnumerable<NewSessionItem>>> NewSessions = new(() =>

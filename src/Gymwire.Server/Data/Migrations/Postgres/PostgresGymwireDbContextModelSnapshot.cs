@@ -876,6 +876,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("plan_id");
 
+                    b.Property<DateTime>("RecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("recorded_at");
+
                     b.Property<DateTime?>("RefundedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("refunded_at");
@@ -898,6 +902,9 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");
+
+                    b.HasIndex("GymId", "RecordedAt", "Id")
+                        .HasDatabaseName("ix_payments_gym_id_recorded_at_id");
 
                     b.ToTable("payments", (string)null);
                 });

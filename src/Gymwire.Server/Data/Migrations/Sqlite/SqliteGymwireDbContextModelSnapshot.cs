@@ -869,6 +869,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("plan_id");
 
+                    b.Property<DateTime>("RecordedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("recorded_at");
+
                     b.Property<DateTime?>("RefundedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("refunded_at");
@@ -891,6 +895,9 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");
+
+                    b.HasIndex("GymId", "RecordedAt", "Id")
+                        .HasDatabaseName("ix_payments_gym_id_recorded_at_id");
 
                     b.ToTable("payments", (string)null);
                 });

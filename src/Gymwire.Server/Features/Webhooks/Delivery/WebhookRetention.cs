@@ -1,12 +1,14 @@
 using Gymwire.Data;
 using Microsoft.EntityFrameworkCore;
+using Gymwire.Features.Zapier;
 using Microsoft.Extensions.Options;
 
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// Deletes finished deliveries (and, by cascade, their attempts) older than <c>Webhooks:DeliveryRetention</c>,
-/// hourly and in small batches, so the activity log does not grow without bound. Runs with the dispatcher role.
+/// Deletes finished deliveries (and, by cascade, their attempts) older than <c>Webhooks:DeliveryRetention</c>, and
+/// <c>Idempotency-Key</c> records past their window, hourly and in small batches, so neither grows without bound.
+/// Runs with the dispatcher role.
 /// </summary>
 public sealed partial class WebhookRetention(
     IServiceScopeFactory scopes,
@@ -24,6 +26,7 @@ public sealed partial class WebhookRetention(
             {
                 await Task.Delay(TimeSpan.FromHours(1), clock, stoppingToken);
                 await PurgeAsync(stoppingToken);
+                await PurgeIdempotencyRecordsAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -76,9 +79,38 @@ public sealed partial class WebhookRetention(
         return total;
     }
 
+    /// <summary>
+    /// Deletes <c>Idempotency-Key</c> records older than the window in which a retry replays them: past it they are
+    /// never read again (a reused key deletes its own), and an answer they keep can hold personal data (an SMS's phone
+    /// and text). Returns how many went.
+    /// </summary>
+    public async Task<int> PurgeIdempotencyRecordsAsync(CancellationToken ct)
+    {
+        var cutoff = clock.GetUtcNow().UtcDateTime - ZapierActions.IdempotencyWindow;
+        var total = 0;
+        int deleted;
+        do
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+            var batch = db.IdempotencyRecords.Where(r => r.CreatedAt < cutoff).OrderBy(r => r.CreatedAt).Take(BatchSize).Select(r => r.Id);
+            deleted = await db.IdempotencyRecords.Where(r => batch.Contains(r.Id)).ExecuteDeleteAsync(ct);
+            total += deleted;
+        }
+        while (deleted == BatchSize);
+        if (total > 0)
+        {
+            LogIdempotencyPurged(logger, total);
+        }
+        return total;
+    }
+
+    [LoggerMessage(EventId = 5302, Level = LogLevel.Information, Message = "Deleted {Count} expired idempotency records")]
+    private static partial void LogIdempotencyPurged(ILogger logger, int count);
+
     [LoggerMessage(EventId = 5300, Level = LogLevel.Information, Message = "Deleted {Count} webhook deliveries past retention")]
     private static partial void LogPurged(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 5301, Level = LogLevel.Error, Message = "Webhook delivery retention failed; retrying in an hour")]
+    [LoggerMessage(EventId = 5301, Level = LogLevel.Error, Message = "Retention clean-up failed; retrying in an hour")]
     private static partial void LogPurgeFailed(ILogger logger, Exception exception);
 }
