@@ -374,6 +374,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("reported_through");
 
+                    b.Property<bool>("SendToOwners")
+                        .HasColumnType("boolean")
+                        .HasColumnName("send_to_owners");
+
                     b.HasKey("GymId")
                         .HasName("pk_report_schedules");
 

@@ -369,6 +369,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("reported_through");
 
+                    b.Property<bool>("SendToOwners")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("send_to_owners");
+
                     b.HasKey("GymId")
                         .HasName("pk_report_schedules");
 
