@@ -25,18 +25,45 @@ public sealed partial class WebhookRetention(
             try
             {
                 await Task.Delay(TimeSpan.FromHours(1), clock, stoppingToken);
-                await PurgeAsync(stoppingToken);
-                await PurgeIdempotencyRecordsAsync(stoppingToken);
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            catch (OperationCanceledException)
             {
                 break;
             }
-            catch (Exception e)
-            {
-                LogPurgeFailed(logger, e);
-            }
+            // Each on its own: one failing does not keep the other from running.
+            await RunAsync(PurgeAsync, stoppingToken);
+            await RunAsync(PurgeIdempotencyRecordsAsync, stoppingToken);
         }
+    }
+
+    private async Task RunAsync(Func<CancellationToken, Task<int>> purge, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await purge(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            LogPurgeFailed(logger, e);
+        }
+    }
+
+    /// <summary>Runs <paramref name="deleteBatch"/> (at most <see cref="BatchSize"/> rows) until a batch comes back short.</summary>
+    private async Task<int> DeleteInBatchesAsync(Func<GymwireDbContext, CancellationToken, Task<int>> deleteBatch, CancellationToken ct)
+    {
+        var total = 0;
+        int deleted;
+        do
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            deleted = await deleteBatch(scope.ServiceProvider.GetRequiredService<GymwireDbContext>(), ct);
+            total += deleted;
+        }
+        while (deleted == BatchSize);
+        return total;
     }
 
     /// <summary>
@@ -58,19 +85,14 @@ public sealed partial class WebhookRetention(
         var total = 0;
         foreach (var (gymId, subscriptionId) in subscriptions)
         {
-            int deleted;
-            do
+            total += await DeleteInBatchesAsync((db, ct2) =>
             {
-                await using var scope = scopes.CreateAsyncScope();
-                var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
                 var batch = db.WebhookDeliveries
                     .Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && d.CreatedAt < cutoff
                         && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable || d.IsTest))
                     .OrderBy(d => d.CreatedAt).Take(BatchSize).Select(d => d.Id);
-                deleted = await db.WebhookDeliveries.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct);
-                total += deleted;
-            }
-            while (deleted == BatchSize);
+                return db.WebhookDeliveries.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct2);
+            }, ct);
         }
         if (total > 0)
         {
@@ -87,17 +109,11 @@ public sealed partial class WebhookRetention(
     public async Task<int> PurgeIdempotencyRecordsAsync(CancellationToken ct)
     {
         var cutoff = clock.GetUtcNow().UtcDateTime - ZapierActions.IdempotencyWindow;
-        var total = 0;
-        int deleted;
-        do
+        var total = await DeleteInBatchesAsync((db, ct2) =>
         {
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             var batch = db.IdempotencyRecords.Where(r => r.CreatedAt < cutoff).OrderBy(r => r.CreatedAt).Take(BatchSize).Select(r => r.Id);
-            deleted = await db.IdempotencyRecords.Where(r => batch.Contains(r.Id)).ExecuteDeleteAsync(ct);
-            total += deleted;
-        }
-        while (deleted == BatchSize);
+            return db.IdempotencyRecords.Where(r => batch.Contains(r.Id)).ExecuteDeleteAsync(ct2);
+        }, ct);
         if (total > 0)
         {
             LogIdempotencyPurged(logger, total);
