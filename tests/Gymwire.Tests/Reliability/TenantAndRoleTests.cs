@@ -1,6 +1,10 @@
 using System.Net;
+using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json.Nodes;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Stripe;
+using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Reliability;
 
@@ -62,6 +66,20 @@ public abstract class TenantAndRoleTests(GymwireFixture fx)
         ids["/api/gym/webhooks/{id}"] = webhookId;
         var delivery = await (await owner.PostJsonAsync($"/api/gym/webhooks/{webhookId}/test", new { @event = "member.joined" })).AssertStatusAsync(HttpStatusCode.OK);
         ids[$"/api/gym/webhooks/{webhookId}/deliveries/{{delivery_id}}"] = delivery.GetProperty("id").GetString()!;
+        // A Stripe event kept because it matched no member, which the owner may process again.
+        var stripeSecret = StripeSigner.NewSecret();
+        await (await owner.PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = stripeSecret })).AssertStatusAsync(HttpStatusCode.OK);
+        var stripeEvent = StripeSigner.Event("evt_victim", "invoice.paid",
+            StripeSigner.PaidInvoice("in_victim", "cus_victim", "nobody@example.com", 4200, "pi_victim"), fx.Clock.GetUtcNow());
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/integrations/stripe/webhook/{b.GymId}")
+        {
+            Content = new StringContent(stripeEvent, Encoding.UTF8, "application/json"),
+        };
+        request.Headers.TryAddWithoutValidation("Stripe-Signature", StripeSigner.Sign(stripeEvent, stripeSecret, fx.Clock.GetUtcNow()));
+        Assert.Equal("unknown_member", (await (await fx.Client().SendAsync(request))
+            .AssertStatusAsync(HttpStatusCode.OK)).GetProperty("outcome").GetString());
+        ids["/api/gym/integrations/stripe/events/{id}"] = (await fx.WithDbAsync(db => db.StripeEvents
+            .Where(e => e.GymId == b.GymId && e.StripeEventId == "evt_victim").Select(e => e.Id).SingleAsync())).ToString();
         return ids;
     }
 
