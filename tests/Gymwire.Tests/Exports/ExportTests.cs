@@ -165,7 +165,8 @@ public abstract class ExportTests(GymwireFixture fx)
             foreach (var (name, joined, left) in new (string, DateTime, DateTime?)[]
                      {
                          ("Left at the start", start.AddDays(-30), start),
-                         ("Left a second in", start.AddDays(-30), start.AddSeconds(1)),
+                         // Joined a day after the other, so the export's order (by join time, then id) does not rest on two v7 ids of one millisecond.
+                         ("Left a second in", start.AddDays(-29), start.AddSeconds(1)),
                          ("Joined at the start", start, null),
                          ("Joined a second before the end", end.AddSeconds(-1), null),
                          ("Joined at the end", end, null),
