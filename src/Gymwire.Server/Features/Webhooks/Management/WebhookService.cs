@@ -203,12 +203,9 @@ public sealed class WebhookService(
     }
 
     /// <summary>
-    /// In the caller's transaction: true when the request was not made with an API key, or its key is neither revoked
-    /// nor expired at <paramref name="now"/>. The key authenticated the request earlier, and a revocation or expiry since
-    /// then must not let it create or change a webhook that revoking or the expiry sweep would then miss. The check writes
-    /// the key's row (changing nothing), so on PostgreSQL it waits for a revocation in progress, and a revocation waits for
-    /// this transaction and then sees what it wrote. Checking with the <c>now</c> the change records as its
-    /// <c>UpdatedAt</c> keeps every change a key makes before its expiry, which the sweep relies on.
+    /// In the caller's transaction: whether the request's API key (if any) is still unrevoked and unexpired at <paramref name="now"/>,
+    /// so no webhook outlives a revocation or expiry that revoking or the sweep would miss. The no-op write of the key's row
+    /// serialises with a revocation on PostgreSQL; the same <c>now</c> as <c>UpdatedAt</c> keeps key changes before expiry.
     /// </summary>
     private async Task<bool> KeyStillValidAsync(WebhookAccess access, DateTime now, CancellationToken ct) =>
         access.ApiKeyId is not { } keyId
