@@ -138,6 +138,11 @@ public sealed class WebhookService(
             subscription.FailingSince = null;
             subscription.Health = EndpointHealth.Healthy;
         }
+        // The owner's word holds even when it repeats the current state; a key's switch is the key's.
+        if (isActive is not null && (access.ApiKeyId is null || deactivated || reactivated))
+        {
+            subscription.SwitchedByOwner = access.ApiKeyId is null;
+        }
         subscription.UpdatedAt = now;
         if (!await SaveAsync(access, subscription, deactivated, reactivated, now, ct))
         {
@@ -160,6 +165,7 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
+            subscription.SwitchedByOwner = access.ApiKeyId is null;
             // Disabling always works, even for a key revoked since it authenticated: it only stops deliveries.
             await SaveAsync(WebhookAccess.Owner(subscription.GymId), subscription, deactivated: true, reactivated: false, now, ct);
         }
@@ -543,7 +549,7 @@ public sealed class WebhookService(
         $"Unknown event type(s): {string.Join(", ", unknown.Select(u => $"'{u}'"))}. Valid types: {string.Join(", ", EventCatalog.All.Select(e => e.Name))}";
 }
 
-/// <summary>What revoking an API key, or its expiry, does to the webhook subscriptions that key created.</summary>
+/// <summary>What revoking an API key, its expiry, or its lack of the <c>read</c> scope does to the webhook subscriptions that key created.</summary>
 public static class WebhookKeyRevocation
 {
     /// <summary>
@@ -565,6 +571,15 @@ public static class WebhookKeyRevocation
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && s.UpdatedAt < expiredAt),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook expired", now, ct);
 
+    /// <summary>
+    /// As <see cref="DeactivateOwnedAsync"/>, for a key without the <c>read</c> scope (webhooks made before managing them
+    /// needed it): a webhook would give the key the events it may not read. Leaves those the owner switched on since.
+    /// </summary>
+    public static Task<int> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+        DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && !s.SwitchedByOwner),
+            $"The API key '{keyName}' ({keyPrefix}…) that created this webhook lacks the 'read' scope, which a key's webhooks need: " +
+            "through this webhook it would receive the events it may not read", now, ct);
+
     private static async Task<int> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now, CancellationToken ct)
     {
         var owned = await subscriptions.ToListAsync(ct);
@@ -579,6 +594,7 @@ public static class WebhookKeyRevocation
             subscription.DisabledAt = now;
             subscription.FailingSince = null;
             subscription.UpdatedAt = now;
+            subscription.SwitchedByOwner = false;
         }
         await db.SaveChangesAsync(ct);
         return await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
