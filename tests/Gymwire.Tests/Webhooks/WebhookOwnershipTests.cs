@@ -343,4 +343,49 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_owner_kept"));
         await receiver.WaitForAsync("/legacy", 2);
     }
+
+    [Fact]
+    public async Task A_key_cannot_switch_on_a_webhook_the_owner_switched_off_but_can_after_its_own_or_gymwires_switch_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, receiver.Url("/switched"), "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        Task<WebhookSubscription> StoredAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        async Task AssertKeyRefusedAsync()
+        {
+            var before = await StoredAsync();
+            var error = await (await zapier.PatchJsonAsync(path, new { is_active = true, url = receiver.Url("/moved") })).AssertErrorAsync(HttpStatusCode.Forbidden);
+            Assert.Equal("The gym's owner switched this webhook off; only the owner can switch it on again", error);
+            var after = await StoredAsync();
+            Assert.Equal((false, before.Url, before.UpdatedAt), (after.IsActive, after.Url, after.UpdatedAt));
+        }
+
+        // Switched off by the owner (PATCH, then DELETE): the key's switch-on is refused; the owner's switch-on ends the hold.
+        foreach (var switchOff in new Func<Task<HttpResponseMessage>>[] { () => owner.PatchJsonAsync(path, new { is_active = false }), () => owner.DeleteAsync(path) })
+        {
+            await (await switchOff()).AssertStatusAsync(HttpStatusCode.OK);
+            await AssertKeyRefusedAsync();
+            await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+
+        // The key's own switch-off is the key's to undo; the owner's switch-off of a webhook already off holds as well.
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await owner.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await AssertKeyRefusedAsync();
+        await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+
+        // Gymwire's own deactivation (its receiver answered 410) is not the owner's: the key switches it on once the receiver is fixed.
+        receiver.On("/switched", new Reply(410, "gone"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_gone"));
+        await Eventually.TrueAsync(async () => !(await StoredAsync()).IsActive, what: "the 410 deactivating the webhook");
+        receiver.On("/switched", new Reply());
+        var enabled = await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(enabled.GetProperty("is_active").GetBoolean());
+    }
 }

@@ -31,9 +31,10 @@ public sealed class WebhookSubscription
     public string? DisabledReason { get; set; }
     public DateTime? DisabledAt { get; set; }
     /// <summary>
-    /// Whether the owner (a session, not an API key) made the last switch of <see cref="IsActive"/>, on or off; a key's
-    /// switch and Gymwire's own deactivations clear it. Switched on by the owner, the sweep of keys without <c>read</c>
-    /// leaves it on.
+    /// Whether the owner (a session, not an API key) made the last switch of <see cref="IsActive"/>, on or off, or asked for
+    /// off on a webhook already off; a key's switch and Gymwire's own deactivations clear it. Switched off by the owner, the
+    /// webhook cannot be switched on by the key that created it; switched on by the owner, the sweep of keys without
+    /// <c>read</c> leaves it on.
     /// </summary>
     public bool SwitchedByOwner { get; set; }
 

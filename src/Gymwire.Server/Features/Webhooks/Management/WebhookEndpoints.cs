@@ -53,7 +53,10 @@ public static class WebhookEndpoints
         // a write-only key must not read through a webhook what GET refuses it.
         var mutations = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         mutations.MapPost("/", Create);
-        mutations.MapPatch("/{id:guid}", Update);
+        mutations.MapPatch("/{id:guid}", Update)
+            .WithDescription(OwnershipRule + "\n\nAn owner's switch-off (`is_active: false` or `DELETE` with an owner session, or Disable in the dashboard) " +
+                "holds against API keys: a key that sends `is_active: true` for such a webhook gets 403 and nothing changes; only the owner " +
+                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so.");
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
         mutations.MapPost("/{id:guid}/retry-failed", RetryFailed)
@@ -111,6 +114,7 @@ public static class WebhookEndpoints
             { Value: { } dto } => TypedResults.Ok(dto),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            { Failure: WebhookFailure.Forbidden } => ApiErrors.Status(StatusCodes.Status403Forbidden, outcome.Error),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }

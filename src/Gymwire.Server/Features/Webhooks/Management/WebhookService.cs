@@ -7,6 +7,8 @@ public enum WebhookFailure
     Conflict,
     /// <summary>The caller's API key was revoked or expired after it authenticated the request.</summary>
     KeyInvalid,
+    /// <summary>The caller's API key may not do this to the webhook (switch on one the owner switched off).</summary>
+    Forbidden,
 }
 
 /// <summary>The result of a webhook operation: a value, or why there is none (in words fit for an owner).</summary>
@@ -39,6 +41,7 @@ public sealed class WebhookService(
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
     public const string KeyInvalid = "This API key has been revoked or has expired";
+    public const string SwitchedOffByOwner = "The gym's owner switched this webhook off; only the owner can switch it on again";
     private const int MaxEvents = 50;
     public const int MaxDescription = 200;
 
@@ -99,7 +102,10 @@ public sealed class WebhookService(
             new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
     }
 
-    /// <summary>Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation.</summary>
+    /// <summary>
+    /// Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation. An API key may
+    /// not switch on a webhook the owner switched off (<see cref="WebhookSubscription.SwitchedByOwner"/>).
+    /// </summary>
     public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(
         WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct, string? description = null)
     {
@@ -113,6 +119,11 @@ public sealed class WebhookService(
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        // The owner switches a misbehaving integration's webhook off; the integration's key must not switch it straight back on.
+        if (access.ApiKeyId is not null && isActive == true && !subscription.IsActive && subscription.SwitchedByOwner)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Forbidden, SwitchedOffByOwner);
         }
         var now = clock.GetUtcNow().UtcDateTime;
         if (url is not null)
@@ -138,7 +149,7 @@ public sealed class WebhookService(
             subscription.FailingSince = null;
             subscription.Health = EndpointHealth.Healthy;
         }
-        // The owner's word holds even when it repeats the current state; a key's switch is the key's.
+        // The owner's word holds even when it repeats the current state (off stays off for the key); a key's switch is the key's.
         if (isActive is not null && (access.ApiKeyId is null || deactivated || reactivated))
         {
             subscription.SwitchedByOwner = access.ApiKeyId is null;
@@ -151,7 +162,10 @@ public sealed class WebhookService(
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
-    /// <summary>Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.</summary>
+    /// <summary>
+    /// Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.
+    /// The owner's disable holds against the key that created it, even on a webhook already off.
+    /// </summary>
     public async Task<WebhookDto?> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
@@ -168,6 +182,12 @@ public sealed class WebhookService(
             subscription.SwitchedByOwner = access.ApiKeyId is null;
             // Disabling always works, even for a key revoked since it authenticated: it only stops deliveries.
             await SaveAsync(WebhookAccess.Owner(subscription.GymId), subscription, deactivated: true, reactivated: false, now, ct);
+        }
+        else if (access.ApiKeyId is null && !subscription.SwitchedByOwner)
+        {
+            subscription.SwitchedByOwner = true;
+            subscription.UpdatedAt = clock.GetUtcNow().UtcDateTime;
+            await db.SaveChangesAsync(ct);
         }
         return ToDto(subscription);
     }
