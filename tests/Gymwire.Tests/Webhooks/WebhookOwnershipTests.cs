@@ -388,4 +388,29 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         var enabled = await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
         Assert.True(enabled.GetProperty("is_active").GetBoolean());
     }
+
+    [Fact]
+    public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_test_sends_redeliveries_and_retries()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        var hook = await CreateWithAsync(zapier, receiver.Url("/cached-key"), "member.joined");
+        receiver.On("/cached-key", new Reply(500, "down"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_cached_key"));
+        var failed = await fx.WaitForDeliveryAsync(hook, d => d.Status == DeliveryStatus.Retrying, "the delivery retrying");
+        // Revoked in the database only: this node still has the key cached (see the test of webhook writes above).
+        await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == keyId)
+            .ExecuteUpdateAsync(u => u.SetProperty(k => k.RevokedAt, fx.Clock.GetUtcNow().UtcDateTime)));
+
+        var hookPath = $"/api/gym/webhooks/{hook}";
+        Assert.Equal(WebhookService.KeyInvalid, await (await zapier.PostJsonAsync($"{hookPath}/test", new { })).AssertErrorAsync(HttpStatusCode.Unauthorized));
+        await (await zapier.PostAsync($"{hookPath}/deliveries/{failed.Id}/redeliver", null)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        await (await zapier.PostJsonAsync($"{hookPath}/retry-failed", new { since = fx.Clock.GetUtcNow().UtcDateTime.AddHours(-1) }))
+            .AssertErrorAsync(HttpStatusCode.Unauthorized);
+        var after = Assert.Single(await fx.DeliveriesAsync(hook));
+        Assert.Equal((failed.Status, failed.AttemptCount, failed.NextAttemptAt), (after.Status, after.AttemptCount, after.NextAttemptAt));
+        Assert.Single(receiver.At("/cached-key"));
+    }
 }

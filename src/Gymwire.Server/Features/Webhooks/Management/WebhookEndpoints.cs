@@ -132,7 +132,7 @@ public static class WebhookEndpoints
             _ => NotFound(),
         };
 
-    internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> SendTest(
+    internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> SendTest(
         Guid id, TestSendRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.SendTestAsync(WebhookAccess.Of(user), id, request?.Event, ct);
@@ -141,6 +141,7 @@ public static class WebhookEndpoints
             { Value: { } detail } => TypedResults.Ok(detail),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
@@ -167,7 +168,7 @@ public static class WebhookEndpoints
             ? TypedResults.Ok(detail)
             : ApiErrors.NotFound(WebhookService.DeliveryNotFound);
 
-    internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Redeliver(
+    internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Redeliver(
         Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(user), id, deliveryId, ct);
@@ -175,11 +176,12 @@ public static class WebhookEndpoints
         {
             { Value: { } dto } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries/{deliveryId}", dto),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.NotFound(outcome.Error),
         };
     }
 
-    internal static async Task<Results<Accepted<RetryFailedResult>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> RetryFailed(
+    internal static async Task<Results<Accepted<RetryFailedResult>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> RetryFailed(
         Guid id, RetryFailedRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(user), id, request?.Since, ct);
@@ -188,6 +190,7 @@ public static class WebhookEndpoints
             { Value: { } result } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries", result),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }

@@ -206,6 +206,27 @@ public sealed class WebhookService(
             await db.SaveChangesAsync(ct);
             return true;
         }
+        var (keyValid, changed) = await WriteIfKeyValidAsync(access, now, async () =>
+        {
+            await db.SaveChangesAsync(ct);
+            return deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
+                : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
+                : 0;
+        }, ct);
+        if (reactivated && changed > 0)
+        {
+            signal.Notify();
+        }
+        return keyValid;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> in a write transaction (on SQLite after the write lock) that first checks the
+    /// request's API key with <see cref="KeyStillValidAsync"/>: when the key is no longer valid nothing is written, and
+    /// the result is false with the default value.
+    /// </summary>
+    private async Task<(bool KeyValid, T Value)> WriteIfKeyValidAsync<T>(WebhookAccess access, DateTime now, Func<Task<T>> write, CancellationToken ct)
+    {
         using (await gate.EnterAsync(db, ct))
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
@@ -213,18 +234,11 @@ public sealed class WebhookService(
             {
                 await tx.RollbackAsync(ct);
                 db.ChangeTracker.Clear();
-                return false;
+                return (false, default!);
             }
-            await db.SaveChangesAsync(ct);
-            var changed = deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
-                : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
-                : 0;
+            var value = await write();
             await tx.CommitAsync(ct);
-            if (reactivated && changed > 0)
-            {
-                signal.Notify();
-            }
-            return true;
+            return (true, value);
         }
     }
 
@@ -293,18 +307,13 @@ public sealed class WebhookService(
             var previous = overlap > TimeSpan.Zero ? read : null;
             DateTime? previousExpiresAt = overlap > TimeSpan.Zero ? now + overlap : null;
             var rotated = protector.Protect(secret);
-            int updated;
-            using (await gate.EnterAsync(db, ct))
-            {
-                await using var tx = await db.Database.BeginTransactionAsync(ct);
-                if (!await KeyStillValidAsync(access, now, ct))
-                {
-                    return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
-                }
-                updated = await db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
+            var (keyValid, updated) = await WriteIfKeyValidAsync(access, now, () =>
+                db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
                     .ExecuteUpdateAsync(u => u.SetProperty(s => s.SecretProtected, rotated).SetProperty(s => s.PreviousSecretProtected, previous)
-                        .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct);
-                await tx.CommitAsync(ct);
+                        .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct), ct);
+            if (!keyValid)
+            {
+                return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
             }
             if (updated == 1)
             {
@@ -346,7 +355,10 @@ public sealed class WebhookService(
             CreatedAt = now,
         };
         db.WebhookDeliveries.Add(delivery);
-        await db.SaveChangesAsync(ct);
+        if (!(await WriteIfKeyValidAsync(access, now, () => db.SaveChangesAsync(ct), ct)).KeyValid)
+        {
+            return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Test);
         // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
         if (await queue.ReadUnfinishedAsync(delivery.Id, CancellationToken.None) is { } unsent)
@@ -391,8 +403,13 @@ public sealed class WebhookService(
         }
         var now = clock.GetUtcNow().UtcDateTime;
         // A fresh round under the same webhook-id, so receivers can dedupe; none while a worker attempts it.
-        if (await queue.RedeliverAsync(db, subscription.GymId, id, deliveryId, DateTime.MinValue, DeliveryStatus.All,
-                WebhookSubscription.FirstDueAt(subscription.PausedUntil, now), ct) == 0)
+        var (keyValid, queued) = await WriteIfKeyValidAsync(access, now, () => queue.RedeliverAsync(db, subscription.GymId, id, deliveryId,
+            DateTime.MinValue, DeliveryStatus.All, WebhookSubscription.FirstDueAt(subscription.PausedUntil, now), ct), ct);
+        if (!keyValid)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
+        if (queued == 0)
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This delivery is being attempted right now");
         }
@@ -428,8 +445,12 @@ public sealed class WebhookService(
             return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before retrying its failed deliveries");
         }
         var due = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
-        var retried = await queue.RedeliverAsync(db, subscription.GymId, subscription.Id, deliveryId: null, from,
-            [DeliveryStatus.Undeliverable, DeliveryStatus.Retrying], due, ct);
+        var (keyValid, retried) = await WriteIfKeyValidAsync(access, now, () => queue.RedeliverAsync(db, subscription.GymId, subscription.Id,
+            deliveryId: null, from, [DeliveryStatus.Undeliverable, DeliveryStatus.Retrying], due, ct), ct);
+        if (!keyValid)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         if (retried > 0)
         {
             metrics.RecordDeliveriesCreated(retried, DeliveryMetrics.Triggers.Redeliver);
