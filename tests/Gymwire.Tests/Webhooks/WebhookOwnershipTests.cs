@@ -26,6 +26,11 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
     private static async Task<Guid> CreateWithAsync(HttpClient client, string url, params string[] events) =>
         (await (await client.PostJsonAsync("/api/gym/webhooks", new { url, events })).AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
 
+    /// <summary>Every webhook of the gym, as its owner lists them, by id.</summary>
+    private static async Task<Dictionary<Guid, JsonElement>> HooksAsync(HttpClient owner) =>
+        (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray()
+            .ToDictionary(w => w.GetProperty("id").GetGuid());
+
     private static async Task<List<Guid>> ListAsync(HttpClient client) =>
         (await (await client.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray().Select(w => w.GetProperty("id").GetGuid()).ToList();
 
@@ -147,8 +152,7 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         using var owner = gym.Owner();
         await (await owner.DeleteAsync($"/api/gym/api-keys/{keyId}")).AssertStatusAsync(HttpStatusCode.OK);
 
-        var hooks = (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray()
-            .ToDictionary(w => w.GetProperty("id").GetGuid());
+        var hooks = await HooksAsync(owner);
         Assert.False(hooks[keyHook].GetProperty("is_active").GetBoolean());
         var reason = hooks[keyHook].GetProperty("disabled_reason").GetString()!;
         Assert.Contains("'Zapier Production'", reason, StringComparison.Ordinal);
@@ -200,9 +204,7 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         // The sweep (every minute; here at once): the key's webhook is off with the reason, its queue ended.
         Assert.Equal(1, await expiry.SweepAsync(CancellationToken.None));
         using var owner = gym.Owner();
-        async Task<Dictionary<Guid, JsonElement>> HooksAsync() => (await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK))
-            .GetProperty("webhooks").EnumerateArray().ToDictionary(w => w.GetProperty("id").GetGuid());
-        var hooks = await HooksAsync();
+        var hooks = await HooksAsync(owner);
         Assert.False(hooks[keyHook].GetProperty("is_active").GetBoolean());
         var reason = hooks[keyHook].GetProperty("disabled_reason").GetString()!;
         Assert.Contains("'Trial'", reason, StringComparison.Ordinal);
@@ -219,7 +221,7 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         await (await owner.PatchJsonAsync($"/api/gym/webhooks/{keyHook}", new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
         fx.Clock.Advance(Gymwire.Features.ApiKeys.ApiKeyExpiry.Interval);
         Assert.Equal(0, await expiry.SweepAsync(CancellationToken.None));
-        Assert.True((await HooksAsync())[keyHook].GetProperty("is_active").GetBoolean());
+        Assert.True((await HooksAsync(owner))[keyHook].GetProperty("is_active").GetBoolean());
         Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_adopted"));
         await receiver.WaitForAsync("/trial", 2);
     }
@@ -295,5 +297,120 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         var after = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
         Assert.False(after.IsActive);
         Assert.Equal(["member.joined"], after.Events);
+    }
+
+    [Fact]
+    public async Task The_sweep_deactivates_a_webhook_made_earlier_by_a_key_without_read_and_leaves_it_on_once_the_owner_switches_it_on()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (keyId, _) = await KeyAsync(gym, "Legacy Sync", "write");
+        var (_, zapierKey) = await KeyAsync(gym, "Zapier", "read", "write");
+        // Made while managing a webhook needed only `write`: created by the owner here, then given to the key.
+        var keyHook = await CreateWithAsync(gym.Owner(), receiver.Url("/legacy"), "member.joined");
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == keyHook).ExecuteUpdateAsync(u => u.SetProperty(s => s.ApiKeyId, keyId)));
+        var zapierHook = await CreateWithAsync(fx.Client(zapierKey), receiver.Url("/zapier-read-write"), "member.joined");
+        var ownerHook = await CreateWithAsync(gym.Owner(), receiver.Url("/owner-read-write"), "member.joined");
+        // A delivery of the key's webhook still queued (its receiver fails) when the sweep runs.
+        receiver.On("/legacy", new Reply(500, "down"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_before_sweep"));
+        await fx.WaitForDeliveryAsync(keyHook, d => d.Status == DeliveryStatus.Retrying, "the key's delivery retrying");
+        var logged = fx.Logs.Lines.Count;
+
+        var expiry = fx.Services.GetRequiredService<Gymwire.Features.ApiKeys.ApiKeyExpiry>();
+        Assert.Equal(1, await expiry.SweepAsync(CancellationToken.None));
+        using var owner = gym.Owner();
+        var hooks = await HooksAsync(owner);
+        Assert.False(hooks[keyHook].GetProperty("is_active").GetBoolean());
+        var reason = hooks[keyHook].GetProperty("disabled_reason").GetString()!;
+        Assert.Contains("'Legacy Sync'", reason, StringComparison.Ordinal);
+        Assert.Contains("'read'", reason, StringComparison.Ordinal);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, hooks[keyHook].GetProperty("disabled_at").GetDateTime());
+        Assert.True(hooks[zapierHook].GetProperty("is_active").GetBoolean());
+        Assert.True(hooks[ownerHook].GetProperty("is_active").GetBoolean());
+        Assert.Equal(DeliveryStatus.Undeliverable, Assert.Single(await fx.DeliveriesAsync(keyHook)).Status);
+        Assert.Contains(fx.Logs.Lines.Skip(logged), l => l.Contains($"API key {keyId} lacks the read scope", StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_after_sweep"));
+        await receiver.WaitForAsync("/owner-read-write", 2);
+        await fx.WaitForDeliveriesAsync(ownerHook, 2, _ => true, "the new event's deliveries committed");
+        Assert.Single(await fx.DeliveriesAsync(keyHook));
+
+        // The owner (whose actions need no scope) switches it back on: later sweeps leave it on.
+        receiver.On("/legacy", new Reply());
+        await (await owner.PatchJsonAsync($"/api/gym/webhooks/{keyHook}", new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(0, await expiry.SweepAsync(CancellationToken.None));
+        Assert.True((await HooksAsync(owner))[keyHook].GetProperty("is_active").GetBoolean());
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_owner_kept"));
+        await receiver.WaitForAsync("/legacy", 2);
+    }
+
+    [Fact]
+    public async Task A_key_cannot_switch_on_a_webhook_the_owner_switched_off_but_can_after_its_own_or_gymwires_switch_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, receiver.Url("/switched"), "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        Task<WebhookSubscription> StoredAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        async Task AssertKeyRefusedAsync()
+        {
+            var before = await StoredAsync();
+            var error = await (await zapier.PatchJsonAsync(path, new { is_active = true, url = receiver.Url("/moved") })).AssertErrorAsync(HttpStatusCode.Forbidden);
+            Assert.Equal("The gym's owner switched this webhook off; only the owner can switch it on again", error);
+            var after = await StoredAsync();
+            Assert.Equal((false, before.Url, before.UpdatedAt), (after.IsActive, after.Url, after.UpdatedAt));
+        }
+
+        // Switched off by the owner (PATCH, then DELETE): the key's switch-on is refused; the owner's switch-on ends the hold.
+        foreach (var switchOff in new Func<Task<HttpResponseMessage>>[] { () => owner.PatchJsonAsync(path, new { is_active = false }), () => owner.DeleteAsync(path) })
+        {
+            await (await switchOff()).AssertStatusAsync(HttpStatusCode.OK);
+            await AssertKeyRefusedAsync();
+            await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+
+        // The key's own switch-off is the key's to undo; the owner's switch-off of a webhook already off holds as well.
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await owner.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        await AssertKeyRefusedAsync();
+        await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+
+        // Gymwire's own deactivation (its receiver answered 410) is not the owner's: the key switches it on once the receiver is fixed.
+        receiver.On("/switched", new Reply(410, "gone"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_gone"));
+        await Eventually.TrueAsync(async () => !(await StoredAsync()).IsActive, what: "the 410 deactivating the webhook");
+        receiver.On("/switched", new Reply());
+        var enabled = await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(enabled.GetProperty("is_active").GetBoolean());
+    }
+
+    [Fact]
+    public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_test_sends_redeliveries_and_retries()
+    {
+        var gym = await fx.CreateGymAsync();
+        await using var receiver = await TestReceiver.StartAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        var hook = await CreateWithAsync(zapier, receiver.Url("/cached-key"), "member.joined");
+        receiver.On("/cached-key", new Reply(500, "down"));
+        Assert.Equal(HttpStatusCode.Created, await gym.AddMemberAsync("user_cached_key"));
+        var failed = await fx.WaitForDeliveryAsync(hook, d => d.Status == DeliveryStatus.Retrying, "the delivery retrying");
+        // Revoked in the database only: this node still has the key cached (see the test of webhook writes above).
+        await fx.WithDbAsync(db => db.ApiKeys.Where(k => k.Id == keyId)
+            .ExecuteUpdateAsync(u => u.SetProperty(k => k.RevokedAt, fx.Clock.GetUtcNow().UtcDateTime)));
+
+        var hookPath = $"/api/gym/webhooks/{hook}";
+        Assert.Equal(WebhookService.KeyInvalid, await (await zapier.PostJsonAsync($"{hookPath}/test", new { })).AssertErrorAsync(HttpStatusCode.Unauthorized));
+        await (await zapier.PostAsync($"{hookPath}/deliveries/{failed.Id}/redeliver", null)).AssertErrorAsync(HttpStatusCode.Unauthorized);
+        await (await zapier.PostJsonAsync($"{hookPath}/retry-failed", new { since = fx.Clock.GetUtcNow().UtcDateTime.AddHours(-1) }))
+            .AssertErrorAsync(HttpStatusCode.Unauthorized);
+        var after = Assert.Single(await fx.DeliveriesAsync(hook));
+        Assert.Equal((failed.Status, failed.AttemptCount, failed.NextAttemptAt), (after.Status, after.AttemptCount, after.NextAttemptAt));
+        Assert.Single(receiver.At("/cached-key"));
     }
 }

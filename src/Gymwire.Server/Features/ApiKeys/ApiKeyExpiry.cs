@@ -5,7 +5,9 @@ namespace Gymwire.Features.ApiKeys;
 /// <summary>
 /// Every <see cref="Interval"/>, deactivates the webhook subscriptions created by API keys past their expiry, as
 /// revoking the key does: an expired key gets 401 at once, and its webhooks must not go on receiving the gym's events.
-/// Every node runs it; a second node finds nothing left to do.
+/// It deactivates those created by valid keys without the <c>read</c> scope too (made before managing a webhook needed
+/// it; a key's scopes never change), unless the owner switched them on since: such a key gets 403 from the event feed,
+/// and must not receive the events through a webhook instead. Every node runs it; a second node finds nothing left to do.
 /// </summary>
 public sealed partial class ApiKeyExpiry(
     IServiceScopeFactory scopes,
@@ -36,7 +38,10 @@ public sealed partial class ApiKeyExpiry(
         }
     }
 
-    /// <summary>Deactivates what expired keys created and nobody changed since; returns how many keys it found so.</summary>
+    /// <summary>
+    /// Deactivates what expired keys created and nobody changed since, and what valid keys without <c>read</c> created and
+    /// the owner did not switch on; returns how many keys it found so.
+    /// </summary>
     public async Task<int> SweepAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
@@ -46,20 +51,39 @@ public sealed partial class ApiKeyExpiry(
             .Where(k => k.RevokedAt == null && k.ExpiresAt <= now
                 && db.WebhookSubscriptions.Any(s => s.GymId == k.GymId && s.ApiKeyId == k.Id && s.IsActive && s.UpdatedAt < k.ExpiresAt))
             .ToListAsync(ct);
-        foreach (var key in expired)
+        var unreadable = await db.ApiKeys.AsNoTracking()
+            .Where(k => k.RevokedAt == null && (k.ExpiresAt == null || k.ExpiresAt > now) && !k.Scopes.Contains(Scopes.Read)
+                && db.WebhookSubscriptions.Any(s => s.GymId == k.GymId && s.ApiKeyId == k.Id && s.IsActive && !s.SwitchedByOwner))
+            .ToListAsync(ct);
+        async Task<int> DeactivateAsync(Func<Task<int>> deactivate)
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var ended = await WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, key.ExpiresAt!.Value, now, ct);
+            var ended = await deactivate();
             await transaction.CommitAsync(ct);
             deliveryMetrics.RecordUndeliverable(ended);
+            return ended;
+        }
+        foreach (var key in expired)
+        {
+            var ended = await DeactivateAsync(() =>
+                WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, key.ExpiresAt!.Value, now, ct));
             LogDeactivated(logger, key.Id, ended);
         }
-        return expired.Count;
+        foreach (var key in unreadable)
+        {
+            var ended = await DeactivateAsync(() => WebhookKeyRevocation.DeactivateUnreadableAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct));
+            LogDeactivatedWithoutRead(logger, key.Id, ended);
+        }
+        return expired.Count + unreadable.Count;
     }
 
     [LoggerMessage(EventId = 2014, Level = LogLevel.Information, Message = "API key {KeyId} expired: the webhook subscriptions it created are deactivated, {Ended} queued deliveries ended")]
     private static partial void LogDeactivated(ILogger logger, Guid keyId, int ended);
 
-    [LoggerMessage(EventId = 2015, Level = LogLevel.Warning, Message = "Deactivating the webhooks of expired API keys failed; retrying in a minute")]
+    [LoggerMessage(EventId = 2016, Level = LogLevel.Information,
+        Message = "API key {KeyId} lacks the read scope: the webhook subscriptions it created are deactivated, {Ended} queued deliveries ended")]
+    private static partial void LogDeactivatedWithoutRead(ILogger logger, Guid keyId, int ended);
+
+    [LoggerMessage(EventId = 2015, Level = LogLevel.Warning, Message = "Deactivating the webhooks of expired API keys, or of keys without read, failed; retrying in a minute")]
     private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }

@@ -30,6 +30,13 @@ public sealed class WebhookSubscription
     /// <summary>Why Gymwire deactivated the subscription (410 Gone, failing too long, or the API key that created it was revoked); null when the owner did.</summary>
     public string? DisabledReason { get; set; }
     public DateTime? DisabledAt { get; set; }
+    /// <summary>
+    /// Whether the owner (a session, not an API key) made the last switch of <see cref="IsActive"/>, on or off, or asked for
+    /// off on a webhook already off; a key's switch and Gymwire's own deactivations clear it. Switched off by the owner, the
+    /// webhook cannot be switched on by the key that created it; switched on by the owner, the sweep of keys without
+    /// <c>read</c> leaves it on.
+    /// </summary>
+    public bool SwitchedByOwner { get; set; }
 
     // The endpoint's health for the whole cluster (EndpointPolicy decides it, the attempt recorder stores it): every
     // node reads it with its claims, so a failing endpoint has one pause and one probe at a time, not one per node.

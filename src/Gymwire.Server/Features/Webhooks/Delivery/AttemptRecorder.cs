@@ -273,6 +273,8 @@ public sealed partial class AttemptRecorder : IDisposable
         subscription.DisabledReason = reason;
         subscription.DisabledAt = now;
         subscription.UpdatedAt = now;
+        // Gymwire's switch, not the owner's: the key that created it may switch it on again once its receiver is fixed.
+        subscription.SwitchedByOwner = false;
         logs.Add(() => LogDeactivated(_logger, subscription.Id, reason));
     }
 

@@ -53,7 +53,10 @@ public static class WebhookEndpoints
         // a write-only key must not read through a webhook what GET refuses it.
         var mutations = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
         mutations.MapPost("/", Create);
-        mutations.MapPatch("/{id:guid}", Update);
+        mutations.MapPatch("/{id:guid}", Update)
+            .WithDescription(OwnershipRule + "\n\nAn owner's switch-off (`is_active: false` or `DELETE` with an owner session, or Disable in the dashboard) " +
+                "holds against API keys: a key that sends `is_active: true` for such a webhook gets 403 and nothing changes; only the owner " +
+                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so.");
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
         mutations.MapPost("/{id:guid}/retry-failed", RetryFailed)
@@ -111,6 +114,7 @@ public static class WebhookEndpoints
             { Value: { } dto } => TypedResults.Ok(dto),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
+            { Failure: WebhookFailure.Forbidden } => ApiErrors.Status(StatusCodes.Status403Forbidden, outcome.Error),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
@@ -128,7 +132,7 @@ public static class WebhookEndpoints
             _ => NotFound(),
         };
 
-    internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> SendTest(
+    internal static async Task<Results<Ok<DeliveryDetail>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> SendTest(
         Guid id, TestSendRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.SendTestAsync(WebhookAccess.Of(user), id, request?.Event, ct);
@@ -137,6 +141,7 @@ public static class WebhookEndpoints
             { Value: { } detail } => TypedResults.Ok(detail),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
@@ -163,7 +168,7 @@ public static class WebhookEndpoints
             ? TypedResults.Ok(detail)
             : ApiErrors.NotFound(WebhookService.DeliveryNotFound);
 
-    internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Redeliver(
+    internal static async Task<Results<Accepted<DeliveryDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Redeliver(
         Guid id, [FromRoute(Name = "delivery_id")] Guid deliveryId, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.RedeliverAsync(WebhookAccess.Of(user), id, deliveryId, ct);
@@ -171,11 +176,12 @@ public static class WebhookEndpoints
         {
             { Value: { } dto } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries/{deliveryId}", dto),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.NotFound(outcome.Error),
         };
     }
 
-    internal static async Task<Results<Accepted<RetryFailedResult>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> RetryFailed(
+    internal static async Task<Results<Accepted<RetryFailedResult>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> RetryFailed(
         Guid id, RetryFailedRequest? request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.RetryFailedAsync(WebhookAccess.Of(user), id, request?.Since, ct);
@@ -184,6 +190,7 @@ public static class WebhookEndpoints
             { Value: { } result } => TypedResults.Accepted($"/api/gym/webhooks/{id}/deliveries", result),
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }

@@ -7,6 +7,8 @@ public enum WebhookFailure
     Conflict,
     /// <summary>The caller's API key was revoked or expired after it authenticated the request.</summary>
     KeyInvalid,
+    /// <summary>The caller's API key may not do this to the webhook (switch on one the owner switched off).</summary>
+    Forbidden,
 }
 
 /// <summary>The result of a webhook operation: a value, or why there is none (in words fit for an owner).</summary>
@@ -39,6 +41,7 @@ public sealed class WebhookService(
     public const string WebhookNotFound = "Webhook not found";
     public const string DeliveryNotFound = "Delivery not found";
     public const string KeyInvalid = "This API key has been revoked or has expired";
+    public const string SwitchedOffByOwner = "The gym's owner switched this webhook off; only the owner can switch it on again";
     private const int MaxEvents = 50;
     public const int MaxDescription = 200;
 
@@ -99,7 +102,10 @@ public sealed class WebhookService(
             new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
     }
 
-    /// <summary>Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation.</summary>
+    /// <summary>
+    /// Changes what is given (null leaves a field as it is). Activating clears an automatic deactivation. An API key may
+    /// not switch on a webhook the owner switched off (<see cref="WebhookSubscription.SwitchedByOwner"/>).
+    /// </summary>
     public async Task<WebhookOutcome<WebhookDto>> UpdateAsync(
         WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, bool? isActive, CancellationToken ct, string? description = null)
     {
@@ -113,6 +119,11 @@ public sealed class WebhookService(
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
+        }
+        // The owner switches a misbehaving integration's webhook off; the integration's key must not switch it straight back on.
+        if (access.ApiKeyId is not null && isActive == true && !subscription.IsActive && subscription.SwitchedByOwner)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Forbidden, SwitchedOffByOwner);
         }
         var now = clock.GetUtcNow().UtcDateTime;
         if (url is not null)
@@ -138,6 +149,11 @@ public sealed class WebhookService(
             subscription.FailingSince = null;
             subscription.Health = EndpointHealth.Healthy;
         }
+        // The owner's word holds even when it repeats the current state (off stays off for the key); a key's switch is the key's.
+        if (isActive is not null && (access.ApiKeyId is null || deactivated || reactivated))
+        {
+            subscription.SwitchedByOwner = access.ApiKeyId is null;
+        }
         subscription.UpdatedAt = now;
         if (!await SaveAsync(access, subscription, deactivated, reactivated, now, ct))
         {
@@ -146,7 +162,10 @@ public sealed class WebhookService(
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
-    /// <summary>Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.</summary>
+    /// <summary>
+    /// Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.
+    /// The owner's disable holds against the key that created it, even on a webhook already off.
+    /// </summary>
     public async Task<WebhookDto?> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
@@ -160,8 +179,15 @@ public sealed class WebhookService(
             subscription.DisabledReason = null;
             subscription.DisabledAt = now;
             subscription.UpdatedAt = now;
+            subscription.SwitchedByOwner = access.ApiKeyId is null;
             // Disabling always works, even for a key revoked since it authenticated: it only stops deliveries.
             await SaveAsync(WebhookAccess.Owner(subscription.GymId), subscription, deactivated: true, reactivated: false, now, ct);
+        }
+        else if (access.ApiKeyId is null && !subscription.SwitchedByOwner)
+        {
+            subscription.SwitchedByOwner = true;
+            subscription.UpdatedAt = clock.GetUtcNow().UtcDateTime;
+            await db.SaveChangesAsync(ct);
         }
         return ToDto(subscription);
     }
@@ -180,6 +206,27 @@ public sealed class WebhookService(
             await db.SaveChangesAsync(ct);
             return true;
         }
+        var (keyValid, changed) = await WriteIfKeyValidAsync(access, now, async () =>
+        {
+            await db.SaveChangesAsync(ct);
+            return deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
+                : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
+                : 0;
+        }, ct);
+        if (reactivated && changed > 0)
+        {
+            signal.Notify();
+        }
+        return keyValid;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> in a write transaction (on SQLite after the write lock) that first checks the
+    /// request's API key with <see cref="KeyStillValidAsync"/>: when the key is no longer valid nothing is written, and
+    /// the result is false with the default value.
+    /// </summary>
+    private async Task<(bool KeyValid, T Value)> WriteIfKeyValidAsync<T>(WebhookAccess access, DateTime now, Func<Task<T>> write, CancellationToken ct)
+    {
         using (await gate.EnterAsync(db, ct))
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
@@ -187,18 +234,11 @@ public sealed class WebhookService(
             {
                 await tx.RollbackAsync(ct);
                 db.ChangeTracker.Clear();
-                return false;
+                return (false, default!);
             }
-            await db.SaveChangesAsync(ct);
-            var changed = deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
-                : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
-                : 0;
+            var value = await write();
             await tx.CommitAsync(ct);
-            if (reactivated && changed > 0)
-            {
-                signal.Notify();
-            }
-            return true;
+            return (true, value);
         }
     }
 
@@ -267,18 +307,13 @@ public sealed class WebhookService(
             var previous = overlap > TimeSpan.Zero ? read : null;
             DateTime? previousExpiresAt = overlap > TimeSpan.Zero ? now + overlap : null;
             var rotated = protector.Protect(secret);
-            int updated;
-            using (await gate.EnterAsync(db, ct))
-            {
-                await using var tx = await db.Database.BeginTransactionAsync(ct);
-                if (!await KeyStillValidAsync(access, now, ct))
-                {
-                    return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
-                }
-                updated = await db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
+            var (keyValid, updated) = await WriteIfKeyValidAsync(access, now, () =>
+                db.WebhookSubscriptions.Where(s => s.Id == subscription.Id && s.SecretProtected == read)
                     .ExecuteUpdateAsync(u => u.SetProperty(s => s.SecretProtected, rotated).SetProperty(s => s.PreviousSecretProtected, previous)
-                        .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct);
-                await tx.CommitAsync(ct);
+                        .SetProperty(s => s.PreviousSecretExpiresAt, previousExpiresAt).SetProperty(s => s.UpdatedAt, now), ct), ct);
+            if (!keyValid)
+            {
+                return WebhookOutcome<RotatedSecret>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
             }
             if (updated == 1)
             {
@@ -320,7 +355,10 @@ public sealed class WebhookService(
             CreatedAt = now,
         };
         db.WebhookDeliveries.Add(delivery);
-        await db.SaveChangesAsync(ct);
+        if (!(await WriteIfKeyValidAsync(access, now, () => db.SaveChangesAsync(ct), ct)).KeyValid)
+        {
+            return WebhookOutcome<DeliveryDetail>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         metrics.RecordDeliveriesCreated(1, DeliveryMetrics.Triggers.Test);
         // Sent inline, so the owner sees the receiver's answer at once; bounded by Webhooks:Timeout.
         if (await queue.ReadUnfinishedAsync(delivery.Id, CancellationToken.None) is { } unsent)
@@ -365,8 +403,13 @@ public sealed class WebhookService(
         }
         var now = clock.GetUtcNow().UtcDateTime;
         // A fresh round under the same webhook-id, so receivers can dedupe; none while a worker attempts it.
-        if (await queue.RedeliverAsync(db, subscription.GymId, id, deliveryId, DateTime.MinValue, DeliveryStatus.All,
-                WebhookSubscription.FirstDueAt(subscription.PausedUntil, now), ct) == 0)
+        var (keyValid, queued) = await WriteIfKeyValidAsync(access, now, () => queue.RedeliverAsync(db, subscription.GymId, id, deliveryId,
+            DateTime.MinValue, DeliveryStatus.All, WebhookSubscription.FirstDueAt(subscription.PausedUntil, now), ct), ct);
+        if (!keyValid)
+        {
+            return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
+        if (queued == 0)
         {
             return WebhookOutcome<DeliveryDto>.Fail(WebhookFailure.Conflict, "This delivery is being attempted right now");
         }
@@ -402,8 +445,12 @@ public sealed class WebhookService(
             return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.Conflict, "This webhook is inactive; activate it before retrying its failed deliveries");
         }
         var due = WebhookSubscription.FirstDueAt(subscription.PausedUntil, now);
-        var retried = await queue.RedeliverAsync(db, subscription.GymId, subscription.Id, deliveryId: null, from,
-            [DeliveryStatus.Undeliverable, DeliveryStatus.Retrying], due, ct);
+        var (keyValid, retried) = await WriteIfKeyValidAsync(access, now, () => queue.RedeliverAsync(db, subscription.GymId, subscription.Id,
+            deliveryId: null, from, [DeliveryStatus.Undeliverable, DeliveryStatus.Retrying], due, ct), ct);
+        if (!keyValid)
+        {
+            return WebhookOutcome<RetryFailedResult>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+        }
         if (retried > 0)
         {
             metrics.RecordDeliveriesCreated(retried, DeliveryMetrics.Triggers.Redeliver);
@@ -543,7 +590,7 @@ public sealed class WebhookService(
         $"Unknown event type(s): {string.Join(", ", unknown.Select(u => $"'{u}'"))}. Valid types: {string.Join(", ", EventCatalog.All.Select(e => e.Name))}";
 }
 
-/// <summary>What revoking an API key, or its expiry, does to the webhook subscriptions that key created.</summary>
+/// <summary>What revoking an API key, its expiry, or its lack of the <c>read</c> scope does to the webhook subscriptions that key created.</summary>
 public static class WebhookKeyRevocation
 {
     /// <summary>
@@ -565,6 +612,15 @@ public static class WebhookKeyRevocation
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && s.UpdatedAt < expiredAt),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook expired", now, ct);
 
+    /// <summary>
+    /// As <see cref="DeactivateOwnedAsync"/>, for a key without the <c>read</c> scope (webhooks made before managing them
+    /// needed it): a webhook would give the key the events it may not read. Leaves those the owner switched on since.
+    /// </summary>
+    public static Task<int> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+        DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && !s.SwitchedByOwner),
+            $"The API key '{keyName}' ({keyPrefix}…) that created this webhook lacks the 'read' scope, which a key's webhooks need: " +
+            "through this webhook it would receive the events it may not read", now, ct);
+
     private static async Task<int> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now, CancellationToken ct)
     {
         var owned = await subscriptions.ToListAsync(ct);
@@ -579,6 +635,7 @@ public static class WebhookKeyRevocation
             subscription.DisabledAt = now;
             subscription.FailingSince = null;
             subscription.UpdatedAt = now;
+            subscription.SwitchedByOwner = false;
         }
         await db.SaveChangesAsync(ct);
         return await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);

@@ -295,7 +295,6 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
     public async Task<int> RedeliverAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, Guid? deliveryId, DateTime createdSince, string[] statuses,
         DateTime due, CancellationToken ct)
     {
-        await using var write = await BeginWriteAsync(db, ct);
         var now = clock.GetUtcNow().UtcDateTime;
         var rows = db.WebhookDeliveries.Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && d.CreatedAt >= createdSince
             && statuses.Contains(d.Status) && (d.LockedUntil == null || d.LockedUntil <= now));
@@ -303,12 +302,10 @@ public abstract class DeliveryQueue(IServiceScopeFactory scopes, IOptions<Webhoo
         {
             rows = rows.Where(d => d.Id == id);
         }
-        var redelivered = await rows.ExecuteUpdateAsync(u => u
+        return await rows.ExecuteUpdateAsync(u => u
             .SetProperty(d => d.Status, DeliveryStatus.Pending)
             .SetProperty(d => d.AttemptCount, 0)
             .SetProperty(d => d.NextAttemptAt, due), ct);
-        await write.CommitAsync(ct);
-        return redelivered;
     }
 
     public async Task<ClaimedDelivery?> ReadUnfinishedAsync(Guid deliveryId, CancellationToken ct)

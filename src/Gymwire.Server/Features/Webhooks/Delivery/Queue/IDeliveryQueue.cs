@@ -101,10 +101,10 @@ public interface IDeliveryQueue
     Task<int> ResumeAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, CancellationToken ct);
 
     /// <summary>
-    /// A fresh round of attempts (the whole retry schedule again, under the same webhook-id) for the deliveries of the
-    /// webhook created at or after <paramref name="createdSince"/> that are <paramref name="statuses"/> (one delivery
-    /// when <paramref name="deliveryId"/> is given), due at <paramref name="due"/>, in a write transaction of its own
-    /// (on SQLite after the write lock, as a save takes it). Returns how many.
+    /// In the caller's transaction (on SQLite after the write lock): a fresh round of attempts (the whole retry schedule
+    /// again, under the same webhook-id) for the deliveries of the webhook created at or after <paramref name="createdSince"/>
+    /// that are <paramref name="statuses"/> (one delivery when <paramref name="deliveryId"/> is given), due at
+    /// <paramref name="due"/>. Returns how many.
     /// </summary>
     Task<int> RedeliverAsync(GymwireDbContext db, Guid gymId, Guid subscriptionId, Guid? deliveryId, DateTime createdSince, string[] statuses,
         DateTime due, CancellationToken ct);

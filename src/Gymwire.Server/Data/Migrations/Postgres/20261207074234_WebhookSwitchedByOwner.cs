@@ -1,0 +1,29 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace Gymwire.Data.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class WebhookSwitchedByOwner : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<bool>(
+                name: "switched_by_owner",
+                table: "webhook_subscriptions",
+                type: "boolean",
+                nullable: false,
+                defaultValue: false);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropColumn(
+                name: "switched_by_owner",
+                table: "webhook_subscriptions");
+        }
+    }
+}
