@@ -23,7 +23,9 @@ const throwForError = (response, z) => {
       // not JSON: keep the status
     }
     if (response.status === 401) {
-      throw new z.errors.RefreshAuthError(message);
+      // An API key cannot be refreshed (zapier-platform-core refreshes OAuth2 and session auth only): the run stops
+      // and Zapier asks the user to reconnect with a valid key.
+      throw new z.errors.ExpiredAuthError(message);
     }
     if (response.status === 429) {
       throw new z.errors.ThrottledError(message, Number(response.getHeader('retry-after')) || 60);

@@ -78,10 +78,26 @@ test('the connection test names the gym and the key', async () => {
   assert.ok(me.gym_name);
 });
 
-test('a bad key fails the connection test with the server message', async () => {
+// ExpiredAuthError, not RefreshAuthError: an API key has no refresh, so Zapier must stop the Zap and ask the user to
+// reconnect instead of trying a refresh the app does not have.
+const expiredAuth = (error) => {
+  assert.equal(error.name, 'ExpiredAuthError');
+  assert.match(error.message, /Invalid API key/);
+  return true;
+};
+
+test('a bad key fails the connection test with the server message, asking to reconnect', async () => {
   await assert.rejects(
     appTester(App.authentication.test, { authData: { ...authData, api_key: 'cs_' + '0'.repeat(64) } }),
-    /Invalid API key/);
+    expiredAuth);
+});
+
+test('a trigger or an action with a bad key stops asking to reconnect', async () => {
+  const badKey = { authData: { ...authData, api_key: 'cs_' + '0'.repeat(64) }, inputData: {}, meta };
+  await assert.rejects(appTester(App.triggers.new_member.operation.perform, badKey), expiredAuth);
+  await assert.rejects(
+    appTester(App.creates.create_lead.operation.perform, { ...badKey, inputData: { first_name: 'Zap' } }),
+    expiredAuth);
 });
 
 test('the three actions create a lead, queue an SMS and log attendance', async () => {
@@ -199,7 +215,7 @@ test('turning a Zap off succeeds when its webhook is gone, and still fails on ot
   const subscription = await appTester(trigger.performSubscribe, bundle({ targetUrl: `${hookUrl}/unsubscribe` }));
   await assert.rejects(
     appTester(trigger.performUnsubscribe, { authData: { ...authData, api_key: 'cs_' + '0'.repeat(64) }, subscribeData: subscription }),
-    /Invalid API key/);
+    expiredAuth);
   await appTester(trigger.performUnsubscribe, bundle({ subscribeData: subscription }));
   const hooks = await (await gymwire('GET', '/api/gym/webhooks')).json();
   assert.equal(hooks.webhooks.find((w) => w.id === subscription.id).is_active, false);

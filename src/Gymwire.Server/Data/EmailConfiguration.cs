@@ -1,4 +1,5 @@
 using Gymwire.Features.Email;
+using Gymwire.Features.Exports;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;
@@ -26,6 +27,8 @@ internal sealed class ReportScheduleConfiguration : IEntityTypeConfiguration<Rep
         b.Property(x => x.Frequency).HasMaxLength(16);
         b.Property(x => x.Recipients).HasMaxLength(ReportRecipients.MaxLength);
         b.Property(x => x.Format).HasMaxLength(16).HasDefaultValue(ReportFormats.Csv);
+        // One word, as the API and the rest of Gymwire write QuickBooks.
+        b.Property(x => x.QuickBooksDateOrder).HasColumnName("quickbooks_date_order").HasMaxLength(3).HasDefaultValue(AccountingExports.MonthFirst);
         b.Property(x => x.LastFailure).HasMaxLength(1000);
         b.HasOne<Gym>().WithOne().HasForeignKey<ReportSchedule>(x => x.GymId).OnDelete(DeleteBehavior.Cascade);
     }

@@ -202,7 +202,12 @@ public static class GymwireCli
             var builder = GymwireApp.CreateBuilder(args);
             builder.Logging.ClearProviders();
             builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            // Warnings and errors only, whatever Logging:LogLevel says (appsettings.json's Information is the server's):
+            // configured levels outrank a minimum level, so the configured rules go, and these are the only ones.
+            builder.Logging.Services.Configure<LoggerFilterOptions>(o => o.Rules.Clear());
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            // Except the notice that the key file was just made: the operator must back it up.
+            builder.Logging.AddFilter(KeyRingSetup.KeyFileCreatedCategory, LogLevel.Information);
             // A failed connection or statement ends the command with its own error line; EF Core's log of it would repeat it with a stack trace.
             builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database", LogLevel.Critical);
             await using var app = builder.Build();

@@ -38,10 +38,18 @@ public static partial class KeyRingSetup
         // A running node holds the old key and would encrypt the next key it makes with it, which the new key cannot open.
         var now = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
         var cluster = services.GetRequiredService<IOptions<ClusterOptions>>().Value;
-        var live = (await ClusterHeartbeat.StatusAsync(db, now, cluster, ct)).Count(n => n.State == "live");
-        if (live > 0)
+        var live = (await ClusterHeartbeat.StatusAsync(db, now, cluster, ct)).Where(n => n.State == "live").ToList();
+        if (live.Count > 0)
         {
-            return GymwireCli.Fail($"{live} node(s) of this database are running (gymwire cluster status): stop every node, then rekey");
+            // Liveness as `cluster status` reads it: a node killed without a clean stop counts as running until its
+            // heartbeat is Cluster:DeadAfter old, so the operator who just killed the last node is told when that is.
+            // The whole second after the last heartbeat's expiry: a node is live up to and including that instant.
+            var expiry = live.Max(n => n.LastSeenAt) + cluster.DeadAfter;
+            var retryAt = expiry.AddTicks(TimeSpan.TicksPerSecond - expiry.Ticks % TimeSpan.TicksPerSecond);
+            var wait = (int)Math.Ceiling((retryAt - now).TotalSeconds);
+            return GymwireCli.Fail($"{live.Count} node(s) of this database are running (gymwire cluster status): stop every node, then rekey. " +
+                $"A node stopped without a clean stop (killed) counts as running for {(int)cluster.DeadAfter.TotalSeconds} s after its last heartbeat " +
+                $"(Cluster:HeartbeatInterval x Cluster:DeadAfterMissedHeartbeats): if every node is stopped, retry after {retryAt.ToString("u", CultureInfo.InvariantCulture)} (in {wait} s)");
         }
 
         var path = Path.GetFullPath(newKeyFile);

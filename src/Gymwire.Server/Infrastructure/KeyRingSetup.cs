@@ -24,6 +24,12 @@ public static partial class KeyRingSetup
 
     private const string MakeOne = "Make one with `openssl rand -base64 32 > gymwire.key && chmod 600 gymwire.key`";
 
+    /// <summary>
+    /// The log category of the notice that a key file was created (1102), apart from the key ring's other lines so
+    /// that the admin commands, which log warnings only, still show it: the operator must back the file up.
+    /// </summary>
+    public static readonly string KeyFileCreatedCategory = typeof(KeyRingSetup).FullName + ".KeyFileCreated";
+
     /// <summary>Loads the key once per process; later calls return at once.</summary>
     public static async Task PrepareAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
@@ -33,7 +39,8 @@ public static partial class KeyRingSetup
             return;
         }
         var options = services.GetRequiredService<IOptions<KeyRingOptions>>().Value;
-        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(KeyRingSetup).FullName!);
+        var loggers = services.GetRequiredService<ILoggerFactory>();
+        var logger = loggers.CreateLogger(typeof(KeyRingSetup).FullName!);
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
 
@@ -42,7 +49,7 @@ public static partial class KeyRingSetup
         var encrypted = EncryptedKeys(keys.Select(k => k.Xml));
         var encryptedWith = KeyIds(encrypted);
 
-        var (key, source) = await LoadOrCreateAsync(options, db, encryptedWith, logger);
+        var (key, source) = await LoadOrCreateAsync(options, db, encryptedWith, logger, loggers.CreateLogger(KeyFileCreatedCategory));
         var candidate = KeyEncryptionKey.From(key);
         var undecryptable = encrypted.Count(e => !CanDecrypt(e, candidate));
         if (undecryptable > 0)
@@ -103,7 +110,8 @@ public static partial class KeyRingSetup
         }
     }
 
-    private static async Task<(byte[] Key, string Source)> LoadOrCreateAsync(KeyRingOptions options, GymwireDbContext db, IReadOnlyList<string> encryptedWith, ILogger logger)
+    private static async Task<(byte[] Key, string Source)> LoadOrCreateAsync(
+        KeyRingOptions options, GymwireDbContext db, IReadOnlyList<string> encryptedWith, ILogger logger, ILogger createdLogger)
     {
         var hasFile = !string.IsNullOrWhiteSpace(options.KeyFile);
         if (!string.IsNullOrWhiteSpace(options.Key))
@@ -169,7 +177,7 @@ public static partial class KeyRingSetup
             // Another process (the command line beside the server, say) created it first: use that one.
             return (ReadKeyFile(path, source, logger), source);
         }
-        LogCreated(logger, path, KeyEncryptionKey.IdOf(key));
+        LogCreated(createdLogger, path, KeyEncryptionKey.IdOf(key));
         return (key, source);
     }
 

@@ -163,7 +163,13 @@ public abstract class EmailTests(SmtpFixture fx)
         Assert.Contains("Payments received: 2 totalling 124.50 USD.", report.TextBody, StringComparison.Ordinal);
         var files = report.Attachments.OfType<MimePart>().ToDictionary(a => a.FileName ?? "", a => a);
         Assert.Equal([$"payments-{monday:yyyy-MM-dd}-to-{next.AddDays(-1):yyyy-MM-dd}.csv", $"refunds-{monday:yyyy-MM-dd}-to-{next.AddDays(-1):yyyy-MM-dd}.csv",
-            $"members-{monday:yyyy-MM-dd}-to-{next.AddDays(-1):yyyy-MM-dd}.csv"], files.Keys);
+            $"members-{monday:yyyy-MM-dd}-to-{next.AddDays(-1):yyyy-MM-dd}.csv", $"quickbooks-{monday:yyyy-MM-dd}-to-{next.AddDays(-1):yyyy-MM-dd}.csv"], files.Keys);
+        // A schedule saved without a date order has QuickBooks' US dates, as quickbooks.csv without date_order.
+        using (var quickBooks = new MemoryStream())
+        {
+            await files.Last().Value.Content!.DecodeToAsync(quickBooks);
+            Assert.StartsWith($"\uFEFFDate,Description,Amount\r\n{now.ToString("MM/dd/yyyy", System.Globalization.CultureInfo.InvariantCulture)},", System.Text.Encoding.UTF8.GetString(quickBooks.ToArray()), StringComparison.Ordinal);
+        }
         using var content = new MemoryStream();
         await files.First().Value.Content!.DecodeToAsync(content);
         using var csv = CsvHelper.CsvReader.Create(new MemoryStream(content.ToArray()), new CsvHelper.CsvReaderOptions { Separator = ',' }, leaveOpen: false);

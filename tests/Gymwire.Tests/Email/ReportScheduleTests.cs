@@ -1,6 +1,7 @@
 using System.Net;
 using System.Globalization;
 using System.Net.Http.Json;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Gymwire.Features.Email;
 using Gymwire.Features.Gyms;
@@ -233,6 +234,104 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
             report.HtmlBody, StringComparison.Ordinal);
         Assert.Contains("(Europe/Berlin)", report.HtmlBody, StringComparison.Ordinal);
         Assert.Contains("Payments received: 1 totalling 42.00 USD.", report.TextBody, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_api_shows_and_sets_who_gets_the_report_its_format_and_quickbooks_dates()
+    {
+        var (gym, browser) = await SignedInAsync("UTC");
+        using var _ = browser;
+        using var owner = gym.Owner();
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "weekly"), ("SendToOwners", "true"), ("Recipients", books), ("Format", "csv")));
+
+        // What the owner chose on the page, as the PUT takes it.
+        var shown = await (await owner.GetAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(shown.GetProperty("send_to_owners").GetBoolean());
+        Assert.Equal([books], shown.GetProperty("recipients").EnumerateArray().Select(r => r.GetString()));
+        Assert.Equal("csv", shown.GetProperty("format").GetString());
+        Assert.Equal("mdy", shown.GetProperty("quickbooks_date_order").GetString()); // quickbooks.csv's own default
+
+        var coach = $"coach-{Guid.NewGuid():N}@example.com";
+        var set = await (await owner.PutAsJsonAsync("/api/gym/exports/schedule",
+            new { frequency = "daily", send_to_owners = false, recipients = new[] { books, coach, coach.ToUpperInvariant() }, format = "html", quickbooks_date_order = "dmy" }))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var again = await (await owner.GetAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.OK);
+        foreach (var schedule in new[] { set, again })
+        {
+            Assert.False(schedule.GetProperty("send_to_owners").GetBoolean());
+            Assert.Equal([books, coach], schedule.GetProperty("recipients").EnumerateArray().Select(r => r.GetString()));
+            Assert.Equal("html", schedule.GetProperty("format").GetString());
+            Assert.Equal("dmy", schedule.GetProperty("quickbooks_date_order").GetString());
+        }
+        var stored = (await ScheduleAsync(gym.GymId))!;
+        Assert.Equal((false, $"{books}, {coach}", "html", "dmy"), (stored.SendToOwners, stored.Recipients, stored.Format, stored.QuickBooksDateOrder));
+
+        // Each bad field is a 400 naming it, and changes nothing.
+        foreach (var (body, expected) in new (object, string)[]
+                 {
+                     (new { frequency = "daily", recipients = new[] { "not-an-email" } }, "'recipients': 'not-an-email' is not an email address."),
+                     (new { frequency = "daily", recipients = new string?[] { null } }, "'recipients': '' is not an email address."),
+                     (new { frequency = "daily", recipients = Enumerable.Range(1, 21).Select(i => $"r{i}@example.com").ToArray() }, "'recipients': A report may go to at most 20 addresses."),
+                     (new { frequency = "daily", format = "pdf" }, "'format' must be one of: csv, html"),
+                     (new { frequency = "daily", quickbooks_date_order = "ymd" }, "'quickbooks_date_order' must be one of: mdy, dmy"),
+                     // The stored addresses dropped with the owners still off: the report would go to nobody.
+                     (new { frequency = "daily", recipients = Array.Empty<string>() }, "The report must go to someone"),
+                 })
+        {
+            var error = await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", body)).AssertErrorAsync(HttpStatusCode.BadRequest);
+            Assert.Contains(expected, error, StringComparison.Ordinal);
+            var after = (await ScheduleAsync(gym.GymId))!;
+            Assert.Equal((false, $"{books}, {coach}", "html", "dmy", "daily"), (after.SendToOwners, after.Recipients, after.Format, after.QuickBooksDateOrder, after.Frequency));
+        }
+
+        // Back to the owners alone: no other address.
+        var owners = await (await owner.PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "daily", send_to_owners = true, recipients = Array.Empty<string>() }))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(owners.GetProperty("send_to_owners").GetBoolean());
+        Assert.Empty(owners.GetProperty("recipients").EnumerateArray());
+        Assert.Null((await ScheduleAsync(gym.GymId))!.Recipients);
+
+        await (await owner.DeleteAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.NoContent);
+        var none = await (await owner.GetAsync("/api/gym/exports/schedule")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.False(none.GetProperty("enabled").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, none.GetProperty("recipients").ValueKind);
+    }
+
+    [Fact]
+    public async Task A_csv_report_attaches_the_quickbooks_file_in_the_schedules_date_order()
+    {
+        var (gym, browser) = await SignedInAsync("America/New_York");
+        using var _ = browser;
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        // The page's choice of dates, day first, as a UK or Australian QuickBooks company reads them.
+        await browser.FollowAsync(await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", books), ("Format", "csv"), ("QuickBooksDateOrder", "dmy")));
+        Assert.Contains("id=\"quickbooks-dates-dmy\" name=\"QuickBooksDateOrder\" value=\"dmy\" checked", await browser.GetPageAsync(Form), StringComparison.Ordinal);
+        var refused = await browser.SubmitAsync(Form, ("Frequency", "daily"), ("Recipients", books), ("Format", "csv"), ("QuickBooksDateOrder", "ymd"));
+        Assert.Contains("Choose the QuickBooks dates as month first or day first.", WebUtility.HtmlDecode(await refused.Content.ReadAsStringAsync()), StringComparison.Ordinal);
+        Assert.Equal("dmy", (await ScheduleAsync(gym.GymId))!.QuickBooksDateOrder);
+
+        var zone = GymTimeZones.Find("America/New_York");
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var today = GymTimeZones.LocalDate(now, zone);
+        var end = GymTimeZones.StartOfDayUtc(today.AddDays(1), zone);
+        await AddPaymentAsync(gym.GymId, end.AddMinutes(-30), 9900);
+        fx.Clock.Advance(end - now + ScheduledReports.Grace);
+        await RunReportsAsync();
+
+        var report = Assert.Single(MessagesTo(books));
+        var name = $"quickbooks-{today:yyyy-MM-dd}-to-{today:yyyy-MM-dd}.csv";
+        var file = report.Attachments.OfType<MimePart>().Single(a => a.FileName == name);
+        Assert.Equal("text/csv", file.ContentType.MimeType);
+        using var content = new MemoryStream();
+        await file.Content!.DecodeToAsync(content);
+        using var csv = CsvHelper.CsvReader.Create(new MemoryStream(content.ToArray()), new CsvHelper.CsvReaderOptions { Separator = ',' }, leaveOpen: false);
+        Assert.True(csv.Read());
+        Assert.Equal(["Date", "Description", "Amount"], csv.Headers);
+        Assert.Equal(today.ToString("dd/MM/yyyy", CultureInfo.InvariantCulture), csv.GetString("Date"));
+        Assert.Equal("99.00", csv.GetString("Amount"));
+        Assert.False(csv.Read());
+        Assert.Contains("with its dates DD/MM/YYYY", report.TextBody, StringComparison.Ordinal);
     }
 
     /// <summary>Submits the form as a browser does with what the page offers, changing only <paramref name="changes"/>.</summary>

@@ -93,6 +93,39 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Admin_commands_log_no_information_but_the_notice_to_back_up_a_new_key_file()
+    {
+        // appsettings.json beside the executable sets Logging:LogLevel:Default to Information, for the server.
+        var database = await NewDatabaseAsync();
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "migrate", $"--ConnectionStrings:Gymwire={database}");
+        Assert.True(code == 0, stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("migrated").GetBoolean());
+        var information = InformationLines(stderr);
+        if (fx.Store == Store.Sqlite)
+        {
+            // The new SQLite database's key file was made beside it: the one line the operator must act on.
+            var created = Assert.Single(information);
+            Assert.Contains("[1102]", created, StringComparison.Ordinal);
+            Assert.Contains("Back it up", stderr, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Empty(information); // PostgreSQL is given its key, and never makes one
+        }
+        Assert.DoesNotContain("[1101]", stderr, StringComparison.Ordinal);
+
+        // Once the key file exists, an admin command prints its JSON and nothing on stderr.
+        var (again, againOut, againErr) = await Cli.RunAsync(fx, "cluster", "status", $"--ConnectionStrings:Gymwire={database}");
+        Assert.True(again == 0, againErr);
+        Assert.Equal(0, JsonDocument.Parse(againOut).RootElement.GetProperty("live").GetInt32());
+        Assert.Equal("", againErr);
+    }
+
+    /// <summary>The console log's lines below Warning (each entry's first line: "info: Category[EventId]").</summary>
+    private static List<string> InformationLines(string stderr) =>
+        [.. stderr.Split('\n').Where(l => l.StartsWith("info:", StringComparison.Ordinal) || l.StartsWith("dbug:", StringComparison.Ordinal) || l.StartsWith("trce:", StringComparison.Ordinal))];
+
+    [Fact]
     public async Task Three_nodes_starting_at_once_on_a_database_that_does_not_exist_yet_all_migrate_it()
     {
         // Several nodes (or replicas of a deployment) starting together each create (PostgreSQL: if missing) and migrate

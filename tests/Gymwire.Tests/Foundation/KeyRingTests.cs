@@ -198,15 +198,22 @@ public abstract class KeyRingTests(GymwireFixture fx)
             gymId = gym.GymId;
             await server.StopAsync();
 
-            // A node that looks alive stops the rekey: it would go on encrypting new keys with the old key.
+            // A node that looks alive stops the rekey: it would go on encrypting new keys with the old key. This one was
+            // killed 5 s ago (no clean stop): it counts as running until its last heartbeat is Cluster:DeadAfter old
+            // (3 min here, so the command's start never outlasts it), and the refusal says when that is.
             await using var scope = server.Services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             var now = TimeProvider.System.GetUtcNow().UtcDateTime;
-            db.ClusterNodes.Add(new Gymwire.Features.Cluster.ClusterNode { Id = Guid.NewGuid(), Host = "other", Version = "test", Roles = "api", StartedAt = now, LastSeenAt = now });
+            var lastSeen = new DateTime(now.Ticks - now.Ticks % TimeSpan.TicksPerSecond, DateTimeKind.Utc).AddSeconds(-5);
+            db.ClusterNodes.Add(new Gymwire.Features.Cluster.ClusterNode { Id = Guid.NewGuid(), Host = "other", Version = "test", Roles = "api", StartedAt = lastSeen, LastSeenAt = lastSeen });
             await db.SaveChangesAsync();
-            var (refused, _, refusal) = await Cli.RunAsync(fx, rekey);
+            var (refused, _, refusal) = await Cli.RunAsync(fx, [.. rekey, "--Cluster:HeartbeatInterval=00:01:00"]);
             Assert.Equal(1, refused);
             Assert.Contains("1 node(s) of this database are running", refusal, StringComparison.Ordinal);
+            Assert.Contains("counts as running for 180 s after its last heartbeat", refusal, StringComparison.Ordinal);
+            // The first whole second at which the node reads as dead.
+            var retryAt = lastSeen.AddMinutes(3).AddSeconds(1).ToString("u", System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Contains($"retry after {retryAt} (in ", refusal, StringComparison.Ordinal);
             Assert.False(File.Exists(newKeyFile));
             await db.ClusterNodes.ExecuteDeleteAsync();
         }

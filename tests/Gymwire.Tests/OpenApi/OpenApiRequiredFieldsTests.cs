@@ -48,7 +48,10 @@ public sealed class OpenApiRequiredFieldsTests(OpenApiRequiredFieldsTests.Fixtur
         ["POST /api/gym/leads"] = g => Ok("/api/gym/leads", new() { ["first_name"] = "John", ["last_name"] = "Doe", ["email"] = "john@example.com", ["phone"] = "+15551234567", ["source"] = "website" }),
         ["POST /api/gym/contracts"] = async g => ("/api/gym/contracts", new() { ["user_id"] = await MemberAsync(g), ["title"] = "Membership agreement" }),
         ["PUT /api/gym/integrations/stripe"] = g => Ok("/api/gym/integrations/stripe", new() { ["endpoint_secret"] = "whsec_" + Guid.NewGuid().ToString("N") }),
-        ["PUT /api/gym/exports/schedule"] = g => Ok("/api/gym/exports/schedule", new() { ["frequency"] = "weekly" }),
+        ["PUT /api/gym/exports/schedule"] = g => Ok("/api/gym/exports/schedule", new()
+        {
+            ["frequency"] = "weekly", ["send_to_owners"] = true, ["recipients"] = new JsonArray("books@example.com"), ["format"] = "csv", ["quickbooks_date_order"] = "dmy",
+        }),
         ["POST /api/gym/webhooks"] = g => Ok("/api/gym/webhooks", new() { ["url"] = "https://receiver.example.com/doc", ["events"] = new JsonArray("member.joined"), ["secret"] = "doc-secret-0123456789abcdef0123" }),
         ["PATCH /api/gym/webhooks/{id}"] = async g =>
             ($"/api/gym/webhooks/{(await CreateAsync(g, "/api/gym/webhooks", new { url = "https://receiver.example.com/doc" })).GetProperty("id").GetGuid()}",

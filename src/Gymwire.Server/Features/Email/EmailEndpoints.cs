@@ -1,9 +1,25 @@
+using System.Text.Json.Serialization;
 using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Exports;
 
 namespace Gymwire.Features.Email;
 
-public sealed record ReportScheduleDto(bool Enabled, string? Frequency, DateTime? NextReportAt, DateTime? LastSentAt, DateTime? LastFailureAt, string? LastFailure);
-public sealed record SetReportScheduleRequest(string? Frequency);
+/// <summary>
+/// The gym's scheduled report; without one, <c>enabled</c> is false and the rest null. <c>send_to_owners</c>,
+/// <c>recipients</c>, <c>format</c> and <c>quickbooks_date_order</c> are as the PUT takes them.
+/// </summary>
+public sealed record ReportScheduleDto(
+    bool Enabled, string? Frequency, DateTime? NextReportAt, DateTime? LastSentAt, DateTime? LastFailureAt, string? LastFailure,
+    bool? SendToOwners, IReadOnlyList<string>? Recipients, string? Format,
+    [property: JsonPropertyName("quickbooks_date_order")] string? QuickBooksDateOrder);
+
+/// <summary>
+/// The frequency, and optionally to whom (the owners, other addresses or both), in which format, and the QuickBooks
+/// file's date order; a field left out keeps what is stored (for a new schedule: the owners, no other address, csv, mdy).
+/// </summary>
+public sealed record SetReportScheduleRequest(
+    string? Frequency, bool? SendToOwners = null, List<string?>? Recipients = null, string? Format = null,
+    [property: JsonPropertyName("quickbooks_date_order")] string? QuickBooksDateOrder = null);
 
 /// <summary>Email out: SMTP, owner notifications, and the owner's scheduled accounting reports.</summary>
 public static class EmailEndpoints
@@ -11,9 +27,9 @@ public static class EmailEndpoints
     public static IEndpointRouteBuilder MapEmail(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/gym/exports/schedule").WithTags("Exports").RequireAuthorization(Policies.Owner);
-        group.MapGet("/", GetSchedule).WithSummary("The scheduled accounting report (CSV exports emailed to the owners)");
+        group.MapGet("/", GetSchedule).WithSummary("The scheduled accounting report: how often, to whom, in which format, and when it is next sent");
         group.MapPut("/", SetSchedule).RequireRateLimiting(RateLimitPolicies.Mutations)
-            .WithSummary("Email the owners the CSV exports of each day, week (from Monday) or month, at the period's end (the gym's midnight)");
+            .WithSummary("Email the CSV exports of each day, week (from Monday) or month, at the period's end (the gym's midnight), to the owners, other addresses or both");
         group.MapDelete("/", DeleteSchedule).RequireRateLimiting(RateLimitPolicies.Destructive).WithSummary("Stop the scheduled report");
         return app;
     }
@@ -27,17 +43,34 @@ public static class EmailEndpoints
     internal static async Task<Results<Ok<ReportScheduleDto>, BadRequest<ErrorResponse>, Conflict<ErrorResponse>>> SetSchedule(
         SetReportScheduleRequest request, ClaimsPrincipal user, GymwireDbContext db, IEmailSender email, ReportScheduleService schedules, CancellationToken ct)
     {
-        var v = new RequestValidator().Required(request.Frequency, "frequency", 16).OneOf(request.Frequency, "frequency", ReportFrequencies.All);
+        var v = new RequestValidator().Required(request.Frequency, "frequency", 16).OneOf(request.Frequency, "frequency", ReportFrequencies.All)
+            .OneOf(request.Format, "format", ReportFormats.All)
+            .OneOf(request.QuickBooksDateOrder, "quickbooks_date_order", AccountingExports.DateOrders);
         if (v.Error is { } invalid)
         {
             return ApiErrors.BadRequest(invalid);
+        }
+        IReadOnlyList<string>? others = null;
+        if (request.Recipients is { } recipients && (others = ReportRecipients.Check(recipients, out var recipientsError)) is null)
+        {
+            return ApiErrors.BadRequest($"'recipients': {recipientsError}");
+        }
+        var gymId = user.GetGymId();
+        // A field left out keeps what is stored, so the report must go somewhere once both are taken together.
+        var stored = await db.ReportSchedules.AsNoTracking().Where(s => s.GymId == gymId)
+            .Select(s => new { s.SendToOwners, s.Recipients }).FirstOrDefaultAsync(ct);
+        var toOwners = request.SendToOwners ?? stored?.SendToOwners ?? true;
+        var toOthers = others is not null ? others.Count > 0 : ReportRecipients.Split(stored?.Recipients).Count > 0;
+        if (!toOwners && !toOthers)
+        {
+            return ApiErrors.BadRequest("The report must go to someone: 'send_to_owners' true, or at least one address in 'recipients'");
         }
         if (!email.IsConfigured)
         {
             return ApiErrors.Conflict("Email is not configured on this server (Email:Smtp:Host), so reports cannot be emailed");
         }
-        var gymId = user.GetGymId();
-        return TypedResults.Ok(Map(await schedules.SaveAsync(gymId, request.Frequency!, null, null, ct), await GymTimeZones.OfGymAsync(db, gymId, ct)));
+        var saved = await schedules.SaveAsync(gymId, request.Frequency!, request.SendToOwners, others, request.Format, request.QuickBooksDateOrder, ct);
+        return TypedResults.Ok(Map(saved, await GymTimeZones.OfGymAsync(db, gymId, ct)));
     }
 
     internal static async Task<NoContent> DeleteSchedule(ClaimsPrincipal user, GymwireDbContext db, CancellationToken ct)
@@ -48,8 +81,9 @@ public static class EmailEndpoints
     }
 
     private static ReportScheduleDto Map(ReportSchedule? s, TimeZoneInfo zone) => s is null
-        ? new(false, null, null, null, null, null)
-        : new(true, s.Frequency, ReportFrequencies.Next(s.Frequency, s.ReportedThrough, zone), s.LastSentAt, s.LastFailureAt, s.LastFailure);
+        ? new(false, null, null, null, null, null, null, null, null, null)
+        : new(true, s.Frequency, ReportFrequencies.Next(s.Frequency, s.ReportedThrough, zone), s.LastSentAt, s.LastFailureAt, s.LastFailure,
+            s.SendToOwners, ReportRecipients.Split(s.Recipients), s.Format, s.QuickBooksDateOrder);
 
     /// <summary>"2026-03-08 23:30 America/New_York": a time in the gym's zone, named.</summary>
     internal static string Time(DateTime t, TimeZoneInfo zone) => GymTimeZones.Minutes(t, zone);

@@ -1,3 +1,5 @@
+using Gymwire.Features.Exports;
+
 namespace Gymwire.Features.Email;
 
 /// <summary>One email Gymwire tried to send for a gym, with its outcome: the Email tile's source and the owner's trail.</summary>
@@ -34,6 +36,11 @@ public sealed class ReportSchedule
     public string? Recipients { get; set; }
     /// <summary><see cref="ReportFormats"/>.</summary>
     public string Format { get; set; } = ReportFormats.Csv;
+    /// <summary>
+    /// The QuickBooks file's date order, <c>mdy</c> or <c>dmy</c> (<see cref="AccountingExports.DateOrders"/>): the
+    /// order of the owner's QuickBooks company, which a scheduled report cannot ask at send time.
+    /// </summary>
+    public string QuickBooksDateOrder { get; set; } = AccountingExports.MonthFirst;
     public DateTime CreatedAt { get; set; }
     public DateTime? LastSentAt { get; set; }
     public DateTime? LastFailureAt { get; set; }
@@ -85,7 +92,7 @@ public static class ReportFrequencies
 
 public static class ReportFormats
 {
-    /// <summary>The payments, refunds and members CSV files attached, the totals in the text.</summary>
+    /// <summary>The payments, refunds, members and QuickBooks CSV files attached, the totals in the text.</summary>
     public const string Csv = "csv";
     /// <summary>The totals as an HTML email (with a plain-text part), no attachments.</summary>
     public const string Html = "html";
@@ -104,15 +111,24 @@ public static class ReportRecipients
     /// </summary>
     public static IReadOnlyList<string>? Parse(string? input, out string? error)
     {
-        error = null;
         var parts = (input ?? "").Split([',', ';', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 0)
         {
             error = "Enter at least one email address to send the report to.";
             return null;
         }
+        return Check(parts, out error);
+    }
+
+    /// <summary>
+    /// Checks each address as given (the API's list), and returns them without duplicates (none for an empty list); or
+    /// null with the reason.
+    /// </summary>
+    public static IReadOnlyList<string>? Check(IEnumerable<string?> input, out string? error)
+    {
+        error = null;
         var addresses = new List<string>();
-        foreach (var part in parts)
+        foreach (var part in input.Select(a => a ?? ""))
         {
             if (!IsAddress(part))
             {
@@ -123,11 +139,12 @@ public static class ReportRecipients
             {
                 addresses.Add(part);
             }
-        }
-        if (addresses.Count > MaxCount)
-        {
-            error = $"A report may go to at most {MaxCount} addresses.";
-            return null;
+            // Inside the loop, so a long list costs no more than the first addresses past the limit.
+            if (addresses.Count > MaxCount)
+            {
+                error = $"A report may go to at most {MaxCount} addresses.";
+                return null;
+            }
         }
         if (string.Join(", ", addresses).Length > MaxLength)
         {

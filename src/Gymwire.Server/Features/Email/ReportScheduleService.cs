@@ -11,14 +11,15 @@ public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider cloc
     /// listed) and format where given (validated by the caller; null keeps what is stored).
     /// </summary>
     public Task<ReportSchedule> SaveAsync(Guid gymId, string frequency, IReadOnlyList<string>? recipients, string? format, CancellationToken ct) =>
-        SaveAsync(gymId, frequency, recipients is null ? null : false, recipients, format, ct);
+        SaveAsync(gymId, frequency, recipients is null ? null : false, recipients, format, null, ct);
 
     /// <summary>
-    /// Sets a gym's report frequency, whether it goes to the gym's owners, the other addresses it goes to, and its
-    /// format, where given (validated by the caller; null keeps what is stored): the API's PUT and the dashboard's form.
+    /// Sets a gym's report frequency, whether it goes to the gym's owners, the other addresses it goes to, its format
+    /// and its QuickBooks file's date order, where given (validated by the caller; null keeps what is stored): the API's
+    /// PUT and the dashboard's form.
     /// </summary>
     public async Task<ReportSchedule> SaveAsync(
-        Guid gymId, string frequency, bool? sendToOwners, IReadOnlyList<string>? others, string? format, CancellationToken ct)
+        Guid gymId, string frequency, bool? sendToOwners, IReadOnlyList<string>? others, string? format, string? quickBooksDateOrder, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
         for (var tries = 1; ; tries++)
@@ -48,6 +49,10 @@ public sealed class ReportScheduleService(GymwireDbContext db, TimeProvider cloc
             if (format is not null)
             {
                 schedule.Format = format;
+            }
+            if (quickBooksDateOrder is not null)
+            {
+                schedule.QuickBooksDateOrder = quickBooksDateOrder;
             }
             try
             {

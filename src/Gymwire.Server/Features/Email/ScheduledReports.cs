@@ -129,7 +129,7 @@ public sealed partial class ScheduledReports(
                 return;
             }
             var range = new ExportRange(GymTimeZones.LocalDate(start, zone), GymTimeZones.LocalDate(end, zone).AddDays(-1), zone);
-            var message = await BuildAsync(db, schedule.GymId, schedule.Frequency, schedule.Format, range, ct);
+            var message = await BuildAsync(db, schedule, range, ct);
             // The owners as they are now, so one added since the schedule was saved gets the report too.
             var owners = schedule.SendToOwners ? await OwnerNotifications.OwnerAddresses(db, schedule.GymId).ToListAsync(ct) : [];
             var recipients = owners.Concat(ReportRecipients.Split(schedule.Recipients)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
@@ -222,14 +222,17 @@ public sealed partial class ScheduledReports(
         }
     }
 
-    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, Guid gymId, string frequency, string format, ExportRange range, CancellationToken ct)
+    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, ReportSchedule schedule, ExportRange range, CancellationToken ct)
     {
+        var (gymId, frequency, format) = (schedule.GymId, schedule.Frequency, schedule.Format);
+        // The order the owner chose for their QuickBooks company; a value from outside the API (a hand-edited row) gets the default.
+        var dates = AccountingExports.ParseDateOrder(schedule.QuickBooksDateOrder) ?? QuickBooksDates.MonthFirst;
         var attachments = new List<EmailAttachment>();
-        ExportKind[] kinds = format == ReportFormats.Html ? [] : [ExportKind.Payments, ExportKind.Refunds, ExportKind.Members];
+        ExportKind[] kinds = format == ReportFormats.Html ? [] : [ExportKind.Payments, ExportKind.Refunds, ExportKind.Members, ExportKind.QuickBooks];
         foreach (var kind in kinds)
         {
             using var buffer = new MemoryStream();
-            await AccountingExports.WriteAsync(db, gymId, kind, range, buffer, ct);
+            await AccountingExports.WriteAsync(db, gymId, kind, range, dates, buffer, ct);
             attachments.Add(new EmailAttachment(AccountingExports.FileName(kind, range), "text/csv; charset=utf-8", buffer.ToArray()));
         }
         var gym = await db.Gyms.AsNoTracking().Where(g => g.Id == gymId).Select(g => g.Name).FirstOrDefaultAsync(ct) ?? "your gym";
@@ -260,7 +263,8 @@ public sealed partial class ScheduledReports(
         }
         else
         {
-            body.AppendLine("The attached CSV files (payments, refunds, members) import into Xero or a spreadsheet; for QuickBooks Online, download the QuickBooks file from the dashboard's Exports page.");
+            body.AppendLine("The attached payments, refunds and members CSV files import into Xero or a spreadsheet; the QuickBooks file into QuickBooks Online's " +
+                $"bank upload (Transactions, Bank transactions, Upload from file), with its dates {(dates == QuickBooksDates.DayFirst ? "DD/MM/YYYY" : "MM/DD/YYYY")}.");
         }
         return new EmailMessage([], $"Gymwire {frequency} report: {period}", body.ToString(), attachments, html);
     }

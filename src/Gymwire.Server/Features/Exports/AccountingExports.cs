@@ -84,11 +84,16 @@ public static class AccountingExports
     public static readonly string[] MemberColumns = ["Name", "Email", "Phone", "Role", "Joined", "Left"];
     public static readonly string[] QuickBooksColumns = ["Date", "Description", "Amount"];
 
+    /// <summary>The QuickBooks file's date orders as the API names them: <c>mdy</c> (MM/dd/yyyy, the default) and <c>dmy</c> (dd/MM/yyyy).</summary>
+    public const string MonthFirst = "mdy";
+    public const string DayFirst = "dmy";
+    public static readonly string[] DateOrders = [MonthFirst, DayFirst];
+
     /// <summary>"mdy" or "dmy", as the API's <c>date_order</c> takes them; null for anything else.</summary>
     public static QuickBooksDates? ParseDateOrder(string? value) => value switch
     {
-        null or "" or "mdy" => QuickBooksDates.MonthFirst,
-        "dmy" => QuickBooksDates.DayFirst,
+        null or "" or MonthFirst => QuickBooksDates.MonthFirst,
+        DayFirst => QuickBooksDates.DayFirst,
         _ => null,
     };
 

@@ -357,6 +357,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("last_sent_at");
 
+                    b.Property<string>("QuickBooksDateOrder")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(3)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("mdy")
+                        .HasColumnName("quickbooks_date_order");
+
                     b.Property<string>("Recipients")
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")

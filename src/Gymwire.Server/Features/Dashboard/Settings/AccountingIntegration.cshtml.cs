@@ -1,4 +1,5 @@
 using Gymwire.Features.Email;
+using Gymwire.Features.Exports;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace Gymwire.Features.Dashboard.Settings;
@@ -36,11 +37,16 @@ public sealed partial class AccountingIntegrationModel(
     [BindProperty]
     public string Format { get; set; } = ReportFormats.Csv;
 
+    /// <summary>The QuickBooks file's dates, <c>mdy</c> or <c>dmy</c>; null (a form without the field) keeps what is stored.</summary>
+    [BindProperty]
+    public string? QuickBooksDateOrder { get; set; }
+
     public async Task OnGetAsync(CancellationToken ct)
     {
         await LoadAsync(ct);
         Frequency = Schedule?.Frequency ?? Off;
         Format = Schedule?.Format ?? ReportFormats.Csv;
+        QuickBooksDateOrder = Schedule?.QuickBooksDateOrder ?? AccountingExports.MonthFirst;
         // The owners stay a choice of their own, never copied into the addresses, so an owner added later is included.
         SendToOwners = Schedule?.SendToOwners ?? true;
         Recipients = string.Join("\n", ReportRecipients.Split(Schedule?.Recipients));
@@ -84,6 +90,10 @@ public sealed partial class AccountingIntegrationModel(
         {
             ModelState.AddModelError(nameof(Format), "Choose CSV files or an HTML summary.");
         }
+        if (QuickBooksDateOrder is not null && !AccountingExports.DateOrders.Contains(QuickBooksDateOrder))
+        {
+            ModelState.AddModelError(nameof(QuickBooksDateOrder), "Choose the QuickBooks dates as month first or day first.");
+        }
         if (ModelState.IsValid && await limits.TryMutationAsync(this, ct) is { } limited)
         {
             ModelState.AddModelError(string.Empty, limited);
@@ -95,7 +105,7 @@ public sealed partial class AccountingIntegrationModel(
         }
         // One of ReportFrequencies.All here: anything else, a missing one included, was an error above.
         var frequency = Frequency!;
-        var schedule = await schedules.SaveAsync(gymId, frequency, SendToOwners, others!, Format, ct);
+        var schedule = await schedules.SaveAsync(gymId, frequency, SendToOwners, others!, Format, QuickBooksDateOrder, ct);
         LogSaved(logger, gymId, frequency, SendToOwners, others!.Count, Format);
         var next = ReportFrequencies.Next(schedule.Frequency, schedule.ReportedThrough, time.Zone);
         TempData.SetFlash($"Saved: a {Frequency} report ({(Format == ReportFormats.Html ? "HTML summary" : "CSV files")}) is emailed to {ReportRecipients.Describe(schedule)} after {time.Time(next)}.");
