@@ -1486,6 +1486,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("secret_protected");
 
+                    b.Property<bool>("SwitchedByOwner")
+                        .HasColumnType("boolean")
+                        .HasColumnName("switched_by_owner");
+
                     b.Property<DateTime>("UpdatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");

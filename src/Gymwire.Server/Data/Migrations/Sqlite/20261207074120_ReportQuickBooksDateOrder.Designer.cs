@@ -1479,6 +1479,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("secret_protected");
 
+                    b.Property<bool>("SwitchedByOwner")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("switched_by_owner");
+
                     b.Property<DateTime>("UpdatedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("updated_at");
