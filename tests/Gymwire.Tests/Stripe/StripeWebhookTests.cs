@@ -675,6 +675,42 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Memberships_from_subscriptions_Stripe_delivers_late_are_dated_when_they_started_and_ended()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        static DateTime Seconds(DateTimeOffset at) => DateTimeOffset.FromUnixTimeSeconds(at.ToUnixTimeSeconds()).UtcDateTime;
+        static string Subscription(string id, string extra) => """
+            {"id":"SUB_ID","object":"subscription","customer":"cus_dated","status":"active","metadata":{"user_id":"user_ana"},EXTRA_FIELDS
+             "items":{"object":"list","data":[{"id":"si_SUB_ID","price":{"id":"price_dated","nickname":"Dated","unit_amount":5000,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """.Replace("SUB_ID", id, StringComparison.Ordinal).Replace("EXTRA_FIELDS", extra, StringComparison.Ordinal);
+        // Stripe retried after Gymwire was down: the subscription started and ended days before they arrive.
+        var startedAt = now.AddDays(-20);
+        var endedAt = now.AddDays(-2);
+        var dated = Subscription("sub_dated", $"\"start_date\":{startedAt.ToUnixTimeSeconds()},");
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_dated_1", "customer.subscription.created", dated, startedAt.AddSeconds(2)), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var ended = Subscription("sub_dated", $"\"start_date\":{startedAt.ToUnixTimeSeconds()},\"canceled_at\":{now.AddDays(-9).ToUnixTimeSeconds()},\"ended_at\":{endedAt.ToUnixTimeSeconds()},")
+            .Replace("\"active\"", "\"canceled\"", StringComparison.Ordinal);
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_dated_2", "customer.subscription.deleted", ended, endedAt.AddSeconds(1)), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+
+        // Without start_date or ended_at, the events' own times.
+        var createdAt = now.AddDays(-5);
+        var deletedAt = now.AddDays(-1);
+        var plain = Subscription("sub_plain", "");
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_plain_1", "customer.subscription.created", plain, createdAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_plain_2", "customer.subscription.deleted", plain, deletedAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        var memberships = (await (await gym.Owner().GetAsync("/api/gym/memberships")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("memberships").EnumerateArray()
+            .Select(m => (Started: m.GetProperty("started_at").GetDateTime().ToUniversalTime(), Canceled: m.GetProperty("canceled_at").GetDateTime().ToUniversalTime()))
+            .OrderBy(m => m.Started).ToList();
+        Assert.Equal([(Seconds(startedAt), Seconds(endedAt)), (Seconds(createdAt), Seconds(deletedAt))], memberships);
+        Assert.Equal(["membership.activated", "membership.canceled", "membership.activated", "membership.canceled"], await EventTypesAsync(gym.GymId));
+    }
+
+    [Fact]
     public async Task Invoice_payments_seen_again_naming_another_invoice_nothing_refundable_or_an_overlong_id_change_nothing()
     {
         var (gym, secret) = await ConnectedGymAsync();
