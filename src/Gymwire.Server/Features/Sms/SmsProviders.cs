@@ -47,6 +47,8 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
     /// <summary>Messages to one number read by a look-up; more than this since the uncertain attempt leaves it uncertain.</summary>
     public const int LookupPageSize = 50;
 
+    private const string LookUpFailed = "Could not look for the earlier attempt in Twilio's messages: ";
+
     private readonly TwilioOptions _twilio = options.Value.Twilio;
 
     public string Name => "Twilio";
@@ -104,7 +106,7 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
         var (response, failure) = await ExchangeAsync(request, ct);
         if (response is null)
         {
-            return SmsSendResult.RetryUncertain($"Could not look for the earlier attempt in Twilio's messages: {failure!.Error}");
+            return SmsSendResult.RetryUncertain(LookUpFailed + failure!.Error);
         }
         using (response)
         {
@@ -112,12 +114,12 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
             var status = (int)response.StatusCode;
             if (!response.IsSuccessStatusCode)
             {
-                var error = $"Could not look for the earlier attempt in Twilio's messages: {Describe(status, body, response.ReasonPhrase)}";
+                var error = LookUpFailed + Describe(status, body, response.ReasonPhrase);
                 return response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden ? CredentialsRefused(error) : SmsSendResult.RetryUncertain(error);
             }
             if (ReadMessages(body) is not { } listed)
             {
-                return SmsSendResult.RetryUncertain("Could not look for the earlier attempt in Twilio's messages: the list could not be read");
+                return SmsSendResult.RetryUncertain(LookUpFailed + "the list could not be read");
             }
             var from = since - ClockSkew;
             var match = listed.FirstOrDefault(m => m.Created >= from
@@ -130,7 +132,7 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
             // A full page whose every message is that recent may not hold them all.
             return listed.Count < LookupPageSize || listed.Any(m => m.Created < from)
                 ? null
-                : SmsSendResult.RetryUncertain($"Could not look for the earlier attempt in Twilio's messages: it lists more than {LookupPageSize} to this number since then");
+                : SmsSendResult.RetryUncertain($"{LookUpFailed}it lists more than {LookupPageSize} to this number since then");
         }
     }
 
