@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
+using System.Net;
 using System.Security.Claims;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
@@ -28,6 +29,12 @@ public static class RateLimitPolicies
     /// succeed count. Revoking an API key and disabling a webhook are never limited: stopping a leak must always work.
     /// </summary>
     public const string Destructive = "destructive";
+    /// <summary>
+    /// Stripe's webhook URLs: 1000 posts/minute per client address. They are anonymous (the signature is checked in
+    /// the handler, and the URL without a gym tries every gym's secret), so this bounds what anyone can make the
+    /// server do; Stripe's deliveries stay far below it, and Stripe retries one it refuses later.
+    /// </summary>
+    public const string StripeWebhooks = "stripe-webhooks";
 }
 
 public sealed class RateLimitPolicyOptions
@@ -58,6 +65,7 @@ public sealed class RateLimitingOptions
     [ValidateObjectMembers] public RateLimitPolicyOptions Actions { get; set; } = new() { PermitLimit = 30, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Mutations { get; set; } = new() { PermitLimit = 30, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Destructive { get; set; } = new() { PermitLimit = 5, Window = TimeSpan.FromHours(1) };
+    [ValidateObjectMembers] public RateLimitPolicyOptions StripeWebhooks { get; set; } = new() { PermitLimit = 1000, Window = TimeSpan.FromMinutes(1) };
 }
 
 public enum RateLimitStoreKind
@@ -223,7 +231,10 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
 public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptions> options, RateLimitMetrics metrics)
 {
     /// <summary>Takes a permit of <paramref name="policy"/> for the caller (per gym or per user, as the policy counts).</summary>
-    public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, CancellationToken ct)
+    public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, CancellationToken ct) => TryAcquireAsync(policy, user, null, ct);
+
+    /// <summary>Takes a permit of <paramref name="policy"/> for the caller: per gym, per user or per client address, as the policy counts.</summary>
+    public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, IPAddress? client, CancellationToken ct)
     {
         var o = options.Value;
         if (!o.Enabled)
@@ -236,6 +247,7 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
             RateLimitPolicies.Actions => (o.Actions, PerGym(policy, user)),
             RateLimitPolicies.Mutations => (o.Mutations, PerUser(policy, user)),
             RateLimitPolicies.Destructive => (o.Destructive, PerUser(policy, user)),
+            RateLimitPolicies.StripeWebhooks => (o.StripeWebhooks, PerClient(policy, client)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
         var pending = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
@@ -276,6 +288,9 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 
     private static string PerUser(string policy, ClaimsPrincipal user) =>
         string.Concat(policy, "|", user.FindFirstValue(GymwireClaims.Actor), ":", user.FindFirstValue(GymwireClaims.ActorId));
+
+    // By the client's address as sign-in counts it (an IPv6 client by its /64, which it can fill with addresses).
+    private static string PerClient(string policy, IPAddress? client) => string.Concat(policy, "|", OwnerSignIn.ClientSubject(client));
 }
 
 /// <summary>
@@ -288,12 +303,13 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
     public Task InvokeAsync(HttpContext context)
     {
         var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
-        if (policy is null || context.User.Identity?.IsAuthenticated != true)
+        if (policy is null || (context.User.Identity?.IsAuthenticated != true && policy != RateLimitPolicies.StripeWebhooks))
         {
-            // Unauthenticated requests never reach a handler (authorization answers first).
+            // Unauthenticated requests never reach a handler (authorization answers first), but on the anonymous
+            // routes, whose policy counts by client address.
             return next(context);
         }
-        var pending = limits.TryAcquireAsync(policy, context.User, context.RequestAborted);
+        var pending = limits.TryAcquireAsync(policy, context.User, context.Connection.RemoteIpAddress, context.RequestAborted);
         if (!pending.IsCompletedSuccessfully)
         {
             return AcquiredAsync(context, policy, pending);
@@ -348,7 +364,7 @@ public sealed class RateLimitMetrics
     {
         var meter = meters.Create(MeterName);
         _rejections = meter.CreateCounter<long>("gymwire.rate_limit.rejections", "{request}",
-            "Requests refused with 429 by a rate limit, by policy (triggers, actions, mutations, destructive).");
+            "Requests refused with 429 by a rate limit, by policy (triggers, actions, mutations, destructive, stripe-webhooks).");
     }
 
     /// <summary>The policy is one of <see cref="RateLimitPolicies"/>' names.</summary>

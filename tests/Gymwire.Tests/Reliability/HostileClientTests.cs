@@ -177,6 +177,7 @@ public abstract class UnlimitedFixture(Store store) : GymwireFixture(store)
         new("RateLimiting:Actions:PermitLimit", "1000000"),
         new("RateLimiting:Mutations:PermitLimit", "1000000"),
         new("RateLimiting:Destructive:PermitLimit", "1000000"),
+        new("RateLimiting:StripeWebhooks:PermitLimit", "1000000"),
     ];
 }
 

@@ -6,6 +6,7 @@ using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gymwire.Tests.Sms;
@@ -15,7 +16,10 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
     public const string AccountSid = "AC00000000000000000000000000000001";
     public const string AuthToken = "twilio-test-auth-token-0001";
 
-    public TwilioStandIn Twilio { get; } = new();
+    private TwilioStandIn? _twilio;
+
+    /// <summary>Made when the server's settings first name it, so that it dates messages by the fixture's clock.</summary>
+    public TwilioStandIn Twilio => _twilio ??= new TwilioStandIn(Clock);
 
     public AfterUpdate AfterUpdate { get; } = new();
 
@@ -38,7 +42,10 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
     async Task IAsyncLifetime.DisposeAsync()
     {
         await DisposeAsync();
-        await Twilio.DisposeAsync();
+        if (_twilio is not null)
+        {
+            await _twilio.DisposeAsync();
+        }
     }
 }
 
@@ -86,6 +93,13 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     }
 
     private int RequestsWith(string body) => fx.Twilio.Requests.Count(r => r.Form.GetValueOrDefault("Body") == body);
+
+    /// <summary>A number of its own, so that a test can tell its look-ups in Twilio's list from other tests'.</summary>
+    private static string NewPhone() => "+1555" + Random.Shared.Next(1_000_000, 10_000_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private List<TwilioRequest> LookUpsOf(string phone) => [.. fx.Twilio.ListRequests.Where(r => r.Form.GetValueOrDefault("To") == phone)];
+
+    private static string BasicAuth => "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TwilioFixture.AccountSid}:{TwilioFixture.AuthToken}"));
 
     private async Task<IntegrationStatus> TileAsync(Guid gymId)
     {
@@ -147,6 +161,130 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(2, sent.Attempts);
         Assert.Null(sent.Error);
         Assert.Equal(2, RequestsWith(body));
+    }
+
+    [Fact]
+    public async Task A_send_that_timed_out_after_Twilio_accepted_it_is_found_in_Twilios_list_and_not_sent_again()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Slow {Guid.NewGuid():N}";
+        Guid id;
+        fx.Twilio.HoldAnswers();
+        try
+        {
+            id = await QueueAsync(writer, body, phone);
+            await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
+            // Twilio has accepted the message and not answered yet: Sms:RequestTimeout (30 s) passes on the sender's clock.
+            fx.Clock.Advance(TimeSpan.FromSeconds(30));
+            var uncertain = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+            Assert.Equal(SmsStatuses.Queued, uncertain.Status);
+            Assert.Contains("did not answer within 30 s", uncertain.Error, StringComparison.Ordinal);
+            Assert.Equal(uncertain.LastAttemptAt, uncertain.UncertainSince);
+        }
+        finally
+        {
+            fx.Twilio.ReleaseAnswers();
+        }
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(2, sent.Attempts);
+        Assert.Equal(Assert.Single(fx.Twilio.AcceptedWith(body)).Sid, sent.ProviderMessageId);
+        Assert.Equal(1, RequestsWith(body));
+        var lookUp = Assert.Single(LookUpsOf(phone));
+        Assert.Equal($"/2010-04-01/Accounts/{TwilioFixture.AccountSid}/Messages.json", lookUp.Path[..lookUp.Path.IndexOf('?', StringComparison.Ordinal)]);
+        Assert.Equal("+15550001111", lookUp.Form["From"]);
+        Assert.Equal(TwilioSmsProvider.LookupPageSize.ToString(System.Globalization.CultureInfo.InvariantCulture), lookUp.Form["PageSize"]);
+        Assert.Equal(BasicAuth, lookUp.Authorization);
+    }
+
+    [Fact]
+    public async Task A_5xx_after_Twilio_accepted_it_is_not_sent_again_and_a_failed_look_up_sends_nothing()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Accepted {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var id = await QueueAsync(writer, body, phone);
+        var first = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, first.Status);
+        Assert.NotNull(first.UncertainSince);
+
+        // Twilio's list fails too: whether the message went is still unknown, so nothing is sent.
+        fx.Twilio.FailNextList(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var second = await AwaitAsync(id, m => m.Attempts == 2 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, second.Status);
+        Assert.Contains("Could not look for the earlier attempt in Twilio's messages: Twilio 503 (20503)", second.Error, StringComparison.Ordinal);
+        Assert.Equal(first.UncertainSince, second.UncertainSince);
+        Assert.Equal(1, RequestsWith(body));
+
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(3, sent.Attempts);
+        Assert.Equal(Assert.Single(fx.Twilio.AcceptedWith(body)).Sid, sent.ProviderMessageId);
+        Assert.Equal(1, RequestsWith(body));
+        Assert.Equal(2, LookUpsOf(phone).Count);
+    }
+
+    [Fact]
+    public async Task After_a_5xx_Twilio_did_not_accept_the_look_up_finds_nothing_and_it_is_sent_once_even_with_the_same_text_sent_earlier()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Again {Guid.NewGuid():N}";
+        // The same text to the same number ten minutes earlier, sent: older than the uncertain attempt, so not its.
+        var earlier = await AwaitStatusAsync(await QueueAsync(writer, body, phone), SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, earlier.Status);
+        fx.Clock.Advance(TimeSpan.FromMinutes(10));
+
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var id = await QueueAsync(writer, body, phone);
+        var waiting = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, waiting.Status);
+        Assert.NotNull(waiting.UncertainSince);
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        var accepted = fx.Twilio.AcceptedWith(body);
+        Assert.Equal(new[] { sent.ProviderMessageId, earlier.ProviderMessageId }, accepted.Select(m => (string?)m.Sid));
+        Assert.Equal(3, RequestsWith(body));
+        Assert.Single(LookUpsOf(phone));
+    }
+
+    [Fact]
+    public async Task With_a_messaging_service_the_look_up_names_no_sender_and_finds_the_message_sent_from_its_pool()
+    {
+        var options = Options.Create(new SmsOptions
+        {
+            Provider = SmsOptions.TwilioProvider,
+            Twilio = new TwilioOptions
+            {
+                BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken,
+                From = "MG00000000000000000000000000000001",
+            },
+        });
+        using var http = new HttpClient();
+        var provider = new TwilioSmsProvider(http, options, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
+        var phone = NewPhone();
+        var message = new SmsMessage { Id = Guid.NewGuid(), Phone = phone, Message = $"Pool {Guid.NewGuid():N}", Status = SmsStatuses.Sending };
+
+        fx.Twilio.FailNext(500, """{"code":20500,"message":"Internal Server Error","status":500}""", accepted: true);
+        var first = await provider.SendAsync(message, CancellationToken.None);
+        Assert.True(first.Uncertain);
+        Assert.Equal("MG00000000000000000000000000000001", Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("To") == phone).Form["MessagingServiceSid"]);
+
+        message.UncertainSince = fx.Clock.GetUtcNow().UtcDateTime;
+        var second = await provider.SendAsync(message, CancellationToken.None);
+        Assert.True(second.Sent);
+        var accepted = Assert.Single(fx.Twilio.AcceptedWith(message.Message));
+        Assert.Equal(TwilioStandIn.ServiceNumber, accepted.From);
+        Assert.Equal(accepted.Sid, second.ProviderMessageId);
+        Assert.False(Assert.Single(LookUpsOf(phone)).Form.ContainsKey("From"));
+        Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("To") == phone);
     }
 
     [Fact]
@@ -219,12 +357,14 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var (gym, _) = await GymAsync();
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var body = $"Interrupted {Guid.NewGuid():N}";
+        var phone = NewPhone();
         var id = await fx.WithDbAsync(async db =>
         {
             // As a sender that died between claiming and recording leaves it.
-            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now);
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest(phone, body), now);
             m.Status = SmsStatuses.Sending;
             m.Attempts = 1;
+            m.LastAttemptAt = now;
             m.ClaimedUntil = now.AddMinutes(1);
             await db.SaveChangesAsync();
             return m.Id;
@@ -234,13 +374,15 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var reviewed = await AwaitStatusAsync(id, SmsStatuses.Failed, SmsStatuses.Sent, SmsStatuses.Queued);
         Assert.Equal(SmsStatuses.Failed, reviewed.Status);
         Assert.Equal(SmsSender.InterruptedError, reviewed.Error);
+        Assert.Equal(now, reviewed.UncertainSince);
         Assert.Equal(0, RequestsWith(body));
 
-        // The owner checked the provider's log: not sent. Queue it again.
+        // The owner queues it again: Twilio's list shows it was not sent, so it is sent now.
         var retried = await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
         Assert.Equal("queued", retried.GetProperty("status").GetString());
         Assert.Equal(SmsStatuses.Sent, (await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed)).Status);
         Assert.Equal(1, RequestsWith(body));
+        Assert.Single(LookUpsOf(phone));
         await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
         var other = await fx.CreateGymAsync();
         await (await other.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.NotFound);

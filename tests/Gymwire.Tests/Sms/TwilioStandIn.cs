@@ -7,34 +7,57 @@ namespace Gymwire.Tests.Sms;
 
 public sealed record TwilioRequest(string Path, string? Authorization, IReadOnlyDictionary<string, string> Form);
 
+/// <summary>A message the stand-in accepted, as Twilio's Messages list shows it.</summary>
+public sealed record TwilioMessage(string Sid, string To, string From, string Body, DateTimeOffset Created);
+
 /// <summary>
 /// A local Twilio-compatible Messages API on loopback: records each request and answers 201 with a message sid,
 /// or whatever failures a test queued first. It can also hold its answers, as a slow provider would, so that a test
-/// can act while a send is in flight.
+/// can act while a send is in flight; a message it holds the answer to is already accepted, as Twilio accepts one
+/// before a slow answer reaches the sender. Like Twilio, it lists the messages it accepted, newest first, dated by
+/// <paramref name="clock"/>.
 /// </summary>
 public sealed class TwilioStandIn : IAsyncDisposable
 {
+    /// <summary>The number a Messaging Service sends from (the stand-in's pool has one).</summary>
+    public const string ServiceNumber = "+15550009999";
+
     private readonly WebApplication _app;
-    private readonly ConcurrentQueue<(int Status, string Body)> _failures = new();
+    private readonly TimeProvider _clock;
+    private readonly ConcurrentQueue<(int Status, string Body, bool Accepted)> _failures = new();
+    private readonly ConcurrentQueue<(int Status, string Body)> _listFailures = new();
+    private readonly ConcurrentStack<TwilioMessage> _accepted = new();
     private int _count;
     private TaskCompletionSource _answer = Answered();
     private TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public ConcurrentQueue<TwilioRequest> Requests { get; } = new();
+
+    /// <summary>The list requests, in order; each one's query is in its <see cref="TwilioRequest.Form"/>.</summary>
+    public ConcurrentQueue<TwilioRequest> ListRequests { get; } = new();
+
     public Uri BaseAddress { get; }
 
-    public TwilioStandIn()
+    public TwilioStandIn(TimeProvider clock)
     {
+        _clock = clock;
         var builder = WebApplication.CreateSlimBuilder(["--urls=http://127.0.0.1:0"]);
         builder.Logging.ClearProviders();
         _app = builder.Build();
         _app.MapPost("/2010-04-01/Accounts/{sid}/Messages.json", (Delegate)HandleAsync);
+        _app.MapGet("/2010-04-01/Accounts/{sid}/Messages.json", (Delegate)List);
         _app.StartAsync().GetAwaiter().GetResult();
         BaseAddress = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
 
-    /// <summary>The next request gets this answer instead of success.</summary>
-    public void FailNext(int status, string body) => _failures.Enqueue((status, body));
+    /// <summary>
+    /// The next send gets this answer instead of success. <paramref name="accepted"/>: the message was accepted all
+    /// the same (a 5xx after Twilio took it), so it is in the list.
+    /// </summary>
+    public void FailNext(int status, string body, bool accepted = false) => _failures.Enqueue((status, body, accepted));
+
+    /// <summary>The next list request gets this answer.</summary>
+    public void FailNextList(int status, string body) => _listFailures.Enqueue((status, body));
 
     /// <summary>Requests from now on are recorded but not answered until <see cref="ReleaseAnswers"/>.</summary>
     public void HoldAnswers()
@@ -48,6 +71,9 @@ public sealed class TwilioStandIn : IAsyncDisposable
 
     public void ReleaseAnswers() => _answer.TrySetResult();
 
+    /// <summary>The messages accepted with this body, newest first.</summary>
+    public IReadOnlyList<TwilioMessage> AcceptedWith(string body) => [.. _accepted.Where(m => m.Body == body)];
+
     private static TaskCompletionSource Answered()
     {
         var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -59,16 +85,52 @@ public sealed class TwilioStandIn : IAsyncDisposable
     {
         var form = await context.Request.ReadFormAsync();
         Requests.Enqueue(new TwilioRequest(context.Request.Path, context.Request.Headers.Authorization, form.ToDictionary(f => f.Key, f => f.Value.ToString())));
+        (int Status, string Body, bool Accepted)? failure = _failures.TryDequeue(out var f) ? f : null;
+        TwilioMessage? accepted = null;
+        if (failure is null or { Accepted: true })
+        {
+            var from = form.TryGetValue("From", out var number) ? number.ToString() : ServiceNumber;
+            accepted = new TwilioMessage($"SM{Interlocked.Increment(ref _count):D32}", form["To"].ToString(), from, form["Body"].ToString(), _clock.GetUtcNow());
+            _accepted.Push(accepted);
+        }
         var answer = _answer.Task;
         _held.TrySetResult();
         await answer;
-        if (_failures.TryDequeue(out var failure))
+        if (failure is { } failed)
+        {
+            return Results.Content(failed.Body, "application/json", null, failed.Status);
+        }
+        return Results.Json(Resource(accepted!), statusCode: 201);
+    }
+
+    /// <summary>GET Messages.json: To and From filter, PageSize bounds the page, newest first, as Twilio lists them.</summary>
+    private IResult List(HttpContext context)
+    {
+        var query = context.Request.Query;
+        ListRequests.Enqueue(new TwilioRequest(context.Request.Path + context.Request.QueryString, context.Request.Headers.Authorization,
+            query.ToDictionary(q => q.Key, q => q.Value.ToString())));
+        if (_listFailures.TryDequeue(out var failure))
         {
             return Results.Content(failure.Body, "application/json", null, failure.Status);
         }
-        var sid = $"SM{Interlocked.Increment(ref _count):D32}";
-        return Results.Json(new { sid, status = "queued", to = form["To"].ToString(), body = form["Body"].ToString() }, statusCode: 201);
+        var pageSize = int.TryParse(query["PageSize"], out var size) ? Math.Clamp(size, 1, 1000) : 50;
+        var messages = _accepted.OrderByDescending(m => m.Created)
+            .Where(m => (!query.ContainsKey("To") || m.To == query["To"]) && (!query.ContainsKey("From") || m.From == query["From"]))
+            .Take(pageSize).Select(Resource).ToList();
+        return Results.Json(new
+        {
+            first_page_uri = context.Request.Path + context.Request.QueryString,
+            end = messages.Count - 1, previous_page_uri = (string?)null, messages,
+            uri = context.Request.Path + context.Request.QueryString, page_size = pageSize, start = 0, next_page_uri = (string?)null, page = 0,
+        });
     }
+
+    private static object Resource(TwilioMessage m) => new
+    {
+        sid = m.Sid, to = m.To, from = m.From, body = m.Body, status = "queued", direction = "outbound-api",
+        date_created = m.Created.UtcDateTime.ToString("ddd, dd MMM yyyy HH:mm:ss '+0000'", System.Globalization.CultureInfo.InvariantCulture),
+        date_sent = (string?)null, num_segments = "1", error_code = (int?)null, error_message = (string?)null,
+    };
 
     public async ValueTask DisposeAsync()
     {

@@ -243,7 +243,7 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         // Rejections are written at most once a minute: the stale one below is the tile's after a minute.
         fx.Clock.Advance(StripeEndpoints.FailureRecordInterval);
         var stale = await (await PostAsync(url, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow().AddMinutes(-10)))).AssertErrorAsync(HttpStatusCode.BadRequest);
-        Assert.Contains("tolerance", stale, StringComparison.Ordinal);
+        Assert.Equal(StripeEndpoints.SignatureRejected, stale);
 
         // Another gym's URL does not accept this gym's secret.
         var (other, _) = await ConnectedGymAsync();
@@ -312,6 +312,42 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Connected, tile.State);
         Assert.DoesNotContain("Rejected", tile.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Rejected_posts_answer_alike_whether_or_not_the_gym_has_Stripe_connected_and_are_logged_at_debug_only()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var unconnected = await fx.CreateGymAsync();
+        var logged = fx.Logs.Lines.Count;
+        var now = fx.Clock.GetUtcNow();
+        var payload = StripeSigner.Event("evt_probe", "invoice.paid", StripeSigner.PaidInvoice("in_probe", "cus_1", "ana@example.com", 100, "pi_probe"), now);
+        string[] urls =
+        [
+            $"{StripeEndpoints.WebhookPath}/{gym.GymId}", $"{StripeEndpoints.WebhookPath}/{unconnected.GymId}", $"{StripeEndpoints.WebhookPath}/{Guid.NewGuid()}",
+            $"{StripeEndpoints.WebhookPath}?gym={unconnected.GymId}", StripeEndpoints.WebhookPath,
+        ];
+        // A foreign secret, a malformed header, and (for the connected gym, a mismatch elsewhere) its own secret, stale.
+        string[] signatures = [StripeSigner.Sign(payload, StripeSigner.NewSecret(), now), "t=1,v1=00", "nonsense", StripeSigner.Sign(payload, secret, now.AddMinutes(-10))];
+        var answers = new HashSet<string>();
+        foreach (var url in urls)
+        {
+            foreach (var signature in signatures)
+            {
+                var response = await PostAsync(url, payload, signature);
+                Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+                answers.Add(await response.Content.ReadAsStringAsync());
+            }
+        }
+        Assert.Equal(StripeEndpoints.SignatureRejected, JsonDocument.Parse(Assert.Single(answers)).RootElement.GetProperty("error").GetString());
+
+        // The owner still sees why; the log has the reasons at Debug only, so forged posts cannot flood it.
+        Assert.Contains("Rejected a webhook: the signature does not match the body and the endpoint secret", (await TileAsync(gym.GymId)).Reason, StringComparison.Ordinal);
+        var lines = fx.Logs.Lines.Skip(logged).ToList();
+        Assert.Contains(lines, l => l.StartsWith("Debug Gymwire.Features.Stripe", StringComparison.Ordinal) && l.Contains("Stripe is not connected for this gym", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.Contains("Stripe", StringComparison.Ordinal)
+            && (l.StartsWith("Warning ", StringComparison.Ordinal) || l.StartsWith("Error ", StringComparison.Ordinal) || l.StartsWith("Critical ", StringComparison.Ordinal)));
+        Assert.Equal(0, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
     }
 
     [Fact]
@@ -636,6 +672,42 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         await (await DeliverAsync(gym.GymId, StripeSigner.Event($"evt_{currency}", "invoice.paid", invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
         var detail = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId).Select(e => e.Detail).SingleAsync());
         Assert.Contains($"for {shown}:", detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Memberships_from_subscriptions_Stripe_delivers_late_are_dated_when_they_started_and_ended()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        static DateTime Seconds(DateTimeOffset at) => DateTimeOffset.FromUnixTimeSeconds(at.ToUnixTimeSeconds()).UtcDateTime;
+        static string Subscription(string id, string extra) => """
+            {"id":"SUB_ID","object":"subscription","customer":"cus_dated","status":"active","metadata":{"user_id":"user_ana"},EXTRA_FIELDS
+             "items":{"object":"list","data":[{"id":"si_SUB_ID","price":{"id":"price_dated","nickname":"Dated","unit_amount":5000,"currency":"usd","recurring":{"interval":"month"}}}]}}
+            """.Replace("SUB_ID", id, StringComparison.Ordinal).Replace("EXTRA_FIELDS", extra, StringComparison.Ordinal);
+        // Stripe retried after Gymwire was down: the subscription started and ended days before they arrive.
+        var startedAt = now.AddDays(-20);
+        var endedAt = now.AddDays(-2);
+        var dated = Subscription("sub_dated", $"\"start_date\":{startedAt.ToUnixTimeSeconds()},");
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_dated_1", "customer.subscription.created", dated, startedAt.AddSeconds(2)), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+        var ended = Subscription("sub_dated", $"\"start_date\":{startedAt.ToUnixTimeSeconds()},\"canceled_at\":{now.AddDays(-9).ToUnixTimeSeconds()},\"ended_at\":{endedAt.ToUnixTimeSeconds()},")
+            .Replace("\"active\"", "\"canceled\"", StringComparison.Ordinal);
+        fx.Clock.Advance(TimeSpan.FromSeconds(1));
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_dated_2", "customer.subscription.deleted", ended, endedAt.AddSeconds(1)), secret))
+            .AssertStatusAsync(HttpStatusCode.OK);
+
+        // Without start_date or ended_at, the events' own times.
+        var createdAt = now.AddDays(-5);
+        var deletedAt = now.AddDays(-1);
+        var plain = Subscription("sub_plain", "");
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_plain_1", "customer.subscription.created", plain, createdAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_plain_2", "customer.subscription.deleted", plain, deletedAt), secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        var memberships = (await (await gym.Owner().GetAsync("/api/gym/memberships")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("memberships").EnumerateArray()
+            .Select(m => (Started: m.GetProperty("started_at").GetDateTime().ToUniversalTime(), Canceled: m.GetProperty("canceled_at").GetDateTime().ToUniversalTime()))
+            .OrderBy(m => m.Started).ToList();
+        Assert.Equal([(Seconds(startedAt), Seconds(endedAt)), (Seconds(createdAt), Seconds(deletedAt))], memberships);
+        Assert.Equal(["membership.activated", "membership.canceled", "membership.activated", "membership.canceled"], await EventTypesAsync(gym.GymId));
     }
 
     [Fact]

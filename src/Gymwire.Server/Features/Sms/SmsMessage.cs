@@ -17,6 +17,12 @@ public sealed class SmsMessage : IGymRow
     /// <summary>While <c>sending</c>: until when the claiming sender owns it. Past that, the sender died mid-send.</summary>
     public DateTime? ClaimedUntil { get; set; }
     public DateTime? LastAttemptAt { get; set; }
+    /// <summary>
+    /// When the first attempt began that may have reached the provider without Gymwire learning its outcome (a timeout,
+    /// a 5xx, an unexpected exception, a send interrupted by a stop); null when none did. Twilio has no idempotency key,
+    /// so before sending again its provider looks for a message it accepted since then.
+    /// </summary>
+    public DateTime? UncertainSince { get; set; }
     public DateTime CreatedAt { get; set; }
     public DateTime? SentAt { get; set; }
 }

@@ -32,8 +32,10 @@ public sealed class SmsOptions
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
-    /// Whether a 5xx answer or a timeout is retried. The provider may have accepted the message before failing, so a
-    /// retry can (rarely) send twice; switch off to prefer at-most-once (such messages then fail for review).
+    /// Whether a 5xx answer or a timeout is retried. The provider may have accepted the message before failing, so
+    /// Twilio's provider first looks for it in Twilio's messages to the number (same body, created since the uncertain
+    /// attempt began) and records that one as sent; only when Twilio has none is it sent again, and when the look-up
+    /// fails it waits for the next attempt. Switch off to have such messages fail for review instead.
     /// </summary>
     public bool RetryUncertainFailures { get; set; } = true;
 

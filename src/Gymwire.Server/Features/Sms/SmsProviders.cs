@@ -32,42 +32,46 @@ public interface ISmsProvider
     Task<SmsSendResult> SendAsync(SmsMessage message, CancellationToken ct);
 }
 
-/// <summary>Twilio's Messages API over HttpClient: <c>POST /2010-04-01/Accounts/{sid}/Messages.json</c>, form-encoded, basic auth.</summary>
-public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptions> options, ILogger<TwilioSmsProvider> logger) : ISmsProvider
+/// <summary>
+/// Twilio's Messages API over HttpClient: <c>POST /2010-04-01/Accounts/{sid}/Messages.json</c>, form-encoded, basic auth.
+/// Twilio has no idempotency key, so before sending a message whose earlier attempt may have reached it (see
+/// <see cref="SmsMessage.UncertainSince"/>), it lists the messages to that number and records the one it finds instead.
+/// </summary>
+public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptions> options, TimeProvider clock, ILogger<TwilioSmsProvider> logger) : ISmsProvider
 {
     public const string HttpClientName = "twilio";
+
+    /// <summary>How far Twilio's clock may be behind Gymwire's when it dates a message an uncertain attempt sent.</summary>
+    public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(1);
+
+    /// <summary>Messages to one number read by a look-up; more than this since the uncertain attempt leaves it uncertain.</summary>
+    public const int LookupPageSize = 50;
+
+    private const string LookUpFailed = "Could not look for the earlier attempt in Twilio's messages: ";
+
     private readonly TwilioOptions _twilio = options.Value.Twilio;
 
     public string Name => "Twilio";
 
     public string Describe() => $"Twilio account {Mask(_twilio.AccountSid)}, sending from {SmsLog.MaskPhone(_twilio.From)}";
 
+    private bool FromMessagingService => _twilio.From.StartsWith("MG", StringComparison.Ordinal);
+
+    private string MessagesUrl => $"{_twilio.BaseUrl.TrimEnd('/')}/2010-04-01/Accounts/{Uri.EscapeDataString(_twilio.AccountSid)}/Messages.json";
+
     public async Task<SmsSendResult> SendAsync(SmsMessage message, CancellationToken ct)
     {
-        var url = $"{_twilio.BaseUrl.TrimEnd('/')}/2010-04-01/Accounts/{Uri.EscapeDataString(_twilio.AccountSid)}/Messages.json";
+        if (message.UncertainSince is { } since && await LookUpAsync(message, since, ct) is { } earlier)
+        {
+            return earlier;
+        }
         var form = new List<KeyValuePair<string, string>> { new("To", message.Phone), new("Body", message.Message) };
-        form.Add(_twilio.From.StartsWith("MG", StringComparison.Ordinal) ? new("MessagingServiceSid", _twilio.From) : new("From", _twilio.From));
-        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new FormUrlEncodedContent(form) };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
-            Convert.ToBase64String(Encoding.UTF8.GetBytes($"{_twilio.AccountSid}:{_twilio.AuthToken}")));
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(options.Value.RequestTimeout);
-        HttpResponseMessage response;
-        try
+        form.Add(FromMessagingService ? new("MessagingServiceSid", _twilio.From) : new("From", _twilio.From));
+        using var request = Authorized(new HttpRequestMessage(HttpMethod.Post, MessagesUrl) { Content = new FormUrlEncodedContent(form) });
+        var (response, failure) = await ExchangeAsync(request, ct);
+        if (response is null)
         {
-            response = await http.SendAsync(request, timeout.Token);
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            return SmsSendResult.RetryUncertain($"Twilio did not answer within {options.Value.RequestTimeout.TotalSeconds:0} s");
-        }
-        catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError)
-        {
-            return SmsSendResult.Retry($"Could not connect to Twilio: {e.HttpRequestError}");
-        }
-        catch (HttpRequestException e)
-        {
-            return SmsSendResult.RetryUncertain($"Twilio request failed: {e.HttpRequestError}");
+            return failure!;
         }
         using (response)
         {
@@ -77,19 +81,136 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
             {
                 return SmsSendResult.Success(sid);
             }
-            var error = $"Twilio {status}{(Field(body, "code") is { } code ? $" ({code})" : "")}: {Field(body, "message") ?? response.ReasonPhrase ?? "error"}";
+            var error = Describe(status, body, response.ReasonPhrase);
             LogRejected(logger, message.Id, status);
             return response.StatusCode switch
             {
                 HttpStatusCode.TooManyRequests => SmsSendResult.Retry(error),
-                HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
-                    SmsSendResult.Misconfigured($"{error} (check Sms:Twilio's AccountSid and AuthToken; the message stays queued until they work)"),
+                HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => CredentialsRefused(error),
                 _ when status >= 500 => SmsSendResult.RetryUncertain(error),
                 _ when response.IsSuccessStatusCode => SmsSendResult.Permanent($"Twilio answered {status} without a message sid"),
                 _ => SmsSendResult.Permanent(error),
             };
         }
     }
+
+    /// <summary>
+    /// Looks in Twilio's messages to the number (from the configured number, unless it is a Messaging Service) for one
+    /// with this body created since the uncertain attempt began. Returns it as sent; null when Twilio certainly has
+    /// none; a failure to record when Twilio's answer cannot tell, which leaves the message uncertain and unsent.
+    /// </summary>
+    private async Task<SmsSendResult?> LookUpAsync(SmsMessage message, DateTime since, CancellationToken ct)
+    {
+        var query = $"?To={Uri.EscapeDataString(message.Phone)}{(FromMessagingService ? "" : $"&From={Uri.EscapeDataString(_twilio.From)}")}&PageSize={LookupPageSize}";
+        using var request = Authorized(new HttpRequestMessage(HttpMethod.Get, MessagesUrl + query));
+        var (response, failure) = await ExchangeAsync(request, ct);
+        if (response is null)
+        {
+            return SmsSendResult.RetryUncertain(LookUpFailed + failure!.Error);
+        }
+        using (response)
+        {
+            var body = await response.Content.ReadAsStringAsync(ct);
+            var status = (int)response.StatusCode;
+            if (!response.IsSuccessStatusCode)
+            {
+                var error = LookUpFailed + Describe(status, body, response.ReasonPhrase);
+                return response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden ? CredentialsRefused(error) : SmsSendResult.RetryUncertain(error);
+            }
+            if (ReadMessages(body) is not { } listed)
+            {
+                return SmsSendResult.RetryUncertain(LookUpFailed + "the list could not be read");
+            }
+            var from = since - ClockSkew;
+            var match = listed.FirstOrDefault(m => m.Created >= from
+                && string.Equals(m.To, message.Phone, StringComparison.Ordinal) && string.Equals(m.Body, message.Message, StringComparison.Ordinal));
+            if (match is not null)
+            {
+                LogFoundEarlier(logger, message.Id);
+                return SmsSendResult.Success(match.Sid);
+            }
+            // A full page whose every message is that recent may not hold them all.
+            return listed.Count < LookupPageSize || listed.Any(m => m.Created < from)
+                ? null
+                : SmsSendResult.RetryUncertain($"{LookUpFailed}it lists more than {LookupPageSize} to this number since then");
+        }
+    }
+
+    private sealed record ListedMessage(string Sid, string? To, string? Body, DateTimeOffset Created);
+
+    /// <summary>The items of a Messages list answer, or null when it is not one (or an item's date cannot be read).</summary>
+    private static List<ListedMessage>? ReadMessages(string body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("messages", out var items) || items.ValueKind != JsonValueKind.Array)
+            {
+                return null;
+            }
+            var listed = new List<ListedMessage>();
+            foreach (var item in items.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.Object || Text(item, "sid") is not { } sid
+                    || !DateTimeOffset.TryParseExact(Text(item, "date_created"), Rfc2822, CultureInfo.InvariantCulture, DateTimeStyles.None, out var created))
+                {
+                    return null;
+                }
+                listed.Add(new ListedMessage(sid, Text(item, "to"), Text(item, "body"), created));
+            }
+            return listed;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Twilio's dates, e.g. <c>Wed, 18 Aug 2010 20:01:40 +0000</c>.</summary>
+    private static readonly string[] Rfc2822 = ["ddd, dd MMM yyyy HH:mm:ss zzz", "ddd, d MMM yyyy HH:mm:ss zzz"];
+
+    private static string? Text(JsonElement obj, string name) =>
+        obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    private HttpRequestMessage Authorized(HttpRequestMessage request)
+    {
+        request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(Encoding.UTF8.GetBytes($"{_twilio.AccountSid}:{_twilio.AuthToken}")));
+        return request;
+    }
+
+    /// <summary>
+    /// One request within <c>Sms:RequestTimeout</c> (on <see cref="TimeProvider"/>): its answer, or, when none came,
+    /// what that means for a send (a timeout or a broken exchange may have reached Twilio; a refused connection did not).
+    /// </summary>
+    private async Task<(HttpResponseMessage? Response, SmsSendResult? Failure)> ExchangeAsync(HttpRequestMessage request, CancellationToken ct)
+    {
+        var limit = options.Value.RequestTimeout;
+        using var timeout = new CancellationTokenSource(limit, clock);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        try
+        {
+            return (await http.SendAsync(request, linked.Token), null);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return (null, SmsSendResult.RetryUncertain($"Twilio did not answer within {limit.TotalSeconds:0} s"));
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError)
+        {
+            return (null, SmsSendResult.Retry($"Could not connect to Twilio: {e.HttpRequestError}"));
+        }
+        catch (HttpRequestException e)
+        {
+            return (null, SmsSendResult.RetryUncertain($"Twilio request failed: {e.HttpRequestError}"));
+        }
+    }
+
+    private static string Describe(int status, string body, string? reason) =>
+        $"Twilio {status}{(Field(body, "code") is { } code ? $" ({code})" : "")}: {Field(body, "message") ?? reason ?? "error"}";
+
+    private static SmsSendResult CredentialsRefused(string error) =>
+        SmsSendResult.Misconfigured($"{error} (check Sms:Twilio's AccountSid and AuthToken; the message stays queued until they work)");
 
     private static string? Field(string body, string name)
     {
@@ -110,6 +231,9 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
 
     [LoggerMessage(EventId = 8202, Level = LogLevel.Warning, Message = "Twilio refused SMS {MessageId} with status {Status}")]
     private static partial void LogRejected(ILogger logger, Guid messageId, int status);
+
+    [LoggerMessage(EventId = 8209, Level = LogLevel.Information, Message = "SMS {MessageId}: Twilio had accepted an earlier attempt; recorded as sent, not sent again")]
+    private static partial void LogFoundEarlier(ILogger logger, Guid messageId);
 }
 
 /// <summary>Development provider: records the message as sent without sending anything.</summary>

@@ -15,6 +15,10 @@ public sealed class SmsSignal : WakeSignal;
 /// the two; whether the provider got it is unknown and Twilio has no idempotency key for messages, so it is not
 /// resent blindly: it is marked <c>failed</c> with an error saying so, for the owner to check and resend.
 /// </para>
+/// <para>
+/// An attempt whose outcome is unknown (a timeout, a 5xx, an interrupted send) sets <see cref="SmsMessage.UncertainSince"/>,
+/// and the provider looks for the message before it sends it again (Twilio: in its list of messages to the number).
+/// </para>
 /// </summary>
 public sealed partial class SmsSender(
     IServiceScopeFactory scopes, SmsSignal signal, TimeProvider clock, IOptions<SmsOptions> options, SmsMetrics metrics, ILogger<SmsSender> logger)
@@ -75,7 +79,7 @@ public sealed partial class SmsSender(
         var interrupted = await db.SmsMessages
             .Where(m => m.Status == SmsStatuses.Sending && m.ClaimedUntil != null && m.ClaimedUntil < now)
             .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, InterruptedError)
-                .SetProperty(m => m.ClaimedUntil, (DateTime?)null), ct);
+                .SetProperty(m => m.UncertainSince, m => m.UncertainSince ?? m.LastAttemptAt).SetProperty(m => m.ClaimedUntil, (DateTime?)null), ct);
         if (interrupted > 0)
         {
             LogInterrupted(logger, interrupted);
@@ -102,8 +106,9 @@ public sealed partial class SmsSender(
     private async Task SendOneAsync(GymwireDbContext db, ISmsProvider provider, Guid id, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
-        // The lease outlives the provider's timeout by a margin, so a live sender is never mistaken for a dead one.
-        var claimedUntil = now + Options.RequestTimeout + TimeSpan.FromMinutes(1);
+        // The lease outlives the provider's requests (a look-up for an uncertain earlier attempt, then the send, each
+        // within the timeout) by a margin, so a live sender is never mistaken for a dead one.
+        var claimedUntil = now + 2 * Options.RequestTimeout + TimeSpan.FromMinutes(1);
         // Shutdown stops the batch before a claim, never between a claim and its send: a claim left without its send
         // would lapse into "may have been sent", the owner's to check, for a message that never left.
         ct.ThrowIfCancellationRequested();
@@ -140,19 +145,22 @@ public sealed partial class SmsSender(
             return;
         }
         var error = ColumnText.Fit($"Attempt {message.Attempts}: {result.Error}", 1000);
+        // From the first uncertain attempt on: any attempt since may be the one the provider accepted.
+        var uncertainSince = result.Uncertain ? message.UncertainSince ?? now : message.UncertainSince;
         var retry = result.Configuration
             || (result.Transient && (!result.Uncertain || Options.RetryUncertainFailures) && message.Attempts < Options.MaxAttempts);
         if (retry)
         {
             var delay = Backoff(message.Attempts);
             await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Queued).SetProperty(m => m.Error, error)
-                .SetProperty(m => m.NextAttemptAt, done + delay).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                .SetProperty(m => m.NextAttemptAt, done + delay).SetProperty(m => m.UncertainSince, uncertainSince)
+                .SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
             LogRetrying(logger, id, message.Attempts, delay);
             metrics.Sent(SmsMetrics.Outcomes.Retrying);
             return;
         }
         await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, error)
-            .SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+            .SetProperty(m => m.UncertainSince, uncertainSince).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
         LogFailed(logger, id, message.Attempts);
         metrics.Sent(SmsMetrics.Outcomes.Failed);
     }

@@ -21,10 +21,18 @@ public static partial class StripeEndpoints
     public const string SignatureHeader = "Stripe-Signature";
     public const string WebhookPath = "/api/integrations/stripe/webhook";
 
+    /// <summary>
+    /// The answer to a post whose signature does not verify, whatever the reason: a gym without Stripe connected gets
+    /// the same, so that an anonymous caller cannot tell which gyms have it. The reason goes to the gym's connection
+    /// (the Payments tile) and the debug log.
+    /// </summary>
+    public const string SignatureRejected = "Invalid Stripe webhook: the signature does not verify with the endpoint's signing secret";
+
     public static IEndpointRouteBuilder MapStripe(this IEndpointRouteBuilder app)
     {
-        // Stripe signs, so these are anonymous; the signature is the authentication.
-        var hooks = app.MapGroup(WebhookPath).WithTags("Stripe").AllowAnonymous();
+        // Stripe signs, so these are anonymous; the signature is the authentication. Anyone can post, so posts are
+        // limited per client address.
+        var hooks = app.MapGroup(WebhookPath).WithTags("Stripe").AllowAnonymous().RequireRateLimiting(RateLimitPolicies.StripeWebhooks);
         hooks.MapPost("/", Receive)
             .WithSummary("Receive a Stripe event (the gym is named by ?gym= or found by whose secret verifies the signature)");
         hooks.MapPost("/{gymId:guid}", ReceiveForGym).WithSummary("Receive a Stripe event for one gym");
@@ -91,6 +99,8 @@ public static partial class StripeEndpoints
         StripeAccount? account = null;
         global::Stripe.Event? stripeEvent = null;
         string? failure = null;
+        // Only a sender holding a gym's secret can cause these, so they are told to the caller as they are.
+        string? verifiedFailure = null;
         foreach (var candidate in accounts)
         {
             if (secrets.Unprotect(candidate.GymId, candidate.ProtectedEndpointSecret) is not { } secret)
@@ -105,7 +115,7 @@ public static partial class StripeEndpoints
                 {
                     // Matched by secret, and two gyms hold this one: recording it in either could be the wrong gym's.
                     (account, stripeEvent) = (null, null);
-                    failure = $"More than one gym's Stripe endpoint secret verifies this signature: send each gym's events to {WebhookPath}/{{gym_id}}";
+                    verifiedFailure = $"More than one gym's Stripe endpoint secret verifies this signature: send each gym's events to {WebhookPath}/{{gym_id}}";
                     break;
                 }
                 (account, stripeEvent) = (candidate, verified);
@@ -122,12 +132,12 @@ public static partial class StripeEndpoints
             // (a JSON array, a number): the sender's mistake. Its reader throws InvalidOperationException for a non-object.
             catch (Exception e) when (e is JsonException or Newtonsoft.Json.JsonException or ArgumentException or InvalidOperationException)
             {
-                failure = "The body is not a Stripe event";
+                verifiedFailure = "The body is not a Stripe event";
             }
         }
         if (account is null || stripeEvent is null)
         {
-            failure ??= gymId is null ? "No gym's Stripe endpoint secret verifies this signature" : "Stripe is not connected for this gym";
+            failure = verifiedFailure ?? failure ?? (gymId is null ? "No gym's Stripe endpoint secret verifies this signature" : "Stripe is not connected for this gym");
             // Anyone can post here, so a rejection is written at most once per FailureRecordInterval: forged posts
             // cannot turn into a database write each.
             if (gymId is not null && accounts.Count == 1
@@ -138,7 +148,7 @@ public static partial class StripeEndpoints
                 await db.SaveChangesAsync(ct);
             }
             LogRejected(logger, gymId, failure);
-            return (ApiErrors.BadRequest($"Invalid Stripe webhook: {failure}"), rejected);
+            return (ApiErrors.BadRequest(verifiedFailure is null ? SignatureRejected : $"Invalid Stripe webhook: {verifiedFailure}"), rejected);
         }
 
         var eventId = stripeEvent.Id ?? "";
@@ -326,7 +336,9 @@ public static partial class StripeEndpoints
         new(a is not null, a?.SecretHint, $"{WebhookPath}/{gymId}", a?.ConfiguredAt, a?.LastEventAt, a?.LastFailureAt, a?.LastFailure);
 
 
-    [LoggerMessage(EventId = 8101, Level = LogLevel.Warning, Message = "Rejected a Stripe webhook for gym {GymId}: {Reason}")]
+    // Debug: anyone can post, so rejections must not fill the log; gymwire.stripe.events counts them (outcome rejected),
+    // and a gym's connection keeps the latest for its owner.
+    [LoggerMessage(EventId = 8101, Level = LogLevel.Debug, Message = "Rejected a Stripe webhook for gym {GymId}: {Reason}")]
     private static partial void LogRejected(ILogger logger, Guid? gymId, string reason);
 
     [LoggerMessage(EventId = 8102, Level = LogLevel.Information, Message = "Stripe event {EventId} ({Type}) for gym {GymId}: {Outcome}")]

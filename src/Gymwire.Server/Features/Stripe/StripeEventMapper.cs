@@ -24,7 +24,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
 
     /// <summary>
     /// Maps an event's object. <paramref name="now"/> is when Gymwire records it; <paramref name="created"/> the event's
-    /// own time, when what it tells happened (a payment's or refund's date in the accounting exports).
+    /// own time, when what it tells happened (a payment's or refund's date in the accounting exports, a membership's
+    /// start or end when the subscription does not say).
     /// </summary>
     public Task<StripeMapping> MapAsync(Guid gymId, string type, JsonElement obj, DateTime now, DateTime created, CancellationToken ct) => type switch
     {
@@ -33,8 +34,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         "invoice_payment.paid" => InvoicePaymentPaidAsync(gymId, obj, now, ct),
         "charge.refunded" => ChargeRefundedAsync(gymId, obj, now, created, ct),
         "customer.created" or "customer.updated" => CustomerAsync(gymId, obj, now, ct),
-        "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, ct),
-        "customer.subscription.deleted" => SubscriptionDeletedAsync(gymId, obj, now, ct),
+        "customer.subscription.created" => SubscriptionCreatedAsync(gymId, obj, now, created, ct),
+        "customer.subscription.deleted" => SubscriptionDeletedAsync(gymId, obj, now, created, ct),
         _ => Task.FromResult(new StripeMapping(StripeOutcomes.IgnoredUnknownType,
             $"Gymwire does not handle '{type}' events; it was recorded and nothing else changed.", CustomerOf(obj), EmailOf(obj))),
     };
@@ -235,7 +236,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
 
     /// <summary>
     /// A Unix time (seconds) at a path, or null. One after <paramref name="now"/> (Stripe's clock ahead of ours) is
-    /// taken as now: a payment is not dated in the future.
+    /// taken as now: a payment or membership is not dated in the future.
     /// </summary>
     private static DateTime? UnixTime(JsonElement obj, DateTime now, params string[] path)
     {
@@ -300,7 +301,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return new(StripeOutcomes.Recorded, $"Customer {customer} is member {userId}.", customer, email);
     }
 
-    private async Task<StripeMapping> SubscriptionCreatedAsync(Guid gymId, JsonElement subscription, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> SubscriptionCreatedAsync(Guid gymId, JsonElement subscription, DateTime now, DateTime created, CancellationToken ct)
     {
         var subscriptionId = Str(subscription, "id") ?? "";
         var customer = CustomerOf(subscription);
@@ -314,7 +315,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
             return UnknownMember($"Subscription {subscriptionId}", customer, null);
         }
         var planId = await PlanOfSubscriptionAsync(gymId, subscription, now, ct);
-        var membership = MembershipService.ActivateMembership(db, gymId, userId, planId, now);
+        // The subscription's start (which Stripe allows to be backdated), else the event's time.
+        var membership = MembershipService.ActivateMembership(db, gymId, userId, planId, now, startedAt: UnixTime(subscription, now, "start_date") ?? created);
         AddLink(gymId, StripeLinkKinds.Membership, subscriptionId, membership.Id.ToString(), now);
         if (customer is not null)
         {
@@ -323,7 +325,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         return new(StripeOutcomes.Recorded, $"Subscription {subscriptionId}: membership {membership.Id} activated for {userId}.", customer);
     }
 
-    private async Task<StripeMapping> SubscriptionDeletedAsync(Guid gymId, JsonElement subscription, DateTime now, CancellationToken ct)
+    private async Task<StripeMapping> SubscriptionDeletedAsync(Guid gymId, JsonElement subscription, DateTime now, DateTime created, CancellationToken ct)
     {
         var subscriptionId = Str(subscription, "id") ?? "";
         var customer = CustomerOf(subscription);
@@ -339,7 +341,8 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.AlreadyRecorded, $"Subscription {subscriptionId}: membership {membership.Id} is already canceled.", customer);
         }
-        MembershipService.CancelMembership(db, membership, now);
+        // When it ended (a cancellation at the period's end ends then, not when it was asked for), else the event's time.
+        MembershipService.CancelMembership(db, membership, now, canceledAt: UnixTime(subscription, now, "ended_at") ?? created);
         return new(StripeOutcomes.Recorded, $"Subscription {subscriptionId}: membership {membership.Id} canceled.", customer);
     }
 

@@ -980,6 +980,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("character varying(16)")
                         .HasColumnName("status");
 
+                    b.Property<DateTime?>("UncertainSince")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("uncertain_since");
+
                     b.HasKey("Id")
                         .HasName("pk_sms_messages");
 

@@ -973,6 +973,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("status");
 
+                    b.Property<DateTime?>("UncertainSince")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("uncertain_since");
+
                     b.HasKey("Id")
                         .HasName("pk_sms_messages");
 
