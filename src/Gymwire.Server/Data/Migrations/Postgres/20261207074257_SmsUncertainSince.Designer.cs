@@ -365,6 +365,14 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_sent_at");
 
+                    b.Property<string>("QuickBooksDateOrder")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(3)
+                        .HasColumnType("character varying(3)")
+                        .HasDefaultValue("mdy")
+                        .HasColumnName("quickbooks_date_order");
+
                     b.Property<string>("Recipients")
                         .HasMaxLength(2000)
                         .HasColumnType("character varying(2000)")
@@ -1481,6 +1489,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasMaxLength(2000)
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("secret_protected");
+
+                    b.Property<bool>("SwitchedByOwner")
+                        .HasColumnType("boolean")
+                        .HasColumnName("switched_by_owner");
 
                     b.Property<DateTime>("UpdatedAt")
                         .HasColumnType("timestamp with time zone")

@@ -360,6 +360,14 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("last_sent_at");
 
+                    b.Property<string>("QuickBooksDateOrder")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(3)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("mdy")
+                        .HasColumnName("quickbooks_date_order");
+
                     b.Property<string>("Recipients")
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")
@@ -1474,6 +1482,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")
                         .HasColumnName("secret_protected");
+
+                    b.Property<bool>("SwitchedByOwner")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("switched_by_owner");
 
                     b.Property<DateTime>("UpdatedAt")
                         .HasColumnType("TEXT")
