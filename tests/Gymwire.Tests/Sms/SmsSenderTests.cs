@@ -101,6 +101,14 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
     private static string BasicAuth => "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TwilioFixture.AccountSid}:{TwilioFixture.AuthToken}"));
 
+    private static readonly RecordedElsewhere NoneRecorded = (_, _) => Task.FromResult<IReadOnlySet<string>>(new HashSet<string>());
+
+    private TwilioSmsProvider Provider(HttpClient http, string from = "+15550001111") => new(http, Options.Create(new SmsOptions
+    {
+        Provider = SmsOptions.TwilioProvider,
+        Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
+    }), fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
+
     private async Task<IntegrationStatus> TileAsync(Guid gymId)
     {
         await using var scope = fx.Services.CreateAsyncScope();
@@ -256,29 +264,104 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     }
 
     [Fact]
+    public async Task The_look_up_does_not_take_another_messages_send_of_the_same_text_to_the_number_for_its_own()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Reminder: class at 7pm {Guid.NewGuid():N}";
+        // A is sent and recorded at 10:00:00.
+        var a = await AwaitStatusAsync(await QueueAsync(writer, body, phone), SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, a.Status);
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+
+        // B, the same text to the same number, at 10:00:30: a 503 Twilio did not accept, so B's look-up window holds A's send.
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var id = await QueueAsync(writer, body, phone);
+        var waiting = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, waiting.Status);
+        Assert.NotNull(waiting.UncertainSince);
+        Assert.True(a.SentAt >= waiting.UncertainSince - TwilioSmsProvider.ClockSkew);
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var b = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, b.Status);
+        Assert.Single(LookUpsOf(phone));
+        Assert.Equal(3, RequestsWith(body));
+        Assert.Equal(new[] { b.ProviderMessageId, a.ProviderMessageId }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+    }
+
+    [Fact]
+    public async Task A_message_Twilio_failed_is_not_taken_for_the_uncertain_attempt_and_the_message_is_sent_again()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Failed at Twilio {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var id = await QueueAsync(writer, body, phone);
+        var first = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, first.Status);
+        // Twilio accepted the first attempt and then could not send it.
+        var failed = Assert.Single(fx.Twilio.AcceptedWith(body));
+        failed.Status = "failed";
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Single(LookUpsOf(phone));
+        Assert.Equal(2, RequestsWith(body));
+        Assert.Equal(new[] { sent.ProviderMessageId, failed.Sid }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+    }
+
+    [Fact]
+    public async Task Of_several_matches_the_look_up_takes_the_oldest_and_none_another_message_carries()
+    {
+        using var http = new HttpClient();
+        var provider = Provider(http);
+        var phone = NewPhone();
+        var message = new SmsMessage { Id = Guid.NewGuid(), Phone = phone, Message = $"Twice {Guid.NewGuid():N}", Status = SmsStatuses.Sending };
+        var since = fx.Clock.GetUtcNow().UtcDateTime;
+        foreach (var _ in new[] { 1, 2, 3 })
+        {
+            // Three uncertain attempts that Twilio each accepted, ten seconds apart.
+            fx.Twilio.FailNext(500, """{"code":20500,"message":"Internal Server Error","status":500}""", accepted: true);
+            Assert.True((await provider.SendAsync(message, NoneRecorded, CancellationToken.None)).Uncertain);
+            fx.Clock.Advance(TimeSpan.FromSeconds(10));
+        }
+        var accepted = fx.Twilio.AcceptedWith(message.Message);
+        Assert.Equal(3, accepted.Count);
+        message.UncertainSince = since;
+
+        var oldest = await provider.SendAsync(message, NoneRecorded, CancellationToken.None);
+        Assert.True(oldest.Sent);
+        Assert.Equal(accepted[2].Sid, oldest.ProviderMessageId);
+
+        IReadOnlyCollection<string>? asked = null;
+        var next = await provider.SendAsync(message, (ids, _) =>
+        {
+            asked = ids;
+            return Task.FromResult<IReadOnlySet<string>>(new HashSet<string> { accepted[2].Sid });
+        }, CancellationToken.None);
+        Assert.True(next.Sent);
+        Assert.Equal(accepted[1].Sid, next.ProviderMessageId);
+        Assert.Equal(accepted.Select(m => m.Sid).Order(), asked!.Order());
+        Assert.Equal(3, fx.Twilio.Requests.Count(r => r.Form.GetValueOrDefault("To") == phone));
+    }
+
+    [Fact]
     public async Task With_a_messaging_service_the_look_up_names_no_sender_and_finds_the_message_sent_from_its_pool()
     {
-        var options = Options.Create(new SmsOptions
-        {
-            Provider = SmsOptions.TwilioProvider,
-            Twilio = new TwilioOptions
-            {
-                BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken,
-                From = "MG00000000000000000000000000000001",
-            },
-        });
         using var http = new HttpClient();
-        var provider = new TwilioSmsProvider(http, options, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
+        var provider = Provider(http, from: "MG00000000000000000000000000000001");
         var phone = NewPhone();
         var message = new SmsMessage { Id = Guid.NewGuid(), Phone = phone, Message = $"Pool {Guid.NewGuid():N}", Status = SmsStatuses.Sending };
 
         fx.Twilio.FailNext(500, """{"code":20500,"message":"Internal Server Error","status":500}""", accepted: true);
-        var first = await provider.SendAsync(message, CancellationToken.None);
+        var first = await provider.SendAsync(message, NoneRecorded, CancellationToken.None);
         Assert.True(first.Uncertain);
         Assert.Equal("MG00000000000000000000000000000001", Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("To") == phone).Form["MessagingServiceSid"]);
 
         message.UncertainSince = fx.Clock.GetUtcNow().UtcDateTime;
-        var second = await provider.SendAsync(message, CancellationToken.None);
+        var second = await provider.SendAsync(message, NoneRecorded, CancellationToken.None);
         Assert.True(second.Sent);
         var accepted = Assert.Single(fx.Twilio.AcceptedWith(message.Message));
         Assert.Equal(TwilioStandIn.ServiceNumber, accepted.From);

@@ -8,7 +8,11 @@ namespace Gymwire.Tests.Sms;
 public sealed record TwilioRequest(string Path, string? Authorization, IReadOnlyDictionary<string, string> Form);
 
 /// <summary>A message the stand-in accepted, as Twilio's Messages list shows it.</summary>
-public sealed record TwilioMessage(string Sid, string To, string From, string Body, DateTimeOffset Created);
+public sealed record TwilioMessage(string Sid, string To, string From, string Body, DateTimeOffset Created)
+{
+    /// <summary>Twilio's status of the message; a test sets it to what Twilio would have made of it (e.g. <c>failed</c>).</summary>
+    public string Status { get; set; } = "queued";
+}
 
 /// <summary>
 /// A local Twilio-compatible Messages API on loopback: records each request and answers 201 with a message sid,
@@ -127,7 +131,7 @@ public sealed class TwilioStandIn : IAsyncDisposable
 
     private static object Resource(TwilioMessage m) => new
     {
-        sid = m.Sid, to = m.To, from = m.From, body = m.Body, status = "queued", direction = "outbound-api",
+        sid = m.Sid, to = m.To, from = m.From, body = m.Body, status = m.Status, direction = "outbound-api",
         date_created = m.Created.UtcDateTime.ToString("ddd, dd MMM yyyy HH:mm:ss '+0000'", System.Globalization.CultureInfo.InvariantCulture),
         date_sent = (string?)null, num_segments = "1", error_code = (int?)null, error_message = (string?)null,
     };

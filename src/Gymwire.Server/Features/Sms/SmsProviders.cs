@@ -21,6 +21,12 @@ public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string?
     public static SmsSendResult Misconfigured(string error) => new(false, null, error, true, Configuration: true);
 }
 
+/// <summary>
+/// Which of these provider message ids are already recorded for messages other than the one being sent: a look-up for an
+/// earlier attempt must not take another message's send for this one's.
+/// </summary>
+public delegate Task<IReadOnlySet<string>> RecordedElsewhere(IReadOnlyCollection<string> providerMessageIds, CancellationToken ct);
+
 /// <summary>Sends one SMS. Implementations never log the full number or the body.</summary>
 public interface ISmsProvider
 {
@@ -29,7 +35,7 @@ public interface ISmsProvider
     /// <summary>Describes the configuration for the SMS tile (never a credential).</summary>
     string Describe();
 
-    Task<SmsSendResult> SendAsync(SmsMessage message, CancellationToken ct);
+    Task<SmsSendResult> SendAsync(SmsMessage message, RecordedElsewhere recordedElsewhere, CancellationToken ct);
 }
 
 /// <summary>
@@ -59,9 +65,9 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
 
     private string MessagesUrl => $"{_twilio.BaseUrl.TrimEnd('/')}/2010-04-01/Accounts/{Uri.EscapeDataString(_twilio.AccountSid)}/Messages.json";
 
-    public async Task<SmsSendResult> SendAsync(SmsMessage message, CancellationToken ct)
+    public async Task<SmsSendResult> SendAsync(SmsMessage message, RecordedElsewhere recordedElsewhere, CancellationToken ct)
     {
-        if (message.UncertainSince is { } since && await LookUpAsync(message, since, ct) is { } earlier)
+        if (message.UncertainSince is { } since && await LookUpAsync(message, since, recordedElsewhere, ct) is { } earlier)
         {
             return earlier;
         }
@@ -96,10 +102,12 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
 
     /// <summary>
     /// Looks in Twilio's messages to the number (from the configured number, unless it is a Messaging Service) for one
-    /// with this body created since the uncertain attempt began. Returns it as sent; null when Twilio certainly has
-    /// none; a failure to record when Twilio's answer cannot tell, which leaves the message uncertain and unsent.
+    /// with this body created since the uncertain attempt began, that Twilio has not failed or canceled and that no other
+    /// message of Gymwire's is recorded with (the same text to the same number may be another message's send). Returns
+    /// it as sent; null when Twilio certainly has none; a failure to record when Twilio's answer cannot tell, which
+    /// leaves the message uncertain and unsent.
     /// </summary>
-    private async Task<SmsSendResult?> LookUpAsync(SmsMessage message, DateTime since, CancellationToken ct)
+    private async Task<SmsSendResult?> LookUpAsync(SmsMessage message, DateTime since, RecordedElsewhere recordedElsewhere, CancellationToken ct)
     {
         var query = $"?To={Uri.EscapeDataString(message.Phone)}{(FromMessagingService ? "" : $"&From={Uri.EscapeDataString(_twilio.From)}")}&PageSize={LookupPageSize}";
         using var request = Authorized(new HttpRequestMessage(HttpMethod.Get, MessagesUrl + query));
@@ -122,8 +130,16 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
                 return SmsSendResult.RetryUncertain(LookUpFailed + "the list could not be read");
             }
             var from = since - ClockSkew;
-            var match = listed.FirstOrDefault(m => m.Created >= from
-                && string.Equals(m.To, message.Phone, StringComparison.Ordinal) && string.Equals(m.Body, message.Message, StringComparison.Ordinal));
+            var candidates = listed.Where(m => m.Created >= from && m.Status is not ("failed" or "canceled")
+                && string.Equals(m.To, message.Phone, StringComparison.Ordinal) && string.Equals(m.Body, message.Message, StringComparison.Ordinal)).ToList();
+            if (candidates.Count > 0)
+            {
+                var taken = await recordedElsewhere([.. candidates.Select(m => m.Sid)], ct);
+                candidates.RemoveAll(m => taken.Contains(m.Sid));
+            }
+            // The earliest is the first uncertain attempt's. Twilio lists newest first, so of two dated the same second
+            // the one listed later is the older.
+            var match = Enumerable.Reverse(candidates).MinBy(m => m.Created);
             if (match is not null)
             {
                 LogFoundEarlier(logger, message.Id);
@@ -136,7 +152,7 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
         }
     }
 
-    private sealed record ListedMessage(string Sid, string? To, string? Body, DateTimeOffset Created);
+    private sealed record ListedMessage(string Sid, string? To, string? Body, string? Status, DateTimeOffset Created);
 
     /// <summary>The items of a Messages list answer, or null when it is not one (or an item's date cannot be read).</summary>
     private static List<ListedMessage>? ReadMessages(string body)
@@ -156,7 +172,7 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
                 {
                     return null;
                 }
-                listed.Add(new ListedMessage(sid, Text(item, "to"), Text(item, "body"), created));
+                listed.Add(new ListedMessage(sid, Text(item, "to"), Text(item, "body"), Text(item, "status"), created));
             }
             return listed;
         }
@@ -243,7 +259,7 @@ public sealed partial class LogSmsProvider(ILogger<LogSmsProvider> logger) : ISm
 
     public string Describe() => "development log provider: messages are recorded as sent but never delivered";
 
-    public Task<SmsSendResult> SendAsync(SmsMessage message, CancellationToken ct)
+    public Task<SmsSendResult> SendAsync(SmsMessage message, RecordedElsewhere recordedElsewhere, CancellationToken ct)
     {
         LogWouldSend(logger, message.Id, SmsLog.MaskPhone(message.Phone), message.Message.Length);
         return Task.FromResult(SmsSendResult.Success("log_" + message.Id.ToString("N")));

@@ -125,7 +125,7 @@ public sealed partial class SmsSender(
         {
             // Not cancelled by shutdown: the request is bounded by Sms:RequestTimeout, and finishing it lets the
             // outcome be recorded instead of leaving the message for review.
-            result = await provider.SendAsync(message, CancellationToken.None);
+            result = await provider.SendAsync(message, (ids, c) => RecordedElsewhereAsync(db, id, ids, c), CancellationToken.None);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -163,6 +163,18 @@ public sealed partial class SmsSender(
             .SetProperty(m => m.UncertainSince, uncertainSince).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
         LogFailed(logger, id, message.Attempts);
         metrics.Sent(SmsMetrics.Outcomes.Failed);
+    }
+
+    /// <summary>
+    /// Of these provider ids, those other messages carry. Every gym sends through one provider account, so this looks
+    /// at all gyms' messages.
+    /// </summary>
+    private static async Task<IReadOnlySet<string>> RecordedElsewhereAsync(GymwireDbContext db, Guid id, IReadOnlyCollection<string> providerMessageIds, CancellationToken ct)
+    {
+        var recorded = await db.SmsMessages.AsNoTracking()
+            .Where(m => m.Id != id && m.ProviderMessageId != null && providerMessageIds.Contains(m.ProviderMessageId))
+            .Select(m => m.ProviderMessageId!).ToListAsync(ct);
+        return recorded.ToHashSet(StringComparer.Ordinal);
     }
 
     internal TimeSpan Backoff(int attempts)

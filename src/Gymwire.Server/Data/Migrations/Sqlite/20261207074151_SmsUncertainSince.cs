@@ -16,6 +16,11 @@ namespace Gymwire.Data.Migrations.Sqlite
                 table: "sms_messages",
                 type: "TEXT",
                 nullable: true);
+
+            // A message attempted before the upgrade may have had an attempt of unknown outcome that nothing recorded:
+            // it gets a look-up before its next send. From its creation, since any of its attempts may be the one.
+            migrationBuilder.Sql(
+                "UPDATE sms_messages SET uncertain_since = created_at WHERE status IN ('queued', 'failed') AND last_attempt_at IS NOT NULL;");
         }
 
         /// <inheritdoc />
