@@ -30,9 +30,10 @@ public static class RateLimitPolicies
     /// </summary>
     public const string Destructive = "destructive";
     /// <summary>
-    /// Stripe's webhook URLs: 1000 posts/minute per client address. They are anonymous (the signature is checked in
-    /// the handler, and the URL without a gym tries every gym's secret), so this bounds what anyone can make the
-    /// server do; Stripe's deliveries stay far below it, and Stripe retries one it refuses later.
+    /// Stripe's webhook URLs: 1000 rejected posts/minute per client address. They are anonymous (the signature is
+    /// checked in the handler, and the URL without a gym tries every gym's secret), so this bounds what forged posts
+    /// can make the server do. Only posts that are not accepted count: Stripe delivers every gym's events from a few
+    /// shared addresses, so counting its accepted deliveries would refuse them at a busy server's renewal burst.
     /// </summary>
     public const string StripeWebhooks = "stripe-webhooks";
 }
@@ -122,7 +123,7 @@ public interface IRateLimitStore
 {
     ValueTask<RateLimitDecision> TryAcquireAsync(string key, int limit, TimeSpan window, CancellationToken ct);
 
-    /// <summary>Gives an admitted permit back (the request turned out to change nothing), as if it had never been taken.</summary>
+    /// <summary>Gives an admitted permit back (the policy does not count how the request ended), as if it had never been taken.</summary>
     ValueTask ReleaseAsync(string key, long permit, CancellationToken ct);
 }
 
@@ -173,7 +174,7 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
         {
             lock (log)
             {
-                // Rare (a destructive call that changed nothing) and the log holds at most the limit: copying is fine.
+                // The log holds at most the limit: copying it is cheap next to the request that gives the permit back.
                 if (log.Entries.Any(e => e.Permit == permit))
                 {
                     var kept = log.Entries.Where(e => e.Permit != permit).ToList();
@@ -276,7 +277,7 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
         }
     }
 
-    /// <summary>Gives the permit back: the request it admitted changed nothing.</summary>
+    /// <summary>Gives the permit back: the policy does not count how the request it admitted ended.</summary>
     public ValueTask ReleaseAsync(RateLimitDecision decision) =>
         decision.Admitted && decision.Key.Length > 0 ? store.ReleaseAsync(decision.Key, decision.Permit, CancellationToken.None) : ValueTask.CompletedTask;
 
@@ -295,8 +296,8 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
 
 /// <summary>
 /// Enforces the endpoint's policy (named by its <see cref="EnableRateLimitingAttribute"/>): over the limit is a 429 with
-/// <c>Retry-After</c> before the handler runs, so it changes nothing. A destructive request that does not succeed (a 404,
-/// a validation error, a conflict) gives its permit back, so mistakes never use up the hour's few destructive calls.
+/// <c>Retry-After</c> before the handler runs, so it changes nothing. Two policies count only some answers, and give
+/// the permit back after the others (see <see cref="Counts"/>).
 /// </summary>
 public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
 {
@@ -317,8 +318,17 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
         // Read once: a value task's result may be taken only once.
         var decision = pending.Result;
         // Most requests are admitted at once and give nothing back: they go on with no async frame of this middleware.
-        return decision.Admitted && policy != RateLimitPolicies.Destructive ? next(context) : LimitAsync(context, policy, decision);
+        return decision.Admitted && !CountsSome(policy) ? next(context) : LimitAsync(context, policy, decision);
     }
+
+    private static bool CountsSome(string policy) => policy is RateLimitPolicies.Destructive or RateLimitPolicies.StripeWebhooks;
+
+    /// <summary>
+    /// Whether a request of a policy that counts only some answers keeps its permit. A destructive request counts only
+    /// when it succeeds, so mistakes (a 404, a validation error, a conflict) never use up the hour's few destructive calls;
+    /// a Stripe webhook post counts only when it is not accepted, so the limit bounds forged posts, not Stripe's deliveries.
+    /// </summary>
+    private static bool Counts(string policy, bool succeeded) => policy == RateLimitPolicies.Destructive ? succeeded : !succeeded;
 
     private async Task AcquiredAsync(HttpContext context, string policy, ValueTask<RateLimitDecision> pending) =>
         await LimitAsync(context, policy, await pending);
@@ -331,7 +341,7 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
             await ApiErrors.WriteAsync(context, StatusCodes.Status429TooManyRequests, RateLimits.Message(decision));
             return;
         }
-        if (policy != RateLimitPolicies.Destructive)
+        if (!CountsSome(policy))
         {
             await next(context);
             return;
@@ -344,7 +354,7 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
         }
         finally
         {
-            if (!succeeded)
+            if (!Counts(policy, succeeded))
             {
                 await limits.ReleaseAsync(decision);
             }

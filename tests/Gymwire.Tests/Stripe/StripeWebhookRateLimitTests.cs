@@ -8,8 +8,8 @@ using Microsoft.EntityFrameworkCore;
 namespace Gymwire.Tests.Stripe;
 
 /// <summary>
-/// Stripe's webhook URLs are anonymous, so posts are limited per client address (here 5 a minute, behind a trusted
-/// loopback proxy so that each post can name its address with X-Forwarded-For).
+/// Stripe's webhook URLs are anonymous, so rejected posts are limited per client address (here 5 a minute, behind a
+/// trusted loopback proxy so that each post can name its address with X-Forwarded-For).
 /// </summary>
 public abstract class StripeWebhookRateLimitTests(GymwireFixture fx)
 {
@@ -75,5 +75,44 @@ public abstract class StripeWebhookRateLimitTests(GymwireFixture fx)
         var again = await (await PostAsync($"{StripeEndpoints.WebhookPath}/{gym.GymId}", payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()), prober))
             .AssertStatusAsync(HttpStatusCode.OK);
         Assert.True(again.GetProperty("duplicate").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Accepted_posts_never_use_up_an_addresss_limit_and_rejected_ones_do()
+    {
+        var gym = await fx.CreateGymAsync();
+        var secret = StripeSigner.NewSecret();
+        await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = secret })).AssertStatusAsync(HttpStatusCode.OK);
+        // One address for Stripe and a forger, as behind a proxy whose clients all share its address.
+        const string shared = "203.0.113.9";
+        string Event(int i) => StripeSigner.Event($"evt_shared_{i}", "invoice.paid",
+            StripeSigner.PaidInvoice($"in_shared_{i}", "cus_s", "nobody@example.com", 100, $"pi_shared_{i}"), fx.Clock.GetUtcNow());
+
+        for (var i = 0; i < Limit - 1; i++)
+        {
+            var payload = Event(-1 - i);
+            await (await PostAsync(StripeEndpoints.WebhookPath, payload, StripeSigner.Sign(payload, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()), shared))
+                .AssertErrorAsync(HttpStatusCode.BadRequest);
+        }
+        // Stripe's deliveries, three times the limit of them, through both URLs: every one is accepted.
+        for (var i = 0; i < 3 * Limit; i++)
+        {
+            var payload = Event(i);
+            var url = i % 2 == 0 ? $"{StripeEndpoints.WebhookPath}/{gym.GymId}" : StripeEndpoints.WebhookPath;
+            var ack = await (await PostAsync(url, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()), shared)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.False(ack.GetProperty("duplicate").GetBoolean());
+        }
+        Assert.Equal(3 * Limit, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
+
+        // The forger's next post is its fifth: refused for its signature. Past that, 429 for anything from the address.
+        var forged = Event(-Limit);
+        await (await PostAsync(StripeEndpoints.WebhookPath, forged, StripeSigner.Sign(forged, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()), shared))
+            .AssertErrorAsync(HttpStatusCode.BadRequest);
+        await (await PostAsync(StripeEndpoints.WebhookPath, forged, StripeSigner.Sign(forged, StripeSigner.NewSecret(), fx.Clock.GetUtcNow()), shared))
+            .AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        var late = Event(3 * Limit);
+        await (await PostAsync($"{StripeEndpoints.WebhookPath}/{gym.GymId}", late, StripeSigner.Sign(late, secret, fx.Clock.GetUtcNow()), shared))
+            .AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        Assert.Equal(3 * Limit, await fx.WithDbAsync(db => db.StripeEvents.CountAsync(e => e.GymId == gym.GymId)));
     }
 }

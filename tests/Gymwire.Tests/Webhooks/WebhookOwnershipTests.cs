@@ -255,6 +255,36 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_keys_switch_on_that_read_the_webhook_before_the_owner_switched_it_off_is_refused()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (keyId, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/held", "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        // Off by the key's own switch-off, so the key may switch it on.
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+
+        await using (var scope = fx.Services.CreateAsyncScope())
+        {
+            var webhooks = scope.ServiceProvider.GetRequiredService<WebhookService>();
+            var access = new WebhookAccess(gym.GymId, keyId);
+            // The key's PATCH has read the webhook (off, not held by the owner): its request keeps what it read...
+            var read = await webhooks.FindAsync(access, hook, CancellationToken.None, tracking: true);
+            Assert.Equal((false, false), (read!.IsActive, read.SwitchedByOwner));
+            // ...when the owner's Disable is saved...
+            var disabled = await (await owner.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.False(disabled.GetProperty("is_active").GetBoolean());
+            // ...and then it writes.
+            var updated = await webhooks.UpdateAsync(access, hook, null, null, true, CancellationToken.None);
+            Assert.Equal((WebhookFailure.Forbidden, WebhookService.SwitchedOffByOwner), (updated.Failure, updated.Error));
+        }
+        var stored = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        Assert.Equal((false, true), (stored.IsActive, stored.SwitchedByOwner));
+    }
+
+    [Fact]
     public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_webhook_writes()
     {
         var gym = await fx.CreateGymAsync();

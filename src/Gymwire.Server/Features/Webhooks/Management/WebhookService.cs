@@ -93,7 +93,7 @@ public sealed class WebhookService(
             SecretProtected = protector.Protect(secret),
         };
         db.WebhookSubscriptions.Add(subscription);
-        if (!await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct))
+        if (await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct) is not null)
         {
             return WebhookOutcome<CreatedWebhook>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
         }
@@ -121,6 +121,7 @@ public sealed class WebhookService(
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
         // The owner switches a misbehaving integration's webhook off; the integration's key must not switch it straight back on.
+        // Checked again in the write's transaction (SaveAsync), since the owner may switch it off after this read.
         if (access.ApiKeyId is not null && isActive == true && !subscription.IsActive && subscription.SwitchedByOwner)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Forbidden, SwitchedOffByOwner);
@@ -155,9 +156,9 @@ public sealed class WebhookService(
             subscription.SwitchedByOwner = access.ApiKeyId is null;
         }
         subscription.UpdatedAt = now;
-        if (!await SaveAsync(access, subscription, deactivated, reactivated, now, ct))
+        if (await SaveAsync(access, subscription, deactivated, reactivated, now, ct) is { } failure)
         {
-            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid);
+            return WebhookOutcome<WebhookDto>.Fail(failure, failure == WebhookFailure.KeyInvalid ? KeyInvalid : SwitchedOffByOwner);
         }
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
@@ -196,29 +197,53 @@ public sealed class WebhookService(
     /// Saves the subscription. When the owner just deactivated it, its queued deliveries pause with it, in one
     /// transaction (<see cref="IDeliveryQueue.HoldAsync"/>); reactivating makes them due at once. (Gymwire's own deactivations, after a 410 or days
     /// of failures, and a revoked key's, end the queue instead: see <see cref="DeliveryRows.DropQueuedAsync"/>.)
-    /// A change made with an API key is saved only if the key is still valid at <paramref name="now"/> (false otherwise,
-    /// and nothing is saved): see <see cref="KeyStillValidAsync"/>.
+    /// A change made with an API key is saved only if the key is still valid at <paramref name="now"/> (see
+    /// <see cref="KeyStillValidAsync"/>; <see cref="WebhookFailure.KeyInvalid"/> otherwise), and a key's switch-on only
+    /// if the owner has not switched the webhook off meanwhile (<see cref="WebhookFailure.Forbidden"/> otherwise). Null
+    /// when it was saved; nothing is saved otherwise.
     /// </summary>
-    private async Task<bool> SaveAsync(WebhookAccess access, WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
+    private async Task<WebhookFailure?> SaveAsync(WebhookAccess access, WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
     {
         if (access.ApiKeyId is null && !deactivated && !reactivated)
         {
             await db.SaveChangesAsync(ct);
-            return true;
+            return null;
         }
         var (keyValid, changed) = await WriteIfKeyValidAsync(access, now, async () =>
         {
+            if (access.ApiKeyId is not null && reactivated && !await NotHeldByOwnerAsync(subscription.Id, ct))
+            {
+                return (int?)null;
+            }
             await db.SaveChangesAsync(ct);
             return deactivated ? await queue.HoldAsync(db, subscription.GymId, subscription.Id, ct)
                 : reactivated ? await queue.ResumeAsync(db, subscription.GymId, subscription.Id, ct)
                 : 0;
         }, ct);
+        if (!keyValid)
+        {
+            return WebhookFailure.KeyInvalid;
+        }
+        if (changed is null)
+        {
+            db.ChangeTracker.Clear();
+            return WebhookFailure.Forbidden;
+        }
         if (reactivated && changed > 0)
         {
             signal.Notify();
         }
-        return keyValid;
+        return null;
     }
+
+    /// <summary>
+    /// In the caller's transaction: whether the subscription, as stored now, is not one the owner switched off. The
+    /// no-op write locks its row on PostgreSQL (waiting for, then re-reading, an owner's switch-off being saved), so the
+    /// owner's switch-off cannot land between this check and the caller's write.
+    /// </summary>
+    private async Task<bool> NotHeldByOwnerAsync(Guid id, CancellationToken ct) =>
+        await db.WebhookSubscriptions.Where(s => s.Id == id && (s.IsActive || !s.SwitchedByOwner))
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.UpdatedAt, s => s.UpdatedAt), ct) == 1;
 
     /// <summary>
     /// Runs <paramref name="write"/> in a write transaction (on SQLite after the write lock) that first checks the
