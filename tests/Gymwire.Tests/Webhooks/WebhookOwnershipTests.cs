@@ -285,6 +285,40 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task An_owners_switch_off_that_read_the_webhook_before_a_keys_switch_on_still_switches_it_off_and_holds()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/reverse", "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        using var ownerClient = gym.Owner();
+        var owner = WebhookAccess.Owner(gym.GymId);
+        foreach (var viaPatch in new[] { false, true })
+        {
+            // Off by the key's own switch-off, so the key may switch it on.
+            await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+            await using var scope = fx.Services.CreateAsyncScope();
+            var webhooks = scope.ServiceProvider.GetRequiredService<WebhookService>();
+            // The owner's request has read the webhook (off, not held)...
+            var read = await webhooks.FindAsync(owner, hook, CancellationToken.None, tracking: true);
+            Assert.Equal((false, false), (read!.IsActive, read.SwitchedByOwner));
+            // ...when the key's switch-on is saved...
+            await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+            // ...and then it writes: the webhook ends off, and held against the key.
+            var isActive = viaPatch
+                ? (await webhooks.UpdateAsync(owner, hook, null, null, false, CancellationToken.None)).Value!.IsActive
+                : (await webhooks.DeactivateAsync(owner, hook, CancellationToken.None))!.IsActive;
+            Assert.False(isActive);
+            var stored = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+            Assert.Equal((false, true), (stored.IsActive, stored.SwitchedByOwner));
+            await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.Forbidden);
+            // The owner switches it on again for the next round.
+            await (await ownerClient.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+    }
+
+    [Fact]
     public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_webhook_writes()
     {
         var gym = await fx.CreateGymAsync();

@@ -1,3 +1,5 @@
+using System.Linq.Expressions;
+
 namespace Gymwire.Features.Webhooks;
 
 public enum WebhookFailure
@@ -156,9 +158,16 @@ public sealed class WebhookService(
             subscription.SwitchedByOwner = access.ApiKeyId is null;
         }
         subscription.UpdatedAt = now;
-        if (await SaveAsync(access, subscription, deactivated, reactivated, now, ct) is { } failure)
+        var keepsOff = access.ApiKeyId is null && isActive == false && !deactivated;
+        var failure = await SaveAsync(access, subscription, deactivated, reactivated, now, ct, keepsOff);
+        if (failure == WebhookFailure.Conflict)
         {
-            return WebhookOutcome<WebhookDto>.Fail(failure, failure == WebhookFailure.KeyInvalid ? KeyInvalid : SwitchedOffByOwner);
+            // A key switched it on after the read above: switch it off as from on (its queue pauses again).
+            return await UpdateAsync(access, id, url, requestedEvents, isActive, ct, description);
+        }
+        if (failure is not null)
+        {
+            return WebhookOutcome<WebhookDto>.Fail(failure.Value, failure == WebhookFailure.KeyInvalid ? KeyInvalid : SwitchedOffByOwner);
         }
         return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
@@ -186,9 +195,14 @@ public sealed class WebhookService(
         }
         else if (access.ApiKeyId is null && !subscription.SwitchedByOwner)
         {
+            var now = clock.GetUtcNow().UtcDateTime;
             subscription.SwitchedByOwner = true;
-            subscription.UpdatedAt = clock.GetUtcNow().UtcDateTime;
-            await db.SaveChangesAsync(ct);
+            subscription.UpdatedAt = now;
+            if (await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct, keepsOff: true) == WebhookFailure.Conflict)
+            {
+                // A key switched it on after the read above: switch it off as from on.
+                return await DeactivateAsync(access, id, ct);
+            }
         }
         return ToDto(subscription);
     }
@@ -199,19 +213,23 @@ public sealed class WebhookService(
     /// of failures, and a revoked key's, end the queue instead: see <see cref="DeliveryRows.DropQueuedAsync"/>.)
     /// A change made with an API key is saved only if the key is still valid at <paramref name="now"/> (see
     /// <see cref="KeyStillValidAsync"/>; <see cref="WebhookFailure.KeyInvalid"/> otherwise), and a key's switch-on only
-    /// if the owner has not switched the webhook off meanwhile (<see cref="WebhookFailure.Forbidden"/> otherwise). Null
-    /// when it was saved; nothing is saved otherwise.
+    /// if the owner has not switched the webhook off meanwhile (<see cref="WebhookFailure.Forbidden"/> otherwise). The
+    /// owner's switch-off of a webhook read as off (<paramref name="keepsOff"/>) is saved only if it is still off
+    /// (<see cref="WebhookFailure.Conflict"/> otherwise, for the caller to switch it off afresh). Null when it was saved;
+    /// nothing is saved otherwise.
     /// </summary>
-    private async Task<WebhookFailure?> SaveAsync(WebhookAccess access, WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now, CancellationToken ct)
+    private async Task<WebhookFailure?> SaveAsync(WebhookAccess access, WebhookSubscription subscription, bool deactivated, bool reactivated, DateTime now,
+        CancellationToken ct, bool keepsOff = false)
     {
-        if (access.ApiKeyId is null && !deactivated && !reactivated)
+        if (access.ApiKeyId is null && !deactivated && !reactivated && !keepsOff)
         {
             await db.SaveChangesAsync(ct);
             return null;
         }
         var (keyValid, changed) = await WriteIfKeyValidAsync(access, now, async () =>
         {
-            if (access.ApiKeyId is not null && reactivated && !await NotHeldByOwnerAsync(subscription.Id, ct))
+            if ((access.ApiKeyId is not null && reactivated && !await StoredStillAsync(subscription.Id, s => s.IsActive || !s.SwitchedByOwner, ct))
+                || (keepsOff && !await StoredStillAsync(subscription.Id, s => !s.IsActive, ct)))
             {
                 return (int?)null;
             }
@@ -227,7 +245,7 @@ public sealed class WebhookService(
         if (changed is null)
         {
             db.ChangeTracker.Clear();
-            return WebhookFailure.Forbidden;
+            return keepsOff ? WebhookFailure.Conflict : WebhookFailure.Forbidden;
         }
         if (reactivated && changed > 0)
         {
@@ -237,12 +255,13 @@ public sealed class WebhookService(
     }
 
     /// <summary>
-    /// In the caller's transaction: whether the subscription, as stored now, is not one the owner switched off. The
-    /// no-op write locks its row on PostgreSQL (waiting for, then re-reading, an owner's switch-off being saved), so the
-    /// owner's switch-off cannot land between this check and the caller's write.
+    /// In the caller's transaction: whether the subscription, as stored now, still meets <paramref name="condition"/>
+    /// (not switched off by the owner, for a key's switch-on; still off, for the owner's switch-off of one read as off).
+    /// The no-op write locks its row on PostgreSQL (waiting for, then re-reading, a switch being saved), so no switch
+    /// can land between this check and the caller's write.
     /// </summary>
-    private async Task<bool> NotHeldByOwnerAsync(Guid id, CancellationToken ct) =>
-        await db.WebhookSubscriptions.Where(s => s.Id == id && (s.IsActive || !s.SwitchedByOwner))
+    private async Task<bool> StoredStillAsync(Guid id, Expression<Func<WebhookSubscription, bool>> condition, CancellationToken ct) =>
+        await db.WebhookSubscriptions.Where(s => s.Id == id).Where(condition)
             .ExecuteUpdateAsync(u => u.SetProperty(s => s.UpdatedAt, s => s.UpdatedAt), ct) == 1;
 
     /// <summary>
