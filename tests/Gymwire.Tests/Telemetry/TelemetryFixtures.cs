@@ -42,11 +42,27 @@ public abstract class MetricsPortFixture(Store store) : GymwireFixture(store)
 
     public HttpClient MetricsClient() => new() { BaseAddress = new Uri($"http://127.0.0.1:{MetricsPort}") };
 
+    /// <summary>
+    /// A port below Linux's ephemeral range (32768 and up), free on every address as Kestrel binds it: a port the
+    /// kernel handed out would be free for it to give an outgoing connection (to PostgreSQL, say) before the server
+    /// binds it, seconds later.
+    /// </summary>
     private static int FreePort()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
+        for (var attempt = 0; ; attempt++)
+        {
+            var port = Random.Shared.Next(20_000, 32_000);
+            using var probe = new TcpListener(IPAddress.IPv6Any, port);
+            probe.Server.DualMode = true;
+            try
+            {
+                probe.Start();
+                return port;
+            }
+            catch (SocketException) when (attempt < 100)
+            {
+            }
+        }
     }
 }
 
