@@ -11,6 +11,21 @@ const addApiKey = (request, z, bundle) => {
   return request;
 };
 
+// What a 429 counted the request against, as the Zap's owner knows it (the limits are in docs/design.md).
+const limitedBy = (response) => {
+  const path = new URL(response.request.url).pathname;
+  if (path.endsWith('/api/zapier/actions')) {
+    return "this gym's actions (Create Lead, Send SMS, Log Attendance)";
+  }
+  if (path.endsWith('/api/zapier/triggers')) {
+    return "this gym's trigger checks";
+  }
+  if (path.includes('/api/gym/webhooks')) {
+    return "changes made with this connection's API key (turning on an instant Zap)";
+  }
+  return 'requests';
+};
+
 const throwForError = (response, z) => {
   if (response.status >= 400) {
     let message = `Gymwire answered ${response.status}`;
@@ -28,7 +43,12 @@ const throwForError = (response, z) => {
       throw new z.errors.ExpiredAuthError(message);
     }
     if (response.status === 429) {
-      throw new z.errors.ThrottledError(message, Number(response.getHeader('retry-after')) || 60);
+      // Gymwire always sends Retry-After in seconds; a minute is a guess should a proxy drop it.
+      const retryAfter = Number.parseInt(response.getHeader('retry-after'), 10);
+      const delay = retryAfter > 0 ? retryAfter : 60;
+      throw new z.errors.ThrottledError(
+        `Gymwire's rate limit on ${limitedBy(response)} was reached; it allows more in ${delay} seconds, and Zapier tries again then.`,
+        delay);
     }
     throw new z.errors.Error(message, 'GymwireError', response.status);
   }

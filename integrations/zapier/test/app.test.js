@@ -220,3 +220,26 @@ test('turning a Zap off succeeds when its webhook is gone, and still fails on ot
   const hooks = await (await gymwire('GET', '/api/gym/webhooks')).json();
   assert.equal(hooks.webhooks.find((w) => w.id === subscription.id).is_active, false);
 });
+
+test("a 429 names Gymwire's limit and Zapier retries after Gymwire's Retry-After", async () => {
+  // Last in the file: it uses up the gym's actions, and the test server's clock stands still, so they stay used up.
+  let refused;
+  for (let i = 0; i < 100 && !refused; i++) {
+    const response = await gymwire('POST', '/api/zapier/actions?type=create_lead', { first_name: 'Filler' });
+    if (response.status === 429) {
+      refused = response;
+    }
+  }
+  assert.ok(refused, 'the actions limit was reached');
+  const retryAfter = Number(refused.headers.get('retry-after'));
+  // ZapierAppTests sets an actions window other than a minute, so the header's value is not the app's fallback.
+  assert.notEqual(retryAfter, 60);
+
+  const error = await appTester(App.creates.create_lead.operation.perform, bundle({ inputData: { first_name: 'Throttled' } }))
+    .then(() => assert.fail('the action ran past the limit'), (e) => e);
+  assert.equal(error.name, 'ThrottledError');
+  const { message, delay } = JSON.parse(error.message);
+  assert.equal(delay, retryAfter);
+  assert.equal(message,
+    `Gymwire's rate limit on this gym's actions (Create Lead, Send SMS, Log Attendance) was reached; it allows more in ${retryAfter} seconds, and Zapier tries again then.`);
+});

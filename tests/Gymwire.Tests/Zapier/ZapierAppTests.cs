@@ -7,10 +7,10 @@ namespace Gymwire.Tests.Zapier;
 
 /// <summary>
 /// The Zapier Platform app in integrations/zapier, run by its own tests (node --test, zapier-platform-core's
-/// app tester) against this live Gymwire: connection test, the four polling triggers, the three actions, and a
-/// REST-hook instant trigger that subscribes, receives a real signed delivery and unsubscribes.
+/// app tester) against this live Gymwire: connection test, the four polling triggers, the three actions, a
+/// REST-hook instant trigger that subscribes, receives a real signed delivery and unsubscribes, and an action's 429.
 /// </summary>
-public sealed class ZapierAppTests(SqliteWebhooks fx) : IClassFixture<SqliteWebhooks>
+public sealed class ZapierAppTests(ZapierAppFixture fx) : IClassFixture<ZapierAppFixture>
 {
     [Fact]
     public async Task The_zapier_app_tests_pass_against_a_live_gymwire()
@@ -53,4 +53,13 @@ public sealed class ZapierAppTests(SqliteWebhooks fx) : IClassFixture<SqliteWebh
         }
         return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
     }
+}
+
+/// <summary>
+/// The webhook fixture with a window for actions other than a minute, the app's fallback delay: the app's test of a 429
+/// can tell that Zapier is told Gymwire's <c>Retry-After</c>.
+/// </summary>
+public sealed class ZapierAppFixture() : WebhookFixture(Store.Sqlite)
+{
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() => [.. base.Settings(), new("RateLimiting:Actions:Window", "00:01:30")];
 }
