@@ -231,10 +231,10 @@ public sealed class InMemoryRateLimitStore(TimeProvider clock) : IRateLimitStore
 /// <summary>The documented policies over <see cref="IRateLimitStore"/>: shared by the API's middleware and the dashboard.</summary>
 public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptions> options, RateLimitMetrics metrics)
 {
-    /// <summary>Takes a permit of <paramref name="policy"/> for the caller (per gym or per user, as the policy counts).</summary>
-    public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, CancellationToken ct) => TryAcquireAsync(policy, user, null, ct);
-
-    /// <summary>Takes a permit of <paramref name="policy"/> for the caller: per gym, per user or per client address, as the policy counts.</summary>
+    /// <summary>
+    /// Takes a permit of <paramref name="policy"/> for the caller: per gym, per user or per client address, as the policy
+    /// counts (<paramref name="client"/> is read only by the policies counted per client address).
+    /// </summary>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string policy, ClaimsPrincipal user, IPAddress? client, CancellationToken ct)
     {
         var o = options.Value;

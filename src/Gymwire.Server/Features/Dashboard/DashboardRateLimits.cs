@@ -23,7 +23,7 @@ public sealed class DashboardRateLimits(RateLimits limits, IOptions<RateLimiting
 
     private async Task<(RateLimitDecision Decision, string? Problem)> TryAsync(PageModel page, string policyName, RateLimitPolicyOptions policy, string what, CancellationToken ct)
     {
-        var decision = await limits.TryAcquireAsync(policyName, page.User, ct);
+        var decision = await limits.TryAcquireAsync(policyName, page.User, client: null, ct);
         if (decision.Admitted)
         {
             return (decision, null);
