@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 
 namespace Gymwire.Tests.Infrastructure;
 
@@ -48,7 +47,7 @@ public sealed class GymwireProcess : IAsyncDisposable
     /// <summary>Starts <c>gymwire serve</c> on a free loopback port with the given configuration and waits until /healthz answers.</summary>
     public static async Task<GymwireProcess> StartAsync(Store store, string connectionString, IEnumerable<KeyValuePair<string, string>>? settings = null)
     {
-        var port = FreePort();
+        var port = TestPorts.Free();
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "gymwire.dll"));
         start.ArgumentList.Add("serve");
@@ -78,6 +77,8 @@ public sealed class GymwireProcess : IAsyncDisposable
         {
             if (process.HasExited)
             {
+                // Waits for the end of its output too: the message should carry why it ended.
+                await process.WaitForExitAsync();
                 throw new InvalidOperationException($"gymwire exited with {process.ExitCode}: {node.Output}");
             }
             try
@@ -124,12 +125,5 @@ public sealed class GymwireProcess : IAsyncDisposable
     {
         await KillAsync();
         _process.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

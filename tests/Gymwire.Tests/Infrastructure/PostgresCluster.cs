@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace Gymwire.Tests.Infrastructure;
@@ -71,17 +69,31 @@ public sealed class PostgresCluster
         {
             await RunAsync("chown", $"postgres:postgres {directory}", asUser: false);
         }
-        var port = FreePort();
-        var cluster = new PostgresCluster(directory, bin, port, asPostgres);
         var data = Path.Combine(directory, "data");
-        await cluster.PgAsync("initdb", $"-D {data} -U postgres -A trust -E UTF8 --locale=C --no-sync");
-        var settings = $"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " +
-                       "-c full_page_writes=off -c max_connections=500 -c shared_buffers=128MB " +
-                       // For profiling (the bench's BENCH_PG_STATEMENTS loads pg_stat_statements this way).
-                       Environment.GetEnvironmentVariable(ExtraSettingsVariable);
-        await cluster.PgAsync("pg_ctl", $"-D {data} -l {Path.Combine(directory, "server.log")} -w -t 60 -o \"{settings}\" start");
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Stop(data);
-        return cluster;
+        await PgAsync(bin, asPostgres, "initdb", $"-D {data} -U postgres -A trust -E UTF8 --locale=C --no-sync");
+        var log = Path.Combine(directory, "server.log");
+        // The port is probed free but bound only when the server starts: should something take it meanwhile, the server
+        // fails to start saying so in its log, and it starts again on another port.
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = TestPorts.Free();
+            var settings = $"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " +
+                           "-c full_page_writes=off -c max_connections=500 -c shared_buffers=128MB " +
+                           // For profiling (the bench's BENCH_PG_STATEMENTS loads pg_stat_statements this way).
+                           Environment.GetEnvironmentVariable(ExtraSettingsVariable);
+            try
+            {
+                await PgAsync(bin, asPostgres, "pg_ctl", $"-D {data} -l {log} -w -t 60 -o \"{settings}\" start");
+            }
+            catch (InvalidOperationException) when (attempt < 3 && TestPorts.AddressInUse(File.ReadAllText(log)))
+            {
+                File.Delete(log);
+                continue;
+            }
+            var cluster = new PostgresCluster(directory, bin, port, asPostgres);
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Stop(data);
+            return cluster;
+        }
     }
 
     private void Stop(string data)
@@ -223,12 +235,5 @@ public sealed class PostgresCluster
         }
         var path = Environment.GetEnvironmentVariable("PATH")?.Split(':') ?? [];
         return path.FirstOrDefault(p => File.Exists(Path.Combine(p, "initdb")) && File.Exists(Path.Combine(p, "pg_ctl")));
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
+using Gymwire.Tests.Infrastructure;
 
 namespace Gymwire.Tests.Operations;
 
@@ -32,7 +32,7 @@ public sealed class ServerProcess : IAsyncDisposable
 
     public static async Task<ServerProcess> StartAsync(string workingDirectory, IDictionary<string, string> environment, params string[] arguments)
     {
-        var port = FreePort();
+        var port = TestPorts.Free();
         var start = new ProcessStartInfo(Executable)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory,
@@ -67,6 +67,8 @@ public sealed class ServerProcess : IAsyncDisposable
         {
             if (process.HasExited)
             {
+                // Waits for the end of its output too: the message should carry why it ended.
+                await process.WaitForExitAsync();
                 throw new InvalidOperationException($"gymwire exited with {process.ExitCode}: {node.Output}");
             }
             try
@@ -108,12 +110,5 @@ public sealed class ServerProcess : IAsyncDisposable
         }
         await _process.WaitForExitAsync();
         _process.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,7 +1,5 @@
 using System.Collections;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Gymwire.Tests.Infrastructure;
 using OpenTelemetry.Trace;
 
@@ -32,7 +30,13 @@ public sealed class PostgresTelemetry() : TelemetryFixture(Store.Postgres);
 /// <summary>A Gymwire whose Prometheus endpoint has a port of its own.</summary>
 public abstract class MetricsPortFixture(Store store) : GymwireFixture(store)
 {
-    public int MetricsPort { get; } = FreePort();
+    public int MetricsPort { get; private set; } = TestPorts.Free();
+
+    protected override bool ChooseOtherPorts()
+    {
+        MetricsPort = TestPorts.Free();
+        return true;
+    }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
@@ -41,29 +45,6 @@ public abstract class MetricsPortFixture(Store store) : GymwireFixture(store)
     ];
 
     public HttpClient MetricsClient() => new() { BaseAddress = new Uri($"http://127.0.0.1:{MetricsPort}") };
-
-    /// <summary>
-    /// A port below Linux's ephemeral range (32768 and up), free on every address as Kestrel binds it: a port the
-    /// kernel handed out would be free for it to give an outgoing connection (to PostgreSQL, say) before the server
-    /// binds it, seconds later.
-    /// </summary>
-    private static int FreePort()
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            var port = Random.Shared.Next(20_000, 32_000);
-            using var probe = new TcpListener(IPAddress.IPv6Any, port);
-            probe.Server.DualMode = true;
-            try
-            {
-                probe.Start();
-                return port;
-            }
-            catch (SocketException) when (attempt < 100)
-            {
-            }
-        }
-    }
 }
 
 public sealed class SqliteMetricsPort() : MetricsPortFixture(Store.Sqlite);

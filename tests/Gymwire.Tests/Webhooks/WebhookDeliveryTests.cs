@@ -219,7 +219,7 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     {
         await using var receiver = await TestReceiver.StartAsync();
         receiver.On("/hang", new Reply { Hang = true });
-        var closedPort = FreePort();
+        var closedPort = TestPorts.Closed();
         var gym = await fx.CreateGymAsync();
         var slow = await gym.CreateWebhookAsync(receiver.Url("/hang"), "member.joined");
         var refused = await gym.CreateWebhookAsync($"http://127.0.0.1:{closedPort}/hook", "member.joined");
@@ -235,13 +235,6 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
         var failed = await fx.WaitForDeliveryAsync(refused.Id, d => d.AttemptCount == 1, "refused attempt");
         Assert.Equal(DeliveryStatus.Retrying, failed.Status);
         Assert.Equal("Connection refused", failed.LastError);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     [Fact]
