@@ -19,7 +19,7 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
     private TwilioStandIn? _twilio;
 
     /// <summary>Made when the server's settings first name it, so that it dates messages by the fixture's clock.</summary>
-    public TwilioStandIn Twilio => _twilio ??= new TwilioStandIn(Clock);
+    public TwilioStandIn Twilio => _twilio ??= new TwilioStandIn(Clock, AuthToken);
 
     public AfterUpdate AfterUpdate { get; } = new();
 
@@ -103,11 +103,17 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
     private static readonly RecordedElsewhere NoneRecorded = (_, _) => Task.FromResult<IReadOnlySet<string>>(new HashSet<string>());
 
-    private TwilioSmsProvider Provider(HttpClient http, string from = "+15550001111") => new(http, Options.Create(new SmsOptions
+    private TwilioSmsProvider Provider(HttpClient http, string from = "+15550001111")
     {
-        Provider = SmsOptions.TwilioProvider,
-        Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
-    }), fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
+        var options = Options.Create(new SmsOptions
+        {
+            Provider = SmsOptions.TwilioProvider,
+            Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
+        });
+        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioStatusCallbacks>.Instance);
+        return new(http, options, callbacks, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
+    }
 
     private async Task<IntegrationStatus> TileAsync(Guid gymId)
     {
@@ -147,6 +153,25 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(body, StringComparison.Ordinal) || l.Contains("+15551234567", StringComparison.Ordinal)
                                                   || l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal)
                                                   || l.Contains(TwilioFixture.AccountSid, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Without_a_public_url_twilio_is_asked_for_no_status_callback_and_callbacks_are_refused()
+    {
+        var (_, writer) = await GymAsync();
+        var body = $"No callback {Guid.NewGuid():N}";
+        var id = await QueueAsync(writer, body);
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.False(Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("Body") == body).Form.ContainsKey("StatusCallback"));
+
+        // Signed as Twilio would sign a callback to the address the server listens on: without a public URL there is
+        // no URL to check signatures against, so none verifies.
+        var url = new Uri(fx.BaseAddress, TwilioStatusCallbacks.Path).ToString();
+        var form = new Dictionary<string, string> { ["MessageSid"] = sent.ProviderMessageId!, ["MessageStatus"] = "delivered" };
+        var response = await TwilioStandIn.PostSignedAsync(fx.BaseAddress, url, form, fx.Twilio.Sign(url, form), "198.51.100.81");
+        Assert.Equal(TwilioStatusCallbacks.SignatureRejected, await response.AssertErrorAsync(HttpStatusCode.Forbidden));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
     }
 
     [Fact]
