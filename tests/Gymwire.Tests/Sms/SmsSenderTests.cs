@@ -39,6 +39,40 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
         new("Sms:MaxAttempts", "3"),
     ];
 
+    /// <summary>A gym and a client with a read and write API key, as Zapier would queue messages.</summary>
+    public async Task<(TestGym Gym, HttpClient Writer)> GymWithWriterAsync()
+    {
+        var gym = await CreateGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        return (gym, Client(key.GetProperty("key").GetString()));
+    }
+
+    public Task<SmsMessage> SmsAsync(Guid id) => WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+
+    /// <summary>Wakes the sender and polls (bounded) until the message is <paramref name="done"/>.</summary>
+    public async Task<SmsMessage> AwaitSmsAsync(Guid id, Func<SmsMessage, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            Services.GetRequiredService<SmsSignal>().Notify();
+            var message = await SmsAsync(id);
+            if (done(message))
+            {
+                return message;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
+            await Task.Delay(20);
+        }
+    }
+
+    public async Task<IntegrationStatus> SmsTileAsync(Guid gymId)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
+        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
+    }
+
     async Task IAsyncLifetime.DisposeAsync()
     {
         await DisposeAsync();
@@ -58,12 +92,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     public sealed class Sqlite(SqliteTwilio f) : SmsSenderTests(f), IClassFixture<SqliteTwilio>;
     public sealed class Postgres(PostgresTwilio f) : SmsSenderTests(f), IClassFixture<PostgresTwilio>;
 
-    private async Task<(TestGym Gym, HttpClient Writer)> GymAsync()
-    {
-        var gym = await fx.CreateGymAsync();
-        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
-        return (gym, fx.Client(key.GetProperty("key").GetString()));
-    }
+    private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
 
     private static async Task<Guid> QueueAsync(HttpClient writer, string message, string phone = "+15551234567")
     {
@@ -71,26 +100,12 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         return sms.GetProperty("id").GetGuid();
     }
 
-    private Task<SmsMessage> MessageAsync(Guid id) => fx.WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+    private Task<SmsMessage> MessageAsync(Guid id) => fx.SmsAsync(id);
 
     /// <summary>Wakes the sender and polls (bounded) until the message reaches one of <paramref name="statuses"/>.</summary>
     private Task<SmsMessage> AwaitStatusAsync(Guid id, params string[] statuses) => AwaitAsync(id, m => statuses.Contains(m.Status));
 
-    private async Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            fx.Services.GetRequiredService<SmsSignal>().Notify();
-            var message = await MessageAsync(id);
-            if (done(message))
-            {
-                return message;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
-            await Task.Delay(20);
-        }
-    }
+    private Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done) => fx.AwaitSmsAsync(id, done);
 
     private int RequestsWith(string body) => fx.Twilio.Requests.Count(r => r.Form.GetValueOrDefault("Body") == body);
 
@@ -115,12 +130,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         return new(http, options, callbacks, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
     }
 
-    private async Task<IntegrationStatus> TileAsync(Guid gymId)
-    {
-        await using var scope = fx.Services.CreateAsyncScope();
-        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
-        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
-    }
+    private Task<IntegrationStatus> TileAsync(Guid gymId) => fx.SmsTileAsync(gymId);
 
     [Fact]
     public async Task A_queued_sms_is_sent_through_twilio_and_a_restart_does_not_send_it_again()

@@ -42,12 +42,7 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     /// <summary>A client address of its own per use, so that one test's rejected posts never count against another's.</summary>
     private static string NewAddress() => $"203.0.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
 
-    private async Task<(TestGym Gym, HttpClient Writer)> GymAsync()
-    {
-        var gym = await fx.CreateGymAsync();
-        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
-        return (gym, fx.Client(key.GetProperty("key").GetString()));
-    }
+    private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
 
     /// <summary>Queues a message and waits until the sender recorded it sent; returns it and Twilio's copy.</summary>
     private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null)
@@ -60,23 +55,9 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         return (id, Assert.Single(fx.Twilio.AcceptedWith(body)));
     }
 
-    private async Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            fx.Services.GetRequiredService<SmsSignal>().Notify();
-            var message = await MessageAsync(id);
-            if (done(message))
-            {
-                return message;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
-            await Task.Delay(20);
-        }
-    }
+    private Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done) => fx.AwaitSmsAsync(id, done);
 
-    private Task<SmsMessage> MessageAsync(Guid id) => fx.WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+    private Task<SmsMessage> MessageAsync(Guid id) => fx.SmsAsync(id);
 
     private async Task CallBackAsync(TwilioMessage message, string status, int? errorCode = null)
     {
@@ -91,12 +72,7 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         return list.GetProperty("messages").EnumerateArray().Single(m => m.GetProperty("id").GetGuid() == id).GetProperty("status").GetString()!;
     }
 
-    private async Task<IntegrationStatus> TileAsync(Guid gymId)
-    {
-        await using var scope = fx.Services.CreateAsyncScope();
-        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
-        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
-    }
+    private Task<IntegrationStatus> TileAsync(Guid gymId) => fx.SmsTileAsync(gymId);
 
     [Fact]
     public async Task A_delivered_callback_marks_the_message_delivered_and_later_interim_or_undelivered_callbacks_do_not_undo_it()
