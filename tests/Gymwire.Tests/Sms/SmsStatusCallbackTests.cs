@@ -194,7 +194,7 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         // Sent from the account by something else (Twilio's console, another system).
         var stranger = new TwilioMessage("SM" + Guid.NewGuid().ToString("N"), "+15557654321", "+15550001111", "not Gymwire's", fx.Clock.GetUtcNow())
         {
-            StatusCallback = TwilioCallbackFixture.CallbackUrl,
+            AccountSid = TwilioFixture.AccountSid, StatusCallback = TwilioCallbackFixture.CallbackUrl,
         };
 
         await CallBackAsync(stranger, "delivered");

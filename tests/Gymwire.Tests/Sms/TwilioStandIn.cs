@@ -18,6 +18,9 @@ public sealed record TwilioMessage(string Sid, string To, string From, string Bo
     /// <summary>Twilio's error code for a message it failed or could not deliver.</summary>
     public int? ErrorCode { get; set; }
 
+    /// <summary>The account that sent it (the SID in the send's path).</summary>
+    public string AccountSid { get; init; } = "";
+
     /// <summary>The <c>StatusCallback</c> the send named, where Twilio posts this message's status changes.</summary>
     public string? StatusCallback { get; init; }
 }
@@ -106,6 +109,7 @@ public sealed class TwilioStandIn : IAsyncDisposable
             var from = form.TryGetValue("From", out var number) ? number.ToString() : ServiceNumber;
             accepted = new TwilioMessage($"SM{Interlocked.Increment(ref _count):D32}", form["To"].ToString(), from, form["Body"].ToString(), _clock.GetUtcNow())
             {
+                AccountSid = context.Request.RouteValues["sid"]?.ToString() ?? "",
                 StatusCallback = form.TryGetValue("StatusCallback", out var callback) ? callback.ToString() : null,
             };
             _accepted.Push(accepted);
@@ -163,7 +167,7 @@ public sealed class TwilioStandIn : IAsyncDisposable
         message.ErrorCode = errorCode ?? message.ErrorCode;
         var form = new Dictionary<string, string>
         {
-            ["AccountSid"] = "AC00000000000000000000000000000001", ["ApiVersion"] = "2010-04-01", ["From"] = message.From, ["To"] = message.To,
+            ["AccountSid"] = message.AccountSid, ["ApiVersion"] = "2010-04-01", ["From"] = message.From, ["To"] = message.To,
             ["MessageSid"] = message.Sid, ["SmsSid"] = message.Sid, ["MessageStatus"] = status, ["SmsStatus"] = status,
         };
         if (errorCode is { } code)
