@@ -188,6 +188,8 @@ internal sealed class SmsMessageConfiguration : IEntityTypeConfiguration<SmsMess
         b.HasIndex(x => new { x.Status, x.CreatedAt });
         // The SMS sender's work list: queued messages by due time.
         b.HasIndex(x => new { x.Status, x.NextAttemptAt });
+        // Twilio's status callbacks find their message by its SID; one SID is one message (both stores allow many NULLs).
+        b.HasIndex(x => x.ProviderMessageId).IsUnique();
     }
 }
 

@@ -36,6 +36,14 @@ public static class RateLimitPolicies
     /// shared addresses, so counting its accepted deliveries would refuse them at a busy server's renewal burst.
     /// </summary>
     public const string StripeWebhooks = "stripe-webhooks";
+    /// <summary>
+    /// Twilio's SMS status callback URL: 1000 rejected posts/minute per client address, counted as
+    /// <see cref="StripeWebhooks"/> are (anonymous, Twilio signs; only posts that are not accepted count).
+    /// </summary>
+    public const string TwilioCallbacks = "twilio-callbacks";
+
+    /// <summary>The anonymous provider callbacks: counted per client address, and only the posts that are not accepted.</summary>
+    public static bool IsProviderCallback(string policy) => policy is StripeWebhooks or TwilioCallbacks;
 }
 
 public sealed class RateLimitPolicyOptions
@@ -67,6 +75,7 @@ public sealed class RateLimitingOptions
     [ValidateObjectMembers] public RateLimitPolicyOptions Mutations { get; set; } = new() { PermitLimit = 30, Window = TimeSpan.FromMinutes(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions Destructive { get; set; } = new() { PermitLimit = 5, Window = TimeSpan.FromHours(1) };
     [ValidateObjectMembers] public RateLimitPolicyOptions StripeWebhooks { get; set; } = new() { PermitLimit = 1000, Window = TimeSpan.FromMinutes(1) };
+    [ValidateObjectMembers] public RateLimitPolicyOptions TwilioCallbacks { get; set; } = new() { PermitLimit = 1000, Window = TimeSpan.FromMinutes(1) };
 }
 
 public enum RateLimitStoreKind
@@ -249,6 +258,7 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
             RateLimitPolicies.Mutations => (o.Mutations, PerUser(policy, user)),
             RateLimitPolicies.Destructive => (o.Destructive, PerUser(policy, user)),
             RateLimitPolicies.StripeWebhooks => (o.StripeWebhooks, PerClient(policy, client)),
+            RateLimitPolicies.TwilioCallbacks => (o.TwilioCallbacks, PerClient(policy, client)),
             _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
         };
         var pending = store.TryAcquireAsync(key, limit.PermitLimit, limit.Window, ct);
@@ -304,7 +314,7 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
     public Task InvokeAsync(HttpContext context)
     {
         var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
-        if (policy is null || (context.User.Identity?.IsAuthenticated != true && policy != RateLimitPolicies.StripeWebhooks))
+        if (policy is null || (context.User.Identity?.IsAuthenticated != true && !RateLimitPolicies.IsProviderCallback(policy)))
         {
             // Unauthenticated requests never reach a handler (authorization answers first), but on the anonymous
             // routes, whose policy counts by client address.
@@ -321,12 +331,13 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
         return decision.Admitted && !CountsSome(policy) ? next(context) : LimitAsync(context, policy, decision);
     }
 
-    private static bool CountsSome(string policy) => policy is RateLimitPolicies.Destructive or RateLimitPolicies.StripeWebhooks;
+    private static bool CountsSome(string policy) => policy == RateLimitPolicies.Destructive || RateLimitPolicies.IsProviderCallback(policy);
 
     /// <summary>
     /// Whether a request of a policy that counts only some answers keeps its permit. A destructive request counts only
     /// when it succeeds, so mistakes (a 404, a validation error, a conflict) never use up the hour's few destructive calls;
-    /// a Stripe webhook post counts only when it is not accepted, so the limit bounds forged posts, not Stripe's deliveries.
+    /// a provider's callback (Stripe's webhook, Twilio's status callback) counts only when it is not accepted, so the
+    /// limit bounds forged posts, not the provider's deliveries.
     /// </summary>
     private static bool Counts(string policy, bool succeeded) => policy == RateLimitPolicies.Destructive ? succeeded : !succeeded;
 
@@ -374,7 +385,7 @@ public sealed class RateLimitMetrics
     {
         var meter = meters.Create(MeterName);
         _rejections = meter.CreateCounter<long>("gymwire.rate_limit.rejections", "{request}",
-            "Requests refused with 429 by a rate limit, by policy (triggers, actions, mutations, destructive, stripe-webhooks).");
+            "Requests refused with 429 by a rate limit, by policy (triggers, actions, mutations, destructive, stripe-webhooks, twilio-callbacks).");
     }
 
     /// <summary>The policy is one of <see cref="RateLimitPolicies"/>' names.</summary>

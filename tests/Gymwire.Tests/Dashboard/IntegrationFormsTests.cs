@@ -92,11 +92,21 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         await fx.WithDbAsync(db =>
         {
             db.SmsMessages.Add(new Gymwire.Features.Sms.SmsMessage { Id = Guid.CreateVersion7(), GymId = gym.GymId, Phone = "+15550100199", Message = "Class moved to 7pm", Status = "queued", CreatedAt = now });
+            // What Twilio's status callbacks make of sent messages: reached the phone, and refused by the carrier.
+            db.SmsMessages.Add(new Gymwire.Features.Sms.SmsMessage { Id = Guid.CreateVersion7(), GymId = gym.GymId, Phone = "+15550100198", Message = "See you Monday", Status = "delivered", CreatedAt = now });
+            db.SmsMessages.Add(new Gymwire.Features.Sms.SmsMessage
+            {
+                Id = Guid.CreateVersion7(), GymId = gym.GymId, Phone = "+15550100197", Message = "Welcome", Status = "undelivered", CreatedAt = now,
+                Error = "Twilio reported it undelivered (error 30003)",
+            });
             return db.SaveChangesAsync();
         });
         var sms = await browser.GetPageAsync("/settings/integrations/sms");
         Assert.Contains("No: this Gymwire server has no text-message provider yet", sms, StringComparison.Ordinal);
         Assert.Contains("Class moved to 7pm", sms, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"badge connected\">delivered</span>", sms, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"badge error\">undelivered</span>", sms, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"hint\"> Twilio reported it undelivered (error 30003)</span>", sms, StringComparison.Ordinal);
         Assert.DoesNotContain("+15550100199", sms, StringComparison.Ordinal);
         var email = await browser.GetPageAsync("/settings/integrations/email");
         Assert.Contains("No: this Gymwire server cannot send email yet", email, StringComparison.Ordinal);

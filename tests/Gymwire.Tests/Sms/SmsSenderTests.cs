@@ -19,7 +19,7 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
     private TwilioStandIn? _twilio;
 
     /// <summary>Made when the server's settings first name it, so that it dates messages by the fixture's clock.</summary>
-    public TwilioStandIn Twilio => _twilio ??= new TwilioStandIn(Clock);
+    public TwilioStandIn Twilio => _twilio ??= new TwilioStandIn(Clock, AuthToken);
 
     public AfterUpdate AfterUpdate { get; } = new();
 
@@ -38,6 +38,40 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
         new("Sms:RetryDelay", "00:00:30"),
         new("Sms:MaxAttempts", "3"),
     ];
+
+    /// <summary>A gym and a client with a read and write API key, as Zapier would queue messages.</summary>
+    public async Task<(TestGym Gym, HttpClient Writer)> GymWithWriterAsync()
+    {
+        var gym = await CreateGymAsync();
+        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+        return (gym, Client(key.GetProperty("key").GetString()));
+    }
+
+    public Task<SmsMessage> SmsAsync(Guid id) => WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+
+    /// <summary>Wakes the sender and polls (bounded) until the message is <paramref name="done"/>.</summary>
+    public async Task<SmsMessage> AwaitSmsAsync(Guid id, Func<SmsMessage, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            Services.GetRequiredService<SmsSignal>().Notify();
+            var message = await SmsAsync(id);
+            if (done(message))
+            {
+                return message;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
+            await Task.Delay(20);
+        }
+    }
+
+    public async Task<IntegrationStatus> SmsTileAsync(Guid gymId)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
+        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
+    }
 
     async Task IAsyncLifetime.DisposeAsync()
     {
@@ -58,12 +92,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     public sealed class Sqlite(SqliteTwilio f) : SmsSenderTests(f), IClassFixture<SqliteTwilio>;
     public sealed class Postgres(PostgresTwilio f) : SmsSenderTests(f), IClassFixture<PostgresTwilio>;
 
-    private async Task<(TestGym Gym, HttpClient Writer)> GymAsync()
-    {
-        var gym = await fx.CreateGymAsync();
-        var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "Zapier", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
-        return (gym, fx.Client(key.GetProperty("key").GetString()));
-    }
+    private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
 
     private static async Task<Guid> QueueAsync(HttpClient writer, string message, string phone = "+15551234567")
     {
@@ -71,26 +100,12 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         return sms.GetProperty("id").GetGuid();
     }
 
-    private Task<SmsMessage> MessageAsync(Guid id) => fx.WithDbAsync(db => db.SmsMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+    private Task<SmsMessage> MessageAsync(Guid id) => fx.SmsAsync(id);
 
     /// <summary>Wakes the sender and polls (bounded) until the message reaches one of <paramref name="statuses"/>.</summary>
     private Task<SmsMessage> AwaitStatusAsync(Guid id, params string[] statuses) => AwaitAsync(id, m => statuses.Contains(m.Status));
 
-    private async Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            fx.Services.GetRequiredService<SmsSignal>().Notify();
-            var message = await MessageAsync(id);
-            if (done(message))
-            {
-                return message;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"SMS {id} stayed {message.Status} ({message.Error})");
-            await Task.Delay(20);
-        }
-    }
+    private Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done) => fx.AwaitSmsAsync(id, done);
 
     private int RequestsWith(string body) => fx.Twilio.Requests.Count(r => r.Form.GetValueOrDefault("Body") == body);
 
@@ -103,18 +118,19 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
     private static readonly RecordedElsewhere NoneRecorded = (_, _) => Task.FromResult<IReadOnlySet<string>>(new HashSet<string>());
 
-    private TwilioSmsProvider Provider(HttpClient http, string from = "+15550001111") => new(http, Options.Create(new SmsOptions
+    private TwilioSmsProvider Provider(HttpClient http, string from = "+15550001111")
     {
-        Provider = SmsOptions.TwilioProvider,
-        Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
-    }), fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
-
-    private async Task<IntegrationStatus> TileAsync(Guid gymId)
-    {
-        await using var scope = fx.Services.CreateAsyncScope();
-        var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
-        return await tiles.StatusAsync(tiles.Find("sms")!, gymId, CancellationToken.None);
+        var options = Options.Create(new SmsOptions
+        {
+            Provider = SmsOptions.TwilioProvider,
+            Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
+        });
+        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioStatusCallbacks>.Instance);
+        return new(http, options, callbacks, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
     }
+
+    private Task<IntegrationStatus> TileAsync(Guid gymId) => fx.SmsTileAsync(gymId);
 
     [Fact]
     public async Task A_queued_sms_is_sent_through_twilio_and_a_restart_does_not_send_it_again()
@@ -147,6 +163,25 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.DoesNotContain(fx.Logs.Lines, l => l.Contains(body, StringComparison.Ordinal) || l.Contains("+15551234567", StringComparison.Ordinal)
                                                   || l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal)
                                                   || l.Contains(TwilioFixture.AccountSid, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Without_a_public_url_twilio_is_asked_for_no_status_callback_and_callbacks_are_refused()
+    {
+        var (_, writer) = await GymAsync();
+        var body = $"No callback {Guid.NewGuid():N}";
+        var id = await QueueAsync(writer, body);
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.False(Assert.Single(fx.Twilio.Requests, r => r.Form.GetValueOrDefault("Body") == body).Form.ContainsKey("StatusCallback"));
+
+        // Signed as Twilio would sign a callback to the address the server listens on: without a public URL there is
+        // no URL to check signatures against, so none verifies.
+        var url = new Uri(fx.BaseAddress, TwilioStatusCallbacks.Path).ToString();
+        var form = new Dictionary<string, string> { ["MessageSid"] = sent.ProviderMessageId!, ["MessageStatus"] = "delivered" };
+        var response = await TwilioStandIn.PostSignedAsync(fx.BaseAddress, url, form, fx.Twilio.Sign(url, form), "198.51.100.81");
+        Assert.Equal(TwilioStatusCallbacks.SignatureRejected, await response.AssertErrorAsync(HttpStatusCode.Forbidden));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
     }
 
     [Fact]

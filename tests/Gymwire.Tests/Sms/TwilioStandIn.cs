@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
@@ -12,6 +14,15 @@ public sealed record TwilioMessage(string Sid, string To, string From, string Bo
 {
     /// <summary>Twilio's status of the message; a test sets it to what Twilio would have made of it (e.g. <c>failed</c>).</summary>
     public string Status { get; set; } = "queued";
+
+    /// <summary>Twilio's error code for a message it failed or could not deliver.</summary>
+    public int? ErrorCode { get; set; }
+
+    /// <summary>The account that sent it (the SID in the send's path).</summary>
+    public string AccountSid { get; init; } = "";
+
+    /// <summary>The <c>StatusCallback</c> the send named, where Twilio posts this message's status changes.</summary>
+    public string? StatusCallback { get; init; }
 }
 
 /// <summary>
@@ -19,7 +30,7 @@ public sealed record TwilioMessage(string Sid, string To, string From, string Bo
 /// or whatever failures a test queued first. It can also hold its answers, as a slow provider would, so that a test
 /// can act while a send is in flight; a message it holds the answer to is already accepted, as Twilio accepts one
 /// before a slow answer reaches the sender. Like Twilio, it lists the messages it accepted, newest first, dated by
-/// <paramref name="clock"/>.
+/// <paramref name="clock"/>. It posts status callbacks as Twilio does (<see cref="CallBackAsync"/>).
 /// </summary>
 public sealed class TwilioStandIn : IAsyncDisposable
 {
@@ -28,6 +39,7 @@ public sealed class TwilioStandIn : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly TimeProvider _clock;
+    private readonly string _authToken;
     private readonly ConcurrentQueue<(int Status, string Body, bool Accepted)> _failures = new();
     private readonly ConcurrentQueue<(int Status, string Body)> _listFailures = new();
     private readonly ConcurrentStack<TwilioMessage> _accepted = new();
@@ -42,9 +54,10 @@ public sealed class TwilioStandIn : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
-    public TwilioStandIn(TimeProvider clock)
+    public TwilioStandIn(TimeProvider clock, string authToken)
     {
         _clock = clock;
+        _authToken = authToken;
         var builder = WebApplication.CreateSlimBuilder(["--urls=http://127.0.0.1:0"]);
         builder.Logging.ClearProviders();
         _app = builder.Build();
@@ -94,7 +107,11 @@ public sealed class TwilioStandIn : IAsyncDisposable
         if (failure is null or { Accepted: true })
         {
             var from = form.TryGetValue("From", out var number) ? number.ToString() : ServiceNumber;
-            accepted = new TwilioMessage($"SM{Interlocked.Increment(ref _count):D32}", form["To"].ToString(), from, form["Body"].ToString(), _clock.GetUtcNow());
+            accepted = new TwilioMessage($"SM{Interlocked.Increment(ref _count):D32}", form["To"].ToString(), from, form["Body"].ToString(), _clock.GetUtcNow())
+            {
+                AccountSid = context.Request.RouteValues["sid"]?.ToString() ?? "",
+                StatusCallback = form.TryGetValue("StatusCallback", out var callback) ? callback.ToString() : null,
+            };
             _accepted.Push(accepted);
         }
         var answer = _answer.Task;
@@ -133,8 +150,65 @@ public sealed class TwilioStandIn : IAsyncDisposable
     {
         sid = m.Sid, to = m.To, from = m.From, body = m.Body, status = m.Status, direction = "outbound-api",
         date_created = m.Created.UtcDateTime.ToString("ddd, dd MMM yyyy HH:mm:ss '+0000'", System.Globalization.CultureInfo.InvariantCulture),
-        date_sent = (string?)null, num_segments = "1", error_code = (int?)null, error_message = (string?)null,
+        date_sent = (string?)null, num_segments = "1", error_code = m.ErrorCode, error_message = (string?)null,
     };
+
+    /// <summary>
+    /// The message's status changes to <paramref name="status"/>, and Twilio posts it to the message's StatusCallback:
+    /// form-encoded, signed with the auth token over that URL followed by each parameter's name and value sorted by
+    /// name. The URL is the server's public one, so the post goes to <paramref name="server"/>, where a reverse proxy
+    /// would forward it, naming the public host and the client <paramref name="from"/> as a proxy does.
+    /// <paramref name="alter"/> changes the signed request before it is sent (a forger's edits).
+    /// </summary>
+    public Task<HttpResponseMessage> CallBackAsync(Uri server, TwilioMessage message, string status, int? errorCode = null, string from = "198.51.100.80",
+        Action<Dictionary<string, string>>? alter = null)
+    {
+        message.Status = status;
+        message.ErrorCode = errorCode ?? message.ErrorCode;
+        var form = new Dictionary<string, string>
+        {
+            ["AccountSid"] = message.AccountSid, ["ApiVersion"] = "2010-04-01", ["From"] = message.From, ["To"] = message.To,
+            ["MessageSid"] = message.Sid, ["SmsSid"] = message.Sid, ["MessageStatus"] = status, ["SmsStatus"] = status,
+        };
+        if (errorCode is { } code)
+        {
+            form["ErrorCode"] = code.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        var url = message.StatusCallback ?? throw new InvalidOperationException("The send named no StatusCallback");
+        return PostSignedAsync(server, url, form, Sign(url, form), from, alter);
+    }
+
+    /// <summary>Twilio's signature of a form post to <paramref name="url"/> with this stand-in's auth token.</summary>
+    public string Sign(string url, IReadOnlyDictionary<string, string> form) => Sign(url, form, _authToken);
+
+    public static string Sign(string url, IReadOnlyDictionary<string, string> form, string authToken)
+    {
+        var data = new StringBuilder(url);
+        foreach (var (name, value) in form.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            data.Append(name).Append(value);
+        }
+        return Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes(authToken), Encoding.UTF8.GetBytes(data.ToString())));
+    }
+
+    /// <summary>Posts <paramref name="form"/> with this signature to <paramref name="url"/>'s path on <paramref name="server"/>.</summary>
+    public static async Task<HttpResponseMessage> PostSignedAsync(Uri server, string url, Dictionary<string, string> form, string? signature, string from,
+        Action<Dictionary<string, string>>? alter = null)
+    {
+        alter?.Invoke(form);
+        var publicUrl = new Uri(url);
+        using var client = new HttpClient { BaseAddress = server };
+        using var request = new HttpRequestMessage(HttpMethod.Post, publicUrl.PathAndQuery) { Content = new FormUrlEncodedContent(form) };
+        request.Headers.Host = publicUrl.Authority;
+        request.Headers.Add("X-Forwarded-For", from);
+        if (signature is not null)
+        {
+            request.Headers.Add("X-Twilio-Signature", signature);
+        }
+        var response = await client.SendAsync(request);
+        await response.Content.LoadIntoBufferAsync();
+        return response;
+    }
 
     public async ValueTask DisposeAsync()
     {

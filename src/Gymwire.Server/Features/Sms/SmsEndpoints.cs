@@ -15,6 +15,15 @@ public static class SmsEndpoints
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
         group.MapPost("/{id:guid}/retry", Retry).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations)
             .WithSummary("Queue a failed message again (for example one interrupted mid-send, after checking the provider did not send it)");
+
+        // Twilio signs, so this is anonymous; the signature is the authentication. Anyone can post, so rejected posts
+        // are limited per client address.
+        var callbacks = app.MapGroup(TwilioStatusCallbacks.Path).WithTags("SMS").AllowAnonymous().RequireRateLimiting(RateLimitPolicies.TwilioCallbacks);
+        callbacks.MapPost("/", ReceiveStatus)
+            .Produces<ErrorResponse>(StatusCodes.Status403Forbidden)
+            .WithSummary("Receive Twilio's status callback for a sent message (form-encoded, signed with X-Twilio-Signature)")
+            .WithDescription("Twilio posts here when Auth:PublicUrl is set. A post whose signature does not verify gets 403, whatever the reason, "
+                + "and changes nothing. A verified one gets 200 with no body, also for a message Gymwire does not know.");
         return app;
     }
 
@@ -22,6 +31,9 @@ public static class SmsEndpoints
         ClaimsPrincipal user, GymwireDbContext db, int? limit, int? offset, string? status, CancellationToken ct) =>
         db.SmsMessages.ListInGymAsync(user.GetGymId(), limit, offset, m => m.CreatedAt, SmsService.ToDto, items => new SmsList(items), ct,
             new("status", "statuses", status, SmsStatuses.All, m => m.Status == status));
+
+    internal static Task<Results<Ok, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ReceiveStatus(
+        HttpRequest request, GymwireDbContext db, TwilioStatusCallbacks callbacks, CancellationToken ct) => callbacks.ReceiveAsync(request, db, ct);
 
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, CancellationToken ct)

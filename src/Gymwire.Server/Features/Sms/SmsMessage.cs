@@ -7,7 +7,10 @@ public sealed class SmsMessage : IGymRow
     public Guid GymId { get; set; }
     public required string Phone { get; set; }
     public required string Message { get; set; }
-    /// <summary><c>queued</c>, <c>sending</c>, <c>sent</c> or <c>failed</c>.</summary>
+    /// <summary>
+    /// <c>queued</c>, <c>sending</c>, <c>sent</c> or <c>failed</c>; after <c>sent</c>, <c>delivered</c> or
+    /// <c>undelivered</c> when the provider reports what became of it (Twilio's status callback).
+    /// </summary>
     public required string Status { get; set; }
     public string? ProviderMessageId { get; set; }
     public string? Error { get; set; }
@@ -33,6 +36,10 @@ public static class SmsStatuses
     public const string Sending = "sending";
     public const string Sent = "sent";
     public const string Failed = "failed";
+    /// <summary>The provider reports the message reached the phone.</summary>
+    public const string Delivered = "delivered";
+    /// <summary>The provider accepted the message but reports it did not reach the phone (its error code in the error).</summary>
+    public const string Undelivered = "undelivered";
 
-    public static readonly string[] All = [Queued, Sending, Sent, Failed];
+    public static readonly string[] All = [Queued, Sending, Sent, Failed, Delivered, Undelivered];
 }

@@ -5,13 +5,17 @@ using System.Text;
 namespace Gymwire.Features.Sms;
 
 /// <summary>
-/// What became of one send. <see cref="Transient"/> failures may be retried; others are final. A
+/// What became of one send. <see cref="Transient"/> failures may be retried; others are final. A sent message is
+/// recorded with <see cref="Status"/> when the provider already knows more than <c>sent</c> (an earlier attempt found in
+/// Twilio's list that Twilio delivered), and then <see cref="Error"/> is what it says of an undelivered one. A
 /// <see cref="Configuration"/> failure (the provider refused Gymwire's credentials) is no fault of the message: it is
 /// retried however many attempts it took, until the operator fixes the configuration.
 /// </summary>
-public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string? Error, bool Transient, bool Uncertain = false, bool Configuration = false)
+public sealed record SmsSendResult(bool Sent, string? ProviderMessageId, string? Error, bool Transient, bool Uncertain = false, bool Configuration = false,
+    string Status = SmsStatuses.Sent)
 {
-    public static SmsSendResult Success(string providerMessageId) => new(true, providerMessageId, null, false);
+    public static SmsSendResult Success(string providerMessageId, string status = SmsStatuses.Sent, string? error = null) =>
+        new(true, providerMessageId, error, false, Status: status);
     public static SmsSendResult Permanent(string error) => new(false, null, error, false);
     /// <summary>The request certainly did not reach the provider (connection refused, 429): safe to retry.</summary>
     public static SmsSendResult Retry(string error) => new(false, null, error, true);
@@ -43,7 +47,8 @@ public interface ISmsProvider
 /// Twilio has no idempotency key, so before sending a message whose earlier attempt may have reached it (see
 /// <see cref="SmsMessage.UncertainSince"/>), it lists the messages to that number and records the one it finds instead.
 /// </summary>
-public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptions> options, TimeProvider clock, ILogger<TwilioSmsProvider> logger) : ISmsProvider
+public sealed partial class TwilioSmsProvider(
+    HttpClient http, IOptions<SmsOptions> options, TwilioStatusCallbacks callbacks, TimeProvider clock, ILogger<TwilioSmsProvider> logger) : ISmsProvider
 {
     public const string HttpClientName = "twilio";
 
@@ -73,6 +78,11 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
         }
         var form = new List<KeyValuePair<string, string>> { new("To", message.Phone), new("Body", message.Message) };
         form.Add(FromMessagingService ? new("MessagingServiceSid", _twilio.From) : new("From", _twilio.From));
+        // Without a public address Twilio has nowhere to report delivery: the message stays sent.
+        if (callbacks.CallbackUrl is { } callbackUrl)
+        {
+            form.Add(new("StatusCallback", callbackUrl));
+        }
         using var request = Authorized(new HttpRequestMessage(HttpMethod.Post, MessagesUrl) { Content = new FormUrlEncodedContent(form) });
         var (response, failure) = await ExchangeAsync(request, ct);
         if (response is null)
@@ -143,7 +153,14 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
             if (match is not null)
             {
                 LogFoundEarlier(logger, message.Id);
-                return SmsSendResult.Success(match.Sid);
+                // Its status callbacks may have come while no message carried its SID, and were then not recorded.
+                return match.Status switch
+                {
+                    "delivered" => SmsSendResult.Success(match.Sid, SmsStatuses.Delivered),
+                    "undelivered" => SmsSendResult.Success(match.Sid, SmsStatuses.Undelivered,
+                        TwilioStatusCallbacks.UndeliveredError(match.Status, TwilioStatusCallbacks.ErrorCode(match.ErrorCode))),
+                    _ => SmsSendResult.Success(match.Sid),
+                };
             }
             // A full page whose every message is that recent may not hold them all.
             return listed.Count < LookupPageSize || listed.Any(m => m.Created < from)
@@ -152,7 +169,7 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
         }
     }
 
-    private sealed record ListedMessage(string Sid, string? To, string? Body, string? Status, DateTimeOffset Created);
+    private sealed record ListedMessage(string Sid, string? To, string? Body, string? Status, string? ErrorCode, DateTimeOffset Created);
 
     /// <summary>The items of a Messages list answer, or null when it is not one (or an item's date cannot be read).</summary>
     private static List<ListedMessage>? ReadMessages(string body)
@@ -172,7 +189,8 @@ public sealed partial class TwilioSmsProvider(HttpClient http, IOptions<SmsOptio
                 {
                     return null;
                 }
-                listed.Add(new ListedMessage(sid, Text(item, "to"), Text(item, "body"), Text(item, "status"), created));
+                var errorCode = item.TryGetProperty("error_code", out var code) && code.ValueKind == JsonValueKind.Number ? code.GetRawText() : Text(item, "error_code");
+                listed.Add(new ListedMessage(sid, Text(item, "to"), Text(item, "body"), Text(item, "status"), errorCode, created));
             }
             return listed;
         }

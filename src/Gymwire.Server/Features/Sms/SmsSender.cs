@@ -138,10 +138,14 @@ public sealed partial class SmsSender(
         var query = db.SmsMessages.Where(m => m.Id == id && m.Status == SmsStatuses.Sending);
         if (result.Sent)
         {
-            await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sent).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
-                .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, (string?)null).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+            await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
+                .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
             LogSent(logger, id, message.Attempts);
             metrics.Sent(SmsMetrics.Outcomes.Sent);
+            if (result.Status != SmsStatuses.Sent)
+            {
+                metrics.Delivery(result.Status);
+            }
             return;
         }
         var error = ColumnText.Fit($"Attempt {message.Attempts}: {result.Error}", 1000);

@@ -24,6 +24,7 @@ public static class SmsSetup
             _ => throw new InvalidOperationException("No SMS provider is configured (Sms:Provider)."),
         });
         services.AddSingleton<SmsMetrics>();
+        services.AddSingleton<TwilioStatusCallbacks>();
         services.AddHostedService<SmsSender>();
         services.AddIntegrationStatus<SmsConnectorStatus>();
         return services;
@@ -49,7 +50,8 @@ public sealed class SmsConnectorStatus(GymwireDbContext db, IOptions<SmsOptions>
         var provider = services.GetRequiredService<ISmsProvider>();
         var last = await db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId && m.LastAttemptAt != null)
             .OrderByDescending(m => m.LastAttemptAt).Select(m => new { m.Status, m.Error, m.LastAttemptAt }).FirstOrDefaultAsync(ct);
-        if (last is { Error: not null } && last.Status != SmsStatuses.Sent)
+        // An undelivered message was sent: its error is the member's phone or carrier's, not the connector's.
+        if (last is { Error: not null } && last.Status is not (SmsStatuses.Sent or SmsStatuses.Delivered or SmsStatuses.Undelivered))
         {
             var when = Gyms.GymTimeZones.Minutes(last.LastAttemptAt!.Value, await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct));
             return IntegrationStatus.Error($"{provider.Describe()}. Last send failed at {when}: {last.Error}");

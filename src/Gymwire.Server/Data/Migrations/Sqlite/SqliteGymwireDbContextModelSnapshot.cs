@@ -980,6 +980,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.HasKey("Id")
                         .HasName("pk_sms_messages");
 
+                    b.HasIndex("ProviderMessageId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_sms_messages_provider_message_id");
+
                     b.HasIndex("GymId", "CreatedAt")
                         .HasDatabaseName("ix_sms_messages_gym_id_created_at");
 

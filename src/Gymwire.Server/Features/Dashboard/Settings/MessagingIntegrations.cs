@@ -30,8 +30,8 @@ public sealed class SmsIntegrationModel(GymwireDbContext db, IOptions<SmsOptions
 
     public static string StatusCss(string status) => status switch
     {
-        SmsStatuses.Sent => "connected",
-        SmsStatuses.Failed => "error",
+        SmsStatuses.Sent or SmsStatuses.Delivered => "connected",
+        SmsStatuses.Failed or SmsStatuses.Undelivered => "error",
         _ => "not-connected",
     };
 }

@@ -1,0 +1,41 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace Gymwire.Data.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class SmsProviderMessageIdUnique : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            // Before the look-up for an earlier attempt left out SIDs other messages carry, two messages could be
+            // recorded with one Twilio message. The oldest keeps it (it was sent first, so the message is most likely
+            // its); the others lose it, so the unique index can be built, and say why their delivery stays unknown.
+            migrationBuilder.Sql("""
+                UPDATE sms_messages
+                SET provider_message_id = NULL,
+                    error = 'Recorded with the provider message id of an earlier message, which keeps it; this message''s delivery status is unknown.'
+                WHERE provider_message_id IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM sms_messages AS earlier
+                    WHERE earlier.provider_message_id = sms_messages.provider_message_id
+                      AND (earlier.created_at < sms_messages.created_at OR (earlier.created_at = sms_messages.created_at AND earlier.id < sms_messages.id)));
+                """);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_sms_messages_provider_message_id",
+                table: "sms_messages",
+                column: "provider_message_id",
+                unique: true);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropIndex(
+                name: "ix_sms_messages_provider_message_id",
+                table: "sms_messages");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Gymwire.Features.Dashboard.Integrations;
+using Gymwire.Features.Sms;
+using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace Gymwire.Tests.Sms;
+
+/// <summary>
+/// A server with a public address asks Twilio for status callbacks, and the stand-in posts them as Twilio does
+/// (signed over the public URL, delivered through a trusted proxy that names the client's address). Rejected
+/// callbacks are limited to <see cref="Limit"/> a minute per address.
+/// </summary>
+public abstract class TwilioCallbackFixture(Store store) : TwilioFixture(store)
+{
+    public const string PublicUrl = "https://gymwire.example/";
+    public const string CallbackUrl = "https://gymwire.example/api/integrations/twilio/status";
+    public const int Limit = 5;
+
+    protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
+    [
+        .. base.Settings(),
+        new("Auth:PublicUrl", PublicUrl),
+        new("RateLimiting:TwilioCallbacks:PermitLimit", Limit.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("ForwardedHeaders:TrustedProxies:0", "127.0.0.1"),
+    ];
+}
+
+public sealed class SqliteTwilioCallbacks() : TwilioCallbackFixture(Store.Sqlite);
+
+public sealed class PostgresTwilioCallbacks() : TwilioCallbackFixture(Store.Postgres);
+
+public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
+{
+    public sealed class Sqlite(SqliteTwilioCallbacks f) : SmsStatusCallbackTests(f), IClassFixture<SqliteTwilioCallbacks>;
+    public sealed class Postgres(PostgresTwilioCallbacks f) : SmsStatusCallbackTests(f), IClassFixture<PostgresTwilioCallbacks>;
+
+    private const string CallbacksCategory = "Gymwire.Features.Sms.TwilioStatusCallbacks";
+
+    /// <summary>A client address of its own per use, so that one test's rejected posts never count against another's.</summary>
+    private static string NewAddress() => $"203.0.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
+
+    private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
+
+    /// <summary>Queues a message and waits until the sender recorded it sent; returns it and Twilio's copy.</summary>
+    private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null)
+    {
+        body ??= $"Status {Guid.NewGuid():N}";
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var id = sms.GetProperty("id").GetGuid();
+        var sent = await AwaitAsync(id, m => m.Status is SmsStatuses.Sent or SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        return (id, Assert.Single(fx.Twilio.AcceptedWith(body)));
+    }
+
+    private Task<SmsMessage> AwaitAsync(Guid id, Func<SmsMessage, bool> done) => fx.AwaitSmsAsync(id, done);
+
+    private Task<SmsMessage> MessageAsync(Guid id) => fx.SmsAsync(id);
+
+    private async Task CallBackAsync(TwilioMessage message, string status, int? errorCode = null)
+    {
+        var response = await fx.Twilio.CallBackAsync(fx.BaseAddress, message, status, errorCode);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("", await response.Content.ReadAsStringAsync());
+    }
+
+    private async Task<string> DtoStatusAsync(HttpClient writer, Guid id)
+    {
+        var list = await (await writer.GetAsync("/api/gym/sms")).AssertStatusAsync(HttpStatusCode.OK);
+        return list.GetProperty("messages").EnumerateArray().Single(m => m.GetProperty("id").GetGuid() == id).GetProperty("status").GetString()!;
+    }
+
+    private Task<IntegrationStatus> TileAsync(Guid gymId) => fx.SmsTileAsync(gymId);
+
+    [Fact]
+    public async Task A_delivered_callback_marks_the_message_delivered_and_later_interim_or_undelivered_callbacks_do_not_undo_it()
+    {
+        using var deliveries = new MetricCollector<long>(fx.Services.GetRequiredService<IMeterFactory>(), SmsMetrics.MeterName, "gymwire.sms.deliveries");
+        var (_, writer) = await GymAsync();
+        var (id, twilio) = await SentAsync(writer);
+        Assert.Equal(TwilioCallbackFixture.CallbackUrl, twilio.StatusCallback);
+
+        await CallBackAsync(twilio, "sent");
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+        await CallBackAsync(twilio, "delivered");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        // Twilio repeats callbacks and they arrive out of order.
+        await CallBackAsync(twilio, "delivered");
+        await CallBackAsync(twilio, "sent");
+        await CallBackAsync(twilio, "queued");
+        await CallBackAsync(twilio, "undelivered", 30003);
+
+        var delivered = await MessageAsync(id);
+        Assert.Equal(SmsStatuses.Delivered, delivered.Status);
+        Assert.Null(delivered.Error);
+        Assert.Equal(twilio.Sid, delivered.ProviderMessageId);
+        Assert.Equal(SmsStatuses.Delivered, await DtoStatusAsync(writer, id));
+        var listed = await (await writer.GetAsync("/api/gym/sms?status=delivered")).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal(id, Assert.Single(listed.GetProperty("messages").EnumerateArray()).GetProperty("id").GetGuid());
+        // Counted once, when the message changed, not per callback.
+        Assert.Equal(1, deliveries.GetMeasurementSnapshot().Where(m => Equals(m.Tags.GetValueOrDefault("gymwire.outcome"), "delivered")).Sum(m => m.Value));
+        Assert.Equal(0, deliveries.GetMeasurementSnapshot().Where(m => Equals(m.Tags.GetValueOrDefault("gymwire.outcome"), "undelivered")).Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task Undelivered_and_failed_callbacks_carry_twilios_error_code_and_the_tile_stays_connected()
+    {
+        var (gym, writer) = await GymAsync();
+        var (undeliveredId, undelivered) = await SentAsync(writer);
+        var (failedId, failed) = await SentAsync(writer);
+
+        await CallBackAsync(undelivered, "sending");
+        await CallBackAsync(undelivered, "undelivered", 30003);
+        await CallBackAsync(undelivered, "sent");
+        await CallBackAsync(failed, "failed", 30008);
+
+        var first = await MessageAsync(undeliveredId);
+        Assert.Equal(SmsStatuses.Undelivered, first.Status);
+        Assert.Equal("Twilio reported it undelivered (error 30003)", first.Error);
+        Assert.Equal(SmsStatuses.Undelivered, await DtoStatusAsync(writer, undeliveredId));
+        var second = await MessageAsync(failedId);
+        Assert.Equal(SmsStatuses.Undelivered, second.Status);
+        Assert.Equal("Twilio reported it failed (error 30008)", second.Error);
+        // The member's phone or carrier refused it; the connector works.
+        Assert.Equal(IntegrationState.Connected, (await TileAsync(gym.GymId)).State);
+
+        // A delivery receipt after all (carriers report late) is proof it arrived.
+        await CallBackAsync(undelivered, "delivered");
+        var late = await MessageAsync(undeliveredId);
+        Assert.Equal(SmsStatuses.Delivered, late.Status);
+        Assert.Null(late.Error);
+    }
+
+    [Fact]
+    public async Task Unsigned_or_badly_signed_callbacks_all_get_one_403_change_nothing_and_are_logged_at_debug_only()
+    {
+        var (_, writer) = await GymAsync();
+        var (id, twilio) = await SentAsync(writer);
+        var logStart = fx.Logs.Lines.Count;
+        var form = new Dictionary<string, string>
+        {
+            ["AccountSid"] = TwilioFixture.AccountSid, ["MessageSid"] = twilio.Sid, ["MessageStatus"] = "delivered", ["To"] = twilio.To,
+        };
+        // Signed over the address the request reached, as a server trusting the Host header would check it.
+        var reached = new Uri(fx.BaseAddress, TwilioStatusCallbacks.Path).ToString();
+        var posts = new (string Case, Func<Task<HttpResponseMessage>> Post)[]
+        {
+            ("no signature", () => TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, new(form), null, NewAddress())),
+            ("another account's token", () => TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, new(form),
+                TwilioStandIn.Sign(TwilioCallbackFixture.CallbackUrl, form, "someone-elses-token"), NewAddress())),
+            ("signed over the reached address", () => TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, new(form),
+                fx.Twilio.Sign(reached, form), NewAddress())),
+            ("a parameter changed after signing", () => fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, "undelivered", 30003, NewAddress(),
+                f => f["MessageStatus"] = "delivered")),
+            ("a parameter added after signing", () => fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, "sent", null, NewAddress(),
+                f => f["ErrorCode"] = "30003")),
+            ("not base64", () => TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, new(form), "not a signature!", NewAddress())),
+        };
+        var answers = new List<string>();
+        foreach (var (name, post) in posts)
+        {
+            var response = await post();
+            Assert.True(response.StatusCode == HttpStatusCode.Forbidden, $"{name}: {response.StatusCode}");
+            answers.Add(await response.AssertErrorAsync(HttpStatusCode.Forbidden));
+        }
+        // A JSON body, signed over the URL alone.
+        var json = new HttpRequestMessage(HttpMethod.Post, TwilioStatusCallbacks.Path)
+        {
+            Content = new StringContent($$"""{"MessageSid":"{{twilio.Sid}}","MessageStatus":"delivered"}""", System.Text.Encoding.UTF8, "application/json"),
+        };
+        json.Headers.Add("X-Twilio-Signature", fx.Twilio.Sign(TwilioCallbackFixture.CallbackUrl, new Dictionary<string, string>()));
+        json.Headers.Add("X-Forwarded-For", NewAddress());
+        answers.Add(await (await fx.Client().SendAsync(json)).AssertErrorAsync(HttpStatusCode.Forbidden));
+
+        Assert.Equal([TwilioStatusCallbacks.SignatureRejected], answers.Distinct());
+        var unchanged = await MessageAsync(id);
+        Assert.Equal(SmsStatuses.Sent, unchanged.Status);
+        Assert.Null(unchanged.Error);
+        var lines = fx.Logs.Lines.Skip(logStart).Where(l => l.Contains(CallbacksCategory, StringComparison.Ordinal) && l.Contains("Rejected", StringComparison.Ordinal)).ToList();
+        Assert.Equal(posts.Length + 1, lines.Count);
+        Assert.All(lines, l => Assert.StartsWith("Debug ", l, StringComparison.Ordinal));
+        Assert.DoesNotContain(fx.Logs.Lines.Skip(logStart), l => l.Contains(TwilioFixture.AuthToken, StringComparison.Ordinal));
+        fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
+    public async Task A_callback_for_a_message_gymwire_does_not_know_gets_200_and_changes_nothing()
+    {
+        var (_, writer) = await GymAsync();
+        var (id, twilio) = await SentAsync(writer);
+        var before = await (await writer.GetAsync("/api/gym/sms")).Content.ReadAsStringAsync();
+        // Sent from the account by something else (Twilio's console, another system).
+        var stranger = new TwilioMessage("SM" + Guid.NewGuid().ToString("N"), "+15557654321", "+15550001111", "not Gymwire's", fx.Clock.GetUtcNow())
+        {
+            AccountSid = TwilioFixture.AccountSid, StatusCallback = TwilioCallbackFixture.CallbackUrl,
+        };
+
+        await CallBackAsync(stranger, "delivered");
+        await CallBackAsync(stranger, "undelivered", 30005);
+
+        Assert.Equal(before, await (await writer.GetAsync("/api/gym/sms")).Content.ReadAsStringAsync());
+        Assert.Equal(0, await fx.WithDbAsync(db => db.SmsMessages.CountAsync(m => m.ProviderMessageId == stranger.Sid)));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+        Assert.Equal(twilio.Sid, (await MessageAsync(id)).ProviderMessageId);
+
+        // Signed but without a message id: the sender's mistake, told as such.
+        var form = new Dictionary<string, string> { ["MessageStatus"] = "delivered" };
+        var missing = await TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, form,
+            fx.Twilio.Sign(TwilioCallbackFixture.CallbackUrl, form), NewAddress());
+        Assert.Contains("MessageSid", await missing.AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Rejected_callbacks_past_the_limit_get_429_before_any_signature_is_checked_and_accepted_ones_never_count()
+    {
+        var (_, writer) = await GymAsync();
+        var (id, twilio) = await SentAsync(writer);
+        var shared = NewAddress();
+        var forged = new Dictionary<string, string> { ["MessageSid"] = twilio.Sid, ["MessageStatus"] = "undelivered", ["ErrorCode"] = "30003" };
+        Task<HttpResponseMessage> ForgeAsync(string from) => TwilioStandIn.PostSignedAsync(fx.BaseAddress, TwilioCallbackFixture.CallbackUrl, new(forged),
+            TwilioStandIn.Sign(TwilioCallbackFixture.CallbackUrl, forged, "forger-token"), from);
+
+        for (var i = 0; i < TwilioCallbackFixture.Limit - 1; i++)
+        {
+            await (await ForgeAsync(shared)).AssertErrorAsync(HttpStatusCode.Forbidden);
+        }
+        // Twilio's callbacks from the same address, three times the limit of them: all accepted, none counted.
+        for (var i = 0; i < 3 * TwilioCallbackFixture.Limit; i++)
+        {
+            var response = await fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, i % 2 == 0 ? "sent" : "queued", from: shared);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        await (await ForgeAsync(shared)).AssertErrorAsync(HttpStatusCode.Forbidden);
+
+        // Past the limit, even Twilio's own post from that address is refused before it is looked at.
+        var limited = await fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, "delivered", from: shared);
+        Assert.Contains("Rate limit exceeded", await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests), StringComparison.Ordinal);
+        Assert.InRange(int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture), 1, 60);
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+
+        // Another address is not held up.
+        await (await ForgeAsync(NewAddress())).AssertErrorAsync(HttpStatusCode.Forbidden);
+        await CallBackAsync(twilio, "delivered");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+
+        // A window later the address is admitted again.
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.OK, (await fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, "delivered", from: shared)).StatusCode);
+    }
+
+    [Fact]
+    public async Task An_earlier_attempt_found_in_twilios_list_that_twilio_could_not_deliver_is_recorded_undelivered_and_later_callbacks_apply()
+    {
+        var (_, writer) = await GymAsync();
+        var body = $"Uncertain {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var id = sms.GetProperty("id").GetGuid();
+        var uncertain = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, uncertain.Status);
+        var twilio = Assert.Single(fx.Twilio.AcceptedWith(body));
+
+        // Its callback came while no message carried its SID: Twilio is answered, nothing changes.
+        await CallBackAsync(twilio, "undelivered", 30006);
+        Assert.Equal(SmsStatuses.Queued, (await MessageAsync(id)).Status);
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var found = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Undelivered, found.Status);
+        Assert.Equal(twilio.Sid, found.ProviderMessageId);
+        Assert.Equal("Twilio reported it undelivered (error 30006)", found.Error);
+        Assert.Single(fx.Twilio.AcceptedWith(body));
+
+        await CallBackAsync(twilio, "delivered");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+    }
+}
