@@ -639,10 +639,12 @@ public static class WebhookKeyRevocation
 {
     /// <summary>
     /// Deactivates the active subscriptions the key created, with the reason the owner sees, and ends their queued
-    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns how
-    /// many deliveries it ended (undeliverable), for the caller to count once the transaction commits.
+    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns the
+    /// subscriptions it deactivated and how many deliveries it ended (undeliverable), for the caller to count once the
+    /// transaction commits.
     /// </summary>
-    public static Task<int> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now,
+        CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked", now, ct);
 
@@ -651,8 +653,8 @@ public static class WebhookKeyRevocation
     /// expired (the key can change nothing from then on, so a later change, such as the owner switching it back on, is
     /// the owner's, and the subscription the owner's now).
     /// </summary>
-    public static Task<int> DeactivateExpiredAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime expiredAt, DateTime now,
-        CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateExpiredAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime expiredAt,
+        DateTime now, CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && s.UpdatedAt < expiredAt),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook expired", now, ct);
 
@@ -660,28 +662,38 @@ public static class WebhookKeyRevocation
     /// As <see cref="DeactivateOwnedAsync"/>, for a key without the <c>read</c> scope (webhooks made before managing them
     /// needed it): a webhook would give the key the events it may not read. Leaves those the owner switched on since.
     /// </summary>
-    public static Task<int> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now,
+        CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && !s.SwitchedByOwner),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook lacks the 'read' scope, which a key's webhooks need: " +
             "through this webhook it would receive the events it may not read", now, ct);
 
-    private static async Task<int> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now, CancellationToken ct)
+    private static async Task<KeyWebhooksDeactivated> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now,
+        CancellationToken ct)
     {
-        var owned = await subscriptions.ToListAsync(ct);
-        if (owned.Count == 0)
+        reason = ColumnText.Fit(reason, 500);
+        var deactivated = new List<WebhookSubscription>();
+        foreach (var subscription in await subscriptions.AsNoTracking().ToListAsync(ct))
         {
-            return 0;
+            // Each under the query's own condition (still active, …), checked again at the write: of two deactivations at
+            // once (two nodes' sweeps, or a sweep and the owner's revocation) only one changes a webhook, and tells its owner.
+            var changed = await subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(u => u
+                .SetProperty(s => s.IsActive, false).SetProperty(s => s.DisabledReason, reason).SetProperty(s => s.DisabledAt, now)
+                .SetProperty(s => s.FailingSince, (DateTime?)null).SetProperty(s => s.UpdatedAt, now).SetProperty(s => s.SwitchedByOwner, false), ct);
+            if (changed == 1)
+            {
+                (subscription.IsActive, subscription.DisabledReason, subscription.DisabledAt, subscription.FailingSince, subscription.UpdatedAt, subscription.SwitchedByOwner) =
+                    (false, reason, now, null, now, false);
+                deactivated.Add(subscription);
+            }
         }
-        foreach (var subscription in owned)
+        if (deactivated.Count == 0)
         {
-            subscription.IsActive = false;
-            subscription.DisabledReason = reason.Length <= 500 ? reason : reason[..500];
-            subscription.DisabledAt = now;
-            subscription.FailingSince = null;
-            subscription.UpdatedAt = now;
-            subscription.SwitchedByOwner = false;
+            return new KeyWebhooksDeactivated([], 0);
         }
-        await db.SaveChangesAsync(ct);
-        return await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
+        return new KeyWebhooksDeactivated(deactivated, await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), now, ct));
     }
 }
+
+/// <summary>The subscriptions a key's revocation, expiry or lack of <c>read</c> deactivated, and how many queued deliveries that ended.</summary>
+public sealed record KeyWebhooksDeactivated(IReadOnlyList<WebhookSubscription> Webhooks, int Ended);
