@@ -454,6 +454,64 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task The_api_and_the_dashboard_say_whether_the_owner_or_gymwire_switched_a_webhook_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        var (makeId, makeKey) = await KeyAsync(gym, "Make", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/held-shown", "member.joined");
+        var makeHook = await CreateWithAsync(fx.Client(makeKey), "https://hooks.make.example/revoked", "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        async Task AssertHeldAsync(bool held)
+        {
+            // The key reads it in each of its answers: the one webhook, its list, and the answer to its own PATCH.
+            var one = await (await zapier.GetAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+            var listed = Assert.Single((await (await zapier.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray());
+            Assert.Equal((held, held), (one.GetProperty("switched_off_by_owner").GetBoolean(), listed.GetProperty("switched_off_by_owner").GetBoolean()));
+        }
+        Assert.False((await (await zapier.PatchJsonAsync(path, new { events = new[] { "member.joined" } })).AssertStatusAsync(HttpStatusCode.OK))
+            .GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(false);
+
+        // The owner's switch-off holds, and says so to the key before its switch-on is refused.
+        var off = await (await owner.PatchJsonAsync(path, new { is_active = false })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(off.GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(true);
+        await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertErrorAsync(HttpStatusCode.Forbidden);
+        // The owner revokes the other key: Gymwire switched its webhook off, not the owner, and it says why.
+        await (await owner.DeleteAsync($"/api/gym/api-keys/{makeId}")).AssertStatusAsync(HttpStatusCode.OK);
+        var revoked = (await HooksAsync(owner))[makeHook];
+        Assert.False(revoked.GetProperty("switched_off_by_owner").GetBoolean());
+        var reason = revoked.GetProperty("disabled_reason").GetString()!;
+
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var list = System.Net.WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/webhooks"));
+        string Row(Guid id)
+        {
+            var start = list.IndexOf($"data-webhook-id=\"{id}\"", StringComparison.Ordinal);
+            return list[start..list.IndexOf("</tr>", start, StringComparison.Ordinal)];
+        }
+        Assert.Contains(">Disabled by owner<", Row(hook), StringComparison.Ordinal);
+        Assert.Contains(">Disabled by Gymwire<", Row(makeHook), StringComparison.Ordinal);
+        Assert.Contains(reason, Row(makeHook), StringComparison.Ordinal);
+        var page = await browser.GetPageAsync($"/settings/webhooks/{hook}");
+        Assert.Contains(">Disabled by owner<", page, StringComparison.Ordinal);
+        Assert.Contains("id=\"held-by-owner\"", page, StringComparison.Ordinal);
+        Assert.Contains(reason, System.Net.WebUtility.HtmlDecode(await browser.GetPageAsync($"/settings/webhooks/{makeHook}")), StringComparison.Ordinal);
+
+        // Switched on by the owner, the hold ends; the key's own switch-off is no hold, and the page says neither.
+        await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.False((await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(false);
+        page = await browser.GetPageAsync($"/settings/webhooks/{hook}");
+        Assert.Contains("id=\"webhook-status\">Disabled<", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("held-by-owner", page, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_key_still_cached_after_its_revocation_committed_gets_401_from_test_sends_redeliveries_and_retries()
     {
         var gym = await fx.CreateGymAsync();

@@ -1,10 +1,15 @@
 namespace Gymwire.Features.Webhooks;
 
-/// <summary>A subscription; <c>api_key_id</c> is the key that created it (null: the owner did).</summary>
-public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string? Description = null);
+/// <summary>
+/// A subscription; <c>api_key_id</c> is the key that created it (null: the owner did). <c>switched_off_by_owner</c>:
+/// off because the gym's owner switched it off, which only the owner can undo (a key's <c>is_active: true</c> gets 403).
+/// </summary>
+public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId,
+    string? Description, bool SwitchedOffByOwner);
 public sealed record WebhookList(IReadOnlyList<WebhookDto> Webhooks);
 /// <summary>A new subscription with its signing secret: the only time the secret is shown.</summary>
-public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret, string? Description = null);
+public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret,
+    string? Description, bool SwitchedOffByOwner);
 /// <param name="Description">Optional: what the owner calls the webhook, at most 200 characters.</param>
 public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null, string? Description = null);
 /// <param name="Description">Null leaves it as it is; an empty string removes it.</param>
@@ -56,7 +61,8 @@ public static class WebhookEndpoints
         mutations.MapPatch("/{id:guid}", Update)
             .WithDescription(OwnershipRule + "\n\nAn owner's switch-off (`is_active: false` or `DELETE` with an owner session, or Disable in the dashboard) " +
                 "holds against API keys: a key that sends `is_active: true` for such a webhook gets 403 and nothing changes; only the owner " +
-                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so.");
+                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so. " +
+                "`switched_off_by_owner` is true while the owner's switch-off holds.");
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
         mutations.MapPost("/{id:guid}/retry-failed", RetryFailed)

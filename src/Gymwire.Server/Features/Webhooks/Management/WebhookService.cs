@@ -101,7 +101,8 @@ public sealed class WebhookService(
         }
         var dto = ToDto(subscription);
         return WebhookOutcome<CreatedWebhook>.Ok(
-            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
+            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description,
+                dto.SwitchedOffByOwner));
     }
 
     /// <summary>
@@ -547,7 +548,8 @@ public sealed class WebhookService(
         return attempts.GroupBy(a => a.DeliveryId).ToDictionary(g => g.Key, g => ToDto(g.MaxBy(a => a.Number)!));
     }
 
-    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId, s.Description);
+    internal static WebhookDto ToDto(WebhookSubscription s) =>
+        new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId, s.Description, s.SwitchedOffByOwner);
 
     internal static DeliveryDto ToDto(WebhookDelivery d) => new(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount,
         d.CreatedAt, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt);
