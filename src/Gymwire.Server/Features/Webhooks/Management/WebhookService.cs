@@ -44,6 +44,7 @@ public sealed class WebhookService(
     public const string DeliveryNotFound = "Delivery not found";
     public const string KeyInvalid = "This API key has been revoked or has expired";
     public const string SwitchedOffByOwner = "The gym's owner switched this webhook off; only the owner can switch it on again";
+    public const string KeptChanging = "The webhook was switched on again each time it was being switched off; try again in a moment";
     private const int MaxEvents = 50;
     public const int MaxDescription = 200;
 
@@ -119,6 +120,31 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
         }
+        return await RetryConflictsAsync(() => TryUpdateAsync(access, id, url, requestedEvents, events, isActive, description, clearDescription, ct));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="attempt"/> (a read and a write) again while it meets <see cref="WebhookFailure.Conflict"/>: the
+    /// owner's switch-off of a webhook read as off, which a key switched on meanwhile. At most
+    /// <see cref="ErrorHandling.ConflictTries"/> times, so that a key switching it on and off without pause cannot keep the
+    /// request going; the last conflict is the answer then.
+    /// </summary>
+    private static async Task<WebhookOutcome<WebhookDto>> RetryConflictsAsync(Func<Task<WebhookOutcome<WebhookDto>>> attempt)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            var outcome = await attempt();
+            if (outcome.Failure != WebhookFailure.Conflict || tries == ErrorHandling.ConflictTries)
+            {
+                return outcome;
+            }
+        }
+    }
+
+    /// <summary>One read and write of <see cref="UpdateAsync"/>; <see cref="WebhookFailure.Conflict"/> when a key switched the webhook on after the read.</summary>
+    private async Task<WebhookOutcome<WebhookDto>> TryUpdateAsync(WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, List<string> events,
+        bool? isActive, string? description, bool clearDescription, CancellationToken ct)
+    {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
@@ -160,28 +186,30 @@ public sealed class WebhookService(
         }
         subscription.UpdatedAt = now;
         var keepsOff = access.ApiKeyId is null && isActive == false && !deactivated;
-        var failure = await SaveAsync(access, subscription, deactivated, reactivated, now, ct, keepsOff);
-        if (failure == WebhookFailure.Conflict)
+        // On a conflict (a key switched it on after the read above) the caller reads it again, to switch it off as from on (its queue pauses again).
+        return await SaveAsync(access, subscription, deactivated, reactivated, now, ct, keepsOff) switch
         {
-            // A key switched it on after the read above: switch it off as from on (its queue pauses again).
-            return await UpdateAsync(access, id, url, requestedEvents, isActive, ct, description);
-        }
-        if (failure is not null)
-        {
-            return WebhookOutcome<WebhookDto>.Fail(failure.Value, failure == WebhookFailure.KeyInvalid ? KeyInvalid : SwitchedOffByOwner);
-        }
-        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
+            null => WebhookOutcome<WebhookDto>.Ok(ToDto(subscription)),
+            WebhookFailure.KeyInvalid => WebhookOutcome<WebhookDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid),
+            WebhookFailure.Conflict => WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, KeptChanging),
+            var failure => WebhookOutcome<WebhookDto>.Fail(failure.Value, SwitchedOffByOwner),
+        };
     }
 
     /// <summary>
-    /// Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.
-    /// The owner's disable holds against the key that created it, even on a webhook already off.
+    /// Stops deliveries to the subscription, keeping it and its log (idempotent). The owner's disable holds against the
+    /// key that created it, even on a webhook already off. <see cref="WebhookFailure.Conflict"/> when a key switched the
+    /// webhook on again after each of a few reads (<see cref="ErrorHandling.ConflictTries"/>).
     /// </summary>
-    public async Task<WebhookDto?> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
+    public Task<WebhookOutcome<WebhookDto>> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct) =>
+        RetryConflictsAsync(() => TryDeactivateAsync(access, id, ct));
+
+    /// <summary>One read and write of <see cref="DeactivateAsync"/>; <see cref="WebhookFailure.Conflict"/> when a key switched the webhook on after the read.</summary>
+    private async Task<WebhookOutcome<WebhookDto>> TryDeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
-            return null;
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
         if (subscription.IsActive)
         {
@@ -201,11 +229,11 @@ public sealed class WebhookService(
             subscription.UpdatedAt = now;
             if (await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct, keepsOff: true) == WebhookFailure.Conflict)
             {
-                // A key switched it on after the read above: switch it off as from on.
-                return await DeactivateAsync(access, id, ct);
+                // A key switched it on after the read above: the caller reads it again, to switch it off as from on.
+                return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, KeptChanging);
             }
         }
-        return ToDto(subscription);
+        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
     /// <summary>
