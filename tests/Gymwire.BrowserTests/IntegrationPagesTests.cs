@@ -170,7 +170,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         // Disable (after confirming) and enable.
         await page.GetByRole(AriaRole.Link, new() { Name = "Disable" }).ClickAsync();
         await page.GetByRole(AriaRole.Button, new() { Name = "Disable webhook" }).ClickAsync();
-        await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Disabled");
+        await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Disabled by owner");
         await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Send Test" })).ToBeDisabledAsync();
         await page.GetByRole(AriaRole.Button, new() { Name = "Enable" }).ClickAsync();
         await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Active");

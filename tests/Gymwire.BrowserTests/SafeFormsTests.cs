@@ -74,7 +74,7 @@ public sealed class SafeFormsTests(Chromium chromium, WebhookGymwire fx) : IClas
         await page.GetByRole(AriaRole.Button, new() { Name = "Disable webhook" }).ClickAsync();
         await browser.ExpectPathAsync($"/settings/webhooks/{hookId}");
         await Assertions.Expect(page.Locator("#flash")).ToContainTextAsync("1 queued delivery is paused");
-        await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Disabled");
+        await Assertions.Expect(page.Locator("#webhook-status")).ToHaveTextAsync("Disabled by owner");
         var row = page.Locator("table.deliveries tbody tr");
         await Assertions.Expect(row.Locator("td[data-label='Next retry']")).ToHaveTextAsync("Paused while disabled");
         await Assertions.Expect(row.Locator(".status-code")).ToHaveTextAsync("503");

@@ -127,7 +127,7 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Disable")).StatusCode);
         Assert.False(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
         AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard disabled webhook {id} of gym {gym.GymId}");
-        Assert.Contains(">Disabled<", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
+        Assert.Contains(">Disabled by owner<", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync($"/settings/webhooks/{id}?handler=Enable")).StatusCode);
         Assert.True(await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.IsActive).SingleAsync()));
         AssertLogged($"Information Gymwire.Features.Dashboard.Settings.WebhookModel: Dashboard enabled webhook {id} of gym {gym.GymId}");

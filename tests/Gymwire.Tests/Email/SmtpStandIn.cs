@@ -138,7 +138,8 @@ public sealed class SmtpStandIn : IDisposable
             try
             {
                 var stream = client.GetStream();
-                using var reader = new StreamReader(stream, Encoding.ASCII);
+                // UTF-8, as the 8BITMIME it offers lets a client send message text unencoded (ASCII would turn "→" into "???").
+                using var reader = new StreamReader(stream, new UTF8Encoding(false));
                 await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
                 await Task.Delay(AnswerDelay, _stop.Token);
                 await writer.WriteLineAsync("220 localhost test SMTP");

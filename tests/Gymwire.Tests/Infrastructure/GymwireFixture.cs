@@ -33,6 +33,9 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
 
     /// <summary>Holds chosen reads until several requests have made them, for tests of requests racing on one row.</summary>
     public ReadBarrier ReadBarrier { get; } = new();
+
+    /// <summary>Changes a chosen row under each of its next reads, for tests of a request that reads and writes again after losing a race.</summary>
+    public ReadRacer ReadRacer { get; } = new();
     public Uri BaseAddress { get; private set; } = null!;
     public IServiceProvider Services => _app!.Services;
     public string ConnectionString { get; private set; } = "";
@@ -143,6 +146,7 @@ public abstract class GymwireFixture(Store store) : IAsyncLifetime
             b.Services.AddSingleton<TimeProvider>(Clock);
             b.Logging.AddProvider(Logs);
             b.Services.AddSingleton<IInterceptor>(ReadBarrier);
+            b.Services.AddSingleton<IInterceptor>(ReadRacer);
             ConfigureServices(b.Services);
         });
         var app = GymwireApp.Build(builder);

@@ -26,7 +26,7 @@ public abstract class WebhookManagementTests(WebhookFixture fx)
 
         var list = await (await owner.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK);
         var webhook = Assert.Single(list.GetProperty("webhooks").EnumerateArray());
-        Assert.Equal(["id", "url", "events", "is_active", "created_at", "disabled_reason", "disabled_at", "api_key_id", "description"], webhook.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["id", "url", "events", "is_active", "created_at", "disabled_reason", "disabled_at", "api_key_id", "description", "switched_off_by_owner"], webhook.EnumerateObject().Select(p => p.Name));
         Assert.Equal(id, webhook.GetProperty("id").GetGuid());
         Assert.Equal("https://hooks.example.com/gym", webhook.GetProperty("url").GetString());
         Assert.Equal(["member.joined", "payment.received"], webhook.GetProperty("events").EnumerateArray().Select(e => e.GetString()));

@@ -308,7 +308,7 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
             // ...and then it writes: the webhook ends off, and held against the key.
             var isActive = viaPatch
                 ? (await webhooks.UpdateAsync(owner, hook, null, null, false, CancellationToken.None)).Value!.IsActive
-                : (await webhooks.DeactivateAsync(owner, hook, CancellationToken.None))!.IsActive;
+                : (await webhooks.DeactivateAsync(owner, hook, CancellationToken.None)).Value!.IsActive;
             Assert.False(isActive);
             var stored = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
             Assert.Equal((false, true), (stored.IsActive, stored.SwitchedByOwner));
@@ -451,6 +451,112 @@ public abstract class WebhookOwnershipTests(GymwireFixture fx)
         receiver.On("/switched", new Reply());
         var enabled = await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
         Assert.True(enabled.GetProperty("is_active").GetBoolean());
+    }
+
+    [Fact]
+    public async Task The_api_and_the_dashboard_say_whether_the_owner_or_gymwire_switched_a_webhook_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        var (makeId, makeKey) = await KeyAsync(gym, "Make", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/held-shown", "member.joined");
+        var makeHook = await CreateWithAsync(fx.Client(makeKey), "https://hooks.make.example/revoked", "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        async Task AssertHeldAsync(bool held)
+        {
+            // The key reads it in each of its answers: the one webhook, its list, and the answer to its own PATCH.
+            var one = await (await zapier.GetAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+            var listed = Assert.Single((await (await zapier.GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("webhooks").EnumerateArray());
+            Assert.Equal((held, held), (one.GetProperty("switched_off_by_owner").GetBoolean(), listed.GetProperty("switched_off_by_owner").GetBoolean()));
+        }
+        Assert.False((await (await zapier.PatchJsonAsync(path, new { events = new[] { "member.joined" } })).AssertStatusAsync(HttpStatusCode.OK))
+            .GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(false);
+
+        // The owner's switch-off holds, and says so to the key before its switch-on is refused.
+        var off = await (await owner.PatchJsonAsync(path, new { is_active = false })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.True(off.GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(true);
+        await (await zapier.PatchJsonAsync(path, new { is_active = true })).AssertErrorAsync(HttpStatusCode.Forbidden);
+        // The owner revokes the other key: Gymwire switched its webhook off, not the owner, and it says why.
+        await (await owner.DeleteAsync($"/api/gym/api-keys/{makeId}")).AssertStatusAsync(HttpStatusCode.OK);
+        var revoked = (await HooksAsync(owner))[makeHook];
+        Assert.False(revoked.GetProperty("switched_off_by_owner").GetBoolean());
+        var reason = revoked.GetProperty("disabled_reason").GetString()!;
+
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var list = System.Net.WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/webhooks"));
+        string Row(Guid id)
+        {
+            var start = list.IndexOf($"data-webhook-id=\"{id}\"", StringComparison.Ordinal);
+            return list[start..list.IndexOf("</tr>", start, StringComparison.Ordinal)];
+        }
+        Assert.Contains(">Disabled by owner<", Row(hook), StringComparison.Ordinal);
+        Assert.Contains(">Disabled by Gymwire<", Row(makeHook), StringComparison.Ordinal);
+        Assert.Contains(reason, Row(makeHook), StringComparison.Ordinal);
+        var page = await browser.GetPageAsync($"/settings/webhooks/{hook}");
+        Assert.Contains(">Disabled by owner<", page, StringComparison.Ordinal);
+        Assert.Contains("id=\"held-by-owner\"", page, StringComparison.Ordinal);
+        Assert.Contains(reason, System.Net.WebUtility.HtmlDecode(await browser.GetPageAsync($"/settings/webhooks/{makeHook}")), StringComparison.Ordinal);
+
+        // Switched on by the owner, the hold ends; the key's own switch-off is no hold, and the page says neither.
+        await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.False((await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("switched_off_by_owner").GetBoolean());
+        await AssertHeldAsync(false);
+        page = await browser.GetPageAsync($"/settings/webhooks/{hook}");
+        Assert.Contains("id=\"webhook-status\">Disabled<", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("held-by-owner", page, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_owners_switch_off_that_a_key_keeps_switching_back_on_gets_409_after_a_few_tries_and_changes_nothing()
+    {
+        var gym = await fx.CreateGymAsync();
+        var (_, key) = await KeyAsync(gym, "Zapier", "read", "write");
+        using var zapier = fx.Client(key);
+        using var owner = gym.Owner();
+        var hook = await CreateWithAsync(zapier, "https://hooks.zapier.example/flapping", "member.joined");
+        var path = $"/api/gym/webhooks/{hook}";
+        Task<WebhookSubscription> StoredAsync() => fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook));
+        Task SwitchAsync(bool on) => fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == hook).ExecuteUpdateAsync(u => u.SetProperty(s => s.IsActive, on)));
+        // The key switches the webhook off before each of the owner's reads and on again right after, so the owner's
+        // switch-off of a webhook read as off finds it on at every write. Armed for more reads than any bound would allow.
+        void Race(int reads) => fx.ReadRacer.Arm("webhook_subscriptions", hook, reads, () => SwitchAsync(false), () => SwitchAsync(true));
+
+        var switchOffs = new (string Name, Func<Task<HttpResponseMessage>> Send)[]
+        {
+            ("PATCH", () => owner.PatchJsonAsync(path, new { is_active = false })),
+            ("DELETE", () => owner.DeleteAsync(path)),
+        };
+        foreach (var (name, send) in switchOffs)
+        {
+            // Off by the key's own switch-off, so the owner's switch-off only marks the hold, if it is still off at the write.
+            await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+            Race(20);
+            var response = await send();
+            Race(0);
+            Assert.Equal(WebhookService.KeptChanging, await response.AssertErrorAsync(HttpStatusCode.Conflict));
+            // The key's last switch stands; the owner's request left no mark.
+            var stored = await StoredAsync();
+            Assert.True((stored.IsActive, stored.SwitchedByOwner) == (true, false), name);
+            // Once the key stops, the same request switches it off and holds it.
+            Assert.True((await (await send()).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("switched_off_by_owner").GetBoolean(), name);
+            await (await owner.PatchJsonAsync(path, new { is_active = true })).AssertStatusAsync(HttpStatusCode.OK);
+        }
+
+        // The dashboard's Disable shows the same problem on the webhook's page.
+        await (await zapier.DeleteAsync(path)).AssertStatusAsync(HttpStatusCode.OK);
+        using var browser = new DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var token = DashboardClient.Token(await browser.GetPageAsync($"/settings/webhooks/{hook}"));
+        Race(20);
+        var disabled = await browser.PostFormAsync($"/settings/webhooks/{hook}?handler=Disable", ("__RequestVerificationToken", token));
+        Race(0);
+        Assert.Contains(WebhookService.KeptChanging, await (await browser.FollowAsync(disabled)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.True((await StoredAsync()).IsActive);
     }
 
     [Fact]

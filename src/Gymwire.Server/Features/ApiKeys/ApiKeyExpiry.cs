@@ -1,3 +1,4 @@
+using Gymwire.Features.Email;
 using Gymwire.Features.Webhooks;
 
 namespace Gymwire.Features.ApiKeys;
@@ -8,10 +9,12 @@ namespace Gymwire.Features.ApiKeys;
 /// It deactivates those created by valid keys without the <c>read</c> scope too (made before managing a webhook needed
 /// it; a key's scopes never change), unless the owner switched them on since: such a key gets 403 from the event feed,
 /// and must not receive the events through a webhook instead. Every node runs it; a second node finds nothing left to do.
+/// The gym's owners are told by email what it switched off and why (the owner did not, unlike a revocation).
 /// </summary>
 public sealed partial class ApiKeyExpiry(
     IServiceScopeFactory scopes,
     DeliveryMetrics deliveryMetrics,
+    OwnerNoticeQueue notices,
     TimeProvider clock,
     ILogger<ApiKeyExpiry> logger) : BackgroundService
 {
@@ -55,23 +58,31 @@ public sealed partial class ApiKeyExpiry(
             .Where(k => k.RevokedAt == null && (k.ExpiresAt == null || k.ExpiresAt > now) && !k.Scopes.Contains(Scopes.Read)
                 && db.WebhookSubscriptions.Any(s => s.GymId == k.GymId && s.ApiKeyId == k.Id && s.IsActive && !s.SwitchedByOwner))
             .ToListAsync(ct);
-        async Task<int> DeactivateAsync(Func<Task<int>> deactivate)
+        async Task<int> DeactivateAsync(ApiKey key, KeyWebhooksNotice.Cause cause, Func<Task<KeyWebhooksDeactivated>> deactivate)
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var ended = await deactivate();
+            var deactivated = await deactivate();
             await transaction.CommitAsync(ct);
-            deliveryMetrics.RecordUndeliverable(ended);
-            return ended;
+            deliveryMetrics.RecordUndeliverable(deactivated.Ended);
+            // After the commit, and only for the webhooks this sweep switched off: another node's sweep at the same time
+            // finds them off already, so the owner gets one email.
+            if (deactivated.Webhooks.Count > 0)
+            {
+                notices.KeyWebhooksDeactivated(new KeyWebhooksNotice(key.GymId, key.Id, key.Name, key.KeyPrefix, cause,
+                    deactivated.Webhooks.Select(w => new KeyWebhooksNotice.Webhook(w.Url, w.Description)).ToList()));
+            }
+            return deactivated.Ended;
         }
         foreach (var key in expired)
         {
-            var ended = await DeactivateAsync(() =>
+            var ended = await DeactivateAsync(key, KeyWebhooksNotice.Cause.Expired, () =>
                 WebhookKeyRevocation.DeactivateExpiredAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, key.ExpiresAt!.Value, now, ct));
             LogDeactivated(logger, key.Id, ended);
         }
         foreach (var key in unreadable)
         {
-            var ended = await DeactivateAsync(() => WebhookKeyRevocation.DeactivateUnreadableAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct));
+            var ended = await DeactivateAsync(key, KeyWebhooksNotice.Cause.LacksRead, () =>
+                WebhookKeyRevocation.DeactivateUnreadableAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct));
             LogDeactivatedWithoutRead(logger, key.Id, ended);
         }
         return expired.Count + unreadable.Count;

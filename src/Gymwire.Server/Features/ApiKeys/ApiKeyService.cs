@@ -86,7 +86,8 @@ public sealed class ApiKeyService(GymwireDbContext db, TimeProvider clock, ApiKe
                 : await WebhookKeyRevocation.DeactivateOwnedAsync(db, key.GymId, key.Id, key.Name, key.KeyPrefix, now, ct);
             await ApiKeyRevocations.NotifyAsync(db, key.Id, ct);
             await transaction.CommitAsync(ct);
-            deliveryMetrics.RecordUndeliverable(ended);
+            // No owner notice: the owner revoked the key, and the webhooks it created show why they are off.
+            deliveryMetrics.RecordUndeliverable(ended.Ended);
         }
         // Evicted even when already revoked: a cached entry must never outlive the answer given here.
         cache.Evict(key.Id);

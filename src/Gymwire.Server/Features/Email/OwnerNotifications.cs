@@ -25,6 +25,31 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
             (dashboard: Settings → Integrations → Webhooks, or PATCH /api/gym/webhooks/ID) and redeliver what it missed.
             """, ct);
 
+    /// <summary>For the API-key sweep: it switched off the webhooks a key created, because the key expired or lacks <c>read</c>.</summary>
+    public Task<bool> KeyWebhooksDeactivatedAsync(KeyWebhooksNotice notice, CancellationToken ct)
+    {
+        var (subject, reason) = notice.Why switch
+        {
+            KeyWebhooksNotice.Cause.Expired => ("Gymwire disabled the webhooks of an expired API key", "the key expired."),
+            _ => ("Gymwire disabled the webhooks of an API key without read",
+                "the key lacks the 'read' scope, which a key's webhooks need: through them it would receive the gym's events that it may not read."),
+        };
+        var them = notice.Webhooks.Count == 1 ? "this webhook" : $"these {notice.Webhooks.Count} webhooks";
+        var list = string.Join('\n', notice.Webhooks.Select(w => w.Description is { } description ? $"  {w.Url} ({description})" : $"  {w.Url}"));
+        return NotifyAsync(notice.GymId, subject,
+            $"""
+            Gymwire stopped delivering events to {them}, which the API key '{notice.KeyName}' ({notice.KeyPrefix}…) created:
+
+            {list}
+
+            Reason: {reason}
+
+            Their queued deliveries were ended. If the integration should go on, give it a new API key with the read and
+            write scopes and let it subscribe again; or switch a webhook back on yourself (dashboard: Settings → Integrations
+            → Webhooks, or PATCH /api/gym/webhooks/ID), and it stays on.
+            """, ct);
+    }
+
     internal async Task<bool> SendToOwnersAsync(Guid gymId, string kind, EmailMessage message, CancellationToken ct) =>
         await SendAsync(gymId, kind, message with { To = await OwnerAddresses(db, gymId).ToListAsync(ct) }, ct);
 
@@ -96,4 +121,16 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
 
     [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} of gym {GymId}: {Error}")]
     private static partial void LogFailed(ILogger logger, string kind, Guid gymId, string error);
+}
+
+/// <summary>What the API-key sweep switched off, for the owner's email: the key, why, and its webhooks (URL and description).</summary>
+public sealed record KeyWebhooksNotice(Guid GymId, Guid KeyId, string KeyName, string KeyPrefix, KeyWebhooksNotice.Cause Why, IReadOnlyList<KeyWebhooksNotice.Webhook> Webhooks)
+{
+    public enum Cause
+    {
+        Expired,
+        LacksRead,
+    }
+
+    public sealed record Webhook(string Url, string? Description);
 }

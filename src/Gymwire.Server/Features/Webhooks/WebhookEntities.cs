@@ -38,6 +38,9 @@ public sealed class WebhookSubscription
     /// </summary>
     public bool SwitchedByOwner { get; set; }
 
+    /// <summary>Off because the owner switched it off: the key that created it cannot switch it on (the API's <c>switched_off_by_owner</c>).</summary>
+    public bool SwitchedOffByOwner => !IsActive && SwitchedByOwner;
+
     // The endpoint's health for the whole cluster (EndpointPolicy decides it, the attempt recorder stores it): every
     // node reads it with its claims, so a failing endpoint has one pause and one probe at a time, not one per node.
 

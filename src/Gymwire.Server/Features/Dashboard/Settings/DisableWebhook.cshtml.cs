@@ -28,9 +28,10 @@ public sealed partial class DisableWebhookModel(WebhookService webhooks, Gymwire
     public async Task<IActionResult> OnPostAsync(Guid id, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.DeactivateAsync(access, id, ct) is not { } hook)
+        var outcome = await webhooks.DeactivateAsync(access, id, ct);
+        if (outcome.Value is not { } hook)
         {
-            return NotFound();
+            return WebhookModel.Refused(this, outcome, id);
         }
         LogDisabled(logger, id, access.GymId);
         var paused = await QueuedAsync(hook, ct);

@@ -111,13 +111,25 @@ public sealed partial class WebhookModel(
     public async Task<IActionResult> OnPostDisableAsync(Guid id, CancellationToken ct)
     {
         var access = WebhookAccess.Of(User);
-        if (await webhooks.DeactivateAsync(access, id, ct) is null)
+        var outcome = await webhooks.DeactivateAsync(access, id, ct);
+        if (outcome.Value is null)
         {
-            return NotFound();
+            return Refused(this, outcome, id);
         }
         DisableWebhookModel.LogDisabled(logger, id, access.GymId);
         TempData.SetFlash("Webhook disabled. Queued deliveries are paused and resume when you enable it.");
         return Redirect($"/settings/webhooks/{id}");
+    }
+
+    /// <summary>A switch-off that did not happen: not found, or the problem (<see cref="WebhookService.KeptChanging"/>) on the webhook's page.</summary>
+    internal static IActionResult Refused(PageModel page, WebhookOutcome<WebhookDto> outcome, Guid id)
+    {
+        if (outcome.Failure == WebhookFailure.NotFound)
+        {
+            return page.NotFound();
+        }
+        page.TempData.SetProblem(outcome.Error);
+        return new RedirectResult($"/settings/webhooks/{id}");
     }
 
     public async Task<IActionResult> OnPostRedeliverAsync(Guid id, Guid deliveryId, CancellationToken ct)

@@ -13,15 +13,22 @@ public static class WebhookViews
 
     public static string Events(IReadOnlyCollection<string> events) => events.Count == 0 ? "All events" : string.Join(", ", events);
 
-    /// <summary>The badge of a webhook's state (<see cref="WebhookStates"/>): the same words in the list, on its page and on the tile.</summary>
-    public static (string Css, string Text) Status(WebhookState state, bool disabledByGymwire = false) => state switch
+    /// <summary>
+    /// The badge of a webhook's state (<see cref="WebhookStates"/>): the same words in the list, on its page and on the
+    /// tile. A disabled one says who switched it off when it was Gymwire (its reason says why) or the owner (whose
+    /// switch-off the key that created the webhook cannot undo); plain "Disabled" is the key's own switch-off.
+    /// </summary>
+    public static (string Css, string Text) Status(WebhookState state, bool disabledByGymwire = false, bool disabledByOwner = false) => state switch
     {
         WebhookState.Active => ("connected", "Active"),
         WebhookState.Failing => ("error", "Failing"),
-        _ => disabledByGymwire ? ("error", "Disabled by Gymwire") : ("not-connected", "Disabled"),
+        _ when disabledByGymwire => ("error", "Disabled by Gymwire"),
+        _ when disabledByOwner => ("not-connected", "Disabled by owner"),
+        _ => ("not-connected", "Disabled"),
     };
 
-    public static (string Css, string Text) Status(WebhookSubscription hook) => Status(WebhookStates.Of(hook), hook.DisabledReason is not null);
+    public static (string Css, string Text) Status(WebhookSubscription hook) =>
+        Status(WebhookStates.Of(hook), hook.DisabledReason is not null, hook.SwitchedOffByOwner);
 
     /// <summary>"just now", "5 min ago", "3 h ago", "2 d ago" (or "in 5 min"); the full time goes in the title.</summary>
     public static string Relative(DateTime t, DateTime now)

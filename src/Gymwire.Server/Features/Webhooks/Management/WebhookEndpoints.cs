@@ -1,10 +1,15 @@
 namespace Gymwire.Features.Webhooks;
 
-/// <summary>A subscription; <c>api_key_id</c> is the key that created it (null: the owner did).</summary>
-public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string? Description = null);
+/// <summary>
+/// A subscription; <c>api_key_id</c> is the key that created it (null: the owner did). <c>switched_off_by_owner</c>:
+/// off because the gym's owner switched it off, which only the owner can undo (a key's <c>is_active: true</c> gets 403).
+/// </summary>
+public sealed record WebhookDto(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId,
+    string? Description, bool SwitchedOffByOwner);
 public sealed record WebhookList(IReadOnlyList<WebhookDto> Webhooks);
 /// <summary>A new subscription with its signing secret: the only time the secret is shown.</summary>
-public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret, string? Description = null);
+public sealed record CreatedWebhook(Guid Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTime CreatedAt, string? DisabledReason, DateTime? DisabledAt, Guid? ApiKeyId, string Secret,
+    string? Description, bool SwitchedOffByOwner);
 /// <param name="Description">Optional: what the owner calls the webhook, at most 200 characters.</param>
 public sealed record CreateWebhookRequest(string? Url, List<string>? Events = null, string? Secret = null, string? Description = null);
 /// <param name="Description">Null leaves it as it is; an empty string removes it.</param>
@@ -39,6 +44,11 @@ public static class WebhookEndpoints
         "for it. An owner session sees and manages every subscription of the gym; `api_key_id` names the key that created one " +
         "(null when the owner did). Revoking a key deactivates the subscriptions it created, with the reason in `disabled_reason`.";
 
+    /// <summary>When an owner's switch-off answers 409: <see cref="WebhookService.KeptChanging"/>.</summary>
+    private const string KeptChangingRule =
+        "409 when an owner's switch-off of a webhook read as off found it switched on again by its key, a few times in a row: nothing " +
+        "changes, and the same request works once the key stops switching it.";
+
     public static IEndpointRouteBuilder MapWebhooks(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/gym/webhooks").WithTags("Webhooks").WithDescription(OwnershipRule);
@@ -56,7 +66,8 @@ public static class WebhookEndpoints
         mutations.MapPatch("/{id:guid}", Update)
             .WithDescription(OwnershipRule + "\n\nAn owner's switch-off (`is_active: false` or `DELETE` with an owner session, or Disable in the dashboard) " +
                 "holds against API keys: a key that sends `is_active: true` for such a webhook gets 403 and nothing changes; only the owner " +
-                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so.");
+                "switches it on again. Gymwire's own deactivations (410 Gone, failing for days) and a key's own switch-off do not hold so. " +
+                "`switched_off_by_owner` is true while the owner's switch-off holds.\n\n" + KeptChangingRule);
         mutations.MapPost("/{id:guid}/test", SendTest);
         mutations.MapPost("/{id:guid}/deliveries/{delivery_id:guid}/redeliver", Redeliver);
         mutations.MapPost("/{id:guid}/retry-failed", RetryFailed)
@@ -68,7 +79,7 @@ public static class WebhookEndpoints
         // nothing, and a write-only key may stop a webhook it created before management needed `read` too.
         var disabling = group.MapGroup("/").RequireAuthorization(Policies.Write);
         disabling.MapDelete("/{id:guid}", Deactivate)
-            .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.");
+            .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.\n\n" + KeptChangingRule);
 
         var destructive = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
         destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
@@ -105,7 +116,7 @@ public static class WebhookEndpoints
         };
     }
 
-    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Update(
+    internal static async Task<Results<Ok<WebhookDto>, BadRequest<ErrorResponse>, NotFound<ErrorResponse>, Conflict<ErrorResponse>, JsonHttpResult<ErrorResponse>>> Update(
         Guid id, UpdateWebhookRequest request, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
     {
         var outcome = await webhooks.UpdateAsync(WebhookAccess.Of(user), id, request.Url, request.Events, request.IsActive, ct, request.Description);
@@ -115,13 +126,22 @@ public static class WebhookEndpoints
             { Failure: WebhookFailure.NotFound } => NotFound(),
             { Failure: WebhookFailure.KeyInvalid } => KeyInvalid(),
             { Failure: WebhookFailure.Forbidden } => ApiErrors.Status(StatusCodes.Status403Forbidden, outcome.Error),
+            { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
             _ => ApiErrors.BadRequest(outcome.Error),
         };
     }
 
-    internal static async Task<Results<Ok<WebhookDto>, NotFound<ErrorResponse>>> Deactivate(
-        Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>
-        await webhooks.DeactivateAsync(WebhookAccess.Of(user), id, ct) is { } dto ? TypedResults.Ok(dto) : NotFound();
+    internal static async Task<Results<Ok<WebhookDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Deactivate(
+        Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct)
+    {
+        var outcome = await webhooks.DeactivateAsync(WebhookAccess.Of(user), id, ct);
+        return outcome switch
+        {
+            { Value: { } dto } => TypedResults.Ok(dto),
+            { Failure: WebhookFailure.Conflict } => ApiErrors.Conflict(outcome.Error),
+            _ => NotFound(),
+        };
+    }
 
     internal static async Task<Results<Ok<RotatedSecret>, NotFound<ErrorResponse>, JsonHttpResult<ErrorResponse>>> RotateSecret(
         Guid id, ClaimsPrincipal user, WebhookService webhooks, CancellationToken ct) =>

@@ -44,6 +44,7 @@ public sealed class WebhookService(
     public const string DeliveryNotFound = "Delivery not found";
     public const string KeyInvalid = "This API key has been revoked or has expired";
     public const string SwitchedOffByOwner = "The gym's owner switched this webhook off; only the owner can switch it on again";
+    public const string KeptChanging = "The webhook was switched on again each time it was being switched off; try again in a moment";
     private const int MaxEvents = 50;
     public const int MaxDescription = 200;
 
@@ -101,7 +102,8 @@ public sealed class WebhookService(
         }
         var dto = ToDto(subscription);
         return WebhookOutcome<CreatedWebhook>.Ok(
-            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description));
+            new CreatedWebhook(dto.Id, dto.Url, dto.Events, dto.IsActive, dto.CreatedAt, dto.DisabledReason, dto.DisabledAt, dto.ApiKeyId, secret, dto.Description,
+                dto.SwitchedOffByOwner));
     }
 
     /// <summary>
@@ -118,6 +120,31 @@ public sealed class WebhookService(
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.BadRequest, error);
         }
+        return await RetryConflictsAsync(() => TryUpdateAsync(access, id, url, requestedEvents, events, isActive, description, clearDescription, ct));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="attempt"/> (a read and a write) again while it meets <see cref="WebhookFailure.Conflict"/>: the
+    /// owner's switch-off of a webhook read as off, which a key switched on meanwhile. At most
+    /// <see cref="ErrorHandling.ConflictTries"/> times, so that a key switching it on and off without pause cannot keep the
+    /// request going; the last conflict is the answer then.
+    /// </summary>
+    private static async Task<WebhookOutcome<WebhookDto>> RetryConflictsAsync(Func<Task<WebhookOutcome<WebhookDto>>> attempt)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            var outcome = await attempt();
+            if (outcome.Failure != WebhookFailure.Conflict || tries == ErrorHandling.ConflictTries)
+            {
+                return outcome;
+            }
+        }
+    }
+
+    /// <summary>One read and write of <see cref="UpdateAsync"/>; <see cref="WebhookFailure.Conflict"/> when a key switched the webhook on after the read.</summary>
+    private async Task<WebhookOutcome<WebhookDto>> TryUpdateAsync(WebhookAccess access, Guid id, string? url, List<string>? requestedEvents, List<string> events,
+        bool? isActive, string? description, bool clearDescription, CancellationToken ct)
+    {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
             return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
@@ -159,28 +186,30 @@ public sealed class WebhookService(
         }
         subscription.UpdatedAt = now;
         var keepsOff = access.ApiKeyId is null && isActive == false && !deactivated;
-        var failure = await SaveAsync(access, subscription, deactivated, reactivated, now, ct, keepsOff);
-        if (failure == WebhookFailure.Conflict)
+        // On a conflict (a key switched it on after the read above) the caller reads it again, to switch it off as from on (its queue pauses again).
+        return await SaveAsync(access, subscription, deactivated, reactivated, now, ct, keepsOff) switch
         {
-            // A key switched it on after the read above: switch it off as from on (its queue pauses again).
-            return await UpdateAsync(access, id, url, requestedEvents, isActive, ct, description);
-        }
-        if (failure is not null)
-        {
-            return WebhookOutcome<WebhookDto>.Fail(failure.Value, failure == WebhookFailure.KeyInvalid ? KeyInvalid : SwitchedOffByOwner);
-        }
-        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
+            null => WebhookOutcome<WebhookDto>.Ok(ToDto(subscription)),
+            WebhookFailure.KeyInvalid => WebhookOutcome<WebhookDto>.Fail(WebhookFailure.KeyInvalid, KeyInvalid),
+            WebhookFailure.Conflict => WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, KeptChanging),
+            var failure => WebhookOutcome<WebhookDto>.Fail(failure.Value, SwitchedOffByOwner),
+        };
     }
 
     /// <summary>
-    /// Stops deliveries to the subscription, keeping it and its log (idempotent). Null when the gym has no such webhook.
-    /// The owner's disable holds against the key that created it, even on a webhook already off.
+    /// Stops deliveries to the subscription, keeping it and its log (idempotent). The owner's disable holds against the
+    /// key that created it, even on a webhook already off. <see cref="WebhookFailure.Conflict"/> when a key switched the
+    /// webhook on again after each of a few reads (<see cref="ErrorHandling.ConflictTries"/>).
     /// </summary>
-    public async Task<WebhookDto?> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
+    public Task<WebhookOutcome<WebhookDto>> DeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct) =>
+        RetryConflictsAsync(() => TryDeactivateAsync(access, id, ct));
+
+    /// <summary>One read and write of <see cref="DeactivateAsync"/>; <see cref="WebhookFailure.Conflict"/> when a key switched the webhook on after the read.</summary>
+    private async Task<WebhookOutcome<WebhookDto>> TryDeactivateAsync(WebhookAccess access, Guid id, CancellationToken ct)
     {
         if (await FindAsync(access, id, ct, tracking: true) is not { } subscription)
         {
-            return null;
+            return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.NotFound, WebhookNotFound);
         }
         if (subscription.IsActive)
         {
@@ -200,11 +229,11 @@ public sealed class WebhookService(
             subscription.UpdatedAt = now;
             if (await SaveAsync(access, subscription, deactivated: false, reactivated: false, now, ct, keepsOff: true) == WebhookFailure.Conflict)
             {
-                // A key switched it on after the read above: switch it off as from on.
-                return await DeactivateAsync(access, id, ct);
+                // A key switched it on after the read above: the caller reads it again, to switch it off as from on.
+                return WebhookOutcome<WebhookDto>.Fail(WebhookFailure.Conflict, KeptChanging);
             }
         }
-        return ToDto(subscription);
+        return WebhookOutcome<WebhookDto>.Ok(ToDto(subscription));
     }
 
     /// <summary>
@@ -547,7 +576,8 @@ public sealed class WebhookService(
         return attempts.GroupBy(a => a.DeliveryId).ToDictionary(g => g.Key, g => ToDto(g.MaxBy(a => a.Number)!));
     }
 
-    internal static WebhookDto ToDto(WebhookSubscription s) => new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId, s.Description);
+    internal static WebhookDto ToDto(WebhookSubscription s) =>
+        new(s.Id, s.Url, s.Events, s.IsActive, s.CreatedAt, s.DisabledReason, s.DisabledAt, s.ApiKeyId, s.Description, s.SwitchedOffByOwner);
 
     internal static DeliveryDto ToDto(WebhookDelivery d) => new(d.Id, d.SubscriptionId, d.EventId, d.Event, d.Status, d.IsTest, d.AttemptCount,
         d.CreatedAt, d.LastAttemptAt, d.LastStatusCode, d.LastError, d.NextAttemptAt);
@@ -639,10 +669,12 @@ public static class WebhookKeyRevocation
 {
     /// <summary>
     /// Deactivates the active subscriptions the key created, with the reason the owner sees, and ends their queued
-    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns how
-    /// many deliveries it ended (undeliverable), for the caller to count once the transaction commits.
+    /// deliveries: a revoked integration's endpoint gets nothing more. Runs inside the revoking transaction; returns the
+    /// subscriptions it deactivated and how many deliveries it ended (undeliverable), for the caller to count once the
+    /// transaction commits.
     /// </summary>
-    public static Task<int> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateOwnedAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now,
+        CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook was revoked", now, ct);
 
@@ -651,8 +683,8 @@ public static class WebhookKeyRevocation
     /// expired (the key can change nothing from then on, so a later change, such as the owner switching it back on, is
     /// the owner's, and the subscription the owner's now).
     /// </summary>
-    public static Task<int> DeactivateExpiredAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime expiredAt, DateTime now,
-        CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateExpiredAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime expiredAt,
+        DateTime now, CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && s.UpdatedAt < expiredAt),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook expired", now, ct);
 
@@ -660,28 +692,38 @@ public static class WebhookKeyRevocation
     /// As <see cref="DeactivateOwnedAsync"/>, for a key without the <c>read</c> scope (webhooks made before managing them
     /// needed it): a webhook would give the key the events it may not read. Leaves those the owner switched on since.
     /// </summary>
-    public static Task<int> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now, CancellationToken ct) =>
+    public static Task<KeyWebhooksDeactivated> DeactivateUnreadableAsync(GymwireDbContext db, Guid gymId, Guid keyId, string keyName, string keyPrefix, DateTime now,
+        CancellationToken ct) =>
         DeactivateAsync(db, db.WebhookSubscriptions.Where(s => s.GymId == gymId && s.ApiKeyId == keyId && s.IsActive && !s.SwitchedByOwner),
             $"The API key '{keyName}' ({keyPrefix}…) that created this webhook lacks the 'read' scope, which a key's webhooks need: " +
             "through this webhook it would receive the events it may not read", now, ct);
 
-    private static async Task<int> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now, CancellationToken ct)
+    private static async Task<KeyWebhooksDeactivated> DeactivateAsync(GymwireDbContext db, IQueryable<WebhookSubscription> subscriptions, string reason, DateTime now,
+        CancellationToken ct)
     {
-        var owned = await subscriptions.ToListAsync(ct);
-        if (owned.Count == 0)
+        reason = ColumnText.Fit(reason, 500);
+        var deactivated = new List<WebhookSubscription>();
+        foreach (var subscription in await subscriptions.AsNoTracking().ToListAsync(ct))
         {
-            return 0;
+            // Each under the query's own condition (still active, …), checked again at the write: of two deactivations at
+            // once (two nodes' sweeps, or a sweep and the owner's revocation) only one changes a webhook, and tells its owner.
+            var changed = await subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(u => u
+                .SetProperty(s => s.IsActive, false).SetProperty(s => s.DisabledReason, reason).SetProperty(s => s.DisabledAt, now)
+                .SetProperty(s => s.FailingSince, (DateTime?)null).SetProperty(s => s.UpdatedAt, now).SetProperty(s => s.SwitchedByOwner, false), ct);
+            if (changed == 1)
+            {
+                (subscription.IsActive, subscription.DisabledReason, subscription.DisabledAt, subscription.FailingSince, subscription.UpdatedAt, subscription.SwitchedByOwner) =
+                    (false, reason, now, null, now, false);
+                deactivated.Add(subscription);
+            }
         }
-        foreach (var subscription in owned)
+        if (deactivated.Count == 0)
         {
-            subscription.IsActive = false;
-            subscription.DisabledReason = reason.Length <= 500 ? reason : reason[..500];
-            subscription.DisabledAt = now;
-            subscription.FailingSince = null;
-            subscription.UpdatedAt = now;
-            subscription.SwitchedByOwner = false;
+            return new KeyWebhooksDeactivated([], 0);
         }
-        await db.SaveChangesAsync(ct);
-        return await DeliveryRows.DropQueuedAsync(db, owned.Select(s => s.Id).ToList(), now, ct);
+        return new KeyWebhooksDeactivated(deactivated, await DeliveryRows.DropQueuedAsync(db, deactivated.Select(s => s.Id).ToList(), now, ct));
     }
 }
+
+/// <summary>The subscriptions a key's revocation, expiry or lack of <c>read</c> deactivated, and how many queued deliveries that ended.</summary>
+public sealed record KeyWebhooksDeactivated(IReadOnlyList<WebhookSubscription> Webhooks, int Ended);
