@@ -389,6 +389,8 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
             Assert.Null(webhook.FailingSince);
             var listed = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}")).AssertStatusAsync(HttpStatusCode.OK);
             Assert.True(listed.GetProperty("is_active").GetBoolean());
+            // Nor does it count in the health panel's figures.
+            Assert.Equal(0, await fx.WithDbAsync(db => db.DeliveryCounts.Where(c => c.SubscriptionId == hook.Id).SumAsync(c => c.Delivered + c.Retrying + c.Undeliverable + c.Pending)));
         }
         // The receiver's answer to a test is not the server's problem: nothing at Warning or above.
         Assert.DoesNotContain(fx.Logs.Lines.Skip(logStart), l => l.Contains("AttemptRecorder", StringComparison.Ordinal) && !l.StartsWith("Debug ", StringComparison.Ordinal)
