@@ -209,7 +209,7 @@ public sealed class SafeFormsTests(Chromium chromium, WebhookGymwire fx) : IClas
             {
                 await Assertions.Expect(page.GetByLabel(name, new() { Exact = true })).ToBeCheckedAsync();
             }
-            await Assertions.Expect(page.GetByLabel("Send it as GymPoint's payment.successful")).Not.ToBeCheckedAsync();
+            await Assertions.Expect(page.GetByLabel("Name it payment.successful instead")).Not.ToBeCheckedAsync();
             await Assertions.Expect(page.GetByLabel("Only the events I choose")).ToBeCheckedAsync();
             await page.GetByLabel("All events").CheckAsync();
             await Assertions.Expect(page.GetByLabel("payment.received", new() { Exact = true })).Not.ToBeCheckedAsync();

@@ -118,6 +118,15 @@ public sealed class TimeZoneTests(Chromium chromium, ReportsGymwire fx) : IClass
         Assert.Contains(",1.02,", lines[1], StringComparison.Ordinal);
         Assert.StartsWith("2026-03-08,", lines[2], StringComparison.Ordinal);
         Assert.Contains(",1.03,", lines[2], StringComparison.Ordinal); // 23:30 local: the 8th, though UTC says the 9th
+
+        // A download leaves the page where it was: every button still works, the same one again included.
+        foreach (var (button, file) in new[] { ("Download members CSV", "members-2026-03-08-to-2026-03-08.csv"), ("Download payments CSV", "payments-2026-03-08-to-2026-03-08.csv") })
+        {
+            await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = button })).ToBeEnabledAsync();
+            var next = await page.RunAndWaitForDownloadAsync(() => page.GetByRole(AriaRole.Button, new() { Name = button }).ClickAsync(), new() { Timeout = 10_000 });
+            Assert.Equal(file, next.SuggestedFilename);
+        }
+        await Assertions.Expect(page.Locator("button[aria-busy]")).ToHaveCountAsync(0);
         browser.AssertClean();
     }
 

@@ -28,21 +28,27 @@ public static class DeliveryCountTriggers
         $"{sign} * ({row}.status = 'delivered'), {sign} * ({row}.status = 'retrying'), {sign} * ({row}.status = 'undeliverable'), "
         + $"{sign} * ({row}.status NOT IN ('delivered', 'retrying', 'undeliverable'))";
 
-    /// <summary>Creates the table's triggers and fills it from the existing deliveries.</summary>
-    public static readonly string Sqlite = $"""
+    /// <summary>Creates the table's triggers and fills it from the existing deliveries (every delivery, test sends too).</summary>
+    public static readonly string Sqlite = SqliteCounting(events: false);
+
+    /// <summary>
+    /// SQLite's fill and triggers: of the deliveries of events only (<paramref name="events"/>), or of every delivery.
+    /// A delivery's <c>is_test</c> never changes, so a test send is never counted in or out.
+    /// </summary>
+    private static string SqliteCounting(bool events) => $"""
         INSERT INTO webhook_delivery_counts ({Columns})
         SELECT gym_id, subscription_id, {SqliteBucket("d")}, 0,
                sum(d.status = 'delivered'), sum(d.status = 'retrying'), sum(d.status = 'undeliverable'),
                sum(d.status NOT IN ('delivered', 'retrying', 'undeliverable'))
-        FROM webhook_deliveries AS d GROUP BY 1, 2, 3;
+        FROM webhook_deliveries AS d{(events ? " WHERE d.is_test = 0" : "")} GROUP BY 1, 2, 3;
 
-        CREATE TRIGGER {Insert} AFTER INSERT ON webhook_deliveries BEGIN
+        CREATE TRIGGER {Insert} AFTER INSERT ON webhook_deliveries{(events ? " WHEN NEW.is_test = 0" : "")} BEGIN
             INSERT INTO webhook_delivery_counts ({Columns})
             VALUES (NEW.gym_id, NEW.subscription_id, {SqliteBucket("NEW")}, 0, {SqliteFigures("NEW", 1)})
             {AddOnConflict};
         END;
 
-        CREATE TRIGGER {Update} AFTER UPDATE OF status ON webhook_deliveries WHEN OLD.status <> NEW.status BEGIN
+        CREATE TRIGGER {Update} AFTER UPDATE OF status ON webhook_deliveries WHEN OLD.status <> NEW.status{(events ? " AND OLD.is_test = 0" : "")} BEGIN
             UPDATE webhook_delivery_counts SET
                 delivered = delivered - (OLD.status = 'delivered') + (NEW.status = 'delivered'),
                 retrying = retrying - (OLD.status = 'retrying') + (NEW.status = 'retrying'),
@@ -52,7 +58,7 @@ public static class DeliveryCountTriggers
         END;
 
         -- An emptied bucket goes, so old buckets leave with the deliveries retention deletes.
-        CREATE TRIGGER {Delete} AFTER DELETE ON webhook_deliveries BEGIN
+        CREATE TRIGGER {Delete} AFTER DELETE ON webhook_deliveries{(events ? " WHEN OLD.is_test = 0" : "")} BEGIN
             UPDATE webhook_delivery_counts SET
                 delivered = delivered - (OLD.status = 'delivered'),
                 retrying = retrying - (OLD.status = 'retrying'),
@@ -150,6 +156,39 @@ public static class DeliveryCountTriggers
         FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id WHERE o.status IS DISTINCT FROM n.status
         """;
 
+    private static string Events(bool events, string column) => events ? $" WHERE NOT {column}is_test" : "";
+
+    // The delete trigger's body: counts the old rows out; an emptied bucket goes (every slot), so old buckets leave
+    // with the deliveries retention deletes.
+    private static string PgDeleted(bool events) => $$"""
+        BEGIN
+            {{PgAdd("SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows" + Events(events, ""))}}
+            DELETE FROM webhook_delivery_counts AS c
+            USING (SELECT DISTINCT o.gym_id, o.subscription_id, {{PgBucket("o")}} AS bucket FROM old_rows AS o) AS g
+            WHERE c.gym_id = g.gym_id AND c.subscription_id = g.subscription_id AND c.bucket = g.bucket
+                AND NOT EXISTS (
+                    SELECT 1 FROM webhook_deliveries AS d
+                    WHERE d.gym_id = g.gym_id AND d.subscription_id = g.subscription_id{{(events ? " AND NOT d.is_test" : "")}}
+                        AND d.created_at >= g.bucket AND d.created_at < g.bucket + interval '15 minutes');
+            RETURN NULL;
+        END
+        """;
+
+    // The update trigger's body without a join (see PostgresUpdateWithoutJoin).
+    private static string PgUpdatedWithoutJoin(bool events) => $$"""
+        BEGIN
+            INSERT INTO webhook_delivery_counts ({{Columns}})
+            SELECT x.gym_id, x.subscription_id, {{PgBucket("x")}}, pg_backend_pid(), {{PgSums("x")}}
+            FROM (SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows{{Events(events, "")}}
+                  UNION ALL
+                  SELECT gym_id, subscription_id, created_at, status, 1 FROM new_rows{{Events(events, "")}}) AS x
+            GROUP BY 1, 2, 3
+            HAVING {{PgAnyChanged("x")}}
+            {{AddOnConflict}};
+            RETURN NULL;
+        END
+        """;
+
     /// <summary>
     /// Statement triggers over transition tables: one grouped insert per statement, whatever its number of rows, so
     /// bulk changes (fan-out, the recorder's group commit, retry-all, retention) cost time in proportion to their rows.
@@ -174,18 +213,7 @@ public static class DeliveryCountTriggers
         END
         $fn$;
         CREATE FUNCTION webhook_delivery_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
-        BEGIN
-            {{PgAdd("SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows")}}
-            -- An emptied bucket goes (every slot), so old buckets leave with the deliveries retention deletes.
-            DELETE FROM webhook_delivery_counts AS c
-            USING (SELECT DISTINCT o.gym_id, o.subscription_id, {{PgBucket("o")}} AS bucket FROM old_rows AS o) AS g
-            WHERE c.gym_id = g.gym_id AND c.subscription_id = g.subscription_id AND c.bucket = g.bucket
-                AND NOT EXISTS (
-                    SELECT 1 FROM webhook_deliveries AS d
-                    WHERE d.gym_id = g.gym_id AND d.subscription_id = g.subscription_id
-                        AND d.created_at >= g.bucket AND d.created_at < g.bucket + interval '15 minutes');
-            RETURN NULL;
-        END
+        {{PgDeleted(events: false)}}
         $fn$;
         CREATE TRIGGER {{Insert}} AFTER INSERT ON webhook_deliveries
             REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook_delivery_counts_inserted();
@@ -204,17 +232,7 @@ public static class DeliveryCountTriggers
     /// </summary>
     public static readonly string PostgresUpdateWithoutJoin = $$"""
         CREATE OR REPLACE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
-        BEGIN
-            INSERT INTO webhook_delivery_counts ({{Columns}})
-            SELECT x.gym_id, x.subscription_id, {{PgBucket("x")}}, pg_backend_pid(), {{PgSums("x")}}
-            FROM (SELECT gym_id, subscription_id, created_at, status, -1 AS sign FROM old_rows
-                  UNION ALL
-                  SELECT gym_id, subscription_id, created_at, status, 1 FROM new_rows) AS x
-            GROUP BY 1, 2, 3
-            HAVING {{PgAnyChanged("x")}}
-            {{AddOnConflict}};
-            RETURN NULL;
-        END
+        {{PgUpdatedWithoutJoin(events: false)}}
         $fn$;
         """;
 
@@ -237,6 +255,42 @@ public static class DeliveryCountTriggers
         DROP FUNCTION IF EXISTS webhook_delivery_counts_updated();
         DROP FUNCTION IF EXISTS webhook_delivery_counts_deleted();
         """ + PostgresByRow;
+
+    /// <summary>
+    /// SQLite's triggers again, counting only the deliveries of events: a test send is the receiver's answer to a
+    /// sample, not the webhook's health (migration DeliveryCountsWithoutTests). The table is filled again so.
+    /// </summary>
+    public static readonly string SqliteWithoutTests = DropSqlite + "DELETE FROM webhook_delivery_counts;\n" + SqliteCounting(events: true);
+
+    /// <summary>Puts <see cref="Sqlite"/>'s triggers and figures back (the migration's Down).</summary>
+    public static readonly string SqliteWithoutTestsDown = DropSqlite + "DELETE FROM webhook_delivery_counts;\n" + Sqlite;
+
+    /// <summary>
+    /// PostgreSQL's statement triggers, counting only the deliveries of events (<paramref name="events"/> false: every
+    /// delivery, as before the migration DeliveryCountsWithoutTests), and the table filled again so.
+    /// </summary>
+    private static string PostgresCounting(bool events) => $$"""
+        CREATE OR REPLACE FUNCTION webhook_delivery_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            {{PgAdd("SELECT gym_id, subscription_id, created_at, status, 1 AS sign FROM new_rows" + Events(events, ""))}}
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE OR REPLACE FUNCTION webhook_delivery_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        {{PgUpdatedWithoutJoin(events)}}
+        $fn$;
+        CREATE OR REPLACE FUNCTION webhook_delivery_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        {{PgDeleted(events)}}
+        $fn$;
+        DELETE FROM webhook_delivery_counts;
+        {{PostgresFill.Replace("GROUP BY 1, 2, 3", Events(events, "d.") + " GROUP BY 1, 2, 3", StringComparison.Ordinal)}}
+        """;
+
+    /// <summary>PostgreSQL's triggers counting only the deliveries of events (migration DeliveryCountsWithoutTests).</summary>
+    public static readonly string PostgresWithoutTests = PostgresCounting(events: true);
+
+    /// <summary>Counting every delivery again (the migration's Down).</summary>
+    public static readonly string PostgresWithoutTestsDown = PostgresCounting(events: false);
 
     public static readonly string DropPostgres = $"""
         DROP TRIGGER IF EXISTS {Insert} ON webhook_deliveries;

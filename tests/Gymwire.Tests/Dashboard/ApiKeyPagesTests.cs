@@ -96,6 +96,7 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
 
         var confirm = await browser.GetPageAsync($"/settings/api-keys/{id}/revoke");
         Assert.Contains("stops working immediately", confirm, StringComparison.Ordinal);
+        Assert.Contains("The webhooks it created are switched off too", confirm, StringComparison.Ordinal);
         using var api = fx.Client(key);
         await (await api.GetAsync(Triggers)).AssertStatusAsync(HttpStatusCode.OK);
 

@@ -112,6 +112,9 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         Assert.Contains("No: this Gymwire server cannot send email yet", email, StringComparison.Ordinal);
         foreach (var html in new[] { sms, email })
         {
+            // The guide that covers it, not the operations guide (which does not).
+            Assert.Contains("Gymwire's configuration guide (<code>docs/configuration.md</code>", html.Replace("&#x27;", "'", StringComparison.Ordinal), StringComparison.Ordinal);
+            Assert.DoesNotContain("operations guide", html, StringComparison.Ordinal);
             Assert.DoesNotContain("Sms:", html, StringComparison.Ordinal);
             Assert.DoesNotContain("Email:", html, StringComparison.Ordinal);
             Assert.DoesNotContain("Twilio:", html, StringComparison.Ordinal);

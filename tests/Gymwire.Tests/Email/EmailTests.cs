@@ -212,7 +212,11 @@ public sealed class EmailNotConfiguredTests(SqliteGymwire fx) : IClassFixture<Sq
         var gym = await fx.CreateGymAsync();
         await (await gym.Owner().PutAsJsonAsync("/api/gym/exports/schedule", new { frequency = "weekly" })).AssertErrorAsync(HttpStatusCode.Conflict);
         await using var scope = fx.Services.CreateAsyncScope();
+        var logStart = fx.Logs.Lines.Count;
         Assert.False(await scope.ServiceProvider.GetRequiredService<OwnerNotifications>().NotifyAsync(gym.GymId, "s", "b", CancellationToken.None));
+        // No SMTP server is the default, not a failure: nothing recorded (an Email tile set up later starts clean), no warning.
+        Assert.Equal(0, await fx.WithDbAsync(db => db.EmailDeliveries.CountAsync(d => d.GymId == gym.GymId)));
+        Assert.DoesNotContain(fx.Logs.Lines.Skip(logStart), l => l.Contains("OwnerNotifications", StringComparison.Ordinal) && !l.StartsWith("Debug ", StringComparison.Ordinal));
         var tiles = scope.ServiceProvider.GetRequiredService<IntegrationTiles>();
         Assert.Equal(IntegrationState.NotConnected, (await tiles.StatusAsync(tiles.Find("email")!, gym.GymId, CancellationToken.None)).State);
     }

@@ -27,6 +27,11 @@ public abstract class WebhookDisabledEmailTests(SmtpFixture fx)
         Assert.Equal("Gymwire disabled a failing webhook", message.Subject);
         Assert.Contains(receiver.Url("/gone"), message.TextBody, StringComparison.Ordinal);
         Assert.Contains("410", message.TextBody, StringComparison.Ordinal);
+        // True to what happens: events while disabled are not queued, one 410 is not "kept failing", and the path is the dashboard's.
+        Assert.Contains("new events are not queued for it", message.TextBody, StringComparison.Ordinal);
+        Assert.DoesNotContain("are kept", message.TextBody, StringComparison.Ordinal);
+        Assert.DoesNotContain("kept failing", message.TextBody, StringComparison.Ordinal);
+        Assert.Contains("dashboard: Webhooks,", message.TextBody, StringComparison.Ordinal);
         _ = hook;
     }
 

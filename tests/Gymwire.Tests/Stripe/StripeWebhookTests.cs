@@ -734,6 +734,55 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Invoices_reusing_a_payment_intent_or_charge_are_recorded_and_a_refund_of_it_finds_the_first()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        var now = fx.Clock.GetUtcNow();
+        var logStart = fx.Logs.Lines.Count;
+        static string Invoice(string id, string paymentIntent, string charge) =>
+            StripeSigner.PaidInvoice(id, "cus_review", "ana@example.com", 1500, paymentIntent).Replace("\"payment_intent\"", $"\"charge\":\"{charge}\",\"payment_intent\"", StringComparison.Ordinal);
+        async Task<JsonElement> DeliverInvoiceAsync(string eventId, string invoice) =>
+            await (await DeliverAsync(gym.GymId, StripeSigner.Event(eventId, "invoice.paid", invoice, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+
+        Assert.Equal("recorded", (await DeliverInvoiceAsync("evt_review1", Invoice("in_review1", "pi_review1", "ch_review1"))).GetProperty("outcome").GetString());
+        Assert.Equal("recorded", (await DeliverInvoiceAsync("evt_review5", Invoice("in_review5", "pi_review1", "ch_review5"))).GetProperty("outcome").GetString());
+        Assert.Equal("recorded", (await DeliverInvoiceAsync("evt_review6", Invoice("in_review6", "pi_review6", "ch_review1"))).GetProperty("outcome").GetString());
+
+        var events = await (await gym.Owner().GetAsync("/api/gym/integrations/stripe/events")).AssertStatusAsync(HttpStatusCode.OK);
+        var details = events.GetProperty("events").EnumerateArray().ToDictionary(e => e.GetProperty("stripe_event_id").GetString()!, e => e.GetProperty("detail").GetString()!);
+        Assert.Equal(["evt_review1", "evt_review5", "evt_review6"], details.Keys.Order());
+        Assert.Contains("pi_review1 (already tied to payment", details["evt_review5"], StringComparison.Ordinal);
+        Assert.Contains("ch_review1 (already tied to payment", details["evt_review6"], StringComparison.Ordinal);
+        Assert.Equal(3, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+
+        // The charge stays the first invoice's: its refund refunds that payment.
+        var refund = """{"id":"ch_review1","object":"charge","customer":"cus_review","payment_intent":"pi_review1","amount":1500,"amount_refunded":1500,"refunded":true}""";
+        var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_review_refund", "charge.refunded", refund, now), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("recorded", ack.GetProperty("outcome").GetString());
+        var first = await fx.WithDbAsync(db => db.StripeLinks.Where(l => l.GymId == gym.GymId && l.Kind == "payment" && l.StripeId == "in_review1").Select(l => l.TargetId).SingleAsync());
+        var refunded = await fx.WithDbAsync(db => db.Payments.Where(p => p.GymId == gym.GymId && p.Status == "refunded").Select(p => p.Id).ToListAsync());
+        Assert.Equal([Guid.Parse(first)], refunded);
+        fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
+    public async Task A_verified_event_the_database_cannot_store_is_kept_with_200_not_answered_500()
+    {
+        var (gym, secret) = await ConnectedGymAsync();
+        // A currency longer than the payment's column: PostgreSQL refuses it on every try; SQLite does not check lengths.
+        var invoice = StripeSigner.PaidInvoice("in_wide", "cus_wide", "ana@example.com", 1500, "pi_wide").Replace("\"usd\"", "\"usdx\"", StringComparison.Ordinal);
+        var ack = await (await DeliverAsync(gym.GymId, StripeSigner.Event("evt_wide", "invoice.paid", invoice, fx.Clock.GetUtcNow()), secret)).AssertStatusAsync(HttpStatusCode.OK);
+        var kept = await fx.WithDbAsync(db => db.StripeEvents.AsNoTracking().SingleAsync(e => e.GymId == gym.GymId && e.StripeEventId == "evt_wide"));
+        Assert.Equal(kept.Outcome, ack.GetProperty("outcome").GetString());
+        if (fx is PostgresGymwire)
+        {
+            Assert.Equal("ignored", kept.Outcome);
+            Assert.Contains("could not record", kept.Detail, StringComparison.Ordinal);
+            Assert.Equal(0, await fx.WithDbAsync(db => db.Payments.CountAsync(p => p.GymId == gym.GymId)));
+        }
+    }
+
+    [Fact]
     public async Task On_2024_06_20_a_refund_is_still_matched_by_the_invoice_s_payment_intent_or_the_charge_s_invoice()
     {
         var (gym, secret) = await ConnectedGymAsync();

@@ -361,6 +361,36 @@ public abstract class WebhookDeliveryTests(WebhookFixture fx)
     }
 
     [Fact]
+    public async Task A_failed_test_send_shows_the_answer_and_changes_nothing_about_the_webhook()
+    {
+        await using var receiver = await TestReceiver.StartAsync();
+        receiver.On("/broken", new Reply(500, "oops"));
+        receiver.On("/gone", new Reply(410, "gone"));
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var logStart = fx.Logs.Lines.Count;
+        foreach (var (path, status) in new[] { ("/broken", 500), ("/gone", 410) })
+        {
+            var hook = await gym.CreateWebhookAsync(receiver.Url(path), "payment.successful");
+            var sent = await (await owner.PostAsync($"/api/gym/webhooks/{hook.Id}/test", null)).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.Equal("undeliverable", sent.GetProperty("status").GetString());
+            Assert.Equal(status, sent.GetProperty("attempts")[0].GetProperty("status_code").GetInt32());
+
+            var webhook = await fx.WithDbAsync(db => db.WebhookSubscriptions.AsNoTracking().SingleAsync(s => s.Id == hook.Id));
+            Assert.True(webhook.IsActive, $"a test answered {status} switched the webhook off");
+            Assert.Null(webhook.DisabledReason);
+            Assert.Null(webhook.FailingSince);
+            var listed = await (await owner.GetAsync($"/api/gym/webhooks/{hook.Id}")).AssertStatusAsync(HttpStatusCode.OK);
+            Assert.True(listed.GetProperty("is_active").GetBoolean());
+            // Nor does it count in the health panel's figures.
+            Assert.Equal(0, await fx.WithDbAsync(db => db.DeliveryCounts.Where(c => c.SubscriptionId == hook.Id).SumAsync(c => c.Delivered + c.Retrying + c.Undeliverable + c.Pending)));
+        }
+        // The receiver's answer to a test is not the server's problem: nothing at Warning or above.
+        Assert.DoesNotContain(fx.Logs.Lines.Skip(logStart), l => l.Contains("AttemptRecorder", StringComparison.Ordinal) && !l.StartsWith("Debug ", StringComparison.Ordinal)
+            && !l.StartsWith("Information ", StringComparison.Ordinal) && !l.StartsWith("Trace ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Rotated_secret_signs_alongside_the_old_one_for_the_overlap()
     {
         await using var receiver = await TestReceiver.StartAsync();

@@ -145,7 +145,9 @@ internal sealed class DashboardHeadersFilter : IResultFilter
                                         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
         headers.XContentTypeOptions = "nosniff";
         headers["Referrer-Policy"] = "same-origin";
-        headers.CacheControl = "no-store";
+        // What antiforgery sets on a page with a form; set on every page, it leaves antiforgery nothing to override (and warn about).
+        headers.CacheControl = "no-cache, no-store";
+        headers.Pragma = "no-cache";
     }
 
     public void OnResultExecuted(ResultExecutedContext context)

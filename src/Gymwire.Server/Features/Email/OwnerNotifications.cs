@@ -3,26 +3,39 @@ namespace Gymwire.Features.Email;
 /// <summary>
 /// Emails a gym's owners about things they must act on. Other features call it (the webhooks feature, when it disables
 /// a failing subscription). It never throws for a mail problem: the attempt is recorded (the Email tile shows the last
-/// failure) and the result says whether it was sent, so a caller's own work is never undone by a mail outage.
+/// failure) and the result says whether it was sent, so a caller's own work is never undone by a mail outage. A server
+/// without SMTP sends no notification and records none.
 /// </summary>
 public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender sender, TimeProvider clock, ILogger<OwnerNotifications> logger)
 {
-    /// <summary>Sends <paramref name="subject"/> and <paramref name="body"/> (plain text) to every owner of the gym.</summary>
-    public Task<bool> NotifyAsync(Guid gymId, string subject, string body, CancellationToken ct) =>
-        SendToOwnersAsync(gymId, "notification", new EmailMessage([], subject, body), ct);
+    /// <summary>
+    /// Sends <paramref name="subject"/> and <paramref name="body"/> (plain text) to every owner of the gym. Without an
+    /// SMTP server (the default) it sends and records nothing: the dashboard shows the same, and nothing failed.
+    /// </summary>
+    public async Task<bool> NotifyAsync(Guid gymId, string subject, string body, CancellationToken ct)
+    {
+        if (!sender.IsConfigured)
+        {
+            LogNotConfigured(logger, subject, gymId);
+            return false;
+        }
+        return await SendToOwnersAsync(gymId, "notification", new EmailMessage([], subject, body), ct);
+    }
 
-    /// <summary>For the webhooks feature: a subscription was switched off after failing deliveries.</summary>
+    /// <summary>For the webhooks feature: Gymwire switched a subscription off (a 410 Gone, or failing for days).</summary>
     public Task<bool> WebhookDisabledAsync(Guid gymId, string webhookUrl, string reason, CancellationToken ct) =>
         NotifyAsync(gymId, "Gymwire disabled a failing webhook",
             $"""
-            Gymwire stopped delivering events to this webhook because its deliveries kept failing:
+            Gymwire stopped sending events to this webhook:
 
               {webhookUrl}
 
-            Reason: {reason}
+            Why: {reason}.
 
-            Events that happen while it is disabled are kept. Fix the receiving endpoint, then re-enable the webhook
-            (dashboard: Settings → Integrations → Webhooks, or PATCH /api/gym/webhooks/ID) and redeliver what it missed.
+            While it is disabled, new events are not queued for it, and the deliveries that were waiting have ended
+            as undeliverable. Fix the receiving endpoint, then enable the webhook again (dashboard: Webhooks, open the
+            webhook, Enable; or PATCH /api/gym/webhooks/ID with "is_active": true). Its page's "Retry all failed"
+            then sends the deliveries that ended; events from while it was disabled are not sent.
             """, ct);
 
     /// <summary>For the API-key sweep: it switched off the webhooks a key created, because the key expired or lacks <c>read</c>.</summary>
@@ -118,6 +131,9 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
 
     [LoggerMessage(EventId = 8303, Level = LogLevel.Error, Message = "Emailed a {Kind} of gym {GymId}, but could not record it in email_deliveries")]
     private static partial void LogUnrecorded(ILogger logger, Exception exception, string kind, Guid gymId);
+
+    [LoggerMessage(EventId = 8304, Level = LogLevel.Debug, Message = "Did not email \"{Subject}\" to the owners of gym {GymId}: no SMTP server is configured")]
+    private static partial void LogNotConfigured(ILogger logger, string subject, Guid gymId);
 
     [LoggerMessage(EventId = 8302, Level = LogLevel.Warning, Message = "Could not email a {Kind} of gym {GymId}: {Error}")]
     private static partial void LogFailed(ILogger logger, string kind, Guid gymId, string error);

@@ -169,21 +169,7 @@ public static partial class StripeEndpoints
         for (var attempt = 1; ; attempt++)
         {
             var mapping = await MapAsync(mapper, account.GymId, type, document.RootElement, at, ct);
-            db.StripeEvents.Add(new StripeEventRecord
-            {
-                Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
-                Outcome = mapping.Outcome, Detail = ColumnText.Fit(mapping.Detail, 1000), CustomerId = ColumnText.Fit(mapping.CustomerId, 255),
-                Email = ColumnText.Fit(mapping.Email, 320), Payload = json,
-            });
-            if (attempt == 1)
-            {
-                account.LastEventAt = at;
-            }
-            else
-            {
-                // The cleared context forgot the account; its LastEventAt is already set, so mark it to be written.
-                db.StripeAccounts.Attach(account).Property(a => a.LastEventAt).IsModified = true;
-            }
+            Keep(mapping, attempt == 1);
             var links = db.ChangeTracker.Entries<StripeLink>().Where(e => e.State == EntityState.Added)
                 .Select(e => (e.Entity.Kind, e.Entity.StripeId)).ToList();
             try
@@ -211,10 +197,51 @@ public static partial class StripeEndpoints
                 // Another event about the same invoice, customer or price (invoice.paid and invoice.payment_succeeded
                 // come together) committed a link this one also added. Mapped again, this event sees it, and ends as
                 // if it had arrived second; each round one of the racing events commits, so a burst needs a few.
-                if (attempt == MaxMappings || !await AnyLinkCommittedAsync(db, account.GymId, links, ct))
+                var raced = await AnyLinkCommittedAsync(db, account.GymId, links, ct);
+                if (raced && attempt < MaxMappings)
+                {
+                    continue;
+                }
+                // Still racing, two writers meeting, or a payment changed under it each time: answered 503, and
+                // Stripe's retry maps it afresh.
+                if (raced)
+                {
+                    throw new DbUpdateConcurrencyException("Other events about the same Stripe objects kept committing first", e);
+                }
+                if (ErrorHandling.IsConcurrencyConflict(e) || ErrorHandling.IsLostRace(e))
                 {
                     throw;
                 }
+                // The database refuses what the event tells (a value it cannot store), and would on every retry: the
+                // event is kept, saying so, rather than answered 500 for Stripe to send again for days.
+                LogNotApplied(logger, e, account.GymId, eventId, type);
+                var notApplied = new StripeMapping(StripeOutcomes.Ignored,
+                    "Gymwire could not record what this event tells (the database refused it; the server's log has the error); nothing changed.",
+                    mapping.CustomerId, mapping.Email);
+                Keep(notApplied, firstMapping: false);
+                await db.SaveChangesAsync(ct);
+                LogReceived(logger, account.GymId, eventId, type, notApplied.Outcome);
+                return (TypedResults.Ok(new StripeWebhookAck(true, eventId, notApplied.Outcome, Duplicate: false)), notApplied.Outcome);
+            }
+        }
+
+        // Adds the event's row with what its mapping did, and the account's time of its last event.
+        void Keep(StripeMapping mapping, bool firstMapping)
+        {
+            db.StripeEvents.Add(new StripeEventRecord
+            {
+                Id = Guid.CreateVersion7(at), GymId = account.GymId, StripeEventId = eventId, Type = type, ReceivedAt = at,
+                Outcome = mapping.Outcome, Detail = ColumnText.Fit(mapping.Detail, 1000), CustomerId = ColumnText.Fit(mapping.CustomerId, 255),
+                Email = ColumnText.Fit(mapping.Email, 320), Payload = json,
+            });
+            if (firstMapping)
+            {
+                account.LastEventAt = at;
+            }
+            else
+            {
+                // The cleared context forgot the account; its LastEventAt is already set, so mark it to be written.
+                db.StripeAccounts.Attach(account).Property(a => a.LastEventAt).IsModified = true;
             }
         }
     }
@@ -343,6 +370,9 @@ public static partial class StripeEndpoints
 
     [LoggerMessage(EventId = 8102, Level = LogLevel.Information, Message = "Stripe event {EventId} ({Type}) for gym {GymId}: {Outcome}")]
     private static partial void LogReceived(ILogger logger, Guid gymId, string eventId, string type, string outcome);
+
+    [LoggerMessage(EventId = 8104, Level = LogLevel.Error, Message = "Stripe event {EventId} ({Type}) for gym {GymId} could not be applied; it is kept as ignored")]
+    private static partial void LogNotApplied(ILogger logger, Exception exception, Guid gymId, string eventId, string type);
 
     [LoggerMessage(EventId = 8103, Level = LogLevel.Debug, Message = "Stripe event {EventId} for gym {GymId} was already received; acknowledged again")]
     private static partial void LogDuplicate(ILogger logger, Guid gymId, string eventId);

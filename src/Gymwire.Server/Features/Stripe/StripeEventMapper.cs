@@ -60,6 +60,11 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         {
             return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} was paid {tooLarge}; no payment recorded.", customer, email);
         }
+        // Stripe allows ids longer than the link's columns; PostgreSQL would refuse such a link on every retry.
+        if (PaymentRefsOf(invoice).Append(invoiceId).Any(i => i.Length > MaxLength<StripeLink>(nameof(StripeLink.StripeId))))
+        {
+            return new(StripeOutcomes.Ignored, $"Invoice {invoiceId} names an id longer than Gymwire keeps; no payment recorded.", customer, email);
+        }
         var userId = await ResolveMemberAsync(gymId, invoice, ct);
         if (userId is null)
         {
@@ -73,10 +78,21 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         };
         PaymentService.AddPayment(db, payment);
         AddLink(gymId, StripeLinkKinds.Payment, invoiceId, payment.Id.ToString(), now);
+        // A payment intent or charge can pay several invoices; a refund of it stays matched to the payment it paid first.
+        var elsewhere = new List<string>();
         foreach (var paymentRef in PaymentRefsOf(invoice))
         {
-            AddLink(gymId, StripeLinkKinds.Payment, paymentRef, payment.Id.ToString(), now);
+            var known = await FindLinkAsync(gymId, StripeLinkKinds.Payment, paymentRef, ct);
+            if (known is null)
+            {
+                AddLink(gymId, StripeLinkKinds.Payment, paymentRef, payment.Id.ToString(), now);
+            }
+            else if (known != payment.Id.ToString())
+            {
+                elsewhere.Add($"{paymentRef} (already tied to payment {known}, which a refund of it refunds)");
+            }
         }
+        var conflicts = elsewhere.Count == 0 ? "" : $" Not linked: {string.Join(", ", elsewhere)}.";
         if (customer is not null)
         {
             await LearnCustomerAsync(gymId, customer, userId, now, ct);
@@ -84,7 +100,7 @@ public sealed class StripeEventMapper(GymwireDbContext db)
         // On 2025-03-31.basil a refund names the payment intent or charge, which invoice_payment.paid tied to this invoice.
         var paidBy = await StripeIdsLinkedToAsync(gymId, StripeLinkKinds.Invoice, invoiceId, ct);
         var refunds = await ApplyKeptRefundsAsync(gymId, [invoiceId, .. PaymentRefsOf(invoice), .. paidBy], now, ct);
-        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.{refunds}", customer, email);
+        return new(StripeOutcomes.Recorded, $"Invoice {invoiceId}: payment of {Money(amount, currency)} recorded for {userId}.{conflicts}{refunds}", customer, email);
     }
 
     private async Task<StripeMapping> InvoiceFailedAsync(Guid gymId, JsonElement invoice, DateTime now, DateTime created, CancellationToken ct)

@@ -70,9 +70,13 @@ document.querySelectorAll("[data-poll-url]").forEach((root) => {
 
 // Forms: the pressed button says its request is running ("Sending test…"), a second press sends nothing more, and a
 // request still running after the button's data-slow-after milliseconds says so in the status line beside it.
+// A GET form (a filter, a download) is left alone: repeating it changes nothing, and a download never leaves the
+// page, so a guard would keep its buttons busy until a reload.
 document.addEventListener("submit", (event) => {
   const form = event.target;
   if (!(form instanceof HTMLFormElement)) return;
+  const method = (event.submitter && event.submitter.getAttribute("formmethod")) || form.method;
+  if (method.toLowerCase() === "get") return;
   if (form.dataset.submitting === "true") {
     event.preventDefault();
     return;

@@ -53,7 +53,11 @@ public sealed partial class WebhookModel(
     [BindProperty]
     public string? TestEvent { get; set; }
 
-    /// <summary>The test delivery just sent (the response to the Send Test POST only).</summary>
+    /// <summary>The test delivery Send Test just sent, whose result the page it redirects to shows.</summary>
+    [BindProperty(SupportsGet = true, Name = "test")]
+    public Guid? TestId { get; set; }
+
+    /// <summary>The test delivery <see cref="TestId"/> names, with its answer.</summary>
     public DeliveryDetail? TestResult { get; private set; }
 
     /// <summary>Why the last action could not be done.</summary>
@@ -61,8 +65,14 @@ public sealed partial class WebhookModel(
 
     public bool HasOlder { get; private set; }
 
-    public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct) =>
-        await LoadAsync(id, ct) ? Page() : NotFound();
+    public async Task<IActionResult> OnGetAsync(Guid id, CancellationToken ct)
+    {
+        if (TestId is { } testId && await webhooks.LoadDetailAsync(WebhookAccess.Of(User), id, testId, ct) is { IsTest: true } test)
+        {
+            TestResult = test;
+        }
+        return await LoadAsync(id, ct) ? Page() : NotFound();
+    }
 
     public async Task<IActionResult> OnPostTestAsync(Guid id, CancellationToken ct)
     {
@@ -77,17 +87,14 @@ public sealed partial class WebhookModel(
         {
             return NotFound();
         }
-        if (outcome.Value is { } detail)
-        {
-            LogTestSent(logger, id, access.GymId, detail.Event, detail.LastStatusCode);
-            TestResult = detail;
-        }
-        else
+        if (outcome.Value is not { } detail)
         {
             Problem = outcome.Error;
+            return await LoadAsync(id, ct) ? Page() : NotFound();
         }
-        Offset = 0;
-        return await LoadAsync(id, ct) ? Page() : NotFound();
+        LogTestSent(logger, id, access.GymId, detail.Event, detail.LastStatusCode);
+        // Post/redirect/get: reloading the result shows it again, and sends no second test.
+        return Redirect($"/settings/webhooks/{id}?test={detail.Id}#test-result");
     }
 
     public async Task<IActionResult> OnPostEnableAsync(Guid id, CancellationToken ct)

@@ -36,7 +36,8 @@ public sealed record LastDelivery(Guid Id, string Status, DateTime At);
 /// The dashboard's delivery health. Windows are cut by a delivery's creation time: 24 h is the current hour and the 23
 /// before it, 7 days the current day and the 6 before it, hours and days of the gym's time zone (a day where the clocks
 /// change has 23 or 25 hours; the bars stay whole local days). The counts come from the quarter-hour roll-up
-/// <c>webhook_delivery_counts</c> (<see cref="DeliveryCount"/>), a few hundred rows a week however many deliveries;
+/// <c>webhook_delivery_counts</c> (<see cref="DeliveryCount"/>), a few hundred rows a week however many deliveries,
+/// which leaves test sends out, as the response times do (a test is the receiver's answer to a sample);
 /// response times from the attempts of a bounded sample of deliveries (docs/webhooks.md has the measurement).
 /// </summary>
 public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock, GymTime time)
@@ -80,7 +81,7 @@ public sealed class WebhookHealthQueries(GymwireDbContext db, TimeProvider clock
         // Response times of the last 24 hours' attempts that got an answer: a timeout or refused connection has none.
         // A sample of the latest deliveries at most, so the cost is bounded on a busy webhook; the attempts are looked up
         // by (gym_id, delivery_id) from that list, never by walking the gym's attempts.
-        var sample = Deliveries(gymId, subscriptionIds).Where(d => d.CreatedAt >= hourStart).OrderByDescending(d => d.CreatedAt).Take(LatencySample).Select(d => d.Id);
+        var sample = Deliveries(gymId, subscriptionIds).Where(d => d.CreatedAt >= hourStart && !d.IsTest).OrderByDescending(d => d.CreatedAt).Take(LatencySample).Select(d => d.Id);
         var durations = await db.WebhookAttempts.AsNoTracking()
             .Where(a => a.GymId == gymId && sample.Contains(a.DeliveryId) && a.StatusCode != null)
             .Select(a => a.DurationMs).ToListAsync(ct);

@@ -58,7 +58,8 @@ public static class WebhookViews
         DeliveryStatus.Delivered => ("connected", "Delivered"),
         DeliveryStatus.Retrying => ("error", "Retrying"),
         DeliveryStatus.Undeliverable => ("error", "Undeliverable"),
-        _ => ("not-connected", "Sending…"),
+        // Not attempted yet: sent in a moment, or waiting while its endpoint is paused or answers one at a time.
+        _ => ("not-connected", "Queued"),
     };
 
     /// <summary>"5 minutes", "2 hours", "1 day 6 hours".</summary>

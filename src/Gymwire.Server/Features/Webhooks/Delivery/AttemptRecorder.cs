@@ -193,6 +193,10 @@ public sealed partial class AttemptRecorder : IDisposable
             subscription.Health = _policy.Next(subscription.Id, subscription.Health, succeeded);
         }
         var attemptCount = delivery.AttemptCount + 1;
+        if (record.Delivery.IsTest)
+        {
+            return DecideTest(delivery, subscription.Id, attempt, succeeded, logs);
+        }
         var schedule = _options.EffectiveRetrySchedule;
         string status;
         DateTime? next = null;
@@ -213,17 +217,17 @@ public sealed partial class AttemptRecorder : IDisposable
                 Deactivate(subscription, "The endpoint answered 410 Gone", finished, logs);
                 status = DeliveryStatus.Undeliverable;
             }
-            else if (record.Delivery.IsTest || attemptCount > schedule.Count)
+            else if (attemptCount > schedule.Count)
             {
                 status = DeliveryStatus.Undeliverable;
-                logs.Add(() => LogUndeliverable(_logger, delivery.Id, subscription.Id, attemptCount));
+                logs.Add(() => LogUndeliverable(_logger, delivery.Id, subscription.Id, attemptCount, attemptCount == 1 ? "attempt" : "attempts"));
             }
             else
             {
                 status = DeliveryStatus.Retrying;
                 next = finished + RetryDelay(schedule[attemptCount - 1], record.RetryAfter);
                 var retryAt = next.Value;
-                logs.Add(() => LogRetrying(_logger, delivery.Id, subscription.Id, attempt.StatusCode, attempt.Error, retryAt));
+                logs.Add(() => LogRetrying(_logger, delivery.Id, subscription.Id, Answer(attempt), retryAt));
             }
             if (subscription.IsActive && finished - subscription.FailingSince >= _options.AutoDisableAfter)
             {
@@ -232,6 +236,17 @@ public sealed partial class AttemptRecorder : IDisposable
             }
         }
         return (new DeliveryOutcome(delivery.Id, status, attemptCount, now, attempt.StatusCode, attempt.Error, next), attempt);
+    }
+
+    /// <summary>
+    /// A test send: tried once, and its answer shown to the owner. It is the receiver's answer to a sample, not to the
+    /// webhook's events, so it changes nothing about the webhook (not failing, not deactivated by a 410, no pause).
+    /// </summary>
+    private (DeliveryOutcome Delivery, WebhookAttempt? Attempt) DecideTest(StoredDelivery delivery, Guid subscriptionId, WebhookAttempt attempt, bool succeeded, List<Action> logs)
+    {
+        var status = succeeded ? DeliveryStatus.Delivered : DeliveryStatus.Undeliverable;
+        logs.Add(() => LogTestSent(_logger, delivery.Id, subscriptionId, Answer(attempt)));
+        return (new DeliveryOutcome(delivery.Id, status, delivery.AttemptCount + 1, attempt.AttemptedAt, attempt.StatusCode, attempt.Error, null), attempt);
     }
 
     /// <summary>
@@ -245,7 +260,7 @@ public sealed partial class AttemptRecorder : IDisposable
         var attemptCount = delivery.AttemptCount + 1;
         var ended = attempt.StatusCode == StatusCodes.Status410Gone || record.Delivery.IsTest || attemptCount > _options.EffectiveRetrySchedule.Count;
         var status = ended ? DeliveryStatus.Undeliverable : DeliveryStatus.Retrying;
-        logs.Add(() => LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, attempt.StatusCode, attempt.Error, status));
+        logs.Add(() => LogPausedAttempt(_logger, delivery.Id, record.Delivery.SubscriptionId, Answer(attempt), status));
         return (new DeliveryOutcome(delivery.Id, status, attemptCount, attempt.AttemptedAt, attempt.StatusCode, attempt.Error, null), attempt);
     }
 
@@ -278,6 +293,10 @@ public sealed partial class AttemptRecorder : IDisposable
         logs.Add(() => LogDeactivated(_logger, subscription.Id, reason));
     }
 
+    /// <summary>An attempt's answer for the log: its status and error, whichever it has (a timeout has no status).</summary>
+    private static string Answer(WebhookAttempt attempt) =>
+        string.Join(", ", new[] { attempt.StatusCode?.ToString(CultureInfo.InvariantCulture), attempt.Error }.Where(p => !string.IsNullOrEmpty(p)).DefaultIfEmpty("no answer"));
+
     private TimeSpan RetryDelay(TimeSpan scheduled, TimeSpan? retryAfter)
     {
         if (retryAfter is { } asked)
@@ -291,17 +310,20 @@ public sealed partial class AttemptRecorder : IDisposable
     [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} delivered: {StatusCode} in {DurationMs} ms")]
     private static partial void LogDelivered(ILogger logger, Guid deliveryId, Guid subscriptionId, int statusCode, int durationMs);
 
-    [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}); retry at {NextAttemptAt:o}")]
-    private static partial void LogRetrying(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, DateTime nextAttemptAt);
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({Answer}); retry at {NextAttemptAt:o}")]
+    private static partial void LogRetrying(ILogger logger, Guid deliveryId, Guid subscriptionId, string answer, DateTime nextAttemptAt);
 
-    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} attempts")]
-    private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts);
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable after {Attempts} {AttemptWord}")]
+    private static partial void LogUndeliverable(ILogger logger, Guid deliveryId, Guid subscriptionId, int attempts, string attemptWord);
+
+    [LoggerMessage(EventId = 5110, Level = LogLevel.Debug, Message = "Webhook test send {DeliveryId} to subscription {SubscriptionId} answered: {Answer}")]
+    private static partial void LogTestSent(ILogger logger, Guid deliveryId, Guid subscriptionId, string answer);
 
     [LoggerMessage(EventId = 5109, Level = LogLevel.Warning, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} is undeliverable: its outbox event is missing, or its data is not JSON, so there is no body to send")]
     private static partial void LogNoBody(ILogger logger, Guid deliveryId, Guid subscriptionId);
 
-    [LoggerMessage(EventId = 5107, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({StatusCode}, {Error}) after its webhook was disabled: {Status}, with no due time (a retrying one resumes when the webhook is enabled)")]
-    private static partial void LogPausedAttempt(ILogger logger, Guid deliveryId, Guid subscriptionId, int? statusCode, string? error, string status);
+    [LoggerMessage(EventId = 5107, Level = LogLevel.Information, Message = "Webhook delivery {DeliveryId} to subscription {SubscriptionId} failed ({Answer}) after its webhook was disabled: {Status}, with no due time (a retrying one resumes when the webhook is enabled)")]
+    private static partial void LogPausedAttempt(ILogger logger, Guid deliveryId, Guid subscriptionId, string answer, string status);
 
     [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Webhook subscription {SubscriptionId} deactivated: {Reason}")]
     private static partial void LogDeactivated(ILogger logger, Guid subscriptionId, string reason);

@@ -607,16 +607,17 @@ public sealed class WebhookService(
             // Uri would quietly escape a raw line break or space; a URL never contains one (RFC 3986).
             return "'url' must not contain spaces or control characters (escape them, e.g. %20)";
         }
+        var absolute = options.AllowHttp ? "'url' must be an absolute https:// or http:// URL" : "'url' must be an absolute https:// URL";
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttps && uri.Scheme != Uri.UriSchemeHttp) || uri.Host.Length == 0)
         {
-            return "'url' must be an absolute https:// URL";
+            return absolute;
         }
         if (uri.HostNameType == UriHostNameType.Dns && !string.Equals(uri.Host, uri.IdnHost, StringComparison.OrdinalIgnoreCase))
         {
             url = new UriBuilder(uri) { Host = uri.IdnHost }.Uri.AbsoluteUri;
             if (!Uri.TryCreate(url, UriKind.Absolute, out uri) || url.Length > 2048)
             {
-                return "'url' must be an absolute https:// URL";
+                return absolute;
             }
         }
         if (uri.Scheme == Uri.UriSchemeHttp && !options.AllowHttp)
