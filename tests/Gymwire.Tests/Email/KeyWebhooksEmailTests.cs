@@ -52,7 +52,7 @@ public abstract class KeyWebhooksEmailTests(SmtpFixture fx)
         Assert.Contains("https://hooks.trial.example/members (Trial: new members)", message.TextBody, StringComparison.Ordinal);
         Assert.Contains("https://hooks.trial.example/payments", message.TextBody, StringComparison.Ordinal);
         Assert.Contains("Reason: the key expired.", message.TextBody, StringComparison.Ordinal);
-        Assert.Contains("Settings → Integrations", message.TextBody, StringComparison.Ordinal);
+        Assert.Contains("dashboard: Webhooks, open the webhook, Enable", message.TextBody, StringComparison.Ordinal);
         Assert.DoesNotContain("hooks.owner.example", message.TextBody, StringComparison.Ordinal);
         // The next sweep finds them off already: nothing to tell.
         Assert.Equal(0, await expiry.SweepAsync(CancellationToken.None));

@@ -58,8 +58,9 @@ public sealed partial class OwnerNotifications(GymwireDbContext db, IEmailSender
             Reason: {reason}
 
             Their queued deliveries were ended. If the integration should go on, give it a new API key with the read and
-            write scopes and let it subscribe again; or switch a webhook back on yourself (dashboard: Settings → Integrations
-            → Webhooks, or PATCH /api/gym/webhooks/ID), and it stays on.
+            write scopes and let it subscribe again; or switch a webhook back on yourself
+            (dashboard: Webhooks, open the webhook, Enable; or PATCH /api/gym/webhooks/ID with "is_active": true),
+            and it stays on.
             """, ct);
     }
 
