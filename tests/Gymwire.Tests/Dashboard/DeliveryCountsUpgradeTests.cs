@@ -1,10 +1,7 @@
 using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Infrastructure;
-using Microsoft.EntityFrameworkCore.Migrations;
 
 namespace Gymwire.Tests.Dashboard;
 
@@ -20,8 +17,9 @@ public abstract class DeliveryCountsUpgradeTests(GymwireFixture fx)
     [Fact]
     public async Task Test_sends_counted_before_the_upgrade_are_counted_out_and_later_ones_never_counted()
     {
-        var builder = GymwireApp.CreateBuilder(fx.Arguments(await fx.CreateScratchDatabaseAsync()), b => b.Logging.ClearProviders());
-        await using var app = GymwireApp.Build(builder);
+        await using var schema = await SchemaBeforeUpgrade.CreateAsync(fx, "SmsUncertainSince");
+        var app = schema.App;
+        var gymId = await schema.CreateGymAsync();
         var created = new DateTime(2026, 12, 1, 10, 0, 0, DateTimeKind.Utc);
         Guid hookId;
         WebhookDelivery Delivery(Guid gymId, bool isTest, string status) => new()
@@ -37,15 +35,9 @@ public abstract class DeliveryCountsUpgradeTests(GymwireFixture fx)
             return (counts.Sum(c => c.Delivered), counts.Sum(c => c.Undeliverable));
         }
 
-        Guid gymId;
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-            await db.GetService<IMigrator>().MigrateAsync("SmsUncertainSince");
-            var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
-                .CreateAsync("Gym", $"owner-{Guid.NewGuid():N}@example.com", "correct-horse-battery", CancellationToken.None);
-            Assert.True(gym is not null, error);
-            gymId = gym.GymId;
             hookId = Guid.NewGuid();
             db.WebhookSubscriptions.Add(new WebhookSubscription
             {
@@ -56,7 +48,7 @@ public abstract class DeliveryCountsUpgradeTests(GymwireFixture fx)
         }
         Assert.Equal((1, 1), await CountsAsync());
 
-        await DatabaseSetup.MigrateAsync(app.Services);
+        await schema.UpgradeAsync();
         Assert.Equal((1, 0), await CountsAsync());
 
         await using (var scope = app.Services.CreateAsyncScope())

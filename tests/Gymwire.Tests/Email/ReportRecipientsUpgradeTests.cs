@@ -1,9 +1,6 @@
 using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Infrastructure;
-using Microsoft.EntityFrameworkCore.Migrations;
 
 namespace Gymwire.Tests.Email;
 
@@ -19,15 +16,14 @@ public abstract class ReportRecipientsUpgradeTests(GymwireFixture fx)
     [Fact]
     public async Task Schedules_from_before_the_upgrade_keep_their_meaning_and_the_owners_list_becomes_the_owners()
     {
-        var builder = GymwireApp.CreateBuilder(fx.Arguments(await fx.CreateScratchDatabaseAsync()), b => b.Logging.ClearProviders());
-        await using var app = GymwireApp.Build(builder);
+        await using var schema = await SchemaBeforeUpgrade.CreateAsync(fx, "OwnerSessionSecurityStamp");
+        var app = schema.App;
         var now = new DateTime(2026, 4, 16, 0, 0, 0, DateTimeKind.Utc);
         var failedAt = now.AddHours(-1);
         var gyms = new Dictionary<string, (Guid Id, string Owner)>();
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-            await db.GetService<IMigrator>().MigrateAsync("OwnerSessionSecurityStamp");
             // The previous schema's rows: recipients null (the owners), the owner's address as the form saved it (in
             // other capitals), the owner and a bookkeeper, and a bookkeeper only; the last with a failure's time and
             // no reason, as a send after a failure left it.
@@ -40,12 +36,9 @@ public abstract class ReportRecipientsUpgradeTests(GymwireFixture fx)
                      })
             {
                 var owner = $"{name}-{Guid.NewGuid():N}@example.com";
-                var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
-                    .CreateAsync($"Gym {name}", owner, "correct-horse-battery", CancellationToken.None);
-                Assert.True(gym is not null, error);
-                gyms[name] = (gym.GymId, owner);
-                // SQLite keeps ids as upper-case text.
-                object id = fx.Store == Store.Sqlite ? gym.GymId.ToString().ToUpperInvariant() : gym.GymId;
+                var gymId = await schema.CreateGymAsync($"Gym {name}", owner);
+                gyms[name] = (gymId, owner);
+                var id = schema.Key(gymId);
                 var list = recipients(owner);
                 await db.Database.ExecuteSqlAsync($"""
                     INSERT INTO report_schedules (gym_id, frequency, reported_through, recipients, format, created_at, last_sent_at, last_failure_at)
@@ -54,7 +47,7 @@ public abstract class ReportRecipientsUpgradeTests(GymwireFixture fx)
             }
         }
 
-        await DatabaseSetup.MigrateAsync(app.Services);
+        await schema.UpgradeAsync();
 
         await using (var scope = app.Services.CreateAsyncScope())
         {

@@ -1,9 +1,6 @@
 using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Infrastructure;
-using Microsoft.EntityFrameworkCore.Migrations;
 
 namespace Gymwire.Tests.Sms;
 
@@ -20,23 +17,15 @@ public abstract class SmsProviderMessageIdUpgradeTests(GymwireFixture fx)
     [Fact]
     public async Task Messages_sharing_a_sid_keep_it_on_the_oldest_only_and_the_sid_is_unique_afterwards()
     {
-        var builder = GymwireApp.CreateBuilder(fx.Arguments(await fx.CreateScratchDatabaseAsync()), b => b.Logging.ClearProviders());
-        await using var app = GymwireApp.Build(builder);
+        await using var schema = await SchemaBeforeUpgrade.CreateAsync(fx, "SmsUncertainSince");
+        var gymId = await schema.CreateGymAsync();
         var created = new DateTime(2026, 12, 1, 10, 0, 0, DateTimeKind.Utc);
         const string shared = "SM00000000000000000000000000000042";
         const string own = "SM00000000000000000000000000000043";
         var rows = new Dictionary<string, (Guid Id, string? Expected, bool Noted)>();
-        Guid gymId;
-        await using (var scope = app.Services.CreateAsyncScope())
+        await using (var scope = schema.App.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-            await db.GetService<IMigrator>().MigrateAsync("SmsUncertainSince");
-            var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
-                .CreateAsync("Gym", $"owner-{Guid.NewGuid():N}@example.com", "correct-horse-battery", CancellationToken.None);
-            Assert.True(gym is not null, error);
-            gymId = gym.GymId;
-            // SQLite keeps ids as upper-case text.
-            object Key(Guid g) => fx.Store == Store.Sqlite ? g.ToString().ToUpperInvariant() : g;
             // Two at the same time: of those, the lower id keeps it.
             var same = created.AddMinutes(5);
             var (low, high) = (Guid.Parse("00000000-0000-0000-0000-00000000000a"), Guid.Parse("00000000-0000-0000-0000-00000000000b"));
@@ -53,14 +42,14 @@ public abstract class SmsProviderMessageIdUpgradeTests(GymwireFixture fx)
                 rows[name] = (id, expected, noted);
                 await db.Database.ExecuteSqlAsync($"""
                     INSERT INTO sms_messages (id, gym_id, phone, message, status, provider_message_id, attempts, last_attempt_at, created_at, sent_at)
-                    VALUES ({Key(id)}, {Key(gymId)}, '+15551234567', {name}, {(sid is null ? "queued" : "sent")}, {sid}, 1, {at}, {at}, {(sid is null ? (DateTime?)null : at)})
+                    VALUES ({schema.Key(id)}, {schema.Key(gymId)}, '+15551234567', {name}, {(sid is null ? "queued" : "sent")}, {sid}, 1, {at}, {at}, {(sid is null ? (DateTime?)null : at)})
                     """);
             }
         }
 
-        await DatabaseSetup.MigrateAsync(app.Services);
+        await schema.UpgradeAsync();
 
-        await using (var scope = app.Services.CreateAsyncScope())
+        await using (var scope = schema.App.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             var stored = await db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId).ToDictionaryAsync(m => m.Id);

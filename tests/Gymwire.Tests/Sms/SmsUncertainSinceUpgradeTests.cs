@@ -1,9 +1,6 @@
 using Gymwire.Data;
-using Gymwire.Features.Gyms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Infrastructure;
-using Microsoft.EntityFrameworkCore.Migrations;
 
 namespace Gymwire.Tests.Sms;
 
@@ -19,22 +16,14 @@ public abstract class SmsUncertainSinceUpgradeTests(GymwireFixture fx)
     [Fact]
     public async Task Messages_attempted_before_the_upgrade_are_uncertain_from_their_creation_and_others_are_not()
     {
-        var builder = GymwireApp.CreateBuilder(fx.Arguments(await fx.CreateScratchDatabaseAsync()), b => b.Logging.ClearProviders());
-        await using var app = GymwireApp.Build(builder);
+        await using var schema = await SchemaBeforeUpgrade.CreateAsync(fx, "ReportQuickBooksDateOrder");
+        var gymId = await schema.CreateGymAsync();
         var created = new DateTime(2026, 12, 1, 10, 0, 0, DateTimeKind.Utc);
         var attempted = created.AddMinutes(5);
         var rows = new Dictionary<string, (Guid Id, DateTime? Expected)>();
-        Guid gymId;
-        await using (var scope = app.Services.CreateAsyncScope())
+        await using (var scope = schema.App.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
-            await db.GetService<IMigrator>().MigrateAsync("ReportQuickBooksDateOrder");
-            var (gym, _, error) = await scope.ServiceProvider.GetRequiredService<GymProvisioning>()
-                .CreateAsync("Gym", $"owner-{Guid.NewGuid():N}@example.com", "correct-horse-battery", CancellationToken.None);
-            Assert.True(gym is not null, error);
-            gymId = gym.GymId;
-            // SQLite keeps ids as upper-case text.
-            object Key(Guid g) => fx.Store == Store.Sqlite ? g.ToString().ToUpperInvariant() : g;
             foreach (var (name, status, attempts, lastAttemptAt, expected) in new (string, string, int, DateTime?, DateTime?)[]
                      {
                          ("retrying", "queued", 1, attempted, created),
@@ -49,14 +38,14 @@ public abstract class SmsUncertainSinceUpgradeTests(GymwireFixture fx)
                 rows[name] = (id, expected);
                 await db.Database.ExecuteSqlAsync($"""
                     INSERT INTO sms_messages (id, gym_id, phone, message, status, attempts, last_attempt_at, created_at)
-                    VALUES ({Key(id)}, {Key(gymId)}, '+15551234567', {name}, {status}, {attempts}, {lastAttemptAt}, {created})
+                    VALUES ({schema.Key(id)}, {schema.Key(gymId)}, '+15551234567', {name}, {status}, {attempts}, {lastAttemptAt}, {created})
                     """);
             }
         }
 
-        await DatabaseSetup.MigrateAsync(app.Services);
+        await schema.UpgradeAsync();
 
-        await using (var scope = app.Services.CreateAsyncScope())
+        await using (var scope = schema.App.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
             var stored = await db.SmsMessages.AsNoTracking().Where(m => m.GymId == gymId).ToDictionaryAsync(m => m.Id, m => m.UncertainSince);
