@@ -167,8 +167,8 @@ public abstract class InputValidationTests(GymwireFixture fx)
     }
 
     [Theory]
-    [InlineData("/api/gym/sms?status=delivered", "queued, sending, sent, failed")]
-    [InlineData("/api/gym/sms?status=SENT", "queued, sending, sent, failed")]
+    [InlineData("/api/gym/sms?status=bounced", "queued, sending, sent, failed, delivered, undelivered")]
+    [InlineData("/api/gym/sms?status=SENT", "queued, sending, sent, failed, delivered, undelivered")]
     [InlineData("/api/gym/integrations/stripe/events?outcome=maybe", "recorded, already_recorded")]
     [InlineData("/api/gym/events?type=member.exploded", "member.joined")]
     public async Task Unknown_filter_values_are_400_naming_the_allowed_values(string url, string allowed)
@@ -182,7 +182,7 @@ public abstract class InputValidationTests(GymwireFixture fx)
     public async Task Known_filter_values_are_accepted()
     {
         var (_, owner, _) = await GymAsync();
-        foreach (var status in new[] { "queued", "sending", "sent", "failed" })
+        foreach (var status in new[] { "queued", "sending", "sent", "failed", "delivered", "undelivered" })
         {
             await (await owner.GetAsync($"/api/gym/sms?status={status}")).AssertStatusAsync(HttpStatusCode.OK);
         }
