@@ -133,6 +133,14 @@ public static partial class ErrorHandling
         e is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation }
             or Microsoft.Data.Sqlite.SqliteException { SqliteExtendedErrorCode: SqlitePrimaryKeyConstraint or SqliteUniqueConstraint });
 
+    /// <summary>
+    /// The database refused the written values themselves (too long, out of range, a constraint), so the same write fails
+    /// on every retry; a lost connection, a timeout or a full disk is not this, and a retry may succeed.
+    /// </summary>
+    internal static bool IsDataRefused(Exception? exception) => InChain(exception, e =>
+        e is Npgsql.PostgresException { SqlState: ['2', '2' or '3', _, _, _] }
+            or Microsoft.Data.Sqlite.SqliteException { SqliteErrorCode: SqliteConstraint or SqliteTooBig or SqliteMismatch });
+
     /// <summary>Whether the exception or one it wraps matches (EF Core and its execution strategy wrap the provider's).</summary>
     private static bool InChain(Exception? exception, Func<Exception, bool> matches)
     {
@@ -145,6 +153,9 @@ public static partial class ErrorHandling
         }
         return false;
     }
+
+    /// <summary>SQLITE_TOOBIG, SQLITE_CONSTRAINT and SQLITE_MISMATCH.</summary>
+    private const int SqliteTooBig = 18, SqliteConstraint = 19, SqliteMismatch = 20;
 
     /// <summary>SQLITE_CONSTRAINT_FOREIGNKEY.</summary>
     private const int SqliteForeignKeyConstraint = 787;

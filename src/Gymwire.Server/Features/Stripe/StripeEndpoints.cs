@@ -208,7 +208,9 @@ public static partial class StripeEndpoints
                 {
                     throw new DbUpdateConcurrencyException("Other events about the same Stripe objects kept committing first", e);
                 }
-                if (ErrorHandling.IsConcurrencyConflict(e) || ErrorHandling.IsLostRace(e))
+                // A conflict, or a failure of the database itself (a lost connection, a timeout, a full disk): answered
+                // with an error, so that Stripe sends the event again; kept as ignored it would be lost for good.
+                if (ErrorHandling.IsConcurrencyConflict(e) || ErrorHandling.IsLostRace(e) || !ErrorHandling.IsDataRefused(e))
                 {
                     throw;
                 }
