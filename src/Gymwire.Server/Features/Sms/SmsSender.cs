@@ -138,15 +138,24 @@ public sealed partial class SmsSender(
         var query = db.SmsMessages.Where(m => m.Id == id && m.Status == SmsStatuses.Sending);
         if (result.Sent)
         {
-            await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
-                .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
-            LogSent(logger, id, message.Attempts);
-            metrics.Sent(SmsMetrics.Outcomes.Sent);
-            if (result.Status != SmsStatuses.Sent)
+            try
             {
-                metrics.Delivery(result.Status);
+                await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
+                    .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                LogSent(logger, id, message.Attempts);
+                metrics.Sent(SmsMetrics.Outcomes.Sent);
+                if (result.Status != SmsStatuses.Sent)
+                {
+                    metrics.Delivery(result.Status);
+                }
+                return;
             }
-            return;
+            catch (Exception e) when (ErrorHandling.IsUniqueViolation(e))
+            {
+                // Only a look-up can name a provider id another message holds: that message's sender recorded it between
+                // the look-up and this write, so it is that message's send. This one stays uncertain and is looked up again.
+                result = SmsSendResult.RetryUncertain("the provider's message found for an earlier attempt was recorded for another message meanwhile");
+            }
         }
         var error = ColumnText.Fit($"Attempt {message.Attempts}: {result.Error}", 1000);
         // From the first uncertain attempt on: any attempt since may be the one the provider accepted.
