@@ -26,8 +26,12 @@ public static class TestPorts
         for (var attempt = 0; ; attempt++)
         {
             var port = First + (int)((uint)Interlocked.Increment(ref _next) % Count);
-            using var probe = new TcpListener(IPAddress.IPv6Any, port);
-            probe.Server.DualMode = true;
+            // A host without IPv6 has only IPv4's addresses to probe (Kestrel binds those alone there too).
+            using var probe = Socket.OSSupportsIPv6 ? new TcpListener(IPAddress.IPv6Any, port) : new TcpListener(IPAddress.Any, port);
+            if (Socket.OSSupportsIPv6)
+            {
+                probe.Server.DualMode = true;
+            }
             try
             {
                 probe.Start();
