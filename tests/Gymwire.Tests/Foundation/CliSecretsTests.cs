@@ -118,6 +118,19 @@ public abstract class CliSecretsTests(GymwireFixture fx)
     }
 
     /// <summary>What <c>ps</c> shows of a process: its <c>/proc/PID/cmdline</c>, arguments separated by spaces.</summary>
-    private static string CommandLineOf(Process process) =>
-        File.ReadAllText($"/proc/{process.Id}/cmdline").Replace('\0', ' ');
+    // Process.Start returns once exec has begun; until the kernel has set up the new program's arguments,
+    // /proc/PID/cmdline reads empty. The child waits for its input, so it is still there.
+    private static string CommandLineOf(Process process)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var commandLine = File.ReadAllText($"/proc/{process.Id}/cmdline").Replace('\0', ' ');
+            if (commandLine.Length > 0 || DateTime.UtcNow > deadline)
+            {
+                return commandLine;
+            }
+            Thread.Sleep(1);
+        }
+    }
 }
