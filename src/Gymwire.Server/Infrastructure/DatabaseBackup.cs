@@ -14,8 +14,8 @@ public static class DatabaseBackup
 {
     private const string PostgresAdvice =
         "backup and restore copy a SQLite database; with PostgreSQL use pg_dump and pg_restore " +
-        "(pg_dump --format=custom --file=gymwire.dump DBNAME; pg_restore --clean --if-exists --dbname=DBNAME gymwire.dump; see docs/operations.md), " +
-        "and keep the DataProtection key with your backups, apart from them";
+        "(pg_dump --format=custom --file=gymwire.dump DBNAME; pg_restore --clean --if-exists --no-owner --dbname=DBNAME gymwire.dump; see docs/operations.md), " +
+        "and back up the DataProtection key too, but not in the same place as the database backups";
 
     public static IEnumerable<Command> CliCommands(string[] args)
     {

@@ -146,9 +146,18 @@ public static class GymwireCli
     private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
     {
         var app = GymwireApp.Build(GymwireApp.CreateBuilder(args));
+        // What the host would check while starting (settings, the key ring) is checked first, so that a refusal is the
+        // same one error line and exit code as the admin commands give, not the host's failure logged with a stack trace.
         try
         {
+            app.Services.GetService<IStartupValidator>()?.Validate();
             await PrepareDatabaseAsync(app.Services, migrate: false, ct);
+            await KeyRingSetup.PrepareAsync(app.Services, ct);
+        }
+        catch (OptionsValidationException e)
+        {
+            await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
+            return 2;
         }
         catch (Exception e) when (e is DatabaseBehindException or KeyRingException || IsUnreachable(e))
         {

@@ -157,6 +157,11 @@ public abstract class CliTests(GymwireFixture fx)
         var (serve, _, serveErr) = await Cli.RunAsync(fx, ["serve", "--urls=http://127.0.0.1:0", .. off]);
         Assert.Equal(2, serve);
         Assert.Contains("gymwire migrate", serveErr, StringComparison.Ordinal);
+        // An invalid setting: the same one line as the admin commands give, not the host's failure with a stack trace.
+        var (invalid, _, invalidErr) = await Cli.RunAsync(fx, ["serve", "--urls=http://127.0.0.1:0", "--Webhooks:MaxConcurrentDeliveries=0"]);
+        Assert.Equal(2, invalid);
+        Assert.StartsWith("error: invalid configuration: ", invalidErr.Trim(), StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", invalidErr, StringComparison.Ordinal);
         var (keys, _, keysErr) = await Cli.RunAsync(fx, ["api-keys", "create", "--gym", Guid.NewGuid().ToString(), "--name", "early", .. off]);
         Assert.Equal(2, keys);
         Assert.Contains("gymwire migrate", keysErr, StringComparison.Ordinal);

@@ -168,6 +168,13 @@ public abstract class KeyRingTests(GymwireFixture fx)
         Assert.Equal(2, code);
         Assert.Contains("cannot be decrypted", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain(wrong, stderr, StringComparison.Ordinal);
+        // The server refuses as the admin commands do: one error line, no stack trace.
+        var (serve, _, serveErr) = await Cli.RunAsync(fx, "serve", "--urls=http://127.0.0.1:0", $"--DataProtection:Key={wrong}");
+        Assert.Equal(2, serve);
+        Assert.StartsWith("error: ", serveErr.Trim(), StringComparison.Ordinal);
+        Assert.Contains("cannot be decrypted", serveErr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", serveErr, StringComparison.Ordinal);
+        Assert.DoesNotContain(wrong, serveErr, StringComparison.Ordinal);
 
         Assert.Equal(keys, await fx.WithDbAsync(db => db.DataProtectionKeys.CountAsync()));
         await (await gym.Owner().GetAsync("/api/gym/webhooks")).AssertStatusAsync(HttpStatusCode.OK);
