@@ -23,9 +23,12 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public AfterUpdate AfterUpdate { get; } = new();
 
+    public AfterRead AfterRead { get; } = new();
+
     protected override void ConfigureServices(IServiceCollection services)
     {
         services.AddSingleton<IInterceptor>(AfterUpdate);
+        services.AddSingleton<IInterceptor>(AfterRead);
     }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
@@ -323,6 +326,70 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Single(LookUpsOf(phone));
         Assert.Equal(3, RequestsWith(body));
         Assert.Equal(new[] { b.ProviderMessageId, a.ProviderMessageId }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+    }
+
+    [Fact]
+    public async Task A_sid_another_messages_sender_records_between_the_look_up_and_its_write_leaves_the_message_uncertain_to_be_looked_up_again()
+    {
+        var (gym, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Same text {Guid.NewGuid():N}";
+        // B: a 503 Twilio did not accept, so B's next attempt looks first.
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var b = await QueueAsync(writer, body, phone);
+        var first = await AwaitAsync(b, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, first.Status);
+        Assert.NotNull(first.UncertainSince);
+
+        // A: the same text to the same number, claimed by another node's sender, which has sent it and not yet recorded it.
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var a = await fx.WithDbAsync(async db =>
+        {
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest(phone, body), now);
+            m.Status = SmsStatuses.Sending;
+            m.Attempts = 1;
+            m.LastAttemptAt = now;
+            m.ClaimedUntil = now.AddHours(1);
+            await db.SaveChangesAsync();
+            return m.Id;
+        });
+        using var http = new HttpClient();
+        var aSent = await Provider(http).SendAsync(await MessageAsync(a), NoneRecorded, CancellationToken.None);
+        Assert.True(aSent.Sent);
+        var aSid = aSent.ProviderMessageId!;
+
+        // B's look-up lists A's send and finds no message recorded with it; right then A's sender records it.
+        var logStart = fx.Logs.Lines.Count;
+        fx.AfterRead.Arm("sms_messages", aSid, () => fx.WithDbAsync(db => db.SmsMessages.Where(m => m.Id == a)
+            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sent).SetProperty(m => m.ProviderMessageId, aSid)
+                .SetProperty(m => m.SentAt, now).SetProperty(m => m.ClaimedUntil, (DateTime?)null))));
+        try
+        {
+            fx.Clock.Advance(TimeSpan.FromSeconds(30));
+            var second = await AwaitAsync(b, m => m.Attempts == 2 && m.Status != SmsStatuses.Sending);
+            Assert.True(fx.AfterRead.Ran.IsCompleted);
+            Assert.Equal(SmsStatuses.Queued, second.Status);
+            Assert.Null(second.ProviderMessageId);
+            Assert.Contains("recorded for another message meanwhile", second.Error, StringComparison.Ordinal);
+            Assert.Equal(first.UncertainSince, second.UncertainSince);
+            Assert.Null(second.ClaimedUntil);
+        }
+        finally
+        {
+            fx.AfterRead.Disarm();
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+        Assert.Equal(aSid, (await MessageAsync(a)).ProviderMessageId);
+
+        // Looked up again: A's send is A's, Twilio has none of B's, so B is sent now, once.
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        var sent = await AwaitStatusAsync(b, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(3, sent.Attempts);
+        Assert.Equal(2, LookUpsOf(phone).Count);
+        Assert.Equal(new[] { sent.ProviderMessageId, aSid }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+        Assert.Equal(3, RequestsWith(body));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(a)).Status);
     }
 
     [Fact]
@@ -692,4 +759,68 @@ public sealed class AfterUpdate : DbCommandInterceptor
         action();
         return ValueTask.FromResult(result);
     }
+}
+
+/// <summary>
+/// Once armed, runs a write after the first read (SELECT) of one table that carries one text among its parameters,
+/// alone or in a list parameter (a look-up's provider ids): a concurrent writer that acts right after that read,
+/// before the reader writes, the interleaving a lucky schedule gives only sometimes.
+/// </summary>
+public sealed class AfterRead : DbCommandInterceptor
+{
+    private readonly Lock _lock = new();
+    private string _table = "";
+    private string _text = "";
+    private Func<Task>? _write;
+    private TaskCompletionSource _ran = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the armed write ran.</summary>
+    public Task Ran => _ran.Task;
+
+    public void Arm(string table, string text, Func<Task> write)
+    {
+        lock (_lock)
+        {
+            (_table, _text, _write) = (table, text, write);
+            _ran = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    public void Disarm()
+    {
+        lock (_lock)
+        {
+            _write = null;
+        }
+    }
+
+    public override async ValueTask<DbDataReader> ReaderExecutedAsync(
+        DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
+    {
+        Func<Task>? write;
+        lock (_lock)
+        {
+            write = _write;
+            if (write is null || !command.CommandText.TrimStart().StartsWith("SELECT", StringComparison.OrdinalIgnoreCase)
+                || !command.CommandText.Contains(_table, StringComparison.Ordinal) || !command.Parameters.Cast<DbParameter>().Any(Carries))
+            {
+                return result;
+            }
+            _write = null;
+        }
+        await write();
+        lock (_lock)
+        {
+            _ran.TrySetResult();
+        }
+        return result;
+    }
+
+    // SQLite binds a list as one JSON text, PostgreSQL as an array.
+    private bool Carries(DbParameter p) => p.Value switch
+    {
+        string text => text.Contains(_text, StringComparison.Ordinal),
+        IEnumerable<string> list => list.Contains(_text, StringComparer.Ordinal),
+        _ => false,
+    };
 }
