@@ -1,9 +1,12 @@
+using System.Data.Common;
 using System.Diagnostics.Metrics;
 using System.Net;
+using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace Gymwire.Tests.Sms;
@@ -18,6 +21,14 @@ public abstract class TwilioCallbackFixture(Store store) : TwilioFixture(store)
     public const string PublicUrl = "https://gymwire.example/";
     public const string CallbackUrl = "https://gymwire.example/api/integrations/twilio/status";
     public const int Limit = 5;
+
+    public UpdateWatch UpdateWatch { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services)
+    {
+        base.ConfigureServices(services);
+        services.AddSingleton<IInterceptor>(UpdateWatch);
+    }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
@@ -131,6 +142,76 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         var late = await MessageAsync(undeliveredId);
         Assert.Equal(SmsStatuses.Delivered, late.Status);
         Assert.Null(late.Error);
+    }
+
+    [Fact]
+    public async Task A_burst_of_callbacks_during_a_long_write_waits_its_turn_without_touching_the_database_and_all_are_applied()
+    {
+        const int burst = 20;
+        var (gym, _) = await GymAsync();
+        var now = fx.Clock.GetUtcNow();
+        // A bulk send, recorded sent, and one more message that a long write changes meanwhile.
+        var (sent, other) = await fx.WithDbAsync(async db =>
+        {
+            var messages = new List<(Guid Id, TwilioMessage Twilio)>();
+            for (var i = 0; i < burst; i++)
+            {
+                var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", $"Bulk {i} {Guid.NewGuid():N}"), now.UtcDateTime);
+                (m.Status, m.ProviderMessageId, m.Attempts, m.SentAt) = (SmsStatuses.Sent, "SM" + Guid.NewGuid().ToString("N"), 1, now.UtcDateTime);
+                messages.Add((m.Id, new TwilioMessage(m.ProviderMessageId, m.Phone, "+15550001111", m.Message, now)
+                {
+                    AccountSid = TwilioFixture.AccountSid, StatusCallback = TwilioCallbackFixture.CallbackUrl,
+                }));
+            }
+            var failed = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", "Other"), now.UtcDateTime);
+            failed.Status = SmsStatuses.Failed;
+            await db.SaveChangesAsync();
+            return (messages, failed.Id);
+        });
+        var logStart = fx.Logs.Lines.Count;
+
+        // A long write, as the gate's holders make them: the gate, then a write transaction (on SQLite the database's one write lock).
+        await using var scope = fx.Services.CreateAsyncScope();
+        var longWrite = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var held = await fx.Services.GetRequiredService<SqliteWriteGate>().EnterAsync(longWrite, CancellationToken.None);
+        var tx = await longWrite.Database.BeginTransactionAsync();
+        List<Task<HttpResponseMessage>> posts;
+        try
+        {
+            await longWrite.SmsMessages.Where(m => m.Id == other).ExecuteUpdateAsync(s => s.SetProperty(m => m.Error, "a long write"));
+            fx.UpdateWatch.Arm("sms_messages", [.. sent.Select(m => m.Twilio.Sid)]);
+            // From addresses of their own: posts in flight count against the rejected posts' limit until accepted.
+            posts = [.. sent.Select(m => fx.Twilio.CallBackAsync(fx.BaseAddress, m.Twilio, "delivered", from: NewAddress()))];
+            if (fx.Store == Store.Sqlite)
+            {
+                // A callback writing now would wait in SQLite's busy handler, holding a thread-pool thread. A callback
+                // waiting at the gate gives no sign of it, so this watches for the write that must not come, for a while.
+                await Task.WhenAny(fx.UpdateWatch.Began, Task.Delay(TimeSpan.FromSeconds(2)));
+                Assert.False(fx.UpdateWatch.Began.IsCompleted, "a status callback wrote to SQLite while another writer held the gate");
+                Assert.DoesNotContain(posts, p => p.IsCompleted);
+            }
+            else
+            {
+                // PostgreSQL locks rows: a write to another message holds none of them up.
+                await Task.WhenAll(posts).WaitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        finally
+        {
+            fx.UpdateWatch.Disarm();
+            await tx.CommitAsync();
+            await tx.DisposeAsync();
+            held.Dispose();
+        }
+
+        var responses = await Task.WhenAll(posts).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        foreach (var (id, _) in sent)
+        {
+            Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        }
+        Assert.Equal("a long write", (await MessageAsync(other)).Error);
+        fx.Logs.AssertNoErrorsSince(logStart);
     }
 
     [Fact]
@@ -275,5 +356,59 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
 
         await CallBackAsync(twilio, "delivered");
         Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+    }
+}
+
+/// <summary>Once armed, notes when an UPDATE of one table that carries one of some texts among its parameters begins.</summary>
+public sealed class UpdateWatch : DbCommandInterceptor
+{
+    private readonly Lock _lock = new();
+    private string _table = "";
+    private HashSet<string> _texts = [];
+    private TaskCompletionSource _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task Began => _began.Task;
+
+    public void Arm(string table, IEnumerable<string> texts)
+    {
+        lock (_lock)
+        {
+            (_table, _texts) = (table, texts.ToHashSet(StringComparer.Ordinal));
+            _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    public void Disarm()
+    {
+        lock (_lock)
+        {
+            _texts = [];
+        }
+    }
+
+    public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
+    {
+        Watch(command);
+        return result;
+    }
+
+    public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(
+        DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        Watch(command);
+        return ValueTask.FromResult(result);
+    }
+
+    private void Watch(DbCommand command)
+    {
+        lock (_lock)
+        {
+            if (_texts.Count > 0 && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains(_table, StringComparison.Ordinal)
+                && command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text)))
+            {
+                _began.TrySetResult();
+            }
+        }
     }
 }

@@ -33,7 +33,8 @@ public static class SmsEndpoints
             new("status", "statuses", status, SmsStatuses.All, m => m.Status == status));
 
     internal static Task<Results<Ok, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ReceiveStatus(
-        HttpRequest request, GymwireDbContext db, TwilioStatusCallbacks callbacks, CancellationToken ct) => callbacks.ReceiveAsync(request, db, ct);
+        HttpRequest request, GymwireDbContext db, SqliteWriteGate gate, TwilioStatusCallbacks callbacks, CancellationToken ct) =>
+        callbacks.ReceiveAsync(request, db, gate, ct);
 
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, CancellationToken ct)
