@@ -633,7 +633,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
             var won = Assert.Single(responses, r => r.StatusCode == HttpStatusCode.OK);
             Assert.Equal("queued", (await won.AssertStatusAsync(HttpStatusCode.OK)).GetProperty("status").GetString());
             var lost = Assert.Single(responses, r => r != won);
-            Assert.Contains("Only failed messages can be retried", await lost.AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
+            Assert.Contains("Only failed or undelivered messages can be retried", await lost.AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
             fx.Services.GetRequiredService<SmsSignal>().Notify();
             await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
         }

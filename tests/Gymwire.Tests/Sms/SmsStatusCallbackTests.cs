@@ -53,13 +53,16 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     /// <summary>A client address of its own per use, so that one test's rejected posts never count against another's.</summary>
     private static string NewAddress() => $"203.0.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
 
+    /// <summary>A number of its own, so that a test can tell its look-ups in Twilio's list from other tests'.</summary>
+    private static string NewPhone() => "+1555" + Random.Shared.Next(1_000_000, 10_000_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
 
     /// <summary>Queues a message and waits until the sender recorded it sent; returns it and Twilio's copy.</summary>
-    private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null)
+    private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null, string phone = "+15551234567")
     {
         body ??= $"Status {Guid.NewGuid():N}";
-        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message = body })).AssertStatusAsync(HttpStatusCode.Created);
         var id = sms.GetProperty("id").GetGuid();
         var sent = await AwaitAsync(id, m => m.Status is SmsStatuses.Sent or SmsStatuses.Failed);
         Assert.Equal(SmsStatuses.Sent, sent.Status);
@@ -212,6 +215,73 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         }
         Assert.Equal("a long write", (await MessageAsync(other)).Error);
         fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
+    public async Task An_undelivered_message_the_owner_queues_again_is_sent_anew_and_its_earlier_send_is_not_taken_for_an_uncertain_resend()
+    {
+        var (gym, writer) = await GymAsync();
+        using var owner = gym.Owner();
+        var phone = NewPhone();
+        var body = $"Phone off {Guid.NewGuid():N}";
+        var (id, first) = await SentAsync(writer, body, phone);
+        await CallBackAsync(first, "undelivered", 30003);
+        Assert.Equal(SmsStatuses.Undelivered, (await MessageAsync(id)).Status);
+
+        // The resend meets a 503 Twilio did not accept, so the attempt after it looks in Twilio's list first, where
+        // the earlier send has the same text and lies inside the look-up's window.
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var retried = await (await owner.PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        var waiting = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, waiting.Status);
+        Assert.NotNull(waiting.UncertainSince);
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var resent = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Sent, resent.Status);
+        Assert.Equal(2, resent.Attempts);
+        Assert.Null(resent.Error);
+        var accepted = fx.Twilio.AcceptedWith(body);
+        Assert.Equal(new[] { resent.ProviderMessageId, first.Sid }, accepted.Select(m => (string?)m.Sid));
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
+
+        // The new send's receipt applies; the old one's no longer names the message.
+        await CallBackAsync(first, "delivered");
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+        await CallBackAsync(accepted[0], "delivered");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        var conflict = await (await owner.PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
+        Assert.Equal("Only failed or undelivered messages can be retried; this one is delivered", conflict);
+    }
+
+    [Fact]
+    public async Task An_undelivered_message_an_uncertain_attempt_found_in_twilios_list_is_sent_again_without_looking_first()
+    {
+        var (gym, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Found undelivered {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var id = sms.GetProperty("id").GetGuid();
+        Assert.Equal(SmsStatuses.Queued, (await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending)).Status);
+        var twilio = Assert.Single(fx.Twilio.AcceptedWith(body));
+        (twilio.Status, twilio.ErrorCode) = ("undelivered", 30003);
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var found = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Undelivered, found.Status);
+        Assert.Equal(twilio.Sid, found.ProviderMessageId);
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
+
+        // Twilio took it and said it did not arrive: nothing is in doubt, so the owner's retry sends it at once.
+        var retried = await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        var resent = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Sent, resent.Status);
+        Assert.Equal(1, resent.Attempts);
+        Assert.Null(resent.UncertainSince);
+        Assert.Equal(new[] { resent.ProviderMessageId, twilio.Sid }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
     }
 
     [Fact]

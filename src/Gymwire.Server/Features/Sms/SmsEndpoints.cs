@@ -14,7 +14,7 @@ public static class SmsEndpoints
         var group = app.MapGroup("/api/gym/sms").WithTags("SMS");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
         group.MapPost("/{id:guid}/retry", Retry).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations)
-            .WithSummary("Queue a failed message again (for example one interrupted mid-send, after checking the provider did not send it)");
+            .WithSummary("Queue a failed or undelivered message again (for example one interrupted mid-send, after checking the provider did not send it)");
 
         // Twilio signs, so this is anonymous; the signature is the authentication. Anyone can post, so rejected posts
         // are limited per client address.
