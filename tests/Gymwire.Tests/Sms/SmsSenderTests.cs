@@ -117,6 +117,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
     private List<TwilioRequest> LookUpsOf(string phone) => [.. fx.Twilio.ListRequests.Where(r => r.Form.GetValueOrDefault("To") == phone)];
 
+    private const string ProviderCategory = "Gymwire.Features.Sms.TwilioSmsProvider";
+
     private static string BasicAuth => "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TwilioFixture.AccountSid}:{TwilioFixture.AuthToken}"));
 
     private static readonly RecordedElsewhere NoneRecorded = (_, _) => Task.FromResult<IReadOnlySet<string>>(new HashSet<string>());
@@ -482,6 +484,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(SmsStatuses.Failed, failed.Status);
         Assert.Contains("21211", failed.Error, StringComparison.Ordinal);
         Assert.Equal(1, failed.Attempts);
+        // The owner's data, recorded on the message: not a fault of the server's.
+        Assert.Contains($"Information {ProviderCategory}: Twilio refused SMS {id} with status 400 ", fx.Logs.Lines);
         var tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Error, tile.State);
         Assert.Contains("21211", tile.Reason, StringComparison.Ordinal);
@@ -534,6 +538,9 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
         Assert.Equal(SmsStatuses.Sent, sent.Status);
         Assert.Equal(refusals + 1, RequestsWith(body));
+        // The server's configuration, failing every message alike, for the operator to fix.
+        Assert.Contains($"Warning {ProviderCategory}: Twilio refused SMS {id} with status 401 ", fx.Logs.Lines);
+        Assert.Contains($"Warning {ProviderCategory}: Twilio refused SMS {id} with status 403 ", fx.Logs.Lines);
     }
 
     [Fact]

@@ -98,7 +98,10 @@ public sealed partial class TwilioSmsProvider(
                 return SmsSendResult.Success(sid);
             }
             var error = Describe(status, body, response.ReasonPhrase);
-            LogRejected(logger, message.Id, status);
+            // A refusal of this message (its number, its text) is recorded on it, and the sender logs the attempt's
+            // outcome; refused credentials are the server's configuration, failing every message alike.
+            LogRejected(logger, response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden ? LogLevel.Warning : LogLevel.Information,
+                message.Id, status);
             return response.StatusCode switch
             {
                 HttpStatusCode.TooManyRequests => SmsSendResult.Retry(error),
@@ -266,8 +269,8 @@ public sealed partial class TwilioSmsProvider(
 
     private static string Mask(string sid) => sid.Length <= 6 ? "…" : sid[..2] + "…" + sid[^4..];
 
-    [LoggerMessage(EventId = 8202, Level = LogLevel.Warning, Message = "Twilio refused SMS {MessageId} with status {Status}")]
-    private static partial void LogRejected(ILogger logger, Guid messageId, int status);
+    [LoggerMessage(EventId = 8202, Message = "Twilio refused SMS {MessageId} with status {Status}")]
+    private static partial void LogRejected(ILogger logger, LogLevel level, Guid messageId, int status);
 
     [LoggerMessage(EventId = 8209, Level = LogLevel.Information, Message = "SMS {MessageId}: Twilio had accepted an earlier attempt; recorded as sent, not sent again")]
     private static partial void LogFoundEarlier(ILogger logger, Guid messageId);
