@@ -23,9 +23,12 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public AfterUpdate AfterUpdate { get; } = new();
 
+    public AfterRead AfterRead { get; } = new();
+
     protected override void ConfigureServices(IServiceCollection services)
     {
         services.AddSingleton<IInterceptor>(AfterUpdate);
+        services.AddSingleton<IInterceptor>(AfterRead);
     }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
@@ -113,6 +116,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     private static string NewPhone() => "+1555" + Random.Shared.Next(1_000_000, 10_000_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private List<TwilioRequest> LookUpsOf(string phone) => [.. fx.Twilio.ListRequests.Where(r => r.Form.GetValueOrDefault("To") == phone)];
+
+    private const string ProviderCategory = "Gymwire.Features.Sms.TwilioSmsProvider";
 
     private static string BasicAuth => "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TwilioFixture.AccountSid}:{TwilioFixture.AuthToken}"));
 
@@ -326,6 +331,70 @@ public abstract class SmsSenderTests(TwilioFixture fx)
     }
 
     [Fact]
+    public async Task A_sid_another_messages_sender_records_between_the_look_up_and_its_write_leaves_the_message_uncertain_to_be_looked_up_again()
+    {
+        var (gym, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Same text {Guid.NewGuid():N}";
+        // B: a 503 Twilio did not accept, so B's next attempt looks first.
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var b = await QueueAsync(writer, body, phone);
+        var first = await AwaitAsync(b, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, first.Status);
+        Assert.NotNull(first.UncertainSince);
+
+        // A: the same text to the same number, claimed by another node's sender, which has sent it and not yet recorded it.
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var a = await fx.WithDbAsync(async db =>
+        {
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest(phone, body), now);
+            m.Status = SmsStatuses.Sending;
+            m.Attempts = 1;
+            m.LastAttemptAt = now;
+            m.ClaimedUntil = now.AddHours(1);
+            await db.SaveChangesAsync();
+            return m.Id;
+        });
+        using var http = new HttpClient();
+        var aSent = await Provider(http).SendAsync(await MessageAsync(a), NoneRecorded, CancellationToken.None);
+        Assert.True(aSent.Sent);
+        var aSid = aSent.ProviderMessageId!;
+
+        // B's look-up lists A's send and finds no message recorded with it; right then A's sender records it.
+        var logStart = fx.Logs.Lines.Count;
+        fx.AfterRead.Arm("sms_messages", aSid, () => fx.WithDbAsync(db => db.SmsMessages.Where(m => m.Id == a)
+            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sent).SetProperty(m => m.ProviderMessageId, aSid)
+                .SetProperty(m => m.SentAt, now).SetProperty(m => m.ClaimedUntil, (DateTime?)null))));
+        try
+        {
+            fx.Clock.Advance(TimeSpan.FromSeconds(30));
+            var second = await AwaitAsync(b, m => m.Attempts == 2 && m.Status != SmsStatuses.Sending);
+            Assert.True(fx.AfterRead.Ran.IsCompleted);
+            Assert.Equal(SmsStatuses.Queued, second.Status);
+            Assert.Null(second.ProviderMessageId);
+            Assert.Contains("recorded for another message meanwhile", second.Error, StringComparison.Ordinal);
+            Assert.Equal(first.UncertainSince, second.UncertainSince);
+            Assert.Null(second.ClaimedUntil);
+        }
+        finally
+        {
+            fx.AfterRead.Disarm();
+        }
+        fx.Logs.AssertNoErrorsSince(logStart);
+        Assert.Equal(aSid, (await MessageAsync(a)).ProviderMessageId);
+
+        // Looked up again: A's send is A's, Twilio has none of B's, so B is sent now, once.
+        fx.Clock.Advance(TimeSpan.FromMinutes(1));
+        var sent = await AwaitStatusAsync(b, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(3, sent.Attempts);
+        Assert.Equal(2, LookUpsOf(phone).Count);
+        Assert.Equal(new[] { sent.ProviderMessageId, aSid }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+        Assert.Equal(3, RequestsWith(body));
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(a)).Status);
+    }
+
+    [Fact]
     public async Task A_message_Twilio_failed_is_not_taken_for_the_uncertain_attempt_and_the_message_is_sent_again()
     {
         var (_, writer) = await GymAsync();
@@ -415,6 +484,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(SmsStatuses.Failed, failed.Status);
         Assert.Contains("21211", failed.Error, StringComparison.Ordinal);
         Assert.Equal(1, failed.Attempts);
+        // The owner's data, recorded on the message: not a fault of the server's.
+        Assert.Contains($"Information {ProviderCategory}: Twilio refused SMS {id} with status 400 ", fx.Logs.Lines);
         var tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Error, tile.State);
         Assert.Contains("21211", tile.Reason, StringComparison.Ordinal);
@@ -467,6 +538,9 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
         Assert.Equal(SmsStatuses.Sent, sent.Status);
         Assert.Equal(refusals + 1, RequestsWith(body));
+        // The server's configuration, failing every message alike, for the operator to fix.
+        Assert.Contains($"Warning {ProviderCategory}: Twilio refused SMS {id} with status 401 ", fx.Logs.Lines);
+        Assert.Contains($"Warning {ProviderCategory}: Twilio refused SMS {id} with status 403 ", fx.Logs.Lines);
     }
 
     [Fact]
@@ -566,7 +640,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
             var won = Assert.Single(responses, r => r.StatusCode == HttpStatusCode.OK);
             Assert.Equal("queued", (await won.AssertStatusAsync(HttpStatusCode.OK)).GetProperty("status").GetString());
             var lost = Assert.Single(responses, r => r != won);
-            Assert.Contains("Only failed messages can be retried", await lost.AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
+            Assert.Contains("Only failed or undelivered messages can be retried", await lost.AssertErrorAsync(HttpStatusCode.Conflict), StringComparison.Ordinal);
             fx.Services.GetRequiredService<SmsSignal>().Notify();
             await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
         }
@@ -692,4 +766,68 @@ public sealed class AfterUpdate : DbCommandInterceptor
         action();
         return ValueTask.FromResult(result);
     }
+}
+
+/// <summary>
+/// Once armed, runs a write after the first read (SELECT) of one table that carries one text among its parameters,
+/// alone or in a list parameter (a look-up's provider ids): a concurrent writer that acts right after that read,
+/// before the reader writes, the interleaving a lucky schedule gives only sometimes.
+/// </summary>
+public sealed class AfterRead : DbCommandInterceptor
+{
+    private readonly Lock _lock = new();
+    private string _table = "";
+    private string _text = "";
+    private Func<Task>? _write;
+    private TaskCompletionSource _ran = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the armed write ran.</summary>
+    public Task Ran => _ran.Task;
+
+    public void Arm(string table, string text, Func<Task> write)
+    {
+        lock (_lock)
+        {
+            (_table, _text, _write) = (table, text, write);
+            _ran = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    public void Disarm()
+    {
+        lock (_lock)
+        {
+            _write = null;
+        }
+    }
+
+    public override async ValueTask<DbDataReader> ReaderExecutedAsync(
+        DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
+    {
+        Func<Task>? write;
+        lock (_lock)
+        {
+            write = _write;
+            if (write is null || !command.CommandText.TrimStart().StartsWith("SELECT", StringComparison.OrdinalIgnoreCase)
+                || !command.CommandText.Contains(_table, StringComparison.Ordinal) || !command.Parameters.Cast<DbParameter>().Any(Carries))
+            {
+                return result;
+            }
+            _write = null;
+        }
+        await write();
+        lock (_lock)
+        {
+            _ran.TrySetResult();
+        }
+        return result;
+    }
+
+    // SQLite binds a list as one JSON text, PostgreSQL as an array.
+    private bool Carries(DbParameter p) => p.Value switch
+    {
+        string text => text.Contains(_text, StringComparison.Ordinal),
+        IEnumerable<string> list => list.Contains(_text, StringComparer.Ordinal),
+        _ => false,
+    };
 }

@@ -1,9 +1,12 @@
+using System.Data.Common;
 using System.Diagnostics.Metrics;
 using System.Net;
+using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace Gymwire.Tests.Sms;
@@ -18,6 +21,14 @@ public abstract class TwilioCallbackFixture(Store store) : TwilioFixture(store)
     public const string PublicUrl = "https://gymwire.example/";
     public const string CallbackUrl = "https://gymwire.example/api/integrations/twilio/status";
     public const int Limit = 5;
+
+    public UpdateWatch UpdateWatch { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services)
+    {
+        base.ConfigureServices(services);
+        services.AddSingleton<IInterceptor>(UpdateWatch);
+    }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
@@ -42,13 +53,16 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     /// <summary>A client address of its own per use, so that one test's rejected posts never count against another's.</summary>
     private static string NewAddress() => $"203.0.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
 
+    /// <summary>A number of its own, so that a test can tell its look-ups in Twilio's list from other tests'.</summary>
+    private static string NewPhone() => "+1555" + Random.Shared.Next(1_000_000, 10_000_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     private Task<(TestGym Gym, HttpClient Writer)> GymAsync() => fx.GymWithWriterAsync();
 
     /// <summary>Queues a message and waits until the sender recorded it sent; returns it and Twilio's copy.</summary>
-    private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null)
+    private async Task<(Guid Id, TwilioMessage Twilio)> SentAsync(HttpClient writer, string? body = null, string phone = "+15551234567")
     {
         body ??= $"Status {Guid.NewGuid():N}";
-        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message = body })).AssertStatusAsync(HttpStatusCode.Created);
         var id = sms.GetProperty("id").GetGuid();
         var sent = await AwaitAsync(id, m => m.Status is SmsStatuses.Sent or SmsStatuses.Failed);
         Assert.Equal(SmsStatuses.Sent, sent.Status);
@@ -131,6 +145,143 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
         var late = await MessageAsync(undeliveredId);
         Assert.Equal(SmsStatuses.Delivered, late.Status);
         Assert.Null(late.Error);
+    }
+
+    [Fact]
+    public async Task A_burst_of_callbacks_during_a_long_write_waits_its_turn_without_touching_the_database_and_all_are_applied()
+    {
+        const int burst = 20;
+        var (gym, _) = await GymAsync();
+        var now = fx.Clock.GetUtcNow();
+        // A bulk send, recorded sent, and one more message that a long write changes meanwhile.
+        var (sent, other) = await fx.WithDbAsync(async db =>
+        {
+            var messages = new List<(Guid Id, TwilioMessage Twilio)>();
+            for (var i = 0; i < burst; i++)
+            {
+                var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", $"Bulk {i} {Guid.NewGuid():N}"), now.UtcDateTime);
+                (m.Status, m.ProviderMessageId, m.Attempts, m.SentAt) = (SmsStatuses.Sent, "SM" + Guid.NewGuid().ToString("N"), 1, now.UtcDateTime);
+                messages.Add((m.Id, new TwilioMessage(m.ProviderMessageId, m.Phone, "+15550001111", m.Message, now)
+                {
+                    AccountSid = TwilioFixture.AccountSid, StatusCallback = TwilioCallbackFixture.CallbackUrl,
+                }));
+            }
+            var failed = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", "Other"), now.UtcDateTime);
+            failed.Status = SmsStatuses.Failed;
+            await db.SaveChangesAsync();
+            return (messages, failed.Id);
+        });
+        var logStart = fx.Logs.Lines.Count;
+
+        // A long write, as the gate's holders make them: the gate, then a write transaction (on SQLite the database's one write lock).
+        await using var scope = fx.Services.CreateAsyncScope();
+        var longWrite = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var held = await fx.Services.GetRequiredService<SqliteWriteGate>().EnterAsync(longWrite, CancellationToken.None);
+        var tx = await longWrite.Database.BeginTransactionAsync();
+        List<Task<HttpResponseMessage>> posts;
+        try
+        {
+            await longWrite.SmsMessages.Where(m => m.Id == other).ExecuteUpdateAsync(s => s.SetProperty(m => m.Error, "a long write"));
+            fx.UpdateWatch.Arm("sms_messages", [.. sent.Select(m => m.Twilio.Sid)]);
+            // From addresses of their own: posts in flight count against the rejected posts' limit until accepted.
+            posts = [.. sent.Select(m => fx.Twilio.CallBackAsync(fx.BaseAddress, m.Twilio, "delivered", from: NewAddress()))];
+            if (fx.Store == Store.Sqlite)
+            {
+                // A callback writing now would wait in SQLite's busy handler, holding a thread-pool thread. A callback
+                // waiting at the gate gives no sign of it, so this watches for the write that must not come, for a while.
+                await Task.WhenAny(fx.UpdateWatch.Began, Task.Delay(TimeSpan.FromSeconds(2)));
+                Assert.False(fx.UpdateWatch.Began.IsCompleted, "a status callback wrote to SQLite while another writer held the gate");
+                Assert.DoesNotContain(posts, p => p.IsCompleted);
+            }
+            else
+            {
+                // PostgreSQL locks rows: a write to another message holds none of them up.
+                await Task.WhenAll(posts).WaitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        finally
+        {
+            fx.UpdateWatch.Disarm();
+            await tx.CommitAsync();
+            await tx.DisposeAsync();
+            held.Dispose();
+        }
+
+        var responses = await Task.WhenAll(posts).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        foreach (var (id, _) in sent)
+        {
+            Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        }
+        Assert.Equal("a long write", (await MessageAsync(other)).Error);
+        fx.Logs.AssertNoErrorsSince(logStart);
+    }
+
+    [Fact]
+    public async Task An_undelivered_message_the_owner_queues_again_is_sent_anew_and_its_earlier_send_is_not_taken_for_an_uncertain_resend()
+    {
+        var (gym, writer) = await GymAsync();
+        using var owner = gym.Owner();
+        var phone = NewPhone();
+        var body = $"Phone off {Guid.NewGuid():N}";
+        var (id, first) = await SentAsync(writer, body, phone);
+        await CallBackAsync(first, "undelivered", 30003);
+        Assert.Equal(SmsStatuses.Undelivered, (await MessageAsync(id)).Status);
+
+        // The resend meets a 503 Twilio did not accept, so the attempt after it looks in Twilio's list first, where
+        // the earlier send has the same text and lies inside the look-up's window.
+        fx.Twilio.FailNext(503, """{"code":20503,"message":"Service Unavailable","status":503}""");
+        var retried = await (await owner.PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        var waiting = await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Queued, waiting.Status);
+        Assert.NotNull(waiting.UncertainSince);
+
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var resent = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Sent, resent.Status);
+        Assert.Equal(2, resent.Attempts);
+        Assert.Null(resent.Error);
+        var accepted = fx.Twilio.AcceptedWith(body);
+        Assert.Equal(new[] { resent.ProviderMessageId, first.Sid }, accepted.Select(m => (string?)m.Sid));
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
+
+        // The new send's receipt applies; the old one's no longer names the message.
+        await CallBackAsync(first, "delivered");
+        Assert.Equal(SmsStatuses.Sent, (await MessageAsync(id)).Status);
+        await CallBackAsync(accepted[0], "delivered");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        var conflict = await (await owner.PostAsync($"/api/gym/sms/{id}/retry", null)).AssertErrorAsync(HttpStatusCode.Conflict);
+        Assert.Equal("Only failed or undelivered messages can be retried; this one is delivered", conflict);
+    }
+
+    [Fact]
+    public async Task An_undelivered_message_an_uncertain_attempt_found_in_twilios_list_is_sent_again_without_looking_first()
+    {
+        var (gym, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Found undelivered {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var id = sms.GetProperty("id").GetGuid();
+        Assert.Equal(SmsStatuses.Queued, (await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending)).Status);
+        var twilio = Assert.Single(fx.Twilio.AcceptedWith(body));
+        (twilio.Status, twilio.ErrorCode) = ("undelivered", 30003);
+        fx.Clock.Advance(TimeSpan.FromSeconds(30));
+        var found = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Undelivered, found.Status);
+        Assert.Equal(twilio.Sid, found.ProviderMessageId);
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
+
+        // Twilio took it and said it did not arrive: nothing is in doubt, so the owner's retry sends it at once.
+        var retried = await (await gym.Owner().PostAsync($"/api/gym/sms/{id}/retry", null)).AssertStatusAsync(HttpStatusCode.OK);
+        Assert.Equal("queued", retried.GetProperty("status").GetString());
+        var resent = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+        Assert.Equal(SmsStatuses.Sent, resent.Status);
+        Assert.Equal(1, resent.Attempts);
+        Assert.Null(resent.UncertainSince);
+        Assert.Equal(new[] { resent.ProviderMessageId, twilio.Sid }, fx.Twilio.AcceptedWith(body).Select(m => (string?)m.Sid));
+        Assert.Single(fx.Twilio.ListRequests, r => r.Form.GetValueOrDefault("To") == phone);
     }
 
     [Fact]
@@ -275,5 +426,59 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
 
         await CallBackAsync(twilio, "delivered");
         Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+    }
+}
+
+/// <summary>Once armed, notes when an UPDATE of one table that carries one of some texts among its parameters begins.</summary>
+public sealed class UpdateWatch : DbCommandInterceptor
+{
+    private readonly Lock _lock = new();
+    private string _table = "";
+    private HashSet<string> _texts = [];
+    private TaskCompletionSource _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task Began => _began.Task;
+
+    public void Arm(string table, IEnumerable<string> texts)
+    {
+        lock (_lock)
+        {
+            (_table, _texts) = (table, texts.ToHashSet(StringComparer.Ordinal));
+            _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    public void Disarm()
+    {
+        lock (_lock)
+        {
+            _texts = [];
+        }
+    }
+
+    public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
+    {
+        Watch(command);
+        return result;
+    }
+
+    public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(
+        DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        Watch(command);
+        return ValueTask.FromResult(result);
+    }
+
+    private void Watch(DbCommand command)
+    {
+        lock (_lock)
+        {
+            if (_texts.Count > 0 && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+                && command.CommandText.Contains(_table, StringComparison.Ordinal)
+                && command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text)))
+            {
+                _began.TrySetResult();
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ public static class SmsEndpoints
         var group = app.MapGroup("/api/gym/sms").WithTags("SMS");
         group.MapGet("/", List).RequireAuthorization(Policies.Read);
         group.MapPost("/{id:guid}/retry", Retry).RequireAuthorization(Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations)
-            .WithSummary("Queue a failed message again (for example one interrupted mid-send, after checking the provider did not send it)");
+            .WithSummary("Queue a failed or undelivered message again (for example one interrupted mid-send, after checking the provider did not send it)");
 
         // Twilio signs, so this is anonymous; the signature is the authentication. Anyone can post, so rejected posts
         // are limited per client address.
@@ -33,7 +33,8 @@ public static class SmsEndpoints
             new("status", "statuses", status, SmsStatuses.All, m => m.Status == status));
 
     internal static Task<Results<Ok, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ReceiveStatus(
-        HttpRequest request, GymwireDbContext db, TwilioStatusCallbacks callbacks, CancellationToken ct) => callbacks.ReceiveAsync(request, db, ct);
+        HttpRequest request, GymwireDbContext db, SqliteWriteGate gate, TwilioStatusCallbacks callbacks, CancellationToken ct) =>
+        callbacks.ReceiveAsync(request, db, gate, ct);
 
     internal static async Task<Results<Ok<SmsDto>, NotFound<ErrorResponse>, Conflict<ErrorResponse>>> Retry(
         Guid id, ClaimsPrincipal user, GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, CancellationToken ct)

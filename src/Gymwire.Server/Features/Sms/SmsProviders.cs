@@ -98,7 +98,10 @@ public sealed partial class TwilioSmsProvider(
                 return SmsSendResult.Success(sid);
             }
             var error = Describe(status, body, response.ReasonPhrase);
-            LogRejected(logger, message.Id, status);
+            // A refusal of this message (its number, its text) is recorded on it, and the sender logs the attempt's
+            // outcome; refused credentials are the server's configuration, failing every message alike.
+            LogRejected(logger, response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden ? LogLevel.Warning : LogLevel.Information,
+                message.Id, status);
             return response.StatusCode switch
             {
                 HttpStatusCode.TooManyRequests => SmsSendResult.Retry(error),
@@ -112,10 +115,10 @@ public sealed partial class TwilioSmsProvider(
 
     /// <summary>
     /// Looks in Twilio's messages to the number (from the configured number, unless it is a Messaging Service) for one
-    /// with this body created since the uncertain attempt began, that Twilio has not failed or canceled and that no other
-    /// message of Gymwire's is recorded with (the same text to the same number may be another message's send). Returns
-    /// it as sent; null when Twilio certainly has none; a failure to record when Twilio's answer cannot tell, which
-    /// leaves the message uncertain and unsent.
+    /// with this body created since the uncertain attempt began, that Twilio has not failed or canceled, that is not this
+    /// message's own earlier send, and that no other message of Gymwire's is recorded with (the same text to the same
+    /// number may be another message's send). Returns it as sent; null when Twilio certainly has none; a failure to
+    /// record when Twilio's answer cannot tell, which leaves the message uncertain and unsent.
     /// </summary>
     private async Task<SmsSendResult?> LookUpAsync(SmsMessage message, DateTime since, RecordedElsewhere recordedElsewhere, CancellationToken ct)
     {
@@ -140,8 +143,11 @@ public sealed partial class TwilioSmsProvider(
                 return SmsSendResult.RetryUncertain(LookUpFailed + "the list could not be read");
             }
             var from = since - ClockSkew;
+            // The provider id the message carries is of a send already recorded, one the owner queued again after Twilio
+            // could not deliver it: not the uncertain attempt's.
             var candidates = listed.Where(m => m.Created >= from && m.Status is not ("failed" or "canceled")
-                && string.Equals(m.To, message.Phone, StringComparison.Ordinal) && string.Equals(m.Body, message.Message, StringComparison.Ordinal)).ToList();
+                && string.Equals(m.To, message.Phone, StringComparison.Ordinal) && string.Equals(m.Body, message.Message, StringComparison.Ordinal)
+                && !string.Equals(m.Sid, message.ProviderMessageId, StringComparison.Ordinal)).ToList();
             if (candidates.Count > 0)
             {
                 var taken = await recordedElsewhere([.. candidates.Select(m => m.Sid)], ct);
@@ -263,8 +269,8 @@ public sealed partial class TwilioSmsProvider(
 
     private static string Mask(string sid) => sid.Length <= 6 ? "…" : sid[..2] + "…" + sid[^4..];
 
-    [LoggerMessage(EventId = 8202, Level = LogLevel.Warning, Message = "Twilio refused SMS {MessageId} with status {Status}")]
-    private static partial void LogRejected(ILogger logger, Guid messageId, int status);
+    [LoggerMessage(EventId = 8202, Message = "Twilio refused SMS {MessageId} with status {Status}")]
+    private static partial void LogRejected(ILogger logger, LogLevel level, Guid messageId, int status);
 
     [LoggerMessage(EventId = 8209, Level = LogLevel.Information, Message = "SMS {MessageId}: Twilio had accepted an earlier attempt; recorded as sent, not sent again")]
     private static partial void LogFoundEarlier(ILogger logger, Guid messageId);

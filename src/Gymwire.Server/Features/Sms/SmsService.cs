@@ -39,9 +39,9 @@ public static class SmsService
     }
 
     /// <summary>
-    /// Queues a failed message of this gym again. The update only applies while the message is still failed, so of two
-    /// retries at once (a double click) one queues it and the other gets a conflict, instead of queueing it a second
-    /// time while the sender is already sending it.
+    /// Queues a failed or undelivered message of this gym again. The update only applies while the message is still as
+    /// it was read, so of two retries at once (a double click) one queues it and the other gets a conflict, instead of
+    /// queueing it a second time while the sender is already sending it.
     /// </summary>
     public static async Task<SmsRetryOutcome> RetryAsync(
         GymwireDbContext db, SqliteWriteGate gate, SmsSignal signal, Guid gymId, Guid id, CancellationToken ct)
@@ -52,32 +52,43 @@ public static class SmsService
             return SmsRetryOutcome.Fail(SmsRetryFailure.NotFound, "SMS message not found");
         }
         string? status = message.Status;
-        if (status == SmsStatuses.Failed)
+        if (status is SmsStatuses.Failed or SmsStatuses.Undelivered)
         {
+            // Twilio took an undelivered message's last send and said what became of it, so no attempt of it is in doubt:
+            // it is sent again without a look-up, which would find that send. A failed one keeps its doubt.
+            var undelivered = status == SmsStatuses.Undelivered;
             int queued;
             using (await gate.EnterAsync(db, ct))
             {
-                // A deliberate owner decision: the attempt counter starts again; the last error stays until the next attempt.
-                queued = await db.SmsMessages.Where(m => m.Id == id && m.GymId == gymId && m.Status == SmsStatuses.Failed)
-                    .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Queued).SetProperty(m => m.Attempts, 0)
-                        .SetProperty(m => m.NextAttemptAt, (DateTime?)null), ct);
+                // A deliberate owner decision: the attempt counter starts again; the last error (and an undelivered
+                // message's provider id) stays until the next attempt.
+                queued = await db.SmsMessages.Where(m => m.Id == id && m.GymId == gymId && m.Status == status)
+                    .ExecuteUpdateAsync(s =>
+                    {
+                        s.SetProperty(m => m.Status, SmsStatuses.Queued).SetProperty(m => m.Attempts, 0).SetProperty(m => m.NextAttemptAt, (DateTime?)null);
+                        if (undelivered)
+                        {
+                            s.SetProperty(m => m.UncertainSince, (DateTime?)null);
+                        }
+                    }, ct);
             }
             if (queued == 1)
             {
                 message.Status = SmsStatuses.Queued;
                 message.Attempts = 0;
                 message.NextAttemptAt = null;
+                message.UncertainSince = undelivered ? null : message.UncertainSince;
                 signal.Notify();
                 return new(message);
             }
-            // Another retry queued it between the read and the update.
+            // Another retry queued it (or a late delivery receipt changed it) between the read and the update.
             status = await db.SmsMessages.Where(m => m.Id == id && m.GymId == gymId).Select(m => m.Status).FirstOrDefaultAsync(ct);
             if (status is null)
             {
                 return SmsRetryOutcome.Fail(SmsRetryFailure.NotFound, "SMS message not found");
             }
         }
-        return SmsRetryOutcome.Fail(SmsRetryFailure.Conflict, $"Only failed messages can be retried; this one is {status}");
+        return SmsRetryOutcome.Fail(SmsRetryFailure.Conflict, $"Only failed or undelivered messages can be retried; this one is {status}");
     }
 
     public static readonly Expression<Func<SmsMessage, SmsDto>> ToDto =

@@ -32,7 +32,8 @@ public sealed partial class TwilioStatusCallbacks(
         sms.Value.Provider == SmsOptions.TwilioProvider && auth.Value.PublicUrl is { Length: > 0 } url ? url.TrimEnd('/') + Path : null;
 
     /// <summary>Handles one post: 200 with no body once verified (also for messages Gymwire does not know, so Twilio stops).</summary>
-    public async Task<Results<Ok, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ReceiveAsync(HttpRequest request, GymwireDbContext db, CancellationToken ct)
+    public async Task<Results<Ok, BadRequest<ErrorResponse>, JsonHttpResult<ErrorResponse>>> ReceiveAsync(
+        HttpRequest request, GymwireDbContext db, SqliteWriteGate gate, CancellationToken ct)
     {
         if (await UnverifiedAsync(request, ct) is { } reason)
         {
@@ -47,13 +48,20 @@ public sealed partial class TwilioStatusCallbacks(
         {
             return ApiErrors.BadRequest("MessageSid and MessageStatus are required");
         }
-        var (changed, known) = status switch
+        var changed = false;
+        if (status is "delivered" or "undelivered" or "failed")
         {
-            "delivered" => await DeliveredAsync(db, sid, ct),
-            "undelivered" or "failed" => await UndeliveredAsync(db, sid, status, ErrorCode(form["ErrorCode"].ToString()), ct),
-            // queued, accepted, sending, sent and any later addition leave the message as it is.
-            _ => (false, await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct)),
-        };
+            // Through the gate, as every SQLite writer: a burst of callbacks after a bulk send then waits its turn in
+            // process instead of holding thread-pool threads in SQLite's busy handler.
+            using (await gate.EnterAsync(db, ct))
+            {
+                changed = status == "delivered"
+                    ? await DeliveredAsync(db, sid, ct)
+                    : await UndeliveredAsync(db, sid, status, ErrorCode(form["ErrorCode"].ToString()), ct);
+            }
+        }
+        // queued, accepted, sending, sent and any later addition leave the message as it is.
+        var known = changed || await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct);
         if (changed)
         {
             metrics.Delivery(status == "delivered" ? SmsStatuses.Delivered : SmsStatuses.Undelivered);
@@ -62,20 +70,16 @@ public sealed partial class TwilioStatusCallbacks(
         return TypedResults.Ok();
     }
 
-    private static async Task<(bool Changed, bool Known)> DeliveredAsync(GymwireDbContext db, string sid, CancellationToken ct)
-    {
-        var changed = await db.SmsMessages
+    private static async Task<bool> DeliveredAsync(GymwireDbContext db, string sid, CancellationToken ct) =>
+        await db.SmsMessages
             .Where(m => m.ProviderMessageId == sid && (m.Status == SmsStatuses.Sent || m.Status == SmsStatuses.Undelivered))
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Delivered).SetProperty(m => m.Error, (string?)null), ct);
-        return (changed > 0, changed > 0 || await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct));
-    }
+            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Delivered).SetProperty(m => m.Error, (string?)null), ct) > 0;
 
-    private static async Task<(bool Changed, bool Known)> UndeliveredAsync(GymwireDbContext db, string sid, string status, string? errorCode, CancellationToken ct)
+    private static async Task<bool> UndeliveredAsync(GymwireDbContext db, string sid, string status, string? errorCode, CancellationToken ct)
     {
         var error = UndeliveredError(status, errorCode);
-        var changed = await db.SmsMessages.Where(m => m.ProviderMessageId == sid && m.Status == SmsStatuses.Sent)
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Undelivered).SetProperty(m => m.Error, error), ct);
-        return (changed > 0, changed > 0 || await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct));
+        return await db.SmsMessages.Where(m => m.ProviderMessageId == sid && m.Status == SmsStatuses.Sent)
+            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Undelivered).SetProperty(m => m.Error, error), ct) > 0;
     }
 
     /// <summary>The error recorded with an <c>undelivered</c> message: Twilio's status and error code (see twilio.com/docs/api/errors).</summary>
