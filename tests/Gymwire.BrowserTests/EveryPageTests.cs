@@ -88,11 +88,31 @@ public sealed class EveryPageTests(Chromium chromium, WebhookGymwire fx) : IClas
         Assert.Equal(path.Split('?')[0], new Uri(browser.Page.Url).AbsolutePath);
         var widths = await browser.Page.EvaluateAsync<int[]>("[document.documentElement.scrollWidth, window.innerWidth]");
         Assert.True(widths[0] <= widths[1], $"{path}: {widths[0]}px wide in a {widths[1]}px viewport");
+        // A page can fit and still have a badge or a label run over its box's border (a text wider than its column).
+        var overflowing = await browser.Page.EvaluateAsync<string[]>(OverflowingLabels);
+        Assert.True(overflowing.Length == 0, $"{path} at {widths[1]}px: {string.Join("; ", overflowing)}");
         var name = string.Join('-', path.Split('?')[0].Trim('/').Split('/').Select(s => Guid.TryParse(s, out _) ? "id" : s));
         // Two webhook pages (a delivering and a failing one) share a name: the second gets "-2".
         name = _shots.Add($"{prefix}-{name}") ? name : name + "-2";
         await Accessibility.CheckAsync(browser, $"{prefix}-{name}");
     }
+
+    /// <summary>
+    /// Badges and the health panel's labels and figures whose box or text reaches past the inside of the border of the
+    /// box around them (a stats box, card, tile or alert): "text in box".
+    /// </summary>
+    private const string OverflowingLabels = """
+        () => [...document.querySelectorAll('.badge, .stat dt, .stat dd')].flatMap(el => {
+          const box = el.parentElement.closest('.stats, .card, .tile, .alert');
+          if (!box || el.getClientRects().length === 0) return [];
+          const text = document.createRange();
+          text.selectNodeContents(el);
+          const outer = box.getBoundingClientRect(), style = getComputedStyle(box);
+          const left = outer.left + parseFloat(style.borderLeftWidth), right = outer.right - parseFloat(style.borderRightWidth);
+          const out = [el.getBoundingClientRect(), text.getBoundingClientRect()].some(r => r.width > 0 && (r.left < left - 0.5 || r.right > right + 0.5));
+          return out ? [`"${el.textContent.trim()}" in .${box.className.split(' ').join('.')}`] : [];
+        })
+        """;
 
     private static async Task<Guid> CreateHookAsync(HttpClient owner, string url, string description)
     {

@@ -215,7 +215,7 @@ public sealed partial class IntegrationPagesTests(Chromium chromium, WebhookGymw
         await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
         var zapier = page.GetByRole(AriaRole.Listitem, new() { Name = "Zapier / Make webhooks", Exact = true });
         await Assertions.Expect(zapier.Locator(".badge")).ToHaveTextAsync("Error");
-        await Assertions.Expect(zapier).ToContainTextAsync($"Deliveries to {receiver.BaseAddress.Authority} have been failing since");
+        await Assertions.Expect(zapier).ToContainTextAsync($"Deliveries to {receiver.BaseAddress.Authority}/hooks/down have been failing since");
         await browser.ScreenshotAsync("24-integrations-webhook-failing");
         await zapier.GetByRole(AriaRole.Link, new() { Name = "Configure Zapier / Make webhooks" }).ClickAsync();
         await browser.ExpectPathAsync("/settings/webhooks");

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using System.Data.Common;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Cluster;
@@ -104,9 +106,57 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: unknown command or option '{unknown}' (see gymwire --help; settings are given as --Section:Key=value)");
             return 1;
         }
+        // A value that does not parse, a required option or command left out: one error line, as a command's own
+        // refusals are, instead of the parser's message followed by the whole help.
+        if (parsed.Action is ParseErrorAction && parsed.Errors.Count > 0)
+        {
+            return await RefuseAsync($"{parsed.Errors[0].Message.TrimEnd('.')} (see {CommandPath(parsed.CommandResult)} --help)");
+        }
         // Without a termination timeout the host's own SIGTERM handling runs: a clean stop that lets requests and
         // webhook attempts finish, instead of the parser ending the process 2 s after the signal.
         return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    private static string CommandPath(System.CommandLine.Parsing.CommandResult result) =>
+        result.Parent is System.CommandLine.Parsing.CommandResult parent ? $"{CommandPath(parent)} {result.Command.Name}" : "gymwire";
+
+    /// <summary>An option holding an id (a UUID), refused in words when its value is not one.</summary>
+    public static Option<Guid> IdOption(string name, string description) => new(name)
+    {
+        Description = description,
+        Required = true,
+        CustomParser = result => Parse(result, (string value, out Guid id) => Guid.TryParse(value, out id),
+            $"{name} takes an id such as 3f2b8c1e-5d7a-4e9b-8c6d-1a2b3c4d5e6f"),
+    };
+
+    /// <summary>An option holding a time (ISO-8601), refused in words when its value is not one.</summary>
+    public static Option<DateTime?> TimeOption(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result => Parse(result, (string value, out DateTime? time) =>
+        {
+            var parsed = DateTime.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.None, out var t);
+            time = t;
+            return parsed;
+        }, $"{name} takes an ISO-8601 time such as 2027-01-31T18:00:00Z"),
+    };
+
+    private delegate bool TryParse<T>(string value, out T parsed);
+
+    private static T? Parse<T>(ArgumentResult result, TryParse<T> tryParse, string expected)
+    {
+        // No value: the parser's own check of the option's arity reports it.
+        if (result.Tokens.Count == 0)
+        {
+            return default;
+        }
+        var value = result.Tokens[^1].Value;
+        if (tryParse(value, out var parsed))
+        {
+            return parsed;
+        }
+        result.AddError($"{expected}, not '{value}'");
+        return default;
     }
 
     // The host's own command-line settings (WebApplicationOptions and Kestrel's), besides --Section:Key overrides.

@@ -1,6 +1,10 @@
 using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.RegularExpressions;
 using Gymwire.Features.Stripe;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Stripe;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Dashboard;
@@ -53,6 +57,36 @@ public abstract class IntegrationFormsTests(GymwireFixture fx)
         var removed = await browser.SubmitAsync("/settings/integrations/payments?handler=Remove");
         Assert.Contains("Stripe disconnected", await (await browser.FollowAsync(removed)).Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.False(await fx.WithDbAsync(db => db.StripeAccounts.AnyAsync(a => a.GymId == gym.GymId)));
+    }
+
+    [Fact]
+    public async Task Payments_page_asks_for_every_Stripe_event_that_Gymwire_handles()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var page = await browser.GetPageAsync("/settings/integrations/payments");
+        var list = Regex.Match(page, "<span id=\"stripe-event-types\">(.*?)</span>", RegexOptions.Singleline).Groups[1].Value;
+        var listed = Regex.Matches(list, "<code>([^<]+)</code>").Select(m => m.Groups[1].Value).ToList();
+        Assert.Contains("customer.created", listed);
+        Assert.Contains("customer.updated", listed);
+        // Every handled type but invoice.payment_succeeded, which Stripe sends beside invoice.paid for one payment.
+        Assert.Equal(StripeEventMapper.HandledTypes.Where(t => t != "invoice.payment_succeeded").Order(), listed.Order());
+
+        // And Gymwire does handle each: none is kept as a type it ignores.
+        var secret = StripeSigner.NewSecret();
+        using var owner = gym.Owner();
+        await (await owner.PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = secret })).AssertStatusAsync(HttpStatusCode.OK);
+        using var stripe = fx.Client();
+        foreach (var (type, i) in listed.Select((t, i) => (t, i)))
+        {
+            var payload = StripeSigner.Event($"evt_listed_{i}", type, $$"""{"id":"obj_{{i}}","object":"{{type.Split('.')[0]}}","customer":"cus_listed"}""", fx.Clock.GetUtcNow());
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/integrations/stripe/webhook/{gym.GymId}") { Content = new StringContent(payload, Encoding.UTF8, "application/json") };
+            request.Headers.TryAddWithoutValidation("Stripe-Signature", StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()));
+            await (await stripe.SendAsync(request)).AssertStatusAsync(HttpStatusCode.OK);
+        }
+        var kept = await fx.WithDbAsync(db => db.StripeEvents.Where(e => e.GymId == gym.GymId).Select(e => new { e.Type, e.Outcome }).ToListAsync());
+        Assert.Equal(listed.Order(), kept.Select(e => e.Type).Order());
+        Assert.DoesNotContain(kept, e => e.Outcome == StripeOutcomes.IgnoredUnknownType);
     }
 
     [Fact]

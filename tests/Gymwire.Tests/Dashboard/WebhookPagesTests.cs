@@ -347,9 +347,41 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
             .SetProperty(x => x.IsActive, false).SetProperty(x => x.DisabledReason, "The endpoint answered 410 Gone").SetProperty(x => x.DisabledAt, DateTime.UtcNow)));
         var integrations = await browser.GetPageAsync("/settings/integrations");
         Assert.Contains("<span class=\"badge error\">Error</span>", integrations, StringComparison.Ordinal);
-        Assert.Contains("The webhook to hooks.example.com was disabled by Gymwire: The endpoint answered 410 Gone.", integrations, StringComparison.Ordinal);
+        Assert.Contains("The webhook to hooks.example.com/zap was disabled by Gymwire: The endpoint answered 410 Gone.", integrations, StringComparison.Ordinal);
         Assert.Contains("Disabled by Gymwire", await browser.GetPageAsync($"/settings/webhooks/{id}"), StringComparison.Ordinal);
         Assert.Equal(gym.GymId, await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.GymId).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task Zapier_tile_tells_apart_webhooks_disabled_on_one_host_by_path_and_by_when_they_were_added()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var ids = new List<Guid>();
+        using (var owner = gym.Owner())
+        {
+            foreach (var url in new[] { "https://hooks.example.com/catch/1", "https://hooks.example.com/catch/2", "https://hooks.example.com/catch/1" })
+            {
+                var created = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url, events = new[] { "member.joined" } })).AssertStatusAsync(HttpStatusCode.Created);
+                ids.Add(created.GetProperty("id").GetGuid());
+            }
+        }
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        DateTime[] added = [new(2026, 3, 1, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 2, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 3, 17, 5, 0, DateTimeKind.Utc)];
+        for (var i = 0; i < ids.Count; i++)
+        {
+            var (id, at) = (ids[i], added[i]);
+            await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).ExecuteUpdateAsync(s => s.SetProperty(x => x.CreatedAt, at)
+                .SetProperty(x => x.IsActive, false).SetProperty(x => x.DisabledReason, "The endpoint answered 410 Gone").SetProperty(x => x.DisabledAt, now)));
+        }
+
+        var html = WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/integrations"));
+        // One line and one link per webhook, each naming its own.
+        string[] names = ["hooks.example.com/catch/1 (added 2026-03-01 09:30 UTC)", "hooks.example.com/catch/2", "hooks.example.com/catch/1 (added 2026-03-03 17:05 UTC)"];
+        var links = Regex.Matches(html, "<a href=\"/settings/webhooks/([0-9a-f-]{36})\">([^<]*)</a>").Select(m => (Id: Guid.Parse(m.Groups[1].Value), Text: m.Groups[2].Value));
+        Assert.Equal(ids.Zip(names, (id, name) => (id, $"Disabled: {name}")), links);
+        var reason = Regex.Match(html, "<p class=\"tile-reason\">(The webhook [^<]*)</p>").Groups[1].Value;
+        Assert.Equal(string.Join(" ", names.Select(n => $"The webhook to {n} was disabled by Gymwire: The endpoint answered 410 Gone.")), reason);
     }
 
     [GeneratedRegex("value=\"(whsec_[^\"]+)\"")]

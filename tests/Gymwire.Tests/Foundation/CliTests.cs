@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Gymwire.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Foundation;
 
@@ -193,6 +194,34 @@ public abstract class CliTests(GymwireFixture fx)
         var (command, _, commandErr) = await Cli.RunAsync(fx, "bakup", "--to", Path.Combine(Path.GetTempPath(), $"gymwire-{Guid.NewGuid():N}.db"));
         Assert.Equal(1, command);
         Assert.Contains("bakup", commandErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_value_or_a_missing_option_is_one_error_line_and_changes_nothing()
+    {
+        // The parser's own answer was its message, the whole help and a stray "Additional Arguments" section.
+        var gymId = (await fx.CreateGymAsync()).GymId;
+        var gym = gymId.ToString();
+        (string[] Args, string Error)[] cases =
+        [
+            (["api-keys", "create", "--gym", "nope"],
+                "error: --gym takes an id such as 3f2b8c1e-5d7a-4e9b-8c6d-1a2b3c4d5e6f, not 'nope' (see gymwire api-keys create --help)"),
+            (["api-keys", "revoke", "--gym", gym, "--id", "42"],
+                "error: --id takes an id such as 3f2b8c1e-5d7a-4e9b-8c6d-1a2b3c4d5e6f, not '42' (see gymwire api-keys revoke --help)"),
+            (["api-keys", "create", "--gym", gym, "--expires-at", "next week"],
+                "error: --expires-at takes an ISO-8601 time such as 2027-01-31T18:00:00Z, not 'next week' (see gymwire api-keys create --help)"),
+            (["api-keys", "create", "--name", "No gym"], "error: Option '--gym' is required (see gymwire api-keys create --help)"),
+            (["api-keys"], "error: Required command was not provided (see gymwire api-keys --help)"),
+            (["backup"], "error: Option '--to' is required (see gymwire backup --help)"),
+        ];
+        foreach (var (args, error) in cases)
+        {
+            var (code, stdout, stderr) = await Cli.RunAsync(fx, args);
+            Assert.True(code == 1, $"{string.Join(' ', args)}: exit {code}\n{stderr}");
+            Assert.Equal("", stdout);
+            Assert.Equal(error, stderr.TrimEnd('\n'));
+        }
+        Assert.False(await fx.WithDbAsync(db => db.ApiKeys.AnyAsync(k => k.GymId == gymId)));
     }
 
     [Fact]

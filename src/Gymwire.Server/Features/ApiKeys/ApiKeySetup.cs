@@ -25,10 +25,10 @@ public static class ApiKeySetup
     /// <summary><c>gymwire api-keys create|revoke</c>, for headless set-up and scripts.</summary>
     public static Command CliCommand(string[] args)
     {
-        var gym = new Option<Guid>("--gym") { Description = "The gym's id.", Required = true };
+        var gym = GymwireCli.IdOption("--gym", "The gym's id.");
         var name = new Option<string>("--name") { Description = "Display name.", DefaultValueFactory = _ => ApiKeyService.DefaultName };
         var scopes = new Option<string>("--scopes") { Description = "Comma-separated: read, write.", DefaultValueFactory = _ => Scopes.Read };
-        var expires = new Option<DateTime?>("--expires-at") { Description = "Optional expiry (ISO-8601, UTC)." };
+        var expires = GymwireCli.TimeOption("--expires-at", "Optional expiry (ISO-8601, UTC).");
         var create = new Command("create", "Create an API key; prints it once.") { gym, name, scopes, expires };
         create.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
         {
@@ -42,7 +42,7 @@ public static class ApiKeySetup
             return created is null ? GymwireCli.Fail(error!) : GymwireCli.Ok(created);
         }, ct));
 
-        var id = new Option<Guid>("--id") { Description = "The key's id.", Required = true };
+        var id = GymwireCli.IdOption("--id", "The key's id.");
         var revoke = new Command("revoke", "Revoke an API key; it stops working at once.") { gym, id };
         revoke.SetAction((parse, ct) => GymwireCli.AdminAsync(args, async (services, ct2) =>
         {

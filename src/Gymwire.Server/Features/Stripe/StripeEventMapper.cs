@@ -16,11 +16,18 @@ public sealed record StripeMapping(string Outcome, string Detail, string? Custom
 /// </summary>
 public sealed class StripeEventMapper(GymwireDbContext db)
 {
-    public static readonly string[] HandledTypes =
+    /// <summary>
+    /// The events the owner chooses for the gym's endpoint in Stripe, as the Payments page and tile list them: every
+    /// type handled but <c>invoice.payment_succeeded</c>, which Stripe sends beside <c>invoice.paid</c> for the same payment.
+    /// </summary>
+    public static readonly string[] SubscribedTypes =
     [
-        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice_payment.paid", "charge.refunded",
+        "invoice.paid", "invoice_payment.paid", "invoice.payment_failed", "charge.refunded",
         "customer.created", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
     ];
+
+    /// <summary>The types <see cref="MapAsync"/> handles; it records any other as ignored (<c>ignored_unknown_type</c>).</summary>
+    public static readonly string[] HandledTypes = [.. SubscribedTypes, "invoice.payment_succeeded"];
 
     /// <summary>
     /// Maps an event's object. <paramref name="now"/> is when Gymwire records it; <paramref name="created"/> the event's

@@ -10,7 +10,7 @@ public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets
     "payments", "Payments", "Membership payments, failures, refunds and subscriptions from Stripe.", 10,
     guidance:
         "In Stripe's dashboard (Developers → Webhooks) add an endpoint with your gym's URL, /api/integrations/stripe/webhook/{your gym id}, " +
-        "for invoice.paid, invoice_payment.paid, invoice.payment_failed, charge.refunded, customer.subscription.created and customer.subscription.deleted " +
+        $"for {string.Join(", ", StripeEventMapper.SubscribedTypes[..^1])} and {StripeEventMapper.SubscribedTypes[^1]} " +
         "(invoice_payment.paid is what ties a refund to its invoice from Stripe API version 2025-03-31.basil). " +
         "Then give Gymwire the endpoint's signing secret (whsec_…) with PUT /api/gym/integrations/stripe.")
 {

@@ -17,32 +17,48 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
             .OrderBy(s => s.CreatedAt).ThenBy(s => s.Id)
             .Select(s => new
             {
-                s.Id, s.Url, s.Description, s.IsActive, s.DisabledReason, s.FailingSince,
+                s.Id, s.Url, s.Description, s.IsActive, s.DisabledReason, s.FailingSince, s.CreatedAt,
                 Used = s.ApiKeyId != null || db.WebhookDeliveries.Any(d => d.GymId == gymId && d.SubscriptionId == s.Id && !d.IsTest
                     && d.Status == DeliveryStatus.Delivered && d.CreatedAt >= recent),
             })
             .ToListAsync(ct);
         var active = hooks.Count(h => h.IsActive && h.Used);
+        var troubled = hooks
+            .Where(h => (!h.IsActive && h.DisabledReason is not null) || WebhookStates.Of(h.IsActive, h.FailingSince) == WebhookState.Failing)
+            .ToList();
         var problems = new List<string>();
         var links = new List<StatusLink>();
-        TimeZoneInfo? zone = null;
-        foreach (var hook in hooks)
+        var zone = troubled.Count == 0 ? null : await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct);
+        // Each webhook by where it delivers (host and path; a query may hold a token), and by when it was added where
+        // two go to the same URL: several webhooks on one host are told apart, not listed as identical lines.
+        var targets = troubled.ToDictionary(h => h.Id, h => Target(h.Url));
+        foreach (var hook in troubled)
         {
-            var host = Uri.TryCreate(hook.Url, UriKind.Absolute, out var uri) ? uri.Authority : hook.Url;
-            var name = hook.Description ?? host;
+            var target = targets[hook.Id];
+            if (targets.Values.Count(t => t == target) > 1)
+            {
+                target += $" (added {Gyms.GymTimeZones.Minutes(hook.CreatedAt, zone!)})";
+            }
+            var name = hook.Description ?? target;
+            if (hook.Description is not null && troubled.Count(h => h.Description == hook.Description) > 1)
+            {
+                name += $" ({target})";
+            }
             if (!hook.IsActive && hook.DisabledReason is { } reason)
             {
-                problems.Add($"The webhook to {host} was disabled by Gymwire: {reason}.");
+                problems.Add($"The webhook to {target} was disabled by Gymwire: {reason}.");
                 links.Add(new StatusLink($"Disabled: {name}", $"/settings/webhooks/{hook.Id}"));
             }
-            else if (WebhookStates.Of(hook.IsActive, hook.FailingSince) == WebhookState.Failing)
+            else
             {
-                zone ??= await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct);
-                problems.Add($"Deliveries to {host} have been failing since {Gyms.GymTimeZones.Minutes(hook.FailingSince!.Value, zone)}.");
+                problems.Add($"Deliveries to {target} have been failing since {Gyms.GymTimeZones.Minutes(hook.FailingSince!.Value, zone!)}.");
                 links.Add(new StatusLink($"Failing: {name}", $"/settings/webhooks/{hook.Id}"));
             }
         }
         return new AutomationConnections(active, active == 1 ? "1 webhook in use" : $"{active} webhooks in use",
             problems.Count == 0 ? null : string.Join(" ", problems), links);
     }
+
+    private static string Target(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri.Authority + uri.AbsolutePath.TrimEnd('/') : url;
 }
