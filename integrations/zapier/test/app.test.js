@@ -234,6 +234,9 @@ test("a 429 names Gymwire's limit and Zapier retries after Gymwire's Retry-After
   const retryAfter = Number(refused.headers.get('retry-after'));
   // ZapierAppTests sets an actions window other than a minute, so the header's value is not the app's fallback.
   assert.notEqual(retryAfter, 60);
+  // Gymwire's own message names the limit it counted the request against, with the configured window.
+  assert.equal((await refused.json()).error,
+    `Rate limit exceeded: 30 requests every 90 seconds per gym for Zapier actions; retry after ${retryAfter} seconds`);
 
   const error = await appTester(App.creates.create_lead.operation.perform, bundle({ inputData: { first_name: 'Throttled' } }))
     .then(() => assert.fail('the action ran past the limit'), (e) => e);

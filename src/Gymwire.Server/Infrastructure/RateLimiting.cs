@@ -291,7 +291,40 @@ public sealed class RateLimits(IRateLimitStore store, IOptions<RateLimitingOptio
     public ValueTask ReleaseAsync(RateLimitDecision decision) =>
         decision.Admitted && decision.Key.Length > 0 ? store.ReleaseAsync(decision.Key, decision.Permit, CancellationToken.None) : ValueTask.CompletedTask;
 
-    public static string Message(RateLimitDecision decision) => $"Rate limit exceeded; retry after {decision.RetryAfterSeconds} seconds";
+    /// <summary>
+    /// The 429's message: which limit was hit, with its configured figures (a client cannot tell the per-gym trigger
+    /// limit from its own mutations limit otherwise), and when a request will be admitted again, as in <c>Retry-After</c>.
+    /// </summary>
+    public string Message(string policy, RateLimitDecision decision)
+    {
+        var o = options.Value;
+        var limit = policy switch
+        {
+            RateLimitPolicies.Triggers => Describe(o.Triggers, "requests", "per gym for Zapier triggers"),
+            RateLimitPolicies.Actions => Describe(o.Actions, "requests", "per gym for Zapier actions"),
+            RateLimitPolicies.Mutations => Describe(o.Mutations, "requests", "per user for standard mutations"),
+            RateLimitPolicies.Destructive => Describe(o.Destructive, "successful requests", "per user for destructive operations"),
+            RateLimitPolicies.StripeWebhooks => Describe(o.StripeWebhooks, "rejected requests", "per client address for Stripe webhooks"),
+            RateLimitPolicies.TwilioCallbacks => Describe(o.TwilioCallbacks, "rejected requests", "per client address for Twilio status callbacks"),
+            _ => throw new InvalidOperationException($"Unknown rate-limit policy '{policy}'."),
+        };
+        return string.Create(CultureInfo.InvariantCulture, $"Rate limit exceeded: {limit}; retry after {decision.RetryAfterSeconds} seconds");
+    }
+
+    /// <summary>E.g. "60 requests a minute per gym for Zapier triggers", or "30 requests every 90 seconds ..." for another window.</summary>
+    private static string Describe(RateLimitPolicyOptions limit, string what, string scope)
+    {
+        var count = limit.PermitLimit == 1 ? what[..^1] : what; // "1 request"
+        var window = limit.Window;
+        var per = window == TimeSpan.FromSeconds(1) ? "a second"
+            : window == TimeSpan.FromMinutes(1) ? "a minute"
+            : window == TimeSpan.FromHours(1) ? "an hour"
+            : window == TimeSpan.FromDays(1) ? "a day"
+            : window.Ticks % TimeSpan.TicksPerHour == 0 ? string.Create(CultureInfo.InvariantCulture, $"every {window.TotalHours} hours")
+            : window.Ticks % TimeSpan.TicksPerMinute == 0 ? string.Create(CultureInfo.InvariantCulture, $"every {window.TotalMinutes} minutes")
+            : string.Create(CultureInfo.InvariantCulture, $"every {window.TotalSeconds} seconds");
+        return string.Create(CultureInfo.InvariantCulture, $"{limit.PermitLimit} {count} {per} {scope}");
+    }
 
     // The store's key, "policy|gym:ID" or "policy|ACTOR:ID", built in one string: the same text the shared store's rows
     // are keyed by, so nodes of different versions count in the same windows.
@@ -349,7 +382,7 @@ public sealed class RateLimitMiddleware(RequestDelegate next, RateLimits limits)
         if (!decision.Admitted)
         {
             context.Response.Headers.RetryAfter = decision.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-            await ApiErrors.WriteAsync(context, StatusCodes.Status429TooManyRequests, RateLimits.Message(decision));
+            await ApiErrors.WriteAsync(context, StatusCodes.Status429TooManyRequests, limits.Message(policy, decision));
             return;
         }
         if (!CountsSome(policy))

@@ -58,8 +58,11 @@ public abstract class StripeWebhookRateLimitTests(GymwireFixture fx)
             await (await PostAsync(StripeEndpoints.WebhookPath, payload, forged, prober)).AssertErrorAsync(HttpStatusCode.BadRequest);
         }
         var limited = await PostAsync(StripeEndpoints.WebhookPath, payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()), prober);
-        Assert.Contains("Rate limit exceeded", await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests), StringComparison.Ordinal);
-        Assert.InRange(int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture), 1, 60);
+        var message = await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        var retryAfter = int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(retryAfter, 1, 60);
+        // The message names the limit with its configured figure.
+        Assert.Equal($"Rate limit exceeded: {Limit} rejected requests a minute per client address for Stripe webhooks; retry after {retryAfter} seconds", message);
         // The gym's own URL counts for that address too; the signed event was not looked at.
         await (await PostAsync($"{StripeEndpoints.WebhookPath}/{gym.GymId}", payload, StripeSigner.Sign(payload, secret, fx.Clock.GetUtcNow()), prober))
             .AssertErrorAsync(HttpStatusCode.TooManyRequests);

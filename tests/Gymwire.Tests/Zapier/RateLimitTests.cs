@@ -23,9 +23,10 @@ public abstract class RateLimitTests(GymwireFixture fx)
         }
         fx.Clock.Advance(TimeSpan.FromSeconds(20));
         var limited = await client.GetAsync("/api/zapier/triggers?type=new_member");
-        Assert.Contains("Rate limit", await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests), StringComparison.Ordinal);
+        var message = await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
         var retryAfter = int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(retryAfter, 39, 40);
+        Assert.Equal($"Rate limit exceeded: 60 requests a minute per gym for Zapier triggers; retry after {retryAfter} seconds", message);
 
         // Another gym has its own budget; a second key of the same gym shares it.
         var other = await fx.CreateGymAsync();
@@ -94,8 +95,8 @@ public abstract class RateLimitTests(GymwireFixture fx)
             await (await client.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = $"L{i}" })).AssertStatusAsync(HttpStatusCode.Created);
         }
         var limited = await client.PostJsonAsync("/api/zapier/actions?type=create_lead", new { first_name = "over" });
-        await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
-        Assert.True(limited.Headers.Contains("Retry-After"));
+        var message = await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        Assert.Equal($"Rate limit exceeded: 30 requests a minute per gym for Zapier actions; retry after {RetryAfter(limited)} seconds", message);
         Assert.Equal(30, await fx.WithDbAsync(db => Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.CountAsync(db.Leads, l => l.GymId == gym.GymId)));
     }
 
@@ -109,21 +110,27 @@ public abstract class RateLimitTests(GymwireFixture fx)
         {
             ids.Add((await (await owner.PostJsonAsync("/api/gym/members", new { name = $"M{i}" })).AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid());
         }
-        await (await owner.PostJsonAsync("/api/gym/members", new { name = "over" })).AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        var over = await owner.PostJsonAsync("/api/gym/members", new { name = "over" });
+        Assert.Equal($"Rate limit exceeded: 30 requests a minute per user for standard mutations; retry after {RetryAfter(over)} seconds",
+            await over.AssertErrorAsync(HttpStatusCode.TooManyRequests));
 
         for (var i = 0; i < 5; i++)
         {
             await (await owner.DeleteAsync($"/api/gym/members/{ids[i]}")).AssertStatusAsync(HttpStatusCode.OK);
         }
         var limited = await owner.DeleteAsync($"/api/gym/members/{ids[5]}");
-        await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
-        Assert.InRange(int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture), 3500, 3600);
+        var message = await limited.AssertErrorAsync(HttpStatusCode.TooManyRequests);
+        Assert.InRange(RetryAfter(limited), 3500, 3600);
+        Assert.Equal($"Rate limit exceeded: 5 successful requests an hour per user for destructive operations; retry after {RetryAfter(limited)} seconds", message);
 
         // Reads are not mutations.
         await (await owner.GetAsync("/api/gym/members")).AssertStatusAsync(HttpStatusCode.OK);
         fx.Clock.Advance(TimeSpan.FromHours(1));
         await (await owner.DeleteAsync($"/api/gym/members/{ids[5]}")).AssertStatusAsync(HttpStatusCode.OK);
     }
+
+    private static int RetryAfter(HttpResponseMessage response) =>
+        int.Parse(response.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
     public async Task Concurrent_callers_never_get_more_than_the_limit()
