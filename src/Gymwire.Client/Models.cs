@@ -1,6 +1,6 @@
 namespace Gymwire.Client;
 
-#pragma warning disable CS1591 // The records mirror the documented wire fields one to one.
+#pragma warning disable CS1591 // The records are wire fields by their C# names; the README names those that are Gymwire's, not the contract's.
 
 public sealed record NewMember(Guid Id, string UserId, string Role, DateTimeOffset JoinedAt);
 public sealed record NewPayment(Guid Id, string UserId, int AmountCents, string Status, DateTimeOffset CreatedAt);
@@ -20,8 +20,21 @@ public sealed record ApiKey(Guid Id, string Name, string KeyPrefix, IReadOnlyLis
 public sealed record CreatedApiKey(Guid Id, string Name, string KeyPrefix, IReadOnlyList<string> Scopes, DateTimeOffset? LastUsed, bool IsActive, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, string Key);
 public sealed record CreateApiKey(string? Name = null, IReadOnlyList<string>? Scopes = null, DateTimeOffset? ExpiresAt = null);
 
-public sealed record Webhook(string Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTimeOffset CreatedAt);
-public sealed record CreatedWebhook(string Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTimeOffset CreatedAt, string Secret);
+public sealed record Webhook(string Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTimeOffset CreatedAt)
+{
+    /// <summary>
+    /// Gymwire's field, not the CombatScore contract's (<c>switched_off_by_owner</c>): true while the webhook is off because
+    /// the gym's owner switched it off, which only the owner can undo (an API key that sets <c>IsActive</c> gets 403).
+    /// An init property, so that the record's constructor stays the contract's fields alone.
+    /// </summary>
+    public bool SwitchedOffByOwner { get; init; }
+}
+
+public sealed record CreatedWebhook(string Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTimeOffset CreatedAt, string Secret)
+{
+    /// <inheritdoc cref="Webhook.SwitchedOffByOwner"/>
+    public bool SwitchedOffByOwner { get; init; }
+}
 public sealed record CreateWebhook(string Url, IReadOnlyList<string>? Events = null);
 public sealed record UpdateWebhook(string? Url = null, IReadOnlyList<string>? Events = null, bool? IsActive = null);
 

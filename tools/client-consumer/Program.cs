@@ -1,5 +1,5 @@
 // Uses Gymwire.Client, trimmed (reflection-based JSON is off in a trimmed app): a trigger, an action, an error
-// answer, and a webhook delivery verified and parsed.
+// answer, the key's webhooks, and a webhook delivery verified and parsed.
 // Usage: ClientConsumer BASE_URL API_KEY WEBHOOK_SECRET DELIVERY_DIR (DELIVERY_DIR holds `body` and `headers`,
 // one "name: value" a line). Prints one line per check for the test to read.
 using System.Net;
@@ -24,6 +24,11 @@ try
 catch (GymwireApiException e) when (e.StatusCode == HttpStatusCode.Unauthorized)
 {
     Console.WriteLine($"error 401 {e.Message.Length > 0}");
+}
+
+foreach (var hook in await client.ListWebhooksAsync())
+{
+    Console.WriteLine($"listed {hook.Url} {hook.IsActive} {hook.SwitchedOffByOwner}");
 }
 
 var body = File.ReadAllBytes(Path.Combine(delivery, "body"));

@@ -13,8 +13,8 @@ namespace Gymwire.Tests.Client;
 /// Gymwire.Client as a user gets it: <c>dotnet pack</c> makes a package with its metadata, README and XML docs; a fresh
 /// console app (tools/client-consumer) restores it from a local folder feed (a nuget.config adding the folder beside
 /// the usual source), is published with Native AOT (trimmed and compiled ahead of time) with every trim and AOT warning
-/// an error, and against this live Gymwire calls a trigger and an action, reads an error, and verifies and parses a
-/// real webhook delivery. SQLite only: the client is the subject, not the store.
+/// an error, and against this live Gymwire calls a trigger and an action, reads an error, lists its key's webhooks
+/// (one the owner switched off), and verifies and parses a real webhook delivery. SQLite only: the client is the subject, not the store.
 /// </summary>
 public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log) : IClassFixture<SqliteWebhooks>
 {
@@ -40,6 +40,9 @@ public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log)
             // A real delivery for the app to verify.
             await using var receiver = await TestReceiver.StartAsync();
             var hook = await new GymwireClient(fx.Client(), gym.OwnerToken).CreateWebhookAsync(new CreateWebhook(receiver.Url("/hook"), ["lead.created"]));
+            // A webhook of the app's key that the owner switched off, for the app to list.
+            var keyHook = await new GymwireClient(fx.Client(), key).CreateWebhookAsync(new CreateWebhook("https://receiver.example.com/switched-off"));
+            await new GymwireClient(fx.Client(), gym.OwnerToken).UpdateWebhookAsync(keyHook.Id, new UpdateWebhook(IsActive: false));
             await (await owner.PostJsonAsync("/api/gym/leads", new { first_name = "Delivered" })).AssertStatusAsync(HttpStatusCode.Created);
             var delivery = Assert.Single(await receiver.WaitForAsync("/hook", 1));
             var deliveryDir = Path.Combine(work, "delivery");
@@ -66,6 +69,7 @@ public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log)
             Assert.Contains("member user_packaged 2026-04-16T12:00:00.0000000+00:00", lines);
             Assert.Contains(lines, l => l.StartsWith("lead ", StringComparison.Ordinal) && l.EndsWith(" Trimmed trimmed-app", StringComparison.Ordinal));
             Assert.Contains("error 401 True", lines);
+            Assert.Contains("listed https://receiver.example.com/switched-off False True", lines);
             Assert.Contains("webhook True False lead.created False False", lines);
         }
         finally

@@ -42,4 +42,28 @@ public abstract class ClientWebhookTests(GymwireFixture fx)
         var missing = await Assert.ThrowsAsync<GymwireApiException>(() => client.UpdateWebhookAsync(Guid.NewGuid().ToString(), new UpdateWebhook(IsActive: true)));
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
     }
+
+    [Fact]
+    public async Task Reads_whether_the_owner_switched_a_webhook_off()
+    {
+        var gym = await fx.CreateGymAsync();
+        var owner = new GymwireClient(fx.Client(), gym.OwnerToken);
+        var key = new GymwireClient(fx.Client(), (await owner.CreateApiKeyAsync(new CreateApiKey("hooks", ["read", "write"]))).Key);
+        var hook = await key.CreateWebhookAsync(new CreateWebhook("https://receiver.example.com/hook"));
+        Assert.False(hook.SwitchedOffByOwner);
+
+        // The key's own switch-off is not the owner's: the key may switch the webhook on again.
+        Assert.False((await key.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: false))).SwitchedOffByOwner);
+        Assert.True((await key.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: true))).IsActive);
+
+        var off = await owner.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: false));
+        Assert.True(off.SwitchedOffByOwner);
+        Assert.True(Assert.Single(await key.ListWebhooksAsync()).SwitchedOffByOwner);
+        var refused = await Assert.ThrowsAsync<GymwireApiException>(() => key.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: true)));
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+
+        var on = await owner.UpdateWebhookAsync(hook.Id, new UpdateWebhook(IsActive: true));
+        Assert.True(on.IsActive);
+        Assert.False(on.SwitchedOffByOwner);
+    }
 }
