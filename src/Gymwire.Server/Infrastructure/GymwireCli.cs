@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Data.Common;
@@ -112,10 +113,28 @@ public static class GymwireCli
         {
             return await RefuseAsync($"{parsed.Errors[0].Message.TrimEnd('.')} (see {CommandPath(parsed.CommandResult)} --help)");
         }
+        if (parsed.Action is HelpAction)
+        {
+            using var help = new StringWriter();
+            var code = await parsed.InvokeAsync(new InvocationConfiguration { Output = help });
+            await Console.Out.WriteAsync(HelpText(help.ToString()));
+            return code;
+        }
         // Without a termination timeout the host's own SIGTERM handling runs: a clean stop that lets requests and
         // webhook attempts finish, instead of the parser ending the process 2 s after the signal.
         return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
+
+    /// <summary>
+    /// The parser's help in Gymwire's words where it speaks of the <c>--Section:Key=value</c> settings, which every command
+    /// lets through as unmatched tokens: the parser calls them "arguments passed to the application that is being run",
+    /// with an unbalanced bracket in its usage line, and its help layout cannot be changed from outside.
+    /// </summary>
+    private static string HelpText(string help) => help
+        .Replace("[[--] <additional arguments>...]]", "[--Section:Key=value ...]", StringComparison.Ordinal)
+        .Replace("Additional Arguments:" + Environment.NewLine + "  Arguments passed to the application that is being run.",
+            "Settings:" + Environment.NewLine + "  --Section:Key=value  Any setting, as in appsettings.json; overrides the file and the environment (docs/configuration.md).",
+            StringComparison.Ordinal);
 
     private static string CommandPath(System.CommandLine.Parsing.CommandResult result) =>
         result.Parent is System.CommandLine.Parsing.CommandResult parent ? $"{CommandPath(parent)} {result.Command.Name}" : "gymwire";

@@ -225,6 +225,21 @@ public abstract class CliTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task Help_says_how_settings_are_given()
+    {
+        foreach (var args in new[] { new[] { "--help" }, ["api-keys", "create", "--help"] })
+        {
+            var (code, stdout, stderr) = await Cli.RunAsync(fx, args);
+            Assert.True(code == 0, stderr);
+            Assert.Contains(args.Length == 1 ? "  gymwire [command] [options] [--Section:Key=value ...]" : "  gymwire api-keys create [options] [--Section:Key=value ...]",
+                stdout, StringComparison.Ordinal);
+            Assert.Contains("Settings:", stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain("Additional Arguments", stdout, StringComparison.Ordinal);
+            Assert.Contains("--help", stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task An_argument_starting_with_at_is_itself_not_a_file_to_read()
     {
         var email = $"cli-{Guid.NewGuid():N}@example.com";
