@@ -105,6 +105,18 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
     private Task<SmsMessage> MessageAsync(Guid id) => fx.SmsAsync(id);
 
+    /// <summary>A message a sender has claimed and is sending (its first attempt), as its row stands until the attempt is recorded.</summary>
+    private Task<Guid> ClaimedAsync(Guid gymId, string phone, string body, DateTime now, DateTime claimedUntil) => fx.WithDbAsync(async db =>
+    {
+        var m = SmsService.Queue(db, gymId, new SendSmsRequest(phone, body), now);
+        m.Status = SmsStatuses.Sending;
+        m.Attempts = 1;
+        m.LastAttemptAt = now;
+        m.ClaimedUntil = claimedUntil;
+        await db.SaveChangesAsync();
+        return m.Id;
+    });
+
     /// <summary>Wakes the sender and polls (bounded) until the message reaches one of <paramref name="statuses"/>.</summary>
     private Task<SmsMessage> AwaitStatusAsync(Guid id, params string[] statuses) => AwaitAsync(id, m => statuses.Contains(m.Status));
 
@@ -345,16 +357,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
 
         // A: the same text to the same number, claimed by another node's sender, which has sent it and not yet recorded it.
         var now = fx.Clock.GetUtcNow().UtcDateTime;
-        var a = await fx.WithDbAsync(async db =>
-        {
-            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest(phone, body), now);
-            m.Status = SmsStatuses.Sending;
-            m.Attempts = 1;
-            m.LastAttemptAt = now;
-            m.ClaimedUntil = now.AddHours(1);
-            await db.SaveChangesAsync();
-            return m.Id;
-        });
+        var a = await ClaimedAsync(gym.GymId, phone, body, now, claimedUntil: now.AddHours(1));
         using var http = new HttpClient();
         var aSent = await Provider(http).SendAsync(await MessageAsync(a), NoneRecorded, CancellationToken.None);
         Assert.True(aSent.Sent);
@@ -550,17 +553,8 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var now = fx.Clock.GetUtcNow().UtcDateTime;
         var body = $"Interrupted {Guid.NewGuid():N}";
         var phone = NewPhone();
-        var id = await fx.WithDbAsync(async db =>
-        {
-            // As a sender that died between claiming and recording leaves it.
-            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest(phone, body), now);
-            m.Status = SmsStatuses.Sending;
-            m.Attempts = 1;
-            m.LastAttemptAt = now;
-            m.ClaimedUntil = now.AddMinutes(1);
-            await db.SaveChangesAsync();
-            return m.Id;
-        });
+        // As a sender that died between claiming and recording leaves it.
+        var id = await ClaimedAsync(gym.GymId, phone, body, now, claimedUntil: now.AddMinutes(1));
         await fx.RestartAsync();
         fx.Clock.Advance(TimeSpan.FromMinutes(2));
         var reviewed = await AwaitStatusAsync(id, SmsStatuses.Failed, SmsStatuses.Sent, SmsStatuses.Queued);
