@@ -224,7 +224,38 @@ public static class DatabaseSetup
         // logged at Error level (npgsql/efcore.pg#3407): an operator's first start looked like a failed install.
         // Creating the table first, with EF's own statement, leaves nothing to fail.
         await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
-        await db.Database.MigrateAsync(cancellationToken);
+        await RenameMigrationsAsync(db, cancellationToken);
+        try
+        {
+            await db.Database.MigrateAsync(cancellationToken);
+        }
+        catch (DbException e)
+        {
+            // Each migration runs in a transaction of its own: the first one still pending is the one that failed.
+            var failed = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).FirstOrDefault();
+            throw new DatabaseMigrationException(
+                $"migration {failed} failed, and the database keeps every migration before it: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Migrations whose id changed after a build of main had applied them (a migration made again under a new timestamp,
+    /// its Up unchanged). EF Core knows a migration only by its id, so a database that recorded the old one would run it
+    /// again and fail; the history is corrected first.
+    /// </summary>
+    private static readonly (string Old, string New)[] RenamedMigrations =
+    [
+        ("20261204084757_GymTimeZoneAndReportRecipients", "20261204085250_GymTimeZoneAndReportRecipients"),
+        ("20261204084841_GymTimeZoneAndReportRecipients", "20261204085344_GymTimeZoneAndReportRecipients"),
+    ];
+
+    private static async Task RenameMigrationsAsync(GymwireDbContext db, CancellationToken cancellationToken)
+    {
+        foreach (var (old, renamed) in RenamedMigrations)
+        {
+            await db.Database.ExecuteSqlAsync(
+                $"UPDATE __ef_migrations_history SET migration_id = {renamed} WHERE migration_id = {old}", cancellationToken);
+        }
     }
 }
 
@@ -260,3 +291,6 @@ internal sealed class SqlitePragmas : DbConnectionInterceptor
         command.ExecuteNonQuery();
     }
 }
+
+/// <summary>A migration failed; the message names it.</summary>
+public sealed class DatabaseMigrationException(string message, Exception inner) : Exception(message, inner);

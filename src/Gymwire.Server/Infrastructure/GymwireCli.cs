@@ -228,7 +228,7 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
             return 2;
         }
-        catch (Exception e) when (e is DatabaseBehindException or KeyRingException || IsUnreachable(e))
+        catch (Exception e) when (e is DatabaseBehindException or DatabaseMigrationException or KeyRingException || IsUnreachable(e))
         {
             await Console.Error.WriteLineAsync($"error: {Describe(e)}");
             return 2;
@@ -309,7 +309,7 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
             return 2;
         }
-        catch (Exception e) when (e is KeyRingException or DatabaseBehindException || IsUnreachable(e))
+        catch (Exception e) when (e is KeyRingException or DatabaseBehindException or DatabaseMigrationException || IsUnreachable(e))
         {
             await Console.Error.WriteLineAsync($"error: {Describe(e)}");
             return 2;
