@@ -28,12 +28,39 @@ public sealed record Webhook(string Id, string Url, IReadOnlyList<string> Events
     /// An init property, so that the record's constructor stays the contract's fields alone.
     /// </summary>
     public bool SwitchedOffByOwner { get; init; }
+
+    /// <summary>
+    /// Gymwire's field (<c>disabled_reason</c>): why Gymwire itself switched the webhook off (the receiver answered 410 Gone,
+    /// it kept failing, or the API key that created it was revoked); null while it is on and when the owner or a key switched it off.
+    /// </summary>
+    public string? DisabledReason { get; init; }
+
+    /// <summary>Gymwire's field (<c>disabled_at</c>): when the webhook was last switched off, by anyone; null while it is on.</summary>
+    public DateTimeOffset? DisabledAt { get; init; }
+
+    /// <summary>Gymwire's field (<c>api_key_id</c>): the <see cref="ApiKey.Id"/> of the key that created the webhook; null when the owner did.</summary>
+    public Guid? ApiKeyId { get; init; }
+
+    /// <summary>Gymwire's field (<c>description</c>): what the owner calls the webhook; null when it has no description.</summary>
+    public string? Description { get; init; }
 }
 
 public sealed record CreatedWebhook(string Id, string Url, IReadOnlyList<string> Events, bool IsActive, DateTimeOffset CreatedAt, string Secret)
 {
     /// <inheritdoc cref="Webhook.SwitchedOffByOwner"/>
     public bool SwitchedOffByOwner { get; init; }
+
+    /// <inheritdoc cref="Webhook.DisabledReason"/>
+    public string? DisabledReason { get; init; }
+
+    /// <inheritdoc cref="Webhook.DisabledAt"/>
+    public DateTimeOffset? DisabledAt { get; init; }
+
+    /// <inheritdoc cref="Webhook.ApiKeyId"/>
+    public Guid? ApiKeyId { get; init; }
+
+    /// <inheritdoc cref="Webhook.Description"/>
+    public string? Description { get; init; }
 }
 public sealed record CreateWebhook(string Url, IReadOnlyList<string>? Events = null);
 public sealed record UpdateWebhook(string? Url = null, IReadOnlyList<string>? Events = null, bool? IsActive = null);

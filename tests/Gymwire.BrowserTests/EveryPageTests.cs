@@ -10,8 +10,9 @@ namespace Gymwire.BrowserTests;
 /// <summary>
 /// Issue #30, "Done when": every dashboard page, signed in and signed out, at desktop and phone size, light and dark,
 /// has no serious or critical axe-core violation and no horizontal scroll, with a screenshot of each under the test
-/// output. The pages carry data (a key, a webhook with a delivered and a failing delivery, members and a payment), so
-/// the elements that only show with data are checked too. The flows themselves are the other classes' tests.
+/// output; and no table row has a cell that is not laid out as a table cell (its bottom border would break). The pages
+/// carry data (a key, a webhook with a delivered and a failing delivery, members and a payment), so the elements that
+/// only show with data are checked too. The flows themselves are the other classes' tests.
 /// </summary>
 [Collection(BrowserCollection.Name)]
 public sealed class EveryPageTests(Chromium chromium, WebhookGymwire fx) : IClassFixture<WebhookGymwire>
@@ -91,6 +92,9 @@ public sealed class EveryPageTests(Chromium chromium, WebhookGymwire fx) : IClas
         // A page can fit and still have a badge or a label run over its box's border (a text wider than its column).
         var overflowing = await browser.Page.EvaluateAsync<string[]>(OverflowingLabels);
         Assert.True(overflowing.Length == 0, $"{path} at {widths[1]}px: {string.Join("; ", overflowing)}");
+        // A cell with a display of its own (flex, say) in a table laid out as a table stops being a cell: the row's border breaks under it.
+        var notCells = await browser.Page.EvaluateAsync<string[]>(CellsThatAreNotCells);
+        Assert.True(notCells.Length == 0, $"{path} at {widths[1]}px: {string.Join("; ", notCells)}");
         var name = string.Join('-', path.Split('?')[0].Trim('/').Split('/').Select(s => Guid.TryParse(s, out _) ? "id" : s));
         // Two webhook pages (a delivering and a failing one) share a name: the second gets "-2".
         name = _shots.Add($"{prefix}-{name}") ? name : name + "-2";
@@ -112,6 +116,13 @@ public sealed class EveryPageTests(Chromium chromium, WebhookGymwire fx) : IClas
           const out = [el.getBoundingClientRect(), text.getBoundingClientRect()].some(r => r.width > 0 && (r.left < left - 0.5 || r.right > right + 0.5));
           return out ? [`"${el.textContent.trim()}" in .${box.className.split(' ').join('.')}`] : [];
         })
+        """;
+
+    /// <summary>The cells of every table row laid out as a table row (not as a phone's stacked block) that are not table cells.</summary>
+    private const string CellsThatAreNotCells = """
+        () => [...document.querySelectorAll('tr')].filter(tr => getComputedStyle(tr).display === 'table-row').flatMap(tr =>
+          [...tr.children].map(cell => [cell, getComputedStyle(cell).display]).filter(([, display]) => display !== 'table-cell' && display !== 'none')
+            .map(([cell, display]) => `${cell.tagName.toLowerCase()} "${cell.dataset.label ?? cell.textContent.trim()}" in table.${cell.closest('table').className.split(' ').join('.')} is display: ${display}`))
         """;
 
     private static async Task<Guid> CreateHookAsync(HttpClient owner, string url, string description)

@@ -28,7 +28,7 @@ catch (GymwireApiException e) when (e.StatusCode == HttpStatusCode.Unauthorized)
 
 foreach (var hook in await client.ListWebhooksAsync())
 {
-    Console.WriteLine($"listed {hook.Url} {hook.IsActive} {hook.SwitchedOffByOwner}");
+    Console.WriteLine($"listed {hook.Url} {hook.IsActive} {hook.SwitchedOffByOwner} {hook.ApiKeyId} {hook.DisabledAt is not null} {hook.Description}");
 }
 
 var body = File.ReadAllBytes(Path.Combine(delivery, "body"));

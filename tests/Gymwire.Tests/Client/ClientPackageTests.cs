@@ -14,7 +14,7 @@ namespace Gymwire.Tests.Client;
 /// console app (tools/client-consumer) restores it from a local folder feed (a nuget.config adding the folder beside
 /// the usual source), is published with Native AOT (trimmed and compiled ahead of time) with every trim and AOT warning
 /// an error, and against this live Gymwire calls a trigger and an action, reads an error, lists its key's webhooks
-/// (one the owner switched off), and verifies and parses a real webhook delivery. SQLite only: the client is the subject, not the store.
+/// (one the owner described and switched off, read with Gymwire's own fields), and verifies and parses a real webhook delivery. SQLite only: the client is the subject, not the store.
 /// </summary>
 public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log) : IClassFixture<SqliteWebhooks>
 {
@@ -22,8 +22,9 @@ public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log)
     public async Task The_packed_client_restored_from_a_local_feed_works_in_a_native_aot_app()
     {
         var work = Directory.CreateTempSubdirectory("gymwire-client-").FullName;
-        // A version of its own, so that no copy in the machine's package cache from an earlier run stands in for this one.
-        var version = $"1.0.0-test.{DateTime.UtcNow:yyyyMMddHHmmssfff}";
+        // The project's version with a suffix of its own, so that no copy in the machine's package cache from an earlier run stands in for this one.
+        var project = XDocument.Load(Path.Combine(RepositoryRoot, "src", "Gymwire.Client", "Gymwire.Client.csproj"));
+        var version = $"{project.Descendants("Version").Single().Value}-test.{DateTime.UtcNow:yyyyMMddHHmmssfff}";
         try
         {
             var feed = Path.Combine(work, "feed");
@@ -35,14 +36,15 @@ public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log)
             var gym = await fx.CreateGymAsync("Packaged Client Gym");
             using var owner = gym.Owner();
             await (await owner.PostJsonAsync("/api/gym/members", new { name = "Packaged", user_id = "user_packaged" })).AssertStatusAsync(HttpStatusCode.Created);
-            var key = (await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "trimmed", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created))
-                .GetProperty("key").GetString()!;
+            var created = await (await owner.PostJsonAsync("/api/gym/api-keys", new { name = "trimmed", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
+            var key = created.GetProperty("key").GetString()!;
+            var keyId = created.GetProperty("id").GetGuid();
             // A real delivery for the app to verify.
             await using var receiver = await TestReceiver.StartAsync();
             var hook = await new GymwireClient(fx.Client(), gym.OwnerToken).CreateWebhookAsync(new CreateWebhook(receiver.Url("/hook"), ["lead.created"]));
-            // A webhook of the app's key that the owner switched off, for the app to list.
+            // A webhook of the app's key that the owner described and switched off, for the app to list.
             var keyHook = await new GymwireClient(fx.Client(), key).CreateWebhookAsync(new CreateWebhook("https://receiver.example.com/switched-off"));
-            await new GymwireClient(fx.Client(), gym.OwnerToken).UpdateWebhookAsync(keyHook.Id, new UpdateWebhook(IsActive: false));
+            await (await owner.PatchJsonAsync($"/api/gym/webhooks/{keyHook.Id}", new { description = "Described", is_active = false })).AssertStatusAsync(HttpStatusCode.OK);
             await (await owner.PostJsonAsync("/api/gym/leads", new { first_name = "Delivered" })).AssertStatusAsync(HttpStatusCode.Created);
             var delivery = Assert.Single(await receiver.WaitForAsync("/hook", 1));
             var deliveryDir = Path.Combine(work, "delivery");
@@ -69,7 +71,7 @@ public sealed class ClientPackageTests(SqliteWebhooks fx, ITestOutputHelper log)
             Assert.Contains("member user_packaged 2026-04-16T12:00:00.0000000+00:00", lines);
             Assert.Contains(lines, l => l.StartsWith("lead ", StringComparison.Ordinal) && l.EndsWith(" Trimmed trimmed-app", StringComparison.Ordinal));
             Assert.Contains("error 401 True", lines);
-            Assert.Contains("listed https://receiver.example.com/switched-off False True", lines);
+            Assert.Contains($"listed https://receiver.example.com/switched-off False True {keyId} True Described", lines);
             Assert.Contains("webhook True False lead.created False False", lines);
         }
         finally

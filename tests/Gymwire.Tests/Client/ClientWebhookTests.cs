@@ -66,4 +66,43 @@ public abstract class ClientWebhookTests(GymwireFixture fx)
         Assert.True(on.IsActive);
         Assert.False(on.SwitchedOffByOwner);
     }
+
+    [Fact]
+    public async Task Reads_gymwires_own_webhook_fields()
+    {
+        var gym = await fx.CreateGymAsync();
+        var owner = new GymwireClient(fx.Client(), gym.OwnerToken);
+        var apiKey = await owner.CreateApiKeyAsync(new CreateApiKey("hooks", ["read", "write"]));
+        var key = new GymwireClient(fx.Client(), apiKey.Key);
+
+        // Made by the key: api_key_id names it; on, so nothing says when or why it went off.
+        var keyHook = await key.CreateWebhookAsync(new CreateWebhook("https://receiver.example.com/by-key"));
+        Assert.Equal(apiKey.Id, keyHook.ApiKeyId);
+        Assert.Null(keyHook.DisabledReason);
+        Assert.Null(keyHook.DisabledAt);
+        Assert.Null(keyHook.Description);
+
+        // Made by the owner, with a description (the client's CreateWebhook is the contract's: url and events).
+        using var ownerHttp = gym.Owner();
+        var ownerHookId = (await (await ownerHttp.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/by-owner", description = "Mailchimp sync" }))
+            .AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetString()!;
+        var ownerHook = Assert.Single(await owner.ListWebhooksAsync(), h => h.Id == ownerHookId);
+        Assert.Null(ownerHook.ApiKeyId);
+        Assert.Equal("Mailchimp sync", ownerHook.Description);
+
+        // Switched off by the owner: when, but no reason of Gymwire's.
+        var off = await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook(IsActive: false));
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, off.DisabledAt!.Value.UtcDateTime, TimeSpan.FromMilliseconds(1));
+        Assert.Null(off.DisabledReason);
+        Assert.Equal("Mailchimp sync", off.Description);
+
+        // Switched off by Gymwire when its key is revoked: the reason says so.
+        await owner.RevokeApiKeyAsync(apiKey.Id);
+        var revoked = Assert.Single(await owner.ListWebhooksAsync(), h => h.Id == keyHook.Id);
+        Assert.False(revoked.IsActive);
+        Assert.Contains("'hooks'", revoked.DisabledReason, StringComparison.Ordinal);
+        Assert.Contains("revoked", revoked.DisabledReason, StringComparison.Ordinal);
+        Assert.Equal(fx.Clock.GetUtcNow().UtcDateTime, revoked.DisabledAt!.Value.UtcDateTime, TimeSpan.FromMilliseconds(1));
+        Assert.Equal(apiKey.Id, revoked.ApiKeyId);
+    }
 }

@@ -353,21 +353,23 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task Zapier_tile_tells_apart_webhooks_disabled_on_one_host_by_path_and_by_when_they_were_added()
+    public async Task Zapier_tile_tells_apart_webhooks_disabled_on_one_host_by_path_and_by_when_they_were_added_even_in_one_minute()
     {
         var (gym, browser) = await SignedInAsync();
         using var _ = browser;
         var ids = new List<Guid>();
         using (var owner = gym.Owner())
         {
-            foreach (var url in new[] { "https://hooks.example.com/catch/1", "https://hooks.example.com/catch/2", "https://hooks.example.com/catch/1" })
+            foreach (var url in new[] { "https://hooks.example.com/catch/1", "https://hooks.example.com/catch/2", "https://hooks.example.com/catch/1", "https://hooks.example.com/catch/1" })
             {
                 var created = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url, events = new[] { "member.joined" } })).AssertStatusAsync(HttpStatusCode.Created);
                 ids.Add(created.GetProperty("id").GetGuid());
             }
         }
         var now = fx.Clock.GetUtcNow().UtcDateTime;
-        DateTime[] added = [new(2026, 3, 1, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 2, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 3, 17, 5, 0, DateTimeKind.Utc)];
+        // The last two to one URL within one minute (a Zap that subscribed twice, say).
+        DateTime[] added = [new(2026, 3, 1, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 2, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 3, 17, 5, 0, DateTimeKind.Utc),
+            new(2026, 3, 3, 17, 5, 40, DateTimeKind.Utc)];
         for (var i = 0; i < ids.Count; i++)
         {
             var (id, at) = (ids[i], added[i]);
@@ -377,7 +379,8 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
 
         var html = WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/integrations"));
         // One line and one link per webhook, each naming its own.
-        string[] names = ["hooks.example.com/catch/1 (added 2026-03-01 09:30 UTC)", "hooks.example.com/catch/2", "hooks.example.com/catch/1 (added 2026-03-03 17:05 UTC)"];
+        string[] names = ["hooks.example.com/catch/1 (added 2026-03-01 09:30 UTC)", "hooks.example.com/catch/2", "hooks.example.com/catch/1 (added 2026-03-03 17:05 UTC, 1 of 2)",
+            "hooks.example.com/catch/1 (added 2026-03-03 17:05 UTC, 2 of 2)"];
         var links = Regex.Matches(html, "<a href=\"/settings/webhooks/([0-9a-f-]{36})\">([^<]*)</a>").Select(m => (Id: Guid.Parse(m.Groups[1].Value), Text: m.Groups[2].Value));
         Assert.Equal(ids.Zip(names, (id, name) => (id, $"Disabled: {name}")), links);
         var reason = Regex.Match(html, "<p class=\"tile-reason\">(The webhook [^<]*)</p>").Groups[1].Value;

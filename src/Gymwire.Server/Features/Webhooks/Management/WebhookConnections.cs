@@ -30,14 +30,20 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
         var links = new List<StatusLink>();
         var zone = troubled.Count == 0 ? null : await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct);
         // Each webhook by where it delivers (host and path; a query may hold a token), and by when it was added where
-        // two go to the same URL: several webhooks on one host are told apart, not listed as identical lines.
+        // two go to the same URL: several webhooks on one host are told apart, not listed as identical lines. Two added
+        // to one URL in the same minute are numbered in the order they were added ("1 of 2"), so no two lines are alike.
         var targets = troubled.ToDictionary(h => h.Id, h => Target(h.Url));
+        var added = troubled.ToDictionary(h => h.Id, h => Gyms.GymTimeZones.Minutes(h.CreatedAt, zone!));
         foreach (var hook in troubled)
         {
             var target = targets[hook.Id];
-            if (targets.Values.Count(t => t == target) > 1)
+            var sameUrl = troubled.Where(h => targets[h.Id] == target).ToList();
+            if (sameUrl.Count > 1)
             {
-                target += $" (added {Gyms.GymTimeZones.Minutes(hook.CreatedAt, zone!)})";
+                var sameMinute = sameUrl.Where(h => added[h.Id] == added[hook.Id]).ToList();
+                target += sameMinute.Count > 1
+                    ? $" (added {added[hook.Id]}, {sameMinute.FindIndex(h => h.Id == hook.Id) + 1} of {sameMinute.Count})"
+                    : $" (added {added[hook.Id]})";
             }
             var name = hook.Description ?? target;
             if (hook.Description is not null && troubled.Count(h => h.Description == hook.Description) > 1)
