@@ -62,8 +62,17 @@ public sealed record CreatedWebhook(string Id, string Url, IReadOnlyList<string>
     /// <inheritdoc cref="Webhook.Description"/>
     public string? Description { get; init; }
 }
-public sealed record CreateWebhook(string Url, IReadOnlyList<string>? Events = null);
-public sealed record UpdateWebhook(string? Url = null, IReadOnlyList<string>? Events = null, bool? IsActive = null);
+public sealed record CreateWebhook(string Url, IReadOnlyList<string>? Events = null)
+{
+    /// <summary>Gymwire's field (<c>description</c>): what to call the webhook, at most 200 characters; not sent when null.</summary>
+    public string? Description { get; init; }
+}
+
+public sealed record UpdateWebhook(string? Url = null, IReadOnlyList<string>? Events = null, bool? IsActive = null)
+{
+    /// <summary>Gymwire's field (<c>description</c>): null leaves it as it is, an empty string removes it.</summary>
+    public string? Description { get; init; }
+}
 
 public sealed record KeyList(IReadOnlyList<ApiKey> Keys);
 public sealed record WebhookList(IReadOnlyList<Webhook> Webhooks);

@@ -82,13 +82,19 @@ public abstract class ClientWebhookTests(GymwireFixture fx)
         Assert.Null(keyHook.DisabledAt);
         Assert.Null(keyHook.Description);
 
-        // Made by the owner, with a description (the client's CreateWebhook is the contract's: url and events).
-        using var ownerHttp = gym.Owner();
-        var ownerHookId = (await (await ownerHttp.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/by-owner", description = "Mailchimp sync" }))
-            .AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetString()!;
+        // Made by the owner, with a description.
+        var created = await owner.CreateWebhookAsync(new CreateWebhook("https://receiver.example.com/by-owner") { Description = "Mailchimp sync" });
+        Assert.Equal("Mailchimp sync", created.Description);
+        var ownerHookId = created.Id;
         var ownerHook = Assert.Single(await owner.ListWebhooksAsync(), h => h.Id == ownerHookId);
         Assert.Null(ownerHook.ApiKeyId);
         Assert.Equal("Mailchimp sync", ownerHook.Description);
+
+        // An update without a description leaves it; one with a description changes it; an empty one removes it.
+        Assert.Equal("Mailchimp sync", (await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook(Events: ["member.created"]))).Description);
+        Assert.Equal("Mailchimp", (await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook { Description = "Mailchimp" })).Description);
+        Assert.Null((await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook { Description = "" })).Description);
+        Assert.Equal("Mailchimp sync", (await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook { Description = "Mailchimp sync" })).Description);
 
         // Switched off by the owner: when, but no reason of Gymwire's.
         var off = await owner.UpdateWebhookAsync(ownerHookId, new UpdateWebhook(IsActive: false));
