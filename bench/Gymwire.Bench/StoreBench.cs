@@ -1106,30 +1106,23 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             warmUp: () => GymwireRateAsync(gym.GymId, warmUpEvents),
             run: async () => (await GymwireRateAsync(gym.GymId, o.EventsPerRun), (long)o.EventsPerRun * Subscriptions));
 
-        string Common(MetricsPairs pairs) => $"each run on a server started afresh and warmed up, {(o.PairedRuns + pairs.WarmUpPairs) * 2} starts per figure; ratio: the median of the {o.PairedRuns} pairs' ratios after {pairs.WarmUpPairs} warm-up pair(s) (until a pair JIT-compiled at most {QuietJitMethods} methods)";
+        var common = $"each run on a server started afresh and warmed up, {(o.PairedRuns + 1) * 2} starts per figure; ratio: the median of the {o.PairedRuns} pairs' ratios after one warm-up pair";
         report.Add(store, "Metrics cost: M1 on/off", $"{poll.Result.Measured:N0} req/s with metrics on", $"{poll.Result.Baseline:N0} req/s with them off",
-            poll.Result.Ratio, 0.97, $"M1's poll at {connections} conn, {o.Duration.TotalSeconds:0} s per run, Prometheus endpoint on and scraped every second ({poll.Scrapes} scrapes, {poll.Failures} failed, last {poll.Bytes / 1024.0:N0} KiB) against off; {Cpu(poll, "request")}; {Common(poll)}; target: lose <= 3%");
+            poll.Result.Ratio, 0.97, $"M1's poll at {connections} conn, {o.Duration.TotalSeconds:0} s per run, Prometheus endpoint on and scraped every second ({poll.Scrapes} scrapes, {poll.Failures} failed, last {poll.Bytes / 1024.0:N0} KiB) against off; {Cpu(poll, "request")}; {common}; target: lose <= 3%");
         report.Add(store, "Metrics cost: M4 on/off", $"{delivery.Result.Measured:N0} deliveries/s with metrics on", $"{delivery.Result.Baseline:N0}/s with them off",
-            delivery.Result.Ratio, 0.97, $"M4's run ({o.EventsPerRun * Subscriptions:N0} deliveries to {Subscriptions} receivers, on a gym of its own), Prometheus endpoint on and scraped every second ({delivery.Scrapes} scrapes, {delivery.Failures} failed, last {delivery.Bytes / 1024.0:N0} KiB) against off; {Cpu(delivery, "delivery")}; {Common(delivery)}; target: lose <= 3%");
+            delivery.Result.Ratio, 0.97, $"M4's run ({o.EventsPerRun * Subscriptions:N0} deliveries to {Subscriptions} receivers, on a gym of its own), Prometheus endpoint on and scraped every second ({delivery.Scrapes} scrapes, {delivery.Failures} failed, last {delivery.Bytes / 1024.0:N0} KiB) against off; {Cpu(delivery, "delivery")}; {common}; target: lose <= 3%");
     }
 
     private static string Cpu(MetricsPairs pairs, string unit) =>
         $"server CPU per {unit} {pairs.CpuOn:N1} µs on, {pairs.CpuOff:N1} µs off (medians; {pairs.CpuOn / pairs.CpuOff:0.00})";
 
-    /// <summary>Methods JIT-compiled in a pair's two runs below which the JIT counts as quiet (a warmed-up pair compiles a few dozen).</summary>
-    private const int QuietJitMethods = 200;
-
-    private const int MaxMetricsWarmUpPairs = 4;
-
     /// <summary>The pairs' throughput, and the median CPU time this process (the server; wrk and the receivers run apart) spent per unit of work, on and off.</summary>
-    private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes, double CpuOn, double CpuOff, int WarmUpPairs);
+    private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes, double CpuOn, double CpuOff);
 
     /// <summary>
     /// Pairs of runs, one with metrics on (and scraped from the server's start to the run's end) and one with them off,
-    /// back to back, off-on then on-off; pair 0 warms up and is not counted, nor are the pairs after it while the JIT is
-    /// still busy (more than <see cref="QuietJitMethods"/> methods compiled in a pair, at most
-    /// <see cref="MaxMetricsWarmUpPairs"/> pairs). Before each run the server is restarted with the run's setting, then
-    /// <paramref name="before"/> and <paramref name="warmUp"/> run on it.
+    /// back to back, off-on then on-off; pair 0 warms up and is not counted. Before each run the server is restarted with
+    /// the run's setting, then <paramref name="before"/> and <paramref name="warmUp"/> run on it.
     /// </summary>
     private async Task<MetricsPairs> MetricsPairsAsync(string name, Func<Task> before, Func<Task> warmUp, Func<Task<(double Rate, long Units)>> run)
     {
@@ -1138,12 +1131,10 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var ratios = new List<double>();
         var cpu = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
         var (scrapes, failures, bytes) = (0, 0, 0L);
-        var warmUpPairs = 0;
         for (var r = 0; r <= o.PairedRuns; r++)
         {
             var rates = new Dictionary<bool, double>();
             var perUnit = new Dictionary<bool, double>();
-            var jitMethods = 0L;
             foreach (var metrics in r % 2 == 0 ? new[] { false, true } : [true, false])
             {
                 await RestartAsync(metrics);
@@ -1152,10 +1143,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 await warmUp();
                 // CPU time of this process: the server, and the bench's own idle waiting (the load comes from other processes).
                 var cpuBefore = Environment.CpuUsage.TotalTime;
-                var jitBefore = JitInfo.GetCompiledMethodCount();
                 (rates[metrics], var units) = await run();
                 perUnit[metrics] = (Environment.CpuUsage.TotalTime - cpuBefore).TotalMicroseconds / Math.Max(1, units);
-                jitMethods += JitInfo.GetCompiledMethodCount() - jitBefore;
                 if (scraper is not null)
                 {
                     var (count, failed, size) = await scraper.StopAsync();
@@ -1166,19 +1155,11 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                     (scrapes, failures, bytes) = (scrapes + count, failures + failed, size);
                 }
             }
-            // Every restart compiles code again (and the tiered JIT keeps recompiling hot methods for a while): a pair whose
-            // runs still compiled many methods measures the JIT as much as the metrics.
-            var warmingUp = r == 0;
-            Console.WriteLine($"  metrics cost {name} {(warmingUp ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
+            Console.WriteLine($"  metrics cost {name} {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
                 $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00}); " +
-                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00}); {jitMethods:N0} methods JIT-compiled in the two runs");
-            if (warmingUp)
+                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00})");
+            if (r == 0)
             {
-                warmUpPairs++;
-                if (jitMethods > QuietJitMethods && warmUpPairs < MaxMetricsWarmUpPairs)
-                {
-                    r--; // another warm-up pair
-                }
                 continue;
             }
             cpu[true].Add(perUnit[true]);
@@ -1188,7 +1169,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             ratios.Add(rates[true] / rates[false]);
         }
         return new MetricsPairs(new PairedResult(Stats.Median(on), Stats.Median(off), Stats.Median(ratios)), scrapes, failures, bytes,
-            Stats.Median(cpu[true]), Stats.Median(cpu[false]), warmUpPairs);
+            Stats.Median(cpu[true]), Stats.Median(cpu[false]));
     }
 
     /// <summary>Stops the server and starts another on the same database, with metrics on or off.</summary>
