@@ -1116,6 +1116,28 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     private static string Cpu(MetricsPairs pairs, string unit) =>
         $"server CPU per {unit} {pairs.CpuOn:N1} µs on, {pairs.CpuOff:N1} µs off (medians; {pairs.CpuOn / pairs.CpuOff:0.00})";
 
+    /// <summary>
+    /// Warms a freshly started server up, again while a round JIT-compiled more than <see cref="QuietJitMethods"/> methods (at
+    /// most <see cref="MaxWarmUpRounds"/> rounds): every start compiles code anew, and a measured run that shares the cores
+    /// with the JIT measures the JIT as much as the metrics.
+    /// </summary>
+    private static async Task WarmUpUntilJitIsQuietAsync(Func<Task> warmUp)
+    {
+        for (var round = 0; round < MaxWarmUpRounds; round++)
+        {
+            var before = JitInfo.GetCompiledMethodCount();
+            await warmUp();
+            if (JitInfo.GetCompiledMethodCount() - before <= QuietJitMethods)
+            {
+                return;
+            }
+        }
+    }
+
+    private const int QuietJitMethods = 50;
+
+    private const int MaxWarmUpRounds = 6;
+
     /// <summary>The pairs' throughput, and the median CPU time this process (the server; wrk and the receivers run apart) spent per unit of work, on and off.</summary>
     private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes, double CpuOn, double CpuOff);
 
@@ -1135,16 +1157,19 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         {
             var rates = new Dictionary<bool, double>();
             var perUnit = new Dictionary<bool, double>();
+            var jitMethods = 0L;
             foreach (var metrics in r % 2 == 0 ? new[] { false, true } : [true, false])
             {
                 await RestartAsync(metrics);
                 await before();
                 await using var scraper = metrics ? new Scraper($"{_base}/metrics") : null;
-                await warmUp();
+                await WarmUpUntilJitIsQuietAsync(warmUp);
                 // CPU time of this process: the server, and the bench's own idle waiting (the load comes from other processes).
                 var cpuBefore = Environment.CpuUsage.TotalTime;
+                var jitBefore = JitInfo.GetCompiledMethodCount();
                 (rates[metrics], var units) = await run();
                 perUnit[metrics] = (Environment.CpuUsage.TotalTime - cpuBefore).TotalMicroseconds / Math.Max(1, units);
+                jitMethods += JitInfo.GetCompiledMethodCount() - jitBefore;
                 if (scraper is not null)
                 {
                     var (count, failed, size) = await scraper.StopAsync();
@@ -1157,7 +1182,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             }
             Console.WriteLine($"  metrics cost {name} {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
                 $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00}); " +
-                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00})");
+                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00}); {jitMethods:N0} methods JIT-compiled in the two runs");
             if (r == 0)
             {
                 continue;
