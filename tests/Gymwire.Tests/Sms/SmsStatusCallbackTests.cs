@@ -22,14 +22,6 @@ public abstract class TwilioCallbackFixture(Store store) : TwilioFixture(store)
     public const string CallbackUrl = "https://gymwire.example/api/integrations/twilio/status";
     public const int Limit = 5;
 
-    public UpdateWatch UpdateWatch { get; } = new();
-
-    protected override void ConfigureServices(IServiceCollection services)
-    {
-        base.ConfigureServices(services);
-        services.AddSingleton<IInterceptor>(UpdateWatch);
-    }
-
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
         .. base.Settings(),
@@ -429,10 +421,14 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     }
 }
 
-/// <summary>Once armed, notes when an UPDATE of one table that carries one of some texts among its parameters begins.</summary>
+/// <summary>
+/// Once armed, notes when an UPDATE of one table begins that carries one of some texts among its parameters (any
+/// UPDATE of it, given none).
+/// </summary>
 public sealed class UpdateWatch : DbCommandInterceptor
 {
     private readonly Lock _lock = new();
+    private bool _armed;
     private string _table = "";
     private HashSet<string> _texts = [];
     private TaskCompletionSource _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -443,7 +439,7 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            (_table, _texts) = (table, texts.ToHashSet(StringComparer.Ordinal));
+            (_armed, _table, _texts) = (true, table, texts.ToHashSet(StringComparer.Ordinal));
             _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
     }
@@ -452,7 +448,7 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            _texts = [];
+            _armed = false;
         }
     }
 
@@ -473,9 +469,9 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            if (_texts.Count > 0 && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+            if (_armed && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
                 && command.CommandText.Contains(_table, StringComparison.Ordinal)
-                && command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text)))
+                && (_texts.Count == 0 || command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text))))
             {
                 _began.TrySetResult();
             }
