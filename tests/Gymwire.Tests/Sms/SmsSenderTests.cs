@@ -146,7 +146,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
             Provider = SmsOptions.TwilioProvider,
             Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
         });
-        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(),
+        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(), fx.Clock,
             Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioStatusCallbacks>.Instance);
         return new(http, options, callbacks, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
     }

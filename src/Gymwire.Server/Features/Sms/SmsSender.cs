@@ -20,7 +20,9 @@ public sealed class SmsSignal : WakeSignal;
 /// and the provider looks for the message before it sends it again (Twilio: in its list of messages to the number).
 /// </para>
 /// <para>
-/// Every write takes <see cref="SqliteWriteGate"/> first, as every SQLite writer in the process does.
+/// Every write takes <see cref="SqliteWriteGate"/> first, as every SQLite writer in the process does. Recording a
+/// provider id also applies the statuses Twilio reported for it before (<see cref="SmsEarlyStatus"/>), in the same
+/// transaction; each pass deletes those no message recorded within <see cref="SmsEarlyStatus.Kept"/>.
 /// </para>
 /// </summary>
 public sealed partial class SmsSender(
@@ -87,6 +89,8 @@ public sealed partial class SmsSender(
                 .Where(m => m.Status == SmsStatuses.Sending && m.ClaimedUntil != null && m.ClaimedUntil < now)
                 .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, InterruptedError)
                     .SetProperty(m => m.UncertainSince, m => m.UncertainSince ?? m.LastAttemptAt).SetProperty(m => m.ClaimedUntil, (DateTime?)null), ct);
+            var expired = now - SmsEarlyStatus.Kept;
+            await db.SmsEarlyStatuses.Where(e => e.ReceivedAt < expired).ExecuteDeleteAsync(ct);
         }
         if (interrupted > 0)
         {
@@ -152,16 +156,26 @@ public sealed partial class SmsSender(
         {
             try
             {
+                var sid = result.ProviderMessageId!;
+                string? reported = null;
                 using (await gate.EnterAsync(db, CancellationToken.None))
                 {
-                    await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
+                    await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+                    await TwilioStatusCallbacks.LockSidAsync(db, sid, CancellationToken.None);
+                    var recorded = await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, sid)
                         .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                    if (recorded > 0)
+                    {
+                        reported = await TwilioStatusCallbacks.ApplyEarlyAsync(db, sid, CancellationToken.None);
+                    }
+                    await tx.CommitAsync(CancellationToken.None);
                 }
                 LogSent(logger, id, message.Attempts);
                 metrics.Sent(SmsMetrics.Outcomes.Sent);
-                if (result.Status != SmsStatuses.Sent)
+                var delivery = reported ?? result.Status;
+                if (delivery != SmsStatuses.Sent)
                 {
-                    metrics.Delivery(result.Status);
+                    metrics.Delivery(delivery);
                 }
                 return;
             }
