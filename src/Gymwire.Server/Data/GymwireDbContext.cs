@@ -38,6 +38,7 @@ public abstract class GymwireDbContext(DbContextOptions options)
     public DbSet<Lead> Leads => Set<Lead>();
     public DbSet<Contract> Contracts => Set<Contract>();
     public DbSet<SmsMessage> SmsMessages => Set<SmsMessage>();
+    public DbSet<SmsEarlyStatus> SmsEarlyStatuses => Set<SmsEarlyStatus>();
     public DbSet<OutboxEvent> OutboxEvents => Set<OutboxEvent>();
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();

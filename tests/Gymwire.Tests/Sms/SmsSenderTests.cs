@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Net;
 using System.Text;
+using Gymwire.Data;
 using Gymwire.Features.Dashboard.Integrations;
 using Gymwire.Features.Sms;
 using Gymwire.Tests.Infrastructure;
@@ -25,10 +26,13 @@ public abstract class TwilioFixture(Store store) : GymwireFixture(store), IAsync
 
     public AfterRead AfterRead { get; } = new();
 
+    public UpdateWatch UpdateWatch { get; } = new();
+
     protected override void ConfigureServices(IServiceCollection services)
     {
         services.AddSingleton<IInterceptor>(AfterUpdate);
         services.AddSingleton<IInterceptor>(AfterRead);
+        services.AddSingleton<IInterceptor>(UpdateWatch);
     }
 
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
@@ -142,7 +146,7 @@ public abstract class SmsSenderTests(TwilioFixture fx)
             Provider = SmsOptions.TwilioProvider,
             Twilio = new TwilioOptions { BaseUrl = fx.Twilio.BaseAddress.ToString(), AccountSid = TwilioFixture.AccountSid, AuthToken = TwilioFixture.AuthToken, From = from },
         });
-        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(),
+        var callbacks = new TwilioStatusCallbacks(options, Options.Create(new Gymwire.Features.Gyms.AuthOptions()), fx.Services.GetRequiredService<SmsMetrics>(), fx.Clock,
             Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioStatusCallbacks>.Instance);
         return new(http, options, callbacks, fx.Clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<TwilioSmsProvider>.Instance);
     }
@@ -608,6 +612,89 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         Assert.Equal(SmsStatuses.Sent, message.Status);
         Assert.Null(message.ClaimedUntil);
         Assert.Equal(1, RequestsWith(body));
+    }
+
+    [Fact]
+    public async Task The_senders_claims_and_records_wait_their_turn_at_the_write_gate_during_a_long_write()
+    {
+        var (gym, _) = await GymAsync();
+        var body = $"Gated {Guid.NewGuid():N}";
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        // A message due in a minute, and another that the long writes change meanwhile.
+        var (id, other) = await fx.WithDbAsync(async db =>
+        {
+            var m = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", body), now);
+            m.NextAttemptAt = now.AddMinutes(1);
+            var o = SmsService.Queue(db, gym.GymId, new SendSmsRequest("+15551234567", $"Other {Guid.NewGuid():N}"), now);
+            o.Status = SmsStatuses.Failed;
+            await db.SaveChangesAsync();
+            return (m.Id, o.Id);
+        });
+        fx.Twilio.HoldAnswers();
+        try
+        {
+            // The pass that comes due (its sweep, the claim) while another writer holds the gate.
+            await DuringLongWriteAsync(other, () =>
+            {
+                fx.Clock.Advance(TimeSpan.FromMinutes(1));
+                fx.Services.GetRequiredService<SmsSignal>().Notify();
+                return fx.Twilio.Held;
+            });
+            await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(SmsStatuses.Sending, (await MessageAsync(id)).Status);
+
+            // Twilio's answer, to be recorded while another writer holds the gate.
+            await DuringLongWriteAsync(other, () =>
+            {
+                fx.Twilio.ReleaseAnswers();
+                return AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+            });
+        }
+        finally
+        {
+            fx.Twilio.ReleaseAnswers();
+        }
+        var sent = await AwaitStatusAsync(id, SmsStatuses.Sent, SmsStatuses.Failed);
+        Assert.Equal(SmsStatuses.Sent, sent.Status);
+        Assert.Equal(1, RequestsWith(body));
+        Assert.Equal("a long write", (await MessageAsync(other)).Error);
+    }
+
+    /// <summary>
+    /// A long write, as the gate's holders make them (the gate, then a write transaction: on SQLite the database's one
+    /// write lock), during <paramref name="step"/>. On SQLite the sender must not start a write until it commits (it
+    /// would wait in SQLite's busy handler, holding a thread-pool thread; waiting at the gate gives no sign, so this
+    /// watches for the write that must not come, for a while); on PostgreSQL a write to another row holds nothing up.
+    /// </summary>
+    private async Task DuringLongWriteAsync(Guid other, Func<Task> step)
+    {
+        await using var scope = fx.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GymwireDbContext>();
+        var held = await fx.Services.GetRequiredService<SqliteWriteGate>().EnterAsync(db, CancellationToken.None);
+        var tx = await db.Database.BeginTransactionAsync();
+        try
+        {
+            await db.SmsMessages.Where(m => m.Id == other).ExecuteUpdateAsync(s => s.SetProperty(m => m.Error, "a long write"));
+            fx.UpdateWatch.Arm("sms_messages", []);
+            var running = step();
+            if (fx.Store == Store.Sqlite)
+            {
+                await Task.WhenAny(fx.UpdateWatch.Began, Task.Delay(TimeSpan.FromSeconds(2)));
+                Assert.False(fx.UpdateWatch.Began.IsCompleted, "the SMS sender wrote to SQLite while another writer held the gate");
+                Assert.False(running.IsCompleted);
+            }
+            else
+            {
+                await running.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        finally
+        {
+            fx.UpdateWatch.Disarm();
+            await tx.CommitAsync();
+            await tx.DisposeAsync();
+            held.Dispose();
+        }
     }
 
     [Fact]

@@ -22,14 +22,6 @@ public abstract class TwilioCallbackFixture(Store store) : TwilioFixture(store)
     public const string CallbackUrl = "https://gymwire.example/api/integrations/twilio/status";
     public const int Limit = 5;
 
-    public UpdateWatch UpdateWatch { get; } = new();
-
-    protected override void ConfigureServices(IServiceCollection services)
-    {
-        base.ConfigureServices(services);
-        services.AddSingleton<IInterceptor>(UpdateWatch);
-    }
-
     protected override IEnumerable<KeyValuePair<string, string>> Settings() =>
     [
         .. base.Settings(),
@@ -285,6 +277,103 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     }
 
     [Fact]
+    public async Task Callbacks_that_come_before_the_sender_recorded_the_sid_are_applied_when_it_does_delivered_winning_whatever_their_order()
+    {
+        using var deliveries = new MetricCollector<long>(fx.Services.GetRequiredService<IMeterFactory>(), SmsMetrics.MeterName, "gymwire.sms.deliveries");
+        var (_, writer) = await GymAsync();
+        var body = $"Early {Guid.NewGuid():N}";
+        Guid id;
+        TwilioMessage twilio;
+        fx.Twilio.HoldAnswers();
+        try
+        {
+            var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone = "+15551234567", message = body })).AssertStatusAsync(HttpStatusCode.Created);
+            id = sms.GetProperty("id").GetGuid();
+            await fx.Twilio.Held.WaitAsync(TimeSpan.FromSeconds(20));
+            // Twilio has created the message and reports on it before its answer reaches the sender, out of order as ever.
+            twilio = Assert.Single(fx.Twilio.AcceptedWith(body));
+            await CallBackAsync(twilio, "sent");
+            await CallBackAsync(twilio, "delivered");
+            await CallBackAsync(twilio, "undelivered", 30003);
+            var sending = await MessageAsync(id);
+            Assert.Equal(SmsStatuses.Sending, sending.Status);
+            Assert.Null(sending.ProviderMessageId);
+            Assert.Equal(2, await KeptAsync(twilio.Sid));
+        }
+        finally
+        {
+            fx.Twilio.ReleaseAnswers();
+        }
+
+        var recorded = await AwaitAsync(id, m => m.Status != SmsStatuses.Sending);
+        Assert.Equal(SmsStatuses.Delivered, recorded.Status);
+        Assert.Equal(twilio.Sid, recorded.ProviderMessageId);
+        Assert.Null(recorded.Error);
+        Assert.Equal(0, await KeptAsync(twilio.Sid));
+        await CallBackAsync(twilio, "sent");
+        Assert.Equal(SmsStatuses.Delivered, (await MessageAsync(id)).Status);
+        Assert.Equal(1, deliveries.GetMeasurementSnapshot().Where(m => Equals(m.Tags.GetValueOrDefault("gymwire.outcome"), "delivered")).Sum(m => m.Value));
+        Assert.Equal(0, deliveries.GetMeasurementSnapshot().Where(m => Equals(m.Tags.GetValueOrDefault("gymwire.outcome"), "undelivered")).Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task A_callback_that_comes_after_the_look_up_listed_an_uncertain_attempts_message_and_before_it_is_recorded_is_applied()
+    {
+        var (_, writer) = await GymAsync();
+        var phone = NewPhone();
+        var body = $"Found then reported {Guid.NewGuid():N}";
+        fx.Twilio.FailNext(502, """{"code":20500,"message":"Bad Gateway","status":502}""", accepted: true);
+        var sms = await (await writer.PostJsonAsync("/api/zapier/actions?type=send_sms", new { phone, message = body })).AssertStatusAsync(HttpStatusCode.Created);
+        var id = sms.GetProperty("id").GetGuid();
+        Assert.Equal(SmsStatuses.Queued, (await AwaitAsync(id, m => m.Attempts == 1 && m.Status != SmsStatuses.Sending)).Status);
+        var twilio = Assert.Single(fx.Twilio.AcceptedWith(body));
+
+        // The look-up lists the message as Twilio still has it queued; right after, while the sender checks that no
+        // other message carries its SID, Twilio reports it undelivered.
+        fx.AfterRead.Arm("sms_messages", twilio.Sid, async () =>
+            Assert.Equal(HttpStatusCode.OK, (await fx.Twilio.CallBackAsync(fx.BaseAddress, twilio, "undelivered", 30003, NewAddress())).StatusCode));
+        try
+        {
+            fx.Clock.Advance(TimeSpan.FromSeconds(30));
+            var found = await AwaitAsync(id, m => m.Status is not (SmsStatuses.Queued or SmsStatuses.Sending));
+            Assert.True(fx.AfterRead.Ran.IsCompleted);
+            Assert.Equal(SmsStatuses.Undelivered, found.Status);
+            Assert.Equal(twilio.Sid, found.ProviderMessageId);
+            Assert.Equal("Twilio reported it undelivered (error 30003)", found.Error);
+        }
+        finally
+        {
+            fx.AfterRead.Disarm();
+        }
+        Assert.Single(fx.Twilio.AcceptedWith(body));
+        Assert.Equal(0, await KeptAsync(twilio.Sid));
+    }
+
+    [Fact]
+    public async Task A_status_kept_for_a_sid_no_message_records_is_deleted_a_day_after_it_came()
+    {
+        var (_, writer) = await GymAsync();
+        // Sent from the account by something else: no message of Gymwire's will ever carry its SID.
+        var stranger = new TwilioMessage("SM" + Guid.NewGuid().ToString("N"), "+15557654321", "+15550001111", "not Gymwire's", fx.Clock.GetUtcNow())
+        {
+            AccountSid = TwilioFixture.AccountSid, StatusCallback = TwilioCallbackFixture.CallbackUrl,
+        };
+        await CallBackAsync(stranger, "undelivered", 30005);
+        await CallBackAsync(stranger, "sent");
+        Assert.Equal(1, await KeptAsync(stranger.Sid));
+
+        // Each send's pass deletes those kept longer than a day.
+        fx.Clock.Advance(SmsEarlyStatus.Kept - TimeSpan.FromMinutes(1));
+        await SentAsync(writer);
+        Assert.Equal(1, await KeptAsync(stranger.Sid));
+        fx.Clock.Advance(TimeSpan.FromMinutes(2));
+        await SentAsync(writer);
+        Assert.Equal(0, await KeptAsync(stranger.Sid));
+    }
+
+    private Task<int> KeptAsync(string sid) => fx.WithDbAsync(db => db.SmsEarlyStatuses.CountAsync(e => e.ProviderMessageId == sid));
+
+    [Fact]
     public async Task Unsigned_or_badly_signed_callbacks_all_get_one_403_change_nothing_and_are_logged_at_debug_only()
     {
         var (_, writer) = await GymAsync();
@@ -429,10 +518,14 @@ public abstract class SmsStatusCallbackTests(TwilioCallbackFixture fx)
     }
 }
 
-/// <summary>Once armed, notes when an UPDATE of one table that carries one of some texts among its parameters begins.</summary>
+/// <summary>
+/// Once armed, notes when an UPDATE of one table begins that carries one of some texts among its parameters (any
+/// UPDATE of it, given none).
+/// </summary>
 public sealed class UpdateWatch : DbCommandInterceptor
 {
     private readonly Lock _lock = new();
+    private bool _armed;
     private string _table = "";
     private HashSet<string> _texts = [];
     private TaskCompletionSource _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -443,7 +536,7 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            (_table, _texts) = (table, texts.ToHashSet(StringComparer.Ordinal));
+            (_armed, _table, _texts) = (true, table, texts.ToHashSet(StringComparer.Ordinal));
             _began = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
     }
@@ -452,7 +545,7 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            _texts = [];
+            _armed = false;
         }
     }
 
@@ -473,9 +566,9 @@ public sealed class UpdateWatch : DbCommandInterceptor
     {
         lock (_lock)
         {
-            if (_texts.Count > 0 && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
+            if (_armed && command.CommandText.Contains("UPDATE", StringComparison.OrdinalIgnoreCase)
                 && command.CommandText.Contains(_table, StringComparison.Ordinal)
-                && command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text)))
+                && (_texts.Count == 0 || command.Parameters.Cast<DbParameter>().Any(p => p.Value is string text && _texts.Contains(text))))
             {
                 _began.TrySetResult();
             }

@@ -19,9 +19,15 @@ public sealed class SmsSignal : WakeSignal;
 /// An attempt whose outcome is unknown (a timeout, a 5xx, an interrupted send) sets <see cref="SmsMessage.UncertainSince"/>,
 /// and the provider looks for the message before it sends it again (Twilio: in its list of messages to the number).
 /// </para>
+/// <para>
+/// Every write takes <see cref="SqliteWriteGate"/> first, as every SQLite writer in the process does. Recording a
+/// provider id also applies the statuses Twilio reported for it before (<see cref="SmsEarlyStatus"/>), in the same
+/// transaction; each pass deletes those no message recorded within <see cref="SmsEarlyStatus.Kept"/>.
+/// </para>
 /// </summary>
 public sealed partial class SmsSender(
-    IServiceScopeFactory scopes, SmsSignal signal, TimeProvider clock, IOptions<SmsOptions> options, SmsMetrics metrics, ILogger<SmsSender> logger)
+    IServiceScopeFactory scopes, SmsSignal signal, SqliteWriteGate gate, TimeProvider clock, IOptions<SmsOptions> options, SmsMetrics metrics,
+    ILogger<SmsSender> logger)
     : BackgroundService
 {
     private const int BatchSize = 20;
@@ -76,10 +82,16 @@ public sealed partial class SmsSender(
         var provider = scope.ServiceProvider.GetRequiredService<ISmsProvider>();
         var now = clock.GetUtcNow().UtcDateTime;
 
-        var interrupted = await db.SmsMessages
-            .Where(m => m.Status == SmsStatuses.Sending && m.ClaimedUntil != null && m.ClaimedUntil < now)
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, InterruptedError)
-                .SetProperty(m => m.UncertainSince, m => m.UncertainSince ?? m.LastAttemptAt).SetProperty(m => m.ClaimedUntil, (DateTime?)null), ct);
+        int interrupted;
+        using (await gate.EnterAsync(db, ct))
+        {
+            interrupted = await db.SmsMessages
+                .Where(m => m.Status == SmsStatuses.Sending && m.ClaimedUntil != null && m.ClaimedUntil < now)
+                .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Failed).SetProperty(m => m.Error, InterruptedError)
+                    .SetProperty(m => m.UncertainSince, m => m.UncertainSince ?? m.LastAttemptAt).SetProperty(m => m.ClaimedUntil, (DateTime?)null), ct);
+            var expired = now - SmsEarlyStatus.Kept;
+            await db.SmsEarlyStatuses.Where(e => e.ReceivedAt < expired).ExecuteDeleteAsync(ct);
+        }
         if (interrupted > 0)
         {
             LogInterrupted(logger, interrupted);
@@ -111,10 +123,14 @@ public sealed partial class SmsSender(
         var claimedUntil = now + 2 * Options.RequestTimeout + TimeSpan.FromMinutes(1);
         // Shutdown stops the batch before a claim, never between a claim and its send: a claim left without its send
         // would lapse into "may have been sent", the owner's to check, for a message that never left.
-        ct.ThrowIfCancellationRequested();
-        var claimed = await db.SmsMessages.Where(m => m.Id == id && m.Status == SmsStatuses.Queued)
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sending).SetProperty(m => m.Attempts, m => m.Attempts + 1)
-                .SetProperty(m => m.ClaimedUntil, claimedUntil).SetProperty(m => m.LastAttemptAt, now), CancellationToken.None);
+        int claimed;
+        using (await gate.EnterAsync(db, ct))
+        {
+            ct.ThrowIfCancellationRequested();
+            claimed = await db.SmsMessages.Where(m => m.Id == id && m.Status == SmsStatuses.Queued)
+                .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Sending).SetProperty(m => m.Attempts, m => m.Attempts + 1)
+                    .SetProperty(m => m.ClaimedUntil, claimedUntil).SetProperty(m => m.LastAttemptAt, now), CancellationToken.None);
+        }
         if (claimed == 0)
         {
             return; // Another node took it.
@@ -140,13 +156,26 @@ public sealed partial class SmsSender(
         {
             try
             {
-                await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, result.ProviderMessageId)
-                    .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                var sid = result.ProviderMessageId!;
+                string? reported = null;
+                using (await gate.EnterAsync(db, CancellationToken.None))
+                {
+                    await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+                    await TwilioStatusCallbacks.LockSidAsync(db, sid, CancellationToken.None);
+                    var recorded = await query.ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, result.Status).SetProperty(m => m.ProviderMessageId, sid)
+                        .SetProperty(m => m.SentAt, done).SetProperty(m => m.Error, result.Error).SetProperty(m => m.ClaimedUntil, (DateTime?)null), CancellationToken.None);
+                    if (recorded > 0)
+                    {
+                        reported = await TwilioStatusCallbacks.ApplyEarlyAsync(db, sid, CancellationToken.None);
+                    }
+                    await tx.CommitAsync(CancellationToken.None);
+                }
                 LogSent(logger, id, message.Attempts);
                 metrics.Sent(SmsMetrics.Outcomes.Sent);
-                if (result.Status != SmsStatuses.Sent)
+                var delivery = reported ?? result.Status;
+                if (delivery != SmsStatuses.Sent)
                 {
-                    metrics.Delivery(result.Status);
+                    metrics.Delivery(delivery);
                 }
                 return;
             }
@@ -162,6 +191,7 @@ public sealed partial class SmsSender(
         var uncertainSince = result.Uncertain ? message.UncertainSince ?? now : message.UncertainSince;
         var retry = result.Configuration
             || (result.Transient && (!result.Uncertain || Options.RetryUncertainFailures) && message.Attempts < Options.MaxAttempts);
+        using var turn = await gate.EnterAsync(db, CancellationToken.None);
         if (retry)
         {
             var delay = Backoff(message.Attempts);

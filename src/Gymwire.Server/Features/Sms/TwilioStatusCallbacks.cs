@@ -10,10 +10,14 @@ namespace Gymwire.Features.Sms;
 /// auth token (<c>X-Twilio-Signature</c>), to <see cref="Path"/>. A message becomes <c>delivered</c> or
 /// <c>undelivered</c>; callbacks come more than once and out of order, so a final status is never replaced by a later
 /// interim one, and <c>delivered</c> wins over <c>undelivered</c> whichever came first (a delivery receipt is proof).
+/// A final status for a SID no message carries yet is kept (<see cref="SmsEarlyStatus"/>) and applied when one records it.
 /// </summary>
 public sealed partial class TwilioStatusCallbacks(
-    IOptions<SmsOptions> sms, IOptions<AuthOptions> auth, SmsMetrics metrics, ILogger<TwilioStatusCallbacks> logger)
+    IOptions<SmsOptions> sms, IOptions<AuthOptions> auth, SmsMetrics metrics, TimeProvider clock, ILogger<TwilioStatusCallbacks> logger)
 {
+    /// <summary>The first key of the PostgreSQL advisory locks on a SID ("Gw" + 2); the second is the SID's hash.</summary>
+    private const int SidLockSpace = 0x4777_0002;
+
     public const string Path = "/api/integrations/twilio/status";
     public const string SignatureHeader = "X-Twilio-Signature";
 
@@ -49,38 +53,87 @@ public sealed partial class TwilioStatusCallbacks(
             return ApiErrors.BadRequest("MessageSid and MessageStatus are required");
         }
         var changed = false;
-        if (status is "delivered" or "undelivered" or "failed")
+        var known = true;
+        var final = status is "delivered" or "undelivered" or "failed";
+        if (final)
         {
+            var reported = status == "delivered" ? SmsStatuses.Delivered : SmsStatuses.Undelivered;
+            var error = reported == SmsStatuses.Undelivered ? UndeliveredError(status, ErrorCode(form["ErrorCode"].ToString())) : null;
             // Through the gate, as every SQLite writer: a burst of callbacks after a bulk send then waits its turn in
             // process instead of holding thread-pool threads in SQLite's busy handler.
             using (await gate.EnterAsync(db, ct))
             {
-                changed = status == "delivered"
-                    ? await DeliveredAsync(db, sid, ct)
-                    : await UndeliveredAsync(db, sid, status, ErrorCode(form["ErrorCode"].ToString()), ct);
+                await using var tx = await db.Database.BeginTransactionAsync(ct);
+                await LockSidAsync(db, sid, ct);
+                changed = await ApplyAsync(db, sid, reported, error, ct);
+                known = changed || await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct);
+                if (!known)
+                {
+                    // The sender may not have recorded this SID yet: kept for when it does (see SmsEarlyStatus).
+                    db.SmsEarlyStatuses.Add(new SmsEarlyStatus
+                    {
+                        ProviderMessageId = sid, Status = reported, Error = error, ReceivedAt = clock.GetUtcNow().UtcDateTime,
+                    });
+                    await db.SaveChangesAsync(ct);
+                }
+                await tx.CommitAsync(ct);
             }
         }
-        // queued, accepted, sending, sent and any later addition leave the message as it is.
-        var known = changed || await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct);
+        else
+        {
+            // queued, accepted, sending, sent and any later addition leave the message as it is.
+            known = await db.SmsMessages.AnyAsync(m => m.ProviderMessageId == sid, ct);
+        }
         if (changed)
         {
             metrics.Delivery(status == "delivered" ? SmsStatuses.Delivered : SmsStatuses.Undelivered);
         }
-        LogReceived(logger, sid, status, !known ? "unknown message" : changed ? "recorded" : "unchanged");
+        LogReceived(logger, sid, status, changed ? "recorded" : known ? "unchanged" : final ? "no message carries it yet; kept for a day" : "unknown message");
         return TypedResults.Ok();
     }
 
-    private static async Task<bool> DeliveredAsync(GymwireDbContext db, string sid, CancellationToken ct) =>
-        await db.SmsMessages
-            .Where(m => m.ProviderMessageId == sid && (m.Status == SmsStatuses.Sent || m.Status == SmsStatuses.Undelivered))
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Delivered).SetProperty(m => m.Error, (string?)null), ct) > 0;
-
-    private static async Task<bool> UndeliveredAsync(GymwireDbContext db, string sid, string status, string? errorCode, CancellationToken ct)
+    /// <summary>
+    /// Takes a lock on the SID until the transaction ends, so that a callback storing a status for it and a sender
+    /// recording it (and applying what was stored) never pass each other: each sees the other's commit. On SQLite
+    /// the gate's holder's transaction is the database's only writer already.
+    /// </summary>
+    internal static async Task LockSidAsync(GymwireDbContext db, string sid, CancellationToken ct)
     {
-        var error = UndeliveredError(status, errorCode);
-        return await db.SmsMessages.Where(m => m.ProviderMessageId == sid && m.Status == SmsStatuses.Sent)
-            .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Undelivered).SetProperty(m => m.Error, error), ct) > 0;
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock({SidLockSpace}, hashtext({sid}))", ct);
+        }
     }
+
+    /// <summary>
+    /// For a sender that has just recorded <paramref name="sid"/>, in its transaction under <see cref="LockSidAsync"/>:
+    /// applies the statuses kept for it (<c>delivered</c> if any came, else the latest) and deletes them. Returns the
+    /// status the message took, or null when it did not change.
+    /// </summary>
+    internal static async Task<string?> ApplyEarlyAsync(GymwireDbContext db, string sid, CancellationToken ct)
+    {
+        var kept = await db.SmsEarlyStatuses.AsNoTracking().Where(e => e.ProviderMessageId == sid).OrderBy(e => e.ReceivedAt).ToListAsync(ct);
+        if (kept.Count == 0)
+        {
+            return null;
+        }
+        var best = kept.LastOrDefault(e => e.Status == SmsStatuses.Delivered) ?? kept[^1];
+        var changed = await ApplyAsync(db, sid, best.Status, best.Error, ct);
+        await db.SmsEarlyStatuses.Where(e => e.ProviderMessageId == sid).ExecuteDeleteAsync(ct);
+        return changed ? best.Status : null;
+    }
+
+    /// <summary>
+    /// Records a final status on the message carrying the SID, if it moves it forward: <c>delivered</c> from <c>sent</c>
+    /// or <c>undelivered</c>, <c>undelivered</c> from <c>sent</c> only.
+    /// </summary>
+    private static async Task<bool> ApplyAsync(GymwireDbContext db, string sid, string reported, string? error, CancellationToken ct) =>
+        reported == SmsStatuses.Delivered
+            ? await db.SmsMessages
+                .Where(m => m.ProviderMessageId == sid && (m.Status == SmsStatuses.Sent || m.Status == SmsStatuses.Undelivered))
+                .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Delivered).SetProperty(m => m.Error, (string?)null), ct) > 0
+            : await db.SmsMessages.Where(m => m.ProviderMessageId == sid && m.Status == SmsStatuses.Sent)
+                .ExecuteUpdateAsync(s => s.SetProperty(m => m.Status, SmsStatuses.Undelivered).SetProperty(m => m.Error, error), ct) > 0;
 
     /// <summary>The error recorded with an <c>undelivered</c> message: Twilio's status and error code (see twilio.com/docs/api/errors).</summary>
     public static string UndeliveredError(string status, string? errorCode) =>

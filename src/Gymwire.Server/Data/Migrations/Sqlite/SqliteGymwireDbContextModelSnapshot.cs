@@ -910,6 +910,46 @@ namespace Gymwire.Data.Migrations.Sqlite
                     b.ToTable("payments", (string)null);
                 });
 
+            modelBuilder.Entity("Gymwire.Features.Sms.SmsEarlyStatus", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("error");
+
+                    b.Property<string>("ProviderMessageId")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("provider_message_id");
+
+                    b.Property<DateTime>("ReceivedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("received_at");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("status");
+
+                    b.HasKey("Id")
+                        .HasName("pk_sms_early_statuses");
+
+                    b.HasIndex("ProviderMessageId")
+                        .HasDatabaseName("ix_sms_early_statuses_provider_message_id");
+
+                    b.HasIndex("ReceivedAt")
+                        .HasDatabaseName("ix_sms_early_statuses_received_at");
+
+                    b.ToTable("sms_early_statuses", (string)null);
+                });
+
             modelBuilder.Entity("Gymwire.Features.Sms.SmsMessage", b =>
                 {
                     b.Property<Guid>("Id")
