@@ -1116,28 +1116,6 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
     private static string Cpu(MetricsPairs pairs, string unit) =>
         $"server CPU per {unit} {pairs.CpuOn:N1} µs on, {pairs.CpuOff:N1} µs off (medians; {pairs.CpuOn / pairs.CpuOff:0.00})";
 
-    /// <summary>
-    /// Warms a freshly started server up, again while a round JIT-compiled more than <see cref="QuietJitMethods"/> methods (at
-    /// most <see cref="MaxWarmUpRounds"/> rounds): every start compiles code anew, and a measured run that shares the cores
-    /// with the JIT measures the JIT as much as the metrics.
-    /// </summary>
-    private static async Task WarmUpUntilJitIsQuietAsync(Func<Task> warmUp)
-    {
-        for (var round = 0; round < MaxWarmUpRounds; round++)
-        {
-            var before = JitInfo.GetCompiledMethodCount();
-            await warmUp();
-            if (JitInfo.GetCompiledMethodCount() - before <= QuietJitMethods)
-            {
-                return;
-            }
-        }
-    }
-
-    private const int QuietJitMethods = 50;
-
-    private const int MaxWarmUpRounds = 6;
-
     /// <summary>The pairs' throughput, and the median CPU time this process (the server; wrk and the receivers run apart) spent per unit of work, on and off.</summary>
     private readonly record struct MetricsPairs(PairedResult Result, int Scrapes, int Failures, long Bytes, double CpuOn, double CpuOff);
 
@@ -1163,7 +1141,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 await RestartAsync(metrics);
                 await before();
                 await using var scraper = metrics ? new Scraper($"{_base}/metrics") : null;
-                await WarmUpUntilJitIsQuietAsync(warmUp);
+                await warmUp();
                 // CPU time of this process: the server, and the bench's own idle waiting (the load comes from other processes).
                 var cpuBefore = Environment.CpuUsage.TotalTime;
                 var jitBefore = JitInfo.GetCompiledMethodCount();
