@@ -53,8 +53,10 @@ namespace Gymwire
             builder.Services.AddSmsConnector();
             builder.Services.AddEmailConnector();
             builder.Services.AddGymwireRateLimiting(builder.Configuration);
-            builder.Services.AddWebhooks(builder.Configuration);
+            // Hosted services stop in the reverse order: the heartbeat stops after the delivery worker, so that other nodes
+            // do not take this node for dead and release its claims while its attempts in flight finish.
             builder.Services.AddCluster();
+            builder.Services.AddWebhooks(builder.Configuration);
             builder.Services.AddDemo();
             builder.Services.AddGymwireOpenApi();
             builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");

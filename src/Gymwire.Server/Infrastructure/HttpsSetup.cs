@@ -30,7 +30,11 @@ public static class HttpsSetup
         return services;
     }
 
-    /// <summary>After the forwarded headers, so that a request a trusted proxy received over HTTPS counts as HTTPS.</summary>
+    /// <summary>
+    /// After the forwarded headers, so that a request a trusted proxy received over HTTPS counts as HTTPS. The health
+    /// endpoint is not redirected: load balancers and container health checks probe the node over plain HTTP, and a
+    /// redirect would pass a curl -f check and fail a probe whatever the database's state.
+    /// </summary>
     public static WebApplication UseGymwireHttps(this WebApplication app)
     {
         var https = app.Services.GetRequiredService<IOptions<HttpsOptions>>().Value;
@@ -40,7 +44,8 @@ public static class HttpsSetup
         }
         if (https.Redirect)
         {
-            app.UseHttpsRedirection();
+            app.UseWhen(context => !context.Request.Path.StartsWithSegments(ServerSetup.HealthPath, StringComparison.OrdinalIgnoreCase),
+                redirected => redirected.UseHttpsRedirection());
         }
         return app;
     }

@@ -29,9 +29,12 @@ public static class ServerSetup
         return services;
     }
 
+    /// <summary>The health endpoint, the only one: it answers 200 when the database is reachable, 503 when not.</summary>
+    public const string HealthPath = "/healthz";
+
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder app)
     {
-        app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions
+        app.MapHealthChecks(HealthPath, new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions
         {
             ResponseWriter = (context, report) =>
             {

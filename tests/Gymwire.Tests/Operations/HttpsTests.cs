@@ -68,13 +68,19 @@ public abstract class HttpsTests(DirectHttpsGymwire fx)
     }
 
     [Fact]
-    public async Task Plain_http_redirects_to_https_and_https_answers_send_hsts()
+    public async Task Plain_http_redirects_to_https_except_the_health_endpoint_and_https_answers_send_hsts()
     {
         using var plain = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = fx.HttpAddress };
         var redirected = await plain.GetAsync("/api/zapier/triggers?type=new_member");
         Assert.Equal(HttpStatusCode.TemporaryRedirect, redirected.StatusCode);
         Assert.Equal(new Uri(fx.BaseAddress, "/api/zapier/triggers?type=new_member"), redirected.Headers.Location);
         Assert.False(redirected.Headers.Contains("Strict-Transport-Security"));
+
+        // The health endpoint answers over plain HTTP, as load balancers and the container's health check probe it.
+        var health = await plain.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal("""{"status":"healthy"}""", await health.Content.ReadAsStringAsync());
+        Assert.False(health.Headers.Contains("Strict-Transport-Security"));
 
         // HSTS is for names, not loopback addresses (a browser ignores it there, and ASP.NET Core leaves those out).
         using var tls = fx.Client();

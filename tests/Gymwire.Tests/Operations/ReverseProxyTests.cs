@@ -26,15 +26,26 @@ public abstract class ReverseProxyTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Requests_the_proxy_got_over_http_are_redirected_and_https_ones_get_hsts()
+    public async Task Requests_the_proxy_got_over_http_are_redirected_except_health_probes_and_https_ones_get_hsts()
     {
         using var http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = fx.BaseAddress };
-        using var plain = new HttpRequestMessage(HttpMethod.Get, "/healthz");
+        using var plain = new HttpRequestMessage(HttpMethod.Get, "/api/gym/members");
         plain.Headers.Host = "gym.example.com";
         plain.Headers.Add("X-Forwarded-Proto", "http");
         var redirected = await http.SendAsync(plain);
         Assert.Equal(HttpStatusCode.TemporaryRedirect, redirected.StatusCode);
-        Assert.Equal("https://gym.example.com/healthz", redirected.Headers.Location!.ToString());
+        Assert.Equal("https://gym.example.com/api/gym/members", redirected.Headers.Location!.ToString());
+
+        // Not the health endpoint: a load balancer probes the node over plain HTTP, and must learn whether it is healthy.
+        foreach (var method in new[] { HttpMethod.Get, HttpMethod.Head })
+        {
+            using var probe = new HttpRequestMessage(method, "/healthz");
+            probe.Headers.Host = "gym.example.com";
+            probe.Headers.Add("X-Forwarded-Proto", "http");
+            var probed = await http.SendAsync(probe);
+            Assert.Equal(HttpStatusCode.OK, probed.StatusCode);
+            Assert.False(probed.Headers.Contains("Strict-Transport-Security"));
+        }
 
         using var secure = new HttpRequestMessage(HttpMethod.Get, "/healthz");
         secure.Headers.Host = "gym.example.com";

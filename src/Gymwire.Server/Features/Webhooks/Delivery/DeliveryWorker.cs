@@ -9,7 +9,8 @@ namespace Gymwire.Features.Webhooks;
 /// Each goes claim (<see cref="IDeliveryQueue"/>, or the dispatcher's fan-out handed over) → admit
 /// (<see cref="EndpointPolicy"/>; a failing endpoint's probe is won in the queue first) → attempt (<see cref="Attempt"/>)
 /// → record (<see cref="AttemptRecorder"/>) → observe (<see cref="EndpointPolicy"/>). Between claims it sleeps until
-/// woken (<see cref="DeliverySignal"/>), until the next delivery or probe is due, or for the poll interval.
+/// woken (<see cref="DeliverySignal"/>), until the next delivery or probe is due, or for the poll interval. On stop it
+/// claims nothing more and lets the attempts already out finish and be recorded, for up to <see cref="DrainOf"/>.
 /// </summary>
 public sealed partial class DeliveryWorker(
     IDeliveryQueue queue,
@@ -20,17 +21,36 @@ public sealed partial class DeliveryWorker(
     DeliverySignal signal,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
+    IOptions<HostOptions> hostOptions,
+    IHostApplicationLifetime lifetime,
     ILogger<DeliveryWorker> logger) : BackgroundService
 {
     private readonly WebhookOptions _options = options.Value;
+    private readonly TimeSpan _drain = DrainOf(hostOptions.Value.ShutdownTimeout);
+    // Cancels the attempts still out when the drain ends (or the worker is disposed unstopped); the stopping token only
+    // stops claiming.
+    private readonly CancellationTokenSource _abandon = new();
+    private DateTimeOffset? _stopBegan;
     private readonly ConcurrentDictionary<Guid, Task> _inFlight = new();
     // Every attempt until it ends, for shutdown to wait for: a fan-out rolled back and run again can hand over a delivery
     // whose first attempt is still out, and _inFlight then holds only the second.
     private readonly ConcurrentDictionary<Task, bool> _running = new();
 
+    /// <summary>
+    /// How long after the host begins to stop the attempts in flight may still finish: two thirds of the host's shutdown
+    /// timeout, so that the last third is left for the attempts cancelled then to give their claims back and for the
+    /// services stopped after the worker (dispatcher, e-mail) to end before the host stops waiting.
+    /// </summary>
+    public static TimeSpan DrainOf(TimeSpan shutdownTimeout) =>
+        shutdownTimeout == Timeout.InfiniteTimeSpan ? Timeout.InfiniteTimeSpan
+        : shutdownTimeout <= TimeSpan.Zero ? TimeSpan.Zero
+        : shutdownTimeout * 2 / 3;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
+        // The drain counts from the host's stop, not the worker's: the web server stops first, within the same timeout.
+        using var stopping = lifetime.ApplicationStopping.Register(() => _stopBegan ??= clock.GetUtcNow());
         await ReleaseLeftoverClaimsAsync(stoppingToken);
         // Only now may the dispatcher hand over claims: the release above would have let go of them.
         slots.Open();
@@ -73,15 +93,47 @@ public sealed partial class DeliveryWorker(
                 }
             }
         }
-        // Shutdown: claims handed over and not started are given back; in-flight attempts see the cancellation, give
-        // their claims back and end.
+        // Shutdown: claims handed over and not started are given back; attempts in flight finish and are recorded, so
+        // that their receivers do not get them again from another node or the next start.
         slots.Close();
         while (slots.TryTakeHandedOver(out var handedOver))
         {
             await GiveBackAsync(handedOver);
             slots.Return(handedOver.Count);
         }
+        await DrainAsync();
+    }
+
+    /// <summary>
+    /// Waits for the attempts in flight until the drain ends; those still out then are cancelled, give their claims
+    /// back and end.
+    /// </summary>
+    private async Task DrainAsync()
+    {
+        var all = Task.WhenAll(_running.Keys);
+        if (!all.IsCompleted)
+        {
+            var left = _drain == Timeout.InfiniteTimeSpan ? _drain
+                : TimeSpan.FromTicks(Math.Max(0, ((_stopBegan ?? clock.GetUtcNow()) + _drain - clock.GetUtcNow()).Ticks));
+            using var timer = new CancellationTokenSource();
+            var drained = Task.Delay(left, clock, timer.Token);
+            LogDraining(logger, _running.Count, left);
+            await Task.WhenAny(all, drained);
+            await timer.CancelAsync();
+            if (!all.IsCompleted)
+            {
+                LogDrainEnded(logger, _running.Count);
+                await _abandon.CancelAsync();
+            }
+        }
         await Task.WhenAll(_running.Keys);
+    }
+
+    public override void Dispose()
+    {
+        _abandon.Cancel();
+        _abandon.Dispose();
+        base.Dispose();
     }
 
     /// <summary>
@@ -204,7 +256,7 @@ public sealed partial class DeliveryWorker(
                         // A probe starts once the claims given back are: its record moves the endpoint's waiting deliveries
                         // on (to its next pause's end, or now), and must find these among them.
                         afterRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                        Start(delivery with { ProbeEnd = probeEnd }, afterRelease.Task, ct);
+                        Start(delivery with { ProbeEnd = probeEnd }, afterRelease.Task);
                         continue;
                     }
                 }
@@ -213,7 +265,7 @@ public sealed partial class DeliveryWorker(
                     refused.Add(delivery);
                     continue;
                 }
-                Start(delivery, Task.CompletedTask, ct);
+                Start(delivery, Task.CompletedTask);
             }
         }
         catch
@@ -263,7 +315,7 @@ public sealed partial class DeliveryWorker(
     }
 
     /// <summary>Starts an admitted delivery's attempt once <paramref name="after"/> completes, registered in flight.</summary>
-    private void Start(ClaimedDelivery delivery, Task after, CancellationToken ct)
+    private void Start(ClaimedDelivery delivery, Task after)
     {
         if (!after.IsCompleted)
         {
@@ -273,7 +325,7 @@ public sealed partial class DeliveryWorker(
         // The attempt waits until it is registered, since its end removes it. A fan-out rolled back and run again can hand
         // over a delivery whose first attempt is still out: each attempt removes only its own entry.
         var registered = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var task = DeliverAsync(delivery, after, registered.Task, ct);
+        var task = DeliverAsync(delivery, after, registered.Task, _abandon.Token);
         _inFlight[delivery.Id] = task;
         _running[task] = true;
         registered.SetResult(task);
@@ -317,7 +369,8 @@ public sealed partial class DeliveryWorker(
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // Shutdown: the attempt is abandoned unrecorded, and another worker or the next start makes it again.
+            // Still out when the shutdown's drain ended: the attempt is abandoned unrecorded, and another worker or the
+            // next start makes it again.
             await GiveBackAsync([delivery]);
         }
         catch (Exception e)
@@ -376,6 +429,12 @@ public sealed partial class DeliveryWorker(
 
     [LoggerMessage(EventId = 5211, Level = LogLevel.Debug, Message = "Webhook delivery {DeliveryId} is dropped: its fan-out was rolled back, and it is sent again when the event is fanned out again")]
     private static partial void LogFanOutRolledBack(ILogger logger, Guid deliveryId);
+
+    [LoggerMessage(EventId = 5212, Level = LogLevel.Information, Message = "Stopping: waiting up to {Drain} for {Count} webhook attempts in flight to finish")]
+    private static partial void LogDraining(ILogger logger, int count, TimeSpan drain);
+
+    [LoggerMessage(EventId = 5213, Level = LogLevel.Warning, Message = "Stopping: {Count} webhook attempts still in flight are cancelled and sent again later (the shutdown's drain ended)")]
+    private static partial void LogDrainEnded(ILogger logger, int count);
 
     [LoggerMessage(EventId = 5201, Level = LogLevel.Error, Message = "Webhook delivery {DeliveryId} attempt failed unexpectedly; it is retried when its claim lapses")]
     private static partial void LogAttemptFailed(ILogger logger, Guid deliveryId, Exception exception);
