@@ -3,6 +3,8 @@ using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Data.Common;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using Gymwire.Features.ApiKeys;
 using Gymwire.Features.Cluster;
 using Gymwire.Features.Demo;
@@ -214,7 +216,12 @@ public static class GymwireCli
 
     private static async Task<int> ServeAsync(string[] args, CancellationToken ct)
     {
-        var app = GymwireApp.Build(GymwireApp.CreateBuilder(args));
+        var starting = new StrongBox<bool>(true);
+        var app = GymwireApp.Build(GymwireApp.CreateBuilder(args, builder =>
+            // A failure to start is the one error line below; the host's own log of it would repeat it with a stack trace.
+            // Only while starting: afterwards the host's errors (a background service that fails) are logged as ever.
+            builder.Logging.Services.Configure<LoggerFilterOptions>(o => o.Rules.Add(new LoggerFilterRule(null, HostCategory, LogLevel.Information,
+                (_, _, level) => !(starting.Value && level >= LogLevel.Error))))));
         // What the host would check while starting (settings, the key ring) is checked first, so that a refusal is the
         // same one error line and exit code as the admin commands give, not the host's failure logged with a stack trace.
         try
@@ -233,8 +240,47 @@ public static class GymwireCli
             await Console.Error.WriteLineAsync($"error: {Describe(e)}");
             return 2;
         }
-        await app.RunAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (Exception e) when (ListenFailure(e, app.Configuration) is { } reason)
+        {
+            await Console.Error.WriteLineAsync($"error: {reason}");
+            return 2;
+        }
+        finally
+        {
+            starting.Value = false;
+        }
+        await app.WaitForShutdownAsync();
+        await app.DisposeAsync();
         return 0;
+    }
+
+    private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
+    /// <summary>
+    /// Why Kestrel could not start listening, in one line: an address in use, or a certificate it cannot load (a missing
+    /// file, a wrong password, which its message never repeats). Null for anything else, which keeps its stack trace.
+    /// </summary>
+    private static string? ListenFailure(Exception e, IConfiguration configuration) => e switch
+    {
+        CryptographicException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException =>
+            $"cannot load the HTTPS certificate ({CertificateSettings(configuration)}): {e.Message}",
+        IOException => $"cannot listen: {e.Message}",
+        _ => null,
+    };
+
+    /// <summary>The certificate files Kestrel's settings name, such as <c>Kestrel:Endpoints:Https:Certificate:Path=/etc/gymwire/cert.pem</c>.</summary>
+    private static string CertificateSettings(IConfiguration configuration)
+    {
+        var files = configuration.GetSection("Kestrel").AsEnumerable()
+            .Where(s => !string.IsNullOrEmpty(s.Value) && (s.Key.EndsWith(":Path", StringComparison.OrdinalIgnoreCase) || s.Key.EndsWith(":KeyPath", StringComparison.OrdinalIgnoreCase)))
+            .OrderBy(s => s.Key, StringComparer.Ordinal)
+            .Select(s => $"{s.Key}={s.Value}")
+            .ToList();
+        return files.Count == 0 ? "Kestrel's settings" : string.Join(", ", files);
     }
 
     /// <summary>

@@ -276,6 +276,47 @@ public abstract class CliTests(GymwireFixture fx)
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 
+    [Fact]
+    public async Task Serve_on_an_address_in_use_is_one_error_line_naming_the_address()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var url = $"http://127.0.0.1:{((IPEndPoint)taken.LocalEndpoint).Port}";
+        var (code, _, stderr) = await Cli.RunAsync(fx, "serve", $"--urls={url}");
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", stderr.Trim(), StringComparison.Ordinal);
+        Assert.Contains(url, stderr, StringComparison.Ordinal);
+        Assert.Contains("address already in use", stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [Fact]
+    public async Task Serve_with_a_certificate_it_cannot_load_is_one_error_line_naming_the_file_not_the_password()
+    {
+        var directory = Directory.CreateTempSubdirectory("gymwire-cert-").FullName;
+        var missing = Path.Combine(directory, "missing.pem");
+        var pfx = Path.Combine(directory, "gymwire.pfx");
+        using (var key = System.Security.Cryptography.RSA.Create(2048))
+        {
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=localhost", key,
+                System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            await File.WriteAllBytesAsync(pfx, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "the-right-password"));
+        }
+        const string wrongPassword = "a-wrong-password-5c2e";
+        foreach (var (path, password) in new[] { (missing, ""), (pfx, wrongPassword) })
+        {
+            var (code, _, stderr) = await Cli.RunAsync(fx, "serve", "--Kestrel:Endpoints:Https:Url=https://127.0.0.1:0",
+                $"--Kestrel:Endpoints:Https:Certificate:Path={path}", $"--Kestrel:Endpoints:Https:Certificate:Password={password}");
+            Assert.True(code == 2, $"{path}: exit {code}, {stderr}");
+            Assert.StartsWith("error: cannot load the HTTPS certificate", stderr.Trim(), StringComparison.Ordinal);
+            Assert.Contains(path, stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain(wrongPassword, stderr, StringComparison.Ordinal);
+            Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+        Directory.Delete(directory, recursive: true);
+    }
+
     /// <summary>A connection string to a database that does not exist yet (PostgreSQL: a new name; SQLite: a new file).</summary>
     private async Task<string> NewDatabaseAsync()
     {

@@ -1,15 +1,19 @@
+using System.Text.Encodings.Web;
 using Gymwire.Features.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Microsoft.IdentityModel.Tokens;
 
 namespace Gymwire.Features.Gyms;
 
 /// <summary>
 /// The <c>Authentication:Oidc</c> section: sign-in with an OpenID Connect provider (Google, Entra, Keycloak, Clerk…) beside
-/// the built-in accounts. Off unless <see cref="Authority"/> and <see cref="ClientId"/> are set (docs/configuration.md).
+/// the built-in accounts. Off unless <see cref="Authority"/>, <see cref="ClientId"/> and <see cref="ClientSecret"/> are set; some
+/// but not all of them stop the server from starting (docs/configuration.md).
 /// </summary>
 public sealed class OidcOptions
 {
@@ -44,10 +48,51 @@ public sealed class OidcOptions
     public bool AudienceIsClientId =>
         Enabled && !string.IsNullOrWhiteSpace(Audience) && string.Equals(Audience.Trim(), ClientId!.Trim(), StringComparison.Ordinal);
 
+    /// <summary>
+    /// What stops the server from starting: a half-configured provider would leave sign-in silently off, and an Authority
+    /// the handler cannot use would fail every request (the handler is built for each one), not just the sign-in.
+    /// </summary>
+    public IEnumerable<string> Problems()
+    {
+        (string Name, string? Value)[] required = [(nameof(Authority), Authority), (nameof(ClientId), ClientId), (nameof(ClientSecret), ClientSecret)];
+        var anySet = required.Any(r => !string.IsNullOrWhiteSpace(r.Value)) || !string.IsNullOrWhiteSpace(Audience);
+        foreach (var (name, value) in required)
+        {
+            if (anySet && string.IsNullOrWhiteSpace(value))
+            {
+                yield return $"{Section}:{name} is not set: sign-in with OpenID Connect needs {Section}:Authority, ClientId and ClientSecret " +
+                             "(leave them all unset to turn it off)";
+            }
+        }
+        if (string.IsNullOrWhiteSpace(Authority))
+        {
+            yield break;
+        }
+        if (!Uri.TryCreate(Authority.Trim(), UriKind.Absolute, out var authority) || authority.Scheme is not ("https" or "http"))
+        {
+            yield return $"{Section}:Authority must be the provider's issuer URL, such as https://accounts.example.com, not '{Authority}'";
+        }
+        else if (authority.Scheme == "http" && RequireHttpsMetadata)
+        {
+            yield return $"{Section}:Authority must be an https:// URL, not '{Authority}' " +
+                         $"({Section}:RequireHttpsMetadata=false allows http:// for a provider on loopback only)";
+        }
+        if (AudienceIsClientId)
+        {
+            yield return AudienceIsClientIdError;
+        }
+    }
+
     public const string AudienceIsClientIdError =
         "Authentication:Oidc:Audience must not equal Authentication:Oidc:ClientId: every ID token the provider issues to the dashboard " +
         "has the client id as its audience, so the management API would accept ID tokens. Set it to the audience (API identifier) " +
         "the provider puts in access tokens for Gymwire's API, or leave it unset to accept no provider JWTs on the API.";
+}
+
+internal sealed class OidcOptionsValidator : IValidateOptions<OidcOptions>
+{
+    public ValidateOptionsResult Validate(string? name, OidcOptions options) =>
+        options.Problems().ToList() is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
 }
 
 /// <summary>
@@ -68,15 +113,15 @@ public static class OidcSetup
         var options = configuration.GetSection(OidcOptions.Section).Get<OidcOptions>() ?? new OidcOptions();
         services.AddSingleton(options);
         services.AddScoped<OidcOwnerLinks>();
-        services.AddOptions<OidcOptions>().BindConfiguration(OidcOptions.Section)
-            .Validate(o => !o.AudienceIsClientId, OidcOptions.AudienceIsClientIdError)
-            .ValidateOnStart();
+        services.AddOptions<OidcOptions>().BindConfiguration(OidcOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<OidcOptions>, OidcOptionsValidator>();
         if (!options.Enabled)
         {
             return services;
         }
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<OpenIdConnectOptions>, OpenIdConnectPostConfigureOptions>());
         var authentication = services.AddAuthentication()
-            .AddOpenIdConnect(BrowserScheme, options.DisplayName, o =>
+            .AddRemoteScheme<OpenIdConnectOptions, OidcHandler>(BrowserScheme, options.DisplayName, o =>
             {
                 o.Authority = options.Authority;
                 o.ClientId = options.ClientId;
@@ -105,7 +150,9 @@ public static class OidcSetup
                 o.TimeProvider = TimeProvider.System;
                 o.Events.OnRemoteFailure = context =>
                 {
-                    context.Response.Redirect("/login?oidc=failed");
+                    OidcLog.ProviderFailed(context.HttpContext.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategory),
+                        options.Authority!, Reason(context.Failure));
+                    context.Response.Redirect(FailedPath);
                     context.HandleResponse();
                     return Task.CompletedTask;
                 };
@@ -134,12 +181,53 @@ public static class OidcSetup
         {
             return app;
         }
-        app.MapGet(LoginPath, (string? returnUrl) => TypedResults.Challenge(
-                new AuthenticationProperties { RedirectUri = CompletePath + "?returnUrl=" + Uri.EscapeDataString(LoginModel.SafeLocalUrl(returnUrl)) },
-                [BrowserScheme]))
-            .AllowAnonymous().ExcludeFromDescription();
+        app.MapGet(LoginPath, ChallengeAsync).AllowAnonymous().ExcludeFromDescription();
         app.MapGet(CompletePath, CompleteAsync).AllowAnonymous().ExcludeFromDescription();
         return app;
+    }
+
+    /// <summary>
+    /// Sends the browser to the provider. The handler talks to the provider first (its discovery document, and the pushed
+    /// authorization request where the provider offers one), so a provider that is down or refuses the client (a wrong
+    /// secret, an unknown redirect URI) fails here rather than on the way back: the login page says so, as it does then.
+    /// </summary>
+    private static async Task ChallengeAsync(string? returnUrl, HttpContext http, OidcOptions options, ILoggerFactory loggers)
+    {
+        var properties = new AuthenticationProperties { RedirectUri = CompletePath + "?returnUrl=" + Uri.EscapeDataString(LoginModel.SafeLocalUrl(returnUrl)) };
+        try
+        {
+            await http.ChallengeAsync(BrowserScheme, properties);
+        }
+        catch (Exception e) when (IsProviderFailure(e, http) && !http.Response.HasStarted)
+        {
+            OidcLog.ProviderFailed(loggers.CreateLogger(LogCategory), options.Authority!, Reason(e));
+            http.Response.Redirect(FailedPath);
+        }
+    }
+
+    private const string LogCategory = "Gymwire.Oidc";
+    private const string FailedPath = "/login?oidc=failed";
+
+    /// <summary>
+    /// The provider's refusal (a protocol error), its discovery document unreadable (the handler's InvalidOperationException),
+    /// the provider unreachable, or its answer timing out; not the browser going away.
+    /// </summary>
+    private static bool IsProviderFailure(Exception e, HttpContext http) =>
+        e is OpenIdConnectProtocolException or InvalidOperationException or HttpRequestException or IOException
+        || (e is OperationCanceledException && !http.RequestAborted.IsCancellationRequested);
+
+    /// <summary>
+    /// Each message of the exception and its causes: the provider's error and description, or the connection's failure.
+    /// None holds the client secret, which only travels in the request's body.
+    /// </summary>
+    private static string Reason(Exception? e)
+    {
+        var reasons = new List<string>();
+        for (; e is not null; e = e.InnerException)
+        {
+            reasons.Add(e.Message);
+        }
+        return reasons.Count == 0 ? "unknown" : string.Join(" <- ", reasons);
     }
 
     /// <summary>After the provider: the external identity becomes an owner's dashboard session, or the login page says why not.</summary>
@@ -153,7 +241,7 @@ public static class OidcSetup
             return TypedResults.Redirect("/login?oidc=failed");
         }
         var owner = await links.FindOwnerAsync(external.Principal, ct);
-        var logger = loggers.CreateLogger("Gymwire.Oidc");
+        var logger = loggers.CreateLogger(LogCategory);
         if (owner is null)
         {
             OidcLog.NoOwner(logger);
@@ -162,6 +250,39 @@ public static class OidcSetup
         await sessions.SignInAsync(owner, ct);
         OidcLog.SignedIn(logger, owner.Id);
         return TypedResults.Redirect(LoginModel.SafeLocalUrl(returnUrl));
+    }
+}
+
+/// <summary>
+/// The framework's OpenID Connect handler, whose errors (a provider's refusal, its response unreadable) are logged at
+/// <c>Information</c>: each of them ends in <see cref="OidcLog.ProviderFailed"/>, a warning with the same reason, and is a
+/// setting or the provider to fix rather than a defect of the server.
+/// </summary>
+public sealed class OidcHandler(IOptionsMonitor<OpenIdConnectOptions> options, ILoggerFactory logger, HtmlEncoder htmlEncoder, UrlEncoder encoder)
+    : OpenIdConnectHandler(options, new InformationOnly(logger), htmlEncoder, encoder)
+{
+    private sealed class InformationOnly(ILoggerFactory inner) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(inner.CreateLogger(categoryName));
+
+        public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+
+        public void Dispose()
+        {
+            // The application's logger factory, not this wrapper's to dispose.
+        }
+
+        private sealed class Logger(ILogger inner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => inner.BeginScope(state);
+
+            public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(Capped(logLevel));
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                inner.Log(Capped(logLevel), eventId, state, exception, formatter);
+
+            private static LogLevel Capped(LogLevel level) => level is LogLevel.Error or LogLevel.Critical ? LogLevel.Information : level;
+        }
     }
 }
 
@@ -278,4 +399,7 @@ internal static partial class OidcLog
 
     [LoggerMessage(EventId = 7041, Level = LogLevel.Warning, Message = "OpenID Connect sign-in refused: no owner has that identity or verified email")]
     public static partial void NoOwner(ILogger logger);
+
+    [LoggerMessage(EventId = 7047, Level = LogLevel.Warning, Message = "OpenID Connect sign-in with {Authority} failed: {Reason}")]
+    public static partial void ProviderFailed(ILogger logger, string authority, string reason);
 }
