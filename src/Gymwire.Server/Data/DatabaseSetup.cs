@@ -231,10 +231,15 @@ public static class DatabaseSetup
         }
         catch (DbException e)
         {
-            // Each migration runs in a transaction of its own: the first one still pending is the one that failed.
+            // Each migration runs in a transaction of its own: the run stopped at the first one still pending, in it or
+            // while starting it (a lock it waited for, say).
             var failed = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).FirstOrDefault();
+            if (failed is null)
+            {
+                throw;
+            }
             throw new DatabaseMigrationException(
-                $"migration {failed} failed, and the database keeps every migration before it: {e.Message}", e);
+                $"migrating stopped at {failed}, and the database keeps every migration before it: {e.Message}", e);
         }
     }
 
@@ -253,6 +258,10 @@ public static class DatabaseSetup
     {
         foreach (var (old, renamed) in RenamedMigrations)
         {
+            // Where both are recorded (the new id inserted by hand), the old one just goes.
+            await db.Database.ExecuteSqlAsync(
+                $"DELETE FROM __ef_migrations_history WHERE migration_id = {old} AND EXISTS (SELECT 1 FROM __ef_migrations_history WHERE migration_id = {renamed})",
+                cancellationToken);
             await db.Database.ExecuteSqlAsync(
                 $"UPDATE __ef_migrations_history SET migration_id = {renamed} WHERE migration_id = {old}", cancellationToken);
         }
