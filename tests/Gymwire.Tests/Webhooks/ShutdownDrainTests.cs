@@ -50,14 +50,18 @@ public abstract class ShutdownDrainTests(WebhookFixture fx)
     }
 
     [Fact]
-    public async Task An_attempt_that_outlasts_the_drain_is_cancelled_given_back_and_sent_again_after_the_restart()
+    public async Task Attempts_that_outlast_the_drain_are_cancelled_given_back_and_each_sent_again_after_the_restart()
     {
         await using var receiver = await TestReceiver.StartAsync();
-        receiver.On("/stuck", n => n == 1 ? new Reply { Hang = true } : new Reply());
+        // The first three requests hang through the stop; later ones succeed.
+        receiver.On("/stuck", n => n <= 3 ? new Reply { Hang = true } : new Reply());
         var gym = await fx.CreateGymAsync();
         var hook = await gym.CreateWebhookAsync(receiver.Url("/stuck"), "member.joined");
-        await gym.AddMemberAsync("user_drain_stuck");
-        await receiver.WaitForAsync("/stuck", 1);
+        foreach (var i in Enumerable.Range(1, 3))
+        {
+            await gym.AddMemberAsync($"user_drain_stuck{i}");
+        }
+        await receiver.WaitForAsync("/stuck", 3);
         var shutdownTimeout = fx.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
         var logStart = fx.Logs.Lines.Count;
 
@@ -67,14 +71,20 @@ public abstract class ShutdownDrainTests(WebhookFixture fx)
         fx.Clock.Advance(shutdownTimeout);
         await restart;
         Assert.Contains(fx.Logs.Lines.Skip(logStart), l => l.StartsWith(
-            "Warning Gymwire.Features.Webhooks.DeliveryWorker: Stopping: 1 webhook attempts still in flight are cancelled", StringComparison.Ordinal));
+            "Warning Gymwire.Features.Webhooks.DeliveryWorker: Stopping: 3 webhook attempts still in flight are cancelled", StringComparison.Ordinal));
 
-        // Given back unrecorded: the restarted node sends it again at once, under the same webhook-id.
-        var delivery = await fx.WaitForDeliveryAsync(hook.Id, d => d.Status == DeliveryStatus.Delivered, "delivered after the restart");
+        // Given back unrecorded: the restarted node sends each again at once, under the same webhook-id, and none is lost.
+        await receiver.WaitForAsync("/stuck", 6);
+        var deliveries = await fx.WaitForDeliveriesAsync(hook.Id, 3, d => d.Status == DeliveryStatus.Delivered, "all delivered after the restart");
         var received = receiver.At("/stuck");
-        Assert.Equal(2, received.Count);
-        Assert.All(received, r => Assert.Equal(delivery.Id.ToString(), r.Header("webhook-id")));
-        Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        Assert.Equal(6, received.Count);
+        var ids = deliveries.Select(d => d.Id.ToString()).Order().ToList();
+        Assert.Equal(ids, received.Take(3).Select(r => r.Header("webhook-id")).Order().ToList());
+        Assert.Equal(ids, received.Skip(3).Select(r => r.Header("webhook-id")).Order().ToList());
+        foreach (var delivery in deliveries)
+        {
+            Assert.Single(await fx.AttemptsAsync(delivery.Id));
+        }
         fx.Logs.AssertNoErrorsSince(logStart, "Gymwire");
     }
 
