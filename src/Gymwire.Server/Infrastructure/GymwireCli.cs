@@ -230,14 +230,9 @@ public static class GymwireCli
             await PrepareDatabaseAsync(app.Services, migrate: false, ct);
             await KeyRingSetup.PrepareAsync(app.Services, ct);
         }
-        catch (OptionsValidationException e)
+        catch (Exception e) when (OperatorError(e) is { } error)
         {
-            await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
-            return 2;
-        }
-        catch (Exception e) when (e is DatabaseBehindException or DatabaseMigrationException or KeyRingException || IsUnreachable(e))
-        {
-            await Console.Error.WriteLineAsync($"error: {Describe(e)}");
+            await Console.Error.WriteLineAsync($"error: {error}");
             return 2;
         }
         try
@@ -350,22 +345,24 @@ public static class GymwireCli
             }
             return result.ExitCode;
         }
-        catch (OptionsValidationException e)
+        catch (Exception e) when (OperatorError(e) is { } error)
         {
-            await Console.Error.WriteLineAsync($"error: invalid configuration: {string.Join("; ", e.Failures)}");
-            return 2;
-        }
-        catch (Exception e) when (e is KeyRingException or DatabaseBehindException or DatabaseMigrationException || IsUnreachable(e))
-        {
-            await Console.Error.WriteLineAsync($"error: {Describe(e)}");
+            await Console.Error.WriteLineAsync($"error: {error}");
             return 2;
         }
     }
 
-    /// <summary>The database or a file it needs cannot be reached: an operator's setting to fix, not a defect to trace.</summary>
-    private static bool IsUnreachable(Exception e) => e is DbException or IOException or UnauthorizedAccessException;
-
-    private static string Describe(Exception e) => IsUnreachable(e) ? $"cannot open the database: {e.Message}" : e.Message;
+    /// <summary>
+    /// The one line for a failure the operator fixes (a setting, the key ring, the database's state, or the database or a
+    /// file it needs out of reach), as every command and <c>serve</c> print it; null for a defect, which keeps its stack trace.
+    /// </summary>
+    private static string? OperatorError(Exception e) => e switch
+    {
+        OptionsValidationException invalid => $"invalid configuration: {string.Join("; ", invalid.Failures)}",
+        KeyRingException or DatabaseBehindException or DatabaseMigrationException => e.Message,
+        DbException or IOException or UnauthorizedAccessException => $"cannot open the database: {e.Message}",
+        _ => null,
+    };
 }
 
 /// <summary>The database lacks migrations of this version and may not be migrated here (Database:MigrateOnStart is false).</summary>
