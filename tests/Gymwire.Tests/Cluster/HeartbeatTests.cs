@@ -33,11 +33,14 @@ public abstract class HeartbeatTests(GymwireFixture fx)
         Assert.Equal("live", node.State);
         Assert.Equal(ClusterHeartbeat.CurrentVersion, node.Version);
         Assert.Equal(Environment.MachineName, node.Host);
+        Assert.Equal(Environment.ProcessId, node.ProcessId);
 
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "cluster", "status");
         Assert.True(code == 0, stderr);
         var printed = JsonDocument.Parse(stdout).RootElement;
-        Assert.Contains(printed.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetGuid() == id);
+        // Two nodes on one machine are told apart by their process ids.
+        var listed = Assert.Single(printed.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetGuid() == id);
+        Assert.Equal(Environment.ProcessId, listed.GetProperty("process_id").GetInt32());
         // The command line is not a node: running it adds no heartbeat.
         Assert.Equal(1, await fx.WithDbAsync(db => db.ClusterNodes.CountAsync()));
     }

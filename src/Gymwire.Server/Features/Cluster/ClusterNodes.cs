@@ -12,6 +12,8 @@ public sealed class ClusterNode
     /// <summary>New at every start: a restarted process is a new node (the old row ages out).</summary>
     public Guid Id { get; set; }
     public required string Host { get; set; }
+    /// <summary>The process id on <see cref="Host"/>: tells apart nodes run on one machine. Null in rows of older versions.</summary>
+    public int? ProcessId { get; set; }
     public required string Version { get; set; }
     /// <summary>Comma-separated: <c>api</c>, and <c>dispatcher</c> / <c>worker</c> when those roles are on.</summary>
     public required string Roles { get; set; }
@@ -94,7 +96,7 @@ public sealed class ClusterMetrics
 }
 
 /// <summary>A node as <c>gymwire cluster status</c> prints it.</summary>
-public sealed record ClusterNodeStatus(Guid Id, string Host, string Version, IReadOnlyList<string> Roles, DateTime StartedAt, DateTime LastSeenAt,
+public sealed record ClusterNodeStatus(Guid Id, string Host, int? ProcessId, string Version, IReadOnlyList<string> Roles, DateTime StartedAt, DateTime LastSeenAt,
     DateTime? StoppedAt, string State);
 
 /// <summary>
@@ -195,6 +197,7 @@ public sealed partial class ClusterHeartbeat(
             {
                 Id = NodeId,
                 Host = Environment.MachineName,
+                ProcessId = Environment.ProcessId,
                 Version = CurrentVersion,
                 Roles = string.Join(',', Roles(webhooks.Value)),
                 StartedAt = started,
@@ -264,7 +267,7 @@ public sealed partial class ClusterHeartbeat(
         var nodes = await db.ClusterNodes.AsNoTracking().ToListAsync(ct);
         return
         [
-            .. nodes.Select(n => new ClusterNodeStatus(n.Id, n.Host, n.Version, n.Roles.Split(',', StringSplitOptions.RemoveEmptyEntries), n.StartedAt, n.LastSeenAt, n.StoppedAt,
+            .. nodes.Select(n => new ClusterNodeStatus(n.Id, n.Host, n.ProcessId, n.Version, n.Roles.Split(',', StringSplitOptions.RemoveEmptyEntries), n.StartedAt, n.LastSeenAt, n.StoppedAt,
                     n.StoppedAt is not null ? "stopped" : now - n.LastSeenAt <= options.DeadAfter ? "live" : "dead"))
                 .OrderBy(n => n.State == "live" ? 0 : 1).ThenByDescending(n => n.LastSeenAt),
         ];
