@@ -64,6 +64,17 @@ public abstract class InputValidationTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_long_field_name_is_cut_on_a_character_boundary_in_the_message()
+    {
+        var (_, owner, _) = await GymAsync();
+        // The 64th and 65th UTF-16 units are one emoji: cutting between them left half a character in the message.
+        var name = new string('k', 63) + "\U0001F600" + "tail";
+        var message = await (await owner.PostRawAsync("/api/gym/members", $$"""{"{{name}}":"a\u0001b","name":"Ana"}""")).AssertErrorAsync(HttpStatusCode.BadRequest);
+        Assert.Contains($"Field '{new string('k', 63)}…'", message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\uFFFD', message);
+    }
+
+    [Fact]
     public async Task A_control_character_cannot_pass_behind_a_lone_surrogate_or_another_charset()
     {
         var (gym, owner, writer) = await GymAsync();

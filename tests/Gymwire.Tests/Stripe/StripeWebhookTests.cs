@@ -841,6 +841,14 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
 
         Assert.Contains("whsec_", await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = "sk_live_nope" }))
             .AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        // Stripe's secrets are ASCII: anything else is a paste gone wrong (an emoji among the last four characters once made
+        // the hint half a character, which PostgreSQL refused with a 500).
+        foreach (var pasted in new[] { "whsec_aaaaaaaaaa\U0001F600abc", "whsec_aaaaaaaaaa\u00e9" })
+        {
+            Assert.Contains("whsec_", await (await gym.Owner().PutAsJsonAsync("/api/gym/integrations/stripe", new { endpoint_secret = pasted }))
+                .AssertErrorAsync(HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        }
+        Assert.Equal(secret[^4..], (await (await gym.Owner().GetAsync("/api/gym/integrations/stripe")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("secret_hint").GetString());
         var key = await (await gym.Owner().PostJsonAsync("/api/gym/api-keys", new { name = "k", scopes = new[] { "read", "write" } })).AssertStatusAsync(HttpStatusCode.Created);
         await (await fx.Client(key.GetProperty("key").GetString()).GetAsync("/api/gym/integrations/stripe")).AssertErrorAsync(HttpStatusCode.Forbidden);
 

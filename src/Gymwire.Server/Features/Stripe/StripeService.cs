@@ -11,7 +11,7 @@ public static class StripeService
     {
         var v = new RequestValidator()
             .Required(secret, "endpoint_secret", 200)
-            .Check(secret is null || (secret.StartsWith("whsec_", StringComparison.Ordinal) && secret.Length >= 16 && !secret.Any(char.IsWhiteSpace)),
+            .Check(secret is null || (secret.StartsWith("whsec_", StringComparison.Ordinal) && secret.Length >= 16 && secret.All(c => c > ' ' && c < '\x7f')),
                 "'endpoint_secret' must be the webhook endpoint's signing secret from Stripe (it starts with 'whsec_')");
         if (v.Error is { } invalid)
         {
