@@ -30,9 +30,10 @@ public sealed class Node(IServiceProvider services)
 /// <summary>
 /// Three Gymwire nodes on one throwaway PostgreSQL database, sharing the fake clock (as NTP-synchronised machines
 /// share time): the fixture's own server is node 0, two more are started beside it with the same configuration.
-/// Each runs every role (API, dispatcher, worker) and its own heartbeat, and logs to the fixture's sink.
+/// Each runs every role (API, dispatcher, worker) and its own heartbeat, and logs to the fixture's sink. A test that
+/// needs other settings for every node derives from it and adds them to <see cref="Settings"/>.
 /// </summary>
-public sealed class ThreeNodes() : WebhookFixture(Store.Postgres), IAsyncLifetime
+public class ThreeNodes() : WebhookFixture(Store.Postgres), IAsyncLifetime
 {
     private readonly List<WebApplication> _extra = [];
 
