@@ -3,13 +3,17 @@ using Microsoft.AspNetCore.WebUtilities;
 
 namespace Gymwire.Features.Dashboard;
 
-public sealed record ActivityRow(long Sequence, Guid Id, string Type, DateTime OccurredAt, string Summary, IReadOnlyList<EventDelivery> Deliveries);
+/// <param name="DeliveriesPurged">
+/// The event was dispatched longer ago than <c>Webhooks:DeliveryRetention</c>: its deliveries, if it had any, are deleted.
+/// </param>
+public sealed record ActivityRow(long Sequence, Guid Id, string Type, DateTime OccurredAt, string Summary, IReadOnlyList<EventDelivery> Deliveries,
+    bool DeliveriesPurged);
 
 /// <summary>A delivery an event caused, for the link from the event to it.</summary>
 public sealed record EventDelivery(Guid SubscriptionId, Guid DeliveryId, string Status, string Endpoint);
 
 /// <summary>The gym's events, latest occurred first, a page at a time (keyset on (occurred_at, sequence), so paging stays cheap).</summary>
-public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTime time) : PageModel
+public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTime time, IOptions<WebhookOptions> webhookOptions) : PageModel
 {
     public const int PageSize = 25;
 
@@ -28,6 +32,9 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTi
     public DateOnly? To { get; set; }
 
     public DateTime Now { get; } = clock.GetUtcNow().UtcDateTime;
+
+    /// <summary>How long deliveries are kept (<c>Webhooks:DeliveryRetention</c>); events are kept for good.</summary>
+    public TimeSpan DeliveryRetention { get; } = webhookOptions.Value.DeliveryRetention;
 
     public IReadOnlyList<ActivityRow> Events { get; private set; } = [];
 
@@ -68,7 +75,7 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTi
         // By when the event happened (an event recorded late, e.g. a check-in synced from a door, takes its place in
         // time), the sequence breaking ties.
         var rows = await query.OrderByDescending(e => e.OccurredAt).ThenByDescending(e => e.Sequence).Take(PageSize + 1)
-            .Select(e => new { e.Sequence, e.Id, e.Type, e.OccurredAt, e.Data })
+            .Select(e => new { e.Sequence, e.Id, e.Type, e.OccurredAt, e.Data, e.DispatchedAt })
             .ToListAsync(ct);
         var page = rows.Take(PageSize).ToList();
         var names = await EventSummaries.MemberNamesAsync(db, gymId, page.Select(e => e.Data), ct);
@@ -82,8 +89,11 @@ public sealed class ActivityModel(GymwireDbContext db, TimeProvider clock, GymTi
                 .Select(d => new { d.EventId, d.SubscriptionId, d.Id, d.Status }).ToListAsync(ct);
         var endpoints = hooks.ToDictionary(h => h.Id, h => h.Description ?? (Uri.TryCreate(h.Url, UriKind.Absolute, out var u) ? u.Authority : h.Url));
         var byEvent = deliveries.ToLookup(d => d.EventId);
+        // Deliveries are created when the event is dispatched, so one dispatched before the cutoff has had its deleted.
+        var purgedBefore = Now - DeliveryRetention;
         Events = page.Select(e => new ActivityRow(e.Sequence, e.Id, e.Type, e.OccurredAt, EventSummaries.Summarize(e.Data, names),
-            byEvent[e.Id].Select(d => new EventDelivery(d.SubscriptionId, d.Id, d.Status, endpoints[d.SubscriptionId])).ToList())).ToList();
+            byEvent[e.Id].Select(d => new EventDelivery(d.SubscriptionId, d.Id, d.Status, endpoints[d.SubscriptionId])).ToList(),
+            e.DispatchedAt < purgedBefore)).ToList();
         OlderThan = rows.Count > PageSize ? Events[^1].Sequence : null;
     }
 

@@ -92,4 +92,15 @@ public static class OwnerSessions
     public static Task<int> RevokeAllAsync(GymwireDbContext db, Guid ownerId, Guid? keep, DateTime now, CancellationToken ct) =>
         db.OwnerSessions.Where(s => s.OwnerId == ownerId && s.RevokedAt == null && s.ExpiresAt > now && (keep == null || s.Id != keep.Value))
             .ExecuteUpdateAsync(s => s.SetProperty(x => x.RevokedAt, now), ct);
+
+    /// <summary>
+    /// Deletes at most <paramref name="batchSize"/> sessions that expired or were revoked before <paramref name="cutoff"/>
+    /// (the retention clean-up calls it until a batch comes back short); returns how many went. An ended session never
+    /// becomes valid again, so no concurrent write can make a chosen row worth keeping.
+    /// </summary>
+    public static Task<int> DeleteEndedBatchAsync(GymwireDbContext db, DateTime cutoff, int batchSize, CancellationToken ct)
+    {
+        var batch = db.OwnerSessions.Where(s => s.ExpiresAt < cutoff || s.RevokedAt < cutoff).OrderBy(s => s.Id).Take(batchSize).Select(s => s.Id);
+        return db.OwnerSessions.Where(s => batch.Contains(s.Id)).ExecuteDeleteAsync(ct);
+    }
 }

@@ -43,6 +43,9 @@ public sealed class WebhookOptions
     /// <summary>Finished deliveries (delivered or undeliverable) and their attempts are deleted this long after they were created.</summary>
     public TimeSpan DeliveryRetention { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>The shortest <see cref="DeliveryRetention"/>: the automation tile looks back this far for a delivered event.</summary>
+    public static readonly TimeSpan MinDeliveryRetention = ApiKeys.ApiKeyConnections.RecentUse;
+
     /// <summary>
     /// Deliveries in flight at once on this node (sending, or sent and waiting to be recorded). An attempt in flight
     /// costs a socket and a few KiB; more of them means bigger claims and group commits. It is also the most a crash
@@ -133,9 +136,11 @@ internal sealed class WebhookOptionsValidator : IValidateOptions<WebhookOptions>
         {
             errors.Add("Webhooks:AutoDisableAfter must be between 01:00:00 and 365.00:00:00.");
         }
-        if (o.DeliveryRetention < TimeSpan.FromDays(1) || o.DeliveryRetention > TimeSpan.FromDays(3650))
+        // The dashboard reads the last 30 days of deliveries (the automation tile's "in use", the 7-day health figures):
+        // a shorter retention would delete what they count.
+        if (o.DeliveryRetention < WebhookOptions.MinDeliveryRetention || o.DeliveryRetention > TimeSpan.FromDays(3650))
         {
-            errors.Add("Webhooks:DeliveryRetention must be between 1.00:00:00 and 3650.00:00:00.");
+            errors.Add("Webhooks:DeliveryRetention must be between 30.00:00:00 and 3650.00:00:00: the dashboard shows the last 30 days of deliveries.");
         }
         if (o.ClaimLease is { } lease && (lease < o.Timeout + TimeSpan.FromSeconds(5) || lease > TimeSpan.FromHours(1)))
         {

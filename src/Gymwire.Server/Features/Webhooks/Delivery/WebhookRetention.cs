@@ -6,9 +6,9 @@ using Microsoft.Extensions.Options;
 namespace Gymwire.Features.Webhooks;
 
 /// <summary>
-/// Deletes finished deliveries (and, by cascade, their attempts) older than <c>Webhooks:DeliveryRetention</c>, and
-/// <c>Idempotency-Key</c> records past their window, hourly and in small batches, so neither grows without bound.
-/// Runs with the dispatcher role.
+/// Deletes finished deliveries (and, by cascade, their attempts) older than <c>Webhooks:DeliveryRetention</c>,
+/// <c>Idempotency-Key</c> records past their window and owner sessions ended more than a day ago, a minute after start
+/// and hourly after that, in small batches, so none grows without bound. Runs with the dispatcher role.
 /// </summary>
 public sealed partial class WebhookRetention(
     IServiceScopeFactory scopes,
@@ -18,13 +18,23 @@ public sealed partial class WebhookRetention(
 {
     private const int BatchSize = 1000;
 
+    /// <summary>The first run's delay: soon enough that a node restarted more often than hourly still purges, and after the start's own work.</summary>
+    public static readonly TimeSpan FirstRunDelay = TimeSpan.FromMinutes(1);
+
+    public static readonly TimeSpan Interval = TimeSpan.FromHours(1);
+
+    /// <summary>How long an expired or revoked owner session is kept before it is deleted.</summary>
+    public static readonly TimeSpan EndedSessionRetention = TimeSpan.FromDays(1);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var delay = FirstRunDelay;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await Task.Delay(TimeSpan.FromHours(1), clock, stoppingToken);
+                await Task.Delay(delay, clock, stoppingToken);
+                delay = Interval;
             }
             catch (OperationCanceledException)
             {
@@ -33,6 +43,7 @@ public sealed partial class WebhookRetention(
             // Each on its own: one failing does not keep the other from running.
             await RunAsync(PurgeAsync, stoppingToken);
             await RunAsync(PurgeIdempotencyRecordsAsync, stoppingToken);
+            await RunAsync(PurgeOwnerSessionsAsync, stoppingToken);
         }
     }
 
@@ -67,10 +78,10 @@ public sealed partial class WebhookRetention(
     }
 
     /// <summary>
-    /// Deletes what is past retention: finished deliveries, and test sends whatever their status (one is never due, so a
-    /// test send left pending by a server stopped mid-send would stay forever); returns how many deliveries went. It
-    /// walks one subscription at a time, by the delivery log's own index (subscription, gym, created_at): a separate
-    /// index on created_at for this hourly job would cost every fanned-out delivery one more B-tree insert.
+    /// Deletes what is past retention: finished deliveries, and test sends that are pending but never due (one left so by
+    /// a server stopped mid-send would otherwise stay forever; a redelivered one is due, and queued); returns how many
+    /// deliveries went. It walks one subscription at a time, by the delivery log's own index (subscription, gym,
+    /// created_at): a separate index on created_at for this hourly job would cost every fanned-out delivery one more B-tree insert.
     /// </summary>
     public async Task<int> PurgeAsync(CancellationToken ct)
     {
@@ -87,11 +98,14 @@ public sealed partial class WebhookRetention(
         {
             total += await DeleteInBatchesAsync((db, ct2) =>
             {
-                var batch = db.WebhookDeliveries
+                var purgeable = db.WebhookDeliveries
                     .Where(d => d.GymId == gymId && d.SubscriptionId == subscriptionId && d.CreatedAt < cutoff
-                        && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable || d.IsTest))
-                    .OrderBy(d => d.CreatedAt).Take(BatchSize).Select(d => d.Id);
-                return db.WebhookDeliveries.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct2);
+                        && (d.Status == DeliveryStatus.Delivered || d.Status == DeliveryStatus.Undeliverable
+                            || (d.IsTest && d.Status == DeliveryStatus.Pending && d.NextAttemptAt == null)));
+                var batch = purgeable.OrderBy(d => d.CreatedAt).Take(BatchSize).Select(d => d.Id);
+                // The conditions again on the DELETE itself: PostgreSQL, after waiting for a row's lock (a redelivery
+                // setting it pending), rechecks only the DELETE's own WHERE on the new row, not the subquery's.
+                return purgeable.Where(d => batch.Contains(d.Id)).ExecuteDeleteAsync(ct2);
             }, ct);
         }
         if (total > 0)
@@ -120,6 +134,25 @@ public sealed partial class WebhookRetention(
         }
         return total;
     }
+
+    /// <summary>
+    /// Deletes owner sessions (API and dashboard) that expired or were revoked more than
+    /// <see cref="EndedSessionRetention"/> ago: every login adds a row, and one that has ended is never valid again.
+    /// Returns how many went.
+    /// </summary>
+    public async Task<int> PurgeOwnerSessionsAsync(CancellationToken ct)
+    {
+        var cutoff = clock.GetUtcNow().UtcDateTime - EndedSessionRetention;
+        var total = await DeleteInBatchesAsync((db, ct2) => OwnerSessions.DeleteEndedBatchAsync(db, cutoff, BatchSize, ct2), ct);
+        if (total > 0)
+        {
+            LogSessionsPurged(logger, total);
+        }
+        return total;
+    }
+
+    [LoggerMessage(EventId = 5303, Level = LogLevel.Information, Message = "Deleted {Count} ended owner sessions")]
+    private static partial void LogSessionsPurged(ILogger logger, int count);
 
     [LoggerMessage(EventId = 5302, Level = LogLevel.Information, Message = "Deleted {Count} expired idempotency records")]
     private static partial void LogIdempotencyPurged(ILogger logger, int count);
