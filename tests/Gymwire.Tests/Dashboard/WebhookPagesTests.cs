@@ -387,6 +387,69 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         Assert.Equal(string.Join(" ", names.Select(n => $"The webhook to {n} was disabled by Gymwire: The endpoint answered 410 Gone.")), reason);
     }
 
+    [Fact]
+    public async Task A_refused_choice_of_no_events_stays_only_chosen_so_saving_again_subscribes_to_nothing_new()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        // New: the refusal shows "Only the events I choose" still chosen; saving the form as shown is refused again.
+        const string url = "https://hooks.example.com/nothing-chosen";
+        var refused = await (await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", url), ("Input.AllEvents", "false"))).Content.ReadAsStringAsync();
+        Assert.Contains("Choose at least one event, or All events.", refused, StringComparison.Ordinal);
+        Assert.Equal("false", ChosenRadio(refused));
+        var again = await browser.PostFormAsync("/settings/webhooks/new", ("Input.Url", url), ("Input.AllEvents", ChosenRadio(refused)), ("__RequestVerificationToken", DashboardClient.Token(refused)));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Contains("Choose at least one event, or All events.", await again.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.WebhookSubscriptions.AnyAsync(s => s.GymId == gym.GymId && s.Url == url)));
+
+        // Edit: the same, and the stored events are kept.
+        var (id, _) = await CreateAsync(browser, "https://hooks.example.com/kept", "member.joined");
+        var edit = $"/settings/webhooks/{id}/edit";
+        var editRefused = await (await browser.SubmitAsync(edit, ("Input.Url", "https://hooks.example.com/kept"), ("Input.AllEvents", "false"))).Content.ReadAsStringAsync();
+        Assert.Contains("Choose at least one event, or All events.", editRefused, StringComparison.Ordinal);
+        Assert.Equal("false", ChosenRadio(editRefused));
+        var editAgain = await browser.PostFormAsync(edit, ("Input.Url", "https://hooks.example.com/kept"), ("Input.AllEvents", ChosenRadio(editRefused)),
+            ("__RequestVerificationToken", DashboardClient.Token(editRefused)));
+        Assert.Equal(HttpStatusCode.OK, editAgain.StatusCode);
+        Assert.Equal(["member.joined"], await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).Select(s => s.Events).SingleAsync()));
+    }
+
+    /// <summary>The value of the checked "Events" radio: "true" for All events, "false" for only the chosen ones.</summary>
+    private static string ChosenRadio(string html) =>
+        Regex.Match(html, "name=\"Input.AllEvents\" value=\"(true|false)\" checked=\"checked\"").Groups[1].Value;
+
+    [Fact]
+    public async Task A_failing_webhook_is_told_apart_from_a_working_one_to_the_same_url_on_the_tile_and_in_the_banner()
+    {
+        var (gym, browser) = await SignedInAsync();
+        using var _ = browser;
+        var ids = new List<Guid>();
+        using (var owner = gym.Owner())
+        {
+            foreach (var url in new[] { "https://hooks.example.com/catch/1", "https://hooks.example.com/catch/1" })
+            {
+                var created = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url, events = new[] { "member.joined" } })).AssertStatusAsync(HttpStatusCode.Created);
+                ids.Add(created.GetProperty("id").GetGuid());
+            }
+        }
+        DateTime[] added = [new(2026, 3, 1, 9, 30, 0, DateTimeKind.Utc), new(2026, 3, 2, 9, 30, 0, DateTimeKind.Utc)];
+        var failingSince = new DateTime(2026, 3, 4, 8, 0, 0, DateTimeKind.Utc);
+        for (var i = 0; i < ids.Count; i++)
+        {
+            var (id, at) = (ids[i], added[i]);
+            await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == id).ExecuteUpdateAsync(s => s.SetProperty(x => x.CreatedAt, at)));
+        }
+        // Only the second one fails; the first, on the same URL, works.
+        await fx.WithDbAsync(db => db.WebhookSubscriptions.Where(s => s.Id == ids[1]).ExecuteUpdateAsync(s => s.SetProperty(x => x.FailingSince, failingSince)));
+
+        var html = WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/integrations"));
+        Assert.Contains($"<a href=\"/settings/webhooks/{ids[1]}\">Failing: hooks.example.com/catch/1 (added 2026-03-02 09:30 UTC)</a>", html, StringComparison.Ordinal);
+        Assert.Contains("Deliveries to hooks.example.com/catch/1 (added 2026-03-02 09:30 UTC) have been failing since", html, StringComparison.Ordinal);
+        // The banner names the failing webhook by host and path, not by the host alone.
+        var banner = Regex.Match(html, "<div class=\"alert error failing-banner\"[^>]*>(.*?)</div>", RegexOptions.Singleline).Groups[1].Value;
+        Assert.Contains($"<a href=\"/settings/webhooks/{ids[1]}\">hooks.example.com/catch/1</a>", banner, StringComparison.Ordinal);
+    }
+
     [GeneratedRegex("value=\"(whsec_[^\"]+)\"")]
     private static partial Regex SecretPattern();
 

@@ -84,6 +84,13 @@ public abstract class EmailTests(SmtpFixture fx)
         var tile = await TileAsync("email", gym.GymId);
         Assert.Equal(IntegrationState.Error, tile.State);
         Assert.Contains(reason, tile.Reason, StringComparison.Ordinal);
+        // The Email page says what its tile says, not merely that the server has SMTP.
+        using var browser = new Gymwire.Tests.Dashboard.DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var page = WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/integrations/email"));
+        Assert.Contains("<span class=\"badge error\">Error</span>", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("<span class=\"badge connected\">Connected</span>", page, StringComparison.Ordinal);
+        Assert.Contains($"<p id=\"integration-status\">{tile.Reason}</p>", page, StringComparison.Ordinal);
     }
 
     [Fact]

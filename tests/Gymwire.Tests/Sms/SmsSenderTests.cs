@@ -496,6 +496,13 @@ public abstract class SmsSenderTests(TwilioFixture fx)
         var tile = await TileAsync(gym.GymId);
         Assert.Equal(IntegrationState.Error, tile.State);
         Assert.Contains("21211", tile.Reason, StringComparison.Ordinal);
+        // The SMS page says what its tile says, not merely that the server has a provider.
+        using var browser = new Gymwire.Tests.Dashboard.DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var page = WebUtility.HtmlDecode(await browser.GetPageAsync("/settings/integrations/sms"));
+        Assert.Contains("<span class=\"badge error\">Error</span>", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("<span class=\"badge connected\">Connected</span>", page, StringComparison.Ordinal);
+        Assert.Contains($"<p id=\"integration-status\">{tile.Reason}</p>", page, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -821,6 +821,15 @@ public abstract class StripeWebhookTests(GymwireFixture fx)
         Assert.Equal(2, (await (await gym.Owner().GetAsync("/api/gym/integrations/stripe/events")).AssertStatusAsync(HttpStatusCode.OK)).GetProperty("events").GetArrayLength());
         Assert.Empty(await EventTypesAsync(gym.GymId));
         Assert.Contains("matched no member", (await TileAsync(gym.GymId)).Reason, StringComparison.Ordinal);
+        // The owner reads the reason on the dashboard: it points to the Payments page, not to an API call.
+        using var browser = new Gymwire.Tests.Dashboard.DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        foreach (var path in new[] { "/settings/integrations", "/settings/integrations/payments" })
+        {
+            var page = await browser.GetPageAsync(path);
+            Assert.Contains("1 event(s) matched no member: the Payments page lists the latest events and what became of each.", page, StringComparison.Ordinal);
+            Assert.DoesNotContain("/api/gym/integrations/stripe/events", page, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

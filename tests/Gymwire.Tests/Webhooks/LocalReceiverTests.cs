@@ -35,6 +35,18 @@ public abstract class LocalReceiverTests(GymwireFixture fx)
         var message = await (await owner.PostJsonAsync("/api/gym/webhooks", new { url = "http://127.0.0.1:8000/hook" })).AssertErrorAsync(HttpStatusCode.BadRequest);
         Assert.Contains("Webhooks:AllowHttp", message, StringComparison.Ordinal);
     }
+
+    /// <summary>The owner cannot change the server's settings: the dashboard says what the server accepts instead.</summary>
+    [Fact]
+    public async Task On_the_dashboard_a_plain_http_url_is_refused_without_naming_a_server_setting()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var browser = new Gymwire.Tests.Dashboard.DashboardClient(fx);
+        await browser.LoginAsync(gym.OwnerEmail, gym.OwnerPassword);
+        var page = await (await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "http://hooks.example.com/plain"))).Content.ReadAsStringAsync();
+        Assert.Contains("This server accepts only https:// endpoints.", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("AllowHttp", page, StringComparison.Ordinal);
+    }
 }
 
 /// <summary><see cref="WebhookFixture"/> with an empty retry schedule: the contract's "not retried automatically" (docs/webhooks.md).</summary>

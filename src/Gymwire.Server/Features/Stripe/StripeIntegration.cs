@@ -54,6 +54,6 @@ public sealed class StripeIntegration(GymwireDbContext db, StripeSecrets secrets
         }
         return IntegrationStatus.Connected(unknown == 0
             ? reason
-            : $"{reason} {unknown} event(s) matched no member: see GET /api/gym/integrations/stripe/events?outcome=unknown_member.");
+            : $"{reason} {unknown} event(s) matched no member: the Payments page lists the latest events and what became of each.");
     }
 }

@@ -50,9 +50,12 @@ public sealed class WebhookInput
     public static List<string> CheckedFor(IReadOnlyCollection<string> stored) =>
         stored.Where(e => EventCatalog.ByName.GetValueOrDefault(e)?.AliasOf is not { } canonical || !stored.Contains(canonical)).ToList();
 
-    /// <summary>The service words its errors for API clients ('url' …); on a form, name the field as the owner sees it.</summary>
+    /// <summary>
+    /// The service words its errors for API clients ('url' …); on a form, name the field as the owner sees it. The
+    /// refusal of http:// names the operator's setting, which the owner cannot change: say only what the server accepts.
+    /// </summary>
     public static string Friendly(string error) =>
-        error.Replace("'url'", "The endpoint URL", StringComparison.Ordinal)
+        error == WebhookService.HttpNotAllowed ? "This server accepts only https:// endpoints." : error.Replace("'url'", "The endpoint URL", StringComparison.Ordinal)
              .Replace("'events'", "Events", StringComparison.Ordinal)
              .Replace("'secret'", "The secret", StringComparison.Ordinal);
 }

@@ -30,14 +30,15 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
         var links = new List<StatusLink>();
         var zone = troubled.Count == 0 ? null : await Gyms.GymTimeZones.OfGymAsync(db, gymId, ct);
         // Each webhook by where it delivers (host and path; a query may hold a token), and by when it was added where
-        // two go to the same URL: several webhooks on one host are told apart, not listed as identical lines. Two added
-        // to one URL in the same minute are numbered in the order they were added ("1 of 2"), so no two lines are alike.
-        var targets = troubled.ToDictionary(h => h.Id, h => Target(h.Url));
-        var added = troubled.ToDictionary(h => h.Id, h => Gyms.GymTimeZones.Minutes(h.CreatedAt, zone!));
+        // another of the gym's webhooks, troubled or healthy, goes to the same URL: a failing webhook is told apart from
+        // a working one on the same host, not listed as if it were that one. Two added to one URL in the same minute are
+        // numbered in the order they were added ("1 of 2"), so no two lines are alike.
+        var targets = hooks.ToDictionary(h => h.Id, h => Target(h.Url));
+        var added = troubled.Count == 0 ? new Dictionary<Guid, string>() : hooks.ToDictionary(h => h.Id, h => Gyms.GymTimeZones.Minutes(h.CreatedAt, zone!));
         foreach (var hook in troubled)
         {
             var target = targets[hook.Id];
-            var sameUrl = troubled.Where(h => targets[h.Id] == target).ToList();
+            var sameUrl = hooks.Where(h => targets[h.Id] == target).ToList();
             if (sameUrl.Count > 1)
             {
                 var sameMinute = sameUrl.Where(h => added[h.Id] == added[hook.Id]).ToList();
@@ -46,7 +47,7 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
                     : $" (added {added[hook.Id]})";
             }
             var name = hook.Description ?? target;
-            if (hook.Description is not null && troubled.Count(h => h.Description == hook.Description) > 1)
+            if (hook.Description is not null && hooks.Count(h => h.Description == hook.Description) > 1)
             {
                 name += $" ({target})";
             }
@@ -65,6 +66,7 @@ public sealed class WebhookConnections(GymwireDbContext db, TimeProvider clock) 
             problems.Count == 0 ? null : string.Join(" ", problems), links);
     }
 
-    private static string Target(string url) =>
+    /// <summary>Where a webhook delivers, as the dashboard names it: host and path, never the query (it may hold a token).</summary>
+    public static string Target(string url) =>
         Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri.Authority + uri.AbsolutePath.TrimEnd('/') : url;
 }

@@ -586,6 +586,9 @@ public sealed class WebhookService(
         a.ResponseHeaders is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(a.ResponseHeaders),
         a.ResponseBody, a.ResponseBodyTruncated);
 
+    /// <summary>The API's refusal of an http:// URL on a server that accepts only https:// (the dashboard words it for owners).</summary>
+    internal const string HttpNotAllowed = "'url' must use https:// (plain http is allowed only when Webhooks:AllowHttp is true)";
+
     /// <summary>
     /// Checks a subscription's URL and normalises it to what delivery will use (null when it is fine): trimmed, and a
     /// non-ASCII host in its IDNA form, as <see cref="Uri.IdnHost"/> gives it to the connection (<c>127。0。0。1</c>,
@@ -622,7 +625,7 @@ public sealed class WebhookService(
         }
         if (uri.Scheme == Uri.UriSchemeHttp && !options.AllowHttp)
         {
-            return "'url' must use https:// (plain http is allowed only when Webhooks:AllowHttp is true)";
+            return HttpNotAllowed;
         }
         if (uri.UserInfo.Length > 0)
         {
