@@ -888,6 +888,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("recorded_at");
 
+                    b.Property<DateTime?>("RefundRecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("refund_recorded_at");
+
                     b.Property<DateTime?>("RefundedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("refunded_at");
@@ -907,6 +911,9 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.HasKey("Id")
                         .HasName("pk_payments");
+
+                    b.HasIndex("GymId", "RefundRecordedAt")
+                        .HasDatabaseName("ix_payments_gym_id_refund_recorded_at");
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");
