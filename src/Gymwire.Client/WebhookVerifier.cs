@@ -17,6 +17,7 @@ namespace Gymwire.Client;
 public sealed class WebhookVerifier
 {
     private const string SecretPrefix = "whsec_";
+    private static readonly long MaxUnixSeconds = DateTimeOffset.MaxValue.ToUnixTimeSeconds();
     private readonly string[] _secrets;
     private readonly TimeProvider _clock;
 
@@ -95,6 +96,11 @@ public sealed class WebhookVerifier
     {
         if (string.IsNullOrEmpty(webhookId) || string.IsNullOrEmpty(webhookSignature)
             || !long.TryParse(webhookTimestamp, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return false;
+        }
+        // A timestamp past the last second DateTimeOffset holds (year 9999) is outside any tolerance: refused, not thrown.
+        if (seconds > MaxUnixSeconds)
         {
             return false;
         }

@@ -111,6 +111,7 @@ internal sealed class PaymentConfiguration : IEntityTypeConfiguration<Payment>
         b.Property(x => x.FailureReason).HasMaxLength(500);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
         b.HasIndex(x => new { x.GymId, x.RecordedAt, x.Id });
+        b.HasIndex(x => new { x.GymId, x.RefundRecordedAt });
     }
 }
 

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 
 namespace Gymwire.Infrastructure;
 
-/// <summary>The wire's JSON conventions: snake_case names, UTC timestamps with milliseconds.</summary>
+/// <summary>The wire's JSON conventions: snake_case names, UTC timestamps with milliseconds (and read as UTC when they have no offset).</summary>
 public static class GymwireJson
 {
     public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
@@ -32,9 +32,18 @@ public static class GymwireJson
     {
         public override DateTime Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
         {
-            if (reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var value))
+            if (reader.TokenType == JsonTokenType.String)
             {
-                return value.UtcDateTime;
+                // A time without an offset is UTC, as the API writes times and the CLI reads them. TryGetDateTime leaves
+                // it unspecified; TryGetDateTimeOffset would read it in the server machine's own time zone.
+                if (reader.TryGetDateTime(out var written) && written.Kind == DateTimeKind.Unspecified)
+                {
+                    return DateTime.SpecifyKind(written, DateTimeKind.Utc);
+                }
+                if (reader.TryGetDateTimeOffset(out var value))
+                {
+                    return value.UtcDateTime;
+                }
             }
             throw new JsonException("Expected an ISO-8601 date-time string.");
         }

@@ -40,6 +40,20 @@ public sealed class WebhookVerifierTests
         Assert.False(early.VerifyStandard(SpecId, SpecTimestamp, SpecSignature, Encoding.UTF8.GetBytes(SpecBody)));
     }
 
+    [Theory]
+    [InlineData("253402300800")] // one second past the last one a DateTimeOffset holds
+    [InlineData("99999999999999")]
+    [InlineData("9223372036854775807")]
+    public void A_timestamp_past_year_9999_is_refused_not_thrown(string timestamp)
+    {
+        var verifier = new WebhookVerifier(SpecSecret, clock: At(1614265330));
+        var body = Encoding.UTF8.GetBytes(SpecBody);
+        Assert.False(verifier.VerifyStandard(SpecId, timestamp, SpecSignature, body));
+        Assert.False(verifier.Verify([new("webhook-id", SpecId), new("webhook-timestamp", timestamp), new("webhook-signature", SpecSignature)], body));
+        // The last second it holds is merely stale.
+        Assert.False(verifier.VerifyStandard(SpecId, "253402300799", SpecSignature, body));
+    }
+
     [Fact]
     public void Verifies_the_combatscore_hex_signature_as_the_reference_express_receiver_computes_it()
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Gymwire.Features.Gyms;
+using Gymwire.Tests.Foundation;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
@@ -32,6 +33,11 @@ public abstract class GymTimeZoneTests(GymwireFixture fx)
                      ("../../../../etc/passwd", "is not a known time zone"),
                      ("/usr/share/zoneinfo/UTC", "is not a known time zone"),
                      (new string('A', 65), "at most 64 characters"),
+                     // Names the system opens that are no place's zone: the machine's own zone, copies, a placeholder.
+                     ("localtime", "is not a known time zone"),
+                     ("posix/Europe/Berlin", "is not a known time zone"),
+                     ("right/Europe/Berlin", "is not a known time zone"),
+                     ("Factory", "is not a known time zone"),
                  })
         {
             var refused = await browser.SubmitAsync("/settings/gym", ("TimeZone", bad));
@@ -52,6 +58,27 @@ public abstract class GymTimeZoneTests(GymwireFixture fx)
         // Another gym keeps its own zone.
         var other = await fx.CreateGymAsync();
         Assert.Equal("UTC", await ZoneAsync(other.GymId));
+    }
+
+    [Theory]
+    [InlineData("localtime")]
+    [InlineData("posix/Europe/Berlin")]
+    [InlineData("right/Europe/Berlin")]
+    [InlineData("Factory")]
+    public async Task Set_up_and_the_cli_refuse_a_zone_outside_the_zone_list(string bad)
+    {
+        Assert.DoesNotContain(bad, GymTimeZones.All);
+        Assert.Null(GymTimeZones.TryFind(bad, out var error));
+        Assert.Contains("is not a known time zone", error, StringComparison.Ordinal);
+        Assert.Same(TimeZoneInfo.Utc, GymTimeZones.Find(bad));
+
+        var email = $"tz-{Guid.NewGuid():N}@example.com";
+        var (code, stdout, stderr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "Zone Gym", "--owner-email", email,
+            "--owner-password", "cli-password-123", "--time-zone", bad);
+        Assert.NotEqual(0, code);
+        Assert.Equal("", stdout.Trim());
+        Assert.Contains($"'{bad}' is not a known time zone", stderr, StringComparison.Ordinal);
+        Assert.False(await fx.WithDbAsync(db => db.Users.AnyAsync(u => u.Email == email)));
     }
 
     [Fact]

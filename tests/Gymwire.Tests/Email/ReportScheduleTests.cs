@@ -65,9 +65,91 @@ public abstract partial class ReportScheduleTests(SmtpFixture fx)
         db.Payments.Add(new Payment
         {
             Id = Guid.CreateVersion7(), GymId = gymId, UserId = "user_ana", AmountCents = cents, Currency = "usd", Status = PaymentStatuses.Paid, CreatedAt = at,
+            RecordedAt = at,
         });
         return db.SaveChangesAsync();
     });
+
+    private static async Task<string> AttachmentAsync(MimeMessage report, string prefix)
+    {
+        var part = report.Attachments.OfType<MimePart>().Single(a => a.FileName!.StartsWith(prefix, StringComparison.Ordinal));
+        using var content = new MemoryStream();
+        await part.Content!.DecodeToAsync(content);
+        return System.Text.Encoding.UTF8.GetString(content.ToArray());
+    }
+
+    [Fact]
+    public async Task A_payment_and_a_refund_recorded_after_their_days_report_are_in_the_next_report_once()
+    {
+        var gym = await fx.CreateGymAsync();
+        var books = $"books-{Guid.NewGuid():N}@example.com";
+        await fx.WithDbAsync(async db =>
+        {
+            var service = new ReportScheduleService(db, fx.Clock, fx.Services.GetRequiredService<ReportSignal>());
+            return await service.SaveAsync(gym.GymId, ReportFrequencies.Daily, [books], null, CancellationToken.None);
+        });
+        var zone = GymTimeZones.Find((await fx.WithDbAsync(db => db.Gyms.SingleAsync(g => g.Id == gym.GymId))).TimeZone);
+        var start = (await ScheduleAsync(gym.GymId))!.ReportedThrough;
+        var end = ReportFrequencies.Next(ReportFrequencies.Daily, start, zone);
+        var day = GymTimeZones.LocalDate(start, zone);
+        // Paid and recorded on the day: in its report.
+        var onTime = Guid.CreateVersion7();
+        await fx.WithDbAsync(db =>
+        {
+            PaymentService.AddPayment(db, new Payment
+            {
+                Id = onTime, GymId = gym.GymId, UserId = "user_ana", AmountCents = 500, Currency = "usd", Status = PaymentStatuses.Paid,
+                CreatedAt = end.AddMinutes(-30), RecordedAt = end.AddMinutes(-30),
+            });
+            return db.SaveChangesAsync();
+        });
+        fx.Clock.Advance(end - fx.Clock.GetUtcNow().UtcDateTime + ScheduledReports.Grace);
+        await RunReportsAsync();
+        var first = Assert.Single(MessagesTo(books));
+        Assert.Contains("Payments received: 1 totalling 5.00 USD.", first.TextBody, StringComparison.Ordinal);
+        Assert.Contains("Refunds: none.", first.TextBody, StringComparison.Ordinal);
+
+        // After the day's report: Stripe delivers a payment paid at 23:50 and a refund made at 23:55 (a retry after downtime).
+        var now = fx.Clock.GetUtcNow().UtcDateTime;
+        var late = Guid.CreateVersion7();
+        await fx.WithDbAsync(async db =>
+        {
+            PaymentService.AddPayment(db, new Payment
+            {
+                Id = late, GymId = gym.GymId, UserId = "user_ana", AmountCents = 700, Currency = "usd", Status = PaymentStatuses.Paid,
+                CreatedAt = end.AddMinutes(-10), RecordedAt = now,
+            });
+            PaymentService.RefundPayment(db, await db.Payments.SingleAsync(p => p.Id == onTime), now, refundedAt: end.AddMinutes(-5));
+            return await db.SaveChangesAsync();
+        });
+
+        // In the next day's report, dated the day they happened; in no report after it.
+        for (var i = 0; i < 2; i++)
+        {
+            fx.Clock.Advance(TimeSpan.FromDays(1));
+            await RunReportsAsync();
+        }
+        var reports = MessagesTo(books);
+        Assert.Equal(3, reports.Count);
+        Assert.Contains("Payments received: 1 totalling 7.00 USD.", reports[1].TextBody, StringComparison.Ordinal);
+        Assert.Contains("Refunds: 1 totalling -5.00 USD.", reports[1].TextBody, StringComparison.Ordinal);
+        var payments = await AttachmentAsync(reports[1], "payments-");
+        Assert.Contains($"{day:yyyy-MM-dd},user_ana,,Membership payment,7.00,USD,paid,{late}", payments, StringComparison.Ordinal);
+        Assert.DoesNotContain(onTime.ToString(), payments, StringComparison.Ordinal);
+        var refunds = await AttachmentAsync(reports[1], "refunds-");
+        Assert.Contains($"{day:yyyy-MM-dd},user_ana,,Refund: Membership payment of {day:yyyy-MM-dd},-5.00,USD,refunded,{onTime}", refunds, StringComparison.Ordinal);
+        var quickBooks = await AttachmentAsync(reports[1], "quickbooks-");
+        Assert.Contains($"{day:MM/dd/yyyy},user_ana: Membership payment,7.00", quickBooks, StringComparison.Ordinal);
+        Assert.Contains($"{day:MM/dd/yyyy},Refund to user_ana: Membership payment,-5.00", quickBooks, StringComparison.Ordinal);
+        Assert.Contains("Payments received: none.", reports[2].TextBody, StringComparison.Ordinal);
+        Assert.Contains("Refunds: none.", reports[2].TextBody, StringComparison.Ordinal);
+
+        // A download of the day still has them by the day they happened.
+        using var owner = gym.Owner();
+        var download = await (await owner.GetAsync($"/api/gym/exports/payments.csv?from={day:yyyy-MM-dd}&to={day:yyyy-MM-dd}")).Content.ReadAsStringAsync();
+        Assert.Contains(late.ToString(), download, StringComparison.Ordinal);
+        Assert.Contains(onTime.ToString(), download, StringComparison.Ordinal);
+    }
 
     [Fact]
     public async Task Two_first_saves_of_a_schedule_at_once_both_succeed_and_keep_one_schedule()

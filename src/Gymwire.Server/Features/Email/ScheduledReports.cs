@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text;
 using Gymwire.Features.Exports;
-using Gymwire.Features.Payments;
 
 namespace Gymwire.Features.Email;
 
@@ -129,7 +128,7 @@ public sealed partial class ScheduledReports(
                 return;
             }
             var range = new ExportRange(GymTimeZones.LocalDate(start, zone), GymTimeZones.LocalDate(end, zone).AddDays(-1), zone);
-            var message = await BuildAsync(db, schedule, range, ct);
+            var message = await BuildAsync(db, schedule, range, new RecordedPeriod(start, end), ct);
             // The owners as they are now, so one added since the schedule was saved gets the report too.
             var owners = schedule.SendToOwners ? await OwnerNotifications.OwnerAddresses(db, schedule.GymId).ToListAsync(ct) : [];
             var recipients = owners.Concat(ReportRecipients.Split(schedule.Recipients)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
@@ -222,7 +221,11 @@ public sealed partial class ScheduledReports(
         }
     }
 
-    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, ReportSchedule schedule, ExportRange range, CancellationToken ct)
+    /// <summary>
+    /// The report of <paramref name="range"/>'s days: the members of those days, and the payments and refunds Gymwire
+    /// recorded in <paramref name="recorded"/> (the period's instants), each with its own date.
+    /// </summary>
+    internal static async Task<EmailMessage> BuildAsync(GymwireDbContext db, ReportSchedule schedule, ExportRange range, RecordedPeriod recorded, CancellationToken ct)
     {
         var (gymId, frequency, format) = (schedule.GymId, schedule.Frequency, schedule.Format);
         // The order the owner chose for their QuickBooks company; a value from outside the API (a hand-edited row) gets the default.
@@ -232,16 +235,13 @@ public sealed partial class ScheduledReports(
         foreach (var kind in kinds)
         {
             using var buffer = new MemoryStream();
-            await AccountingExports.WriteAsync(db, gymId, kind, range, dates, buffer, ct);
+            await AccountingExports.WriteAsync(db, gymId, kind, range, dates, recorded, buffer, ct);
             attachments.Add(new EmailAttachment(AccountingExports.FileName(kind, range), "text/csv; charset=utf-8", buffer.ToArray()));
         }
         var gym = await db.Gyms.AsNoTracking().Where(g => g.Id == gymId).Select(g => g.Name).FirstOrDefaultAsync(ct) ?? "your gym";
-        var (start, end) = (range.Start, range.EndExclusive);
-        var received = await db.Payments.AsNoTracking()
-            .Where(p => p.GymId == gymId && p.Status != PaymentStatuses.Failed && p.CreatedAt >= start && p.CreatedAt < end)
+        var received = await AccountingExports.Received(db, gymId, range, recorded)
             .GroupBy(p => p.Currency).Select(g => new { Currency = g.Key, Count = g.Count(), Cents = g.Sum(p => (long)p.AmountCents) }).ToListAsync(ct);
-        var refunded = await db.Payments.AsNoTracking()
-            .Where(p => p.GymId == gymId && p.Status == PaymentStatuses.Refunded && p.RefundedAt >= start && p.RefundedAt < end)
+        var refunded = await AccountingExports.Refunded(db, gymId, range, recorded)
             .GroupBy(p => p.Currency).Select(g => new { Currency = g.Key, Count = g.Count(), Cents = g.Sum(p => (long)p.AmountCents) }).ToListAsync(ct);
         var period = range.From == range.To ? $"{range.From:yyyy-MM-dd}" : $"{range.From:yyyy-MM-dd} to {range.To:yyyy-MM-dd}";
         var zone = GymTimeZones.Name(range.Zone);

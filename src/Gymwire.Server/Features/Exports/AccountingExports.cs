@@ -54,6 +54,13 @@ public readonly record struct ExportRange(DateOnly From, DateOnly To, TimeZoneIn
     }
 }
 
+/// <summary>
+/// A scheduled report's period, UTC: its payments and refunds are those Gymwire recorded in it, not those dated in it, so
+/// one recorded after its day's report went out (Stripe retrying, the server down) is in the next report, and none is
+/// in two. The rows keep their own dates.
+/// </summary>
+public readonly record struct RecordedPeriod(DateTime Start, DateTime End);
+
 public enum ExportKind
 {
     Payments,
@@ -104,7 +111,12 @@ public static class AccountingExports
         WriteAsync(db, gymId, kind, range, QuickBooksDates.MonthFirst, output, ct);
 
     /// <param name="dates">The QuickBooks file's date order; the other files have ISO dates.</param>
-    public static async Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, QuickBooksDates dates, Stream output, CancellationToken ct)
+    public static Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, QuickBooksDates dates, Stream output, CancellationToken ct) =>
+        WriteAsync(db, gymId, kind, range, dates, recorded: null, output, ct);
+
+    /// <param name="recorded">A scheduled report's period: its payments and refunds are those recorded in it (the members still those of the range).</param>
+    public static async Task WriteAsync(GymwireDbContext db, Guid gymId, ExportKind kind, ExportRange range, QuickBooksDates dates, RecordedPeriod? recorded,
+        Stream output, CancellationToken ct)
     {
         // RFC 4180 is CsvHelper's default (CRLF, quotes where needed, same field count on every row).
         var options = new CsvWriterOptions { WriteByteOrderMark = true, FormatProvider = CultureInfo.InvariantCulture };
@@ -115,10 +127,10 @@ public static class AccountingExports
                 await WriteMembersAsync(db, gymId, range, csv, ct);
                 break;
             case ExportKind.QuickBooks:
-                await WriteQuickBooksAsync(db, gymId, range, dates, csv, ct);
+                await WriteQuickBooksAsync(db, gymId, range, dates, recorded, csv, ct);
                 break;
             default:
-                await WritePaymentsAsync(db, gymId, range, kind == ExportKind.Refunds, csv, ct);
+                await WritePaymentsAsync(db, gymId, range, recorded, kind == ExportKind.Refunds, csv, ct);
                 break;
         }
         await csv.FlushAsync(ct);
@@ -130,16 +142,38 @@ public static class AccountingExports
     }
 
     /// <summary>
-    /// Payments: money received in the range (a later refund is its own row in the refunds export). Refunds: refunds
-    /// made in the range. In the order they happened.
+    /// Payments received: paid in the range (a later refund is its own row in the refunds export), or, for a scheduled
+    /// report, recorded in its period. Failed payments are in neither.
     /// </summary>
-    private static IQueryable<PaymentRow> PaymentRows(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds)
+    internal static IQueryable<Payment> Received(GymwireDbContext db, Guid gymId, ExportRange range, RecordedPeriod? recorded)
     {
-        var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId);
+        var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId && p.Status != PaymentStatuses.Failed);
+        if (recorded is { } period)
+        {
+            var (from, until) = (period.Start, period.End);
+            return payments.Where(p => p.RecordedAt >= from && p.RecordedAt < until);
+        }
         var (start, end) = (range.Start, range.EndExclusive);
-        payments = refunds
-            ? payments.Where(p => p.Status == PaymentStatuses.Refunded && p.RefundedAt >= start && p.RefundedAt < end)
-            : payments.Where(p => p.Status != PaymentStatuses.Failed && p.CreatedAt >= start && p.CreatedAt < end);
+        return payments.Where(p => p.CreatedAt >= start && p.CreatedAt < end);
+    }
+
+    /// <summary>Refunds: made in the range, or, for a scheduled report, recorded in its period.</summary>
+    internal static IQueryable<Payment> Refunded(GymwireDbContext db, Guid gymId, ExportRange range, RecordedPeriod? recorded)
+    {
+        var payments = db.Payments.AsNoTracking().Where(p => p.GymId == gymId && p.Status == PaymentStatuses.Refunded);
+        if (recorded is { } period)
+        {
+            var (from, until) = (period.Start, period.End);
+            return payments.Where(p => p.RefundRecordedAt >= from && p.RefundRecordedAt < until);
+        }
+        var (start, end) = (range.Start, range.EndExclusive);
+        return payments.Where(p => p.RefundedAt >= start && p.RefundedAt < end);
+    }
+
+    /// <summary>The payments (or refunds) of <see cref="Received"/> (or <see cref="Refunded"/>), in the order they happened.</summary>
+    private static IQueryable<PaymentRow> PaymentRows(GymwireDbContext db, Guid gymId, ExportRange range, RecordedPeriod? recorded, bool refunds)
+    {
+        var payments = refunds ? Refunded(db, gymId, range, recorded) : Received(db, gymId, range, recorded);
         var rows = from p in payments
                    join m in db.Members.Where(m => m.GymId == gymId) on p.UserId equals m.UserId into members
                    from m in members.DefaultIfEmpty()
@@ -151,10 +185,10 @@ public static class AccountingExports
         return rows;
     }
 
-    private static async Task WritePaymentsAsync(GymwireDbContext db, Guid gymId, ExportRange range, bool refunds, CsvWriter csv, CancellationToken ct)
+    private static async Task WritePaymentsAsync(GymwireDbContext db, Guid gymId, ExportRange range, RecordedPeriod? recorded, bool refunds, CsvWriter csv, CancellationToken ct)
     {
         csv.WriteHeader(PaymentColumns);
-        await foreach (var r in PaymentRows(db, gymId, range, refunds).AsAsyncEnumerable().WithCancellation(ct))
+        await foreach (var r in PaymentRows(db, gymId, range, recorded, refunds).AsAsyncEnumerable().WithCancellation(ct))
         {
             var date = refunds ? r.RefundedAt!.Value : r.CreatedAt;
             csv.WriteField(Date(range.LocalDate(date)));
@@ -175,11 +209,12 @@ public static class AccountingExports
     /// It has no currency column, so the amounts are in each payment's own currency. A zero amount is left blank, as
     /// QuickBooks asks.
     /// </summary>
-    private static async Task WriteQuickBooksAsync(GymwireDbContext db, Guid gymId, ExportRange range, QuickBooksDates dates, CsvWriter csv, CancellationToken ct)
+    private static async Task WriteQuickBooksAsync(GymwireDbContext db, Guid gymId, ExportRange range, QuickBooksDates dates, RecordedPeriod? recorded,
+        CsvWriter csv, CancellationToken ct)
     {
         csv.WriteHeader(QuickBooksColumns);
-        var received = await PaymentRows(db, gymId, range, refunds: false).ToListAsync(ct);
-        var refunded = await PaymentRows(db, gymId, range, refunds: true).ToListAsync(ct);
+        var received = await PaymentRows(db, gymId, range, recorded, refunds: false).ToListAsync(ct);
+        var refunded = await PaymentRows(db, gymId, range, recorded, refunds: true).ToListAsync(ct);
         var rows = received.Select(r => (At: r.CreatedAt, Row: r, Refund: false))
             .Concat(refunded.Select(r => (At: r.RefundedAt!.Value, Row: r, Refund: true)))
             .OrderBy(x => x.At).ThenBy(x => x.Row.Id).ThenBy(x => x.Refund);

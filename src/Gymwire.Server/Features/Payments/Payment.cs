@@ -19,7 +19,10 @@ public sealed class Payment : IGymRow
     /// (Stripe retrying after downtime) with an earlier <see cref="CreatedAt"/> still comes first in the next poll.
     /// </summary>
     public DateTime RecordedAt { get; set; }
+    /// <summary>When it was refunded: for a refund from Stripe, Stripe's time, which can be before Gymwire heard of it.</summary>
     public DateTime? RefundedAt { get; set; }
+    /// <summary>When Gymwire recorded the refund, set by the server: scheduled reports pick refunds by it, as payments by <see cref="RecordedAt"/>.</summary>
+    public DateTime? RefundRecordedAt { get; set; }
 }
 
 public static class PaymentStatuses

@@ -34,6 +34,7 @@ public static class PaymentService
     {
         payment.Status = PaymentStatuses.Refunded;
         payment.RefundedAt = refundedAt ?? now;
+        payment.RefundRecordedAt = now;
         db.AddEvent(payment.GymId, EventCatalog.PaymentRefunded,
             new
             {

@@ -892,6 +892,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("recorded_at");
 
+                    b.Property<DateTime?>("RefundRecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("refund_recorded_at");
+
                     b.Property<DateTime?>("RefundedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("refunded_at");
@@ -911,6 +915,9 @@ namespace Gymwire.Data.Migrations.Postgres
 
                     b.HasKey("Id")
                         .HasName("pk_payments");
+
+                    b.HasIndex("GymId", "RefundRecordedAt")
+                        .HasDatabaseName("ix_payments_gym_id_refund_recorded_at");
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");

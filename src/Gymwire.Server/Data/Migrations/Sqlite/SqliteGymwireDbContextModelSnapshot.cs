@@ -885,6 +885,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("recorded_at");
 
+                    b.Property<DateTime?>("RefundRecordedAt")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("refund_recorded_at");
+
                     b.Property<DateTime?>("RefundedAt")
                         .HasColumnType("TEXT")
                         .HasColumnName("refunded_at");
@@ -904,6 +908,9 @@ namespace Gymwire.Data.Migrations.Sqlite
 
                     b.HasKey("Id")
                         .HasName("pk_payments");
+
+                    b.HasIndex("GymId", "RefundRecordedAt")
+                        .HasDatabaseName("ix_payments_gym_id_refund_recorded_at");
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");
