@@ -7,7 +7,7 @@ namespace Gymwire.Features.Gyms;
 /// scheduled reports cut days at its midnight. Times are stored and sent over the API in UTC; only what a person
 /// reads, and where a day starts, follows the zone.
 /// </summary>
-public static class GymTimeZones
+public static partial class GymTimeZones
 {
     public const string Utc = "UTC";
     public const int MaxLength = 64;
@@ -25,12 +25,9 @@ public static class GymTimeZones
         return ids;
     }
 
-    private static readonly HashSet<string> Known = new(All, StringComparer.Ordinal);
-
     /// <summary>
-    /// The zone of a valid IANA id, or null with the reason. Only the ids of <see cref="All"/> (the zone database's own
-    /// zones, as the pickers list them): the system also opens names that are no place's zone ("localtime", the
-    /// machine's own; the "posix/" and "right/" copies; "Factory") and Windows ids, and none of those is stored.
+    /// The zone of a valid IANA id, or null with the reason. Windows ids (which the system also resolves) are refused,
+    /// so what is stored is always the IANA name a person and other software recognise.
     /// </summary>
     public static TimeZoneInfo? TryFind(string? id, out string? error)
     {
@@ -50,9 +47,27 @@ public static class GymTimeZones
         {
             return TimeZoneInfo.Utc;
         }
-        if (Known.Contains(id) && Open(id) is { } zone)
+        // Only names shaped like the zone database's (Area/Location): never a path the system would open, nor one of the
+        // names it opens that are no place's zone (the machine's own "localtime", the "posix/" and "right/" copies of the
+        // database, "Factory"). The database's aliases (US/Eastern, Asia/Calcutta) stay valid.
+        if (!IanaName().IsMatch(id) || id is "localtime" or "Factory"
+            || id.StartsWith("posix/", StringComparison.Ordinal) || id.StartsWith("right/", StringComparison.Ordinal))
         {
-            return zone;
+            error = $"'{id}' is not a known time zone; use an IANA name such as Europe/Berlin or America/New_York";
+            return null;
+        }
+        try
+        {
+            var zone = TimeZoneInfo.FindSystemTimeZoneById(id);
+            if (zone.HasIanaId)
+            {
+                return zone;
+            }
+        }
+        catch (Exception e) when (e is TimeZoneNotFoundException or InvalidTimeZoneException or ArgumentException or IOException
+                                       or UnauthorizedAccessException or System.Security.SecurityException)
+        {
+            // A name the system cannot read as a zone (a folder such as "America", a path): not a time zone.
         }
         error = $"'{id}' is not a known time zone; use an IANA name such as Europe/Berlin or America/New_York";
         return null;
@@ -61,19 +76,6 @@ public static class GymTimeZones
     /// <summary>The zone of a stored id; UTC for one this system does not know (a database moved between machines).</summary>
     public static TimeZoneInfo Find(string? id) =>
         string.IsNullOrEmpty(id) || id == Utc ? TimeZoneInfo.Utc : Cache.GetOrAdd(id, static i => TryFind(i, out _) ?? TimeZoneInfo.Utc);
-
-    private static TimeZoneInfo? Open(string id)
-    {
-        try
-        {
-            return TimeZoneInfo.FindSystemTimeZoneById(id);
-        }
-        catch (Exception e) when (e is TimeZoneNotFoundException or InvalidTimeZoneException)
-        {
-            // Listed, but its file is gone or unreadable now (tzdata updated under the running server).
-            return null;
-        }
-    }
 
     /// <summary>A gym's zone, read from its row.</summary>
     public static async Task<TimeZoneInfo> OfGymAsync(GymwireDbContext db, Guid gymId, CancellationToken ct) =>
@@ -127,6 +129,9 @@ public static class GymTimeZones
     /// <summary>"2026-03-08 23:30 America/New_York": for status lines.</summary>
     public static string Minutes(DateTime utc, TimeZoneInfo zone) =>
         ToLocal(utc, zone).ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture) + " " + Name(zone);
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")]
+    private static partial System.Text.RegularExpressions.Regex IanaName();
 
     /// <summary>The zone's id as the owner chose it; "UTC" for UTC.</summary>
     public static string Name(TimeZoneInfo zone) => zone == TimeZoneInfo.Utc || zone.Id is "Etc/UTC" or "UTC" ? Utc : zone.Id;
