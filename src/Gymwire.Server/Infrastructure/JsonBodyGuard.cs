@@ -156,7 +156,7 @@ public sealed class JsonBodyGuard(RequestDelegate next)
                         if (RequestText.FirstForbidden(reader.GetString()) is { } c)
                         {
                             // A field name comes from the client: name at most the first 64 characters of it.
-                            var what = field is null ? "The JSON body" : $"Field '{(field.Length > 64 ? field[..(char.IsHighSurrogate(field[63]) ? 63 : 64)] + "…" : field)}'";
+                            var what = field is null ? "The JSON body" : $"Field '{(field.Length > 64 ? ColumnText.Fit(field, 64) + "…" : field)}'";
                             return $"{what} contains the control character {RequestText.Name(c)}, which is not allowed (only tab, CR and LF are)";
                         }
                         break;

@@ -65,11 +65,11 @@ public abstract class GymTimeZoneTests(GymwireFixture fx)
     [InlineData("posix/Europe/Berlin")]
     [InlineData("right/Europe/Berlin")]
     [InlineData("Factory")]
+    [InlineData("posixrules")]
     public async Task Set_up_and_the_cli_refuse_a_name_that_is_no_places_zone(string bad)
     {
         Assert.Null(GymTimeZones.TryFind(bad, out var error));
         Assert.Contains("is not a known time zone", error, StringComparison.Ordinal);
-        Assert.Same(TimeZoneInfo.Utc, GymTimeZones.Find(bad));
 
         var email = $"tz-{Guid.NewGuid():N}@example.com";
         var (code, stdout, stderr) = await Cli.RunAsync(fx, "gyms", "create", "--name", "Zone Gym", "--owner-email", email,
@@ -79,6 +79,18 @@ public abstract class GymTimeZoneTests(GymwireFixture fx)
         Assert.Contains($"'{bad}' is not a known time zone", stderr, StringComparison.Ordinal);
         Assert.False(await fx.WithDbAsync(db => db.Users.AnyAsync(u => u.Email == email)));
     }
+
+    [Theory]
+    [InlineData("localtime")]
+    [InlineData("Factory")]
+    public void A_stored_name_that_is_no_places_zone_reads_as_UTC(string stored) => Assert.Same(TimeZoneInfo.Utc, GymTimeZones.Find(stored));
+
+    [Theory]
+    [InlineData("posix/Europe/Berlin")]
+    [InlineData("right/Europe/Berlin")]
+    public void A_stored_copy_of_a_zone_reads_as_the_zone_it_copies(string stored) =>
+        // Accepted before 2026-12-07: a gym set so keeps its days.
+        Assert.Equal(TimeSpan.FromHours(2), GymTimeZones.Find(stored).GetUtcOffset(new DateTime(2026, 7, 15, 12, 0, 0, DateTimeKind.Utc)));
 
     [Theory]
     [InlineData("US/Eastern", -5)]

@@ -132,7 +132,7 @@ public static class ReportRecipients
         {
             if (!IsAddress(part))
             {
-                error = $"'{(part.Length > 80 ? part[..80] + "…" : part)}' is not an email address.";
+                error = $"'{(part.Length > 80 ? ColumnText.Fit(part, 80) + "…" : part)}' is not an email address.";
                 return null;
             }
             if (!addresses.Contains(part, StringComparer.OrdinalIgnoreCase))

@@ -50,7 +50,7 @@ public static partial class GymTimeZones
         // Only names shaped like the zone database's (Area/Location): never a path the system would open, nor one of the
         // names it opens that are no place's zone (the machine's own "localtime", the "posix/" and "right/" copies of the
         // database, "Factory"). The database's aliases (US/Eastern, Asia/Calcutta) stay valid.
-        if (!IanaName().IsMatch(id) || id is "localtime" or "Factory"
+        if (!IanaName().IsMatch(id) || id is "localtime" or "posixrules" or "Factory"
             || id.StartsWith("posix/", StringComparison.Ordinal) || id.StartsWith("right/", StringComparison.Ordinal))
         {
             error = $"'{id}' is not a known time zone; use an IANA name such as Europe/Berlin or America/New_York";
@@ -75,7 +75,12 @@ public static partial class GymTimeZones
 
     /// <summary>The zone of a stored id; UTC for one this system does not know (a database moved between machines).</summary>
     public static TimeZoneInfo Find(string? id) =>
-        string.IsNullOrEmpty(id) || id == Utc ? TimeZoneInfo.Utc : Cache.GetOrAdd(id, static i => TryFind(i, out _) ?? TimeZoneInfo.Utc);
+        string.IsNullOrEmpty(id) || id == Utc ? TimeZoneInfo.Utc : Cache.GetOrAdd(id, static i => TryFind(Copied(i), out _) ?? TimeZoneInfo.Utc);
+
+    // The zone database's copies under posix/ and right/ were accepted until 2026-12-07 and may be stored: each reads as
+    // the zone it copies (right/'s leap seconds aside, the same wall clock).
+    private static string Copied(string id) =>
+        id.StartsWith("posix/", StringComparison.Ordinal) || id.StartsWith("right/", StringComparison.Ordinal) ? id[6..] : id;
 
     /// <summary>A gym's zone, read from its row.</summary>
     public static async Task<TimeZoneInfo> OfGymAsync(GymwireDbContext db, Guid gymId, CancellationToken ct) =>

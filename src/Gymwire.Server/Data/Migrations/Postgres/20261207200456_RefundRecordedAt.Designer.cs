@@ -202,6 +202,10 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_seen_at");
 
+                    b.Property<int?>("ProcessId")
+                        .HasColumnType("integer")
+                        .HasColumnName("process_id");
+
                     b.Property<string>("Roles")
                         .IsRequired()
                         .HasMaxLength(100)

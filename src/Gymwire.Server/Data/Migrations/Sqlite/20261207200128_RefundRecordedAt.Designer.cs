@@ -197,6 +197,10 @@ namespace Gymwire.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("last_seen_at");
 
+                    b.Property<int?>("ProcessId")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("process_id");
+
                     b.Property<string>("Roles")
                         .IsRequired()
                         .HasMaxLength(100)

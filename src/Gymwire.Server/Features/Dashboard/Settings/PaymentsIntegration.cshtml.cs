@@ -70,9 +70,7 @@ public sealed partial class PaymentsIntegrationModel(
     {
         var gymId = User.GetGymId();
         Account = await db.StripeAccounts.AsNoTracking().FirstOrDefaultAsync(a => a.GymId == gymId, ct);
-        Status = tiles.Find("payments") is { } provider
-            ? await tiles.StatusAsync(provider, gymId, ct)
-            : IntegrationStatus.NotConnected("Stripe is not set up.");
+        Status = await TileStatus.OfAsync(tiles, "payments", gymId, ct);
         EndpointUrl = $"{Request.Scheme}://{Request.Host}{StripeEndpoints.WebhookPath}/{gymId}";
         Events = await db.StripeEvents.AsNoTracking().Where(e => e.GymId == gymId)
             .OrderByDescending(e => e.ReceivedAt).ThenByDescending(e => e.Id).Take(10)
