@@ -441,13 +441,13 @@ public abstract class ReportRetryTests(SmtpManualReportsFixture fx)
         await RunReportsAsync();
         Assert.Empty(MessagesTo(gym.OwnerEmail));
 
-        // Stamped half a second before midnight by a request whose commit came after that pass.
+        // Recorded half a second before midnight by a request whose commit came after that pass (reports pick by recorded time).
         await fx.WithDbAsync(db =>
         {
             db.Payments.Add(new Gymwire.Features.Payments.Payment
             {
                 Id = Guid.NewGuid(), GymId = gym.GymId, UserId = "user_late", AmountCents = 4200, Currency = "usd",
-                Status = Gymwire.Features.Payments.PaymentStatuses.Paid, CreatedAt = end.AddMilliseconds(-500),
+                Status = Gymwire.Features.Payments.PaymentStatuses.Paid, CreatedAt = end.AddMilliseconds(-500), RecordedAt = end.AddMilliseconds(-500),
             });
             return db.SaveChangesAsync();
         });
