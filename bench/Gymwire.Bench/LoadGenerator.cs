@@ -32,6 +32,26 @@ public static class Stats
 }
 
 /// <summary>
+/// The bytes this process allocated per unit of work, run by run. The runtime's count goes back when Server GC lowers its
+/// heap count mid-run and jumps forward when it raises it again (it sums the active heaps only; dotnet/runtime#131069, seen
+/// in 10.0.12): a negative run is left out, and the median of the runs is reported, so one run across a change does not
+/// move it.
+/// </summary>
+public sealed class Allocations
+{
+    private readonly List<double> _perUnit = [];
+
+    /// <summary>The precise count: the approximate one can stand still across a whole run.</summary>
+    public static long Now() => GC.GetTotalAllocatedBytes(precise: true);
+
+    public void Add(long bytes, long units) => _perUnit.Add(bytes >= 0 && units > 0 ? bytes / (double)units : double.NaN);
+
+    public double Last => _perUnit.Count == 0 ? double.NaN : _perUnit[^1];
+
+    public double Median => Stats.Median(_perUnit.Where(double.IsFinite));
+}
+
+/// <summary>
 /// Drives wrk (Debian's package) against loopback. wrk keeps every connection busy (closed loop), so a
 /// throughput "at p99 under N ms" is found by sweeping the connection count.
 /// </summary>

@@ -179,15 +179,17 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
 
         // Interleaved, so that a change in the machine's load hits all three alike.
         var runs = new Dictionary<string, List<SweepPoint>> { ["ceiling"] = [], ["subject"] = [], ["open"] = [] };
-        // This process's CPU time and allocated bytes per request, summed over every run of each (Gymwire and the idle
-        // harness; wrk is a process of its own): steadier than throughput on a shared machine.
-        var cost = new Dictionary<string, (TimeSpan Cpu, long Bytes, long Requests)>();
+        // This process's CPU time per request, summed over every run of each (Gymwire and the idle harness; wrk is a
+        // process of its own), and its allocated bytes per request, run by run: steadier than throughput on a shared machine.
+        var cost = new Dictionary<string, (TimeSpan Cpu, long Requests)>();
+        var allocated = new Dictionary<string, Allocations> { ["ceiling"] = new(), ["subject"] = new(), ["open"] = new() };
         async Task<LoadResult> MeasuredAsync(string name, string url, int c, string? script)
         {
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, Allocations.Now());
             var result = await Wrk.RunAsync(url, c, o.Duration, script);
             var sum = cost.GetValueOrDefault(name);
-            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
+            cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu, sum.Requests + result.Requests);
+            allocated[name].Add(Allocations.Now() - bytes, result.Requests);
             return result;
         }
         foreach (var c in o.Connections)
@@ -227,8 +229,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         {
             report.Detail(store, $"M1/M2 sweep, {name}", string.Join("; ", list.Select(p => $"c={p.Connections}: {Describe(p.Result)}")));
         }
-        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
-        var perRequest = $"{PerRequest("subject")}; {PerRequest("open")}; {PerRequest("ceiling")} (every run of the sweep; Gymwire's process, wrk not counted)";
+        string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU, {allocated[name].Median:N0} B allocated";
+        var perRequest = $"{PerRequest("subject")}; {PerRequest("open")}; {PerRequest("ceiling")} (CPU over every run of the sweep, allocation the median of its runs; Gymwire's process, wrk not counted)";
         Console.WriteLine($"  M1/M2 per request: {perRequest}");
         report.Detail(store, "M1/M2 per request", perRequest);
 
@@ -297,10 +299,11 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         var subjectRuns = new List<LoadResult>();
         // This process's CPU time and allocated bytes per request, as for M1/M2 (Gymwire, its dispatcher and delivery
         // worker; wrk not counted), and on PostgreSQL its server processes' CPU time.
-        var cost = new Dictionary<string, (TimeSpan Cpu, TimeSpan PgCpu, long Bytes, long Requests)>();
+        var cost = new Dictionary<string, (TimeSpan Cpu, TimeSpan PgCpu, long Requests)>();
+        var allocated = new Dictionary<string, Allocations> { ["ceiling"] = new(), ["create_lead"] = new() };
         async Task<LoadResult> MeasuredAsync(string name, string url, string script)
         {
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, Allocations.Now());
             var pgCpu = store == "postgres" ? PostgresCpu.Total() : TimeSpan.Zero;
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             var result = await Wrk.RunAsync(url, connections, o.Duration, script);
@@ -310,8 +313,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             }
             var sum = cost.GetValueOrDefault(name);
             cost[name] = (sum.Cpu + Process.GetCurrentProcess().TotalProcessorTime - cpu,
-                sum.PgCpu + (store == "postgres" ? PostgresCpu.Total() - pgCpu : TimeSpan.Zero),
-                sum.Bytes + GC.GetTotalAllocatedBytes(precise: true) - bytes, sum.Requests + result.Requests);
+                sum.PgCpu + (store == "postgres" ? PostgresCpu.Total() - pgCpu : TimeSpan.Zero), sum.Requests + result.Requests);
+            allocated[name].Add(Allocations.Now() - bytes, result.Requests);
             return result;
         }
         // Pairs back to back, the order alternating, as for M2: the machine's load moves between runs.
@@ -342,8 +345,8 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         }
         string PerRequest(string name) => $"{name} {cost[name].Cpu.TotalMicroseconds / cost[name].Requests:0.0} µs CPU"
             + (store == "postgres" ? $" (PostgreSQL's processes {cost[name].PgCpu.TotalMicroseconds / cost[name].Requests:0.0} µs)" : "")
-            + $", {cost[name].Bytes / (double)cost[name].Requests:N0} B allocated";
-        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (every measured run; Gymwire's process{(store == "postgres" ? " and PostgreSQL's" : "")}, wrk not counted)";
+            + $", {allocated[name].Median:N0} B allocated";
+        var perRequest = $"{PerRequest("create_lead")}; {PerRequest("ceiling")} (CPU over every measured run, allocation the median of the runs; Gymwire's process{(store == "postgres" ? " and PostgreSQL's" : "")}, wrk not counted)";
         Console.WriteLine($"  M3 per request: {perRequest}");
         report.Detail(store, "M3 per request", $"{perRequest}; SQL commands per create_lead {perWrite:0.00} ({commandKinds}), {transactionsPerWrite:0.00} explicit transactions");
         var ceiling = LoadResult.Median(ceilingRuns);
@@ -402,7 +405,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         // This process's CPU time and allocated bytes per delivery (Gymwire and the waiting harness; the receivers are a
         // process of their own): steadier than throughput on a shared machine.
         var cpuPerDelivery = new List<double>();
-        var bytesPerDelivery = new List<double>();
+        var bytesPerDelivery = new Allocations();
         var pgCpuPerDelivery = new List<double>();
         var statements = await PgStatements.StartAsync(_app.Services, store);
         for (var r = 0; r < o.Runs; r++)
@@ -411,7 +414,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             using var sampler = new RssSampler();
             var before = _commands.Count;
             // Precise: the approximate count can stand still across a whole run.
-            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+            var (cpu, bytes) = (Process.GetCurrentProcess().TotalProcessorTime, Allocations.Now());
             var pgCpu = store == "postgres" ? PostgresCpu.Total() : TimeSpan.Zero;
             using var types = AllocationTypes.Enabled ? new AllocationTypes() : null;
             gwRates.Add(await GymwireRateAsync(hooks.GymId, o.EventsPerRun));
@@ -424,19 +427,16 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
                 Console.WriteLine($"  M4 run {r + 1}, allocated by type:{Environment.NewLine}{types.Top(40, perRun, "delivery")}");
             }
             cpuPerDelivery.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / perRun);
-            // The precise count can go back when Server GC changes its heap count mid-run (dotnet/runtime#131069): such a
-            // run's figure is left out rather than counted as a negative allocation.
-            var allocated = GC.GetTotalAllocatedBytes(precise: true) - bytes;
-            bytesPerDelivery.Add(allocated >= 0 ? allocated / (double)perRun : double.NaN);
+            bytesPerDelivery.Add(Allocations.Now() - bytes, perRun);
             perDelivery.Add((_commands.Count - before) / (double)perRun);
             peakRss = Math.Max(peakRss, sampler.Stop());
-            Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU{(pgCpuPerDelivery.Count > 0 ? $", PostgreSQL {pgCpuPerDelivery[^1]:0.0} µs" : "")}, {bytesPerDelivery[^1]:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
+            Console.WriteLine($"  M4 run {r + 1}: raw {rawRates[^1]:N0}/s, gymwire {gwRates[^1]:N0}/s ({cpuPerDelivery[^1]:0.0} µs CPU{(pgCpuPerDelivery.Count > 0 ? $", PostgreSQL {pgCpuPerDelivery[^1]:0.0} µs" : "")}, {bytesPerDelivery.Last:N0} B allocated per delivery), peak RSS {peakRss / 1048576.0:N0} MiB");
         }
         await statements.PrintAsync("M4's measured runs", o.Runs * perRun, "delivery");
         var raw = Stats.Median(rawRates);
         var gw = Stats.Median(gwRates);
         report.Add(store, "M4 delivery throughput", $"{gw:N0} deliveries/s", $"{raw:N0} POSTs/s", gw / raw, 0.3,
-            $"{perRun:N0} deliveries of {rawPayload.Length} B per run ({o.EventsPerRun} events x {Subscriptions} receivers), {DeliveryConcurrency} in flight, after {warmups.Count} warm-up runs ({warmupRates}/s); {Stats.Median(perDelivery):0.0} SQL commands, {Stats.Median(cpuPerDelivery):0.0} µs of the server's CPU{(pgCpuPerDelivery.Count > 0 ? $" (PostgreSQL's processes: {Stats.Median(pgCpuPerDelivery):0.0} µs)" : "")} and {Stats.Median(bytesPerDelivery.Where(double.IsFinite)):N0} B allocated per delivery; absolute target 10,000/s: {(gw >= 10_000 ? "met" : "missed")}",
+            $"{perRun:N0} deliveries of {rawPayload.Length} B per run ({o.EventsPerRun} events x {Subscriptions} receivers), {DeliveryConcurrency} in flight, after {warmups.Count} warm-up runs ({warmupRates}/s); {Stats.Median(perDelivery):0.0} SQL commands, {Stats.Median(cpuPerDelivery):0.0} µs of the server's CPU{(pgCpuPerDelivery.Count > 0 ? $" (PostgreSQL's processes: {Stats.Median(pgCpuPerDelivery):0.0} µs)" : "")} and {bytesPerDelivery.Median:N0} B allocated per delivery; absolute target 10,000/s: {(gw >= 10_000 ? "met" : "missed")}",
             extraMet: gw >= 10_000);
         report.Add(store, "Memory: peak RSS during M4", $"{peakRss / 1048576.0:N0} MiB", "-", double.NaN, double.NaN,
             "the bench process (Gymwire server in-process, plus the harness), sampled every 100 ms");
@@ -1136,12 +1136,14 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             var rates = new Dictionary<bool, double>();
             var perUnit = new Dictionary<bool, double>();
             var jitMethods = 0L;
+            var settled = TimeSpan.Zero;
             foreach (var metrics in r % 2 == 0 ? new[] { false, true } : [true, false])
             {
                 await RestartAsync(metrics);
                 await before();
                 await using var scraper = metrics ? new Scraper($"{_base}/metrics") : null;
                 await warmUp();
+                settled += await JitSettledAsync();
                 // CPU time of this process: the server, and the bench's own idle waiting (the load comes from other processes).
                 var cpuBefore = Environment.CpuUsage.TotalTime;
                 var jitBefore = JitInfo.GetCompiledMethodCount();
@@ -1160,7 +1162,7 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
             }
             Console.WriteLine($"  metrics cost {name} {(r == 0 ? "warm-up pair (not counted)" : $"run {r}")} ({(r % 2 == 0 ? "off, on" : "on, off")}): " +
                 $"{rates[true]:N0}/s with metrics on, {rates[false]:N0}/s off ({rates[true] / rates[false]:0.00}); " +
-                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00}); {jitMethods:N0} methods JIT-compiled in the two runs");
+                $"CPU {perUnit[true]:N1} µs per unit on, {perUnit[false]:N1} µs off ({perUnit[true] / perUnit[false]:0.00}); {jitMethods:N0} methods JIT-compiled in the two runs (after waiting {settled.TotalSeconds:0.0} s for the JIT to settle)");
             if (r == 0)
             {
                 continue;
@@ -1173,6 +1175,29 @@ internal sealed partial class StoreBench(string store, BenchOptions o, Receivers
         }
         return new MetricsPairs(new PairedResult(Stats.Median(on), Stats.Median(off), Stats.Median(ratios)), scrapes, failures, bytes,
             Stats.Median(cpu[true]), Stats.Median(cpu[false]));
+    }
+
+    /// <summary>
+    /// Waits (up to 10 s) until the JIT has compiled nothing for a quarter of a second. Code that runs once per server
+    /// start reaches the tiered JIT's 30 calls at this process's 30th start and is recompiled in the background then,
+    /// thousands of methods at once, beside whichever run comes next (docs/benchmark-findings.md, Metrics cost). A server
+    /// in production starts once and never pays it beside its work.
+    /// </summary>
+    private static async Task<TimeSpan> JitSettledAsync()
+    {
+        var waited = Stopwatch.StartNew();
+        var count = JitInfo.GetCompiledMethodCount();
+        while (waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250));
+            var now = JitInfo.GetCompiledMethodCount();
+            if (now == count)
+            {
+                break;
+            }
+            count = now;
+        }
+        return waited.Elapsed;
     }
 
     /// <summary>Stops the server and starts another on the same database, with metrics on or off.</summary>
