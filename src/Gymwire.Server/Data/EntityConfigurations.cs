@@ -111,7 +111,9 @@ internal sealed class PaymentConfiguration : IEntityTypeConfiguration<Payment>
         b.Property(x => x.FailureReason).HasMaxLength(500);
         b.HasIndex(x => new { x.GymId, x.CreatedAt, x.Id });
         b.HasIndex(x => new { x.GymId, x.RecordedAt, x.Id });
-        b.HasIndex(x => new { x.GymId, x.RefundRecordedAt });
+        // Scheduled reports find a day's refunds by when they were recorded; most payments are never refunded, so only
+        // refunded ones are in it.
+        b.HasIndex(x => new { x.GymId, x.RefundRecordedAt }).HasFilter("refund_recorded_at IS NOT NULL");
     }
 }
 

@@ -917,7 +917,8 @@ namespace Gymwire.Data.Migrations.Postgres
                         .HasName("pk_payments");
 
                     b.HasIndex("GymId", "RefundRecordedAt")
-                        .HasDatabaseName("ix_payments_gym_id_refund_recorded_at");
+                        .HasDatabaseName("ix_payments_gym_id_refund_recorded_at")
+                        .HasFilter("refund_recorded_at IS NOT NULL");
 
                     b.HasIndex("GymId", "CreatedAt", "Id")
                         .HasDatabaseName("ix_payments_gym_id_created_at_id");
