@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.WebUtilities;
 
 namespace Gymwire.Infrastructure;
@@ -37,9 +38,10 @@ public static partial class ErrorHandling
         {
             StatusCodeSelector = _ => StatusCodes.Status500InternalServerError,
             ExceptionHandler = HandleExceptionAsync,
-            // A client's mistake (bad JSON, a value that does not bind, a body too large) is not a server fault:
-            // HandleExceptionAsync logs it in one line; the middleware would log it as an unhandled error with its stack.
-            SuppressDiagnosticsCallback = c => c.Exception is BadHttpRequestException || IsConcurrencyConflict(c.Exception) || IsLostRace(c.Exception),
+            // HandleExceptionAsync logs every exception it handles once: a fault at Error (1000), a client's mistake or a
+            // conflict in one line below it. The middleware would log each again, a client's mistake as an unhandled
+            // error with its stack; it only logs what reaches it after the response has started.
+            SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages(context =>
         {
@@ -81,6 +83,12 @@ public static partial class ErrorHandling
             return;
         }
         LogUnhandled(logger, context.Request.Method, context.Request.Path, exception);
+        // As the middleware does when it records diagnostics: a fault's type on the request's duration, so that 500s
+        // can be told apart in http.server.request.duration.
+        if (exception is not null && context.Features.Get<IHttpMetricsTagsFeature>() is { } metrics && !metrics.Tags.Any(t => t.Key == "error.type"))
+        {
+            metrics.Tags.Add(new("error.type", exception.GetType().FullName));
+        }
         await ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError, "Internal server error");
     }
 

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Net;
 using Gymwire.Tests.Infrastructure;
+using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
 
 namespace Gymwire.Tests.Foundation;
@@ -101,14 +104,44 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
     }
 
     [Fact]
-    public async Task Unhandled_exception_is_a_generic_500_and_is_logged_not_leaked()
+    public async Task Unhandled_exception_is_a_generic_500_logged_once_and_not_leaked_and_its_type_is_on_the_request_metric()
     {
+        // The request's duration, with its tags, as an exporter would read it from this server's meters.
+        var factory = fx.Services.GetRequiredService<IMeterFactory>();
+        var errorTypes = new ConcurrentQueue<string?>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == factory && instrument.Name == "http.server.request.duration")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            var all = tags.ToArray();
+            // This class's tests run one at a time on a server of their own: the only 500 is this request's.
+            if (all.Any(t => t.Key == "http.response.status_code" && Equals(t.Value, 500)))
+            {
+                errorTypes.Enqueue(all.FirstOrDefault(t => t.Key == "error.type").Value as string);
+            }
+        });
+        listener.Start();
+        var start = fx.Logs.Lines.Count;
+
         var response = await fx.Client().GetAsync("/test/throw");
         var message = await response.AssertErrorAsync(HttpStatusCode.InternalServerError);
         Assert.Equal("Internal server error", message);
         var body = await response.Content.ReadAsStringAsync();
         Assert.DoesNotContain("secret", body, StringComparison.Ordinal);
-        Assert.Contains(fx.Logs.Lines, l => l.Contains(SecretInException, StringComparison.Ordinal) && l.StartsWith("Error", StringComparison.Ordinal));
+        // A request's duration is recorded after its response has reached the client.
+        await Eventually.TrueAsync(() => Task.FromResult(!errorTypes.IsEmpty), what: "the request's duration recorded");
+        Assert.Equal("System.InvalidOperationException", Assert.Single(errorTypes));
+        var logged = fx.Logs.ErrorsSince(start);
+        Assert.True(logged.Count == 1, string.Join('\n', logged));
+        Assert.Contains(SecretInException, logged[0], StringComparison.Ordinal);
     }
 }
 
