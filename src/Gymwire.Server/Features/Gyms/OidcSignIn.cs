@@ -225,10 +225,20 @@ public static class OidcSetup
         var reasons = new List<string>();
         for (; e is not null; e = e.InnerException)
         {
-            reasons.Add(e.Message);
+            reasons.Add(Explained(e.Message));
         }
         return reasons.Count == 0 ? "unknown" : string.Join(" <- ", reasons);
     }
+
+    /// <summary>The framework's terse reasons for a callback it refuses, with what they mean for the operator.</summary>
+    private static string Explained(string message) => message switch
+    {
+        "Correlation failed." => message + " (the browser has no sign-in in progress for this callback: it was replayed, " +
+                                 "opened in another browser, or the browser did not keep the sign-in's cookie)",
+        _ when message.Contains("message.State", StringComparison.Ordinal) => message + " (the callback's state was not issued " +
+                                 "by this server: a forged or altered callback, or the data protection keys changed since the sign-in began)",
+        _ => message,
+    };
 
     /// <summary>After the provider: the external identity becomes an owner's dashboard session, or the login page says why not.</summary>
     private static async Task<IResult> CompleteAsync(string? returnUrl, HttpContext http, OidcOwnerLinks links, DashboardSessions sessions,
@@ -254,9 +264,10 @@ public static class OidcSetup
 }
 
 /// <summary>
-/// The framework's OpenID Connect handler, whose errors (a provider's refusal, its response unreadable) are logged at
-/// <c>Information</c>: each of them ends in <see cref="OidcLog.ProviderFailed"/>, a warning with the same reason, and is a
-/// setting or the provider to fix rather than a defect of the server.
+/// The framework's OpenID Connect handler, whose warnings and errors (a provider's refusal, its response unreadable, a
+/// callback without its correlation cookie) are logged at <c>Information</c>: each of them ends in
+/// <see cref="OidcLog.ProviderFailed"/>, one warning with the same reason, and is a setting, the provider or a stray
+/// callback rather than a defect of the server.
 /// </summary>
 public sealed class OidcHandler(IOptionsMonitor<OpenIdConnectOptions> options, ILoggerFactory logger, HtmlEncoder htmlEncoder, UrlEncoder encoder)
     : OpenIdConnectHandler(options, new InformationOnly(logger), htmlEncoder, encoder)
@@ -281,7 +292,7 @@ public sealed class OidcHandler(IOptionsMonitor<OpenIdConnectOptions> options, I
             public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
                 inner.Log(Capped(logLevel), eventId, state, exception, formatter);
 
-            private static LogLevel Capped(LogLevel level) => level is LogLevel.Error or LogLevel.Critical ? LogLevel.Information : level;
+            private static LogLevel Capped(LogLevel level) => level is LogLevel.Warning or LogLevel.Error or LogLevel.Critical ? LogLevel.Information : level;
         }
     }
 }
