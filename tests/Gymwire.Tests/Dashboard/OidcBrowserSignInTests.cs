@@ -53,6 +53,16 @@ public abstract class OidcBrowserSignInTests(OidcGymwire fx)
         await browser.AssertSignedInAsync(callback);
         Assert.Contains(logs.Lines, l => l.StartsWith("Information Gymwire.Oidc:", StringComparison.Ordinal) && l.Contains("signed in", StringComparison.Ordinal));
         Assert.DoesNotContain(logs.Lines, l => l.StartsWith("Warning ", StringComparison.Ordinal) || l.StartsWith("Error ", StringComparison.Ordinal));
+
+        // Without PAR the provider sees an unknown redirect URI only when the browser arrives, and answers it there
+        // itself: it never sends the browser to a URI it does not know.
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(server.Address, "/login/oidc"));
+        request.Headers.Host = $"localhost:{server.Address.Port}";
+        var wrong = await browser.SendAsync(request);
+        Assert.StartsWith(Provider.NoParIssuer + "/auth?", wrong.Headers.Location!.ToString(), StringComparison.Ordinal);
+        var atProvider = await browser.GetAsync(wrong.Headers.Location!.ToString());
+        Assert.Equal(HttpStatusCode.BadRequest, atProvider.StatusCode);
+        Assert.Contains("redirect_uri", await atProvider.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -121,6 +131,21 @@ public abstract class OidcBrowserSignInTests(OidcGymwire fx)
         await other.AssertRefusedAsync(callback);
         AssertOneWarning(start, "replayed");
         Assert.Equal(before, await SessionCountAsync(gym));
+    }
+
+    [Fact]
+    public async Task A_redirect_uri_the_provider_does_not_know_sends_the_owner_back_with_a_warning_naming_it()
+    {
+        // A proxy that does not pass the Host header on: Gymwire builds its callback URL from the host it was given.
+        using var browser = new OidcBrowser(fx.BaseAddress);
+        var lines = fx.Logs.Lines.Count;
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(fx.BaseAddress, "/login/oidc"));
+        request.Headers.Host = $"localhost:{fx.BaseAddress.Port}";
+        var response = await browser.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/login?oidc=failed", response.Headers.Location?.OriginalString);
+        AssertOneWarning(lines, "redirect_uri");
+        AssertOneWarning(lines, $"http://localhost:{fx.BaseAddress.Port}/signin-oidc");
     }
 
     /// <summary>One warning by Gymwire.Oidc since line <paramref name="start"/>, saying <paramref name="reason"/>; nothing above Information else.</summary>
