@@ -1,7 +1,8 @@
-// A real OpenID Connect provider (npm oidc-provider) on loopback, for the OIDC sign-in tests. It starts two providers
-// with the same client (two issuers, two key sets: the second stands for "some other provider") and prints one JSON
-// line with their issuers. Sign-in is a one-field form: any email signs in as that account (an email that starts with
-// "unverified-" has email_verified false). Consent is granted at once, as a first-party provider would.
+// A real OpenID Connect provider (npm oidc-provider) on loopback, for the OIDC sign-in tests. It starts three providers
+// with the same client (three issuers, three key sets: the second stands for "some other provider", the third offers no
+// pushed authorization requests, as many providers do not) and prints one JSON line with their issuers. Sign-in is a
+// one-field form: any email signs in as that account (an email that starts with "unverified-" has email_verified false);
+// its Cancel button refuses the sign-in (access_denied). Consent is granted at once, as a first-party provider would.
 // Usage: node provider.mjs   (stops when its standard input closes, so it never outlives the test process)
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -11,7 +12,7 @@ const clientSecret = process.env.OIDC_CLIENT_SECRET ?? 'gymwire-test-client-secr
 const apiAudience = process.env.OIDC_API_AUDIENCE ?? 'https://gymwire.test/api';
 const scope = 'openid email profile';
 
-async function start() {
+async function start({ par = true } = {}) {
   const server = http.createServer();
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -31,6 +32,8 @@ async function start() {
     scopes: ['openid', 'email', 'profile'],
     features: {
       devInteractions: { enabled: false },
+      // On by default in oidc-provider: its discovery document then has a pushed_authorization_request_endpoint.
+      pushedAuthorizationRequests: { enabled: par },
       // An access token asked for the management API (resource=audience) is a JWT for it, as Clerk's session tokens
       // are; one asked for without a resource is the provider's own, for its userinfo endpoint (the browser sign-in).
       resourceIndicators: {
@@ -81,7 +84,8 @@ async function start() {
         res.end(`<!doctype html><html lang="en"><head><title>Test provider sign-in</title></head><body><main>
 <h1>Test provider</h1><form method="post" action="/interaction/${details.uid}">
 <label for="email">Provider email</label> <input id="email" name="email" type="email" required>
-<button type="submit">Continue</button></form></main></body></html>`);
+<button type="submit">Continue</button>
+<button type="submit" name="cancel" value="1" formnovalidate>Cancel</button></form></main></body></html>`);
         return;
       }
       const body = await new Promise((resolve) => {
@@ -89,6 +93,11 @@ async function start() {
         req.on('data', (chunk) => { data += chunk; });
         req.on('end', () => resolve(new URLSearchParams(data)));
       });
+      if (body.get('cancel')) {
+        // The user refused at the provider: it sends the browser back to the client with error=access_denied.
+        await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'End-User aborted interaction' }, { mergeWithLastSubmission: false });
+        return;
+      }
       const email = (body.get('email') ?? '').trim();
       await provider.interactionFinished(req, res, { login: { accountId: Buffer.from(email, 'utf8').toString('hex') } }, { mergeWithLastSubmission: false });
     } catch (err) {
@@ -99,7 +108,7 @@ async function start() {
   return issuer;
 }
 
-const issuers = [await start(), await start()];
-process.stdout.write(JSON.stringify({ issuer: issuers[0], other_issuer: issuers[1], client_id: clientId, client_secret: clientSecret, audience: apiAudience }) + '\n');
+const issuers = [await start(), await start(), await start({ par: false })];
+process.stdout.write(JSON.stringify({ issuer: issuers[0], other_issuer: issuers[1], no_par_issuer: issuers[2], client_id: clientId, client_secret: clientSecret, audience: apiAudience }) + '\n');
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));

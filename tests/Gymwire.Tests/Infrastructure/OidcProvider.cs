@@ -6,17 +6,19 @@ namespace Gymwire.Tests.Infrastructure;
 
 /// <summary>
 /// A real OpenID Connect provider on loopback (npm oidc-provider, tools/oidc-provider/provider.mjs), one per test process:
-/// two issuers with the same client, the second standing for "another provider". Its sign-in form takes any email.
+/// three issuers with the same client, the second standing for "another provider", the third offering no pushed
+/// authorization requests (PAR, which the first offers, as oidc-provider does by default). Its sign-in form takes any email.
 /// The node process ends when this process does (its standard input closes).
 /// </summary>
 public sealed class OidcProvider
 {
     private static readonly Lazy<OidcProvider> Shared = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private OidcProvider(string issuer, string otherIssuer, string clientId, string clientSecret, string audience)
+    private OidcProvider(string issuer, string otherIssuer, string noParIssuer, string clientId, string clientSecret, string audience)
     {
         Issuer = issuer;
         OtherIssuer = otherIssuer;
+        NoParIssuer = noParIssuer;
         ClientId = clientId;
         ClientSecret = clientSecret;
         Audience = audience;
@@ -26,6 +28,8 @@ public sealed class OidcProvider
 
     public string Issuer { get; }
     public string OtherIssuer { get; }
+    /// <summary>A provider whose discovery document has no <c>pushed_authorization_request_endpoint</c>.</summary>
+    public string NoParIssuer { get; }
     public string ClientId { get; }
     public string ClientSecret { get; }
     /// <summary>The management API's audience: access tokens asked for it are JWTs.</summary>
@@ -71,7 +75,7 @@ public sealed class OidcProvider
                    ?? throw new InvalidOperationException("the OpenID Connect provider exited before it started");
         using var doc = JsonDocument.Parse(line);
         var r = doc.RootElement;
-        return new OidcProvider(r.GetProperty("issuer").GetString()!, r.GetProperty("other_issuer").GetString()!,
+        return new OidcProvider(r.GetProperty("issuer").GetString()!, r.GetProperty("other_issuer").GetString()!, r.GetProperty("no_par_issuer").GetString()!,
             r.GetProperty("client_id").GetString()!, r.GetProperty("client_secret").GetString()!, r.GetProperty("audience").GetString()!);
     }
 

@@ -3,6 +3,7 @@ using Gymwire.Features.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
@@ -107,6 +108,8 @@ public static class OidcSetup
     public const string JwtScheme = "oidc-jwt";
     public const string LoginPath = "/login/oidc";
     public const string CompletePath = "/login/oidc/complete";
+    /// <summary>Where the provider sends the browser back: the handler's default, the redirect URI to register.</summary>
+    public const string CallbackPath = "/signin-oidc";
 
     public static IServiceCollection AddOidcSignIn(this IServiceCollection services, IConfiguration configuration)
     {
@@ -127,6 +130,7 @@ public static class OidcSetup
                 o.ClientId = options.ClientId;
                 o.ClientSecret = options.ClientSecret;
                 o.RequireHttpsMetadata = options.RequireHttpsMetadata;
+                o.CallbackPath = CallbackPath;
                 o.ResponseType = "code";
                 o.UsePkce = true;
                 // The code comes back on a top-level GET, so the correlation and nonce cookies can be SameSite=Lax and need
@@ -151,7 +155,7 @@ public static class OidcSetup
                 o.Events.OnRemoteFailure = context =>
                 {
                     OidcLog.ProviderFailed(context.HttpContext.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategory),
-                        options.Authority!, Reason(context.Failure));
+                        options.Authority!, Reason(context.Failure, context.HttpContext));
                     context.Response.Redirect(FailedPath);
                     context.HandleResponse();
                     return Task.CompletedTask;
@@ -200,7 +204,7 @@ public static class OidcSetup
         }
         catch (Exception e) when (IsProviderFailure(e, http) && !http.Response.HasStarted)
         {
-            OidcLog.ProviderFailed(loggers.CreateLogger(LogCategory), options.Authority!, Reason(e));
+            OidcLog.ProviderFailed(loggers.CreateLogger(LogCategory), options.Authority!, Reason(e, http));
             http.Response.Redirect(FailedPath);
         }
     }
@@ -219,16 +223,29 @@ public static class OidcSetup
     /// <summary>
     /// Each message of the exception and its causes: the provider's error and description, or the connection's failure.
     /// None holds the client secret, which only travels in the request's body.
+    /// The redirect URI this request made follows, as the provider must have it registered: it comes from the request's
+    /// scheme and host, so a proxy that passes neither on makes one the provider does not know.
     /// </summary>
-    private static string Reason(Exception? e)
+    private static string Reason(Exception? e, HttpContext http)
     {
         var reasons = new List<string>();
         for (; e is not null; e = e.InnerException)
         {
-            reasons.Add(e.Message);
+            reasons.Add(Explained(e.Message));
         }
-        return reasons.Count == 0 ? "unknown" : string.Join(" <- ", reasons);
+        var redirectUri = UriHelper.BuildAbsolute(http.Request.Scheme, http.Request.Host, http.Request.PathBase, CallbackPath);
+        return (reasons.Count == 0 ? "unknown" : string.Join(" <- ", reasons)) + $" (redirect URI {redirectUri})";
     }
+
+    /// <summary>The framework's terse reasons for a callback it refuses, with what they mean for the operator.</summary>
+    private static string Explained(string message) => message switch
+    {
+        "Correlation failed." => message + " (the browser has no sign-in in progress for this callback: it was replayed, " +
+                                 "opened in another browser, or the browser did not keep the sign-in's cookie)",
+        _ when message.Contains("message.State", StringComparison.Ordinal) => message + " (the callback's state was not issued " +
+                                 "by this server: a forged or altered callback, or the data protection keys changed since the sign-in began)",
+        _ => message,
+    };
 
     /// <summary>After the provider: the external identity becomes an owner's dashboard session, or the login page says why not.</summary>
     private static async Task<IResult> CompleteAsync(string? returnUrl, HttpContext http, OidcOwnerLinks links, DashboardSessions sessions,
@@ -254,9 +271,10 @@ public static class OidcSetup
 }
 
 /// <summary>
-/// The framework's OpenID Connect handler, whose errors (a provider's refusal, its response unreadable) are logged at
-/// <c>Information</c>: each of them ends in <see cref="OidcLog.ProviderFailed"/>, a warning with the same reason, and is a
-/// setting or the provider to fix rather than a defect of the server.
+/// The framework's OpenID Connect handler, whose warnings and errors (a provider's refusal, its response unreadable, a
+/// callback without its correlation cookie) are logged at <c>Information</c>: each of them ends in
+/// <see cref="OidcLog.ProviderFailed"/>, one warning with the same reason, and is a setting, the provider or a stray
+/// callback rather than a defect of the server.
 /// </summary>
 public sealed class OidcHandler(IOptionsMonitor<OpenIdConnectOptions> options, ILoggerFactory logger, HtmlEncoder htmlEncoder, UrlEncoder encoder)
     : OpenIdConnectHandler(options, new InformationOnly(logger), htmlEncoder, encoder)
@@ -281,7 +299,7 @@ public sealed class OidcHandler(IOptionsMonitor<OpenIdConnectOptions> options, I
             public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
                 inner.Log(Capped(logLevel), eventId, state, exception, formatter);
 
-            private static LogLevel Capped(LogLevel level) => level is LogLevel.Error or LogLevel.Critical ? LogLevel.Information : level;
+            private static LogLevel Capped(LogLevel level) => level is LogLevel.Warning or LogLevel.Error or LogLevel.Critical ? LogLevel.Information : level;
         }
     }
 }
