@@ -39,8 +39,8 @@ public static partial class ErrorHandling
             StatusCodeSelector = _ => StatusCodes.Status500InternalServerError,
             ExceptionHandler = HandleExceptionAsync,
             // HandleExceptionAsync logs every exception it handles once: a fault at Error (1000), a client's mistake or a
-            // conflict in one line below it. The middleware would log each again, a client's mistake as an unhandled
-            // error with its stack; it only logs what reaches it after the response has started.
+            // conflict in one line at a lower level. The middleware would log each again, a client's mistake as an
+            // unhandled error with its stack; it only logs what reaches it after the response has started.
             SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages(context =>

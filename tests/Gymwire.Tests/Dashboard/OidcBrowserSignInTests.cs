@@ -198,21 +198,7 @@ public abstract class OidcBrowserSignInTests(OidcGymwire fx)
         public async Task<Uri> SignInAtProviderAsync(HttpResponseMessage toProvider, string? email)
         {
             Assert.True(toProvider.StatusCode == HttpStatusCode.Redirect, $"GET /login/oidc: {(int)toProvider.StatusCode} {await toProvider.Content.ReadAsStringAsync()}");
-            var response = toProvider;
-            for (var hop = 0; hop < 10; hop++)
-            {
-                var location = response.Headers.Location
-                               ?? throw new InvalidOperationException($"the provider answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
-                var next = new Uri(response.RequestMessage!.RequestUri!, location);
-                if (next.Authority == gymwire.Authority)
-                {
-                    return next;
-                }
-                response = next.AbsolutePath.StartsWith("/interaction/", StringComparison.Ordinal)
-                    ? await _http.PostAsync(next, new FormUrlEncodedContent(email is null ? [new("cancel", "1")] : [new("email", email)]))
-                    : await _http.GetAsync(next);
-            }
-            throw new InvalidOperationException("the provider never sent the browser back");
+            return await OidcProvider.FollowSignInAsync(_http, toProvider, email, next => next.Authority == gymwire.Authority);
         }
 
         /// <summary>The callback ends in a dashboard session: the integrations page loads.</summary>

@@ -90,24 +90,8 @@ public sealed class OidcProvider
         using var http = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = issuer };
         var response = await http.GetAsync($"/auth?client_id={ClientId}&response_type=code&scope=openid%20email%20profile" +
                                            $"&redirect_uri={Uri.EscapeDataString(redirectUri)}&state=test-state&nonce=test-nonce&resource={Uri.EscapeDataString(Audience)}");
-        string? code = null;
-        for (var hop = 0; hop < 10 && code is null; hop++)
-        {
-            var location = response.Headers.Location ?? throw new InvalidOperationException($"the provider answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
-            var next = new Uri(issuer, location);
-            if (next.ToString().StartsWith(redirectUri, StringComparison.Ordinal))
-            {
-                code = System.Web.HttpUtility.ParseQueryString(next.Query)["code"] ?? throw new InvalidOperationException($"no code in {next}");
-            }
-            else if (next.AbsolutePath.StartsWith("/interaction/", StringComparison.Ordinal))
-            {
-                response = await http.PostAsync(next, new FormUrlEncodedContent([new("email", email)]));
-            }
-            else
-            {
-                response = await http.GetAsync(next);
-            }
-        }
+        var back = await FollowSignInAsync(http, response, email, next => next.ToString().StartsWith(redirectUri, StringComparison.Ordinal));
+        var code = System.Web.HttpUtility.ParseQueryString(back.Query)["code"] ?? throw new InvalidOperationException($"no code in {back}");
         var token = await http.PostAsync("/token", new FormUrlEncodedContent(
         [
             new("grant_type", "authorization_code"), new("code", code!), new("redirect_uri", redirectUri),
@@ -117,6 +101,29 @@ public sealed class OidcProvider
         Assert.True(token.IsSuccessStatusCode, body);
         using var json = JsonDocument.Parse(body);
         return (json.RootElement.GetProperty("access_token").GetString()!, json.RootElement.GetProperty("id_token").GetString()!);
+    }
+
+    /// <summary>
+    /// Follows the provider's redirects from <paramref name="response"/>, signing in at its form as <paramref name="email"/>
+    /// (or pressing Cancel, when null), until a redirect leaves for a URL <paramref name="arrived"/> accepts: the client's
+    /// redirect URI, returned not yet loaded.
+    /// </summary>
+    public static async Task<Uri> FollowSignInAsync(HttpClient http, HttpResponseMessage response, string? email, Func<Uri, bool> arrived)
+    {
+        for (var hop = 0; hop < 10; hop++)
+        {
+            var location = response.Headers.Location
+                           ?? throw new InvalidOperationException($"the provider answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+            var next = new Uri(response.RequestMessage!.RequestUri!, location);
+            if (arrived(next))
+            {
+                return next;
+            }
+            response = next.AbsolutePath.StartsWith("/interaction/", StringComparison.Ordinal)
+                ? await http.PostAsync(next, new FormUrlEncodedContent(email is null ? [new("cancel", "1")] : [new("email", email)]))
+                : await http.GetAsync(next);
+        }
+        throw new InvalidOperationException("the provider never sent the browser back");
     }
 }
 
