@@ -40,7 +40,8 @@ public static partial class ErrorHandling
             ExceptionHandler = HandleExceptionAsync,
             // HandleExceptionAsync logs every exception it handles once: a fault at Error (1000), a client's mistake or a
             // conflict in one line at a lower level. The middleware would log each again, a client's mistake as an
-            // unhandled error with its stack; it only logs what reaches it after the response has started.
+            // unhandled error with its stack; it only logs what reaches it after the response has started. A request
+            // aborted by its client never reaches the handler: the middleware answers it 499 and logs it at Debug.
             SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages(context =>
@@ -67,10 +68,6 @@ public static partial class ErrorHandling
             var endpoint = context.Features.Get<IExceptionHandlerFeature>()?.Endpoint;
             await RefuseAsync(context, bad.StatusCode, DescribeBadRequest(bad, endpoint));
             return;
-        }
-        if (exception is OperationCanceledException && context.RequestAborted.IsCancellationRequested)
-        {
-            return; // The client went away; nobody is listening.
         }
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Gymwire.Errors");
         if (IsConcurrencyConflict(exception) || IsLostRace(exception))

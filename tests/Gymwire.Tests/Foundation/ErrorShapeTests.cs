@@ -143,6 +143,45 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
         Assert.True(logged.Count == 1, string.Join('\n', logged));
         Assert.Contains(SecretInException, logged[0], StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_client_that_goes_away_mid_request_is_not_logged_as_an_error()
+    {
+        var factory = fx.Services.GetRequiredService<IMeterFactory>();
+        var statuses = new ConcurrentQueue<object?>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == factory && instrument.Name == "http.server.request.duration")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            var all = tags.ToArray();
+            if (all.Any(t => t.Key == "http.route" && Equals(t.Value, "/test/wait")))
+            {
+                statuses.Enqueue(all.FirstOrDefault(t => t.Key == "http.response.status_code").Value);
+            }
+        });
+        listener.Start();
+        var start = fx.Logs.Lines.Count;
+
+        using var going = new CancellationTokenSource();
+        var request = fx.Client().GetAsync("/test/wait", going.Token);
+        await ((ThrowingFixture)fx).Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await going.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+
+        // The request's duration is recorded once the server has finished with it, its exception handled.
+        await Eventually.TrueAsync(() => Task.FromResult(!statuses.IsEmpty), what: "the aborted request's duration recorded");
+        Assert.Equal(499, Assert.Single(statuses));
+        var logged = fx.Logs.ErrorsSince(start);
+        Assert.True(logged.Count == 0, string.Join('\n', logged));
+    }
 }
 
 public sealed class ThrowingSqlite() : ThrowingFixture(Store.Sqlite);
@@ -151,6 +190,17 @@ public sealed class ThrowingPostgres() : ThrowingFixture(Store.Postgres);
 
 public abstract class ThrowingFixture(Store store) : GymwireFixture(store)
 {
-    protected override void ConfigureApp(WebApplication app) =>
+    /// <summary>Set once <c>/test/wait</c> has its request.</summary>
+    public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    protected override void ConfigureApp(WebApplication app)
+    {
         app.MapGet("/test/throw", string () => throw new InvalidOperationException(ErrorShapeTests.SecretInException));
+        // Waits until the client goes away, then throws as any endpoint's awaited work does when its request is aborted.
+        app.MapGet("/test/wait", async (Microsoft.AspNetCore.Http.HttpContext context) =>
+        {
+            Waiting.TrySetResult();
+            await Task.Delay(Timeout.Infinite, context.RequestAborted);
+        });
+    }
 }

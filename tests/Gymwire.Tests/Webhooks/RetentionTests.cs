@@ -62,8 +62,10 @@ public abstract class RetentionTests(WebhookFixture fx)
         }
         else
         {
-            // SQLite has no view of a waiting writer; the open write transaction holds the purge's DELETE back whenever it comes.
+            // SQLite has no view of a waiting writer: the pause lets the purge read before the commit, so a purge that
+            // chose its ids in one statement and deleted them in another would delete the redelivered row here too.
             await Task.Delay(200);
+            Assert.False(purge.IsCompleted, "the open write transaction holds the purge's DELETE back");
         }
         await tx.CommitAsync();
         await purge;
