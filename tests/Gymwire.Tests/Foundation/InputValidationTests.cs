@@ -182,6 +182,7 @@ public abstract class InputValidationTests(GymwireFixture fx)
     [InlineData("/api/gym/sms?status=SENT", "queued, sending, sent, failed, delivered, undelivered")]
     [InlineData("/api/gym/integrations/stripe/events?outcome=maybe", "recorded, already_recorded")]
     [InlineData("/api/gym/events?type=member.exploded", "member.joined")]
+    [InlineData("/api/gym/events?after_sequence=-1", "'after_sequence' must be 0 or more")]
     public async Task Unknown_filter_values_are_400_naming_the_allowed_values(string url, string allowed)
     {
         var (_, owner, _) = await GymAsync();

@@ -34,6 +34,10 @@ public static class EventEndpoints
         {
             return ApiErrors.BadRequest(error);
         }
+        if (afterSequence < 0)
+        {
+            return ApiErrors.BadRequest("'after_sequence' must be 0 or more");
+        }
         var canonical = type;
         if (type is not null)
         {
