@@ -63,6 +63,26 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
     }
 
     [Fact]
+    public async Task Every_paging_parameter_states_its_bounds_and_offsets_say_what_changes_between_pages_do()
+    {
+        var document = await ServedAsync();
+        var parameters = document["paths"]!.AsObject()
+            .SelectMany(p => p.Value!.AsObject().SelectMany(m => (m.Value!["parameters"]?.AsArray() ?? []).Select(q => (Operation: $"{m.Key} {p.Key}", Parameter: q!))))
+            .Where(x => x.Parameter["name"]!.GetValue<string>() is "limit" or "offset" or "after_sequence")
+            .ToList();
+        Assert.Contains(parameters, x => x.Parameter["name"]!.GetValue<string>() == "offset");
+        Assert.All(parameters, x =>
+        {
+            var description = x.Parameter["description"]?.GetValue<string>() ?? "";
+            Assert.True(description.StartsWith("Optional, ", StringComparison.Ordinal), $"{x.Operation} {x.Parameter["name"]}: '{description}'");
+            if (x.Parameter["name"]!.GetValue<string>() == "offset")
+            {
+                Assert.Contains("repeat or miss", description, StringComparison.Ordinal);
+            }
+        });
+    }
+
+    [Fact]
     public async Task The_document_describes_security_errors_zapier_types_and_every_webhook_event()
     {
         var document = await ServedAsync();

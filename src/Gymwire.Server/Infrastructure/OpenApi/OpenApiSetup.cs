@@ -41,6 +41,7 @@ public static class OpenApiSetup
         options.AddOperationTransformer(OpenApiSchemaTypes.UnwrapOptionalBody);
         options.AddOperationTransformer(DescribeSecurityAndErrors);
         options.AddOperationTransformer(ZapierOpenApi.DescribeZapierOperation);
+        options.AddOperationTransformer(PagingOpenApi.DescribePaging);
         options.AddDocumentTransformer((document, context, ct) => WebhookCatalogOpenApi.AddWebhooks(document, version));
     }
 

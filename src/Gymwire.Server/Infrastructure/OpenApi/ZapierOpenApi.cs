@@ -26,10 +26,11 @@ internal static class ZapierOpenApi
                     "`new_checkin` holds kiosk check-ins (`POST /api/gym/checkins`); check-ins logged through `log_attendance` are in the event feed. " +
                     "`new_member` includes members who have since left.";
                 Describe(operation, "limit", $"Optional, 1 to {ZapierTriggers.MaxLimit} (default {ZapierTriggers.Limit}): how many items. Alone it changes only the count.");
-                Describe(operation, "after_sequence", "Optional. The items created after this position of the gym's event log " +
+                Describe(operation, "after_sequence", "Optional, 0 or more. The items created after this position of the gym's event log " +
                     "(the `sequence` of `GET /api/gym/events`), oldest first, each with one more field, `sequence`; " +
                     $"the response header `{ZapierTriggers.NextAfterSequenceHeader}` is the value to send next. Start with 0. " +
-                    "Positions follow commit order, so an item committed late is never passed over.");
+                    "Positions follow commit order, so an item committed late is never passed over. You are caught up when the header " +
+                    "repeats the value you sent; an empty answer with the header moved on passed events that have no item: poll again with it.");
                 operation.Responses!["200"] = new OpenApiResponse
                 {
                     Description = "A bare JSON array of at most 20 items (or `limit`), newest first; the item shape depends on `type`. " +
