@@ -36,19 +36,6 @@ public abstract class DocumentedSeriesFixture(Store store) : TwilioCallbackFixtu
     ];
 }
 
-/// <summary>
-/// Runs <see cref="DocumentedSeriesTests"/> with no other test class at the same time. OpenTelemetry merges the
-/// instruments of same-named meters into one stream and stops exporting that stream when any of those meters is disposed
-/// (open-telemetry/opentelemetry-dotnet#6412); every server this test process runs (other classes' fixtures, webhook
-/// receivers) has meters named like Gymwire's, Kestrel's and HttpClient's, so one stopped mid-test would take series
-/// out of this server's scrape. For the same reason the test's receiver is disposed only after the scrape.
-/// </summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class SeriesAlone
-{
-    public const string Name = "Documented series, alone";
-}
-
 public sealed class SqliteDocumentedSeries() : DocumentedSeriesFixture(Store.Sqlite);
 
 public sealed class PostgresDocumentedSeries() : DocumentedSeriesFixture(Store.Postgres);
@@ -61,9 +48,9 @@ public sealed class PostgresDocumentedSeries() : DocumentedSeriesFixture(Store.P
 /// </summary>
 public abstract partial class DocumentedSeriesTests(DocumentedSeriesFixture fx)
 {
-    [Collection(SeriesAlone.Name)]
+    [Collection(ScrapesAlone.Name)]
     public sealed class Sqlite(SqliteDocumentedSeries f) : DocumentedSeriesTests(f), IClassFixture<SqliteDocumentedSeries>;
-    [Collection(SeriesAlone.Name)]
+    [Collection(ScrapesAlone.Name)]
     public sealed class Postgres(PostgresDocumentedSeries f) : DocumentedSeriesTests(f), IClassFixture<PostgresDocumentedSeries>;
 
     /// <summary>Series the doc names that this test cannot make; each with why.</summary>
@@ -113,7 +100,7 @@ public abstract partial class DocumentedSeriesTests(DocumentedSeriesFixture fx)
         // Label values first: they need no traffic.
         var problems = ValueProblems(doc);
 
-        // The receiver lives until the scrape: see SeriesAlone.
+        // The receiver lives until the scrape: see ScrapesAlone.
         await using var receiver = await TestReceiver.StartAsync();
         await MakeTrafficAsync(receiver);
 

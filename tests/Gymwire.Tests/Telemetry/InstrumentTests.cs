@@ -14,7 +14,9 @@ namespace Gymwire.Tests.Telemetry;
 /// <summary>Gymwire's own instruments read on real request paths, the Prometheus endpoint, and the spans of a request.</summary>
 public abstract class InstrumentTests(TelemetryFixture fx)
 {
+    [Collection(ScrapesAlone.Name)]
     public sealed class Sqlite(SqliteTelemetry f) : InstrumentTests(f), IClassFixture<SqliteTelemetry>;
+    [Collection(ScrapesAlone.Name)]
     public sealed class Postgres(PostgresTelemetry f) : InstrumentTests(f), IClassFixture<PostgresTelemetry>;
 
     private MetricCollector<long> Collect(string meter, string instrument) =>
@@ -181,7 +183,9 @@ public abstract class MetricsOffTests(GymwireFixture fx)
 /// <summary>With a port of its own, the endpoint answers there only, and that port serves nothing else.</summary>
 public abstract class MetricsPortTests(MetricsPortFixture fx)
 {
+    [Collection(ScrapesAlone.Name)]
     public sealed class Sqlite(SqliteMetricsPort f) : MetricsPortTests(f), IClassFixture<SqliteMetricsPort>;
+    [Collection(ScrapesAlone.Name)]
     public sealed class Postgres(PostgresMetricsPort f) : MetricsPortTests(f), IClassFixture<PostgresMetricsPort>;
 
     [Fact]

@@ -20,7 +20,9 @@ public sealed class PostgresScrapedWebhooks() : ScrapedWebhookFixture(Store.Post
 /// <summary>What the scrape holds after deliveries to several receivers, on both stores.</summary>
 public abstract class ScrapeSeriesTests(ScrapedWebhookFixture fx)
 {
+    [Collection(ScrapesAlone.Name)]
     public sealed class Sqlite(SqliteScrapedWebhooks f) : ScrapeSeriesTests(f), IClassFixture<SqliteScrapedWebhooks>;
+    [Collection(ScrapesAlone.Name)]
     public sealed class Postgres(PostgresScrapedWebhooks f) : ScrapeSeriesTests(f), IClassFixture<PostgresScrapedWebhooks>;
 
     [Fact]
