@@ -103,13 +103,11 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
         await (await owner.GetAsync("/api/gym/members?offset=-1")).AssertErrorAsync(HttpStatusCode.BadRequest);
     }
 
-    [Fact]
-    public async Task Unhandled_exception_is_a_generic_500_logged_once_and_not_leaked_and_its_type_is_on_the_request_metric()
+    /// <summary>Each request's duration, with its tags, as an exporter would read it from this server's meters.</summary>
+    private MeterListener RequestDurations(Action<KeyValuePair<string, object?>[]> seen)
     {
-        // The request's duration, with its tags, as an exporter would read it from this server's meters.
         var factory = fx.Services.GetRequiredService<IMeterFactory>();
-        var errorTypes = new ConcurrentQueue<string?>();
-        using var listener = new MeterListener
+        var listener = new MeterListener
         {
             InstrumentPublished = (instrument, l) =>
             {
@@ -119,16 +117,23 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
                 }
             },
         };
-        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) => seen(tags.ToArray()));
+        listener.Start();
+        return listener;
+    }
+
+    [Fact]
+    public async Task Unhandled_exception_is_a_generic_500_logged_once_and_not_leaked_and_its_type_is_on_the_request_metric()
+    {
+        var errorTypes = new ConcurrentQueue<string?>();
+        using var listener = RequestDurations(tags =>
         {
-            var all = tags.ToArray();
             // This class's tests run one at a time on a server of their own: the only 500 is this request's.
-            if (all.Any(t => t.Key == "http.response.status_code" && Equals(t.Value, 500)))
+            if (tags.Any(t => t.Key == "http.response.status_code" && Equals(t.Value, 500)))
             {
-                errorTypes.Enqueue(all.FirstOrDefault(t => t.Key == "error.type").Value as string);
+                errorTypes.Enqueue(tags.FirstOrDefault(t => t.Key == "error.type").Value as string);
             }
         });
-        listener.Start();
         var start = fx.Logs.Lines.Count;
 
         var response = await fx.Client().GetAsync("/test/throw");
@@ -147,27 +152,14 @@ public abstract class ErrorShapeTests(GymwireFixture fx)
     [Fact]
     public async Task A_client_that_goes_away_mid_request_is_not_logged_as_an_error()
     {
-        var factory = fx.Services.GetRequiredService<IMeterFactory>();
         var statuses = new ConcurrentQueue<object?>();
-        using var listener = new MeterListener
+        using var listener = RequestDurations(tags =>
         {
-            InstrumentPublished = (instrument, l) =>
+            if (tags.Any(t => t.Key == "http.route" && Equals(t.Value, "/test/wait")))
             {
-                if (instrument.Meter.Scope == factory && instrument.Name == "http.server.request.duration")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
-        {
-            var all = tags.ToArray();
-            if (all.Any(t => t.Key == "http.route" && Equals(t.Value, "/test/wait")))
-            {
-                statuses.Enqueue(all.FirstOrDefault(t => t.Key == "http.response.status_code").Value);
+                statuses.Enqueue(tags.FirstOrDefault(t => t.Key == "http.response.status_code").Value);
             }
         });
-        listener.Start();
         var start = fx.Logs.Lines.Count;
 
         using var going = new CancellationTokenSource();
