@@ -32,6 +32,23 @@ public abstract partial class ApiKeyPagesTests(GymwireFixture fx)
     }
 
     [Fact]
+    public async Task A_key_whose_page_was_never_opened_is_not_shown_to_the_next_owner_signing_in_on_that_browser()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var other = await fx.CreateGymAsync();
+        // The redirect to the key's page is never followed (a closed tab), then another gym's owner signs in there.
+        var post = await browser.SubmitAsync("/settings/api-keys/new", ("Input.Label", "Left behind"), ("Input.Permissions", "read"));
+        Assert.Equal(HttpStatusCode.Redirect, post.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/logout")).StatusCode);
+        await browser.LoginAsync(other.OwnerEmail, other.OwnerPassword);
+
+        var page = await browser.GetPageAsync("/settings/api-keys/new?created=true");
+        Assert.DoesNotMatch(KeyPattern(), page);
+        Assert.DoesNotContain("Left behind", page, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Generated_key_is_shown_once_after_the_redirect_and_a_reload_neither_shows_it_nor_creates_another()
     {
         var (gym, browser) = await SignedInAsync();

@@ -603,5 +603,22 @@ public abstract partial class WebhookPagesTests(WebhookFixture fx)
         Assert.Equal(1, await fx.WithDbAsync(db => db.WebhookSubscriptions.CountAsync(s => s.GymId == gym.GymId)));
     }
 
+    [Fact]
+    public async Task A_secret_whose_page_was_never_opened_is_not_shown_to_the_next_owner_signing_in_on_that_browser()
+    {
+        var (_, browser) = await SignedInAsync();
+        using var _ = browser;
+        var other = await fx.CreateGymAsync();
+        // The redirect to the secret's page is never followed (a closed tab), then another gym's owner signs in there.
+        var post = await browser.SubmitAsync("/settings/webhooks/new", ("Input.Url", "https://hooks.example.com/left-behind"));
+        Assert.Equal(HttpStatusCode.Redirect, post.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.SubmitAsync("/logout")).StatusCode);
+        await browser.LoginAsync(other.OwnerEmail, other.OwnerPassword);
+
+        var page = await browser.GetPageAsync("/settings/webhooks/new?created=true");
+        Assert.DoesNotContain("whsec_", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("left-behind", page, StringComparison.Ordinal);
+    }
+
     private static string Secret(string html) => WebUtility.HtmlDecode(SecretPattern().Match(html).Groups[1].Value);
 }

@@ -26,13 +26,22 @@ public static class Flash
     public static string? TakeProblem(this ITempDataDictionary tempData) => tempData[ProblemKey] as string;
 
     /// <summary>
-    /// Keeps <paramref name="value"/> for the next request only: the page the POST redirects to shows it and it is
-    /// gone (a new key, a webhook's signing secret). Never logged, never in a URL.
+    /// Keeps <paramref name="value"/> for the next request of this sign-in only: the page the POST redirects to shows it
+    /// and it is gone (a new key, a webhook's signing secret). Never logged, never in a URL. The TempData cookie outlives
+    /// a sign-out, so the value names the owner's session: a redirect never followed does not show it to whoever signs
+    /// in next on that browser.
     /// </summary>
-    public static void PutOnce<T>(this ITempDataDictionary tempData, string name, T value) =>
-        tempData[ShownOncePrefix + name] = JsonSerializer.Serialize(value);
+    public static void PutOnce<T>(this ITempDataDictionary tempData, ClaimsPrincipal owner, string name, T value) =>
+        tempData[ShownOncePrefix + name] = JsonSerializer.Serialize(new ShownOnce(SessionOf(owner), JsonSerializer.Serialize(value)));
 
-    /// <summary>The value kept by <see cref="PutOnce{T}"/>, removed as it is read; null when already shown.</summary>
-    public static T? TakeOnce<T>(this ITempDataDictionary tempData, string name) where T : class =>
-        tempData[ShownOncePrefix + name] is string json ? JsonSerializer.Deserialize<T>(json) : null;
+    /// <summary>The value kept by <see cref="PutOnce{T}"/> in this sign-in, removed as it is read; null when already shown or another sign-in's.</summary>
+    public static T? TakeOnce<T>(this ITempDataDictionary tempData, ClaimsPrincipal owner, string name) where T : class =>
+        tempData[ShownOncePrefix + name] is string json && JsonSerializer.Deserialize<ShownOnce>(json) is { } kept && kept.Session == SessionOf(owner)
+            ? JsonSerializer.Deserialize<T>(kept.Value)
+            : null;
+
+    private static Guid SessionOf(ClaimsPrincipal owner) =>
+        DashboardSessions.SessionId(owner) ?? throw new InvalidOperationException("A shown-once value needs a signed-in owner's session.");
+
+    private sealed record ShownOnce(Guid Session, string Value);
 }

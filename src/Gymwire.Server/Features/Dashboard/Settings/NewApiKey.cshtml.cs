@@ -27,7 +27,7 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, DashboardRateLimi
 
     public void OnGet(bool created = false)
     {
-        Created = TempData.TakeOnce<CreatedApiKeyDto>(ShownOnce);
+        Created = TempData.TakeOnce<CreatedApiKeyDto>(User, ShownOnce);
         AlreadyShown = created && Created is null;
     }
 
@@ -51,7 +51,7 @@ public sealed partial class NewApiKeyModel(ApiKeyService keys, DashboardRateLimi
             return Page();
         }
         LogKeyCreated(logger, created.Id, gymId);
-        TempData.PutOnce(ShownOnce, created);
+        TempData.PutOnce(User, ShownOnce, created);
         return Redirect("/settings/api-keys/new?created=true");
     }
 

@@ -24,7 +24,7 @@ public sealed partial class NewWebhookModel(WebhookService webhooks, GymwireDbCo
 
     public void OnGet(bool created = false)
     {
-        Created = TempData.TakeOnce<CreatedWebhook>(ShownOnce);
+        Created = TempData.TakeOnce<CreatedWebhook>(User, ShownOnce);
         AlreadyShown = created && Created is null;
     }
 
@@ -57,7 +57,7 @@ public sealed partial class NewWebhookModel(WebhookService webhooks, GymwireDbCo
             return Page();
         }
         LogWebhookCreated(logger, created.Id, access.GymId);
-        TempData.PutOnce(ShownOnce, created);
+        TempData.PutOnce(User, ShownOnce, created);
         return Redirect("/settings/webhooks/new?created=true");
     }
 

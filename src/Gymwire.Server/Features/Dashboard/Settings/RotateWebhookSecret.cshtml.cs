@@ -31,7 +31,7 @@ public sealed partial class RotateWebhookSecretModel(
             return NotFound();
         }
         Webhook = hook;
-        Rotated = TempData.TakeOnce<RotatedSecret>(ShownOnce) is { } shown && shown.Id == id ? shown : null;
+        Rotated = TempData.TakeOnce<RotatedSecret>(User, ShownOnce) is { } shown && shown.Id == id ? shown : null;
         AlreadyShown = rotated && Rotated is null;
         if (rotated && await Webhooks.FindAsync(access, id, ct) is { PreviousSecretExpiresAt: { } until } && until > clock.GetUtcNow().UtcDateTime)
         {
@@ -48,7 +48,7 @@ public sealed partial class RotateWebhookSecretModel(
             return NotFound();
         }
         LogRotated(logger, id, access.GymId);
-        TempData.PutOnce(ShownOnce, rotated);
+        TempData.PutOnce(User, ShownOnce, rotated);
         TempData.SetFlash(rotated.PreviousSecretExpiresAt is { } until
             ? $"Secret rotated. The previous secret still signs until {time.Time(until)}."
             : "Secret rotated. The previous secret no longer signs.");
