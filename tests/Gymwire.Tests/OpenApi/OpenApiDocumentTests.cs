@@ -230,6 +230,22 @@ public sealed class OpenApiDocumentTests(SqliteGymwire fx) : IClassFixture<Sqlit
         }
     }
 
+    [Theory]
+    [InlineData("/docs/")]
+    [InlineData("/openapi.json")]
+    [InlineData("/openapi/v1-3.1.json")]
+    [InlineData("/docs/openapi/v1-3.1.json")]
+    public async Task The_api_reference_and_its_documents_cannot_be_framed_or_sniffed(string path)
+    {
+        using var client = fx.Client();
+        using var response = await client.GetAsync(path);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("frame-ancestors 'none'", string.Join(",", response.Headers.GetValues("Content-Security-Policy")));
+        Assert.Equal("DENY", string.Join(",", response.Headers.GetValues("X-Frame-Options")));
+        Assert.Equal("nosniff", string.Join(",", response.Headers.GetValues("X-Content-Type-Options")));
+        Assert.Equal("same-origin", string.Join(",", response.Headers.GetValues("Referrer-Policy")));
+    }
+
     private static string Normalize(string pattern) =>
         System.Text.RegularExpressions.Regex.Replace(pattern, "{([^}:]+)(:[^}]+)?}", "{$1}").TrimEnd('/') is { Length: > 0 } p ? p : "/";
 }

@@ -14,6 +14,26 @@ public abstract class SecretHygieneTests(GymwireFixture fx)
     public sealed class Postgres(VerbosePostgres f) : SecretHygieneTests(f), IClassFixture<VerbosePostgres>;
 
     [Fact]
+    public async Task Every_answer_that_carries_a_secret_is_not_to_be_stored()
+    {
+        var gym = await fx.CreateGymAsync();
+        using var owner = gym.Owner();
+        var answers = new Dictionary<string, HttpResponseMessage>
+        {
+            ["login"] = await fx.Client().PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = gym.OwnerPassword }),
+            ["api key"] = await owner.PostJsonAsync("/api/gym/api-keys", new { name = "no-store", scopes = new[] { "read" } }),
+            ["webhook"] = await owner.PostJsonAsync("/api/gym/webhooks", new { url = "https://receiver.example.com/no-store" }),
+        };
+        var webhookId = (await answers["webhook"].AssertStatusAsync(HttpStatusCode.Created)).GetProperty("id").GetString();
+        answers["rotated secret"] = await owner.PostAsync($"/api/gym/webhooks/{webhookId}/rotate-secret", null);
+        Assert.All(answers, a =>
+        {
+            Assert.True(a.Value.IsSuccessStatusCode, a.Key);
+            Assert.True(a.Value.Headers.CacheControl?.NoStore == true, $"{a.Key}: Cache-Control '{a.Value.Headers.CacheControl}'");
+        });
+    }
+
+    [Fact]
     public async Task Secrets_are_shown_once_and_found_nowhere_else()
     {
         var gym = await fx.CreateGymAsync();

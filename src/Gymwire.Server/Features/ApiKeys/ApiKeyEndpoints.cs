@@ -12,7 +12,7 @@ public static class ApiKeyEndpoints
         var group = app.MapGroup("/api/gym/api-keys").WithTags("API keys").RequireAuthorization(Policies.Owner);
         group.MapGet("/", List);
         group.MapGet("/{id:guid}", Get);
-        group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations);
+        group.MapPost("/", Create).RequireRateLimiting(RateLimitPolicies.Mutations).WithNoStore();
         // Never rate limited: revoking a leaked key must work however many other destructive calls came before.
         group.MapDelete("/{id:guid}", Revoke).WithDescription(
             "Revokes the key at once and deactivates the webhook subscriptions it created (their `disabled_reason` says so; " +

@@ -17,7 +17,7 @@ public static class AuthEndpoints
     public static IEndpointRouteBuilder MapAuth(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api").WithTags("Auth");
-        group.MapPost("/auth/login", Login).AllowAnonymous();
+        group.MapPost("/auth/login", Login).AllowAnonymous().WithNoStore();
         group.MapPost("/auth/logout", Logout).RequireAuthorization(Policies.Owner);
         group.MapPost("/auth/logout-everywhere", LogoutEverywhere).RequireAuthorization(Policies.Owner);
         group.MapPost("/auth/password", ChangePassword).RequireAuthorization(Policies.Owner);

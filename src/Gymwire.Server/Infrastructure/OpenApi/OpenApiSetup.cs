@@ -48,18 +48,33 @@ public static class OpenApiSetup
     public static IEndpointRouteBuilder MapGymwireOpenApi(this IEndpointRouteBuilder app)
     {
         // Without {documentName} in the route, MapOpenApi serves the default document ("v1", OpenAPI 3.0).
-        app.MapOpenApi("/openapi.json").AllowAnonymous();
-        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        app.MapOpenApi("/openapi.json").AllowAnonymous().WithDocumentHeaders();
+        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous().WithDocumentHeaders();
         // Scalar loads its document relative to its own page (docs/openapi/v1-3.1.json): the 3.1 one, which has `webhooks`.
-        app.MapOpenApi("/docs/openapi/{documentName}.json").AllowAnonymous();
+        app.MapOpenApi("/docs/openapi/{documentName}.json").AllowAnonymous().WithDocumentHeaders();
         app.MapScalarApiReference("/docs", o =>
         {
             o.Title = "Gymwire API";
             o.OpenApiRoutePattern = "/openapi/{documentName}.json";
             o.AddDocument(Openapi31DocumentName, "Gymwire API");
-        }).AllowAnonymous();
+        }).AllowAnonymous().WithDocumentHeaders();
         return app;
     }
+
+    /// <summary>
+    /// The API reference takes an API key and runs on the dashboard's origin: no other site may frame it, and neither it
+    /// nor the documents are read as another content type. Its own scripts and styles are inline, so no script policy.
+    /// </summary>
+    private static TBuilder WithDocumentHeaders<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter((context, next) =>
+        {
+            var headers = context.HttpContext.Response.Headers;
+            headers.ContentSecurityPolicy = "frame-ancestors 'none'";
+            headers.XFrameOptions = "DENY";
+            headers.XContentTypeOptions = "nosniff";
+            headers["Referrer-Policy"] = "same-origin";
+            return next(context);
+        });
 
     private static Task DescribeDocument(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
     {

@@ -62,7 +62,7 @@ public static class WebhookEndpoints
         // A webhook receives the gym's events, so a key that may create or manage one needs `read` as well as `write`:
         // a write-only key must not read through a webhook what GET refuses it.
         var mutations = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Mutations);
-        mutations.MapPost("/", Create);
+        mutations.MapPost("/", Create).WithNoStore();
         mutations.MapPatch("/{id:guid}", Update)
             .WithDescription(OwnershipRule + "\n\nAn owner's switch-off (`is_active: false` or `DELETE` with an owner session, or Disable in the dashboard) " +
                 "holds against API keys: a key that sends `is_active: true` for such a webhook gets 403 and nothing changes; only the owner " +
@@ -82,7 +82,7 @@ public static class WebhookEndpoints
             .WithDescription(OwnershipRule + "\n\nNever rate limited: disabling a webhook always works.\n\n" + KeptChangingRule);
 
         var destructive = group.MapGroup("/").RequireAuthorization(Policies.Read, Policies.Write).RequireRateLimiting(RateLimitPolicies.Destructive);
-        destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret);
+        destructive.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithNoStore();
         return app;
     }
 
