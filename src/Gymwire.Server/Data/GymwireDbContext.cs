@@ -11,7 +11,6 @@ using Gymwire.Features.Payments;
 using Gymwire.Features.Sms;
 using Gymwire.Features.Stripe;
 using Gymwire.Features.Training;
-using Gymwire.Features.Zapier;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 

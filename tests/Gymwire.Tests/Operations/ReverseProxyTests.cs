@@ -1,5 +1,5 @@
 using System.Net;
-using Gymwire.Tests.Foundation;
+using Gymwire.Tests.Gyms;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
@@ -58,8 +58,8 @@ public abstract class ReverseProxyTests(GymwireFixture fx)
     [Fact]
     public async Task The_sign_in_limit_counts_the_forwarded_client_not_the_proxy()
     {
-        var blocked = Foundation.BehindProxy.NewAddress();
-        var other = Foundation.BehindProxy.NewAddress();
+        var blocked = Gyms.BehindProxy.NewAddress();
+        var other = Gyms.BehindProxy.NewAddress();
         using (var client = fx.ClientFrom(blocked))
         {
             for (var i = 0; i < BehindTlsProxy.ClientLimit; i++)
@@ -95,7 +95,7 @@ public abstract class UntrustedProxyTests(GymwireFixture fx)
         Assert.Contains(cookies, c => c.StartsWith("gymwire_session=", StringComparison.Ordinal));
         Assert.All(cookies, c => Assert.DoesNotContain("; secure", c, StringComparison.OrdinalIgnoreCase));
 
-        var spoofed = Foundation.BehindProxy.NewAddress();
+        var spoofed = Gyms.BehindProxy.NewAddress();
         using var client = fx.Client();
         client.DefaultRequestHeaders.Add("X-Forwarded-For", spoofed);
         await (await client.PostJsonAsync("/api/auth/login", new { email = gym.OwnerEmail, password = "wrong-password-1" })).AssertErrorAsync(HttpStatusCode.Unauthorized);
@@ -110,7 +110,7 @@ public static class BehindTlsProxy
 
     public static readonly KeyValuePair<string, string>[] Settings =
     [
-        .. Foundation.BehindProxy.Settings,
+        .. Gyms.BehindProxy.Settings,
         new("Https:Redirect", "true"),
         new("Https:Hsts", "true"),
         // Kestrel listens on plain HTTP only; the redirect needs the port the proxy serves HTTPS on.

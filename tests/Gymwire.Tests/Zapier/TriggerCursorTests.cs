@@ -5,6 +5,7 @@ using Gymwire.Features.Attendance;
 using Gymwire.Features.Members;
 using Gymwire.Features.Payments;
 using Gymwire.Features.Zapier;
+using Gymwire.Tests.Events;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;

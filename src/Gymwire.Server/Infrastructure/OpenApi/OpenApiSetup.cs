@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Gymwire.Features.Webhooks;
+using Gymwire.Features.Zapier;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.AspNetCore.RateLimiting;

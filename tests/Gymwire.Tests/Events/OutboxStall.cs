@@ -1,7 +1,7 @@
 using Gymwire.Tests.Webhooks;
 using Npgsql;
 
-namespace Gymwire.Tests.Zapier;
+namespace Gymwire.Tests.Events;
 
 /// <summary>
 /// PostgreSQL: stalls every write whose outbox event's data contains a marker, right after the event row is numbered

@@ -7,7 +7,7 @@ using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
 using Npgsql;
 
-namespace Gymwire.Tests.Zapier;
+namespace Gymwire.Tests.Events;
 
 /// <summary>
 /// PostgreSQL only (SQLite has one writer): the event log's insert trigger numbers each event under its gym's advisory

@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Net;
 using Gymwire.Features.Gyms;
+using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Foundation;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>The gym's time zone: chosen at set-up, edited in Settings → Gym, followed by the pages; the API stays UTC.</summary>
 public abstract class GymTimeZoneTests(GymwireFixture fx)

@@ -3,11 +3,12 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Gymwire.Features.Dashboard;
+using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Email;
 using Gymwire.Tests.Foundation;
 using Gymwire.Tests.Infrastructure;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>"Forgot password" by email (a sealed, single-use, expiring link) and the operator's <c>gymwire reset-password</c>.</summary>
 public abstract partial class PasswordResetTests(SmtpFixture fx)

@@ -1,4 +1,4 @@
-namespace Gymwire.Features.Zapier;
+namespace Gymwire.Infrastructure;
 
 /// <summary>
 /// The stored outcome of an action sent with an <c>Idempotency-Key</c>, written in the same transaction as

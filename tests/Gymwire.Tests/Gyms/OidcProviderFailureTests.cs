@@ -4,7 +4,7 @@ using Gymwire.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// OpenID Connect settings the server cannot use stop it from starting, naming the setting; a provider that refuses the

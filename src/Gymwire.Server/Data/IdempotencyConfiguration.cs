@@ -1,4 +1,4 @@
-using Gymwire.Features.Zapier;
+using Gymwire.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Gymwire.Data;

@@ -4,7 +4,7 @@ using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Gymwire.Tests.Cluster;
+namespace Gymwire.Tests.Foundation;
 
 /// <summary>
 /// A limit of <see cref="PostgresRateLimitStore.LeaseFrom"/> or more is leased: each node takes several permits per call.

@@ -12,7 +12,7 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 
-namespace Gymwire.Tests.Foundation;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// A password reset ends every session of the owner, including one whose sign-in checked the old password just before

@@ -3,7 +3,7 @@ using Gymwire.Features.Webhooks;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// The upgrade that leaves test sends out of the health panel's counts (DeliveryCountsWithoutTests) counts the

@@ -1,8 +1,9 @@
 using System.Net;
+using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.Extensions.Options;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// Without <c>Authentication:Oidc:Audience</c> the management API takes no provider JWTs: an ID token (whose audience is

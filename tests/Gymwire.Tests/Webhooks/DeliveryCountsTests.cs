@@ -2,12 +2,12 @@ using System.Net;
 using System.Text.RegularExpressions;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
+using Gymwire.Tests.Dashboard;
 using Gymwire.Tests.Infrastructure;
-using Gymwire.Tests.Webhooks;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// The health panel's roll-up (<c>webhook_delivery_counts</c>, kept by triggers) says what the delivery rows say, after

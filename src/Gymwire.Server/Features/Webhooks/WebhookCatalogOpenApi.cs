@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 
-namespace Gymwire.Infrastructure.OpenApi;
+namespace Gymwire.Features.Webhooks;
 
 /// <summary>
 /// Every catalog event as an OpenAPI <c>webhooks</c> entry: the POST Gymwire sends, its signature headers,

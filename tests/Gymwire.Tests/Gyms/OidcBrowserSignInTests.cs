@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// The dashboard's "Sign in with …" end to end over HTTP, through the real provider: with and without pushed

@@ -2,11 +2,11 @@ using System.Text.Json.Nodes;
 using Gymwire.Features.Attendance;
 using Gymwire.Features.Leads;
 using Gymwire.Features.Sms;
-using Gymwire.Features.Zapier;
+using Gymwire.Infrastructure.OpenApi;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 
-namespace Gymwire.Infrastructure.OpenApi;
+namespace Gymwire.Features.Zapier;
 
 /// <summary>
 /// The two Zapier endpoints take their shape from <c>?type=</c>, which the framework cannot see: this

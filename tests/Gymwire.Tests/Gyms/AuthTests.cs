@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Foundation;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>Behind a trusted proxy (loopback), so each test can sign in from its own client address with X-Forwarded-For.</summary>
 public sealed class SqliteGymwireBehindProxy() : GymwireFixture(Store.Sqlite)

@@ -2,7 +2,7 @@ using System.Net;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// The management API accepts a real OpenID Connect provider's JWTs (tools/oidc-provider on loopback) as the owner's

@@ -3,7 +3,7 @@ using Gymwire.Infrastructure;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Cluster;
+namespace Gymwire.Tests.Foundation;
 
 /// <summary>
 /// When the shared rate-limit store fails, a node fails open to its own limiter (the documented limit per node), says

@@ -3,7 +3,7 @@ using System.Text.Json;
 using Gymwire.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Dashboard;
+namespace Gymwire.Tests.Gyms;
 
 /// <summary>
 /// Concurrent first uses of a provider identity race to link it to the owner; the losers must go on as the owner, not

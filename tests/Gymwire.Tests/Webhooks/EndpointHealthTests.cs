@@ -1,10 +1,10 @@
 using Gymwire.Data;
 using Gymwire.Features.Events;
 using Gymwire.Features.Webhooks;
-using Gymwire.Tests.Webhooks;
+using Gymwire.Tests.Cluster;
 using Microsoft.EntityFrameworkCore;
 
-namespace Gymwire.Tests.Cluster;
+namespace Gymwire.Tests.Webhooks;
 
 /// <summary>
 /// Three nodes on one PostgreSQL share a failing endpoint's health (stored with its subscription): its failures count

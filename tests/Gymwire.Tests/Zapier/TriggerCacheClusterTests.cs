@@ -3,11 +3,11 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Gymwire.Features.Members;
 using Gymwire.Features.Zapier;
+using Gymwire.Tests.Cluster;
 using Gymwire.Tests.Infrastructure;
 using Gymwire.Tests.Webhooks;
-using Gymwire.Tests.Zapier;
 
-namespace Gymwire.Tests.Cluster;
+namespace Gymwire.Tests.Zapier;
 
 /// <summary>
 /// A write committed through one node reaches the trigger cache of every other node within the documented bound
