@@ -65,7 +65,7 @@ public static class OpenApiSetup
 
     /// <summary>
     /// The API reference takes an API key and runs on the dashboard's origin: no other site may frame it, and neither it
-    /// nor the documents are read as another content type. Its own scripts and styles are inline, so no script policy.
+    /// nor the documents are read as another content type. The page configures itself in an inline script, so no script policy.
     /// </summary>
     private static TBuilder WithDocumentHeaders<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter((context, next) =>

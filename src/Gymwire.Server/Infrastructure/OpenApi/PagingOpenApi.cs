@@ -11,12 +11,12 @@ internal static class PagingOpenApi
 {
     public static Task DescribePaging(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
     {
-        var parameters = operation.Parameters?.OfType<OpenApiParameter>().Where(p => p.In == ParameterLocation.Query).ToDictionary(p => p.Name ?? "") ?? [];
         // The Zapier triggers have bounds of their own, described with the triggers.
         if (context.Description.RelativePath == "api/zapier/triggers")
         {
             return Task.CompletedTask;
         }
+        var parameters = operation.Parameters?.OfType<OpenApiParameter>().Where(p => p.In == ParameterLocation.Query).ToDictionary(p => p.Name ?? "") ?? [];
         if (parameters.TryGetValue("limit", out var limit))
         {
             limit.Description ??= $"Optional, 1 to {Paging.MaxLimit} (default {Paging.DefaultLimit}): how many rows.";
